@@ -1,0 +1,36 @@
+"""The base struct of the schema and the bounded number types the sections share.
+
+Schema conventions (other modules rely on them):
+
+- Every struct subclasses `Section`; field names are the TOML keys (`msgspec.field(name=...)`
+  when a key is not a Python identifier). Unknown keys are never forbidden: the raw
+  document keeps them and a checker reports them, as `moltis config check` does.
+- `__flatten__: ClassVar[str]` names the field that collects every other key of the table
+  (Rust `#[serde(flatten)]`); `__aliases__: ClassVar[dict[str, str]]` maps legacy TOML keys
+  to field names (Rust `#[serde(alias)]`). The raw -> typed conversion honours both.
+- Secret values are typed `Secret` (or a map of `Secret`), so secrets are found by type.
+- `X | None = None` means "absent": Moltis then applies its own built-in behaviour.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+__all__ = ["Fraction", "Percent", "Port", "PositiveInt", "Section", "UInt", "UInt8"]
+
+
+class Section(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Base of every Moltis configuration struct: keyword-only, defaults omitted on encode."""
+
+
+# Rust `u16` ports: 0 asks the OS (or Moltis, on first run) for a free port.
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+# Rust unsigned counters, sizes and durations: negative values fail to load in Moltis.
+UInt = Annotated[int, msgspec.Meta(ge=0)]
+UInt8 = Annotated[int, msgspec.Meta(ge=0, le=255)]
+# Settings Moltis validates as nonzero.
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+Percent = Annotated[int, msgspec.Meta(ge=0, le=100)]
+Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]

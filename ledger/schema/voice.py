@@ -1,0 +1,219 @@
+"""`[voice]`: text-to-speech and speech-to-text providers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from ledger.schema.base import Section, UInt
+from ledger.secrets import Secret
+
+__all__ = [
+    "CoquiTtsConfig",
+    "DeepgramSttConfig",
+    "ElevenLabsSttConfig",
+    "ElevenLabsTtsConfig",
+    "GoogleSttConfig",
+    "GoogleTtsConfig",
+    "GroqSttConfig",
+    "MistralSttConfig",
+    "OpenAiTtsConfig",
+    "PiperTtsConfig",
+    "SherpaOnnxSttConfig",
+    "SttConfig",
+    "TtsConfig",
+    "VoiceConfig",
+    "VoxtralLocalSttConfig",
+    "WhisperCliSttConfig",
+    "WhisperLocalSttConfig",
+    "WhisperSttConfig",
+]
+
+
+class ElevenLabsTtsConfig(Section):
+    """`[voice.tts.elevenlabs]`."""
+
+    api_key: Secret | None = None
+    voice_id: str | None = None
+    model: str | None = None
+
+
+class OpenAiTtsConfig(Section):
+    """`[voice.tts.openai]`."""
+
+    api_key: Secret | None = None
+    base_url: str | None = None
+    voice: str | None = None
+    model: str | None = None
+
+
+class GoogleTtsConfig(Section):
+    """`[voice.tts.google]`: Google Cloud TTS, or Gemini TTS with a `gemini-*` model."""
+
+    api_key: Secret | None = None
+    voice: str | None = None
+    model: str | None = None
+    language_code: str | None = None
+    speaking_rate: Annotated[float, msgspec.Meta(ge=0.25, le=4.0)] | None = None
+    pitch: Annotated[float, msgspec.Meta(ge=-20.0, le=20.0)] | None = None
+
+
+class PiperTtsConfig(Section):
+    """`[voice.tts.piper]`: local Piper."""
+
+    binary_path: str | None = None
+    model_path: str | None = None
+    config_path: str | None = None
+    speaker_id: UInt | None = None
+    length_scale: float | None = None
+
+
+class CoquiTtsConfig(Section):
+    """`[voice.tts.coqui]`: a local Coqui TTS server."""
+
+    endpoint: str = "http://localhost:5002"
+    model: str | None = None
+    speaker: str | None = None
+    language: str | None = None
+
+
+class TtsConfig(Section):
+    """`[voice.tts]`: text-to-speech."""
+
+    enabled: bool = True
+    # Empty means the first configured provider. Kept open (a Rust `String`): a full-struct
+    # save writes `provider = ""`, which a closed enumeration would reject.
+    provider: str = ""
+    # UI allowlist; empty shows all.
+    providers: list[str] = msgspec.field(default_factory=list)
+    elevenlabs: ElevenLabsTtsConfig = msgspec.field(default_factory=ElevenLabsTtsConfig)
+    openai: OpenAiTtsConfig = msgspec.field(default_factory=OpenAiTtsConfig)
+    google: GoogleTtsConfig = msgspec.field(default_factory=GoogleTtsConfig)
+    piper: PiperTtsConfig = msgspec.field(default_factory=PiperTtsConfig)
+    coqui: CoquiTtsConfig = msgspec.field(default_factory=CoquiTtsConfig)
+
+
+class WhisperSttConfig(Section):
+    """`[voice.stt.whisper]`: OpenAI Whisper or a compatible server."""
+
+    api_key: Secret | None = None
+    base_url: str | None = None
+    model: str | None = None
+    language: str | None = None
+
+
+class GroqSttConfig(Section):
+    """`[voice.stt.groq]`."""
+
+    api_key: Secret | None = None
+    model: str | None = None
+    language: str | None = None
+
+
+class DeepgramSttConfig(Section):
+    """`[voice.stt.deepgram]`."""
+
+    api_key: Secret | None = None
+    model: str | None = None
+    language: str | None = None
+    smart_format: bool = False
+
+
+class GoogleSttConfig(Section):
+    """`[voice.stt.google]`: Google Cloud Speech-to-Text."""
+
+    api_key: Secret | None = None
+    # A path, not the credentials themselves.
+    service_account_json: str | None = None
+    language: str | None = None
+    model: str | None = None
+
+
+class MistralSttConfig(Section):
+    """`[voice.stt.mistral]`: Voxtral Transcribe."""
+
+    api_key: Secret | None = None
+    model: str | None = None
+    language: str | None = None
+
+
+class ElevenLabsSttConfig(Section):
+    """`[voice.stt.elevenlabs]`: ElevenLabs Scribe."""
+
+    api_key: Secret | None = None
+    model: str | None = None
+    language: str | None = None
+
+
+class VoxtralLocalSttConfig(Section):
+    """`[voice.stt.voxtral_local]`: a local vLLM server."""
+
+    endpoint: str = "http://localhost:8000"
+    model: str | None = None
+    language: str | None = None
+
+
+class WhisperLocalSttConfig(Section):
+    """`[voice.stt.whisper_local]`: a local OpenAI-compatible transcription server."""
+
+    endpoint: str = "http://localhost:8080"
+    model: str | None = None
+    language: str | None = None
+
+
+class WhisperCliSttConfig(Section):
+    """`[voice.stt.whisper_cli]`: whisper.cpp."""
+
+    binary_path: str | None = None
+    model_path: str | None = None
+    language: str | None = None
+
+
+class SherpaOnnxSttConfig(Section):
+    """`[voice.stt.sherpa_onnx]`: offline sherpa-onnx."""
+
+    binary_path: str | None = None
+    model_dir: str | None = None
+    language: str | None = None
+
+
+class SttConfig(Section):
+    """`[voice.stt]`: speech-to-text."""
+
+    enabled: bool = True
+    # Absent: the first configured provider. "elevenlabs" is Moltis's alias of "elevenlabs-stt".
+    provider: (
+        Literal[
+            "whisper",
+            "groq",
+            "deepgram",
+            "google",
+            "mistral",
+            "elevenlabs-stt",
+            "elevenlabs",
+            "voxtral-local",
+            "whisper-local",
+            "whisper-cli",
+            "sherpa-onnx",
+        ]
+        | None
+    ) = None
+    providers: list[str] = msgspec.field(default_factory=list)
+    whisper: WhisperSttConfig = msgspec.field(default_factory=WhisperSttConfig)
+    groq: GroqSttConfig = msgspec.field(default_factory=GroqSttConfig)
+    deepgram: DeepgramSttConfig = msgspec.field(default_factory=DeepgramSttConfig)
+    google: GoogleSttConfig = msgspec.field(default_factory=GoogleSttConfig)
+    mistral: MistralSttConfig = msgspec.field(default_factory=MistralSttConfig)
+    elevenlabs: ElevenLabsSttConfig = msgspec.field(default_factory=ElevenLabsSttConfig)
+    voxtral_local: VoxtralLocalSttConfig = msgspec.field(default_factory=VoxtralLocalSttConfig)
+    whisper_local: WhisperLocalSttConfig = msgspec.field(default_factory=WhisperLocalSttConfig)
+    whisper_cli: WhisperCliSttConfig = msgspec.field(default_factory=WhisperCliSttConfig)
+    sherpa_onnx: SherpaOnnxSttConfig = msgspec.field(default_factory=SherpaOnnxSttConfig)
+
+
+class VoiceConfig(Section):
+    """`[voice]`. Moltis migrates voice API keys out of moltis.toml into its key store."""
+
+    tts: TtsConfig = msgspec.field(default_factory=TtsConfig)
+    stt: SttConfig = msgspec.field(default_factory=SttConfig)

@@ -1,0 +1,148 @@
+"""Secret values: the `Secret` type of the schema and the `SecretRef` stored in their place.
+
+A `Secret` never shows its plaintext in `repr`, `str`, f-strings or JSON output; only
+`reveal()` returns it. In the ledger a secret leaf of the raw document is a `SecretRef`
+(a reference into the encrypted secrets table plus a keyed fingerprint), so events,
+snapshots and logs never carry the value. This module is pure: no I/O, no keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import msgspec
+
+from ledger.errors import SecretDestroyedError, SecretKeyError
+
+__all__ = [
+    "DESTROYED_MASK",
+    "Secret",
+    "SecretOpener",
+    "SecretRef",
+    "mask_text",
+]
+
+# A masked secret in exports and JSON output. An importer recognises these placeholders
+# and records "a secret with this fingerprint was withheld" instead of the mask text.
+MASK_PREFIX = "<secret"
+DESTROYED_MASK = "<secret destroyed>"
+
+
+class SecretRef(msgspec.Struct, frozen=True, rename={"ref": "$secret"}):
+    """What the ledger stores where a secret value was: a reference and a fingerprint.
+
+    `fp` is a keyed blake3 fingerprint: equal values have equal fingerprints under one
+    ledger key, so history shows whether a key changed without revealing it.
+    """
+
+    ref: str
+    fp: str
+
+    def mask(self) -> str:
+        return mask_text(self.fp)
+
+
+def mask_text(fp: str | None) -> str:
+    """The placeholder shown instead of a secret value."""
+    return f"{MASK_PREFIX} fp:{fp}>" if fp else "<secret>"
+
+
+def parse_mask(text: str) -> str | None:
+    """Return the fingerprint of a mask placeholder, or None if `text` is not one."""
+    if text.startswith(f"{MASK_PREFIX} fp:") and text.endswith(">"):
+        return text[len(MASK_PREFIX) + 4 : -1] or None
+    return None
+
+
+class SecretOpener(Protocol):
+    """Something that can turn a stored reference back into its plaintext (the vault)."""
+
+    def open_secret(self, ref: SecretRef) -> str:
+        """Return the plaintext, or raise SecretKeyError / SecretDestroyedError."""
+        ...
+
+    def is_destroyed(self, ref: SecretRef) -> bool: ...
+
+
+class Secret:
+    """A secret configuration value (API key, token, password).
+
+    Build one from plaintext with `Secret("sk-...")`; values read from the ledger are
+    references that decrypt on `reveal()`, so a wrong or missing key only fails when a
+    secret is actually read.
+    """
+
+    __slots__ = ("_opener", "_plain", "_ref")
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError("Secret value must be a str")
+        self._plain: str | None = value
+        self._ref: SecretRef | None = None
+        self._opener: SecretOpener | None = None
+
+    @classmethod
+    def stored(cls, ref: SecretRef, opener: SecretOpener | None) -> Secret:
+        """A secret that lives in the ledger's secrets table."""
+        self = cls.__new__(cls)
+        self._plain = None
+        self._ref = ref
+        self._opener = opener
+        return self
+
+    @property
+    def ref(self) -> SecretRef | None:
+        """The stored reference, or None for a value not yet written to a ledger."""
+        return self._ref
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self._ref.fp if self._ref is not None else None
+
+    @property
+    def is_destroyed(self) -> bool:
+        """True when the value was shredded (or withheld by a masked export)."""
+        if self._ref is None:
+            return False
+        if self._opener is None:
+            return False
+        return self._opener.is_destroyed(self._ref)
+
+    def reveal(self) -> str:
+        """The plaintext. Raises SecretKeyError or SecretDestroyedError when unavailable."""
+        if self._plain is not None:
+            return self._plain
+        assert self._ref is not None
+        if self._opener is None:
+            raise SecretKeyError("this secret was read without access to the ledger's secrets")
+        return self._opener.open_secret(self._ref)
+
+    def masked(self) -> str:
+        if self._ref is not None:
+            return DESTROYED_MASK if self.is_destroyed else self._ref.mask()
+        return "<secret unsaved>"
+
+    def __repr__(self) -> str:
+        return f"Secret({self.masked()!r})"
+
+    __str__ = masked
+
+    def __format__(self, spec: str) -> str:
+        return format(self.masked(), spec)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        if self._ref is not None or other._ref is not None:
+            return self._ref == other._ref
+        return self._plain == other._plain
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-equality type, like a list
+
+    def __reduce__(self) -> Any:
+        # Pickling would carry plaintext to places redaction does not reach.
+        raise TypeError("Secret values cannot be pickled")
+
+
+def raise_destroyed(where: str) -> SecretDestroyedError:
+    return SecretDestroyedError(f"the secret at {where} was shredded; its value is gone")
