@@ -1,0 +1,1 @@
+"""Storage backends: memory (reference), SQLite (apsw), PostgreSQL (optional extra)."""

@@ -1,0 +1,114 @@
+"""The backend seam: what every storage backend (memory, SQLite, PostgreSQL) offers.
+
+Backends store bytes. They receive finished `Record`s (hashes already computed) and
+opaque snapshot and sealed-secret blobs; they never import event classes, projections
+or stores. All SQL lives in the backend modules; nothing above them changes per backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Final, NamedTuple, Protocol
+
+from ledger.chain import GENESIS
+from ledger.events import Record
+
+__all__ = ["FORMAT_VERSION", "Backend", "Head", "SecretRow", "SnapshotRow", "WriteTxn"]
+
+# Version of the stored format (tables, payload encoding, chain layout). A database
+# written with a higher number is refused, never written to.
+FORMAT_VERSION: Final = 1
+TABLE_PREFIX: Final = "ledger_"
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    seq: int
+    hash: bytes
+    ts: int
+
+
+EMPTY_HEAD: Final = Head(0, GENESIS, 0)
+
+
+class SnapshotRow(NamedTuple):
+    seq: int
+    hash: bytes
+    state: bytes
+
+
+class SecretRow(NamedTuple):
+    ref: str
+    sealed: bytes | None  # None once shredded
+    created_seq: int
+    shredded_seq: int | None
+
+
+class WriteTxn(Protocol):
+    """One serialized write transaction. Everything done in it commits together."""
+
+    def head(self) -> Head: ...
+
+    def append(self, records: Sequence[Record]) -> None: ...
+
+    def put_snapshot(self, seq: int, hash: bytes, state: bytes) -> None: ...
+
+    def put_secret(self, ref: str, sealed: bytes, created_seq: int) -> None: ...
+
+    def shred_secret(self, ref: str, seq: int) -> bool:
+        """Destroy a secret's value; False if there was no such live secret."""
+        ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    def get_meta(self, key: str) -> str | None: ...
+
+
+class Backend(Protocol):
+    """A total-order event log with snapshots, sealed secrets and a few meta values."""
+
+    name: str
+    location: str
+    read_only: bool
+
+    def write(self, *, wait: bool = True) -> AbstractContextManager[WriteTxn]:
+        """Begin the one writer transaction. Appends serialize on it (SQLite: BEGIN
+        IMMEDIATE; PostgreSQL: a row lock on the chain head), which keeps seq order
+        equal to commit order. With `wait=False` a held lock raises StoreBusyError at
+        once instead of waiting for the busy timeout."""
+        ...
+
+    def head(self) -> Head: ...
+
+    def changed(self) -> bool:
+        """Cheap check: may another connection have committed since the last call?"""
+        ...
+
+    def read(self, after: int = 0, until: int | None = None, *, descending: bool = False,
+             limit: int | None = None) -> Iterator[Record]:
+        """Records with after < seq <= until, in seq order (or reversed)."""
+        ...
+
+    def record(self, seq: int) -> Record | None: ...
+
+    def ts_of(self, seq: int) -> int | None: ...
+
+    def snapshot_at(self, seq: int) -> SnapshotRow | None:
+        """The latest snapshot with snapshot.seq <= seq."""
+        ...
+
+    def snapshot_seqs(self) -> list[int]: ...
+
+    def drop_snapshots(self) -> int: ...
+
+    def secret(self, ref: str) -> SecretRow | None: ...
+
+    def secrets(self) -> Iterator[SecretRow]: ...
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def size_bytes(self) -> int | None: ...
+
+    def close(self) -> None: ...

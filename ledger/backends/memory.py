@@ -1,0 +1,166 @@
+"""The in-memory reference backend: the contract in its simplest form, for tests and
+for embedding a throwaway ledger. Nothing survives the process."""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from ledger.backends.base import EMPTY_HEAD, Head, SecretRow, SnapshotRow
+from ledger.errors import StoreBusyError, StoreError
+from ledger.events import Record
+
+__all__ = ["MemoryBackend"]
+
+
+class _MemoryTxn:
+    def __init__(self, backend: MemoryBackend) -> None:
+        self._b = backend
+        self.records: list[Record] = []
+        self.snapshots: list[SnapshotRow] = []
+        self.secrets: dict[str, SecretRow] = {}
+        self.meta: dict[str, str] = {}
+
+    def head(self) -> Head:
+        if self.records:
+            r = self.records[-1]
+            return Head(r.seq, r.hash, r.ts)
+        return self._b.head()
+
+    def append(self, records: Sequence[Record]) -> None:
+        expected = self.head().seq + 1
+        for r in records:
+            if r.seq != expected:
+                raise StoreError(f"append out of order: seq {r.seq}, expected {expected}")
+            expected += 1
+        self.records.extend(records)
+
+    def put_snapshot(self, seq: int, hash: bytes, state: bytes) -> None:
+        self.snapshots.append(SnapshotRow(seq, hash, state))
+
+    def put_secret(self, ref: str, sealed: bytes, created_seq: int) -> None:
+        self.secrets[ref] = SecretRow(ref, sealed, created_seq, None)
+
+    def shred_secret(self, ref: str, seq: int) -> bool:
+        row = self.secrets.get(ref) or self._b._secrets.get(ref)
+        if row is None or row.sealed is None:
+            return False
+        self.secrets[ref] = SecretRow(ref, None, row.created_seq, seq)
+        return True
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.meta[key] = value
+
+    def get_meta(self, key: str) -> str | None:
+        return self.meta.get(key, self._b._meta.get(key))
+
+
+class MemoryBackend:
+    """Keeps everything in Python lists; writers serialize on a lock."""
+
+    name = "memory"
+    read_only = False
+
+    def __init__(self) -> None:
+        self.location = "memory:"
+        self._lock = threading.RLock()
+        self._records: list[Record] = []
+        self._snapshots: dict[int, SnapshotRow] = {}
+        self._snapshot_seqs: list[int] = []
+        self._secrets: dict[str, SecretRow] = {}
+        self._meta: dict[str, str] = {}
+        self._version = 0
+        self._seen_version = 0
+
+    @contextmanager
+    def write(self, *, wait: bool = True) -> Iterator[_MemoryTxn]:
+        if not self._lock.acquire(blocking=wait):
+            raise StoreBusyError("the in-memory ledger is locked by another writer")
+        try:
+            txn = _MemoryTxn(self)
+            yield txn
+            # commit: all or nothing
+            self._records.extend(txn.records)
+            for snap in txn.snapshots:
+                if snap.seq not in self._snapshots:
+                    bisect.insort(self._snapshot_seqs, snap.seq)
+                self._snapshots[snap.seq] = snap
+            self._secrets.update(txn.secrets)
+            self._meta.update(txn.meta)
+            if txn.records or txn.secrets:
+                self._version += 1
+        finally:
+            self._lock.release()
+
+    def head(self) -> Head:
+        with self._lock:
+            if not self._records:
+                return EMPTY_HEAD
+            r = self._records[-1]
+            return Head(r.seq, r.hash, r.ts)
+
+    def changed(self) -> bool:
+        v = self._version
+        if v != self._seen_version:
+            self._seen_version = v
+            return True
+        return False
+
+    def read(self, after: int = 0, until: int | None = None, *, descending: bool = False,
+             limit: int | None = None) -> Iterator[Record]:
+        with self._lock:
+            end = len(self._records) if until is None else min(until, len(self._records))
+            rows = self._records[max(after, 0) : max(end, 0)]
+        if descending:
+            rows = rows[::-1]
+        if limit is not None:
+            rows = rows[:limit]
+        return iter(rows)
+
+    def record(self, seq: int) -> Record | None:
+        with self._lock:
+            return self._records[seq - 1] if 1 <= seq <= len(self._records) else None
+
+    def ts_of(self, seq: int) -> int | None:
+        rec = self.record(seq)
+        return rec.ts if rec else None
+
+    def snapshot_at(self, seq: int) -> SnapshotRow | None:
+        with self._lock:
+            i = bisect.bisect_right(self._snapshot_seqs, seq)
+            return self._snapshots[self._snapshot_seqs[i - 1]] if i else None
+
+    def snapshot_seqs(self) -> list[int]:
+        with self._lock:
+            return list(self._snapshot_seqs)
+
+    def drop_snapshots(self) -> int:
+        with self._lock:
+            n = len(self._snapshots)
+            self._snapshots.clear()
+            self._snapshot_seqs.clear()
+            return n
+
+    def secret(self, ref: str) -> SecretRow | None:
+        return self._secrets.get(ref)
+
+    def secrets(self) -> Iterator[SecretRow]:
+        return iter(list(self._secrets.values()))
+
+    def get_meta(self, key: str) -> str | None:
+        return self._meta.get(key)
+
+    def size_bytes(self) -> int | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+    # Tests use these to simulate tampering with stored history.
+    def _tamper_replace(self, seq: int, record: Record) -> None:
+        self._records[seq - 1] = record
+
+    def _tamper_delete(self, seq: int) -> None:
+        del self._records[seq - 1]

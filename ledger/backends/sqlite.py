@@ -1,0 +1,438 @@
+"""The SQLite backend, on apsw.
+
+Tables are prefixed `ledger_` so the ledger can live inside Moltis's own `moltis.db`.
+Every append runs in BEGIN IMMEDIATE: the writer reads the head and then inserts, and
+in a DEFERRED transaction the read-to-write upgrade fails with SQLITE_BUSY at once,
+ignoring the busy timeout. One global chain means appends serialize; that is the price
+of a total order, and the fsync of the commit dominates it anyway.
+
+Durability: WAL with `synchronous=FULL` by default, so an acknowledged append survives
+power loss. `synchronous="NORMAL"` is faster but can lose the last commits after a power
+loss or OS crash (never after a process crash).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import apsw
+
+from ledger.backends.base import (
+    EMPTY_HEAD,
+    FORMAT_VERSION,
+    Head,
+    SecretRow,
+    SnapshotRow,
+)
+from ledger.errors import (
+    FormatVersionError,
+    ReadOnlyError,
+    StoreBusyError,
+    StoreError,
+)
+from ledger.events import Record
+
+__all__ = ["SqliteBackend"]
+
+Synchronous = Literal["FULL", "NORMAL"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledger_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS ledger_events (
+    seq       INTEGER PRIMARY KEY,
+    ts        INTEGER NOT NULL,
+    actor     TEXT NOT NULL,
+    reason    TEXT NOT NULL,
+    source    TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    payload   BLOB NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hash      BLOB NOT NULL
+) STRICT;
+CREATE TRIGGER IF NOT EXISTS ledger_events_no_update BEFORE UPDATE ON ledger_events
+BEGIN SELECT RAISE(ABORT, 'ledger_events is append-only: events are never updated'); END;
+CREATE TRIGGER IF NOT EXISTS ledger_events_no_delete BEFORE DELETE ON ledger_events
+BEGIN SELECT RAISE(ABORT, 'ledger_events is append-only: events are never deleted'); END;
+CREATE TRIGGER IF NOT EXISTS ledger_events_gap_free BEFORE INSERT ON ledger_events
+WHEN NEW.seq != COALESCE((SELECT max(seq) FROM ledger_events), 0) + 1
+BEGIN SELECT RAISE(ABORT, 'ledger_events: seq must follow the head without a gap'); END;
+CREATE TABLE IF NOT EXISTS ledger_snapshots (
+    seq   INTEGER PRIMARY KEY,
+    hash  BLOB NOT NULL,
+    state BLOB NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS ledger_secrets (
+    ref          TEXT PRIMARY KEY,
+    sealed       BLOB,
+    created_seq  INTEGER NOT NULL,
+    shredded_seq INTEGER
+) STRICT;
+"""
+
+_COLUMNS = "seq, ts, actor, reason, source, kind, payload, prev_hash, hash"
+
+
+def _translate(err: Exception, location: str, doing: str) -> Exception:
+    """Map an apsw error to the library's tree, naming the database file."""
+    if isinstance(err, apsw.BusyError | apsw.LockedError):
+        return StoreBusyError(f"{location}: the ledger is locked by another writer ({doing})")
+    if isinstance(err, apsw.ReadOnlyError):
+        return ReadOnlyError(f"{location}: the database is read-only ({doing})")
+    if isinstance(err, apsw.FullError):
+        return StoreError(f"{location}: the disk is full ({doing}); nothing was written")
+    if isinstance(err, apsw.NotADBError):
+        return StoreError(f"{location}: not a SQLite database")
+    if isinstance(err, apsw.CorruptError):
+        return StoreError(f"{location}: the database file is corrupt ({doing})")
+    if isinstance(err, apsw.CantOpenError):
+        return StoreError(f"{location}: cannot open the database file ({doing})")
+    if isinstance(err, apsw.IOError):
+        return StoreError(f"{location}: I/O error ({doing}): {err}")
+    return StoreError(f"{location}: {doing} failed: {err}")
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the database file 0600 (and its folder 0700) before SQLite does: SQLite
+    copies the database file's mode to its -wal and -shm files, so they stay private."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+
+
+class _SqliteTxn:
+    def __init__(self, conn: apsw.Connection) -> None:
+        self._conn = conn
+
+    def head(self) -> Head:
+        return _head(self._conn)
+
+    def append(self, records: Sequence[Record]) -> None:
+        self._conn.executemany(
+            f"INSERT INTO ledger_events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+            [(r.seq, r.ts, r.actor, r.reason, r.source, r.kind, r.payload, r.prev_hash, r.hash)
+             for r in records],
+        )
+
+    def put_snapshot(self, seq: int, hash: bytes, state: bytes) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO ledger_snapshots (seq, hash, state) VALUES (?,?,?)",
+            (seq, hash, state),
+        )
+
+    def put_secret(self, ref: str, sealed: bytes, created_seq: int) -> None:
+        self._conn.execute(
+            "INSERT INTO ledger_secrets (ref, sealed, created_seq) VALUES (?,?,?)",
+            (ref, sealed, created_seq),
+        )
+
+    def shred_secret(self, ref: str, seq: int) -> bool:
+        self._conn.execute(
+            "UPDATE ledger_secrets SET sealed = NULL, shredded_seq = ? "
+            "WHERE ref = ? AND sealed IS NOT NULL",
+            (seq, ref),
+        )
+        return bool(self._conn.changes())
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO ledger_meta (key, value) VALUES (?, ?)", (key, value)
+        )
+
+    def get_meta(self, key: str) -> str | None:
+        return _meta(self._conn, key)
+
+
+def _head(conn: apsw.Connection) -> Head:
+    row = conn.execute(
+        "SELECT seq, hash, ts FROM ledger_events ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    return Head(row[0], row[1], row[2]) if row else EMPTY_HEAD
+
+
+def _meta(conn: apsw.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM ledger_meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+class SqliteBackend:
+    """A ledger in one SQLite file (WAL), shared safely by many processes."""
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "FULL",
+        busy_timeout: float = 5.0,
+        read_only: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.location = str(self.path)
+        self.read_only = read_only
+        self._busy_ms = int(busy_timeout * 1000)
+        self._lock = threading.RLock()
+        self._data_version: int | None = None
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
+        try:
+            if read_only:
+                if not self.path.exists():
+                    raise ReadOnlyError(f"{self.location}: no ledger database here (read-only)")
+                flags = apsw.SQLITE_OPEN_READONLY
+            else:
+                _create_private_file(self.path)
+                flags = apsw.SQLITE_OPEN_READWRITE
+            self._conn = apsw.Connection(str(self.path), flags=flags)
+        except apsw.Error as err:
+            raise _translate(err, self.location, "opening") from err
+        except PermissionError as err:
+            raise ReadOnlyError(f"{self.location}: cannot create the database: {err}") from err
+        try:
+            self._configure(synchronous)
+            self._check_format()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- setup -----------------------------------------------------------------------
+
+    def _configure(self, synchronous: Synchronous) -> None:
+        c = self._conn
+        c.set_busy_timeout(self._busy_ms)
+        # Double-quoted string literals are a classic SQLite foot-gun; refuse them.
+        c.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
+        c.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
+        try:
+            c.pragma("foreign_keys", True)
+            if not self.read_only:
+                mode = c.pragma("journal_mode", "wal")
+                if str(mode).lower() != "wal":
+                    raise StoreError(f"{self.location}: cannot switch to WAL (got {mode!r})")
+            c.pragma("synchronous", synchronous)
+            # Shredding a secret must overwrite its bytes on disk, not just unlink them.
+            c.pragma("secure_delete", True)
+            c.pragma("optimize", 0x10002)
+        except apsw.Error as err:
+            raise _translate(err, self.location, "configuring the connection") from err
+
+    def _check_format(self) -> None:
+        c = self._conn
+        try:
+            exists = c.execute(
+                "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'ledger_meta'"
+            ).fetchone()
+            version = _meta(c, "format_version") if exists else None
+        except apsw.Error as err:
+            raise _translate(err, self.location, "reading the format version") from err
+        if version is not None and int(version) > FORMAT_VERSION:
+            raise FormatVersionError(
+                f"{self.location}: the ledger was written by a newer version (format "
+                f"{version}; this version understands up to {FORMAT_VERSION}). Upgrade "
+                "moltis-config-ledger; nothing was written."
+            )
+        if version is not None and exists and self._has_all_tables():
+            return
+        if self.read_only:
+            raise ReadOnlyError(f"{self.location}: no ledger tables here (opened read-only)")
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute(_SCHEMA)
+                if _meta(c, "format_version") is None:
+                    import uuid
+
+                    from ledger.events import now_us
+
+                    c.execute(
+                        "INSERT INTO ledger_meta (key, value) VALUES "
+                        "('format_version', ?), ('ledger_id', ?), ('created_us', ?)",
+                        (str(FORMAT_VERSION), uuid.uuid4().hex, str(now_us())),
+                    )
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        except apsw.Error as err:
+            raise _translate(err, self.location, "creating the ledger tables") from err
+
+    def _has_all_tables(self) -> bool:
+        names = {
+            r[0]
+            for r in self._conn.execute(
+                "SELECT name FROM sqlite_schema WHERE name LIKE 'ledger_%'"
+            )
+        }
+        return {"ledger_events", "ledger_snapshots", "ledger_secrets", "ledger_meta"} <= names
+
+    # -- writes ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write(self, *, wait: bool = True) -> Iterator[_SqliteTxn]:
+        if self.read_only:
+            raise ReadOnlyError(f"{self.location}: the ledger was opened read-only")
+        with self._lock:
+            c = self._conn
+            try:
+                if not wait:
+                    c.set_busy_timeout(0)
+                try:
+                    c.execute("BEGIN IMMEDIATE")
+                finally:
+                    if not wait:
+                        c.set_busy_timeout(self._busy_ms)
+            except apsw.Error as err:
+                raise _translate(err, self.location, "starting a write") from err
+            try:
+                yield _SqliteTxn(c)
+            except BaseException as err:
+                with contextlib.suppress(apsw.Error):
+                    c.execute("ROLLBACK")
+                if isinstance(err, apsw.Error):
+                    raise _translate(err, self.location, "writing") from err
+                raise
+            try:
+                c.execute("COMMIT")
+            except apsw.Error as err:
+                with contextlib.suppress(apsw.Error):
+                    c.execute("ROLLBACK")
+                raise _translate(err, self.location, "committing") from err
+
+    # -- reads -----------------------------------------------------------------------
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            with self._lock:
+                return list(self._conn.execute(sql, args))
+        except apsw.Error as err:
+            raise _translate(err, self.location, "reading") from err
+
+    def head(self) -> Head:
+        try:
+            with self._lock:
+                return _head(self._conn)
+        except apsw.Error as err:
+            raise _translate(err, self.location, "reading the head") from err
+
+    def changed(self) -> bool:
+        try:
+            with self._lock:
+                v = self._conn.pragma("data_version")
+        except apsw.Error as err:
+            raise _translate(err, self.location, "polling for changes") from err
+        if v != self._data_version:
+            self._data_version = v
+            return True
+        return False
+
+    def read(self, after: int = 0, until: int | None = None, *, descending: bool = False,
+             limit: int | None = None) -> Iterator[Record]:
+        sql = f"SELECT {_COLUMNS} FROM ledger_events WHERE seq > ?"
+        args: list[Any] = [after]
+        if until is not None:
+            sql += " AND seq <= ?"
+            args.append(until)
+        sql += " ORDER BY seq DESC" if descending else " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return self._iterate(sql, tuple(args))
+
+    def _iterate(self, sql: str, args: tuple[Any, ...]) -> Iterator[Record]:
+        # A separate cursor streams rows without loading the whole log in memory.
+        try:
+            cursor = self._conn.cursor()
+            for row in cursor.execute(sql, args):
+                yield Record(*row)
+        except apsw.Error as err:
+            raise _translate(err, self.location, "reading events") from err
+
+    def record(self, seq: int) -> Record | None:
+        rows = self._query(f"SELECT {_COLUMNS} FROM ledger_events WHERE seq = ?", (seq,))
+        return Record(*rows[0]) if rows else None
+
+    def ts_of(self, seq: int) -> int | None:
+        rows = self._query("SELECT ts FROM ledger_events WHERE seq = ?", (seq,))
+        return int(rows[0][0]) if rows else None
+
+    def snapshot_at(self, seq: int) -> SnapshotRow | None:
+        rows = self._query(
+            "SELECT seq, hash, state FROM ledger_snapshots WHERE seq <= ? "
+            "ORDER BY seq DESC LIMIT 1",
+            (seq,),
+        )
+        return SnapshotRow(*rows[0]) if rows else None
+
+    def snapshot_seqs(self) -> list[int]:
+        return [r[0] for r in self._query("SELECT seq FROM ledger_snapshots ORDER BY seq")]
+
+    def drop_snapshots(self) -> int:
+        with self.write() as _txn:
+            self._conn.execute("DELETE FROM ledger_snapshots")
+            return int(self._conn.changes())
+
+    def secret(self, ref: str) -> SecretRow | None:
+        rows = self._query(
+            "SELECT ref, sealed, created_seq, shredded_seq FROM ledger_secrets WHERE ref = ?",
+            (ref,),
+        )
+        return SecretRow(*rows[0]) if rows else None
+
+    def secrets(self) -> Iterator[SecretRow]:
+        return iter(
+            SecretRow(*r)
+            for r in self._query(
+                "SELECT ref, sealed, created_seq, shredded_seq FROM ledger_secrets ORDER BY ref"
+            )
+        )
+
+    def get_meta(self, key: str) -> str | None:
+        try:
+            with self._lock:
+                return _meta(self._conn, key)
+        except apsw.Error as err:
+            raise _translate(err, self.location, "reading meta") from err
+
+    def size_bytes(self) -> int | None:
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += os.stat(f"{self.path}{suffix}").st_size
+        return total
+
+    def checkpoint(self) -> None:
+        """Fold the WAL back into the database file and truncate it (after a shred, so
+        the old page images holding the sealed value leave the disk)."""
+        try:
+            with self._lock:
+                self._conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE)
+        except apsw.Error as err:
+            raise _translate(err, self.location, "checkpointing") from err
+
+    def backup_to(self, target: str | os.PathLike[str]) -> None:
+        """A consistent online copy (SQLite's backup API) while writers keep running."""
+        _create_private_file(Path(target))
+        try:
+            dest = apsw.Connection(str(target))
+            try:
+                with self._lock, dest.backup("main", self._conn, "main") as b:
+                    while not b.done:
+                        b.step(1024)
+            finally:
+                dest.close()
+        except apsw.Error as err:
+            raise _translate(err, str(target), "writing a backup") from err
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

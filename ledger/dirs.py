@@ -1,0 +1,62 @@
+"""Moltis's directory rules, and the files this library keeps in them.
+
+config dir: --config-dir, else MOLTIS_CONFIG_DIR, else ~/.config/moltis (XDG_CONFIG_HOME
+            is not used, as in Moltis)
+data dir:   --data-dir, else MOLTIS_DATA_DIR, else ~/.moltis
+ledger:     <data dir>/moltis.db (tables prefixed `ledger_`, next to Moltis's own)
+ledger key: MOLTIS_LEDGER_KEY, else the file MOLTIS_LEDGER_KEY_FILE, else
+            <config dir>/ledger.key — deliberately not in the data dir, so a copy of the
+            data dir (and of the database) does not carry the key that opens its secrets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["config_dir", "data_dir", "default_db_path", "default_key_file"]
+
+CONFIG_FILE_NAMES = ("moltis.toml", "moltis.yaml", "moltis.yml", "moltis.json")
+KEYS_FILE_NAME = "provider_keys.json"
+
+
+def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if env is None else env
+
+
+def config_dir(override: str | os.PathLike[str] | None = None,
+               env: Mapping[str, str] | None = None) -> Path:
+    if override:
+        return Path(override).expanduser()
+    value = _env(env).get("MOLTIS_CONFIG_DIR")
+    if value:
+        return Path(value).expanduser()
+    return Path.home() / ".config" / "moltis"
+
+
+def data_dir(override: str | os.PathLike[str] | None = None,
+             env: Mapping[str, str] | None = None) -> Path:
+    if override:
+        return Path(override).expanduser()
+    value = _env(env).get("MOLTIS_DATA_DIR")
+    if value:
+        return Path(value).expanduser()
+    return Path.home() / ".moltis"
+
+
+def default_db_path(data: Path) -> Path:
+    return data / "moltis.db"
+
+
+def default_key_file(config: Path | None = None, env: Mapping[str, str] | None = None) -> Path:
+    value = _env(env).get("MOLTIS_LEDGER_KEY_FILE")
+    if value:
+        return Path(value).expanduser()
+    return (config if config is not None else config_dir(env=env)) / "ledger.key"
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create a directory (and parents) as 0700; existing directories are left alone."""
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)

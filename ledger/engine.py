@@ -1,0 +1,367 @@
+"""The ledger engine: one backend, the config projection, the head cache and appends.
+
+This is the synchronous core under the async stores and the CLI. It keeps the head
+state cached and checks the backend's cheap change counter before every read, so an
+unchanged ledger answers from memory and another process's append costs only the
+replay of its tail. Appends run in the backend's one writer transaction: re-read the
+head, rebase onto it, build the changes, link the hash, insert, and write a snapshot
+every `snapshot_every` events, all in one commit.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import msgspec
+
+from ledger._log import get_logger
+from ledger.actor import check_reason, resolve_actor
+from ledger.backends.base import Backend, Head, WriteTxn
+from ledger.chain import GENESIS, VerifyReport, link, verify_records
+from ledger.convert import to_typed, typed_changes
+from ledger.doc import apply_changes
+from ledger.editing import Sealer, materialize, materialize_document
+from ledger.errors import ConflictError, InputError, InvalidRefError, LedgerError
+from ledger.events import (
+    KIND_CHANGE,
+    Change,
+    ChangePayload,
+    Event,
+    Record,
+    decode_event,
+    encode_payload,
+    now_us,
+)
+from ledger.paths import format_path
+from ledger.schema import MoltisConfig
+from ledger.secrets import Secret, SecretRef
+from ledger.vault import KeySource, Vault
+from projections.config_view import EMPTY_STATE, ConfigState, fold, replay
+from projections.snapshots import SNAPSHOT_EVERY, decode_state, encode_state, should_snapshot
+
+__all__ = ["Commit", "Ledger"]
+
+_log = get_logger("ledger.engine")
+SOURCES: Final = frozenset(
+    {"api", "cli", "import", "rollback", "restore", "migrate", "web", "test", "bench"}
+)
+_CATCH_UP_LIMIT: Final = 4096  # beyond this many new events, reload from a snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """The outcome of a write: the head seq after it, and whether an event was appended."""
+
+    seq: int
+    appended: bool
+    hash: bytes
+    changes: tuple[Change, ...] = ()
+
+    @property
+    def paths(self) -> list[str]:
+        return [format_path(c.path) for c in self.changes]
+
+
+class _TxnSealer:
+    """Seals secrets into the current write transaction."""
+
+    __slots__ = ("_seq", "_txn", "_vault")
+
+    def __init__(self, vault: Vault, txn: WriteTxn, seq: int) -> None:
+        self._vault, self._txn, self._seq = vault, txn, seq
+
+    def seal(self, plaintext: str) -> SecretRef:
+        return self._vault.seal(self._txn, plaintext, self._seq)
+
+    def fingerprint(self, plaintext: str) -> str:
+        return self._vault.fingerprint(plaintext, self._txn)
+
+
+Build = Callable[[ConfigState, Sealer], Sequence[Change]]
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, Secret):
+        ref = obj.ref
+        if ref is not None:
+            return {"$secret": ref.ref, "fp": ref.fp}
+        return obj.reveal()  # an unsaved value: stays in this process's memory only
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
+class Ledger:
+    """A configuration ledger over one backend (memory, SQLite or PostgreSQL)."""
+
+    def __init__(self, backend: Backend, *, keys: KeySource | None = None,
+                 snapshot_every: int = SNAPSHOT_EVERY) -> None:
+        self.backend = backend
+        self.vault = Vault(backend, keys or KeySource())
+        self.snapshot_every = snapshot_every
+        self._lock = threading.RLock()
+        self._state: ConfigState | None = None
+        self._typed_state: ConfigState | None = None
+        self._typed: MoltisConfig | None = None
+        self._typed_bytes = b""
+        self._encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+
+        def dec_hook(tp: type, obj: Any) -> Any:
+            if tp is Secret:
+                if isinstance(obj, dict):
+                    return Secret.stored(SecretRef(ref=obj["$secret"], fp=obj["fp"]), self.vault)
+                if isinstance(obj, str):
+                    return Secret(obj)
+            raise NotImplementedError
+
+        self._decoder = msgspec.json.Decoder(MoltisConfig, dec_hook=dec_hook)
+
+    # -- the head ------------------------------------------------------------------
+
+    def head_state(self) -> ConfigState:
+        """The current state; costs one cheap check when nothing changed."""
+        with self._lock:
+            if self._state is None:
+                self.backend.changed()  # start tracking other connections' commits
+                self._state = self._load_at(self.backend.head())
+            elif self.backend.changed():
+                self._state = self._catch_up(self._state, self.backend.head())
+            return self._state
+
+    def _catch_up(self, state: ConfigState, head: Head) -> ConfigState:
+        if head.seq == state.seq and head.hash == state.hash:
+            return state
+        if head.seq < state.seq or head.seq - state.seq > _CATCH_UP_LIMIT:
+            return self._load_at(head)
+        records = list(self.backend.read(after=state.seq, until=head.seq))
+        prev = state.hash
+        for rec in records:
+            if rec.prev_hash != prev:
+                _log.warning("ledger history changed under a reader; reloading",
+                             location=self.backend.location, seq=rec.seq)
+                return self._load_at(head)
+            prev = rec.hash
+        started = time.perf_counter()
+        new = replay(state, records)
+        _log.debug("caught up", seq=new.seq, events=len(records),
+                   duration_ms=round((time.perf_counter() - started) * 1000, 3))
+        return new
+
+    def _load_at(self, head: Head) -> ConfigState:
+        """The state at `head.seq`: the latest good snapshot at or before it + the tail."""
+        if head.seq == 0:
+            return EMPTY_STATE
+        started = time.perf_counter()
+        base, private = EMPTY_STATE, False
+        snap = self.backend.snapshot_at(head.seq)
+        if snap is not None:
+            rec = self.backend.record(snap.seq)
+            try:
+                state = decode_state(snap.state)
+            except ValueError as err:
+                state = None
+                _log.warning("ignoring an unreadable snapshot", seq=snap.seq, error=str(err))
+            if state is not None and rec is not None and rec.hash == snap.hash == state.hash:
+                base, private = state, True
+            elif state is not None:
+                _log.warning("ignoring a snapshot that does not match the log", seq=snap.seq)
+        tail = self.backend.read(after=base.seq, until=head.seq)
+        state = replay(base, tail, private=private)
+        _log.debug("rebuilt state", seq=state.seq, from_snapshot=base.seq,
+                   duration_ms=round((time.perf_counter() - started) * 1000, 3))
+        return state
+
+    def state_at(self, seq: int) -> ConfigState:
+        """The state as of event `seq` (0 = before the first event)."""
+        head = self.head_state()
+        if seq == head.seq:
+            return head
+        if seq < 0 or seq > head.seq:
+            raise InvalidRefError(f"seq {seq} is outside the log (0..{head.seq})")
+        rec = self.backend.record(seq) if seq else None
+        return self._load_at(Head(seq, rec.hash if rec else GENESIS, rec.ts if rec else 0))
+
+    # -- typed views -----------------------------------------------------------------
+
+    def _typed_head(self, state: ConfigState) -> tuple[MoltisConfig, bytes]:
+        if self._typed_state is not state or self._typed is None:
+            typed = to_typed(state.config, self.vault, where=f"ledger seq {state.seq}")
+            self._typed, self._typed_bytes = typed, self._encoder.encode(typed)
+            self._typed_state = state
+        return self._typed, self._typed_bytes
+
+    def typed(self, seq: int | None = None) -> MoltisConfig:
+        """A fresh typed config (the caller may change it) at the head or at `seq`."""
+        with self._lock:
+            state = self.head_state() if seq is None else self.state_at(seq)
+            if state is self.head_state():
+                return self._decoder.decode(self._typed_head(state)[1])
+            return to_typed(state.config, self.vault, where=f"ledger seq {state.seq}")
+
+    # -- writes --------------------------------------------------------------------
+
+    def append(self, build: Build, *, actor: str | None = None, reason: str | None = None,
+               source: str = "api", expected_seq: int | None = None,
+               rollback_to: int | None = None, wait: bool = True,
+               on_commit: Callable[[ConfigState], None] | None = None) -> Commit:
+        """Append one change event built from the current head, or nothing.
+
+        `build(state, sealer)` returns the changes; if it raises, or returns none, the
+        ledger is unchanged. With `expected_seq`, a head that moved raises ConflictError.
+        """
+        actor = resolve_actor(actor)
+        reason = check_reason(reason)
+        if not source or not source.replace("-", "").replace("_", "").isalnum():
+            raise InputError(f"source {source!r} must be a short word such as 'api' or 'cli'")
+        with self._lock:
+            state = self.head_state()
+            started = time.perf_counter()
+            with self.backend.write(wait=wait) as txn:
+                head = txn.head()
+                if head.seq != state.seq or head.hash != state.hash:
+                    state = self._catch_up(state, head)
+                    self._state = state
+                if expected_seq is not None and expected_seq != head.seq:
+                    raise ConflictError(expected_seq, head.seq)
+                seq = head.seq + 1
+                changes = list(build(state, _TxnSealer(self.vault, txn, seq)))
+                if not changes:
+                    return Commit(head.seq, False, head.hash)
+                payload = encode_payload(ChangePayload(changes=changes, rollback_to=rollback_to))
+                ts = max(now_us(), head.ts)
+                h = link(head.hash, seq, ts, actor, reason, source, KIND_CHANGE, payload)
+                rec = Record(seq, ts, actor, reason, source, KIND_CHANGE, payload, head.hash, h)
+                txn.append([rec])
+                new_state = fold(state, rec, changes)
+                if should_snapshot(seq, self.snapshot_every):
+                    txn.put_snapshot(seq, h, encode_state(new_state))
+            self._state = new_state
+            if on_commit is not None:
+                on_commit(new_state)
+        _log.info("appended", seq=seq, actor=actor, source=source,
+                  paths=[format_path(c.path) for c in changes],
+                  duration_ms=round((time.perf_counter() - started) * 1000, 3))
+        return Commit(seq, True, h, tuple(changes))
+
+    def update_typed(self, fn: Callable[[MoltisConfig], Any], **kw: Any) -> Commit:
+        """Give `fn` a typed copy of the head; record only the paths it changed."""
+        result: dict[str, MoltisConfig] = {}
+
+        def build(state: ConfigState, sealer: Sealer) -> list[Change]:
+            old, data = self._typed_head(state)
+            new = self._decoder.decode(data)
+            returned = fn(new)
+            if isinstance(returned, MoltisConfig):
+                new = returned
+            changes = materialize(typed_changes(old, new, state.config), state.config, sealer,
+                                  where="update")
+            if changes:
+                result["typed"] = self._validate(state, changes)
+            return changes
+
+        return self.append(build, on_commit=lambda s: self._adopt(s, result), **kw)
+
+    def save_typed(self, cfg: MoltisConfig, **kw: Any) -> Commit:
+        """Make the head's typed view equal `cfg` (unknown raw keys are kept)."""
+        if not isinstance(cfg, MoltisConfig):
+            raise InputError(f"save_raw expects a MoltisConfig, got {type(cfg).__name__}")
+        encoded = self._encoder.encode(cfg)  # a private copy: the caller may keep editing cfg
+        return self.update_typed(lambda _old: self._decoder.decode(encoded), **kw)
+
+    def save_documents(self, config: dict[str, Any] | None = None,
+                       keys: dict[str, Any] | None = None, *, where: str = "document",
+                       **kw: Any) -> Commit:
+        """Make whole documents equal these (None leaves that document as it is)."""
+        result: dict[str, MoltisConfig] = {}
+
+        def build(state: ConfigState, sealer: Sealer) -> list[Change]:
+            from ledger.providers_doc import is_key_secret_path
+
+            changes: list[Change] = []
+            if config is not None:
+                changes += materialize_document(state.config, config, sealer, where)
+            if keys is not None:
+                changes += materialize_document(state.keys, keys, sealer, where, doc="keys",
+                                                secret=is_key_secret_path)
+            if changes:
+                result["typed"] = self._validate(state, changes)
+            return changes
+
+        return self.append(build, on_commit=lambda s: self._adopt(s, result), **kw)
+
+    def apply(self, changes_for: Callable[[ConfigState, Sealer], Sequence[Change]],
+              **kw: Any) -> Commit:
+        """Append changes computed by the caller from the head state (validated)."""
+        result: dict[str, MoltisConfig] = {}
+
+        def build(state: ConfigState, sealer: Sealer) -> Sequence[Change]:
+            changes = changes_for(state, sealer)
+            if changes:
+                result["typed"] = self._validate(state, changes)
+            return changes
+
+        return self.append(build, on_commit=lambda s: self._adopt(s, result), **kw)
+
+    def _validate(self, state: ConfigState, changes: Sequence[Change]) -> MoltisConfig:
+        config_changes = [c for c in changes if c.doc == "config"]
+        new_raw, _ = apply_changes(state.config, config_changes)
+        return to_typed(new_raw, self.vault, where="update")
+
+    def _adopt(self, state: ConfigState, result: dict[str, MoltisConfig]) -> None:
+        typed = result.get("typed")
+        if typed is not None:
+            self._typed, self._typed_bytes = typed, self._encoder.encode(typed)
+            self._typed_state = state
+
+    # -- history ---------------------------------------------------------------------
+
+    def events(self, after: int = 0, until: int | None = None, *, descending: bool = False,
+               limit: int | None = None) -> Iterator[Event]:
+        for rec in self.backend.read(after, until, descending=descending, limit=limit):
+            yield decode_event(rec)
+
+    def event(self, seq: int) -> Event | None:
+        rec = self.backend.record(seq)
+        return decode_event(rec) if rec else None
+
+    def seq_at_time(self, when: datetime | int) -> int:
+        """The last seq whose time is at or before `when` (0 if none). Event times never
+        decrease along the log, so this is a binary search over seq, without an index."""
+        ts = when if isinstance(when, int) else int(when.timestamp() * 1_000_000)
+        lo, hi = 0, self.head_state().seq
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            mid_ts = self.backend.ts_of(mid)
+            if mid_ts is None:
+                raise LedgerError(f"event {mid} is missing from the log; run verify")
+            if mid_ts <= ts:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def verify(self, expect_head: bytes | None = None) -> VerifyReport:
+        return verify_records(self.backend.read(), expect_head)
+
+    def rebuild_snapshots(self) -> int:
+        """Drop every snapshot and write them again from the log; returns how many."""
+        self.backend.drop_snapshots()
+        count = 0
+        state = EMPTY_STATE
+        batch: list[Record] = []
+        for rec in self.backend.read():
+            batch.append(rec)
+            if should_snapshot(rec.seq, self.snapshot_every):
+                state = replay(state, batch, private=state is not EMPTY_STATE)
+                batch = []
+                with self.backend.write() as txn:
+                    txn.put_snapshot(state.seq, state.hash, encode_state(state))
+                count += 1
+                state = decode_state(encode_state(state))
+        return count
+
+    def close(self) -> None:
+        self.backend.close()

@@ -1,0 +1,108 @@
+"""The library's exception tree. Every error the library raises is a `LedgerError`.
+
+    LedgerError
+    ├── InputError                  bad input: the message names the path, file or variable
+    │   ├── InvalidPathError        a key path that cannot be parsed (`a..b`, empty)
+    │   ├── ConfigValidationError   a value that does not fit the schema
+    │   ├── ParseError              a file that is not valid TOML / JSON
+    │   └── InvalidRefError         a REF that is not a seq, a time or `-N`
+    ├── StoreError                  the storage could not do what was asked
+    │   ├── StoreBusyError          another writer held the lock past the busy timeout
+    │   ├── ReadOnlyError           the store is read-only (fallback mode, read-only media)
+    │   ├── FormatVersionError      the database was written by a newer format
+    │   ├── NotSupportedError       this backend cannot offer the feature (history on a file)
+    │   └── BackendUnavailableError an optional extra is not installed
+    ├── ConflictError               `expected_seq` no longer matches the head
+    ├── VerificationError           the hash chain is broken (carries the first bad seq)
+    └── SecretError                 a secret value cannot be produced
+        ├── SecretKeyError          the ledger key is missing or wrong
+        └── SecretDestroyedError    the value was shredded
+
+Driver errors (apsw, psycopg, OSError) are translated once, at the backend boundary,
+with `raise ... from err`. Messages never contain secret values.
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Root of every error raised by moltis-config-ledger."""
+
+
+class InputError(LedgerError, ValueError):
+    """Bad input from a caller, a file or the environment."""
+
+
+class InvalidPathError(InputError):
+    """A configuration key path that cannot be parsed."""
+
+
+class ConfigValidationError(InputError):
+    """A configuration value does not fit the schema; `path` names where."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class ParseError(InputError):
+    """A configuration file is not valid TOML or JSON; the message names the file."""
+
+
+class InvalidRefError(InputError):
+    """A REF (seq, ISO-8601 time or -N) that cannot be resolved."""
+
+
+class StoreError(LedgerError):
+    """The storage backend failed."""
+
+
+class StoreBusyError(StoreError):
+    """Another writer held the lock for longer than the busy timeout."""
+
+
+class ReadOnlyError(StoreError):
+    """The store was opened read-only, or the medium refuses writes."""
+
+
+class FormatVersionError(StoreError):
+    """The database uses a newer format than this version understands."""
+
+
+class NotSupportedError(StoreError):
+    """The backend cannot offer this feature (for example history on a file store)."""
+
+
+class BackendUnavailableError(StoreError):
+    """An optional dependency of the selected backend is not installed."""
+
+
+class ConflictError(LedgerError):
+    """An optimistic write found the ledger at another seq than `expected_seq`."""
+
+    def __init__(self, expected_seq: int, actual_seq: int) -> None:
+        super().__init__(
+            f"conflict: expected the ledger at seq {expected_seq}, but it is at seq {actual_seq}"
+        )
+        self.expected_seq = expected_seq
+        self.actual_seq = actual_seq
+
+
+class VerificationError(LedgerError):
+    """The hash chain does not verify; `seq` is the first bad event."""
+
+    def __init__(self, message: str, seq: int | None) -> None:
+        super().__init__(message)
+        self.seq = seq
+
+
+class SecretError(LedgerError):
+    """A secret value cannot be produced."""
+
+
+class SecretKeyError(SecretError):
+    """The ledger key is missing or does not open the stored secrets."""
+
+
+class SecretDestroyedError(SecretError):
+    """The secret's value was shredded; history still shows it existed."""

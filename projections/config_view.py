@@ -1,0 +1,105 @@
+"""The config projection: fold change events into the raw documents and their provenance.
+
+State = the `moltis.toml` document, the `provider_keys.json` document, and for each a
+provenance tree mirroring the document whose leaves are the seq of the event that last
+set that leaf. Folding is pure and copy-on-write, so a state handed to readers never
+changes; replaying many events from a private state (a decoded snapshot) edits in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.chain import GENESIS
+from ledger.doc import Doc, apply_changes, leaves, own_all
+from ledger.events import DOC_KEYS, KIND_CHANGE, Change, Record, decode_change_payload
+from ledger.paths import Path
+
+__all__ = ["EMPTY_STATE", "ConfigState", "fold", "replay"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigState:
+    """The ledger's documents as of `seq` (whose event hash is `hash`)."""
+
+    seq: int
+    hash: bytes
+    ts: int
+    config: Doc = field(default_factory=dict)
+    keys: Doc = field(default_factory=dict)
+    prov_config: Doc = field(default_factory=dict)
+    prov_keys: Doc = field(default_factory=dict)
+
+    def document(self, doc: str) -> Doc:
+        return self.keys if doc == DOC_KEYS else self.config
+
+    def provenance(self, doc: str = "config") -> Iterator[tuple[Path, int]]:
+        """(leaf path, seq that set it) for every leaf of a document."""
+        tree = self.prov_keys if doc == DOC_KEYS else self.prov_config
+        for path, seq in leaves(tree):
+            if isinstance(seq, int):
+                yield path, seq
+
+
+EMPTY_STATE = ConfigState(0, GENESIS, 0)
+
+
+def _split(changes: Iterable[Change]) -> tuple[list[Change], list[Change]]:
+    cfg: list[Change] = []
+    keys: list[Change] = []
+    for ch in changes:
+        (keys if ch.doc == DOC_KEYS else cfg).append(ch)
+    return cfg, keys
+
+
+def fold(state: ConfigState, rec: Record, changes: list[Change] | None = None,
+         owned: dict[int, Any] | None = None) -> ConfigState:
+    """The state after one more event. `changes` may be passed when already decoded."""
+    if rec.kind != KIND_CHANGE:
+        return ConfigState(rec.seq, rec.hash, rec.ts, state.config, state.keys,
+                           state.prov_config, state.prov_keys)
+    if changes is None:
+        changes = decode_change_payload(rec.payload).changes
+    cfg_changes, key_changes = _split(changes)
+    owned = {} if owned is None else owned
+    config, prov_config = state.config, state.prov_config
+    keys, prov_keys = state.keys, state.prov_keys
+    if cfg_changes:
+        config, pc = apply_changes(config, cfg_changes, prov_config, rec.seq, owned=owned)
+        assert pc is not None
+        prov_config = pc
+    if key_changes:
+        keys, pk = apply_changes(keys, key_changes, prov_keys, rec.seq, owned=owned)
+        assert pk is not None
+        prov_keys = pk
+    return ConfigState(rec.seq, rec.hash, rec.ts, config, keys, prov_config, prov_keys)
+
+
+def replay(state: ConfigState, records: Iterable[Record], *, private: bool = False
+           ) -> ConfigState:
+    """Fold many events. With `private=True` the caller owns `state` outright (it was
+    just decoded from a snapshot) and it is edited in place, which is much faster."""
+    owned: dict[int, Any] = {}
+    if private:
+        for tree in (state.config, state.keys, state.prov_config, state.prov_keys):
+            own_all(tree, owned)
+    config, keys = state.config, state.keys
+    prov_config, prov_keys = state.prov_config, state.prov_keys
+    seq, hash_, ts = state.seq, state.hash, state.ts
+    for rec in records:
+        if rec.kind == KIND_CHANGE:
+            changes = decode_change_payload(rec.payload).changes
+            if all(ch.doc != DOC_KEYS for ch in changes):
+                config, pc = apply_changes(config, changes, prov_config, rec.seq, owned=owned)
+                prov_config = pc if pc is not None else prov_config
+            else:
+                cfg_changes, key_changes = _split(changes)
+                config, pc = apply_changes(config, cfg_changes, prov_config, rec.seq,
+                                           owned=owned)
+                keys, pk = apply_changes(keys, key_changes, prov_keys, rec.seq, owned=owned)
+                prov_config = pc if pc is not None else prov_config
+                prov_keys = pk if pk is not None else prov_keys
+        seq, hash_, ts = rec.seq, rec.hash, rec.ts
+    return ConfigState(seq, hash_, ts, config, keys, prov_config, prov_keys)
