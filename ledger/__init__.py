@@ -56,7 +56,45 @@ _EXPORTS: dict[str, str] = {
     "SecretDestroyedError": "ledger.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BackendUnavailableError",
+    "Change",
+    "Commit",
+    "ConfigStore",
+    "ConfigValidationError",
+    "ConflictError",
+    "Event",
+    "Flags",
+    "FormatVersionError",
+    "InputError",
+    "InvalidPathError",
+    "InvalidRefError",
+    "KeySource",
+    "Ledger",
+    "LedgerConfigStore",
+    "LedgerError",
+    "MemoryConfigStore",
+    "MoltisConfig",
+    "NotSupportedError",
+    "ParseError",
+    "Problem",
+    "Provenance",
+    "ReadOnlyError",
+    "Secret",
+    "SecretDestroyedError",
+    "SecretError",
+    "SecretKeyError",
+    "SecretRef",
+    "SqliteConfigStore",
+    "StoreBusyError",
+    "StoreError",
+    "VerificationError",
+    "VerifyReport",
+    "acting_as",
+    "check",
+    "format_path",
+    "parse_path",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -117,7 +117,7 @@ def section_info(cls: type[msgspec.Struct]) -> SectionInfo:
             info.fields[fn.key] = fn
             info.ordered.append(fn)
     for old, new in getattr(cls, "__aliases__", {}).items():
-        target = next((fn.key for fn in info.ordered if fn.attr == new or fn.key == new), None)
+        target = next((fn.key for fn in info.ordered if new in (fn.attr, fn.key)), None)
         if target is None:
             raise TypeError(f"{cls.__name__}.__aliases__: {old!r} -> unknown field {new!r}")
         info.aliases[old] = target
@@ -138,12 +138,10 @@ def _shape(raw: Any, node: TypeNode) -> Any:
         info = section_info(node.cls)
         out: dict[str, Any] = {}
         extra: dict[str, Any] = {}
-        for key, value in raw.items():
-            canonical = info.aliases.get(key)
-            if canonical is not None:
-                if canonical in raw:
-                    continue  # the current name wins over the old one
-                key = canonical
+        for raw_key, value in raw.items():
+            key = info.aliases.get(raw_key) or raw_key
+            if key != raw_key and key in raw:
+                continue  # the current name wins over the old one
             fn = info.fields.get(key)
             if fn is not None:
                 out[fn.key] = _shape(value, fn.node)
@@ -217,7 +215,7 @@ def _locate_invalid(raw: Any, node: TypeNode, path: Path,
         assert node.cls is not None
         info = section_info(node.cls)
         for key, value in raw.items():
-            fn = info.fields.get(info.aliases.get(key, key))
+            fn = info.fields.get(info.aliases.get(key) or key)
             if fn is not None:
                 found = _locate_invalid(value, fn.node, (*path, key), hook)
             elif info.flatten is not None and info.flatten.node.item is not None:
@@ -510,7 +508,7 @@ def field_at(path: Path) -> TypeNode | None:
             return None
         if node.kind == "section" and node.cls is not None:
             info = section_info(node.cls)
-            fn = info.fields.get(info.aliases.get(key, key))
+            fn = info.fields.get(info.aliases.get(key) or key)
             if fn is not None:
                 node = fn.node
             elif info.flatten is not None:

@@ -20,7 +20,7 @@ from ledger.events import Change, DocName
 from ledger.paths import Path
 from ledger.secrets import Secret, SecretRef, parse_mask
 
-__all__ = ["Sealer", "materialize", "materialize_document"]
+__all__ = ["Sealer", "materialize", "materialize_document", "replace_tables"]
 
 _REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 
@@ -88,6 +88,26 @@ def materialize(raw_changes: Iterable[RawChange], raw: Mapping[str, Any], sealer
         value = normalize_value(rc.value, rc.path, where)
         current = get_value(raw, rc.path)
         _leaf_changes(rc.path, value, current, doc, sealer, secret, out)
+    return out
+
+
+def replace_tables(raw_changes: Iterable[RawChange], raw: Mapping[str, Any]) -> list[RawChange]:
+    """Make explicit sets replace what is there: setting a path that holds a table
+    first unsets it, and setting below a value first unsets that value."""
+    out: list[RawChange] = []
+    for rc in raw_changes:
+        if rc.op == "set":
+            for i in range(1, len(rc.path)):
+                above = get_value(raw, rc.path[:i])
+                if above is not MISSING and not isinstance(above, dict):
+                    out.append(RawChange("unset", rc.path[:i]))
+                    break
+            current = get_value(raw, rc.path)
+            if isinstance(current, dict) and current and not (
+                isinstance(rc.value, dict) and rc.value
+            ):
+                out.append(RawChange("unset", rc.path))
+        out.append(rc)
     return out
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -21,23 +21,25 @@ import msgspec
 
 from ledger._log import get_logger
 from ledger.actor import check_reason, resolve_actor
-from ledger.backends.base import Backend, Head, WriteTxn
+from ledger.backends.base import Backend, Head, SnapshotRow, WriteTxn
 from ledger.chain import GENESIS, VerifyReport, link, verify_records
-from ledger.convert import to_typed, typed_changes
+from ledger.convert import RawChange, is_secret_path, to_typed, typed_changes
 from ledger.doc import apply_changes
-from ledger.editing import Sealer, materialize, materialize_document
+from ledger.editing import Sealer, materialize, materialize_document, replace_tables
 from ledger.errors import ConflictError, InputError, InvalidRefError, LedgerError
 from ledger.events import (
     KIND_CHANGE,
     Change,
     ChangePayload,
+    DocName,
     Event,
     Record,
     decode_event,
     encode_payload,
     now_us,
 )
-from ledger.paths import format_path
+from ledger.paths import Path, format_path
+from ledger.providers_doc import is_key_secret_path
 from ledger.schema import MoltisConfig
 from ledger.secrets import Secret, SecretRef
 from ledger.vault import KeySource, Vault
@@ -157,21 +159,30 @@ class Ledger:
         started = time.perf_counter()
         base, private = EMPTY_STATE, False
         snap = self.backend.snapshot_at(head.seq)
-        if snap is not None:
-            rec = self.backend.record(snap.seq)
-            try:
-                state = decode_state(snap.state)
-            except ValueError as err:
-                state = None
-                _log.warning("ignoring an unreadable snapshot", seq=snap.seq, error=str(err))
-            if state is not None and rec is not None and rec.hash == snap.hash == state.hash:
+        while snap is not None:
+            state = self._trusted_snapshot(snap)
+            if state is not None:
                 base, private = state, True
-            elif state is not None:
-                _log.warning("ignoring a snapshot that does not match the log", seq=snap.seq)
+                break
+            snap = self.backend.snapshot_at(snap.seq - 1)  # fall back to an older one
         tail = self.backend.read(after=base.seq, until=head.seq)
         state = replay(base, tail, private=private)
         _log.debug("rebuilt state", seq=state.seq, from_snapshot=base.seq,
                    duration_ms=round((time.perf_counter() - started) * 1000, 3))
+        return state
+
+    def _trusted_snapshot(self, snap: SnapshotRow) -> ConfigState | None:
+        """A snapshot's state if it is readable and matches the log, else None (logged):
+        snapshots are derived data and are never trusted over the log."""
+        try:
+            state = decode_state(snap.state)
+        except ValueError as err:
+            _log.warning("ignoring an unreadable snapshot", seq=snap.seq, error=str(err))
+            return None
+        rec = self.backend.record(snap.seq)
+        if rec is None or not rec.hash == snap.hash == state.hash or state.seq != snap.seq:
+            _log.warning("ignoring a snapshot that does not match the log", seq=snap.seq)
+            return None
         return state
 
     def state_at(self, seq: int) -> ConfigState:
@@ -278,8 +289,6 @@ class Ledger:
         result: dict[str, MoltisConfig] = {}
 
         def build(state: ConfigState, sealer: Sealer) -> list[Change]:
-            from ledger.providers_doc import is_key_secret_path
-
             changes: list[Change] = []
             if config is not None:
                 changes += materialize_document(state.config, config, sealer, where)
@@ -291,6 +300,21 @@ class Ledger:
             return changes
 
         return self.append(build, on_commit=lambda s: self._adopt(s, result), **kw)
+
+    def edit(self, sets: Mapping[Path, Any] | None = None, unsets: Iterable[Path] = (), *,
+             doc: DocName = "config", where: str = "edit", **kw: Any) -> Commit:
+        """Set values at paths and unset paths, as `moltis-ledger set/unset` does; tables
+        are expanded into leaves and secrets sealed. Validated like every write."""
+        raw_changes = [RawChange("unset", tuple(p)) for p in unsets]
+        raw_changes += [RawChange("set", tuple(p), v) for p, v in (sets or {}).items()]
+        secret = is_key_secret_path if doc == "keys" else is_secret_path
+
+        def changes_for(state: ConfigState, sealer: Sealer) -> list[Change]:
+            document = state.document(doc)
+            return materialize(replace_tables(raw_changes, document), document, sealer,
+                               where=where, doc=doc, secret=secret)
+
+        return self.apply(changes_for, **kw)
 
     def apply(self, changes_for: Callable[[ConfigState, Sealer], Sequence[Change]],
               **kw: Any) -> Commit:

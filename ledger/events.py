@@ -51,7 +51,9 @@ class Change(msgspec.Struct, frozen=True, omit_defaults=True):
         return self.secret if self.secret is not None else self.value
 
     def describe(self) -> str:
-        where = format_path(self.path) if self.doc == DOC_CONFIG else f"keys:{format_path(self.path)}"
+        where = format_path(self.path)
+        if self.doc != DOC_CONFIG:
+            where = f"keys:{where}"
         if self.op == "unset":
             return f"unset {where}"
         shown = self.secret.mask() if self.secret is not None else msgspec.json.encode(self.value)

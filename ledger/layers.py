@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -153,7 +154,7 @@ def parse_env_value(text: str) -> Any:
         value = float(stripped)
     except ValueError:
         return text
-    return value if value == value and value not in (float("inf"), float("-inf")) else text
+    return value if math.isfinite(value) else text
 
 
 def _accepts(value: Any, node: TypeNode) -> str | None:
@@ -378,7 +379,7 @@ def effective_leaves(cfg: MoltisConfig) -> Iterator[Path]:
     yield from _struct_leaves(cfg, ())
 
 
-def _struct_leaves(obj: Any, path: Path) -> Iterator[Path]:
+def _struct_leaves(obj: msgspec.Struct, path: Path) -> Iterator[Path]:
     info = section_info(type(obj))
     for fn in info.ordered:
         yield from _value_leaves(getattr(obj, fn.attr), fn.node, (*path, fn.key))

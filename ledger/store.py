@@ -34,7 +34,7 @@ from ledger.layers import (
     provenance_map,
     referenced_variables,
 )
-from ledger.paths import Path, format_path, is_prefix, parse_path
+from ledger.paths import Path, is_prefix, parse_path
 from ledger.schema import MoltisConfig
 from ledger.vault import KeySource
 from projections.config_view import ConfigState
@@ -114,13 +114,16 @@ class ConfigStore(abc.ABC):
     async def load_raw_at(self, ref: Ref) -> MoltisConfig:
         raise self._unsupported("reading the past")
 
-    async def history(self, **kw: Any) -> list[Event]:
+    async def history(self, *, path: str | Path | None = None, actor: str | None = None,
+                      since: Ref | None = None, until: Ref | None = None,
+                      limit: int | None = None) -> list[Event]:
         raise self._unsupported("history")
 
     async def verify(self, expect_head: bytes | None = None) -> VerifyReport:
         raise self._unsupported("verify")
 
-    def watch(self, poll_interval: float = 0.2) -> AsyncIterator[Event]:
+    def watch(self, poll_interval: float = 0.2,
+              after: int | None = None) -> AsyncIterator[Event]:
         raise self._unsupported("watch")
 
 
@@ -241,7 +244,7 @@ class LedgerConfigStore(ConfigStore):
     async def verify(self, expect_head: bytes | None = None) -> VerifyReport:
         return self.ledger.verify(expect_head)
 
-    async def watch(self, poll_interval: float = 0.2,  # type: ignore[override]
+    async def watch(self, poll_interval: float = 0.2,
                     after: int | None = None) -> AsyncIterator[Event]:
         """New events as they are appended (by any process), in order, forever."""
         last = self.ledger.head_state().seq if after is None else after

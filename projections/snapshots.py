@@ -25,10 +25,16 @@ _EXT_SECRET: Final = 1
 _FORMAT: Final = 1
 
 
-def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, SecretRef):
-        return msgspec.msgpack.Ext(_EXT_SECRET, msgspec.msgpack.encode([obj.ref, obj.fp]))
-    raise NotImplementedError(f"cannot snapshot a {type(obj).__name__}")
+def _wire(value: Any) -> Any:
+    """Secret references become an extension type (msgspec would otherwise encode the
+    Struct as a plain map, indistinguishable from a user's table on the way back)."""
+    if isinstance(value, dict):
+        return {k: _wire(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_wire(v) for v in value]
+    if isinstance(value, SecretRef):
+        return msgspec.msgpack.Ext(_EXT_SECRET, msgspec.msgpack.encode([value.ref, value.fp]))
+    return value
 
 
 def _ext_hook(code: int, data: memoryview) -> Any:
@@ -38,7 +44,7 @@ def _ext_hook(code: int, data: memoryview) -> Any:
     raise ValueError(f"unknown snapshot extension {code}")
 
 
-_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+_encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
 
 
@@ -48,7 +54,7 @@ def should_snapshot(seq: int, every: int = SNAPSHOT_EVERY) -> bool:
 
 def encode_state(state: ConfigState) -> bytes:
     return _encoder.encode(
-        [_FORMAT, state.seq, state.hash, state.ts, state.config, state.keys,
+        [_FORMAT, state.seq, state.hash, state.ts, _wire(state.config), _wire(state.keys),
          state.prov_config, state.prov_keys]
     )
 

@@ -267,13 +267,19 @@ class SqliteBackend:
             raise _translate(err, self.location, "creating the ledger tables") from err
 
     def _has_all_tables(self) -> bool:
+        if self.read_only:
+            return True
         names = {
             r[0]
             for r in self._conn.execute(
                 "SELECT name FROM sqlite_schema WHERE name LIKE 'ledger_%'"
             )
         }
-        return {"ledger_events", "ledger_snapshots", "ledger_secrets", "ledger_meta"} <= names
+        # Triggers count too: a ledger whose append-only triggers were dropped gets
+        # them back the next time a writer opens it.
+        return {"ledger_events", "ledger_snapshots", "ledger_secrets", "ledger_meta",
+                "ledger_events_no_update", "ledger_events_no_delete",
+                "ledger_events_gap_free"} <= names
 
     # -- writes ----------------------------------------------------------------------
 
