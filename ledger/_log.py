@@ -31,6 +31,10 @@ class LibraryLogger:
             wrapper_class=structlog.stdlib.BoundLogger,
         )
 
+    def enabled(self, level: int = logging.INFO) -> bool:
+        """Check before computing expensive fields for a line nobody will read."""
+        return self._logger.isEnabledFor(level)
+
     def _emit(self, level: int, event: str, fields: dict[str, Any]) -> None:
         if self._logger.isEnabledFor(level):
             self._structured.log(level, event, **fields)

@@ -4,12 +4,12 @@ context-local `acting_as(...)`, else $MOLTIS_LEDGER_ACTOR, else `<os user>@<host
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import os
 import socket
 from collections.abc import Iterator
 from contextvars import ContextVar
-from functools import cache
 
 from ledger.errors import InputError
 
@@ -29,7 +29,7 @@ def acting_as(actor: str) -> Iterator[None]:
         _acting_as.reset(token)
 
 
-@cache
+@functools.cache
 def _os_actor() -> str:
     try:
         user = getpass.getuser()
@@ -46,15 +46,21 @@ def _check(text: str, what: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=64)
+def _checked(text: str, what: str) -> str:
+    return _check(text, what)
+
+
 def resolve_actor(explicit: str | None = None) -> str:
     if explicit is not None:
-        return _check(explicit, "actor")
+        return _checked(explicit, "actor") if isinstance(explicit, str) else _check(
+            explicit, "actor")
     ctx = _acting_as.get()
     if ctx:
         return ctx
     env = os.environ.get("MOLTIS_LEDGER_ACTOR", "").strip()
     if env:
-        return _check(env, "MOLTIS_LEDGER_ACTOR")
+        return _checked(env, "MOLTIS_LEDGER_ACTOR")
     return _os_actor()
 
 

@@ -73,6 +73,9 @@ class SectionInfo:
     ordered: list[FieldNode] = field(default_factory=list)
     flatten: FieldNode | None = None
     aliases: dict[str, str] = field(default_factory=dict)  # old key -> TOML key
+    # every field in declaration order (as msgspec.structs.astuple lists them), with
+    # True for the flattened one
+    positions: list[tuple[FieldNode, bool]] = field(default_factory=list)
 
 
 def _strip(tp: Any) -> Any:
@@ -116,6 +119,7 @@ def section_info(cls: type[msgspec.Struct]) -> SectionInfo:
         else:
             info.fields[fn.key] = fn
             info.ordered.append(fn)
+        info.positions.append((fn, f.name == flatten_attr))
     for old, new in getattr(cls, "__aliases__", {}).items():
         target = next((fn.key for fn in info.ordered if new in (fn.attr, fn.key)), None)
         if target is None:
@@ -304,21 +308,24 @@ def _diff_section(old: Any, new: Any, info: SectionInfo, path: Path, raw: Any,
             f"{format_path(path)}: expected a {type(old).__name__}, got {type(new).__name__}",
             format_path(path),
         )
+    # Compare all fields at C speed first; only unequal ones are looked at in Python.
+    old_values = msgspec.structs.astuple(old)
+    new_values = msgspec.structs.astuple(new)
+    if old_values == new_values and all(
+        type(a) is type(b) for a, b in zip(old_values, new_values, strict=True)
+    ):
+        return
     raw_node = raw if isinstance(raw, dict) else {}
-    for fn in info.ordered:
-        a = getattr(old, fn.attr)
-        b = getattr(new, fn.attr)
-        if a is b or _equal(a, b):
+    for (fn, flattened), a, b in zip(info.positions, old_values, new_values, strict=True):
+        if a is b or (type(a) is type(b) and a == b):
+            continue
+        if flattened:
+            assert fn.node.item is not None
+            _diff_mapping(a, b, fn.node.item, path, raw_node, out)
             continue
         key_path = (*path, fn.key)
         _drop_aliases(info, fn.key, key_path, raw_node, out)
         _diff_value(a, b, fn.node, key_path, raw_node.get(fn.key, MISSING), out)
-    if info.flatten is not None:
-        a = getattr(old, info.flatten.attr)
-        b = getattr(new, info.flatten.attr)
-        if not _equal(a, b):
-            assert info.flatten.node.item is not None
-            _diff_mapping(a, b, info.flatten.node.item, path, raw_node, out)
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -352,6 +359,11 @@ def _diff_value(a: Any, b: Any, node: TypeNode, path: Path, raw: Any,
     if isinstance(new_raw, dict) and isinstance(raw, dict) and raw:
         out.append(RawChange("unset", path))  # replace the whole table
     out.append(RawChange("set", path, new_raw))
+
+
+def diff_top_level(field: FieldNode, old: Any, new: Any, raw: Any, out: list[RawChange]) -> None:
+    """The changes within one top-level section (the root has no aliases or flatten)."""
+    _diff_value(old, new, field.node, (field.key,), raw, out)
 
 
 def _diff_mapping(a: Mapping[str, Any], b: Mapping[str, Any], item: TypeNode, path: Path,

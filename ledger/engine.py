@@ -17,16 +17,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-import msgspec
-
 from ledger._log import get_logger
 from ledger.actor import check_reason, resolve_actor
 from ledger.backends.base import Backend, Head, SnapshotRow, WriteTxn
 from ledger.chain import GENESIS, VerifyReport, link, verify_records
-from ledger.convert import RawChange, is_secret_path, to_typed, typed_changes
+from ledger.convert import RawChange, is_secret_path, to_typed
 from ledger.doc import apply_changes
 from ledger.editing import Sealer, materialize, materialize_document, replace_tables
-from ledger.errors import ConflictError, InputError, InvalidRefError, LedgerError
+from ledger.errors import (
+    ConfigValidationError,
+    ConflictError,
+    InputError,
+    InvalidRefError,
+    LedgerError,
+)
 from ledger.events import (
     KIND_CHANGE,
     Change,
@@ -41,7 +45,8 @@ from ledger.events import (
 from ledger.paths import Path, format_path
 from ledger.providers_doc import is_key_secret_path
 from ledger.schema import MoltisConfig
-from ledger.secrets import Secret, SecretRef
+from ledger.secrets import SecretRef
+from ledger.typed_view import TypedCodec, TypedView
 from ledger.vault import KeySource, Vault
 from projections.config_view import EMPTY_STATE, ConfigState, fold, replay
 from projections.snapshots import SNAPSHOT_EVERY, decode_state, encode_state, should_snapshot
@@ -87,15 +92,6 @@ class _TxnSealer:
 Build = Callable[[ConfigState, Sealer], Sequence[Change]]
 
 
-def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, Secret):
-        ref = obj.ref
-        if ref is not None:
-            return {"$secret": ref.ref, "fp": ref.fp}
-        return obj.reveal()  # an unsaved value: stays in this process's memory only
-    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
-
-
 class Ledger:
     """A configuration ledger over one backend (memory, SQLite or PostgreSQL)."""
 
@@ -106,20 +102,8 @@ class Ledger:
         self.snapshot_every = snapshot_every
         self._lock = threading.RLock()
         self._state: ConfigState | None = None
-        self._typed_state: ConfigState | None = None
-        self._typed: MoltisConfig | None = None
-        self._typed_bytes = b""
-        self._encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
-
-        def dec_hook(tp: type, obj: Any) -> Any:
-            if tp is Secret:
-                if isinstance(obj, dict):
-                    return Secret.stored(SecretRef(ref=obj["$secret"], fp=obj["fp"]), self.vault)
-                if isinstance(obj, str):
-                    return Secret(obj)
-            raise NotImplementedError
-
-        self._decoder = msgspec.json.Decoder(MoltisConfig, dec_hook=dec_hook)
+        self.codec = TypedCodec(self.vault)
+        self._view: TypedView | None = None
 
     # -- the head ------------------------------------------------------------------
 
@@ -197,20 +181,27 @@ class Ledger:
 
     # -- typed views -----------------------------------------------------------------
 
-    def _typed_head(self, state: ConfigState) -> tuple[MoltisConfig, bytes]:
-        if self._typed_state is not state or self._typed is None:
-            typed = to_typed(state.config, self.vault, where=f"ledger seq {state.seq}")
-            self._typed, self._typed_bytes = typed, self._encoder.encode(typed)
-            self._typed_state = state
-        return self._typed, self._typed_bytes
+    def _view_for(self, state: ConfigState) -> TypedView:
+        view = self._view
+        if view is None or view.key is not state:
+            view = self.codec.view_of_raw(state.config, state, f"ledger seq {state.seq}")
+            self._view = view
+        return view
 
     def typed(self, seq: int | None = None) -> MoltisConfig:
         """A fresh typed config (the caller may change it) at the head or at `seq`."""
         with self._lock:
-            state = self.head_state() if seq is None else self.state_at(seq)
-            if state is self.head_state():
-                return self._decoder.decode(self._typed_head(state)[1])
+            head = self.head_state()
+            if seq is None or seq == head.seq:
+                return self._view_for(head).fresh()
+            state = self.state_at(seq)
             return to_typed(state.config, self.vault, where=f"ledger seq {state.seq}")
+
+    def view(self) -> MoltisConfig:
+        """The head's typed config, one instance shared by all readers until the head
+        moves: the cheapest read, for callers that promise not to change it."""
+        with self._lock:
+            return self._view_for(self.head_state()).shared()
 
     # -- writes --------------------------------------------------------------------
 
@@ -228,7 +219,9 @@ class Ledger:
         if not source or not source.replace("-", "").replace("_", "").isalnum():
             raise InputError(f"source {source!r} must be a short word such as 'api' or 'cli'")
         with self._lock:
-            state = self.head_state()
+            # No change poll here: the head read inside the write transaction is what
+            # tells whether another writer appended (it must be read there anyway).
+            state = self._state if self._state is not None else self.head_state()
             started = time.perf_counter()
             with self.backend.write(wait=wait) as txn:
                 head = txn.head()
@@ -252,25 +245,30 @@ class Ledger:
             self._state = new_state
             if on_commit is not None:
                 on_commit(new_state)
-        _log.info("appended", seq=seq, actor=actor, source=source,
-                  paths=[format_path(c.path) for c in changes],
-                  duration_ms=round((time.perf_counter() - started) * 1000, 3))
+        if _log.enabled():
+            _log.info("appended", seq=seq, actor=actor, source=source,
+                      paths=[format_path(c.path) for c in changes],
+                      duration_ms=round((time.perf_counter() - started) * 1000, 3))
         return Commit(seq, True, h, tuple(changes))
 
     def update_typed(self, fn: Callable[[MoltisConfig], Any], **kw: Any) -> Commit:
         """Give `fn` a typed copy of the head; record only the paths it changed."""
-        result: dict[str, MoltisConfig] = {}
+        result: dict[str, Any] = {}
 
         def build(state: ConfigState, sealer: Sealer) -> list[Change]:
-            old, data = self._typed_head(state)
-            new = self._decoder.decode(data)
-            returned = fn(new)
-            if isinstance(returned, MoltisConfig):
-                new = returned
-            changes = materialize(typed_changes(old, new, state.config), state.config, sealer,
-                                  where="update")
-            if changes:
-                result["typed"] = self._validate(state, changes)
+            edit = self._view_for(state).edit(fn, state.config)
+            changes = materialize(edit.changes, state.config, sealer, where="update")
+            if not changes:
+                return changes
+            if edit.problem is None and not any(c.secret is not None for c in changes):
+                # only changed paths were recorded, so the edited sections are exactly
+                # the typed view of the new raw document
+                result["sections"] = edit.sections
+            else:
+                result["typed"] = self._validate(state, changes)  # names a bad path precisely
+                if edit.problem is not None:
+                    raise ConfigValidationError(f"update: {edit.problem}",
+                                                edit.problem.split(":", 1)[0])
             return changes
 
         return self.append(build, on_commit=lambda s: self._adopt(s, result), **kw)
@@ -279,8 +277,9 @@ class Ledger:
         """Make the head's typed view equal `cfg` (unknown raw keys are kept)."""
         if not isinstance(cfg, MoltisConfig):
             raise InputError(f"save_raw expects a MoltisConfig, got {type(cfg).__name__}")
-        encoded = self._encoder.encode(cfg)  # a private copy: the caller may keep editing cfg
-        return self.update_typed(lambda _old: self._decoder.decode(encoded), **kw)
+        # a private copy, since the caller may keep editing cfg
+        encoded = self.codec.encoder.encode(cfg)
+        return self.update_typed(lambda _old: self.codec.decoder.decode(encoded), **kw)
 
     def save_documents(self, config: dict[str, Any] | None = None,
                        keys: dict[str, Any] | None = None, *, where: str = "document",
@@ -334,11 +333,12 @@ class Ledger:
         new_raw, _ = apply_changes(state.config, config_changes)
         return to_typed(new_raw, self.vault, where="update")
 
-    def _adopt(self, state: ConfigState, result: dict[str, MoltisConfig]) -> None:
-        typed = result.get("typed")
-        if typed is not None:
-            self._typed, self._typed_bytes = typed, self._encoder.encode(typed)
-            self._typed_state = state
+    def _adopt(self, state: ConfigState, result: dict[str, Any]) -> None:
+        if "sections" in result:
+            assert self._view is not None
+            self._view = self._view.replaced(state, result["sections"])
+        elif "typed" in result:
+            self._view = self.codec.view_of(result["typed"], state)
 
     # -- history ---------------------------------------------------------------------
 

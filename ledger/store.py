@@ -168,14 +168,14 @@ class LedgerConfigStore(ConfigStore):
             self._eff = effective_config(state.config, env=env, flags=flags,
                                          opener=self.ledger.vault,
                                          where=f"ledger seq {state.seq}")
-            self._eff_bytes = self.ledger._encoder.encode(self._eff.config)
+            self._eff_bytes = self.ledger.codec.encoder.encode(self._eff.config)
             self._eff_key, self._eff_state = key, state
         return self._eff
 
     async def load_effective(self, *, flags: Flags = NO_FLAGS,
                              env: Mapping[str, str] | None = None) -> MoltisConfig:
         self._effective(flags, env)
-        return self.ledger._decoder.decode(self._eff_bytes)
+        return self.ledger.codec.decoder.decode(self._eff_bytes)
 
     async def source_metadata(self, *, flags: Flags = NO_FLAGS,
                               env: Mapping[str, str] | None = None) -> dict[str, Provenance]:

@@ -9,8 +9,9 @@ changes; replaying many events from a private state (a decoded snapshot) edits i
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from ledger.chain import GENESIS
 from ledger.doc import Doc, apply_changes, leaves, own_all
@@ -20,17 +21,17 @@ from ledger.paths import Path
 __all__ = ["EMPTY_STATE", "ConfigState", "fold", "replay"]
 
 
-@dataclass(frozen=True, slots=True)
-class ConfigState:
-    """The ledger's documents as of `seq` (whose event hash is `hash`)."""
+class ConfigState(msgspec.Struct, frozen=True, gc=False):
+    """The ledger's documents as of `seq` (whose event hash is `hash`). Treat the
+    documents as read-only: states share unchanged subtrees with each other."""
 
     seq: int
     hash: bytes
     ts: int
-    config: Doc = field(default_factory=dict)
-    keys: Doc = field(default_factory=dict)
-    prov_config: Doc = field(default_factory=dict)
-    prov_keys: Doc = field(default_factory=dict)
+    config: Doc = msgspec.field(default_factory=dict)
+    keys: Doc = msgspec.field(default_factory=dict)
+    prov_config: Doc = msgspec.field(default_factory=dict)
+    prov_keys: Doc = msgspec.field(default_factory=dict)
 
     def document(self, doc: str) -> Doc:
         return self.keys if doc == DOC_KEYS else self.config

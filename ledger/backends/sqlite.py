@@ -199,6 +199,10 @@ class SqliteBackend:
         except PermissionError as err:
             raise ReadOnlyError(f"{self.location}: cannot create the database: {err}") from err
         try:
+            # The format check comes first and only reads: a database written by a newer
+            # version must not be touched at all (journal mode and optimize can write).
+            self._conn.set_busy_timeout(self._busy_ms)
+            self._refuse_newer_format()
             self._configure(synchronous)
             self._check_format()
         except BaseException:
@@ -209,7 +213,6 @@ class SqliteBackend:
 
     def _configure(self, synchronous: Synchronous) -> None:
         c = self._conn
-        c.set_busy_timeout(self._busy_ms)
         # Double-quoted string literals are a classic SQLite foot-gun; refuse them.
         c.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
         c.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
@@ -226,7 +229,7 @@ class SqliteBackend:
         except apsw.Error as err:
             raise _translate(err, self.location, "configuring the connection") from err
 
-    def _check_format(self) -> None:
+    def _format_version(self) -> int | None:
         c = self._conn
         try:
             exists = c.execute(
@@ -235,13 +238,23 @@ class SqliteBackend:
             version = _meta(c, "format_version") if exists else None
         except apsw.Error as err:
             raise _translate(err, self.location, "reading the format version") from err
-        if version is not None and int(version) > FORMAT_VERSION:
+        try:
+            return None if version is None else int(version)
+        except ValueError:
+            raise StoreError(f"{self.location}: unreadable format version {version!r}") from None
+
+    def _refuse_newer_format(self) -> None:
+        version = self._format_version()
+        if version is not None and version > FORMAT_VERSION:
             raise FormatVersionError(
                 f"{self.location}: the ledger was written by a newer version (format "
                 f"{version}; this version understands up to {FORMAT_VERSION}). Upgrade "
                 "moltis-config-ledger; nothing was written."
             )
-        if version is not None and exists and self._has_all_tables():
+
+    def _check_format(self) -> None:
+        c = self._conn
+        if self._format_version() is not None and self._has_all_tables():
             return
         if self.read_only:
             raise ReadOnlyError(f"{self.location}: no ledger tables here (opened read-only)")

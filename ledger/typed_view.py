@@ -1,0 +1,157 @@
+"""The typed view of a head state, kept as one JSON blob per top-level section.
+
+This is the hot path of `update_raw(fn)`. The caller's function gets a private typed
+copy; the edit is found by re-encoding each section of that copy and comparing bytes
+(much cheaper than comparing Struct trees), and only the sections whose bytes differ are
+decoded (which validates them) and compared field by field. The next head's view is
+the old sections with the changed ones replaced, so nothing is re-encoded or
+re-decoded as a whole on a write; a private copy for the next caller is decoded once,
+lazily, and handed out only once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from ledger.convert import RawChange, diff_top_level, section_info, to_typed
+from ledger.doc import MISSING
+from ledger.errors import ConfigValidationError
+from ledger.schema import MoltisConfig
+from ledger.secrets import Secret, SecretOpener, SecretRef
+
+__all__ = ["Edit", "TypedCodec", "TypedView"]
+
+_ROOT_INFO = section_info(MoltisConfig)
+# Each section is kept as `"key":{...}`, so the whole config is one join away.
+_PREFIXES = [b'"%s":' % fn.key.encode() for fn, _ in _ROOT_INFO.positions]
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, Secret):
+        ref = obj.ref
+        if ref is not None:
+            return {"$secret": ref.ref, "fp": ref.fp}
+        return obj.reveal()  # an unsaved value: it stays in this process's memory
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
+class TypedCodec:
+    """Encoders and decoders for typed configs, with secrets bound to one vault."""
+
+    def __init__(self, opener: SecretOpener | None) -> None:
+        self.opener = opener
+
+        def dec_hook(tp: type, obj: Any) -> Any:
+            if tp is Secret:
+                if isinstance(obj, dict):
+                    return Secret.stored(SecretRef(ref=obj["$secret"], fp=obj["fp"]), opener)
+                if isinstance(obj, str):
+                    return Secret(obj)
+            raise NotImplementedError
+
+        self.encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+        self.decoder = msgspec.json.Decoder(MoltisConfig, dec_hook=dec_hook)
+        self.section_decoders = [
+            msgspec.json.Decoder(fn.node.annotation, dec_hook=dec_hook)
+            for fn, _ in _ROOT_INFO.positions
+        ]
+
+    def sections_of(self, typed: MoltisConfig) -> list[bytes]:
+        return list(map(bytes.__add__, _PREFIXES,
+                        map(self.encoder.encode, msgspec.structs.astuple(typed))))
+
+    def view_of(self, typed: MoltisConfig, key: object) -> TypedView:
+        return TypedView(self, key, self.sections_of(typed))
+
+    def view_of_raw(self, raw: dict[str, Any], key: object, where: str) -> TypedView:
+        return self.view_of(to_typed(raw, self.opener, where=where), key)
+
+
+class TypedView:
+    """The typed config of one head state (`key` identifies which)."""
+
+    __slots__ = ("_codec", "_shared", "_spare", "_whole", "key", "sections")
+
+    def __init__(self, codec: TypedCodec, key: object, sections: list[bytes]) -> None:
+        self._codec = codec
+        self.key = key
+        self.sections = sections
+        self._whole: bytes | None = None
+        self._spare: MoltisConfig | None = None
+        self._shared: MoltisConfig | None = None
+
+    def whole(self) -> bytes:
+        if self._whole is None:
+            self._whole = b"{" + b",".join(self.sections) + b"}"
+        return self._whole
+
+    def fresh(self) -> MoltisConfig:
+        """A private copy the caller may change."""
+        spare, self._spare = self._spare, None
+        return spare if spare is not None else self._codec.decoder.decode(self.whole())
+
+    def shared(self) -> MoltisConfig:
+        """One instance shared by every reader of this state: do not change it."""
+        if self._shared is None:
+            self._shared = self._codec.decoder.decode(self.whole())
+        return self._shared
+
+    def prepare_spare(self) -> None:
+        if self._spare is None:
+            self._spare = self._codec.decoder.decode(self.whole())
+
+    def edit(self, fn: Callable[[MoltisConfig], Any], raw: dict[str, Any]) -> Edit:
+        """Run `fn` on a private copy and return the raw changes it made."""
+        copy = self.fresh()
+        returned = fn(copy)
+        if isinstance(returned, MoltisConfig):
+            copy = returned
+        codec = self._codec
+        try:
+            new_sections = codec.sections_of(copy)
+        except (TypeError, ValueError, OverflowError) as err:
+            raise ConfigValidationError(f"update: a value cannot be stored: {err}") from None
+        result = Edit([], new_sections)
+        old_sections = self.sections
+        for i in [i for i, same in enumerate(map(bytes.__eq__, old_sections, new_sections))
+                  if not same]:
+            field = _ROOT_INFO.positions[i][0]
+            decode = codec.section_decoders[i].decode
+            start = len(_PREFIXES[i])
+            try:
+                # decoding the edited section is the validation of the edit
+                new_value = decode(memoryview(new_sections[i])[start:])
+                # canonical bytes (an int in a float field is stored as a float)
+                new_sections[i] = _PREFIXES[i] + codec.encoder.encode(new_value)
+            except msgspec.ValidationError as err:
+                new_value = getattr(copy, field.attr)
+                result.problem = result.problem or _located(field.key, str(err))
+            old_value = decode(memoryview(old_sections[i])[start:])
+            diff_top_level(field, old_value, new_value, raw.get(field.key, MISSING),
+                           result.changes)
+        return result
+
+    def replaced(self, key: object, sections: list[bytes]) -> TypedView:
+        return TypedView(self._codec, key, sections)
+
+
+class Edit:
+    """What a caller's function did: the raw changes, the sections of the edited config
+    (the next head's view when `problem` is None), and the first validation problem."""
+
+    __slots__ = ("changes", "problem", "sections")
+
+    def __init__(self, changes: list[RawChange], sections: list[bytes]) -> None:
+        self.changes = changes
+        self.sections = sections
+        self.problem: str | None = None
+
+
+def _located(section: str, message: str) -> str:
+    """msgspec says `... - at `$.port``; name the config path instead."""
+    text, _, where = message.partition(" - at `$")
+    where = where.rstrip("`").replace(".entries[...]", ".<name>").replace("[...]", ".<key>")
+    return f"{section}{where}: {text.replace('`', '')}"
