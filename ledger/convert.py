@@ -37,6 +37,7 @@ __all__ = [
     "RawChange",
     "check",
     "is_secret_path",
+    "sanitize_message",
     "to_raw_value",
     "to_typed",
     "typed_changes",
@@ -201,15 +202,34 @@ def _convert_error(value: Any, ann: Any, hook: Callable[[type, Any], Any]) -> st
     try:
         msgspec.convert(value, ann, dec_hook=hook, str_keys=True)
     except msgspec.ValidationError as err:
-        return _clean_message(str(err))
+        return sanitize_message(str(err), ann)
     return None
 
 
 _AT = re.compile(r" - at `\$[^`]*`$")
+_QUOTED = re.compile(r"'[^']*'")
 
 
-def _clean_message(msg: str) -> str:
-    return _AT.sub("", msg).replace("`", "")
+def sanitize_message(msg: str, annotation: Any = None) -> str:
+    """A msgspec validation message without its location suffix and without the
+    offending value (it may be a secret pasted into the wrong field); for a closed set
+    of values, the allowed ones are named instead."""
+    text = _QUOTED.sub("(value withheld)", _AT.sub("", msg)).replace("`", "")
+    allowed = _literal_values(annotation)
+    if allowed and text.startswith("Invalid enum value"):
+        text = f"invalid value; expected one of: {', '.join(map(str, allowed))}"
+    return text
+
+
+def _literal_values(annotation: Any) -> tuple[Any, ...]:
+    tp = _strip(annotation)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            values = _literal_values(arg)
+            if values:
+                return values
+        return ()
+    return typing.get_args(tp) if typing.get_origin(tp) is Literal else ()
 
 
 def _locate_invalid(raw: Any, node: TypeNode, path: Path,

@@ -18,7 +18,7 @@ from ledger.convert import RawChange, is_secret_path
 from ledger.doc import MISSING, diff_documents, get_value, normalize_value
 from ledger.events import Change, DocName
 from ledger.paths import Path
-from ledger.secrets import Secret, SecretRef, parse_mask
+from ledger.secrets import DESTROYED_REF, WITHHELD_REF, Secret, SecretRef, parse_mask
 
 __all__ = ["Sealer", "materialize", "materialize_document", "replace_tables"]
 
@@ -46,11 +46,13 @@ def _secret_leaf(value: Any, current: Any, sealer: Sealer) -> SecretRef | None:
         value = value.reveal()
     if isinstance(value, SecretRef):
         return None if value == current else value
-    fp = parse_mask(value)
-    if fp is not None:
+    mask = parse_mask(value)
+    if mask is not None:
+        fp, destroyed = mask
         if isinstance(current, SecretRef) and current.fp == fp:
             return None
-        return SecretRef(ref=f"withheld-{_random.token_hex(8)}", fp=fp)
+        prefix = DESTROYED_REF if destroyed else WITHHELD_REF
+        return SecretRef(ref=f"{prefix}{_random.token_hex(8)}", fp=fp)
     if isinstance(current, SecretRef) and current.fp == sealer.fingerprint(value):
         return None
     return sealer.seal(value)

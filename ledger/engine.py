@@ -33,12 +33,15 @@ from ledger.errors import (
 )
 from ledger.events import (
     KIND_CHANGE,
+    KIND_SHRED,
     Change,
     ChangePayload,
     DocName,
     Event,
     Record,
+    ShredPayload,
     decode_event,
+    doc_path_text,
     encode_payload,
     now_us,
 )
@@ -205,19 +208,36 @@ class Ledger:
 
     # -- writes --------------------------------------------------------------------
 
-    def append(self, build: Build, *, actor: str | None = None, reason: str | None = None,
-               source: str = "api", expected_seq: int | None = None,
-               rollback_to: int | None = None, wait: bool = True,
-               on_commit: Callable[[ConfigState], None] | None = None) -> Commit:
-        """Append one change event built from the current head, or nothing.
-
-        `build(state, sealer)` returns the changes; if it raises, or returns none, the
-        ledger is unchanged. With `expected_seq`, a head that moved raises ConflictError.
-        """
+    def _check_meta(self, actor: str | None, reason: str | None, source: str
+                    ) -> tuple[str, str, str]:
         actor = resolve_actor(actor)
         reason = check_reason(reason)
         if not source or not source.replace("-", "").replace("_", "").isalnum():
             raise InputError(f"source {source!r} must be a short word such as 'api' or 'cli'")
+        return actor, reason, source
+
+    @staticmethod
+    def _record(txn: WriteTxn, head: Head, kind: str, payload: bytes, actor: str, reason: str,
+                source: str) -> Record:
+        seq = head.seq + 1
+        ts = max(now_us(), head.ts)  # event times never go backwards along the log
+        h = link(head.hash, seq, ts, actor, reason, source, kind, payload)
+        rec = Record(seq, ts, actor, reason, source, kind, payload, head.hash, h)
+        txn.append([rec])
+        return rec
+
+    def append(self, build: Build, *, actor: str | None = None, reason: str | None = None,
+               source: str = "api", expected_seq: int | None = None,
+               rollback_to: int | None = None, wait: bool = True,
+               on_commit: Callable[[ConfigState], None] | None = None,
+               meta: dict[str, str] | None = None) -> Commit:
+        """Append one change event built from the current head, or nothing.
+
+        `build(state, sealer)` returns the changes; if it raises, or returns none, the
+        ledger is unchanged. With `expected_seq`, a head that moved raises ConflictError.
+        `meta` entries (which `build` may fill in) are written in the same transaction.
+        """
+        actor, reason, source = self._check_meta(actor, reason, source)
         with self._lock:
             # No change poll here: the head read inside the write transaction is what
             # tells whether another writer appended (it must be read there anyway).
@@ -232,16 +252,15 @@ class Ledger:
                     raise ConflictError(expected_seq, head.seq)
                 seq = head.seq + 1
                 changes = list(build(state, _TxnSealer(self.vault, txn, seq)))
+                for key, value in (meta or {}).items():
+                    txn.set_meta(key, value)
                 if not changes:
                     return Commit(head.seq, False, head.hash)
                 payload = encode_payload(ChangePayload(changes=changes, rollback_to=rollback_to))
-                ts = max(now_us(), head.ts)
-                h = link(head.hash, seq, ts, actor, reason, source, KIND_CHANGE, payload)
-                rec = Record(seq, ts, actor, reason, source, KIND_CHANGE, payload, head.hash, h)
-                txn.append([rec])
+                rec = self._record(txn, head, KIND_CHANGE, payload, actor, reason, source)
                 new_state = fold(state, rec, changes)
                 if should_snapshot(seq, self.snapshot_every):
-                    txn.put_snapshot(seq, h, encode_state(new_state))
+                    txn.put_snapshot(seq, rec.hash, encode_state(new_state))
             self._state = new_state
             if on_commit is not None:
                 on_commit(new_state)
@@ -249,7 +268,7 @@ class Ledger:
             _log.info("appended", seq=seq, actor=actor, source=source,
                       paths=[format_path(c.path) for c in changes],
                       duration_ms=round((time.perf_counter() - started) * 1000, 3))
-        return Commit(seq, True, h, tuple(changes))
+        return Commit(seq, True, rec.hash, tuple(changes))
 
     def update_typed(self, fn: Callable[[MoltisConfig], Any], **kw: Any) -> Commit:
         """Give `fn` a typed copy of the head; record only the paths it changed."""
@@ -294,7 +313,7 @@ class Ledger:
             if keys is not None:
                 changes += materialize_document(state.keys, keys, sealer, where, doc="keys",
                                                 secret=is_key_secret_path)
-            if changes:
+            if any(c.doc == "config" for c in changes):
                 result["typed"] = self._validate(state, changes)
             return changes
 
@@ -322,7 +341,7 @@ class Ledger:
 
         def build(state: ConfigState, sealer: Sealer) -> Sequence[Change]:
             changes = changes_for(state, sealer)
-            if changes:
+            if any(c.doc == "config" for c in changes):
                 result["typed"] = self._validate(state, changes)
             return changes
 
@@ -334,11 +353,62 @@ class Ledger:
         return to_typed(new_raw, self.vault, where="update")
 
     def _adopt(self, state: ConfigState, result: dict[str, Any]) -> None:
+        view = self._view
         if "sections" in result:
-            assert self._view is not None
-            self._view = self._view.replaced(state, result["sections"])
+            assert view is not None
+            self._view = view.replaced(state, result["sections"])
         elif "typed" in result:
             self._view = self.codec.view_of(result["typed"], state)
+        elif (view is not None and isinstance(view.key, ConfigState)
+              and view.key.config is state.config):
+            # the config document is the very same object (a keys-only event)
+            self._view = view.replaced(state, view.sections)
+
+    # -- shredding -------------------------------------------------------------------
+
+    def shred(self, refs: Sequence[SecretRef], *, paths: Sequence[str] = (),
+              actor: str | None = None, reason: str | None = None, source: str = "cli",
+              wait: bool = True) -> Commit:
+        """Destroy the stored values of these secrets ("forget this key"). History keeps
+        that they existed, who set them and when; a shred event records who destroyed
+        them and why; reading a past point that held one shows it as destroyed. The
+        chain is untouched, because values were never part of it."""
+        actor, reason, source = self._check_meta(actor, reason, source)
+        live = [r for r in dict.fromkeys(refs) if not self.vault.is_destroyed(r)]
+        if not paths:  # name where the values were held, so history can show it
+            wanted = {r.ref for r in live}
+            paths = list(dict.fromkeys(
+                doc_path_text(c.doc, c.path) for ev in self.events() for c in ev.changes
+                if c.secret is not None and c.secret.ref in wanted))
+        if not live:
+            current = self.head_state()
+            return Commit(current.seq, False, current.hash)
+        payload = encode_payload(ShredPayload(secrets=live, paths=list(paths)))
+        with self._lock, self.backend.write(wait=wait) as txn:
+            head = txn.head()
+            state = self._state or self.head_state()
+            if head.seq != state.seq or head.hash != state.hash:
+                state = self._catch_up(state, head)
+            rec = self._record(txn, head, KIND_SHRED, payload, actor, reason, source)
+            for ref in live:
+                txn.shred_secret(ref.ref, rec.seq)
+            self._state = fold(state, rec)
+            if should_snapshot(rec.seq, self.snapshot_every):
+                txn.put_snapshot(rec.seq, rec.hash, encode_state(self._state))
+        checkpoint = getattr(self.backend, "checkpoint", None)
+        if checkpoint is not None:
+            checkpoint()  # old WAL pages held the sealed value: fold them away now
+        _log.info("shredded", seq=rec.seq, actor=actor, secrets=len(live), paths=list(paths))
+        return Commit(rec.seq, True, rec.hash)
+
+    def refs_with_fingerprint(self, fp: str) -> list[SecretRef]:
+        """Every stored secret (in any version of either document) with this fingerprint."""
+        found: dict[str, SecretRef] = {}
+        for ev in self.events():
+            for ch in ev.changes:
+                if ch.secret is not None and ch.secret.fp == fp:
+                    found[ch.secret.ref] = ch.secret
+        return list(found.values())
 
     # -- history ---------------------------------------------------------------------
 
@@ -386,6 +456,12 @@ class Ledger:
                 count += 1
                 state = decode_state(encode_state(state))
         return count
+
+    def reset_caches(self) -> None:
+        """Forget cached state (after the storage was replaced underneath, by a restore)."""
+        with self._lock:
+            self._state = None
+            self._view = None
 
     def close(self) -> None:
         self.backend.close()

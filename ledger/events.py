@@ -51,9 +51,7 @@ class Change(msgspec.Struct, frozen=True, omit_defaults=True):
         return self.secret if self.secret is not None else self.value
 
     def describe(self) -> str:
-        where = format_path(self.path)
-        if self.doc != DOC_CONFIG:
-            where = f"keys:{where}"
+        where = doc_path_text(self.doc, self.path)
         if self.op == "unset":
             return f"unset {where}"
         shown = self.secret.mask() if self.secret is not None else msgspec.json.encode(self.value)
@@ -67,10 +65,10 @@ class ChangePayload(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class ShredPayload(msgspec.Struct, frozen=True, omit_defaults=True):
-    """A secret's value was destroyed. The reference stays in history; the value is gone."""
+    """Secret values were destroyed. The references stay in history (who set them, when,
+    with which fingerprint); the values are gone."""
 
-    ref: str
-    fp: str
+    secrets: list[SecretRef]
     paths: list[str] = []
 
 
@@ -101,7 +99,16 @@ class Event(msgspec.Struct, frozen=True):
     prev_hash: bytes
     changes: tuple[Change, ...] = ()
     rollback_to: int | None = None
-    shredded: SecretRef | None = None
+    shredded: tuple[SecretRef, ...] = ()
+    shredded_paths: tuple[tuple[DocName, Path], ...] = ()  # where those secrets were held
+
+    def touches(self, prefix: Path, doc: str | None = None) -> bool:
+        """Whether this event changed (or shredded) something at or under `prefix`."""
+        for d, p in [*((c.doc, c.path) for c in self.changes), *self.shredded_paths]:
+            if (doc is None or d == doc) and (p[: len(prefix)] == prefix
+                                               or prefix[: len(p)] == p):
+                return True
+        return False
 
     @property
     def time(self) -> datetime:
@@ -138,13 +145,27 @@ def decode_event(rec: Record) -> Event:
         return Event(
             seq=rec.seq, ts=rec.ts, actor=rec.actor, reason=rec.reason, source=rec.source,
             kind=rec.kind, hash=rec.hash, prev_hash=rec.prev_hash,
-            shredded=SecretRef(ref=s.ref, fp=s.fp),
+            shredded=tuple(s.secrets),
+            shredded_paths=tuple(_parse_doc_path(t) for t in s.paths),
         )
     # A newer writer's kind: keep it readable instead of failing the whole history.
     return Event(
         seq=rec.seq, ts=rec.ts, actor=rec.actor, reason=rec.reason, source=rec.source,
         kind=rec.kind, hash=rec.hash, prev_hash=rec.prev_hash,
     )
+
+
+def doc_path_text(doc: str, path: Path) -> str:
+    """`providers.openai.api_key`, or `keys:openai.apiKey` for the keys document."""
+    return format_path(path) if doc == DOC_CONFIG else f"keys:{format_path(path)}"
+
+
+def _parse_doc_path(text: str) -> tuple[DocName, Path]:
+    from ledger.paths import parse_path
+
+    if text.startswith("keys:"):
+        return "keys", parse_path(text[5:])
+    return "config", parse_path(text)
 
 
 def now_us() -> int:

@@ -29,6 +29,8 @@ from ledger.convert import (
     ROOT,
     TypeNode,
     field_at,
+    is_secret_path,
+    sanitize_message,
     section_info,
     to_typed,
 )
@@ -163,7 +165,7 @@ def _accepts(value: Any, node: TypeNode) -> str | None:
         msgspec.convert(_plain_for(value, node), node.annotation, dec_hook=_env_hook,
                         str_keys=True)
     except msgspec.ValidationError as err:
-        return re.sub(r" - at `\$[^`]*`$", "", str(err)).replace("`", "")
+        return sanitize_message(str(err), node.annotation)
     return None
 
 
@@ -205,7 +207,8 @@ def parse_env_overrides(env: Mapping[str, str]) -> tuple[list[EnvOverride], list
         if why is not None and not isinstance(value, str) and _accepts(raw_text, node) is None:
             value, why = raw_text, None  # e.g. MOLTIS_IDENTITY__NAME=42 is the name "42"
         if why is not None:
-            ignored.append(IgnoredOverride(name, ptext, f"invalid value {raw_text[:40]!r}: {why}"))
+            shown = "" if is_secret_path(path) else f" {raw_text[:40]!r}"
+            ignored.append(IgnoredOverride(name, ptext, f"invalid value{shown}: {why}"))
             continue
         good.append(EnvOverride(name, path, value))
     return good, ignored

@@ -12,10 +12,9 @@ from typing import Any, Protocol
 
 import msgspec
 
-from ledger.errors import SecretDestroyedError, SecretKeyError
+from ledger.errors import SecretKeyError
 
 __all__ = [
-    "DESTROYED_MASK",
     "Secret",
     "SecretOpener",
     "SecretRef",
@@ -25,7 +24,10 @@ __all__ = [
 # A masked secret in exports and JSON output. An importer recognises these placeholders
 # and records "a secret with this fingerprint was withheld" instead of the mask text.
 MASK_PREFIX = "<secret"
-DESTROYED_MASK = "<secret destroyed>"
+DESTROYED_PREFIX = "<secret destroyed"
+# Stored references with no value behind them: imported from a masked export.
+WITHHELD_REF = "withheld-"
+DESTROYED_REF = "destroyed-"
 
 
 class SecretRef(msgspec.Struct, frozen=True, rename={"ref": "$secret"}):
@@ -38,19 +40,22 @@ class SecretRef(msgspec.Struct, frozen=True, rename={"ref": "$secret"}):
     ref: str
     fp: str
 
-    def mask(self) -> str:
-        return mask_text(self.fp)
+    def mask(self, *, destroyed: bool = False) -> str:
+        return mask_text(self.fp, destroyed=destroyed)
 
 
-def mask_text(fp: str | None) -> str:
+def mask_text(fp: str | None, *, destroyed: bool = False) -> str:
     """The placeholder shown instead of a secret value."""
-    return f"{MASK_PREFIX} fp:{fp}>" if fp else "<secret>"
+    prefix = DESTROYED_PREFIX if destroyed else MASK_PREFIX
+    return f"{prefix} fp:{fp}>" if fp else f"{prefix}>"
 
 
-def parse_mask(text: str) -> str | None:
-    """Return the fingerprint of a mask placeholder, or None if `text` is not one."""
-    if text.startswith(f"{MASK_PREFIX} fp:") and text.endswith(">"):
-        return text[len(MASK_PREFIX) + 4 : -1] or None
+def parse_mask(text: str) -> tuple[str, bool] | None:
+    """(fingerprint, destroyed) of a mask placeholder, or None if `text` is not one."""
+    for prefix, destroyed in ((DESTROYED_PREFIX, True), (MASK_PREFIX, False)):
+        if text.startswith(f"{prefix} fp:") and text.endswith(">"):
+            fp = text[len(prefix) + 4 : -1]
+            return (fp, destroyed) if fp and ">" not in fp else None
     return None
 
 
@@ -119,7 +124,7 @@ class Secret:
 
     def masked(self) -> str:
         if self._ref is not None:
-            return DESTROYED_MASK if self.is_destroyed else self._ref.mask()
+            return mask_text(self._ref.fp, destroyed=self.is_destroyed)
         return "<secret unsaved>"
 
     def __repr__(self) -> str:
@@ -143,6 +148,3 @@ class Secret:
         # Pickling would carry plaintext to places redaction does not reach.
         raise TypeError("Secret values cannot be pickled")
 
-
-def raise_destroyed(where: str) -> SecretDestroyedError:
-    return SecretDestroyedError(f"the secret at {where} was shredded; its value is gone")

@@ -15,7 +15,8 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from pathlib import Path as FsPath
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ledger.backends.base import Backend
 from ledger.backends.memory import MemoryBackend
@@ -34,10 +35,13 @@ from ledger.layers import (
     provenance_map,
     referenced_variables,
 )
-from ledger.paths import Path, is_prefix, parse_path
+from ledger.paths import Path, parse_path
 from ledger.schema import MoltisConfig
 from ledger.vault import KeySource
 from projections.config_view import ConfigState
+
+if TYPE_CHECKING:
+    from ledger.providers import LedgerProviderStore
 
 __all__ = ["ConfigStore", "LedgerConfigStore", "MemoryConfigStore", "SqliteConfigStore"]
 
@@ -133,6 +137,10 @@ class LedgerConfigStore(ConfigStore):
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self.backend_name = ledger.backend.name
+        # set by open_store(): the files this ledger was imported from
+        self.config_file: FsPath | None = None
+        self.keys_file: FsPath | None = None
+        self._providers: LedgerProviderStore | None = None
         self._eff_key: tuple[Any, ...] | None = None
         self._eff_state: ConfigState | None = None
         self._eff: Effective | None = None
@@ -141,10 +149,24 @@ class LedgerConfigStore(ConfigStore):
         self._vars: frozenset[str] = frozenset()
         self._meta_cache: dict[int, Event | None] = {}
 
+    @property
+    def providers(self) -> LedgerProviderStore:
+        """Provider credentials in this ledger (reading a not-yet-imported
+        provider_keys.json as a fallback when opened by open_store)."""
+        if self._providers is None:
+            from ledger.providers import LedgerProviderStore
+
+            self._providers = LedgerProviderStore(self, fallback_file=self.keys_file)
+        return self._providers
+
     # -- reads -----------------------------------------------------------------------
 
     async def load_raw(self) -> MoltisConfig:
         return self.ledger.typed()
+
+    async def view(self) -> MoltisConfig:
+        """The head config as one shared instance (do not change it): the cheapest read."""
+        return self.ledger.view()
 
     async def load_raw_at(self, ref: Ref) -> MoltisConfig:
         return self.ledger.typed(self.resolve_ref(ref))
@@ -306,10 +328,7 @@ def iter_history(ledger: Ledger, *, path: str | Path | None = None, actor: str |
     for ev in ledger.events(after=lo, until=hi, descending=True):
         if actor is not None and ev.actor != actor:
             continue
-        if prefix is not None and not any(
-            (is_prefix(prefix, c.path) or is_prefix(c.path, prefix))
-            and (doc is None or c.doc == doc) for c in ev.changes
-        ):
+        if prefix is not None and not ev.touches(prefix, doc):
             continue
         yield ev
         count += 1

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from ledger.convert import RawChange, diff_top_level, section_info, to_typed
+from ledger.convert import RawChange, diff_top_level, sanitize_message, section_info, to_typed
 from ledger.doc import MISSING
 from ledger.errors import ConfigValidationError
 from ledger.schema import MoltisConfig
@@ -151,7 +151,8 @@ class Edit:
 
 
 def _located(section: str, message: str) -> str:
-    """msgspec says `... - at `$.port``; name the config path instead."""
-    text, _, where = message.partition(" - at `$")
+    """msgspec says `... - at `$.port``; name the config path instead (and never echo
+    the offending value)."""
+    _, _, where = message.partition(" - at `$")
     where = where.rstrip("`").replace(".entries[...]", ".<name>").replace("[...]", ".<key>")
-    return f"{section}{where}: {text.replace('`', '')}"
+    return f"{section}{where}: {sanitize_message(message)}"

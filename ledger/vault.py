@@ -28,7 +28,7 @@ from ledger._log import get_logger
 from ledger.backends.base import Backend, WriteTxn
 from ledger.dirs import default_key_file, ensure_private_dir
 from ledger.errors import SecretDestroyedError, SecretKeyError
-from ledger.secrets import SecretRef
+from ledger.secrets import DESTROYED_REF, SecretRef
 
 __all__ = ["KeySource", "Vault"]
 
@@ -172,15 +172,18 @@ class Vault:
     # -- opening ---------------------------------------------------------------------
 
     def is_destroyed(self, ref: SecretRef) -> bool:
+        """Shredded here, or imported as destroyed from an export."""
         row = self._backend.secret(ref.ref)
-        return row is None or row.sealed is None
+        if row is None:
+            return ref.ref.startswith(DESTROYED_REF)
+        return row.sealed is None
 
     def open_secret(self, ref: SecretRef) -> str:
         row = self._backend.secret(ref.ref)
         if row is None:
             raise SecretDestroyedError(
-                f"secret fp:{ref.fp} has no stored value in this ledger (it was withheld by "
-                "a masked export or never imported); set it again"
+                f"secret fp:{ref.fp} has no stored value in this ledger (it came from a "
+                "masked export, or its value was destroyed before export); set it again"
             )
         if row.sealed is None:
             raise SecretDestroyedError(

@@ -452,6 +452,18 @@ class SqliteBackend:
         except apsw.Error as err:
             raise _translate(err, str(target), "writing a backup") from err
 
+    def restore_from(self, source: SqliteBackend) -> None:
+        """Replace this database's whole content with `source`'s (SQLite's backup API,
+        holding the write lock; other connections see the new content at once)."""
+        if self.read_only:
+            raise ReadOnlyError(f"{self.location}: the ledger was opened read-only")
+        try:
+            with self._lock, self._conn.backup("main", source._conn, "main") as b:
+                while not b.done:
+                    b.step(1024)
+        except apsw.Error as err:
+            raise _translate(err, self.location, "restoring") from err
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
