@@ -19,6 +19,11 @@ _EXPORTS: dict[str, str] = {
     "LedgerConfigStore": "ledger.store",
     "SqliteConfigStore": "ledger.store",
     "MemoryConfigStore": "ledger.store",
+    "FileConfigStore": "ledger.file_store",
+    "open_store": "ledger.open",
+    "ProviderStore": "ledger.providers",
+    "LedgerProviderStore": "ledger.providers",
+    "FileProviderStore": "ledger.file_providers",
     "Commit": "ledger.engine",
     "Ledger": "ledger.engine",
     # schema and values
@@ -64,6 +69,8 @@ __all__ = [
     "ConfigValidationError",
     "ConflictError",
     "Event",
+    "FileConfigStore",
+    "FileProviderStore",
     "Flags",
     "FormatVersionError",
     "InputError",
@@ -73,12 +80,14 @@ __all__ = [
     "Ledger",
     "LedgerConfigStore",
     "LedgerError",
+    "LedgerProviderStore",
     "MemoryConfigStore",
     "MoltisConfig",
     "NotSupportedError",
     "ParseError",
     "Problem",
     "Provenance",
+    "ProviderStore",
     "ReadOnlyError",
     "Secret",
     "SecretDestroyedError",
@@ -93,6 +102,7 @@ __all__ = [
     "acting_as",
     "check",
     "format_path",
+    "open_store",
     "parse_path",
 ]
 
@@ -135,8 +145,12 @@ if TYPE_CHECKING:
         VerificationError,
     )
     from ledger.events import Change, Event
+    from ledger.file_providers import FileProviderStore
+    from ledger.file_store import FileConfigStore
     from ledger.layers import Flags, Provenance
+    from ledger.open import open_store
     from ledger.paths import format_path, parse_path
+    from ledger.providers import LedgerProviderStore, ProviderStore
     from ledger.schema import MoltisConfig
     from ledger.secrets import Secret, SecretRef
     from ledger.store import ConfigStore, LedgerConfigStore, MemoryConfigStore, SqliteConfigStore

@@ -325,6 +325,11 @@ class Ledger:
         are expanded into leaves and secrets sealed. Validated like every write."""
         raw_changes = [RawChange("unset", tuple(p)) for p in unsets]
         raw_changes += [RawChange("set", tuple(p), v) for p, v in (sets or {}).items()]
+        return self.apply_raw(raw_changes, doc=doc, where=where, **kw)
+
+    def apply_raw(self, raw_changes: Sequence[RawChange], *, doc: DocName = "config",
+                  where: str = "edit", **kw: Any) -> Commit:
+        """Append raw path changes (sets replace what is at the path)."""
         secret = is_key_secret_path if doc == "keys" else is_secret_path
 
         def changes_for(state: ConfigState, sealer: Sealer) -> list[Change]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,6 +22,7 @@ from ledger.backends.base import Backend
 from ledger.backends.memory import MemoryBackend
 from ledger.backends.sqlite import SqliteBackend, Synchronous
 from ledger.chain import VerifyReport
+from ledger.convert import RawChange, typed_changes
 from ledger.doc import Doc, get_value
 from ledger.engine import Commit, Ledger
 from ledger.errors import InvalidRefError, NotSupportedError, StoreBusyError
@@ -95,6 +96,30 @@ class ConfigStore(abc.ABC):
                          expected_seq: int | None = None) -> Commit:
         """Read-modify-write under the store's lock: only the paths `fn` changed are
         recorded; nothing changed, or `fn` raising, or invalid values: nothing written."""
+
+    @abc.abstractmethod
+    async def apply_changes(self, raw_changes: Sequence[RawChange], *,
+                            actor: str | None = None, reason: str | None = None,
+                            source: str = "api", expected_seq: int | None = None) -> Commit:
+        """Apply path-level changes to the stored config (a set replaces what is at
+        its path; tables are expanded into keys; validated like every write)."""
+
+    async def edit(self, sets: Mapping[Path, Any] | None = None, unsets: Sequence[Path] = (),
+                   **kw: Any) -> Commit:
+        """Set values at paths and unset paths (what `moltis-ledger set/unset` does)."""
+        changes = [RawChange("unset", tuple(p)) for p in unsets]
+        changes += [RawChange("set", tuple(p), v) for p, v in (sets or {}).items()]
+        return await self.apply_changes(changes, **kw)
+
+    async def save_effective(self, cfg: MoltisConfig, *, flags: Flags = NO_FLAGS,
+                             env: Mapping[str, str] | None = None, **kw: Any) -> Commit:
+        """Save a config that was read with `load_effective()`: only what the caller
+        changed relative to the effective view is stored, so environment overrides,
+        flags and substituted ${VAR} values are never written back (Moltis's
+        `update_config` can write them into the file)."""
+        effective = await self.load_effective(flags=flags, env=env)
+        raw = await self.raw_document()
+        return await self.apply_changes(typed_changes(effective, cfg, raw), **kw)
 
     @abc.abstractmethod
     async def head_seq(self) -> int:
@@ -243,6 +268,13 @@ class LedgerConfigStore(ConfigStore):
         doc = normalize_document(cfg, "save_raw document")
         return await run_write(
             lambda wait: self.ledger.save_documents(doc, where="save_raw", wait=wait, **kw))
+
+    async def apply_changes(self, raw_changes: Sequence[RawChange], *,
+                            actor: str | None = None, reason: str | None = None,
+                            source: str = "api", expected_seq: int | None = None) -> Commit:
+        return await run_write(lambda wait: self.ledger.apply_raw(
+            raw_changes, actor=actor, reason=reason, source=source,
+            expected_seq=expected_seq, wait=wait))
 
     async def update_raw(self, fn: Callable[[MoltisConfig], Any], *, actor: str | None = None,
                          reason: str | None = None, source: str = "api",

@@ -225,7 +225,8 @@ class SqliteBackend:
             c.pragma("synchronous", synchronous)
             # Shredding a secret must overwrite its bytes on disk, not just unlink them.
             c.pragma("secure_delete", True)
-            c.pragma("optimize", 0x10002)
+            if not self.read_only:  # optimize may write (ANALYZE): not on read-only opens
+                c.pragma("optimize", 0x10002)
         except apsw.Error as err:
             raise _translate(err, self.location, "configuring the connection") from err
 

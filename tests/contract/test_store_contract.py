@@ -204,3 +204,24 @@ def test_concurrent_tasks_lose_no_update(store_factory):
 
     run(main())
     assert run(store.load_raw()).tools.agent_max_iterations == 25 + 100
+
+
+def test_edit_sets_and_unsets_paths(store_factory):
+    store = store_factory()
+    run(store.edit({("server", "port"): 8080, ("identity", "name"): "Atlas"}))
+    run(store.edit({("server", "bind"): "0.0.0.0"}, [("identity",)]))
+    assert run(store.raw_document()) == {"server": {"port": 8080, "bind": "0.0.0.0"}}
+    with pytest.raises(ConfigValidationError, match=r"server\.port"):
+        run(store.edit({("server", "port"): "high"}))
+
+
+def test_save_effective_never_writes_the_layers_back(store_factory):
+    store = store_factory()
+    run(store.save_raw({"server": {"port": 1}, "identity": {"name": "${AGENT}"}}))
+    env = {"MOLTIS_SERVER__BIND": "0.0.0.0", "AGENT": "Atlas"}
+    cfg = run(store.load_effective(env=env))
+    assert (cfg.server.bind, cfg.identity.name) == ("0.0.0.0", "Atlas")
+    cfg.chat.auto_title = False
+    run(store.save_effective(cfg, env=env, reason="settings page"))
+    assert run(store.raw_document()) == {
+        "server": {"port": 1}, "identity": {"name": "${AGENT}"}, "chat": {"auto_title": False}}

@@ -1,0 +1,105 @@
+"""Safe file writes for the file stores (moltis.toml, provider_keys.json) and exports.
+
+* `locked(path)`: a cross-process lock (flock on `<name>.lock` next to the file), first
+  tried without waiting so an async caller can move the wait to a worker thread;
+* `replace_file(path, data)`: temp file in the same directory (0600 whatever the umask),
+  fsync, rename over the target, fsync the directory — a reader sees the old file or
+  the new one, never half of one, and an acknowledged write survives a crash;
+* `os_error(...)`: OSError translated into the library's errors, naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import secrets as _random
+from collections.abc import Iterator
+from pathlib import Path
+
+from ledger._log import get_logger
+from ledger.dirs import ensure_private_dir
+from ledger.errors import ReadOnlyError, StoreBusyError, StoreError
+
+__all__ = ["locked", "os_error", "replace_file"]
+
+_log = get_logger("ledger.fileio")
+READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def os_error(path: Path, err: OSError, doing: str) -> StoreError:
+    if err.errno in READ_ONLY_ERRNOS:
+        return ReadOnlyError(f"{path}: cannot {doing}: {err.strerror} (the file or its "
+                             "directory is not writable); the file is unchanged")
+    if err.errno in FULL_ERRNOS:
+        return StoreError(f"{path}: cannot {doing}: the disk is full ({err.strerror}); "
+                          "the file is unchanged")
+    return StoreError(f"{path}: cannot {doing}: {err.strerror}; the file is unchanged")
+
+
+@contextlib.contextmanager
+def locked(path: Path, *, wait: bool) -> Iterator[None]:
+    """Hold the write lock of `path` (StoreBusyError at once when `wait` is False)."""
+    lock = path.with_name(path.name + ".lock")
+    try:
+        ensure_private_dir(path.parent)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            os.fchmod(fd, 0o600)
+        except FileExistsError:
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+            except PermissionError:
+                fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise os_error(path, err, f"create the lock file {lock.name}") from err
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise StoreBusyError(f"{path}: another writer holds {lock}") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def replace_file(path: Path, data: bytes) -> os.stat_result:
+    """Atomically and durably make `path` hold `data` (mode 0600); returns its stat."""
+    target = Path(os.path.realpath(path))  # a symlinked file stays a symlink
+    ensure_private_dir(target.parent)
+    tmp = target.with_name(f".{target.name}.{_random.token_hex(6)}.tmp")
+    fd: int | None = None
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, 0o600)  # whatever the umask
+        _write_all(fd, data)
+        os.fsync(fd)
+        st = os.fstat(fd)
+        os.close(fd)
+        fd = None
+        os.replace(tmp, target)
+    except OSError as err:
+        if fd is not None:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise os_error(path, err, "write") from err
+    try:
+        dfd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as err:  # the file is written; only the rename's durability is unsure
+        _log.warning("cannot fsync the directory", path=str(target.parent),
+                     error=err.strerror)
+    return st

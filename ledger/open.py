@@ -1,0 +1,138 @@
+"""`open_store()`: the configuration store a gateway should use, chosen as Moltis would.
+
+Backend: the `backend=` argument, else MOLTIS_CONFIG_BACKEND, else `[config] backend`
+in moltis.toml, else `file` (the seed's default: today's behaviour). Location of the
+ledger: `db=` (a path, or a postgresql:// DSN), else MOLTIS_CONFIG_DSN / MOLTIS_CONFIG_DB,
+else `[config] dsn` / `[config] db`, else `<data dir>/moltis.db`.
+
+Safety (the seed's rollout rule): the first time a ledger is opened with existing
+files it imports them (after a backup); if the ledger cannot be opened or that import
+fails, the gateway still starts, on the file store in read-only mode, with a warning,
+and every write raises ReadOnlyError saying why.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from ledger import dirs
+from ledger._log import get_logger
+from ledger.errors import InputError, LedgerError
+from ledger.store import ConfigStore, LedgerConfigStore
+from ledger.vault import KeySource
+
+__all__ = ["BACKENDS", "open_store", "select_backend"]
+
+_log = get_logger("ledger.open")
+BACKENDS: Final = ("file", "sqlite", "postgres")
+
+
+def _peek_config_section(config_file: Path) -> dict[str, Any]:
+    """`[config]` of moltis.toml, read without the schema (it may not validate yet)."""
+    from ledger.migrate import read_config_file
+
+    section = read_config_file(config_file).get("config", {})
+    return section if isinstance(section, dict) else {}
+
+
+def select_backend(*, config_file: Path, data_dir: Path, backend: str | None = None,
+                   db: str | None = None, env: Mapping[str, str]) -> tuple[str, str | None]:
+    """(backend name, ledger location) by the rules in this module's docstring."""
+    section: dict[str, Any] = {}
+    if (backend is None and not env.get("MOLTIS_CONFIG_BACKEND")) or db is None:
+        try:
+            section = _peek_config_section(config_file)
+        except LedgerError as err:
+            if backend is None and not env.get("MOLTIS_CONFIG_BACKEND"):
+                raise
+            _log.warning("cannot read [config] from the config file", error=str(err))
+    name, origin = backend, "backend="
+    if name is None and env.get("MOLTIS_CONFIG_BACKEND"):
+        name, origin = env["MOLTIS_CONFIG_BACKEND"].strip().lower(), "MOLTIS_CONFIG_BACKEND"
+    if name is None and isinstance(section.get("backend"), str):
+        name, origin = section["backend"].strip().lower(), f"[config] backend in {config_file}"
+    if name is None and db is not None and db.startswith(("postgresql://", "postgres://")):
+        name = "postgres"
+    name = name or "file"
+    if name not in BACKENDS:
+        raise InputError(f"unknown config backend {name!r} (from {origin}); expected one of "
+                         f"{', '.join(BACKENDS)}")
+    if name == "file":
+        return name, None
+    location = db
+    if location is None:
+        location = env.get("MOLTIS_CONFIG_DSN") if name == "postgres" else env.get(
+            "MOLTIS_CONFIG_DB")
+    if location is None:
+        value = section.get("dsn" if name == "postgres" else "db")
+        location = value if isinstance(value, str) else None
+    if location is None:
+        if name == "postgres":
+            raise InputError("the postgres backend needs a DSN: --db postgresql://..., "
+                             "MOLTIS_CONFIG_DSN, or [config] dsn")
+        location = str(dirs.default_db_path(data_dir))
+    return name, location
+
+
+def open_store(*, config_dir: str | os.PathLike[str] | None = None,
+               data_dir: str | os.PathLike[str] | None = None, db: str | None = None,
+               backend: str | None = None, env: Mapping[str, str] | None = None,
+               read_only: bool = False, auto_migrate: bool = True,
+               synchronous: str = "FULL") -> ConfigStore:
+    """The store for this installation (see the module docstring)."""
+    from ledger.file_store import FileConfigStore, discover_config_file
+
+    env = os.environ if env is None else env
+    config_home = dirs.config_dir(config_dir, env)
+    data_home = dirs.data_dir(data_dir, env)
+    config_file = discover_config_file(config_dir, env)
+    name, location = select_backend(config_file=config_file, data_dir=data_home,
+                                    backend=backend, db=db, env=env)
+    if name == "file":
+        return FileConfigStore(config_file, read_only=read_only)
+    keys_file = config_home / dirs.KEYS_FILE_NAME
+    try:
+        store = _open_ledger(name, location, read_only=read_only, synchronous=synchronous,
+                             keys=KeySource(key_file=dirs.default_key_file(config_home, env),
+                                            env=env))
+        store.config_file = config_file
+        store.keys_file = keys_file
+        if auto_migrate and not read_only and _needs_first_import(store, config_file, keys_file):
+            from ledger.migrate import migrate
+
+            migrate(store.ledger, config_file=config_file, keys_file=keys_file,
+                    data_dir=data_home, reason="first start on the ledger: import of the files")
+        return store
+    except (LedgerError, OSError) as err:
+        _log.warning("the configuration ledger is unavailable; continuing read-only on the "
+                     "file store", backend=name, location=str(location), error=str(err))
+        fallback = FileConfigStore(config_file, read_only=True)
+        fallback.read_only_reason = (
+            f"the {name} ledger at {location} could not be used ({err}); running read-only "
+            "on the file store until that is fixed")
+        return fallback
+
+
+def _open_ledger(name: str, location: str | None, *, read_only: bool, synchronous: str,
+                 keys: KeySource) -> LedgerConfigStore:
+    assert location is not None
+    if name == "postgres":
+        from ledger.backends.postgres import PostgresConfigStore
+
+        return PostgresConfigStore(location, read_only=read_only, keys=keys)
+    from ledger.store import SqliteConfigStore
+
+    if synchronous.upper() == "NORMAL":
+        return SqliteConfigStore(location, read_only=read_only, keys=keys, synchronous="NORMAL")
+    return SqliteConfigStore(location, read_only=read_only, keys=keys)
+
+
+def _needs_first_import(store: LedgerConfigStore, config_file: Path, keys_file: Path) -> bool:
+    from ledger.migrate import META_CONFIG, META_KEYS
+
+    backend = store.ledger.backend
+    imported = backend.get_meta(META_CONFIG) is not None or backend.get_meta(META_KEYS) is not None
+    return not imported and (config_file.exists() or keys_file.exists())
