@@ -82,7 +82,8 @@ class ConflictError(LedgerError):
 
     def __init__(self, expected_seq: int, actual_seq: int) -> None:
         super().__init__(
-            f"conflict: expected the ledger at seq {expected_seq}, but it is at seq {actual_seq}"
+            f"conflict: the store moved on since it was read (expected version "
+            f"{expected_seq}, found {actual_seq}); read it again and retry"
         )
         self.expected_seq = expected_seq
         self.actual_seq = actual_seq

@@ -15,6 +15,7 @@ import errno
 import fcntl
 import os
 import secrets as _random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,8 +41,9 @@ def os_error(path: Path, err: OSError, doing: str) -> StoreError:
 
 
 @contextlib.contextmanager
-def locked(path: Path, *, wait: bool) -> Iterator[None]:
-    """Hold the write lock of `path` (StoreBusyError at once when `wait` is False)."""
+def locked(path: Path, *, wait: bool, timeout: float = 30.0) -> Iterator[None]:
+    """Hold the write lock of `path`. StoreBusyError at once when `wait` is False, or
+    after `timeout` seconds (a writer stopped while holding it must not block forever)."""
     lock = path.with_name(path.name + ".lock")
     try:
         ensure_private_dir(path.parent)
@@ -56,10 +58,17 @@ def locked(path: Path, *, wait: bool) -> Iterator[None]:
     except OSError as err:
         raise os_error(path, err, f"create the lock file {lock.name}") from err
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise StoreBusyError(f"{path}: another writer holds {lock}") from None
+        deadline = time.monotonic() + (timeout if wait else 0.0)
+        pause = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreBusyError(f"{path}: another writer holds {lock}") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
         yield
     finally:
         os.close(fd)  # releases the lock
