@@ -31,6 +31,9 @@ __all__ = [
 
 Doc = dict[str, Any]
 MAX_DEPTH: Final = 64
+# A configuration value is a key, a URL or a prompt, not a data set: larger text is a
+# mistake (or an attack), refused before it reaches the log forever.
+MAX_TEXT_CHARS: Final = 1 << 20
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 
 
@@ -267,6 +270,9 @@ def _normalize_table(value: Mapping[str, Any], path: Path, where: str) -> Doc:
 
 
 def _check_text(text: str, path: Path, where: str) -> None:
+    if len(text) > MAX_TEXT_CHARS:
+        raise _bad(path, where, f"text of {len(text):,} characters is over the limit of "
+                                f"{MAX_TEXT_CHARS:,} for one configuration value")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -25,7 +25,7 @@ from ledger.doc import MISSING, Doc, apply_changes, diff_documents, get_value, n
 from ledger.engine import Commit
 from ledger.errors import ConfigValidationError, ConflictError, ParseError, ReadOnlyError
 from ledger.events import Change
-from ledger.fileio import locked, os_error, replace_file
+from ledger.fileio import check_size, locked, os_error, replace_file
 from ledger.layers import NO_FLAGS, Flags
 from ledger.providers import UNSET, ProviderStore, check_name, entry_changes
 from ledger.secrets import Secret, SecretRef, parse_mask
@@ -45,6 +45,7 @@ _log = get_logger("ledger.file_providers")
 def read_keys_file(path: Path) -> Doc:
     """The key file as one normalized document ({} when missing)."""
     try:
+        check_size(path, path.stat().st_size)
         data = path.read_bytes()
     except FileNotFoundError:
         return {}

@@ -65,7 +65,7 @@ from ledger.errors import (
     StoreError,
 )
 from ledger.events import Change
-from ledger.fileio import locked, os_error, replace_file
+from ledger.fileio import check_size, locked, os_error, replace_file
 from ledger.layers import (
     NO_FLAGS,
     Effective,
@@ -190,6 +190,7 @@ class FileConfigStore(ConfigStore):
         try:
             with open(self.path, "rb") as f:
                 st = os.fstat(f.fileno())
+                check_size(self.path, st.st_size)
                 data = f.read()
         except FileNotFoundError:
             return self._missing()

@@ -21,13 +21,24 @@ from pathlib import Path
 
 from ledger._log import get_logger
 from ledger.dirs import ensure_private_dir
-from ledger.errors import ReadOnlyError, StoreBusyError, StoreError
+from ledger.errors import ParseError, ReadOnlyError, StoreBusyError, StoreError
 
 __all__ = ["locked", "os_error", "replace_file"]
 
 _log = get_logger("ledger.fileio")
 READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+# moltis.toml is a few KB (the commented template is 57 KB); a config file of many MB is
+# a mistake, refused with a clear error instead of being parsed into the ledger.
+MAX_FILE_BYTES = 16 << 20
+
+
+def check_size(path: Path, size: int) -> None:
+    if size > MAX_FILE_BYTES:
+        raise ParseError(f"{path}: {size:,} bytes is too large for a configuration file "
+                         f"(the limit is {MAX_FILE_BYTES:,})")
 
 
 def os_error(path: Path, err: OSError, doing: str) -> StoreError:

@@ -30,6 +30,7 @@ from ledger.editing import Sealer, materialize
 from ledger.engine import Commit, Ledger
 from ledger.errors import ParseError, SecretKeyError, StoreError
 from ledger.events import Change
+from ledger.fileio import check_size
 from ledger.paths import format_path, parse_path
 from ledger.providers_doc import is_key_secret_path
 from projections.config_view import ConfigState
@@ -57,6 +58,7 @@ class MigrationReport:
 def read_config_file(path: Path) -> Doc:
     """moltis.toml (or moltis.json) as a raw document; {} when the file is missing."""
     try:
+        check_size(path, path.stat().st_size)
         data = path.read_bytes()
     except FileNotFoundError:
         return {}
