@@ -44,11 +44,6 @@ def link(prev_hash: bytes, seq: int, ts: int, actor: str, reason: str, source: s
     return h.digest()
 
 
-def record_hash(rec: Record, prev_hash: bytes) -> bytes:
-    return link(prev_hash, rec.seq, rec.ts, rec.actor, rec.reason, rec.source, rec.kind,
-                rec.payload)
-
-
 @dataclass(frozen=True)
 class VerifyReport:
     """The result of walking the chain. `first_bad_seq` is None when it verified."""

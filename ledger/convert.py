@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from ledger.doc import MISSING, get_value, same_value
+from ledger.doc import MISSING, same_value
 from ledger.errors import ConfigValidationError
 from ledger.paths import Path, format_path
 from ledger.schema import FREEFORM_SECRETS, MoltisConfig
@@ -41,7 +41,6 @@ __all__ = [
     "to_raw_value",
     "to_typed",
     "typed_changes",
-    "validate_raw",
 ]
 
 Kind = Literal["section", "dict", "list", "secret", "leaf"]
@@ -62,9 +61,6 @@ class FieldNode:
     node: TypeNode
     default: Any
     factory: Callable[[], Any] | None
-
-    def default_value(self) -> Any:
-        return self.factory() if self.factory is not None else self.default
 
 
 @dataclass(eq=False)
@@ -234,39 +230,28 @@ def _literal_values(annotation: Any) -> tuple[Any, ...]:
 
 def _locate_invalid(raw: Any, node: TypeNode, path: Path,
                     hook: Callable[[type, Any], Any]) -> tuple[Path, str] | None:
-    """Slow path, taken only after a failed conversion: find the first bad raw path."""
+    """Slow path, taken only after a failed conversion: find the deepest bad raw path
+    (a bad value, or a table missing a required key)."""
+    children: list[tuple[Any, TypeNode, Path]] = []
     if node.kind == "section" and isinstance(raw, dict):
         assert node.cls is not None
         info = section_info(node.cls)
         for key, value in raw.items():
             fn = info.fields.get(info.aliases.get(key) or key)
             if fn is not None:
-                found = _locate_invalid(value, fn.node, (*path, key), hook)
+                children.append((value, fn.node, (*path, key)))
             elif info.flatten is not None and info.flatten.node.item is not None:
-                found = _locate_invalid(value, info.flatten.node.item, (*path, key), hook)
-            else:
-                continue
-            if found:
-                return found
-        return None
-    if node.kind == "dict" and isinstance(raw, dict) and node.item is not None:
-        for key, value in raw.items():
-            found = _locate_invalid(value, node.item, (*path, key), hook)
-            if found:
-                return found
-        return None
-    if node.kind == "list" and isinstance(raw, list) and node.item is not None:
-        for i, value in enumerate(raw):
-            found = _locate_invalid(value, node.item, (*path, str(i)), hook)
-            if found:
-                return found
-        return None
+                children.append((value, info.flatten.node.item, (*path, key)))
+    elif node.kind == "dict" and isinstance(raw, dict) and node.item is not None:
+        children = [(v, node.item, (*path, k)) for k, v in raw.items()]
+    elif node.kind == "list" and isinstance(raw, list) and node.item is not None:
+        children = [(v, node.item, (*path, str(i))) for i, v in enumerate(raw)]
+    for value, child, child_path in children:
+        found = _locate_invalid(value, child, child_path, hook)
+        if found:
+            return found
     why = _convert_error(_shape(raw, node), node.annotation, hook)
     return (path, why) if why else None
-
-
-def validate_raw(raw: Mapping[str, Any], where: str = "config") -> None:
-    to_typed(raw, where=where)
 
 
 # ---------------------------------------------------------------------------------
@@ -552,7 +537,3 @@ def field_at(path: Path) -> TypeNode | None:
         else:
             return None
     return node
-
-
-def raw_value_at(raw: Mapping[str, Any], path: Path) -> Any:
-    return get_value(raw, path)

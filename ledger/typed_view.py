@@ -99,10 +99,6 @@ class TypedView:
             self._shared = self._codec.decoder.decode(self.whole())
         return self._shared
 
-    def prepare_spare(self) -> None:
-        if self._spare is None:
-            self._spare = self._codec.decoder.decode(self.whole())
-
     def edit(self, fn: Callable[[MoltisConfig], Any], raw: dict[str, Any]) -> Edit:
         """Run `fn` on a private copy and return the raw changes it made."""
         copy = self.fresh()

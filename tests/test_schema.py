@@ -11,6 +11,8 @@ import msgspec.inspect as mi
 import pytest
 
 import ledger.schema as schema
+from ledger.convert import secret_patterns, to_typed
+from ledger.errors import ConfigValidationError
 from ledger.schema import (
     FREEFORM_SECRETS,
     KNOWN_PROVIDERS,
@@ -35,55 +37,6 @@ def fixtures() -> Path:
     if not FIXTURES.is_dir():
         pytest.skip(f"../shared/fixtures/moltis is not present: {FIXTURES}")
     return FIXTURES
-
-
-# ── raw TOML dict -> MoltisConfig, standing in for ledger.convert.to_typed ──────────────
-
-
-def _shape(value: Any, t: mi.Type) -> Any:
-    """Move non-field keys of `__flatten__` structs into their map; rename alias keys."""
-    if isinstance(t, mi.UnionType):
-        for member in t.types:
-            if isinstance(value, dict) and isinstance(member, mi.StructType | mi.DictType):
-                return _shape(value, member)
-            if isinstance(value, list) and isinstance(member, mi.ListType):
-                return _shape(value, member)
-        return value
-    if isinstance(t, mi.StructType) and isinstance(value, dict):
-        by_name = {f.name: f for f in t.fields}
-        by_key = {f.encode_name: f for f in t.fields}
-        aliases: dict[str, str] = getattr(t.cls, "__aliases__", {})
-        flatten: str | None = getattr(t.cls, "__flatten__", None)
-        shaped: dict[str, Any] = {}
-        rest: dict[str, Any] = {}
-        for key, item in value.items():
-            field = by_name[aliases[key]] if key in aliases else by_key.get(key)
-            if field is not None and field.name != flatten:
-                shaped[field.encode_name] = _shape(item, field.type)
-            elif flatten is not None:
-                rest[key] = item
-            else:
-                shaped[key] = item  # unknown: msgspec ignores it, a checker reports it
-        if flatten is not None:
-            field = by_name[flatten]
-            shaped[field.encode_name] = _shape(rest, field.type)
-        return shaped
-    if isinstance(t, mi.DictType) and isinstance(value, dict):
-        return {k: _shape(v, t.value_type) for k, v in value.items()}
-    if isinstance(t, mi.ListType) and isinstance(value, list):
-        return [_shape(v, t.item_type) for v in value]
-    return value
-
-
-def _dec_hook(tp: type, obj: Any) -> Any:
-    if tp is Secret and isinstance(obj, str):
-        return Secret(obj)
-    raise TypeError(f"cannot build {tp!r} from {type(obj).__name__}")
-
-
-def to_typed(raw: dict[str, Any]) -> MoltisConfig:
-    shaped = _shape(raw, mi.type_info(MoltisConfig))
-    return msgspec.convert(shaped, MoltisConfig, dec_hook=_dec_hook)
 
 
 def load(path: Path) -> MoltisConfig:
@@ -464,31 +417,29 @@ def test_round_trip_with_non_default_values() -> None:
 
 
 def test_wrong_type_names_the_path() -> None:
-    with pytest.raises(msgspec.ValidationError) as err:
+    with pytest.raises(ConfigValidationError) as err:
         to_typed({"server": {"port": "abc"}})
-    assert "$.server.port" in str(err.value)
-    assert "Expected `int`, got `str`" in str(err.value)
+    assert err.value.path == "server.port"
+    assert "Expected int, got str" in str(err.value)
 
 
 @pytest.mark.parametrize(
     ("raw", "where"),
     [
-        ({"server": {"port": 70000}}, "$.server.port"),
-        ({"server": {"rpc_timeout_ms": -1}}, "$.server.rpc_timeout_ms"),
-        (
-            {"providers": {"openai": {"stream_transport": "grpc"}}},
-            "$.providers.entries[...].stream_transport",
-        ),
-        ({"tools": {"exec": {"approval_mode": "sometimes"}}}, "$.tools.exec.approval_mode"),
-        ({"instrumentation": {"sample_rate": 1.5}}, "$.instrumentation.sample_rate"),
-        ({"hooks": {"hooks": [{"name": "x"}]}}, "$.hooks.hooks[0]"),
-        ({"user": {"location": {"place": "Paris"}}}, "$.user.location"),
+        ({"server": {"port": 70000}}, "server.port"),
+        ({"server": {"rpc_timeout_ms": -1}}, "server.rpc_timeout_ms"),
+        ({"providers": {"openai": {"stream_transport": "grpc"}}},
+         "providers.openai.stream_transport"),
+        ({"tools": {"exec": {"approval_mode": "sometimes"}}}, "tools.exec.approval_mode"),
+        ({"instrumentation": {"sample_rate": 1.5}}, "instrumentation.sample_rate"),
+        ({"hooks": {"hooks": [{"name": "x"}]}}, "hooks.hooks.0"),
+        ({"user": {"location": {"place": "Paris"}}}, "user.location"),
     ],
 )
 def test_out_of_range_and_closed_values_are_rejected(raw: dict[str, Any], where: str) -> None:
-    with pytest.raises(msgspec.ValidationError) as err:
+    with pytest.raises(ConfigValidationError) as err:
         to_typed(raw)
-    assert where in str(err.value)
+    assert err.value.path == where
 
 
 def test_unknown_keys_are_ignored_not_rejected() -> None:
@@ -499,3 +450,10 @@ def test_unknown_keys_are_ignored_not_rejected() -> None:
 def test_ints_are_accepted_for_float_fields() -> None:
     cfg = to_typed({"tools": {"browser": {"device_scale_factor": 3}}})
     assert cfg.tools.browser.device_scale_factor == 3.0
+
+
+def test_secret_patterns_cover_typed_and_freeform_secrets() -> None:
+    patterns = set(secret_patterns())
+    for expected in ("providers.*.api_key", "mcp.servers.*.env.*", "env.*",
+                     "channels.slack.*.bot_token", "memory.embedding_api_key", "upstream_proxy"):
+        assert expected in patterns
