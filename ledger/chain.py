@@ -28,7 +28,8 @@ _U32 = struct.Struct(">I")
 
 
 def _text(value: str) -> bytes:
-    data = value.encode("utf-8")
+    # surrogateescape: a tampered, non-UTF-8 column hashes as its own bytes (and fails)
+    data = value.encode("utf-8", "surrogateescape")
     return _U32.pack(len(data)) + data
 
 

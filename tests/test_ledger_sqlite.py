@@ -270,3 +270,11 @@ def test_ledger_engine_is_usable_without_asyncio(tmp_path):
     engine.update_typed(set_port(7), actor="script")
     assert engine.typed().server.port == 7
     assert engine.verify().ok
+
+
+def test_verify_names_an_event_whose_text_is_no_longer_utf8(tmp_path):
+    path = tmp_path / "moltis.db"
+    fill(SqliteConfigStore(path), 6)
+    _tamper(path, "UPDATE ledger_events SET actor = CAST(x'41ff42' AS TEXT) WHERE seq = 4")
+    report = SqliteConfigStore(path).ledger.verify()
+    assert (report.ok, report.first_bad_seq) == (False, 4)

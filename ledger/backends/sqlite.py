@@ -78,6 +78,8 @@ CREATE TABLE IF NOT EXISTS ledger_secrets (
 """
 
 _COLUMNS = "seq, ts, actor, reason, source, kind, payload, prev_hash, hash"
+_BYTES_COLUMNS = ("seq, ts, CAST(actor AS BLOB), CAST(reason AS BLOB), CAST(source AS BLOB), "
+                  "CAST(kind AS BLOB), payload, prev_hash, hash")
 
 
 def _translate(err: Exception, location: str, doing: str) -> Exception:
@@ -370,16 +372,32 @@ class SqliteBackend:
 
     def _iterate(self, sql: str, args: tuple[Any, ...]) -> Iterator[Record]:
         # A separate cursor streams rows without loading the whole log in memory.
+        done = 0
         try:
             cursor = self._conn.cursor()
             for row in cursor.execute(sql, args):
                 yield Record(*row)
+                done += 1
+        except UnicodeDecodeError:
+            # A text column that is not UTF-8 can only come from tampering. Read the rest
+            # as bytes so verify can name the event instead of failing with a traceback.
+            yield from self._iterate_tampered(sql, args, done)
+        except apsw.Error as err:
+            raise _translate(err, self.location, "reading events") from err
+
+    def _iterate_tampered(self, sql: str, args: tuple[Any, ...], skip: int) -> Iterator[Record]:
+        raw_sql = sql.replace(f"SELECT {_COLUMNS}", f"SELECT {_BYTES_COLUMNS}", 1)
+        try:
+            for i, row in enumerate(self._conn.cursor().execute(raw_sql, args)):
+                if i >= skip:
+                    seq, ts, *text, payload, prev, hash_ = row
+                    yield Record(seq, ts, *(bytes(t).decode("utf-8", "surrogateescape")
+                                            for t in text), payload, prev, hash_)
         except apsw.Error as err:
             raise _translate(err, self.location, "reading events") from err
 
     def record(self, seq: int) -> Record | None:
-        rows = self._query(f"SELECT {_COLUMNS} FROM ledger_events WHERE seq = ?", (seq,))
-        return Record(*rows[0]) if rows else None
+        return next(self.read(seq - 1, seq), None)
 
     def ts_of(self, seq: int) -> int | None:
         rows = self._query("SELECT ts FROM ledger_events WHERE seq = ?", (seq,))
