@@ -14,11 +14,13 @@ loss or OS crash (never after a process crash).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import apsw
 
@@ -166,10 +168,28 @@ def _meta(conn: apsw.Connection, key: str) -> str | None:
     return None if row is None else str(row[0])
 
 
+def _on_read_only_media(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _open_read_only(path: Path) -> apsw.Connection:
+    """A read-only connection. On read-only media a WAL database has no -shm file to
+    coordinate readers and cannot get one, so it is opened immutable: nothing can write
+    to that file system anyway."""
+    if _on_read_only_media(path):
+        uri = f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1"
+        return apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+    return apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+
+
 class SqliteBackend:
     """A ledger in one SQLite file (WAL), shared safely by many processes."""
 
     name = "sqlite"
+    read_only_reason = ""
 
     def __init__(
         self,
@@ -187,19 +207,26 @@ class SqliteBackend:
         self._data_version: int | None = None
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
+        if not read_only and self.path.exists() and _on_read_only_media(self.path):
+            # Reads still work there; every write will say why it cannot.
+            self.read_only = read_only = True
+            self.read_only_reason = f"{self.location}: the file system is read-only"
         try:
             if read_only:
                 if not self.path.exists():
                     raise ReadOnlyError(f"{self.location}: no ledger database here (read-only)")
-                flags = apsw.SQLITE_OPEN_READONLY
+                self._conn = _open_read_only(self.path)
             else:
                 _create_private_file(self.path)
-                flags = apsw.SQLITE_OPEN_READWRITE
-            self._conn = apsw.Connection(str(self.path), flags=flags)
+                self._conn = apsw.Connection(str(self.path), flags=apsw.SQLITE_OPEN_READWRITE)
         except apsw.Error as err:
             raise _translate(err, self.location, "opening") from err
-        except PermissionError as err:
-            raise ReadOnlyError(f"{self.location}: cannot create the database: {err}") from err
+        except OSError as err:
+            if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise ReadOnlyError(f"{self.location}: cannot create the database: "
+                                    f"{err.strerror}") from err
+            raise StoreError(f"{self.location}: cannot create the database: "
+                             f"{err.strerror}") from err
         try:
             # The format check comes first and only reads: a database written by a newer
             # version must not be touched at all (journal mode and optimize can write).
@@ -302,7 +329,8 @@ class SqliteBackend:
     @contextlib.contextmanager
     def write(self, *, wait: bool = True) -> Iterator[_SqliteTxn]:
         if self.read_only:
-            raise ReadOnlyError(f"{self.location}: the ledger was opened read-only")
+            raise ReadOnlyError(self.read_only_reason
+                                or f"{self.location}: the ledger was opened read-only")
         with self._lock:
             c = self._conn
             try:
