@@ -418,9 +418,9 @@ class SqliteBackend:
         try:
             for i, row in enumerate(self._conn.cursor().execute(raw_sql, args)):
                 if i >= skip:
-                    seq, ts, *text, payload, prev, hash_ = row
-                    yield Record(seq, ts, *(bytes(t).decode("utf-8", "surrogateescape")
-                                            for t in text), payload, prev, hash_)
+                    actor, reason, source, kind = (bytes(t).decode("utf-8", "surrogateescape")
+                                                   for t in row[2:6])
+                    yield Record(row[0], row[1], actor, reason, source, kind, *row[6:])
         except apsw.Error as err:
             raise _translate(err, self.location, "reading events") from err
 
