@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import structlog
-
 __all__ = ["get_logger"]
 
 logging.getLogger("ledger").addHandler(logging.NullHandler())
@@ -25,11 +23,8 @@ class LibraryLogger:
 
     def __init__(self, name: str) -> None:
         self._logger = logging.getLogger(name)
-        self._structured = structlog.wrap_logger(
-            self._logger,
-            processors=[structlog.stdlib.render_to_log_kwargs],
-            wrapper_class=structlog.stdlib.BoundLogger,
-        )
+        self._structured: Any = None  # built on the first line emitted: importing
+        # structlog costs tens of milliseconds, paid by every CLI start otherwise
 
     def enabled(self, level: int = logging.INFO) -> bool:
         """Check before computing expensive fields for a line nobody will read."""
@@ -37,6 +32,14 @@ class LibraryLogger:
 
     def _emit(self, level: int, event: str, fields: dict[str, Any]) -> None:
         if self._logger.isEnabledFor(level):
+            if self._structured is None:
+                import structlog
+
+                self._structured = structlog.wrap_logger(
+                    self._logger,
+                    processors=[structlog.stdlib.render_to_log_kwargs],
+                    wrapper_class=structlog.stdlib.BoundLogger,
+                )
             self._structured.log(level, event, **fields)
 
     def debug(self, event: str, **fields: Any) -> None:

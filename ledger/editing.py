@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from ledger.convert import RawChange, is_secret_path
-from ledger.doc import MISSING, diff_documents, get_value, normalize_value
+from ledger.doc import MISSING, diff_documents, get_value, normalize_value, same_value
 from ledger.events import Change, DocName
 from ledger.paths import Path
 from ledger.secrets import DESTROYED_REF, WITHHELD_REF, Secret, SecretRef, parse_mask
@@ -73,6 +73,8 @@ def _leaf_changes(path: Path, value: Any, current: Any, doc: DocName, sealer: Se
         if ref is not None:
             out.append(Change(op="set", path=path, secret=ref, doc=doc))
         return
+    if current is not MISSING and same_value(value, current):
+        return  # already so: setting a value to itself records nothing
     out.append(Change(op="set", path=path, value=value, doc=doc))
 
 

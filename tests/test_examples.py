@@ -64,5 +64,5 @@ def test_gateway_example_reloads_on_change(tmp_path):
         assert after["seq"] == 2
     finally:
         proc.terminate()
-        out, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=10)
     assert "seq 2 by ops: server.port" in err
