@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "LedgerConfigStore": "ledger.store",
     "SqliteConfigStore": "ledger.store",
     "MemoryConfigStore": "ledger.store",
+    "PostgresConfigStore": "ledger.pg_store",
     "FileConfigStore": "ledger.file_store",
     "open_store": "ledger.open",
     "ProviderStore": "ledger.providers",
@@ -85,6 +86,7 @@ __all__ = [
     "MoltisConfig",
     "NotSupportedError",
     "ParseError",
+    "PostgresConfigStore",
     "Problem",
     "Provenance",
     "ProviderStore",
@@ -150,6 +152,7 @@ if TYPE_CHECKING:
     from ledger.layers import Flags, Provenance
     from ledger.open import open_store
     from ledger.paths import format_path, parse_path
+    from ledger.pg_store import PostgresConfigStore
     from ledger.providers import LedgerProviderStore, ProviderStore
     from ledger.schema import MoltisConfig
     from ledger.secrets import Secret, SecretRef

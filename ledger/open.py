@@ -14,6 +14,7 @@ and every write raises ReadOnlyError saying why.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -38,6 +39,24 @@ def _peek_config_section(config_file: Path) -> dict[str, Any]:
     return section if isinstance(section, dict) else {}
 
 
+def is_dsn(location: str) -> bool:
+    """A PostgreSQL connection string: a URI, or libpq's `key=value` form."""
+    if location.startswith(("postgresql://", "postgres://")):
+        return True
+    return bool(re.match(r"\s*(host|hostaddr|dbname|user|port|service)\s*=", location))
+
+
+def describe_location(location: str | None) -> str:
+    """A ledger location fit for logs and messages (a DSN's password removed)."""
+    if location is None:
+        return "?"
+    if is_dsn(location):
+        from ledger.backends.postgres import redact_dsn
+
+        return redact_dsn(location)
+    return location
+
+
 def select_backend(*, config_file: Path, data_dir: Path, backend: str | None = None,
                    db: str | None = None, env: Mapping[str, str]) -> tuple[str, str | None]:
     """(backend name, ledger location) by the rules in this module's docstring."""
@@ -54,7 +73,7 @@ def select_backend(*, config_file: Path, data_dir: Path, backend: str | None = N
         name, origin = env["MOLTIS_CONFIG_BACKEND"].strip().lower(), "MOLTIS_CONFIG_BACKEND"
     if name is None and isinstance(section.get("backend"), str):
         name, origin = section["backend"].strip().lower(), f"[config] backend in {config_file}"
-    if name is None and db is not None and db.startswith(("postgresql://", "postgres://")):
+    if name is None and db is not None and is_dsn(db):
         name = "postgres"
     name = name or "file"
     if name not in BACKENDS:
@@ -107,11 +126,12 @@ def open_store(*, config_dir: str | os.PathLike[str] | None = None,
                     data_dir=data_home, reason="first start on the ledger: import of the files")
         return store
     except (LedgerError, OSError) as err:
+        where = describe_location(location)
         _log.warning("the configuration ledger is unavailable; continuing read-only on the "
-                     "file store", backend=name, location=str(location), error=str(err))
+                     "file store", backend=name, location=where, error=str(err))
         fallback = FileConfigStore(config_file, read_only=True)
         fallback.read_only_reason = (
-            f"the {name} ledger at {location} could not be used ({err}); running read-only "
+            f"the {name} ledger at {where} could not be used ({err}); running read-only "
             "on the file store until that is fixed")
         return fallback
 
@@ -120,7 +140,7 @@ def _open_ledger(name: str, location: str | None, *, read_only: bool, synchronou
                  keys: KeySource) -> LedgerConfigStore:
     assert location is not None
     if name == "postgres":
-        from ledger.backends.postgres import PostgresConfigStore
+        from ledger.pg_store import PostgresConfigStore
 
         return PostgresConfigStore(location, read_only=read_only, keys=keys)
     from ledger.store import SqliteConfigStore

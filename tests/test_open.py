@@ -146,3 +146,13 @@ def test_moltis_entry_points_over_the_selected_store(dirs, monkeypatch):
         assert [e.reason for e in run(store.history())][:2] == ["onboarding", "compat"]
     finally:
         forget_stores()
+
+
+def test_dsn_forms_select_postgres_and_never_leak_the_password():
+    from ledger.open import describe_location, is_dsn
+
+    assert is_dsn("postgresql://u:pw@db/ledger")
+    assert is_dsn("host=db dbname=ledger user=u password=pw")
+    assert not is_dsn("/var/lib/moltis/moltis.db")
+    assert "pw" not in describe_location("postgresql://u:pw@db:5432/ledger")
+    assert "pw" not in describe_location("host=db dbname=ledger user=u password=pw")

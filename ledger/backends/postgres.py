@@ -1,0 +1,744 @@
+"""The PostgreSQL backend (psycopg 3 + psycopg-pool), for several gateways sharing one ledger.
+
+Same tables and semantics as the SQLite backend, prefixed `ledger_`, inside one
+PostgreSQL schema (`schema=`, default "public"), plus a one-row `ledger_head` table that
+holds the chain head (seq, hash, ts).
+
+Serialization. The log is one global hash chain, so appends must serialize: every write
+transaction starts by locking the head row (`SELECT ... FROM ledger_head FOR UPDATE`),
+and moves that row in the same transaction as the insert. The row lock is what keeps
+the chain linear with writers in many processes, and it makes seq order equal commit
+order: the writer of seq N+1 cannot lock the head until the writer of seq N has
+committed or rolled back, so a reader that sees event N+1 always sees event N too, and
+a tailing reader (watch, catch-up) never skips an event that commits late. A sequence,
+or inserting without the lock and letting the primary key sort it out, would hand out
+numbers in one order and commit them in another. This is eventsourcing's `_lock_table`
+argument, with a row lock instead of an EXCLUSIVE table lock, so readers never wait.
+The price is one writer at a time, as with SQLite's BEGIN IMMEDIATE; the commit's WAL
+flush dominates it anyway.
+
+Two ways through that lock (see `_PgTxn`):
+
+- locked: `BEGIN; SELECT ... FOR UPDATE` (one message), then the statements, COMMIT;
+- optimistic, for the async stores' first try (`wait=False`): the engine builds the
+  event on the head this process last saw, and the whole append is then one autocommit
+  statement that locks the head row (NOWAIT), moves it only if it is still the event's
+  parent, inserts the event only if it moved, and notifies. One round trip, fewer than a
+  bare `BEGIN; INSERT; COMMIT`. If the head moved or is locked, nothing is written and
+  StoreBusyError sends `run_write` to the locked way (in a thread).
+
+When writers in several processes collide, the fast first try mostly fails, and its
+round trip steals time from the writer holding the lock; so for a second after a
+collision `wait=False` says busy at once, and writes go the locked way, where the lock
+message also fetches the events appended meanwhile (the engine's catch-up, which would
+otherwise be one more round trip under the lock).
+
+Integrity in the database: UPDATE, DELETE and TRUNCATE of events are refused by
+triggers. The engine's statements only insert an event whose seq and prev_hash follow
+the head row, and move the row in the same statement; any other INSERT (psql, another
+tool) goes through a BEFORE INSERT trigger that does the same check and move, so it
+cannot fork or hole the chain either. The engine's sessions skip that trigger (it would
+repeat their own check, at ~13% of an append's time) by setting `moltis_ledger.engine`.
+
+Change detection (`changed()`) reads the head row: one single-row read, ~25 µs over
+loopback. A LISTEN-fed flag would be cheaper but only eventually right: a notification
+reaches the listener some time after the commit, and a dropped listening connection
+would freeze every reader's view without anyone noticing. Reading the row keeps the
+guarantee SQLite's data_version gives: once another gateway's write has returned, every
+later read here sees it. `PostgresConfigStore.watch` uses LISTEN/NOTIFY to wake up, with
+the table as the source of truth.
+
+psycopg and psycopg-pool are an optional extra, imported only when a backend is opened;
+their absence raises BackendUnavailableError with the install hint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import blake3
+
+from ledger._log import get_logger
+from ledger.backends._pg_sql import ENGINE_GUC, Sql
+from ledger.backends.base import (
+    EMPTY_HEAD,
+    FORMAT_VERSION,
+    Head,
+    SecretRow,
+    SnapshotRow,
+)
+from ledger.chain import GENESIS
+from ledger.errors import (
+    BackendUnavailableError,
+    ConflictError,
+    FormatVersionError,
+    ReadOnlyError,
+    StoreBusyError,
+    StoreError,
+)
+from ledger.events import Record
+
+if TYPE_CHECKING:
+    import psycopg
+    import psycopg_pool
+
+__all__ = ["MAX_PAGE", "PostgresBackend", "first_line", "redact_dsn"]
+
+_log = get_logger("ledger.backends.postgres")
+
+INSTALL_HINT: Final = "pip install 'moltis-config-ledger[postgres]'"
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,54}")  # + "ledger_" stays within 63 bytes
+_TABLES: Final = ("ledger_meta", "ledger_events", "ledger_head", "ledger_snapshots",
+                  "ledger_secrets")
+_TRIGGERS: Final = ("ledger_events_no_update", "ledger_events_no_delete",
+                    "ledger_events_no_truncate", "ledger_events_gap_free")
+_FIRST_PAGE: Final = 256  # rows of the first page of a read (catch-up reads are short)
+MAX_PAGE: Final = 4096
+_CONTENDED_FOR: Final = 1.0  # seconds without a fast first try, once writers collide
+_PREFETCH: Final = 64  # events read with the lock, for the engine to catch up on
+
+
+def _driver() -> tuple[Any, Any]:
+    """psycopg and psycopg_pool, or BackendUnavailableError with the install hint."""
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError as err:
+        raise BackendUnavailableError(
+            f"the postgres backend needs psycopg 3 and psycopg-pool ({err.name} is not "
+            f"installed): {INSTALL_HINT}"
+        ) from err
+    return psycopg, psycopg_pool
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN as `postgresql://user@host:port/dbname`, never with its password."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        params = conninfo_to_dict(dsn)
+    except Exception:  # an unparseable DSN must not be echoed either
+        return "postgresql://(unparseable DSN)"
+    user = params.get("user")
+    host = str(params.get("host") or params.get("hostaddr") or "")
+    port = params.get("port")
+    dbname = params.get("dbname") or ""
+    if host.startswith("/"):  # a unix socket folder
+        return f"postgresql://{f'{user}@' if user else ''}/{dbname}?host={host}"
+    netloc = f"{f'{user}@' if user else ''}{host}{f':{port}' if port else ''}"
+    return f"postgresql://{netloc}/{dbname}"
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _translate(err: BaseException, location: str, doing: str) -> StoreError:
+    """Map a psycopg / psycopg-pool error to the library's tree, naming the DSN (without
+    its password). Done once, here, at the boundary."""
+    state = str(getattr(err, "sqlstate", None) or "")
+    msg = first_line(err)
+    if state == "55P03":  # lock_not_available: NOWAIT, or lock_timeout expired
+        return StoreBusyError(f"{location}: the ledger is locked by another writer ({doing})")
+    if state in ("40001", "40P01"):  # serialization failure, deadlock
+        return StoreBusyError(f"{location}: {doing} conflicted with another transaction; "
+                              "try again")
+    if state == "57014":  # query_canceled (statement_timeout)
+        return StoreBusyError(f"{location}: {doing} was cancelled: {msg}")
+    if state == "25006":  # read_only_sql_transaction (read-only mode, hot standby)
+        return ReadOnlyError(f"{location}: the database is read-only ({doing})")
+    if state == "42501":  # insufficient_privilege
+        return ReadOnlyError(f"{location}: permission denied ({doing}): {msg}")
+    if state == "53100":
+        return StoreError(f"{location}: the disk is full ({doing}); nothing was written")
+    if type(err).__name__ == "PoolTimeout":
+        return StoreError(f"{location}: no database connection became available ({doing}): "
+                          f"{msg}")
+    if state.startswith("08") or (not state and type(err).__name__ == "OperationalError"):
+        return StoreError(f"{location}: cannot reach the database ({doing}): {msg}")
+    return StoreError(f"{location}: {doing} failed: {msg}")
+
+
+def _last_result(cur: psycopg.Cursor[Any]) -> psycopg.Cursor[Any]:
+    """After a multi-statement simple query, move to the result that returned rows."""
+    while cur.description is None and cur.nextset():
+        pass
+    return cur
+
+
+def _advisory_key(schema: str) -> int:
+    digest = blake3.blake3(f"moltis-config-ledger schema {schema}".encode()).digest(8)
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _row(r: Record) -> tuple[Any, ...]:
+    return (r.seq, r.ts, r.actor, r.reason, r.source, r.kind, r.payload, r.prev_hash, r.hash)
+
+
+def _named(r: Record) -> dict[str, Any]:
+    return {"seq": r.seq, "ts": r.ts, "actor": r.actor, "reason": r.reason, "source": r.source,
+            "kind": r.kind, "payload": r.payload, "prev_hash": r.prev_hash, "hash": r.hash}
+
+
+class _PgTxn:
+    """One write transaction on one connection.
+
+    Locked (`wait=True`, or when this backend has not seen the head yet): BEGIN and the
+    head row lock come first, as one message, and `head()` is the locked row.
+
+    Optimistic (`wait=False`): `head()` is the head this backend last saw and nothing is
+    sent until the commit, which is one autocommit statement (`Sql.append_one`). Any
+    step other than appending one event (a snapshot, a secret, meta) first turns it into
+    a locked transaction, checking under the lock that the head is still the one the
+    engine built on; if not, StoreBusyError, with nothing written.
+    """
+
+    __slots__ = ("_b", "_base", "_conn", "_cur", "_head", "_locked", "_pending", "_wait")
+
+    def __init__(self, backend: PostgresBackend, conn: psycopg.Connection[Any],
+                 cur: psycopg.Cursor[Any], wait: bool, known: Head | None) -> None:
+        self._b = backend
+        self._conn = conn
+        self._cur = cur
+        self._wait = wait
+        self._locked = False
+        self._pending: Record | None = None
+        self._base = self._head = known if known is not None else EMPTY_HEAD
+        if wait or known is None:
+            self._base = self._head = self._lock()
+
+    @property
+    def optimistic(self) -> bool:
+        return not self._locked
+
+    def based_on(self, head: Head) -> bool:
+        """Is `head` the one this transaction started from?"""
+        return (head.seq, head.hash) == (self._base.seq, self._base.hash)
+
+    def _lock(self) -> Head:
+        b = self._b
+        sql, known = b._sql, b._known
+        self._locked = True  # from here on, a failure must roll back
+        # BEGIN and the lock travel in one message (one round trip), with the events
+        # appended since this process last saw the head: the engine reads them next, to
+        # catch up, and the lock is held meanwhile. (The SELECT after the lock sees every
+        # commit up to the locked head; `known.seq` is an int, safe in the text.)
+        text = sql.begin_wait if self._wait else sql.begin_nowait
+        if known is not None:
+            text += (f"; {sql.select} WHERE seq > {int(known.seq)} ORDER BY seq "
+                     f"LIMIT {_PREFETCH}")
+        cur = _last_result(self._cur.execute(text))
+        row = cur.fetchone()
+        if row is None:
+            raise StoreError(f"{b.location}: ledger_head has no row; open the ledger "
+                             "as a writer to repair it")
+        head = Head(row[0], row[1], row[2])
+        if known is not None and cur.nextset():
+            b._in_write.prefetch = (known.seq, [Record(*r) for r in cur.fetchall()])
+            b._note_contention(head.seq != known.seq or head.hash != known.hash)
+        return head
+
+    def _upgrade(self) -> None:
+        if self._locked:
+            return
+        head = self._lock()
+        if not self.based_on(head):
+            raise StoreBusyError(f"{self._b.location}: another writer appended (head "
+                                 f"{head.seq}, expected {self._base.seq}); retry")
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._insert(self._base, [pending])
+
+    def head(self) -> Head:
+        return self._head
+
+    def append(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        if not self._locked and self._pending is None and len(records) == 1:
+            self._pending = records[0]
+        else:
+            self._upgrade()
+            self._insert(self._head, records)
+        last = records[-1]
+        self._head = Head(last.seq, last.hash, last.ts)
+
+    def _insert(self, head: Head, records: Sequence[Record]) -> None:
+        sql, first, last = self._b._sql, records[0], records[-1]
+        if len(records) == 1:
+            if self._cur.execute(sql.append_one, _named(first), prepare=True
+                                 ).fetchone() is None:
+                raise StoreError(f"{self._b.location}: event {first.seq} does not follow "
+                                 f"the head (event {head.seq})")
+            return
+        expected = head.seq + 1
+        for r in records:
+            if r.seq != expected:
+                raise StoreError(f"{self._b.location}: append out of order: seq {r.seq}, "
+                                 f"expected {expected}")
+            expected += 1
+        self._cur.execute(sql.move_head, (last.seq, last.hash, last.ts, head.seq,
+                                          first.prev_hash))
+        if self._cur.rowcount != 1:
+            raise StoreError(f"{self._b.location}: event {first.seq} does not link to the "
+                             f"head (event {head.seq})")
+        self._cur.executemany(sql.insert, [_row(r) for r in records])
+        self._cur.execute(sql.notify, (str(last.seq),))
+
+    def _commit(self) -> None:
+        if self._locked:
+            self._conn.commit()
+        elif self._pending is not None:
+            r = self._pending
+            row = self._cur.execute(self._b._sql.append_one, _named(r), prepare=True
+                                    ).fetchone()
+            if row is None:
+                raise StoreBusyError(f"{self._b.location}: another writer appended first; "
+                                     "retry")
+
+    def _abort(self) -> None:
+        if self._locked:
+            self._b._rollback(self._conn)
+
+    def put_snapshot(self, seq: int, hash: bytes, state: bytes) -> None:
+        self._upgrade()
+        self._cur.execute(self._b._sql.put_snapshot, (seq, hash, state))
+
+    def put_secret(self, ref: str, sealed: bytes, created_seq: int) -> None:
+        self._upgrade()
+        self._cur.execute(self._b._sql.put_secret, (ref, sealed, created_seq))
+
+    def shred_secret(self, ref: str, seq: int) -> bool:
+        self._upgrade()
+        self._cur.execute(self._b._sql.shred, (seq, ref))
+        return self._cur.rowcount > 0
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._upgrade()
+        self._cur.execute(self._b._sql.set_meta, (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        self._upgrade()
+        row = self._cur.execute(self._b._sql.get_meta, (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _drop_snapshots(self) -> int:
+        self._upgrade()
+        self._cur.execute(self._b._sql.drop_snapshots)
+        return self._cur.rowcount
+
+
+class PostgresBackend:
+    """A ledger in one PostgreSQL schema, shared safely by many processes.
+
+    :param dsn: a libpq connection string or `postgresql://` URL.
+    :param schema: the PostgreSQL schema holding the `ledger_*` tables (created if
+        missing): lowercase letters, digits and `_`.
+    :param read_only: every connection is `default_transaction_read_only`; writes raise
+        ReadOnlyError, and a missing ledger is not created.
+    :param pool_size: at most this many pooled connections (one is opened up front).
+    :param busy_timeout: seconds a writer waits for the head row lock before
+        StoreBusyError (PostgreSQL's lock_timeout).
+    """
+
+    name = "postgres"
+
+    def __init__(self, dsn: str, *, schema: str = "public", read_only: bool = False,
+                 pool_size: int = 4, busy_timeout: float = 5.0) -> None:
+        pg_module, pool_module = _driver()
+        if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(f"schema {schema!r} must be a lowercase identifier "
+                             "([a-z_][a-z0-9_]*, at most 55 characters)")
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be at least 1, not {pool_size}")
+        self._psycopg = pg_module
+        self._errors: tuple[type[BaseException], ...] = (pg_module.Error,
+                                                         pool_module.PoolTimeout)
+        self.dsn = dsn
+        self.schema = schema
+        self.read_only = read_only
+        self.location = redact_dsn(dsn) + ("" if schema == "public" else f" schema={schema}")
+        self.channel = f"ledger_{schema}"
+        self._busy_ms = max(1, int(busy_timeout * 1000))
+        self._sql = Sql(schema)
+        self._seen: tuple[int, bytes] | None = None
+        self._seen_lock = threading.Lock()
+        self._known: Head | None = None  # the head as this backend last saw it
+        self._contended_until = 0.0  # no fast first try until then (monotonic)
+        # One connection stays checked out for writes (when the pool has room for
+        # readers besides): the pool's hand-over costs a few percent of an append. A
+        # second concurrent writer in this process (rare: the engine serializes its own)
+        # borrows from the pool.
+        self._keep_writer = pool_size > 1
+        self._writer_lock = threading.Lock()
+        # the connection of the write this thread is in: reads made while writing (the
+        # engine catching up under the lock) use it, and see what the lock protects
+        self._in_write = threading.local()
+        self._writer: tuple[psycopg.Connection[Any], psycopg.Cursor[Any]] | None = None
+        self._connect_kwargs = self._default_kwargs(dsn)
+        try:
+            conn = pg_module.connect(dsn, autocommit=True, **self._connect_kwargs)
+        except self._errors as err:
+            raise _translate(err, self.location, "connecting") from err
+        try:
+            self._prepare(conn)
+        except self._errors as err:
+            raise _translate(err, self.location, "opening the ledger") from err
+        finally:
+            conn.close()
+        self._pool: psycopg_pool.ConnectionPool[Any] = pool_module.ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True, **self._connect_kwargs},
+            configure=self._configure,
+            name=f"moltis-config-ledger:{schema}",
+            timeout=max(30.0, busy_timeout * 2),
+            num_workers=1,
+            open=True,
+        )
+
+    # -- setup -----------------------------------------------------------------------
+
+    def _default_kwargs(self, dsn: str) -> dict[str, Any]:
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            given = conninfo_to_dict(dsn)
+        except self._errors as err:
+            raise StoreError(f"{self.location}: not a valid PostgreSQL DSN: "
+                             f"{first_line(err)}") from None
+        kwargs: dict[str, Any] = {}
+        if "connect_timeout" not in given:
+            kwargs["connect_timeout"] = 10
+        if "application_name" not in given:
+            kwargs["application_name"] = "moltis-config-ledger"
+        return kwargs
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        """Session settings of every pooled connection (set once, not per write)."""
+        conn.execute(f"SET lock_timeout = {self._busy_ms}")
+        conn.execute(f"SET {ENGINE_GUC} = 'on'")
+        if self.read_only:
+            conn.execute("SET default_transaction_read_only = on")
+
+    def _format_version(self, conn: psycopg.Connection[Any], tables: set[str]) -> int | None:
+        if "ledger_meta" not in tables:
+            return None
+        row = conn.execute(self._sql.get_meta, ("format_version",)).fetchone()
+        if row is None:
+            return None
+        try:
+            return int(row[0])
+        except ValueError:
+            raise StoreError(f"{self.location}: unreadable format version {row[0]!r}") from None
+
+    def _refuse_newer(self, version: int | None) -> None:
+        if version is not None and version > FORMAT_VERSION:
+            raise FormatVersionError(
+                f"{self.location}: the ledger was written by a newer version (format "
+                f"{version}; this version understands up to {FORMAT_VERSION}). Upgrade "
+                "moltis-config-ledger; nothing was written."
+            )
+
+    def _inspect(self, conn: psycopg.Connection[Any]) -> tuple[set[str], dict[str, bool]]:
+        """The ledger tables present, and the ledger triggers present (name -> enabled)."""
+        tables = {r[0] for r in conn.execute(
+            "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r' "
+            "AND c.relname = ANY(%s)", (self.schema, list(_TABLES)))}
+        triggers = {r[0]: r[1] != "D" for r in conn.execute(
+            "SELECT t.tgname, t.tgenabled FROM pg_catalog.pg_trigger t "
+            "JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = 'ledger_events' AND t.tgname = ANY(%s)",
+            (self.schema, list(_TRIGGERS)))}
+        return tables, triggers
+
+    def _prepare(self, conn: psycopg.Connection[Any]) -> None:
+        # The format check comes first and only reads: a ledger written by a newer
+        # version must not be touched at all.
+        tables, triggers = self._inspect(conn)
+        self._refuse_newer(self._format_version(conn, tables))
+        complete = (set(_TABLES) <= tables and all(triggers.get(t) for t in _TRIGGERS)
+                    and self._format_version(conn, tables) is not None
+                    and conn.execute(self._sql.has_head_row).fetchone() == (1,))
+        if complete:
+            return
+        if self.read_only:
+            if {"ledger_events", "ledger_meta", "ledger_head"} <= tables:
+                return  # a writer will restore what is missing; reading is fine
+            raise ReadOnlyError(f"{self.location}: no ledger tables here (opened read-only)")
+        self._create(conn)
+
+    def _create(self, conn: psycopg.Connection[Any]) -> None:
+        """Create what is missing, idempotently. A transaction-level advisory lock makes
+        processes that start at once take turns (CREATE ... IF NOT EXISTS alone races
+        on the catalog's unique indexes); the second finds everything there. Dropped or
+        disabled triggers come back here the next time a writer opens the ledger."""
+        import uuid
+
+        from ledger.events import now_us
+
+        with conn.transaction():
+            conn.execute("SET LOCAL client_min_messages = warning")
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_advisory_key(self.schema),))
+            exists = conn.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s",
+                                  (self.schema,)).fetchone()
+            if exists is None:
+                conn.execute(f'CREATE SCHEMA "{self.schema}"')
+            tables, triggers = self._inspect(conn)
+            self._refuse_newer(self._format_version(conn, tables))
+            if not set(_TABLES) <= tables:
+                conn.execute(self._sql.tables)
+            if not all(triggers.get(t) for t in _TRIGGERS):
+                conn.execute(self._sql.functions)
+                for name, create in self._sql.triggers.items():
+                    if name not in triggers:
+                        conn.execute(create)
+                    elif not triggers[name]:
+                        conn.execute(self._sql.enable_trigger.format(name))
+            conn.execute(self._sql.init_head)
+            conn.execute(self._sql.init_empty_head, (GENESIS,))
+            conn.execute(self._sql.init_meta,
+                         (str(FORMAT_VERSION), uuid.uuid4().hex, str(now_us())))
+        _log.info("ledger tables ready", location=self.location)
+
+    # -- writes ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[tuple[psycopg.Connection[Any], psycopg.Cursor[Any]]]:
+        """The writer connection, or a pooled one if another thread is writing."""
+        mine = self._writer_lock.acquire(blocking=False)
+        try:
+            held = self._writer if mine else None
+            if held is None:
+                try:
+                    conn: psycopg.Connection[Any] = self._pool.getconn()
+                except self._errors as err:
+                    raise _translate(err, self.location, "starting a write") from err
+                held = (conn, conn.cursor())
+            try:
+                yield held
+            finally:
+                if mine and self._keep_writer and not held[0].closed and not held[0].broken:
+                    self._writer = held
+                else:
+                    if held is self._writer:
+                        self._writer = None
+                    self._pool.putconn(held[0])
+        finally:
+            if mine:
+                self._writer_lock.release()
+
+    @contextlib.contextmanager
+    def write(self, *, wait: bool = True) -> Iterator[_PgTxn]:
+        if self.read_only:
+            raise ReadOnlyError(f"{self.location}: the ledger was opened read-only")
+        if not wait and time.monotonic() < self._contended_until:
+            # Other processes are writing: a fast first try would most likely build on a
+            # stale head or find the lock held, and its round trip would slow the writer
+            # holding the lock. Say busy at once: run_write then waits in a thread.
+            raise StoreBusyError(f"{self.location}: other writers are active")
+        with self._connection() as (conn, cur):
+            txn: _PgTxn | None = None
+            outer = getattr(self._in_write, "conn", None)
+            self._in_write.conn = conn
+            self._in_write.prefetch = None
+            try:
+                txn = _PgTxn(self, conn, cur, wait, self._known)
+                try:
+                    yield txn
+                except ConflictError as err:
+                    # expected_seq was checked against the head this process last saw;
+                    # if that was stale, the conflict may not be real: retry locked
+                    if txn.optimistic and not txn.based_on(self.head()):
+                        raise StoreBusyError(f"{self.location}: the head moved; retry "
+                                             "under the lock") from err
+                    raise
+                txn._commit()
+                self._known = txn.head()
+            except BaseException as err:
+                if txn is not None:
+                    txn._abort()
+                else:
+                    self._rollback(conn)
+                if isinstance(err, StoreBusyError) or getattr(err, "sqlstate", "") == "55P03":
+                    self._note_contention(True)
+                if isinstance(err, self._errors):
+                    raise _translate(err, self.location, "writing") from err
+                raise
+            finally:
+                self._in_write.conn = outer
+                self._in_write.prefetch = None
+
+    def _note_contention(self, collided: bool) -> None:
+        """Writers collided (another process appended, or held the lock): skip fast
+        first tries for a while. A locked write that finds nobody else wrote ends it."""
+        self._contended_until = time.monotonic() + _CONTENDED_FOR if collided else 0.0
+
+    def _rollback(self, conn: psycopg.Connection[Any]) -> None:
+        with contextlib.suppress(*self._errors):
+            conn.rollback()
+
+    # -- reads -----------------------------------------------------------------------
+
+    def _query(self, sql: str, args: tuple[Any, ...] = (), doing: str = "reading"
+               ) -> list[tuple[Any, ...]]:
+        writing: psycopg.Connection[Any] | None = getattr(self._in_write, "conn", None)
+        if writing is not None:
+            try:
+                return writing.execute(sql, args).fetchall()
+            except self._errors as err:
+                raise _translate(err, self.location, doing) from err
+        try:
+            conn: psycopg.Connection[Any] = self._pool.getconn()
+        except self._errors as err:
+            raise _translate(err, self.location, doing) from err
+        try:
+            return conn.execute(sql, args).fetchall()
+        except self._errors as err:
+            raise _translate(err, self.location, doing) from err
+        finally:
+            self._pool.putconn(conn)
+
+    def _read_head(self, doing: str) -> Head:
+        rows = self._query(self._sql.head, doing=doing)
+        head = Head(rows[0][0], rows[0][1], rows[0][2]) if rows else EMPTY_HEAD
+        self._known = head
+        return head
+
+    def head(self) -> Head:
+        return self._read_head("reading the head")
+
+    def changed(self) -> bool:
+        head = self._read_head("polling for changes")
+        key = (head.seq, head.hash)
+        with self._seen_lock:
+            if key != self._seen:
+                self._seen = key
+                return True
+            return False
+
+    def read(self, after: int = 0, until: int | None = None, *, descending: bool = False,
+             limit: int | None = None) -> Iterator[Record]:
+        """Keyset pagination: each page is one short query on a pooled connection, so a
+        read of a million events holds neither a million rows nor a connection (an
+        abandoned iterator costs nothing). Pages are consistent with each other because
+        events are immutable and seq order is commit order."""
+        return self._pages(after, until, descending, limit)
+
+    def _pages(self, after: int, until: int | None, descending: bool, limit: int | None
+               ) -> Iterator[Record]:
+        prefetched = getattr(self._in_write, "prefetch", None)
+        if prefetched is not None and not descending and limit is None and until is not None:
+            start, records = prefetched
+            if start == after and until - after == len(records) and (
+                    not records or records[-1].seq == until):
+                yield from records  # read with the lock (see _PgTxn._lock)
+                return
+        lo, hi = after, until
+        remaining = limit
+        page = _FIRST_PAGE
+        order = "DESC" if descending else "ASC"
+        while remaining is None or remaining > 0:
+            n = page if remaining is None else min(page, remaining)
+            where = "seq > %s" if hi is None else "seq > %s AND seq <= %s"
+            args: tuple[Any, ...] = (lo, n) if hi is None else (lo, hi, n)
+            rows = self._query(f"{self._sql.select} WHERE {where} ORDER BY seq {order} "
+                               "LIMIT %s", args, "reading events")
+            for row in rows:
+                yield Record(*row)
+            if len(rows) < n:
+                return
+            if descending:
+                hi = rows[-1][0] - 1
+            else:
+                lo = rows[-1][0]
+            if remaining is not None:
+                remaining -= len(rows)
+            page = min(page * 4, MAX_PAGE)
+
+    def record(self, seq: int) -> Record | None:
+        rows = self._query(self._sql.record, (seq,))
+        return Record(*rows[0]) if rows else None
+
+    def ts_of(self, seq: int) -> int | None:
+        rows = self._query(self._sql.ts_of, (seq,))
+        return int(rows[0][0]) if rows else None
+
+    def snapshot_at(self, seq: int) -> SnapshotRow | None:
+        rows = self._query(self._sql.snapshot_at, (seq,))
+        return SnapshotRow(*rows[0]) if rows else None
+
+    def snapshot_seqs(self) -> list[int]:
+        return [int(r[0]) for r in self._query(self._sql.snapshot_seqs)]
+
+    def drop_snapshots(self) -> int:
+        with self.write() as txn:
+            return txn._drop_snapshots()
+
+    def secret(self, ref: str) -> SecretRow | None:
+        rows = self._query(self._sql.secret, (ref,))
+        return SecretRow(*rows[0]) if rows else None
+
+    def secrets(self) -> Iterator[SecretRow]:
+        return iter([SecretRow(*r) for r in self._query(self._sql.secrets)])
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._query(self._sql.get_meta, (key,), "reading meta")
+        return None if not rows else str(rows[0][0])
+
+    def meta_items(self) -> dict[str, str]:
+        """Every meta value (for copying a ledger to another backend)."""
+        return {str(k): str(v) for k, v in self._query(self._sql.meta_items, (), "reading meta")}
+
+    def checkpoint(self) -> None:
+        """After a shred: PostgreSQL keeps the old row version holding a sealed value
+        until VACUUM removes it, so vacuum the secrets table now (outside a
+        transaction, as VACUUM requires). The server's WAL files still hold it until
+        they are recycled, as SQLite's backups would."""
+        conn = self._pool.getconn()
+        try:
+            conn.autocommit = True
+            conn.execute(f'VACUUM "{self.schema}".ledger_secrets')
+        except self._errors as err:
+            _log.warning("cannot vacuum the secrets table after a shred",
+                         location=self.location, error=first_line(err))
+        finally:
+            conn.autocommit = False
+            self._pool.putconn(conn)
+
+    def size_bytes(self) -> int | None:
+        rows = self._query(self._sql.size, (self.schema, list(_TABLES)))
+        return int(rows[0][0]) if rows else None
+
+    # -- notifications ---------------------------------------------------------------
+
+    async def listen(self) -> psycopg.AsyncConnection[Any]:
+        """A new autocommit connection LISTENing on this ledger's channel; every append
+        notifies it with the new head seq. The caller closes it."""
+        try:
+            conn = await self._psycopg.AsyncConnection.connect(
+                self.dsn, autocommit=True, **self._connect_kwargs)
+        except self._errors as err:
+            raise _translate(err, self.location, "connecting to listen") from err
+        try:
+            await conn.execute(f'LISTEN "{self.channel}"')
+        except self._errors as err:
+            await conn.close()
+            raise _translate(err, self.location, "listening") from err
+        return conn  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        with self._writer_lock:
+            if self._writer is not None:
+                self._pool.putconn(self._writer[0])
+                self._writer = None
+        self._pool.close()
