@@ -1,0 +1,122 @@
+"""PostgreSQL (figure 10), when a DSN is given (`--pg DSN` or LEDGER_TEST_PG_URL):
+
+- `await store.update_raw(fn)` on `PostgresConfigStore` against the fastest honest raw
+  psycopg loop: one INSERT of an event-shaped row per transaction, as one autocommit
+  statement (one round trip, server-side prepared), on the same server and DSN;
+- rounds of one and of four writer processes on one ledger (as in figure 8), with the
+  lost-update check.
+
+Everything lives in throwaway schemas that are dropped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from benchmarks.harness import Row, Side, Target, alternate, fmt_rate, fmt_time
+from benchmarks.profiling import profile_misses
+from benchmarks.workspace import (
+    ACTOR,
+    DOCS_EXAMPLE,
+    Ctx,
+    Skip,
+    aio,
+    async_block,
+    fixture_doc,
+)
+from benchmarks.writers import WRITERS, WriterPool, check_no_lost_updates, compare
+from benchmarks.writes import PAYLOAD
+
+
+def rows() -> list[Row]:
+    return [
+        Row("10a", "PostgreSQL `update_raw` / raw psycopg one row per transaction (same "
+            "server): rate ratio", Target(">=", 0.8)),
+        Row("10b", f"PostgreSQL, {WRITERS} writer processes: total rate / one writer process; "
+            "lost updates", Target("report", text="report the rate; zero lost updates")),
+    ]
+
+
+def _increment(cfg: Any) -> None:
+    cfg.tools.agent_timeout_secs += 1
+
+
+class RawPsycopg:
+    def __init__(self, dsn: str, schema: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.conn.execute(f"CREATE SCHEMA {schema}")
+        self.table = f"{schema}.events"
+        self.conn.execute(
+            f"CREATE TABLE {self.table} (seq bigint PRIMARY KEY, ts bigint NOT NULL, "
+            "actor text NOT NULL, reason text NOT NULL, source text NOT NULL, kind text NOT "
+            "NULL, payload bytea NOT NULL, prev_hash bytea NOT NULL, hash bytea NOT NULL)")
+        self.sql = f"INSERT INTO {self.table} VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+        self.seq = 0
+
+    def loop(self, n: int) -> float:
+        execute, sql = self.conn.execute, self.sql
+        t0 = time.perf_counter()
+        for _ in range(n):
+            self.seq += 1
+            execute(sql, (self.seq, self.seq, ACTOR, "", "api", "change", PAYLOAD, b"p" * 32,
+                          b"h" * 32), prepare=True)
+        return time.perf_counter() - t0
+
+
+def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
+    dsn = ctx.pg_dsn
+    if not dsn:
+        raise Skip("no PostgreSQL DSN given (--pg DSN or LEDGER_TEST_PG_URL; "
+                   "scripts/pg-test-server starts a throwaway server)")
+    try:
+        from ledger.pg_store import PostgresConfigStore
+    except ImportError as err:
+        raise Skip(f"the PostgreSQL backend cannot be imported: {err}") from err
+    import psycopg
+
+    schema = f"bench_{os.getpid()}"
+    raw = RawPsycopg(dsn, f"{schema}_raw")
+    version = raw.conn.info.server_version  # e.g. 150018 for 15.18
+    ctx.machine.append(("PostgreSQL server", f"{version // 10000}.{version % 10000}"))
+    try:
+        _measure(ctx, rows_by_fig, dsn, schema, raw, PostgresConfigStore)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for name in (schema, f"{schema}_raw"):
+                conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        raw.conn.close()
+
+
+def _measure(ctx: Ctx, rows: dict[str, Row], dsn: str, schema: str, raw: RawPsycopg,
+             store_class: Any) -> None:
+    store = store_class(dsn, schema=schema)
+    aio(store.save_raw(fixture_doc(DOCS_EXAMPLE), actor=ACTOR, source="import"))
+    sizes = ctx.sizes
+    ledger_side = Side("ledger", async_block(lambda: store.update_raw(_increment, actor=ACTOR)),
+                       sizes.write_block)
+    alt = alternate([Side("raw", raw.loop, sizes.write_block), ledger_side], sizes.write_rounds)
+    row = rows["10a"]
+    row.measured = (f"ledger {fmt_rate(alt.rate('ledger'))} ({fmt_time(alt.median('ledger'))}"
+                    f"/op), raw psycopg {fmt_rate(alt.rate('raw'))} "
+                    f"({fmt_time(alt.median('raw'))}/op)")
+    row.judge_rounds(alt.speedups("ledger", "raw"), note_if_missed=(
+        f"the ledger spends {fmt_time(alt.median('ledger') - alt.median('raw'))} per update "
+        "beyond the raw one-statement commit; see its profile"))
+
+    profile_misses(ctx, rows, {"10a": ledger_side})
+    first = aio(store.load_raw()).tools.agent_timeout_secs
+    pool = WriterPool("postgres", dsn, schema)
+    writers = compare(pool, ctx)
+    lost = check_no_lost_updates(lambda: aio(store.load_raw()).tools.agent_timeout_secs,
+                                 first, pool, store.ledger.verify)
+    row = rows["10b"]
+    row.measured = (f"{WRITERS} writers {fmt_rate(writers.rate('many'))} total, one writer "
+                    f"{fmt_rate(writers.rate('one'))}; {lost}")
+    row.judge_rounds(writers.speedups("many", "one"))
+    if lost.startswith("LOST"):
+        row.status, row.note = "MISS", lost
+    aio(store.close())

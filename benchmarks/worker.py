@@ -1,0 +1,102 @@
+"""Subprocess entry points: `python -m benchmarks.worker COMMAND ...`, one JSON line out.
+
+- `open-head PATH`: in a fresh process, open a `SqliteConfigStore` and read the head
+  (`load_raw`); reports the time of that (imports done first, and timed apart) and the
+  process's peak RSS (see `peak_rss_kb`).
+- `writer KIND TARGET N READY GO [SCHEMA]`: open a store (`sqlite` file or `postgres`
+  DSN), warm it, create the READY file, wait for the GO file, then do N read-modify-write
+  increments of one int key through `update_raw`; reports its start and end wall times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ACTOR = "bench"
+
+
+def _increment(cfg: Any) -> None:
+    cfg.tools.agent_timeout_secs += 1
+
+
+def open_head(path: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    import ledger.engine
+    import ledger.store
+    import ledger.typed_view
+    import projections.snapshots  # noqa: F401
+
+    loop = asyncio.new_event_loop()
+    t1 = time.perf_counter()
+    store = ledger.store.SqliteConfigStore(path)
+    cfg = loop.run_until_complete(store.load_raw())
+    t2 = time.perf_counter()
+    assert cfg.tools is not None
+    return {"seconds": t2 - t1, "imports": t1 - t0, "peak_rss_kb": peak_rss_kb(),
+            "ru_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "seq": store.ledger.head_state().seq}
+
+
+def peak_rss_kb() -> int:
+    """This process's peak RSS. `ru_maxrss` is the first choice, but on Linux it keeps the
+    high-water mark of the address space the process was forked from (the parent's, when
+    spawned by a large parent) across exec; VmHWM in /proc/self/status is the peak of
+    this process's own address space, so it is used where it exists."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def open_store(kind: str, target: str, schema: str | None) -> Any:
+    if kind == "sqlite":
+        from ledger import SqliteConfigStore
+
+        return SqliteConfigStore(target, busy_timeout=120)
+    if kind == "postgres":
+        from ledger.pg_store import PostgresConfigStore
+
+        return PostgresConfigStore(target, schema=schema or "public", busy_timeout=120)
+    raise SystemExit(f"unknown store kind {kind}")
+
+
+async def _writes(store: Any, n: int, ready: Path, go: Path) -> dict[str, Any]:
+    await store.load_raw()
+    ready.touch()
+    while not go.exists():
+        time.sleep(0.0005)
+    start = time.time()
+    for _ in range(n):
+        await store.update_raw(_increment, actor=ACTOR, reason="bench increment")
+    end = time.time()
+    await store.close()
+    return {"start": start, "end": end, "n": n, "pid": os.getpid()}
+
+
+def main(argv: list[str]) -> None:
+    command = argv[0]
+    if command == "open-head":
+        out = open_head(argv[1])
+    elif command == "writer":
+        kind, target, n, ready, go = argv[1:6]
+        schema = argv[6] if len(argv) > 6 else None
+        store = open_store(kind, target, schema)
+        out = asyncio.run(_writes(store, int(n), Path(ready), Path(go)))
+    else:
+        raise SystemExit(f"unknown command {command}")
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,132 @@
+"""Several writer processes on one ledger (figure 8; figure 10b on PostgreSQL).
+
+Each writer is a fresh OS process with its own store, as separate gateways would be. It
+opens and warms its store, says it is ready, and waits for a common start signal; then
+it does N read-modify-write increments of one int key through `update_raw`. A round's
+rate is all increments over the span from the first start to the last end. Rounds of one
+writer and of four writers alternate on the same database, and at the end the key must
+equal its first value plus every increment made (no lost update) and the chain must
+verify with no gap.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import Alternated, Row, Side, Target, alternate, fmt_rate
+from benchmarks.workspace import (
+    DOCS_EXAMPLE,
+    REPO,
+    Ctx,
+    aio,
+    fixture_doc,
+    scratch,
+    sqlite_store,
+    worker_command,
+)
+
+WRITERS = 4
+
+
+def rows() -> list[Row]:
+    return [
+        Row("8", f"{WRITERS} writer processes (own store each, `update_raw` increments of one "
+            "int key, SQLite FULL): total rate / one writer process; lost updates",
+            Target(">=", 0.8, text="≥ 0.8, zero lost updates")),
+    ]
+
+
+class WriterPool:
+    """Runs rounds of writer processes against one target and counts their increments."""
+
+    def __init__(self, kind: str, target: str, schema: str | None = None) -> None:
+        self.kind, self.target, self.schema = kind, target, schema
+        self.total = 0
+
+    def round(self, processes: int, per_process: int) -> float:
+        """Wall seconds from the first writer's start to the last one's end."""
+        with tempfile.TemporaryDirectory(prefix="writers-") as tmp:
+            go = Path(tmp) / "go"
+            procs, readies = [], []
+            for i in range(processes):
+                ready = Path(tmp) / f"ready-{i}"
+                args = [self.kind, self.target, str(per_process), str(ready), str(go)]
+                if self.schema:
+                    args.append(self.schema)
+                procs.append(subprocess.Popen(worker_command("writer", *args), cwd=REPO,
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                              text=True))
+                readies.append(ready)
+            deadline = time.monotonic() + 120
+            while not all(r.exists() for r in readies):
+                if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
+            go.touch()
+            answers = []
+            for p in procs:
+                out, err = p.communicate(timeout=600)
+                if p.returncode != 0:
+                    raise RuntimeError(f"a writer failed ({p.returncode}): {err[-2000:]}")
+                answers.append(json.loads(out.strip().splitlines()[-1]))
+        self.total += sum(a["n"] for a in answers)
+        return max(a["end"] for a in answers) - min(a["start"] for a in answers)
+
+    def side(self, name: str, processes: int, per_process: int) -> Side:
+        def run(n: int) -> float:
+            return self.round(processes, max(1, n // processes))
+
+        return Side(name, run, processes * per_process,
+                    warmup=processes * max(1, per_process // 10))
+
+
+def compare(pool: WriterPool, ctx: Ctx) -> Alternated:
+    ops = ctx.sizes.writer_ops
+    return alternate([pool.side("one", 1, ops), pool.side("many", WRITERS, ops)],
+                     ctx.sizes.writer_rounds)
+
+
+def check_no_lost_updates(read_value: Callable[[], int], first: int, pool: WriterPool,
+                          verify: Callable[[], Any]) -> str:
+    final = read_value()
+    report = verify()
+    lost = first + pool.total - final
+    if lost or not report.ok:
+        return (f"LOST {lost} of {pool.total:,} increments (final {final}); verify: "
+                f"{report.problem or 'ok'}")
+    return f"0 lost of {pool.total:,} increments; chain verifies ({report.events:,} events)"
+
+
+def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
+    path = scratch("writers.db")
+    store = sqlite_store(path, fixture_doc(DOCS_EXAMPLE))
+    first = aio(store.load_raw()).tools.agent_timeout_secs
+    store.ledger.close()
+    pool = WriterPool("sqlite", str(path))
+    alt = compare(pool, ctx)
+
+    from ledger import SqliteConfigStore
+
+    check = SqliteConfigStore(path)
+    lost = check_no_lost_updates(
+        lambda: aio(check.load_raw()).tools.agent_timeout_secs, first, pool,
+        check.ledger.verify)
+    check.ledger.close()
+    judge(rows_by_fig["8"], alt, lost)
+
+
+def judge(row: Row, alt: Alternated, lost: str) -> None:
+    row.measured = (f"{WRITERS} writers {fmt_rate(alt.rate('many'))} total, one writer "
+                    f"{fmt_rate(alt.rate('one'))}; {lost}")
+    row.judge_rounds(alt.speedups("many", "one"), note_if_missed=(
+        "appends serialize on the write lock; a waiting writer sleeps in SQLite's busy "
+        "handler and must re-read the head before it can append"))
+    if lost.startswith("LOST"):
+        row.status = "MISS"
+        row.note = (row.note + "; " if row.note else "") + lost
