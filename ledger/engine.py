@@ -45,11 +45,12 @@ from ledger.events import (
     encode_payload,
     now_us,
 )
+from ledger.fileio import MAX_FILE_BYTES
 from ledger.paths import Path, format_path
 from ledger.providers_doc import is_key_secret_path
 from ledger.schema import MoltisConfig
 from ledger.secrets import SecretRef
-from ledger.typed_view import TypedCodec, TypedView
+from ledger.typed_view import Prefetcher, TypedCodec, TypedView
 from ledger.vault import KeySource, Vault
 from projections.config_view import EMPTY_STATE, ConfigState, fold, replay
 from projections.snapshots import SNAPSHOT_EVERY, decode_state, encode_state, should_snapshot
@@ -106,6 +107,8 @@ class Ledger:
         self._lock = threading.RLock()
         self._state: ConfigState | None = None
         self.codec = TypedCodec(self.vault)
+        if getattr(backend, "commit_waits", False):
+            self.codec.prefetcher = Prefetcher(self.codec.decoder)
         self._view: TypedView | None = None
 
     # -- the head ------------------------------------------------------------------
@@ -257,6 +260,10 @@ class Ledger:
                 if not changes:
                     return Commit(head.seq, False, head.hash)
                 payload = encode_payload(ChangePayload(changes=changes, rollback_to=rollback_to))
+                if len(payload) > MAX_FILE_BYTES:
+                    raise InputError(f"one change of {len(payload):,} bytes is too large (the "
+                                     f"limit is {MAX_FILE_BYTES:,}, as for a configuration "
+                                     "file); nothing was written")
                 rec = self._record(txn, head, KIND_CHANGE, payload, actor, reason, source)
                 new_state = fold(state, rec, changes)
                 if should_snapshot(seq, self.snapshot_every):
@@ -275,14 +282,16 @@ class Ledger:
         result: dict[str, Any] = {}
 
         def build(state: ConfigState, sealer: Sealer) -> list[Change]:
-            edit = self._view_for(state).edit(fn, state.config)
+            view = self._view_for(state)
+            edit = view.edit(fn, state.config)
             changes = materialize(edit.changes, state.config, sealer, where="update")
             if not changes:
                 return changes
             if edit.problem is None and not any(c.secret is not None for c in changes):
-                # only changed paths were recorded, so the edited sections are exactly
-                # the typed view of the new raw document
-                result["sections"] = edit.sections
+                # only changed paths were recorded, so the edited view is exactly the
+                # typed view of the new raw document
+                result["edited"] = (view, edit)
+                view.prefetch_after(edit)
             else:
                 result["typed"] = self._validate(state, changes)  # names a bad path precisely
                 if edit.problem is not None:
@@ -340,34 +349,36 @@ class Ledger:
         return self.apply(changes_for, **kw)
 
     def apply(self, changes_for: Callable[[ConfigState, Sealer], Sequence[Change]],
-              **kw: Any) -> Commit:
-        """Append changes computed by the caller from the head state (validated)."""
+              *, where: str = "update", **kw: Any) -> Commit:
+        """Append changes computed by the caller from the head state (validated; an
+        invalid value is reported at its path in `where`)."""
         result: dict[str, MoltisConfig] = {}
 
         def build(state: ConfigState, sealer: Sealer) -> Sequence[Change]:
             changes = changes_for(state, sealer)
             if any(c.doc == "config" for c in changes):
-                result["typed"] = self._validate(state, changes)
+                result["typed"] = self._validate(state, changes, where)
             return changes
 
         return self.append(build, on_commit=lambda s: self._adopt(s, result), **kw)
 
-    def _validate(self, state: ConfigState, changes: Sequence[Change]) -> MoltisConfig:
+    def _validate(self, state: ConfigState, changes: Sequence[Change],
+                  where: str = "update") -> MoltisConfig:
         config_changes = [c for c in changes if c.doc == "config"]
         new_raw, _ = apply_changes(state.config, config_changes)
-        return to_typed(new_raw, self.vault, where="update")
+        return to_typed(new_raw, self.vault, where=where)
 
     def _adopt(self, state: ConfigState, result: dict[str, Any]) -> None:
         view = self._view
-        if "sections" in result:
-            assert view is not None
-            self._view = view.replaced(state, result["sections"])
+        if "edited" in result:
+            base, edit = result["edited"]
+            self._view = base.after(state, edit)
         elif "typed" in result:
             self._view = self.codec.view_of(result["typed"], state)
         elif (view is not None and isinstance(view.key, ConfigState)
               and view.key.config is state.config):
             # the config document is the very same object (a keys-only event)
-            self._view = view.replaced(state, view.sections)
+            self._view = view.same_config(state)
 
     # -- shredding -------------------------------------------------------------------
 
@@ -469,4 +480,6 @@ class Ledger:
             self._view = None
 
     def close(self) -> None:
+        if self.codec.prefetcher is not None:
+            self.codec.prefetcher.close()
         self.backend.close()

@@ -65,13 +65,14 @@ from ledger.errors import (
     StoreError,
 )
 from ledger.events import Change
-from ledger.fileio import check_size, locked, os_error, replace_file
+from ledger.fileio import MAX_FILE_BYTES, check_size, locked, os_error, replace_file
 from ledger.layers import (
     NO_FLAGS,
     Effective,
     Flags,
     Provenance,
     effective_config,
+    environment_key,
     provenance_map,
     referenced_variables,
 )
@@ -222,6 +223,8 @@ class FileConfigStore(ConfigStore):
             except json.JSONDecodeError as err:
                 raise ParseError(f"{self.path}: invalid JSON at line {err.lineno}, column "
                                  f"{err.colno}: {err.msg}") from None
+            except RecursionError:
+                raise ParseError(f"{self.path}: nested too deeply") from None
             if not isinstance(parsed, dict):
                 raise ParseError(f"{self.path}: the JSON document must be an object")
         else:
@@ -229,6 +232,8 @@ class FileConfigStore(ConfigStore):
                 parsed = tomllib.loads(text)
             except tomllib.TOMLDecodeError as err:
                 raise ParseError(f"{self.path}: invalid TOML: {err}") from None
+            except RecursionError:
+                raise ParseError(f"{self.path}: nested too deeply") from None
         return normalize_document(parsed, str(self.path))
 
     def _typed(self, snap: _Snapshot) -> MoltisConfig:
@@ -252,15 +257,11 @@ class FileConfigStore(ConfigStore):
 
     def _effective(self, flags: Flags, env: Mapping[str, str] | None
                    ) -> tuple[_Snapshot, Effective]:
-        env = os.environ if env is None else env
         snap = self._snapshot()
         if snap.variables is None:
             snap.variables = referenced_variables(snap.doc)
-        key = (
-            snap.digest, snap.key is None, flags.key(),
-            tuple(sorted((k, v) for k, v in env.items() if k.startswith("MOLTIS_"))),
-            tuple(env.get(n) for n in sorted(snap.variables)),
-        )
+        key = (snap.digest, snap.key is None, flags.key(),
+               environment_key(env, sorted(snap.variables)))
         if self._eff is None or key != self._eff_key:
             self._eff = effective_config(snap.doc, env=env, flags=flags,
                                          where=str(self.path))
@@ -382,6 +383,9 @@ class FileConfigStore(ConfigStore):
                 return Commit(snap.seq, False, snap.digest)
             typed = to_typed(new_doc, where=str(self.path))
             data, new_doc, changes, toml = self._render(snap, new_doc, changes)
+            if len(data) > MAX_FILE_BYTES:  # it could not be read back
+                raise InputError(f"{self.path}: the new file would be {len(data):,} bytes, over "
+                                 f"the limit of {MAX_FILE_BYTES:,}; nothing was written")
             key = self._replace_file(data)
             # (a pruned empty table does not change the typed view)
             new = _Snapshot(key, data, blake3(data).digest(), new_doc, typed,

@@ -18,7 +18,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -144,7 +144,7 @@ def parse_env_value(text: str) -> Any:
     if stripped[:1] in ("[", "{"):
         try:
             return json.loads(stripped)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return text
     if stripped in ("true", "false"):
         return stripped == "true"
@@ -216,6 +216,21 @@ def parse_env_overrides(env: Mapping[str, str]) -> tuple[list[EnvOverride], list
 
 # ---------------------------------------------------------------------------------
 # ${VAR} substitution
+
+
+def environment_key(env: Mapping[str, str] | None, variables: Iterable[str]) -> tuple[Any, ...]:
+    """What an effective config depends on in the environment: every MOLTIS_* variable
+    and the ${NAME}s the document uses; equal keys mean the cached view still holds.
+
+    For the process environment it reads os.environ's underlying bytes mapping without
+    decoding every entry, which makes a cached `load_effective()` several times cheaper."""
+    data = getattr(os.environ, "_data", None) if env is None or env is os.environ else None
+    if isinstance(data, dict):
+        return (tuple(item for item in data.items() if item[0].startswith(b"MOLTIS_")),
+                tuple(data.get(os.fsencode(n)) for n in variables))
+    env = os.environ if env is None else env
+    return (tuple(sorted((k, v) for k, v in env.items() if k.startswith("MOLTIS_"))),
+            tuple(env.get(n) for n in variables))
 
 
 def referenced_variables(doc: Mapping[str, Any]) -> frozenset[str]:

@@ -33,6 +33,7 @@ from ledger.layers import (
     Flags,
     Provenance,
     effective_config,
+    environment_key,
     provenance_map,
     referenced_variables,
 )
@@ -202,15 +203,10 @@ class LedgerConfigStore(ConfigStore):
         return _deep_copy(state.config)
 
     def _effective(self, flags: Flags, env: Mapping[str, str] | None) -> Effective:
-        env = os.environ if env is None else env
         state = self.ledger.head_state()
         if self._vars_state is not state:
             self._vars, self._vars_state = referenced_variables(state.config), state
-        key = (
-            state.seq, flags.key(),
-            tuple(sorted((k, v) for k, v in env.items() if k.startswith("MOLTIS_"))),
-            tuple(env.get(n) for n in self._vars),
-        )
+        key = (state.seq, flags.key(), environment_key(env, self._vars))
         if self._eff is None or self._eff_state is not state or key != self._eff_key:
             self._eff = effective_config(state.config, env=env, flags=flags,
                                          opener=self.ledger.vault,
@@ -327,12 +323,12 @@ def resolve_ref(ledger: Ledger, ref: Ref) -> int:
         text = ref.strip()
         if text.lower() in ("head", "latest"):
             return head
-        if text.startswith("-") and text[1:].isdigit():
+        if text.startswith("-") and text[1:].isascii() and text[1:].isdigit():
             seq = head - int(text[1:])
             if seq < 0:
                 raise InvalidRefError(f"REF {text}: the log has only {head} events")
             return seq
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             seq = int(text)
         else:
             try:

@@ -31,6 +31,7 @@ from ledger.backends.base import (
     SecretRow,
     SnapshotRow,
 )
+from ledger.dirs import ensure_private_dir
 from ledger.errors import (
     FormatVersionError,
     ReadOnlyError,
@@ -80,11 +81,13 @@ CREATE TABLE IF NOT EXISTS ledger_secrets (
 """
 
 _COLUMNS = "seq, ts, actor, reason, source, kind, payload, prev_hash, hash"
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _BYTES_COLUMNS = ("seq, ts, CAST(actor AS BLOB), CAST(reason AS BLOB), CAST(source AS BLOB), "
                   "CAST(kind AS BLOB), payload, prev_hash, hash")
 
 
-def _translate(err: Exception, location: str, doing: str) -> Exception:
+def _translate(err: Exception, location: str, doing: str,
+               system_errno: int | None = None) -> Exception:
     """Map an apsw error to the library's tree, naming the database file."""
     if isinstance(err, apsw.BusyError | apsw.LockedError):
         return StoreBusyError(f"{location}: the ledger is locked by another writer ({doing})")
@@ -98,6 +101,10 @@ def _translate(err: Exception, location: str, doing: str) -> Exception:
         return StoreError(f"{location}: the database file is corrupt ({doing})")
     if isinstance(err, apsw.CantOpenError):
         return StoreError(f"{location}: cannot open the database file ({doing})")
+    if isinstance(err, apsw.IOError) and system_errno in _FULL_ERRNOS:
+        # SQLite reports a write over the file size limit (EFBIG) as an I/O error
+        return StoreError(f"{location}: the disk is full ({doing}: "
+                          f"{os.strerror(system_errno or 0)}); nothing was written")
     if isinstance(err, apsw.IOError):
         return StoreError(f"{location}: I/O error ({doing}): {err}")
     return StoreError(f"{location}: {doing} failed: {err}")
@@ -106,8 +113,7 @@ def _translate(err: Exception, location: str, doing: str) -> Exception:
 def _create_private_file(path: Path) -> None:
     """Create the database file 0600 (and its folder 0700) before SQLite does: SQLite
     copies the database file's mode to its -wal and -shm files, so they stay private."""
-    if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ensure_private_dir(path.parent)
     with contextlib.suppress(FileExistsError):
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         os.close(fd)
@@ -180,6 +186,16 @@ def _open_read_only(path: Path) -> apsw.Connection:
     coordinate readers and cannot get one, so it is opened immutable: nothing can write
     to that file system anyway."""
     if _on_read_only_media(path):
+        wal = Path(f"{path}-wal")
+        if wal.exists() and wal.stat().st_size:
+            # Commits may still be in the WAL (a writer stopped before it was folded
+            # in): an immutable open would not see them. SQLite reads them read-only
+            # as long as the -shm file is there too.
+            if not Path(f"{path}-shm").exists():
+                raise StoreError(f"{path}: {wal.name} holds commits that cannot be read on "
+                                 "read-only media without its -shm file; mount it read-write "
+                                 "once (any open folds the log in)")
+            return apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
         uri = f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1"
         return apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
     return apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
@@ -207,6 +223,8 @@ class SqliteBackend:
         self._data_version: int | None = None
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
+        # a FULL commit waits for the disk: work can overlap it (see typed_view.Prefetcher)
+        self.commit_waits = synchronous == "FULL"
         if not read_only and self.path.exists() and _on_read_only_media(self.path):
             # Reads still work there; every write will say why it cannot.
             self.read_only = read_only = True
@@ -255,7 +273,8 @@ class SqliteBackend:
             # Shredding a secret must overwrite its bytes on disk, not just unlink them.
             c.pragma("secure_delete", True)
             if not self.read_only:  # optimize may write (ANALYZE): not on read-only opens
-                c.pragma("optimize", 0x10002)
+                with contextlib.suppress(apsw.FullError):  # a full disk must not stop reads
+                    c.pragma("optimize", 0x10002)
         except apsw.Error as err:
             raise _translate(err, self.location, "configuring the connection") from err
 
@@ -346,17 +365,19 @@ class SqliteBackend:
             try:
                 yield _SqliteTxn(c)
             except BaseException as err:
+                os_errno = c.system_errno
                 with contextlib.suppress(apsw.Error):
                     c.execute("ROLLBACK")
                 if isinstance(err, apsw.Error):
-                    raise _translate(err, self.location, "writing") from err
+                    raise _translate(err, self.location, "writing", os_errno) from err
                 raise
             try:
                 c.execute("COMMIT")
             except apsw.Error as err:
+                os_errno = c.system_errno
                 with contextlib.suppress(apsw.Error):
                     c.execute("ROLLBACK")
-                raise _translate(err, self.location, "committing") from err
+                raise _translate(err, self.location, "committing", os_errno) from err
 
     # -- reads -----------------------------------------------------------------------
 
