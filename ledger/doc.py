@@ -155,6 +155,43 @@ def apply_changes(
     return root, prov
 
 
+def apply_in_place(root: Doc, prov: Doc, changes: Sequence[Change], seq: int) -> None:
+    """`apply_changes` for a state the caller owns outright (a replay from a decoded
+    snapshot): one walk per change edits the document and its provenance together,
+    with none of the copy-on-write bookkeeping."""
+    for ch in changes:
+        path = ch.path
+        node, pnode = root, prov
+        unset = ch.op == "unset"
+        for key in path[:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                if unset:
+                    break
+                if child is not None:
+                    raise ConfigValidationError(
+                        f"cannot set {format_path(path)}: a value is in the way",
+                        format_path(path))
+                child = node[key] = {}
+            node = child
+            pchild = pnode.get(key)
+            if not isinstance(pchild, dict):
+                pchild = pnode[key] = {}
+            pnode = pchild
+        else:
+            leaf = path[-1]
+            if unset:
+                node.pop(leaf, None)
+                pnode.pop(leaf, None)
+                if not pnode and len(path) > 1:
+                    parent = _walk(prov, path[:-2])
+                    if parent is not None:
+                        parent[path[-2]] = seq  # now an empty table, made so by this event
+            else:
+                node[leaf] = ch.secret if ch.secret is not None else ch.value
+                pnode[leaf] = seq
+
+
 def own_all(tree: Doc, owned: dict[int, Doc]) -> None:
     """Mark every dict of a tree the caller owns outright (e.g. freshly decoded) as
     editable in place."""

@@ -52,7 +52,7 @@ from ledger.schema import MoltisConfig
 from ledger.secrets import SecretRef
 from ledger.typed_view import Prefetcher, TypedCodec, TypedView
 from ledger.vault import KeySource, Vault
-from projections.config_view import EMPTY_STATE, ConfigState, fold, replay
+from projections.config_view import EMPTY_STATE, ConfigState, fold, replay, replay_rows
 from projections.snapshots import SNAPSHOT_EVERY, decode_state, encode_state, should_snapshot
 
 __all__ = ["Commit", "Ledger"]
@@ -155,8 +155,8 @@ class Ledger:
                 base, private = state, True
                 break
             snap = self.backend.snapshot_at(snap.seq - 1)  # fall back to an older one
-        tail = self.backend.read(after=base.seq, until=head.seq)
-        state = replay(base, tail, private=private)
+        tail = self.backend.read_rows(after=base.seq, until=head.seq)
+        state = replay_rows(base, tail, private=private)
         _log.debug("rebuilt state", seq=state.seq, from_snapshot=base.seq,
                    duration_ms=round((time.perf_counter() - started) * 1000, 3))
         return state
@@ -456,21 +456,25 @@ class Ledger:
     def verify(self, expect_head: bytes | None = None) -> VerifyReport:
         return verify_records(self.backend.read(), expect_head)
 
+    def replay(self, until: int | None = None) -> ConfigState:
+        """A full replay of the log from genesis (snapshots ignored): what every
+        snapshot and cached state must equal."""
+        return replay_rows(EMPTY_STATE, self.backend.read_rows(until=until), private=False)
+
     def rebuild_snapshots(self) -> int:
         """Drop every snapshot and write them again from the log; returns how many."""
         self.backend.drop_snapshots()
         count = 0
         state = EMPTY_STATE
-        batch: list[Record] = []
-        for rec in self.backend.read():
-            batch.append(rec)
-            if should_snapshot(rec.seq, self.snapshot_every):
-                state = replay(state, batch, private=state is not EMPTY_STATE)
+        batch: list[tuple[int, str, bytes, bytes, int]] = []
+        for row in self.backend.read_rows():
+            batch.append(row)
+            if should_snapshot(row[0], self.snapshot_every):
+                state = replay_rows(state, batch, private=state is not EMPTY_STATE)
                 batch = []
                 with self.backend.write() as txn:
                     txn.put_snapshot(state.seq, state.hash, encode_state(state))
                 count += 1
-                state = decode_state(encode_state(state))
         return count
 
     def reset_caches(self) -> None:

@@ -77,6 +77,9 @@ def check_ledger(ledger: Ledger, ops) -> None:
     full = replay(EMPTY_STATE, records)
     assert (full.config, full.keys, full.prov_config, full.seq, full.hash) == (
         head.config, head.keys, head.prov_config, head.seq, head.hash)
+    fast = ledger.replay()  # the in-place replay over lean rows
+    assert (fast.config, fast.keys, fast.prov_config, fast.prov_keys, fast.hash) == (
+        full.config, full.keys, full.prov_config, full.prov_keys, full.hash)
 
     for k in range(len(records) + 1):
         snap = decode_state(encode_state(replay(EMPTY_STATE, records[:k])))

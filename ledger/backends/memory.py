@@ -119,6 +119,10 @@ class MemoryBackend:
             rows = rows[:limit]
         return iter(rows)
 
+    def read_rows(self, after: int = 0, until: int | None = None
+                  ) -> Iterator[tuple[int, str, bytes, bytes, int]]:
+        return ((r.seq, r.kind, r.payload, r.hash, r.ts) for r in self.read(after, until))
+
     def record(self, seq: int) -> Record | None:
         with self._lock:
             return self._records[seq - 1] if 1 <= seq <= len(self._records) else None

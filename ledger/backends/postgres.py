@@ -666,6 +666,10 @@ class PostgresBackend:
                 remaining -= len(rows)
             page = min(page * 4, MAX_PAGE)
 
+    def read_rows(self, after: int = 0, until: int | None = None
+                  ) -> Iterator[tuple[int, str, bytes, bytes, int]]:
+        return ((r.seq, r.kind, r.payload, r.hash, r.ts) for r in self.read(after, until))
+
     def record(self, seq: int) -> Record | None:
         rows = self._query(self._sql.record, (seq,))
         return Record(*rows[0]) if rows else None
