@@ -13,6 +13,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from ledger.errors import VerificationError
 from ledger.paths import Path, format_path
 from ledger.secrets import SecretRef
 
@@ -128,20 +129,32 @@ def encode_payload(payload: ChangePayload | ShredPayload) -> bytes:
     return _encoder.encode(payload)
 
 
-def decode_change_payload(data: bytes) -> ChangePayload:
-    return _change_decoder.decode(data)
+def _damaged(seq: int | None, err: Exception) -> VerificationError:
+    what = f"event {seq}" if seq is not None else "an event"
+    return VerificationError(f"{what} cannot be decoded ({err}): the log is damaged; run "
+                             "verify", seq)
+
+
+def decode_change_payload(data: bytes, seq: int | None = None) -> ChangePayload:
+    try:
+        return _change_decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError) as err:  # validation errors included
+        raise _damaged(seq, err) from None
 
 
 def decode_event(rec: Record) -> Event:
     if rec.kind == KIND_CHANGE:
-        p = _change_decoder.decode(rec.payload)
+        p = decode_change_payload(rec.payload, rec.seq)
         return Event(
             seq=rec.seq, ts=rec.ts, actor=rec.actor, reason=rec.reason, source=rec.source,
             kind=rec.kind, hash=rec.hash, prev_hash=rec.prev_hash,
             changes=tuple(p.changes), rollback_to=p.rollback_to,
         )
     if rec.kind == KIND_SHRED:
-        s = _shred_decoder.decode(rec.payload)
+        try:
+            s = _shred_decoder.decode(rec.payload)
+        except (msgspec.DecodeError, UnicodeDecodeError) as err:
+            raise _damaged(rec.seq, err) from None
         return Event(
             seq=rec.seq, ts=rec.ts, actor=rec.actor, reason=rec.reason, source=rec.source,
             kind=rec.kind, hash=rec.hash, prev_hash=rec.prev_hash,

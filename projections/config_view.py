@@ -14,11 +14,11 @@ from typing import Any
 import msgspec
 
 from ledger.chain import GENESIS
-from ledger.doc import Doc, apply_changes, leaves, own_all
+from ledger.doc import Doc, apply_changes, apply_in_place, leaves, own_all
 from ledger.events import DOC_KEYS, KIND_CHANGE, Change, Record, decode_change_payload
 from ledger.paths import Path
 
-__all__ = ["EMPTY_STATE", "ConfigState", "fold", "replay"]
+__all__ = ["EMPTY_STATE", "ConfigState", "fold", "replay", "replay_rows"]
 
 
 class ConfigState(msgspec.Struct, frozen=True, gc=False):
@@ -62,7 +62,7 @@ def fold(state: ConfigState, rec: Record, changes: list[Change] | None = None,
         return ConfigState(rec.seq, rec.hash, rec.ts, state.config, state.keys,
                            state.prov_config, state.prov_keys)
     if changes is None:
-        changes = decode_change_payload(rec.payload).changes
+        changes = decode_change_payload(rec.payload, rec.seq).changes
     cfg_changes, key_changes = _split(changes)
     owned = {} if owned is None else owned
     config, prov_config = state.config, state.prov_config
@@ -78,6 +78,39 @@ def fold(state: ConfigState, rec: Record, changes: list[Change] | None = None,
     return ConfigState(rec.seq, rec.hash, rec.ts, config, keys, prov_config, prov_keys)
 
 
+Row = tuple[int, str, bytes, bytes, int]  # seq, kind, payload, hash, ts
+
+
+def replay_rows(state: ConfigState, rows: Iterable[Row], *, private: bool) -> ConfigState:
+    """Fold many events given as lean rows (`Backend.read_rows`). A state at seq 0
+    starts from fresh empty documents; `private=True` says the caller owns `state`
+    outright (just decoded from a snapshot). Either way the fold edits in place, one
+    walk per change, which is what makes a full replay fast."""
+    if not private:
+        if state.seq != 0:
+            return replay(state, (_record_of(r) for r in rows))
+        state = ConfigState(0, state.hash, 0, {}, {}, {}, {})
+    config, keys = state.config, state.keys
+    prov_config, prov_keys = state.prov_config, state.prov_keys
+    seq, hash_, ts = state.seq, state.hash, state.ts
+    decode = decode_change_payload
+    for seq, kind, payload, hash_, ts in rows:  # noqa: B007 (the last row's are the state's)
+        if kind == KIND_CHANGE:
+            changes = decode(payload, seq).changes
+            if len(changes) == 1 and changes[0].doc != DOC_KEYS:
+                apply_in_place(config, prov_config, changes, seq)
+            else:
+                cfg_changes, key_changes = _split(changes)
+                apply_in_place(config, prov_config, cfg_changes, seq)
+                apply_in_place(keys, prov_keys, key_changes, seq)
+    return ConfigState(seq, hash_, ts, config, keys, prov_config, prov_keys)
+
+
+def _record_of(row: Row) -> Record:
+    seq, kind, payload, hash_, ts = row
+    return Record(seq, ts, "", "", "", kind, payload, b"", hash_)
+
+
 def replay(state: ConfigState, records: Iterable[Record], *, private: bool = False
            ) -> ConfigState:
     """Fold many events. With `private=True` the caller owns `state` outright (it was
@@ -91,7 +124,7 @@ def replay(state: ConfigState, records: Iterable[Record], *, private: bool = Fal
     seq, hash_, ts = state.seq, state.hash, state.ts
     for rec in records:
         if rec.kind == KIND_CHANGE:
-            changes = decode_change_payload(rec.payload).changes
+            changes = decode_change_payload(rec.payload, rec.seq).changes
             if all(ch.doc != DOC_KEYS for ch in changes):
                 config, pc = apply_changes(config, changes, prov_config, rec.seq, owned=owned)
                 prov_config = pc if pc is not None else prov_config
