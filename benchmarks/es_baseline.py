@@ -93,15 +93,17 @@ def cached_aggregate(events: int) -> tuple[Any, Any]:
     once per size and kept in the work folder."""
     path = work_dir() / f"es-{events}.db"
     stamp = path.with_suffix(".json")
+    cls = aggregate_class()
+    topic = f"{cls.__module__}:{cls.__qualname__}"  # events name their class: rebuild if moved
     if path.exists() and stamp.exists():
         info = json.loads(stamp.read_text())
-        if info.get("events") == events:
+        if info.get("events") == events and info.get("topic") == topic:
             from uuid import UUID
 
             return open_app(path), UUID(info["id"])
     stamp.unlink(missing_ok=True)
     app = open_app(remove_db(path))
-    agg = aggregate_class()()
+    agg = cls()
     done = 0
     while done < events:
         for i in range(done, min(events, done + 20_000)):
@@ -109,5 +111,5 @@ def cached_aggregate(events: int) -> tuple[Any, Any]:
             agg.change(p, f"Atlas-{i % 1000}" if p[0] == "identity" else 1024 + i % 60_000)
         app.save(agg)  # many pending events: one transaction
         done = min(events, done + 20_000)
-    stamp.write_text(json.dumps({"events": events, "id": str(agg.id)}))
+    stamp.write_text(json.dumps({"events": events, "id": str(agg.id), "topic": topic}))
     return app, agg.id
