@@ -43,7 +43,15 @@ def _check(text: str, what: str) -> str:
         raise InputError(f"{what} must be a non-empty string")
     if len(text) > MAX_TEXT or any(ord(c) < 32 and c not in "\t" for c in text):
         raise InputError(f"{what} must be one line of at most {MAX_TEXT} characters")
+    _check_utf8(text, what)
     return text
+
+
+def _check_utf8(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{what} is not valid UTF-8 text") from None
 
 
 @functools.lru_cache(maxsize=64)
@@ -69,4 +77,5 @@ def check_reason(reason: str | None) -> str:
         return ""
     if not isinstance(reason, str) or len(reason) > 4 * MAX_TEXT:
         raise InputError(f"reason must be a string of at most {4 * MAX_TEXT} characters")
+    _check_utf8(reason, "reason")
     return reason

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import importlib
 import os
 import sys
 import traceback
@@ -32,7 +31,6 @@ from ledger.chain import VerifyReport
 from ledger.cli_render import Output, configure_logging
 from ledger.engine import Commit
 from ledger.errors import (
-    BackendUnavailableError,
     ConflictError,
     LedgerError,
     ParseError,
@@ -152,23 +150,12 @@ class State:
         return store
 
     def _open(self, name: str, location: str, *, read_only: bool) -> LedgerConfigStore:
+        from ledger.open import open_ledger
         from ledger.vault import KeySource
 
         keys = KeySource(key_file=dirs.default_key_file(self.config_home), env=os.environ)
-        if name == "sqlite":
-            from ledger.store import SqliteConfigStore
-
-            return SqliteConfigStore(location, busy_timeout=self.busy_timeout,
-                                     read_only=read_only, keys=keys)
-        try:
-            module = importlib.import_module("ledger.backends.postgres")
-        except ImportError as err:
-            raise BackendUnavailableError(
-                "the PostgreSQL backend needs the postgres extra: "
-                "pip install 'moltis-config-ledger[postgres]'") from err
-        store: LedgerConfigStore = module.PostgresConfigStore(
-            location, read_only=read_only, keys=keys, busy_timeout=self.busy_timeout)
-        return store
+        return open_ledger(location, read_only=read_only, busy_timeout=self.busy_timeout,
+                           keys=keys)
 
     def close(self) -> None:
         if self._store is not None:

@@ -57,6 +57,15 @@ def default_key_file(config: Path | None = None, env: Mapping[str, str] | None =
 
 
 def ensure_private_dir(path: Path) -> None:
-    """Create a directory (and parents) as 0700; existing directories are left alone."""
-    if not path.exists():
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Create a directory and its missing parents, each 0700 whatever the umask;
+    existing directories are left alone."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # another process made it first
+            continue
+        os.chmod(folder, 0o700)

@@ -89,6 +89,8 @@ def materialize(raw_changes: Iterable[RawChange], raw: Mapping[str, Any], sealer
             if get_value(raw, rc.path) is not MISSING:
                 out.append(Change(op="unset", path=rc.path, doc=doc))
             continue
+        for i, key in enumerate(rc.path):  # its keys, like the keys inside a value
+            normalize_value(key, rc.path[:i + 1], where)
         value = normalize_value(rc.value, rc.path, where)
         current = get_value(raw, rc.path)
         _leaf_changes(rc.path, value, current, doc, sealer, secret, out)

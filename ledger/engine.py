@@ -50,7 +50,7 @@ from ledger.paths import Path, format_path
 from ledger.providers_doc import is_key_secret_path
 from ledger.schema import MoltisConfig
 from ledger.secrets import SecretRef
-from ledger.typed_view import Prefetcher, TypedCodec, TypedView
+from ledger.typed_view import TypedCodec, TypedView
 from ledger.vault import KeySource, Vault
 from projections.config_view import EMPTY_STATE, ConfigState, fold, replay, replay_rows
 from projections.snapshots import SNAPSHOT_EVERY, decode_state, encode_state, should_snapshot
@@ -107,8 +107,6 @@ class Ledger:
         self._lock = threading.RLock()
         self._state: ConfigState | None = None
         self.codec = TypedCodec(self.vault)
-        if getattr(backend, "commit_waits", False):
-            self.codec.prefetcher = Prefetcher(self.codec.decoder)
         self._view: TypedView | None = None
 
     # -- the head ------------------------------------------------------------------
@@ -291,7 +289,6 @@ class Ledger:
                 # only changed paths were recorded, so the edited view is exactly the
                 # typed view of the new raw document
                 result["edited"] = (view, edit)
-                view.prefetch_after(edit)
             else:
                 result["typed"] = self._validate(state, changes)  # names a bad path precisely
                 if edit.problem is not None:
@@ -484,6 +481,4 @@ class Ledger:
             self._view = None
 
     def close(self) -> None:
-        if self.codec.prefetcher is not None:
-            self.codec.prefetcher.close()
         self.backend.close()

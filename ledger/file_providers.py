@@ -23,9 +23,15 @@ from ledger.actor import check_reason, resolve_actor
 from ledger.convert import RawChange
 from ledger.doc import MISSING, Doc, apply_changes, diff_documents, get_value, normalize_document
 from ledger.engine import Commit
-from ledger.errors import ConfigValidationError, ConflictError, ParseError, ReadOnlyError
+from ledger.errors import (
+    ConfigValidationError,
+    ConflictError,
+    InputError,
+    ParseError,
+    ReadOnlyError,
+)
 from ledger.events import Change
-from ledger.fileio import check_size, locked, os_error, replace_file
+from ledger.fileio import MAX_FILE_BYTES, check_size, locked, os_error, replace_file
 from ledger.layers import NO_FLAGS, Flags
 from ledger.providers import UNSET, ProviderStore, check_name, entry_changes
 from ledger.secrets import Secret, SecretRef, parse_mask
@@ -137,6 +143,9 @@ class FileProviderStore(ProviderStore):
                 return Commit(_token(data), False, blake3(data).digest())
             text = json.dumps(new_doc, indent=2, ensure_ascii=False) + "\n"
             out = text.encode("utf-8")
+            if len(out) > MAX_FILE_BYTES:  # it could not be read back
+                raise InputError(f"{self.path}: the new file would be {len(out):,} bytes, over "
+                                 f"the limit of {MAX_FILE_BYTES:,}; nothing was written")
             replace_file(self.path, out)
         _log.info("provider keys written", path=str(self.path), actor=actor, source=source,
                   entries=sorted({c.path[0] for c in changes}))

@@ -80,9 +80,30 @@ def locked(path: Path, *, wait: bool, timeout: float = 30.0) -> Iterator[None]:
                     raise StoreBusyError(f"{path}: another writer holds {lock}") from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.05)
+        _remove_stale_temps(path)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Remove the temp files of `path` that a writer killed between writing one and
+    renaming it left behind. Only the holder of the lock writes them, so while we hold
+    it, any that exists is stale."""
+    target = Path(os.path.realpath(path))
+    prefix = f".{target.name}."
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return
+    for name in names:
+        token = name[len(prefix):-len(".tmp")]
+        if (name.startswith(prefix) and name.endswith(".tmp") and len(token) == 12
+                and all(c in "0123456789abcdef" for c in token)):
+            with contextlib.suppress(OSError):
+                os.unlink(target.parent / name)
+                _log.warning("removed a temp file left by a writer that died",
+                             path=str(target.parent / name))
 
 
 def _write_all(fd: int, data: bytes) -> None:

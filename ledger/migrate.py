@@ -206,7 +206,7 @@ def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
 
     report.commit = ledger.apply(changes_with_backup, actor=actor, source="import",
                                  reason=reason or "import of moltis.toml and provider_keys.json",
-                                 meta=meta)
+                                 meta=meta, where=report.sources.get("config", "import"))
     _log.info("migrated", appended=report.appended, seq=report.commit.seq,
               paths=len(report.changes), backup=str(report.backup_dir or ""))
     return report

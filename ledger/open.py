@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from ledger import dirs
 from ledger._log import get_logger
@@ -25,7 +25,7 @@ from ledger.errors import InputError, LedgerError
 from ledger.store import ConfigStore, LedgerConfigStore
 from ledger.vault import KeySource
 
-__all__ = ["BACKENDS", "open_store", "select_backend"]
+__all__ = ["BACKENDS", "open_ledger", "open_store", "select_backend"]
 
 _log = get_logger("ledger.open")
 BACKENDS: Final = ("file", "sqlite", "postgres")
@@ -114,9 +114,12 @@ def open_store(*, config_dir: str | os.PathLike[str] | None = None,
         return FileConfigStore(config_file, read_only=read_only)
     keys_file = config_home / dirs.KEYS_FILE_NAME
     try:
-        store = _open_ledger(name, location, read_only=read_only, synchronous=synchronous,
-                             keys=KeySource(key_file=dirs.default_key_file(config_home, env),
-                                            env=env))
+        assert location is not None
+        if name == "postgres" and not is_dsn(location):
+            raise InputError(f"the postgres backend needs a postgresql:// DSN, not {location!r}")
+        store = open_ledger(location, read_only=read_only, synchronous=synchronous,
+                            keys=KeySource(key_file=dirs.default_key_file(config_home, env),
+                                           env=env))
         store.config_file = config_file
         store.keys_file = keys_file
         if auto_migrate and not read_only and _needs_first_import(store, config_file, keys_file):
@@ -136,18 +139,20 @@ def open_store(*, config_dir: str | os.PathLike[str] | None = None,
         return fallback
 
 
-def _open_ledger(name: str, location: str | None, *, read_only: bool, synchronous: str,
-                 keys: KeySource) -> LedgerConfigStore:
-    assert location is not None
-    if name == "postgres":
+def open_ledger(location: str, *, read_only: bool = False, busy_timeout: float = 5.0,
+                keys: KeySource | None = None, synchronous: str = "FULL"
+                ) -> LedgerConfigStore:
+    """The ledger at `location`: a PostgreSQL DSN, else a SQLite file (no fallback)."""
+    if is_dsn(location):
         from ledger.pg_store import PostgresConfigStore
 
-        return PostgresConfigStore(location, read_only=read_only, keys=keys)
+        return PostgresConfigStore(location, read_only=read_only, keys=keys,
+                                   busy_timeout=busy_timeout)
     from ledger.store import SqliteConfigStore
 
-    if synchronous.upper() == "NORMAL":
-        return SqliteConfigStore(location, read_only=read_only, keys=keys, synchronous="NORMAL")
-    return SqliteConfigStore(location, read_only=read_only, keys=keys)
+    sync: Literal["FULL", "NORMAL"] = "NORMAL" if synchronous.upper() == "NORMAL" else "FULL"
+    return SqliteConfigStore(location, read_only=read_only, keys=keys, synchronous=sync,
+                             busy_timeout=busy_timeout)
 
 
 def _needs_first_import(store: LedgerConfigStore, config_file: Path, keys_file: Path) -> bool:

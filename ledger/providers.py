@@ -52,9 +52,19 @@ _FIELDS: Final = (("api_key", "apiKey"), ("base_url", "baseUrl"), ("models", "mo
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not name.strip() or any(ord(c) < 32 for c in name):
-        raise InputError(f"provider name {name!r} must be a non-empty single-line string")
+    if (not isinstance(name, str) or not name.strip() or len(name) > 1000
+            or any(ord(c) < 32 for c in name) or not _utf8(name)):
+        raise InputError(f"provider name {repr(name)[:80]} must be a non-empty single-line "
+                         "UTF-8 string of at most 1000 characters")
     return name
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def entry_changes(name: str, values: Mapping[str, Any]) -> list[RawChange]:

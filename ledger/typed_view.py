@@ -12,7 +12,6 @@ lazily, and handed out only once.
 from __future__ import annotations
 
 import operator
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -56,7 +55,6 @@ class TypedCodec:
 
         self.encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
         self.decoder = msgspec.json.Decoder(MoltisConfig, dec_hook=dec_hook)
-        self.prefetcher: Prefetcher | None = None
         self.section_decoders = [
             msgspec.json.Decoder(fn.node.annotation, dec_hook=dec_hook)
             for fn, _ in _ROOT_INFO.positions
@@ -72,66 +70,6 @@ class TypedCodec:
 
     def view_of_raw(self, raw: dict[str, Any], key: object, where: str) -> TypedView:
         return self.view_of(to_typed(raw, self.opener, where=where), key)
-
-
-class Prefetcher:
-    """Decodes the next private copy in a helper thread while a commit waits for the
-    disk (apsw and psycopg release the GIL during the fsync or the round trip), so the
-    next `update_raw` starts with its copy ready instead of spending ~7 µs decoding it.
-    Only worth it for backends whose commit waits; see `Backend.commit_waits`."""
-
-    def __init__(self, decoder: msgspec.json.Decoder[MoltisConfig]) -> None:
-        self._decode = decoder.decode
-        self._cond = threading.Condition()
-        self._job: bytes | None = None
-        self._done: tuple[bytes, MoltisConfig] | None = None
-        self._thread: threading.Thread | None = None
-        self._closed = False
-
-    def submit(self, data: bytes) -> None:
-        with self._cond:
-            if self._closed:
-                return
-            self._job, self._done = data, None
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="ledger-prefetch",
-                                                daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
-
-    def take(self, data: bytes) -> MoltisConfig | None:
-        """The copy decoded from exactly these bytes, waiting if it is being decoded;
-        None if it was never asked for (then the caller decodes it itself)."""
-        with self._cond:
-            while self._job is data:
-                self._cond.wait()
-            done, self._done = self._done, None
-        return done[1] if done is not None and done[0] is data else None
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._job = None
-            self._cond.notify_all()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self._job is None and not self._closed:
-                    self._cond.wait()
-                if self._closed:
-                    return
-                data = self._job
-            assert data is not None
-            try:
-                copy: MoltisConfig | None = self._decode(data)
-            except Exception:  # the caller decodes again and sees the error itself
-                copy = None
-            with self._cond:
-                if self._job is data:
-                    self._job = None
-                    self._done = (data, copy) if copy is not None else None
-                self._cond.notify_all()
 
 
 class TypedView:
@@ -159,13 +97,7 @@ class TypedView:
 
     def fresh(self) -> MoltisConfig:
         """A private copy the caller may change."""
-        whole = self.whole()
-        prefetcher = self._codec.prefetcher
-        if prefetcher is not None:
-            copy = prefetcher.take(whole)
-            if copy is not None:
-                return copy
-        return self._codec.decoder.decode(whole)
+        return self._codec.decoder.decode(self.whole())
 
     def shared(self) -> MoltisConfig:
         """One instance shared by every reader of this state: do not change it."""
@@ -212,16 +144,7 @@ class TypedView:
     def after(self, key: object, edit: Edit) -> TypedView:
         """The view of the state that `edit` produced (unchanged sections are shared)."""
         pristine = msgspec.structs.replace(self.pristine, **edit.replaced)
-        view = TypedView(self._codec, key, pristine, edit.sections)
-        view._whole = edit.whole
-        return view
-
-    def prefetch_after(self, edit: Edit) -> None:
-        """Start decoding the next head's private copy (call before the commit)."""
-        prefetcher = self._codec.prefetcher
-        if prefetcher is not None:
-            edit.whole = b"{" + b",".join(edit.sections) + b"}"
-            prefetcher.submit(edit.whole)
+        return TypedView(self._codec, key, pristine, edit.sections)
 
     def same_config(self, key: object) -> TypedView:
         """This view for another state with the same config document."""
@@ -232,7 +155,7 @@ class Edit:
     """What a caller's function did: the raw changes, the new sections (the next head's
     view when `problem` is None), and the first validation problem."""
 
-    __slots__ = ("changes", "problem", "replaced", "sections", "whole")
+    __slots__ = ("changes", "problem", "replaced", "sections")
 
     def __init__(self, changes: list[RawChange], sections: list[bytes],
                  replaced: dict[str, Any]) -> None:
@@ -240,7 +163,6 @@ class Edit:
         self.sections = sections
         self.replaced = replaced
         self.problem: str | None = None
-        self.whole: bytes | None = None
 
 
 def _located(section: str, message: str) -> str:

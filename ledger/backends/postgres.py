@@ -348,7 +348,6 @@ class PostgresBackend:
     """
 
     name = "postgres"
-    commit_waits = True  # every commit is a network round trip and a WAL flush
 
     def __init__(self, dsn: str, *, schema: str = "public", read_only: bool = False,
                  pool_size: int = 4, busy_timeout: float = 5.0) -> None:

@@ -223,8 +223,6 @@ class SqliteBackend:
         self._data_version: int | None = None
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
-        # a FULL commit waits for the disk: work can overlap it (see typed_view.Prefetcher)
-        self.commit_waits = synchronous == "FULL"
         if not read_only and self.path.exists() and _on_read_only_media(self.path):
             # Reads still work there; every write will say why it cannot.
             self.read_only = read_only = True
