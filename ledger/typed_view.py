@@ -77,9 +77,14 @@ class TypedView:
 
     `pristine` is this view's own instance, never handed to anyone (so nobody can change
     it); edits are found by comparing a caller's copy against it, section by section.
-    `sections` are the JSON of each section, from which private copies are decoded."""
+    `sections` are the JSON of each section, from which private copies are decoded.
 
-    __slots__ = ("_codec", "_shared", "_whole", "key", "pristine", "sections")
+    After a write, the caller's edited copy is kept as the next caller's copy (with the
+    sections it changed freshly decoded), so consecutive writes skip decoding a whole
+    config. It is handed out only if it still equals `pristine`: a copy someone changed
+    after their write returned is never reused."""
+
+    __slots__ = ("_codec", "_shared", "_spare", "_whole", "key", "pristine", "sections")
 
     def __init__(self, codec: TypedCodec, key: object, pristine: MoltisConfig,
                  sections: list[bytes]) -> None:
@@ -89,6 +94,7 @@ class TypedView:
         self.sections = sections
         self._whole: bytes | None = None
         self._shared: MoltisConfig | None = None
+        self._spare: MoltisConfig | None = None
 
     def whole(self) -> bytes:
         if self._whole is None:
@@ -97,6 +103,9 @@ class TypedView:
 
     def fresh(self) -> MoltisConfig:
         """A private copy the caller may change."""
+        spare, self._spare = self._spare, None
+        if spare is not None and spare == self.pristine:
+            return spare
         return self._codec.decoder.decode(self.whole())
 
     def shared(self) -> MoltisConfig:
@@ -109,6 +118,9 @@ class TypedView:
         """Run `fn` on a private copy and return the raw changes it made."""
         copy = self.fresh()
         returned = fn(copy)
+        # the caller's copy may serve the next caller, unless it returned another object
+        # (which it may keep using)
+        reusable = returned is None or returned is copy
         if isinstance(returned, MoltisConfig):
             copy = returned
         codec = self._codec
@@ -137,14 +149,20 @@ class TypedView:
                     result.sections = list(self.sections)
                 result.sections[i] = _PREFIXES[i] + codec.encoder.encode(new_value)
                 result.replaced[field.attr] = new_value
+                if reusable:
+                    result.spare_parts[field.attr] = codec.section_decoders[i].decode(data)
             diff_top_level(field, old_values[i], new_value, raw.get(field.key, MISSING),
                            result.changes)
+        if reusable and result.problem is None:
+            result.spare = msgspec.structs.replace(copy, **result.spare_parts)
         return result
 
     def after(self, key: object, edit: Edit) -> TypedView:
         """The view of the state that `edit` produced (unchanged sections are shared)."""
         pristine = msgspec.structs.replace(self.pristine, **edit.replaced)
-        return TypedView(self._codec, key, pristine, edit.sections)
+        view = TypedView(self._codec, key, pristine, edit.sections)
+        view._spare = edit.spare
+        return view
 
     def same_config(self, key: object) -> TypedView:
         """This view for another state with the same config document."""
@@ -155,7 +173,7 @@ class Edit:
     """What a caller's function did: the raw changes, the new sections (the next head's
     view when `problem` is None), and the first validation problem."""
 
-    __slots__ = ("changes", "problem", "replaced", "sections")
+    __slots__ = ("changes", "problem", "replaced", "sections", "spare", "spare_parts")
 
     def __init__(self, changes: list[RawChange], sections: list[bytes],
                  replaced: dict[str, Any]) -> None:
@@ -163,6 +181,8 @@ class Edit:
         self.sections = sections
         self.replaced = replaced
         self.problem: str | None = None
+        self.spare: MoltisConfig | None = None
+        self.spare_parts: dict[str, Any] = {}
 
 
 def _located(section: str, message: str) -> str:

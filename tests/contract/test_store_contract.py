@@ -225,3 +225,18 @@ def test_save_effective_never_writes_the_layers_back(store_factory):
     run(store.save_effective(cfg, env=env, reason="settings page"))
     assert run(store.raw_document()) == {
         "server": {"port": 1}, "identity": {"name": "${AGENT}"}, "chat": {"auto_title": False}}
+
+
+def test_a_copy_changed_after_its_write_returned_changes_nothing(store_factory):
+    store = store_factory()
+    kept = {}
+
+    def keep(cfg: MoltisConfig) -> None:
+        cfg.server.port = 1
+        kept["cfg"] = cfg
+
+    run(store.update_raw(keep))
+    kept["cfg"].tools.agent_timeout_secs = 5     # a stray change, after the write returned
+    kept["cfg"].server.port = 2
+    run(store.update_raw(lambda c: setattr(c.identity, "name", "A")))
+    assert run(store.raw_document()) == {"server": {"port": 1}, "identity": {"name": "A"}}
