@@ -9,6 +9,7 @@ SQLite ledger and its PostgreSQL copy have identical hashes. Event 1 links to GE
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ _U64x2 = struct.Struct(">QQ")
 _U32 = struct.Struct(">I")
 
 
+@functools.lru_cache(maxsize=256)  # actors, sources and kinds repeat from event to event
 def _text(value: str) -> bytes:
     # surrogateescape: a tampered, non-UTF-8 column hashes as its own bytes (and fails)
     data = value.encode("utf-8", "surrogateescape")

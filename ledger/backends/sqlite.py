@@ -82,6 +82,7 @@ CREATE TABLE IF NOT EXISTS ledger_secrets (
 
 _COLUMNS = "seq, ts, actor, reason, source, kind, payload, prev_hash, hash"
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_INSERT = f"INSERT INTO ledger_events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"
 _BYTES_COLUMNS = ("seq, ts, CAST(actor AS BLOB), CAST(reason AS BLOB), CAST(source AS BLOB), "
                   "CAST(kind AS BLOB), payload, prev_hash, hash")
 
@@ -127,11 +128,12 @@ class _SqliteTxn:
         return _head(self._conn)
 
     def append(self, records: Sequence[Record]) -> None:
-        self._conn.executemany(
-            f"INSERT INTO ledger_events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-            [(r.seq, r.ts, r.actor, r.reason, r.source, r.kind, r.payload, r.prev_hash, r.hash)
-             for r in records],
-        )
+        rows = [(r.seq, r.ts, r.actor, r.reason, r.source, r.kind, r.payload, r.prev_hash,
+                 r.hash) for r in records]
+        if len(rows) == 1:  # the common case: one event per write, without executemany
+            self._conn.execute(_INSERT, rows[0])
+        else:
+            self._conn.executemany(_INSERT, rows)
 
     def put_snapshot(self, seq: int, hash: bytes, state: bytes) -> None:
         self._conn.execute(
