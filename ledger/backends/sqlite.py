@@ -398,7 +398,7 @@ class SqliteBackend:
     def changed(self) -> bool:
         try:
             with self._lock:
-                v = self._conn.pragma("data_version")
+                v = self._conn.execute("PRAGMA data_version").fetchone()[0]
         except apsw.Error as err:
             raise _translate(err, self.location, "polling for changes") from err
         if v != self._data_version:
