@@ -27,11 +27,17 @@ from ledger.errors import (
     ConfigValidationError,
     ConflictError,
     InputError,
-    ParseError,
     ReadOnlyError,
 )
 from ledger.events import Change
-from ledger.fileio import MAX_FILE_BYTES, check_size, locked, os_error, replace_file
+from ledger.fileio import (
+    MAX_FILE_BYTES,
+    locked,
+    os_error,
+    parse_document,
+    read_file,
+    replace_file,
+)
 from ledger.layers import NO_FLAGS, Flags
 from ledger.providers import UNSET, ProviderStore, check_name, entry_changes
 from ledger.secrets import Secret, SecretRef, parse_mask
@@ -50,32 +56,12 @@ _log = get_logger("ledger.file_providers")
 
 def read_keys_file(path: Path) -> Doc:
     """The key file as one normalized document ({} when missing)."""
-    try:
-        check_size(path, path.stat().st_size)
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return {}
-    except OSError as err:
-        raise os_error(path, err, "read") from err
-    return parse_keys(data, str(path))
+    data = read_file(path)
+    return {} if data is None else parse_keys(data, str(path))
 
 
 def parse_keys(data: bytes, where: str) -> Doc:
-    if not data.strip():
-        return {}
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ParseError(f"{where}: not UTF-8 text (byte {err.start})") from None
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ParseError(f"{where}: invalid JSON at line {err.lineno} column {err.colno}: "
-                         f"{err.msg}") from None
-    except RecursionError:
-        raise ParseError(f"{where}: JSON nested too deeply") from None
-    if not isinstance(parsed, dict):
-        raise ParseError(f"{where}: expected a JSON object of provider entries")
+    parsed = parse_document(data, where, "json")
     return normalize_document(normalize_keys_document(parsed, where), where)
 
 

@@ -27,7 +27,6 @@ import errno
 import json
 import os
 import time
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path as FsPath
@@ -65,7 +64,14 @@ from ledger.errors import (
     StoreError,
 )
 from ledger.events import Change
-from ledger.fileio import MAX_FILE_BYTES, check_size, locked, os_error, replace_file
+from ledger.fileio import (
+    MAX_FILE_BYTES,
+    check_size,
+    locked,
+    os_error,
+    parse_document,
+    replace_file,
+)
 from ledger.layers import (
     NO_FLAGS,
     Effective,
@@ -212,28 +218,7 @@ class FileConfigStore(ConfigStore):
         return self._snap
 
     def _parse(self, data: bytes) -> Doc:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise ParseError(f"{self.path}: not UTF-8 text (bad byte at offset {err.start})"
-                             ) from None
-        if self.format == "json":
-            try:
-                parsed = json.loads(text) if text.strip() else {}
-            except json.JSONDecodeError as err:
-                raise ParseError(f"{self.path}: invalid JSON at line {err.lineno}, column "
-                                 f"{err.colno}: {err.msg}") from None
-            except RecursionError:
-                raise ParseError(f"{self.path}: nested too deeply") from None
-            if not isinstance(parsed, dict):
-                raise ParseError(f"{self.path}: the JSON document must be an object")
-        else:
-            try:
-                parsed = tomllib.loads(text)
-            except tomllib.TOMLDecodeError as err:
-                raise ParseError(f"{self.path}: invalid TOML: {err}") from None
-            except RecursionError:
-                raise ParseError(f"{self.path}: nested too deeply") from None
+        parsed = parse_document(data, str(self.path), "json" if self.format == "json" else "toml")
         return normalize_document(parsed, str(self.path))
 
     def _typed(self, snap: _Snapshot) -> MoltisConfig:

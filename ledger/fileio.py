@@ -13,17 +13,20 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import secrets as _random
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ledger._log import get_logger
 from ledger.dirs import ensure_private_dir
 from ledger.errors import ParseError, ReadOnlyError, StoreBusyError, StoreError
 
-__all__ = ["locked", "os_error", "replace_file"]
+__all__ = ["locked", "os_error", "parse_document", "read_file", "replace_file"]
 
 _log = get_logger("ledger.fileio")
 READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
@@ -39,6 +42,41 @@ def check_size(path: Path, size: int) -> None:
     if size > MAX_FILE_BYTES:
         raise ParseError(f"{path}: {size:,} bytes is too large for a configuration file "
                          f"(the limit is {MAX_FILE_BYTES:,})")
+
+
+def read_file(path: Path) -> bytes | None:
+    """A configuration file's bytes (None when it does not exist), size-checked."""
+    try:
+        check_size(path, path.stat().st_size)
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise os_error(path, err, "read") from err
+
+
+def parse_document(data: bytes, where: str, fmt: str) -> dict[str, Any]:
+    """A TOML or JSON document (an object) from a file's bytes; ParseError names the
+    file and, when the parser says, the line. Empty text is an empty document."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ParseError(f"{where}: not UTF-8 text (bad byte at offset {err.start})") from None
+    try:
+        if fmt == "json":
+            parsed = json.loads(text) if text.strip() else {}
+        else:
+            parsed = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ParseError(f"{where}: invalid TOML: {err}") from None
+    except json.JSONDecodeError as err:
+        raise ParseError(f"{where}: invalid JSON at line {err.lineno}, column {err.colno}: "
+                         f"{err.msg}") from None
+    except RecursionError:
+        raise ParseError(f"{where}: nested too deeply") from None
+    if not isinstance(parsed, dict):
+        raise ParseError(f"{where}: the document must be a {fmt.upper()} object")
+    return parsed
 
 
 def os_error(path: Path, err: OSError, doing: str) -> StoreError:

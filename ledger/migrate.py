@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,9 +27,9 @@ from ledger.dirs import ensure_private_dir
 from ledger.doc import Doc, leaves, normalize_document
 from ledger.editing import Sealer, materialize
 from ledger.engine import Commit, Ledger
-from ledger.errors import ParseError, SecretKeyError, StoreError
+from ledger.errors import ParseError, SecretKeyError
 from ledger.events import Change
-from ledger.fileio import check_size
+from ledger.fileio import parse_document, read_file
 from ledger.paths import format_path, parse_path
 from ledger.providers_doc import is_key_secret_path
 from projections.config_view import ConfigState
@@ -57,34 +56,13 @@ class MigrationReport:
 
 def read_config_file(path: Path) -> Doc:
     """moltis.toml (or moltis.json) as a raw document; {} when the file is missing."""
-    try:
-        check_size(path, path.stat().st_size)
-        data = path.read_bytes()
-    except FileNotFoundError:
+    if path.suffix in (".yaml", ".yml"):
+        raise ParseError(f"{path}: YAML configs are not supported; convert it to TOML")
+    data = read_file(path)
+    if data is None:
         return {}
-    except OSError as err:
-        raise StoreError(f"{path}: cannot read: {err.strerror}") from err
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ParseError(f"{path}: not UTF-8 text (byte {err.start})") from None
-    try:
-        if path.suffix == ".json":
-            parsed = json.loads(text) if text.strip() else {}
-            if not isinstance(parsed, dict):
-                raise ParseError(f"{path}: expected a JSON object")
-        elif path.suffix in (".yaml", ".yml"):
-            raise ParseError(f"{path}: YAML configs are not supported; convert it to TOML")
-        else:
-            parsed = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ParseError(f"{path}: invalid TOML: {err}") from None
-    except json.JSONDecodeError as err:
-        raise ParseError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: "
-                         f"{err.msg}") from None
-    except RecursionError:
-        raise ParseError(f"{path}: nested too deeply") from None
-    return normalize_document(parsed, str(path))
+    fmt = "json" if path.suffix == ".json" else "toml"
+    return normalize_document(parse_document(data, str(path), fmt), str(path))
 
 
 def _leaf_prints(doc: Doc, sealer: Sealer | None, secret: Any) -> dict[str, str]:

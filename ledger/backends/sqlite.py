@@ -398,7 +398,8 @@ class SqliteBackend:
     def changed(self) -> bool:
         try:
             with self._lock:
-                v = self._conn.execute("PRAGMA data_version").fetchone()[0]
+                row = self._conn.execute("PRAGMA data_version").fetchone()
+                v = row[0] if row else None
         except apsw.Error as err:
             raise _translate(err, self.location, "polling for changes") from err
         if v != self._data_version:
