@@ -156,8 +156,9 @@ class Ledger:
             snap = self.backend.snapshot_at(snap.seq - 1)  # fall back to an older one
         tail = self.backend.read_rows(after=base.seq, until=head.seq)
         state = replay_rows(base, tail, private=private)
-        _log.debug("rebuilt state", seq=state.seq, from_snapshot=base.seq,
-                   duration_ms=round((time.perf_counter() - started) * 1000, 3))
+        _log.info("rebuilt", seq=state.seq, from_snapshot=base.seq,
+                  events=state.seq - base.seq,
+                  duration_ms=round((time.perf_counter() - started) * 1000, 3))
         return state
 
     def _trusted_snapshot(self, snap: SnapshotRow) -> ConfigState | None:
