@@ -38,6 +38,7 @@ __all__ = [
     "check",
     "is_secret_path",
     "sanitize_message",
+    "shape",
     "to_raw_value",
     "to_typed",
     "typed_changes",
@@ -132,7 +133,7 @@ ROOT = _node(MoltisConfig)
 # raw -> typed
 
 
-def _shape(raw: Any, node: TypeNode) -> Any:
+def shape(raw: Any, node: TypeNode) -> Any:
     """Rearrange a raw value into the typed shape (flatten, aliases) for msgspec."""
     if node.kind == "section" and isinstance(raw, dict):
         assert node.cls is not None
@@ -145,21 +146,21 @@ def _shape(raw: Any, node: TypeNode) -> Any:
                 continue  # the current name wins over the old one
             fn = info.fields.get(key)
             if fn is not None:
-                out[fn.key] = _shape(value, fn.node)
+                out[fn.key] = shape(value, fn.node)
             elif info.flatten is not None:
                 assert info.flatten.node.item is not None
-                extra[key] = _shape(value, info.flatten.node.item)
+                extra[key] = shape(value, info.flatten.node.item)
         if extra:
             assert info.flatten is not None
             out[info.flatten.key] = extra
         return out
     if node.kind == "dict" and isinstance(raw, dict) and node.item is not None:
         if node.item.kind in ("section", "dict", "list"):
-            return {k: _shape(v, node.item) for k, v in raw.items()}
+            return {k: shape(v, node.item) for k, v in raw.items()}
         return raw
     if node.kind == "list" and isinstance(raw, list) and node.item is not None:
         if node.item.kind in ("section", "dict", "list"):
-            return [_shape(v, node.item) for v in raw]
+            return [shape(v, node.item) for v in raw]
         return raw
     return raw
 
@@ -184,7 +185,7 @@ _plain_hook = _secret_hook(None)
 def to_typed(raw: Mapping[str, Any], opener: SecretOpener | None = None,
              where: str = "config") -> MoltisConfig:
     """The typed config for a raw document; ConfigValidationError names the bad path."""
-    shaped = _shape(raw, ROOT)
+    shaped = shape(raw, ROOT)
     hook = _plain_hook if opener is None else _secret_hook(opener)
     try:
         return msgspec.convert(shaped, MoltisConfig, dec_hook=hook, str_keys=True)
@@ -250,7 +251,7 @@ def _locate_invalid(raw: Any, node: TypeNode, path: Path,
         found = _locate_invalid(value, child, child_path, hook)
         if found:
             return found
-    why = _convert_error(_shape(raw, node), node.annotation, hook)
+    why = _convert_error(shape(raw, node), node.annotation, hook)
     return (path, why) if why else None
 
 

@@ -32,6 +32,7 @@ from ledger.convert import (
     is_secret_path,
     sanitize_message,
     section_info,
+    shape,
     to_typed,
 )
 from ledger.doc import MISSING, Doc, apply_changes, get_value
@@ -162,17 +163,11 @@ def parse_env_value(text: str) -> Any:
 def _accepts(value: Any, node: TypeNode) -> str | None:
     """None if `value` fits the schema type at this node, else why not."""
     try:
-        msgspec.convert(_plain_for(value, node), node.annotation, dec_hook=_env_hook,
+        msgspec.convert(shape(value, node), node.annotation, dec_hook=_env_hook,
                         str_keys=True)
     except msgspec.ValidationError as err:
         return sanitize_message(str(err), node.annotation)
     return None
-
-
-def _plain_for(value: Any, node: TypeNode) -> Any:
-    from ledger.convert import _shape
-
-    return _shape(value, node)
 
 
 def _env_hook(tp: type, obj: Any) -> Any:
