@@ -94,3 +94,17 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactor
 @pytest.fixture(params=LEDGER_KINDS)
 def ledger_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     return make_factory(request.param, tmp_path)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say in the log how many PostgreSQL tests ran (CI must show they did)."""
+    counts = {
+        outcome: sum(1 for r in terminalreporter.stats.get(outcome, [])
+                     if "postgres" in getattr(r, "nodeid", ""))
+        for outcome in ("passed", "failed", "skipped")
+    }
+    if any(counts.values()):
+        terminalreporter.write_line(
+            f"postgres: {counts['passed']} passed, {counts['failed']} failed, "
+            f"{counts['skipped']} skipped ({PG_URL_VAR} "
+            f"{'set' if os.environ.get(PG_URL_VAR) else 'not set'})")
