@@ -22,10 +22,10 @@ Two ways through that lock (see `_PgTxn`):
 - locked: `BEGIN; SELECT ... FOR UPDATE` (one message), then the statements, COMMIT;
 - optimistic, for the async stores' first try (`wait=False`): the engine builds the
   event on the head this process last saw, and the whole append is then one autocommit
-  statement that locks the head row (NOWAIT), moves it only if it is still the event's
-  parent, inserts the event only if it moved, and notifies. One round trip, fewer than a
-  bare `BEGIN; INSERT; COMMIT`. If the head moved or is locked, nothing is written and
-  StoreBusyError sends `run_write` to the locked way (in a thread).
+  statement that moves the head row only if it is still the event's parent (the UPDATE
+  takes the row lock), inserts the event only if it moved, and notifies. One round
+  trip, fewer than a bare `BEGIN; INSERT; COMMIT`. If the head moved, nothing is
+  written and StoreBusyError sends `run_write` to the locked way (in a thread).
 
 When writers in several processes collide, the fast first try mostly fails, and its
 round trip steals time from the writer holding the lock; so for a second after a
