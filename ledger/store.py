@@ -96,7 +96,11 @@ class ConfigStore(abc.ABC):
                          reason: str | None = None, source: str = "api",
                          expected_seq: int | None = None) -> Commit:
         """Read-modify-write under the store's lock: only the paths `fn` changed are
-        recorded; nothing changed, or `fn` raising, or invalid values: nothing written."""
+        recorded; nothing changed, or `fn` raising, or invalid values: nothing written.
+
+        `fn` gets a private copy and may be called again on a fresh one when another
+        writer appended first (the PostgreSQL backend's optimistic first try), so it
+        should only edit the config it is given."""
 
     @abc.abstractmethod
     async def apply_changes(self, raw_changes: Sequence[RawChange], *,
