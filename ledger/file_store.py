@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any, Final
 
-import msgspec
 import tomlkit
 from blake3 import blake3
 from tomlkit import TOMLDocument
@@ -87,6 +86,7 @@ from ledger.schema import MoltisConfig
 from ledger.secrets import Secret, SecretRef, parse_mask
 from ledger.store import ConfigStore, run_write
 from ledger.toml_edit import edit_document, pruned_tables
+from ledger.typed_view import TypedCodec
 
 __all__ = ["FileConfigStore", "discover_config_file"]
 
@@ -129,20 +129,9 @@ class _Snapshot:
         return int.from_bytes(self.digest[:7], "big") if self.key is not None else 0
 
 
-def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, Secret):
-        return obj.reveal()
-    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
-
-
-def _dec_hook(tp: type, obj: Any) -> Any:
-    if tp is Secret and isinstance(obj, str):
-        return Secret(obj)
-    raise NotImplementedError
-
-
-_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
-_decoder = msgspec.json.Decoder(MoltisConfig, dec_hook=_dec_hook)
+# Secrets in a file are plaintext: the codec without a vault reads and writes them so.
+_codec = TypedCodec(None)
+_encoder, _decoder = _codec.encoder, _codec.decoder
 
 
 class FileConfigStore(ConfigStore):
