@@ -149,47 +149,60 @@ def apply_changes(
     if prov is not None:
         prov = own(prov)
     for ch in changes:
-        root = _apply_one(root, ch.path, ch.op, ch.new_value, own)
-        if prov is not None:
-            prov = _apply_prov(prov, ch.path, ch.op, seq, own)
+        _apply(root, prov, ch, seq, own)
     return root, prov
 
 
 def apply_in_place(root: Doc, prov: Doc, changes: Sequence[Change], seq: int) -> None:
     """`apply_changes` for a state the caller owns outright (a replay from a decoded
-    snapshot): one walk per change edits the document and its provenance together,
-    with none of the copy-on-write bookkeeping."""
+    snapshot): the same walk, with none of the copy-on-write bookkeeping."""
     for ch in changes:
-        path = ch.path
-        node, pnode = root, prov
-        unset = ch.op == "unset"
-        for key in path[:-1]:
-            child = node.get(key)
-            if not isinstance(child, dict):
-                if unset:
-                    break
-                if child is not None:
-                    raise ConfigValidationError(
-                        f"cannot set {format_path(path)}: a value is in the way",
-                        format_path(path))
-                child = node[key] = {}
-            node = child
-            pchild = pnode.get(key)
-            if not isinstance(pchild, dict):
-                pchild = pnode[key] = {}
-            pnode = pchild
-        else:
-            leaf = path[-1]
+        _apply(root, prov, ch, seq, _same)
+
+
+def _same(d: Doc) -> Doc:
+    return d
+
+
+def _apply(root: Doc, prov: Doc | None, ch: Change, seq: int, own: Any) -> None:
+    """One change, one walk down the document and its provenance tree together. `root`
+    and `prov` are already the caller's; `own` makes each dict below them so."""
+    path = ch.path
+    unset = ch.op == "unset"
+    node, pnode = root, prov
+    for i, key in enumerate(path[:-1]):
+        child = node.get(key)
+        if not isinstance(child, dict):
             if unset:
-                node.pop(leaf, None)
-                pnode.pop(leaf, None)
-                if not pnode and len(path) > 1:
-                    parent = _walk(prov, path[:-2])
-                    if parent is not None:
-                        parent[path[-2]] = seq  # now an empty table, made so by this event
-            else:
-                node[leaf] = ch.secret if ch.secret is not None else ch.value
-                pnode[leaf] = seq
+                return  # nothing there to remove
+            if child is not None:
+                raise ConfigValidationError(
+                    f"cannot set {format_path(path)}: {format_path(path[: i + 1])} is a "
+                    "value, not a table", format_path(path))
+            child = {}
+        else:
+            child = own(child)
+        node[key] = child
+        node = child
+        if pnode is not None:
+            pchild = pnode.get(key)
+            # an empty table that now gains children is no longer a leaf
+            pchild = own(pchild) if isinstance(pchild, dict) else {}
+            pnode[key] = pchild
+            pnode = pchild
+    leaf = path[-1]
+    if unset:
+        node.pop(leaf, None)
+        if pnode is not None:
+            pnode.pop(leaf, None)
+            if not pnode and len(path) > 1 and prov is not None:
+                parent = _walk(prov, path[:-2])
+                if parent is not None:
+                    parent[path[-2]] = seq  # now an empty table, made so by this event
+    else:
+        node[leaf] = ch.secret if ch.secret is not None else ch.value
+        if pnode is not None:
+            pnode[leaf] = seq
 
 
 def own_all(tree: Doc, owned: dict[int, Doc]) -> None:
@@ -199,57 +212,6 @@ def own_all(tree: Doc, owned: dict[int, Doc]) -> None:
     for v in tree.values():
         if isinstance(v, dict):
             own_all(v, owned)
-
-
-def _apply_one(root: Doc, path: Path, op: str, value: Any, own: Any) -> Doc:
-    node = root
-    for i, key in enumerate(path[:-1]):
-        child = node.get(key)
-        if child is None:
-            if op == "unset":
-                return root
-            child = {}
-        elif not isinstance(child, dict):
-            if op == "unset":
-                return root
-            raise ConfigValidationError(
-                f"cannot set {format_path(path)}: {format_path(path[: i + 1])} is a value, "
-                "not a table",
-                format_path(path),
-            )
-        else:
-            child = own(child)
-        node[key] = child
-        node = child
-    if op == "set":
-        node[path[-1]] = value
-    else:
-        node.pop(path[-1], None)
-    return root
-
-
-def _apply_prov(prov: Doc, path: Path, op: str, seq: int, own: Any) -> Doc:
-    node = prov
-    for key in path[:-1]:
-        child = node.get(key)
-        if not isinstance(child, dict):
-            if op == "unset" and child is None:
-                return prov
-            child = {}  # an empty table that now gains children is no longer a leaf
-        else:
-            child = own(child)
-        node[key] = child
-        node = child
-    if op == "set":
-        node[path[-1]] = seq
-    else:
-        node.pop(path[-1], None)
-        if not node and len(path) > 1:
-            # the parent is now an empty table: this event is what made it so
-            parent = _walk(prov, path[:-2])
-            if parent is not None:
-                parent[path[-2]] = seq
-    return prov
 
 
 def _walk(tree: Doc, path: Path) -> Doc | None:
