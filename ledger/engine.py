@@ -39,6 +39,7 @@ from ledger.events import (
     DocName,
     Event,
     Record,
+    Row,
     ShredPayload,
     decode_event,
     doc_path_text,
@@ -469,7 +470,7 @@ class Ledger:
         self.backend.drop_snapshots()
         count = 0
         state = EMPTY_STATE
-        batch: list[tuple[int, str, bytes, bytes, int]] = []
+        batch: list[Row] = []
         for row in self.backend.read_rows():
             batch.append(row)
             if should_snapshot(row[0], self.snapshot_every):

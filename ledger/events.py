@@ -87,6 +87,10 @@ class Record(msgspec.Struct, frozen=True, gc=False):
     hash: bytes
 
 
+# A lean event row: what a replay needs (seq, kind, payload, hash, ts), nothing more.
+Row = tuple[int, str, bytes, bytes, int]
+
+
 class Event(msgspec.Struct, frozen=True):
     """A decoded event, for history readers (log, blame, diff, watch)."""
 

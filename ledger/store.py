@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -351,7 +351,7 @@ def resolve_ref(ledger: Ledger, ref: Ref) -> int:
 
 def iter_history(ledger: Ledger, *, path: str | Path | None = None, actor: str | None = None,
                  since: Ref | None = None, until: Ref | None = None,
-                 limit: int | None = None, doc: str | None = None) -> Any:
+                 limit: int | None = None, doc: str | None = None) -> Iterator[Event]:
     prefix = parse_path(path) if isinstance(path, str) else path
     lo = resolve_ref(ledger, since) if since is not None else 0
     hi = resolve_ref(ledger, until) if until is not None else None

@@ -15,7 +15,7 @@ import msgspec
 
 from ledger.chain import GENESIS
 from ledger.doc import Doc, apply_changes, apply_in_place, leaves, own_all
-from ledger.events import DOC_KEYS, KIND_CHANGE, Change, Record, decode_change_payload
+from ledger.events import DOC_KEYS, KIND_CHANGE, Change, Record, Row, decode_change_payload
 from ledger.paths import Path
 
 __all__ = ["EMPTY_STATE", "ConfigState", "fold", "replay", "replay_rows"]
@@ -76,9 +76,6 @@ def fold(state: ConfigState, rec: Record, changes: list[Change] | None = None,
         assert pk is not None
         prov_keys = pk
     return ConfigState(rec.seq, rec.hash, rec.ts, config, keys, prov_config, prov_keys)
-
-
-Row = tuple[int, str, bytes, bytes, int]  # seq, kind, payload, hash, ts
 
 
 def replay_rows(state: ConfigState, rows: Iterable[Row], *, private: bool) -> ConfigState:

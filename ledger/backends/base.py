@@ -7,13 +7,13 @@ or stores. All SQL lives in the backend modules; nothing above them changes per 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Final, NamedTuple, Protocol
 
 from ledger.chain import GENESIS
-from ledger.events import Record
+from ledger.events import Record, Row
 
 __all__ = ["FORMAT_VERSION", "Backend", "Head", "SecretRow", "SnapshotRow", "WriteTxn"]
 
@@ -31,6 +31,11 @@ class Head:
 
 
 EMPTY_HEAD: Final = Head(0, GENESIS, 0)
+
+
+def rows_of(records: Iterable[Record]) -> Iterator[Row]:
+    """`read_rows` for backends without a leaner query of their own."""
+    return ((r.seq, r.kind, r.payload, r.hash, r.ts) for r in records)
 
 
 class SnapshotRow(NamedTuple):
@@ -91,8 +96,7 @@ class Backend(Protocol):
         """Records with after < seq <= until, in seq order (or reversed)."""
         ...
 
-    def read_rows(self, after: int = 0, until: int | None = None
-                  ) -> Iterator[tuple[int, str, bytes, bytes, int]]:
+    def read_rows(self, after: int = 0, until: int | None = None) -> Iterator[Row]:
         """(seq, kind, payload, hash, ts) in seq order: what a replay needs, nothing more."""
         ...
 

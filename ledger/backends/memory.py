@@ -8,9 +8,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from ledger.backends.base import EMPTY_HEAD, Head, SecretRow, SnapshotRow
+from ledger.backends.base import EMPTY_HEAD, Head, SecretRow, SnapshotRow, rows_of
 from ledger.errors import StoreBusyError, StoreError
-from ledger.events import Record
+from ledger.events import Record, Row
 
 __all__ = ["MemoryBackend"]
 
@@ -119,9 +119,8 @@ class MemoryBackend:
             rows = rows[:limit]
         return iter(rows)
 
-    def read_rows(self, after: int = 0, until: int | None = None
-                  ) -> Iterator[tuple[int, str, bytes, bytes, int]]:
-        return ((r.seq, r.kind, r.payload, r.hash, r.ts) for r in self.read(after, until))
+    def read_rows(self, after: int = 0, until: int | None = None) -> Iterator[Row]:
+        return rows_of(self.read(after, until))
 
     def record(self, seq: int) -> Record | None:
         with self._lock:

@@ -71,6 +71,7 @@ from ledger.backends.base import (
     Head,
     SecretRow,
     SnapshotRow,
+    rows_of,
 )
 from ledger.chain import GENESIS
 from ledger.errors import (
@@ -81,7 +82,7 @@ from ledger.errors import (
     StoreBusyError,
     StoreError,
 )
-from ledger.events import Record
+from ledger.events import Record, Row
 
 if TYPE_CHECKING:
     import psycopg
@@ -665,9 +666,8 @@ class PostgresBackend:
                 remaining -= len(rows)
             page = min(page * 4, MAX_PAGE)
 
-    def read_rows(self, after: int = 0, until: int | None = None
-                  ) -> Iterator[tuple[int, str, bytes, bytes, int]]:
-        return ((r.seq, r.kind, r.payload, r.hash, r.ts) for r in self.read(after, until))
+    def read_rows(self, after: int = 0, until: int | None = None) -> Iterator[Row]:
+        return rows_of(self.read(after, until))
 
     def record(self, seq: int) -> Record | None:
         rows = self._query(self._sql.record, (seq,))

@@ -38,7 +38,7 @@ from ledger.errors import (
     StoreBusyError,
     StoreError,
 )
-from ledger.events import Record
+from ledger.events import Record, Row
 
 __all__ = ["SqliteBackend"]
 
@@ -420,8 +420,7 @@ class SqliteBackend:
             args.append(limit)
         return self._iterate(sql, tuple(args))
 
-    def read_rows(self, after: int = 0, until: int | None = None
-                  ) -> Iterator[tuple[int, str, bytes, bytes, int]]:
+    def read_rows(self, after: int = 0, until: int | None = None) -> Iterator[Row]:
         sql = "SELECT seq, kind, payload, hash, ts FROM ledger_events WHERE seq > ?"
         args: tuple[Any, ...] = (after,)
         if until is not None:
