@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from ledger.errors import ConfigValidationError
@@ -157,38 +157,34 @@ def apply_in_place(root: Doc, prov: Doc, changes: Sequence[Change], seq: int) ->
     """`apply_changes` for a state the caller owns outright (a replay from a decoded
     snapshot): the same walk, with none of the copy-on-write bookkeeping."""
     for ch in changes:
-        _apply(root, prov, ch, seq, _same)
+        _apply(root, prov, ch, seq, None)
 
 
-def _same(d: Doc) -> Doc:
-    return d
-
-
-def _apply(root: Doc, prov: Doc | None, ch: Change, seq: int, own: Any) -> None:
+def _apply(root: Doc, prov: Doc | None, ch: Change, seq: int,
+           own: Callable[[Doc], Doc] | None) -> None:
     """One change, one walk down the document and its provenance tree together. `root`
-    and `prov` are already the caller's; `own` makes each dict below them so."""
+    and `prov` are already the caller's; `own` makes each dict below them so (None: they
+    are all the caller's already). This is the replay's inner loop: keep it lean."""
     path = ch.path
     unset = ch.op == "unset"
     node, pnode = root, prov
-    for i, key in enumerate(path[:-1]):
+    for key in path[:-1]:
         child = node.get(key)
-        if not isinstance(child, dict):
+        if child.__class__ is not dict and not isinstance(child, dict):
             if unset:
                 return  # nothing there to remove
             if child is not None:
-                raise ConfigValidationError(
-                    f"cannot set {format_path(path)}: {format_path(path[: i + 1])} is a "
-                    "value, not a table", format_path(path))
-            child = {}
-        else:
-            child = own(child)
-        node[key] = child
+                raise _in_the_way(path, node, root)
+            child = node[key] = {}
+        elif own is not None:
+            child = node[key] = own(child)
         node = child
         if pnode is not None:
             pchild = pnode.get(key)
-            # an empty table that now gains children is no longer a leaf
-            pchild = own(pchild) if isinstance(pchild, dict) else {}
-            pnode[key] = pchild
+            if pchild.__class__ is not dict and not isinstance(pchild, dict):
+                pchild = pnode[key] = {}  # an empty table that gains children: not a leaf
+            elif own is not None:
+                pchild = pnode[key] = own(pchild)
             pnode = pchild
     leaf = path[-1]
     if unset:
@@ -203,6 +199,16 @@ def _apply(root: Doc, prov: Doc | None, ch: Change, seq: int, own: Any) -> None:
         node[leaf] = ch.secret if ch.secret is not None else ch.value
         if pnode is not None:
             pnode[leaf] = seq
+
+
+def _in_the_way(path: Path, node: Doc, root: Doc) -> ConfigValidationError:
+    """The error for setting below a value (the slow path finds which prefix it is)."""
+    for i in range(1, len(path)):
+        if not isinstance(get_value(root, path[:i]), dict):
+            return ConfigValidationError(
+                f"cannot set {format_path(path)}: {format_path(path[:i])} is a value, not a "
+                "table", format_path(path))
+    return ConfigValidationError(f"cannot set {format_path(path)}", format_path(path))
 
 
 def own_all(tree: Doc, owned: dict[int, Doc]) -> None:
