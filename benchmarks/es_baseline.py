@@ -39,6 +39,12 @@ def _aggregate_class() -> type:
                 node = node.setdefault(key, {})
             node[path[-1]] = value
 
+    # The classes are made here (eventsourcing is optional), so their topics name a
+    # function's locals; register them so a cached aggregate resolves in a new process.
+    from eventsourcing.utils import get_topic, register_topic
+
+    for cls in (ConfigAggregate, ConfigAggregate.Created, ConfigAggregate.Changed):
+        register_topic(get_topic(cls), cls)
     return ConfigAggregate
 
 
