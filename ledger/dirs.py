@@ -25,24 +25,21 @@ def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if env is None else env
 
 
+def _dir(override: str | os.PathLike[str] | None, variable: str,
+         env: Mapping[str, str] | None, default: Path) -> Path:
+    """The flag, else the variable, else the default (Moltis's order)."""
+    chosen = override or _env(env).get(variable)
+    return Path(chosen).expanduser() if chosen else default
+
+
 def config_dir(override: str | os.PathLike[str] | None = None,
                env: Mapping[str, str] | None = None) -> Path:
-    if override:
-        return Path(override).expanduser()
-    value = _env(env).get("MOLTIS_CONFIG_DIR")
-    if value:
-        return Path(value).expanduser()
-    return Path.home() / ".config" / "moltis"
+    return _dir(override, "MOLTIS_CONFIG_DIR", env, Path.home() / ".config" / "moltis")
 
 
 def data_dir(override: str | os.PathLike[str] | None = None,
              env: Mapping[str, str] | None = None) -> Path:
-    if override:
-        return Path(override).expanduser()
-    value = _env(env).get("MOLTIS_DATA_DIR")
-    if value:
-        return Path(value).expanduser()
-    return Path.home() / ".moltis"
+    return _dir(override, "MOLTIS_DATA_DIR", env, Path.home() / ".moltis")
 
 
 def default_db_path(data: Path) -> Path:
