@@ -163,7 +163,7 @@ class State:
             self._store = None
 
     def seq(self, ref: str | None) -> int:
-        """A REF (seq, -N, head, ISO-8601 time) as a seq; None is the head."""
+        """A REF (seq, -N, head, a time) as a seq; None is the head."""
         store = self.store()
         if ref is None:
             return store.ledger.head_state().seq
@@ -262,8 +262,9 @@ Exit codes:
   5  read-only or locked (another writer held the lock past --busy-timeout)
 
 \b
-REF: a seq (12), -N (N events back), head, or an ISO-8601 time
-(2026-11-24T09:00:00Z). PATH: a dotted key (tools.exec.sandbox.mode).
+REF: a seq (12), -N (N events back), head, or a UTC time: ISO-8601
+(2026-11-24T09:00:00Z) or words (yesterday, "last tuesday 18:00", 2h, "3 days
+ago"). PATH: a dotted key (tools.exec.sandbox.mode).
 """
 
 

@@ -22,6 +22,7 @@ from ledger.cli import (
     pass_state,
     writes,
 )
+from ledger.cli_render import when
 
 # ---------------------------------------------------------------------------------
 # commands: history
@@ -157,6 +158,7 @@ def rollback(state: State, ref: str, dry_run: bool, leave_destroyed_unset: bool,
         moltis-ledger rollback --to 12 --dry-run
         moltis-ledger rollback --to -1 --reason "the port change broke the proxy"
         moltis-ledger rollback --to 2026-11-24T09:00:00Z --expected-seq 57
+        moltis-ledger rollback --to "last tuesday" --dry-run
     """
     from ledger.ops import diff_states
     from ledger.ops import rollback as run_rollback
@@ -179,11 +181,16 @@ def rollback(state: State, ref: str, dry_run: bool, leave_destroyed_unset: bool,
         state.out.json({"target": target, "dry_run": dry_run, "appended": appended,
                         "seq": seq, "changes": entries, "left_unset": result.left_unset})
         return
+    # Name the target event, so that a REF given as a time shows which state it picked.
+    event = ledger.event(target) if target else None
+    picked = (f"seq {target} ({when(event.time)} by {event.actor}: "
+              f"{event.reason or 'no reason given'})" if event is not None
+              else f"seq {target} (the empty ledger)")
     if dry_run:
-        state.out.line(f"dry run: rolling back to seq {target} would change "
+        state.out.line(f"dry run: rolling back to {picked} would change "
                        f"{len(entries)} path(s)", "bold")
     elif appended:
-        state.out.line(f"seq {seq}: rolled back to seq {target}", "bold")
+        state.out.line(f"seq {seq}: rolled back to {picked}", "bold")
     else:
         state.out.line(f"the configuration already equals seq {target}; nothing appended")
     state.out.diff(entries)

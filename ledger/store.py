@@ -40,6 +40,7 @@ from ledger.layers import (
 from ledger.paths import Path, parse_path
 from ledger.schema import MoltisConfig
 from ledger.vault import KeySource
+from ledger.when import parse_when
 from projections.config_view import ConfigState
 
 if TYPE_CHECKING:
@@ -315,8 +316,8 @@ class LedgerConfigStore(ConfigStore):
 
 
 def resolve_ref(ledger: Ledger, ref: Ref) -> int:
-    """A REF: a seq (`12`), `-N` (N events back from the head), `head`, or an ISO-8601
-    time (the state as of that instant)."""
+    """A REF: a seq (`12`), `-N` (N events back from the head), `head`, or a time (the
+    state as of that instant): ISO-8601 or words, see `ledger.when`."""
     head = ledger.head_state().seq
     if isinstance(ref, datetime):
         when = ref if ref.tzinfo else ref.replace(tzinfo=UTC)
@@ -335,13 +336,13 @@ def resolve_ref(ledger: Ledger, ref: Ref) -> int:
         if text.isascii() and text.isdigit():
             seq = int(text)
         else:
-            try:
-                when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError:
+            moment = parse_when(text)
+            if moment is None:
                 raise InvalidRefError(
-                    f"REF {ref!r} is not a seq (12), a relative seq (-3), 'head' or an "
-                    "ISO-8601 time (2026-11-24T09:00:00Z)") from None
-            return resolve_ref(ledger, when)
+                    f"REF {ref!r} is not a seq (12), a relative seq (-3), 'head', an "
+                    "ISO-8601 time (2026-11-24T09:00:00Z) or a UTC time in words "
+                    "(yesterday, last tuesday 18:00, 2h ago)")
+            return ledger.seq_at_time(moment)
     else:
         raise InvalidRefError(f"REF {ref!r} has an unsupported type")
     if not 0 <= seq <= head:

@@ -240,11 +240,11 @@ def test_bad_input_names_it(migrated: Cli, tmp_path: Path) -> None:
     bad.write_text("[server\nport = 1\n")
     results = cli.many(
         Call(("get", "a..b"), 1), Call(("set", "a..b", "1"), 1),
-        Call(("show", "--at", "yesterday"), 1), Call(("diff", "99"), 1),
+        Call(("show", "--at", "the day before"), 1), Call(("diff", "99"), 1),
         Call(("check", "--file", str(bad)), 1), Call(("lgo",), 2), Call(("show", "--bogus"), 2),
         Call(("verify", "--expect-head", "xyz"), 2), Call(("set", "server.port", "eighty"), 1),
         Call(("set", "identity.name", "true"), 1))
-    expected = ["a..b", "a..b", "'yesterday'", "seq 99", str(bad), "No such command 'lgo'",
+    expected = ["a..b", "a..b", "'the day before'", "seq 99", str(bad), "No such command 'lgo'",
                 "--bogus", "--expect-head", "expected int", "--string"]
     for result, text in zip(results, expected, strict=True):
         assert text.lower() in result.err.lower(), (text, result.err)
@@ -292,6 +292,18 @@ def test_rollback_equals_past_show_and_is_logged(migrated: Cli) -> None:
         "rollback", "ops", "undo", target)
     assert "ops" in table.out and "undo" in table.out and "rollback" in table.out
     assert "already equals" in cli("rollback", "--to", str(target)).out
+
+
+def test_rollback_to_a_time_in_words_names_the_event_it_picked(migrated: Cli) -> None:
+    cli = migrated
+    cli("set", "server.port", "8080", "--actor", "alice", "--reason", "free 13131")
+    dry = cli("rollback", "--to", "now", "--dry-run")
+    assert "seq 2 (" in dry.out and "by alice: free 13131)" in dry.out
+    assert "would change 0 path(s)" in dry.out
+    # everything was written just now, so yesterday's state is the empty ledger
+    dry = cli("rollback", "--to", "yesterday", "--dry-run")
+    assert "seq 0 (the empty ledger)" in dry.out
+    assert cli.head() == 2, "a dry run appends nothing"
 
 
 def test_log_diff_blame(migrated: Cli) -> None:

@@ -192,7 +192,7 @@ def test_past_reads_by_seq_time_and_relative_ref(tmp_path):
     assert run(store.load_raw_at(third.time.isoformat())).server.port == 3
     before_all = datetime.now(UTC) - timedelta(days=1)
     assert run(store.load_raw_at(before_all)) == MoltisConfig()
-    for bad in ("-99", "99", "yesterday", "12:00"):
+    for bad in ("-99", "99", "the day before", "12:61"):
         with pytest.raises(InvalidRefError):
             run(store.load_raw_at(bad))
 

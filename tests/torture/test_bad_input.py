@@ -473,26 +473,22 @@ def test_unknown_sections_for_set_are_kept_with_a_warning(world: World) -> None:
 bad_ref = st.one_of(
     st.integers(min_value=5, max_value=10**12).map(str),
     st.integers(min_value=5, max_value=10**6).map(lambda n: f"-{n}"),
-    st.sampled_from(["yesterday", "12:00", "2026-13-45", "2026-02-30T25:00:00Z", "1.5",
+    st.sampled_from(["the day before", "12:61", "2026-13-45", "2026-02-30T25:00:00Z", "1.5",
                      "0x10", "+3", "--3", "-", "head~1", "HEAD^", "١٢٣٤٥", "²", "-²", "1e3",
-                     "now", "latest-1", "2026-11-24 09:00:00+99:00", "T", "1_0"]),
+                     "nowish", "latest-1", "2026-11-24 09:00:00+99:00", "T", "1_0"]),
     st.text(min_size=1, max_size=10).filter(lambda s: not _valid_ref(s)),
 )
 
 
 def _valid_ref(text: str) -> bool:
-    """A seq, -N, head or an ISO-8601 time, in ASCII (whether in range or not)."""
-    from datetime import datetime
+    """A seq, -N, head or a time (ISO-8601 or words), whether in range or not."""
+    from ledger.when import parse_when
 
     t = text.strip()
     digits = t[1:] if t[:1] == "-" else t
     if (digits.isascii() and digits.isdigit()) or t.lower() in ("head", "latest"):
         return True
-    try:
-        datetime.fromisoformat(t.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return True
+    return parse_when(t) is not None
 
 
 def test_bad_refs_are_refused(world: World) -> None:
@@ -512,7 +508,7 @@ def test_bad_refs_are_refused(world: World) -> None:
             samples.append(text)
 
     refs()
-    for text in [*samples, "²", "yesterday", "99999"]:
+    for text in [*samples, "²", "the day before", "99999"]:
         cli_case(world, f"show --at {text!r}", "show", "--at", text, codes=(1, 2))
         cli_case(world, f"log --since {text!r}", "log", "--since", text, codes=(1, 2))
         cli_case(world, f"rollback --to {text!r}", "rollback", "--to", text, codes=(1, 2))
