@@ -2,7 +2,7 @@
 
 Event 1 imports the docs example through the real store. Every later event is a
 single-key change exactly as `update_raw` writes it (same payload encoding, actor,
-source and kind, linked with `ledger.chain.link`), inserted through the SQLite backend's
+source and kind, linked with `ledger.core.chain.link`), inserted through the SQLite backend's
 own write transaction in batches, with a snapshot every `SNAPSHOT_EVERY` events encoded
 by `projections.snapshots.encode_state` as the engine writes them. Timestamps are one
 second apart and end near now.
@@ -64,8 +64,8 @@ def big_ledger(events: int) -> Path:
 
 
 def _build(path: Path, events: int) -> None:
-    from ledger.chain import link
-    from ledger.events import KIND_CHANGE, Change, ChangePayload, Record, encode_payload
+    from ledger.core.chain import link
+    from ledger.core.events import KIND_CHANGE, Change, ChangePayload, Record, encode_payload
     from projections.config_view import replay
     from projections.snapshots import SNAPSHOT_EVERY, decode_state, encode_state
 

@@ -33,7 +33,7 @@ def _bump_port(cfg: Any) -> None:
 
 
 def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
-    from ledger.file_store import FileConfigStore
+    from ledger.stores.file_store import FileConfigStore
 
     src = fixture(TEMPLATE)
     folder = work_dir() / "file-store"

@@ -73,7 +73,7 @@ def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
         raise Skip("no PostgreSQL DSN given (--pg DSN or LEDGER_TEST_PG_URL; "
                    "scripts/pg-test-server starts a throwaway server)")
     try:
-        from ledger.pg_store import PostgresConfigStore
+        from ledger.stores.postgres_store import PostgresConfigStore
     except ImportError as err:
         raise Skip(f"the PostgreSQL backend cannot be imported: {err}") from err
     import psycopg

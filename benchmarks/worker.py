@@ -28,14 +28,14 @@ def _increment(cfg: Any) -> None:
 
 def open_head(path: str) -> dict[str, Any]:
     t0 = time.perf_counter()
-    import ledger.engine
-    import ledger.store
-    import ledger.typed_view
+    import ledger.engine.ledger
+    import ledger.stores.ledger_store
+    import ledger.typed.head_cache
     import projections.snapshots  # noqa: F401
 
     loop = asyncio.new_event_loop()
     t1 = time.perf_counter()
-    store = ledger.store.SqliteConfigStore(path)
+    store = ledger.SqliteConfigStore(path)
     cfg = loop.run_until_complete(store.load_raw())
     t2 = time.perf_counter()
     assert cfg.tools is not None
@@ -65,7 +65,7 @@ def open_store(kind: str, target: str, schema: str | None) -> Any:
 
         return SqliteConfigStore(target, busy_timeout=120)
     if kind == "postgres":
-        from ledger.pg_store import PostgresConfigStore
+        from ledger.stores.postgres_store import PostgresConfigStore
 
         return PostgresConfigStore(target, schema=schema or "public", busy_timeout=120)
     raise SystemExit(f"unknown store kind {kind}")

@@ -21,7 +21,7 @@ import sys
 import msgspec
 
 from ledger import LedgerConfigStore, MoltisConfig, Secret
-from ledger.open import open_store
+from ledger.stores.open import open_store
 
 log = logging.getLogger("gateway")
 

@@ -15,33 +15,33 @@ __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     # stores
-    "ConfigStore": "ledger.store",
-    "LedgerConfigStore": "ledger.store",
-    "SqliteConfigStore": "ledger.store",
-    "MemoryConfigStore": "ledger.store",
-    "PostgresConfigStore": "ledger.pg_store",
-    "FileConfigStore": "ledger.file_store",
-    "open_store": "ledger.open",
-    "ProviderStore": "ledger.providers",
-    "LedgerProviderStore": "ledger.providers",
-    "FileProviderStore": "ledger.file_providers",
-    "Commit": "ledger.engine",
-    "Ledger": "ledger.engine",
+    "ConfigStore": "ledger.stores.ledger_store",
+    "LedgerConfigStore": "ledger.stores.ledger_store",
+    "SqliteConfigStore": "ledger.stores.ledger_store",
+    "MemoryConfigStore": "ledger.stores.ledger_store",
+    "PostgresConfigStore": "ledger.stores.postgres_store",
+    "FileConfigStore": "ledger.stores.file_store",
+    "open_store": "ledger.stores.open",
+    "ProviderStore": "ledger.stores.providers",
+    "LedgerProviderStore": "ledger.stores.providers",
+    "FileProviderStore": "ledger.stores.file_providers",
+    "Commit": "ledger.engine.ledger",
+    "Ledger": "ledger.engine.ledger",
     # schema and values
     "MoltisConfig": "ledger.schema",
-    "Secret": "ledger.secrets",
-    "SecretRef": "ledger.secrets",
-    "Flags": "ledger.layers",
-    "Provenance": "ledger.layers",
-    "Event": "ledger.events",
-    "Change": "ledger.events",
-    "VerifyReport": "ledger.chain",
-    "KeySource": "ledger.vault",
-    "acting_as": "ledger.actor",
-    "check": "ledger.convert",
-    "Problem": "ledger.convert",
-    "parse_path": "ledger.paths",
-    "format_path": "ledger.paths",
+    "Secret": "ledger.core.secret_refs",
+    "SecretRef": "ledger.core.secret_refs",
+    "Flags": "ledger.typed.layers",
+    "Provenance": "ledger.typed.layers",
+    "Event": "ledger.core.events",
+    "Change": "ledger.core.events",
+    "VerifyReport": "ledger.core.chain",
+    "KeySource": "ledger.engine.vault",
+    "acting_as": "ledger.core.actor",
+    "check": "ledger.typed.convert",
+    "Problem": "ledger.typed.convert",
+    "parse_path": "ledger.core.keypaths",
+    "format_path": "ledger.core.keypaths",
     # errors
     "LedgerError": "ledger.errors",
     "InputError": "ledger.errors",
@@ -123,10 +123,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from ledger.actor import acting_as
-    from ledger.chain import VerifyReport
-    from ledger.convert import Problem, check
-    from ledger.engine import Commit, Ledger
+    from ledger.core.actor import acting_as
+    from ledger.core.chain import VerifyReport
+    from ledger.core.events import Change, Event
+    from ledger.core.keypaths import format_path, parse_path
+    from ledger.core.secret_refs import Secret, SecretRef
+    from ledger.engine.ledger import Commit, Ledger
+    from ledger.engine.vault import KeySource
     from ledger.errors import (
         BackendUnavailableError,
         ConfigValidationError,
@@ -146,15 +149,17 @@ if TYPE_CHECKING:
         StoreError,
         VerificationError,
     )
-    from ledger.events import Change, Event
-    from ledger.file_providers import FileProviderStore
-    from ledger.file_store import FileConfigStore
-    from ledger.layers import Flags, Provenance
-    from ledger.open import open_store
-    from ledger.paths import format_path, parse_path
-    from ledger.pg_store import PostgresConfigStore
-    from ledger.providers import LedgerProviderStore, ProviderStore
     from ledger.schema import MoltisConfig
-    from ledger.secrets import Secret, SecretRef
-    from ledger.store import ConfigStore, LedgerConfigStore, MemoryConfigStore, SqliteConfigStore
-    from ledger.vault import KeySource
+    from ledger.stores.file_providers import FileProviderStore
+    from ledger.stores.file_store import FileConfigStore
+    from ledger.stores.ledger_store import (
+        ConfigStore,
+        LedgerConfigStore,
+        MemoryConfigStore,
+        SqliteConfigStore,
+    )
+    from ledger.stores.open import open_store
+    from ledger.stores.postgres_store import PostgresConfigStore
+    from ledger.stores.providers import LedgerProviderStore, ProviderStore
+    from ledger.typed.convert import Problem, check
+    from ledger.typed.layers import Flags, Provenance

@@ -17,12 +17,12 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from ledger.engine import Commit
+from ledger.engine.ledger import Commit
 from ledger.errors import LedgerError
-from ledger.layers import NO_FLAGS, Flags
-from ledger.open import open_store
 from ledger.schema import MoltisConfig
-from ledger.store import ConfigStore
+from ledger.stores.ledger_store import ConfigStore
+from ledger.stores.open import open_store
+from ledger.typed.layers import NO_FLAGS, Flags
 
 __all__ = ["discover_and_load", "save_config", "update_config"]
 

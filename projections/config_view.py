@@ -13,10 +13,10 @@ from typing import Any
 
 import msgspec
 
-from ledger.chain import GENESIS
-from ledger.doc import Doc, apply_changes, apply_in_place, leaves, own_all
-from ledger.events import DOC_KEYS, KIND_CHANGE, Change, Record, Row, decode_change_payload
-from ledger.paths import Path
+from ledger.core.chain import GENESIS
+from ledger.core.document import Doc, apply_changes, apply_in_place, leaves, own_all
+from ledger.core.events import DOC_KEYS, KIND_CHANGE, Change, Record, Row, decode_change_payload
+from ledger.core.keypaths import Path
 
 __all__ = ["EMPTY_STATE", "ConfigState", "fold", "replay", "replay_rows"]
 

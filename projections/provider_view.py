@@ -16,8 +16,8 @@ from typing import Any, Final
 
 import msgspec
 
-from ledger.doc import Doc
-from ledger.secrets import Secret, SecretOpener, SecretRef
+from ledger.core.document import Doc
+from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
 
 __all__ = [
     "EffectiveProvider",

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import msgspec
 
-from ledger.secrets import SecretRef
+from ledger.core.secret_refs import SecretRef
 from projections.config_view import ConfigState
 
 __all__ = ["SNAPSHOT_EVERY", "decode_state", "encode_state", "should_snapshot"]

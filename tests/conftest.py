@@ -66,7 +66,7 @@ def make_factory(kind: str, tmp_path: Path) -> StoreFactory:
 
             return SqliteConfigStore(tmp_path / f"ledger-{n}.db")
         if kind == "file":
-            from ledger.file_store import FileConfigStore
+            from ledger.stores.file_store import FileConfigStore
 
             return FileConfigStore(tmp_path / f"conf-{n}" / "moltis.toml")
         if kind == "postgres":

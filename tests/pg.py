@@ -32,7 +32,7 @@ def register_schema(url: str, schema: str) -> None:
 
 def fresh_pg_store(url: str, **kwargs: Any) -> Any:
     """A PostgresConfigStore on a new, empty schema of the server at `url`."""
-    from ledger.pg_store import PostgresConfigStore
+    from ledger.stores.postgres_store import PostgresConfigStore
 
     schema = new_schema_name()
     register_schema(url, schema)

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import pytest
 
-from ledger.cli import cli, exit_code_for
+from ledger.cli.app import cli, exit_code_for
 from ledger.errors import (
     ConfigValidationError,
     ConflictError,
@@ -98,7 +98,7 @@ def test_exit_codes_are_mapped_in_one_place_and_documented() -> None:
 
 def test_unexpected_errors_print_one_line(monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    import ledger.cli as cli_module
+    import ledger.cli.app as cli_module
 
     def boom(*_args: object, **_kw: object) -> None:
         raise RuntimeError("boom")

@@ -28,10 +28,10 @@ from ledger import (
     ReadOnlyError,
     Secret,
     StoreError,
-    fileio,
 )
-from ledger.file_store import FileConfigStore, discover_config_file
+from ledger.files import safe_io as fileio
 from ledger.schema.providers import ProviderConfig
+from ledger.stores.file_store import FileConfigStore, discover_config_file
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "moltis"
 REPO = Path(__file__).resolve().parents[1]
@@ -216,7 +216,7 @@ def test_secrets_are_plaintext_in_the_file_and_masks_are_refused(tmp_path):
 CHILD = r"""
 import asyncio, os, sys, time
 from pathlib import Path
-from ledger.file_store import FileConfigStore
+from ledger.stores.file_store import FileConfigStore
 
 path, ready, go = sys.argv[1:4]
 store = FileConfigStore(path)
@@ -573,7 +573,7 @@ def test_one_log_line_per_write_without_values(tmp_path, caplog, capsys):
     with caplog.at_level(logging.INFO, logger="ledger"):
         run(store.update_raw(add, actor="alice", reason="add a key"))
         run(store.update_raw(add, actor="alice"))  # no change, no line
-    lines = [r for r in caplog.records if r.name == "ledger.file_store"]
+    lines = [r for r in caplog.records if r.name == "ledger.stores.file_store"]
     assert len(lines) == 1
     rec = lines[0]
     assert rec.actor == "alice" and rec.path == str(store.path)

@@ -8,14 +8,14 @@ import os
 import pytest
 
 from ledger import Flags, MemoryConfigStore, SqliteConfigStore
-from ledger.layers import (
+from ledger.core.keypaths import format_path
+from ledger.typed.layers import (
     effective_config,
     effective_leaves,
     parse_env_overrides,
     parse_env_value,
     substitute,
 )
-from ledger.paths import format_path
 from tests.conftest import run
 
 

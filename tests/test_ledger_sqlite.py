@@ -18,8 +18,8 @@ from ledger import (
     SqliteConfigStore,
 )
 from ledger.backends.sqlite import SqliteBackend
-from ledger.chain import GENESIS, link
-from ledger.engine import Ledger
+from ledger.core.chain import GENESIS, link
+from ledger.engine.ledger import Ledger
 from projections.config_view import EMPTY_STATE, replay
 from tests.conftest import run
 

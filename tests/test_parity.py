@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import Flags, SqliteConfigStore
-from ledger.file_store import FileConfigStore
-from ledger.migrate import migrate
+from ledger.ops.migrate import migrate
+from ledger.stores.file_store import FileConfigStore
 from tests.conftest import run
 
 ENV = {"MOLTIS_SERVER__BIND": "0.0.0.0", "MOLTIS_TOOLS__AGENT_TIMEOUT_SECS": "notanumber",

@@ -34,13 +34,13 @@ from ledger import (
 from ledger.backends.base import Head
 from ledger.backends.postgres import PostgresBackend
 from ledger.backends.sqlite import SqliteBackend
-from ledger.chain import GENESIS, link
-from ledger.engine import Ledger
-from ledger.events import Record
-from ledger.pg_store import PostgresConfigStore
+from ledger.core.chain import GENESIS, link
+from ledger.core.events import Record
+from ledger.engine.ledger import Ledger
+from ledger.ops.transfer import copy_ledger, copy_ledger_files
 from ledger.schema.providers import ProviderConfig
-from ledger.store import LedgerConfigStore
-from ledger.transfer import copy_ledger, copy_ledger_files
+from ledger.stores.ledger_store import LedgerConfigStore
+from ledger.stores.postgres_store import PostgresConfigStore
 from tests.conftest import PG_URL_VAR, _pg_url, run
 from tests.pg import fresh_pg_store, new_schema_name, register_schema
 
@@ -526,7 +526,7 @@ def scratch_db(pg_url, pg):
 
 
 def test_open_store_selects_postgres_by_env_db_and_config(scratch_db, tmp_path, monkeypatch):
-    from ledger.open import open_store
+    from ledger.stores.open import open_store
 
     monkeypatch.setenv("MOLTIS_CONFIG_BACKEND", "postgres")
     monkeypatch.setenv("MOLTIS_CONFIG_DSN", scratch_db)

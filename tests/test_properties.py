@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from ledger.backends.memory import MemoryBackend
 from ledger.backends.sqlite import SqliteBackend
-from ledger.engine import Ledger
+from ledger.engine.ledger import Ledger
 from projections.config_view import EMPTY_STATE, replay
 from projections.snapshots import decode_state, encode_state
 

@@ -11,7 +11,7 @@ import msgspec.inspect as mi
 import pytest
 
 import ledger.schema as schema
-from ledger.convert import secret_patterns, to_typed
+from ledger.core.secret_refs import Secret
 from ledger.errors import ConfigValidationError
 from ledger.schema import (
     FREEFORM_SECRETS,
@@ -27,7 +27,7 @@ from ledger.schema import (
     ServerConfig,
     is_provider_name,
 )
-from ledger.secrets import Secret
+from ledger.typed.convert import secret_patterns, to_typed
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "moltis"
 

@@ -1,4 +1,4 @@
-"""ledger.toml_edit: path-level edits of TOML text that keep everything else.
+"""ledger.stores.toml_edit: path-level edits of TOML text that keep everything else.
 
 The property: whatever the changes and however the file spells its tables (headers,
 out-of-order parts, dotted keys, inline tables, arrays of tables), the edited text parses
@@ -13,10 +13,10 @@ import tomlkit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.doc import apply_changes, get_value, normalize_document, same_value
+from ledger.core.document import apply_changes, get_value, normalize_document, same_value
+from ledger.core.events import Change
 from ledger.errors import ConfigValidationError
-from ledger.events import Change
-from ledger.toml_edit import edit_document, edit_toml, pruned_tables
+from ledger.stores.toml_edit import edit_document, edit_toml, pruned_tables
 
 SOURCES = [
     "",

@@ -1,4 +1,4 @@
-"""Times typed as REFs: ISO-8601 and words, all UTC (ledger.when)."""
+"""Times typed as REFs: ISO-8601 and words, all UTC (ledger.core.when)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from ledger import InvalidRefError, SqliteConfigStore
-from ledger.when import parse_when
+from ledger.core.when import parse_when
 
 # A Thursday afternoon.
 NOW = datetime(2026, 11, 26, 15, 30, 0, tzinfo=UTC)

@@ -29,11 +29,11 @@ def open_store(kind: str, target: str):
 
         return SqliteConfigStore(target, busy_timeout=30)
     if kind == "file":
-        from ledger.file_store import FileConfigStore
+        from ledger.stores.file_store import FileConfigStore
 
         return FileConfigStore(target)
     if kind == "postgres":
-        from ledger.pg_store import PostgresConfigStore
+        from ledger.stores.postgres_store import PostgresConfigStore
 
         return PostgresConfigStore(target, schema=os.environ.get("LEDGER_TEST_PG_SCHEMA",
                                                                  "public"))
@@ -273,7 +273,7 @@ async def _scratch_and_roll_back(store, actor: str, i: int, report: dict) -> Non
     """Set a scratch key, then roll back to the seq just before it, both guarded by
     expected_seq: the rollback undoes only this writer's change, or fails with
     ConflictError (and the scratch value stays)."""
-    from ledger.ops import rollback
+    from ledger.ops.history import rollback
 
     seq = await store.head_seq()
     name = f"scratch-{actor}"

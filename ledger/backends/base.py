@@ -12,8 +12,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Final, NamedTuple, Protocol
 
-from ledger.chain import GENESIS
-from ledger.events import Record, Row
+from ledger.core.chain import GENESIS
+from ledger.core.events import Record, Row
 
 __all__ = ["FORMAT_VERSION", "Backend", "Head", "SecretRow", "SnapshotRow", "WriteTxn"]
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from ledger.backends.base import EMPTY_HEAD, Head, SecretRow, SnapshotRow, rows_of
+from ledger.core.events import Record, Row
 from ledger.errors import StoreBusyError, StoreError
-from ledger.events import Record, Row
 
 __all__ = ["MemoryBackend"]
 

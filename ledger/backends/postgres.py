@@ -64,7 +64,6 @@ from typing import TYPE_CHECKING, Any, Final
 import blake3
 
 from ledger._log import get_logger
-from ledger.backends._pg_sql import ENGINE_GUC, Sql
 from ledger.backends.base import (
     EMPTY_HEAD,
     FORMAT_VERSION,
@@ -73,7 +72,9 @@ from ledger.backends.base import (
     SnapshotRow,
     rows_of,
 )
-from ledger.chain import GENESIS
+from ledger.backends.pg_sql import ENGINE_GUC, Sql
+from ledger.core.chain import GENESIS
+from ledger.core.events import Record, Row
 from ledger.errors import (
     BackendUnavailableError,
     ConflictError,
@@ -82,7 +83,6 @@ from ledger.errors import (
     StoreBusyError,
     StoreError,
 )
-from ledger.events import Record, Row
 
 if TYPE_CHECKING:
     import psycopg
@@ -485,7 +485,7 @@ class PostgresBackend:
         disabled triggers come back here the next time a writer opens the ledger."""
         import uuid
 
-        from ledger.events import now_us
+        from ledger.core.events import now_us
 
         with conn.transaction():
             conn.execute("SET LOCAL client_min_messages = warning")

@@ -31,14 +31,14 @@ from ledger.backends.base import (
     SecretRow,
     SnapshotRow,
 )
-from ledger.dirs import ensure_private_dir
+from ledger.core.events import Record, Row
 from ledger.errors import (
     FormatVersionError,
     ReadOnlyError,
     StoreBusyError,
     StoreError,
 )
-from ledger.events import Record, Row
+from ledger.files.dirs import ensure_private_dir
 
 __all__ = ["SqliteBackend"]
 
@@ -314,7 +314,7 @@ class SqliteBackend:
                 if _meta(c, "format_version") is None:
                     import uuid
 
-                    from ledger.events import now_us
+                    from ledger.core.events import now_us
 
                     c.execute(
                         "INSERT INTO ledger_meta (key, value) VALUES "

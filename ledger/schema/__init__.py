@@ -1,6 +1,6 @@
 """msgspec Structs mirroring Moltis's `MoltisConfig`, with Moltis's defaults.
 
-Secret fields are typed `ledger.secrets.Secret` (or maps of it); `FREEFORM_SECRETS` lists
+Secret fields are typed `ledger.core.secret_refs.Secret` (or maps of it); `FREEFORM_SECRETS` lists
 the secret keys inside free-form channel accounts. See `ledger.schema.base` for the
 conventions (`__flatten__`, `__aliases__`, None meaning "absent") the conversion relies on.
 """

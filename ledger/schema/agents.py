@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from ledger.core.secret_refs import Secret
 from ledger.schema.base import Section, UInt
-from ledger.secrets import Secret
 
 __all__ = [
     "AgentsConfig",

@@ -7,8 +7,8 @@ from typing import ClassVar, Literal
 
 import msgspec
 
+from ledger.core.secret_refs import Secret
 from ledger.schema.base import Fraction, PositiveInt, Section, UInt
-from ledger.secrets import Secret
 
 __all__ = [
     "AuxiliaryConfig",

@@ -8,9 +8,9 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
+from ledger.core.secret_refs import Secret
 from ledger.schema.base import Section, UInt
 from ledger.schema.tools import ToolPolicyConfig
-from ledger.secrets import Secret
 
 __all__ = [
     "KNOWN_PROVIDERS",

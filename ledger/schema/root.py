@@ -6,6 +6,7 @@ from typing import Literal
 
 import msgspec
 
+from ledger.core.secret_refs import Secret
 from ledger.schema.agents import (
     AgentsConfig,
     ExternalAgentsConfig,
@@ -46,7 +47,6 @@ from ledger.schema.server import (
 )
 from ledger.schema.tools import ToolsConfig
 from ledger.schema.voice import VoiceConfig
-from ledger.secrets import Secret
 
 __all__ = ["ConfigSection", "MoltisConfig"]
 

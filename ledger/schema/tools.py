@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from ledger.core.secret_refs import Secret
 from ledger.schema.base import Percent, Section, UInt, UInt8
-from ledger.secrets import Secret
 
 __all__ = [
     "BrowserConfig",

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from ledger import MoltisConfig, Secret, SqliteConfigStore
 from ledger.backends.sqlite import SqliteBackend
-from ledger.vault import KeySource
+from ledger.engine.vault import KeySource
 from tests.conftest import run
 
 T = TypeVar("T")
@@ -123,7 +123,7 @@ def build_real_ledger(path: Path, key: bytes, snapshot_every: int = 8) -> int:
     """A ledger of 40 events like an operator's: config changes (multi-byte actors and
     reasons, some empty), provider keys, config secrets, a shred and a rollback. The
     WAL is folded into the file, so copying the one file copies the ledger."""
-    from ledger.ops import rollback
+    from ledger.ops.history import rollback
 
     store = SqliteConfigStore(path, keys=KeySource(key=key))
     ledger = store.ledger

@@ -34,6 +34,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import SqliteConfigStore
+from ledger.core.keypaths import parse_path
+from ledger.engine.vault import KeySource
 from ledger.errors import (
     ConfigValidationError,
     FormatVersionError,
@@ -46,11 +48,9 @@ from ledger.errors import (
     StoreError,
     VerificationError,
 )
-from ledger.file_providers import FileProviderStore, read_keys_file
-from ledger.file_store import FileConfigStore
-from ledger.migrate import migrate, read_config_file
-from ledger.paths import parse_path
-from ledger.vault import KeySource
+from ledger.ops.migrate import migrate, read_config_file
+from ledger.stores.file_providers import FileProviderStore, read_keys_file
+from ledger.stores.file_store import FileConfigStore
 from tests.conftest import run
 from tests.torture import stats
 from tests.torture.helpers import Result, head_of, pool_map, run_cli
@@ -482,7 +482,7 @@ bad_ref = st.one_of(
 
 def _valid_ref(text: str) -> bool:
     """A seq, -N, head or a time (ISO-8601 or words), whether in range or not."""
-    from ledger.when import parse_when
+    from ledger.core.when import parse_when
 
     t = text.strip()
     digits = t[1:] if t[:1] == "-" else t
@@ -647,7 +647,7 @@ def test_bad_environment_is_refused_or_ignored_with_a_reason(world: World) -> No
                  ("MOLTIS___", "1"), ("MOLTIS_NOSUCH__KEY", "1"),
                  ("MOLTIS_SERVER__PORT2", "\udcff"), ("MOLTIS_SERVER__PORT", "9" * 5000),
                  ("MOLTIS_TOOLS__EXEC__SANDBOX__PACKAGES", "[" * DEEP + "]" * DEEP)]
-    from ledger.layers import parse_env_overrides
+    from ledger.typed.layers import parse_env_overrides
 
     for var, value in overrides:
         before = world.snapshot()
@@ -666,7 +666,7 @@ def test_bad_environment_is_refused_or_ignored_with_a_reason(world: World) -> No
             assert var in res.err, f"{var}: the ignored override is not reported: {res.err}"
             stats.add("bad_inputs")
     # the library's own variables: refused with the variable named
-    from ledger.open import open_store
+    from ledger.stores.open import open_store
 
     refused(world, lambda: open_store(env={**os.environ, "MOLTIS_CONFIG_BACKEND": "mysql"}),
             InputError, ("MOLTIS_CONFIG_BACKEND",))
@@ -696,7 +696,7 @@ def test_bad_environment_is_refused_or_ignored_with_a_reason(world: World) -> No
 
 def test_corrupt_key_file_is_refused_and_the_gateway_falls_back_read_only(
         world: World) -> None:
-    from ledger.open import open_store
+    from ledger.stores.open import open_store
 
     keys = world.config_dir / "provider_keys.json"
     keys.write_bytes(b'{"openai": {"apiKey": "sk-a"}, "broken": ')

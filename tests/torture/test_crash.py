@@ -30,9 +30,9 @@ from pathlib import Path
 import pytest
 
 from ledger import SqliteConfigStore
-from ledger.events import decode_event
-from ledger.file_store import FileConfigStore
-from ledger.vault import KeySource
+from ledger.core.events import decode_event
+from ledger.engine.vault import KeySource
+from ledger.stores.file_store import FileConfigStore
 from projections.config_view import EMPTY_STATE, ConfigState, replay
 from projections.snapshots import decode_state
 from tests.conftest import run

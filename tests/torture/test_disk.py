@@ -31,10 +31,10 @@ from pathlib import Path
 import pytest
 
 from ledger import ReadOnlyError, SqliteConfigStore, StoreError
+from ledger.engine.vault import KeySource
 from ledger.errors import LedgerError
-from ledger.file_providers import FileProviderStore
-from ledger.file_store import FileConfigStore
-from ledger.vault import KeySource
+from ledger.stores.file_providers import FileProviderStore
+from ledger.stores.file_store import FileConfigStore
 from tests.conftest import run
 from tests.torture import stats
 from tests.torture.helpers import ROOT, Worker, run_cli

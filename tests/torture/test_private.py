@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 
 from ledger import MoltisConfig, Secret, SqliteConfigStore
-from ledger.file_providers import FileProviderStore
-from ledger.file_store import FileConfigStore
-from ledger.migrate import migrate
-from ledger.ops import backup, export_documents, write_export
+from ledger.engine.vault import KeySource
+from ledger.ops.history import backup, export_documents, write_export
+from ledger.ops.migrate import migrate
 from ledger.schema.providers import ProviderConfig
-from ledger.vault import KeySource
+from ledger.stores.file_providers import FileProviderStore
+from ledger.stores.file_store import FileConfigStore
 from tests.conftest import run
 from tests.torture import stats
 from tests.torture.helpers import run_cli

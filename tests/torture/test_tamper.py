@@ -25,9 +25,9 @@ import pytest
 
 from ledger import SqliteConfigStore
 from ledger.backends.sqlite import SqliteBackend
-from ledger.chain import GENESIS, link
+from ledger.core.chain import GENESIS, link
+from ledger.core.events import Record
 from ledger.errors import LedgerError
-from ledger.events import Record
 from tests.conftest import run
 from tests.torture import stats
 from tests.torture.helpers import build_real_ledger, pool_map, run_cli, scratch_dir

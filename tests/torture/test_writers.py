@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from ledger import SqliteConfigStore
-from ledger.store import LedgerConfigStore
-from ledger.vault import KeySource
+from ledger.engine.vault import KeySource
+from ledger.stores.ledger_store import LedgerConfigStore
 from projections.config_view import EMPTY_STATE, replay
 from tests.conftest import PG_URL_VAR, _pg_url, run
 from tests.torture import stats

@@ -1,0 +1,567 @@
+"""`moltis-ledger` commands for integrity, transfer and credentials: verify, bundles,
+backup/restore, watch, shred, rebuild-snapshots and providers (plus `demo`).
+
+Attached to the `cli` group of `ledger.cli.app` when that module is imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ledger.cli.app import (
+    EXIT_VERIFY,
+    CommandError,
+    State,
+    cli,
+    common,
+    expect_head_option,
+    expected_seq_option,
+    pass_state,
+    read_value,
+    render_commit,
+    run_async,
+    text_io,
+    verify_report_json,
+    writes,
+)
+from ledger.core.chain import VerifyReport
+
+# ---------------------------------------------------------------------------------
+# verification
+
+
+def _report(state: State, report: VerifyReport, what: str) -> None:
+    """Print a verification report; exit 3 (after the output) when it failed."""
+    if state.json:
+        state.out.json(verify_report_json(report))
+    elif report.ok:
+        state.out.line(f"ok: {what} verifies: {report.events} event(s), head seq "
+                       f"{report.head_seq}", "green")
+        state.out.line(f"head hash: {report.head_hex}")
+    if not report.ok:
+        raise CommandError(f"verification failed at seq {report.first_bad_seq}: {report.problem}",
+                           EXIT_VERIFY)
+
+
+@cli.command()
+@expect_head_option
+@common
+@pass_state
+def verify(state: State, expect_head: bytes | None) -> None:
+    """Walk the hash chain; print the head hash to record elsewhere.
+
+    Exits 3 naming the first bad seq if an event was changed, removed or reordered.
+    A chain alone cannot notice a cut-off tail: give a head hash recorded earlier
+    with --expect-head to catch that too.
+
+    Example:
+
+    \b
+        moltis-ledger verify
+        moltis-ledger verify --expect-head 5f0c…e1 --json
+    """
+    from ledger.core.chain import verify_records
+
+    ledger = state.store().ledger
+    total = ledger.backend.head().seq
+    records = state.out.track(ledger.backend.read(), "verifying", total)
+    _report(state, verify_records(records, expect_head), "the ledger")
+
+
+@cli.command(name="verify-bundle")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@expect_head_option
+@common
+@pass_state
+def verify_bundle(state: State, file: str, expect_head: bytes | None) -> None:
+    """Verify a bundle file's chain, with no database at all.
+
+    Example:
+
+    \b
+        moltis-ledger verify-bundle ledger.bundle --expect-head 5f0c…e1
+    """
+    from ledger.ops.history import verify_bundle as check_bundle
+
+    with state.out.progress("verifying the bundle"):
+        report = check_bundle(Path(file), expect_head)
+    _report(state, report, file)
+
+
+# ---------------------------------------------------------------------------------
+# bundles, backup and restore
+
+
+class _CountingWriter:
+    """Counts the lines written (one per event) for the progress bar."""
+
+    def __init__(self, target: Any, advance: Callable[[int], None]) -> None:
+        self._target, self._advance = target, advance
+
+    def write(self, text: str) -> int:
+        self._advance(text.count("\n"))
+        return int(self._target.write(text))
+
+
+@cli.command()
+@click.option("-o", "--output", "target", type=click.Path(dir_okay=False), required=True,
+              help="The bundle file to write (mode 0600).")
+@click.option("--with-secrets", is_flag=True,
+              help="Include the sealed secret values (still encrypted with the ledger key).")
+@common
+@pass_state
+def bundle(state: State, target: str, with_secrets: bool) -> None:
+    """Write the whole log as a portable, verifiable file (JSON lines with hashes).
+
+    Another ledger loads it with import-bundle; anyone can check it with
+    verify-bundle, without a database.
+
+    Example:
+
+    \b
+        moltis-ledger bundle -o ledger.bundle
+        moltis-ledger bundle -o full.bundle --with-secrets
+    """
+    from ledger.ops.history import write_bundle
+
+    ledger = state.store().ledger
+    path = Path(target)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f, state.out.progress(
+                "writing the bundle", ledger.backend.head().seq + 1) as advance:
+            count = write_bundle(ledger, text_io(_CountingWriter(f, advance)),
+                                 with_secrets=with_secrets)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    head = ledger.backend.head()
+    if state.json:
+        state.out.json({"file": str(path), "events": count, "head_seq": head.seq,
+                        "head_hash": head.hash.hex(), "with_secrets": with_secrets})
+        return
+    state.out.line(f"wrote {path}: {count} event(s), head seq {head.seq}")
+    state.out.line(f"head hash: {head.hash.hex()}")
+
+
+@cli.command(name="import-bundle")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@common
+@pass_state
+def import_bundle(state: State, file: str) -> None:
+    """Load a bundle into an empty ledger, after verifying its chain (exit 3 if not).
+
+    Example:
+
+    \b
+        moltis-ledger --db /srv/new/moltis.db import-bundle ledger.bundle
+    """
+    from ledger.ops.history import import_bundle as load_bundle
+
+    ledger = state.store(write=True).ledger
+    with state.out.progress("importing the bundle"):
+        report = load_bundle(Path(file), ledger)
+    _report(state, report, "the imported ledger")
+
+
+@cli.command()
+@click.option("-o", "--output", "target", type=click.Path(dir_okay=False), required=True,
+              help="A new SQLite file for the copy.")
+@common
+@pass_state
+def backup(state: State, target: str) -> None:
+    """A consistent online copy of the ledger (while writers run), verified.
+
+    Example:
+
+    \b
+        moltis-ledger backup -o /backups/moltis-ledger-$(date +%F).db
+    """
+    from ledger.ops.history import backup as copy_ledger
+
+    ledger = state.store().ledger
+    with state.out.progress("backing up"):
+        report = copy_ledger(ledger, Path(target))
+    if state.json:
+        state.out.json({"file": target, **verify_report_json(report)})
+    else:
+        state.out.line(f"wrote {target}: {report.events} event(s), head seq "
+                       f"{report.head_seq}")
+        state.out.line(f"head hash: {report.head_hex}")
+    if not report.ok:
+        raise CommandError(f"the copy does not verify at seq {report.first_bad_seq}: "
+                           f"{report.problem}", EXIT_VERIFY)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True,
+              help="Restore even if that drops events the backup does not have.")
+@common
+@pass_state
+def restore(state: State, file: str, force: bool) -> None:
+    """Replace the ledger with a backup, after verifying the backup's chain.
+
+    A backup that does not verify is refused (exit 3). Refused too, unless --force,
+    when the backup is not a continuation of this ledger's history.
+
+    Example:
+
+    \b
+        moltis-ledger restore /backups/moltis-ledger-2026-11-24.db
+    """
+    from ledger.ops.history import restore as restore_ledger
+
+    source = Path(file)
+    if not source.is_file():
+        raise CommandError(f"{source}: no such file")
+    ledger = state.store(write=True).ledger
+    with state.out.progress("restoring"):
+        report = restore_ledger(ledger, source, force=force)
+    _report(state, report, "the restored ledger")
+
+
+# ---------------------------------------------------------------------------------
+# watch
+
+
+@cli.command()
+@click.option("--after", type=click.IntRange(min=0), default=None,
+              help="Start after this seq (default: the head, i.e. only new events).")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="Stop after this many events.")
+@click.option("--interval", type=click.FloatRange(min=0.01), default=0.2, show_default=True,
+              help="Seconds between checks for new events.")
+@common
+@pass_state
+def watch(state: State, after: int | None, count: int | None, interval: float) -> None:
+    """Follow new events as other processes append them (Ctrl-C to stop).
+
+    With --json, one JSON object per line (per event).
+
+    Example:
+
+    \b
+        moltis-ledger watch
+        moltis-ledger watch --after 40 --count 1 --json
+    """
+    from ledger.ops.history import event_json
+
+    store = state.store()
+    vault = store.ledger.vault
+
+    async def follow() -> None:
+        seen = 0
+        events = store.watch(poll_interval=interval, after=after)
+        async with contextlib.aclosing(events):  # type: ignore[type-var]
+            async for ev in events:
+                doc = event_json(ev, vault)
+                if state.json:
+                    state.out.json_line(doc)
+                else:
+                    state.out.event_line(doc)
+                seen += 1
+                if count is not None and seen >= count:
+                    return
+
+    if not state.json:
+        state.out.note("watching for new events (Ctrl-C to stop)")
+    run_async(follow())
+
+
+# ---------------------------------------------------------------------------------
+# secrets and snapshots
+
+
+@cli.command()
+@click.option("--path", "path", default=None,
+              help="The secret at this path (keys:NAME.apiKey for provider_keys.json).")
+@click.option("--at", "ref", metavar="REF", default=None,
+              help="With --path: the value the path held at REF (default: head).")
+@click.option("--fingerprint", "fp", default=None,
+              help="Every stored value with this fingerprint (from a <secret fp:…> mask).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@writes
+@common
+@pass_state
+def shred(state: State, path: str | None, ref: str | None, fp: str | None,
+          yes: bool) -> None:
+    """Destroy a stored secret value ("forget this key"); cannot be undone.
+
+    History keeps that the key was set, by whom and when, and still verifies; reading
+    a point that held the value shows it as destroyed.
+
+    Example:
+
+    \b
+        moltis-ledger shred --path providers.openai.api_key --reason "leaked"
+        moltis-ledger shred --path keys:openai.apiKey --at 12 --yes
+        moltis-ledger shred --fingerprint 6719f34e7b0885e7 --yes
+    """
+    from ledger.cli.app import doc_path
+    from ledger.core.document import get_value
+    from ledger.core.secret_refs import SecretRef
+
+    if (path is None) == (fp is None):
+        raise click.UsageError("give exactly one of --path or --fingerprint")
+    if ref is not None and path is None:
+        raise click.UsageError("--at goes with --path")
+    ledger = state.store(write=True).ledger
+    if path is not None:
+        doc, key = doc_path(path)
+        seq = state.seq(ref)
+        value = get_value(ledger.state_at(seq).document(doc), key)
+        if not isinstance(value, SecretRef):
+            raise CommandError(f"{path} does not hold a stored secret at seq {seq}")
+        refs, label = [value], path
+    else:
+        assert fp is not None
+        fp = fp.removeprefix("fp:")
+        refs = ledger.refs_with_fingerprint(fp)
+        if not refs:
+            raise CommandError(f"no stored secret has the fingerprint {fp}")
+        label = f"fingerprint {fp}"
+    if not yes:
+        click.confirm(f"Destroy {len(refs)} stored secret value(s) ({label})? This cannot be "
+                      "undone", abort=True, err=True)
+    commit = ledger.shred(refs, paths=[path] if path else [], actor=state.actor,
+                          reason=state.reason, source="cli")
+    if state.json:
+        state.out.json({"appended": commit.appended, "seq": commit.seq,
+                        "secrets": [r.mask() for r in refs]})
+    elif commit.appended:
+        state.out.line(f"seq {commit.seq}: destroyed {len(refs)} secret value(s) ({label})")
+    else:
+        state.out.line(f"already destroyed ({label}); nothing appended")
+
+
+@cli.command(name="rebuild-snapshots")
+@common
+@pass_state
+def rebuild_snapshots(state: State) -> None:
+    """Drop and rewrite the projection snapshots from the log (derived data).
+
+    Example:
+
+    \b
+        moltis-ledger rebuild-snapshots
+    """
+    ledger = state.store(write=True).ledger
+    with state.out.progress("rebuilding snapshots"):
+        count = ledger.rebuild_snapshots()
+    if state.json:
+        state.out.json({"snapshots": count, "head_seq": ledger.head_state().seq})
+    else:
+        state.out.line(f"rebuilt {count} snapshot(s) up to seq {ledger.head_state().seq}")
+
+
+# ---------------------------------------------------------------------------------
+# providers
+
+
+def _mask(secret: Any) -> str | None:
+    from ledger.core.secret_refs import mask_text
+
+    if secret is None:
+        return None
+    return mask_text(secret.fingerprint, destroyed=secret.is_destroyed)
+
+
+@cli.group()
+def providers() -> None:
+    """Provider credentials: the key store that provider_keys.json held.
+
+    Example:
+
+    \b
+        moltis-ledger providers list
+        moltis-ledger providers set openai --api-key - --models gpt-5,gpt-4o
+        moltis-ledger providers effective --json
+    """
+
+
+@providers.command(name="list")
+@click.option("--at", "ref", metavar="REF", default=None, help="As of REF (default: head).")
+@common
+@pass_state
+def providers_list(state: State, ref: str | None) -> None:
+    """List the key store's entries, API keys masked.
+
+    Example:
+
+    \b
+        moltis-ledger providers list
+        moltis-ledger providers list --at -2 --json
+    """
+    from ledger.stores.providers import describe_entry
+
+    store = state.store()
+    entries = run_async(store.providers.list() if ref is None
+                        else store.providers.list_at(ref))
+    docs = {name: describe_entry(e) for name, e in entries.items()}
+    if state.json:
+        state.out.json(docs)
+        return
+    state.out.table(("name", "apiKey", "baseUrl", "models", "displayName"),
+                    no_wrap=("name", "apiKey"), rows=[(n, d.get("apiKey", ""), d.get("baseUrl", ""),
+                      ", ".join(d.get("models", [])), d.get("displayName", ""))
+                     for n, d in docs.items()])
+
+
+@providers.command(name="get")
+@click.argument("name")
+@common
+@pass_state
+def providers_get(state: State, name: str) -> None:
+    """Show one key-store entry (exit 1 if there is none).
+
+    Example:
+
+    \b
+        moltis-ledger providers get anthropic
+    """
+    from ledger.cli.render import json_text
+    from ledger.stores.providers import describe_entry
+
+    entry = run_async(state.store().providers.get(name))
+    if entry is None:
+        raise CommandError(f"no provider {name!r} in the key store")
+    doc = describe_entry(entry)
+    if state.json:
+        state.out.json(doc)
+    else:
+        state.out.text(json_text(doc))
+
+
+@providers.command(name="set")
+@click.argument("name")
+@click.option("--api-key", default=None, metavar="KEY|-",
+              help="The API key; - to type it at a hidden prompt (or pipe it).")
+@click.option("--base-url", default=None, help="The endpoint URL.")
+@click.option("--models", default=None, help="Comma-separated model names.")
+@click.option("--display-name", default=None, help="A label for the UI.")
+@click.option("--no-enable", is_flag=True,
+              help="Do not mark [providers.NAME] enabled in the config.")
+@expected_seq_option
+@writes
+@common
+@pass_state
+def providers_set(state: State, name: str, api_key: str | None, base_url: str | None,
+                  models: str | None, display_name: str | None, no_enable: bool,
+                  expected_seq: int | None) -> None:
+    """Create or change one entry; fields not given are kept (one event).
+
+    Saving a key also marks the provider enabled in the config, as Moltis does, in
+    the same event.
+
+    Example:
+
+    \b
+        moltis-ledger providers set openai --api-key -
+        echo "$ANTHROPIC_KEY" | moltis-ledger providers set anthropic --api-key -
+        moltis-ledger providers set custom-local --base-url http://127.0.0.1:8000/v1
+    """
+    from ledger.stores.providers import UNSET
+
+    kw: dict[str, Any] = {"api_key": UNSET, "base_url": UNSET, "models": UNSET,
+                          "display_name": UNSET}
+    if api_key is not None:
+        kw["api_key"] = read_value(f"{name} API key", hidden=True) if api_key == "-" else api_key
+        if api_key != "-" and not state.json:
+            state.out.note("tip: --api-key - reads the key at a hidden prompt, so it stays "
+                           "out of your shell history")
+    if base_url is not None:
+        kw["base_url"] = read_value(f"{name} base URL", hidden=True) if base_url == "-" else (
+            base_url)
+    if models is not None:
+        kw["models"] = [m.strip() for m in models.split(",") if m.strip()]
+    if display_name is not None:
+        kw["display_name"] = display_name
+    store = state.store(write=True)
+    commit = run_async(store.providers.set(name, enable=not no_enable,
+                                           **kw, **state.write_kw(expected_seq)))
+    render_commit(state, commit, nothing=f"{name} already has these values")
+
+
+@providers.command(name="remove")
+@click.argument("name")
+@expected_seq_option
+@writes
+@common
+@pass_state
+def providers_remove(state: State, name: str, expected_seq: int | None) -> None:
+    """Remove one entry from the key store.
+
+    Example:
+
+    \b
+        moltis-ledger providers remove custom-old --reason "contract ended"
+    """
+    store = state.store(write=True)
+    commit = run_async(store.providers.remove(name, **state.write_kw(expected_seq)))
+    render_commit(state, commit, nothing=f"no provider {name!r} in the key store")
+
+
+@providers.command(name="effective")
+@common
+@pass_state
+def providers_effective(state: State) -> None:
+    """What the gateway uses per provider: config, key store and environment merged,
+    with the source of each field.
+
+    Example:
+
+    \b
+        moltis-ledger providers effective
+        OPENAI_API_KEY=… moltis-ledger providers effective --json
+    """
+    found = run_async(state.store().providers.effective())
+    docs = {name: {"enabled": p.enabled, "api_key": _mask(p.api_key), "base_url": p.base_url,
+                   "models": list(p.models), "display_name": p.display_name,
+                   "sources": dict(p.sources)} for name, p in found.items()}
+    if state.json:
+        state.out.json(docs)
+        return
+    rows = [(n, "yes" if d["enabled"] else "no", d["api_key"] or "",
+             d["sources"].get("api_key", ""), d["base_url"] or "", ", ".join(d["models"]))
+            for n, d in docs.items()]
+    state.out.table(("name", "enabled", "api_key", "key from", "base_url", "models"), rows,
+                    no_wrap=("name", "api_key"))
+
+
+# ---------------------------------------------------------------------------------
+# demo
+
+
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
+              help="Work in this folder and keep it (default: a temporary one, removed).")
+def demo(directory: str | None) -> None:
+    """A guided tour on sample files: migrate, set, log, diff, blame, rollback, show,
+    export, verify and providers, printing each command before its output.
+
+    Touches nothing of your own configuration: it works in a temporary folder.
+
+    Example:
+
+    \b
+        moltis-ledger demo
+        moltis-ledger demo --dir /tmp/ledger-tour     # keep the files afterwards
+    """
+    from ledger.cli.demo import run_demo
+
+    code = run_demo(Path(directory) if directory else None)
+    sys.stdout.flush()
+    if code:
+        raise click.exceptions.Exit(code)

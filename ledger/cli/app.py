@@ -1,0 +1,427 @@
+"""`moltis-ledger` (also `python -m ledger`): the operator's command line.
+
+This module holds the click group, the global options, how the ledger is located and
+opened, and the entry points. The commands live in `cli_config` (migrate, show, get,
+set, unset, check), `cli_history` (log, diff, blame, rollback, export) and
+`cli_admin` (verify, bundles, backup/restore, watch, shred, snapshots, providers,
+demo); rendering in `cli_render`, the guided tour in `cli_demo`.
+
+Each command parses its arguments, calls the library (`ledger.ops.history`, `ledger.ops.migrate`,
+the stores) and renders the result; there is no business logic in the CLI. The
+library's exception tree is mapped to exit codes in one place, `exit_code_for()`, and
+`run()` is the only place that prints an error. Only the CLI configures logging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any, TypeVar, cast
+
+import click
+
+from ledger import __version__
+from ledger.cli.render import Output, configure_logging
+from ledger.core.chain import VerifyReport
+from ledger.engine.ledger import Commit
+from ledger.engine.vault import Vault
+from ledger.errors import (
+    ConflictError,
+    LedgerError,
+    ParseError,
+    ReadOnlyError,
+    StoreBusyError,
+    VerificationError,
+)
+from ledger.files import dirs
+from ledger.stores.ledger_store import LedgerConfigStore
+
+__all__ = ["cli", "exit_code_for", "main", "run"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+DSN_PREFIXES = ("postgresql://", "postgres://")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_VERIFY, EXIT_CONFLICT, EXIT_LOCKED = 0, 1, 2, 3, 4, 5
+_verbosity = 0  # set by the group callback; decides whether run() prints tracebacks
+
+
+def exit_code_for(err: BaseException) -> int:
+    """The one mapping from the library's exceptions to exit codes."""
+    if isinstance(err, VerificationError):
+        return EXIT_VERIFY
+    if isinstance(err, ConflictError):
+        return EXIT_CONFLICT
+    if isinstance(err, ReadOnlyError | StoreBusyError):
+        return EXIT_LOCKED
+    return EXIT_ERROR
+
+
+class CommandError(Exception):
+    """A command's own failure (a chain that does not verify, a missing ledger)."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------------------------
+# the shared state of one invocation
+
+
+@dataclasses.dataclass
+class State:
+    """Global options, and the ledger opened (once) for the command."""
+
+    config_dir: str | None = None
+    data_dir: str | None = None
+    db: str | None = None
+    json: bool = False
+    actor: str | None = None
+    reason: str | None = None
+    busy_timeout: float = 5.0
+    read_only: bool = False
+    verbose: int = 0
+    out: Output = dataclasses.field(default_factory=Output)
+    _store: LedgerConfigStore | None = None
+
+    @property
+    def config_home(self) -> Path:
+        return dirs.config_dir(self.config_dir)
+
+    @property
+    def data_home(self) -> Path:
+        return dirs.data_dir(self.data_dir)
+
+    @property
+    def config_file(self) -> Path:
+        from ledger.stores.file_store import discover_config_file
+
+        return discover_config_file(self.config_dir)
+
+    @property
+    def keys_file(self) -> Path:
+        return self.config_home / dirs.KEYS_FILE_NAME
+
+    def location(self) -> tuple[str, str]:
+        """(backend, location): the ledger in the data directory by default, PostgreSQL
+        for a DSN (from --db, or Moltis's own settings: MOLTIS_CONFIG_BACKEND/_DSN or
+        [config] in moltis.toml). Never the file store: the CLI works on the ledger."""
+        from ledger.stores.open import select_backend
+
+        kw: dict[str, Any] = {"config_file": self.config_file, "data_dir": self.data_home,
+                              "env": os.environ}
+        if self.db is not None:
+            backend = "postgres" if self.db.startswith(DSN_PREFIXES) else "sqlite"
+        else:
+            try:
+                configured, _ = select_backend(**kw)
+            except ParseError:
+                configured = "sqlite"  # a broken moltis.toml must not stop `check`/`show`
+            backend = "postgres" if configured == "postgres" else "sqlite"
+        name, location = select_backend(backend=backend, db=self.db, **kw)
+        assert location is not None
+        return name, location
+
+    def store(self, *, write: bool = False) -> LedgerConfigStore:
+        """The ledger; read commands open it read-only and never create it."""
+        if self._store is not None:
+            return self._store
+        name, location = self.location()
+        if name == "sqlite" and not write and not Path(location).exists():
+            raise CommandError(f"no ledger at {location}: run `moltis-ledger migrate` to "
+                               "create it from moltis.toml, or name one with --db / "
+                               "--data-dir")
+        try:
+            store = self._open(name, location, read_only=self.read_only or not write)
+        except ReadOnlyError as err:
+            if write or self.read_only:
+                raise
+            # a read-only open of a database without ledger tables
+            raise CommandError(f"no ledger yet ({err}): run `moltis-ledger migrate` "
+                               "first") from None
+        store.config_file = self.config_file
+        store.keys_file = self.keys_file
+        self._store = store
+        return store
+
+    def _open(self, name: str, location: str, *, read_only: bool) -> LedgerConfigStore:
+        from ledger.engine.vault import KeySource
+        from ledger.stores.open import open_ledger
+
+        keys = KeySource(key_file=dirs.default_key_file(self.config_home), env=os.environ)
+        return open_ledger(location, read_only=read_only, busy_timeout=self.busy_timeout,
+                           keys=keys)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.ledger.close()
+            self._store = None
+
+    def seq(self, ref: str | None) -> int:
+        """A REF (seq, -N, head, a time) as a seq; None is the head."""
+        store = self.store()
+        if ref is None:
+            return store.ledger.head_state().seq
+        return store.resolve_ref(ref)
+
+    def write_kw(self, expected_seq: int | None = None) -> dict[str, Any]:
+        return {"actor": self.actor, "reason": self.reason, "source": "cli",
+                "expected_seq": expected_seq}
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+# ---------------------------------------------------------------------------------
+# option bundles
+
+
+def _set(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+        state = ctx.find_object(State)
+        if state is None or value is None or value is False:
+            return
+        if name == "json":
+            state.json = state.out.json_mode = True
+        elif name == "verbose":
+            if value:
+                state.verbose += value
+                _configure(state.verbose)
+        else:
+            setattr(state, name, value)
+
+    return callback
+
+
+def _configure(verbosity: int) -> None:
+    global _verbosity  # noqa: PLW0603 - run() needs it after the context is gone
+    _verbosity = verbosity
+    configure_logging(verbosity)
+
+
+def common(fn: F) -> F:
+    """--json and -v, accepted after the command name too."""
+    fn = click.option("--json", "json_", is_flag=True, expose_value=False,
+                      callback=_set("json"),
+                      help="Print one JSON document on stdout and nothing else.")(fn)
+    return click.option("-v", "--verbose", "verbose_", count=True, expose_value=False,
+                        callback=_set("verbose"), help="Log INFO (-vv: DEBUG) to stderr.")(fn)
+
+
+def writes(fn: F) -> F:
+    """--actor and --reason, accepted after the command name too."""
+    fn = click.option("--reason", "reason_", expose_value=False, callback=_set("reason"),
+                      help="Why (recorded in the event).")(fn)
+    return click.option("--actor", "actor_", expose_value=False, callback=_set("actor"),
+                        help="Who (default: $MOLTIS_LEDGER_ACTOR, else user@host).")(fn)
+
+
+def expected_seq_option(fn: F) -> F:
+    return click.option("--expected-seq", type=click.IntRange(min=0), default=None,
+                        help="Refuse (exit 4) unless the ledger is still at this seq.")(fn)
+
+
+def at_option(fn: F) -> F:
+    return click.option("--at", "ref", metavar="REF", default=None,
+                        help="A seq, -N (N events back) or an ISO-8601 time; default head.")(fn)
+
+
+def _hash(_ctx: click.Context, _param: click.Parameter, value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        raw = bytes.fromhex(value.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a hex hash") from None
+    if len(raw) != 32:
+        raise click.BadParameter(f"{value!r} is not a 32-byte (64 hex digit) hash")
+    return raw
+
+
+def expect_head_option(fn: F) -> F:
+    return click.option("--expect-head", metavar="HASH", callback=_hash,
+                        help="A head hash recorded earlier: also catch a truncated log.")(fn)
+
+
+# ---------------------------------------------------------------------------------
+# the group
+
+
+EPILOG = """\b
+Exit codes:
+  0  ok
+  1  error (bad input, missing file, check found problems)
+  2  usage (unknown command or option, malformed option value)
+  3  verification failed (verify, verify-bundle, restore of a bad file)
+  4  conflict (--expected-seq no longer matches the ledger)
+  5  read-only or locked (another writer held the lock past --busy-timeout)
+
+\b
+REF: a seq (12), -N (N events back), head, or a UTC time: ISO-8601
+(2026-11-24T09:00:00Z) or words (yesterday, "last tuesday 18:00", 2h, "3 days
+ago"). PATH: a dotted key (tools.exec.sandbox.mode).
+"""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.version_option(__version__, "--version", prog_name="moltis-ledger")
+@click.option("--config-dir", type=click.Path(file_okay=False), default=None,
+              help="Where moltis.toml lives (default: $MOLTIS_CONFIG_DIR, ~/.config/moltis).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Moltis's data directory (default: $MOLTIS_DATA_DIR, ~/.moltis).")
+@click.option("--db", metavar="PATH_OR_DSN", default=None,
+              help="The ledger: a SQLite file or a postgresql:// DSN "
+                   "(default: <data dir>/moltis.db).")
+@click.option("--json", "json_", is_flag=True, help="One JSON document on stdout.")
+@click.option("--actor", default=None, help="Who makes the change (written commands).")
+@click.option("--reason", default=None, help="Why (written commands).")
+@click.option("--busy-timeout", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Seconds to wait for another writer's lock before exit 5.")
+@click.option("--read-only", is_flag=True, help="Open the ledger read-only (writes exit 5).")
+@click.option("-v", "--verbose", count=True, help="Log INFO (-vv: DEBUG) to stderr.")
+@click.pass_context
+def cli(ctx: click.Context, config_dir: str | None, data_dir: str | None, db: str | None,
+        json_: bool, actor: str | None, reason: str | None, busy_timeout: float,
+        read_only: bool, verbose: int) -> None:
+    """The configuration ledger of a Moltis gateway: who changed what, when and why;
+    any past state; rollback; export back to files; tamper-evident history.
+
+    Reads and writes the ledger (<data dir>/moltis.db by default). Start with
+    `migrate`, which imports moltis.toml and provider_keys.json after a backup.
+
+    Example:
+
+    \b
+        moltis-ledger demo                 # a guided tour in a temporary folder
+        moltis-ledger migrate
+        moltis-ledger set server.port 8080 --reason "free 13131 for the proxy"
+        moltis-ledger log --limit 5
+        moltis-ledger --json show | jq .server
+    """
+    _configure(verbose)
+    state = State(config_dir=config_dir, data_dir=data_dir, db=db, json=json_, actor=actor,
+                  reason=reason, busy_timeout=busy_timeout, read_only=read_only,
+                  verbose=verbose, out=Output(json_mode=json_))
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+# ---------------------------------------------------------------------------------
+# entry points
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code; every error is printed here, once."""
+    out = Output()
+    try:
+        rv = cli.main(args=list(argv) if argv is not None else None, prog_name="moltis-ledger",
+                      standalone_mode=False)
+    except click.exceptions.Exit as stop:
+        return stop.exit_code
+    except click.Abort as abort:
+        if isinstance(abort.__cause__, KeyboardInterrupt):
+            return 130
+        out.error("aborted")
+        return EXIT_ERROR
+    except click.ClickException as usage:
+        usage.show()
+        return usage.exit_code
+    except CommandError as failure:
+        out.error(str(failure))
+        return failure.code
+    except LedgerError as failure:
+        message = str(failure)
+        if isinstance(failure, VerificationError) and failure.seq is not None and (
+                f"seq {failure.seq}" not in message):
+            message += f" (first bad seq {failure.seq})"
+        out.error(message)
+        if isinstance(failure, StoreBusyError):
+            out.note("another process is writing: retry, or wait longer with "
+                          "--busy-timeout SECONDS")
+        return exit_code_for(failure)
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):  # the reader went away (| head): be quiet
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except OSError as oserr:
+        out.error(str(oserr))
+        return EXIT_ERROR
+    except Exception as unexpected:
+        if _verbosity > 0:
+            traceback.print_exc(file=sys.stderr)
+        out.error(f"unexpected {type(unexpected).__name__}: {unexpected}"
+                       + ("" if _verbosity > 0 else " (rerun with -v for the traceback)"))
+        return EXIT_ERROR
+    return rv if isinstance(rv, int) else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The console script `moltis-ledger`."""
+    sys.exit(run(argv))
+
+
+# ---------------------------------------------------------------------------------
+# small helpers shared by the commands
+
+
+def run_async(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def read_value(label: str, *, hidden: bool) -> str:
+    """A value typed at a prompt (hidden for secrets), or one line of piped stdin."""
+    if sys.stdin is not None and sys.stdin.isatty():
+        return str(click.prompt(label, hide_input=hidden, err=True))
+    line = sys.stdin.readline() if sys.stdin is not None else ""
+    if not line:
+        raise CommandError(f"{label}: expected the value on stdin (or run in a terminal "
+                           "to be prompted)")
+    return line.rstrip("\r\n")
+
+
+def verify_report_json(report: VerifyReport) -> dict[str, Any]:
+    return {"ok": report.ok, "events": report.events, "head_seq": report.head_seq,
+            "head_hash": report.head_hex, "first_bad_seq": report.first_bad_seq,
+            "problem": report.problem}
+
+
+def text_io(obj: object) -> IO[str]:
+    return cast(IO[str], obj)
+
+
+def doc_path(text: str) -> tuple[str, tuple[str, ...]]:
+    """`keys:openai.apiKey` names provider_keys.json; anything else moltis.toml."""
+    from ledger.core.keypaths import parse_path
+
+    if text.startswith("keys:"):
+        return "keys", parse_path(text[5:])
+    return "config", parse_path(text)
+
+
+def commit_json(commit: Commit, vault: Vault) -> dict[str, Any]:
+    from ledger.ops.history import display_change
+
+    return {"appended": commit.appended, "seq": commit.seq, "hash": commit.hash.hex(),
+            "changes": [display_change(c, vault) for c in commit.changes]}
+
+
+def render_commit(state: State, commit: Commit, *, nothing: str) -> None:
+    """A write's outcome: the event appended and its changes, or why nothing was."""
+    doc = commit_json(commit, state.store().ledger.vault)
+    if state.json:
+        state.out.json(doc)
+    elif commit.appended:
+        state.out.line(f"seq {commit.seq}: appended", "bold")
+        state.out.changes(doc["changes"])
+    else:
+        state.out.line(f"{nothing}; nothing appended (head seq {commit.seq})")
+
+

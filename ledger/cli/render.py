@@ -1,0 +1,265 @@
+"""Rendering for `moltis-ledger`: rich tables and coloured diffs for people, one JSON
+document for scripts, progress bars on stderr, and the CLI's logging set-up.
+
+Nothing here computes anything about the ledger: it receives what the library
+returned (already redacted by `ledger.ops.history`) and turns it into text. Human output goes
+through rich `Text` objects, never markup strings, so a config value such as
+`"[bold]"` is printed as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.text import Text
+
+__all__ = ["Output", "configure_logging", "json_text"]
+
+T = TypeVar("T")
+PIPE_WIDTH = 160  # table width when stdout is not a terminal (and COLUMNS is unset)
+MAX_CHANGES_SHOWN = 8  # per event in `log`; the rest is summarised ("… 12 more")
+
+
+def json_text(doc: Any, *, compact: bool = False) -> str:
+    """The one JSON document a command prints (default=str only as a safety net for
+    TOML date/time values)."""
+    if compact:
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=str)
+    return json.dumps(doc, ensure_ascii=False, indent=2, default=str)
+
+
+def value_text(value: Any) -> str:
+    """A document value on one line: strings as they are (masks included), the rest as
+    JSON so types stay visible."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def literal(value: Any) -> str:
+    """A value as it would be typed: strings quoted (except mask placeholders)."""
+    if isinstance(value, str) and not value.startswith("<secret"):
+        return json.dumps(value, ensure_ascii=False)
+    return value_text(value)
+
+
+def when(iso: str | datetime) -> str:
+    """An event time for people: UTC, to the second."""
+    moment = datetime.fromisoformat(iso) if isinstance(iso, str) else iso
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def change_line(change: Mapping[str, Any]) -> str:
+    """One change of `ops.display_change` as `set server.port = 8080`."""
+    where = change["path"]
+    if change.get("doc", "config") != "config":
+        where = f"{change['doc']}:{where}"
+    if change["op"] == "unset":
+        return f"unset {where}"
+    return f"set {where} = {literal(change.get('value'))}"
+
+
+class Output:
+    """Where a command writes: `out` (stdout: results) and `err` (stderr: notes,
+    warnings, progress). In JSON mode stdout receives exactly one document."""
+
+    def __init__(self, *, json_mode: bool = False) -> None:
+        self.json_mode = json_mode
+        self.out = Console(highlight=False, soft_wrap=True)
+        if not self.out.is_terminal and not os.environ.get("COLUMNS"):
+            # piped or redirected: do not fold tables to 80 columns
+            self.out = Console(highlight=False, soft_wrap=True, width=PIPE_WIDTH)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    # -- plain output ---------------------------------------------------------------
+
+    def json(self, doc: Any) -> None:
+        sys.stdout.write(json_text(doc) + "\n")
+        sys.stdout.flush()
+
+    def json_line(self, doc: Any) -> None:
+        sys.stdout.write(json_text(doc, compact=True) + "\n")
+        sys.stdout.flush()
+
+    def text(self, text: str) -> None:
+        """Text exactly as given (a TOML file, a value): no styling, no wrapping."""
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+
+    def line(self, text: str, style: str | None = None) -> None:
+        self.out.print(Text(text, style=style or ""))
+
+    def lines(self, texts: Iterable[tuple[str, str | None]]) -> None:
+        for text, style in texts:
+            self.line(text, style)
+
+    def note(self, text: str) -> None:
+        """A remark for the person at the terminal (stderr, so pipes stay clean)."""
+        self.err.print(Text(text, style="dim"))
+
+    def warn(self, text: str) -> None:
+        self.err.print(Text(f"warning: {text}", style="yellow"))
+
+    def error(self, text: str) -> None:
+        self.err.print(Text(f"error: {text}", style="bold red"))
+
+    def step(self, command: str) -> None:
+        """A demo step: the command line an operator would type."""
+        self.out.print()
+        self.out.print(Text(f"$ {command}", style="bold cyan"))
+
+    # -- progress -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def progress(self, description: str, total: int | None = None
+                 ) -> Iterator[Callable[[int], None]]:
+        """A progress bar (or a spinner when `total` is unknown) on stderr, only when
+        stderr is a terminal; yields `advance(n)`."""
+        if not self.err.is_terminal:
+            yield lambda _n: None
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}")]
+        if total is not None:
+            columns += [BarColumn(), MofNCompleteColumn()]
+        columns.append(TimeElapsedColumn())
+        with Progress(*columns, console=self.err, transient=True) as bar:
+            task = bar.add_task(description, total=total)
+            yield lambda n: bar.advance(task, n)
+
+    def track(self, items: Iterable[T], description: str, total: int) -> Iterator[T]:
+        if not self.err.is_terminal:
+            yield from items
+            return
+        with self.progress(description, total) as advance:
+            for item in items:
+                yield item
+                advance(1)
+
+    # -- tables ---------------------------------------------------------------------
+
+    def table(self, columns: Sequence[str], rows: Iterable[Sequence[str | Text]],
+              title: str | None = None, *, no_wrap: Iterable[str] = ("seq", "time"),
+              ratios: Mapping[str, int] | None = None) -> None:
+        """A table; with `ratios`, it takes the full width and shares what the other
+        columns leave among those columns."""
+        from rich.table import Table
+
+        table = Table(title=title, title_justify="left", header_style="bold",
+                      show_edge=False, pad_edge=False, expand=bool(ratios))
+        keep = set(no_wrap)
+        for name in columns:
+            table.add_column(name, overflow="fold", no_wrap=name in keep,
+                             ratio=(ratios or {}).get(name))
+        for row in rows:
+            table.add_row(*[c if isinstance(c, Text) else Text(c) for c in row])
+        self.out.print(table)
+
+    # -- renderers ------------------------------------------------------------------
+
+    def changes(self, changes: Iterable[Mapping[str, Any]], *, indent: str = "  ") -> None:
+        for ch in changes:
+            self.line(indent + change_line(ch),
+                      "red" if ch["op"] == "unset" else "green")
+
+    def diff(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        """Path-level changes: green added, red removed, yellow changed."""
+        for e in entries:
+            where = e["path"] if e["doc"] == "config" else f"{e['doc']}:{e['path']}"
+            if e["kind"] == "added":
+                self.line(f"+ {where} = {literal(e['new'])}", "green")
+            elif e["kind"] == "removed":
+                self.line(f"- {where} = {literal(e['old'])}", "red")
+            else:
+                self.line(f"~ {where}: {literal(e['old'])} -> {literal(e['new'])}", "yellow")
+
+    def events(self, events: Sequence[Mapping[str, Any]], title: str | None = None) -> None:
+        rows = []
+        for ev in events:
+            shown = [change_line(c) for c in ev["changes"][:MAX_CHANGES_SHOWN]]
+            more = len(ev["changes"]) - len(shown)
+            if more > 0:
+                shown.append(f"… {more} more (log --json shows all)")
+            if ev.get("shredded"):
+                shown.append(f"shredded {len(ev['shredded'])} secret value(s)")
+            if ev.get("rollback_to") is not None:
+                shown.insert(0, f"(rollback to seq {ev['rollback_to']})")
+            rows.append((str(ev["seq"]), when(ev["time"]), ev["actor"], ev["source"],
+                         ev["reason"], "\n".join(shown)))
+        self.table(("seq", "time", "actor", "source", "reason", "changes"), rows, title,
+                   no_wrap=("seq", "time", "actor", "source"),
+                   ratios={"reason": 1, "changes": 2})
+
+    def event_line(self, ev: Mapping[str, Any]) -> None:
+        """One event on one line (for `watch`)."""
+        changes = "; ".join(change_line(c) for c in ev["changes"][:MAX_CHANGES_SHOWN])
+        if len(ev["changes"]) > MAX_CHANGES_SHOWN:
+            changes += f"; … {len(ev['changes']) - MAX_CHANGES_SHOWN} more"
+        if ev.get("shredded"):
+            changes = f"shredded {len(ev['shredded'])} secret value(s)"
+        reason = f"  ({ev['reason']})" if ev["reason"] else ""
+        self.line(f"seq {ev['seq']}  {when(ev['time'])}  {ev['actor']}  {ev['source']}  "
+                  f"{changes}{reason}")
+        sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------------------
+# logging: only the CLI configures it (the library never does)
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """structlog's ConsoleRenderer (through its stdlib ProcessorFormatter), built on
+    the first record: importing structlog costs tens of milliseconds, and most
+    commands log nothing at the default WARNING level."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._inner: logging.Formatter | None = None
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self._inner is None:
+            import structlog
+
+            self._inner = structlog.stdlib.ProcessorFormatter(
+                processor=structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+                foreign_pre_chain=[
+                    structlog.stdlib.add_log_level,
+                    structlog.stdlib.add_logger_name,
+                    structlog.stdlib.ExtraAdder(),
+                    structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=True),
+                ],
+            )
+        return self._inner.format(record)
+
+
+def configure_logging(verbosity: int) -> None:
+    """stdlib logging to stderr, rendered by structlog's ConsoleRenderer: WARNING by
+    default, INFO with -v, DEBUG with -vv. The library's key/values arrive in `extra`
+    (ledger._log), so no structlog configuration is needed; the library itself never
+    configures logging."""
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else (
+        logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_ConsoleFormatter())
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "moltis_ledger_cli", False)]:
+        root.removeHandler(old)  # this CLI's own handler from an earlier run (demo)
+    handler.moltis_ledger_cli = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)

@@ -1,0 +1,191 @@
+"""Change events: what the log stores, and the codec between events and stored bytes.
+
+An event row is a `Record` (the backend seam: plain columns plus the payload bytes and
+the two hashes); its payload is one of the payload Structs below, encoded once with a
+deterministic encoder. The chain hashes those stored bytes, never a re-encoding, so a
+later msgspec version cannot break history. Kinds are stable strings, never class names.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+import msgspec
+
+from ledger.core.keypaths import Path, format_path
+from ledger.core.secret_refs import SecretRef
+from ledger.errors import VerificationError
+
+__all__ = [
+    "KIND_CHANGE",
+    "KIND_SHRED",
+    "Change",
+    "ChangePayload",
+    "Event",
+    "Record",
+    "ShredPayload",
+]
+
+KIND_CHANGE: Final = "change"
+KIND_SHRED: Final = "shred"
+
+# The two documents the ledger keeps: `moltis.toml` and `provider_keys.json`.
+DOC_CONFIG: Final = "config"
+DOC_KEYS: Final = "keys"
+DocName = Literal["config", "keys"]
+
+
+class Change(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One path-level change. `set` carries the new leaf (a scalar, a list or `{}`);
+    `unset` removes the path and everything under it. A secret leaf carries `secret`
+    (reference + fingerprint) and never its value."""
+
+    op: Literal["set", "unset"]
+    path: Path
+    value: Any = None
+    secret: SecretRef | None = None
+    doc: DocName = "config"
+
+    @property
+    def new_value(self) -> Any:
+        return self.secret if self.secret is not None else self.value
+
+    def describe(self) -> str:
+        where = doc_path_text(self.doc, self.path)
+        if self.op == "unset":
+            return f"unset {where}"
+        shown = self.secret.mask() if self.secret is not None else msgspec.json.encode(self.value)
+        return f"set {where} = {shown if isinstance(shown, str) else shown.decode()}"
+
+
+class ChangePayload(msgspec.Struct, frozen=True, omit_defaults=True):
+    changes: list[Change]
+    # Set on compensating events written by `rollback`: the seq the config was restored to.
+    rollback_to: int | None = None
+
+
+class ShredPayload(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Secret values were destroyed. The references stay in history (who set them, when,
+    with which fingerprint); the values are gone."""
+
+    secrets: list[SecretRef]
+    paths: list[str] = []
+
+
+class Record(msgspec.Struct, frozen=True, gc=False):
+    """A stored event row, exactly as the backends keep it."""
+
+    seq: int
+    ts: int  # microseconds since the Unix epoch, UTC; never decreases along the log
+    actor: str
+    reason: str
+    source: str
+    kind: str
+    payload: bytes
+    prev_hash: bytes
+    hash: bytes
+
+
+# A lean event row: what a replay needs (seq, kind, payload, hash, ts), nothing more.
+Row = tuple[int, str, bytes, bytes, int]
+
+
+class Event(msgspec.Struct, frozen=True):
+    """A decoded event, for history readers (log, blame, diff, watch)."""
+
+    seq: int
+    ts: int
+    actor: str
+    reason: str
+    source: str
+    kind: str
+    hash: bytes
+    prev_hash: bytes
+    changes: tuple[Change, ...] = ()
+    rollback_to: int | None = None
+    shredded: tuple[SecretRef, ...] = ()
+    shredded_paths: tuple[tuple[DocName, Path], ...] = ()  # where those secrets were held
+
+    def touches(self, prefix: Path, doc: str | None = None) -> bool:
+        """Whether this event changed (or shredded) something at or under `prefix`."""
+        for d, p in [*((c.doc, c.path) for c in self.changes), *self.shredded_paths]:
+            if (doc is None or d == doc) and (p[: len(prefix)] == prefix
+                                               or prefix[: len(p)] == p):
+                return True
+        return False
+
+    @property
+    def time(self) -> datetime:
+        return datetime.fromtimestamp(self.ts / 1_000_000, tz=UTC)
+
+    @property
+    def paths(self) -> list[str]:
+        return [format_path(c.path) for c in self.changes]
+
+
+_encoder = msgspec.json.Encoder(order="deterministic")
+_change_decoder = msgspec.json.Decoder(ChangePayload)
+_shred_decoder = msgspec.json.Decoder(ShredPayload)
+
+
+def encode_payload(payload: ChangePayload | ShredPayload) -> bytes:
+    return _encoder.encode(payload)
+
+
+def _damaged(seq: int | None, err: Exception) -> VerificationError:
+    what = f"event {seq}" if seq is not None else "an event"
+    return VerificationError(f"{what} cannot be decoded ({err}): the log is damaged; run "
+                             "verify", seq)
+
+
+def decode_change_payload(data: bytes, seq: int | None = None) -> ChangePayload:
+    try:
+        return _change_decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError) as err:  # validation errors included
+        raise _damaged(seq, err) from None
+
+
+def decode_event(rec: Record) -> Event:
+    if rec.kind == KIND_CHANGE:
+        p = decode_change_payload(rec.payload, rec.seq)
+        return Event(
+            seq=rec.seq, ts=rec.ts, actor=rec.actor, reason=rec.reason, source=rec.source,
+            kind=rec.kind, hash=rec.hash, prev_hash=rec.prev_hash,
+            changes=tuple(p.changes), rollback_to=p.rollback_to,
+        )
+    if rec.kind == KIND_SHRED:
+        try:
+            s = _shred_decoder.decode(rec.payload)
+        except (msgspec.DecodeError, UnicodeDecodeError) as err:
+            raise _damaged(rec.seq, err) from None
+        return Event(
+            seq=rec.seq, ts=rec.ts, actor=rec.actor, reason=rec.reason, source=rec.source,
+            kind=rec.kind, hash=rec.hash, prev_hash=rec.prev_hash,
+            shredded=tuple(s.secrets),
+            shredded_paths=tuple(_parse_doc_path(t) for t in s.paths),
+        )
+    # A newer writer's kind: keep it readable instead of failing the whole history.
+    return Event(
+        seq=rec.seq, ts=rec.ts, actor=rec.actor, reason=rec.reason, source=rec.source,
+        kind=rec.kind, hash=rec.hash, prev_hash=rec.prev_hash,
+    )
+
+
+def doc_path_text(doc: str, path: Path) -> str:
+    """`providers.openai.api_key`, or `keys:openai.apiKey` for the keys document."""
+    return format_path(path) if doc == DOC_CONFIG else f"keys:{format_path(path)}"
+
+
+def _parse_doc_path(text: str) -> tuple[DocName, Path]:
+    from ledger.core.keypaths import parse_path
+
+    if text.startswith("keys:"):
+        return "keys", parse_path(text[5:])
+    return "config", parse_path(text)
+
+
+def now_us() -> int:
+    import time
+
+    return time.time_ns() // 1000

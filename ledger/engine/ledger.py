@@ -1,0 +1,491 @@
+"""The ledger engine: one backend, the config projection, the head cache and appends.
+
+This is the synchronous core under the async stores and the CLI. It keeps the head
+state cached and checks the backend's cheap change counter before every read, so an
+unchanged ledger answers from memory and another process's append costs only the
+replay of its tail. Appends run in the backend's one writer transaction: re-read the
+head, rebase onto it, build the changes, link the hash, insert, and write a snapshot
+every `snapshot_every` events, all in one commit.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from ledger._log import get_logger
+from ledger.backends.base import Backend, Head, SnapshotRow, WriteTxn
+from ledger.core.actor import check_reason, resolve_actor
+from ledger.core.chain import GENESIS, VerifyReport, link, verify_records
+from ledger.core.document import apply_changes
+from ledger.core.events import (
+    KIND_CHANGE,
+    KIND_SHRED,
+    Change,
+    ChangePayload,
+    DocName,
+    Event,
+    Record,
+    Row,
+    ShredPayload,
+    decode_event,
+    doc_path_text,
+    encode_payload,
+    now_us,
+)
+from ledger.core.keypaths import Path, format_path
+from ledger.core.secret_refs import SecretRef
+from ledger.engine.vault import KeySource, Vault
+from ledger.errors import (
+    ConfigValidationError,
+    ConflictError,
+    InputError,
+    InvalidRefError,
+    LedgerError,
+)
+from ledger.files.safe_io import MAX_FILE_BYTES
+from ledger.schema import MoltisConfig
+from ledger.schema.provider_keys import is_key_secret_path
+from ledger.typed.changes import Sealer, materialize, materialize_document, replace_tables
+from ledger.typed.convert import RawChange, is_secret_path, to_typed
+from ledger.typed.head_cache import TypedCodec, TypedView
+from projections.config_view import EMPTY_STATE, ConfigState, fold, replay, replay_rows
+from projections.snapshots import SNAPSHOT_EVERY, decode_state, encode_state, should_snapshot
+
+__all__ = ["Commit", "Ledger"]
+
+_log = get_logger("ledger.engine.ledger")
+SOURCES: Final = frozenset(
+    {"api", "cli", "import", "rollback", "restore", "migrate", "web", "test", "bench"}
+)
+_GOOD_SOURCES: set[str] = set(SOURCES)
+_CATCH_UP_LIMIT: Final = 4096  # beyond this many new events, reload from a snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """The outcome of a write: the head seq after it, and whether an event was appended."""
+
+    seq: int
+    appended: bool
+    hash: bytes
+    changes: tuple[Change, ...] = ()
+
+    @property
+    def paths(self) -> list[str]:
+        return [format_path(c.path) for c in self.changes]
+
+
+class _TxnSealer:
+    """Seals secrets into the current write transaction."""
+
+    __slots__ = ("_seq", "_txn", "_vault")
+
+    def __init__(self, vault: Vault, txn: WriteTxn, seq: int) -> None:
+        self._vault, self._txn, self._seq = vault, txn, seq
+
+    def seal(self, plaintext: str) -> SecretRef:
+        return self._vault.seal(self._txn, plaintext, self._seq)
+
+    def fingerprint(self, plaintext: str) -> str:
+        return self._vault.fingerprint(plaintext, self._txn)
+
+
+Build = Callable[[ConfigState, Sealer], Sequence[Change]]
+
+
+class Ledger:
+    """A configuration ledger over one backend (memory, SQLite or PostgreSQL)."""
+
+    def __init__(self, backend: Backend, *, keys: KeySource | None = None,
+                 snapshot_every: int = SNAPSHOT_EVERY) -> None:
+        self.backend = backend
+        self.vault = Vault(backend, keys or KeySource())
+        self.snapshot_every = snapshot_every
+        self._lock = threading.RLock()
+        self._state: ConfigState | None = None
+        self.codec = TypedCodec(self.vault)
+        self._view: TypedView | None = None
+
+    # -- the head ------------------------------------------------------------------
+
+    def head_state(self) -> ConfigState:
+        """The current state; costs one cheap check when nothing changed."""
+        with self._lock:
+            if self._state is None:
+                self.backend.changed()  # start tracking other connections' commits
+                self._state = self._load_at(self.backend.head())
+            elif self.backend.changed():
+                self._state = self._catch_up(self._state, self.backend.head())
+            return self._state
+
+    def _catch_up(self, state: ConfigState, head: Head) -> ConfigState:
+        if head.seq == state.seq and head.hash == state.hash:
+            return state
+        if head.seq < state.seq or head.seq - state.seq > _CATCH_UP_LIMIT:
+            return self._load_at(head)
+        records = list(self.backend.read(after=state.seq, until=head.seq))
+        prev = state.hash
+        for rec in records:
+            if rec.prev_hash != prev:
+                _log.warning("ledger history changed under a reader; reloading",
+                             location=self.backend.location, seq=rec.seq)
+                return self._load_at(head)
+            prev = rec.hash
+        started = time.perf_counter()
+        new = replay(state, records)
+        _log.debug("caught up", seq=new.seq, events=len(records),
+                   duration_ms=round((time.perf_counter() - started) * 1000, 3))
+        return new
+
+    def _load_at(self, head: Head) -> ConfigState:
+        """The state at `head.seq`: the latest good snapshot at or before it + the tail."""
+        if head.seq == 0:
+            return EMPTY_STATE
+        started = time.perf_counter()
+        base, private = EMPTY_STATE, False
+        snap = self.backend.snapshot_at(head.seq)
+        while snap is not None:
+            state = self._trusted_snapshot(snap)
+            if state is not None:
+                base, private = state, True
+                break
+            snap = self.backend.snapshot_at(snap.seq - 1)  # fall back to an older one
+        tail = self.backend.read_rows(after=base.seq, until=head.seq)
+        state = replay_rows(base, tail, private=private)
+        _log.info("rebuilt", seq=state.seq, from_snapshot=base.seq,
+                  events=state.seq - base.seq,
+                  duration_ms=round((time.perf_counter() - started) * 1000, 3))
+        return state
+
+    def _trusted_snapshot(self, snap: SnapshotRow) -> ConfigState | None:
+        """A snapshot's state if it is readable and matches the log, else None (logged):
+        snapshots are derived data and are never trusted over the log."""
+        try:
+            state = decode_state(snap.state)
+        except ValueError as err:
+            _log.warning("ignoring an unreadable snapshot", seq=snap.seq, error=str(err))
+            return None
+        rec = self.backend.record(snap.seq)
+        if rec is None or not rec.hash == snap.hash == state.hash or state.seq != snap.seq:
+            _log.warning("ignoring a snapshot that does not match the log", seq=snap.seq)
+            return None
+        return state
+
+    def state_at(self, seq: int) -> ConfigState:
+        """The state as of event `seq` (0 = before the first event)."""
+        head = self.head_state()
+        if seq == head.seq:
+            return head
+        if seq < 0 or seq > head.seq:
+            raise InvalidRefError(f"seq {seq} is outside the log (0..{head.seq})")
+        rec = self.backend.record(seq) if seq else None
+        return self._load_at(Head(seq, rec.hash if rec else GENESIS, rec.ts if rec else 0))
+
+    # -- typed views -----------------------------------------------------------------
+
+    def _view_for(self, state: ConfigState) -> TypedView:
+        view = self._view
+        if view is None or view.key is not state:
+            view = self.codec.view_of_raw(state.config, state, f"ledger seq {state.seq}")
+            self._view = view
+        return view
+
+    def typed(self, seq: int | None = None) -> MoltisConfig:
+        """A fresh typed config (the caller may change it) at the head or at `seq`."""
+        with self._lock:
+            head = self.head_state()
+            if seq is None or seq == head.seq:
+                return self._view_for(head).fresh()
+            state = self.state_at(seq)
+            return to_typed(state.config, self.vault, where=f"ledger seq {state.seq}")
+
+    def view(self) -> MoltisConfig:
+        """The head's typed config, one instance shared by all readers until the head
+        moves: the cheapest read, for callers that promise not to change it."""
+        with self._lock:
+            return self._view_for(self.head_state()).shared()
+
+    # -- writes --------------------------------------------------------------------
+
+    def _check_meta(self, actor: str | None, reason: str | None, source: str
+                    ) -> tuple[str, str, str]:
+        actor = resolve_actor(actor)
+        reason = check_reason(reason)
+        if source not in _GOOD_SOURCES:
+            if not source or not source.replace("-", "").replace("_", "").isalnum():
+                raise InputError(
+                    f"source {source!r} must be a short word such as 'api' or 'cli'")
+            if len(_GOOD_SOURCES) < 64:
+                _GOOD_SOURCES.add(source)
+        return actor, reason, source
+
+    @staticmethod
+    def _record(txn: WriteTxn, head: Head, kind: str, payload: bytes, actor: str, reason: str,
+                source: str) -> Record:
+        seq = head.seq + 1
+        ts = max(now_us(), head.ts)  # event times never go backwards along the log
+        h = link(head.hash, seq, ts, actor, reason, source, kind, payload)
+        rec = Record(seq, ts, actor, reason, source, kind, payload, head.hash, h)
+        txn.append([rec])
+        return rec
+
+    def append(self, build: Build, *, actor: str | None = None, reason: str | None = None,
+               source: str = "api", expected_seq: int | None = None,
+               rollback_to: int | None = None, wait: bool = True,
+               on_commit: Callable[[ConfigState], None] | None = None,
+               meta: dict[str, str] | None = None) -> Commit:
+        """Append one change event built from the current head, or nothing.
+
+        `build(state, sealer)` returns the changes; if it raises, or returns none, the
+        ledger is unchanged. With `expected_seq`, a head that moved raises ConflictError.
+        `meta` entries (which `build` may fill in) are written in the same transaction.
+        """
+        actor, reason, source = self._check_meta(actor, reason, source)
+        with self._lock:
+            # No change poll here: the head read inside the write transaction is what
+            # tells whether another writer appended (it must be read there anyway).
+            state = self._state if self._state is not None else self.head_state()
+            started = time.perf_counter()
+            with self.backend.write(wait=wait) as txn:
+                head = txn.head()
+                if head.seq != state.seq or head.hash != state.hash:
+                    state = self._catch_up(state, head)
+                    self._state = state
+                if expected_seq is not None and expected_seq != head.seq:
+                    raise ConflictError(expected_seq, head.seq)
+                seq = head.seq + 1
+                changes = list(build(state, _TxnSealer(self.vault, txn, seq)))
+                for key, value in (meta or {}).items():
+                    txn.set_meta(key, value)
+                if not changes:
+                    return Commit(head.seq, False, head.hash)
+                payload = encode_payload(ChangePayload(changes=changes, rollback_to=rollback_to))
+                if len(payload) > MAX_FILE_BYTES:
+                    raise InputError(f"one change of {len(payload):,} bytes is too large (the "
+                                     f"limit is {MAX_FILE_BYTES:,}, as for a configuration "
+                                     "file); nothing was written")
+                rec = self._record(txn, head, KIND_CHANGE, payload, actor, reason, source)
+                new_state = fold(state, rec, changes)
+                if should_snapshot(seq, self.snapshot_every):
+                    txn.put_snapshot(seq, rec.hash, encode_state(new_state))
+            self._state = new_state
+            if on_commit is not None:
+                on_commit(new_state)
+        if _log.enabled():
+            _log.info("appended", seq=seq, actor=actor, source=source,
+                      paths=[format_path(c.path) for c in changes],
+                      duration_ms=round((time.perf_counter() - started) * 1000, 3))
+        return Commit(seq, True, rec.hash, tuple(changes))
+
+    def update_typed(self, fn: Callable[[MoltisConfig], Any], **kw: Any) -> Commit:
+        """Give `fn` a typed copy of the head; record only the paths it changed."""
+        result: dict[str, Any] = {}
+
+        def build(state: ConfigState, sealer: Sealer) -> list[Change]:
+            view = self._view_for(state)
+            edit = view.edit(fn, state.config)
+            changes = materialize(edit.changes, state.config, sealer, where="update")
+            if not changes:
+                return changes
+            if edit.problem is None and not any(c.secret is not None for c in changes):
+                # only changed paths were recorded, so the edited view is exactly the
+                # typed view of the new raw document
+                result["edited"] = (view, edit)
+            else:
+                result["typed"] = self._validate(state, changes)  # names a bad path precisely
+                if edit.problem is not None:
+                    raise ConfigValidationError(f"update: {edit.problem}",
+                                                edit.problem.split(":", 1)[0])
+            return changes
+
+        return self.append(build, on_commit=lambda s: self._adopt(s, result), **kw)
+
+    def save_typed(self, cfg: MoltisConfig, **kw: Any) -> Commit:
+        """Make the head's typed view equal `cfg` (unknown raw keys are kept)."""
+        if not isinstance(cfg, MoltisConfig):
+            raise InputError(f"save_raw expects a MoltisConfig, got {type(cfg).__name__}")
+        # a private copy, since the caller may keep editing cfg
+        encoded = self.codec.encoder.encode(cfg)
+        return self.update_typed(lambda _old: self.codec.decoder.decode(encoded), **kw)
+
+    def save_documents(self, config: dict[str, Any] | None = None,
+                       keys: dict[str, Any] | None = None, *, where: str = "document",
+                       **kw: Any) -> Commit:
+        """Make whole documents equal these (None leaves that document as it is)."""
+        result: dict[str, MoltisConfig] = {}
+
+        def build(state: ConfigState, sealer: Sealer) -> list[Change]:
+            changes: list[Change] = []
+            if config is not None:
+                changes += materialize_document(state.config, config, sealer, where)
+            if keys is not None:
+                changes += materialize_document(state.keys, keys, sealer, where, doc="keys",
+                                                secret=is_key_secret_path)
+            if any(c.doc == "config" for c in changes):
+                result["typed"] = self._validate(state, changes)
+            return changes
+
+        return self.append(build, on_commit=lambda s: self._adopt(s, result), **kw)
+
+    def edit(self, sets: Mapping[Path, Any] | None = None, unsets: Iterable[Path] = (), *,
+             doc: DocName = "config", where: str = "edit", **kw: Any) -> Commit:
+        """Set values at paths and unset paths, as `moltis-ledger set/unset` does; tables
+        are expanded into leaves and secrets sealed. Validated like every write."""
+        raw_changes = [RawChange("unset", tuple(p)) for p in unsets]
+        raw_changes += [RawChange("set", tuple(p), v) for p, v in (sets or {}).items()]
+        return self.apply_raw(raw_changes, doc=doc, where=where, **kw)
+
+    def apply_raw(self, raw_changes: Sequence[RawChange], *, doc: DocName = "config",
+                  where: str = "edit", **kw: Any) -> Commit:
+        """Append raw path changes (sets replace what is at the path)."""
+        secret = is_key_secret_path if doc == "keys" else is_secret_path
+
+        def changes_for(state: ConfigState, sealer: Sealer) -> list[Change]:
+            document = state.document(doc)
+            return materialize(replace_tables(raw_changes, document), document, sealer,
+                               where=where, doc=doc, secret=secret)
+
+        return self.apply(changes_for, **kw)
+
+    def apply(self, changes_for: Callable[[ConfigState, Sealer], Sequence[Change]],
+              *, where: str = "update", **kw: Any) -> Commit:
+        """Append changes computed by the caller from the head state (validated; an
+        invalid value is reported at its path in `where`)."""
+        result: dict[str, MoltisConfig] = {}
+
+        def build(state: ConfigState, sealer: Sealer) -> Sequence[Change]:
+            changes = changes_for(state, sealer)
+            if any(c.doc == "config" for c in changes):
+                result["typed"] = self._validate(state, changes, where)
+            return changes
+
+        return self.append(build, on_commit=lambda s: self._adopt(s, result), **kw)
+
+    def _validate(self, state: ConfigState, changes: Sequence[Change],
+                  where: str = "update") -> MoltisConfig:
+        config_changes = [c for c in changes if c.doc == "config"]
+        new_raw, _ = apply_changes(state.config, config_changes)
+        return to_typed(new_raw, self.vault, where=where)
+
+    def _adopt(self, state: ConfigState, result: dict[str, Any]) -> None:
+        view = self._view
+        if "edited" in result:
+            base, edit = result["edited"]
+            self._view = base.after(state, edit)
+        elif "typed" in result:
+            self._view = self.codec.view_of(result["typed"], state)
+        elif (view is not None and isinstance(view.key, ConfigState)
+              and view.key.config is state.config):
+            # the config document is the very same object (a keys-only event)
+            self._view = view.same_config(state)
+
+    # -- shredding -------------------------------------------------------------------
+
+    def shred(self, refs: Sequence[SecretRef], *, paths: Sequence[str] = (),
+              actor: str | None = None, reason: str | None = None, source: str = "cli",
+              wait: bool = True) -> Commit:
+        """Destroy the stored values of these secrets ("forget this key"). History keeps
+        that they existed, who set them and when; a shred event records who destroyed
+        them and why; reading a past point that held one shows it as destroyed. The
+        chain is untouched, because values were never part of it."""
+        actor, reason, source = self._check_meta(actor, reason, source)
+        live = [r for r in dict.fromkeys(refs) if not self.vault.is_destroyed(r)]
+        if not paths:  # name where the values were held, so history can show it
+            wanted = {r.ref for r in live}
+            paths = list(dict.fromkeys(
+                doc_path_text(c.doc, c.path) for ev in self.events() for c in ev.changes
+                if c.secret is not None and c.secret.ref in wanted))
+        if not live:
+            current = self.head_state()
+            return Commit(current.seq, False, current.hash)
+        payload = encode_payload(ShredPayload(secrets=live, paths=list(paths)))
+        with self._lock, self.backend.write(wait=wait) as txn:
+            head = txn.head()
+            state = self._state or self.head_state()
+            if head.seq != state.seq or head.hash != state.hash:
+                state = self._catch_up(state, head)
+            rec = self._record(txn, head, KIND_SHRED, payload, actor, reason, source)
+            for ref in live:
+                txn.shred_secret(ref.ref, rec.seq)
+            self._state = fold(state, rec)
+            if should_snapshot(rec.seq, self.snapshot_every):
+                txn.put_snapshot(rec.seq, rec.hash, encode_state(self._state))
+        checkpoint = getattr(self.backend, "checkpoint", None)
+        if checkpoint is not None:
+            checkpoint()  # old WAL pages held the sealed value: fold them away now
+        _log.info("shredded", seq=rec.seq, actor=actor, secrets=len(live), paths=list(paths))
+        return Commit(rec.seq, True, rec.hash)
+
+    def refs_with_fingerprint(self, fp: str) -> list[SecretRef]:
+        """Every stored secret (in any version of either document) with this fingerprint."""
+        found: dict[str, SecretRef] = {}
+        for ev in self.events():
+            for ch in ev.changes:
+                if ch.secret is not None and ch.secret.fp == fp:
+                    found[ch.secret.ref] = ch.secret
+        return list(found.values())
+
+    # -- history ---------------------------------------------------------------------
+
+    def events(self, after: int = 0, until: int | None = None, *, descending: bool = False,
+               limit: int | None = None) -> Iterator[Event]:
+        for rec in self.backend.read(after, until, descending=descending, limit=limit):
+            yield decode_event(rec)
+
+    def event(self, seq: int) -> Event | None:
+        rec = self.backend.record(seq)
+        return decode_event(rec) if rec else None
+
+    def seq_at_time(self, when: datetime | int) -> int:
+        """The last seq whose time is at or before `when` (0 if none). Event times never
+        decrease along the log, so this is a binary search over seq, without an index."""
+        ts = when if isinstance(when, int) else int(when.timestamp() * 1_000_000)
+        lo, hi = 0, self.head_state().seq
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            mid_ts = self.backend.ts_of(mid)
+            if mid_ts is None:
+                raise LedgerError(f"event {mid} is missing from the log; run verify")
+            if mid_ts <= ts:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def verify(self, expect_head: bytes | None = None) -> VerifyReport:
+        return verify_records(self.backend.read(), expect_head)
+
+    def replay(self, until: int | None = None) -> ConfigState:
+        """A full replay of the log from genesis (snapshots ignored): what every
+        snapshot and cached state must equal."""
+        return replay_rows(EMPTY_STATE, self.backend.read_rows(until=until), private=False)
+
+    def rebuild_snapshots(self) -> int:
+        """Drop every snapshot and write them again from the log; returns how many."""
+        self.backend.drop_snapshots()
+        count = 0
+        state = EMPTY_STATE
+        batch: list[Row] = []
+        for row in self.backend.read_rows():
+            batch.append(row)
+            if should_snapshot(row[0], self.snapshot_every):
+                state = replay_rows(state, batch, private=state is not EMPTY_STATE)
+                batch = []
+                with self.backend.write() as txn:
+                    txn.put_snapshot(state.seq, state.hash, encode_state(state))
+                count += 1
+        return count
+
+    def reset_caches(self) -> None:
+        """Forget cached state (after the storage was replaced underneath, by a restore)."""
+        with self._lock:
+            self._state = None
+            self._view = None
+
+    def close(self) -> None:
+        self.backend.close()

@@ -1,0 +1,203 @@
+"""Secrets at rest: sealing values into the secrets table, opening them, fingerprints.
+
+Each value is sealed with AES-256-GCM under a subkey of the ledger key, with the
+ledger's id and the secret's reference as associated data (so a sealed value copied to
+another row or another ledger does not open). The ledger key never enters the database;
+a keyed check value in `ledger_meta` tells a wrong key from a corrupt value.
+
+Fingerprints are keyed blake3 (a different subkey): equal values have equal
+fingerprints in one ledger, and nobody without the key can test a guess against one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets as _random
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+import blake3
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ledger._log import get_logger
+from ledger.backends.base import Backend, WriteTxn
+from ledger.core.secret_refs import DESTROYED_REF, SecretRef
+from ledger.errors import SecretDestroyedError, SecretKeyError
+from ledger.files.dirs import default_key_file, ensure_private_dir
+
+__all__ = ["KeySource", "Vault"]
+
+ENV_KEY: Final = "MOLTIS_LEDGER_KEY"
+_SEALED_V1: Final = b"\x01"
+_log = get_logger("ledger.engine.vault")
+
+
+def _subkey(master: bytes, purpose: str) -> bytes:
+    return blake3.blake3(master, derive_key_context=f"moltis-config-ledger 2026 {purpose}").digest()
+
+
+def parse_key(text: str, where: str) -> bytes:
+    """32 bytes, as 64 hex digits or base64; the error names where it came from."""
+    text = text.strip()
+    try:
+        if len(text) == 64:
+            return bytes.fromhex(text)
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_"
+                               if "-" in text or "_" in text else None, validate=True)
+        if len(raw) == 32:
+            return raw
+    except (ValueError, binascii.Error):
+        pass
+    raise SecretKeyError(f"{where}: the ledger key must be 32 bytes as 64 hex digits or base64")
+
+
+class KeySource:
+    """Where the ledger key comes from: an explicit key, MOLTIS_LEDGER_KEY, or a key file
+    (MOLTIS_LEDGER_KEY_FILE, else <config dir>/ledger.key), created 0600 on first use."""
+
+    def __init__(self, key: bytes | None = None, key_file: str | os.PathLike[str] | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
+        self._key = key
+        self._env = os.environ if env is None else env
+        self.key_file = Path(key_file) if key_file is not None else default_key_file(env=self._env)
+
+    def describe(self) -> str:
+        if self._key is not None:
+            return "the key passed by the caller"
+        if self._env.get(ENV_KEY):
+            return f"${ENV_KEY}"
+        return f"key file {self.key_file}"
+
+    def load(self, *, create: bool) -> bytes | None:
+        if self._key is not None:
+            return self._key
+        text = self._env.get(ENV_KEY)
+        if text:
+            return parse_key(text, f"${ENV_KEY}")
+        try:
+            return parse_key(self.key_file.read_text(encoding="ascii"), str(self.key_file))
+        except FileNotFoundError:
+            pass
+        except (OSError, UnicodeDecodeError) as err:
+            raise SecretKeyError(f"{self.key_file}: cannot read the ledger key: {err}") from err
+        if not create:
+            return None
+        return self._create_file()
+
+    def _create_file(self) -> bytes:
+        key = os.urandom(32)
+        ensure_private_dir(self.key_file.parent)
+        try:
+            fd = os.open(self.key_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:  # another process won the race: use its key
+            return parse_key(self.key_file.read_text(encoding="ascii"), str(self.key_file))
+        except OSError as err:
+            raise SecretKeyError(f"{self.key_file}: cannot create the ledger key: {err}") from err
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(key.hex() + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        _log.info("ledger key created", key_file=str(self.key_file))
+        return key
+
+
+class Vault:
+    """Seals and opens secret values for one ledger. Implements `SecretOpener`."""
+
+    def __init__(self, backend: Backend, keys: KeySource) -> None:
+        self._backend = backend
+        self.keys = keys
+        self._lock = threading.Lock()
+        self._aead: AESGCM | None = None
+        self._fp_key: bytes | None = None
+        self._check: str | None = None
+        self._ledger_id = (backend.get_meta("ledger_id") or "").encode()
+
+    # -- key handling ----------------------------------------------------------------
+
+    def _unlock(self, txn: WriteTxn | None = None) -> None:
+        if self._aead is not None:
+            return
+        with self._lock:
+            if self._aead is not None:
+                return
+            stored = (txn.get_meta("key_check") if txn is not None
+                      else self._backend.get_meta("key_check"))
+            # A new key may only be created for a ledger that has never held a secret.
+            key = self.keys.load(create=txn is not None and stored is None)
+            if key is None:
+                raise SecretKeyError(
+                    f"no ledger key: set ${ENV_KEY} or provide {self.keys.key_file} "
+                    "(secrets cannot be read or written without it; other config still can)"
+                )
+            check = blake3.blake3(self._ledger_id, key=_subkey(key, "key check")).hexdigest()
+            if stored is not None and stored != check:
+                raise SecretKeyError(
+                    f"the ledger key from {self.keys.describe()} does not match the key this "
+                    "ledger's secrets were sealed with"
+                )
+            if stored is None and txn is not None:
+                txn.set_meta("key_check", check)
+            self._check = check
+            self._fp_key = _subkey(key, "fingerprint")
+            self._aead = AESGCM(_subkey(key, "secret sealing"))
+
+    def fingerprint(self, plaintext: str, txn: WriteTxn | None = None) -> str:
+        self._unlock(txn)
+        assert self._fp_key is not None
+        return blake3.blake3(plaintext.encode("utf-8"), key=self._fp_key).hexdigest()[:16]
+
+    def _aad(self, ref: str) -> bytes:
+        return self._ledger_id + b"\x00" + ref.encode()
+
+    # -- sealing (inside a write transaction) ----------------------------------------
+
+    def seal(self, txn: WriteTxn, plaintext: str, seq: int) -> SecretRef:
+        """Store a value in the secrets table; return the reference events will carry."""
+        self._unlock(txn)
+        assert self._aead is not None
+        ref = _random.token_hex(12)
+        nonce = os.urandom(12)
+        sealed = _SEALED_V1 + nonce + self._aead.encrypt(
+            nonce, plaintext.encode("utf-8"), self._aad(ref)
+        )
+        txn.put_secret(ref, sealed, seq)
+        return SecretRef(ref=ref, fp=self.fingerprint(plaintext))
+
+    # -- opening ---------------------------------------------------------------------
+
+    def is_destroyed(self, ref: SecretRef) -> bool:
+        """Shredded here, or imported as destroyed from an export."""
+        row = self._backend.secret(ref.ref)
+        if row is None:
+            return ref.ref.startswith(DESTROYED_REF)
+        return row.sealed is None
+
+    def open_secret(self, ref: SecretRef) -> str:
+        row = self._backend.secret(ref.ref)
+        if row is None:
+            raise SecretDestroyedError(
+                f"secret fp:{ref.fp} has no stored value in this ledger (it came from a "
+                "masked export, or its value was destroyed before export); set it again"
+            )
+        if row.sealed is None:
+            raise SecretDestroyedError(
+                f"secret fp:{ref.fp} was shredded at seq {row.shredded_seq}; its value is gone"
+            )
+        self._unlock()
+        assert self._aead is not None
+        sealed = bytes(row.sealed)
+        if not sealed.startswith(_SEALED_V1) or len(sealed) < 29:
+            raise SecretKeyError(f"secret fp:{ref.fp}: the stored value is malformed")
+        try:
+            return self._aead.decrypt(sealed[1:13], sealed[13:], self._aad(ref.ref)).decode()
+        except InvalidTag:
+            raise SecretKeyError(
+                f"secret fp:{ref.fp} does not open with the ledger key from "
+                f"{self.keys.describe()} (wrong key, or the value was tampered with)"
+            ) from None

@@ -1,0 +1,184 @@
+"""Safe file writes for the file stores (moltis.toml, provider_keys.json) and exports.
+
+* `locked(path)`: a cross-process lock (flock on `<name>.lock` next to the file), first
+  tried without waiting so an async caller can move the wait to a worker thread;
+* `replace_file(path, data)`: temp file in the same directory (0600 whatever the umask),
+  fsync, rename over the target, fsync the directory — a reader sees the old file or
+  the new one, never half of one, and an acknowledged write survives a crash;
+* `os_error(...)`: OSError translated into the library's errors, naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import secrets as _random
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ledger._log import get_logger
+from ledger.errors import ParseError, ReadOnlyError, StoreBusyError, StoreError
+from ledger.files.dirs import ensure_private_dir
+
+__all__ = ["locked", "os_error", "parse_document", "read_file", "replace_file"]
+
+_log = get_logger("ledger.files.safe_io")
+READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+# moltis.toml is a few KB (the commented template is 57 KB); a config file of many MB is
+# a mistake, refused with a clear error instead of being parsed into the ledger.
+MAX_FILE_BYTES = 16 << 20
+
+
+def check_size(path: Path, size: int) -> None:
+    if size > MAX_FILE_BYTES:
+        raise ParseError(f"{path}: {size:,} bytes is too large for a configuration file "
+                         f"(the limit is {MAX_FILE_BYTES:,})")
+
+
+def read_file(path: Path) -> bytes | None:
+    """A configuration file's bytes (None when it does not exist), size-checked."""
+    try:
+        check_size(path, path.stat().st_size)
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise os_error(path, err, "read") from err
+
+
+def parse_document(data: bytes, where: str, fmt: str) -> dict[str, Any]:
+    """A TOML or JSON document (an object) from a file's bytes; ParseError names the
+    file and, when the parser says, the line. Empty text is an empty document."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ParseError(f"{where}: not UTF-8 text (bad byte at offset {err.start})") from None
+    try:
+        if fmt == "json":
+            parsed = json.loads(text) if text.strip() else {}
+        else:
+            parsed = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ParseError(f"{where}: invalid TOML: {err}") from None
+    except json.JSONDecodeError as err:
+        raise ParseError(f"{where}: invalid JSON at line {err.lineno}, column {err.colno}: "
+                         f"{err.msg}") from None
+    except RecursionError:
+        raise ParseError(f"{where}: nested too deeply") from None
+    if not isinstance(parsed, dict):
+        raise ParseError(f"{where}: the document must be a {fmt.upper()} object")
+    return parsed
+
+
+def os_error(path: Path, err: OSError, doing: str) -> StoreError:
+    if err.errno in READ_ONLY_ERRNOS:
+        return ReadOnlyError(f"{path}: cannot {doing}: {err.strerror} (the file or its "
+                             "directory is not writable); the file is unchanged")
+    if err.errno in FULL_ERRNOS:
+        return StoreError(f"{path}: cannot {doing}: the disk is full ({err.strerror}); "
+                          "the file is unchanged")
+    return StoreError(f"{path}: cannot {doing}: {err.strerror}; the file is unchanged")
+
+
+@contextlib.contextmanager
+def locked(path: Path, *, wait: bool, timeout: float = 30.0) -> Iterator[None]:
+    """Hold the write lock of `path`. StoreBusyError at once when `wait` is False, or
+    after `timeout` seconds (a writer stopped while holding it must not block forever)."""
+    lock = path.with_name(path.name + ".lock")
+    try:
+        ensure_private_dir(path.parent)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            os.fchmod(fd, 0o600)
+        except FileExistsError:
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+            except PermissionError:
+                fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise os_error(path, err, f"create the lock file {lock.name}") from err
+    try:
+        deadline = time.monotonic() + (timeout if wait else 0.0)
+        pause = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreBusyError(f"{path}: another writer holds {lock}") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+        _remove_stale_temps(path)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Remove the temp files of `path` that a writer killed between writing one and
+    renaming it left behind. Only the holder of the lock writes them, so while we hold
+    it, any that exists is stale."""
+    target = Path(os.path.realpath(path))
+    prefix = f".{target.name}."
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return
+    for name in names:
+        token = name[len(prefix):-len(".tmp")]
+        if (name.startswith(prefix) and name.endswith(".tmp") and len(token) == 12
+                and all(c in "0123456789abcdef" for c in token)):
+            with contextlib.suppress(OSError):
+                os.unlink(target.parent / name)
+                _log.warning("removed a temp file left by a writer that died",
+                             path=str(target.parent / name))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def replace_file(path: Path, data: bytes) -> os.stat_result:
+    """Atomically and durably make `path` hold `data` (mode 0600); returns its stat."""
+    target = Path(os.path.realpath(path))  # a symlinked file stays a symlink
+    ensure_private_dir(target.parent)
+    tmp = target.with_name(f".{target.name}.{_random.token_hex(6)}.tmp")
+    fd: int | None = None
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, 0o600)  # whatever the umask
+        _write_all(fd, data)
+        os.fsync(fd)
+        st = os.fstat(fd)
+        os.close(fd)
+        fd = None
+        os.replace(tmp, target)
+    except OSError as err:
+        if fd is not None:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise os_error(path, err, "write") from err
+    try:
+        dfd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as err:  # the file is written; only the rename's durability is unsure
+        _log.warning("cannot fsync the directory", path=str(target.parent),
+                     error=err.strerror)
+    return st

@@ -1,0 +1,152 @@
+"""Moving a ledger between backends: SQLite to PostgreSQL and back.
+
+`copy_ledger(source, target)` copies every event (in batches), every snapshot and
+secret row, and the meta values that give the ledger its identity, into an EMPTY target,
+then verifies the target's chain. The chain covers only stored column values, never
+anything backend-specific, so the head hash is the same on both sides; the copy keeps the
+ledger's id and key check, so its secrets open with the same ledger key.
+
+The source is verified before anything is written (a broken chain is not copied), and
+a target that already holds anything is refused. A copy interrupted halfway leaves a
+partial target: drop it and copy again. Open stores on the target after the copy (a
+store reads the ledger's id when it opens).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
+from ledger._log import get_logger
+from ledger.backends.base import Backend
+from ledger.core.chain import VerifyReport, verify_records
+from ledger.core.events import Record
+from ledger.errors import InputError, StoreError, VerificationError
+
+__all__ = ["copy_ledger", "copy_ledger_files", "open_backend"]
+
+_log = get_logger("ledger.ops.transfer")
+BATCH: Final = 1000
+# What makes a ledger itself (its id seals the secrets; the key check tells a wrong key)
+# and what migrate() remembers of the files it imported. Other meta values are
+# per-database (format_version is written by each backend at creation).
+COPIED_META: Final = ("ledger_id", "created_us", "key_check", "import.config.leaves",
+                      "import.keys.leaves")
+
+
+def _meta_of(backend: Backend) -> dict[str, str]:
+    items = getattr(backend, "meta_items", None)
+    if callable(items):
+        found = dict(items())
+        return {k: v for k, v in found.items()
+                if k in COPIED_META or k.startswith("import.")}
+    values = {k: backend.get_meta(k) for k in COPIED_META}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _check_empty(target: Backend) -> None:
+    head = target.head()
+    what = []
+    if head.seq:
+        what.append(f"{head.seq} events")
+    if target.snapshot_seqs():
+        what.append("snapshots")
+    if next(iter(target.secrets()), None) is not None:
+        what.append("secrets")
+    if any(target.get_meta(k) is not None for k in COPIED_META
+           if k not in ("ledger_id", "created_us")):
+        what.append("a ledger key or imported files")
+    if what:
+        raise StoreError(f"{target.location}: the target ledger is not empty ({', '.join(what)});"
+                         " copy only into a new, empty ledger")
+
+
+def _batches(records: Iterator[Record]) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    for rec in records:
+        batch.append(rec)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def copy_ledger(source: Backend, target: Backend) -> VerifyReport:
+    """Copy `source` into the empty `target`; return the target's verify report.
+
+    Raises VerificationError if the source does not verify (nothing is written) or if
+    the copy does not arrive intact with the same head hash, StoreError if the target
+    is not empty."""
+    if target.read_only:
+        raise StoreError(f"{target.location}: the target was opened read-only")
+    _check_empty(target)
+    before = verify_records(source.read())
+    if not before.ok:
+        raise VerificationError(f"{source.location}: the source does not verify ({before.problem});"
+                                " nothing was copied", before.first_bad_seq)
+    meta = _meta_of(source)
+    copied = 0
+    with target.write() as txn:
+        for key, value in meta.items():
+            txn.set_meta(key, value)
+    for batch in _batches(source.read(until=before.head_seq)):
+        with target.write() as txn:
+            txn.append(batch)
+        copied += len(batch)
+    with target.write() as txn:
+        for seq in source.snapshot_seqs():
+            snap = source.snapshot_at(seq)
+            if snap is not None and snap.seq == seq and seq <= before.head_seq:
+                txn.put_snapshot(snap.seq, snap.hash, snap.state)
+        for row in source.secrets():
+            # a shredded secret stays shredded: the row says it existed, not its value
+            txn.put_secret(row.ref, row.sealed or b"", row.created_seq)
+            if row.sealed is None:
+                txn.shred_secret(row.ref, row.shredded_seq or row.created_seq)
+    after = verify_records(target.read())
+    if not after.ok or after.head_hash != before.head_hash or after.events != before.events:
+        raise VerificationError(
+            f"{target.location}: the copy does not verify "
+            f"({after.problem or f'head {after.head_hex[:16]}… != {before.head_hex[:16]}…'})",
+            after.first_bad_seq)
+    _log.info("ledger copied", source=source.location, target=target.location, events=copied,
+              head=after.head_hex)
+    return after
+
+
+def open_backend(url: str, *, schema: str = "public", create: bool = True) -> Backend:
+    """A backend from a path (SQLite; `sqlite:///` prefix optional) or a postgresql:// DSN."""
+    if url.startswith(("postgresql://", "postgres://")) or (
+            "=" in url and "dbname" in url and not os.path.exists(url)):
+        from ledger.backends.postgres import PostgresBackend
+
+        return PostgresBackend(url, schema=schema)
+    from ledger.backends.sqlite import SqliteBackend
+
+    path = url.removeprefix("sqlite://")
+    if not path:
+        raise InputError(f"{url!r} names no database file")
+    if not create and not os.path.exists(path):
+        raise InputError(f"{path}: no ledger database here")
+    return SqliteBackend(path)
+
+
+@contextmanager
+def _opened(url: str, schema: str, create: bool) -> Iterator[Backend]:
+    backend = open_backend(url, schema=schema, create=create)
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+def copy_ledger_files(src_url: str, dst_url: str, *, src_schema: str = "public",
+                      dst_schema: str = "public") -> VerifyReport:
+    """`copy_ledger` between two locations, each a SQLite path or a postgresql:// DSN
+    (with the PostgreSQL schema given separately)."""
+    with _opened(src_url, src_schema, False) as source, \
+            _opened(dst_url, dst_schema, True) as target:
+        return copy_ledger(source, target)

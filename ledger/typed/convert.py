@@ -1,0 +1,540 @@
+"""Between the raw document and the typed `MoltisConfig`.
+
+* `to_typed(raw)`: the raw document on top of the schema defaults, validated. Unknown
+  keys stay in the raw document (they are not dropped) and `check()` reports them.
+* `typed_changes(old, new, raw)`: the path-level changes that a caller's edit of a typed
+  config makes, found by comparing sections with the Structs' own (C-level) `==` and
+  recursing only into unequal ones; only changed paths are recorded, so explicit keys
+  stay explicit and defaults are never written out.
+* `is_secret_path(path)`: whether the schema marks a raw path as a secret.
+
+The schema conventions are those of `ledger.schema.base.Section`: `__flatten__` names a
+field that collects all other keys (Rust's `serde(flatten)`), `__aliases__` maps old
+TOML key names to field names.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+
+from ledger.core.document import MISSING, same_value
+from ledger.core.keypaths import Path, format_path
+from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
+from ledger.errors import ConfigValidationError
+from ledger.schema import FREEFORM_SECRETS, MoltisConfig
+from ledger.schema.providers import ProvidersConfig, is_provider_name
+
+__all__ = [
+    "Problem",
+    "RawChange",
+    "check",
+    "is_secret_path",
+    "sanitize_message",
+    "shape",
+    "to_raw_value",
+    "to_typed",
+    "typed_changes",
+]
+
+Kind = Literal["section", "dict", "list", "secret", "leaf"]
+
+
+@dataclass(eq=False)
+class TypeNode:
+    kind: Kind
+    annotation: Any
+    cls: type[msgspec.Struct] | None = None
+    item: TypeNode | None = None  # dict value / list item
+
+
+@dataclass(eq=False)
+class FieldNode:
+    attr: str
+    key: str
+    node: TypeNode
+    default: Any
+    factory: Callable[[], Any] | None
+
+
+@dataclass(eq=False)
+class SectionInfo:
+    cls: type[msgspec.Struct]
+    fields: dict[str, FieldNode] = field(default_factory=dict)  # by TOML key
+    ordered: list[FieldNode] = field(default_factory=list)
+    flatten: FieldNode | None = None
+    aliases: dict[str, str] = field(default_factory=dict)  # old key -> TOML key
+    # every field in declaration order (as msgspec.structs.astuple lists them), with
+    # True for the flattened one
+    positions: list[tuple[FieldNode, bool]] = field(default_factory=list)
+
+
+def _strip(tp: Any) -> Any:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _node(tp: Any) -> TypeNode:
+    ann = tp
+    tp = _strip(tp)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        non_none = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(non_none) == 1:
+            inner = _node(non_none[0])
+            return TypeNode(inner.kind, ann, inner.cls, inner.item)
+        return TypeNode("leaf", ann)
+    if tp is Secret:
+        return TypeNode("secret", ann)
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return TypeNode("section", ann, cls=tp)
+    if origin is dict:
+        return TypeNode("dict", ann, item=_node(typing.get_args(tp)[1]))
+    if origin is list:
+        return TypeNode("list", ann, item=_node(typing.get_args(tp)[0]))
+    return TypeNode("leaf", ann)
+
+
+@functools.cache
+def section_info(cls: type[msgspec.Struct]) -> SectionInfo:
+    info = SectionInfo(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
+    flatten_attr = getattr(cls, "__flatten__", None)
+    for f in msgspec.structs.fields(cls):
+        factory = None if f.default_factory is msgspec.NODEFAULT else f.default_factory
+        default = None if f.default is msgspec.NODEFAULT else f.default
+        fn = FieldNode(f.name, f.encode_name, _node(hints[f.name]), default, factory)
+        if f.name == flatten_attr:
+            info.flatten = fn
+        else:
+            info.fields[fn.key] = fn
+            info.ordered.append(fn)
+        info.positions.append((fn, f.name == flatten_attr))
+    for old, new in getattr(cls, "__aliases__", {}).items():
+        target = next((fn.key for fn in info.ordered if new in (fn.attr, fn.key)), None)
+        if target is None:
+            raise TypeError(f"{cls.__name__}.__aliases__: {old!r} -> unknown field {new!r}")
+        info.aliases[old] = target
+    return info
+
+
+ROOT = _node(MoltisConfig)
+
+
+# ---------------------------------------------------------------------------------
+# raw -> typed
+
+
+def shape(raw: Any, node: TypeNode) -> Any:
+    """Rearrange a raw value into the typed shape (flatten, aliases) for msgspec."""
+    if node.kind == "section" and isinstance(raw, dict):
+        assert node.cls is not None
+        info = section_info(node.cls)
+        out: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for raw_key, value in raw.items():
+            key = info.aliases.get(raw_key) or raw_key
+            if key != raw_key and key in raw:
+                continue  # the current name wins over the old one
+            fn = info.fields.get(key)
+            if fn is not None:
+                out[fn.key] = shape(value, fn.node)
+            elif info.flatten is not None:
+                assert info.flatten.node.item is not None
+                extra[key] = shape(value, info.flatten.node.item)
+        if extra:
+            assert info.flatten is not None
+            out[info.flatten.key] = extra
+        return out
+    if node.kind == "dict" and isinstance(raw, dict) and node.item is not None:
+        if node.item.kind in ("section", "dict", "list"):
+            return {k: shape(v, node.item) for k, v in raw.items()}
+        return raw
+    if node.kind == "list" and isinstance(raw, list) and node.item is not None:
+        if node.item.kind in ("section", "dict", "list"):
+            return [shape(v, node.item) for v in raw]
+        return raw
+    return raw
+
+
+def _secret_hook(opener: SecretOpener | None) -> Callable[[type, Any], Any]:
+    def hook(tp: type, obj: Any) -> Any:
+        if tp is Secret:
+            if isinstance(obj, SecretRef):
+                return Secret.stored(obj, opener)
+            if isinstance(obj, str):
+                return Secret(obj)
+            if isinstance(obj, Secret):
+                return obj
+            raise msgspec.ValidationError(f"Expected a secret string, got {type(obj).__name__}")
+        raise NotImplementedError
+    return hook
+
+
+_plain_hook = _secret_hook(None)
+
+
+def to_typed(raw: Mapping[str, Any], opener: SecretOpener | None = None,
+             where: str = "config") -> MoltisConfig:
+    """The typed config for a raw document; ConfigValidationError names the bad path."""
+    shaped = shape(raw, ROOT)
+    hook = _plain_hook if opener is None else _secret_hook(opener)
+    try:
+        return msgspec.convert(shaped, MoltisConfig, dec_hook=hook, str_keys=True)
+    except msgspec.ValidationError as err:
+        path, why = _locate_invalid(raw, ROOT, (), hook) or ((), str(err))
+        p = format_path(path)
+        raise ConfigValidationError(f"{where}: {p}: {why}", p) from None
+
+
+def _convert_error(value: Any, ann: Any, hook: Callable[[type, Any], Any]) -> str | None:
+    try:
+        msgspec.convert(value, ann, dec_hook=hook, str_keys=True)
+    except msgspec.ValidationError as err:
+        return sanitize_message(str(err), ann)
+    return None
+
+
+_AT = re.compile(r" - at `\$[^`]*`$")
+_QUOTED = re.compile(r"'[^']*'")
+
+
+def sanitize_message(msg: str, annotation: Any = None) -> str:
+    """A msgspec validation message without its location suffix and without the
+    offending value (it may be a secret pasted into the wrong field); for a closed set
+    of values, the allowed ones are named instead."""
+    text = _QUOTED.sub("(value withheld)", _AT.sub("", msg)).replace("`", "")
+    allowed = _literal_values(annotation)
+    if allowed and text.startswith("Invalid enum value"):
+        text = f"invalid value; expected one of: {', '.join(map(str, allowed))}"
+    return text
+
+
+def _literal_values(annotation: Any) -> tuple[Any, ...]:
+    tp = _strip(annotation)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            values = _literal_values(arg)
+            if values:
+                return values
+        return ()
+    return typing.get_args(tp) if typing.get_origin(tp) is Literal else ()
+
+
+def _locate_invalid(raw: Any, node: TypeNode, path: Path,
+                    hook: Callable[[type, Any], Any]) -> tuple[Path, str] | None:
+    """Slow path, taken only after a failed conversion: find the deepest bad raw path
+    (a bad value, or a table missing a required key)."""
+    children: list[tuple[Any, TypeNode, Path]] = []
+    if node.kind == "section" and isinstance(raw, dict):
+        assert node.cls is not None
+        info = section_info(node.cls)
+        for key, value in raw.items():
+            fn = info.fields.get(info.aliases.get(key) or key)
+            if fn is not None:
+                children.append((value, fn.node, (*path, key)))
+            elif info.flatten is not None and info.flatten.node.item is not None:
+                children.append((value, info.flatten.node.item, (*path, key)))
+    elif node.kind == "dict" and isinstance(raw, dict) and node.item is not None:
+        children = [(v, node.item, (*path, k)) for k, v in raw.items()]
+    elif node.kind == "list" and isinstance(raw, list) and node.item is not None:
+        children = [(v, node.item, (*path, str(i))) for i, v in enumerate(raw)]
+    for value, child, child_path in children:
+        found = _locate_invalid(value, child, child_path, hook)
+        if found:
+            return found
+    why = _convert_error(shape(raw, node), node.annotation, hook)
+    return (path, why) if why else None
+
+
+# ---------------------------------------------------------------------------------
+# typed -> raw changes
+
+
+@dataclass(frozen=True, slots=True)
+class RawChange:
+    """A change found by comparing typed configs; `value` may still hold `Secret`s."""
+
+    op: Literal["set", "unset"]
+    path: Path
+    value: Any = None
+
+
+def to_raw_value(value: Any, node: TypeNode | None = None) -> Any:
+    """A typed value as it would be written to the raw document (defaults omitted)."""
+    if isinstance(value, msgspec.Struct):
+        info = section_info(type(value))
+        out: dict[str, Any] = {}
+        for fn in info.ordered:
+            v = getattr(value, fn.attr)
+            if v is None or _is_default(v, fn):
+                continue
+            out[fn.key] = to_raw_value(v, fn.node)
+        if info.flatten is not None:
+            for k, v in getattr(value, info.flatten.attr).items():
+                out[k] = to_raw_value(v, info.flatten.node.item)
+        return out
+    if isinstance(value, dict):
+        item = node.item if node is not None else None
+        return {k: to_raw_value(v, item) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        item = node.item if node is not None else None
+        return [to_raw_value(v, item) for v in value]
+    return value
+
+
+def _is_default(value: Any, fn: FieldNode) -> bool:
+    if fn.factory is None:
+        return same_value(value, fn.default) if fn.default is not None else value is None
+    if isinstance(value, list | dict):
+        return not value
+    return bool(value == fn.factory())
+
+
+def typed_changes(old: MoltisConfig, new: MoltisConfig,
+                  raw: Mapping[str, Any]) -> list[RawChange]:
+    """The raw-path changes that turn `old` (the typed view of `raw`) into `new`."""
+    out: list[RawChange] = []
+    _diff_section(old, new, section_info(type(old)), (), raw, out)
+    return out
+
+
+def _diff_section(old: Any, new: Any, info: SectionInfo, path: Path, raw: Any,
+                  out: list[RawChange]) -> None:
+    if type(new) is not type(old):
+        raise ConfigValidationError(
+            f"{format_path(path)}: expected a {type(old).__name__}, got {type(new).__name__}",
+            format_path(path),
+        )
+    # Compare all fields at C speed first; only unequal ones are looked at in Python.
+    old_values = msgspec.structs.astuple(old)
+    new_values = msgspec.structs.astuple(new)
+    if old_values == new_values and all(
+        type(a) is type(b) for a, b in zip(old_values, new_values, strict=True)
+    ):
+        return
+    raw_node = raw if isinstance(raw, dict) else {}
+    for (fn, flattened), a, b in zip(info.positions, old_values, new_values, strict=True):
+        if a is b or (type(a) is type(b) and a == b):
+            continue
+        if flattened:
+            assert fn.node.item is not None
+            _diff_mapping(a, b, fn.node.item, path, raw_node, out)
+            continue
+        key_path = (*path, fn.key)
+        _drop_aliases(info, fn.key, key_path, raw_node, out)
+        _diff_value(a, b, fn.node, key_path, raw_node.get(fn.key, MISSING), out)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except TypeError:
+        return False
+
+
+def _drop_aliases(info: SectionInfo, key: str, path: Path, raw_node: Mapping[str, Any],
+                  out: list[RawChange]) -> None:
+    for old_key, target in info.aliases.items():
+        if target == key and old_key in raw_node:
+            out.append(RawChange("unset", (*path[:-1], old_key)))
+
+
+def _diff_value(a: Any, b: Any, node: TypeNode, path: Path, raw: Any,
+                out: list[RawChange]) -> None:
+    if b is None:
+        if raw is not MISSING or a is not None:
+            out.append(RawChange("unset", path))
+        return
+    if node.kind == "section" and isinstance(a, msgspec.Struct) and isinstance(b, msgspec.Struct):
+        _diff_section(a, b, section_info(type(a)), path, raw, out)
+        return
+    if node.kind == "dict" and isinstance(a, dict) and isinstance(b, dict):
+        assert node.item is not None
+        _diff_mapping(a, b, node.item, path, raw if isinstance(raw, dict) else {}, out)
+        return
+    new_raw = to_raw_value(b, node)
+    if isinstance(new_raw, dict) and isinstance(raw, dict) and raw:
+        out.append(RawChange("unset", path))  # replace the whole table
+    out.append(RawChange("set", path, new_raw))
+
+
+def diff_top_level(field: FieldNode, old: Any, new: Any, raw: Any, out: list[RawChange]) -> None:
+    """The changes within one top-level section (the root has no aliases or flatten)."""
+    _diff_value(old, new, field.node, (field.key,), raw, out)
+
+
+def _diff_mapping(a: Mapping[str, Any], b: Mapping[str, Any], item: TypeNode, path: Path,
+                  raw: Mapping[str, Any], out: list[RawChange]) -> None:
+    for key in a:
+        if key not in b:
+            out.append(RawChange("unset", (*path, key)))
+    for key, bv in b.items():
+        av = a.get(key, MISSING)
+        if av is MISSING:
+            value = to_raw_value(bv, item)
+            out.append(RawChange("set", (*path, key), value))
+        elif not _equal(av, bv):
+            _diff_value(av, bv, item, (*path, key), raw.get(key, MISSING), out)
+
+
+# ---------------------------------------------------------------------------------
+# secrets marked by the schema
+
+
+def _build_secret_trie() -> dict[str, Any]:
+    trie: dict[str, Any] = {}
+
+    def walk(node: TypeNode, t: dict[str, Any], depth: int) -> None:
+        if depth > 12:
+            return
+        if node.kind == "section":
+            assert node.cls is not None
+            info = section_info(node.cls)
+            for fn in info.ordered:
+                keys = [fn.key, *[o for o, tgt in info.aliases.items() if tgt == fn.key]]
+                for key in keys:
+                    visit(fn.node, t, key, depth)
+            if info.flatten is not None and info.flatten.node.item is not None:
+                visit(info.flatten.node.item, t, "*", depth)
+        elif node.kind == "dict" and node.item is not None:
+            visit(node.item, t, "*", depth)
+
+    def visit(node: TypeNode, t: dict[str, Any], key: str, depth: int) -> None:
+        if node.kind == "secret":
+            t[key] = True
+        elif node.kind in ("section", "dict"):
+            child = t.setdefault(key, {})
+            if isinstance(child, dict):
+                walk(node, child, depth + 1)
+
+    walk(ROOT, trie, 0)
+    for pattern in FREEFORM_SECRETS:
+        t = trie
+        for key in pattern[:-1]:
+            nxt = t.setdefault(key, {})
+            if not isinstance(nxt, dict):
+                break
+            t = nxt
+        else:
+            t[pattern[-1]] = True
+    return trie
+
+
+_SECRET_TRIE = _build_secret_trie()
+
+
+def is_secret_path(path: Path) -> bool:
+    """True if the schema marks the value at this raw config path as a secret."""
+    t: Any = _SECRET_TRIE
+    for key in path:
+        if not isinstance(t, dict):
+            return False
+        t = t.get(key, t.get("*"))
+        if t is None:
+            return False
+    return t is True
+
+
+def secret_patterns() -> Iterator[str]:
+    """Every secret path pattern, for documentation and tests."""
+    def walk(t: dict[str, Any], prefix: tuple[str, ...]) -> Iterator[str]:
+        for key, child in t.items():
+            if child is True:
+                yield ".".join((*prefix, key))
+            else:
+                yield from walk(child, (*prefix, key))
+    return walk(_SECRET_TRIE, ())
+
+
+# ---------------------------------------------------------------------------------
+# check
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something `check` found: an unknown key or an invalid value, named by path."""
+
+    path: str
+    kind: Literal["unknown-key", "unknown-provider", "invalid-value"]
+    message: str
+
+
+def check(raw: Mapping[str, Any]) -> list[Problem]:
+    """Report unknown keys, unknown provider names and invalid values by path.
+
+    Unknown keys are kept in the raw document and written back untouched; Moltis
+    itself ignores them at load time and its `config check` reports them."""
+    problems: list[Problem] = []
+    _check_section(raw, section_info(MoltisConfig), (), problems)
+    try:
+        to_typed(raw)
+    except ConfigValidationError as err:
+        problems.append(Problem(err.path or "<root>", "invalid-value", str(err)))
+    return problems
+
+
+def _check_section(raw: Mapping[str, Any], info: SectionInfo, path: Path,
+                   problems: list[Problem]) -> None:
+    for key, value in raw.items():
+        key_path = (*path, key)
+        fn = info.fields.get(info.aliases.get(key, key))
+        if fn is None and info.flatten is not None:
+            if info.cls is ProvidersConfig and not is_provider_name(key):
+                problems.append(Problem(
+                    format_path(key_path), "unknown-provider",
+                    f"{format_path(key_path)}: unknown provider name {key!r} (known names, "
+                    "or custom-<slug>)",
+                ))
+            item = info.flatten.node.item
+            if item is not None and isinstance(value, dict):
+                _check_node(value, item, key_path, problems)
+            continue
+        if fn is None:
+            problems.append(Problem(
+                format_path(key_path), "unknown-key",
+                f"{format_path(key_path)}: unknown key (kept, but Moltis ignores it)",
+            ))
+            continue
+        if isinstance(value, dict):
+            _check_node(value, fn.node, key_path, problems)
+
+
+def _check_node(raw: Mapping[str, Any], node: TypeNode, path: Path,
+                problems: list[Problem]) -> None:
+    if node.kind == "section" and node.cls is not None:
+        _check_section(raw, section_info(node.cls), path, problems)
+    elif node.kind == "dict" and node.item is not None and node.item.kind in ("section", "dict"):
+        for key, value in raw.items():
+            if isinstance(value, dict):
+                _check_node(value, node.item, (*path, key), problems)
+
+
+def field_at(path: Path) -> TypeNode | None:
+    """The schema type at a raw path (None when the schema does not know it)."""
+    node: TypeNode | None = ROOT
+    for key in path:
+        if node is None:
+            return None
+        if node.kind == "section" and node.cls is not None:
+            info = section_info(node.cls)
+            fn = info.fields.get(info.aliases.get(key) or key)
+            if fn is not None:
+                node = fn.node
+            elif info.flatten is not None:
+                node = info.flatten.node.item
+            else:
+                return None
+        elif node.kind == "dict":
+            node = node.item
+        else:
+            return None
+    return node

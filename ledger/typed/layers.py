@@ -1,0 +1,452 @@
+"""The layers above the raw document: `${VAR}` substitution, MOLTIS_* environment
+overrides and CLI flags, and per-path provenance.
+
+    schema defaults -> raw (ledger or file) -> environment -> CLI flags
+
+Compatible with Moltis (`MOLTIS_` + path segments joined by `__`, lowercased; values
+parsed as JSON array/object, bool, integer, float, then string; its operational
+variables excluded), with one deliberate fix: Moltis drops *all* overrides when one
+fails to deserialize; here only the bad one is ignored, and the reason is reported.
+Substituted and overridden values live only in the effective view; they are never
+written back into the raw document, the ledger or the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import msgspec
+
+from ledger._log import get_logger
+from ledger.core.document import MISSING, Doc, apply_changes, get_value
+from ledger.core.events import Change
+from ledger.core.keypaths import Path, format_path
+from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
+from ledger.errors import ConfigValidationError, SecretError
+from ledger.schema import MoltisConfig
+from ledger.typed.convert import (
+    ROOT,
+    TypeNode,
+    field_at,
+    is_secret_path,
+    sanitize_message,
+    section_info,
+    shape,
+    to_typed,
+)
+
+__all__ = [
+    "EnvOverride",
+    "Flags",
+    "IgnoredOverride",
+    "Provenance",
+    "effective_config",
+    "parse_env_overrides",
+]
+
+_log = get_logger("ledger.typed.layers")
+
+# Moltis reads these itself; they are not config paths.
+MOLTIS_EXCLUDED: Final = frozenset({
+    "CONFIG_DIR", "DATA_DIR", "SHARE_DIR", "ASSETS_DIR", "TOKEN", "PASSWORD", "TAILSCALE",
+    "WEBAUTHN_RP_ID", "WEBAUTHN_ORIGIN", "EXTERNAL_URL",
+})
+# This library's own variables.
+LEDGER_VARS: Final = frozenset({
+    "CONFIG_BACKEND", "CONFIG_DSN", "CONFIG_DB", "LEDGER_KEY", "LEDGER_KEY_FILE",
+    "LEDGER_ACTOR",
+})
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+Layer = Literal["default", "ledger", "file", "env", "flag"]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the effective value of one leaf path came from."""
+
+    layer: Layer
+    origin: str  # human-readable: "seq 12 by alice@host", "/etc/moltis.toml", "MOLTIS_X", ...
+    seq: int | None = None
+    actor: str | None = None
+    time: str | None = None
+    reason: str | None = None
+    variable: str | None = None
+    flag: str | None = None
+    file: str | None = None
+    substituted: tuple[str, ...] = ()  # ${VAR} names substituted into this value
+    ignored: tuple[str, ...] = ()  # overrides of this path that were ignored, and why
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, ())}
+
+
+DEFAULT: Final = Provenance("default", "default")
+
+
+@dataclass(frozen=True)
+class EnvOverride:
+    variable: str
+    path: Path
+    value: Any
+
+
+@dataclass(frozen=True)
+class IgnoredOverride:
+    variable: str
+    path: str | None
+    why: str
+
+    def describe(self) -> str:
+        where = f" ({self.path})" if self.path else ""
+        return f"{self.variable}{where} ignored: {self.why}"
+
+
+@dataclass(frozen=True)
+class Flags:
+    """Gateway command-line flags; they win over every other layer."""
+
+    bind: str | None = None
+    port: int | None = None
+    no_tls: bool = False
+    tailscale: str | None = None
+    extra: Mapping[Path, Any] = field(default_factory=dict)
+
+    def overrides(self) -> Iterator[tuple[Path, Any, str]]:
+        if self.bind is not None:
+            yield ("server", "bind"), self.bind, "--bind"
+        if self.port is not None:
+            yield ("server", "port"), self.port, "--port"
+        if self.no_tls:
+            yield ("tls", "enabled"), False, "--no-tls"
+        if self.tailscale is not None:
+            yield ("tailscale", "mode"), self.tailscale, "--tailscale"
+        for path, value in self.extra.items():
+            yield path, value, f"--{format_path(path)}"
+
+    def key(self) -> tuple[Any, ...]:
+        return (self.bind, self.port, self.no_tls, self.tailscale,
+                tuple(sorted((p, repr(v)) for p, v in self.extra.items())))
+
+
+NO_FLAGS: Final = Flags()
+
+
+def parse_env_value(text: str) -> Any:
+    """Moltis's order: JSON array/object, bool, integer, float, then the string itself."""
+    stripped = text.strip()
+    if stripped[:1] in ("[", "{"):
+        try:
+            return json.loads(stripped)
+        except (json.JSONDecodeError, RecursionError):
+            return text
+    if stripped in ("true", "false"):
+        return stripped == "true"
+    try:
+        return int(stripped)
+    except ValueError:
+        pass
+    try:
+        value = float(stripped)
+    except ValueError:
+        return text
+    return value if math.isfinite(value) else text
+
+
+def _accepts(value: Any, node: TypeNode) -> str | None:
+    """None if `value` fits the schema type at this node, else why not."""
+    try:
+        msgspec.convert(shape(value, node), node.annotation, dec_hook=_env_hook,
+                        str_keys=True)
+    except msgspec.ValidationError as err:
+        return sanitize_message(str(err), node.annotation)
+    return None
+
+
+def _env_hook(tp: type, obj: Any) -> Any:
+    if tp is Secret and isinstance(obj, str):
+        return Secret(obj)
+    raise NotImplementedError
+
+
+def parse_env_overrides(env: Mapping[str, str]) -> tuple[list[EnvOverride], list[IgnoredOverride]]:
+    """The MOLTIS_* overrides that apply, and those ignored with the reason."""
+    good: list[EnvOverride] = []
+    ignored: list[IgnoredOverride] = []
+    for name in sorted(env):
+        if not name.startswith("MOLTIS_"):
+            continue
+        rest = name[len("MOLTIS_"):]
+        if rest in MOLTIS_EXCLUDED or rest in LEDGER_VARS:
+            continue
+        segments = rest.split("__")
+        if not rest or any(not s for s in segments):
+            ignored.append(IgnoredOverride(name, None, "empty path segment (use __ between keys)"))
+            continue
+        path = tuple(s.lower() for s in segments)
+        ptext = format_path(path)
+        node = field_at(path)
+        if node is None:
+            ignored.append(IgnoredOverride(name, ptext, "not a configuration key"))
+            continue
+        raw_text = env[name]
+        value = parse_env_value(raw_text)
+        why = _accepts(value, node)
+        if why is not None and not isinstance(value, str) and _accepts(raw_text, node) is None:
+            value, why = raw_text, None  # e.g. MOLTIS_IDENTITY__NAME=42 is the name "42"
+        if why is not None:
+            shown = "" if is_secret_path(path) else f" {raw_text[:40]!r}"
+            ignored.append(IgnoredOverride(name, ptext, f"invalid value{shown}: {why}"))
+            continue
+        good.append(EnvOverride(name, path, value))
+    return good, ignored
+
+
+# ---------------------------------------------------------------------------------
+# ${VAR} substitution
+
+
+def environment_key(env: Mapping[str, str] | None, variables: Iterable[str]) -> tuple[Any, ...]:
+    """What an effective config depends on in the environment: every MOLTIS_* variable
+    and the ${NAME}s the document uses; equal keys mean the cached view still holds.
+
+    For the process environment it reads os.environ's underlying bytes mapping without
+    decoding every entry, which makes a cached `load_effective()` several times cheaper."""
+    data = getattr(os.environ, "_data", None) if env is None or env is os.environ else None
+    if isinstance(data, dict):
+        return (tuple(item for item in data.items() if item[0].startswith(b"MOLTIS_")),
+                tuple(data.get(os.fsencode(n)) for n in variables))
+    env = os.environ if env is None else env
+    return (tuple(sorted((k, v) for k, v in env.items() if k.startswith("MOLTIS_"))),
+            tuple(env.get(n) for n in variables))
+
+
+def referenced_variables(doc: Mapping[str, Any]) -> frozenset[str]:
+    """Every NAME used as ${NAME} in the document's strings."""
+    names: set[str] = set()
+
+    def walk(v: Any) -> None:
+        if isinstance(v, str):
+            if "${" in v:
+                names.update(_VAR.findall(v))
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk(doc)
+    return frozenset(names)
+
+
+def _env_table_lookup(doc: Mapping[str, Any], opener: SecretOpener | None
+                      ) -> Callable[[str], str | None]:
+    table = doc.get("env")
+
+    def lookup(name: str) -> str | None:
+        if not isinstance(table, dict) or name not in table:
+            return None
+        value = table[name]
+        if isinstance(value, SecretRef):
+            if opener is None:
+                return None
+            try:
+                return opener.open_secret(value)
+            except SecretError as err:
+                _log.warning("cannot substitute from [env]", variable=name, error=str(err))
+                return None
+        return value if isinstance(value, str) else None
+
+    return lookup
+
+
+def substitute(doc: Doc, env: Mapping[str, str], opener: SecretOpener | None
+               ) -> tuple[Doc, dict[Path, tuple[str, ...]]]:
+    """Resolve ${NAME} in string values: process environment first, then `[env]`;
+    unresolved names stay literal. Returns a new document (the input is not touched)
+    and, per changed path, the names substituted."""
+    table_lookup = _env_table_lookup(doc, opener)
+    used: dict[Path, tuple[str, ...]] = {}
+
+    def resolve(text: str, path: Path) -> str:
+        names: list[str] = []
+
+        def repl(m: re.Match[str]) -> str:
+            name = m.group(1)
+            value = env.get(name)
+            if value is None:
+                value = table_lookup(name)
+            if value is None:
+                return m.group(0)
+            names.append(name)
+            return value
+
+        out = _VAR.sub(repl, text)
+        if names:
+            used[path] = tuple(names)
+        return out
+
+    def walk(v: Any, path: Path) -> Any:
+        if isinstance(v, str):
+            return resolve(v, path) if "${" in v else v
+        if isinstance(v, dict):
+            new = {k: walk(x, (*path, k)) for k, x in v.items()}
+            return new if any(new[k] is not v[k] for k in v) else v
+        if isinstance(v, list):
+            items = [walk(x, path) for x in v]
+            return items if any(a is not b for a, b in zip(items, v, strict=True)) else v
+        return v
+
+    result = walk(doc, ())
+    return result, used
+
+
+# ---------------------------------------------------------------------------------
+# the effective config
+
+
+@dataclass(frozen=True)
+class Effective:
+    config: MoltisConfig
+    env_paths: dict[Path, str]  # path -> variable
+    flag_paths: dict[Path, str]  # path -> flag
+    substituted: dict[Path, tuple[str, ...]]
+    ignored: list[IgnoredOverride]
+
+
+def effective_config(raw: Doc, *, env: Mapping[str, str] | None = None,
+                     flags: Flags = NO_FLAGS, opener: SecretOpener | None = None,
+                     where: str = "config") -> Effective:
+    """defaults -> raw (with ${VAR} substituted) -> valid env overrides -> flags."""
+    env = os.environ if env is None else env
+    doc, substituted = substitute(raw, env, opener)
+    overrides, ignored = parse_env_overrides(env)
+    changes: list[Change] = []
+    env_paths: dict[Path, str] = {}
+    for ov in overrides:
+        changes.extend(_set_changes(doc, ov.path, ov.value))
+        env_paths[ov.path] = ov.variable
+    flag_paths: dict[Path, str] = {}
+    for path, value, flag in flags.overrides():
+        changes.extend(_set_changes(doc, path, value))
+        flag_paths[path] = flag
+    if changes:
+        doc, _ = apply_changes(doc, changes)
+    try:
+        typed = to_typed(doc, opener, where=where)
+    except ConfigValidationError as err:
+        # An override fit its field alone but not the whole (a flag with a bad value):
+        # name the culprit rather than failing the stored config's reputation.
+        bad = [p for p in (*flag_paths, *env_paths) if err.path == format_path(p)]
+        if not bad:
+            raise
+        raise ConfigValidationError(
+            f"{flag_paths.get(bad[0]) or env_paths.get(bad[0])}: {err}", err.path
+        ) from None
+    for ig in ignored:
+        _log.warning("environment override ignored", variable=ig.variable, path=ig.path,
+                     why=ig.why)
+    return Effective(typed, env_paths, flag_paths, substituted, ignored)
+
+
+def _set_changes(doc: Doc, path: Path, value: Any) -> list[Change]:
+    """Changes that put `value` at `path`, replacing a table or value there."""
+    out: list[Change] = []
+    for i in range(1, len(path)):
+        parent = get_value(doc, path[:i])
+        if parent is not MISSING and not isinstance(parent, dict):
+            out.append(Change(op="unset", path=path[:i]))
+            break
+    if isinstance(value, dict):
+        out.append(Change(op="unset", path=path))
+        out.extend(_dict_leaves(path, value))
+    else:
+        out.append(Change(op="set", path=path, value=value))
+    return out
+
+
+def _dict_leaves(path: Path, value: dict[str, Any]) -> Iterator[Change]:
+    if not value:
+        yield Change(op="set", path=path, value={})
+    for k, v in value.items():
+        if isinstance(v, dict):
+            yield from _dict_leaves((*path, k), v)
+        else:
+            yield Change(op="set", path=(*path, k), value=v)
+
+
+# ---------------------------------------------------------------------------------
+# provenance
+
+
+def effective_leaves(cfg: MoltisConfig) -> Iterator[Path]:
+    """Every leaf path of a typed config, defaults included, in raw (TOML) form."""
+    yield from _struct_leaves(cfg, ())
+
+
+def _struct_leaves(obj: msgspec.Struct, path: Path) -> Iterator[Path]:
+    info = section_info(type(obj))
+    for fn in info.ordered:
+        yield from _value_leaves(getattr(obj, fn.attr), fn.node, (*path, fn.key))
+    if info.flatten is not None:
+        for k, v in getattr(obj, info.flatten.attr).items():
+            yield from _value_leaves(v, info.flatten.node.item or ROOT, (*path, k))
+
+
+def _value_leaves(value: Any, node: TypeNode, path: Path) -> Iterator[Path]:
+    if isinstance(value, msgspec.Struct):
+        yield from _struct_leaves(value, path)
+    elif isinstance(value, dict) and value and node.kind == "dict":
+        for k, v in value.items():
+            yield from _value_leaves(v, node.item or node, (*path, k))
+    else:
+        yield path
+
+
+def provenance_map(eff: Effective, raw: Doc,
+                   raw_origin: Callable[[Path], Provenance | None]) -> dict[str, Provenance]:
+    """Per leaf path (text form) of the effective config, the layer that won."""
+    ignored_by_path: dict[str, list[str]] = {}
+    for ig in eff.ignored:
+        if ig.path:
+            ignored_by_path.setdefault(ig.path, []).append(ig.describe())
+    out: dict[str, Provenance] = {}
+    for path in effective_leaves(eff.config):
+        text = format_path(path)
+        extra = tuple(ignored_by_path.get(text, ()))
+        if path in eff.flag_paths:
+            flag = eff.flag_paths[path]
+            prov = Provenance("flag", flag, flag=flag)
+        elif path in eff.env_paths:
+            var = eff.env_paths[path]
+            prov = Provenance("env", var, variable=var)
+        else:
+            prov = _raw_provenance(path, raw, raw_origin) or DEFAULT
+            subs = eff.substituted.get(path)
+            if subs:
+                prov = Provenance(**{**prov.__dict__, "substituted": subs})
+        if extra:
+            prov = Provenance(**{**prov.__dict__, "ignored": extra})
+        out[text] = prov
+    return out
+
+
+def _raw_provenance(path: Path, raw: Doc, raw_origin: Callable[[Path], Provenance | None]
+                    ) -> Provenance | None:
+    # The value may be held by a leaf at this path or by an ancestor that is a value
+    # (a list of tables), or under an old alias name.
+    for i in range(len(path), 0, -1):
+        value = get_value(raw, path[:i])
+        if value is not MISSING:
+            if i < len(path) and isinstance(value, dict):
+                return None
+            return raw_origin(path[:i])
+    return None
