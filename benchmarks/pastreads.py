@@ -55,8 +55,8 @@ def rows() -> list[Row]:
 
 def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
     from ledger import SqliteConfigStore
+    from ledger.engine.queries import iter_history
     from ledger.ops.history import blame, diff_states
-    from ledger.stores.ledger_store import iter_history
 
     events = ctx.sizes.big_events
     path = big_ledger(events)

@@ -77,7 +77,7 @@ def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
 
 
 def _one_fixture(ctx: Ctx, rows: dict[str, Row], name: str, label: str, i: int) -> None:
-    from ledger.ops.history import effective_document
+    from ledger.ops.display import effective_document
 
     text = fixture(name).read_text(encoding="utf-8")
     store = sqlite_store(scratch(f"reads-{i}.db"), tomllib.loads(text))

@@ -21,7 +21,7 @@ import sys
 import msgspec
 
 from ledger import LedgerConfigStore, MoltisConfig, Secret
-from ledger.stores.open import open_store
+from ledger.ops.open_store import open_store
 
 log = logging.getLogger("gateway")
 

@@ -21,7 +21,7 @@ _EXPORTS: dict[str, str] = {
     "MemoryConfigStore": "ledger.stores.ledger_store",
     "PostgresConfigStore": "ledger.stores.postgres_store",
     "FileConfigStore": "ledger.stores.file_store",
-    "open_store": "ledger.stores.open",
+    "open_store": "ledger.ops.open_store",
     "ProviderStore": "ledger.stores.providers",
     "LedgerProviderStore": "ledger.stores.providers",
     "FileProviderStore": "ledger.stores.file_providers",
@@ -149,17 +149,13 @@ if TYPE_CHECKING:
         StoreError,
         VerificationError,
     )
+    from ledger.ops.open_store import open_store
     from ledger.schema import MoltisConfig
+    from ledger.stores.contract import ConfigStore, ProviderStore
     from ledger.stores.file_providers import FileProviderStore
     from ledger.stores.file_store import FileConfigStore
-    from ledger.stores.ledger_store import (
-        ConfigStore,
-        LedgerConfigStore,
-        MemoryConfigStore,
-        SqliteConfigStore,
-    )
-    from ledger.stores.open import open_store
+    from ledger.stores.ledger_store import LedgerConfigStore, MemoryConfigStore, SqliteConfigStore
     from ledger.stores.postgres_store import PostgresConfigStore
-    from ledger.stores.providers import LedgerProviderStore, ProviderStore
-    from ledger.typed.convert import Problem, check
+    from ledger.stores.providers import LedgerProviderStore
+    from ledger.typed.check import Problem, check
     from ledger.typed.layers import Flags, Provenance

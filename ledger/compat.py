@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 
 from ledger.engine.ledger import Commit
 from ledger.errors import LedgerError
+from ledger.ops.open_store import open_store
 from ledger.schema import MoltisConfig
-from ledger.stores.ledger_store import ConfigStore
-from ledger.stores.open import open_store
+from ledger.stores.contract import ConfigStore
 from ledger.typed.layers import NO_FLAGS, Flags
 
 __all__ = ["discover_and_load", "save_config", "update_config"]

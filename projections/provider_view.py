@@ -18,6 +18,7 @@ import msgspec
 
 from ledger.core.document import Doc
 from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
+from ledger.errors import ParseError
 
 __all__ = [
     "EffectiveProvider",
@@ -75,8 +76,6 @@ def normalize_keys_document(data: Mapping[str, Any], where: str) -> Doc:
     """Both shapes Moltis reads, as one: legacy `{name: "key"}` becomes
     `{name: {apiKey: "key"}}`, and `model` (a string or a list) becomes `models`.
     Entry names (`custom-*`, `voice-*`, `phone_*`) are kept as they are."""
-    from ledger.errors import ParseError
-
     out: Doc = {}
     for name, entry in data.items():
         if isinstance(entry, str):

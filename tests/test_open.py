@@ -11,8 +11,8 @@ import pytest
 from ledger import InputError, ReadOnlyError, SqliteConfigStore
 from ledger.compat import discover_and_load, forget_stores, save_config, update_config
 from ledger.ops.migrate import migrate
+from ledger.ops.open_store import open_store
 from ledger.stores.file_store import FileConfigStore
-from ledger.stores.open import open_store
 from tests.conftest import run
 
 
@@ -149,7 +149,7 @@ def test_moltis_entry_points_over_the_selected_store(dirs, monkeypatch):
 
 
 def test_dsn_forms_select_postgres_and_never_leak_the_password():
-    from ledger.stores.open import describe_location, is_dsn
+    from ledger.ops.open_store import describe_location, is_dsn
 
     assert is_dsn("postgresql://u:pw@db/ledger")
     assert is_dsn("host=db dbname=ledger user=u password=pw")

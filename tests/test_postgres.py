@@ -526,7 +526,7 @@ def scratch_db(pg_url, pg):
 
 
 def test_open_store_selects_postgres_by_env_db_and_config(scratch_db, tmp_path, monkeypatch):
-    from ledger.stores.open import open_store
+    from ledger.ops.open_store import open_store
 
     monkeypatch.setenv("MOLTIS_CONFIG_BACKEND", "postgres")
     monkeypatch.setenv("MOLTIS_CONFIG_DSN", scratch_db)

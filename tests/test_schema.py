@@ -27,7 +27,8 @@ from ledger.schema import (
     ServerConfig,
     is_provider_name,
 )
-from ledger.typed.convert import secret_patterns, to_typed
+from ledger.schema.introspect import secret_patterns
+from ledger.typed.convert import to_typed
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "moltis"
 

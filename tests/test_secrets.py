@@ -18,7 +18,8 @@ from ledger import (
     SecretKeyError,
     SqliteConfigStore,
 )
-from ledger.ops.history import display_doc, event_json, export_documents
+from ledger.ops.display import display_doc, event_json
+from ledger.ops.export import export_documents
 from ledger.schema.agents import McpServerConfig
 from ledger.schema.providers import ProviderConfig
 from tests.conftest import run

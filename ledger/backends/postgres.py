@@ -74,7 +74,7 @@ from ledger.backends.base import (
 )
 from ledger.backends.pg_sql import ENGINE_GUC, Sql
 from ledger.core.chain import GENESIS
-from ledger.core.events import Record, Row
+from ledger.core.events import Record, Row, now_us
 from ledger.errors import (
     BackendUnavailableError,
     ConflictError,
@@ -484,8 +484,6 @@ class PostgresBackend:
         on the catalog's unique indexes); the second finds everything there. Dropped or
         disabled triggers come back here the next time a writer opens the ledger."""
         import uuid
-
-        from ledger.core.events import now_us
 
         with conn.transaction():
             conn.execute("SET LOCAL client_min_messages = warning")

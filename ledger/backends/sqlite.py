@@ -31,7 +31,7 @@ from ledger.backends.base import (
     SecretRow,
     SnapshotRow,
 )
-from ledger.core.events import Record, Row
+from ledger.core.events import Record, Row, now_us
 from ledger.errors import (
     FormatVersionError,
     ReadOnlyError,
@@ -313,8 +313,6 @@ class SqliteBackend:
                 c.execute(_SCHEMA)
                 if _meta(c, "format_version") is None:
                     import uuid
-
-                    from ledger.core.events import now_us
 
                     c.execute(
                         "INSERT INTO ledger_meta (key, value) VALUES "

@@ -88,7 +88,7 @@ def verify_bundle(state: State, file: str, expect_head: bytes | None) -> None:
     \b
         moltis-ledger verify-bundle ledger.bundle --expect-head 5f0c…e1
     """
-    from ledger.ops.history import verify_bundle as check_bundle
+    from ledger.ops.export import verify_bundle as check_bundle
 
     with state.out.progress("verifying the bundle"):
         report = check_bundle(Path(file), expect_head)
@@ -129,7 +129,7 @@ def bundle(state: State, target: str, with_secrets: bool) -> None:
         moltis-ledger bundle -o ledger.bundle
         moltis-ledger bundle -o full.bundle --with-secrets
     """
-    from ledger.ops.history import write_bundle
+    from ledger.ops.export import write_bundle
 
     ledger = state.store().ledger
     path = Path(target)
@@ -167,7 +167,7 @@ def import_bundle(state: State, file: str) -> None:
     \b
         moltis-ledger --db /srv/new/moltis.db import-bundle ledger.bundle
     """
-    from ledger.ops.history import import_bundle as load_bundle
+    from ledger.ops.export import import_bundle as load_bundle
 
     ledger = state.store(write=True).ledger
     with state.out.progress("importing the bundle"):
@@ -188,7 +188,7 @@ def backup(state: State, target: str) -> None:
     \b
         moltis-ledger backup -o /backups/moltis-ledger-$(date +%F).db
     """
-    from ledger.ops.history import backup as copy_ledger
+    from ledger.ops.backup import backup as copy_ledger
 
     ledger = state.store().ledger
     with state.out.progress("backing up"):
@@ -221,7 +221,7 @@ def restore(state: State, file: str, force: bool) -> None:
     \b
         moltis-ledger restore /backups/moltis-ledger-2026-11-24.db
     """
-    from ledger.ops.history import restore as restore_ledger
+    from ledger.ops.backup import restore as restore_ledger
 
     source = Path(file)
     if not source.is_file():
@@ -256,7 +256,7 @@ def watch(state: State, after: int | None, count: int | None, interval: float) -
         moltis-ledger watch
         moltis-ledger watch --after 40 --count 1 --json
     """
-    from ledger.ops.history import event_json
+    from ledger.ops.display import event_json
 
     store = state.store()
     vault = store.ledger.vault
@@ -472,7 +472,7 @@ def providers_set(state: State, name: str, api_key: str | None, base_url: str | 
         echo "$ANTHROPIC_KEY" | moltis-ledger providers set anthropic --api-key -
         moltis-ledger providers set custom-local --base-url http://127.0.0.1:8000/v1
     """
-    from ledger.stores.providers import UNSET
+    from ledger.stores.contract import UNSET
 
     kw: dict[str, Any] = {"api_key": UNSET, "base_url": UNSET, "models": UNSET,
                           "display_name": UNSET}

@@ -112,7 +112,7 @@ class State:
         """(backend, location): the ledger in the data directory by default, PostgreSQL
         for a DSN (from --db, or Moltis's own settings: MOLTIS_CONFIG_BACKEND/_DSN or
         [config] in moltis.toml). Never the file store: the CLI works on the ledger."""
-        from ledger.stores.open import select_backend
+        from ledger.ops.open_store import select_backend
 
         kw: dict[str, Any] = {"config_file": self.config_file, "data_dir": self.data_home,
                               "env": os.environ}
@@ -152,7 +152,7 @@ class State:
 
     def _open(self, name: str, location: str, *, read_only: bool) -> LedgerConfigStore:
         from ledger.engine.vault import KeySource
-        from ledger.stores.open import open_ledger
+        from ledger.ops.open_store import open_ledger
 
         keys = KeySource(key_file=dirs.default_key_file(self.config_home), env=os.environ)
         return open_ledger(location, read_only=read_only, busy_timeout=self.busy_timeout,
@@ -407,7 +407,7 @@ def doc_path(text: str) -> tuple[str, tuple[str, ...]]:
 
 
 def commit_json(commit: Commit, vault: Vault) -> dict[str, Any]:
-    from ledger.ops.history import display_change
+    from ledger.ops.display import display_change
 
     return {"appended": commit.appended, "seq": commit.seq, "hash": commit.hash.hex(),
             "changes": [display_change(c, vault) for c in commit.changes]}

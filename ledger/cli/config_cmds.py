@@ -54,7 +54,7 @@ def migrate(state: State, dry_run: bool) -> None:
         moltis-ledger migrate --dry-run
         moltis-ledger migrate --reason "move the config to the ledger"
     """
-    from ledger.ops.history import display_change
+    from ledger.ops.display import display_change
     from ledger.ops.migrate import migrate as run_migrate
 
     config_file, keys_file = state.config_file, state.keys_file
@@ -123,14 +123,14 @@ def show(state: State, ref: str | None, effective: bool, fmt: str) -> None:
         moltis-ledger show --effective --json | jq .server.port
     """
     from ledger.cli.render import when
-    from ledger.ops.history import display_doc
+    from ledger.ops.display import display_doc
 
     store = state.store()
     ledger = store.ledger
     seq = state.seq(ref)
     snapshot = ledger.state_at(seq)
     if effective:
-        from ledger.ops.history import effective_document
+        from ledger.ops.display import effective_document
         from ledger.typed.layers import effective_config
 
         eff = effective_config(snapshot.config, env=os.environ, opener=ledger.vault,
@@ -176,7 +176,7 @@ def get(state: State, path: str, ref: str | None, effective: bool) -> None:
     from ledger.cli.render import json_text, value_text
     from ledger.core.document import MISSING, get_value
     from ledger.core.keypaths import format_path, parse_path
-    from ledger.ops.history import display_value
+    from ledger.ops.display import display_value
 
     key = parse_path(path)
     store = state.store()
@@ -185,7 +185,7 @@ def get(state: State, path: str, ref: str | None, effective: bool) -> None:
     snapshot = ledger.state_at(seq)
     source: dict[str, Any] | None = None
     if effective:
-        from ledger.ops.history import effective_document
+        from ledger.ops.display import effective_document
         from ledger.typed.layers import effective_config
 
         eff = effective_config(snapshot.config, env=os.environ, opener=ledger.vault,
@@ -200,7 +200,7 @@ def get(state: State, path: str, ref: str | None, effective: bool) -> None:
         if value is not MISSING:
             value = display_value(value, ledger.vault)
     if value is MISSING:
-        from ledger.typed.convert import field_at
+        from ledger.schema.introspect import field_at
 
         hint = (" (it has a default: see `get --effective`)"
                 if not effective and field_at(key) is not None else "")
@@ -245,7 +245,7 @@ def set_(state: State, path: str, value: str, as_string: bool,
         moltis-ledger set server.port 8081 --expected-seq 41 # exit 4 if it moved
     """
     from ledger.core.keypaths import format_path, parse_path
-    from ledger.typed.convert import field_at, is_secret_path
+    from ledger.schema.introspect import field_at, is_secret_path
     from ledger.typed.layers import parse_env_value
 
     key = parse_path(path)
@@ -308,7 +308,7 @@ def check(state: State, file: str | None) -> None:
         moltis-ledger check
         moltis-ledger check --file ~/.config/moltis/moltis.toml --json
     """
-    from ledger.typed.convert import check as check_document
+    from ledger.typed.check import check as check_document
 
     if file is not None:
         from ledger.ops.migrate import read_config_file

@@ -50,8 +50,8 @@ def log(state: State, path: str | None, who: str | None, since: str | None,
         moltis-ledger log --since 2026-11-24T00:00:00Z --json
         moltis-ledger log --path keys:openai
     """
-    from ledger.ops.history import event_json
-    from ledger.stores.ledger_store import iter_history
+    from ledger.engine.queries import iter_history
+    from ledger.ops.display import event_json
 
     ledger = state.store().ledger
     doc, prefix = doc_path(path) if path is not None else (None, None)
@@ -225,7 +225,7 @@ def export(state: State, ref: str | None, fmt: str, reveal_secrets: bool,
     """
     import json
 
-    from ledger.ops.history import export_documents, write_export
+    from ledger.ops.export import export_documents, write_export
 
     if reveal_secrets and out_dir is None:
         raise click.UsageError("--reveal-secrets needs -o DIR: secret values are only written "

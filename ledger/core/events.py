@@ -13,7 +13,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from ledger.core.keypaths import Path, format_path
+from ledger.core.keypaths import Path, format_path, parse_path
 from ledger.core.secret_refs import SecretRef
 from ledger.errors import VerificationError
 
@@ -178,8 +178,6 @@ def doc_path_text(doc: str, path: Path) -> str:
 
 
 def _parse_doc_path(text: str) -> tuple[DocName, Path]:
-    from ledger.core.keypaths import parse_path
-
     if text.startswith("keys:"):
         return "keys", parse_path(text[5:])
     return "config", parse_path(text)

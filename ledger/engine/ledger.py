@@ -49,9 +49,10 @@ from ledger.errors import (
 )
 from ledger.files.safe_io import MAX_FILE_BYTES
 from ledger.schema import MoltisConfig
+from ledger.schema.introspect import is_secret_path
 from ledger.schema.provider_keys import is_key_secret_path
 from ledger.typed.changes import Sealer, materialize, materialize_document, replace_tables
-from ledger.typed.convert import RawChange, is_secret_path, to_typed
+from ledger.typed.convert import RawChange, to_typed
 from ledger.typed.head_cache import TypedCodec, TypedView
 from projections.config_view import EMPTY_STATE, ConfigState, fold, replay, replay_rows
 from projections.snapshots import SNAPSHOT_EVERY, decode_state, encode_state, should_snapshot

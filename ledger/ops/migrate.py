@@ -29,9 +29,10 @@ from ledger.engine.ledger import Commit, Ledger
 from ledger.errors import ParseError, SecretKeyError
 from ledger.files.dirs import ensure_private_dir
 from ledger.files.safe_io import parse_document, read_file
+from ledger.schema.introspect import is_secret_path
 from ledger.schema.provider_keys import is_key_secret_path
 from ledger.typed.changes import Sealer, materialize
-from ledger.typed.convert import RawChange, is_secret_path
+from ledger.typed.convert import RawChange
 from projections.config_view import ConfigState
 
 __all__ = ["MigrationReport", "migrate", "read_config_file"]
@@ -95,7 +96,7 @@ def _incremental(doc: Doc, previous: Mapping[str, str], now: Mapping[str, str]
 def _keys_doc(path: Path | None) -> Doc | None:
     if path is None or not path.exists():
         return None
-    from ledger.stores.file_providers import read_keys_file
+    from ledger.stores.key_file import read_keys_file
 
     return read_keys_file(path)
 

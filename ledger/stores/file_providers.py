@@ -41,11 +41,11 @@ from ledger.files.safe_io import (
     MAX_FILE_BYTES,
     locked,
     os_error,
-    parse_document,
-    read_file,
     replace_file,
 )
-from ledger.stores.providers import UNSET, ProviderStore, check_name, entry_changes
+from ledger.schema.provider_keys import is_key_secret_path
+from ledger.stores.contract import UNSET, ProviderStore, check_name, entry_changes, run_write
+from ledger.stores.key_file import parse_keys, read_keys_file
 from ledger.typed.convert import RawChange
 from ledger.typed.layers import NO_FLAGS, Flags
 from projections.provider_view import (
@@ -59,17 +59,6 @@ from projections.provider_view import (
 __all__ = ["FileProviderStore", "read_keys_file"]
 
 _log = get_logger("ledger.stores.file_providers")
-
-
-def read_keys_file(path: Path) -> Doc:
-    """The key file as one normalized document ({} when missing)."""
-    data = read_file(path)
-    return {} if data is None else parse_keys(data, str(path))
-
-
-def parse_keys(data: bytes, where: str) -> Doc:
-    parsed = parse_document(data, where, "json")
-    return normalize_document(normalize_keys_document(parsed, where), where)
 
 
 def _token(data: bytes) -> int:
@@ -149,8 +138,6 @@ class FileProviderStore(ProviderStore):
                   display_name: str | None = UNSET, enable: bool = True,
                   actor: str | None = None, reason: str | None = None, source: str = "api",
                   expected_seq: int | None = None) -> Commit:
-        from ledger.stores.ledger_store import run_write
-
         raw = entry_changes(check_name(name), {"api_key": api_key, "base_url": base_url,
                                                "models": models, "display_name": display_name})
 
@@ -185,8 +172,6 @@ class FileProviderStore(ProviderStore):
 
     async def remove(self, name: str, *, actor: str | None = None, reason: str | None = None,
                      source: str = "api", expected_seq: int | None = None) -> Commit:
-        from ledger.stores.ledger_store import run_write
-
         def edit(doc: Doc) -> Doc:
             return {k: v for k, v in doc.items() if k != name}
 
@@ -196,8 +181,6 @@ class FileProviderStore(ProviderStore):
 
     async def import_keys(self, data: Mapping[str, Any], *, actor: str | None = None,
                           reason: str | None = None, source: str = "import") -> Commit:
-        from ledger.stores.ledger_store import run_write
-
         doc = normalize_document(normalize_keys_document(data, "provider keys"),
                                  "provider keys")
 
@@ -210,8 +193,6 @@ class FileProviderStore(ProviderStore):
 
 
 def _redacted(changes: list[Change]) -> list[Change]:
-    from ledger.schema.provider_keys import is_key_secret_path
-
     return [Change(op=c.op, path=c.path, value="<secret>" if c.op == "set" and
                    is_key_secret_path(c.path) else c.value, doc="keys") for c in changes]
 

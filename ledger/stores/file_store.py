@@ -72,7 +72,7 @@ from ledger.files.safe_io import (
     replace_file,
 )
 from ledger.schema import MoltisConfig
-from ledger.stores.ledger_store import ConfigStore, run_write
+from ledger.stores.contract import ConfigStore, run_write
 from ledger.stores.toml_edit import edit_document, pruned_tables
 from ledger.typed.changes import replace_tables
 from ledger.typed.convert import RawChange, to_typed, typed_changes
@@ -229,7 +229,7 @@ class FileConfigStore(ConfigStore):
         """A version token of the file's content (0 when there is no file)."""
         return self._snapshot().seq
 
-    def _effective(self, flags: Flags, env: Mapping[str, str] | None
+    def effective_layers(self, flags: Flags, env: Mapping[str, str] | None
                    ) -> tuple[_Snapshot, Effective]:
         snap = self._snapshot()
         if snap.variables is None:
@@ -245,12 +245,12 @@ class FileConfigStore(ConfigStore):
 
     async def load_effective(self, *, flags: Flags = NO_FLAGS,
                              env: Mapping[str, str] | None = None) -> MoltisConfig:
-        self._effective(flags, env)
+        self.effective_layers(flags, env)
         return _decoder.decode(self._eff_bytes)
 
     async def source_metadata(self, *, flags: Flags = NO_FLAGS,
                               env: Mapping[str, str] | None = None) -> dict[str, Provenance]:
-        snap, eff = self._effective(flags, env)
+        snap, eff = self.effective_layers(flags, env)
         where = str(self.path)
         origin = Provenance("file", where, file=where)
         return provenance_map(eff, snap.doc, lambda _path: origin)

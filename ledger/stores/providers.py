@@ -9,22 +9,22 @@ changes are one event instead of two unrelated file writes.
 
 from __future__ import annotations
 
-import abc
 import builtins
 import os
 from collections.abc import Mapping
 from pathlib import Path as FsPath
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from ledger.core.document import MISSING, get_value
 from ledger.core.events import Change, Event
 from ledger.core.secret_refs import Secret
 from ledger.engine.ledger import Commit
-from ledger.errors import InputError, NotSupportedError
+from ledger.engine.queries import Ref, iter_history
 from ledger.schema.provider_keys import is_key_secret_path
 from ledger.schema.providers import is_provider_name
+from ledger.stores.contract import UNSET, ProviderStore, check_name, entry_changes, run_write
+from ledger.stores.key_file import read_keys_file
 from ledger.typed.changes import Sealer, materialize
-from ledger.typed.convert import RawChange
 from ledger.typed.layers import NO_FLAGS, Flags
 from projections.config_view import ConfigState
 from projections.provider_view import (
@@ -36,103 +36,9 @@ from projections.provider_view import (
 )
 
 if TYPE_CHECKING:
-    from ledger.stores.ledger_store import LedgerConfigStore, Ref
+    from ledger.stores.ledger_store import LedgerConfigStore
 
-__all__ = ["UNSET", "LedgerProviderStore", "ProviderStore"]
-
-
-class _Unset:
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-UNSET: Final[Any] = _Unset()
-_FIELDS: Final = (("api_key", "apiKey"), ("base_url", "baseUrl"), ("models", "models"),
-                  ("display_name", "displayName"))
-
-
-def check_name(name: str) -> str:
-    if (not isinstance(name, str) or not name.strip() or len(name) > 1000
-            or any(ord(c) < 32 for c in name) or not _utf8(name)):
-        raise InputError(f"provider name {repr(name)[:80]} must be a non-empty single-line "
-                         "UTF-8 string of at most 1000 characters")
-    return name
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def entry_changes(name: str, values: Mapping[str, Any]) -> list[RawChange]:
-    """Raw changes to the keys document for `set(name, field=value, ...)`; None unsets."""
-    out: list[RawChange] = []
-    for attr, key in _FIELDS:
-        value = values.get(attr, UNSET)
-        if value is UNSET:
-            continue
-        if value is None:
-            out.append(RawChange("unset", (name, key)))
-            continue
-        if attr == "models":
-            if isinstance(value, str) or not all(isinstance(m, str) for m in value):
-                raise InputError(f"providers {name}: models must be a list of strings")
-            value = list(value)
-        elif not isinstance(value, str | Secret):
-            raise InputError(f"providers {name}: {attr} must be a string")
-        out.append(RawChange("set", (name, key), value))
-    return out
-
-
-class ProviderStore(abc.ABC):
-    """Where provider credentials live (the ledger, or provider_keys.json)."""
-
-    backend_name: str = "?"
-
-    @abc.abstractmethod
-    async def list(self) -> dict[str, ProviderKey]: ...
-
-    async def get(self, name: str) -> ProviderKey | None:
-        return (await self.list()).get(name)
-
-    @abc.abstractmethod
-    async def set(self, name: str, *, api_key: str | Secret | None = UNSET,
-                  base_url: str | Secret | None = UNSET, models: builtins.list[str] | None = UNSET,
-                  display_name: str | None = UNSET, enable: bool = True,
-                  actor: str | None = None, reason: str | None = None, source: str = "api",
-                  expected_seq: int | None = None) -> Commit:
-        """Change the given fields of one entry (None removes a field); other fields
-        and entries are kept."""
-
-    @abc.abstractmethod
-    async def remove(self, name: str, *, actor: str | None = None, reason: str | None = None,
-                     source: str = "api", expected_seq: int | None = None) -> Commit: ...
-
-    @abc.abstractmethod
-    async def import_keys(self, data: Mapping[str, Any], *, actor: str | None = None,
-                          reason: str | None = None, source: str = "import") -> Commit:
-        """Make the store hold exactly these entries (either provider_keys.json shape)."""
-
-    @abc.abstractmethod
-    async def effective(self, *, env: Mapping[str, str] | None = None,
-                        flags: Flags = NO_FLAGS) -> dict[str, EffectiveProvider]:
-        """What the gateway uses: config wins, key store fills gaps, environment on top."""
-
-    async def source_metadata(self, *, env: Mapping[str, str] | None = None,
-                              flags: Flags = NO_FLAGS) -> dict[str, dict[str, str]]:
-        """provider -> field -> where the effective value came from."""
-        return {n: dict(p.sources) for n, p in (await self.effective(env=env, flags=flags)).items()}
-
-    async def history(self, name: str | None = None, *,
-                      limit: int | None = None) -> builtins.list[Event]:
-        raise NotSupportedError(f"history is not supported by the {self.backend_name} backend")
-
-    async def list_at(self, ref: Ref) -> dict[str, ProviderKey]:
-        raise NotSupportedError(
-            f"reading the past is not supported by the {self.backend_name} backend")
+__all__ = ["LedgerProviderStore"]
 
 
 class LedgerProviderStore(ProviderStore):
@@ -167,8 +73,6 @@ class LedgerProviderStore(ProviderStore):
             return {}
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         if self._fallback_cache is None or self._fallback_cache[0] != key:
-            from ledger.stores.file_providers import read_keys_file
-
             self._fallback_cache = (key, keys_view(read_keys_file(path)))
         held = self.ledger.head_state().keys
         return {n: e for n, e in self._fallback_cache[1].items() if n not in held}
@@ -176,7 +80,7 @@ class LedgerProviderStore(ProviderStore):
     async def effective(self, *, env: Mapping[str, str] | None = None,
                         flags: Flags = NO_FLAGS) -> dict[str, EffectiveProvider]:
         env = os.environ if env is None else env
-        eff = self._config._effective(flags, env)
+        eff = self._config.effective_layers(flags, env)
         meta_env = {(p[1], p[2]): f"env:{var}" for p, var in eff.env_paths.items()
                     if len(p) == 3 and p[0] == "providers"}
         return effective_providers(
@@ -186,8 +90,6 @@ class LedgerProviderStore(ProviderStore):
 
     async def history(self, name: str | None = None, *,
                       limit: int | None = None) -> builtins.list[Event]:
-        from ledger.stores.ledger_store import iter_history
-
         return list(iter_history(self.ledger, path=(name,) if name else (), limit=limit,
                                  doc="keys"))
 
@@ -198,8 +100,6 @@ class LedgerProviderStore(ProviderStore):
                   display_name: str | None = UNSET, enable: bool = True,
                   actor: str | None = None, reason: str | None = None, source: str = "api",
                   expected_seq: int | None = None) -> Commit:
-        from ledger.stores.ledger_store import run_write
-
         raw = entry_changes(check_name(name), {"api_key": api_key, "base_url": base_url,
                                                "models": models, "display_name": display_name})
 
@@ -219,8 +119,6 @@ class LedgerProviderStore(ProviderStore):
 
     async def remove(self, name: str, *, actor: str | None = None, reason: str | None = None,
                      source: str = "api", expected_seq: int | None = None) -> Commit:
-        from ledger.stores.ledger_store import run_write
-
         def changes_for(state: ConfigState, _sealer: Sealer) -> list[Change]:
             if get_value(state.keys, (name,)) is MISSING:
                 return []
@@ -232,8 +130,6 @@ class LedgerProviderStore(ProviderStore):
 
     async def import_keys(self, data: Mapping[str, Any], *, actor: str | None = None,
                           reason: str | None = None, source: str = "import") -> Commit:
-        from ledger.stores.ledger_store import run_write
-
         doc = normalize_keys_document(data, "provider keys")
         return await run_write(lambda wait: self.ledger.save_documents(
             keys=doc, where="provider keys", actor=actor, reason=reason, source=source,

@@ -18,7 +18,8 @@ from ledger.core.document import MISSING, diff_documents, get_value, normalize_v
 from ledger.core.events import Change, DocName
 from ledger.core.keypaths import Path
 from ledger.core.secret_refs import DESTROYED_REF, WITHHELD_REF, Secret, SecretRef, parse_mask
-from ledger.typed.convert import RawChange, is_secret_path
+from ledger.schema.introspect import is_secret_path
+from ledger.typed.convert import RawChange
 
 __all__ = ["Sealer", "materialize", "materialize_document", "replace_tables"]
 

@@ -6,21 +6,17 @@
   config makes, found by comparing sections with the Structs' own (C-level) `==` and
   recursing only into unequal ones; only changed paths are recorded, so explicit keys
   stay explicit and defaults are never written out.
-* `is_secret_path(path)`: whether the schema marks a raw path as a secret.
 
-The schema conventions are those of `ledger.schema.base.Section`: `__flatten__` names a
-field that collects all other keys (Rust's `serde(flatten)`), `__aliases__` maps old
-TOML key names to field names.
+Schema introspection lives in `ledger.schema.introspect`, `check` in `ledger.typed.check`.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
@@ -29,14 +25,18 @@ from ledger.core.document import MISSING, same_value
 from ledger.core.keypaths import Path, format_path
 from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
 from ledger.errors import ConfigValidationError
-from ledger.schema import FREEFORM_SECRETS, MoltisConfig
-from ledger.schema.providers import ProvidersConfig, is_provider_name
+from ledger.schema import MoltisConfig
+from ledger.schema.introspect import (
+    ROOT,
+    FieldNode,
+    SectionInfo,
+    TypeNode,
+    section_info,
+    strip_annotated,
+)
 
 __all__ = [
-    "Problem",
     "RawChange",
-    "check",
-    "is_secret_path",
     "sanitize_message",
     "shape",
     "to_raw_value",
@@ -44,89 +44,6 @@ __all__ = [
     "typed_changes",
 ]
 
-Kind = Literal["section", "dict", "list", "secret", "leaf"]
-
-
-@dataclass(eq=False)
-class TypeNode:
-    kind: Kind
-    annotation: Any
-    cls: type[msgspec.Struct] | None = None
-    item: TypeNode | None = None  # dict value / list item
-
-
-@dataclass(eq=False)
-class FieldNode:
-    attr: str
-    key: str
-    node: TypeNode
-    default: Any
-    factory: Callable[[], Any] | None
-
-
-@dataclass(eq=False)
-class SectionInfo:
-    cls: type[msgspec.Struct]
-    fields: dict[str, FieldNode] = field(default_factory=dict)  # by TOML key
-    ordered: list[FieldNode] = field(default_factory=list)
-    flatten: FieldNode | None = None
-    aliases: dict[str, str] = field(default_factory=dict)  # old key -> TOML key
-    # every field in declaration order (as msgspec.structs.astuple lists them), with
-    # True for the flattened one
-    positions: list[tuple[FieldNode, bool]] = field(default_factory=list)
-
-
-def _strip(tp: Any) -> Any:
-    while typing.get_origin(tp) is typing.Annotated:
-        tp = typing.get_args(tp)[0]
-    return tp
-
-
-def _node(tp: Any) -> TypeNode:
-    ann = tp
-    tp = _strip(tp)
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        non_none = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(non_none) == 1:
-            inner = _node(non_none[0])
-            return TypeNode(inner.kind, ann, inner.cls, inner.item)
-        return TypeNode("leaf", ann)
-    if tp is Secret:
-        return TypeNode("secret", ann)
-    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-        return TypeNode("section", ann, cls=tp)
-    if origin is dict:
-        return TypeNode("dict", ann, item=_node(typing.get_args(tp)[1]))
-    if origin is list:
-        return TypeNode("list", ann, item=_node(typing.get_args(tp)[0]))
-    return TypeNode("leaf", ann)
-
-
-@functools.cache
-def section_info(cls: type[msgspec.Struct]) -> SectionInfo:
-    info = SectionInfo(cls)
-    hints = typing.get_type_hints(cls, include_extras=True)
-    flatten_attr = getattr(cls, "__flatten__", None)
-    for f in msgspec.structs.fields(cls):
-        factory = None if f.default_factory is msgspec.NODEFAULT else f.default_factory
-        default = None if f.default is msgspec.NODEFAULT else f.default
-        fn = FieldNode(f.name, f.encode_name, _node(hints[f.name]), default, factory)
-        if f.name == flatten_attr:
-            info.flatten = fn
-        else:
-            info.fields[fn.key] = fn
-            info.ordered.append(fn)
-        info.positions.append((fn, f.name == flatten_attr))
-    for old, new in getattr(cls, "__aliases__", {}).items():
-        target = next((fn.key for fn in info.ordered if new in (fn.attr, fn.key)), None)
-        if target is None:
-            raise TypeError(f"{cls.__name__}.__aliases__: {old!r} -> unknown field {new!r}")
-        info.aliases[old] = target
-    return info
-
-
-ROOT = _node(MoltisConfig)
 
 
 # ---------------------------------------------------------------------------------
@@ -219,7 +136,7 @@ def sanitize_message(msg: str, annotation: Any = None) -> str:
 
 
 def _literal_values(annotation: Any) -> tuple[Any, ...]:
-    tp = _strip(annotation)
+    tp = strip_annotated(annotation)
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         for arg in typing.get_args(tp):
             values = _literal_values(arg)
@@ -386,155 +303,4 @@ def _diff_mapping(a: Mapping[str, Any], b: Mapping[str, Any], item: TypeNode, pa
             _diff_value(av, bv, item, (*path, key), raw.get(key, MISSING), out)
 
 
-# ---------------------------------------------------------------------------------
-# secrets marked by the schema
 
-
-def _build_secret_trie() -> dict[str, Any]:
-    trie: dict[str, Any] = {}
-
-    def walk(node: TypeNode, t: dict[str, Any], depth: int) -> None:
-        if depth > 12:
-            return
-        if node.kind == "section":
-            assert node.cls is not None
-            info = section_info(node.cls)
-            for fn in info.ordered:
-                keys = [fn.key, *[o for o, tgt in info.aliases.items() if tgt == fn.key]]
-                for key in keys:
-                    visit(fn.node, t, key, depth)
-            if info.flatten is not None and info.flatten.node.item is not None:
-                visit(info.flatten.node.item, t, "*", depth)
-        elif node.kind == "dict" and node.item is not None:
-            visit(node.item, t, "*", depth)
-
-    def visit(node: TypeNode, t: dict[str, Any], key: str, depth: int) -> None:
-        if node.kind == "secret":
-            t[key] = True
-        elif node.kind in ("section", "dict"):
-            child = t.setdefault(key, {})
-            if isinstance(child, dict):
-                walk(node, child, depth + 1)
-
-    walk(ROOT, trie, 0)
-    for pattern in FREEFORM_SECRETS:
-        t = trie
-        for key in pattern[:-1]:
-            nxt = t.setdefault(key, {})
-            if not isinstance(nxt, dict):
-                break
-            t = nxt
-        else:
-            t[pattern[-1]] = True
-    return trie
-
-
-_SECRET_TRIE = _build_secret_trie()
-
-
-def is_secret_path(path: Path) -> bool:
-    """True if the schema marks the value at this raw config path as a secret."""
-    t: Any = _SECRET_TRIE
-    for key in path:
-        if not isinstance(t, dict):
-            return False
-        t = t.get(key, t.get("*"))
-        if t is None:
-            return False
-    return t is True
-
-
-def secret_patterns() -> Iterator[str]:
-    """Every secret path pattern, for documentation and tests."""
-    def walk(t: dict[str, Any], prefix: tuple[str, ...]) -> Iterator[str]:
-        for key, child in t.items():
-            if child is True:
-                yield ".".join((*prefix, key))
-            else:
-                yield from walk(child, (*prefix, key))
-    return walk(_SECRET_TRIE, ())
-
-
-# ---------------------------------------------------------------------------------
-# check
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Something `check` found: an unknown key or an invalid value, named by path."""
-
-    path: str
-    kind: Literal["unknown-key", "unknown-provider", "invalid-value"]
-    message: str
-
-
-def check(raw: Mapping[str, Any]) -> list[Problem]:
-    """Report unknown keys, unknown provider names and invalid values by path.
-
-    Unknown keys are kept in the raw document and written back untouched; Moltis
-    itself ignores them at load time and its `config check` reports them."""
-    problems: list[Problem] = []
-    _check_section(raw, section_info(MoltisConfig), (), problems)
-    try:
-        to_typed(raw)
-    except ConfigValidationError as err:
-        problems.append(Problem(err.path or "<root>", "invalid-value", str(err)))
-    return problems
-
-
-def _check_section(raw: Mapping[str, Any], info: SectionInfo, path: Path,
-                   problems: list[Problem]) -> None:
-    for key, value in raw.items():
-        key_path = (*path, key)
-        fn = info.fields.get(info.aliases.get(key, key))
-        if fn is None and info.flatten is not None:
-            if info.cls is ProvidersConfig and not is_provider_name(key):
-                problems.append(Problem(
-                    format_path(key_path), "unknown-provider",
-                    f"{format_path(key_path)}: unknown provider name {key!r} (known names, "
-                    "or custom-<slug>)",
-                ))
-            item = info.flatten.node.item
-            if item is not None and isinstance(value, dict):
-                _check_node(value, item, key_path, problems)
-            continue
-        if fn is None:
-            problems.append(Problem(
-                format_path(key_path), "unknown-key",
-                f"{format_path(key_path)}: unknown key (kept, but Moltis ignores it)",
-            ))
-            continue
-        if isinstance(value, dict):
-            _check_node(value, fn.node, key_path, problems)
-
-
-def _check_node(raw: Mapping[str, Any], node: TypeNode, path: Path,
-                problems: list[Problem]) -> None:
-    if node.kind == "section" and node.cls is not None:
-        _check_section(raw, section_info(node.cls), path, problems)
-    elif node.kind == "dict" and node.item is not None and node.item.kind in ("section", "dict"):
-        for key, value in raw.items():
-            if isinstance(value, dict):
-                _check_node(value, node.item, (*path, key), problems)
-
-
-def field_at(path: Path) -> TypeNode | None:
-    """The schema type at a raw path (None when the schema does not know it)."""
-    node: TypeNode | None = ROOT
-    for key in path:
-        if node is None:
-            return None
-        if node.kind == "section" and node.cls is not None:
-            info = section_info(node.cls)
-            fn = info.fields.get(info.aliases.get(key) or key)
-            if fn is not None:
-                node = fn.node
-            elif info.flatten is not None:
-                node = info.flatten.node.item
-            else:
-                return None
-        elif node.kind == "dict":
-            node = node.item
-        else:
-            return None
-    return node

@@ -21,7 +21,8 @@ from ledger.core.document import MISSING
 from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
 from ledger.errors import ConfigValidationError
 from ledger.schema import MoltisConfig
-from ledger.typed.convert import RawChange, diff_top_level, sanitize_message, section_info, to_typed
+from ledger.schema.introspect import section_info
+from ledger.typed.convert import RawChange, diff_top_level, sanitize_message, to_typed
 
 __all__ = ["Edit", "TypedCodec", "TypedView"]
 

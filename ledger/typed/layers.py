@@ -31,16 +31,8 @@ from ledger.core.keypaths import Path, format_path
 from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
 from ledger.errors import ConfigValidationError, SecretError
 from ledger.schema import MoltisConfig
-from ledger.typed.convert import (
-    ROOT,
-    TypeNode,
-    field_at,
-    is_secret_path,
-    sanitize_message,
-    section_info,
-    shape,
-    to_typed,
-)
+from ledger.schema.introspect import ROOT, TypeNode, field_at, is_secret_path, section_info
+from ledger.typed.convert import sanitize_message, shape, to_typed
 
 __all__ = [
     "EnvOverride",

@@ -49,8 +49,9 @@ from ledger.errors import (
     VerificationError,
 )
 from ledger.ops.migrate import migrate, read_config_file
-from ledger.stores.file_providers import FileProviderStore, read_keys_file
+from ledger.stores.file_providers import FileProviderStore
 from ledger.stores.file_store import FileConfigStore
+from ledger.stores.key_file import read_keys_file
 from tests.conftest import run
 from tests.torture import stats
 from tests.torture.helpers import Result, head_of, pool_map, run_cli
@@ -666,7 +667,7 @@ def test_bad_environment_is_refused_or_ignored_with_a_reason(world: World) -> No
             assert var in res.err, f"{var}: the ignored override is not reported: {res.err}"
             stats.add("bad_inputs")
     # the library's own variables: refused with the variable named
-    from ledger.stores.open import open_store
+    from ledger.ops.open_store import open_store
 
     refused(world, lambda: open_store(env={**os.environ, "MOLTIS_CONFIG_BACKEND": "mysql"}),
             InputError, ("MOLTIS_CONFIG_BACKEND",))
@@ -696,7 +697,7 @@ def test_bad_environment_is_refused_or_ignored_with_a_reason(world: World) -> No
 
 def test_corrupt_key_file_is_refused_and_the_gateway_falls_back_read_only(
         world: World) -> None:
-    from ledger.stores.open import open_store
+    from ledger.ops.open_store import open_store
 
     keys = world.config_dir / "provider_keys.json"
     keys.write_bytes(b'{"openai": {"apiKey": "sk-a"}, "broken": ')

@@ -21,7 +21,8 @@ import pytest
 
 from ledger import MoltisConfig, Secret, SqliteConfigStore
 from ledger.engine.vault import KeySource
-from ledger.ops.history import backup, export_documents, write_export
+from ledger.ops.backup import backup
+from ledger.ops.export import export_documents, write_export
 from ledger.ops.migrate import migrate
 from ledger.schema.providers import ProviderConfig
 from ledger.stores.file_providers import FileProviderStore

@@ -23,11 +23,12 @@ from ledger._log import get_logger
 from ledger.engine.vault import KeySource
 from ledger.errors import InputError, LedgerError
 from ledger.files import dirs
-from ledger.stores.ledger_store import ConfigStore, LedgerConfigStore
+from ledger.stores.contract import ConfigStore
+from ledger.stores.ledger_store import LedgerConfigStore
 
 __all__ = ["BACKENDS", "open_ledger", "open_store", "select_backend"]
 
-_log = get_logger("ledger.stores.open")
+_log = get_logger("ledger.ops.open_store")
 BACKENDS: Final = ("file", "sqlite", "postgres")
 
 

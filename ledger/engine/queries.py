@@ -1,0 +1,71 @@
+"""Queries on a `Ledger` that operators phrase in words: REFs (a seq, `-3`, `head`, a
+time) resolved to a seq, and the history filtered by path, actor and time range."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from ledger.core.events import Event
+from ledger.core.keypaths import Path, parse_path
+from ledger.core.when import parse_when
+from ledger.engine.ledger import Ledger
+from ledger.errors import InvalidRefError
+
+__all__ = ["Ref", "iter_history", "resolve_ref"]
+
+Ref = int | str | datetime  # a seq, a REF text (-3, "yesterday", ISO time) or a datetime
+
+
+def resolve_ref(ledger: Ledger, ref: Ref) -> int:
+    """A REF: a seq (`12`), `-N` (N events back from the head), `head`, or a time (the
+    state as of that instant): ISO-8601 or words, see `ledger.core.when`."""
+    head = ledger.head_state().seq
+    if isinstance(ref, datetime):
+        when = ref if ref.tzinfo else ref.replace(tzinfo=UTC)
+        return ledger.seq_at_time(when)
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        seq = ref
+    elif isinstance(ref, str):
+        text = ref.strip()
+        if text.lower() in ("head", "latest"):
+            return head
+        if text.startswith("-") and text[1:].isascii() and text[1:].isdigit():
+            seq = head - int(text[1:])
+            if seq < 0:
+                raise InvalidRefError(f"REF {text}: the log has only {head} events")
+            return seq
+        if text.isascii() and text.isdigit():
+            seq = int(text)
+        else:
+            moment = parse_when(text)
+            if moment is None:
+                raise InvalidRefError(
+                    f"REF {ref!r} is not a seq (12), a relative seq (-3), 'head', an "
+                    "ISO-8601 time (2026-11-24T09:00:00Z) or a UTC time in words "
+                    "(yesterday, last tuesday 18:00, 2h ago)")
+            return ledger.seq_at_time(moment)
+    else:
+        raise InvalidRefError(f"REF {ref!r} has an unsupported type")
+    if not 0 <= seq <= head:
+        raise InvalidRefError(f"REF {ref}: seq {seq} is outside the log (0..{head})")
+    return seq
+
+
+def iter_history(ledger: Ledger, *, path: str | Path | None = None, actor: str | None = None,
+                 since: Ref | None = None, until: Ref | None = None,
+                 limit: int | None = None, doc: str | None = None) -> Iterator[Event]:
+    prefix = parse_path(path) if isinstance(path, str) else path
+    lo = resolve_ref(ledger, since) if since is not None else 0
+    hi = resolve_ref(ledger, until) if until is not None else None
+    count = 0
+    # `since` names a state: the events after it are the changes made since then.
+    for ev in ledger.events(after=lo, until=hi, descending=True):
+        if actor is not None and ev.actor != actor:
+            continue
+        if prefix is not None and not ev.touches(prefix, doc):
+            continue
+        yield ev
+        count += 1
+        if limit is not None and count >= limit:
+            return

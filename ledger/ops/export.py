@@ -1,0 +1,183 @@
+"""Export and bundles: the state at a point as plain `moltis.toml` + `provider_keys.json`
+(secrets masked unless revealed), and the whole log as portable, verifiable JSON lines."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import tomlkit
+
+from ledger.core.chain import GENESIS, VerifyReport, verify_records
+from ledger.core.events import Record
+from ledger.engine.ledger import Ledger
+from ledger.errors import (
+    ParseError,
+    StoreError,
+    VerificationError,
+)
+from ledger.files.dirs import ensure_private_dir
+from ledger.files.safe_io import replace_file
+from ledger.ops.display import display_doc
+
+
+@dataclass
+class ExportFiles:
+    config_name: str
+    config_text: str
+    keys_text: str
+    revealed: bool
+
+
+def export_documents(ledger: Ledger, seq: int, *, fmt: Literal["toml", "json"] = "toml",
+                     reveal: bool = False) -> ExportFiles:
+    """moltis.toml and provider_keys.json as of `seq`: the way back to the file store.
+    Secrets are mask placeholders unless `reveal` (an importer reads the placeholders as
+    "withheld", so a masked export re-imports to the same masked view)."""
+    state = ledger.state_at(seq)
+    config = display_doc(state.config, ledger.vault, reveal=reveal)
+    keys = display_doc(state.keys, ledger.vault, reveal=reveal)
+    head = ledger.event(seq)
+    when = head.time.isoformat(timespec="seconds") if head else "the empty ledger"
+    if fmt == "json":
+        config_text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+        name = "moltis.json"
+    else:
+        header = tomlkit.document()
+        header.add(tomlkit.comment(f"Exported by moltis-ledger from seq {seq} ({when}); "
+                                   + ("secrets REVEALED" if reveal else "secrets masked")))
+        config_text = tomlkit.dumps(header) + "\n" + tomlkit.dumps(config)
+        name = "moltis.toml"
+    keys_text = json.dumps(keys, indent=2, ensure_ascii=False) + "\n"
+    return ExportFiles(name, config_text, keys_text, reveal)
+
+
+def write_export(files: ExportFiles, directory: Path) -> list[Path]:
+    """Write the export files (mode 0600, directory 0700) atomically."""
+    ensure_private_dir(directory)
+    written = []
+    for name, text in ((files.config_name, files.config_text),
+                       ("provider_keys.json", files.keys_text)):
+        path = directory / name
+        replace_file(path, text.encode("utf-8"))
+        written.append(path)
+    return written
+
+
+# ---------------------------------------------------------------------------------
+# bundles: the whole log as portable, verifiable JSON lines
+
+BUNDLE_FORMAT = "moltis-config-ledger bundle v1"
+
+
+def write_bundle(ledger: Ledger, out: IO[str], *, with_secrets: bool = False) -> int:
+    """Header, one line per event (stored bytes and hashes), and optionally the sealed
+    secret rows (still encrypted: the same ledger key opens them). Returns the count."""
+    backend = ledger.backend
+    head = backend.head()
+    header = {
+        "format": BUNDLE_FORMAT, "created": datetime.now(UTC).isoformat(),
+        "ledger_id": backend.get_meta("ledger_id"), "events": head.seq,
+        "head": head.hash.hex(), "genesis": GENESIS.hex(),
+    }
+    out.write(json.dumps(header) + "\n")
+    count = 0
+    for rec in backend.read():
+        out.write(json.dumps({
+            "seq": rec.seq, "ts": rec.ts, "actor": rec.actor, "reason": rec.reason,
+            "source": rec.source, "kind": rec.kind, "payload": rec.payload.decode("utf-8"),
+            "prev_hash": rec.prev_hash.hex(), "hash": rec.hash.hex(),
+        }, ensure_ascii=False) + "\n")
+        count += 1
+    if with_secrets:
+        for row in backend.secrets():
+            out.write(json.dumps({
+                "secret": row.ref, "created_seq": row.created_seq,
+                "shredded_seq": row.shredded_seq,
+                "sealed": base64.b64encode(row.sealed).decode() if row.sealed else None,
+            }) + "\n")
+        check = backend.get_meta("key_check")
+        if check:
+            out.write(json.dumps({"meta": {"key_check": check}}) + "\n")
+    return count
+
+
+@dataclass
+class Bundle:
+    header: dict[str, Any]
+    records: list[Record]
+    secrets: list[dict[str, Any]]
+    meta: dict[str, str]
+
+
+def read_bundle(path: Path) -> Bundle:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ParseError(f"{path}: cannot read the bundle: {err}") from err
+    if not lines:
+        raise ParseError(f"{path}: empty bundle")
+    try:
+        header = json.loads(lines[0])
+        if header.get("format") != BUNDLE_FORMAT:
+            raise ParseError(f"{path}: not a {BUNDLE_FORMAT} file")
+        bundle = Bundle(header, [], [], {})
+        for n, line in enumerate(lines[1:], start=2):
+            item = json.loads(line)
+            if "seq" in item:
+                bundle.records.append(Record(
+                    int(item["seq"]), int(item["ts"]), item["actor"], item["reason"],
+                    item["source"], item["kind"], item["payload"].encode("utf-8"),
+                    bytes.fromhex(item["prev_hash"]), bytes.fromhex(item["hash"])))
+            elif "secret" in item:
+                bundle.secrets.append(item)
+            elif "meta" in item:
+                bundle.meta.update(item["meta"])
+            else:
+                raise ParseError(f"{path}: line {n} is not an event, secret or meta line")
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ParseError(f"{path}: malformed bundle: {err}") from None
+    return bundle
+
+
+def verify_bundle(path: Path, expect_head: bytes | None = None) -> VerifyReport:
+    """Verify a bundle's chain with no database at all."""
+    bundle = read_bundle(path)
+    report = verify_records(bundle.records, expect_head)
+    claimed = bundle.header.get("head")
+    if report.ok and claimed and claimed != report.head_hash.hex():
+        return VerifyReport(False, report.events, report.head_seq, report.head_hash,
+                            report.head_seq, "the bundle's header names another head")
+    return report
+
+
+def import_bundle(path: Path, ledger: Ledger) -> VerifyReport:
+    """Load a bundle into an empty ledger, after verifying its chain."""
+    bundle = read_bundle(path)
+    report = verify_records(bundle.records)
+    if not report.ok:
+        raise VerificationError(f"{path}: {report.problem}; nothing was imported",
+                                report.first_bad_seq)
+    backend = ledger.backend
+    with backend.write() as txn:
+        if txn.head().seq != 0:
+            raise StoreError(f"{backend.location}: a bundle can only be imported into an "
+                             "empty ledger")
+        for start in range(0, len(bundle.records), 1000):
+            txn.append(bundle.records[start:start + 1000])
+        if bundle.header.get("ledger_id"):
+            # sealed secrets are bound to the ledger id they were sealed under
+            txn.set_meta("ledger_id", bundle.header["ledger_id"])
+        for key, value in bundle.meta.items():
+            txn.set_meta(key, value)
+        for item in bundle.secrets:
+            if item.get("sealed"):
+                txn.put_secret(item["secret"], base64.b64decode(item["sealed"]),
+                               int(item["created_seq"]))
+    ledger.reset_caches()
+    ledger.rebuild_snapshots()
+    return ledger.verify()

@@ -1,0 +1,198 @@
+"""What the schema says about itself: each Struct's fields with their TOML keys,
+defaults, aliases and flattened catch-all (`section_info`), the type at any raw path
+(`field_at`), and which paths hold secrets (`is_secret_path`).
+
+The schema conventions are those of `ledger.schema.base.Section`: `__flatten__` names a
+field that collects all other keys (Rust's `serde(flatten)`), `__aliases__` maps old
+TOML key names to field names. Everything is computed on first use and cached, so
+importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+
+from ledger.core.keypaths import Path
+from ledger.core.secret_refs import Secret
+from ledger.schema import FREEFORM_SECRETS, MoltisConfig
+
+__all__ = ["ROOT", "FieldNode", "SectionInfo", "TypeNode", "field_at", "is_secret_path",
+           "secret_patterns", "section_info", "strip_annotated"]
+
+Kind = Literal["section", "dict", "list", "secret", "leaf"]
+
+
+@dataclass(eq=False)
+class TypeNode:
+    kind: Kind
+    annotation: Any
+    cls: type[msgspec.Struct] | None = None
+    item: TypeNode | None = None  # dict value / list item
+
+
+@dataclass(eq=False)
+class FieldNode:
+    attr: str
+    key: str
+    node: TypeNode
+    default: Any
+    factory: Callable[[], Any] | None
+
+
+@dataclass(eq=False)
+class SectionInfo:
+    cls: type[msgspec.Struct]
+    fields: dict[str, FieldNode] = field(default_factory=dict)  # by TOML key
+    ordered: list[FieldNode] = field(default_factory=list)
+    flatten: FieldNode | None = None
+    aliases: dict[str, str] = field(default_factory=dict)  # old key -> TOML key
+    # every field in declaration order (as msgspec.structs.astuple lists them), with
+    # True for the flattened one
+    positions: list[tuple[FieldNode, bool]] = field(default_factory=list)
+
+
+def strip_annotated(tp: Any) -> Any:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _node(tp: Any) -> TypeNode:
+    ann = tp
+    tp = strip_annotated(tp)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        non_none = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(non_none) == 1:
+            inner = _node(non_none[0])
+            return TypeNode(inner.kind, ann, inner.cls, inner.item)
+        return TypeNode("leaf", ann)
+    if tp is Secret:
+        return TypeNode("secret", ann)
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return TypeNode("section", ann, cls=tp)
+    if origin is dict:
+        return TypeNode("dict", ann, item=_node(typing.get_args(tp)[1]))
+    if origin is list:
+        return TypeNode("list", ann, item=_node(typing.get_args(tp)[0]))
+    return TypeNode("leaf", ann)
+
+
+@functools.cache
+def section_info(cls: type[msgspec.Struct]) -> SectionInfo:
+    info = SectionInfo(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
+    flatten_attr = getattr(cls, "__flatten__", None)
+    for f in msgspec.structs.fields(cls):
+        factory = None if f.default_factory is msgspec.NODEFAULT else f.default_factory
+        default = None if f.default is msgspec.NODEFAULT else f.default
+        fn = FieldNode(f.name, f.encode_name, _node(hints[f.name]), default, factory)
+        if f.name == flatten_attr:
+            info.flatten = fn
+        else:
+            info.fields[fn.key] = fn
+            info.ordered.append(fn)
+        info.positions.append((fn, f.name == flatten_attr))
+    for old, new in getattr(cls, "__aliases__", {}).items():
+        target = next((fn.key for fn in info.ordered if new in (fn.attr, fn.key)), None)
+        if target is None:
+            raise TypeError(f"{cls.__name__}.__aliases__: {old!r} -> unknown field {new!r}")
+        info.aliases[old] = target
+    return info
+
+
+ROOT = _node(MoltisConfig)
+
+
+def field_at(path: Path) -> TypeNode | None:
+    """The schema type at a raw path (None when the schema does not know it)."""
+    node: TypeNode | None = ROOT
+    for key in path:
+        if node is None:
+            return None
+        if node.kind == "section" and node.cls is not None:
+            info = section_info(node.cls)
+            fn = info.fields.get(info.aliases.get(key) or key)
+            if fn is not None:
+                node = fn.node
+            elif info.flatten is not None:
+                node = info.flatten.node.item
+            else:
+                return None
+        elif node.kind == "dict":
+            node = node.item
+        else:
+            return None
+    return node
+
+
+@functools.cache
+def _secret_trie() -> dict[str, Any]:
+    trie: dict[str, Any] = {}
+
+    def walk(node: TypeNode, t: dict[str, Any], depth: int) -> None:
+        if depth > 12:
+            return
+        if node.kind == "section":
+            assert node.cls is not None
+            info = section_info(node.cls)
+            for fn in info.ordered:
+                keys = [fn.key, *[o for o, tgt in info.aliases.items() if tgt == fn.key]]
+                for key in keys:
+                    visit(fn.node, t, key, depth)
+            if info.flatten is not None and info.flatten.node.item is not None:
+                visit(info.flatten.node.item, t, "*", depth)
+        elif node.kind == "dict" and node.item is not None:
+            visit(node.item, t, "*", depth)
+
+    def visit(node: TypeNode, t: dict[str, Any], key: str, depth: int) -> None:
+        if node.kind == "secret":
+            t[key] = True
+        elif node.kind in ("section", "dict"):
+            child = t.setdefault(key, {})
+            if isinstance(child, dict):
+                walk(node, child, depth + 1)
+
+    walk(ROOT, trie, 0)
+    for pattern in FREEFORM_SECRETS:
+        t = trie
+        for key in pattern[:-1]:
+            nxt = t.setdefault(key, {})
+            if not isinstance(nxt, dict):
+                break
+            t = nxt
+        else:
+            t[pattern[-1]] = True
+    return trie
+
+
+
+
+def is_secret_path(path: Path) -> bool:
+    """True if the schema marks the value at this raw config path as a secret."""
+    t: Any = _secret_trie()
+    for key in path:
+        if not isinstance(t, dict):
+            return False
+        t = t.get(key, t.get("*"))
+        if t is None:
+            return False
+    return t is True
+
+
+def secret_patterns() -> Iterator[str]:
+    """Every secret path pattern, for documentation and tests."""
+    def walk(t: dict[str, Any], prefix: tuple[str, ...]) -> Iterator[str]:
+        for key, child in t.items():
+            if child is True:
+                yield ".".join((*prefix, key))
+            else:
+                yield from walk(child, (*prefix, key))
+    return walk(_secret_trie(), ())

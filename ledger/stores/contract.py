@@ -1,0 +1,240 @@
+"""The store contracts: `ConfigStore` (the async, backend-agnostic config store the seed
+asks for) and `ProviderStore` (provider credentials, the same pattern), plus what their
+implementations share (`run_write`, the `set` arguments of a provider entry).
+
+Implementations: `ledger_store` (the ledger on SQLite or memory), `postgres_store`,
+`file_store` and `file_providers` (Moltis's own files), `providers` (credentials in the
+ledger).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import builtins
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Final, TypeVar
+
+from ledger.core.chain import VerifyReport
+from ledger.core.document import Doc
+from ledger.core.events import Event
+from ledger.core.keypaths import Path
+from ledger.core.secret_refs import Secret
+from ledger.engine.ledger import Commit
+from ledger.engine.queries import Ref
+from ledger.errors import InputError, NotSupportedError, StoreBusyError
+from ledger.schema import MoltisConfig
+from ledger.typed.convert import RawChange, typed_changes
+from ledger.typed.layers import NO_FLAGS, Flags, Provenance
+from projections.provider_view import EffectiveProvider, ProviderKey
+
+__all__ = ["UNSET", "ConfigStore", "ProviderStore", "Ref", "check_name", "entry_changes",
+           "run_write"]
+
+T = TypeVar("T")
+
+
+async def run_write(call: Callable[[bool], T]) -> T:
+    """Try a write without waiting for the lock; if another writer holds it, wait for
+    it in a worker thread so the event loop keeps running."""
+    try:
+        return call(False)
+    except StoreBusyError:
+        return await asyncio.to_thread(call, True)
+
+
+class ConfigStore(abc.ABC):
+    """Where a Moltis gateway's configuration lives. Every write takes `actor=`,
+    `reason=` and an optional `expected_seq=` (optimistic concurrency)."""
+
+    backend_name: str = "?"
+
+    @abc.abstractmethod
+    async def load_raw(self) -> MoltisConfig:
+        """Schema defaults + the stored document, without environment or flags."""
+
+    @abc.abstractmethod
+    async def raw_document(self) -> Doc:
+        """The stored document itself: only explicitly set keys, unknown keys included."""
+
+    @abc.abstractmethod
+    async def load_effective(self, *, flags: Flags = NO_FLAGS,
+                             env: Mapping[str, str] | None = None) -> MoltisConfig:
+        """defaults -> stored -> MOLTIS_* environment -> flags, with ${VAR} resolved."""
+
+    @abc.abstractmethod
+    async def source_metadata(self, *, flags: Flags = NO_FLAGS,
+                              env: Mapping[str, str] | None = None) -> dict[str, Provenance]:
+        """For every leaf path of the effective config, the layer that won and where from."""
+
+    @abc.abstractmethod
+    async def save_raw(self, cfg: MoltisConfig | Mapping[str, Any], *, actor: str | None = None,
+                       reason: str | None = None, source: str = "api",
+                       expected_seq: int | None = None) -> Commit:
+        """Make the stored config equal `cfg`. A `MoltisConfig` changes only the paths
+        that differ (unknown keys stay); a mapping is a whole raw document."""
+
+    @abc.abstractmethod
+    async def update_raw(self, fn: Callable[[MoltisConfig], Any], *, actor: str | None = None,
+                         reason: str | None = None, source: str = "api",
+                         expected_seq: int | None = None) -> Commit:
+        """Read-modify-write under the store's lock: only the paths `fn` changed are
+        recorded; nothing changed, or `fn` raising, or invalid values: nothing written.
+
+        `fn` gets a private copy and may be called again on a fresh one when another
+        writer appended first (the PostgreSQL backend's optimistic first try), so it
+        should only edit the config it is given."""
+
+    @abc.abstractmethod
+    async def apply_changes(self, raw_changes: Sequence[RawChange], *,
+                            actor: str | None = None, reason: str | None = None,
+                            source: str = "api", expected_seq: int | None = None) -> Commit:
+        """Apply path-level changes to the stored config (a set replaces what is at
+        its path; tables are expanded into keys; validated like every write)."""
+
+    async def edit(self, sets: Mapping[Path, Any] | None = None, unsets: Sequence[Path] = (),
+                   **kw: Any) -> Commit:
+        """Set values at paths and unset paths (what `moltis-ledger set/unset` does)."""
+        changes = [RawChange("unset", tuple(p)) for p in unsets]
+        changes += [RawChange("set", tuple(p), v) for p, v in (sets or {}).items()]
+        return await self.apply_changes(changes, **kw)
+
+    async def save_effective(self, cfg: MoltisConfig, *, flags: Flags = NO_FLAGS,
+                             env: Mapping[str, str] | None = None, **kw: Any) -> Commit:
+        """Save a config that was read with `load_effective()`: only what the caller
+        changed relative to the effective view is stored, so environment overrides,
+        flags and substituted ${VAR} values are never written back (Moltis's
+        `update_config` can write them into the file)."""
+        effective = await self.load_effective(flags=flags, env=env)
+        raw = await self.raw_document()
+        return await self.apply_changes(typed_changes(effective, cfg, raw), **kw)
+
+    @abc.abstractmethod
+    async def head_seq(self) -> int:
+        """A counter that moves on every write (the ledger's seq; the file store's own)."""
+
+    async def close(self) -> None:
+        return None
+
+    async def __aenter__(self: T) -> T:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # History features; backends that cannot offer them raise NotSupportedError.
+
+    def _unsupported(self, what: str) -> NotSupportedError:
+        return NotSupportedError(f"{what} is not supported by the {self.backend_name} backend; "
+                                 "migrate to the ledger (moltis-ledger migrate)")
+
+    async def load_raw_at(self, ref: Ref) -> MoltisConfig:
+        raise self._unsupported("reading the past")
+
+    async def history(self, *, path: str | Path | None = None, actor: str | None = None,
+                      since: Ref | None = None, until: Ref | None = None,
+                      limit: int | None = None) -> list[Event]:
+        raise self._unsupported("history")
+
+    async def verify(self, expect_head: bytes | None = None) -> VerifyReport:
+        raise self._unsupported("verify")
+
+    def watch(self, poll_interval: float = 0.2,
+              after: int | None = None) -> AsyncIterator[Event]:
+        raise self._unsupported("watch")
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final[Any] = _Unset()
+_FIELDS: Final = (("api_key", "apiKey"), ("base_url", "baseUrl"), ("models", "models"),
+                  ("display_name", "displayName"))
+
+
+def check_name(name: str) -> str:
+    if (not isinstance(name, str) or not name.strip() or len(name) > 1000
+            or any(ord(c) < 32 for c in name) or not _utf8(name)):
+        raise InputError(f"provider name {repr(name)[:80]} must be a non-empty single-line "
+                         "UTF-8 string of at most 1000 characters")
+    return name
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def entry_changes(name: str, values: Mapping[str, Any]) -> list[RawChange]:
+    """Raw changes to the keys document for `set(name, field=value, ...)`; None unsets."""
+    out: list[RawChange] = []
+    for attr, key in _FIELDS:
+        value = values.get(attr, UNSET)
+        if value is UNSET:
+            continue
+        if value is None:
+            out.append(RawChange("unset", (name, key)))
+            continue
+        if attr == "models":
+            if isinstance(value, str) or not all(isinstance(m, str) for m in value):
+                raise InputError(f"providers {name}: models must be a list of strings")
+            value = list(value)
+        elif not isinstance(value, str | Secret):
+            raise InputError(f"providers {name}: {attr} must be a string")
+        out.append(RawChange("set", (name, key), value))
+    return out
+
+
+class ProviderStore(abc.ABC):
+    """Where provider credentials live (the ledger, or provider_keys.json)."""
+
+    backend_name: str = "?"
+
+    @abc.abstractmethod
+    async def list(self) -> dict[str, ProviderKey]: ...
+
+    async def get(self, name: str) -> ProviderKey | None:
+        return (await self.list()).get(name)
+
+    @abc.abstractmethod
+    async def set(self, name: str, *, api_key: str | Secret | None = UNSET,
+                  base_url: str | Secret | None = UNSET, models: builtins.list[str] | None = UNSET,
+                  display_name: str | None = UNSET, enable: bool = True,
+                  actor: str | None = None, reason: str | None = None, source: str = "api",
+                  expected_seq: int | None = None) -> Commit:
+        """Change the given fields of one entry (None removes a field); other fields
+        and entries are kept."""
+
+    @abc.abstractmethod
+    async def remove(self, name: str, *, actor: str | None = None, reason: str | None = None,
+                     source: str = "api", expected_seq: int | None = None) -> Commit: ...
+
+    @abc.abstractmethod
+    async def import_keys(self, data: Mapping[str, Any], *, actor: str | None = None,
+                          reason: str | None = None, source: str = "import") -> Commit:
+        """Make the store hold exactly these entries (either provider_keys.json shape)."""
+
+    @abc.abstractmethod
+    async def effective(self, *, env: Mapping[str, str] | None = None,
+                        flags: Flags = NO_FLAGS) -> dict[str, EffectiveProvider]:
+        """What the gateway uses: config wins, key store fills gaps, environment on top."""
+
+    async def source_metadata(self, *, env: Mapping[str, str] | None = None,
+                              flags: Flags = NO_FLAGS) -> dict[str, dict[str, str]]:
+        """provider -> field -> where the effective value came from."""
+        return {n: dict(p.sources) for n, p in (await self.effective(env=env, flags=flags)).items()}
+
+    async def history(self, name: str | None = None, *,
+                      limit: int | None = None) -> builtins.list[Event]:
+        raise NotSupportedError(f"history is not supported by the {self.backend_name} backend")
+
+    async def list_at(self, ref: Ref) -> dict[str, ProviderKey]:
+        raise NotSupportedError(
+            f"reading the past is not supported by the {self.backend_name} backend")
+
+
