@@ -16,7 +16,7 @@ import msgspec
 from ledger.core.chain import GENESIS
 from ledger.core.document import Doc, apply_changes, apply_in_place, leaves, own_all
 from ledger.core.events import DOC_KEYS, KIND_CHANGE, Change, Record, Row, decode_change_payload
-from ledger.core.keypaths import Path
+from ledger.core.keypaths import KeyPath
 
 __all__ = ["EMPTY_STATE", "ConfigState", "fold", "replay", "replay_rows"]
 
@@ -36,7 +36,7 @@ class ConfigState(msgspec.Struct, frozen=True, gc=False):
     def document(self, doc: str) -> Doc:
         return self.keys if doc == DOC_KEYS else self.config
 
-    def provenance(self, doc: str = "config") -> Iterator[tuple[Path, int]]:
+    def provenance(self, doc: str = "config") -> Iterator[tuple[KeyPath, int]]:
         """(leaf path, seq that set it) for every leaf of a document."""
         tree = self.prov_keys if doc == DOC_KEYS else self.prov_config
         for path, seq in leaves(tree):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from ledger.core.events import Change, DocName
-from ledger.core.keypaths import Path, format_path
+from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import Secret, SecretRef
 from ledger.errors import ConfigValidationError
 
@@ -50,7 +50,7 @@ class _Missing:
 MISSING: Final = _Missing()
 
 
-def get_value(doc: Mapping[str, Any], path: Path) -> Any:
+def get_value(doc: Mapping[str, Any], path: KeyPath) -> Any:
     """The value at `path`, or MISSING."""
     node: Any = doc
     for key in path:
@@ -71,7 +71,7 @@ def same_value(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def leaves(doc: Mapping[str, Any], prefix: Path = ()) -> Iterator[tuple[Path, Any]]:
+def leaves(doc: Mapping[str, Any], prefix: KeyPath = ()) -> Iterator[tuple[KeyPath, Any]]:
     """Every leaf (non-table value or empty table) with its path, in document order."""
     for key, value in doc.items():
         path = (*prefix, key)
@@ -81,7 +81,7 @@ def leaves(doc: Mapping[str, Any], prefix: Path = ()) -> Iterator[tuple[Path, An
             yield path, value
 
 
-def _set_leaves(path: Path, value: Any, doc: DocName, out: list[Change]) -> None:
+def _set_leaves(path: KeyPath, value: Any, doc: DocName, out: list[Change]) -> None:
     if isinstance(value, dict) and value:
         for key, child in value.items():
             _set_leaves((*path, key), child, doc, out)
@@ -92,7 +92,7 @@ def _set_leaves(path: Path, value: Any, doc: DocName, out: list[Change]) -> None
 
 
 def diff_documents(
-    old: Mapping[str, Any], new: Mapping[str, Any], doc: DocName = "config", prefix: Path = ()
+    old: Mapping[str, Any], new: Mapping[str, Any], doc: DocName = "config", prefix: KeyPath = ()
 ) -> list[Change]:
     """The changes that turn `old` into `new`: unsets first, then sets, in key order."""
     out: list[Change] = []
@@ -100,7 +100,7 @@ def diff_documents(
     return out
 
 
-def _diff(old: Mapping[str, Any], new: Mapping[str, Any], doc: DocName, prefix: Path,
+def _diff(old: Mapping[str, Any], new: Mapping[str, Any], doc: DocName, prefix: KeyPath,
           out: list[Change]) -> None:
     for key in old:
         if key not in new:
@@ -201,7 +201,7 @@ def _apply(root: Doc, prov: Doc | None, ch: Change, seq: int,
             pnode[leaf] = seq
 
 
-def _in_the_way(path: Path, node: Doc, root: Doc) -> ConfigValidationError:
+def _in_the_way(path: KeyPath, node: Doc, root: Doc) -> ConfigValidationError:
     """The error for setting below a value (the slow path finds which prefix it is)."""
     for i in range(1, len(path)):
         if not isinstance(get_value(root, path[:i]), dict):
@@ -220,7 +220,7 @@ def own_all(tree: Doc, owned: dict[int, Doc]) -> None:
             own_all(v, owned)
 
 
-def _walk(tree: Doc, path: Path) -> Doc | None:
+def _walk(tree: Doc, path: KeyPath) -> Doc | None:
     node: Any = tree
     for key in path:
         node = node.get(key) if isinstance(node, dict) else None
@@ -235,7 +235,7 @@ def normalize_document(value: Mapping[str, Any], where: str) -> Doc:
     return _normalize_table(value, (), where)
 
 
-def normalize_value(value: Any, path: Path, where: str) -> Any:
+def normalize_value(value: Any, path: KeyPath, where: str) -> Any:
     if isinstance(value, bool | str):
         if isinstance(value, str):
             _check_text(value, path, where)
@@ -262,7 +262,7 @@ def normalize_value(value: Any, path: Path, where: str) -> Any:
     raise _bad(path, where, f"unsupported value of type {type(value).__name__}")
 
 
-def _normalize_table(value: Mapping[str, Any], path: Path, where: str) -> Doc:
+def _normalize_table(value: Mapping[str, Any], path: KeyPath, where: str) -> Doc:
     if len(path) >= MAX_DEPTH:
         raise _bad(path, where, f"nesting deeper than {MAX_DEPTH} levels")
     out: Doc = {}
@@ -274,7 +274,7 @@ def _normalize_table(value: Mapping[str, Any], path: Path, where: str) -> Doc:
     return out
 
 
-def _check_text(text: str, path: Path, where: str) -> None:
+def _check_text(text: str, path: KeyPath, where: str) -> None:
     if len(text) > MAX_TEXT_CHARS:
         raise _bad(path, where, f"text of {len(text):,} characters is over the limit of "
                                 f"{MAX_TEXT_CHARS:,} for one configuration value")
@@ -284,6 +284,6 @@ def _check_text(text: str, path: Path, where: str) -> None:
         raise _bad(path, where, "text is not valid UTF-8") from None
 
 
-def _bad(path: Path, where: str, why: str) -> ConfigValidationError:
+def _bad(path: KeyPath, where: str, why: str) -> ConfigValidationError:
     p = format_path(path) if path else "<root>"
     return ConfigValidationError(f"{where}: {p}: {why}", p)

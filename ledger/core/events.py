@@ -13,7 +13,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from ledger.core.keypaths import Path, format_path, parse_path
+from ledger.core.keypaths import KeyPath, format_path, parse_path
 from ledger.core.secret_refs import SecretRef
 from ledger.errors import VerificationError
 
@@ -42,7 +42,7 @@ class Change(msgspec.Struct, frozen=True, omit_defaults=True):
     (reference + fingerprint) and never its value."""
 
     op: Literal["set", "unset"]
-    path: Path
+    path: KeyPath
     value: Any = None
     secret: SecretRef | None = None
     doc: DocName = "config"
@@ -105,9 +105,9 @@ class Event(msgspec.Struct, frozen=True):
     changes: tuple[Change, ...] = ()
     rollback_to: int | None = None
     shredded: tuple[SecretRef, ...] = ()
-    shredded_paths: tuple[tuple[DocName, Path], ...] = ()  # where those secrets were held
+    shredded_paths: tuple[tuple[DocName, KeyPath], ...] = ()  # where those secrets were held
 
-    def touches(self, prefix: Path, doc: str | None = None) -> bool:
+    def touches(self, prefix: KeyPath, doc: str | None = None) -> bool:
         """Whether this event changed (or shredded) something at or under `prefix`."""
         for d, p in [*((c.doc, c.path) for c in self.changes), *self.shredded_paths]:
             if (doc is None or d == doc) and (p[: len(prefix)] == prefix
@@ -172,12 +172,12 @@ def decode_event(rec: Record) -> Event:
     )
 
 
-def doc_path_text(doc: str, path: Path) -> str:
+def doc_path_text(doc: str, path: KeyPath) -> str:
     """`providers.openai.api_key`, or `keys:openai.apiKey` for the keys document."""
     return format_path(path) if doc == DOC_CONFIG else f"keys:{format_path(path)}"
 
 
-def _parse_doc_path(text: str) -> tuple[DocName, Path]:
+def _parse_doc_path(text: str) -> tuple[DocName, KeyPath]:
     if text.startswith("keys:"):
         return "keys", parse_path(text[5:])
     return "config", parse_path(text)

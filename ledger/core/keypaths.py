@@ -12,15 +12,15 @@ import re
 
 from ledger.errors import InvalidPathError
 
-__all__ = ["Path", "format_path", "parse_path"]
+__all__ = ["KeyPath", "format_path", "parse_path"]
 
-Path = tuple[str, ...]
+KeyPath = tuple[str, ...]
 
 _BARE = re.compile(r"[A-Za-z0-9_-]+")
 _MAX_DEPTH = 64
 
 
-def parse_path(text: str) -> Path:
+def parse_path(text: str) -> KeyPath:
     """Parse a dotted key path; raise InvalidPathError naming the problem."""
     if not isinstance(text, str) or not text.strip():
         raise InvalidPathError("empty key path: name a key such as server.port")
@@ -80,10 +80,10 @@ def format_key(key: str) -> str:
     return key if _BARE.fullmatch(key) else json.dumps(key, ensure_ascii=False)
 
 
-def format_path(path: Path) -> str:
+def format_path(path: KeyPath) -> str:
     """The text form of a path; `parse_path(format_path(p)) == p` for every path."""
     return ".".join(format_key(k) for k in path) if path else "<root>"
 
 
-def is_prefix(prefix: Path, path: Path) -> bool:
+def is_prefix(prefix: KeyPath, path: KeyPath) -> bool:
     return path[: len(prefix)] == prefix

@@ -37,7 +37,7 @@ from ledger.core.events import (
     encode_payload,
     now_us,
 )
-from ledger.core.keypaths import Path, format_path
+from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import SecretRef
 from ledger.engine.vault import KeySource, Vault
 from ledger.errors import (
@@ -333,7 +333,7 @@ class Ledger:
 
         return self.append(build, on_commit=lambda s: self._adopt(s, result), **kw)
 
-    def edit(self, sets: Mapping[Path, Any] | None = None, unsets: Iterable[Path] = (), *,
+    def edit(self, sets: Mapping[KeyPath, Any] | None = None, unsets: Iterable[KeyPath] = (), *,
              doc: DocName = "config", where: str = "edit", **kw: Any) -> Commit:
         """Set values at paths and unset paths, as `moltis-ledger set/unset` does; tables
         are expanded into leaves and secrets sealed. Validated like every write."""

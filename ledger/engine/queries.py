@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from ledger.core.events import Event
-from ledger.core.keypaths import Path, parse_path
+from ledger.core.keypaths import KeyPath, parse_path
 from ledger.core.when import parse_when
 from ledger.engine.ledger import Ledger
 from ledger.errors import InvalidRefError
@@ -52,7 +52,7 @@ def resolve_ref(ledger: Ledger, ref: Ref) -> int:
     return seq
 
 
-def iter_history(ledger: Ledger, *, path: str | Path | None = None, actor: str | None = None,
+def iter_history(ledger: Ledger, *, path: str | KeyPath | None = None, actor: str | None = None,
                  since: Ref | None = None, until: Ref | None = None,
                  limit: int | None = None, doc: str | None = None) -> Iterator[Event]:
     prefix = parse_path(path) if isinstance(path, str) else path

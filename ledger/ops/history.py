@@ -8,8 +8,7 @@ from typing import Any, Literal
 
 from ledger.core.document import diff_documents, get_value, leaves, same_value
 from ledger.core.events import Change, Event
-from ledger.core.keypaths import Path as KeyPath
-from ledger.core.keypaths import format_path, is_prefix
+from ledger.core.keypaths import KeyPath, format_path, is_prefix
 from ledger.core.secret_refs import SecretRef
 from ledger.engine.ledger import Commit, Ledger
 from ledger.engine.vault import Vault

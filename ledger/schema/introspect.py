@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from ledger.core.keypaths import Path
+from ledger.core.keypaths import KeyPath
 from ledger.core.secret_refs import Secret
 from ledger.schema import FREEFORM_SECRETS, MoltisConfig
 
@@ -111,7 +111,7 @@ def section_info(cls: type[msgspec.Struct]) -> SectionInfo:
 ROOT = _node(MoltisConfig)
 
 
-def field_at(path: Path) -> TypeNode | None:
+def field_at(path: KeyPath) -> TypeNode | None:
     """The schema type at a raw path (None when the schema does not know it)."""
     node: TypeNode | None = ROOT
     for key in path:
@@ -175,7 +175,7 @@ def _secret_trie() -> dict[str, Any]:
 
 
 
-def is_secret_path(path: Path) -> bool:
+def is_secret_path(path: KeyPath) -> bool:
     """True if the schema marks the value at this raw config path as a secret."""
     t: Any = _secret_trie()
     for key in path:

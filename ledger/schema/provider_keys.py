@@ -9,12 +9,12 @@ so `baseUrl` is a secret in `phone_*` entries.
 
 from __future__ import annotations
 
-from ledger.core.keypaths import Path
+from ledger.core.keypaths import KeyPath
 
 __all__ = ["is_key_secret_path"]
 
 
-def is_key_secret_path(path: Path) -> bool:
+def is_key_secret_path(path: KeyPath) -> bool:
     """True if the value at this path of the keys document is a secret."""
     if len(path) != 2:
         return False

@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar
 from ledger.core.chain import VerifyReport
 from ledger.core.document import Doc
 from ledger.core.events import Event
-from ledger.core.keypaths import Path
+from ledger.core.keypaths import KeyPath
 from ledger.core.secret_refs import Secret
 from ledger.engine.ledger import Commit
 from ledger.engine.queries import Ref
@@ -92,7 +92,7 @@ class ConfigStore(abc.ABC):
         """Apply path-level changes to the stored config (a set replaces what is at
         its path; tables are expanded into keys; validated like every write)."""
 
-    async def edit(self, sets: Mapping[Path, Any] | None = None, unsets: Sequence[Path] = (),
+    async def edit(self, sets: Mapping[KeyPath, Any] | None = None, unsets: Sequence[KeyPath] = (),
                    **kw: Any) -> Commit:
         """Set values at paths and unset paths (what `moltis-ledger set/unset` does)."""
         changes = [RawChange("unset", tuple(p)) for p in unsets]
@@ -131,7 +131,7 @@ class ConfigStore(abc.ABC):
     async def load_raw_at(self, ref: Ref) -> MoltisConfig:
         raise self._unsupported("reading the past")
 
-    async def history(self, *, path: str | Path | None = None, actor: str | None = None,
+    async def history(self, *, path: str | KeyPath | None = None, actor: str | None = None,
                       since: Ref | None = None, until: Ref | None = None,
                       limit: int | None = None) -> list[Event]:
         raise self._unsupported("history")

@@ -29,7 +29,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any, Final
 
 import tomlkit
@@ -50,7 +50,7 @@ from ledger.core.document import (
     same_value,
 )
 from ledger.core.events import Change
-from ledger.core.keypaths import Path, format_path
+from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import Secret, SecretRef, parse_mask
 from ledger.engine.ledger import Commit
 from ledger.errors import (
@@ -97,13 +97,13 @@ _RACY_NS: Final = 2_000_000_000
 
 
 def discover_config_file(config_dir: str | os.PathLike[str] | None = None,
-                         env: Mapping[str, str] | None = None) -> FsPath:
+                         env: Mapping[str, str] | None = None) -> Path:
     """Moltis's rule: the first of moltis.toml, .yaml, .yml, .json in the config dir
     override (`config_dir`, else MOLTIS_CONFIG_DIR) only, or else in `./` and then
     `~/.config/moltis`; if none exists, `<config dir>/moltis.toml`."""
     env = os.environ if env is None else env
     home = dirs.config_dir(config_dir, env)
-    search = [home] if config_dir or env.get("MOLTIS_CONFIG_DIR") else [FsPath.cwd(), home]
+    search = [home] if config_dir or env.get("MOLTIS_CONFIG_DIR") else [Path.cwd(), home]
     for folder in search:
         for name in dirs.CONFIG_FILE_NAMES:
             candidate = folder / name
@@ -142,7 +142,7 @@ class FileConfigStore(ConfigStore):
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  config_dir: str | os.PathLike[str] | None = None,
                  env: Mapping[str, str] | None = None, read_only: bool = False) -> None:
-        found = FsPath(path).expanduser() if path is not None else discover_config_file(
+        found = Path(path).expanduser() if path is not None else discover_config_file(
             config_dir, env)
         self.path = found.absolute()
         self.read_only = read_only
@@ -319,7 +319,7 @@ class FileConfigStore(ConfigStore):
             out += [Change(op="set", path=p, value=self._plain(v, p)) for p, v in found]
         return out
 
-    def _plain(self, value: Any, path: Path) -> Any:
+    def _plain(self, value: Any, path: KeyPath) -> Any:
         """The value as the file stores it: secrets in plaintext, as Moltis does."""
         if isinstance(value, Secret):
             value = value.reveal()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 from ledger.backends.base import Backend
@@ -21,7 +21,7 @@ from ledger.backends.sqlite import SqliteBackend, Synchronous
 from ledger.core.chain import VerifyReport
 from ledger.core.document import Doc, get_value
 from ledger.core.events import Event
-from ledger.core.keypaths import Path
+from ledger.core.keypaths import KeyPath
 from ledger.engine.ledger import Commit, Ledger
 from ledger.engine.queries import Ref, iter_history, resolve_ref
 from ledger.engine.vault import KeySource
@@ -50,8 +50,8 @@ class LedgerConfigStore(ConfigStore):
         self.ledger = ledger
         self.backend_name = ledger.backend.name
         # set by open_store(): the files this ledger was imported from
-        self.config_file: FsPath | None = None
-        self.keys_file: FsPath | None = None
+        self.config_file: Path | None = None
+        self.keys_file: Path | None = None
         self._providers: LedgerProviderStore | None = None
         self._eff_key: tuple[Any, ...] | None = None
         self._eff_state: ConfigState | None = None
@@ -110,7 +110,7 @@ class LedgerConfigStore(ConfigStore):
         state = self.ledger.head_state()
         prov_tree = state.prov_config
 
-        def origin(path: Path) -> Provenance | None:
+        def origin(path: KeyPath) -> Provenance | None:
             seq = get_value(prov_tree, path)
             if not isinstance(seq, int):
                 return None
@@ -168,7 +168,7 @@ class LedgerConfigStore(ConfigStore):
     def resolve_ref(self, ref: Ref) -> int:
         return resolve_ref(self.ledger, ref)
 
-    async def history(self, *, path: str | Path | None = None, actor: str | None = None,
+    async def history(self, *, path: str | KeyPath | None = None, actor: str | None = None,
                       since: Ref | None = None, until: Ref | None = None,
                       limit: int | None = None) -> list[Event]:
         """Events newest first, filtered by path prefix, actor and time/seq range."""

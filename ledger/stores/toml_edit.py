@@ -46,7 +46,7 @@ from tomlkit.items import (
 
 from ledger.core.document import Doc, same_value
 from ledger.core.events import Change
-from ledger.core.keypaths import Path
+from ledger.core.keypaths import KeyPath
 
 __all__ = ["edit_document", "edit_toml", "pruned_tables"]
 
@@ -84,7 +84,7 @@ def edit_document(doc: TOMLDocument, changes: Sequence[Change]) -> None:
             _unset(doc, ch.path)
 
 
-def _refilled(path: Path, later: Sequence[Change]) -> bool:
+def _refilled(path: KeyPath, later: Sequence[Change]) -> bool:
     n = len(path)
     return any(c.op == "set" and c.path[:n] == path and (len(c.path) > n or (
         isinstance(c.value, dict) and not c.value)) for c in later)
@@ -101,7 +101,7 @@ def _indices(box: Container, key: str) -> list[int]:
     return sorted(idx) if isinstance(idx, tuple) else [idx]
 
 
-def _parts(doc: Container, path: Path) -> list[_Part]:
+def _parts(doc: Container, path: KeyPath) -> list[_Part]:
     parts = [_Part(doc, "root")]
     for key in path:
         found: list[_Part] = []
@@ -138,7 +138,7 @@ def _last_item(box: Container, before: int) -> Item | None:
 # set
 
 
-def _set(doc: Container, path: Path, value: Any) -> None:
+def _set(doc: Container, path: KeyPath, value: Any) -> None:
     parent, key = path[:-1], path[-1]
     parts = _parts(doc, parent) or _create_table(doc, parent)
     hits = [(p, i) for p in parts for i in _indices(p.box, key)]
@@ -161,7 +161,7 @@ def _set(doc: Container, path: Path, value: Any) -> None:
     _add(doc, parts, path, value)
 
 
-def _add(doc: Container, parts: list[_Part], path: Path, value: Any) -> None:
+def _add(doc: Container, parts: list[_Part], path: KeyPath, value: Any) -> None:
     key = path[-1]
     inline = [p for p in parts if p.kind == "inline"]
     if inline:
@@ -262,7 +262,7 @@ def _end_line(box: Container, before: int) -> None:
         prev.trivia.trail += "\n"
 
 
-def _create_table(doc: Container, path: Path) -> list[_Part]:
+def _create_table(doc: Container, path: KeyPath) -> list[_Part]:
     """Create the table at `path` (and missing parents); return its parts."""
     depth = len(path)
     while depth > 0 and not _parts(doc, path[:depth]):
@@ -335,12 +335,12 @@ def _ends_document(doc: Container, owner: object) -> bool:
 # unset
 
 
-def _unset(doc: Container, path: Path) -> None:
+def _unset(doc: Container, path: KeyPath) -> None:
     for part in _parts(doc, path[:-1]):
         _remove(part, path[-1])
 
 
-def _clear(doc: Container, path: Path) -> None:
+def _clear(doc: Container, path: KeyPath) -> None:
     """Remove every key of a table, keeping its header(s)."""
     for part in _parts(doc, path):
         for key in {k.key for k, _ in part.box.body if k is not None}:
@@ -362,14 +362,14 @@ def _only_empty_tables(value: Any) -> bool:
     return isinstance(value, dict) and all(_only_empty_tables(v) for v in value.values())
 
 
-def pruned_tables(expected: Doc, actual: Doc, prefix: Path = ()) -> list[Path] | None:
+def pruned_tables(expected: Doc, actual: Doc, prefix: KeyPath = ()) -> list[KeyPath] | None:
     """The tables holding nothing but empty tables that `actual` lacks, when that is its
     only difference from `expected`; else None. A TOML file cannot keep such a table
     when it was only implicit (`[a.b]` defines `a`, `x.y = 1` defines `x`): unsetting
     its last key makes it vanish, and the caller's model follows the file."""
     if not actual.keys() <= expected.keys():
         return None
-    out: list[Path] = []
+    out: list[KeyPath] = []
     for key, want in expected.items():
         path = (*prefix, key)
         if key not in actual:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from ledger.core.document import MISSING, diff_documents, get_value, normalize_value, same_value
 from ledger.core.events import Change, DocName
-from ledger.core.keypaths import Path
+from ledger.core.keypaths import KeyPath
 from ledger.core.secret_refs import DESTROYED_REF, WITHHELD_REF, Secret, SecretRef, parse_mask
 from ledger.schema.introspect import is_secret_path
 from ledger.typed.convert import RawChange
@@ -36,7 +36,7 @@ def is_env_reference(value: Any) -> bool:
     return isinstance(value, str) and _REFERENCE.fullmatch(value) is not None
 
 
-SecretTest = Callable[[Path], bool]
+SecretTest = Callable[[KeyPath], bool]
 
 
 def _secret_leaf(value: Any, current: Any, sealer: Sealer) -> SecretRef | None:
@@ -59,7 +59,7 @@ def _secret_leaf(value: Any, current: Any, sealer: Sealer) -> SecretRef | None:
     return sealer.seal(value)
 
 
-def _leaf_changes(path: Path, value: Any, current: Any, doc: DocName, sealer: Sealer,
+def _leaf_changes(path: KeyPath, value: Any, current: Any, doc: DocName, sealer: Sealer,
                   secret: SecretTest, out: list[Change]) -> None:
     if isinstance(value, dict) and value:
         cur = current if isinstance(current, dict) else {}

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ledger.core.keypaths import Path, format_path
+from ledger.core.keypaths import KeyPath, format_path
 from ledger.errors import ConfigValidationError
 from ledger.schema import MoltisConfig
 from ledger.schema.introspect import SectionInfo, TypeNode, section_info
@@ -38,7 +38,7 @@ def check(raw: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
-def _check_section(raw: Mapping[str, Any], info: SectionInfo, path: Path,
+def _check_section(raw: Mapping[str, Any], info: SectionInfo, path: KeyPath,
                    problems: list[Problem]) -> None:
     for key, value in raw.items():
         key_path = (*path, key)
@@ -64,7 +64,7 @@ def _check_section(raw: Mapping[str, Any], info: SectionInfo, path: Path,
             _check_node(value, fn.node, key_path, problems)
 
 
-def _check_node(raw: Mapping[str, Any], node: TypeNode, path: Path,
+def _check_node(raw: Mapping[str, Any], node: TypeNode, path: KeyPath,
                 problems: list[Problem]) -> None:
     if node.kind == "section" and node.cls is not None:
         _check_section(raw, section_info(node.cls), path, problems)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import msgspec
 
 from ledger.core.document import MISSING, same_value
-from ledger.core.keypaths import Path, format_path
+from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
 from ledger.errors import ConfigValidationError
 from ledger.schema import MoltisConfig
@@ -146,11 +146,11 @@ def _literal_values(annotation: Any) -> tuple[Any, ...]:
     return typing.get_args(tp) if typing.get_origin(tp) is Literal else ()
 
 
-def _locate_invalid(raw: Any, node: TypeNode, path: Path,
-                    hook: Callable[[type, Any], Any]) -> tuple[Path, str] | None:
+def _locate_invalid(raw: Any, node: TypeNode, path: KeyPath,
+                    hook: Callable[[type, Any], Any]) -> tuple[KeyPath, str] | None:
     """Slow path, taken only after a failed conversion: find the deepest bad raw path
     (a bad value, or a table missing a required key)."""
-    children: list[tuple[Any, TypeNode, Path]] = []
+    children: list[tuple[Any, TypeNode, KeyPath]] = []
     if node.kind == "section" and isinstance(raw, dict):
         assert node.cls is not None
         info = section_info(node.cls)
@@ -181,7 +181,7 @@ class RawChange:
     """A change found by comparing typed configs; `value` may still hold `Secret`s."""
 
     op: Literal["set", "unset"]
-    path: Path
+    path: KeyPath
     value: Any = None
 
 
@@ -224,7 +224,7 @@ def typed_changes(old: MoltisConfig, new: MoltisConfig,
     return out
 
 
-def _diff_section(old: Any, new: Any, info: SectionInfo, path: Path, raw: Any,
+def _diff_section(old: Any, new: Any, info: SectionInfo, path: KeyPath, raw: Any,
                   out: list[RawChange]) -> None:
     if type(new) is not type(old):
         raise ConfigValidationError(
@@ -258,14 +258,14 @@ def _equal(a: Any, b: Any) -> bool:
         return False
 
 
-def _drop_aliases(info: SectionInfo, key: str, path: Path, raw_node: Mapping[str, Any],
+def _drop_aliases(info: SectionInfo, key: str, path: KeyPath, raw_node: Mapping[str, Any],
                   out: list[RawChange]) -> None:
     for old_key, target in info.aliases.items():
         if target == key and old_key in raw_node:
             out.append(RawChange("unset", (*path[:-1], old_key)))
 
 
-def _diff_value(a: Any, b: Any, node: TypeNode, path: Path, raw: Any,
+def _diff_value(a: Any, b: Any, node: TypeNode, path: KeyPath, raw: Any,
                 out: list[RawChange]) -> None:
     if b is None:
         if raw is not MISSING or a is not None:
@@ -289,7 +289,7 @@ def diff_top_level(field: FieldNode, old: Any, new: Any, raw: Any, out: list[Raw
     _diff_value(old, new, field.node, (field.key,), raw, out)
 
 
-def _diff_mapping(a: Mapping[str, Any], b: Mapping[str, Any], item: TypeNode, path: Path,
+def _diff_mapping(a: Mapping[str, Any], b: Mapping[str, Any], item: TypeNode, path: KeyPath,
                   raw: Mapping[str, Any], out: list[RawChange]) -> None:
     for key in a:
         if key not in b:

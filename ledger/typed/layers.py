@@ -27,7 +27,7 @@ import msgspec
 from ledger._log import get_logger
 from ledger.core.document import MISSING, Doc, apply_changes, get_value
 from ledger.core.events import Change
-from ledger.core.keypaths import Path, format_path
+from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
 from ledger.errors import ConfigValidationError, SecretError
 from ledger.schema import MoltisConfig
@@ -86,7 +86,7 @@ DEFAULT: Final = Provenance("default", "default")
 @dataclass(frozen=True)
 class EnvOverride:
     variable: str
-    path: Path
+    path: KeyPath
     value: Any
 
 
@@ -109,9 +109,9 @@ class Flags:
     port: int | None = None
     no_tls: bool = False
     tailscale: str | None = None
-    extra: Mapping[Path, Any] = field(default_factory=dict)
+    extra: Mapping[KeyPath, Any] = field(default_factory=dict)
 
-    def overrides(self) -> Iterator[tuple[Path, Any, str]]:
+    def overrides(self) -> Iterator[tuple[KeyPath, Any, str]]:
         if self.bind is not None:
             yield ("server", "bind"), self.bind, "--bind"
         if self.port is not None:
@@ -261,14 +261,14 @@ def _env_table_lookup(doc: Mapping[str, Any], opener: SecretOpener | None
 
 
 def substitute(doc: Doc, env: Mapping[str, str], opener: SecretOpener | None
-               ) -> tuple[Doc, dict[Path, tuple[str, ...]]]:
+               ) -> tuple[Doc, dict[KeyPath, tuple[str, ...]]]:
     """Resolve ${NAME} in string values: process environment first, then `[env]`;
     unresolved names stay literal. Returns a new document (the input is not touched)
     and, per changed path, the names substituted."""
     table_lookup = _env_table_lookup(doc, opener)
-    used: dict[Path, tuple[str, ...]] = {}
+    used: dict[KeyPath, tuple[str, ...]] = {}
 
-    def resolve(text: str, path: Path) -> str:
+    def resolve(text: str, path: KeyPath) -> str:
         names: list[str] = []
 
         def repl(m: re.Match[str]) -> str:
@@ -286,7 +286,7 @@ def substitute(doc: Doc, env: Mapping[str, str], opener: SecretOpener | None
             used[path] = tuple(names)
         return out
 
-    def walk(v: Any, path: Path) -> Any:
+    def walk(v: Any, path: KeyPath) -> Any:
         if isinstance(v, str):
             return resolve(v, path) if "${" in v else v
         if isinstance(v, dict):
@@ -308,9 +308,9 @@ def substitute(doc: Doc, env: Mapping[str, str], opener: SecretOpener | None
 @dataclass(frozen=True)
 class Effective:
     config: MoltisConfig
-    env_paths: dict[Path, str]  # path -> variable
-    flag_paths: dict[Path, str]  # path -> flag
-    substituted: dict[Path, tuple[str, ...]]
+    env_paths: dict[KeyPath, str]  # path -> variable
+    flag_paths: dict[KeyPath, str]  # path -> flag
+    substituted: dict[KeyPath, tuple[str, ...]]
     ignored: list[IgnoredOverride]
 
 
@@ -322,11 +322,11 @@ def effective_config(raw: Doc, *, env: Mapping[str, str] | None = None,
     doc, substituted = substitute(raw, env, opener)
     overrides, ignored = parse_env_overrides(env)
     changes: list[Change] = []
-    env_paths: dict[Path, str] = {}
+    env_paths: dict[KeyPath, str] = {}
     for ov in overrides:
         changes.extend(_set_changes(doc, ov.path, ov.value))
         env_paths[ov.path] = ov.variable
-    flag_paths: dict[Path, str] = {}
+    flag_paths: dict[KeyPath, str] = {}
     for path, value, flag in flags.overrides():
         changes.extend(_set_changes(doc, path, value))
         flag_paths[path] = flag
@@ -349,7 +349,7 @@ def effective_config(raw: Doc, *, env: Mapping[str, str] | None = None,
     return Effective(typed, env_paths, flag_paths, substituted, ignored)
 
 
-def _set_changes(doc: Doc, path: Path, value: Any) -> list[Change]:
+def _set_changes(doc: Doc, path: KeyPath, value: Any) -> list[Change]:
     """Changes that put `value` at `path`, replacing a table or value there."""
     out: list[Change] = []
     for i in range(1, len(path)):
@@ -365,7 +365,7 @@ def _set_changes(doc: Doc, path: Path, value: Any) -> list[Change]:
     return out
 
 
-def _dict_leaves(path: Path, value: dict[str, Any]) -> Iterator[Change]:
+def _dict_leaves(path: KeyPath, value: dict[str, Any]) -> Iterator[Change]:
     if not value:
         yield Change(op="set", path=path, value={})
     for k, v in value.items():
@@ -379,12 +379,12 @@ def _dict_leaves(path: Path, value: dict[str, Any]) -> Iterator[Change]:
 # provenance
 
 
-def effective_leaves(cfg: MoltisConfig) -> Iterator[Path]:
+def effective_leaves(cfg: MoltisConfig) -> Iterator[KeyPath]:
     """Every leaf path of a typed config, defaults included, in raw (TOML) form."""
     yield from _struct_leaves(cfg, ())
 
 
-def _struct_leaves(obj: msgspec.Struct, path: Path) -> Iterator[Path]:
+def _struct_leaves(obj: msgspec.Struct, path: KeyPath) -> Iterator[KeyPath]:
     info = section_info(type(obj))
     for fn in info.ordered:
         yield from _value_leaves(getattr(obj, fn.attr), fn.node, (*path, fn.key))
@@ -393,7 +393,7 @@ def _struct_leaves(obj: msgspec.Struct, path: Path) -> Iterator[Path]:
             yield from _value_leaves(v, info.flatten.node.item or ROOT, (*path, k))
 
 
-def _value_leaves(value: Any, node: TypeNode, path: Path) -> Iterator[Path]:
+def _value_leaves(value: Any, node: TypeNode, path: KeyPath) -> Iterator[KeyPath]:
     if isinstance(value, msgspec.Struct):
         yield from _struct_leaves(value, path)
     elif isinstance(value, dict) and value and node.kind == "dict":
@@ -404,7 +404,7 @@ def _value_leaves(value: Any, node: TypeNode, path: Path) -> Iterator[Path]:
 
 
 def provenance_map(eff: Effective, raw: Doc,
-                   raw_origin: Callable[[Path], Provenance | None]) -> dict[str, Provenance]:
+                   raw_origin: Callable[[KeyPath], Provenance | None]) -> dict[str, Provenance]:
     """Per leaf path (text form) of the effective config, the layer that won."""
     ignored_by_path: dict[str, list[str]] = {}
     for ig in eff.ignored:
@@ -431,7 +431,7 @@ def provenance_map(eff: Effective, raw: Doc,
     return out
 
 
-def _raw_provenance(path: Path, raw: Doc, raw_origin: Callable[[Path], Provenance | None]
+def _raw_provenance(path: KeyPath, raw: Doc, raw_origin: Callable[[KeyPath], Provenance | None]
                     ) -> Provenance | None:
     # The value may be held by a leaf at this path or by an ancestor that is a value
     # (a list of tables), or under an old alias name.
