@@ -1,13 +1,13 @@
 """`moltis-ledger` (also `python -m ledger`): the operator's command line.
 
 This module holds the click group, the global options, how the ledger is located and
-opened, and the entry points. The commands live in `cli_config` (migrate, show, get,
-set, unset, check), `cli_history` (log, diff, blame, rollback, export) and
-`cli_admin` (verify, bundles, backup/restore, watch, shred, snapshots, providers,
-demo); rendering in `cli_render`, the guided tour in `cli_demo`.
+opened, and the entry points. The commands live in `config_cmds` (migrate, show, get,
+set, unset, check), `history_cmds` (log, diff, blame, rollback, export) and
+`admin_cmds` (verify, bundles, backup/restore, watch, shred, snapshots, providers,
+demo); rendering in `render`, the guided tour in `demo`. Commands import the library
+inside their functions so that start-up stays cheap for the command that runs.
 
-Each command parses its arguments, calls the library (`ledger.ops.history`, `ledger.ops.migrate`,
-the stores) and renders the result; there is no business logic in the CLI. The
+Each command parses its arguments, calls the library (`ledger.ops`, the stores) and renders the result; there is no business logic in the CLI. The
 library's exception tree is mapped to exit codes in one place, `exit_code_for()`, and
 `run()` is the only place that prints an error. Only the CLI configures logging.
 """

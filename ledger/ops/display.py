@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import msgspec
+
 from ledger.core.document import Doc
 from ledger.core.events import Change, Event
 from ledger.core.keypaths import format_path
-from ledger.core.secret_refs import SecretRef
+from ledger.core.secret_refs import Secret, SecretRef, mask_text
 from ledger.engine.vault import Vault
 from ledger.errors import (
     SecretDestroyedError,
 )
+from ledger.schema.introspect import section_info
 
 DocKind = Literal["config", "keys"]
 DOCS: tuple[DocKind, ...] = ("config", "keys")
@@ -51,11 +54,6 @@ def effective_document(cfg: Any) -> dict[str, Any]:
 
 
 def _typed_value(value: Any) -> Any:
-    import msgspec
-
-    from ledger.core.secret_refs import Secret, mask_text
-    from ledger.schema.introspect import section_info
-
     if isinstance(value, Secret):
         return mask_text(value.fingerprint, destroyed=value.is_destroyed)
     if isinstance(value, msgspec.Struct):

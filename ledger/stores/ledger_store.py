@@ -19,7 +19,7 @@ from ledger.backends.base import Backend
 from ledger.backends.memory import MemoryBackend
 from ledger.backends.sqlite import SqliteBackend, Synchronous
 from ledger.core.chain import VerifyReport
-from ledger.core.document import Doc, get_value
+from ledger.core.document import Doc, get_value, normalize_document
 from ledger.core.events import Event
 from ledger.core.keypaths import KeyPath
 from ledger.engine.ledger import Commit, Ledger
@@ -143,8 +143,6 @@ class LedgerConfigStore(ConfigStore):
                               "expected_seq": expected_seq}
         if isinstance(cfg, MoltisConfig):
             return await run_write(lambda wait: self.ledger.save_typed(cfg, wait=wait, **kw))
-        from ledger.core.document import normalize_document
-
         doc = normalize_document(cfg, "save_raw document")
         return await run_write(
             lambda wait: self.ledger.save_documents(doc, where="save_raw", wait=wait, **kw))
