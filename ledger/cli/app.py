@@ -7,7 +7,8 @@ set, unset, check), `history_cmds` (log, diff, blame, rollback, export) and
 demo); rendering in `render`, the guided tour in `demo`. Commands import the library
 inside their functions so that start-up stays cheap for the command that runs.
 
-Each command parses its arguments, calls the library (`ledger.ops`, the stores) and renders the result; there is no business logic in the CLI. The
+Each command parses its arguments, calls the library (`ledger.ops`, the stores) and
+renders the result; there is no business logic in the CLI. The
 library's exception tree is mapped to exit codes in one place, `exit_code_for()`, and
 `run()` is the only place that prints an error. Only the CLI configures logging.
 """
