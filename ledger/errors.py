@@ -5,7 +5,9 @@
     │   ├── InvalidPathError        a key path that cannot be parsed (`a..b`, empty)
     │   ├── ConfigValidationError   a value that does not fit the schema
     │   ├── ParseError              a file that is not valid TOML / JSON
-    │   └── InvalidRefError         a REF that is not a seq, a time or `-N`
+    │   ├── InvalidRefError         a REF that is not a seq, a time or `-N`
+    │   └── FileConflictError       a hand edit of moltis.toml and a later ledger change
+    │                               touch the same key
     ├── StoreError                  the storage could not do what was asked
     │   ├── StoreBusyError          another writer held the lock past the busy timeout
     │   ├── ReadOnlyError           the store is read-only (fallback mode, read-only media)
@@ -51,6 +53,10 @@ class ParseError(InputError):
 
 class InvalidRefError(InputError):
     """A REF (seq, ISO-8601 time or -N) that cannot be resolved."""
+
+
+class FileConflictError(InputError):
+    """moltis.toml was edited by hand where the ledger changed since the last import."""
 
 
 class StoreError(LedgerError):

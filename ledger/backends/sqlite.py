@@ -183,11 +183,12 @@ def _on_read_only_media(path: Path) -> bool:
         return False
 
 
-def _open_read_only(path: Path) -> apsw.Connection:
+def _open_read_only(path: Path, immutable: bool = False) -> apsw.Connection:
     """A read-only connection. On read-only media a WAL database has no -shm file to
     coordinate readers and cannot get one, so it is opened immutable: nothing can write
-    to that file system anyway."""
-    if _on_read_only_media(path):
+    to that file system anyway. `immutable` asks for the same elsewhere (a full disk,
+    where no -shm can be created either: the caller's last resort before a mirror)."""
+    if immutable or _on_read_only_media(path):
         wal = Path(f"{path}-wal")
         if wal.exists() and wal.stat().st_size:
             # Commits may still be in the WAL (a writer stopped before it was folded
@@ -216,6 +217,7 @@ class SqliteBackend:
         synchronous: Synchronous = "FULL",
         busy_timeout: float = 5.0,
         read_only: bool = False,
+        immutable: bool = False,
     ) -> None:
         self.path = Path(path)
         self.location = str(self.path)
@@ -233,7 +235,7 @@ class SqliteBackend:
             if read_only:
                 if not self.path.exists():
                     raise ReadOnlyError(f"{self.location}: no ledger database here (read-only)")
-                self._conn = _open_read_only(self.path)
+                self._conn = _open_read_only(self.path, immutable)
             else:
                 _create_private_file(self.path)
                 self._conn = apsw.Connection(str(self.path), flags=apsw.SQLITE_OPEN_READWRITE)

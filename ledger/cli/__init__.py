@@ -5,7 +5,12 @@ modules attach their commands to it when imported here, so nothing below imports
 upward: `render` <- `app` <- `*_cmds` <- this package.
 """
 
-from ledger.cli import admin_cmds, config_cmds, history_cmds  # noqa: F401  (registers the commands)
+from ledger.cli import (  # noqa: F401  (registers the commands)
+    admin_cmds,
+    config_cmds,
+    history_cmds,
+    switch_cmds,
+)
 from ledger.cli.app import cli, exit_code_for, main, run
 
 __all__ = ["cli", "exit_code_for", "main", "run"]

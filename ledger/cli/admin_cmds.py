@@ -408,7 +408,7 @@ def providers_list(state: State, ref: str | None) -> None:
 
     store = state.store()
     entries = run_async(store.providers.list() if ref is None
-                        else store.providers.list_at(ref))
+                        else store.providers.list_at(state.seq(ref)))
     docs = {name: describe_entry(e) for name, e in entries.items()}
     if state.json:
         state.out.json(docs)

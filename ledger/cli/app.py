@@ -23,7 +23,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -43,6 +43,9 @@ from ledger.errors import (
 from ledger.files import dirs
 from ledger.stores.ledger_store import LedgerConfigStore
 
+if TYPE_CHECKING:
+    from ledger.ops.open_store import Installation
+
 __all__ = ["cli", "exit_code_for", "main", "run"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -50,6 +53,10 @@ DSN_PREFIXES = ("postgresql://", "postgres://")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_VERIFY, EXIT_CONFLICT, EXIT_LOCKED = 0, 1, 2, 3, 4, 5
 _verbosity = 0  # set by the group callback; decides whether run() prints tracebacks
+
+
+def is_dsn_text(location: str) -> bool:
+    return location.startswith(DSN_PREFIXES) or "=" in location
 
 
 def exit_code_for(err: BaseException) -> int:
@@ -91,46 +98,66 @@ class State:
     out: Output = dataclasses.field(default_factory=Output)
     _store: LedgerConfigStore | None = None
 
+    _inst: Installation | None = None
+    warned: bool = False  # the "the gateway does not read this ledger" warning, once
+
+    @property
+    def installation(self) -> Installation:
+        """The config and data directories, found and the config file parsed once per
+        invocation (the same `Installation` `open_store()` starts from)."""
+        if self._inst is None:
+            from ledger.ops.open_store import Installation
+
+            self._inst = Installation.find(self.config_dir, self.data_dir, os.environ)
+        return self._inst
+
     @property
     def config_home(self) -> Path:
-        return dirs.config_dir(self.config_dir)
+        return self.installation.config_home
 
     @property
     def data_home(self) -> Path:
-        return dirs.data_dir(self.data_dir)
+        return self.installation.data_home
 
     @property
     def config_file(self) -> Path:
-        from ledger.stores.file_store import discover_config_file
-
-        return discover_config_file(self.config_dir)
+        return self.installation.config_file
 
     @property
     def keys_file(self) -> Path:
-        return self.config_home / dirs.KEYS_FILE_NAME
+        return self.installation.keys_file
+
+    def refresh_installation(self) -> None:
+        """Find and parse the files again (after this command changed them)."""
+        self._inst = None
+
+    def gateway(self) -> tuple[str, str | None]:
+        """(backend, location) the gateway's `open_store()` uses."""
+        return self.installation.select()
 
     def location(self) -> tuple[str, str]:
         """(backend, location): the ledger in the data directory by default, PostgreSQL
         for a DSN (from --db, or Moltis's own settings: MOLTIS_CONFIG_BACKEND/_DSN or
         [config] in moltis.toml). Never the file store: the CLI works on the ledger."""
-        from ledger.ops.open_store import select_backend
-
-        kw: dict[str, Any] = {"config_file": self.config_file, "data_dir": self.data_home,
-                              "env": os.environ}
+        inst = self.installation
         if self.db is not None:
             backend = "postgres" if self.db.startswith(DSN_PREFIXES) else "sqlite"
         else:
             try:
-                configured, _ = select_backend(**kw)
+                configured, _ = inst.select()
             except ParseError:
                 configured = "sqlite"  # a broken moltis.toml must not stop `check`/`show`
             backend = "postgres" if configured == "postgres" else "sqlite"
-        name, location = select_backend(backend=backend, db=self.db, **kw)
+        try:
+            name, location = inst.select(backend=backend, db=self.db)
+        except ParseError:
+            name, location = backend, self.db or str(dirs.default_db_path(self.data_home))
         assert location is not None
         return name, location
 
-    def store(self, *, write: bool = False) -> LedgerConfigStore:
-        """The ledger; read commands open it read-only and never create it."""
+    def store(self, *, write: bool = False, sync: bool = True) -> LedgerConfigStore:
+        """The ledger; read commands open it read-only and never create it. A hand edit
+        of moltis.toml is imported first when the ledger is opened for writing."""
         if self._store is not None:
             return self._store
         name, location = self.location()
@@ -146,10 +173,68 @@ class State:
             # a read-only open of a database without ledger tables
             raise CommandError(f"no ledger yet ({err}): run `moltis-ledger migrate` "
                                "first") from None
-        store.config_file = self.config_file
-        store.keys_file = self.keys_file
+        from ledger.ops.open_store import attach_files, sync_hand_edit
+
+        attach_files(store, self.installation)
         self._store = store
+        if sync:
+            self.warn_if_not_gateway(name, location)
+            if write:
+                problem = sync_hand_edit(store, self.installation)
+                if problem:
+                    self.out.warn(problem)
+            elif self._pending_hand_edit(store):
+                self._import_hand_edit(name, location)
         return store
+
+    def _import_hand_edit(self, name: str, location: str) -> None:
+        """A read opens the ledger read-only; a pending hand edit is imported first
+        through a short writable open (as the gateway's open_store() does), unless
+        --read-only, where it is only reported."""
+        from ledger.ops.open_store import sync_hand_edit
+
+        if self.read_only:
+            self.out.warn(f"{self.config_file} was edited since the last import; without "
+                          "--read-only the next command imports it as an event")
+            return
+        writer = self._open(name, location, read_only=False)
+        try:
+            problem = sync_hand_edit(writer, self.installation)
+        finally:
+            writer.ledger.close()
+        if problem:
+            self.out.warn(problem)
+
+    def warn_if_not_gateway(self, name: str, location: str) -> None:
+        """Say so (stderr) when the gateway's open_store() would not read this ledger."""
+        if self.warned:
+            return
+        self.warned = True
+        try:
+            gw_name, gw_location = self.gateway()
+        except LedgerError:
+            return
+        if gw_name == name and (gw_location == location or (
+                gw_location is not None and not is_dsn_text(location)
+                and os.path.abspath(gw_location) == os.path.abspath(location))):
+            return
+        from ledger.ops.open_store import describe_location
+
+        what = (f"the file store ({self.config_file})" if gw_name == "file"
+                else f"the {gw_name} ledger at {describe_location(gw_location)}")
+        self.out.warn(f"the gateway does not read this ledger: its open_store() uses {what}. "
+                      f"`moltis-ledger switch-backend {name}` makes it use this one")
+
+    def _pending_hand_edit(self, store: LedgerConfigStore) -> bool:
+        import json
+
+        from ledger.ops.migrate import META_CONFIG, pending_hand_edit
+
+        inst = self.installation
+        previous = store.ledger.backend.get_meta(META_CONFIG)
+        if inst.doc is None or previous is None:
+            return False
+        return pending_hand_edit(store.ledger, inst.doc, json.loads(previous))
 
     def _open(self, name: str, location: str, *, read_only: bool) -> LedgerConfigStore:
         from ledger.engine.vault import KeySource
@@ -169,7 +254,9 @@ class State:
         store = self.store()
         if ref is None:
             return store.ledger.head_state().seq
-        return store.resolve_ref(ref)
+        from ledger.engine.queries import resolve_ref
+
+        return resolve_ref(store.ledger, ref, strict=True)
 
     def write_kw(self, expected_seq: int | None = None) -> dict[str, Any]:
         return {"actor": self.actor, "reason": self.reason, "source": "cli",

@@ -1,5 +1,5 @@
-"""`moltis-ledger` commands on the configuration itself: migrate, show, get, set,
-unset and check.
+"""`moltis-ledger` commands on the configuration itself: show, get, set, unset
+and check (migrate is in `switch_cmds`).
 
 Attached to the `cli` group of `ledger.cli.app` when that module is imported.
 """
@@ -7,7 +7,6 @@ Attached to the `cli` group of `ledger.cli.app` when that module is imported.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,76 +27,9 @@ from ledger.cli.app import (
     writes,
 )
 from ledger.errors import ConfigValidationError
-from ledger.files import dirs
 
 # ---------------------------------------------------------------------------------
 # commands: the configuration
-
-
-@cli.command()
-@click.option("--dry-run", is_flag=True, help="Show what would be imported; write nothing.")
-@writes
-@common
-@pass_state
-def migrate(state: State, dry_run: bool) -> None:
-    """Import moltis.toml and provider_keys.json into the ledger, after a backup.
-
-    The files are first copied, with a manifest of their blake3 hashes, into
-    <data dir>/backups/migrate-<time>/, then imported as one event (source `import`).
-    Running it again appends nothing if the files are unchanged; after a hand edit it
-    imports only what changed in the file, and never reverts values set in the
-    ledger since.
-
-    Example:
-
-    \b
-        moltis-ledger migrate --dry-run
-        moltis-ledger migrate --reason "move the config to the ledger"
-    """
-    from ledger.ops.display import display_change
-    from ledger.ops.migrate import migrate as run_migrate
-
-    config_file, keys_file = state.config_file, state.keys_file
-    if not config_file.exists() and not keys_file.exists():
-        raise CommandError(f"nothing to migrate: neither {config_file} nor {keys_file} exists "
-                           "(point --config-dir or MOLTIS_CONFIG_DIR at Moltis's config folder)")
-    backend, location = state.location()
-    if dry_run and backend == "sqlite" and not Path(location).exists():
-        from ledger.engine.vault import KeySource
-        from ledger.stores.ledger_store import MemoryConfigStore
-
-        ledger = MemoryConfigStore(keys=KeySource(
-            key_file=dirs.default_key_file(state.config_home), env=os.environ)).ledger
-    else:
-        ledger = state.store(write=not dry_run).ledger
-    report = run_migrate(ledger, config_file=config_file, keys_file=keys_file,
-                         data_dir=state.data_home, dry_run=dry_run, actor=state.actor,
-                         reason=state.reason)
-    changes = [display_change(c, ledger.vault) for c in report.changes]
-    seq = report.commit.seq if report.commit else ledger.head_state().seq
-    if state.json:
-        state.out.json({"dry_run": dry_run, "appended": report.appended, "seq": seq,
-                        "backup_dir": str(report.backup_dir) if report.backup_dir else None,
-                        "sources": report.sources, "changes": changes})
-        return
-    out = state.out
-    sources = ", ".join(report.sources.values()) or "(no files)"
-    if report.backup_dir is not None:
-        out.line(f"backup: {report.backup_dir} (copies of the files and manifest.json with "
-                 "their blake3 hashes)")
-    if dry_run:
-        out.line(f"dry run: would import {len(changes)} change(s) from {sources}; nothing "
-                 "written, no backup made", "bold")
-    elif report.appended:
-        out.line(f"seq {seq}: imported {len(changes)} change(s) from {sources}", "bold")
-    else:
-        out.line(f"nothing to import: the ledger already has every value of {sources} "
-                 f"(head seq {seq})")
-    limit = 20 if not state.verbose else len(changes)
-    out.changes(changes[:limit])
-    if len(changes) > limit:
-        out.line(f"  … {len(changes) - limit} more (`moltis-ledger log --limit 1 --json` "
-                 "lists them all)", "dim")
 
 
 @cli.command()
@@ -129,13 +61,10 @@ def show(state: State, ref: str | None, effective: bool, fmt: str) -> None:
     ledger = store.ledger
     seq = state.seq(ref)
     snapshot = ledger.state_at(seq)
-    if effective:
+    if effective:  # through the store, exactly as the gateway reads it
         from ledger.ops.display import effective_document
-        from ledger.typed.layers import effective_config
 
-        eff = effective_config(snapshot.config, env=os.environ, opener=ledger.vault,
-                               where=f"ledger seq {seq}")
-        doc = effective_document(eff.config)
+        doc = effective_document(run_async(store.load_effective_at(seq)))
     else:
         doc = display_doc(snapshot.config, ledger.vault)
     if seq == 0 and not state.json:
@@ -184,13 +113,10 @@ def get(state: State, path: str, ref: str | None, effective: bool) -> None:
     seq = state.seq(ref)
     snapshot = ledger.state_at(seq)
     source: dict[str, Any] | None = None
-    if effective:
+    if effective:  # through the store, exactly as the gateway reads it
         from ledger.ops.display import effective_document
-        from ledger.typed.layers import effective_config
 
-        eff = effective_config(snapshot.config, env=os.environ, opener=ledger.vault,
-                               where=f"ledger seq {seq}")
-        value = get_value(effective_document(eff.config), key)
+        value = get_value(effective_document(run_async(store.load_effective_at(seq))), key)
         if ref is None and value is not MISSING:
             meta = run_async(store.source_metadata())
             prov = meta.get(format_path(key))
@@ -258,9 +184,9 @@ def set_(state: State, path: str, value: str, as_string: bool,
     if field_at(key) is None:
         state.out.warn(f"{format_path(key)} is not a key Moltis knows; it is kept, and "
                        "`moltis-ledger check` reports it")
-    ledger = state.store(write=True).ledger
-    try:
-        commit = ledger.edit({key: parsed}, where="set", **state.write_kw(expected_seq))
+    store = state.store(write=True)
+    try:  # the store's public API, the one the gateway writes through
+        commit = run_async(store.edit({key: parsed}, **state.write_kw(expected_seq)))
     except ConfigValidationError as err:
         if isinstance(parsed, str):
             raise
@@ -287,8 +213,8 @@ def unset(state: State, path: str, expected_seq: int | None) -> None:
     from ledger.core.keypaths import format_path, parse_path
 
     key = parse_path(path)
-    ledger = state.store(write=True).ledger
-    commit = ledger.edit(unsets=[key], where="unset", **state.write_kw(expected_seq))
+    store = state.store(write=True)
+    commit = run_async(store.edit(unsets=[key], **state.write_kw(expected_seq)))
     render_commit(state, commit, nothing=f"{format_path(key)} was not set")
 
 

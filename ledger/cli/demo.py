@@ -65,6 +65,7 @@ SAMPLE_KEYS = """\
 """
 
 ROTATED_KEY = "sk-demo-2222-rotated-not-a-real-key"
+EDIT = "!edit"  # a demo step that edits moltis.toml by hand: [EDIT, old text, new text]
 
 # (explanation, arguments, stdin); "{export}" is replaced by the export folder
 STEPS: list[tuple[str, list[str], str | None]] = [
@@ -73,6 +74,11 @@ STEPS: list[tuple[str, list[str], str | None]] = [
      ["migrate", "--reason", "move the config to the ledger"], None),
     ("Run it again: the files did not change, so nothing is imported (idempotent).",
      ["migrate"], None),
+    ("Someone edits moltis.toml by hand, as operators do...",
+     [EDIT, 'name = "Atlas"', 'name = "Nova"'], None),
+    ("...and the next command (or the gateway, on open or while watching) imports the "
+     "edit as an audited event: source `file`, the file's owner as the actor.",
+     ["log", "--limit", "1"], None),
     ("Change a value. Every change is one event: who, why, when, what.",
      ["--actor", "alice", "set", "server.port", "8080", "--reason",
       "free 13131 for the reverse proxy"], None),
@@ -82,13 +88,14 @@ STEPS: list[tuple[str, list[str], str | None]] = [
     ("The history, newest first.", ["log"], None),
     ("What changed since seq 1 (the import)?", ["diff", "1"], None),
     ("Who last set each key under [server]?", ["blame", "server"], None),
-    ("Undo bob's change: preview first...", ["rollback", "--to", "2", "--dry-run"], None),
+    ("Undo bob's change: preview first...", ["rollback", "--to", "3", "--dry-run"], None),
     ("...then roll back. This appends a compensating event; history is never rewritten.",
-     ["--actor", "alice", "rollback", "--to", "2", "--reason",
+     ["--actor", "alice", "rollback", "--to", "3", "--reason",
       "the longer timeout broke the nightly job"], None),
     ("The configuration now (moltis.toml as the ledger holds it).", ["show"], None),
-    ("Export the files at any point: the way back to the file backend. Secrets stay "
-     "masked unless --reveal-secrets.", ["export", "-o", "{export}"], None),
+    ("Export the files at any point. --masked writes placeholders (a copy to read, "
+     "refused into a live config folder); --reveal-secrets writes the values.",
+     ["export", "-o", "{export}", "--masked"], None),
     ("Rotate a provider key. `-` reads it from a hidden prompt or a pipe, so it never "
      "lands in shell history; it is stored encrypted.",
      ["--actor", "alice", "providers", "set", "openai", "--api-key", "-", "--reason",
@@ -99,6 +106,10 @@ STEPS: list[tuple[str, list[str], str | None]] = [
      ["log", "--limit", "1"], None),
     ("Check the hash chain, and note the head hash somewhere else: `verify "
      "--expect-head HASH` later also catches a truncated log.", ["verify"], None),
+    ("The way back to plain files, in one step: the ledger's head written into "
+     "moltis.toml and provider_keys.json (comments kept), the gateway switched, and the "
+     "file store proven to give the same config. `switch-backend sqlite` goes back.",
+     ["switch-backend", "file"], None),
 ]
 
 
@@ -131,6 +142,12 @@ def _stdin(text: str | None) -> Iterator[None]:
         sys.stdin = saved
 
 
+def _hand_edit(out: Output, path: Path, old: str, new: str) -> None:
+    """What an operator's editor does: the text replaced, nothing else touched."""
+    out.step(f"sed -i {shlex.quote(f's/{old}/{new}/')} {shlex.quote(str(path))}")
+    path.write_text(path.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+
+
 def run_demo(directory: Path | None) -> int:
     """Run the tour; returns the exit code of the first failing step, else 0."""
     from ledger.cli.app import run
@@ -160,6 +177,9 @@ def run_demo(directory: Path | None) -> int:
                 argv = [a.replace("{export}", str(export_dir)) for a in args]
                 out.out.print()
                 out.line(f"# {explanation}", "dim")
+                if argv[0] == EDIT:
+                    _hand_edit(out, config_dir / "moltis.toml", argv[1], argv[2])
+                    continue
                 shown = shlex.join(argv)
                 if stdin is not None:
                     shown = f'echo "$OPENAI_API_KEY" | moltis-ledger {shown}'

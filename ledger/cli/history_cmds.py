@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from ledger.cli.app import (
+    CommandError,
     State,
     at_option,
     cli,
@@ -23,6 +24,8 @@ from ledger.cli.app import (
     writes,
 )
 from ledger.cli.render import when
+
+ROLLBACK_ASK_ABOVE = 3  # a rollback removing more paths than this asks first
 
 # ---------------------------------------------------------------------------------
 # commands: history
@@ -141,11 +144,14 @@ def blame(state: State, path: str | None, ref: str | None) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the diff; append nothing.")
 @click.option("--leave-destroyed-unset", is_flag=True,
               help="If REF held secrets shredded since, leave those keys unset.")
+@click.option("--yes", is_flag=True,
+              help=f"Do not ask before removing more than {ROLLBACK_ASK_ABOVE} paths "
+                   "(for scripts).")
 @expected_seq_option
 @writes
 @common
 @pass_state
-def rollback(state: State, ref: str, dry_run: bool, leave_destroyed_unset: bool,
+def rollback(state: State, ref: str, dry_run: bool, leave_destroyed_unset: bool, yes: bool,
              expected_seq: int | None) -> None:
     """Make the configuration equal its state at REF, with one new event.
 
@@ -165,7 +171,14 @@ def rollback(state: State, ref: str, dry_run: bool, leave_destroyed_unset: bool,
 
     ledger = state.store(write=not dry_run).ledger
     target = state.seq(ref)
+    if target == 0 and ref.strip() != "0" and ledger.head_state().seq > 0:
+        raise CommandError(f"REF {ref} names seq 0, the empty ledger: rolling back there "
+                           "removes every key; say --to 0 if that is what you want")
     before = ledger.head_state()
+    if not dry_run and not yes:
+        _confirm_removals(state, run_rollback(ledger, target, dry_run=True,
+                                              leave_destroyed_unset=leave_destroyed_unset),
+                          target)
     result = run_rollback(ledger, target, dry_run=dry_run,
                           leave_destroyed_unset=leave_destroyed_unset, actor=state.actor,
                           reason=state.reason, expected_seq=expected_seq)
@@ -198,43 +211,84 @@ def rollback(state: State, ref: str, dry_run: bool, leave_destroyed_unset: bool,
         state.out.warn(f"{path} held a shredded secret at seq {target}; left unset")
 
 
+def _confirm_removals(state: State, preview: Any, target: int) -> None:
+    """More than a few paths removed: ask on a terminal, refuse elsewhere without --yes."""
+    import sys
+
+    from ledger.core.keypaths import format_path
+
+    removed = [("keys:" if c.doc == "keys" else "") + format_path(c.path)
+               for c in preview.changes if c.op == "unset"]
+    if len(removed) <= ROLLBACK_ASK_ABOVE:
+        return
+    shown = ", ".join(removed[:8]) + (f", … ({len(removed)} in all)" if len(removed) > 8 else "")
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise CommandError(f"rolling back to seq {target} removes {len(removed)} paths "
+                           f"({shown}); check with --dry-run, then pass --yes")
+    click.confirm(f"Rolling back to seq {target} removes {len(removed)} paths ({shown}). "
+                  "Continue?", abort=True, err=True)
+
+
 @cli.command()
 @at_option
 @click.option("--format", "fmt", type=click.Choice(["toml", "json"]), default="toml",
               show_default=True, help="moltis.toml or moltis.json.")
 @click.option("--reveal-secrets", is_flag=True,
               help="Write secret values in clear (only with -o; files are mode 0600).")
+@click.option("--masked", is_flag=True,
+              help="With -o: write secrets as <secret fp:…> placeholders (a copy to read, "
+                   "never a config Moltis can use; refused into a live config folder).")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Write moltis.toml and provider_keys.json into this folder.")
 @common
 @pass_state
-def export(state: State, ref: str | None, fmt: str, reveal_secrets: bool,
+def export(state: State, ref: str | None, fmt: str, reveal_secrets: bool, masked: bool,
            out_dir: str | None) -> None:
     """Write the config files as of REF: the way back to the file backend.
 
     Without -o, prints the config file to stdout (secrets masked). With -o, writes
-    moltis.toml (or moltis.json) and provider_keys.json, mode 0600; secrets stay masked
-    unless --reveal-secrets. A masked export migrates back to the same masked view.
+    moltis.toml (or moltis.json) and provider_keys.json, mode 0600. Secrets:
+    --reveal-secrets writes their values (files Moltis can use, with `[config]
+    backend = "file"`); --masked writes placeholders, which Moltis would send as
+    keys, so a masked export is refused into a folder holding a live config, and -o
+    without either flag is refused when there is a secret to write. A masked export
+    migrates back to the same masked view. `switch-backend file` is the one-step way
+    back to files, proven equal.
 
     Example:
 
     \b
         moltis-ledger export --at 12 > moltis.toml.at-12
-        moltis-ledger export -o /tmp/config-at-12 --at 12
-        moltis-ledger export -o ~/.config/moltis --reveal-secrets   # back to files
+        moltis-ledger export -o /tmp/config-at-12 --at 12 --masked
+        moltis-ledger export -o /srv/moltis-restore --reveal-secrets
     """
     import json
 
-    from ledger.ops.export import export_documents, write_export
+    from ledger.ops.export import export_documents, holds_secrets, live_config_in, write_export
 
     if reveal_secrets and out_dir is None:
         raise click.UsageError("--reveal-secrets needs -o DIR: secret values are only written "
                                "to files (mode 0600), never printed")
+    if reveal_secrets and masked:
+        raise click.UsageError("--reveal-secrets and --masked exclude each other")
     ledger = state.store().ledger
     seq = state.seq(ref)
     as_json = fmt == "json" or (state.json and out_dir is None)
+    if out_dir is not None and not reveal_secrets:
+        target = Path(out_dir)
+        if not masked and holds_secrets(ledger, seq):
+            raise CommandError(
+                f"seq {seq} holds secrets: pass --reveal-secrets to write their values (a "
+                "config Moltis can use), or --masked for placeholders (a copy to read, not "
+                "to run); `moltis-ledger switch-backend file` moves the gateway back to files")
+        live = live_config_in(target, state.config_home)
+        if live is not None and holds_secrets(ledger, seq):
+            raise CommandError(
+                f"{live} is a live config: masked placeholders there would be sent to "
+                "providers as keys. Export into another folder, or use --reveal-secrets "
+                "(or `moltis-ledger switch-backend file`)")
     files = export_documents(ledger, seq, fmt="json" if as_json else "toml",
-                             reveal=reveal_secrets)
+                             reveal=reveal_secrets, file_backend=reveal_secrets)
     if out_dir is None:
         if state.json:  # both documents, masked, in one JSON document
             state.out.json({"seq": seq, "config": json.loads(files.config_text),
@@ -251,5 +305,5 @@ def export(state: State, ref: str | None, fmt: str, reveal_secrets: bool,
                    + " (mode 0600)")
     if reveal_secrets:
         state.out.warn("these files hold secret values in clear; keep them private")
-    else:
-        state.out.note("secrets are masked; --reveal-secrets writes their values")
+    elif masked:
+        state.out.note("secrets are masked placeholders: not a config Moltis can run with")

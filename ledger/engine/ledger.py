@@ -111,6 +111,10 @@ class Ledger:
         self._state: ConfigState | None = None
         self.codec = TypedCodec(self.vault)
         self._view: TypedView | None = None
+        # called with the new head state after every commit of this process (e.g. the
+        # mirror of the head the gateway falls back to); a failing hook is logged, and
+        # never undoes or fails the commit, which is already durable
+        self.after_commit: list[Callable[[ConfigState], None]] = []
 
     # -- the head ------------------------------------------------------------------
 
@@ -277,11 +281,20 @@ class Ledger:
             self._state = new_state
             if on_commit is not None:
                 on_commit(new_state)
+        self._run_hooks(new_state)
         if _log.enabled():
             _log.info("appended", seq=seq, actor=actor, source=source,
                       paths=[format_path(c.path) for c in changes],
                       duration_ms=round((time.perf_counter() - started) * 1000, 3))
         return Commit(seq, True, rec.hash, tuple(changes))
+
+    def _run_hooks(self, state: ConfigState) -> None:
+        for hook in self.after_commit:
+            try:
+                hook(state)
+            except Exception as err:  # a hook never fails the commit (see after_commit)
+                _log.warning("an after-commit hook failed", seq=state.seq,
+                             error=f"{type(err).__name__}: {err}")
 
     def update_typed(self, fn: Callable[[MoltisConfig], Any], **kw: Any) -> Commit:
         """Give `fn` a typed copy of the head; record only the paths it changed."""
@@ -416,6 +429,7 @@ class Ledger:
             self._state = fold(state, rec)
             if should_snapshot(rec.seq, self.snapshot_every):
                 txn.put_snapshot(rec.seq, rec.hash, encode_state(self._state))
+        self._run_hooks(self._state)
         checkpoint = getattr(self.backend, "checkpoint", None)
         if checkpoint is not None:
             checkpoint()  # old WAL pages held the sealed value: fold them away now

@@ -17,13 +17,18 @@ __all__ = ["Ref", "iter_history", "resolve_ref"]
 Ref = int | str | datetime  # a seq, a REF text (-3, "yesterday", ISO time) or a datetime
 
 
-def resolve_ref(ledger: Ledger, ref: Ref) -> int:
+def resolve_ref(ledger: Ledger, ref: Ref, *, strict: bool = False) -> int:
     """A REF: a seq (`12`), `-N` (N events back from the head), `head`, or a time (the
-    state as of that instant): ISO-8601 or words, see `ledger.core.when`."""
+    state as of that instant): ISO-8601 or words, see `ledger.core.when`.
+
+    With `strict` (what an operator's REF gets), a time before the first event is an
+    error naming that event's time (the empty state before it is `0`, asked for by
+    name), so that `rollback --to yesterday` on a ledger created today cannot empty it;
+    otherwise (a range bound such as `log --since`, the library) it resolves to 0."""
     head = ledger.head_state().seq
     if isinstance(ref, datetime):
         when = ref if ref.tzinfo else ref.replace(tzinfo=UTC)
-        return ledger.seq_at_time(when)
+        return _at_time(ledger, when, ref, head, strict)
     if isinstance(ref, int) and not isinstance(ref, bool):
         seq = ref
     elif isinstance(ref, str):
@@ -44,11 +49,23 @@ def resolve_ref(ledger: Ledger, ref: Ref) -> int:
                     f"REF {ref!r} is not a seq (12), a relative seq (-3), 'head', an "
                     "ISO-8601 time (2026-11-24T09:00:00Z) or a UTC time in words "
                     "(yesterday, last tuesday 18:00, 2h ago)")
-            return ledger.seq_at_time(moment)
+            return _at_time(ledger, moment, ref, head, strict)
     else:
         raise InvalidRefError(f"REF {ref!r} has an unsupported type")
     if not 0 <= seq <= head:
         raise InvalidRefError(f"REF {ref}: seq {seq} is outside the log (0..{head})")
+    return seq
+
+
+def _at_time(ledger: Ledger, moment: datetime, ref: Ref, head: int, strict: bool) -> int:
+    seq = ledger.seq_at_time(moment)
+    if seq == 0 and head > 0 and strict:
+        first = ledger.event(1)
+        started = first.time.isoformat(timespec="seconds") if first else "?"
+        shown = ref.isoformat() if isinstance(ref, datetime) else repr(ref)
+        raise InvalidRefError(
+            f"REF {shown} ({moment.isoformat(timespec='seconds')}) is before the first event "
+            f"(seq 1 at {started}); the empty state before it is REF 0, by name")
     return seq
 
 

@@ -30,7 +30,7 @@ from ledger.core.secret_refs import DESTROYED_REF, SecretRef
 from ledger.errors import SecretDestroyedError, SecretKeyError
 from ledger.files.dirs import default_key_file, ensure_private_dir
 
-__all__ = ["KeySource", "Vault"]
+__all__ = ["KeySource", "SealedOpener", "Vault"]
 
 ENV_KEY: Final = "MOLTIS_LEDGER_KEY"
 _SEALED_V1: Final = b"\x01"
@@ -201,3 +201,73 @@ class Vault:
                 f"secret fp:{ref.fp} does not open with the ledger key from "
                 f"{self.keys.describe()} (wrong key, or the value was tampered with)"
             ) from None
+
+    # -- whole files (migration backups) -----------------------------------------------
+
+    def seal_file(self, data: bytes, label: str, txn: WriteTxn | None = None) -> bytes:
+        """A file's bytes sealed with the ledger key (a subkey of its own), bound to
+        `label` (the file's name). Not bound to this ledger's id, on purpose: a backup
+        must open with the key alone, even when the ledger is gone."""
+        return seal_blob(self._master(txn), data, label)
+
+    def _master(self, txn: WriteTxn | None) -> bytes:
+        self._unlock(txn)
+        key = self.keys.load(create=False)
+        if key is None:  # _unlock succeeded, so a key exists
+            raise SecretKeyError(f"no ledger key: set ${ENV_KEY} or provide {self.keys.key_file}")
+        return key
+
+
+SEALED_FILE_MAGIC: Final = b"moltis-ledger sealed file v1\n"
+
+
+def seal_blob(key: bytes, data: bytes, label: str) -> bytes:
+    """AES-256-GCM under the key's "file sealing" subkey; the label is associated data."""
+    nonce = os.urandom(12)
+    aead = AESGCM(_subkey(key, "file sealing"))
+    return SEALED_FILE_MAGIC + nonce + aead.encrypt(nonce, data, label.encode())
+
+
+def open_blob(key: bytes, sealed: bytes, label: str, where: str) -> bytes:
+    """The bytes `seal_blob` sealed; SecretKeyError names `where` on a wrong key or a
+    tampered file."""
+    if not sealed.startswith(SEALED_FILE_MAGIC) or len(sealed) < len(SEALED_FILE_MAGIC) + 28:
+        raise SecretKeyError(f"{where}: not a file sealed by moltis-ledger")
+    body = sealed[len(SEALED_FILE_MAGIC):]
+    try:
+        return AESGCM(_subkey(key, "file sealing")).decrypt(body[:12], body[12:],
+                                                            label.encode())
+    except InvalidTag:
+        raise SecretKeyError(f"{where}: does not open with this ledger key (wrong key, or "
+                             "the file was changed)") from None
+
+
+class SealedOpener:
+    """Opens secrets from sealed values kept outside the database (the head mirror),
+    with the ledger key: the same sealing as `Vault`, bound to the same ledger id."""
+
+    def __init__(self, keys: KeySource, ledger_id: str, sealed: Mapping[str, bytes]) -> None:
+        self._keys, self._ledger_id, self._sealed = keys, ledger_id.encode(), sealed
+        self._aead: AESGCM | None = None
+
+    def is_destroyed(self, ref: SecretRef) -> bool:
+        return ref.ref not in self._sealed
+
+    def open_secret(self, ref: SecretRef) -> str:
+        sealed = self._sealed.get(ref.ref)
+        if sealed is None:
+            raise SecretDestroyedError(f"secret fp:{ref.fp} has no value in the mirror")
+        if self._aead is None:
+            key = self._keys.load(create=False)
+            if key is None:
+                raise SecretKeyError(f"no ledger key: set ${ENV_KEY} or provide "
+                                     f"{self._keys.key_file}")
+            self._aead = AESGCM(_subkey(key, "secret sealing"))
+        if not sealed.startswith(_SEALED_V1) or len(sealed) < 29:
+            raise SecretKeyError(f"secret fp:{ref.fp}: the mirrored value is malformed")
+        try:
+            return self._aead.decrypt(sealed[1:13], sealed[13:],
+                                      self._ledger_id + b"\x00" + ref.ref.encode()).decode()
+        except InvalidTag:
+            raise SecretKeyError(f"secret fp:{ref.fp} does not open with the ledger key from "
+                                 f"{self._keys.describe()}") from None

@@ -13,16 +13,20 @@ from typing import IO, Any, Literal
 import tomlkit
 
 from ledger.core.chain import GENESIS, VerifyReport, verify_records
+from ledger.core.document import leaves
 from ledger.core.events import Record
+from ledger.core.secret_refs import SecretRef
 from ledger.engine.ledger import Ledger
 from ledger.errors import (
     ParseError,
     StoreError,
     VerificationError,
 )
-from ledger.files.dirs import ensure_private_dir
+from ledger.files.dirs import CONFIG_FILE_NAMES, KEYS_FILE_NAME, ensure_private_dir
 from ledger.files.safe_io import replace_file
 from ledger.ops.display import display_doc
+
+MASKED_HEADER = "secrets masked"
 
 
 @dataclass
@@ -34,12 +38,18 @@ class ExportFiles:
 
 
 def export_documents(ledger: Ledger, seq: int, *, fmt: Literal["toml", "json"] = "toml",
-                     reveal: bool = False) -> ExportFiles:
+                     reveal: bool = False, file_backend: bool = False) -> ExportFiles:
     """moltis.toml and provider_keys.json as of `seq`: the way back to the file store.
     Secrets are mask placeholders unless `reveal` (an importer reads the placeholders as
-    "withheld", so a masked export re-imports to the same masked view)."""
+    "withheld", so a masked export re-imports to the same masked view). With
+    `file_backend`, the config says `[config] backend = "file"`: files written out are
+    the file store, and a gateway started on them must not look for the ledger."""
     state = ledger.state_at(seq)
     config = display_doc(state.config, ledger.vault, reveal=reveal)
+    if file_backend:
+        section = config.get("config")
+        config["config"] = {**(section if isinstance(section, dict) else {}),
+                            "backend": "file"}
     keys = display_doc(state.keys, ledger.vault, reveal=reveal)
     head = ledger.event(seq)
     when = head.time.isoformat(timespec="seconds") if head else "the empty ledger"
@@ -49,11 +59,39 @@ def export_documents(ledger: Ledger, seq: int, *, fmt: Literal["toml", "json"] =
     else:
         header = tomlkit.document()
         header.add(tomlkit.comment(f"Exported by moltis-ledger from seq {seq} ({when}); "
-                                   + ("secrets REVEALED" if reveal else "secrets masked")))
+                                   + ("secrets REVEALED" if reveal else MASKED_HEADER)))
         config_text = tomlkit.dumps(header) + "\n" + tomlkit.dumps(config)
         name = "moltis.toml"
     keys_text = json.dumps(keys, indent=2, ensure_ascii=False) + "\n"
     return ExportFiles(name, config_text, keys_text, reveal)
+
+
+def holds_secrets(ledger: Ledger, seq: int) -> bool:
+    """Whether the state at `seq` has any stored secret (a masked export would hold a
+    placeholder)."""
+    state = ledger.state_at(seq)
+    return any(isinstance(v, SecretRef) for doc in (state.config, state.keys)
+               for _p, v in leaves(doc))
+
+
+def live_config_in(directory: Path, config_home: Path) -> Path | None:
+    """The live config in `directory`, if it holds one: the config directory in use,
+    or Moltis's files that are not a masked export of ours."""
+    try:
+        if directory.resolve() == config_home.resolve():
+            return directory
+    except OSError:
+        pass
+    for name in (*CONFIG_FILE_NAMES, KEYS_FILE_NAME):
+        path = directory / name
+        try:
+            head = path.read_bytes()[:4096]
+        except OSError:
+            continue
+        if MASKED_HEADER.encode() in head or b"<secret fp:" in head:
+            continue  # an earlier masked export of ours: not what a gateway runs on
+        return path
+    return None
 
 
 def write_export(files: ExportFiles, directory: Path) -> list[Path]:

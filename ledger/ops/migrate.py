@@ -13,33 +13,44 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from blake3 import blake3
 
 from ledger._log import get_logger
-from ledger.core.document import Doc, leaves, normalize_document
-from ledger.core.events import Change
-from ledger.core.keypaths import format_path, parse_path
+from ledger.core.document import MISSING, Doc, get_value, leaves, normalize_document, same_value
+from ledger.core.events import Change, DocName
+from ledger.core.keypaths import KeyPath, format_path, is_prefix, parse_path
+from ledger.core.secret_refs import SecretRef
 from ledger.engine.ledger import Commit, Ledger
-from ledger.errors import ParseError, SecretKeyError
-from ledger.files.dirs import ensure_private_dir
+from ledger.errors import (
+    FileConflictError,
+    LedgerError,
+    ParseError,
+    SecretKeyError,
+    VerificationError,
+)
+from ledger.files.dirs import KEYS_FILE_NAME, ensure_private_dir
 from ledger.files.safe_io import parse_document, read_file
 from ledger.schema.introspect import is_secret_path
 from ledger.schema.provider_keys import is_key_secret_path
-from ledger.typed.changes import Sealer, materialize
+from ledger.stores.key_file import META_KEYS
+from ledger.typed.changes import Sealer, materialize, materialize_document
 from ledger.typed.convert import RawChange
 from projections.config_view import ConfigState
 
-__all__ = ["MigrationReport", "migrate", "read_config_file"]
+__all__ = ["META_CONFIG", "META_KEYS", "META_SYNC_SEQ", "MigrationReport", "import_hand_edit",
+           "migrate", "open_backup", "read_config_file",
+           "record_file_sync"]
 
 _log = get_logger("ledger.ops.migrate")
 META_CONFIG = "import.config.leaves"
-META_KEYS = "import.keys.leaves"
+META_SYNC_SEQ = "import.config.seq"  # the head seq when the files were last in step
+SEALED_SUFFIX = ".sealed"
 
 
 @dataclass
@@ -66,7 +77,11 @@ def read_config_file(path: Path) -> Doc:
     return normalize_document(parse_document(data, str(path), fmt), str(path))
 
 
-def _leaf_prints(doc: Doc, sealer: Sealer | None, secret: Any) -> dict[str, str]:
+class _Fingerprints(Protocol):
+    def fingerprint(self, plaintext: str) -> str: ...
+
+
+def _leaf_prints(doc: Doc, sealer: _Fingerprints | None, secret: Any) -> dict[str, str]:
     """path -> fingerprint of the value; secrets use the ledger's keyed fingerprint, so
     nothing stored here can be tested against a guessed secret without the key."""
     out: dict[str, str] = {}
@@ -101,42 +116,135 @@ def _keys_doc(path: Path | None) -> Doc | None:
     return read_keys_file(path)
 
 
-def backup_files(files: list[Path], data_dir: Path) -> Path:
-    """Copy the files into <data_dir>/backups/<UTC time>/ with a blake3 manifest."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    folder = data_dir / "backups" / f"migrate-{stamp}"
-    ensure_private_dir(folder.parent)
-    folder.mkdir(mode=0o700)
-    manifest: dict[str, Any] = {"created": datetime.now(UTC).isoformat(), "files": {}}
-    for src in files:
-        if not src.exists():
+def _secret_bearing(name: str, data: bytes) -> bool:
+    """provider_keys.json always; a config file when it holds a secret-shaped value."""
+    if name == KEYS_FILE_NAME or name.endswith(".enc"):
+        return True
+    try:
+        fmt = "json" if name.endswith(".json") else "toml"
+        doc = normalize_document(parse_document(data, name, fmt), name)
+    except LedgerError:
+        return True  # cannot tell: seal it
+    return any(is_secret_path(path) for path, _ in leaves(doc))
+
+
+def _existing_backup(root: Path, content: str) -> Path | None:
+    """A backup folder that already holds exactly these files (so failed boots that
+    retry the import do not pile up copies)."""
+    if not root.is_dir():
+        return None
+    for folder in sorted(root.glob("migrate-*"), reverse=True):
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             continue
-        data = src.read_bytes()
-        dest = folder / src.name
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        shutil.copystat(src, dest)
-        os.chmod(dest, 0o600)
+        if isinstance(manifest, dict) and manifest.get("content") == content:
+            return folder
+    return None
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def backup_files(files: list[Path], data_dir: Path, *,
+                 seal: Callable[[bytes, str], bytes] | None = None,
+                 content_print: Callable[[bytes], str] | None = None) -> Path:
+    """Copy the files into <data_dir>/backups/migrate-<UTC time>/ with a manifest.
+
+    Secret-bearing files (provider_keys.json; a config holding a secret) are sealed
+    with the ledger key (`seal`) as `<name>.sealed`, never copied in clear. A folder
+    that already holds the same contents is reused (`content_print`: a keyed print of
+    the contents, so the manifest cannot be used to test a guessed key file)."""
+    present = [(src, src.read_bytes()) for src in files if src.exists()]
+    digest = blake3()
+    for src, data in present:
+        digest.update(src.name.encode() + b"\0" + blake3(data).digest())
+    content = (content_print(digest.digest()) if content_print is not None
+               else digest.hexdigest())
+    root = data_dir / "backups"
+    found = _existing_backup(root, content)
+    if found is not None:
+        return found
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    folder = root / f"migrate-{stamp}"
+    ensure_private_dir(root)
+    folder.mkdir(mode=0o700)
+    manifest: dict[str, Any] = {"created": datetime.now(UTC).isoformat(), "content": content,
+                                "files": {}}
+    for src, data in present:
+        sealed = seal is not None and _secret_bearing(src.name, data)
+        stored = seal(data, src.name) if seal is not None and sealed else data
+        dest = folder / (src.name + SEALED_SUFFIX if sealed else src.name)
+        _write_new(dest, stored)
+        if not sealed:
+            shutil.copystat(src, dest)
+            os.chmod(dest, 0o600)
         manifest["files"][src.name] = {"source": str(src), "size": len(data),
-                                       "blake3": blake3(data).hexdigest()}
-    fd = os.open(folder / "manifest.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
+                                       "stored_as": dest.name, "sealed": sealed,
+                                       "blake3": blake3(stored).hexdigest()}
+    _write_new(folder / "manifest.json",
+               (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
     return folder
+
+
+def open_backup(folder: Path, key: bytes) -> dict[str, bytes]:
+    """The original files of a migration backup (sealed ones opened with `key`), by name,
+    each checked against the manifest."""
+    from ledger.engine.vault import open_blob
+
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        entries = manifest["files"]
+        if not isinstance(entries, dict):
+            raise TypeError("files is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ParseError(f"{folder}: not a migration backup (manifest.json: {err})") from None
+    out: dict[str, bytes] = {}
+    for name, entry in entries.items():
+        if not isinstance(entry, dict) or "/" in name or name.startswith("."):
+            raise ParseError(f"{folder}: manifest.json: bad entry {name!r}")
+        stored_as = str(entry.get("stored_as", name))
+        if "/" in stored_as or stored_as.startswith("."):
+            raise ParseError(f"{folder}: manifest.json: bad file name {stored_as!r}")
+        data = read_file(folder / stored_as)
+        if data is None:
+            raise ParseError(f"{folder}: {stored_as} is missing")
+        if entry.get("blake3") not in (None, blake3(data).hexdigest()):
+            raise VerificationError(f"{folder / stored_as}: does not match manifest.json "
+                                    "(changed since the backup)", None)
+        out[name] = (open_blob(key, data, name, str(folder / stored_as))
+                     if entry.get("sealed") else data)
+    return out
 
 
 def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
             data_dir: Path, dry_run: bool = False, actor: str | None = None,
-            reason: str | None = None) -> MigrationReport:
-    """Back up, then import the files' changes since the last import (one event)."""
-    config_doc = read_config_file(config_file) if config_file is not None else None
-    keys_doc = _keys_doc(keys_file)
+            reason: str | None = None, source: str = "import", backup: bool = True,
+            documents: Mapping[str, Doc | None] | None = None,
+            refuse_conflicts: bool = False, whole: bool = False) -> MigrationReport:
+    """Back up, then import the files' changes since the last import (one event).
+
+    `documents` gives already-parsed documents ("config", "keys"; None: that file is
+    absent) instead of reading the files. With `refuse_conflicts` (the automatic import
+    of a hand edit), a path the file changed that the ledger also changed since the
+    last import raises FileConflictError and nothing is imported. With `whole` (a
+    backend switch), the ledger is made equal to the files, not only their changes."""
+    if documents is not None and "config" in documents:
+        config_doc = documents["config"]
+    else:
+        config_doc = read_config_file(config_file) if config_file is not None else None
+    if documents is not None and "keys" in documents:
+        keys_doc = documents["keys"]
+    else:
+        keys_doc = _keys_doc(keys_file)
     report = MigrationReport(dry_run=dry_run)
-    if config_doc is not None and config_file is not None and config_file.exists():
+    if config_doc is not None and config_file is not None and (
+            config_file.exists() or documents is not None):
         report.sources["config"] = str(config_file)
     if keys_doc is not None and keys_file is not None:
         report.sources["keys"] = str(keys_file)
@@ -145,6 +253,7 @@ def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
 
     def changes_for(state: ConfigState, sealer: Sealer) -> list[Change]:
         out: list[Change] = []
+        moved = False
         for name, doc, meta_key, secret, current in (
             ("config", config_doc, META_CONFIG, is_secret_path, state.config),
             ("keys", keys_doc, META_KEYS, is_key_secret_path, state.keys),
@@ -154,9 +263,20 @@ def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
             previous = json.loads(ledger.backend.get_meta(meta_key) or "{}")
             now = _leaf_prints(doc, sealer, secret)
             raw = _incremental(doc, previous, now)
-            out += materialize(raw, current, sealer, where=report.sources.get(name, name),
-                               doc="config" if name == "config" else "keys", secret=secret)
+            moved = moved or bool(raw)
+            if refuse_conflicts and raw:
+                _refuse_conflicts(ledger, raw, current, name, report.sources.get(name, name))
+            where = report.sources.get(name, name)
+            kind: DocName = "config" if name == "config" else "keys"
+            if whole:
+                out += _whole(kind, doc, current, sealer, where, secret)
+            else:
+                out += materialize(raw, current, sealer, where=where, doc=kind, secret=secret)
             meta[meta_key] = json.dumps(now, sort_keys=True)
+        if moved or ledger.backend.get_meta(META_SYNC_SEQ) is None:
+            # the seq at which the files' content was last taken in (the conflict rule
+            # for hand edits looks at the events after it)
+            meta[META_SYNC_SEQ] = str(state.seq + 1 if out else state.seq)
         return out
 
     if dry_run:
@@ -177,16 +297,123 @@ def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
 
     def changes_with_backup(state: ConfigState, sealer: Sealer) -> list[Change]:
         changes = changes_for(state, sealer)
-        if changes and report.backup_dir is None:
+        if changes and backup and report.backup_dir is None:
+            sealer.fingerprint("")  # the ledger key exists from here on (created if new)
             files = [p for p in (config_file, keys_file) if p is not None]
-            report.backup_dir = backup_files(files, data_dir)  # before anything is imported
+            report.backup_dir = backup_files(  # before anything is imported
+                files, data_dir, seal=ledger.vault.seal_file,
+                content_print=lambda digest: sealer.fingerprint(digest.hex()))
         report.changes = changes
         return changes
 
-    report.commit = ledger.apply(changes_with_backup, actor=actor, source="import",
+    report.commit = ledger.apply(changes_with_backup, actor=actor, source=source,
                                  reason=reason or "import of moltis.toml and provider_keys.json",
                                  meta=meta, where=report.sources.get("config", "import"))
     _log.info("migrated", appended=report.appended, seq=report.commit.seq,
               paths=len(report.changes), backup=str(report.backup_dir or ""))
     return report
 
+
+def _whole(kind: DocName, doc: Doc, current: Doc, sealer: Sealer, where: str,
+           secret: Any) -> list[Change]:
+    """Changes that make the ledger's document equal the file's (a backend switch);
+    `[config]` (where the config lives) stays as the ledger has it."""
+    if kind == "config":
+        doc = {k: v for k, v in doc.items() if k != "config"}
+        if "config" in current:
+            doc["config"] = current["config"]
+    return materialize_document(current, doc, sealer, where, doc=kind, secret=secret)
+
+
+def _refuse_conflicts(ledger: Ledger, raw: list[RawChange], current: Doc, name: str,
+                      where: str) -> None:
+    """The rule for hand edits: a key the file changed since the last import, that an
+    event after that import also touched, is a conflict unless both now agree."""
+    since = int(ledger.backend.get_meta(META_SYNC_SEQ) or "0")
+    doc = "config" if name == "config" else "keys"
+    touched: dict[KeyPath, int] = {}
+    for ev in ledger.events(after=since):
+        for ch in ev.changes:
+            if ch.doc == doc:
+                touched[ch.path] = ev.seq
+    clashes: list[str] = []
+    for rc in raw:
+        hits = [seq for path, seq in touched.items() if is_prefix(path, rc.path)
+                or is_prefix(rc.path, path)]
+        if not hits:
+            continue
+        now = get_value(current, rc.path)
+        agree = (now is MISSING) if rc.op == "unset" else (
+            not isinstance(now, SecretRef) and same_value(now, rc.value))
+        if not agree:
+            clashes.append(f"{format_path(rc.path)} (changed in the ledger at seq "
+                           f"{max(hits)})")
+    if clashes:
+        raise FileConflictError(
+            f"{where} was edited by hand since the last import, and the ledger changed the "
+            f"same key(s) since then: {', '.join(clashes)}. Nothing was imported. Make the "
+            "file agree with the ledger (`moltis-ledger export` shows it), or run "
+            "`moltis-ledger migrate` to let the file win")
+
+
+def file_owner(path: Path) -> str:
+    """The actor of a hand edit: the file's owner, as user@host."""
+    import pwd
+    import socket
+
+    try:
+        uid = path.stat().st_uid
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = f"uid {uid}"
+    except OSError:
+        user = "unknown"
+    return f"{user}@{socket.gethostname() or 'localhost'}"
+
+
+def import_hand_edit(ledger: Ledger, config_file: Path, *, config_doc: Doc | None = None,
+                     data_dir: Path) -> MigrationReport | None:
+    """Import a hand edit of the config file made since the last import (source `file`,
+    actor the file's owner), or raise FileConflictError (see `_refuse_conflicts`).
+    Nothing to do (never imported, unchanged): None, without writing anything."""
+    previous = ledger.backend.get_meta(META_CONFIG)
+    if previous is None or not config_file.exists():
+        return None
+    doc = config_doc if config_doc is not None else read_config_file(config_file)
+    try:
+        now = _leaf_prints(doc, ledger.vault, is_secret_path)
+    except SecretKeyError:
+        now = None  # cannot tell a changed secret from an unchanged one: let migrate see
+    if now is not None and json.loads(previous) == now:
+        return None
+    report = migrate(ledger, config_file=config_file, keys_file=None, data_dir=data_dir,
+                     actor=file_owner(config_file), source="file", backup=False,
+                     reason=f"hand edit of {config_file}", documents={"config": doc},
+                     refuse_conflicts=True)
+    return report if report.appended else None
+
+
+def keys_prints(ledger: Ledger, keys_file: Path) -> dict[str, str]:
+    """The import prints of a key file (what META_KEYS holds after importing it)."""
+    return _leaf_prints(_keys_doc(keys_file) or {}, ledger.vault, is_key_secret_path)
+
+
+def pending_hand_edit(ledger: Ledger, doc: Doc, previous: Mapping[str, str]) -> bool:
+    """Whether the config document differs from what was last imported (without
+    writing; a secret that cannot be fingerprinted without the key counts as unknown)."""
+    try:
+        return _leaf_prints(doc, ledger.vault, is_secret_path) != dict(previous)
+    except SecretKeyError:
+        return False
+
+
+def record_file_sync(ledger: Ledger, config_file: Path, doc: Doc | None = None) -> None:
+    """Remember the config file's current content as in step with the ledger (after
+    this library wrote it: a backend switch, an export to the file store), so it is not
+    taken for a hand edit."""
+    doc = read_config_file(config_file) if doc is None else doc
+    prints = json.dumps(_leaf_prints(doc, ledger.vault, is_secret_path), sort_keys=True)
+    ledger.append(lambda state, _s: [], meta={META_CONFIG: prints,
+                                              META_SYNC_SEQ: str(ledger.head_state().seq)},
+                  source="import")

@@ -13,23 +13,86 @@ and every write raises ReadOnlyError saying why.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from ledger._log import get_logger
+from ledger.backends.sqlite import SqliteBackend
+from ledger.core.document import Doc
 from ledger.engine.vault import KeySource
-from ledger.errors import InputError, LedgerError
+from ledger.errors import FileConflictError, InputError, LedgerError, ParseError
 from ledger.files import dirs
 from ledger.stores.contract import ConfigStore
 from ledger.stores.ledger_store import LedgerConfigStore
 
-__all__ = ["BACKENDS", "open_ledger", "open_store", "select_backend"]
+__all__ = ["BACKENDS", "Installation", "attach_files", "discard_if_empty", "open_ledger",
+           "open_store", "select_backend", "sync_hand_edit"]
 
 _log = get_logger("ledger.ops.open_store")
 BACKENDS: Final = ("file", "sqlite", "postgres")
+
+
+@dataclass
+class Installation:
+    """One installation's files, found and the config file parsed once: what both
+    `open_store()` and the CLI start from."""
+
+    config_home: Path
+    data_home: Path
+    config_file: Path
+    keys_file: Path
+    env: Mapping[str, str]
+    doc: Doc | None = None  # the parsed config file; None when missing or unparsable
+    parse_error: LedgerError | None = None
+
+    @classmethod
+    def find(cls, config_dir: str | os.PathLike[str] | None = None,
+             data_dir: str | os.PathLike[str] | None = None,
+             env: Mapping[str, str] | None = None) -> Installation:
+        from ledger.ops.migrate import read_config_file
+        from ledger.stores.file_store import discover_config_file
+
+        env = os.environ if env is None else env
+        config_home = dirs.config_dir(config_dir, env)
+        inst = cls(config_home, dirs.data_dir(data_dir, env),
+                   discover_config_file(config_dir, env), config_home / dirs.KEYS_FILE_NAME,
+                   env)
+        if inst.config_file.exists():
+            try:
+                inst.doc = read_config_file(inst.config_file)
+            except LedgerError as err:
+                inst.parse_error = err
+        return inst
+
+    def section(self) -> dict[str, Any]:
+        """`[config]` of the config file, read without the schema (it may not validate)."""
+        if self.parse_error is not None:
+            raise self.parse_error
+        section = (self.doc or {}).get("config", {})
+        return section if isinstance(section, dict) else {}
+
+    def select(self, *, backend: str | None = None, db: str | None = None
+               ) -> tuple[str, str | None]:
+        """(backend, location) for this installation, as `open_store()` picks them. A
+        config file that no longer parses does not hide a ledger it was imported into:
+        the ledger at the default location is used (with a warning)."""
+        try:
+            return select_backend(config_file=self.config_file, data_dir=self.data_home,
+                                  backend=backend, db=db, env=self.env, section=self.section)
+        except ParseError:
+            default = dirs.default_db_path(self.data_home)
+            if backend is not None or self.env.get("MOLTIS_CONFIG_BACKEND") or (
+                    not default.exists()):
+                raise
+            _log.warning("the config file does not parse; using the ledger at its default "
+                         "location", config_file=str(self.config_file), ledger=str(default),
+                         error=str(self.parse_error))
+            return "sqlite", db or str(default)
 
 
 def _peek_config_section(config_file: Path) -> dict[str, Any]:
@@ -59,12 +122,16 @@ def describe_location(location: str | None) -> str:
 
 
 def select_backend(*, config_file: Path, data_dir: Path, backend: str | None = None,
-                   db: str | None = None, env: Mapping[str, str]) -> tuple[str, str | None]:
-    """(backend name, ledger location) by the rules in this module's docstring."""
-    section: dict[str, Any] = {}
+                   db: str | None = None, env: Mapping[str, str],
+                   section: Callable[[], dict[str, Any]] | None = None
+                   ) -> tuple[str, str | None]:
+    """(backend name, ledger location) by the rules in this module's docstring;
+    `section` gives `[config]` of an already-parsed config file."""
+    section_of = section or (lambda: _peek_config_section(config_file))
+    config: dict[str, Any] = {}
     if (backend is None and not env.get("MOLTIS_CONFIG_BACKEND")) or db is None:
         try:
-            section = _peek_config_section(config_file)
+            config = section_of()
         except LedgerError as err:
             if backend is None and not env.get("MOLTIS_CONFIG_BACKEND"):
                 raise
@@ -72,8 +139,8 @@ def select_backend(*, config_file: Path, data_dir: Path, backend: str | None = N
     name, origin = backend, "backend="
     if name is None and env.get("MOLTIS_CONFIG_BACKEND"):
         name, origin = env["MOLTIS_CONFIG_BACKEND"].strip().lower(), "MOLTIS_CONFIG_BACKEND"
-    if name is None and isinstance(section.get("backend"), str):
-        name, origin = section["backend"].strip().lower(), f"[config] backend in {config_file}"
+    if name is None and isinstance(config.get("backend"), str):
+        name, origin = config["backend"].strip().lower(), f"[config] backend in {config_file}"
     if name is None and db is not None and is_dsn(db):
         name = "postgres"
     name = name or "file"
@@ -87,7 +154,7 @@ def select_backend(*, config_file: Path, data_dir: Path, backend: str | None = N
         location = env.get("MOLTIS_CONFIG_DSN") if name == "postgres" else env.get(
             "MOLTIS_CONFIG_DB")
     if location is None:
-        value = section.get("dsn" if name == "postgres" else "db")
+        value = config.get("dsn" if name == "postgres" else "db")
         location = value if isinstance(value, str) else None
     if location is None:
         if name == "postgres":
@@ -103,41 +170,199 @@ def open_store(*, config_dir: str | os.PathLike[str] | None = None,
                read_only: bool = False, auto_migrate: bool = True,
                synchronous: str = "FULL") -> ConfigStore:
     """The store for this installation (see the module docstring)."""
-    from ledger.stores.file_store import FileConfigStore, discover_config_file
+    from ledger.stores.file_store import FileConfigStore
 
-    env = os.environ if env is None else env
-    config_home = dirs.config_dir(config_dir, env)
-    data_home = dirs.data_dir(data_dir, env)
-    config_file = discover_config_file(config_dir, env)
-    name, location = select_backend(config_file=config_file, data_dir=data_home,
-                                    backend=backend, db=db, env=env)
+    inst = Installation.find(config_dir, data_dir, env)
+    name, location = inst.select(backend=backend, db=db)
     if name == "file":
-        return FileConfigStore(config_file, read_only=read_only)
-    keys_file = config_home / dirs.KEYS_FILE_NAME
+        return FileConfigStore(inst.config_file, read_only=read_only)
+    assert location is not None
+    created = not is_dsn(location) and not Path(location).exists()
+    store: LedgerConfigStore | None = None
     try:
-        assert location is not None
         if name == "postgres" and not is_dsn(location):
             raise InputError(f"the postgres backend needs a postgresql:// DSN, not {location!r}")
         store = open_ledger(location, read_only=read_only, synchronous=synchronous,
-                            keys=KeySource(key_file=dirs.default_key_file(config_home, env),
-                                           env=env))
-        store.config_file = config_file
-        store.keys_file = keys_file
-        if auto_migrate and not read_only and _needs_first_import(store, config_file, keys_file):
+                            keys=KeySource(key_file=dirs.default_key_file(inst.config_home,
+                                                                          inst.env),
+                                           env=inst.env))
+        attach_files(store, inst)
+        if auto_migrate and not read_only and _needs_first_import(store, inst.config_file,
+                                                                  inst.keys_file):
             from ledger.ops.migrate import migrate
 
-            migrate(store.ledger, config_file=config_file, keys_file=keys_file,
-                    data_dir=data_home, reason="first start on the ledger: import of the files")
+            if inst.parse_error is not None:
+                raise inst.parse_error
+            migrate(store.ledger, config_file=inst.config_file, keys_file=inst.keys_file,
+                    data_dir=inst.data_home, documents={"config": inst.doc},
+                    reason="first start on the ledger: import of the files")
+        elif not read_only:
+            sync_hand_edit(store, inst)
         return store
     except (LedgerError, OSError) as err:
-        where = describe_location(location)
-        _log.warning("the configuration ledger is unavailable; continuing read-only on the "
-                     "file store", backend=name, location=where, error=str(err))
-        fallback = FileConfigStore(config_file, read_only=True)
-        fallback.read_only_reason = (
-            f"the {name} ledger at {where} could not be used ({err}); running read-only "
-            "on the file store until that is fixed")
-        return fallback
+        if store is not None:
+            if created:
+                discard_if_empty(store, location)
+            else:
+                store.ledger.close()
+        return _fallback(inst, name, location, err, synchronous)
+
+
+def _fallback(inst: Installation, name: str, location: str, err: BaseException,
+              synchronous: str) -> ConfigStore:
+    """The newest state that can be proven, read-only: the ledger itself opened
+    read-only (a full disk, read-only media), else the head mirror, else — only when
+    the ledger holds nothing newer that we could know of — the config file, whose bad
+    values are reported and left out rather than fatal."""
+    from ledger.ops.mirror import MIRROR_NAME, read_mirror
+    from ledger.stores.file_store import FileConfigStore
+
+    where = describe_location(location)
+    reason = (f"the {name} ledger at {where} could not be used for writing ({err}); "
+              "running read-only until that is fixed")
+    keys = KeySource(key_file=dirs.default_key_file(inst.config_home, inst.env), env=inst.env)
+    store = _open_read_only(location, keys, where, synchronous)
+    if store is not None:
+        if store.ledger.head_state().seq > 0:
+            attach_files(store, inst, mirror=False)
+            backend = store.ledger.backend
+            if isinstance(backend, SqliteBackend):
+                backend.read_only_reason = reason  # what every write's error says
+            _log.warning("the configuration ledger is read-only", backend=name,
+                         location=where, error=str(err))
+            return store
+        store.ledger.close()
+    try:
+        mirror = read_mirror(inst.data_home / MIRROR_NAME, mirror_key(location), keys, reason)
+    except LedgerError as bad:
+        _log.warning("the head mirror cannot be used", error=str(bad))
+        mirror = None
+    if mirror is not None:
+        _log.warning("the configuration ledger is unavailable; serving its head mirror",
+                     backend=name, location=where, seq=mirror.seq, error=str(err))
+        return mirror
+    _log.warning("the configuration ledger is unavailable; continuing read-only on the "
+                 "file store", backend=name, location=where, error=str(err))
+    fallback = FileConfigStore(inst.config_file, read_only=True, lenient=True)
+    fallback.read_only_reason = (
+        f"the {name} ledger at {where} could not be used ({err}); running read-only "
+        "on the file store until that is fixed")
+    return fallback
+
+
+def _open_read_only(location: str, keys: KeySource, where: str, synchronous: str
+                    ) -> LedgerConfigStore | None:
+    """The ledger opened read-only; on a full disk SQLite cannot even create the -shm
+    file readers need, so a file whose WAL holds no commits is then opened immutable
+    (nothing can be written there anyway; a non-empty WAL would be missed, so not)."""
+    try:
+        return open_ledger(location, read_only=True, synchronous=synchronous, keys=keys)
+    except (LedgerError, OSError) as err:
+        _log.info("the ledger cannot be read", location=where, error=str(err))
+    if is_dsn(location):
+        return None
+    wal = Path(f"{location}-wal")
+    if not Path(location).exists() or (wal.exists() and wal.stat().st_size):
+        return None
+    from ledger.stores.ledger_store import SqliteConfigStore
+
+    try:
+        return SqliteConfigStore(location, read_only=True, keys=keys, immutable=True)
+    except (LedgerError, OSError) as err:
+        _log.info("the ledger cannot be read immutable either", location=where,
+                  error=str(err))
+        return None
+
+
+def attach_files(store: LedgerConfigStore, inst: Installation, *, mirror: bool = True
+                 ) -> None:
+    """Tell a ledger store which files it was imported from (for the provider-key
+    fallback and for importing hand edits while it runs, e.g. during `watch`), and
+    keep the head mirror (`ledger.ops.mirror`) up to date after its commits."""
+    store.config_file = inst.config_file
+    store.keys_file = inst.keys_file
+    if mirror and store.ledger.backend.get_meta("ledger_id") is not None:
+        from ledger.ops.mirror import MIRROR_NAME, attach_mirror
+
+        attach_mirror(store.ledger, inst.data_home / MIRROR_NAME,
+                      mirror_key(store.ledger.backend.location))
+
+    seen: dict[str, Any] = {"stat": _stat_key(inst.config_file), "message": None}
+
+    def sync_again() -> None:
+        key = _stat_key(inst.config_file)
+        if key == seen["stat"]:
+            return  # cheap: only a file whose stat changed is parsed again
+        seen["stat"] = key
+        from ledger.ops.migrate import read_config_file
+
+        fresh = dataclasses.replace(inst, doc=None, parse_error=None)
+        try:
+            fresh.doc = read_config_file(inst.config_file)
+        except LedgerError as err:
+            fresh.parse_error = err
+        seen["message"] = sync_hand_edit(store, fresh)
+
+    store.file_sync = sync_again
+
+
+def mirror_key(location: str) -> str:
+    """The ledger a mirror belongs to, in a form without a password."""
+    return describe_location(location) if is_dsn(location) else os.path.abspath(location)
+
+
+def _stat_key(path: Path) -> tuple[int, ...] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def sync_hand_edit(store: LedgerConfigStore, inst: Installation) -> str | None:
+    """Import a hand edit of the config file (source `file`). A file that no longer
+    parses, or an edit that conflicts with a later ledger change, is not imported: the
+    reason is logged and returned, and the ledger keeps serving its own state."""
+    from ledger.ops.migrate import import_hand_edit
+
+    if store.ledger.backend.read_only or not inst.config_file.exists():
+        return None
+    if inst.parse_error is not None:
+        message = (f"{inst.config_file} does not parse, so a hand edit cannot be imported: "
+                   f"{inst.parse_error}; the ledger keeps serving seq "
+                   f"{store.ledger.head_state().seq}")
+        _log.warning("hand edit not imported", reason=message)
+        return message
+    try:
+        report = import_hand_edit(store.ledger, inst.config_file, config_doc=inst.doc,
+                                  data_dir=inst.data_home)
+    except FileConflictError as err:
+        _log.warning("hand edit not imported", reason=str(err))
+        return str(err)
+    if report is not None and report.commit is not None:
+        _log.info("imported a hand edit", file=str(inst.config_file), seq=report.commit.seq,
+                  paths=len(report.changes))
+    return None
+
+
+def discard_if_empty(store: LedgerConfigStore, location: str) -> None:
+    """Remove a SQLite ledger this open created when nothing went into it (a failed
+    first import), so that no empty moltis.db claims "ok at seq 0"."""
+    try:
+        empty = store.ledger.backend.head().seq == 0
+    except LedgerError:
+        empty = False
+    store.ledger.close()
+    if not empty:
+        return
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.unlink(location + suffix)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            _log.warning("cannot remove the empty ledger", path=location + suffix,
+                         error=err.strerror)
 
 
 def open_ledger(location: str, *, read_only: bool = False, busy_timeout: float = 5.0,

@@ -141,7 +141,8 @@ class FileConfigStore(ConfigStore):
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  config_dir: str | os.PathLike[str] | None = None,
-                 env: Mapping[str, str] | None = None, read_only: bool = False) -> None:
+                 env: Mapping[str, str] | None = None, read_only: bool = False,
+                 lenient: bool = False) -> None:
         found = Path(path).expanduser() if path is not None else discover_config_file(
             config_dir, env)
         self.path = found.absolute()
@@ -149,6 +150,11 @@ class FileConfigStore(ConfigStore):
         # Why the store is read-only, for the error a write raises (set by the fallback
         # that opens a file store when the ledger cannot be used).
         self.read_only_reason: str | None = None
+        # A fallback must serve what it can: with `lenient`, a value that does not fit
+        # the schema is left out (Moltis's default applies) and listed in `problems`,
+        # instead of failing every read.
+        self.lenient = lenient
+        self.problems: list[str] = []
         suffix = self.path.suffix.lower()
         self.format = "json" if suffix == ".json" else (
             "yaml" if suffix in (".yaml", ".yml") else "toml")
@@ -208,7 +214,28 @@ class FileConfigStore(ConfigStore):
 
     def _parse(self, data: bytes) -> Doc:
         parsed = parse_document(data, str(self.path), "json" if self.format == "json" else "toml")
-        return normalize_document(parsed, str(self.path))
+        doc = normalize_document(parsed, str(self.path))
+        return self._without_invalid(doc) if self.lenient else doc
+
+    def _without_invalid(self, doc: Doc) -> Doc:
+        from ledger.core.keypaths import parse_path
+
+        problems: list[str] = []
+        for _ in range(1000):
+            try:
+                to_typed(doc, where=str(self.path))
+                break
+            except ConfigValidationError as err:
+                if not err.path:
+                    raise
+                problems.append(str(err))
+                doc, _changed = apply_changes(doc, [Change(op="unset",
+                                                          path=parse_path(err.path))])
+        if problems:
+            _log.warning("invalid values left out of the config being served",
+                         path=str(self.path), problems=problems)
+        self.problems = problems
+        return doc
 
     def _typed(self, snap: _Snapshot) -> MoltisConfig:
         """The typed view of a snapshot (cached; never handed out, callers get copies)."""

@@ -8,7 +8,11 @@ from ledger.core.document import Doc, normalize_document
 from ledger.files.safe_io import parse_document, read_file
 from projections.provider_view import normalize_keys_document
 
-__all__ = ["parse_keys", "read_keys_file"]
+__all__ = ["META_KEYS", "parse_keys", "read_keys_file"]
+
+# ledger meta: the prints of the leaves last imported from provider_keys.json (written
+# by ledger.ops.migrate); once present, the file has been taken into the ledger
+META_KEYS = "import.keys.leaves"
 
 
 def read_keys_file(path: Path) -> Doc:

@@ -52,6 +52,8 @@ class LedgerConfigStore(ConfigStore):
         # set by open_store(): the files this ledger was imported from
         self.config_file: Path | None = None
         self.keys_file: Path | None = None
+        # set by open_store(): imports a hand edit of the config file (used by watch)
+        self.file_sync: Callable[[], None] | None = None
         self._providers: LedgerProviderStore | None = None
         self._eff_key: tuple[Any, ...] | None = None
         self._eff_state: ConfigState | None = None
@@ -103,6 +105,17 @@ class LedgerConfigStore(ConfigStore):
                              env: Mapping[str, str] | None = None) -> MoltisConfig:
         self.effective_layers(flags, env)
         return self.ledger.codec.decoder.decode(self._eff_bytes)
+
+    async def load_effective_at(self, ref: Ref, *, flags: Flags = NO_FLAGS,
+                                env: Mapping[str, str] | None = None) -> MoltisConfig:
+        """The effective config as it was at REF (the stored document then, with
+        today's defaults, environment and flags)."""
+        seq = self.resolve_ref(ref)
+        if seq == self.ledger.head_state().seq:
+            return await self.load_effective(flags=flags, env=env)
+        state = self.ledger.state_at(seq)
+        return effective_config(state.config, env=env, flags=flags, opener=self.ledger.vault,
+                                where=f"ledger seq {seq}").config
 
     async def source_metadata(self, *, flags: Flags = NO_FLAGS,
                               env: Mapping[str, str] | None = None) -> dict[str, Provenance]:
@@ -181,6 +194,8 @@ class LedgerConfigStore(ConfigStore):
         """New events as they are appended (by any process), in order, forever."""
         last = self.ledger.head_state().seq if after is None else after
         while True:
+            if self.file_sync is not None:
+                self.file_sync()  # a hand edit of moltis.toml becomes an event here
             state = self.ledger.head_state()
             if state.seq > last:
                 for ev in self.ledger.events(after=last, until=state.seq):
@@ -202,9 +217,9 @@ class SqliteConfigStore(LedgerConfigStore):
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: Synchronous = "FULL",
                  busy_timeout: float = 5.0, read_only: bool = False,
-                 keys: KeySource | None = None) -> None:
+                 keys: KeySource | None = None, immutable: bool = False) -> None:
         backend = SqliteBackend(path, synchronous=synchronous, busy_timeout=busy_timeout,
-                                read_only=read_only)
+                                read_only=read_only, immutable=immutable)
         super().__init__(Ledger(backend, keys=keys))
         self.path = backend.path
 

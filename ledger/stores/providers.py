@@ -23,7 +23,7 @@ from ledger.engine.queries import Ref, iter_history
 from ledger.schema.provider_keys import is_key_secret_path
 from ledger.schema.providers import is_provider_name
 from ledger.stores.contract import UNSET, ProviderStore, check_name, entry_changes, run_write
-from ledger.stores.key_file import read_keys_file
+from ledger.stores.key_file import META_KEYS, read_keys_file
 from ledger.typed.changes import Sealer, materialize
 from ledger.typed.layers import NO_FLAGS, Flags
 from projections.config_view import ConfigState
@@ -52,6 +52,7 @@ class LedgerProviderStore(ProviderStore):
         self.backend_name = self.ledger.backend.name
         self.fallback_file = FsPath(fallback_file) if fallback_file is not None else None
         self._fallback_cache: tuple[tuple[int, int, int], dict[str, ProviderKey]] | None = None
+        self._ever: tuple[int, set[str]] | None = None
 
     # -- reads -----------------------------------------------------------------------
 
@@ -71,11 +72,24 @@ class LedgerProviderStore(ProviderStore):
             st = path.stat()
         except OSError:
             return {}
+        if self.ledger.backend.get_meta(META_KEYS) is not None:
+            # imported: the ledger is the key store now, and what it removed stays
+            # removed (a tombstone is never undone by the old file)
+            return {}
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         if self._fallback_cache is None or self._fallback_cache[0] != key:
             self._fallback_cache = (key, keys_view(read_keys_file(path)))
-        held = self.ledger.head_state().keys
-        return {n: e for n, e in self._fallback_cache[1].items() if n not in held}
+        ever = self._names_ever_held()
+        return {n: e for n, e in self._fallback_cache[1].items() if n not in ever}
+
+    def _names_ever_held(self) -> set[str]:
+        """Every provider the ledger's key store ever held, removed ones included."""
+        seq = self.ledger.head_state().seq
+        if self._ever is None or self._ever[0] != seq:
+            names = {ch.path[0] for ev in self.ledger.events() for ch in ev.changes
+                     if ch.doc == "keys" and ch.path}
+            self._ever = (seq, names)
+        return self._ever[1]
 
     async def effective(self, *, env: Mapping[str, str] | None = None,
                         flags: Flags = NO_FLAGS) -> dict[str, EffectiveProvider]:

@@ -1,0 +1,398 @@
+"""`moltis-ledger` commands that move the configuration between stores: migrate (the
+files into the ledger, then the gateway switched to it), switch-backend (either way,
+proven equal) and unseal-backup (read a sealed migration backup with the key).
+
+Attached to the `cli` group of `ledger.cli.app` when that module is imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ledger.cli.app import (
+    CommandError,
+    State,
+    cli,
+    common,
+    pass_state,
+    writes,
+)
+from ledger.errors import LedgerError
+from ledger.files import dirs
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Show what would be imported; write nothing.")
+@click.option("--no-switch", is_flag=True,
+              help="Leave [config] backend as it is (the gateway keeps its current store).")
+@click.option("--keep-files", is_flag=True,
+              help="Keep the plaintext provider_keys.json after the import (by default it "
+                   "is retired into the sealed backup).")
+@click.option("--from-backup", "from_backup", type=click.Path(file_okay=False, exists=True),
+              default=None, help="First put back the files of this migration backup "
+                                 "(opened with the ledger key), then import them.")
+@writes
+@common
+@pass_state
+def migrate(state: State, dry_run: bool, no_switch: bool, keep_files: bool,
+            from_backup: str | None) -> None:
+    """Import moltis.toml and provider_keys.json into the ledger, after a backup, and
+    switch the gateway to the ledger.
+
+    The files are first backed up into <data dir>/backups/migrate-<time>/ (files that
+    hold secrets sealed with the ledger key, never copied in clear; see
+    `unseal-backup`), then imported as one event (source `import`). Then `[config]
+    backend` in moltis.toml is set to this ledger (comments kept; --no-switch to
+    opt out), so the gateway's open_store() reads what the CLI reads, and the
+    plaintext provider_keys.json is retired into the sealed backup (--keep-files to
+    keep it). Running it again appends nothing if the files are unchanged; after a
+    hand edit it imports only what changed in the file, and never reverts values set
+    in the ledger since.
+
+    Example:
+
+    \b
+        moltis-ledger migrate --dry-run
+        moltis-ledger migrate --reason "move the config to the ledger"
+        moltis-ledger migrate --no-switch --keep-files
+        moltis-ledger migrate --from-backup ~/.moltis/backups/migrate-20261126T162642Z
+    """
+    from ledger.ops.migrate import migrate as run_migrate
+
+    if from_backup is not None:
+        if dry_run:
+            raise click.UsageError("--from-backup writes the files back: it cannot be a dry run")
+        _restore_backup_files(state, Path(from_backup))
+    config_file, keys_file = state.config_file, state.keys_file
+    if not config_file.exists() and not keys_file.exists():
+        raise CommandError(f"nothing to migrate: neither {config_file} nor {keys_file} exists "
+                           "(point --config-dir or MOLTIS_CONFIG_DIR at Moltis's config folder)")
+    if state.installation.parse_error is not None:
+        raise state.installation.parse_error
+    backend, location = state.location()
+    created = backend == "sqlite" and not Path(location).exists()
+    if dry_run and created:
+        from ledger.engine.vault import KeySource
+        from ledger.stores.ledger_store import MemoryConfigStore
+
+        ledger = MemoryConfigStore(keys=KeySource(
+            key_file=dirs.default_key_file(state.config_home), env=os.environ)).ledger
+    else:
+        ledger = state.store(write=not dry_run, sync=False).ledger
+    try:
+        report = run_migrate(ledger, config_file=config_file, keys_file=keys_file,
+                             data_dir=state.data_home, dry_run=dry_run, actor=state.actor,
+                             reason=state.reason,
+                             documents={"config": state.installation.doc})
+    except BaseException:
+        if created and not dry_run and state._store is not None:
+            from ledger.ops.open_store import discard_if_empty
+
+            discard_if_empty(state._store, location)  # no empty moltis.db after a failure
+            state._store = None
+        raise
+    switched = retired = None
+    if not dry_run:
+        switched = _switch_after_migrate(state, ledger, backend, location, no_switch)
+        if not keep_files and switched is not None:
+            retired = _retire_keys_file(state, ledger, report.backup_dir)
+    _render_migration(state, report, ledger, dry_run=dry_run, no_switch=no_switch,
+                      switched=switched, retired=retired, backend=backend)
+
+
+def _render_migration(state: State, report: Any, ledger: Any, *, dry_run: bool,
+                      no_switch: bool, switched: str | None, retired: Path | None,
+                      backend: str) -> None:
+    from ledger.ops.display import display_change
+
+    keys_file = state.keys_file
+    changes = [display_change(c, ledger.vault) for c in report.changes]
+    seq = report.commit.seq if report.commit else ledger.head_state().seq
+    gateway = _gateway_text(state)
+    if state.json:
+        state.out.json({"dry_run": dry_run, "appended": report.appended, "seq": seq,
+                        "backup_dir": str(report.backup_dir) if report.backup_dir else None,
+                        "sources": report.sources, "changes": changes,
+                        "gateway": gateway, "switched": switched is not None,
+                        "retired": str(retired) if retired else None,
+                        "key": ledger.vault.keys.describe()})
+        return
+    out = state.out
+    sources = ", ".join(report.sources.values()) or "(no files)"
+    if report.backup_dir is not None:
+        out.line(f"backup: {report.backup_dir} (files holding secrets sealed with the ledger "
+                 "key; manifest.json lists them)")
+        out.line(f"ledger key: {ledger.vault.keys.describe()}: restoring that backup needs "
+                 "it, keep a copy somewhere else")
+    if dry_run:
+        out.line(f"dry run: would import {len(changes)} change(s) from {sources}; nothing "
+                 "written, no backup made", "bold")
+    elif report.appended:
+        out.line(f"seq {seq}: imported {len(changes)} change(s) from {sources}", "bold")
+    else:
+        out.line(f"nothing to import: the ledger already has every value of {sources} "
+                 f"(head seq {seq})")
+    limit = 20 if not state.verbose else len(changes)
+    out.changes(changes[:limit])
+    if len(changes) > limit:
+        out.line(f"  … {len(changes) - limit} more (`moltis-ledger log --limit 1 --json` "
+                 "lists them all)", "dim")
+    if switched:
+        out.line(f"switched: {switched}")
+    if retired is not None:
+        out.line(f"retired {keys_file}: its keys are in the ledger, the file is sealed in "
+                 f"{retired} (--keep-files keeps it)")
+    if not dry_run:
+        out.line(f"the gateway uses from now on: {gateway}", "bold")
+        if no_switch:
+            out.warn(f"--no-switch: the gateway does not read this ledger; "
+                     f"`moltis-ledger switch-backend {backend}` switches it")
+
+
+def _gateway_text(state: State) -> str:
+    from ledger.ops.open_store import describe_location
+
+    try:
+        name, location = state.gateway()
+    except LedgerError as err:
+        return f"(cannot tell: {err})"
+    if name == "file":
+        return f"the file store {state.config_file} (backend = \"file\")"
+    return f"the {name} ledger at {describe_location(location)}"
+
+
+def _switch_after_migrate(state: State, ledger: Any, backend: str, location: str,
+                          no_switch: bool) -> str | None:
+    """Point `[config] backend` at this ledger (unless told not to); a description of
+    what changed, "" when it already pointed here, None when not switched."""
+    from ledger.ops.migrate import record_file_sync
+    from ledger.ops.switch import set_backend_in_file
+
+    if no_switch:
+        return None
+    try:
+        current = state.gateway()
+    except LedgerError:
+        current = ("?", None)
+    if current[0] == backend and (current[1] == location or (
+            current[1] is not None and os.path.abspath(current[1]) == os.path.abspath(location)
+            and backend == "sqlite")):
+        return ""
+    set_backend_in_file(state.config_file, state.data_home, backend, location,
+                        actor=state.actor)
+    record_file_sync(ledger, state.config_file)  # our own edit is not a hand edit
+    state.refresh_installation()
+    return f"{state.config_file}: [config] backend = \"{backend}\" (comments kept)"
+
+
+def _retire_keys_file(state: State, ledger: Any, backup_dir: Path | None) -> Path | None:
+    """Remove the plaintext provider_keys.json once the ledger holds its keys and a
+    sealed copy of it is in a migration backup."""
+    import json
+
+    from ledger.ops.migrate import META_KEYS, backup_files, keys_prints
+
+    keys_file = state.keys_file
+    if not keys_file.exists():
+        return None
+    imported = ledger.backend.get_meta(META_KEYS)
+    if imported is None or json.loads(imported) != keys_prints(ledger, keys_file):
+        return None  # the ledger does not hold exactly this file: keep it
+    folder = backup_dir or backup_files(
+        [keys_file], state.data_home, seal=ledger.vault.seal_file,
+        content_print=lambda digest: ledger.vault.fingerprint(digest.hex()))
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    entry = manifest.get("files", {}).get(keys_file.name)
+    if not entry or not entry.get("sealed"):
+        folder = backup_files([keys_file], state.data_home, seal=ledger.vault.seal_file,
+                              content_print=lambda d: ledger.vault.fingerprint(d.hex()))
+    keys_file.unlink()
+    return folder
+
+
+def _restore_backup_files(state: State, folder: Path) -> None:
+    """Put the files of a migration backup back into the config directory (opened with
+    the ledger key; the files they replace are backed up first)."""
+    from ledger.engine.vault import KeySource
+    from ledger.files.safe_io import replace_file
+    from ledger.ops.migrate import open_backup
+
+    key = KeySource(key_file=dirs.default_key_file(state.config_home),
+                    env=os.environ).load(create=False)
+    if key is None:
+        raise CommandError(f"no ledger key (MOLTIS_LEDGER_KEY or "
+                           f"{dirs.default_key_file(state.config_home)}): a sealed backup "
+                           "opens only with the key it was sealed with")
+    files = open_backup(folder, key)
+    targets = {name: (state.config_home / name) for name in files}
+    for name, data in files.items():
+        replace_file(targets[name], data)
+        state.out.note(f"restored {targets[name]} from {folder}")
+    state.refresh_installation()
+
+
+@cli.command(name="switch-backend")
+@click.argument("target", type=click.Choice(["file", "sqlite", "postgres"]))
+@click.option("--keep-files", is_flag=True,
+              help="Switching to a ledger: keep the plaintext provider_keys.json.")
+@writes
+@common
+@pass_state
+def switch_backend(state: State, target: str, keep_files: bool) -> None:
+    """Move the gateway to another backend, and prove nothing else changed.
+
+    To `file`: back up the files (sealed), write the ledger's head into moltis.toml and
+    provider_keys.json with the real secret values (comments kept), set `[config]
+    backend = "file"`. To `sqlite`/`postgres` (the ledger named by --db, MOLTIS_CONFIG_*,
+    [config] or the default): back up the files, make the ledger equal them (one
+    event), set the backend. Either way, the store is then opened exactly as the
+    gateway's open_store() opens it and must give the same effective config and
+    providers (exit 3 if not). The ledger's history stays where it is.
+
+    Example:
+
+    \b
+        moltis-ledger switch-backend file           # back to plain files
+        moltis-ledger switch-backend sqlite         # and onto the ledger again
+        moltis-ledger --db postgresql://gw@db/moltis switch-backend postgres
+    """
+    from ledger.ops.switch import switch_to_file
+
+    if target == "file":
+        store = state.store(write=True)
+        report = switch_to_file(store, config_file=state.config_file,
+                                keys_file=state.keys_file, data_dir=state.data_home,
+                                actor=state.actor)
+        state.refresh_installation()
+        _render_switch(state, "the file store", report.backup_dir, report.checked,
+                       [f"wrote {p}" for p in report.written])
+        return
+    _switch_to_ledger(state, target, keep_files)
+
+
+def _switch_to_ledger(state: State, target: str, keep_files: bool) -> None:
+    from ledger.ops.migrate import migrate as run_migrate
+    from ledger.ops.migrate import record_file_sync
+    from ledger.ops.open_store import describe_location, discard_if_empty, open_store
+    from ledger.ops.switch import prove_same, set_backend_in_file
+    from ledger.stores.file_providers import FileProviderStore
+    from ledger.stores.file_store import FileConfigStore
+    from ledger.stores.ledger_store import LedgerConfigStore
+
+    if state.installation.parse_error is not None:
+        raise state.installation.parse_error
+    if target == "postgres" and not (state.db or os.environ.get("MOLTIS_CONFIG_DSN")):
+        try:
+            name, _ = state.gateway()
+        except LedgerError:
+            name = "?"
+        if name != "postgres":
+            raise click.UsageError("switch-backend postgres needs the DSN: --db "
+                                   "postgresql://... or MOLTIS_CONFIG_DSN")
+    backend, location = state.location()
+    if backend != target:
+        raise click.UsageError(f"--db names a {backend} ledger, not {target}")
+    created = backend == "sqlite" and not Path(location).exists()
+    store = state.store(write=True, sync=False)
+    try:
+        report = run_migrate(store.ledger, config_file=state.config_file,
+                             keys_file=state.keys_file, data_dir=state.data_home,
+                             actor=state.actor, whole=True, documents={
+                                 "config": state.installation.doc},
+                             reason=state.reason or f"switch the config backend to {target}: "
+                                                    "the ledger made equal to the files")
+    except BaseException:
+        if created:
+            discard_if_empty(store, location)
+            state._store = None
+        raise
+    old = FileConfigStore(state.config_file, read_only=True)
+    old_providers = FileProviderStore(state.keys_file, config_store=old, read_only=True)
+    set_backend_in_file(state.config_file, state.data_home, target, location,
+                        actor=state.actor)
+    record_file_sync(store.ledger, state.config_file)
+    state.refresh_installation()
+
+    async def prove() -> list[str]:
+        new = open_store(config_dir=state.config_home, data_dir=state.data_home)
+        try:
+            if not isinstance(new, LedgerConfigStore):
+                reason = getattr(new, "read_only_reason", None) or "see the log"
+                raise CommandError(f"after the switch, open_store() opens the "
+                                   f"{new.backend_name} store ({reason})", 3)
+            return await prove_same(old, old_providers, new, new.providers)
+        finally:
+            await new.close()
+
+    checked = asyncio.run(prove())
+    retired = None
+    if not keep_files:
+        retired = _retire_keys_file(state, store.ledger, report.backup_dir)
+    written = [f"wrote {state.config_file}: [config] backend = \"{target}\""]
+    if retired is not None:
+        written.append(f"retired {state.keys_file} into the sealed backup {retired}")
+    _render_switch(state, f"the {target} ledger at {describe_location(location)}",
+                   report.backup_dir, checked, written)
+
+
+def _render_switch(state: State, what: str, backup_dir: Path | None, checked: list[str],
+                   written: list[str]) -> None:
+    if state.json:
+        state.out.json({"gateway": _gateway_text(state), "backup_dir": str(backup_dir or ""),
+                        "checked": checked, "written": written})
+        return
+    if backup_dir is not None:
+        state.out.line(f"backup: {backup_dir}")
+    for line in written:
+        state.out.line(line)
+    state.out.line(f"proven: {what} gives the same {' and '.join(checked)}", "green")
+    state.out.line(f"the gateway uses from now on: {_gateway_text(state)}", "bold")
+
+
+@cli.command(name="unseal-backup")
+@click.argument("folder", type=click.Path(file_okay=False, exists=True))
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Write the original files into this folder (mode 0600).")
+@common
+@pass_state
+def unseal_backup(state: State, folder: str, out_dir: str) -> None:
+    """Open a migration backup with the ledger key: the original files, as they were.
+
+    Files holding secrets are sealed in the backup (AES-256-GCM under the ledger key),
+    so this needs the key that was in use (MOLTIS_LEDGER_KEY, MOLTIS_LEDGER_KEY_FILE or
+    <config dir>/ledger.key); each file is checked against manifest.json.
+
+    Example:
+
+    \b
+        moltis-ledger unseal-backup ~/.moltis/backups/migrate-20261126T162642Z -o /tmp/orig
+    """
+    from ledger.engine.vault import KeySource
+    from ledger.files.dirs import ensure_private_dir
+    from ledger.files.safe_io import replace_file
+    from ledger.ops.migrate import open_backup
+
+    keys = KeySource(key_file=dirs.default_key_file(state.config_home), env=os.environ)
+    key = keys.load(create=False)
+    if key is None:
+        raise CommandError(f"no ledger key ({keys.describe()}): a sealed backup opens only "
+                           "with the key it was sealed with")
+    target = Path(out_dir)
+    if target.resolve() == state.config_home.resolve():
+        raise CommandError(f"{target} is the live config directory; to put a backup back "
+                           "there, use `moltis-ledger migrate --from-backup`")
+    files = open_backup(Path(folder), key)
+    ensure_private_dir(target)
+    written = []
+    for name, data in files.items():
+        replace_file(target / name, data)
+        written.append(str(target / name))
+    if state.json:
+        state.out.json({"files": written})
+    else:
+        state.out.line(f"wrote {', '.join(written)} (mode 0600; they may hold secrets in clear)")

@@ -1,0 +1,175 @@
+"""Switching the backend the gateway uses, and proving the switch changed nothing else.
+
+`[config] backend` in the config file (or MOLTIS_CONFIG_BACKEND) is what `open_store()`
+follows. `migrate` sets it to the ledger after importing; `switch_backend()` is the
+way in both directions: back up, move the state across (to the file store: the
+ledger's head written into moltis.toml and provider_keys.json with the real secret
+values, comments kept), set the backend, then open the store exactly as a gateway
+would and compare its effective config and providers with the ledger's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ledger.core.document import leaves
+from ledger.core.keypaths import format_path
+from ledger.core.secret_refs import Secret, parse_mask
+from ledger.errors import LedgerError, NotSupportedError, SecretDestroyedError, VerificationError
+from ledger.files import dirs
+from ledger.ops.display import display_doc
+from ledger.ops.migrate import backup_files, record_file_sync
+from ledger.stores.contract import ConfigStore, ProviderStore
+from ledger.stores.ledger_store import LedgerConfigStore
+
+__all__ = ["SwitchReport", "gateway_backend", "prove_same", "set_backend_in_file",
+           "switch_to_file"]
+
+
+@dataclass
+class SwitchReport:
+    backend: str
+    location: str | None
+    config_file: Path
+    backup_dir: Path | None = None
+    written: list[Path] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+
+
+def gateway_backend(config_file: Path, data_dir: Path, env: Mapping[str, str] | None = None
+                    ) -> tuple[str, str | None]:
+    """(backend, location) that `open_store()` picks for this installation."""
+    from ledger.ops.open_store import select_backend
+
+    return select_backend(config_file=config_file, data_dir=data_dir,
+                          env=os.environ if env is None else env)
+
+
+def _backend_changes(config_file: Path, data_dir: Path, backend: str, location: str | None,
+                     env: Mapping[str, str]) -> dict[tuple[str, ...], Any]:
+    sets: dict[tuple[str, ...], Any] = {("config", "backend"): backend}
+    if backend == "sqlite" and location is not None and not env.get("MOLTIS_CONFIG_DB"):
+        default = str(dirs.default_db_path(data_dir))
+        if os.path.abspath(location) != os.path.abspath(default):
+            sets[("config", "db")] = os.path.abspath(location)
+    if backend == "postgres" and location is not None and not env.get("MOLTIS_CONFIG_DSN"):
+        sets[("config", "dsn")] = location
+    return sets
+
+
+def set_backend_in_file(config_file: Path, data_dir: Path, backend: str,
+                        location: str | None, *, actor: str | None = None,
+                        env: Mapping[str, str] | None = None) -> None:
+    """Write `[config] backend` (and `db`/`dsn` when not the default) into the config
+    file, in place: comments, order and every other key are kept."""
+    from ledger.stores.file_store import FileConfigStore
+
+    env = os.environ if env is None else env
+    store = FileConfigStore(config_file)
+    if store.format == "yaml":
+        raise NotSupportedError(f"{config_file}: cannot set [config] backend in a YAML file; "
+                                "set MOLTIS_CONFIG_BACKEND instead")
+    sets = _backend_changes(config_file, data_dir, backend, location, env)
+    asyncio.run(store.edit(sets, actor=actor, reason=f"switch the config backend to {backend}",
+                           source="migrate"))
+
+
+def _comparable(cfg: Any) -> Any:
+    def reveal(value: Any) -> Any:
+        if isinstance(value, Secret):
+            try:
+                return {"secret": value.reveal()}
+            except LedgerError:
+                return {"secret-unavailable": value.fingerprint}
+        raise TypeError(type(value).__name__)
+
+    doc = msgspec.to_builtins(cfg, enc_hook=reveal)
+    if isinstance(doc, dict):
+        doc.pop("config", None)  # where the config lives is what a switch changes
+    return doc
+
+
+async def _providers(store: ProviderStore) -> dict[str, Any]:
+    found = await store.effective()
+    return {name: _comparable(msgspec.structs.replace(p, sources={}))
+            for name, p in found.items()}
+
+
+async def prove_same(old: ConfigStore, old_providers: ProviderStore, new: ConfigStore,
+                     new_providers: ProviderStore) -> list[str]:
+    """Raise VerificationError naming the first differing sections unless both stores
+    give the same effective config (`[config]` aside) and the same providers."""
+    a, b = _comparable(await old.load_effective()), _comparable(await new.load_effective())
+    if a != b:
+        bad = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        raise VerificationError(
+            f"the {new.backend_name} store does not give the same effective config as the "
+            f"{old.backend_name} store (differs in: {', '.join(bad)})", None)
+    pa, pb = await _providers(old_providers), await _providers(new_providers)
+    if pa != pb:
+        bad = sorted(k for k in set(pa) | set(pb) if pa.get(k) != pb.get(k))
+        raise VerificationError(
+            f"the {new.backend_name} store does not give the same providers as the "
+            f"{old.backend_name} store (differs in: {', '.join(bad)})", None)
+    return ["effective config", f"{len(pa)} provider(s)"]
+
+
+def switch_to_file(ledger_store: LedgerConfigStore, *, config_file: Path, keys_file: Path,
+                   data_dir: Path, actor: str | None = None,
+                   env: Mapping[str, str] | None = None) -> SwitchReport:
+    """Back up the files, write the ledger's head into them (real secret values,
+    comments kept), set `backend = "file"`, and prove the file store gives the same."""
+    from ledger.ops.open_store import open_store
+    from ledger.stores.file_providers import FileProviderStore
+    from ledger.stores.file_store import FileConfigStore
+
+    env = os.environ if env is None else env
+    ledger = ledger_store.ledger
+    report = SwitchReport("file", None, config_file)
+    state = ledger.head_state()
+    ledger.vault.fingerprint("")  # fail now, before touching a file, without the key
+    config = display_doc(state.config, ledger.vault, reveal=True)
+    config.setdefault("config", {})
+    if isinstance(config["config"], dict):
+        config["config"]["backend"] = "file"
+    keys = display_doc(state.keys, ledger.vault, reveal=True)
+    withheld = [prefix + format_path(path) for prefix, doc in (("", config), ("keys:", keys))
+                for path, value in leaves(doc)
+                if isinstance(value, str) and parse_mask(value) is not None]
+    if withheld:
+        raise SecretDestroyedError(
+            f"the ledger has no value for {', '.join(withheld)} (shredded, or imported from "
+            "a masked export): a file store would hold placeholders; set them again first")
+    reason = "switch the config backend to file (export of the ledger head)"
+    report.backup_dir = backup_files(
+        [config_file, keys_file], data_dir, seal=ledger.vault.seal_file,
+        content_print=lambda digest: ledger.vault.fingerprint(digest.hex()))
+
+    async def write() -> None:
+        await FileConfigStore(config_file).save_raw(config, actor=actor, reason=reason,
+                                                    source="migrate")
+        await FileProviderStore(keys_file).import_keys(keys, actor=actor, reason=reason,
+                                                       source="migrate")
+
+    asyncio.run(write())
+    report.written = [config_file, keys_file]
+    record_file_sync(ledger, config_file)
+
+    async def prove() -> list[str]:
+        new = open_store(config_dir=config_file.parent, data_dir=data_dir, env=env)
+        if not isinstance(new, FileConfigStore):
+            raise VerificationError(f"after the switch, open_store() still opens the "
+                                    f"{new.backend_name} backend (is MOLTIS_CONFIG_BACKEND "
+                                    "set?)", None)
+        providers = FileProviderStore(keys_file, config_store=new)
+        return await prove_same(ledger_store, ledger_store.providers, new, providers)
+
+    report.checked = asyncio.run(prove())
+    return report
