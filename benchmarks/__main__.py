@@ -24,6 +24,7 @@ from benchmarks import (
     postgres,
     reads,
     replay,
+    web,
     writers,
     writes,
 )
@@ -59,6 +60,7 @@ GROUPS = (
     Group("footprint", footprint, "bytes per event and peak RSS (9)"),
     Group("writers", writers, "4 writer processes on SQLite (8)"),
     Group("postgres", postgres, "PostgreSQL update_raw and writers (10)"),
+    Group("web", web, "audit view timeline pages, large ledger vs 1,000 events (i17)"),
 )
 
 METHOD = [

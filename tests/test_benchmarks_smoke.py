@@ -13,11 +13,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# issue 7's figures, plus issue 4's provider key and issue 5's log/blame/diff
+# issue 7's figures, plus issue 4's provider key, issue 5's log/blame/diff and
+# issue 17's timeline pages
 FIGURES = [
     "1", "2", "3", "4a", "4b", "4c", "4d", "4e", "4f", "4g", "4h", "5a", "5b",
     "6a", "6b", "6c", "6d", "6e", "7", "8", "9a", "9b", "10a", "10b",
-    "i4", "i5a", "i5b", "i5c",
+    "i4", "i5a", "i5b", "i5c", "i17a", "i17b",
 ]
 
 

@@ -9,6 +9,7 @@ from ledger.cli import (  # noqa: F401  (registers the commands)
     admin_cmds,
     config_cmds,
     history_cmds,
+    serve_cmd,
     switch_cmds,
 )
 from ledger.cli.app import cli, exit_code_for, main, run

@@ -511,5 +511,3 @@ def render_commit(state: State, commit: Commit, *, nothing: str) -> None:
         state.out.changes(doc["changes"])
     else:
         state.out.line(f"{nothing}; nothing appended (head seq {commit.seq})")
-
-
