@@ -11,7 +11,7 @@ neither the config nor the key store has one, as in Moltis.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -26,6 +26,7 @@ __all__ = [
     "effective_providers",
     "keys_view",
     "normalize_keys_document",
+    "normalize_model_list",
 ]
 
 # camelCase in the file, as Moltis writes it
@@ -98,6 +99,30 @@ def normalize_keys_document(data: Mapping[str, Any], where: str) -> Doc:
     return out
 
 
+_REASONING_SUFFIXES: Final = frozenset(
+    f"reasoning-{level}" for level in ("minimal", "low", "medium", "high", "xhigh"))
+
+
+def raw_model_id(model: str) -> str:
+    """Moltis's `raw_model_id`: without a `@reasoning-*` suffix and a `provider::` prefix."""
+    base, sep, suffix = model.rpartition("@")
+    if sep and suffix in _REASONING_SUFFIXES:
+        model = base
+    return model.rpartition("::")[2]
+
+
+def normalize_model_list(models: Sequence[str]) -> list[str]:
+    """Moltis's `normalize_model_list` (provider-setup/key_store.rs), applied when it
+    loads model lists: trimmed, namespace dropped (`openai::gpt-5.2` -> `gpt-5.2`),
+    empty entries and duplicates removed, order kept."""
+    out: list[str] = []
+    for model in models:
+        name = raw_model_id(model.strip()).strip()
+        if name and name not in out:
+            out.append(name)
+    return out
+
+
 class EffectiveProvider(msgspec.Struct, kw_only=True):
     """What the gateway uses for one provider, with the source of each field."""
 
@@ -161,6 +186,8 @@ def effective_providers(
                     continue  # phone_* reuse baseUrl for a token; it is not a URL
                 setattr(eff, fld, kv)
                 eff.sources[fld] = src
+        # What the gateway uses is the normalized list; the stored one stays as written.
+        eff.models = normalize_model_list(eff.models)
         if entry is not None and entry.display_name:
             eff.display_name = entry.display_name
             eff.sources["display_name"] = src

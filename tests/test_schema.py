@@ -338,7 +338,8 @@ def test_aliases_and_flattening() -> None:
     assert cfg.providers["ollama"].base_url == "http://localhost:11434"
     assert cfg.providers["ollama"].models == ["llama3.2"]
     memory = cfg.memory
-    assert (memory.provider, memory.model, memory.dimensions) == ("ollama", "nomic-embed-text", 768)
+    assert (memory.provider, memory.model, memory.embedding_dimension) == (
+        "ollama", "nomic-embed-text", 768)
     assert memory.base_url == "http://localhost:11434/v1"
     assert memory.api_key == Secret("k")
     assert cfg.channels.slack == {"my-bot": {"bot_token": "xoxb-1"}}

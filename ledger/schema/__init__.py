@@ -27,6 +27,8 @@ from ledger.schema.agents import (
     PresetSkillPolicy,
     PresetToolPolicy,
     SkillsConfig,
+    ToolChoice,
+    ToolControls,
 )
 from ledger.schema.base import Section
 from ledger.schema.channels import (
@@ -207,6 +209,8 @@ __all__ = [
     "TailscaleConfig",
     "TelnyxConfig",
     "TlsConfig",
+    "ToolChoice",
+    "ToolControls",
     "ToolPolicyConfig",
     "ToolsConfig",
     "TtsConfig",

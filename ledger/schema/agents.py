@@ -3,7 +3,7 @@ external CLI agents and shell hooks."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
@@ -30,6 +30,8 @@ __all__ = [
     "PresetSkillPolicy",
     "PresetToolPolicy",
     "SkillsConfig",
+    "ToolChoice",
+    "ToolControls",
 ]
 
 
@@ -88,6 +90,21 @@ class PresetSkillPolicy(Section):
     deny: list[str] = msgspec.field(default_factory=list)
 
 
+class ToolChoice(Section):
+    """`tool_controls.tool_choice`: Moltis's internally tagged `ToolChoice` enum
+    (`{type = "auto" | "any" | "none"}` or `{type = "tool", name = "..."}`)."""
+
+    type: Literal["auto", "any", "none", "tool"]
+    name: str | None = None
+
+
+class ToolControls(Section):
+    """`[agents.presets.<id>.tool_controls]`: per-run tool visibility and choice."""
+
+    active_tools: list[str] | None = None
+    tool_choice: ToolChoice | None = None
+
+
 class PresetConfig(Section):
     """`[agents.presets.<id>]`: identity, model and boundaries of an agent."""
 
@@ -104,8 +121,7 @@ class PresetConfig(Section):
     mcp: PresetMcpPolicy = msgspec.field(default_factory=PresetMcpPolicy)
     sandbox: PresetSandboxPolicy = msgspec.field(default_factory=PresetSandboxPolicy)
     skills: PresetSkillPolicy = msgspec.field(default_factory=PresetSkillPolicy)
-    # Per-turn tool controls (active_tools, tool_choice{type, name}); kept free-form.
-    tool_controls: dict[str, Any] = msgspec.field(default_factory=dict)
+    tool_controls: ToolControls = msgspec.field(default_factory=ToolControls)
 
 
 class AgentsConfig(Section):

@@ -43,15 +43,18 @@ class ChannelsConfig(Section):
 
     __flatten__: ClassVar[str] = "entries"
 
+    # Named channel types are `HashMap<String, serde_json::Value>` in Moltis: any value
+    # loads (`[channels.telegram] enabled = true` is valid), so nothing is refused here.
+
     # An explicit empty list offers no channel type in the web UI.
     offered: list[str] = msgspec.field(default_factory=_default_offered)
-    telegram: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
-    whatsapp: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
-    msteams: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
-    discord: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
-    slack: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
-    nostr: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
-    signal: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
-    telephony: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    telegram: dict[str, Any] = msgspec.field(default_factory=dict)
+    whatsapp: dict[str, Any] = msgspec.field(default_factory=dict)
+    msteams: dict[str, Any] = msgspec.field(default_factory=dict)
+    discord: dict[str, Any] = msgspec.field(default_factory=dict)
+    slack: dict[str, Any] = msgspec.field(default_factory=dict)
+    nostr: dict[str, Any] = msgspec.field(default_factory=dict)
+    signal: dict[str, Any] = msgspec.field(default_factory=dict)
+    telephony: dict[str, Any] = msgspec.field(default_factory=dict)
     # channel type -> {account_id: account config}
     entries: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)

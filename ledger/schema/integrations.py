@@ -102,7 +102,7 @@ class MemoryConfig(Section):
         "embedding_base_url": "base_url",
         "embedding_model": "model",
         "embedding_api_key": "api_key",
-        "embedding_dimensions": "dimensions",
+        "embedding_dimensions": "embedding_dimension",
     }
 
     style: Literal["hybrid", "prompt-only", "search-only", "off"] = "hybrid"
@@ -117,7 +117,8 @@ class MemoryConfig(Section):
     base_url: str | None = None
     model: str | None = None
     api_key: Secret | None = None
-    dimensions: UInt | None = None
+    # Moltis's field name (`embedding_dimension`, alias `embedding_dimensions`).
+    embedding_dimension: UInt | None = None
     reindex_on_dim_change: bool = True
     batch_embeddings: bool = False
     batch_threshold: UInt = 50

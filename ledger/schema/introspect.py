@@ -23,8 +23,9 @@ from ledger.core.keypaths import KeyPath
 from ledger.core.secret_refs import Secret
 from ledger.schema import FREEFORM_SECRETS, MoltisConfig
 
-__all__ = ["ROOT", "FieldNode", "SectionInfo", "TypeNode", "field_at", "is_secret_path",
-           "secret_patterns", "section_info", "strip_annotated"]
+__all__ = ["ROOT", "FieldNode", "SectionInfo", "TypeNode", "child_keys", "field_at",
+           "is_known_path", "is_secret_path", "known_prefix", "secret_patterns", "section_info",
+           "strip_annotated"]
 
 Kind = Literal["section", "dict", "list", "secret", "leaf"]
 
@@ -111,9 +112,10 @@ def section_info(cls: type[msgspec.Struct]) -> SectionInfo:
 ROOT = _node(MoltisConfig)
 
 
-def field_at(path: KeyPath) -> TypeNode | None:
-    """The schema type at a raw path (None when the schema does not know it)."""
-    node: TypeNode | None = ROOT
+def field_at(path: KeyPath, start: TypeNode | None = None) -> TypeNode | None:
+    """The schema type at a raw path (None when the schema does not know it), from the
+    root or from `start`."""
+    node: TypeNode | None = ROOT if start is None else start
     for key in path:
         if node is None:
             return None
@@ -131,6 +133,38 @@ def field_at(path: KeyPath) -> TypeNode | None:
         else:
             return None
     return node
+
+
+def _free_form(node: TypeNode) -> bool:
+    """A value typed `Any` (a channel account, a JSON blob): Moltis takes anything below."""
+    return node.kind == "leaf" and strip_annotated(node.annotation) is Any
+
+
+def known_prefix(path: KeyPath) -> tuple[int, TypeNode]:
+    """How many leading keys of `path` the schema knows, and the node the last of them
+    names (the root for 0). Everything below a free-form value counts as known."""
+    node = ROOT
+    for depth, key in enumerate(path):
+        if _free_form(node):
+            return len(path), node
+        child = field_at((key,), node)
+        if child is None:
+            return depth, node
+        node = child
+    return len(path), node
+
+
+def is_known_path(path: KeyPath) -> bool:
+    """True if Moltis knows this path (a field, a map entry, or inside a free-form value)."""
+    return known_prefix(path)[0] == len(path)
+
+
+def child_keys(node: TypeNode) -> list[str]:
+    """The fixed key names a node accepts (fields and their old aliases); [] for maps."""
+    if node.kind != "section" or node.cls is None:
+        return []
+    info = section_info(node.cls)
+    return [*info.fields, *info.aliases]
 
 
 @functools.cache

@@ -87,9 +87,12 @@ class SandboxConfig(Section):
     shared_home_dir: str | None = None
     image: str | None = None
     container_prefix: str | None = None
-    # The template's comment shows `true`; Moltis's default is false with network = "trusted".
+    # The template's comment shows `true`; Moltis's default is false.
     no_network: bool = False
-    network: Literal["blocked", "trusted", "bypass"] = "trusted"
+    # A Rust `String`, default "": empty means "the legacy `no_network` flag decides".
+    # Moltis loads any text; its `config check` warns about values other than
+    # blocked/trusted/bypass, and so does ours (`ledger.typed.check`), never refusing.
+    network: str = ""
     trusted_domains: list[str] = msgspec.field(default_factory=list)
     # Open-ended: besides auto/docker/podman/apple-container/restricted-host/wasm, Moltis
     # grows remote backends (Vercel, Daytona, Firecracker) between releases.

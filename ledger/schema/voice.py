@@ -1,4 +1,6 @@
-"""`[voice]`: text-to-speech and speech-to-text providers."""
+"""`[voice]`: text-to-speech and speech-to-text providers.
+
+Every provider table has `enabled` (default true), as in Moltis's `schema/voice.rs`."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ __all__ = [
 class ElevenLabsTtsConfig(Section):
     """`[voice.tts.elevenlabs]`."""
 
+    enabled: bool = True
     api_key: Secret | None = None
     voice_id: str | None = None
     model: str | None = None
@@ -42,6 +45,7 @@ class ElevenLabsTtsConfig(Section):
 class OpenAiTtsConfig(Section):
     """`[voice.tts.openai]`."""
 
+    enabled: bool = True
     api_key: Secret | None = None
     base_url: str | None = None
     voice: str | None = None
@@ -51,6 +55,7 @@ class OpenAiTtsConfig(Section):
 class GoogleTtsConfig(Section):
     """`[voice.tts.google]`: Google Cloud TTS, or Gemini TTS with a `gemini-*` model."""
 
+    enabled: bool = True
     api_key: Secret | None = None
     voice: str | None = None
     model: str | None = None
@@ -62,6 +67,7 @@ class GoogleTtsConfig(Section):
 class PiperTtsConfig(Section):
     """`[voice.tts.piper]`: local Piper."""
 
+    enabled: bool = True
     binary_path: str | None = None
     model_path: str | None = None
     config_path: str | None = None
@@ -72,10 +78,15 @@ class PiperTtsConfig(Section):
 class CoquiTtsConfig(Section):
     """`[voice.tts.coqui]`: a local Coqui TTS server."""
 
+    enabled: bool = True
     endpoint: str = "http://localhost:5002"
     model: str | None = None
     speaker: str | None = None
     language: str | None = None
+    # Known to Moltis's `config check` (validate/schema_map.rs), not to its struct: Moltis
+    # loads them without complaint, so they are accepted and kept.
+    base_url: str | None = None
+    voice_id: str | None = None
 
 
 class TtsConfig(Section):
@@ -97,6 +108,7 @@ class TtsConfig(Section):
 class WhisperSttConfig(Section):
     """`[voice.stt.whisper]`: OpenAI Whisper or a compatible server."""
 
+    enabled: bool = True
     api_key: Secret | None = None
     base_url: str | None = None
     model: str | None = None
@@ -106,6 +118,7 @@ class WhisperSttConfig(Section):
 class GroqSttConfig(Section):
     """`[voice.stt.groq]`."""
 
+    enabled: bool = True
     api_key: Secret | None = None
     model: str | None = None
     language: str | None = None
@@ -114,6 +127,7 @@ class GroqSttConfig(Section):
 class DeepgramSttConfig(Section):
     """`[voice.stt.deepgram]`."""
 
+    enabled: bool = True
     api_key: Secret | None = None
     model: str | None = None
     language: str | None = None
@@ -123,16 +137,20 @@ class DeepgramSttConfig(Section):
 class GoogleSttConfig(Section):
     """`[voice.stt.google]`: Google Cloud Speech-to-Text."""
 
+    enabled: bool = True
     api_key: Secret | None = None
     # A path, not the credentials themselves.
     service_account_json: str | None = None
     language: str | None = None
     model: str | None = None
+    # Known to Moltis's `config check` (schema_map.rs) only; accepted and kept.
+    language_code: str | None = None
 
 
 class MistralSttConfig(Section):
     """`[voice.stt.mistral]`: Voxtral Transcribe."""
 
+    enabled: bool = True
     api_key: Secret | None = None
     model: str | None = None
     language: str | None = None
@@ -141,6 +159,7 @@ class MistralSttConfig(Section):
 class ElevenLabsSttConfig(Section):
     """`[voice.stt.elevenlabs]`: ElevenLabs Scribe."""
 
+    enabled: bool = True
     api_key: Secret | None = None
     model: str | None = None
     language: str | None = None
@@ -149,14 +168,18 @@ class ElevenLabsSttConfig(Section):
 class VoxtralLocalSttConfig(Section):
     """`[voice.stt.voxtral_local]`: a local vLLM server."""
 
+    enabled: bool = True
     endpoint: str = "http://localhost:8000"
     model: str | None = None
     language: str | None = None
+    # Known to Moltis's `config check` (schema_map.rs) only; accepted and kept.
+    base_url: str | None = None
 
 
 class WhisperLocalSttConfig(Section):
     """`[voice.stt.whisper_local]`: a local OpenAI-compatible transcription server."""
 
+    enabled: bool = True
     endpoint: str = "http://localhost:8080"
     model: str | None = None
     language: str | None = None
@@ -165,6 +188,7 @@ class WhisperLocalSttConfig(Section):
 class WhisperCliSttConfig(Section):
     """`[voice.stt.whisper_cli]`: whisper.cpp."""
 
+    enabled: bool = True
     binary_path: str | None = None
     model_path: str | None = None
     language: str | None = None
@@ -173,9 +197,12 @@ class WhisperCliSttConfig(Section):
 class SherpaOnnxSttConfig(Section):
     """`[voice.stt.sherpa_onnx]`: offline sherpa-onnx."""
 
+    enabled: bool = True
     binary_path: str | None = None
     model_dir: str | None = None
     language: str | None = None
+    # Known to Moltis's `config check` (schema_map.rs) only; accepted and kept.
+    sample_rate: UInt | None = None
 
 
 class SttConfig(Section):

@@ -1,41 +1,83 @@
-"""`check`: what Moltis would ignore or refuse in a raw document, named by path."""
+"""`check`: what Moltis would ignore, warn about or refuse in a raw document, by path.
+
+Severity follows Moltis: a value Moltis fails to load, or a mask placeholder where a
+secret belongs (Moltis would send `<secret fp:…>` as the key), is an `error`; a key or
+provider name Moltis does not know (it ignores them on load, and its own `config check`
+reports them) or a value Moltis loads but warns about is a `warning`. Every problem is
+reported, not only the first, and unknown names come with the nearest known ones.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ledger.core.document import leaves
 from ledger.core.keypaths import KeyPath, format_path
-from ledger.errors import ConfigValidationError
+from ledger.core.secret_refs import parse_mask
 from ledger.schema import MoltisConfig
 from ledger.schema.introspect import SectionInfo, TypeNode, section_info
 from ledger.schema.providers import ProvidersConfig, is_provider_name
-from ledger.typed.convert import to_typed
+from ledger.typed.convert import invalid_values
+from ledger.typed.suggest import did_you_mean, suggest_paths, suggest_providers
 
-__all__ = ["Problem", "check"]
+__all__ = ["SANDBOX_NETWORK_POLICIES", "Problem", "check", "masked_values"]
+
+Kind = Literal["unknown-key", "unknown-provider", "invalid-value", "masked-secret"]
+Severity = Literal["error", "warning"]
+
+# Moltis's semantic check (validate/semantic.rs) warns about any other non-empty value.
+SANDBOX_NETWORK_POLICIES = ("blocked", "trusted", "bypass")
+
 
 @dataclass(frozen=True)
 class Problem:
-    """Something `check` found: an unknown key or an invalid value, named by path."""
+    """Something `check` found, named by path."""
 
     path: str
-    kind: Literal["unknown-key", "unknown-provider", "invalid-value"]
+    kind: Kind
     message: str
+    severity: Severity = "error"
+    suggestions: list[str] = field(default_factory=list)
 
 
 def check(raw: Mapping[str, Any]) -> list[Problem]:
-    """Report unknown keys, unknown provider names and invalid values by path.
-
-    Unknown keys are kept in the raw document and written back untouched; Moltis
-    itself ignores them at load time and its `config check` reports them."""
+    """Unknown keys and provider names (warnings, with suggestions), every invalid value
+    and every mask placeholder (errors), in document order."""
     problems: list[Problem] = []
     _check_section(raw, section_info(MoltisConfig), (), problems)
-    try:
-        to_typed(raw)
-    except ConfigValidationError as err:
-        problems.append(Problem(err.path or "<root>", "invalid-value", str(err)))
+    for path, why in invalid_values(raw):
+        p = format_path(path)
+        problems.append(Problem(p, "invalid-value", f"{p}: {why}"))
+    problems += _semantic_warnings(raw)
+    problems += [Problem(format_path(path), "masked-secret",
+                         f"{format_path(path)}: a masked placeholder ({text[:40]}), not "
+                         "a secret: Moltis would use it as the value; export with "
+                         "--reveal or set the real secret")
+                 for path, text in masked_values(raw)]
     return problems
+
+
+def masked_values(doc: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
+    """Every string of a document that is a mask placeholder (`<secret fp:…>`)."""
+    return [(path, value) for path, value in leaves(dict(doc))
+            if isinstance(value, str) and parse_mask(value) is not None]
+
+
+def _semantic_warnings(raw: Mapping[str, Any]) -> list[Problem]:
+    out: list[Problem] = []
+    tools = raw.get("tools")
+    exec_ = tools.get("exec") if isinstance(tools, dict) else None
+    sandbox = exec_.get("sandbox") if isinstance(exec_, dict) else None
+    network = sandbox.get("network") if isinstance(sandbox, dict) else None
+    if isinstance(network, str) and network and network not in SANDBOX_NETWORK_POLICIES:
+        path = "tools.exec.sandbox.network"
+        out.append(Problem(path, "invalid-value",
+                           f"{path}: unknown sandbox network policy (value withheld); "
+                           f"expected one of: {', '.join(SANDBOX_NETWORK_POLICIES)} "
+                           "(Moltis loads it and warns)", "warning"))
+    return out
 
 
 def _check_section(raw: Mapping[str, Any], info: SectionInfo, path: KeyPath,
@@ -45,19 +87,23 @@ def _check_section(raw: Mapping[str, Any], info: SectionInfo, path: KeyPath,
         fn = info.fields.get(info.aliases.get(key, key))
         if fn is None and info.flatten is not None:
             if info.cls is ProvidersConfig and not is_provider_name(key):
+                near = suggest_providers(key)
                 problems.append(Problem(
                     format_path(key_path), "unknown-provider",
                     f"{format_path(key_path)}: unknown provider name {key!r} (known names, "
-                    "or custom-<slug>)",
+                    f"or custom-<slug>){did_you_mean(near)}", "warning",
+                    [format_path((*path, n)) for n in near],
                 ))
             item = info.flatten.node.item
             if item is not None and isinstance(value, dict):
                 _check_node(value, item, key_path, problems)
             continue
         if fn is None:
+            near = suggest_paths(key_path)
             problems.append(Problem(
                 format_path(key_path), "unknown-key",
-                f"{format_path(key_path)}: unknown key (kept, but Moltis ignores it)",
+                f"{format_path(key_path)}: unknown key (kept, but Moltis ignores it)"
+                f"{did_you_mean(near)}", "warning", near,
             ))
             continue
         if isinstance(value, dict):

@@ -37,6 +37,7 @@ from ledger.schema.introspect import (
 
 __all__ = [
     "RawChange",
+    "invalid_values",
     "sanitize_message",
     "shape",
     "to_raw_value",
@@ -150,6 +151,19 @@ def _locate_invalid(raw: Any, node: TypeNode, path: KeyPath,
                     hook: Callable[[type, Any], Any]) -> tuple[KeyPath, str] | None:
     """Slow path, taken only after a failed conversion: find the deepest bad raw path
     (a bad value, or a table missing a required key)."""
+    found = _collect_invalid(raw, node, path, hook, first_only=True)
+    return found[0] if found else None
+
+
+def invalid_values(raw: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
+    """Every invalid value of a raw document (deepest paths, document order), not only
+    the first one a conversion stops at; [] when `to_typed` would succeed."""
+    return _collect_invalid(raw, ROOT, (), _plain_hook, first_only=False)
+
+
+def _collect_invalid(raw: Any, node: TypeNode, path: KeyPath,
+                     hook: Callable[[type, Any], Any], *, first_only: bool
+                     ) -> list[tuple[KeyPath, str]]:
     children: list[tuple[Any, TypeNode, KeyPath]] = []
     if node.kind == "section" and isinstance(raw, dict):
         assert node.cls is not None
@@ -164,12 +178,15 @@ def _locate_invalid(raw: Any, node: TypeNode, path: KeyPath,
         children = [(v, node.item, (*path, k)) for k, v in raw.items()]
     elif node.kind == "list" and isinstance(raw, list) and node.item is not None:
         children = [(v, node.item, (*path, str(i))) for i, v in enumerate(raw)]
+    found: list[tuple[KeyPath, str]] = []
     for value, child, child_path in children:
-        found = _locate_invalid(value, child, child_path, hook)
-        if found:
+        found += _collect_invalid(value, child, child_path, hook, first_only=first_only)
+        if found and first_only:
             return found
+    if found:
+        return found  # the parent fails only because of its children
     why = _convert_error(shape(raw, node), node.annotation, hook)
-    return (path, why) if why else None
+    return [(path, why)] if why else []
 
 
 # ---------------------------------------------------------------------------------
