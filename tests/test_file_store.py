@@ -340,17 +340,6 @@ def test_parse_errors_name_the_file(tmp_path):
     assert bad_toml.read_text() == "[server\nport = 1\n"
 
 
-def test_yaml_is_not_supported(tmp_path):
-    yaml = write(tmp_path / "moltis.yaml", "server:\n  port: 1\n")
-    store = FileConfigStore(config_dir=tmp_path)
-    assert store.path == yaml
-    with pytest.raises(NotSupportedError, match=r"moltis\.yaml.*convert it to TOML"):
-        run(store.load_raw())
-    with pytest.raises(NotSupportedError):
-        run(store.update_raw(lambda c: setattr(c.server, "port", 2)))
-    assert yaml.read_text() == "server:\n  port: 1\n"
-
-
 def test_read_only_store_reads_but_refuses_writes(tmp_path):
     path = write(tmp_path / "moltis.toml", "[server]\nport = 1\n")
     store = FileConfigStore(path, read_only=True)

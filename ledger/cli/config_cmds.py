@@ -27,6 +27,7 @@ from ledger.cli.app import (
     writes,
 )
 from ledger.errors import ConfigValidationError
+from ledger.files import dirs
 
 # ---------------------------------------------------------------------------------
 # commands: the configuration
@@ -226,7 +227,11 @@ def unset(state: State, path: str, expected_seq: int | None) -> None:
 def check(state: State, file: str | None) -> None:
     """Validate the configuration: unknown keys and invalid values, named by path.
 
-    Exits 1 when there are problems. Unknown keys are kept (Moltis ignores them).
+    Reports every problem: invalid values and masked secret placeholders (errors: Moltis
+    would refuse or misuse them), unknown keys and provider names (warnings, with the
+    nearest known names: Moltis ignores them, and they are kept). Exits 1 when there are
+    problems. Reads moltis.toml, moltis.yaml/.yml or moltis.json, and names Moltis's
+    encrypted key vault (provider_keys.json.enc), which the ledger does not read.
 
     Example:
 
@@ -234,28 +239,33 @@ def check(state: State, file: str | None) -> None:
         moltis-ledger check
         moltis-ledger check --file ~/.config/moltis/moltis.toml --json
     """
+    from ledger.ops.migrate import key_vault_notices, read_config_file
     from ledger.typed.check import check as check_document
 
     if file is not None:
-        from ledger.ops.migrate import read_config_file
-
         source = Path(file)
         if not source.is_file():
             raise CommandError(f"{source}: no such file")
         raw = read_config_file(source)
         where = str(source)
+        notices = key_vault_notices(source.parent / dirs.KEYS_FILE_NAME)
     else:
         snapshot = state.store().ledger.head_state()
         raw, where = snapshot.config, f"the ledger at seq {snapshot.seq}"
+        notices = key_vault_notices(state.keys_file)
     problems = check_document(raw)
     if state.json:
         state.out.json({"source": where, "ok": not problems,
-                        "problems": [dataclasses.asdict(p) for p in problems]})
+                        "problems": [dataclasses.asdict(p) for p in problems],
+                        "notices": notices})
     elif problems:
-        state.out.table(("path", "problem", "message"),
-                        [(p.path, p.kind, p.message) for p in problems],
+        state.out.table(("path", "severity", "problem", "message"),
+                        [(p.path, p.severity, p.kind, p.message) for p in problems],
                         title=f"{len(problems)} problem(s) in {where}")
     else:
         state.out.line(f"ok: no problems in {where}", "green")
+    if not state.json:
+        for notice in notices:
+            state.out.warn(notice)
     if problems:
         raise click.exceptions.Exit(EXIT_ERROR)

@@ -62,6 +62,7 @@ def migrate(state: State, dry_run: bool, no_switch: bool, keep_files: bool,
         moltis-ledger migrate --no-switch --keep-files
         moltis-ledger migrate --from-backup ~/.moltis/backups/migrate-20261126T162642Z
     """
+    from ledger.ops.migrate import key_vault_notices
     from ledger.ops.migrate import migrate as run_migrate
 
     if from_backup is not None:
@@ -69,7 +70,7 @@ def migrate(state: State, dry_run: bool, no_switch: bool, keep_files: bool,
             raise click.UsageError("--from-backup writes the files back: it cannot be a dry run")
         _restore_backup_files(state, Path(from_backup))
     config_file, keys_file = state.config_file, state.keys_file
-    if not config_file.exists() and not keys_file.exists():
+    if not config_file.exists() and not keys_file.exists() and not key_vault_notices(keys_file):
         raise CommandError(f"nothing to migrate: neither {config_file} nor {keys_file} exists "
                            "(point --config-dir or MOLTIS_CONFIG_DIR at Moltis's config folder)")
     if state.installation.parse_error is not None:
@@ -120,9 +121,11 @@ def _render_migration(state: State, report: Any, ledger: Any, *, dry_run: bool,
                         "sources": report.sources, "changes": changes,
                         "gateway": gateway, "switched": switched is not None,
                         "retired": str(retired) if retired else None,
-                        "key": ledger.vault.keys.describe()})
+                        "key": ledger.vault.keys.describe(), "notices": report.notices})
         return
     out = state.out
+    for notice in report.notices:  # Moltis's encrypted key vault, which is not read
+        out.warn(notice)
     sources = ", ".join(report.sources.values()) or "(no files)"
     if report.backup_dir is not None:
         out.line(f"backup: {report.backup_dir} (files holding secrets sealed with the ledger "

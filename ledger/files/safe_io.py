@@ -5,7 +5,11 @@
 * `replace_file(path, data)`: temp file in the same directory (0600 whatever the umask),
   fsync, rename over the target, fsync the directory — a reader sees the old file or
   the new one, never half of one, and an acknowledged write survives a crash;
-* `os_error(...)`: OSError translated into the library's errors, naming the file.
+* `os_error(...)`: OSError translated into the library's errors, naming the file;
+* `config_format(path)` and `parse_document(data, where, fmt)`: the one reader of the
+  three formats Moltis loads (`moltis.toml`, `moltis.yaml`/`.yml`, `moltis.json`).
+  YAML is read with ruamel.yaml (safe loader, YAML 1.2 like Moltis's serde_yaml);
+  the file store also writes it with ruamel's round-trip mode, which keeps comments.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ledger._log import get_logger
 from ledger.errors import ParseError, ReadOnlyError, StoreBusyError, StoreError
 from ledger.files.dirs import ensure_private_dir
 
-__all__ = ["locked", "os_error", "parse_document", "read_file", "replace_file"]
+__all__ = ["ConfigFormat", "config_format", "locked", "os_error", "parse_document", "read_file",
+           "replace_file"]
 
 _log = get_logger("ledger.files.safe_io")
 READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
@@ -55,9 +60,55 @@ def read_file(path: Path) -> bytes | None:
         raise os_error(path, err, "read") from err
 
 
+ConfigFormat = Literal["toml", "yaml", "json"]
+
+# YAML aliases share one node however often they are used; expanded into a document
+# (as Moltis's serde_yaml and our normalization do), a few lines of anchors can name
+# billions of values. Moltis's own config is a few hundred values.
+MAX_YAML_NODES = 1_000_000
+
+
+def config_format(path: Path) -> ConfigFormat:
+    """The format of a config file, by its suffix as Moltis decides it (TOML otherwise)."""
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return "yaml"
+    return "json" if suffix == ".json" else "toml"
+
+
+def _load_yaml(text: str, where: str) -> Any:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        parsed = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ParseError(f"{where}: invalid YAML{at}: {problem}") from None
+    _count_nodes(parsed, where)
+    return {} if parsed is None else parsed
+
+
+def _count_nodes(value: Any, where: str) -> None:
+    budget = MAX_YAML_NODES
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ParseError(f"{where}: more than {MAX_YAML_NODES:,} values once YAML aliases "
+                             "are expanded; this is not a configuration file")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def parse_document(data: bytes, where: str, fmt: str) -> dict[str, Any]:
-    """A TOML or JSON document (an object) from a file's bytes; ParseError names the
-    file and, when the parser says, the line. Empty text is an empty document."""
+    """A TOML, YAML or JSON document (an object) from a file's bytes; ParseError names
+    the file and, when the parser says, the line. Empty text is an empty document."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -65,6 +116,8 @@ def parse_document(data: bytes, where: str, fmt: str) -> dict[str, Any]:
     try:
         if fmt == "json":
             parsed = json.loads(text) if text.strip() else {}
+        elif fmt == "yaml":
+            parsed = _load_yaml(text, where)
         else:
             parsed = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

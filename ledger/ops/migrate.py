@@ -35,16 +35,17 @@ from ledger.errors import (
     VerificationError,
 )
 from ledger.files.dirs import KEYS_FILE_NAME, ensure_private_dir
-from ledger.files.safe_io import parse_document, read_file
+from ledger.files.safe_io import config_format, parse_document, read_file
 from ledger.schema.introspect import is_secret_path
 from ledger.schema.provider_keys import is_key_secret_path
+from ledger.stores.file_store import read_config_file
 from ledger.stores.key_file import META_KEYS
 from ledger.typed.changes import Sealer, materialize, materialize_document
 from ledger.typed.convert import RawChange
 from projections.config_view import ConfigState
 
 __all__ = ["META_CONFIG", "META_KEYS", "META_SYNC_SEQ", "MigrationReport", "import_hand_edit",
-           "migrate", "open_backup", "read_config_file",
+           "key_vault_notices", "migrate", "open_backup", "read_config_file",
            "record_file_sync"]
 
 _log = get_logger("ledger.ops.migrate")
@@ -60,21 +61,32 @@ class MigrationReport:
     commit: Commit | None = None
     backup_dir: Path | None = None
     sources: dict[str, str] = field(default_factory=dict)  # what was read, by document
+    # what the operator must know about files that were not read (Moltis's key vault)
+    notices: list[str] = field(default_factory=list)
 
     @property
     def appended(self) -> bool:
         return self.commit is not None and self.commit.appended
 
 
-def read_config_file(path: Path) -> Doc:
-    """moltis.toml (or moltis.json) as a raw document; {} when the file is missing."""
-    if path.suffix in (".yaml", ".yml"):
-        raise ParseError(f"{path}: YAML configs are not supported; convert it to TOML")
-    data = read_file(path)
-    if data is None:
-        return {}
-    fmt = "json" if path.suffix == ".json" else "toml"
-    return normalize_document(parse_document(data, str(path), fmt), str(path))
+def key_vault_notices(keys_file: Path | None) -> list[str]:
+    """What to do about Moltis's encrypted key vault (`provider_keys.json.enc`) next to
+    the key file: the ledger cannot open it (its key is in Moltis's vault), so it is
+    named rather than silently skipped."""
+    if keys_file is None:
+        return []
+    enc = keys_file.with_name(keys_file.name + ".enc")
+    if not enc.exists():
+        return []
+    if keys_file.exists():
+        return [f"{enc} (Moltis's encrypted key vault) is not read: the plaintext "
+                f"{keys_file.name} beside it is imported, which Moltis keeps in step. If "
+                "the vault holds a key the plaintext file lacks, add it with "
+                "`moltis-ledger providers set NAME --api-key -`."]
+    return [f"{enc} (Moltis's encrypted key vault) is not read, and there is no plaintext "
+            f"{keys_file.name}: no provider keys come from it. Unlock the vault in Moltis "
+            f"and re-save the keys (Moltis then writes {keys_file.name}) and run migrate "
+            "again, or add each key with `moltis-ledger providers set NAME --api-key -`."]
 
 
 class _Fingerprints(Protocol):
@@ -121,8 +133,7 @@ def _secret_bearing(name: str, data: bytes) -> bool:
     if name == KEYS_FILE_NAME or name.endswith(".enc"):
         return True
     try:
-        fmt = "json" if name.endswith(".json") else "toml"
-        doc = normalize_document(parse_document(data, name, fmt), name)
+        doc = normalize_document(parse_document(data, name, config_format(Path(name))), name)
     except LedgerError:
         return True  # cannot tell: seal it
     return any(is_secret_path(path) for path, _ in leaves(doc))
@@ -242,7 +253,7 @@ def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
         keys_doc = documents["keys"]
     else:
         keys_doc = _keys_doc(keys_file)
-    report = MigrationReport(dry_run=dry_run)
+    report = MigrationReport(dry_run=dry_run, notices=key_vault_notices(keys_file))
     if config_doc is not None and config_file is not None and (
             config_file.exists() or documents is not None):
         report.sources["config"] = str(config_file)
@@ -309,6 +320,8 @@ def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
     report.commit = ledger.apply(changes_with_backup, actor=actor, source=source,
                                  reason=reason or "import of moltis.toml and provider_keys.json",
                                  meta=meta, where=report.sources.get("config", "import"))
+    if report.notices:
+        _log.warning("key vault not read", path=str(keys_file) + ".enc")
     _log.info("migrated", appended=report.appended, seq=report.commit.seq,
               paths=len(report.changes), backup=str(report.backup_dir or ""))
     return report

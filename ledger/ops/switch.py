@@ -22,7 +22,7 @@ import msgspec
 from ledger.core.document import leaves
 from ledger.core.keypaths import format_path
 from ledger.core.secret_refs import Secret, parse_mask
-from ledger.errors import LedgerError, NotSupportedError, SecretDestroyedError, VerificationError
+from ledger.errors import LedgerError, SecretDestroyedError, VerificationError
 from ledger.files import dirs
 from ledger.ops.display import display_doc
 from ledger.ops.migrate import backup_files, record_file_sync
@@ -72,10 +72,7 @@ def set_backend_in_file(config_file: Path, data_dir: Path, backend: str,
     from ledger.stores.file_store import FileConfigStore
 
     env = os.environ if env is None else env
-    store = FileConfigStore(config_file)
-    if store.format == "yaml":
-        raise NotSupportedError(f"{config_file}: cannot set [config] backend in a YAML file; "
-                                "set MOLTIS_CONFIG_BACKEND instead")
+    store = FileConfigStore(config_file)  # TOML, YAML or JSON, each edited in its format
     sets = _backend_changes(config_file, data_dir, backend, location, env)
     asyncio.run(store.edit(sets, actor=actor, reason=f"switch the config backend to {backend}",
                            source="migrate"))

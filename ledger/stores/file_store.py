@@ -1,4 +1,5 @@
-"""`FileConfigStore`: Moltis's own `moltis.toml` (or `moltis.json`) as a `ConfigStore`,
+"""`FileConfigStore`: Moltis's own `moltis.toml` (or `moltis.yaml`/`.yml`, `moltis.json`,
+found in Moltis's order) as a `ConfigStore`, written back in the file's own format,
 with what Moltis lacks: a cross-process lock, atomic fsynced writes, comments and
 unknown keys kept, mode 0600, and only the changed lines touched.
 
@@ -10,8 +11,9 @@ plaintext in the file, as in Moltis. A write:
    another writer holds it, `run_write` waits in a worker thread, so an event loop never
    blocks);
 2. re-reads the file, computes the path-level changes, validates the new document;
-3. edits the TOML text in place (`ledger.stores.toml_edit`), re-parses the result and checks
-   it is exactly the new document;
+3. edits the TOML text in place (`ledger.stores.toml_edit`; YAML with ruamel's round trip,
+   `ledger.stores.yaml_edit`; JSON is rewritten), re-parses the result and checks it is
+   exactly the new document;
 4. writes a temporary file in the same directory (0600), fsyncs it, renames it over the
    file and fsyncs the directory (`ledger.files.safe_io`). Nothing changed: nothing is written.
 
@@ -57,7 +59,6 @@ from ledger.errors import (
     ConfigValidationError,
     ConflictError,
     InputError,
-    NotSupportedError,
     ParseError,
     ReadOnlyError,
     StoreError,
@@ -66,9 +67,11 @@ from ledger.files import dirs
 from ledger.files.safe_io import (
     MAX_FILE_BYTES,
     check_size,
+    config_format,
     locked,
     os_error,
     parse_document,
+    read_file,
     replace_file,
 )
 from ledger.schema import MoltisConfig
@@ -88,7 +91,7 @@ from ledger.typed.layers import (
     referenced_variables,
 )
 
-__all__ = ["FileConfigStore", "discover_config_file"]
+__all__ = ["FileConfigStore", "discover_config_file", "read_config_file"]
 
 _log = get_logger("ledger.stores.file_store")
 # A file whose mtime is this recent may change again within the same timestamp tick,
@@ -110,6 +113,16 @@ def discover_config_file(config_dir: str | os.PathLike[str] | None = None,
             if candidate.exists():
                 return candidate.absolute()
     return (home / "moltis.toml").absolute()
+
+
+def read_config_file(path: Path) -> Doc:
+    """`moltis.toml`, `moltis.yaml`/`.yml` or `moltis.json` as a raw document ({} when the
+    file is missing): the one config-file reader of the file store, `migrate` and
+    `check --file`."""
+    data = read_file(path)
+    if data is None:
+        return {}
+    return normalize_document(parse_document(data, str(path), config_format(path)), str(path))
 
 
 @dataclass(eq=False)
@@ -155,9 +168,7 @@ class FileConfigStore(ConfigStore):
         # instead of failing every read.
         self.lenient = lenient
         self.problems: list[str] = []
-        suffix = self.path.suffix.lower()
-        self.format = "json" if suffix == ".json" else (
-            "yaml" if suffix in (".yaml", ".yml") else "toml")
+        self.format = config_format(self.path)
         self._snap: _Snapshot | None = None
         self._toml: tuple[bytes, TOMLDocument] | None = None
         self._eff_key: tuple[Any, ...] | None = None
@@ -169,15 +180,8 @@ class FileConfigStore(ConfigStore):
 
     # -- reading -----------------------------------------------------------------------
 
-    def _check_format(self) -> None:
-        if self.format == "yaml":
-            raise NotSupportedError(
-                f"{self.path}: YAML config files are not supported (this library has no YAML "
-                "parser); convert it to TOML (moltis.toml) and remove the YAML file")
-
     def _snapshot(self, *, verify: bool = False) -> _Snapshot:
         """The current file, parsed; unchanged files answer from the cache."""
-        self._check_format()
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -213,7 +217,7 @@ class FileConfigStore(ConfigStore):
         return self._snap
 
     def _parse(self, data: bytes) -> Doc:
-        parsed = parse_document(data, str(self.path), "json" if self.format == "json" else "toml")
+        parsed = parse_document(data, str(self.path), self.format)
         doc = normalize_document(parsed, str(self.path))
         return self._without_invalid(doc) if self.lenient else doc
 
@@ -369,7 +373,6 @@ class FileConfigStore(ConfigStore):
 
     def _write(self, build: Callable[[_Snapshot], list[Change]], actor: str, reason: str,
                source: str, expected_seq: int | None, wait: bool) -> Commit:
-        self._check_format()
         if self.read_only:
             why = self.read_only_reason or "the config store was opened read-only"
             raise ReadOnlyError(f"{self.path}: {why}; nothing was written")
@@ -405,6 +408,14 @@ class FileConfigStore(ConfigStore):
         toml: TOMLDocument | None = None
         if self.format == "json":
             text = json.dumps(new_doc, indent=2, ensure_ascii=False) + "\n"
+        elif self.format == "yaml":
+            from ledger.stores.yaml_edit import edit_yaml
+
+            try:
+                text = edit_yaml(snap.data.decode("utf-8"), changes)
+            except Exception as err:  # ruamel rejecting what the safe loader read, or a bug
+                raise StoreError(f"{self.path}: internal error: cannot edit the file "
+                                 f"({type(err).__name__}: {err}); nothing was written") from err
         else:
             # tomlkit parses ~20x slower than tomllib: keep the edited document of our last
             # write for the next one, as long as the file still holds exactly its text
