@@ -212,7 +212,7 @@ def test_set_get_unset_check(migrated: Cli) -> None:
     assert eff.json()["value"] == 8080 and eff.json()["source"]["layer"] == "ledger"
     assert eff.json()["source"]["actor"] == "alice"
     assert default.json()["value"] == 25
-    assert "server.bind_typo is not set" in missing.err
+    assert "server.bind_typo: unknown key" in missing.err  # issue 15: not "not set"
     assert "--effective" in has_default.err
     assert check_ok.json()["ok"]
     assert shown.out.startswith("# moltis.toml as of ledger seq")
@@ -225,7 +225,7 @@ def test_set_get_unset_check(migrated: Cli) -> None:
     assert logged.json()["appended"] and "appended" in logged.err
     assert "[info" in logged.err and "seq=" in logged.err
     assert "was not set" in cli("unset", "server.port").out
-    warn = cli("set", "server.prot", "1").err
+    warn = cli("set", "server.prot", "1", "--allow-unknown").err  # refused without it
     assert "server.prot is not a key Moltis knows" in warn
     gone, problems, table = cli.many(Call(("get", "server.port"), code=1),
                                      Call(("check", "--json"), code=1),

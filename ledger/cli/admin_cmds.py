@@ -473,7 +473,13 @@ def providers_set(state: State, name: str, api_key: str | None, base_url: str | 
         moltis-ledger providers set custom-local --base-url http://127.0.0.1:8000/v1
     """
     from ledger.stores.contract import UNSET
+    from ledger.typed.suggest import did_you_mean, suggest_providers
 
+    near = suggest_providers(name)
+    if near:
+        state.out.warn(f"{name!r}: unknown provider name (not a known one, custom-<slug>, "
+                       f"voice-* or phone_*){did_you_mean(near)}; it is stored, and "
+                       "Moltis ignores an entry it has no provider for")
     kw: dict[str, Any] = {"api_key": UNSET, "base_url": UNSET, "models": UNSET,
                           "display_name": UNSET}
     if api_key is not None:

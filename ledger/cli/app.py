@@ -23,7 +23,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import click
 
@@ -53,6 +53,7 @@ DSN_PREFIXES = ("postgresql://", "postgres://")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_VERIFY, EXIT_CONFLICT, EXIT_LOCKED = 0, 1, 2, 3, 4, 5
 _verbosity = 0  # set by the group callback; decides whether run() prints tracebacks
+_json_errors = False  # set by --json (before or after the command); run() reads it
 
 
 def is_dsn_text(location: str) -> bool:
@@ -71,11 +72,16 @@ def exit_code_for(err: BaseException) -> int:
 
 
 class CommandError(Exception):
-    """A command's own failure (a chain that does not verify, a missing ledger)."""
+    """A command's own failure (a chain that does not verify, a missing ledger).
 
-    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+    `kind` is the stable `code` of the `--json` error object; `hint` what to do next."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR, *, kind: str = "error",
+                 hint: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.kind = kind
+        self.hint = hint
 
 
 # ---------------------------------------------------------------------------------
@@ -276,6 +282,8 @@ def _set(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
         if state is None or value is None or value is False:
             return
         if name == "json":
+            global _json_errors  # noqa: PLW0603 - run() needs it after the context is gone
+            _json_errors = True
             state.json = state.out.json_mode = True
         elif name == "verbose":
             if value:
@@ -315,9 +323,14 @@ def expected_seq_option(fn: F) -> F:
                         help="Refuse (exit 4) unless the ledger is still at this seq.")(fn)
 
 
+AT_HELP = ("A seq (12), -N (N events back), head, or a UTC time: ISO-8601 "
+           "(2026-11-24T09:00:00Z) or words: now, today, yesterday, a weekday (tuesday, "
+           "last tuesday), with a clock time (yesterday 18:00, 18:00), or an age (2h, "
+           "1h30m, 3 days ago, 1w); default head.")
+
+
 def at_option(fn: F) -> F:
-    return click.option("--at", "ref", metavar="REF", default=None,
-                        help="A seq, -N (N events back) or an ISO-8601 time; default head.")(fn)
+    return click.option("--at", "ref", metavar="REF", default=None, help=AT_HELP)(fn)
 
 
 def _hash(_ctx: click.Context, _param: click.Parameter, value: str | None) -> bytes | None:
@@ -352,8 +365,10 @@ Exit codes:
 
 \b
 REF: a seq (12), -N (N events back), head, or a UTC time: ISO-8601
-(2026-11-24T09:00:00Z) or words (yesterday, "last tuesday 18:00", 2h, "3 days
-ago"). PATH: a dotted key (tools.exec.sandbox.mode).
+(2026-11-24T09:00:00Z) or words (now, today, yesterday, tuesday, "last tuesday
+18:00", 2h, 1h30m, "3 days ago", 1w). PATH: a dotted key
+(tools.exec.sandbox.mode), or keys:NAME.field for provider_keys.json
+(keys:openai.apiKey); every command that takes a path reads this one grammar.
 """
 
 
@@ -392,6 +407,8 @@ def cli(ctx: click.Context, config_dir: str | None, data_dir: str | None, db: st
         moltis-ledger log --limit 5
         moltis-ledger --json show | jq .server
     """
+    global _json_errors  # noqa: PLW0603 - run() needs it after the context is gone
+    _json_errors = _json_errors or json_
     _configure(verbose)
     state = State(config_dir=config_dir, data_dir=data_dir, db=db, json=json_, actor=actor,
                   reason=reason, busy_timeout=busy_timeout, read_only=read_only,
@@ -404,35 +421,108 @@ def cli(ctx: click.Context, config_dir: str | None, data_dir: str | None, db: st
 # entry points
 
 
+def _error_kind(err: BaseException) -> str:
+    """The stable `code` of a `--json` error object for a library exception."""
+    from ledger.errors import ConfigValidationError, InvalidPathError
+
+    if isinstance(err, VerificationError):
+        return "verification-failed"
+    if isinstance(err, ConflictError):
+        return "conflict"
+    if isinstance(err, StoreBusyError):
+        return "busy"
+    if isinstance(err, ReadOnlyError):
+        return "read-only"
+    if isinstance(err, ConfigValidationError):
+        return "invalid-value"
+    if isinstance(err, InvalidPathError):
+        return "invalid-path"
+    if isinstance(err, ParseError):
+        return "parse-error"
+    return "error"
+
+
+def _error_hint(err: BaseException) -> str | None:
+    from ledger.errors import ConfigValidationError, InvalidPathError
+
+    if isinstance(err, StoreBusyError):
+        return "another process is writing: retry, or wait longer with --busy-timeout SECONDS"
+    if isinstance(err, ConflictError):
+        return "the ledger moved on: read it again (`moltis-ledger log --limit 1`) and retry"
+    if isinstance(err, InvalidPathError):
+        return ("a PATH is dotted TOML keys (tools.exec.sandbox.mode), quoted where needed "
+                "(models.\"gpt-5.5\".context_window); keys:NAME.field names provider_keys.json")
+    if isinstance(err, ConfigValidationError):
+        return "see `moltis-ledger check` for every problem, and the value's type in docs/cli.md"
+    return None
+
+
+class _Reporter:
+    """Prints the one error of a run: a line on stderr, or with --json one JSON object
+    (`error`, `code`, `hint`, `exit_code`) on stdout; the exit code is the same."""
+
+    def __init__(self, json_mode: bool) -> None:
+        self.json_mode = json_mode
+        self.out = Output()
+
+    def __call__(self, message: str, exit_code: int, *, kind: str,
+                 hint: str | None = None) -> int:
+        if self.json_mode and not Output.json_printed:
+            self.out.json({"error": message, "code": kind, "hint": hint,
+                           "exit_code": exit_code})
+        else:
+            self.out.error(message)
+            if hint:
+                self.out.note(hint)
+        return exit_code
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    """--json anywhere before `--` (a usage error can stop parsing before its callback)."""
+    for arg in argv:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code; every error is printed here, once."""
-    out = Output()
+    global _json_errors  # noqa: PLW0603 - reset for each run (the demo runs several)
+    _json_errors = False
+    Output.json_printed = False
+    args = list(argv) if argv is not None else sys.argv[1:]
+    report = _Reporter(_wants_json(args))
     try:
-        rv = cli.main(args=list(argv) if argv is not None else None, prog_name="moltis-ledger",
-                      standalone_mode=False)
+        rv = cli.main(args=args, prog_name="moltis-ledger", standalone_mode=False)
     except click.exceptions.Exit as stop:
         return stop.exit_code
     except click.Abort as abort:
         if isinstance(abort.__cause__, KeyboardInterrupt):
             return 130
-        out.error("aborted")
-        return EXIT_ERROR
+        return report("aborted", EXIT_ERROR, kind="aborted")
     except click.ClickException as usage:
-        usage.show()
-        return usage.exit_code
+        if not (report.json_mode or _json_errors):
+            usage.show()
+            return usage.exit_code
+        ctx = getattr(usage, "ctx", None)
+        where = ctx.command_path if ctx is not None else "moltis-ledger"
+        report.json_mode = True
+        return report(usage.format_message(), usage.exit_code,
+                      kind="usage" if usage.exit_code == EXIT_USAGE else "error",
+                      hint=f"`{where} --help` shows the usage and an example")
     except CommandError as failure:
-        out.error(str(failure))
-        return failure.code
+        report.json_mode = report.json_mode or _json_errors
+        return report(str(failure), failure.code, kind=failure.kind, hint=failure.hint)
     except LedgerError as failure:
+        report.json_mode = report.json_mode or _json_errors
         message = str(failure)
         if isinstance(failure, VerificationError) and failure.seq is not None and (
                 f"seq {failure.seq}" not in message):
             message += f" (first bad seq {failure.seq})"
-        out.error(message)
-        if isinstance(failure, StoreBusyError):
-            out.note("another process is writing: retry, or wait longer with "
-                          "--busy-timeout SECONDS")
-        return exit_code_for(failure)
+        return report(message, exit_code_for(failure), kind=_error_kind(failure),
+                      hint=_error_hint(failure))
     except BrokenPipeError:
         with contextlib.suppress(OSError):  # the reader went away (| head): be quiet
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -440,14 +530,15 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except OSError as oserr:
-        out.error(str(oserr))
-        return EXIT_ERROR
+        report.json_mode = report.json_mode or _json_errors
+        return report(str(oserr), EXIT_ERROR, kind="os-error")
     except Exception as unexpected:
         if _verbosity > 0:
             traceback.print_exc(file=sys.stderr)
-        out.error(f"unexpected {type(unexpected).__name__}: {unexpected}"
-                       + ("" if _verbosity > 0 else " (rerun with -v for the traceback)"))
-        return EXIT_ERROR
+        report.json_mode = report.json_mode or _json_errors
+        return report(f"unexpected {type(unexpected).__name__}: {unexpected}", EXIT_ERROR,
+                      kind="internal-error",
+                      hint=None if _verbosity > 0 else "rerun with -v for the traceback")
     return rv if isinstance(rv, int) else EXIT_OK
 
 
@@ -485,13 +576,13 @@ def text_io(obj: object) -> IO[str]:
     return cast(IO[str], obj)
 
 
-def doc_path(text: str) -> tuple[str, tuple[str, ...]]:
-    """`keys:openai.apiKey` names provider_keys.json; anything else moltis.toml."""
-    from ledger.core.keypaths import parse_path
+def doc_path(text: str, *, allow_root: bool = False
+             ) -> tuple[Literal["config", "keys"], tuple[str, ...]]:
+    """`keys:openai.apiKey` names provider_keys.json; anything else moltis.toml (the one
+    path grammar, `ledger.core.keypaths.parse_doc_path`)."""
+    from ledger.core.keypaths import parse_doc_path
 
-    if text.startswith("keys:"):
-        return "keys", parse_path(text[5:])
-    return "config", parse_path(text)
+    return parse_doc_path(text, allow_root=allow_root)
 
 
 def commit_json(commit: Commit, vault: Vault) -> dict[str, Any]:

@@ -81,6 +81,20 @@ def show(state: State, ref: str | None, effective: bool, fmt: str) -> None:
     state.out.text(f"# {what} as of ledger {origin}; secrets masked\n" + tomlkit.dumps(doc))
 
 
+def _unknown_key(doc: str, key: tuple[str, ...], *, action: str) -> CommandError:
+    """"unknown key" (a path Moltis does not know), distinct from "not set"."""
+    from ledger.core.keypaths import format_doc_path
+    from ledger.typed.suggest import did_you_mean, suggest_doc_paths
+
+    near = suggest_doc_paths(doc, key)
+    hint = ("`moltis-ledger check` lists the keys Moltis ignores; "
+            "docs/cli.md lists the configuration's keys")
+    if action == "set":
+        hint = "pass --allow-unknown to store it anyway (Moltis ignores keys it does not know)"
+    return CommandError(f"{format_doc_path(doc, key)}: unknown key: Moltis does not know "
+                        f"it{did_you_mean(near)}", kind="unknown-key", hint=hint)
+
+
 @cli.command()
 @click.argument("path")
 @at_option
@@ -93,22 +107,32 @@ def get(state: State, path: str, ref: str | None, effective: bool) -> None:
     """Print one value (or table) of the configuration, secrets masked.
 
     Strings print as they are and other values as JSON, so `$(moltis-ledger get ...)`
-    works in scripts. A key that is not set exits 1 (see --effective for defaults).
+    works in scripts. A key that is not set exits 1 (see --effective for defaults); a
+    key Moltis does not know says "unknown key" and suggests the nearest known ones
+    (unless the ledger holds it: imported unknown keys stay readable). `keys:` paths
+    read provider_keys.json.
 
     Example:
 
     \b
         moltis-ledger get server.port
         moltis-ledger get providers.openai.api_key      # <secret fp:…>
+        moltis-ledger get keys:openai.apiKey
         moltis-ledger get tools.agent_timeout_secs --effective
         moltis-ledger get server --at -1 --json
     """
+    from ledger.cli.app import doc_path
     from ledger.cli.render import json_text, value_text
     from ledger.core.document import MISSING, get_value
-    from ledger.core.keypaths import format_path, parse_path
+    from ledger.core.keypaths import format_doc_path, format_path
     from ledger.ops.display import display_value
+    from ledger.typed.suggest import unknown_path
 
-    key = parse_path(path)
+    doc, key = doc_path(path)
+    if effective and doc == "keys":
+        raise CommandError("--effective applies to configuration paths; "
+                           "`moltis-ledger providers effective` shows what the gateway uses "
+                           "per provider", kind="usage")
     store = state.store()
     ledger = store.ledger
     seq = state.seq(ref)
@@ -118,49 +142,58 @@ def get(state: State, path: str, ref: str | None, effective: bool) -> None:
         from ledger.ops.display import effective_document
 
         value = get_value(effective_document(run_async(store.load_effective_at(seq))), key)
-        if ref is None and value is not MISSING:
+        if value is MISSING:
+            value = get_value(snapshot.config, key)  # an unknown key the ledger holds
+            if value is not MISSING:
+                value = display_value(value, ledger.vault)
+        elif ref is None:
             meta = run_async(store.source_metadata())
             prov = meta.get(format_path(key))
             source = prov.to_dict() if prov is not None else None
     else:
-        value = get_value(snapshot.config, key)
+        value = get_value(snapshot.document(doc), key)
         if value is not MISSING:
             value = display_value(value, ledger.vault)
     if value is MISSING:
-        from ledger.schema.introspect import field_at
-
+        if unknown_path(doc, key):
+            raise _unknown_key(doc, key, action="get")
         hint = (" (it has a default: see `get --effective`)"
-                if not effective and field_at(key) is not None else "")
-        raise CommandError(f"{format_path(key)} is not set at seq {seq}{hint}")
+                if not effective and doc == "config" else "")
+        raise CommandError(f"{format_doc_path(doc, key)} is not set at seq {seq}{hint}",
+                           kind="not-set")
     if state.json:
-        doc: dict[str, Any] = {"path": format_path(key), "seq": seq, "value": value}
+        out: dict[str, Any] = {"path": format_doc_path(doc, key), "seq": seq, "value": value}
         if effective:
-            doc["source"] = source
-        state.out.json(doc)
+            out["source"] = source
+        state.out.json(out)
         return
     state.out.text(json_text(value) if isinstance(value, dict) else value_text(value))
     if source is not None:
         state.out.note(f"from {source.get('layer')}: {source.get('origin', '')}".rstrip(": "))
 
 
-@cli.command(name="set")
+@cli.command(name="set", context_settings={"ignore_unknown_options": True})
 @click.argument("path")
 @click.argument("value")
 @click.option("--string", "as_string", is_flag=True,
               help="Store VALUE as a string, without parsing it as JSON/bool/number.")
+@click.option("--allow-unknown", is_flag=True,
+              help="Store a key Moltis does not know (it ignores it; `check` reports it).")
 @expected_seq_option
 @writes
 @common
 @pass_state
-def set_(state: State, path: str, value: str, as_string: bool,
+def set_(state: State, path: str, value: str, as_string: bool, allow_unknown: bool,
          expected_seq: int | None) -> None:
     """Set PATH to VALUE (one event).
 
     VALUE is parsed as Moltis parses environment values: a JSON array or object,
-    true/false, an integer, a float, else the text itself (--string keeps the text).
-    For a secret (API keys, tokens), pass `-` and type it at a hidden prompt (or pipe
-    it), so it never lands in your shell history; it is stored encrypted and shown
-    masked everywhere.
+    true/false, an integer, a float, else the text itself (--string keeps the text);
+    negative numbers are values (`set server.port -1` is checked like any other). For a
+    secret (API keys, tokens), pass `-` and type it at a hidden prompt (or pipe it), so
+    it never lands in your shell history; it is stored encrypted and shown masked
+    everywhere. A key Moltis does not know is refused with the nearest known keys
+    (--allow-unknown stores it anyway). `keys:` paths write provider_keys.json.
 
     Example:
 
@@ -169,31 +202,65 @@ def set_(state: State, path: str, value: str, as_string: bool,
         moltis-ledger set tools.exec.sandbox.packages '["curl", "git"]'
         moltis-ledger set identity.name 1984 --string
         moltis-ledger set providers.openai.api_key -        # hidden prompt
+        moltis-ledger set keys:openai.baseUrl https://api.openai.com/v1
         moltis-ledger set server.port 8081 --expected-seq 41 # exit 4 if it moved
     """
-    from ledger.core.keypaths import format_path, parse_path
-    from ledger.schema.introspect import field_at, is_secret_path
+    from ledger.cli.app import doc_path
+    from ledger.core.document import MISSING, get_value
+    from ledger.core.keypaths import format_doc_path
+    from ledger.schema.introspect import is_secret_path
+    from ledger.schema.provider_keys import is_key_secret_path
     from ledger.typed.layers import parse_env_value
+    from ledger.typed.suggest import did_you_mean, suggest_providers, unknown_path
 
-    key = parse_path(path)
-    secret = is_secret_path(key)
-    text = read_value(format_path(key), hidden=secret) if value == "-" else value
+    doc, key = doc_path(path)
+    label = format_doc_path(doc, key)
+    secret = is_key_secret_path(key) if doc == "keys" else is_secret_path(key)
+    if unknown_path(doc, key):
+        # (a refused set must not create an empty ledger)
+        held = state.store(write=True).ledger.head_state().document(doc) if (
+            _ledger_exists(state)) else {}
+        if not allow_unknown and get_value(held, key) is MISSING:
+            raise _unknown_key(doc, key, action="set")
+        state.out.warn(f"{label} is not a key Moltis knows; it is kept, and "
+                       "`moltis-ledger check` reports it")
+    if doc == "keys":
+        near = suggest_providers(key[0])
+        if near:
+            state.out.warn(f"{key[0]!r}: unknown provider name{did_you_mean(near)}")
+    text = read_value(label, hidden=secret) if value == "-" else value
     if secret and value != "-" and not state.json:
         state.out.note("tip: pass - as VALUE to type a secret at a hidden prompt, so it stays "
                        "out of your shell history")
     parsed: Any = text if (as_string or secret) else parse_env_value(text)
-    if field_at(key) is None:
-        state.out.warn(f"{format_path(key)} is not a key Moltis knows; it is kept, and "
-                       "`moltis-ledger check` reports it")
-    store = state.store(write=True)
     try:  # the store's public API, the one the gateway writes through
-        commit = run_async(store.edit({key: parsed}, **state.write_kw(expected_seq)))
+        commit = _edit(state, doc, sets={key: parsed}, expected_seq=expected_seq)
     except ConfigValidationError as err:
         if isinstance(parsed, str):
             raise
         raise ConfigValidationError(f"{err} (pass --string to store the text as a string)",
                                     err.path) from None
-    render_commit(state, commit, nothing=f"{format_path(key)} already has this value")
+    render_commit(state, commit, nothing=f"{label} already has this value")
+
+
+def _edit(state: State, doc: str, *, sets: dict[tuple[str, ...], Any] | None = None,
+          unsets: tuple[tuple[str, ...], ...] | list[tuple[str, ...]] = (),
+          expected_seq: int | None) -> Any:
+    """One event through the store: moltis.toml paths with the store's public `edit`
+    (what the gateway writes through), `keys:` paths with the ledger's key document."""
+    store = state.store(write=True)
+    kw = state.write_kw(expected_seq)
+    if doc == "config":
+        return run_async(store.edit(sets, list(unsets), **kw))
+    from ledger.stores.contract import run_write
+
+    return run_async(run_write(lambda wait: store.ledger.edit(
+        sets, unsets, doc="keys", where="set" if sets else "unset", wait=wait, **kw)))
+
+
+def _ledger_exists(state: State) -> bool:
+    backend, location = state.location()
+    return backend != "sqlite" or Path(location).exists()
 
 
 @cli.command()
@@ -205,18 +272,29 @@ def set_(state: State, path: str, value: str, as_string: bool,
 def unset(state: State, path: str, expected_seq: int | None) -> None:
     """Remove PATH (and everything under it); Moltis then uses its default.
 
+    A key Moltis does not know says "unknown key" (with the nearest known ones) unless
+    the ledger holds it: imported unknown keys can be removed. `keys:NAME` removes a
+    provider_keys.json entry.
+
     Example:
 
     \b
         moltis-ledger unset server.port --reason "back to the default"
         moltis-ledger unset tools.exec.sandbox
+        moltis-ledger unset keys:custom-old
     """
-    from ledger.core.keypaths import format_path, parse_path
+    from ledger.cli.app import doc_path
+    from ledger.core.document import MISSING, get_value
+    from ledger.core.keypaths import format_doc_path
+    from ledger.typed.suggest import unknown_path
 
-    key = parse_path(path)
+    doc, key = doc_path(path)
     store = state.store(write=True)
-    commit = run_async(store.edit(unsets=[key], **state.write_kw(expected_seq)))
-    render_commit(state, commit, nothing=f"{format_path(key)} was not set")
+    if unknown_path(doc, key) and get_value(
+            store.ledger.head_state().document(doc), key) is MISSING:
+        raise _unknown_key(doc, key, action="unset")
+    commit = _edit(state, doc, unsets=[key], expected_seq=expected_seq)
+    render_commit(state, commit, nothing=f"{format_doc_path(doc, key)} was not set")
 
 
 @cli.command()

@@ -57,7 +57,7 @@ def log(state: State, path: str | None, who: str | None, since: str | None,
     from ledger.ops.display import event_json
 
     ledger = state.store().ledger
-    doc, prefix = doc_path(path) if path is not None else (None, None)
+    doc, prefix = doc_path(path, allow_root=True) if path is not None else (None, None)
     events = [event_json(ev, ledger.vault) for ev in iter_history(
         ledger, path=prefix, actor=who, since=since, until=until, limit=limit or None,
         doc=doc)]
@@ -91,14 +91,15 @@ def diff(state: State, ref: str, ref2: str | None, path: str | None) -> None:
         moltis-ledger diff 12
         moltis-ledger diff -3
         moltis-ledger diff 2026-11-24T09:00:00Z 40 --path tools
+        moltis-ledger diff 1 --path keys:openai
     """
-    from ledger.core.keypaths import parse_path
     from ledger.ops.history import diff_states
 
     ledger = state.store().ledger
+    doc, prefix = doc_path(path, allow_root=True) if path else (None, ())
     a, b = state.seq(ref), state.seq(ref2)
-    entries = diff_states(ledger.state_at(a), ledger.state_at(b), ledger.vault,
-                          parse_path(path) if path else ())
+    entries = diff_states(ledger.state_at(a), ledger.state_at(b), ledger.vault, prefix,
+                          doc=doc)
     if state.json:
         state.out.json({"from": a, "to": b, "changes": _diff_json(entries)})
         return
@@ -126,7 +127,7 @@ def blame(state: State, path: str | None, ref: str | None) -> None:
 
     ledger = state.store().ledger
     seq = state.seq(ref)
-    doc, prefix = doc_path(path) if path else (None, ())
+    doc, prefix = doc_path(path, allow_root=True) if path else (None, ())
     entries = [e for e in blame_state(ledger, ledger.state_at(seq), prefix)
                if doc is None or e.doc == doc]
     if state.json:

@@ -81,7 +81,12 @@ class Output:
 
     # -- plain output ---------------------------------------------------------------
 
+    # Whether this process already printed its one JSON document: a command that reports
+    # and then fails (verify: the report, then exit 3) must not print a second one.
+    json_printed = False
+
     def json(self, doc: Any) -> None:
+        Output.json_printed = True
         sys.stdout.write(json_text(doc) + "\n")
         sys.stdout.flush()
 
@@ -248,6 +253,35 @@ class _ConsoleFormatter(logging.Formatter):
         return self._inner.format(record)
 
 
+class _OncePerRun(logging.Filter):
+    """Drops a WARNING (or worse) identical to one already shown by this run.
+
+    Why lines printed twice: one command can compute the same thing more than once
+    (`get --effective` builds the effective config, then its provenance, and each run
+    of `effective_config` logs every ignored MOLTIS_* override). The library rightly
+    logs each computation (a gateway reloading wants to know again); the person at the
+    terminal needs each distinct problem once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[tuple[str, str, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        extra = sorted((k, repr(v)) for k, v in vars(record).items()
+                       if k not in _STANDARD_RECORD_FIELDS)
+        key = (record.name, record.getMessage(), repr(extra))
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+
+_STANDARD_RECORD_FIELDS = frozenset(vars(logging.LogRecord(
+    "x", logging.INFO, "x", 0, "x", None, None))) | {"message", "asctime"}
+
+
 def configure_logging(verbosity: int) -> None:
     """stdlib logging to stderr, rendered by structlog's ConsoleRenderer: WARNING by
     default, INFO with -v, DEBUG with -vv. The library's key/values arrive in `extra`
@@ -257,6 +291,7 @@ def configure_logging(verbosity: int) -> None:
         logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_ConsoleFormatter())
+    handler.addFilter(_OncePerRun())
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "moltis_ledger_cli", False)]:
         root.removeHandler(old)  # this CLI's own handler from an earlier run (demo)

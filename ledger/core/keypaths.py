@@ -3,16 +3,23 @@
 A path is a tuple of keys. Its text form is TOML's dotted-key syntax, so any key a
 `moltis.toml` can hold (dots, slashes, spaces) can be named: bare keys are
 `[A-Za-z0-9_-]+`, anything else is quoted ("..." with JSON escapes, or '...').
+
+A document path names which of the ledger's two documents a path is in: plain paths
+are moltis.toml, `keys:` paths are provider_keys.json (`keys:openai.apiKey`). This is
+the one grammar every command that takes a path accepts (`parse_doc_path`), and the
+one they print (`format_doc_path`).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from typing import Literal
 
 from ledger.errors import InvalidPathError
 
-__all__ = ["KeyPath", "format_path", "parse_path"]
+__all__ = ["KEYS_PREFIX", "KeyPath", "format_doc_path", "format_path", "parse_doc_path",
+           "parse_path"]
 
 KeyPath = tuple[str, ...]
 
@@ -87,3 +94,33 @@ def format_path(path: KeyPath) -> str:
 
 def is_prefix(prefix: KeyPath, path: KeyPath) -> bool:
     return path[: len(prefix)] == prefix
+
+
+KEYS_PREFIX = "keys:"
+
+
+def parse_doc_path(text: str, *, allow_root: bool = False
+                   ) -> tuple[Literal["config", "keys"], KeyPath]:
+    """`keys:openai.apiKey` -> ("keys", ("openai", "apiKey")); anything else is a
+    moltis.toml path. `allow_root` accepts a bare `keys:` (the whole key store), for
+    commands that filter by a prefix (log, blame, diff)."""
+    if isinstance(text, str) and text.startswith(KEYS_PREFIX):
+        rest = text[len(KEYS_PREFIX):]
+        if allow_root and not rest.strip():
+            return "keys", ()
+        if not rest.strip():
+            raise InvalidPathError("empty key path after keys:: name an entry such as "
+                                   "keys:openai or keys:openai.apiKey")
+        try:
+            return "keys", parse_path(rest)
+        except InvalidPathError as err:
+            raise InvalidPathError(f"{err} (in {text!r}; `keys:` names provider_keys.json)"
+                                   ) from None
+    return "config", parse_path(text)
+
+
+def format_doc_path(doc: str, path: KeyPath) -> str:
+    """The text form `parse_doc_path` reads back."""
+    if doc == "keys":
+        return KEYS_PREFIX + (format_path(path) if path else "")
+    return format_path(path)

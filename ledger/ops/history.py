@@ -32,23 +32,24 @@ class DiffEntry:
 
 
 def diff_states(a: ConfigState, b: ConfigState, vault: Vault,
-                prefix: KeyPath = ()) -> list[DiffEntry]:
-    """Path-level differences from state `a` to state `b` (secrets masked)."""
+                prefix: KeyPath = (), *, doc: str | None = None) -> list[DiffEntry]:
+    """Path-level differences from state `a` to state `b` (secrets masked), optionally
+    only under `prefix` of one document (`doc`: "config" or "keys")."""
     out: list[DiffEntry] = []
-    for doc in DOCS:
-        old = dict(leaves(a.document(doc)))
-        new = dict(leaves(b.document(doc)))
+    for doc_name in DOCS if doc is None else [d for d in DOCS if d == doc]:
+        old = dict(leaves(a.document(doc_name)))
+        new = dict(leaves(b.document(doc_name)))
         for path in [*old, *[p for p in new if p not in old]]:
             if prefix and not is_prefix(prefix, path):
                 continue
             ov, nv = old.get(path), new.get(path)
             text = format_path(path)
             if path not in new:
-                out.append(DiffEntry(doc, text, "removed", display_value(ov, vault)))
+                out.append(DiffEntry(doc_name, text, "removed", display_value(ov, vault)))
             elif path not in old:
-                out.append(DiffEntry(doc, text, "added", None, display_value(nv, vault)))
+                out.append(DiffEntry(doc_name, text, "added", None, display_value(nv, vault)))
             elif not same_value(ov, nv):
-                out.append(DiffEntry(doc, text, "changed", display_value(ov, vault),
+                out.append(DiffEntry(doc_name, text, "changed", display_value(ov, vault),
                                      display_value(nv, vault)))
     return out
 

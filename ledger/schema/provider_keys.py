@@ -10,8 +10,12 @@ so `baseUrl` is a secret in `phone_*` entries.
 from __future__ import annotations
 
 from ledger.core.keypaths import KeyPath
+from ledger.schema.providers import is_provider_name
 
-__all__ = ["is_key_secret_path"]
+__all__ = ["KEY_FIELDS", "is_key_entry_name", "is_key_secret_path", "is_known_key_path"]
+
+# The fields of one entry, as Moltis writes them (`model` is read as `models`).
+KEY_FIELDS = ("apiKey", "baseUrl", "models", "displayName")
 
 
 def is_key_secret_path(path: KeyPath) -> bool:
@@ -20,3 +24,15 @@ def is_key_secret_path(path: KeyPath) -> bool:
         return False
     name, field = path
     return field == "apiKey" or (field == "baseUrl" and name.startswith("phone_"))
+
+
+def is_key_entry_name(name: str) -> bool:
+    """A name Moltis's key store uses: a provider (known or `custom-<slug>`), a voice
+    provider's key (`voice-*`) or a phone provider's (`phone_*`)."""
+    return is_provider_name(name) or name.startswith(("voice-", "phone_"))
+
+
+def is_known_key_path(path: KeyPath) -> bool:
+    """An entry, or one of its fields (any entry name: unknown names are warned about
+    separately, as Moltis keeps whatever its key store holds)."""
+    return len(path) == 1 or (len(path) == 2 and path[1] in KEY_FIELDS)

@@ -15,9 +15,11 @@ import difflib
 
 from ledger.core.keypaths import KeyPath, format_path
 from ledger.schema.introspect import child_keys, is_known_path, known_prefix
-from ledger.schema.providers import KNOWN_PROVIDERS, is_provider_name
+from ledger.schema.provider_keys import KEY_FIELDS, is_key_entry_name, is_known_key_path
+from ledger.schema.providers import KNOWN_PROVIDERS
 
-__all__ = ["did_you_mean", "suggest_paths", "suggest_providers"]
+__all__ = ["did_you_mean", "suggest_doc_paths", "suggest_paths", "suggest_providers",
+           "unknown_path"]
 
 # difflib ratio below which a candidate is not offered (0.6 is difflib's own default;
 # "prot" vs "port" scores 0.75, "sever" vs "server" 0.91)
@@ -44,9 +46,26 @@ def suggest_paths(path: KeyPath, limit: int = 3) -> list[str]:
     return list(dict.fromkeys(out))[:limit]
 
 
+def unknown_path(doc: str, path: KeyPath) -> bool:
+    """True if Moltis does not know this path of the config ("config") or of the key
+    store ("keys": an entry, or one of apiKey/baseUrl/models/displayName)."""
+    return not (is_known_key_path(path) if doc == "keys" else is_known_path(path))
+
+
+def suggest_doc_paths(doc: str, path: KeyPath, limit: int = 3) -> list[str]:
+    """`suggest_paths` for either document; key-store paths keep their `keys:` prefix."""
+    if doc != "keys":
+        return suggest_paths(path, limit)
+    if len(path) < 2:
+        return []
+    fields = difflib.get_close_matches(path[1], KEY_FIELDS, n=limit, cutoff=_CUTOFF)
+    return [f"keys:{format_path((path[0], f))}" for f in fields]
+
+
 def suggest_providers(name: str, limit: int = 3) -> list[str]:
-    """Known provider names close to `name`; [] when it is a known or custom name."""
-    if is_provider_name(name):
+    """Known provider names close to `name`; [] when it is a name the key store uses
+    (a known provider, `custom-<slug>`, `voice-*`, `phone_*`)."""
+    if is_key_entry_name(name):
         return []
     return difflib.get_close_matches(name.lower(), sorted(KNOWN_PROVIDERS), n=limit,
                                      cutoff=_CUTOFF)
