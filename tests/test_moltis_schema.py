@@ -110,9 +110,33 @@ def test_effective_view_normalizes_key_store_model_names_raw_keeps_them() -> Non
 
 def test_check_reports_every_invalid_value_not_only_the_first() -> None:
     raw = tomllib.loads('[server]\nport = "abc"\n[tools]\nagent_timeout_secs = -5\n'
-                        '[tools.exec]\napproval_mode = "sometimes"\n')
+                        '[tools.exec]\nmax_output_bytes = "lots"\n')
     invalid = sorted(p.path for p in check(raw) if p.kind == "invalid-value")
-    assert invalid == ["server.port", "tools.agent_timeout_secs", "tools.exec.approval_mode"]
+    assert invalid == ["server.port", "tools.agent_timeout_secs", "tools.exec.max_output_bytes"]
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    ("tools.exec.approval_mode", "sometimes"),
+    ("tools.exec.security_level", "paranoid"),
+    ("tools.exec.host", "docker-host"),
+    ("tools.exec.sandbox.mode", "maybe"),
+    ("tools.exec.sandbox.scope", "forever"),
+    ("tools.exec.sandbox.workspace_mount", "rwx"),
+    ("tailscale.mode", "magic"),
+    ("netbird.mode", "funnel"),
+    ("phone.inbound_policy", "everyone"),
+    ("mcp.servers.fs.transport", "carrier-pigeon"),
+])
+def test_rust_string_fields_load_any_text_and_check_warns(path: str, value: str) -> None:
+    *parents, leaf = path.split(".")
+    raw: dict[str, Any] = {}
+    node = raw
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+    to_typed(raw)  # Moltis types these as `String`: it loads them, so must we
+    problems = [(p.kind, p.path, p.severity) for p in check(raw)]
+    assert problems == [("invalid-value", path, "warning")]
 
 
 def test_check_reports_mask_placeholders_as_errors() -> None:

@@ -432,7 +432,8 @@ def test_wrong_type_names_the_path() -> None:
         ({"server": {"rpc_timeout_ms": -1}}, "server.rpc_timeout_ms"),
         ({"providers": {"openai": {"stream_transport": "grpc"}}},
          "providers.openai.stream_transport"),
-        ({"tools": {"exec": {"approval_mode": "sometimes"}}}, "tools.exec.approval_mode"),
+        # (tools.exec.approval_mode is a Rust String: any text loads, `check` warns)
+        ({"chat": {"message_queue_mode": "sometimes"}}, "chat.message_queue_mode"),
         ({"instrumentation": {"sample_rate": 1.5}}, "instrumentation.sample_rate"),
         ({"hooks": {"hooks": [{"name": "x"}]}}, "hooks.hooks.0"),
         ({"user": {"location": {"place": "Paris"}}}, "user.location"),

@@ -76,7 +76,7 @@ def test_no_secret_reaches_disk_logs_errors_or_exports(tmp_path, monkeypatch, ca
         write_everywhere(store)
         # errors raised next to secrets must not quote them
         for bad in (lambda c: setattr(c.server, "port", SECRETS["typed"]),
-                    lambda c: setattr(c.tools.exec, "approval_mode", SECRETS["edit"])):
+                    lambda c: setattr(c.chat, "message_queue_mode", SECRETS["edit"])):
             with pytest.raises(ConfigValidationError) as info:
                 run(store.update_raw(bad))
             errors.append(str(info.value))

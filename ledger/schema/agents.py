@@ -3,12 +3,12 @@ external CLI agents and shell hooks."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 from ledger.core.secret_refs import Secret
-from ledger.schema.base import Section, UInt
+from ledger.schema.base import Section, UInt, choices
 
 __all__ = [
     "AgentsConfig",
@@ -181,7 +181,8 @@ class McpServerConfig(Section):
     enabled: bool = True
     # Absent: `[mcp] request_timeout_secs`.
     request_timeout_secs: UInt | None = None
-    transport: Literal["stdio", "sse", "streamable-http"] = "stdio"
+    # a Rust `String` (runtime.rs McpServerEntry): any text loads
+    transport: Annotated[str, choices("stdio", "sse", "streamable-http")] = "stdio"
     url: str | None = None
     # Remote transports carry bearer tokens here.
     headers: dict[str, Secret] = msgspec.field(default_factory=dict)

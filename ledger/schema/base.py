@@ -10,6 +10,9 @@ Schema conventions (other modules rely on them):
   to field names (Rust `#[serde(alias)]`). The raw -> typed conversion honours both.
 - Secret values are typed `Secret` (or a map of `Secret`), so secrets are found by type.
 - `X | None = None` means "absent": Moltis then applies its own built-in behaviour.
+- A Rust `String` with documented values is typed `Annotated[str, choices(...)]`, not a
+  `Literal`: Moltis loads any text there (and its `config check` may warn), so refusing
+  other values would refuse configs Moltis runs with. `check` warns instead.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Annotated
 
 import msgspec
 
-__all__ = ["Fraction", "Percent", "Port", "PositiveInt", "Section", "UInt", "UInt8"]
+__all__ = ["Fraction", "Percent", "Port", "PositiveInt", "Section", "UInt", "UInt8", "choices"]
 
 
 class Section(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -37,3 +40,8 @@ UInt8 = Annotated[int, msgspec.Meta(ge=0, le=255)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 Percent = Annotated[int, msgspec.Meta(ge=0, le=100)]
 Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+
+def choices(*values: str) -> msgspec.Meta:
+    """The documented values of a free-text field (see the module docstring)."""
+    return msgspec.Meta(extra={"choices": values})

@@ -3,12 +3,12 @@ instrumentation, phone, CalDAV, Home Assistant, webhooks and the code index."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
 from ledger.core.secret_refs import Secret
-from ledger.schema.base import Fraction, PositiveInt, Section, UInt
+from ledger.schema.base import Fraction, PositiveInt, Section, UInt, choices
 
 __all__ = [
     "AuxiliaryConfig",
@@ -240,7 +240,7 @@ class PhoneConfig(Section):
     # Empty means none selected; kept open like the Rust `String`.
     provider: str = ""
     providers: list[str] = msgspec.field(default_factory=list)
-    inbound_policy: Literal["disabled", "allowlist", "open"] = "disabled"
+    inbound_policy: Annotated[str, choices("disabled", "allowlist", "open")] = "disabled"
     allowlist: list[str] = msgspec.field(default_factory=list)
     max_duration_secs: UInt = 3600
     twilio: TwilioConfig = msgspec.field(default_factory=TwilioConfig)

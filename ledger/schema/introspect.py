@@ -23,7 +23,7 @@ from ledger.core.keypaths import KeyPath
 from ledger.core.secret_refs import Secret
 from ledger.schema import FREEFORM_SECRETS, MoltisConfig
 
-__all__ = ["ROOT", "FieldNode", "SectionInfo", "TypeNode", "child_keys", "field_at",
+__all__ = ["ROOT", "FieldNode", "SectionInfo", "TypeNode", "child_keys", "choices_of", "field_at",
            "is_known_path", "is_secret_path", "known_prefix", "secret_patterns", "section_info",
            "strip_annotated"]
 
@@ -133,6 +133,18 @@ def field_at(path: KeyPath, start: TypeNode | None = None) -> TypeNode | None:
         else:
             return None
     return node
+
+
+def choices_of(node: TypeNode) -> tuple[str, ...] | None:
+    """The documented values of a free-text field (`ledger.schema.base.choices`)."""
+    ann = node.annotation
+    while typing.get_origin(ann) is typing.Annotated:
+        for meta in typing.get_args(ann)[1:]:
+            extra = getattr(meta, "extra", None)
+            if isinstance(extra, dict) and "choices" in extra:
+                return tuple(extra["choices"])
+        ann = typing.get_args(ann)[0]
+    return None
 
 
 def _free_form(node: TypeNode) -> bool:

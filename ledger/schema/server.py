@@ -3,12 +3,12 @@ identity, user, failover, heartbeat, cron."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 
 from ledger.core.secret_refs import Secret
-from ledger.schema.base import Port, Section, UInt
+from ledger.schema.base import Port, Section, UInt, choices
 
 __all__ = [
     "ActiveHoursConfig",
@@ -103,14 +103,16 @@ class CloudflareTunnelConfig(Section):
 class TailscaleConfig(Section):
     """`[tailscale]`: expose the gateway with Tailscale Serve or Funnel."""
 
-    mode: Literal["off", "serve", "funnel"] = "off"
+    # a Rust `String`; Moltis's check warns about other values
+    mode: Annotated[str, choices("off", "serve", "funnel")] = "off"
     reset_on_exit: bool = True
 
 
 class NetbirdConfig(Section):
     """`[netbird]`: expose the gateway on a NetBird private mesh."""
 
-    mode: Literal["off", "serve"] = "off"
+    # a Rust `String`; Moltis's check warns about other values
+    mode: Annotated[str, choices("off", "serve")] = "off"
 
 
 class IdentityConfig(Section):

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from ledger.core.secret_refs import Secret
-from ledger.schema.base import Percent, Section, UInt, UInt8
+from ledger.schema.base import Percent, Section, UInt, UInt8, choices
 
 __all__ = [
     "BrowserConfig",
@@ -78,9 +78,10 @@ class WasmToolLimitsConfig(Section):
 class SandboxConfig(Section):
     """`[tools.exec.sandbox]`: where and how agent commands are isolated."""
 
-    mode: Literal["off", "non-main", "all"] = "all"
-    scope: Literal["command", "session", "global"] = "session"
-    workspace_mount: Literal["ro", "rw", "none"] = "ro"
+    # Rust `String`s (tools.rs SandboxConfig): any text loads; `check` warns.
+    mode: Annotated[str, choices("off", "non-main", "all")] = "all"
+    scope: Annotated[str, choices("command", "session", "global")] = "session"
+    workspace_mount: Annotated[str, choices("ro", "rw", "none")] = "ro"
     managed_files_mount: Literal["ro", "rw", "none"] = "ro"
     host_data_dir: str | None = None
     home_persistence: Literal["off", "session", "shared"] = "shared"
@@ -92,7 +93,7 @@ class SandboxConfig(Section):
     # A Rust `String`, default "": empty means "the legacy `no_network` flag decides".
     # Moltis loads any text; its `config check` warns about values other than
     # blocked/trusted/bypass, and so does ours (`ledger.typed.check`), never refusing.
-    network: str = ""
+    network: Annotated[str, choices("", "blocked", "trusted", "bypass")] = ""
     trusted_domains: list[str] = msgspec.field(default_factory=list)
     # Open-ended: besides auto/docker/podman/apple-container/restricted-host/wasm, Moltis
     # grows remote backends (Vercel, Daytona, Firecracker) between releases.
@@ -133,11 +134,12 @@ class ExecConfig(Section):
 
     default_timeout_secs: UInt = 30
     max_output_bytes: UInt = 200 * 1024
-    approval_mode: Literal["always", "on-miss", "never"] = "on-miss"
-    security_level: Literal["permissive", "allowlist", "strict"] = "allowlist"
+    # Rust `String`s (tools.rs ExecConfig): any text loads; `check` warns.
+    approval_mode: Annotated[str, choices("always", "on-miss", "never")] = "on-miss"
+    security_level: Annotated[str, choices("permissive", "allowlist", "strict")] = "allowlist"
     allowlist: list[str] = msgspec.field(default_factory=list)
     sandbox: SandboxConfig = msgspec.field(default_factory=SandboxConfig)
-    host: Literal["local", "node", "ssh"] = "local"
+    host: Annotated[str, choices("local", "node", "ssh")] = "local"
     node: str | None = None
     ssh_target: str | None = None
 

@@ -17,18 +17,15 @@ from ledger.core.document import leaves
 from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import parse_mask
 from ledger.schema import MoltisConfig
-from ledger.schema.introspect import SectionInfo, TypeNode, section_info
+from ledger.schema.introspect import SectionInfo, TypeNode, choices_of, field_at, section_info
 from ledger.schema.providers import ProvidersConfig, is_provider_name
 from ledger.typed.convert import invalid_values
 from ledger.typed.suggest import did_you_mean, suggest_paths, suggest_providers
 
-__all__ = ["SANDBOX_NETWORK_POLICIES", "Problem", "check", "masked_values"]
+__all__ = ["Problem", "check", "masked_values"]
 
 Kind = Literal["unknown-key", "unknown-provider", "invalid-value", "masked-secret"]
 Severity = Literal["error", "warning"]
-
-# Moltis's semantic check (validate/semantic.rs) warns about any other non-empty value.
-SANDBOX_NETWORK_POLICIES = ("blocked", "trusted", "bypass")
 
 
 @dataclass(frozen=True)
@@ -66,17 +63,22 @@ def masked_values(doc: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
 
 
 def _semantic_warnings(raw: Mapping[str, Any]) -> list[Problem]:
+    """Values Moltis loads but does not expect: text fields (Rust `String`s) outside
+    their documented values (`ledger.schema.base.choices`), as Moltis's own semantic
+    check warns about `tools.exec.sandbox.network`, `tailscale.mode`, ..."""
     out: list[Problem] = []
-    tools = raw.get("tools")
-    exec_ = tools.get("exec") if isinstance(tools, dict) else None
-    sandbox = exec_.get("sandbox") if isinstance(exec_, dict) else None
-    network = sandbox.get("network") if isinstance(sandbox, dict) else None
-    if isinstance(network, str) and network and network not in SANDBOX_NETWORK_POLICIES:
-        path = "tools.exec.sandbox.network"
-        out.append(Problem(path, "invalid-value",
-                           f"{path}: unknown sandbox network policy (value withheld); "
-                           f"expected one of: {', '.join(SANDBOX_NETWORK_POLICIES)} "
-                           "(Moltis loads it and warns)", "warning"))
+    for path, value in leaves(dict(raw)):
+        if not isinstance(value, str):
+            continue
+        node = field_at(path)
+        allowed = choices_of(node) if node is not None else None
+        if allowed is None or value in allowed:
+            continue
+        p = format_path(path)
+        shown = ", ".join(v for v in allowed if v) + (" or empty" if "" in allowed else "")
+        out.append(Problem(p, "invalid-value",
+                           f"{p}: unexpected value (withheld); expected one of: {shown} "
+                           "(Moltis loads it, but may ignore or misread it)", "warning"))
     return out
 
 
