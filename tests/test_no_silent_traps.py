@@ -154,7 +154,8 @@ def test_a_failed_migrate_leaves_no_empty_ledger(site: Site) -> None:
 
 
 def test_failed_boots_do_not_pile_up_backups(site: Site) -> None:
-    site.edit("[server]", '[server]\nbackend_of_nothing = 1\n[tools.exec.sandbox]\nmode = "x"\n'
+    # (mode = 5: Moltis types it as a String, so any text loads but a number does not)
+    site.edit("[server]", '[server]\nbackend_of_nothing = 1\n[tools.exec.sandbox]\nmode = 5\n'
                           "[server.x]")
     os.environ["MOLTIS_CONFIG_BACKEND"] = "sqlite"
     try:
