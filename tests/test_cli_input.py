@@ -109,6 +109,11 @@ def test_unknown_provider_names_warn_with_suggestions(site: Path) -> None:
     assert "gemini" in result.stderr
     quiet = call("providers", "set", "custom-mine", "--api-key", "k-2")
     assert "unknown provider" not in quiet.stderr
+    in_config = call("set", "providers.antropic.enabled", "true")
+    assert in_config.exit_code == 0, in_config.stderr
+    assert "unknown provider" in in_config.stderr
+    assert "anthropic" in in_config.stderr
+    assert "unknown provider" not in call("set", "providers.openai.enabled", "false").stderr
 
 
 def test_check_suggests_the_nearest_keys(site: Path) -> None:

@@ -224,10 +224,12 @@ def set_(state: State, path: str, value: str, as_string: bool, allow_unknown: bo
             raise _unknown_key(doc, key, action="set")
         state.out.warn(f"{label} is not a key Moltis knows; it is kept, and "
                        "`moltis-ledger check` reports it")
-    if doc == "keys":
-        near = suggest_providers(key[0])
-        if near:
-            state.out.warn(f"{key[0]!r}: unknown provider name{did_you_mean(near)}")
+    name = key[0] if doc == "keys" else (
+        key[1] if len(key) > 1 and key[0] == "providers" and key[1] not in (
+            "offered", "show_legacy_models") else None)
+    near = suggest_providers(name) if name is not None else []
+    if near:  # `set providers.gemni.api_key`, `set keys:gemni.apiKey`
+        state.out.warn(f"{name!r}: unknown provider name{did_you_mean(near)}")
     text = read_value(label, hidden=secret) if value == "-" else value
     if secret and value != "-" and not state.json:
         state.out.note("tip: pass - as VALUE to type a secret at a hidden prompt, so it stays "
