@@ -20,7 +20,10 @@ from ledger.web import library as lib
 from ledger.web.views import plain, visible
 from tests.web_helpers import (
     HOSTILE_REASON,
+    HOSTILE_SEQ,
     OPERATOR,
+    PORT_SEQ,
+    ROTATE_SEQ,
     Demo,
     assert_no_secret,
     csrf_of,
@@ -206,7 +209,7 @@ def test_api_rollback_matches_the_cli(writable: Any, capsys: pytest.CaptureFixtu
 
 
 def test_a_hostile_reason_is_text(client: Any) -> None:
-    for url in ("/", "/events/7", "/blame?path=identity"):
+    for url in ("/", f"/events/{HOSTILE_SEQ}", "/blame?path=identity"):
         html = client.get(url).text
         assert "<script>window" not in html and "<img src=x" not in html, url
         assert "&lt;script&gt;window.__xss = 1&lt;/script&gt;" in html, url
@@ -215,7 +218,7 @@ def test_a_hostile_reason_is_text(client: Any) -> None:
         assert "\\u202e</span>" in html, url
     assert "Atlas &lt;b&gt;bold&lt;/b&gt;" in client.get("/config").text
     # JSON keeps the reason as it is (JSON-escaped, served as application/json)
-    r = client.get("/api/events/7")
+    r = client.get(f"/api/events/{HOSTILE_SEQ}")
     assert r.headers["content-type"].startswith("application/json")
     assert r.json()["reason"] == HOSTILE_REASON
 
@@ -294,10 +297,10 @@ def test_json_mirrors_the_cli(client: Any, store: Any, capsys: pytest.CaptureFix
 
 def test_event_json_is_the_log_object_plus_its_diff(client: Any) -> None:
     log = {e["seq"]: e for e in client.get("/api/log").json()["events"]}
-    ev = client.get("/api/events/2").json()
+    ev = client.get(f"/api/events/{PORT_SEQ}").json()
     diff = ev.pop("diff")
-    assert ev == log[2]
-    assert diff == client.get("/api/diff?from=1&to=2").json()
+    assert ev == log[PORT_SEQ]
+    assert diff == client.get(f"/api/diff?from={PORT_SEQ - 1}&to={PORT_SEQ}").json()
     assert diff["changes"] == [{"doc": "config", "path": "server.port", "kind": "changed",
                                 "old": 13131, "new": 8080}]
 
@@ -309,7 +312,7 @@ def test_config_as_of_an_earlier_seq(client: Any) -> None:
     rows = {r["path"]: r for r in client.get("/api/config?at=1").json()["rows"]}
     assert rows["server.port"]["value"] == 13131
     assert rows["server.port"]["set_by"]["seq"] == 1
-    rows = {r["path"]: r for r in client.get("/api/config?at=2").json()["rows"]}
+    rows = {r["path"]: r for r in client.get(f"/api/config?at={PORT_SEQ}").json()["rows"]}
     assert (rows["server.port"]["value"], rows["server.port"]["set_by"]["actor"]) == (8080,
                                                                                        "alice")
     html = client.get("/config?at=1").text
@@ -339,7 +342,7 @@ def test_providers_page_names_who_set_each_key(client: Any) -> None:
     html = client.get("/providers").text
     doc = asyncio.run(lib.providers(client.app.state.store))
     assert doc["set_by"]["openai"]["apiKey"]["actor"] == "alice"
-    assert doc["set_by"]["openai"]["apiKey"]["seq"] == 5
+    assert doc["set_by"]["openai"]["apiKey"]["seq"] == ROTATE_SEQ
     mask = doc["providers"]["openai"]["apiKey"]
     assert mask.startswith("<secret fp:") and f"&lt;secret {mask[8:-1]}&gt;" in html
 

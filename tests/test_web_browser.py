@@ -15,7 +15,15 @@ from typing import Any
 
 import pytest
 
-from tests.web_helpers import HOSTILE_REASON, OPERATOR, assert_no_secret, make_demo
+from tests.web_helpers import (
+    HOSTILE_REASON,
+    HOSTILE_SEQ,
+    OPERATOR,
+    PORT_SEQ,
+    ROLLBACK_SEQ,
+    assert_no_secret,
+    make_demo,
+)
 
 CHROMIUM = os.environ.get("LEDGER_TEST_CHROMIUM", "/usr/bin/chromium")
 pytestmark = pytest.mark.browser
@@ -99,17 +107,17 @@ def _rows(page: Any) -> dict[int, str]:
 def test_timeline_shows_the_demo_events(page: Any, server: dict[str, Any]) -> None:
     page.goto(server["url"] + "/")
     rows = _rows(page)
-    assert set(rows) >= {1, 2, 3, 4, 5, 6, 7}
-    assert "free 13131 for the reverse proxy" in rows[2] and "alice" in rows[2]
-    assert "set server.port = 8080" in rows[2]
-    assert "rollback" in rows[4]
+    assert set(rows) >= set(range(1, HOSTILE_SEQ + 1))
+    assert "free 13131 for the reverse proxy" in rows[PORT_SEQ] and "alice" in rows[PORT_SEQ]
+    assert "set server.port = 8080" in rows[PORT_SEQ]
+    assert "rollback" in rows[ROLLBACK_SEQ]
     assert page.locator("header .who").inner_text().startswith(OPERATOR)
 
 
 def test_open_an_events_diff(page: Any, server: dict[str, Any]) -> None:
     page.goto(server["url"] + "/")
-    page.locator('#timeline tr[data-seq="2"] td.seq a').click()
-    page.wait_for_url("**/events/2")
+    page.locator(f'#timeline tr[data-seq="{PORT_SEQ}"] td.seq a').click()
+    page.wait_for_url(f"**/events/{PORT_SEQ}")
     row = page.locator("table.diff tbody tr")
     assert row.count() == 1
     assert row.inner_text().split("\t") == ["server.port", "changed", "13131", "8080"]
@@ -127,7 +135,7 @@ def test_config_as_of_an_earlier_seq(page: Any, server: dict[str, Any]) -> None:
 
 
 def test_a_script_reason_is_text(page: Any, server: dict[str, Any]) -> None:
-    page.goto(server["url"] + "/events/7")
+    page.goto(server["url"] + f"/events/{HOSTILE_SEQ}")
     shown = page.locator("td.reason").inner_text()
     assert shown.startswith("<script>window.__xss = 1</script><img src=x onerror=")
     assert "\\x1b[31mred\\x1b[0m" in shown and "\\u202ereversed\\u202c" in shown
@@ -135,7 +143,7 @@ def test_a_script_reason_is_text(page: Any, server: dict[str, Any]) -> None:
     assert page.locator("main script, main img").count() == 0
     page.goto(server["url"] + "/")
     assert page.evaluate("window.__xss") is None
-    assert "<script>window.__xss" in _rows(page)[7]
+    assert "<script>window.__xss" in _rows(page)[HOSTILE_SEQ]
 
 
 def test_no_secret_in_any_page_or_json(page: Any, server: dict[str, Any]) -> None:

@@ -21,6 +21,15 @@ SECRETS = ["sk-ant-demo-0000-not-a-real-key", "sk-demo-1111-not-a-real-key", ROT
 HOSTILE_REASON = ("<script>window.__xss = 1</script><img src=x onerror=\"window.__xss=2\"> "
                   "colour \x1b[31mred\x1b[0m and \u202ereversed\u202c")
 OPERATOR = "web-operator"
+# Where the demo's events land (`moltis-ledger demo`: 1 import, 2 a hand edit of
+# moltis.toml imported as an event, 3 alice's port change, 4 bob's timeout, 5 the
+# rollback, 6 the key rotation; then make_demo's 7 and 8). Named, so a demo step added
+# later moves them in one place.
+PORT_SEQ = 3
+ROLLBACK_SEQ = 5
+ROTATE_SEQ = 6
+SECRET_SEQ = 7
+HOSTILE_SEQ = 8
 
 
 @dataclass
@@ -39,8 +48,8 @@ class Demo:
 
 
 def make_demo(root: Path) -> Demo:
-    """`moltis-ledger demo --dir ROOT` (seq 1..5), then seq 6: a config secret set by
-    mallory, seq 7: a change whose reason holds markup and control characters."""
+    """`moltis-ledger demo --dir ROOT` (seq 1..6), then SECRET_SEQ: a config secret set by
+    mallory, HOSTILE_SEQ: a change whose reason holds markup and control characters."""
     import asyncio
 
     out, err = io.StringIO(), io.StringIO()
@@ -57,6 +66,7 @@ def make_demo(root: Path) -> Demo:
                          reason=HOSTILE_REASON, source="api")
 
     asyncio.run(more())
+    assert store.ledger.head_state().seq == HOSTILE_SEQ, "the demo's events moved"
     store.ledger.close()
     return demo
 
