@@ -36,7 +36,6 @@ from starlette.responses import (
     StreamingResponse,
 )
 from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 
 from ledger.web import library as lib
 from ledger.web import views
@@ -44,6 +43,7 @@ from ledger.web.auth import SESSION_COOKIE, Auth, Principal
 from ledger.web.http import (
     HttpError,
     SecurityHeaders,
+    StaticAssets,
     int_param,
     read_form,
     timeline_filter,
@@ -417,7 +417,7 @@ class _Site:
             Route("/api/providers", g(self.api_providers, api=True)),
             Route("/api/rollback", g(self.api_rollback, api=True), methods=["POST"]),
             Route("/api/stream", g(self.stream, api=True)),
-            Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+            Mount("/static", app=StaticAssets(directory=HERE / "static"), name="static"),
         ]
 
 

