@@ -15,6 +15,9 @@ from ledger.errors import InvalidRefError
 __all__ = ["Ref", "iter_history", "resolve_ref"]
 
 Ref = int | str | datetime  # a seq, a REF text (-3, "yesterday", ISO time) or a datetime
+# Every seq fits in a signed 64-bit integer (SQLite, PostgreSQL bigint): a longer number
+# is outside the log, said before int() (which refuses more than 4300 digits).
+MAX_SEQ_DIGITS = 18
 
 
 def resolve_ref(ledger: Ledger, ref: Ref, *, strict: bool = False) -> int:
@@ -35,6 +38,10 @@ def resolve_ref(ledger: Ledger, ref: Ref, *, strict: bool = False) -> int:
         text = ref.strip()
         if text.lower() in ("head", "latest"):
             return head
+        digits = text.removeprefix("-")
+        if len(digits) > MAX_SEQ_DIGITS and digits.isascii() and digits.isdigit():
+            raise InvalidRefError(f"REF {text[:24]}… ({len(digits)} digits) is outside the "
+                                  f"log (0..{head})")
         if text.startswith("-") and text[1:].isascii() and text[1:].isdigit():
             seq = head - int(text[1:])
             if seq < 0:

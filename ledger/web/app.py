@@ -44,6 +44,7 @@ from ledger.web.http import (
     HttpError,
     SecurityHeaders,
     StaticAssets,
+    bounded_int,
     int_param,
     read_form,
     timeline_filter,
@@ -205,8 +206,18 @@ class _Site:
                            query=query, older=older, live=live, stream=stream,
                            first=f"?{urlencode(query)}" if query else "?")
 
+    @staticmethod
+    def _seq(request: Request) -> int:
+        """The {seq} of /events/{seq}: a whole number (bounded), else no such event."""
+        text = str(request.path_params["seq"])
+        seq = bounded_int(text)
+        if seq is None:
+            shown = text if len(text) <= 24 else text[:24] + "…"
+            raise HttpError(404, f"there is no event {shown}")
+        return seq
+
     async def event_page(self, request: Request, principal: Principal) -> Response:
-        seq = int(request.path_params["seq"])
+        seq = self._seq(request)
         doc = lib.event_detail(self.store, seq)
         if doc is None:
             raise HttpError(404, f"there is no event {seq} (head seq "
@@ -296,7 +307,7 @@ class _Site:
         return JSONResponse({k: page[k] for k in ("head_seq", "events", "next_before")})
 
     async def api_event(self, request: Request, _principal: Principal) -> Response:
-        seq = int(request.path_params["seq"])
+        seq = self._seq(request)
         doc = lib.event_detail(self.store, seq)
         if doc is None:
             raise HttpError(404, f"there is no event {seq}")
@@ -354,8 +365,9 @@ class _Site:
     async def stream(self, request: Request, _principal: Principal) -> Response:
         params = request.query_params
         filt = timeline_filter(params)
-        last = request.headers.get("last-event-id", "")
-        after = (int(last) if last.isascii() and last.isdigit()
+        last = request.headers.get("last-event-id", "").strip()
+        after = (int_param({"Last-Event-ID": last}, "Last-Event-ID")
+                 if last.isascii() and last.isdigit()
                  else int_param(params, "after", lib.head_seq(self.store)))
         return StreamingResponse(self._events(filt, after), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store",
@@ -398,7 +410,7 @@ class _Site:
             Route("/login", self.login_page, methods=["GET", "POST"]),
             Route("/logout", g(self.logout), methods=["POST"]),
             Route("/", g(self.timeline)),
-            Route("/events/{seq:int}", g(self.event_page)),
+            Route("/events/{seq}", g(self.event_page)),
             Route("/diff", g(self.diff_page)),
             Route("/config", g(self.config_page)),
             Route("/blame", g(self.blame_page)),
@@ -408,7 +420,7 @@ class _Site:
             Route("/rollback", g(self.rollback_post), methods=["POST"]),
             Route("/stream", g(self.stream, api=True)),
             Route("/api/log", g(self.api_log, api=True)),
-            Route("/api/events/{seq:int}", g(self.api_event, api=True)),
+            Route("/api/events/{seq}", g(self.api_event, api=True)),
             Route("/api/diff", g(self.api_diff, api=True)),
             Route("/api/show", g(self.api_show, api=True)),
             Route("/api/config", g(self.api_config, api=True)),

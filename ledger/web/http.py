@@ -16,8 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.web import library as lib
 
-__all__ = ["CSP", "HttpError", "SecurityHeaders", "StaticAssets", "harden", "int_param",
-           "read_form", "timeline_filter"]
+__all__ = ["CSP", "HttpError", "SecurityHeaders", "StaticAssets", "bounded_int", "harden",
+           "int_param", "read_form", "timeline_filter"]
 
 MAX_FORM_BYTES = 64 * 1024
 
@@ -35,6 +35,13 @@ SECURITY_HEADERS = [
 
 CACHEABLE_STATUSES = frozenset({200, 206, 304})  # a static file, or part of one, or unchanged
 STATIC_CACHE = b"max-age=300"
+ERROR_BODY = b"500 internal error: the audit view failed; the server log has the details\n"
+ERROR_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"),
+                 (b"content-length", str(len(ERROR_BODY)).encode())]
+# Every seq and count fits in a signed 64-bit integer (SQLite, PostgreSQL bigint); a
+# longer number is refused before int() (Python's int-string limit, and the time it
+# takes, make a huge one a 500 or a slow request).
+MAX_INT_DIGITS = 18
 _REPLACED = frozenset({h for h, _ in SECURITY_HEADERS} | {b"cache-control"})
 
 
@@ -51,7 +58,8 @@ def harden(headers: list[tuple[bytes, bytes]], status: int) -> list[tuple[bytes,
 
 
 class SecurityHeaders:
-    """Adds the security headers (and no-store caching) to every response."""
+    """Adds the security headers (and no-store caching) to every response, the 500 of
+    an unexpected exception included."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -61,13 +69,26 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        started = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message = {**message, "headers": harden(list(message.get("headers", [])),
                                                         int(message["status"]))}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # Starlette's error middleware sits outside this one: answer the 500 here,
+            # with the headers, then let the exception go on (the server logs it).
+            if not started:
+                await send_with_headers({"type": "http.response.start", "status": 500,
+                                         "headers": ERROR_HEADERS})
+                await send_with_headers({"type": "http.response.body", "body": ERROR_BODY})
+            raise
 
 
 class StaticAssets(StaticFiles):
@@ -94,14 +115,26 @@ class HttpError(Exception):
         self.status = status
 
 
+def bounded_int(text: str, lo: int = 0) -> int | None:
+    """`text` as a whole number ≥ lo of at most MAX_INT_DIGITS ASCII digits, else None."""
+    text = text.strip()
+    if not (0 < len(text) <= MAX_INT_DIGITS and text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if value >= lo else None
+
+
 def int_param(params: Mapping[str, str], name: str, default: int | None = None,
-         lo: int = 0) -> int | None:
+              lo: int = 0) -> int | None:
+    """A whole-number parameter (absent or empty: `default`); 400 if it is not one."""
     text = (params.get(name) or "").strip()
     if not text:
         return default
-    if not text.isascii() or not text.isdigit() or int(text) < lo:
-        raise HttpError(400, f"{name} must be a whole number ≥ {lo}")
-    return int(text)
+    value = bounded_int(text, lo)
+    if value is None:
+        raise HttpError(400, f"{name} must be a whole number ≥ {lo} of at most "
+                             f"{MAX_INT_DIGITS} digits")
+    return value
 
 
 def timeline_filter(params: Mapping[str, str]) -> lib.TimelineFilter:
