@@ -6,15 +6,22 @@ Real SQLite files, the real CLI in process, starlette's TestClient; no mocks, no
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 pytest.importorskip("starlette", reason="the web extra is not installed: pip install -e '.[dev]'")
 
+from click.testing import CliRunner
 
+from ledger.cli import run
 from ledger.web import create_app
+from tests.operator import Site, make_site
 from tests.web_helpers import OPERATOR, Demo, csrf_of, login, make_client, make_demo
 
 HUGE = "9" * 5000  # beyond Python's int-string digit limit (4300)
@@ -129,3 +136,74 @@ def test_int_param_bounds() -> None:
         assert err.value.status == 400 and "n must be" in str(err.value)
     with pytest.raises(HttpError, match="≥ 1"):
         int_param({"n": "0"}, "n", lo=1)
+
+
+# -- 3. the bearer token file must be private -----------------------------------------
+
+
+def _serve(*args: str) -> tuple[int | None, str]:
+    """`moltis-ledger serve ARGS` in process, on a port already taken: serve stops
+    (uvicorn cannot bind) right after it has read the token file and printed the URL."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    code: int | None = None
+    try:
+        with CliRunner().isolation() as streams:
+            try:
+                code = run(["serve", "--port", str(busy.getsockname()[1]), *args])
+            except SystemExit as stop:  # uvicorn cannot bind: it exits
+                code = None if stop.code is None else int(stop.code)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            said = (streams[0].getvalue() + streams[1].getvalue()).decode()
+    finally:
+        busy.close()
+    return code, said
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Site:
+    site = make_site(tmp_path)  # MOLTIS_CONFIG_DIR/DATA_DIR point into tmp_path
+    site.ok("migrate")
+    return site
+
+
+def _token_file(tmp_path: Path, mode: int) -> Path:
+    path = tmp_path / "secrets" / "web.token"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("bearer-token-for-scripts-0123456789\n")
+    path.chmod(mode)
+    return path
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620], ids=oct)
+def test_serve_refuses_a_token_file_others_can_use(site: Site, tmp_path: Path,
+                                                   mode: int) -> None:
+    path = _token_file(tmp_path, mode)
+    code, said = _serve("--token-file", str(path))
+    assert code == 1, said
+    assert str(path) in said and f"chmod 600 {path}" in said, said
+    assert f"{mode:04o}" in said
+    assert "log in as" not in said
+    path.chmod(0o600)  # the fix it names works
+    _code, said = _serve("--token-file", str(path))
+    assert "log in as" in said and "chmod" not in said, said
+
+
+def test_serve_refuses_a_symlinked_token_file(site: Site, tmp_path: Path) -> None:
+    target = _token_file(tmp_path, 0o600)
+    link = tmp_path / "link.token"
+    link.symlink_to(target)
+    code, said = _serve("--token-file", str(link))
+    assert code == 1 and str(link) in said and "symlink" in said, said
+    assert "log in as" not in said
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="giving a file to another user needs root")
+def test_serve_refuses_a_token_file_owned_by_another_user(site: Site, tmp_path: Path) -> None:
+    path = _token_file(tmp_path, 0o600)
+    os.chown(path, 65534, 65534)
+    code, said = _serve("--token-file", str(path))
+    assert code == 1 and str(path) in said and "owned by" in said, said

@@ -7,12 +7,16 @@ does not grow.
 
 from __future__ import annotations
 
-from pathlib import Path
+import errno
+import os
+import shlex
+import stat
 
 import click
 
 from ledger.cli.app import CommandError, State, cli, common, pass_state
 
+MAX_TOKEN_FILE_BYTES = 4096
 WEB_HINT = ("the web view needs the `web` extra: pip install 'moltis-config-ledger[web]' "
             "(Starlette, uvicorn, Jinja2)")
 
@@ -25,7 +29,8 @@ WEB_HINT = ("the web view needs the `web` extra: pip install 'moltis-config-ledg
               help="Allow rollbacks from the browser (a dry run, then a confirmed POST). "
                    "Read-only without it.")
 @click.option("--token-file", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="A file holding a bearer token for scripts (Authorization: Bearer ...).")
+              help="A file holding a bearer token for scripts (Authorization: Bearer ...): "
+                   "yours, mode 0600, not a symlink (anything else is refused).")
 @click.option("--secure-cookie", is_flag=True,
               help="Mark the session cookie Secure (when a TLS proxy serves the view).")
 @common
@@ -54,10 +59,10 @@ def serve(state: State, host: str, port: int, allow_rollback: bool, token_file: 
     from ledger.core.actor import resolve_actor
 
     operator = resolve_actor(state.actor)
+    token = read_token_file(token_file) if token_file is not None else None
     store = state.store(write=allow_rollback)
     auth = Auth()
-    if token_file is not None:
-        token = Path(token_file).read_text(encoding="utf-8").strip()
+    if token is not None:
         try:
             auth.add_bearer_token(token, operator)
         except ValueError as err:
@@ -80,3 +85,39 @@ def serve(state: State, host: str, port: int, allow_rollback: bool, token_file: 
         state.out.warn(f"listening on {host}, not loopback: plain HTTP; put a TLS proxy in "
                        "front (and pass --secure-cookie)")
     run(app, host, port)
+
+
+def read_token_file(path: str) -> str:
+    """The bearer token in `path`, which must be a private file of this user: not a
+    symlink (opened with O_NOFOLLOW), a regular file, owned by the effective user, with
+    no group or world permission bits (the checks are on the file descriptor read)."""
+    fix = f"chmod 600 {shlex.quote(path)}"
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise CommandError(f"{path}: the token file is a symlink; name the file itself "
+                               "(a private regular file, mode 0600)") from None
+        raise CommandError(f"{path}: cannot read the token file: {err.strerror}") from None
+    with os.fdopen(fd, "rb") as file:
+        st = os.fstat(file.fileno())
+        mode = stat.S_IMODE(st.st_mode)
+        if not stat.S_ISREG(st.st_mode):
+            raise CommandError(f"{path}: the token file is not a regular file")
+        if st.st_uid != os.geteuid():
+            raise CommandError(f"{path}: the token file is owned by uid {st.st_uid}, not by "
+                               f"you (uid {os.geteuid()}): the bearer token grants the whole "
+                               f"view; use a file of your own ({fix})")
+        if mode & 0o077:
+            raise CommandError(f"{path}: the token file is open to other users (mode "
+                               f"{mode:04o}): the bearer token grants the whole view; "
+                               f"{fix}, and replace the token if others may have read it")
+        data = file.read(MAX_TOKEN_FILE_BYTES + 1)
+    if len(data) > MAX_TOKEN_FILE_BYTES:
+        raise CommandError(f"{path}: the token file is larger than "
+                           f"{MAX_TOKEN_FILE_BYTES} bytes; it should hold one token")
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise CommandError(f"{path}: the token file is not UTF-8 text") from None
