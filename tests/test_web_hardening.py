@@ -6,6 +6,7 @@ Real SQLite files, the real CLI in process, starlette's TestClient; no mocks, no
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import sys
@@ -20,7 +21,7 @@ pytest.importorskip("starlette", reason="the web extra is not installed: pip ins
 from click.testing import CliRunner
 
 from ledger.cli import run
-from ledger.web import create_app
+from ledger.web import Auth, create_app
 from tests.operator import Site, make_site
 from tests.web_helpers import OPERATOR, Demo, csrf_of, login, make_client, make_demo
 
@@ -207,3 +208,85 @@ def test_serve_refuses_a_token_file_owned_by_another_user(site: Site, tmp_path: 
     os.chown(path, 65534, 65534)
     code, said = _serve("--token-file", str(path))
     assert code == 1 and str(path) in said and "owned by" in said, said
+
+
+# -- 4. login tokens expire; sessions expire when idle ------------------------------
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_login_tokens_expire() -> None:
+    clock = Clock()
+    auth = Auth(login_seconds=900, clock=clock)
+    old = auth.issue_login_token("alice")
+    clock.now += 600
+    fresh = auth.issue_login_token("bob")
+    clock.now += 300  # `old` is exactly 900 s old: expired
+    assert auth.login(old) is None
+    found = auth.login(fresh)  # 300 s old
+    assert found is not None and found[1].operator == "bob"
+    clock.now += 601
+    late = auth.issue_login_token("carol")
+    clock.now += 900
+    assert auth.login(late) is None
+
+
+def test_sessions_expire_when_idle_and_at_their_end() -> None:
+    clock = Clock()
+    auth = Auth(session_seconds=3600, idle_seconds=600, clock=clock)
+    cookie, session = auth.login(auth.issue_login_token("alice")) or ("", None)
+    assert session is not None
+    for _ in range(5):  # used every 9 minutes: kept
+        clock.now += 540
+        assert auth.session(cookie) is session
+    clock.now += 600  # 10 minutes without a request: gone
+    assert auth.session(cookie) is None
+    clock.now += 1
+    assert auth.session(cookie) is None  # and it does not come back
+    # in use all along, a session still ends at session_seconds
+    cookie, session = auth.login(auth.issue_login_token("bob")) or ("", None)
+    for _ in range(6):
+        clock.now += 590
+        assert auth.session(cookie) is session
+    clock.now += 60  # 3600 s after the login
+    assert auth.session(cookie) is None
+
+
+def test_expired_token_and_idle_session_in_the_browser(store: Any) -> None:
+    clock = Clock()
+    app = create_app(store, auth=Auth(login_seconds=900, idle_seconds=600, clock=clock))
+    token = app.state.auth.issue_login_token("alice")
+    clock.now += 901
+    c = make_client(app)
+    r = c.post("/login", data={"token": token}, follow_redirects=False)
+    assert r.status_code == 401
+    assert c.get("/", follow_redirects=False).status_code == 303
+    login(c, app.state.auth.issue_login_token("alice"))
+    assert c.get("/", follow_redirects=False).status_code == 200
+    clock.now += 601
+    r = c.get("/", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+
+
+def test_serve_says_the_link_is_one_time_and_when_it_expires(site: Site) -> None:
+    _code, said = _serve("--login-ttl", "5")
+    line = next(x for x in said.splitlines() if "log in as" in x)
+    assert "one-time" in line and "expires" in line and "5 min" in line, line
+    _code, said = _serve()
+    assert "15 min" in next(x for x in said.splitlines() if "log in as" in x)
+    _code, said = _serve("--login-ttl", "0")
+    assert _code == 2 and "--login-ttl" in said
+
+
+def test_serve_json_names_the_expiry(site: Site) -> None:
+    _code, said = _serve("--json", "--login-ttl", "7")
+    doc = json.loads(next(x for x in said.splitlines() if x.startswith("{")))
+    assert doc["login_ttl_seconds"] == 420 and doc["login_expires"].endswith("Z")

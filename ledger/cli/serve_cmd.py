@@ -11,6 +11,7 @@ import errno
 import os
 import shlex
 import stat
+from datetime import UTC, datetime, timedelta
 
 import click
 
@@ -31,17 +32,21 @@ WEB_HINT = ("the web view needs the `web` extra: pip install 'moltis-config-ledg
 @click.option("--token-file", type=click.Path(dir_okay=False, exists=True), default=None,
               help="A file holding a bearer token for scripts (Authorization: Bearer ...): "
                    "yours, mode 0600, not a symlink (anything else is refused).")
+@click.option("--login-ttl", type=click.IntRange(1, 24 * 60), default=15, show_default=True,
+              metavar="MINUTES",
+              help="How long the printed one-time login link stays valid.")
 @click.option("--secure-cookie", is_flag=True,
               help="Mark the session cookie Secure (when a TLS proxy serves the view).")
 @common
 @pass_state
 def serve(state: State, host: str, port: int, allow_rollback: bool, token_file: str | None,
-          secure_cookie: bool) -> None:
+          login_ttl: int, secure_cookie: bool) -> None:
     """Serve the audit web view: timeline, diffs, config at any point, blame, verify,
     provider credentials (never their values), live updates.
 
     Prints a URL with a one-time login token (in the URL's #fragment, which the browser
-    never sends to the server). The logged-in operator is --actor (default
+    never sends to the server), valid for --login-ttl minutes; a session ends after an
+    hour without a request, or 12 hours after the login. The logged-in operator is --actor (default
     $MOLTIS_LEDGER_ACTOR, else user@host), who is the actor of any rollback.
 
     Example:
@@ -61,13 +66,14 @@ def serve(state: State, host: str, port: int, allow_rollback: bool, token_file: 
     operator = resolve_actor(state.actor)
     token = read_token_file(token_file) if token_file is not None else None
     store = state.store(write=allow_rollback)
-    auth = Auth()
+    auth = Auth(login_seconds=login_ttl * 60)
     if token is not None:
         try:
             auth.add_bearer_token(token, operator)
         except ValueError as err:
             raise CommandError(f"{token_file}: {err}") from None
     login = auth.issue_login_token(operator)
+    expires = (datetime.now(UTC) + timedelta(seconds=auth.login_seconds)).replace(microsecond=0)
     app = create_app(store, auth=auth, allow_rollback=allow_rollback,
                      secure_cookies=secure_cookie)
     shown = f"[{host}]" if ":" in host else host
@@ -75,11 +81,14 @@ def serve(state: State, host: str, port: int, allow_rollback: bool, token_file: 
     login_url = f"{url}login#token={login}"
     if state.json:
         state.out.json_line({"url": url, "login_url": login_url, "operator": operator,
+                             "login_expires": expires.isoformat().replace("+00:00", "Z"),
+                             "login_ttl_seconds": int(auth.login_seconds),
                              "allow_rollback": allow_rollback})
     else:
         state.out.line(f"moltis-ledger audit view on {url} ({store.backend_name}, "
                        + ("rollback allowed" if allow_rollback else "read-only") + ")", "bold")
-        state.out.line(f"log in as {operator} (the link works once): {login_url}")
+        state.out.line(f"log in as {operator} (one-time link, expires "
+                       f"{expires:%Y-%m-%d %H:%M:%S}Z, in {login_ttl} min): {login_url}")
         state.out.note("Ctrl-C to stop")
     if not is_loopback(host):
         state.out.warn(f"listening on {host}, not loopback: plain HTTP; put a TLS proxy in "
