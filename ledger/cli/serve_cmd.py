@@ -46,8 +46,9 @@ def serve(state: State, host: str, port: int, allow_rollback: bool, token_file: 
 
     Prints a URL with a one-time login token (in the URL's #fragment, which the browser
     never sends to the server), valid for --login-ttl minutes; a session ends after an
-    hour without a request, or 12 hours after the login. The logged-in operator is --actor (default
-    $MOLTIS_LEDGER_ACTOR, else user@host), who is the actor of any rollback.
+    hour without a request, or 12 hours after the login. The logged-in operator is
+    --actor (default $MOLTIS_LEDGER_ACTOR, else user@host), who is the actor of any
+    rollback.
 
     Example:
 

@@ -10,9 +10,9 @@
 - Every session has its own CSRF token, required on every POST of a form.
 
 Time comes from `clock` (monotonic seconds; a test passes its own). Tokens are compared
-in constant time against every known token (no early exit, no
-lookup keyed by the secret itself); sessions are kept by the hash of their id, so
-neither a cookie nor a token is ever a dictionary key or a log field.
+in constant time against every known token (no early exit, no lookup keyed by the
+secret itself); sessions are kept by the hash of their id, so neither a cookie nor a
+token is ever a dictionary key or a log field.
 """
 
 from __future__ import annotations
