@@ -24,7 +24,8 @@ T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WORK = REPO / "benchmarks" / "_work"
-SHARED_FIXTURES = REPO.parent / "shared" / "fixtures" / "moltis"
+# Moltis's own files, part of the repository
+FIXTURES = REPO / "tests" / "fixtures" / "moltis"
 DOCS_EXAMPLE = "docs-example.moltis.toml"
 TEMPLATE = "template.moltis.toml"
 ACTOR = "bench"
@@ -122,10 +123,10 @@ class MissingFixture(Skip):
 
 
 def fixture(name: str) -> Path:
-    """A private copy of a Moltis fixture (the shared folder is never written to)."""
-    src = SHARED_FIXTURES / name
+    """A private copy of a Moltis fixture (the repository's copy is never written to)."""
+    src = FIXTURES / name
     if not src.is_file():
-        raise MissingFixture(f"fixture {name} is absent (looked in {SHARED_FIXTURES})")
+        raise MissingFixture(f"fixture {name} is absent (looked in {FIXTURES})")
     dest = work_dir() / "fixtures" / name
     dest.parent.mkdir(exist_ok=True)
     if not dest.exists() or dest.read_bytes() != src.read_bytes():

@@ -32,8 +32,8 @@ from ledger import (
 from ledger.files import safe_io as fileio
 from ledger.schema.providers import ProviderConfig
 from ledger.stores.file_store import FileConfigStore, discover_config_file
+from tests.conftest import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "moltis"
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -43,9 +43,6 @@ def run(coro):
 
 @pytest.fixture
 def fixtures() -> Path:
-    if not (FIXTURES / "template.moltis.toml").is_file():
-        pytest.skip(f"the Moltis fixtures are not present at {FIXTURES} (they live in "
-                    "../shared/fixtures/moltis next to the repository)")
     return FIXTURES
 
 

@@ -29,14 +29,11 @@ from ledger.schema import (
 )
 from ledger.schema.introspect import secret_patterns
 from ledger.typed.convert import to_typed
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "moltis"
+from tests.conftest import FIXTURES
 
 
 @pytest.fixture
 def fixtures() -> Path:
-    if not FIXTURES.is_dir():
-        pytest.skip(f"../shared/fixtures/moltis is not present: {FIXTURES}")
     return FIXTURES
 
 
