@@ -1,15 +1,25 @@
-"""The operator CLI, end to end: every command runs as a real subprocess
-(`python -m ledger ...`) on real files in tmp_path, seeded from the Moltis fixtures.
+"""The operator CLI, end to end, on real files in tmp_path seeded from the Moltis fixtures.
 
-Every call goes through `Cli.__call__`, which also asserts that none of the seeded
-secrets appears on stdout or stderr (only `export --reveal-secrets` files may hold
-them). Each subprocess gets MOLTIS_CONFIG_DIR / MOLTIS_DATA_DIR under tmp_path, a
+Commands run in-process: `Cli.__call__` calls `ledger.cli.run(argv)` (the same entry
+point as `moltis-ledger`, so exit codes and error printing are the real ones) inside
+click's `CliRunner` isolation, which gives it its own stdin, stdout, stderr and
+environment. A subprocess costs ~0.4 s of interpreter start-up per call; in-process a
+call costs milliseconds. What only a real process can show runs as one, through
+`Cli.process`: `python -m ledger` and the installed `moltis-ledger` script, exit codes
+as the operating system sees them, stdout and stderr as separate pipes, a watcher in
+another process, a lock held by another process.
+
+Every call, either way, asserts that none of the seeded secrets appears on stdout or
+stderr (only `export --reveal-secrets` files may hold them) and that no traceback was
+printed. Each call sees MOLTIS_CONFIG_DIR / MOLTIS_DATA_DIR under tmp_path, a
 MOLTIS_LEDGER_KEY, and no other MOLTIS_* variable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -18,13 +28,19 @@ import stat
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from blake3 import blake3
+from click.testing import CliRunner
+
+import ledger.cli.app as cli_app
+from ledger.cli import run as cli_run
 
 # Distinctive values that must never be printed by any command.
 SECRET_TOML = "sk-CLI-TEST-SECRET-toml-4f1e2d"  # [providers.openai] api_key in moltis.toml
@@ -51,8 +67,32 @@ class Call:
     input: str | None = None
 
 
+@contextlib.contextmanager
+def cli_process_state() -> Iterator[None]:
+    """What one `moltis-ledger` process would start from, and leave behind for nobody:
+    the CLI configures the root logger (a handler on the stderr of that moment, a
+    level), keeps the verbosity in a module global for `run()`, and `demo` rewrites
+    MOLTIS_* variables. Each in-process call starts clean and puts all of it back, so
+    no call sees the previous one's -v and no test sees a CLI's logging set-up."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    environ = dict(os.environ)
+    cli_app._verbosity = 0
+    try:
+        yield
+    finally:
+        cli_app._verbosity = 0
+        for handler in root.handlers:
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
+        for name in [n for n in os.environ if n not in environ]:
+            del os.environ[name]
+        os.environ.update(environ)
+
+
 class Cli:
-    """Runs `python -m ledger` with an isolated Moltis installation under `root`."""
+    """`moltis-ledger` with an isolated Moltis installation under `root`."""
 
     def __init__(self, root: Path, key: str) -> None:
         self.root = root
@@ -64,38 +104,70 @@ class Cli:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MOLTIS_")}
         env.update(MOLTIS_CONFIG_DIR=str(self.config_dir), MOLTIS_DATA_DIR=str(self.data_dir),
                    MOLTIS_LEDGER_KEY=key, COLUMNS="200", NO_COLOR="1")
-        self.env = env
+        self.env = env  # a subprocess's whole environment; in-process, the changes below
 
     def fork(self, name: str) -> Cli:
         """Another installation (own config and data dirs), same ledger key."""
         return Cli(self.root.parent / name, self.key)
 
+    def _env_changes(self) -> dict[str, str | None]:
+        changes: dict[str, str | None] = {
+            k: None for k in os.environ if k.startswith("MOLTIS_") and k not in self.env}
+        changes.update({k: v for k, v in self.env.items()
+                        if k.startswith("MOLTIS_") or k in ("COLUMNS", "NO_COLOR")})
+        return changes
+
+    def __call__(self, *args: str, code: int = 0, input: str | None = None) -> Result:
+        """One command, in this process."""
+        runner = CliRunner()
+        with cli_process_state(), contextlib.chdir(self.root), runner.isolation(
+                input=input, env=self._env_changes()) as (stdout, stderr, _):
+            # the runner wraps help at a forced 80 columns; a real process asks the
+            # terminal (COLUMNS), and so does this call (isolation restores the value)
+            click.formatting.FORCED_WIDTH = None
+            returned = cli_run(list(args))
+            sys.stdout.flush()
+            sys.stderr.flush()
+        result = Result(returned, stdout.getvalue().decode(), stderr.getvalue().decode())
+        return self._checked(args, result, code)
+
+    def many(self, *calls: tuple[str, ...] | Call) -> list[Result]:
+        """Several calls, in order (reads that the subprocess version ran concurrently)."""
+        todo = [c if isinstance(c, Call) else Call(c) for c in calls]
+        return [self(*c.args, code=c.code, input=c.input) for c in todo]
+
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "ledger", *args]
 
-    def __call__(self, *args: str, code: int = 0, input: str | None = None) -> Result:
-        proc = subprocess.run(self.argv(*args), env=self.env, input=input, text=True,
-                              capture_output=True, timeout=60, cwd=self.root, check=False)
-        result = Result(proc.returncode, proc.stdout, proc.stderr)
-        for secret in SECRETS:
-            assert secret not in proc.stdout, f"{args}: a secret on stdout"
-            assert secret not in proc.stderr, f"{args}: a secret on stderr"
-        assert "Traceback" not in proc.stderr, f"{args}: {proc.stderr}"
-        assert proc.returncode == code, (
-            f"{args}: exit {proc.returncode}, expected {code}\n"
-            f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
-        return result
+    def process(self, *args: str, code: int = 0, input: str | None = None,
+                argv: list[str] | None = None) -> Result:
+        """One command as a real process (`python -m ledger`, or `argv`)."""
+        proc = subprocess.run([*(argv or self.argv()), *args], env=self.env, input=input,
+                              text=True, capture_output=True, timeout=60, cwd=self.root,
+                              check=False)
+        return self._checked(args, Result(proc.returncode, proc.stdout, proc.stderr), code)
 
-    def many(self, *calls: tuple[str, ...] | Call) -> list[Result]:
-        """Independent calls (reads) run concurrently: subprocess start-up, not the
-        ledger, is what CLI tests spend their time on."""
+    def processes(self, *calls: tuple[str, ...] | Call) -> list[Result]:
+        """Independent real processes, run concurrently (start-up is what they cost)."""
         todo = [c if isinstance(c, Call) else Call(c) for c in calls]
         with ThreadPoolExecutor(max_workers=4) as pool:
-            return list(pool.map(lambda c: self(*c.args, code=c.code, input=c.input), todo))
+            return list(pool.map(
+                lambda c: self.process(*c.args, code=c.code, input=c.input), todo))
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(self.argv(*args), env=self.env, text=True, cwd=self.root,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    @staticmethod
+    def _checked(args: tuple[str, ...], result: Result, code: int) -> Result:
+        for secret in SECRETS:
+            assert secret not in result.out, f"{args}: a secret on stdout"
+            assert secret not in result.err, f"{args}: a secret on stderr"
+        assert "Traceback" not in result.err, f"{args}: {result.err}"
+        assert result.code == code, (
+            f"{args}: exit {result.code}, expected {code}\n"
+            f"stdout: {result.out}\nstderr: {result.err}")
+        return result
 
     def head(self) -> int:
         return int(self("log", "--limit", "1", "--json").json()["head_seq"])
@@ -651,6 +723,47 @@ def test_shred_forgets_a_value_but_keeps_history(migrated: Cli) -> None:
     assert entry.json()["apiKey"].startswith("<secret destroyed")
     assert log.json()["events"][0]["kind"] == "shred"
     assert "aborted" in asked.err
+
+
+# ---------------------------------------------------------------------------------
+# what only a real process shows (the rest of this file runs in-process)
+
+
+def test_python_m_ledger_and_the_installed_script_are_the_same_cli(cli: Cli) -> None:
+    script = Path(sys.executable).parent / "moltis-ledger"
+    assert script.is_file(), f"{script} is missing: `pip install -e .` installs it"
+    module_version = cli.process("--version")
+    script_version = cli.process("--version", argv=[str(script)])
+    assert module_version.out == script_version.out
+    assert module_version.out.startswith("moltis-ledger, version ")
+    module_help = cli.process("--help")
+    assert cli.process("--help", argv=[str(script)]).out == module_help.out
+    # the in-process harness shows what a real process prints
+    assert cli("--help").out == module_help.out
+
+
+def test_exit_codes_through_a_real_process(migrated: Cli) -> None:
+    cli = migrated
+    cli("set", "server.port", "8080")
+    usage, error, verify, conflict, read_only, ok = cli.processes(
+        Call(("lgo",), 2), Call(("get", "server.bind_typo"), 1),
+        Call(("verify", "--expect-head", "00" * 32), 3),
+        Call(("set", "server.port", "1", "--expected-seq", "1"), 4),
+        Call(("--read-only", "set", "server.port", "1"), 5), Call(("get", "server.port"), 0))
+    for failed in (usage, error, verify, conflict, read_only):
+        assert failed.out == "" and failed.err, "errors go to stderr only"
+    assert "No such command 'lgo'" in usage.err and "conflict" in conflict.err
+    assert ok.out == "8080\n" and ok.err == ""
+
+
+def test_stdout_and_stderr_are_separate_pipes(migrated: Cli) -> None:
+    """-v logs to stderr while stdout holds exactly the one JSON document."""
+    cli = migrated
+    logged = cli.process("-v", "--json", "set", "server.port", "8080", "--reason", "proxy")
+    assert logged.json()["appended"] and logged.json()["seq"] == 2
+    assert "[info" in logged.err and "seq=" in logged.err
+    shown = cli.process("--json", "show")
+    assert shown.json()["server"]["port"] == 8080 and shown.err == ""
 
 
 # ---------------------------------------------------------------------------------
