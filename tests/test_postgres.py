@@ -194,29 +194,34 @@ def test_watch_yields_in_order_and_survives_a_missed_notification(pg_url, pg):
 
     async def main() -> list[int]:
         seen: list[int] = []
-        # no notification: a re-read every 2 s; a notification: at once
-        stream = store.watch(poll_interval=2.0)
+        # Woken by NOTIFY, not by the re-read: this watch's fallback re-read comes only
+        # after an hour without a notification, so an event that arrives at all (the
+        # wait_for bounds are hang guards) was announced by NOTIFY.
+        stream = store.watch(poll_interval=3600.0)
         first = asyncio.ensure_future(stream.__anext__())
-        await asyncio.sleep(0.3)  # the watch is listening now
-        started = time.monotonic()
+        await asyncio.sleep(0.3)  # usually listening by now (if not, its first read finds seq 2)
         await writer.update_raw(set_port(2))
-        seen.append((await asyncio.wait_for(first, 5)).seq)
+        seen.append((await asyncio.wait_for(first, 60)).seq)
         await writer.update_raw(set_port(3))
-        seen.append((await asyncio.wait_for(stream.__anext__(), 5)).seq)
-        assert time.monotonic() - started < 1.5  # woken by NOTIFY, not by the re-read
-        # an event that never notifies (a hand-written INSERT) still arrives, by the
-        # fallback re-read
+        seen.append((await asyncio.wait_for(stream.__anext__(), 60)).seq)
+        await stream.aclose()
+        # An event that never notifies (a hand-written INSERT) still arrives, by the
+        # fallback re-read of a watch that re-reads every second: the watch has already
+        # read up to seq 3 and is waiting for a notification when the row appears.
+        polling = store.watch(poll_interval=1.0, after=2)
+        seen.append((await asyncio.wait_for(polling.__anext__(), 60)).seq)
+        waiting = asyncio.ensure_future(polling.__anext__())
         head = writer.pg.head()
         payload = b'{"changes":[]}'
         h = link(head.hash, head.seq + 1, head.ts, "psql", "", "cli", "change", payload)
         pg.execute(f"INSERT INTO {q(store, 'ledger_events')} VALUES "
                    "(%s, %s, 'psql', '', 'cli', 'change', %s, %s, %s)",
                    (head.seq + 1, head.ts, payload, head.hash, h))
-        seen.append((await asyncio.wait_for(stream.__anext__(), 10)).seq)
-        await stream.aclose()
+        seen.append((await asyncio.wait_for(waiting, 60)).seq)
+        await polling.aclose()
         return seen
 
-    assert asyncio.run(main()) == [2, 3, 4]
+    assert asyncio.run(main()) == [2, 3, 3, 4]
     writer.pg.close()
 
 
@@ -381,6 +386,7 @@ def test_reads_stream_in_pages_in_both_directions(pg_url):
 # -- errors ---------------------------------------------------------------------------
 
 def test_errors_are_translated_and_never_show_the_password(pg_url, pg):
+    import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
     params = conninfo_to_dict(pg_url)
@@ -393,18 +399,29 @@ def test_errors_are_translated_and_never_show_the_password(pg_url, pg):
 
     store = fresh_pg_store(pg_url, busy_timeout=0.2)
     fill(store, 1)
-    # another writer holds the head row lock
+    # another writer holds the head row lock; it lets go by itself after a minute, so
+    # a writer that ignored its busy timeout would get the lock and succeed (failing
+    # the raises below) instead of hanging the test
     pg.execute("BEGIN")
     pg.execute(f"SELECT * FROM {q(store, 'ledger_head')} FOR UPDATE")
+    released = threading.Lock()
+
+    def let_go() -> None:
+        with released:
+            pg.execute("ROLLBACK")
+
+    holder = threading.Timer(60.0, let_go)
+    holder.start()
     try:
         with pytest.raises(StoreBusyError):
             store.ledger.update_typed(set_port(2), wait=False)
-        started = time.monotonic()
         with pytest.raises(StoreBusyError, match="locked by another writer"):
-            store.ledger.update_typed(set_port(3))
-        assert time.monotonic() - started < 3
+            store.ledger.update_typed(set_port(3))  # gave up before the holder let go
     finally:
-        pg.execute("ROLLBACK")
+        holder.cancel()
+        with released:
+            if pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                pg.execute("ROLLBACK")
     assert store.ledger.update_typed(set_port(4)).appended
 
     reader = PostgresConfigStore(pg_url, schema=store.pg.schema, read_only=True)
