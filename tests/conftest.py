@@ -1,5 +1,6 @@
 """Shared fixtures: an isolated environment per test, the Moltis fixtures, and a
-factory for every ConfigStore backend (the contract suite runs against each).
+factory for every ConfigStore backend (the contract suite runs against each); the
+PostgreSQL line of the run's summary.
 
 The Moltis fixtures live in `tests/fixtures/moltis/`, copied unchanged from Moltis's
 own files (the first-run template, the documentation's example, the provider key file
@@ -12,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Generator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 T = TypeVar("T")
+pytest_plugins = ("pytester",)  # tests/test_suite_itself.py runs small pytest sessions
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "moltis"
 PG_URL_VAR = "LEDGER_TEST_PG_URL"
@@ -86,7 +88,9 @@ def make_factory(kind: str, tmp_path: Path) -> StoreFactory:
     return factory
 
 
-LEDGER_KINDS = ["memory", "sqlite", "postgres"]
+# The PostgreSQL parameter carries the `postgres` mark, so the summary counts those tests
+# and `-m postgres` / `-m "not postgres"` select them like test_postgres.py's.
+LEDGER_KINDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 ALL_KINDS = [*LEDGER_KINDS, "file"]
 
 
@@ -100,15 +104,59 @@ def ledger_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFacto
     return make_factory(request.param, tmp_path)
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Say in the log how many PostgreSQL tests ran (CI must show they did)."""
-    counts = {
-        outcome: sum(1 for r in terminalreporter.stats.get(outcome, [])
-                     if "postgres" in getattr(r, "nodeid", ""))
-        for outcome in ("passed", "failed", "skipped")
-    }
-    if any(counts.values()):
-        terminalreporter.write_line(
-            f"postgres: {counts['passed']} passed, {counts['failed']} failed, "
-            f"{counts['skipped']} skipped ({PG_URL_VAR} "
-            f"{'set' if os.environ.get(PG_URL_VAR) else 'not set'})")
+# -- the PostgreSQL line of the summary ----------------------------------------------
+#
+# It counts what pytest decided for each test marked `postgres` (by hand, by module, or
+# as the postgres parameter of the store factories): one outcome per test, taken from
+# its setup, call and teardown reports. A name that merely mentions PostgreSQL is not a
+# PostgreSQL test; a skipped one is not a passed one.
+
+_PG_OUTCOMES = pytest.StashKey[dict[str, str]]()
+
+
+def _is_pg(item: pytest.Item) -> bool:
+    return item.get_closest_marker("postgres") is not None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_PG_OUTCOMES] = {}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+        item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Records each PostgreSQL test's outcome, from the report pytest will print (this
+    wrapper is outermost, so xfail handling has already happened). Under CI=true such a
+    test never skips: whatever the reason (no server, a DSN the test cannot use), the
+    skip becomes a failure that says so."""
+    report: pytest.TestReport = yield
+    if not _is_pg(item):
+        return report
+    if report.skipped and os.environ.get("CI") == "true" and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: this PostgreSQL test must run, but it skipped: {reason}"
+    outcomes = item.config.stash[_PG_OUTCOMES]
+    if report.failed:
+        outcomes[report.nodeid] = "failed"  # a failed setup or teardown fails the test
+    elif report.skipped:
+        outcomes.setdefault(report.nodeid, "skipped")
+    elif report.when == "call":
+        outcomes.setdefault(report.nodeid, "passed")
+    return report
+
+
+def pg_summary(outcomes: dict[str, str]) -> str:
+    counts = {kind: sum(1 for o in outcomes.values() if o == kind)
+              for kind in ("passed", "failed", "skipped")}
+    return (f"postgres: {counts['passed']} passed, {counts['failed']} failed, "
+            f"{counts['skipped']} skipped")
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """One line saying how many PostgreSQL tests passed, failed and skipped (CI's log
+    must show they ran); nothing when none was selected."""
+    outcomes = config.stash.get(_PG_OUTCOMES, {})
+    if outcomes:
+        where = "set" if os.environ.get(PG_URL_VAR) else "not set"
+        terminalreporter.write_line(f"{pg_summary(outcomes)} ({PG_URL_VAR} {where})")

@@ -104,6 +104,7 @@ def test_unexpected_errors_print_one_line(monkeypatch: pytest.MonkeyPatch,
         raise RuntimeError("boom")
 
     monkeypatch.setattr(cli_module, "configure_logging", lambda _v: None)
+    monkeypatch.setattr(cli_module, "_verbosity", 0)  # -v below sets it: put it back after
     monkeypatch.setattr(cli_module.State, "store", boom)
     assert cli_module.run(["show"]) == 1
     err = capsys.readouterr().err
