@@ -97,6 +97,7 @@ def test_sqlite_writers_race_without_loss(tmp_path: Path) -> None:
     check(SqliteConfigStore(db, keys=KeySource(key=key)), reports, 1000)
 
 
+@pytest.mark.postgres
 def test_postgres_writers_race_without_loss() -> None:
     url = _pg_url()
     if not url:
