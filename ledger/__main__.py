@@ -1,6 +1,6 @@
 """`python -m ledger`: the same command line as `moltis-ledger`."""
 
-from ledger.cli.app import main
+from ledger.cli import main
 
 if __name__ == "__main__":
     main()

@@ -26,7 +26,10 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 
 
 def walk(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
-    for name, command in sorted(group.commands.items()):
+    ctx = click.Context(group)  # the group loads its commands lazily: ask it, as click does
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         full = f"{prefix}{name}"
         yield full, command
         if isinstance(command, click.Group):

@@ -1,17 +1,42 @@
 """`moltis-ledger` (also `python -m ledger`): the operator's command line.
 
-`app` holds the click group, the global options and the entry points; the command
-modules attach their commands to it when imported here, so nothing below imports
-upward: `render` <- `app` <- `*_cmds` <- this package.
+`app` holds the click group, the global options, the entry points and the table of
+which module defines each command; a command module is imported (and attaches its
+commands to the group) only when one of its commands runs, so the CLI starts fast.
+Nothing below imports upward: `render` <- `app` <- `*_cmds`.
+
+This package itself imports nothing heavy: `main` answers `--version` without loading
+click, and `cli`, `run` and `exit_code_for` load `app` on first use (PEP 562).
 """
 
-from ledger.cli import (  # noqa: F401  (registers the commands)
-    admin_cmds,
-    config_cmds,
-    history_cmds,
-    serve_cmd,
-    switch_cmds,
-)
-from ledger.cli.app import cli, exit_code_for, main, run
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ledger.cli.app import cli, exit_code_for, run
 
 __all__ = ["cli", "exit_code_for", "main", "run"]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The console script `moltis-ledger`."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args == ["--version"]:  # what click's version option prints, without click
+        from ledger import __version__
+
+        sys.stdout.write(f"moltis-ledger, version {__version__}\n")
+        sys.exit(0)
+    from ledger.cli.app import main as run_main
+
+    run_main(argv)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("cli", "exit_code_for", "run"):
+        from ledger.cli import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module 'ledger.cli' has no attribute {name!r}")

@@ -15,9 +15,9 @@ library's exception tree is mapped to exit codes in one place, `exit_code_for()`
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
+import importlib
 import os
 import sys
 import traceback
@@ -29,9 +29,6 @@ import click
 
 from ledger import __version__
 from ledger.cli.render import Output, configure_logging
-from ledger.core.chain import VerifyReport
-from ledger.engine.ledger import Commit
-from ledger.engine.vault import Vault
 from ledger.errors import (
     ConflictError,
     LedgerError,
@@ -41,12 +38,15 @@ from ledger.errors import (
     VerificationError,
 )
 from ledger.files import dirs
-from ledger.stores.ledger_store import LedgerConfigStore
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the CLI starts fast: the library is imported by the commands that use it
+    from ledger.core.chain import VerifyReport
+    from ledger.engine.ledger import Commit
+    from ledger.engine.vault import Vault
     from ledger.ops.open_store import Installation
+    from ledger.stores.ledger_store import LedgerConfigStore
 
-__all__ = ["cli", "exit_code_for", "main", "run"]
+__all__ = ["COMMANDS", "LazyGroup", "cli", "exit_code_for", "main", "run"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 DSN_PREFIXES = ("postgresql://", "postgres://")
@@ -353,6 +353,44 @@ def expect_head_option(fn: F) -> F:
 # ---------------------------------------------------------------------------------
 # the group
 
+# Which module defines each top-level command. A command module is imported only when
+# its command runs (or for help that lists every command), so `get` does not pay for
+# the imports of `demo` or `export`. A new command goes here too; a test checks that
+# every command a module defines is in this table and vice versa.
+COMMANDS: dict[str, str] = {
+    **dict.fromkeys(("show", "get", "set", "unset", "check"), "ledger.cli.config_cmds"),
+    **dict.fromkeys(("log", "diff", "blame", "rollback", "export"), "ledger.cli.history_cmds"),
+    **dict.fromkeys(("verify", "verify-bundle", "bundle", "import-bundle", "backup",
+                     "restore", "watch", "shred", "rebuild-snapshots", "providers", "demo"),
+                    "ledger.cli.admin_cmds"),
+    **dict.fromkeys(("migrate", "switch-backend", "unseal-backup"), "ledger.cli.switch_cmds"),
+    "serve": "ledger.cli.serve_cmd",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose commands are registered by their modules on first use.
+
+    The modules attach their commands with `@cli.command()` when imported (so they
+    import this module, never the other way round); `get_command` imports the one
+    module that defines the name asked for, `list_commands` names every command of the
+    table, so `-h` and "No such command" suggestions stay complete."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            importlib.import_module(COMMANDS[cmd_name])
+        return self.commands.get(cmd_name)
+
+    def load_all(self) -> dict[str, click.Command]:
+        """Every command (imports every command module): for docs and tests."""
+        for module in dict.fromkeys(COMMANDS.values()):
+            importlib.import_module(module)
+        return dict(self.commands)
+
+
 
 EPILOG = """\b
 Exit codes:
@@ -372,7 +410,8 @@ REF: a seq (12), -N (N events back), head, or a UTC time: ISO-8601
 """
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=EPILOG)
 @click.version_option(__version__, "--version", prog_name="moltis-ledger")
 @click.option("--config-dir", type=click.Path(file_okay=False), default=None,
               help="Where moltis.toml lives (default: $MOLTIS_CONFIG_DIR, ~/.config/moltis).")
@@ -552,6 +591,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def run_async(coro: Any) -> Any:
+    import asyncio  # only the commands that call the async API pay for asyncio
+
     return asyncio.run(coro)
 
 

@@ -16,10 +16,11 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from rich.console import Console
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
 
 __all__ = ["Output", "configure_logging", "json_text"]
 
@@ -73,11 +74,29 @@ class Output:
 
     def __init__(self, *, json_mode: bool = False) -> None:
         self.json_mode = json_mode
-        self.out = Console(highlight=False, soft_wrap=True)
-        if not self.out.is_terminal and not os.environ.get("COLUMNS"):
-            # piped or redirected: do not fold tables to 80 columns
-            self.out = Console(highlight=False, soft_wrap=True, width=PIPE_WIDTH)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        # rich is imported (tens of milliseconds) only when something styled is printed:
+        # `get` and every --json command write plain text and never pay for it.
+        self._out: Console | None = None
+        self._err: Console | None = None
+
+    @property
+    def out(self) -> Console:
+        if self._out is None:
+            from rich.console import Console
+
+            self._out = Console(highlight=False, soft_wrap=True)
+            if not self._out.is_terminal and not os.environ.get("COLUMNS"):
+                # piped or redirected: do not fold tables to 80 columns
+                self._out = Console(highlight=False, soft_wrap=True, width=PIPE_WIDTH)
+        return self._out
+
+    @property
+    def err(self) -> Console:
+        if self._err is None:
+            from rich.console import Console
+
+            self._err = Console(stderr=True, highlight=False, soft_wrap=True)
+        return self._err
 
     # -- plain output ---------------------------------------------------------------
 
@@ -100,6 +119,8 @@ class Output:
         sys.stdout.flush()
 
     def line(self, text: str, style: str | None = None) -> None:
+        from rich.text import Text
+
         self.out.print(Text(text, style=style or ""))
 
     def lines(self, texts: Iterable[tuple[str, str | None]]) -> None:
@@ -108,16 +129,24 @@ class Output:
 
     def note(self, text: str) -> None:
         """A remark for the person at the terminal (stderr, so pipes stay clean)."""
+        from rich.text import Text
+
         self.err.print(Text(text, style="dim"))
 
     def warn(self, text: str) -> None:
+        from rich.text import Text
+
         self.err.print(Text(f"warning: {text}", style="yellow"))
 
     def error(self, text: str) -> None:
+        from rich.text import Text
+
         self.err.print(Text(f"error: {text}", style="bold red"))
 
     def step(self, command: str) -> None:
         """A demo step: the command line an operator would type."""
+        from rich.text import Text
+
         self.out.print()
         self.out.print(Text(f"$ {command}", style="bold cyan"))
 
@@ -165,6 +194,7 @@ class Output:
         """A table; with `ratios`, it takes the full width and shares what the other
         columns leave among those columns."""
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=title, title_justify="left", header_style="bold",
                       show_edge=False, pad_edge=False, expand=bool(ratios))

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import getpass
 import os
-import socket
 from collections.abc import Iterator
 from contextvars import ContextVar
 
@@ -31,6 +29,9 @@ def acting_as(actor: str) -> Iterator[None]:
 
 @functools.cache
 def _os_actor() -> str:
+    import getpass  # with socket: only writes without an explicit actor need them
+    import socket
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):

@@ -14,21 +14,21 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import secrets as _random
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import blake3
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ledger._log import get_logger
 from ledger.backends.base import Backend, WriteTxn
 from ledger.core.secret_refs import DESTROYED_REF, SecretRef
 from ledger.errors import SecretDestroyedError, SecretKeyError
 from ledger.files.dirs import default_key_file, ensure_private_dir
+
+if TYPE_CHECKING:  # cryptography is imported when a secret is first sealed or opened
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = ["KeySource", "SealedOpener", "Vault"]
 
@@ -145,6 +145,8 @@ class Vault:
                 txn.set_meta("key_check", check)
             self._check = check
             self._fp_key = _subkey(key, "fingerprint")
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
             self._aead = AESGCM(_subkey(key, "secret sealing"))
 
     def fingerprint(self, plaintext: str, txn: WriteTxn | None = None) -> str:
@@ -161,7 +163,7 @@ class Vault:
         """Store a value in the secrets table; return the reference events will carry."""
         self._unlock(txn)
         assert self._aead is not None
-        ref = _random.token_hex(12)
+        ref = os.urandom(12).hex()  # os.urandom: what `secrets` uses, without its imports
         nonce = os.urandom(12)
         sealed = _SEALED_V1 + nonce + self._aead.encrypt(
             nonce, plaintext.encode("utf-8"), self._aad(ref)
@@ -191,6 +193,8 @@ class Vault:
             )
         self._unlock()
         assert self._aead is not None
+        from cryptography.exceptions import InvalidTag
+
         sealed = bytes(row.sealed)
         if not sealed.startswith(_SEALED_V1) or len(sealed) < 29:
             raise SecretKeyError(f"secret fp:{ref.fp}: the stored value is malformed")
@@ -223,6 +227,8 @@ SEALED_FILE_MAGIC: Final = b"moltis-ledger sealed file v1\n"
 
 def seal_blob(key: bytes, data: bytes, label: str) -> bytes:
     """AES-256-GCM under the key's "file sealing" subkey; the label is associated data."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     nonce = os.urandom(12)
     aead = AESGCM(_subkey(key, "file sealing"))
     return SEALED_FILE_MAGIC + nonce + aead.encrypt(nonce, data, label.encode())
@@ -233,6 +239,9 @@ def open_blob(key: bytes, sealed: bytes, label: str, where: str) -> bytes:
     tampered file."""
     if not sealed.startswith(SEALED_FILE_MAGIC) or len(sealed) < len(SEALED_FILE_MAGIC) + 28:
         raise SecretKeyError(f"{where}: not a file sealed by moltis-ledger")
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     body = sealed[len(SEALED_FILE_MAGIC):]
     try:
         return AESGCM(_subkey(key, "file sealing")).decrypt(body[:12], body[12:],
@@ -254,6 +263,9 @@ class SealedOpener:
         return ref.ref not in self._sealed
 
     def open_secret(self, ref: SecretRef) -> str:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         sealed = self._sealed.get(ref.ref)
         if sealed is None:
             raise SecretDestroyedError(f"secret fp:{ref.fp} has no value in the mirror")

@@ -15,7 +15,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["config_dir", "data_dir", "default_db_path", "default_key_file"]
+__all__ = ["config_dir", "data_dir", "default_db_path", "default_key_file",
+           "discover_config_file"]
 
 CONFIG_FILE_NAMES = ("moltis.toml", "moltis.yaml", "moltis.yml", "moltis.json")
 KEYS_FILE_NAME = "provider_keys.json"
@@ -66,3 +67,22 @@ def ensure_private_dir(path: Path) -> None:
         except FileExistsError:  # another process made it first
             continue
         os.chmod(folder, 0o700)
+
+
+_config_home = config_dir  # discover_config_file's argument shadows the name
+
+
+def discover_config_file(config_dir: str | os.PathLike[str] | None = None,
+                         env: Mapping[str, str] | None = None) -> Path:
+    """Moltis's rule: the first of moltis.toml, .yaml, .yml, .json in the config dir
+    override (`config_dir`, else MOLTIS_CONFIG_DIR) only, or else in `./` and then
+    `~/.config/moltis`; if none exists, `<config dir>/moltis.toml`."""
+    env = os.environ if env is None else env
+    home = _config_home(config_dir, env)
+    search = [home] if config_dir or env.get("MOLTIS_CONFIG_DIR") else [Path.cwd(), home]
+    for folder in search:
+        for name in CONFIG_FILE_NAMES:
+            candidate = folder / name
+            if candidate.exists():
+                return candidate.absolute()
+    return (home / "moltis.toml").absolute()

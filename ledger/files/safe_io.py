@@ -19,9 +19,7 @@ import errno
 import fcntl
 import json
 import os
-import secrets as _random
 import time
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -113,6 +111,8 @@ def parse_document(data: bytes, where: str, fmt: str) -> dict[str, Any]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ParseError(f"{where}: not UTF-8 text (bad byte at offset {err.start})") from None
+    import tomllib  # only the commands that read a file pay for the parser
+
     try:
         if fmt == "json":
             parsed = json.loads(text) if text.strip() else {}
@@ -208,7 +208,7 @@ def replace_file(path: Path, data: bytes) -> os.stat_result:
     """Atomically and durably make `path` hold `data` (mode 0600); returns its stat."""
     target = Path(os.path.realpath(path))  # a symlinked file stays a symlink
     ensure_private_dir(target.parent)
-    tmp = target.with_name(f".{target.name}.{_random.token_hex(6)}.tmp")
+    tmp = target.with_name(f".{target.name}.{os.urandom(6).hex()}.tmp")
     fd: int | None = None
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)

@@ -96,10 +96,15 @@ class Installation:
 
 
 def _peek_config_section(config_file: Path) -> dict[str, Any]:
-    """`[config]` of moltis.toml, read without the schema (it may not validate yet)."""
-    from ledger.ops.migrate import read_config_file
+    """`[config]` of moltis.toml, read without the schema (it may not validate yet) and
+    without the import machinery of `ledger.ops.migrate` (the CLI reads it at start)."""
+    from ledger.files.safe_io import config_format, parse_document, read_file
 
-    section = read_config_file(config_file).get("config", {})
+    data = read_file(config_file)
+    if data is None:
+        return {}
+    section = parse_document(data, str(config_file), config_format(config_file)).get(
+        "config", {})
     return section if isinstance(section, dict) else {}
 
 

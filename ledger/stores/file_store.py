@@ -63,7 +63,7 @@ from ledger.errors import (
     ReadOnlyError,
     StoreError,
 )
-from ledger.files import dirs
+from ledger.files.dirs import discover_config_file
 from ledger.files.safe_io import (
     MAX_FILE_BYTES,
     check_size,
@@ -97,22 +97,6 @@ _log = get_logger("ledger.stores.file_store")
 # A file whose mtime is this recent may change again within the same timestamp tick,
 # so its cached parse is confirmed by content (git's "racily clean" rule).
 _RACY_NS: Final = 2_000_000_000
-
-
-def discover_config_file(config_dir: str | os.PathLike[str] | None = None,
-                         env: Mapping[str, str] | None = None) -> Path:
-    """Moltis's rule: the first of moltis.toml, .yaml, .yml, .json in the config dir
-    override (`config_dir`, else MOLTIS_CONFIG_DIR) only, or else in `./` and then
-    `~/.config/moltis`; if none exists, `<config dir>/moltis.toml`."""
-    env = os.environ if env is None else env
-    home = dirs.config_dir(config_dir, env)
-    search = [home] if config_dir or env.get("MOLTIS_CONFIG_DIR") else [Path.cwd(), home]
-    for folder in search:
-        for name in dirs.CONFIG_FILE_NAMES:
-            candidate = folder / name
-            if candidate.exists():
-                return candidate.absolute()
-    return (home / "moltis.toml").absolute()
 
 
 def read_config_file(path: Path) -> Doc:

@@ -11,6 +11,7 @@ lazily, and handed out only once.
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -41,25 +42,34 @@ def _enc_hook(obj: Any) -> Any:
 
 
 class TypedCodec:
-    """Encoders and decoders for typed configs, with secrets bound to one vault."""
+    """Encoders and decoders for typed configs, with secrets bound to one vault.
+
+    The decoders are built on first use (tens of milliseconds for the whole schema):
+    commands that only read the raw document never pay for them."""
 
     def __init__(self, opener: SecretOpener | None) -> None:
         self.opener = opener
 
-        def dec_hook(tp: type, obj: Any) -> Any:
-            if tp is Secret:
-                if isinstance(obj, dict):
-                    return Secret.stored(SecretRef(ref=obj["$secret"], fp=obj["fp"]), opener)
-                if isinstance(obj, str):
-                    return Secret(obj)
-            raise NotImplementedError
+    def _dec_hook(self, tp: type, obj: Any) -> Any:
+        if tp is Secret:
+            if isinstance(obj, dict):
+                return Secret.stored(SecretRef(ref=obj["$secret"], fp=obj["fp"]), self.opener)
+            if isinstance(obj, str):
+                return Secret(obj)
+        raise NotImplementedError
 
-        self.encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
-        self.decoder = msgspec.json.Decoder(MoltisConfig, dec_hook=dec_hook)
-        self.section_decoders = [
-            msgspec.json.Decoder(fn.node.annotation, dec_hook=dec_hook)
-            for fn, _ in _ROOT_INFO.positions
-        ]
+    @functools.cached_property
+    def encoder(self) -> msgspec.json.Encoder:
+        return msgspec.json.Encoder(enc_hook=_enc_hook)
+
+    @functools.cached_property
+    def decoder(self) -> msgspec.json.Decoder[MoltisConfig]:
+        return msgspec.json.Decoder(MoltisConfig, dec_hook=self._dec_hook)
+
+    @functools.cached_property
+    def section_decoders(self) -> list[msgspec.json.Decoder[Any]]:
+        return [msgspec.json.Decoder(fn.node.annotation, dec_hook=self._dec_hook)
+                for fn, _ in _ROOT_INFO.positions]
 
     def sections_of(self, typed: MoltisConfig) -> list[bytes]:
         return list(map(bytes.__add__, _PREFIXES,
@@ -96,6 +106,15 @@ class TypedView:
         self._whole: bytes | None = None
         self._shared: MoltisConfig | None = None
         self._spare: MoltisConfig | None = None
+
+    @property
+    def codec(self) -> TypedCodec:
+        return self._codec
+
+    def rebind(self, codec: TypedCodec) -> TypedView:
+        """This view with copies decoded by another codec (secrets bound to another
+        ledger's vault on the same database); the spare copy stays behind."""
+        return TypedView(codec, self.key, self.pristine, self.sections)
 
     def whole(self) -> bytes:
         if self._whole is None:

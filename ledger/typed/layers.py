@@ -19,7 +19,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import msgspec
@@ -33,8 +33,10 @@ from ledger.errors import ConfigValidationError, SecretError
 from ledger.schema import MoltisConfig
 from ledger.schema.introspect import ROOT, TypeNode, field_at, is_secret_path, section_info
 from ledger.typed.convert import sanitize_message, shape, to_typed
+from ledger.typed.flags import NO_FLAGS, Flags
 
 __all__ = [
+    "NO_FLAGS",
     "EnvOverride",
     "Flags",
     "IgnoredOverride",
@@ -101,34 +103,6 @@ class IgnoredOverride:
         return f"{self.variable}{where} ignored: {self.why}"
 
 
-@dataclass(frozen=True)
-class Flags:
-    """Gateway command-line flags; they win over every other layer."""
-
-    bind: str | None = None
-    port: int | None = None
-    no_tls: bool = False
-    tailscale: str | None = None
-    extra: Mapping[KeyPath, Any] = field(default_factory=dict)
-
-    def overrides(self) -> Iterator[tuple[KeyPath, Any, str]]:
-        if self.bind is not None:
-            yield ("server", "bind"), self.bind, "--bind"
-        if self.port is not None:
-            yield ("server", "port"), self.port, "--port"
-        if self.no_tls:
-            yield ("tls", "enabled"), False, "--no-tls"
-        if self.tailscale is not None:
-            yield ("tailscale", "mode"), self.tailscale, "--tailscale"
-        for path, value in self.extra.items():
-            yield path, value, f"--{format_path(path)}"
-
-    def key(self) -> tuple[Any, ...]:
-        return (self.bind, self.port, self.no_tls, self.tailscale,
-                tuple(sorted((p, repr(v)) for p, v in self.extra.items())))
-
-
-NO_FLAGS: Final = Flags()
 
 
 def parse_env_value(text: str) -> Any:
