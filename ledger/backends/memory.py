@@ -37,6 +37,18 @@ class _MemoryTxn:
             expected += 1
         self.records.extend(records)
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """What the block wrote is undone if it raises (one event of a group commit)."""
+        records, snapshots = len(self.records), len(self.snapshots)
+        secrets, meta = dict(self.secrets), dict(self.meta)
+        try:
+            yield
+        except BaseException:
+            del self.records[records:], self.snapshots[snapshots:]
+            self.secrets, self.meta = secrets, meta
+            raise
+
     def put_snapshot(self, seq: int, hash: bytes, state: bytes) -> None:
         self.snapshots.append(SnapshotRow(seq, hash, state))
 
@@ -65,6 +77,7 @@ class MemoryBackend:
 
     def __init__(self) -> None:
         self.location = "memory:"
+        self._group_token = object()
         self._lock = threading.RLock()
         self._records: list[Record] = []
         self._snapshots: dict[int, SnapshotRow] = {}
@@ -73,6 +86,10 @@ class MemoryBackend:
         self._meta: dict[str, str] = {}
         self._version = 0
         self._seen_version = 0
+
+    def group_key(self) -> tuple[object, ...]:
+        """Ledgers on this very backend commit in groups (ledger.engine.group_commit)."""
+        return ("memory", self._group_token)
 
     @contextmanager
     def write(self, *, wait: bool = True) -> Iterator[_MemoryTxn]:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import random
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -120,9 +122,50 @@ def _create_private_file(path: Path) -> None:
         os.close(fd)
 
 
+# Waiting for another process's write lock: poll every 0.2-1 ms (jittered, so waiters do
+# not wake in lock-step) until the busy timeout. SQLite's own busy handler sleeps longer
+# and longer (up to 100 ms) between tries, so a writer that lost a few rounds sleeps
+# through many commits of the others and one update can take most of a second while
+# the median takes a millisecond. Each try is a lock attempt on the -shm file: cheap.
+_POLL_MIN_S, _POLL_MAX_S = 0.0002, 0.001
+
+
+class _FairWait:
+    """apsw busy handler: short bounded polling until `timeout_s` has passed."""
+
+    __slots__ = ("_since", "timeout_s")
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._since = 0.0
+
+    def __call__(self, prior_calls: int) -> bool:
+        now = time.monotonic()
+        if prior_calls == 0:
+            self._since = now
+        elif now - self._since >= self.timeout_s:
+            return False  # SQLITE_BUSY: the caller reports the lock as held
+        time.sleep(random.uniform(_POLL_MIN_S, _POLL_MAX_S))  # noqa: S311 - jitter only
+        return True
+
+
 class _SqliteTxn:
     def __init__(self, conn: apsw.Connection) -> None:
         self._conn = conn
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested scope: what it wrote is undone if it raises (one event of a group
+        commit), and the enclosing transaction goes on."""
+        c = self._conn
+        c.execute("SAVEPOINT ledger_append")
+        try:
+            yield
+        except BaseException:
+            c.execute("ROLLBACK TO ledger_append")
+            c.execute("RELEASE ledger_append")
+            raise
+        c.execute("RELEASE ledger_append")
 
     def head(self) -> Head:
         return _head(self._conn)
@@ -222,11 +265,12 @@ class SqliteBackend:
         self.path = Path(path)
         self.location = str(self.path)
         self.read_only = read_only
-        self._busy_ms = int(busy_timeout * 1000)
+        self._fair_wait = _FairWait(busy_timeout)
         self._lock = threading.RLock()
         self._data_version: int | None = None
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
+        self._synchronous = synchronous
         if not read_only and self.path.exists() and _on_read_only_media(self.path):
             # Reads still work there; every write will say why it cannot.
             self.read_only = read_only = True
@@ -250,7 +294,7 @@ class SqliteBackend:
         try:
             # The format check comes first and only reads: a database written by a newer
             # version must not be touched at all (journal mode and optimize can write).
-            self._conn.set_busy_timeout(self._busy_ms)
+            self._conn.set_busy_handler(self._fair_wait)
             self._refuse_newer_format()
             self._configure(synchronous)
             self._check_format()
@@ -345,6 +389,12 @@ class SqliteBackend:
 
     # -- writes ----------------------------------------------------------------------
 
+    def group_key(self) -> tuple[object, ...]:
+        """Which ledgers of this process may commit in one group (the same file, with
+        the same durability); see `ledger.engine.group_commit`."""
+        st = os.stat(self.path)
+        return ("sqlite", st.st_dev, st.st_ino, self._synchronous)
+
     @contextlib.contextmanager
     def write(self, *, wait: bool = True) -> Iterator[_SqliteTxn]:
         if self.read_only:
@@ -354,12 +404,12 @@ class SqliteBackend:
             c = self._conn
             try:
                 if not wait:
-                    c.set_busy_timeout(0)
+                    c.set_busy_handler(None)
                 try:
                     c.execute("BEGIN IMMEDIATE")
                 finally:
                     if not wait:
-                        c.set_busy_timeout(self._busy_ms)
+                        c.set_busy_handler(self._fair_wait)
             except apsw.Error as err:
                 raise _translate(err, self.location, "starting a write") from err
             try:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from ledger._log import get_logger
 from ledger.backends.base import Backend, Head, SnapshotRow, WriteTxn
@@ -39,6 +39,7 @@ from ledger.core.events import (
 )
 from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import SecretRef
+from ledger.engine.group_commit import Committer, Request, committer_for
 from ledger.engine.vault import KeySource, Vault
 from ledger.errors import (
     ConfigValidationError,
@@ -48,14 +49,16 @@ from ledger.errors import (
     LedgerError,
 )
 from ledger.files.safe_io import MAX_FILE_BYTES
-from ledger.schema import MoltisConfig
-from ledger.schema.introspect import is_secret_path
-from ledger.schema.provider_keys import is_key_secret_path
-from ledger.typed.changes import Sealer, materialize, materialize_document, replace_tables
-from ledger.typed.convert import RawChange, to_typed
-from ledger.typed.head_cache import TypedCodec, TypedView
 from projections.config_view import EMPTY_STATE, ConfigState, fold, replay, replay_rows
 from projections.snapshots import SNAPSHOT_EVERY, decode_state, encode_state, should_snapshot
+
+if TYPE_CHECKING:
+    # The typed layer (the schema, its decoders) is imported by the writes and typed
+    # reads that need it, so reading the raw document (`moltis-ledger get`) starts fast.
+    from ledger.schema import MoltisConfig
+    from ledger.typed.changes import Sealer
+    from ledger.typed.convert import RawChange
+    from ledger.typed.head_cache import TypedCodec, TypedView
 
 __all__ = ["Commit", "Ledger"]
 
@@ -96,7 +99,20 @@ class _TxnSealer:
         return self._vault.fingerprint(plaintext, self._txn)
 
 
-Build = Callable[[ConfigState, Sealer], Sequence[Change]]
+Build = Callable[[ConfigState, "Sealer"], Sequence[Change]]
+
+
+class _Append(NamedTuple):
+    """What one caller asked `append` to do (see `Ledger.append`)."""
+
+    build: Build
+    actor: str
+    reason: str
+    source: str
+    expected_seq: int | None
+    rollback_to: int | None
+    on_fold: Callable[[ConfigState], None] | None
+    meta: dict[str, str] | None
 
 
 class Ledger:
@@ -109,12 +125,27 @@ class Ledger:
         self.snapshot_every = snapshot_every
         self._lock = threading.RLock()
         self._state: ConfigState | None = None
-        self.codec = TypedCodec(self.vault)
+        self._codec: TypedCodec | None = None
         self._view: TypedView | None = None
         # called with the new head state after every commit of this process (e.g. the
         # mirror of the head the gateway falls back to); a failing hook is logged, and
         # never undoes or fails the commit, which is already durable
         self.after_commit: list[Callable[[ConfigState], None]] = []
+        # Writers of this process on the same database commit in groups (group_commit);
+        # a backend without savepoints (PostgreSQL) commits each append on its own.
+        group_key = getattr(backend, "group_key", None)
+        self._committer: Committer | None = (
+            committer_for(group_key()) if callable(group_key) and not backend.read_only
+            else None)
+
+    @property
+    def codec(self) -> TypedCodec:
+        """Encoders and decoders bound to this ledger's vault (built on first use)."""
+        if self._codec is None:
+            from ledger.typed.head_cache import TypedCodec
+
+            self._codec = TypedCodec(self.vault)
+        return self._codec
 
     # -- the head ------------------------------------------------------------------
 
@@ -196,7 +227,13 @@ class Ledger:
     def _view_for(self, state: ConfigState) -> TypedView:
         view = self._view
         if view is None or view.key is not state:
-            view = self.codec.view_of_raw(state.config, state, f"ledger seq {state.seq}")
+            shared = self._committer.shared.get("view") if self._committer else None
+            if shared is not None and shared.key is state:
+                # another ledger on this database produced it (in a group commit): the
+                # same sections, with secrets bound to this ledger's vault
+                view = shared if shared.codec is self.codec else shared.rebind(self.codec)
+            else:
+                view = self.codec.view_of_raw(state.config, state, f"ledger seq {state.seq}")
             self._view = view
         return view
 
@@ -206,6 +243,8 @@ class Ledger:
             head = self.head_state()
             if seq is None or seq == head.seq:
                 return self._view_for(head).fresh()
+            from ledger.typed.convert import to_typed
+
             state = self.state_at(seq)
             return to_typed(state.config, self.vault, where=f"ledger seq {state.seq}")
 
@@ -242,51 +281,112 @@ class Ledger:
     def append(self, build: Build, *, actor: str | None = None, reason: str | None = None,
                source: str = "api", expected_seq: int | None = None,
                rollback_to: int | None = None, wait: bool = True,
-               on_commit: Callable[[ConfigState], None] | None = None,
+               on_fold: Callable[[ConfigState], None] | None = None,
                meta: dict[str, str] | None = None) -> Commit:
         """Append one change event built from the current head, or nothing.
 
         `build(state, sealer)` returns the changes; if it raises, or returns none, the
         ledger is unchanged. With `expected_seq`, a head that moved raises ConflictError.
         `meta` entries (which `build` may fill in) are written in the same transaction.
+        `on_fold(new_state)` runs once the event is folded (before the commit is durable).
+
+        Concurrent appends from this process are committed in groups (one transaction,
+        one fsync; see `ledger.engine.group_commit`); each returns only after the commit
+        that holds its event is durable, and a failure is raised only to its caller.
         """
         actor, reason, source = self._check_meta(actor, reason, source)
+        req = Request(self, _Append(build, actor, reason, source, expected_seq, rollback_to,
+                                    on_fold, meta))
+        if self._committer is None:
+            self._commit_group([req], wait)
+            result: Commit = req.outcome()
+            return result
+        return self._committer.run(req, lambda batch: self._commit_group(batch, wait),  # type: ignore[no-any-return]
+                                   wait=wait, busy=f"{self.backend.location}: the ledger "
+                                   "is locked by another writer of this process")
+
+    def _commit_group(self, batch: list[Request], wait: bool) -> None:
+        """One write transaction for every request of `batch` (this ledger leads it)."""
+        started = time.perf_counter()
+        shared = self._committer.shared if self._committer is not None else {}
         with self._lock:
             # No change poll here: the head read inside the write transaction is what
             # tells whether another writer appended (it must be read there anyway).
             state = self._state if self._state is not None else self.head_state()
-            started = time.perf_counter()
             with self.backend.write(wait=wait) as txn:
                 head = txn.head()
                 if head.seq != state.seq or head.hash != state.hash:
-                    state = self._catch_up(state, head)
+                    last = shared.get("state")
+                    if last is not None and last.seq == head.seq and last.hash == head.hash:
+                        state = last  # another ledger of this process led the last group
+                    else:
+                        state = self._catch_up(state, head)
                     self._state = state
-                if expected_seq is not None and expected_seq != head.seq:
-                    raise ConflictError(expected_seq, head.seq)
-                seq = head.seq + 1
-                changes = list(build(state, _TxnSealer(self.vault, txn, seq)))
-                for key, value in (meta or {}).items():
-                    txn.set_meta(key, value)
-                if not changes:
-                    return Commit(head.seq, False, head.hash)
-                payload = encode_payload(ChangePayload(changes=changes, rollback_to=rollback_to))
-                if len(payload) > MAX_FILE_BYTES:
-                    raise InputError(f"one change of {len(payload):,} bytes is too large (the "
-                                     f"limit is {MAX_FILE_BYTES:,}, as for a configuration "
-                                     "file); nothing was written")
-                rec = self._record(txn, head, KIND_CHANGE, payload, actor, reason, source)
-                new_state = fold(state, rec, changes)
-                if should_snapshot(seq, self.snapshot_every):
-                    txn.put_snapshot(seq, rec.hash, encode_state(new_state))
-            self._state = new_state
-            if on_commit is not None:
-                on_commit(new_state)
-        self._run_hooks(new_state)
+                savepoint = getattr(txn, "savepoint", None) if len(batch) > 1 else None
+                for req in batch:
+                    if savepoint is None:  # alone: a failure rolls the transaction back
+                        state, head = self._append_one(txn, req, state, head)
+                        continue
+                    try:
+                        with savepoint():
+                            state, head = self._append_one(txn, req, state, head)
+                    except Exception as err:
+                        req.result, req.error = None, err
+            # committed (and fsync'd): from here on every event of the group is durable
+            self._state = state
+            shared["state"] = state
+        appended = [req for req in batch if req.error is None and req.result.appended]
+        for ledger in dict.fromkeys(req.ledger for req in appended):
+            if ledger is not self:
+                ledger._adopt_state(state)
+            ledger._run_hooks(state)  # each ledger's after-commit hooks, once per group
         if _log.enabled():
-            _log.info("appended", seq=seq, actor=actor, source=source,
-                      paths=[format_path(c.path) for c in changes],
-                      duration_ms=round((time.perf_counter() - started) * 1000, 3))
-        return Commit(seq, True, rec.hash, tuple(changes))
+            took = round((time.perf_counter() - started) * 1000, 3)
+            for req in batch:
+                commit = req.result
+                if req.error is None and commit.appended:
+                    _log.info("appended", seq=commit.seq, actor=req.params.actor,
+                              source=req.params.source, paths=commit.paths, group=len(batch),
+                              duration_ms=took)
+
+    def _append_one(self, txn: WriteTxn, req: Request, state: ConfigState, head: Head
+                    ) -> tuple[ConfigState, Head]:
+        """Build, check, link and insert one caller's event on `head` (inside the group's
+        transaction); returns the state and head after it."""
+        p: _Append = req.params
+        if p.expected_seq is not None and p.expected_seq != head.seq:
+            raise ConflictError(p.expected_seq, head.seq)
+        seq = head.seq + 1
+        changes = list(p.build(state, _TxnSealer(req.ledger.vault, txn, seq)))
+        for key, value in (p.meta or {}).items():
+            txn.set_meta(key, value)
+        if not changes:
+            req.result = Commit(head.seq, False, head.hash)
+            return state, head
+        payload = encode_payload(ChangePayload(changes=changes, rollback_to=p.rollback_to))
+        if len(payload) > MAX_FILE_BYTES:
+            raise InputError(f"one change of {len(payload):,} bytes is too large (the "
+                             f"limit is {MAX_FILE_BYTES:,}, as for a configuration "
+                             "file); nothing was written")
+        rec = self._record(txn, head, KIND_CHANGE, payload, p.actor, p.reason, p.source)
+        new_state = fold(state, rec, changes)
+        if should_snapshot(seq, self.snapshot_every):
+            txn.put_snapshot(seq, rec.hash, encode_state(new_state))
+        if p.on_fold is not None:
+            p.on_fold(new_state)
+        req.result = Commit(seq, True, rec.hash, tuple(changes))
+        return new_state, Head(seq, rec.hash, rec.ts)
+
+    def _adopt_state(self, state: ConfigState) -> None:
+        """Another ledger of this process committed up to `state` for this one's caller:
+        start from it (if nobody is using this ledger right now; else the change poll
+        catches up on the next read anyway)."""
+        if self._lock.acquire(blocking=False):
+            try:
+                if self._state is None or self._state.seq < state.seq:
+                    self._state = state
+            finally:
+                self._lock.release()
 
     def _run_hooks(self, state: ConfigState) -> None:
         for hook in self.after_commit:
@@ -298,6 +398,8 @@ class Ledger:
 
     def update_typed(self, fn: Callable[[MoltisConfig], Any], **kw: Any) -> Commit:
         """Give `fn` a typed copy of the head; record only the paths it changed."""
+        from ledger.typed.changes import materialize
+
         result: dict[str, Any] = {}
 
         def build(state: ConfigState, sealer: Sealer) -> list[Change]:
@@ -317,10 +419,12 @@ class Ledger:
                                                 edit.problem.split(":", 1)[0])
             return changes
 
-        return self.append(build, on_commit=lambda s: self._adopt(s, result), **kw)
+        return self.append(build, on_fold=lambda s: self._adopt(s, result), **kw)
 
     def save_typed(self, cfg: MoltisConfig, **kw: Any) -> Commit:
         """Make the head's typed view equal `cfg` (unknown raw keys are kept)."""
+        from ledger.schema import MoltisConfig
+
         if not isinstance(cfg, MoltisConfig):
             raise InputError(f"save_raw expects a MoltisConfig, got {type(cfg).__name__}")
         # a private copy, since the caller may keep editing cfg
@@ -331,6 +435,9 @@ class Ledger:
                        keys: dict[str, Any] | None = None, *, where: str = "document",
                        **kw: Any) -> Commit:
         """Make whole documents equal these (None leaves that document as it is)."""
+        from ledger.schema.provider_keys import is_key_secret_path
+        from ledger.typed.changes import materialize_document
+
         result: dict[str, MoltisConfig] = {}
 
         def build(state: ConfigState, sealer: Sealer) -> list[Change]:
@@ -344,12 +451,14 @@ class Ledger:
                 result["typed"] = self._validate(state, changes)
             return changes
 
-        return self.append(build, on_commit=lambda s: self._adopt(s, result), **kw)
+        return self.append(build, on_fold=lambda s: self._adopt(s, result), **kw)
 
     def edit(self, sets: Mapping[KeyPath, Any] | None = None, unsets: Iterable[KeyPath] = (), *,
              doc: DocName = "config", where: str = "edit", **kw: Any) -> Commit:
         """Set values at paths and unset paths, as `moltis-ledger set/unset` does; tables
         are expanded into leaves and secrets sealed. Validated like every write."""
+        from ledger.typed.convert import RawChange
+
         raw_changes = [RawChange("unset", tuple(p)) for p in unsets]
         raw_changes += [RawChange("set", tuple(p), v) for p, v in (sets or {}).items()]
         return self.apply_raw(raw_changes, doc=doc, where=where, **kw)
@@ -357,6 +466,10 @@ class Ledger:
     def apply_raw(self, raw_changes: Sequence[RawChange], *, doc: DocName = "config",
                   where: str = "edit", **kw: Any) -> Commit:
         """Append raw path changes (sets replace what is at the path)."""
+        from ledger.schema.introspect import is_secret_path
+        from ledger.schema.provider_keys import is_key_secret_path
+        from ledger.typed.changes import materialize, replace_tables
+
         secret = is_key_secret_path if doc == "keys" else is_secret_path
 
         def changes_for(state: ConfigState, sealer: Sealer) -> list[Change]:
@@ -378,25 +491,35 @@ class Ledger:
                 result["typed"] = self._validate(state, changes, where)
             return changes
 
-        return self.append(build, on_commit=lambda s: self._adopt(s, result), **kw)
+        return self.append(build, on_fold=lambda s: self._adopt(s, result), **kw)
 
     def _validate(self, state: ConfigState, changes: Sequence[Change],
                   where: str = "update") -> MoltisConfig:
+        from ledger.typed.convert import to_typed
+
         config_changes = [c for c in changes if c.doc == "config"]
         new_raw, _ = apply_changes(state.config, config_changes)
         return to_typed(new_raw, self.vault, where=where)
 
     def _adopt(self, state: ConfigState, result: dict[str, Any]) -> None:
+        """The typed view of `state`, the state an append of this ledger just folded,
+        from what its build computed; shared with the group, whose next append (by any
+        ledger of this process on this database) builds on it."""
         view = self._view
         if "edited" in result:
             base, edit = result["edited"]
-            self._view = base.after(state, edit)
+            view = base.after(state, edit)
         elif "typed" in result:
-            self._view = self.codec.view_of(result["typed"], state)
+            view = self.codec.view_of(result["typed"], state)
         elif (view is not None and isinstance(view.key, ConfigState)
               and view.key.config is state.config):
             # the config document is the very same object (a keys-only event)
-            self._view = view.same_config(state)
+            view = view.same_config(state)
+        else:
+            return
+        self._view = view
+        if self._committer is not None:
+            self._committer.shared["view"] = view
 
     # -- shredding -------------------------------------------------------------------
 

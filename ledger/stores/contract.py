@@ -10,10 +10,9 @@ ledger).
 from __future__ import annotations
 
 import abc
-import asyncio
 import builtins
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ledger.core.chain import VerifyReport
 from ledger.core.document import Doc
@@ -22,11 +21,14 @@ from ledger.core.keypaths import KeyPath
 from ledger.core.secret_refs import Secret
 from ledger.engine.ledger import Commit
 from ledger.engine.queries import Ref
-from ledger.errors import InputError, NotSupportedError, StoreBusyError
-from ledger.schema import MoltisConfig
-from ledger.typed.convert import RawChange, typed_changes
-from ledger.typed.layers import NO_FLAGS, Flags, Provenance
-from projections.provider_view import EffectiveProvider, ProviderKey
+from ledger.errors import InputError, NotSupportedError
+from ledger.typed.flags import NO_FLAGS, Flags
+
+if TYPE_CHECKING:  # the schema and typed layer load on first use (the CLI starts fast)
+    from ledger.schema import MoltisConfig
+    from ledger.typed.convert import RawChange
+    from ledger.typed.layers import Provenance
+    from projections.provider_view import EffectiveProvider, ProviderKey
 
 __all__ = ["UNSET", "ConfigStore", "ProviderStore", "Ref", "check_name", "entry_changes",
            "run_write"]
@@ -35,12 +37,13 @@ T = TypeVar("T")
 
 
 async def run_write(call: Callable[[bool], T]) -> T:
-    """Try a write without waiting for the lock; if another writer holds it, wait for
-    it in a worker thread so the event loop keeps running."""
-    try:
-        return call(False)
-    except StoreBusyError:
-        return await asyncio.to_thread(call, True)
+    """Run a write in a worker thread, so the event loop keeps serving while it waits
+    for the lock and for the commit's fsync (the calling task is suspended until the
+    write is durable). `call(wait)` is the blocking write; the context (contextvars such
+    as `acting_as`) travels with it."""
+    import asyncio  # imported here: the CLI's synchronous commands never need it
+
+    return await asyncio.to_thread(call, True)
 
 
 class ConfigStore(abc.ABC):
@@ -95,6 +98,8 @@ class ConfigStore(abc.ABC):
     async def edit(self, sets: Mapping[KeyPath, Any] | None = None, unsets: Sequence[KeyPath] = (),
                    **kw: Any) -> Commit:
         """Set values at paths and unset paths (what `moltis-ledger set/unset` does)."""
+        from ledger.typed.convert import RawChange
+
         changes = [RawChange("unset", tuple(p)) for p in unsets]
         changes += [RawChange("set", tuple(p), v) for p, v in (sets or {}).items()]
         return await self.apply_changes(changes, **kw)
@@ -105,6 +110,8 @@ class ConfigStore(abc.ABC):
         changed relative to the effective view is stored, so environment overrides,
         flags and substituted ${VAR} values are never written back (Moltis's
         `update_config` can write them into the file)."""
+        from ledger.typed.convert import typed_changes
+
         effective = await self.load_effective(flags=flags, env=env)
         raw = await self.raw_document()
         return await self.apply_changes(typed_changes(effective, cfg, raw), **kw)
@@ -172,6 +179,8 @@ def _utf8(text: str) -> bool:
 
 def entry_changes(name: str, values: Mapping[str, Any]) -> list[RawChange]:
     """Raw changes to the keys document for `set(name, field=value, ...)`; None unsets."""
+    from ledger.typed.convert import RawChange
+
     out: list[RawChange] = []
     for attr, key in _FIELDS:
         value = values.get(attr, UNSET)

@@ -1,19 +1,25 @@
 """The ledger-backed config stores (`SqliteConfigStore`, `MemoryConfigStore`; PostgreSQL in
 `ledger.backends.postgres`).
 
-Async without paying for it: SQLite calls take microseconds, so the stores run them
-inline on the event loop, and only a write that finds the lock held (another process is
-appending) moves to a worker thread to wait for the busy timeout. A gateway's event loop
-never blocks on another writer.
+Threading model. Every write (`update_raw`, `save_raw`, `apply_changes`, `edit`, the
+provider writes) runs in a worker thread (`asyncio.to_thread`, contextvars such as
+`acting_as` included): the lock wait, the statements and the commit's fsync never run on
+the event loop, and `fn` of `update_raw` runs in that thread too. Writes of one process
+on one database commit in groups (`ledger.engine.group_commit`): one transaction and one
+fsync for every write queued meanwhile, each acknowledged only once it is durable.
+Reads (`load_effective`, `view`, `load_raw`, `raw_document`) stay on the loop: from the
+warm cache they cost microseconds (one `data_version` check); a read that arrives while
+this store's own connection is committing waits for that commit (at most one fsync),
+and a read after another process's write replays only its tail. `Ledger` and the
+backends are thread-safe; nothing here needs a lock of the caller's.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger.backends.base import Backend
 from ledger.backends.memory import MemoryBackend
@@ -25,21 +31,30 @@ from ledger.core.keypaths import KeyPath
 from ledger.engine.ledger import Commit, Ledger
 from ledger.engine.queries import Ref, iter_history, resolve_ref
 from ledger.engine.vault import KeySource
-from ledger.schema import MoltisConfig
 from ledger.stores.contract import ConfigStore, run_write
-from ledger.stores.providers import LedgerProviderStore
-from ledger.typed.convert import RawChange
-from ledger.typed.layers import (
-    NO_FLAGS,
-    Effective,
-    Flags,
-    Provenance,
-    effective_config,
-    environment_key,
-    provenance_map,
-    referenced_variables,
-)
+from ledger.typed.flags import NO_FLAGS, Flags
 from projections.config_view import ConfigState
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from ledger.schema import MoltisConfig
+    from ledger.stores.providers import LedgerProviderStore
+    from ledger.typed.convert import RawChange
+    from ledger.typed.layers import Effective, Provenance
+
+_layers_module: ModuleType | None = None
+
+
+def _layers() -> ModuleType:
+    """`ledger.typed.layers`, imported on the first effective read: opening a store to
+    read its raw document (`moltis-ledger get`) does not load the schema."""
+    global _layers_module  # noqa: PLW0603
+    if _layers_module is None:
+        import ledger.typed.layers
+
+        _layers_module = ledger.typed.layers
+    return _layers_module
 
 __all__ = ["LedgerConfigStore", "MemoryConfigStore", "SqliteConfigStore"]
 
@@ -68,6 +83,8 @@ class LedgerConfigStore(ConfigStore):
         """Provider credentials in this ledger (reading a not-yet-imported
         provider_keys.json as a fallback when opened by open_store)."""
         if self._providers is None:
+            from ledger.stores.providers import LedgerProviderStore
+
             self._providers = LedgerProviderStore(self, fallback_file=self.keys_file)
         return self._providers
 
@@ -89,12 +106,13 @@ class LedgerConfigStore(ConfigStore):
         return _deep_copy(state.config)
 
     def effective_layers(self, flags: Flags, env: Mapping[str, str] | None) -> Effective:
+        layers = _layers()
         state = self.ledger.head_state()
         if self._vars_state is not state:
-            self._vars, self._vars_state = referenced_variables(state.config), state
-        key = (state.seq, flags.key(), environment_key(env, self._vars))
+            self._vars, self._vars_state = layers.referenced_variables(state.config), state
+        key = (state.seq, flags.key(), layers.environment_key(env, self._vars))
         if self._eff is None or self._eff_state is not state or key != self._eff_key:
-            self._eff = effective_config(state.config, env=env, flags=flags,
+            self._eff = layers.effective_config(state.config, env=env, flags=flags,
                                          opener=self.ledger.vault,
                                          where=f"ledger seq {state.seq}")
             self._eff_bytes = self.ledger.codec.encoder.encode(self._eff.config)
@@ -129,7 +147,8 @@ class LedgerConfigStore(ConfigStore):
                 return None
             return self._ledger_provenance(seq)
 
-        return provenance_map(eff, state.config, origin)
+        result: dict[str, Provenance] = _layers().provenance_map(eff, state.config, origin)
+        return result
 
     def _ledger_provenance(self, seq: int) -> Provenance:
         if seq not in self._meta_cache:
@@ -137,12 +156,16 @@ class LedgerConfigStore(ConfigStore):
                 self._meta_cache.clear()
             self._meta_cache[seq] = self.ledger.event(seq)
         ev = self._meta_cache[seq]
+        make = _layers().Provenance
+        prov: Provenance
         if ev is None:
-            return Provenance("ledger", f"seq {seq}", seq=seq)
-        return Provenance(
-            "ledger", f"seq {seq} by {ev.actor} at {ev.time.isoformat(timespec='seconds')}",
-            seq=seq, actor=ev.actor, time=ev.time.isoformat(), reason=ev.reason or None,
-        )
+            prov = make("ledger", f"seq {seq}", seq=seq)
+        else:
+            prov = make(
+                "ledger", f"seq {seq} by {ev.actor} at {ev.time.isoformat(timespec='seconds')}",
+                seq=seq, actor=ev.actor, time=ev.time.isoformat(), reason=ev.reason or None,
+            )
+        return prov
 
     async def head_seq(self) -> int:
         return self.ledger.head_state().seq
@@ -154,6 +177,8 @@ class LedgerConfigStore(ConfigStore):
                        expected_seq: int | None = None) -> Commit:
         kw: dict[str, Any] = {"actor": actor, "reason": reason, "source": source,
                               "expected_seq": expected_seq}
+        from ledger.schema import MoltisConfig
+
         if isinstance(cfg, MoltisConfig):
             return await run_write(lambda wait: self.ledger.save_typed(cfg, wait=wait, **kw))
         doc = normalize_document(cfg, "save_raw document")
@@ -192,6 +217,7 @@ class LedgerConfigStore(ConfigStore):
     async def watch(self, poll_interval: float = 0.2,
                     after: int | None = None) -> AsyncIterator[Event]:
         """New events as they are appended (by any process), in order, forever."""
+        import asyncio
         last = self.ledger.head_state().seq if after is None else after
         while True:
             if self.file_sync is not None:

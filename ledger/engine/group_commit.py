@@ -1,0 +1,110 @@
+"""Group commit: concurrent writers in one process share one transaction and one fsync.
+
+The log is one hash chain, so appends serialize, and each durable commit costs an fsync
+that dominates everything else. When several threads (or async tasks, which run their
+writes in worker threads) append at once, the first one to find no commit in flight
+becomes the *leader*: it takes every request queued so far and commits them in one
+write transaction, each as its own event (its own seq, hash link, conflict check and
+snapshot), each inside a savepoint so that a failing `fn` or an invalid value undoes only
+its own writes and is raised only to its own caller. Everyone else waits; when the
+commit (and its fsync) has returned, each waiter wakes with its own outcome, and one of
+those still queued leads the next group. A lone writer leads a group of one, which costs
+what a plain append costs.
+
+Grouping spans `Ledger` instances: every ledger opened on the same database file in this
+process (several stores, as a gateway with one store per component would have) shares
+one `Committer`, found by the backend's `group_key()`; the leader runs the whole group
+on its own connection. Writers in other processes still serialize on SQLite's lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from ledger.errors import StoreBusyError
+
+__all__ = ["Committer", "Request", "committer_for"]
+
+
+class Request:
+    """One caller's append, waiting in (or being committed by) a group."""
+
+    __slots__ = ("done", "error", "ledger", "params", "result")
+
+    def __init__(self, ledger: Any, params: Any) -> None:
+        self.ledger = ledger  # the Ledger whose caller asked (its vault seals the secrets)
+        self.params = params
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class Committer:
+    """Leader election for group commits on one database (see the module docstring).
+
+    `shared` holds what the leader of the last group left behind for the next one (the
+    head state and its typed view), so consecutive groups led by different ledgers
+    continue from the same objects instead of each catching up on its own."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: list[Request] = []
+        self._leading = False
+        self.shared: dict[str, Any] = {}
+
+    def run(self, req: Request, commit: Callable[[list[Request]], None], *,
+            wait: bool = True, busy: str = "") -> Any:
+        """Commit `req` (in a group, when others are waiting) and return its outcome.
+
+        `commit(batch)` runs one write transaction for the batch and fills in each
+        request's result or error. With `wait=False` a commit in flight raises
+        StoreBusyError at once instead of queueing."""
+        with self._cond:
+            if not wait:
+                if self._leading or self._queue:
+                    raise StoreBusyError(busy or "the ledger is being written by another "
+                                         "thread of this process")
+                self._leading = True
+                batch = [req]
+            else:
+                self._queue.append(req)
+                while not req.done and self._leading:
+                    self._cond.wait()
+                if req.done:
+                    return req.outcome()
+                self._leading = True
+                batch, self._queue = self._queue, []
+        try:
+            commit(batch)
+        except BaseException as err:  # the transaction failed: nothing of it was written
+            for r in batch:
+                if not r.done:
+                    r.error = err
+        finally:
+            with self._cond:
+                for r in batch:
+                    r.done = True
+                self._leading = False
+                self._cond.notify_all()
+        return req.outcome()
+
+
+_registry: weakref.WeakValueDictionary[Hashable, Committer] = weakref.WeakValueDictionary()
+_registry_lock = threading.Lock()
+
+
+def committer_for(key: Hashable) -> Committer:
+    """The committer shared by every ledger of this process on the database `key`."""
+    with _registry_lock:
+        found = _registry.get(key)
+        if found is None:
+            found = _registry[key] = Committer()
+        return found

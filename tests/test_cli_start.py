@@ -1,0 +1,91 @@
+"""The CLI starts fast (issue 16): commands import only what they use. Checked by what
+is in `sys.modules` after a real command ran in a fresh interpreter, never by time."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+import ledger.cli
+from ledger.cli import app
+from tests.conftest import run
+
+HEAVY = ["asyncio", "rich", "ledger.schema", "ledger.typed.convert", "ledger.typed.layers",
+         "ledger.typed.head_cache", "cryptography", "tomlkit", "ledger.ops.migrate",
+         "ledger.cli.admin_cmds", "ledger.cli.history_cmds"]
+
+PROBE = """
+import json, sys
+import ledger.cli
+from ledger.cli.app import run
+code = run(sys.argv[1:])
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+
+def probe(*args: str) -> tuple[int, set[str], str]:
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True,
+                          text=True, check=False, timeout=120)
+    *output, last = proc.stdout.strip().splitlines()
+    doc = json.loads(last)
+    return doc["code"], set(doc["modules"]), "\n".join(output)
+
+
+def make_ledger(tmp_path: Path) -> Path:
+    from ledger import SqliteConfigStore
+
+    db = tmp_path / "cli.db"
+    store = SqliteConfigStore(db)
+    run(store.save_raw({"server": {"port": 13131}}, actor="setup"))
+    store.ledger.close()
+    return db
+
+
+def test_get_imports_neither_asyncio_nor_rich_nor_the_schema(tmp_path):
+    db = make_ledger(tmp_path)
+    code, modules, output = probe("--db", str(db), "get", "server.port")
+    assert (code, output) == (0, "13131")
+    loaded = [m for m in HEAVY if m in modules]
+    assert not loaded, f"`get` imported {loaded}"
+
+
+def test_version_does_not_even_import_click():
+    proc = subprocess.run([sys.executable, "-c", "import sys, ledger.cli\n"
+                           "try:\n    ledger.cli.main(['--version'])\n"
+                           "except SystemExit as stop:\n"
+                           "    print(stop.code, 'click' in sys.modules)"],
+                          capture_output=True, text=True, check=True, timeout=120)
+    first, last = proc.stdout.strip().splitlines()
+    assert last == "0 False"
+    # the same line click's own --version option prints
+    assert first == CliRunner().invoke(ledger.cli.cli, ["--version"]).output.strip()
+
+
+def test_every_command_module_is_in_the_lazy_table():
+    """A command module added without a row in COMMANDS would be invisible; a row
+    without its command would break `-h`."""
+    package = Path(ledger.cli.__file__).parent
+    defined: dict[str, str] = {}
+    for info in pkgutil.iter_modules([str(package)]):
+        module = importlib.import_module(f"ledger.cli.{info.name}")
+        for name, command in list(app.cli.commands.items()):
+            callback = command.callback
+            if callback is not None and callback.__module__ == module.__name__:
+                defined[name] = module.__name__
+    assert defined == app.COMMANDS
+
+
+def test_help_lists_every_command_and_unknown_commands_are_usage_errors():
+    runner = CliRunner()
+    result = runner.invoke(ledger.cli.cli, ["-h"])
+    assert result.exit_code == 0
+    for name in app.COMMANDS:
+        assert f"  {name} " in result.output or f"  {name}\n" in result.output, name
+    wrong = runner.invoke(ledger.cli.cli, ["gett", "server.port"])
+    assert wrong.exit_code == 2 and "No such command 'gett'" in wrong.output
