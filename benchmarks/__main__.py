@@ -18,8 +18,10 @@ from pathlib import Path
 from types import ModuleType
 
 from benchmarks import (
+    clistart,
     filestore,
     footprint,
+    inprocess,
     pastreads,
     postgres,
     reads,
@@ -52,13 +54,16 @@ class Group:
 
 
 GROUPS = (
-    Group("writes", writes, "durable update_raw vs raw apsw and eventsourcing (1, 2, 6e, i4)"),
+    Group("writes", writes, "durable update_raw vs raw apsw and eventsourcing; large "
+          "config (1, 2, 6e, i4, i16h)"),
     Group("file", filestore, "ledger vs FileConfigStore writes on the template (3)"),
-    Group("reads", reads, "head reads vs tomllib; env overrides (4)"),
+    Group("reads", reads, "head reads vs tomllib; env overrides (4; large config i16i-l)"),
     Group("replay", replay, "full replay and verify on the large ledger (5, 7)"),
     Group("history", pastreads, "open, past points, log/blame/diff on the large ledger (6, i5)"),
     Group("footprint", footprint, "bytes per event and peak RSS (9)"),
-    Group("writers", writers, "4 writer processes on SQLite (8)"),
+    Group("writers", writers, "4 writer processes on SQLite (8, i16g)"),
+    Group("inproc", inprocess, "group commit: threads, stores; event-loop lag (i16d-f)"),
+    Group("cli", clistart, "CLI start: get and --version vs python -c pass (i16a-c)"),
     Group("postgres", postgres, "PostgreSQL update_raw and writers (10)"),
     Group("web", web, "audit view timeline pages, large ledger vs 1,000 events (i17)"),
 )

@@ -77,11 +77,15 @@ async def _writes(store: Any, n: int, ready: Path, go: Path) -> dict[str, Any]:
     while not go.exists():
         time.sleep(0.0005)
     start = time.time()
+    clock = time.perf_counter
+    each = []
     for _ in range(n):
+        t0 = clock()
         await store.update_raw(_increment, actor=ACTOR, reason="bench increment")
+        each.append(clock() - t0)
     end = time.time()
     await store.close()
-    return {"start": start, "end": end, "n": n, "pid": os.getpid()}
+    return {"start": start, "end": end, "n": n, "pid": os.getpid(), "each": each}
 
 
 def main(argv: list[str]) -> None:

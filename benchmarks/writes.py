@@ -6,7 +6,9 @@ and all alternated in one run:
 - ledger `await store.update_raw(fn)` (SQLite FULL) on the docs example, one int key;
 - eventsourcing on SQLite: one event per `save()`;
 - `await store.providers.set(name, api_key=...)` (a sealed secret plus the event);
-- `update_raw` on a copy of the large ledger (does history size slow writes?).
+- `update_raw` on a copy of the large ledger (does history size slow writes?);
+- issue 16: `update_raw` on the large generated config (tens of KB of real values) /
+  on the docs example (does config size slow an edit?).
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ def rows() -> list[Row]:
             "example only): time ratio", Target("~", 0.10)),
         Row("i4", "`store.providers.set(name, api_key=...)` / non-secret single-key "
             "`update_raw`: time ratio", Target("<=", 1.3, text="≤ 1.3×")),
+        Row("i16h", "single-key `update_raw` (SQLite FULL) on the large generated config "
+            "(≥ 50 KB of values) / on the docs example: time ratio", Target("<=", 1.15)),
     ]
 
 
@@ -105,13 +109,17 @@ def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
         return key_store.providers.set("openai", api_key=f"sk-bench-{next(counter):012d}",
                                        actor=ACTOR)
 
+    from benchmarks.largeconfig import large_config, large_config_text
+
+    large_bytes = len(large_config_text().encode())
+    large_store = sqlite_store(scratch("writes-large.db"), large_config())
     big_copy = copy_of(sizes.big_events, work_dir() / "writes-big-copy.db")
     big_store = sqlite_store(big_copy)
 
     ledger = update_side("ledger", ledger_store, block)
     by = {s.name: s for s in (
         Side("raw", raw.loop, block), ledger, Side("providers", async_block(set_key), block),
-        update_side("big", big_store, block))}
+        update_side("big", big_store, block), update_side("large", large_store, block))}
     es_missing = ""
     try:
         saver = es_baseline.Saver("es-save.db")
@@ -124,11 +132,18 @@ def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
     # flushes the file system's journal, so a third database being written in the same
     # rounds would slow both sides' commits by a varying amount.
     alts = {other: alternate([ledger, by[other]], sizes.write_rounds)
-            for other in ("raw", "es", "providers", "big") if other in by}
+            for other in ("raw", "es", "providers", "big", "large") if other in by}
     _judge(alts, rows_by_fig, es_missing, sizes)
+    alt = alts["large"]
+    r16 = rows_by_fig["i16h"]
+    r16.measured = (f"large ({large_bytes:,} B of TOML): {fmt_time(alt.median('large'))}/op, "
+                    f"docs example: {fmt_time(alt.median('ledger'))}/op")
+    r16.judge_rounds(alt.ratios("large", "ledger"), note_if_missed=(
+        f"the edit costs {fmt_time(alt.median('large') - alt.median('ledger'))} more on the "
+        "large config; see its profile"))
     profile_misses(ctx, rows_by_fig, {"1": by["ledger"], "2": by["ledger"], "6e": by["big"],
-                                      "i4": by["providers"]})
-    for s in (ledger_store, key_store, big_store):
+                                      "i4": by["providers"], "i16h": by["large"]})
+    for s in (ledger_store, key_store, big_store, large_store):
         s.ledger.close()
     remove_db(big_copy)  # hundreds of MB in a full run
 

@@ -1,0 +1,87 @@
+"""CLI start (issue 16): whole-process wall time of `moltis-ledger get server.port` and
+`moltis-ledger --version` against `python -c pass` of the same interpreter, alternated
+in blocks of fresh processes in one run.
+
+The ledger holds the docs example (imported by `moltis-ledger migrate` first). Bytecode
+is present for every side (each runs once before the rounds, with bytecode writing on).
+A third side reports `get` with no bytecode at all (PYTHONDONTWRITEBYTECODE and an
+empty PYTHONPYCACHEPREFIX, so the standard library compiles too): the worst case of a
+machine that never keeps `.pyc` files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.harness import Row, Side, Target, alternate, fmt_time
+from benchmarks.workspace import DOCS_EXAMPLE, Ctx, fixture, work_dir
+
+
+def rows() -> list[Row]:
+    return [
+        Row("i16a", "`moltis-ledger get server.port` wall time / `python -c pass` "
+            "(bytecode present)", Target("<=", 2.5)),
+        Row("i16b", "`moltis-ledger --version` wall time / `python -c pass`",
+            Target("<=", 1.5)),
+        Row("i16c", "`moltis-ledger get server.port` without any bytecode / `python -c "
+            "pass` with bytecode", Target("report", text="report")),
+    ]
+
+
+def _script() -> list[str]:
+    script = Path(sys.executable).with_name("moltis-ledger")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "ledger"]
+
+
+def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
+    home = work_dir() / "cli-start"
+    shutil.rmtree(home, ignore_errors=True)
+    (home / "config").mkdir(parents=True)
+    shutil.copyfile(fixture(DOCS_EXAMPLE), home / "config" / "moltis.toml")
+    env = dict(os.environ, MOLTIS_CONFIG_DIR=str(home / "config"),
+               MOLTIS_DATA_DIR=str(home / "data"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("PYTHONPYCACHEPREFIX", None)
+    cli = _script()
+    subprocess.run([*cli, "migrate", "--reason", "bench"], env=env, check=True,
+                   capture_output=True, timeout=120)
+    no_pyc = tempfile.mkdtemp(prefix="no-pyc-")
+    bare = dict(env, PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX=no_pyc)
+
+    def side(name: str, argv: list[str], environ: dict[str, str], expect: str) -> Side:
+        def block(n: int) -> float:
+            total = 0.0
+            for _ in range(n):
+                t0 = time.perf_counter()
+                out = subprocess.run(argv, env=environ, capture_output=True, text=True,
+                                     timeout=120, check=False)
+                total += time.perf_counter() - t0
+                if out.returncode != 0 or expect not in out.stdout:
+                    raise RuntimeError(f"{argv}: {out.returncode} {out.stderr[-500:]}")
+            return total
+
+        return Side(name, block, 3 if ctx.sizes.quick else 10, warmup=2)
+
+    sides = [side("pass", [sys.executable, "-c", "pass"], env, ""),
+             side("get", [*cli, "get", "server.port"], env, "13131"),
+             side("version", [*cli, "--version"], env, "version"),
+             side("get-no-pyc", [*cli, "get", "server.port"], bare, "13131")]
+    try:
+        alt = alternate(sides, ctx.sizes.rounds)
+    finally:
+        shutil.rmtree(no_pyc, ignore_errors=True)
+    t_pass = alt.median("pass")
+    for fig, name in (("i16a", "get"), ("i16b", "version"), ("i16c", "get-no-pyc")):
+        row = rows_by_fig[fig]
+        row.measured = (f"{name} {fmt_time(alt.median(name))}, python -c pass "
+                        f"{fmt_time(t_pass)}")
+        row.judge_rounds(alt.ratios(name, "pass"), note_if_missed=(
+            f"{fmt_time(alt.median(name) - t_pass)} over a bare interpreter: importing "
+            "click, msgspec, apsw and the ledger's core, storage and engine modules "
+            "(see `python -X importtime -m ledger get server.port`)"))

@@ -1,0 +1,181 @@
+"""Concurrent writers inside one process, and the event loop during writes (issue 16):
+
+- 8 threads sharing one store, each doing single-key `update_raw` increments (the
+  synchronous core, `ledger.update_typed`, which the async stores run in worker
+  threads) / one thread doing the same number alone: rate ratio;
+- 16 stores on one database file, one thread each / one writer: rate ratio;
+- the event loop's worst lag (a ticker task on the loop) during a burst of async
+  `update_raw` calls / one raw durable commit (raw apsw, WAL, FULL) on the same disk.
+
+All on SQLite FULL, docs example loaded; the final value and the chain are checked
+after every side (no lost update, the chain verifies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+from benchmarks.harness import Row, Side, Target, alternate, fmt_rate, fmt_time
+from benchmarks.workspace import (
+    ACTOR,
+    DOCS_EXAMPLE,
+    Ctx,
+    aio,
+    fixture_doc,
+    scratch,
+    sqlite_store,
+)
+from benchmarks.writes import RawApsw
+
+THREADS = 8
+STORES = 16
+TASKS = 8  # concurrent tasks issuing the burst of writes on the loop
+
+
+def rows() -> list[Row]:
+    return [
+        Row("i16d", f"{THREADS} threads sharing one store (`update_raw` increments, SQLite "
+            "FULL) / one writer: rate ratio", Target(">=", 3.0)),
+        Row("i16e", f"{STORES} stores on one database file in one process, one writer "
+            "thread each / one writer: rate ratio", Target(">=", 2.0)),
+        Row("i16f", f"worst event-loop lag (a ticker task) during a burst of async "
+            f"`update_raw` calls ({TASKS} tasks writing in turn) / one raw durable commit "
+            "(apsw, FULL): time ratio",
+            Target("<=", 2.0)),
+    ]
+
+
+def _increment(cfg: Any) -> None:
+    cfg.tools.agent_timeout_secs += 1
+
+
+def threads_side(name: str, ledgers: list[Any], block: int) -> Side:
+    """`block` increments shared out among one thread per ledger (the same ledger may
+    appear several times: threads sharing a store)."""
+
+    def run(n: int) -> float:
+        each = max(1, n // len(ledgers))
+        errors: list[BaseException] = []
+        go = threading.Barrier(len(ledgers) + 1)
+
+        def writer(ledger: Any) -> None:
+            go.wait()
+            try:
+                for _ in range(each):
+                    ledger.update_typed(_increment, actor=ACTOR)
+            except BaseException as err:  # reported after the round
+                errors.append(err)
+
+        workers = [threading.Thread(target=writer, args=(led,)) for led in ledgers]
+        for w in workers:
+            w.start()
+        go.wait()
+        t0 = time.perf_counter()
+        for w in workers:
+            w.join()
+        took = time.perf_counter() - t0
+        if errors:
+            raise errors[0]
+        return took * n / (each * len(ledgers))  # per-op time as if exactly n were done
+
+    return Side(name, run, block)
+
+
+def _check(store: Any, first: int, done: int) -> str:
+    final = aio(store.load_raw()).tools.agent_timeout_secs
+    report = store.ledger.verify()
+    if final != first + done or not report.ok:
+        raise RuntimeError(f"lost updates or a broken chain: {final} != {first + done}, "
+                           f"{report.problem}")
+    return f"0 lost, chain verifies ({report.events:,} events)"
+
+
+def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
+    from ledger import SqliteConfigStore
+
+    sizes = ctx.sizes
+    doc = fixture_doc(DOCS_EXAMPLE)
+    block = sizes.write_block * 2
+    one = sqlite_store(scratch("inproc-one.db"), doc)
+    shared = sqlite_store(scratch("inproc-threads.db"), doc)
+    path = scratch("inproc-stores.db")
+    first_store = sqlite_store(path, doc)
+    stores = [first_store] + [SqliteConfigStore(path) for _ in range(STORES - 1)]
+    sides = [
+        threads_side("one", [one.ledger], block),
+        threads_side("threads", [shared.ledger] * THREADS, block),
+        threads_side("stores", [s.ledger for s in stores], block),
+    ]
+    # pairs alternate on their own: each side fsyncs, and a third database written in
+    # the same rounds would slow both sides of a pair by a varying amount
+    alt_threads = alternate([sides[0], sides[1]], sizes.write_rounds)
+    alt_stores = alternate([sides[0], sides[2]], sizes.write_rounds)
+    start = 600
+    done = {"threads": 0, "stores": 0}
+    for name, store in (("threads", shared), ("stores", first_store)):
+        done[name] = aio(store.load_raw()).tools.agent_timeout_secs - start
+    checks = {name: _check(store, start, done[name])
+              for name, store in (("threads", shared), ("stores", first_store))}
+    r = rows_by_fig["i16d"]
+    r.measured = (f"{THREADS} threads {fmt_rate(alt_threads.rate('threads'))}, one writer "
+                  f"{fmt_rate(alt_threads.rate('one'))}; {checks['threads']}")
+    r.judge_rounds(alt_threads.speedups("threads", "one"), note_if_missed=(
+        "group commit: a group is as large as the writers queued during one commit"))
+    r = rows_by_fig["i16e"]
+    r.measured = (f"{STORES} stores {fmt_rate(alt_stores.rate('stores'))}, one writer "
+                  f"{fmt_rate(alt_stores.rate('one'))}; {checks['stores']}")
+    r.judge_rounds(alt_stores.speedups("stores", "one"), note_if_missed=(
+        "group commit across stores: the leader builds every store's event on its own "
+        "connection"))
+    _loop_lag(ctx, rows_by_fig["i16f"], doc)
+    for s in (one, shared, *stores):
+        s.ledger.close()
+
+
+def _loop_lag(ctx: Ctx, row: Row, doc: dict[str, Any]) -> None:
+    """Per round: a burst of `burst` concurrent async update_raw calls with a ticker on
+    the loop (its worst lag), then a block of raw durable commits (their mean)."""
+    sizes = ctx.sizes
+    burst = 100 if sizes.quick else 1000
+    store = sqlite_store(scratch("inproc-loop.db"), doc)
+    raw = RawApsw("inproc-raw.db")
+    lags: list[float] = []
+
+    async def with_ticker() -> float:
+        worst = 0.0
+        stop = False
+
+        async def ticker() -> None:
+            nonlocal worst
+            while not stop:
+                t0 = time.perf_counter()
+                await asyncio.sleep(0)
+                worst = max(worst, time.perf_counter() - t0)
+
+        async def client() -> None:  # one of TASKS gateway requests writing in turn
+            for _ in range(burst // TASKS):
+                await store.update_raw(_increment, actor=ACTOR)
+
+        tick = asyncio.ensure_future(ticker())
+        await asyncio.gather(*[client() for _ in range(TASKS)])
+        stop = True
+        await tick
+        return worst
+
+    def lag_side(n: int) -> float:
+        worst = aio(with_ticker())
+        lags.append(worst)
+        return worst * n  # the harness divides by n
+
+    sides = [Side("lag", lag_side, 1), Side("fsync", raw.loop, max(20, sizes.write_block // 2))]
+    alt = alternate(sides, max(3, sizes.rounds // 2))
+    row.measured = (f"worst lag {fmt_time(alt.median('lag'))} during {burst:,}-write bursts "
+                    f"(worst of all rounds {fmt_time(max(lags))}); one raw durable commit "
+                    f"{fmt_time(alt.median('fsync'))}")
+    row.judge_rounds(alt.ratios("lag", "fsync"), note_if_missed=(
+        "the loop waits while this store's connection commits (a read or the write "
+        "hand-off takes the ledger's lock)"))
+    store.ledger.close()
