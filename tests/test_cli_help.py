@@ -26,7 +26,8 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 
 
 def walk(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
-    ctx = click.Context(group)  # the group loads its commands lazily: ask it, as click does
+    # the group loads its commands lazily: ask it, as click does
+    ctx = click.Context(group, **group.context_settings)
     for name in group.list_commands(ctx):
         command = group.get_command(ctx, name)
         assert command is not None, name
@@ -40,7 +41,9 @@ COMMANDS = list(walk(cli))
 
 
 def help_text(name: str, command: click.Command) -> str:
-    parent = click.Context(cli, info_name="moltis-ledger")
+    # with the group's context settings: click caches each command's help option from
+    # the first context it sees, and a bare one would leave `-h` unknown in-process
+    parent = click.Context(cli, info_name="moltis-ledger", **cli.context_settings)
     return command.get_help(click.Context(command, info_name=name, parent=parent))
 
 

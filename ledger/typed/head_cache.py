@@ -1,18 +1,19 @@
 """The typed view of a head state, kept as one JSON blob per top-level section.
 
-This is the hot path of `update_raw(fn)`. The caller's function gets a private typed
-copy; the edit is found by re-encoding each section of that copy and comparing bytes
-(much cheaper than comparing Struct trees), and only the sections whose bytes differ are
-decoded (which validates them) and compared field by field. The next head's view is
-the old sections with the changed ones replaced, so nothing is re-encoded or
-re-decoded as a whole on a write; a private copy for the next caller is decoded once,
-lazily, and handed out only once.
+This is the hot path of `update_raw(fn)`, and its cost follows what `fn` touches, not
+the config's size. `fn` gets an `_EditCopy`: a `MoltisConfig` whose top-level sections
+are decoded from the view's JSON on first attribute access, so each section it reads is
+its own private instance and the others are never handed out. After `fn`, only the
+sections it touched are compared (Struct equality, C-level) with the view's own
+instances; those that differ are re-encoded, decoded again (which validates them and
+gives the next view a private, canonical instance) and diffed field by field. The next
+head's view is the old one with those sections replaced: nothing is encoded, decoded or
+compared as a whole on a write.
 """
 
 from __future__ import annotations
 
 import functools
-import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = ["Edit", "TypedCodec", "TypedView"]
 _ROOT_INFO = section_info(MoltisConfig)
 # Each section is kept as `"key":{...}`, so the whole config is one join away.
 _PREFIXES = [b'"%s":' % fn.key.encode() for fn, _ in _ROOT_INFO.positions]
+_SECTION_INDEX = {fn.attr: i for i, (fn, _) in enumerate(_ROOT_INFO.positions)}
 
 
 def _enc_hook(obj: Any) -> Any:
@@ -83,19 +85,49 @@ class TypedCodec:
         return self.view_of(to_typed(raw, self.opener, where=where), key)
 
 
+class _EditCopy(MoltisConfig, gc=True, dict=True):
+    """The private copy `update_raw`'s `fn` edits (see the module docstring).
+
+    Until a section is first read through an attribute, its slot holds the view's own
+    instance (so encoding, comparing or `astuple` of the copy see the right values
+    without decoding anything); the first attribute access swaps in a private decode.
+    The copy stays lazy after the write returns, for a caller that keeps it."""
+
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if name in _SECTION_INDEX:
+            lazy: _Lazy | None = object.__getattribute__(self, "__dict__").get("_lazy_")
+            if lazy is not None and name not in lazy.touched:
+                value = lazy.materialize(self, name)
+        return value
+
+
+class _Lazy:
+    """What an `_EditCopy` needs to decode its sections on demand."""
+
+    __slots__ = ("section_decoders", "sections", "touched")
+
+    def __init__(self, view: TypedView) -> None:
+        self.sections = view.sections
+        self.section_decoders = view.codec.section_decoders
+        self.touched: dict[str, int] = {}  # attribute -> section index, in access order
+
+    def materialize(self, copy: _EditCopy, name: str) -> Any:
+        i = _SECTION_INDEX[name]
+        value = self.section_decoders[i].decode(self.sections[i][len(_PREFIXES[i]):])
+        msgspec.Struct.__setattr__(copy, name, value)
+        self.touched[name] = i
+        return value
+
+
 class TypedView:
     """The typed config of one head state (`key` identifies which).
 
     `pristine` is this view's own instance, never handed to anyone (so nobody can change
-    it); edits are found by comparing a caller's copy against it, section by section.
-    `sections` are the JSON of each section, from which private copies are decoded.
+    it); edits are found by comparing the sections a caller touched against it.
+    `sections` are the JSON of each section, from which private copies are decoded."""
 
-    After a write, the caller's edited copy is kept as the next caller's copy (with the
-    sections it changed freshly decoded), so consecutive writes skip decoding a whole
-    config. It is handed out only if it still equals `pristine`: a copy someone changed
-    after their write returned is never reused."""
-
-    __slots__ = ("_codec", "_shared", "_spare", "_whole", "key", "pristine", "sections")
+    __slots__ = ("_codec", "_shared", "_whole", "key", "pristine", "sections")
 
     def __init__(self, codec: TypedCodec, key: object, pristine: MoltisConfig,
                  sections: list[bytes]) -> None:
@@ -105,7 +137,6 @@ class TypedView:
         self.sections = sections
         self._whole: bytes | None = None
         self._shared: MoltisConfig | None = None
-        self._spare: MoltisConfig | None = None
 
     @property
     def codec(self) -> TypedCodec:
@@ -113,7 +144,7 @@ class TypedView:
 
     def rebind(self, codec: TypedCodec) -> TypedView:
         """This view with copies decoded by another codec (secrets bound to another
-        ledger's vault on the same database); the spare copy stays behind."""
+        ledger's vault on the same database)."""
         return TypedView(codec, self.key, self.pristine, self.sections)
 
     def whole(self) -> bytes:
@@ -123,9 +154,6 @@ class TypedView:
 
     def fresh(self) -> MoltisConfig:
         """A private copy the caller may change."""
-        spare, self._spare = self._spare, None
-        if spare is not None and spare == self.pristine:
-            return spare
         return self._codec.decoder.decode(self.whole())
 
     def shared(self) -> MoltisConfig:
@@ -135,22 +163,30 @@ class TypedView:
         return self._shared
 
     def edit(self, fn: Callable[[MoltisConfig], Any], raw: dict[str, Any]) -> Edit:
-        """Run `fn` on a private copy and return the raw changes it made."""
-        copy = self.fresh()
+        """Run `fn` on a private (lazy) copy and return the raw changes it made."""
+        copy = _EditCopy(*msgspec.structs.astuple(self.pristine))
+        lazy = _Lazy(self)
+        copy.__dict__["_lazy_"] = lazy
         returned = fn(copy)
-        # the caller's copy may serve the next caller, unless it returned another object
-        # (which it may keep using)
-        reusable = returned is None or returned is copy
-        if isinstance(returned, MoltisConfig):
-            copy = returned
-        codec = self._codec
         old_values = msgspec.structs.astuple(self.pristine)
-        new_values = msgspec.structs.astuple(copy)
+        if returned is None or returned is copy:
+            # only the sections read through an attribute can differ
+            new_values = list(old_values)
+            for name, i in lazy.touched.items():
+                new_values[i] = object.__getattribute__(copy, name)
+            touched = sorted(lazy.touched.values())
+        elif isinstance(returned, MoltisConfig):  # another config: compare it all
+            new_values = list(msgspec.structs.astuple(returned))
+            touched = list(range(len(old_values)))
+        else:
+            raise ConfigValidationError(
+                f"update: fn returned a {type(returned).__name__}; edit the config it is "
+                "given in place (or return a MoltisConfig)")
+        codec = self._codec
         result = Edit([], self.sections, {})
-        # Struct equality is C-level and stops at the first difference: only the
-        # sections the caller touched are looked at in Python.
-        for i in [i for i, same in enumerate(map(operator.eq, old_values, new_values))
-                  if not same]:
+        for i in touched:
+            if old_values[i] == new_values[i]:  # C-level, stops at the first difference
+                continue
             field = _ROOT_INFO.positions[i][0]
             try:
                 data = codec.encoder.encode(new_values[i])
@@ -169,20 +205,14 @@ class TypedView:
                     result.sections = list(self.sections)
                 result.sections[i] = _PREFIXES[i] + codec.encoder.encode(new_value)
                 result.replaced[field.attr] = new_value
-                if reusable:
-                    result.spare_parts[field.attr] = codec.section_decoders[i].decode(data)
             diff_top_level(field, old_values[i], new_value, raw.get(field.key, MISSING),
                            result.changes)
-        if reusable and result.problem is None:
-            result.spare = msgspec.structs.replace(copy, **result.spare_parts)
         return result
 
     def after(self, key: object, edit: Edit) -> TypedView:
         """The view of the state that `edit` produced (unchanged sections are shared)."""
         pristine = msgspec.structs.replace(self.pristine, **edit.replaced)
-        view = TypedView(self._codec, key, pristine, edit.sections)
-        view._spare = edit.spare
-        return view
+        return TypedView(self._codec, key, pristine, edit.sections)
 
     def same_config(self, key: object) -> TypedView:
         """This view for another state with the same config document."""
@@ -193,7 +223,7 @@ class Edit:
     """What a caller's function did: the raw changes, the new sections (the next head's
     view when `problem` is None), and the first validation problem."""
 
-    __slots__ = ("changes", "problem", "replaced", "sections", "spare", "spare_parts")
+    __slots__ = ("changes", "problem", "replaced", "sections")
 
     def __init__(self, changes: list[RawChange], sections: list[bytes],
                  replaced: dict[str, Any]) -> None:
@@ -201,8 +231,6 @@ class Edit:
         self.sections = sections
         self.replaced = replaced
         self.problem: str | None = None
-        self.spare: MoltisConfig | None = None
-        self.spare_parts: dict[str, Any] = {}
 
 
 def _located(section: str, message: str) -> str:

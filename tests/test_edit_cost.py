@@ -1,0 +1,104 @@
+"""Size-independent edits (issue 16): `update_raw`'s fn gets a copy whose sections are
+decoded on first access, and only the sections it touched are compared and re-encoded.
+Checked structurally (which sections were decoded), never by time; and the copy stays
+private: nothing a caller does to it, during or after the write, reaches the ledger's
+own view or another caller."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ledger import MemoryConfigStore, MoltisConfig, SqliteConfigStore
+from tests.conftest import run
+
+DOC = {"server": {"port": 13131}, "tools": {"agent_timeout_secs": 600},
+       "providers": {"openai": {"models": ["gpt-a", "gpt-b"]}}}
+
+
+def store_with_doc() -> MemoryConfigStore:
+    store = MemoryConfigStore()
+    run(store.save_raw(DOC, actor="setup"))
+    return store
+
+
+def test_only_the_sections_fn_reads_are_decoded_and_compared():
+    store = store_with_doc()
+    seen: list[Any] = []
+
+    def fn(cfg: Any) -> None:
+        seen.append(cfg)
+        cfg.tools.agent_timeout_secs = 601
+
+    commit = run(store.update_raw(fn, actor="me"))
+    assert [c.path for c in commit.changes] == [("tools", "agent_timeout_secs")]
+    lazy = seen[0].__dict__["_lazy_"]
+    assert list(lazy.touched) == ["tools"]  # 1 of the config's sections was decoded
+
+
+def test_the_copy_never_exposes_the_views_own_instances():
+    store = store_with_doc()
+    kept: list[Any] = []
+
+    def fn(cfg: Any) -> None:
+        kept.append(cfg)
+        cfg.server.port = 8080
+
+    run(store.update_raw(fn, actor="me"))
+    copy = kept[0]
+    # after the write the caller still has its copy; reading an untouched section
+    # gives it a private instance, so changing it changes nothing else
+    copy.providers.entries["openai"].models.append("injected")
+    copy.tools.agent_timeout_secs = 1
+    copy.server.port = 1
+    fresh = run(store.load_raw())
+    assert fresh.providers.entries["openai"].models == ["gpt-a", "gpt-b"]
+    assert (fresh.tools.agent_timeout_secs, fresh.server.port) == (600, 8080)
+    # the next writer sees the ledger's values, and records only its own change
+    commit = run(store.update_raw(lambda c: setattr(c.identity, "name", "Atlas"),
+                                  actor="next"))
+    assert [c.path for c in commit.changes] == [("identity", "name")]
+    assert store.ledger.replay() == store.ledger.head_state()
+
+
+def test_the_copy_encodes_and_compares_like_the_config_it_is():
+    store = store_with_doc()
+    before = run(store.load_raw())
+    out: dict[str, Any] = {}
+
+    def fn(cfg: Any) -> None:
+        out["json"] = msgspec.json.encode(cfg)  # untouched sections, without decoding
+        out["isinstance"] = isinstance(cfg, MoltisConfig)
+        out["tuple"] = msgspec.structs.astuple(cfg) == msgspec.structs.astuple(before)
+        cfg.server.port = 9000
+
+    run(store.update_raw(fn, actor="me"))
+    assert out["isinstance"] and out["tuple"]
+    assert out["json"] == msgspec.json.encode(before)
+
+
+def test_fn_may_return_another_config(tmp_path):
+    store = SqliteConfigStore(tmp_path / "r.db")
+    run(store.save_raw(DOC, actor="setup"))
+
+    def fn(cfg: Any) -> MoltisConfig:
+        return msgspec.structs.replace(cfg, server=msgspec.structs.replace(cfg.server,
+                                                                          port=7000))
+
+    commit = run(store.update_raw(fn, actor="me"))
+    assert [c.path for c in commit.changes] == [("server", "port")]
+    assert run(store.load_raw()).server.port == 7000
+    assert store.ledger.verify().ok
+
+
+def test_an_invalid_edit_in_a_touched_section_is_named_and_writes_nothing():
+    import pytest
+
+    from ledger import ConfigValidationError
+
+    store = store_with_doc()
+    with pytest.raises(ConfigValidationError, match=r"server\.port"):
+        run(store.update_raw(lambda c: setattr(c.server, "port", "high"), actor="me"))
+    assert store.ledger.head_state().seq == 1
+    assert run(store.load_raw()).server.port == 13131
