@@ -21,7 +21,7 @@ from ledger.core.keypaths import KeyPath
 from ledger.core.secret_refs import Secret
 from ledger.engine.ledger import Commit
 from ledger.engine.queries import Ref
-from ledger.errors import InputError, NotSupportedError
+from ledger.errors import InputError, NotSupportedError, StoreBusyError
 from ledger.typed.flags import NO_FLAGS, Flags
 
 if TYPE_CHECKING:  # the schema and typed layer load on first use (the CLI starts fast)
@@ -40,10 +40,21 @@ async def run_write(call: Callable[[bool], T]) -> T:
     """Run a write in a worker thread, so the event loop keeps serving while it waits
     for the lock and for the commit's fsync (the calling task is suspended until the
     write is durable). `call(wait)` is the blocking write; the context (contextvars such
-    as `acting_as`) travels with it."""
+    as `acting_as`) travels with it.
+
+    In the thread, the write is first tried without waiting for the lock (PostgreSQL's
+    one-round-trip optimistic append; on SQLite a plain append when nobody holds the
+    lock), then, if the lock is held, with waiting (SQLite: queued into this process's
+    group commit, or polling another process's lock)."""
     import asyncio  # imported here: the CLI's synchronous commands never need it
 
-    return await asyncio.to_thread(call, True)
+    def attempt() -> T:
+        try:
+            return call(False)
+        except StoreBusyError:
+            return call(True)
+
+    return await asyncio.to_thread(attempt)
 
 
 class ConfigStore(abc.ABC):
