@@ -59,11 +59,36 @@ def peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+class SqliteBackoff:
+    """SQLite's own busy handler (sqliteDefaultBusyCallback: sleeps of 1, 2, 5, 10, 15,
+    20, 25, 25, 25, 50, 50 and then 100 ms), as the baseline the ledger's polling wait
+    replaced (issue 16); installed in the ledger's place by the `sqlite-backoff` kind."""
+
+    DELAYS_MS = (1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100)
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+
+    def __call__(self, prior_calls: int) -> bool:
+        delays = self.DELAYS_MS
+        done = (sum(delays) + (prior_calls - len(delays)) * 100 if prior_calls >= len(delays)
+                else sum(delays[:prior_calls]))
+        if done / 1000 >= self.timeout_s:
+            return False
+        time.sleep(delays[min(prior_calls, len(delays) - 1)] / 1000)
+        return True
+
+
 def open_store(kind: str, target: str, schema: str | None) -> Any:
-    if kind == "sqlite":
+    if kind in ("sqlite", "sqlite-backoff"):
         from ledger import SqliteConfigStore
 
-        return SqliteConfigStore(target, busy_timeout=120)
+        store = SqliteConfigStore(target, busy_timeout=120)
+        if kind == "sqlite-backoff":
+            backend = store.ledger.backend
+            backend._fair_wait = SqliteBackoff(120)  # type: ignore[attr-defined]
+            backend._conn.set_busy_handler(backend._fair_wait)  # type: ignore[attr-defined]
+        return store
     if kind == "postgres":
         from ledger.stores.postgres_store import PostgresConfigStore
 

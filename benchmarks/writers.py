@@ -51,6 +51,10 @@ def rows() -> list[Row]:
         Row("i16g", f"the same {WRITERS} writer processes: worst single update (p99 in the "
             "note), every update of every round", Target("<=", 50, style="abs", unit=" ms",
                                                         text="≤ 50 ms worst, ≤ 10 ms p99")),
+        Row("i16m", f"{WRITERS} writer processes waiting with SQLite's own busy back-off "
+            "(the old wait) / with the ledger's polling wait, alternated: p99 update time "
+            "ratio (worst in the note)", Target("report", text="report (> 1: polling is "
+                                                 "fairer)")),
     ]
 
 
@@ -135,6 +139,40 @@ def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
     check.ledger.close()
     judge(rows_by_fig["8"], alt, lost)
     judge_latency(rows_by_fig["i16g"], pool)
+    compare_waits(ctx, rows_by_fig["i16m"])
+
+
+def compare_waits(ctx: Ctx, row: Row) -> None:
+    """The same 4-writer rounds with the old wait (SQLite's back-off) and the new one,
+    alternated on one database, so machine load hits both alike."""
+    path = scratch("writers-waits.db")
+    sqlite_store(path, fixture_doc(DOCS_EXAMPLE)).ledger.close()
+    pools = {"poll": WriterPool("sqlite", str(path)),
+             "backoff": WriterPool("sqlite-backoff", str(path))}
+    ops = max(10, ctx.sizes.writer_ops // 2)
+    per_round: dict[str, list[tuple[float, float]]] = {name: [] for name in pools}
+
+    def side(name: str) -> Side:
+        pool = pools[name]
+
+        def run(n: int) -> float:
+            before = len(pool.latencies.get(WRITERS, []))
+            took = pool.round(WRITERS, max(1, n // WRITERS))
+            each = pool.latencies[WRITERS][before:]
+            per_round[name].append((percentile(each, 99), max(each)))
+            return took
+
+        return Side(name, run, WRITERS * ops, warmup=WRITERS * max(1, ops // 10))
+
+    alternate([side("poll"), side("backoff")], max(3, ctx.sizes.writer_rounds // 2))
+    ratios = [b[0] / p[0] for p, b in zip(per_round["poll"], per_round["backoff"],
+                                          strict=True)]
+    worst = {name: max(w for _, w in rounds) for name, rounds in per_round.items()}
+    p99 = {name: percentile(pools[name].latencies[WRITERS], 99) for name in pools}
+    row.measured = (f"p99 back-off {fmt_time(p99['backoff'])} vs polling "
+                    f"{fmt_time(p99['poll'])}; worst back-off {fmt_time(worst['backoff'])} "
+                    f"vs polling {fmt_time(worst['poll'])}")
+    row.judge_rounds(ratios)
 
 
 def judge_latency(row: Row, pool: WriterPool) -> None:
