@@ -176,6 +176,7 @@ def _loop_lag(ctx: Ctx, row: Row, doc: dict[str, Any]) -> None:
                     f"(worst of all rounds {fmt_time(max(lags))}); one raw durable commit "
                     f"{fmt_time(alt.median('fsync'))}")
     row.judge_rounds(alt.ratios("lag", "fsync"), note_if_missed=(
-        "the loop waits while this store's connection commits (a read or the write "
-        "hand-off takes the ledger's lock)"))
+        "the loop thread needs the GIL, which the worker threads hold while they run "
+        "each write's Python work (build, fold, encode; the default executor runs up to "
+        "cpu+4 of them), and a CPU; not isolated further"))
     store.ledger.close()

@@ -185,8 +185,9 @@ def judge_latency(row: Row, pool: WriterPool) -> None:
     row.measured = (f"worst {fmt_time(worst)}, p99 {fmt_time(p99)}, median {fmt_time(p50)} "
                     f"over {len(each):,} updates")
     row.judge(worst * 1000, note_if_missed=(
-        "a waiting writer polls the lock every 0.2-1 ms; the worst case is a writer that "
-        "loses many polls in a row to the others"))
+        "a waiting writer polls the lock every 0.2-1 ms, so a long wait means the lock "
+        "was held that long: by writers the OS descheduled while holding it (machine "
+        "load), or a writer that lost many polls in a row; i16m compares the old wait"))
     if p99 * 1000 > 10 and row.status == "PASS":
         row.status, row.note = "MISS", f"p99 {fmt_time(p99)} is above 10 ms"
 
@@ -195,8 +196,9 @@ def judge(row: Row, alt: Alternated, lost: str) -> None:
     row.measured = (f"{WRITERS} writers {fmt_rate(alt.rate('many'))} total, one writer "
                     f"{fmt_rate(alt.rate('one'))}; {lost}")
     row.judge_rounds(alt.speedups("many", "one"), note_if_missed=(
-        "appends serialize on the write lock; a waiting writer sleeps in SQLite's busy "
-        "handler and must re-read the head before it can append"))
+        "appends serialize on the write lock, and a writer holding it that the OS "
+        "deschedules makes every other writer wait; a waiting writer polls the lock every "
+        "0.2-1 ms (see i16m for the wait itself) and re-reads the head before appending"))
     if lost.startswith("LOST"):
         row.status = "MISS"
         row.note = (row.note + "; " if row.note else "") + lost
