@@ -132,8 +132,10 @@ class LedgerConfigStore(ConfigStore):
         if seq == self.ledger.head_state().seq:
             return await self.load_effective(flags=flags, env=env)
         state = self.ledger.state_at(seq)
-        return effective_config(state.config, env=env, flags=flags, opener=self.ledger.vault,
-                                where=f"ledger seq {seq}").config
+        config: MoltisConfig = _layers().effective_config(
+            state.config, env=env, flags=flags, opener=self.ledger.vault,
+            where=f"ledger seq {seq}").config
+        return config
 
     async def source_metadata(self, *, flags: Flags = NO_FLAGS,
                               env: Mapping[str, str] | None = None) -> dict[str, Provenance]:
