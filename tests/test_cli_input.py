@@ -201,11 +201,13 @@ def test_json_unknown_key_error_names_suggestions(site: Path,
     assert "--allow-unknown" in doc["hint"]
 
 
-def test_at_help_lists_the_time_words() -> None:
-    for command in ("get", "show"):
-        text = call(command, "--help").stdout
-        for word in ("yesterday", "today", "ago", "last"):
-            assert word in text, (command, word)
+@pytest.mark.parametrize("command", [("get",), ("show",), ("blame",), ("export",),
+                                     ("log",), ("rollback",), ("shred",),
+                                     ("providers", "list")])
+def test_ref_help_lists_the_time_words(command: tuple[str, ...]) -> None:
+    text = " ".join(call(*command, "--help").stdout.split())  # (help text is wrapped)
+    for word in ("yesterday", "today", "ago", "last tuesday", "ISO-8601"):
+        assert word in text, (command, word)
 
 
 def test_warning_lines_print_once(site: Path) -> None:

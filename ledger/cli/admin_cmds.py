@@ -16,7 +16,9 @@ from typing import Any
 import click
 
 from ledger.cli.app import (
+    AT_HELP,
     EXIT_VERIFY,
+    REF_HELP,
     CommandError,
     State,
     cli,
@@ -288,7 +290,8 @@ def watch(state: State, after: int | None, count: int | None, interval: float) -
 @click.option("--path", "path", default=None,
               help="The secret at this path (keys:NAME.apiKey for provider_keys.json).")
 @click.option("--at", "ref", metavar="REF", default=None,
-              help="With --path: the value the path held at REF (default: head).")
+              help=f"With --path: the value the path held at REF ({REF_HELP}; default: "
+                   "head).")
 @click.option("--fingerprint", "fp", default=None,
               help="Every stored value with this fingerprint (from a <secret fp:…> mask).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -392,7 +395,7 @@ def providers() -> None:
 
 
 @providers.command(name="list")
-@click.option("--at", "ref", metavar="REF", default=None, help="As of REF (default: head).")
+@click.option("--at", "ref", metavar="REF", default=None, help=AT_HELP)
 @common
 @pass_state
 def providers_list(state: State, ref: str | None) -> None:

@@ -323,10 +323,11 @@ def expected_seq_option(fn: F) -> F:
                         help="Refuse (exit 4) unless the ledger is still at this seq.")(fn)
 
 
-AT_HELP = ("A seq (12), -N (N events back), head, or a UTC time: ISO-8601 "
-           "(2026-11-24T09:00:00Z) or words: now, today, yesterday, a weekday (tuesday, "
-           "last tuesday), with a clock time (yesterday 18:00, 18:00), or an age (2h, "
-           "1h30m, 3 days ago, 1w); default head.")
+REF_HELP = ("a seq (12), -N (N events back), head, or a UTC time: ISO-8601 "
+            "(2026-11-24T09:00:00Z) or words: now, today, yesterday, a weekday (tuesday, "
+            "last tuesday), with a clock time (yesterday 18:00, 18:00), or an age (2h, "
+            "1h30m, 3 days ago, 1w)")
+AT_HELP = f"As of REF: {REF_HELP}; default head."
 
 
 def at_option(fn: F) -> F:

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from ledger.cli.app import (
+    REF_HELP,
     CommandError,
     State,
     at_option,
@@ -35,7 +36,8 @@ ROLLBACK_ASK_ABOVE = 3  # a rollback removing more paths than this asks first
 @click.option("--path", "path", default=None, help="Only events touching this path "
               "(keys:NAME for provider_keys.json).")
 @click.option("--actor", "who", default=None, help="Only events by this actor.")
-@click.option("--since", default=None, metavar="REF", help="Only events after REF.")
+@click.option("--since", default=None, metavar="REF",
+              help=f"Only events after REF ({REF_HELP}).")
 @click.option("--until", default=None, metavar="REF", help="Only events up to REF.")
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
               help="At most this many events, newest first (0: all).")
@@ -141,7 +143,8 @@ def blame(state: State, path: str | None, ref: str | None) -> None:
 
 
 @cli.command()
-@click.option("--to", "ref", required=True, metavar="REF", help="The point to go back to.")
+@click.option("--to", "ref", required=True, metavar="REF",
+              help=f"The point to go back to: {REF_HELP}.")
 @click.option("--dry-run", is_flag=True, help="Print the diff; append nothing.")
 @click.option("--leave-destroyed-unset", is_flag=True,
               help="If REF held secrets shredded since, leave those keys unset.")
