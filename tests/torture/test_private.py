@@ -95,8 +95,10 @@ def test_library_creates_private_files(tmp_path: Path, mask: int) -> None:
         run(providers.set("openai", api_key="sk-private-file"))
         wal = Path(f"{db}-wal")
         assert wal.exists() and Path(f"{db}-shm").exists()
+        # (both input files hold a secret, so the migration backup seals them)
         assert_private(out / "data", {"moltis.db", "moltis.db-wal", "moltis.db-shm", "backups",
-                                      "manifest.json", "moltis.toml", "provider_keys.json"})
+                                      "manifest.json", "moltis.toml.sealed",
+                                      "provider_keys.json.sealed"})
         assert_private(out / "config", {"ledger.key"})
         assert_private(out / "export", {"moltis.toml", "provider_keys.json"})
         assert_private(out / "backups", {"copy.db"})
