@@ -114,6 +114,11 @@ def test_postgres_dsn_parsing_needs_no_server():
 
 def test_on_every_ledger(ledger_factory):
     ledger_factory()
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_on_both(kind):
+    if kind == "postgres":
+        pytest.skip("no server")
 """
 
 
@@ -132,17 +137,18 @@ def _pg_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
 def test_the_postgres_summary_counts_outcomes_of_postgres_tests(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """The unmarked test whose name mentions postgres is not counted; the postgres
-    parameter of the store factories is, and skips without a server."""
+    parameter of the store factories, and a test parametrized with "postgres", are, and
+    skip without a server."""
     result = _pg_run(pytester, monkeypatch, ci=False)
-    result.assert_outcomes(passed=4, failed=1, skipped=2)
+    result.assert_outcomes(passed=5, failed=1, skipped=3)
     summary = [line for line in result.outlines if line.startswith("postgres:")]
     assert summary == [
-        "postgres: 1 passed, 1 failed, 2 skipped (LEDGER_TEST_PG_URL not set)"], summary
+        "postgres: 1 passed, 1 failed, 3 skipped (LEDGER_TEST_PG_URL not set)"], summary
 
 
 def test_under_ci_a_postgres_test_never_skips(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     result = _pg_run(pytester, monkeypatch, ci=True)
-    result.assert_outcomes(passed=4, failed=3)
-    assert "postgres: 1 passed, 3 failed, 0 skipped" in result.stdout.str()
+    result.assert_outcomes(passed=5, failed=4)
+    assert "postgres: 1 passed, 4 failed, 0 skipped" in result.stdout.str()
     result.stdout.fnmatch_lines(["*CI=true: this PostgreSQL test must run, but it skipped*"])
