@@ -220,3 +220,49 @@ def test_cli_and_gateway_find_and_parse_the_config_once_and_agree(
     assert calls == {"parse": 1, "find": 1}
     shown = json.loads(site.ok("show", "--effective", "--json").out)
     assert shown["server"]["port"] == 7070
+
+
+def test_a_hand_edit_is_the_same_event_whoever_opens_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parity: the CLI and the gateway's open_store() import a hand edit identically."""
+    results = []
+    for who in ("cli", "gateway"):
+        site = make_site(tmp_path / who)
+        monkeypatch.setenv("MOLTIS_CONFIG_DIR", str(site.config_dir))
+        monkeypatch.setenv("MOLTIS_DATA_DIR", str(site.data_dir))
+        site.ok("migrate")
+        site.edit("port = 13131", "port = 8443")
+        site.edit('[identity]\nname = "Atlas"\n', "")
+        if who == "cli":
+            site.ok("get", "server.port")
+        else:
+            asyncio.run(open_store().close())
+        event = site.ok("log", "--limit", "1", "--json").json()["events"][0]
+        shown = site.ok("show", "--json").json()
+        results.append(({k: event[k] for k in ("seq", "source", "actor", "changes")},
+                        event["reason"].replace(str(site.root), "ROOT"), shown))
+    assert results[0] == results[1]
+    assert results[0][0]["source"] == "file"
+    assert [(c["op"], c["path"]) for c in results[0][0]["changes"]] == [
+        ("unset", "identity.name"), ("set", "server.port")]
+
+
+def test_cli_watch_shows_a_hand_edit_made_while_it_runs(site: Site) -> None:
+    import threading
+
+    site.ok("migrate")
+    head = site.ok("log", "--json").json()["head_seq"]
+
+    def edit_soon() -> None:
+        site.edit("agent_timeout_secs = 600", "agent_timeout_secs = 650")
+
+    timer = threading.Timer(0.3, edit_soon)
+    timer.start()
+    try:
+        result = site.ok("watch", "--after", str(head), "--count", "1", "--json",
+                         "--interval", "0.02")
+    finally:
+        timer.join()
+    event = json.loads(result.out.splitlines()[0])
+    assert event["source"] == "file" and event["seq"] == head + 1
+    assert event["changes"][0]["path"] == "tools.agent_timeout_secs"

@@ -262,6 +262,8 @@ def watch(state: State, after: int | None, count: int | None, interval: float) -
 
     store = state.store()
     vault = store.ledger.vault
+    if store.ledger.backend.read_only:  # hand edits of moltis.toml become events here too
+        store.file_sync = state.hand_edit_poller(store)
 
     async def follow() -> None:
         seen = 0

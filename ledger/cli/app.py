@@ -231,6 +231,24 @@ class State:
         self.out.warn(f"the gateway does not read this ledger: its open_store() uses {what}. "
                       f"`moltis-ledger switch-backend {name}` makes it use this one")
 
+    def hand_edit_poller(self, store: LedgerConfigStore) -> Callable[[], None]:
+        """For `watch` on a read-only open: import a hand edit as soon as the config
+        file changes (a short writable open, as for any read command)."""
+        from ledger.ops.open_store import file_stat_key, settled
+
+        seen = {"stat": file_stat_key(self.config_file)}
+
+        def poll() -> None:
+            key = file_stat_key(self.config_file)
+            if key == seen["stat"] or not settled(key):
+                return
+            seen["stat"] = key
+            self.refresh_installation()
+            if self._pending_hand_edit(store):
+                self._import_hand_edit(*self.location())
+
+        return poll
+
     def _pending_hand_edit(self, store: LedgerConfigStore) -> bool:
         import json
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,12 +293,12 @@ def attach_files(store: LedgerConfigStore, inst: Installation, *, mirror: bool =
         attach_mirror(store.ledger, inst.data_home / MIRROR_NAME,
                       mirror_key(store.ledger.backend.location))
 
-    seen: dict[str, Any] = {"stat": _stat_key(inst.config_file), "message": None}
+    seen: dict[str, Any] = {"stat": file_stat_key(inst.config_file), "message": None}
 
     def sync_again() -> None:
-        key = _stat_key(inst.config_file)
-        if key == seen["stat"]:
-            return  # cheap: only a file whose stat changed is parsed again
+        key = file_stat_key(inst.config_file)
+        if key == seen["stat"] or not settled(key):
+            return  # cheap: only a changed file that stopped changing is parsed again
         seen["stat"] = key
         from ledger.ops.migrate import read_config_file
 
@@ -316,7 +317,18 @@ def mirror_key(location: str) -> str:
     return describe_location(location) if is_dsn(location) else os.path.abspath(location)
 
 
-def _stat_key(path: Path) -> tuple[int, ...] | None:
+SETTLE_NS: Final = 1_000_000_000
+
+
+def settled(key: tuple[int, ...] | None) -> bool:
+    """A file last modified at least a second ago: an editor that writes in place
+    (truncate, then write) is done with it, so a read cannot catch half a file and
+    import the missing half as removed keys."""
+    return key is None or time.time_ns() - key[2] >= SETTLE_NS
+
+
+def file_stat_key(path: Path) -> tuple[int, ...] | None:
+    """What tells that a file changed without reading it (inode, size, mtime)."""
     try:
         st = path.stat()
     except OSError:
