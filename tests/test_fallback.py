@@ -42,15 +42,20 @@ async def _port_and_key() -> tuple[str, int, str | None]:
 def test_the_head_mirror_is_written_after_each_commit(site: Site) -> None:
     site.ok("migrate")
     site.ok("set", "server.port", "8080")
-    mirror = site.data_dir / "ledger-head.json"
+    mirror = site.data_dir / "ledger-head.0.json"  # seq 2: slot 0 (slots alternate)
     assert stat.S_IMODE(mirror.stat().st_mode) == 0o600
-    doc = json.loads(mirror.read_text())
+    doc = json.loads(json.loads(mirror.read_text())["body"])
     assert doc["seq"] == 2 and doc["config"]["server"]["port"] == 8080
     text = mirror.read_text()
     for entry in KEYS.values():
         assert entry["apiKey"] not in text  # sealed, never in clear
     assert "<secret" not in text  # references, never placeholders
     assert doc["keys"]["openai"]["apiKey"]["$secret"] in doc["sealed"]
+    # a shred leaves the destroyed value in neither slot
+    site.ok("shred", "--path", "keys:openai.apiKey", "--yes")
+    for slot in ("ledger-head.0.json", "ledger-head.1.json"):
+        body = json.loads(json.loads((site.data_dir / slot).read_text())["body"])
+        assert doc["keys"]["openai"]["apiKey"]["$secret"] not in body["sealed"], slot
 
 
 def test_an_unreadable_ledger_falls_back_to_the_mirror_not_the_old_file(site: Site) -> None:
@@ -72,7 +77,8 @@ def test_a_full_disk_opens_the_ledger_read_only(site: Site) -> None:
     a full disk) still gets the ledger's head, read-only."""
     site.ok("migrate")
     site.ok("set", "server.port", "8080")
-    (site.data_dir / "ledger-head.json").unlink()  # only the ledger itself can say 8080
+    for slot in ("ledger-head.0.json", "ledger-head.1.json"):
+        (site.data_dir / slot).unlink()  # only the ledger itself can say 8080
     script = textwrap.dedent("""
         import asyncio, resource, signal, sys
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -113,3 +119,19 @@ def test_a_config_file_that_stops_parsing_does_not_stop_a_healthy_ledger(site: S
     assert asyncio.run(store.load_effective()).server.port == 8080
     asyncio.run(store.close())
     assert site.ok("get", "server.port").out.strip() == "8080"
+
+
+def test_a_mirror_not_written_with_the_ledger_key_is_never_served(site: Site) -> None:
+    site.ok("migrate")
+    site.ok("set", "server.port", "8080")
+    for slot in ("ledger-head.0.json", "ledger-head.1.json"):
+        mirror = site.data_dir / slot
+        outer = json.loads(mirror.read_text())
+        forged = outer["body"].replace('"port": 8080', '"port": 6666').replace(
+            '"port": 13131', '"port": 6666')
+        mirror.write_text(json.dumps({"mac": outer["mac"], "body": forged}))
+    for suffix in ("-wal", "-shm"):
+        Path(f"{site.db}{suffix}").unlink(missing_ok=True)
+    site.db.write_bytes(b"not a database" * 100)
+    backend, port, _key = asyncio.run(_port_and_key())
+    assert backend == "file" and port == 13131  # the forged 6666 is not served

@@ -30,7 +30,7 @@ from ledger.files.dirs import default_key_file, ensure_private_dir
 if TYPE_CHECKING:  # cryptography is imported when a secret is first sealed or opened
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["KeySource", "SealedOpener", "Vault"]
+__all__ = ["KeySource", "SealedOpener", "Vault", "file_mac"]
 
 ENV_KEY: Final = "MOLTIS_LEDGER_KEY"
 _SEALED_V1: Final = b"\x01"
@@ -220,6 +220,12 @@ class Vault:
         if key is None:  # _unlock succeeded, so a key exists
             raise SecretKeyError(f"no ledger key: set ${ENV_KEY} or provide {self.keys.key_file}")
         return key
+
+
+def file_mac(key: bytes, data: bytes) -> str:
+    """A keyed MAC of derived data kept outside the database (the head mirror), so a
+    copy written by someone without the ledger key is never served."""
+    return blake3.blake3(data, key=_subkey(key, "mirror mac")).hexdigest()
 
 
 SEALED_FILE_MAGIC: Final = b"moltis-ledger sealed file v1\n"
