@@ -102,3 +102,14 @@ def test_an_invalid_edit_in_a_touched_section_is_named_and_writes_nothing():
         run(store.update_raw(lambda c: setattr(c.server, "port", "high"), actor="me"))
     assert store.ledger.head_state().seq == 1
     assert run(store.load_raw()).server.port == 13131
+
+
+def test_fn_may_return_anything_else_after_editing_in_place():
+    store = store_with_doc()
+    commit = run(store.update_raw(
+        lambda c: (setattr(c.server, "port", 8443), setattr(c.tools, "agent_timeout_secs", 5)),
+        actor="me"))
+    assert sorted(c.path for c in commit.changes) == [("server", "port"),
+                                                      ("tools", "agent_timeout_secs")]
+    cfg = run(store.load_raw())
+    assert (cfg.server.port, cfg.tools.agent_timeout_secs) == (8443, 5)

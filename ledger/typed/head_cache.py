@@ -169,19 +169,17 @@ class TypedView:
         copy.__dict__["_lazy_"] = lazy
         returned = fn(copy)
         old_values = msgspec.structs.astuple(self.pristine)
-        if returned is None or returned is copy:
-            # only the sections read through an attribute can differ
+        if isinstance(returned, MoltisConfig) and returned is not copy:
+            # another config (not the copy, edited or not): compare all of it
+            new_values = list(msgspec.structs.astuple(returned))
+            touched = list(range(len(old_values)))
+        else:
+            # the copy was edited in place (whatever fn returned, as a lambda returning
+            # a tuple of setattr results does): only the sections read can differ
             new_values = list(old_values)
             for name, i in lazy.touched.items():
                 new_values[i] = object.__getattribute__(copy, name)
             touched = sorted(lazy.touched.values())
-        elif isinstance(returned, MoltisConfig):  # another config: compare it all
-            new_values = list(msgspec.structs.astuple(returned))
-            touched = list(range(len(old_values)))
-        else:
-            raise ConfigValidationError(
-                f"update: fn returned a {type(returned).__name__}; edit the config it is "
-                "given in place (or return a MoltisConfig)")
         codec = self._codec
         result = Edit([], self.sections, {})
         for i in touched:
