@@ -13,6 +13,8 @@
     │   ├── ReadOnlyError           the store is read-only (fallback mode, read-only media)
     │   ├── FormatVersionError      the database was written by a newer format
     │   ├── NotSupportedError       this backend cannot offer the feature (history on a file)
+    │   ├── UnsafePathError         a write target that could be redirected (a link, a
+    │   │                           directory others can write to); names path and reason
     │   └── BackendUnavailableError an optional extra is not installed
     ├── ConflictError               `expected_seq` no longer matches the head
     ├── VerificationError           the hash chain is broken (carries the first bad seq)
@@ -77,6 +79,12 @@ class FormatVersionError(StoreError):
 
 class NotSupportedError(StoreError):
     """The backend cannot offer this feature (for example history on a file store)."""
+
+
+class UnsafePathError(StoreError):
+    """A file was not written because its place is unsafe: the target is a symbolic
+    link or exists when it must not, or its directory is owned by someone else or is
+    world-writable without the sticky bit. The message names the path and the reason."""
 
 
 class BackendUnavailableError(StoreError):

@@ -171,3 +171,16 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if outcomes:
         where = "set" if os.environ.get(PG_URL_VAR) else "not set"
         terminalreporter.write_line(f"{pg_summary(outcomes)} ({PG_URL_VAR} {where})")
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Any:
+    """The CLI run in-process configures the root logger (its stderr handler, -v
+    levels); put it back, so a later test still sees the library silent by default."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -83,7 +83,7 @@ def test_migrate_seals_secret_bearing_backups_and_retires_the_key_file(site: Sit
     assert {p.name: p.read_bytes() for p in out.iterdir()} == originals
     # without the right key it does not open
     env_key = os.environ["MOLTIS_LEDGER_KEY"]
-    os.environ["MOLTIS_LEDGER_KEY"] = "00" * 32
+    os.environ["MOLTIS_LEDGER_KEY"] = "11" * 32  # another key (an all-zero one is refused)
     try:
         refused = site.run("unseal-backup", str(backup), "-o", str(site.root / "x"))
     finally:

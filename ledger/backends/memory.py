@@ -62,6 +62,13 @@ class _MemoryTxn:
         self.secrets[ref] = SecretRow(ref, None, row.created_seq, seq)
         return True
 
+    def reseal_secret(self, ref: str, sealed: bytes) -> bool:
+        row = self.secrets.get(ref) or self._b._secrets.get(ref)
+        if row is None or row.sealed is None:
+            return False
+        self.secrets[ref] = SecretRow(ref, sealed, row.created_seq, None)
+        return True
+
     def set_meta(self, key: str, value: str) -> None:
         self.meta[key] = value
 

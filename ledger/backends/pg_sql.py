@@ -58,6 +58,8 @@ class Sql:
                            "VALUES (%s, %s, %s)")
         self.shred = (f"UPDATE {s}.ledger_secrets SET sealed = NULL, shredded_seq = %s "
                       "WHERE ref = %s AND sealed IS NOT NULL")
+        self.reseal = (f"UPDATE {s}.ledger_secrets SET sealed = %s "
+                       "WHERE ref = %s AND sealed IS NOT NULL")
         cols = "SELECT ref, sealed, created_seq, shredded_seq FROM"
         self.secret = f"{cols} {s}.ledger_secrets WHERE ref = %s"
         self.secrets = f"{cols} {s}.ledger_secrets ORDER BY ref"

@@ -320,6 +320,11 @@ class _PgTxn:
         self._cur.execute(self._b._sql.shred, (seq, ref))
         return self._cur.rowcount > 0
 
+    def reseal_secret(self, ref: str, sealed: bytes) -> bool:
+        self._upgrade()
+        self._cur.execute(self._b._sql.reseal, (sealed, ref))
+        return self._cur.rowcount > 0
+
     def set_meta(self, key: str, value: str) -> None:
         self._upgrade()
         self._cur.execute(self._b._sql.set_meta, (key, value))

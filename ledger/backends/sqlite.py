@@ -198,6 +198,13 @@ class _SqliteTxn:
         )
         return bool(self._conn.changes())
 
+    def reseal_secret(self, ref: str, sealed: bytes) -> bool:
+        self._conn.execute(
+            "UPDATE ledger_secrets SET sealed = ? WHERE ref = ? AND sealed IS NOT NULL",
+            (sealed, ref),
+        )
+        return bool(self._conn.changes())
+
     def set_meta(self, key: str, value: str) -> None:
         self._conn.execute(
             "INSERT OR REPLACE INTO ledger_meta (key, value) VALUES (?, ?)", (key, value)

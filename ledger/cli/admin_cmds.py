@@ -131,12 +131,15 @@ def bundle(state: State, target: str, with_secrets: bool) -> None:
         moltis-ledger bundle -o ledger.bundle
         moltis-ledger bundle -o full.bundle --with-secrets
     """
+    from ledger.files.safe_io import create_private
     from ledger.ops.export import write_bundle
 
     ledger = state.store().ledger
     path = Path(target)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # 0600 from the first byte, never through a link, in a checked directory; the
+    # rename below replaces a link at `path` rather than following it
+    fd = create_private(tmp)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f, state.out.progress(
                 "writing the bundle", ledger.backend.head().seq + 1) as advance:

@@ -384,6 +384,7 @@ COMMANDS: dict[str, str] = {
                     "ledger.cli.admin_cmds"),
     **dict.fromkeys(("migrate", "switch-backend", "unseal-backup"), "ledger.cli.switch_cmds"),
     "serve": "ledger.cli.serve_cmd",
+    "key": "ledger.cli.key_cmds",
 }
 
 

@@ -63,9 +63,9 @@ def show(state: State, ref: str | None, effective: bool, fmt: str) -> None:
     seq = state.seq(ref)
     snapshot = ledger.state_at(seq)
     if effective:  # through the store, exactly as the gateway reads it
-        from ledger.ops.display import effective_document
+        from ledger.ops.display import effective_shown
 
-        doc = effective_document(run_async(store.load_effective_at(seq)))
+        doc = run_async(effective_shown(store, seq))
     else:
         doc = display_doc(snapshot.config, ledger.vault)
     if seq == 0 and not state.json:
@@ -139,9 +139,9 @@ def get(state: State, path: str, ref: str | None, effective: bool) -> None:
     snapshot = ledger.state_at(seq)
     source: dict[str, Any] | None = None
     if effective:  # through the store, exactly as the gateway reads it
-        from ledger.ops.display import effective_document
+        from ledger.ops.display import effective_shown
 
-        value = get_value(effective_document(run_async(store.load_effective_at(seq))), key)
+        value = get_value(run_async(effective_shown(store, seq)), key)
         if value is MISSING:
             value = get_value(snapshot.config, key)  # an unknown key the ledger holds
             if value is not MISSING:
@@ -322,6 +322,7 @@ def check(state: State, file: str | None) -> None:
     from ledger.ops.migrate import key_vault_notices, read_config_file
     from ledger.typed.check import check as check_document
 
+    warnings: list[str] = []
     if file is not None:
         source = Path(file)
         if not source.is_file():
@@ -330,14 +331,22 @@ def check(state: State, file: str | None) -> None:
         where = str(source)
         notices = key_vault_notices(source.parent / dirs.KEYS_FILE_NAME)
     else:
-        snapshot = state.store().ledger.head_state()
+        from ledger.ops.keys import key_file_problem
+
+        ledger = state.store().ledger
+        snapshot = ledger.head_state()
         raw, where = snapshot.config, f"the ledger at seq {snapshot.seq}"
         notices = key_vault_notices(state.keys_file)
+        key_problem = key_file_problem(ledger.vault.keys)
+        if key_problem:
+            warnings.append(key_problem)
     problems = check_document(raw)
+    for warning in warnings:
+        state.out.warn(warning)  # stderr: a --json document stays alone on stdout
     if state.json:
         state.out.json({"source": where, "ok": not problems,
                         "problems": [dataclasses.asdict(p) for p in problems],
-                        "notices": notices})
+                        "notices": notices, "warnings": warnings})
     elif problems:
         state.out.table(("path", "severity", "problem", "message"),
                         [(p.path, p.severity, p.kind, p.message) for p in problems],

@@ -308,6 +308,11 @@ def export(state: State, ref: str | None, fmt: str, reveal_secrets: bool, masked
     state.out.line(f"exported seq {seq}: " + ", ".join(str(p) for p in written)
                    + " (mode 0600)")
     if reveal_secrets:
+        from ledger.ops.keys import key_location
+
         state.out.warn("these files hold secret values in clear; keep them private")
+        state.out.note(f"the ledger's own copies stay sealed with the ledger key from "
+                       f"{key_location(ledger.vault.keys)}; a restore of the ledger needs "
+                       "that key, these files do not")
     elif masked:
         state.out.note("secrets are masked placeholders: not a config Moltis can run with")

@@ -4,7 +4,10 @@ document for scripts, progress bars on stderr, and the CLI's logging set-up.
 Nothing here computes anything about the ledger: it receives what the library
 returned (already redacted by `ledger.ops.history`) and turns it into text. Human output goes
 through rich `Text` objects, never markup strings, so a config value such as
-`"[bold]"` is printed as it is.
+`"[bold]"` is printed as it is, and every text passes `ledger.core.escape.escape`, so a
+control or bidi character in a value, reason or actor is shown as `\\x1b` / `\\u202e`
+instead of reaching the terminal. JSON output keeps its values but writes those
+characters as `\\uXXXX` escapes.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
+
+from ledger.core.escape import escape, json_safe
 
 __all__ = ["Output", "configure_logging", "json_text"]
 
@@ -33,8 +38,9 @@ def json_text(doc: Any, *, compact: bool = False) -> str:
     """The one JSON document a command prints (default=str only as a safety net for
     TOML date/time values)."""
     if compact:
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=str)
-    return json.dumps(doc, ensure_ascii=False, indent=2, default=str)
+        return json_safe(json.dumps(doc, ensure_ascii=False, separators=(",", ":"),
+                                    default=str))
+    return json_safe(json.dumps(doc, ensure_ascii=False, indent=2, default=str))
 
 
 def value_text(value: Any) -> str:
@@ -115,13 +121,14 @@ class Output:
 
     def text(self, text: str) -> None:
         """Text exactly as given (a TOML file, a value): no styling, no wrapping."""
+        text = escape(text, keep_newlines=True)
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         sys.stdout.flush()
 
     def line(self, text: str, style: str | None = None) -> None:
         from rich.text import Text
 
-        self.out.print(Text(text, style=style or ""))
+        self.out.print(Text(escape(text), style=style or ""))
 
     def lines(self, texts: Iterable[tuple[str, str | None]]) -> None:
         for text, style in texts:
@@ -131,24 +138,24 @@ class Output:
         """A remark for the person at the terminal (stderr, so pipes stay clean)."""
         from rich.text import Text
 
-        self.err.print(Text(text, style="dim"))
+        self.err.print(Text(escape(text, keep_newlines=True), style="dim"))
 
     def warn(self, text: str) -> None:
         from rich.text import Text
 
-        self.err.print(Text(f"warning: {text}", style="yellow"))
+        self.err.print(Text(f"warning: {escape(text, keep_newlines=True)}", style="yellow"))
 
     def error(self, text: str) -> None:
         from rich.text import Text
 
-        self.err.print(Text(f"error: {text}", style="bold red"))
+        self.err.print(Text(f"error: {escape(text, keep_newlines=True)}", style="bold red"))
 
     def step(self, command: str) -> None:
         """A demo step: the command line an operator would type."""
         from rich.text import Text
 
         self.out.print()
-        self.out.print(Text(f"$ {command}", style="bold cyan"))
+        self.out.print(Text(f"$ {escape(command)}", style="bold cyan"))
 
     # -- progress -------------------------------------------------------------------
 
@@ -203,7 +210,7 @@ class Output:
             table.add_column(name, overflow="fold", no_wrap=name in keep,
                              ratio=(ratios or {}).get(name))
         for row in rows:
-            table.add_row(*[c if isinstance(c, Text) else Text(c) for c in row])
+            table.add_row(*[c if isinstance(c, Text) else Text(escape(c)) for c in row])
         self.out.print(table)
 
     # -- renderers ------------------------------------------------------------------
@@ -235,8 +242,9 @@ class Output:
                 shown.append(f"shredded {len(ev['shredded'])} secret value(s)")
             if ev.get("rollback_to") is not None:
                 shown.insert(0, f"(rollback to seq {ev['rollback_to']})")
+            # one escaped line per change (the cell's own line breaks are ours)
             rows.append((str(ev["seq"]), when(ev["time"]), ev["actor"], ev["source"],
-                         ev["reason"], "\n".join(shown)))
+                         ev["reason"], Text("\n".join(map(escape, shown)))))
         self.table(("seq", "time", "actor", "source", "reason", "changes"), rows, title,
                    no_wrap=("seq", "time", "actor", "source"),
                    ratios={"reason": 1, "changes": 2})
@@ -278,6 +286,7 @@ class _ConsoleFormatter(logging.Formatter):
                     structlog.stdlib.add_logger_name,
                     structlog.stdlib.ExtraAdder(),
                     structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=True),
+                    _escape_values,
                 ],
             )
         return self._inner.format(record)
@@ -310,6 +319,15 @@ class _OncePerRun(logging.Filter):
 
 _STANDARD_RECORD_FIELDS = frozenset(vars(logging.LogRecord(
     "x", logging.INFO, "x", 0, "x", None, None))) | {"message", "asctime"}
+
+
+def _escape_values(_logger: Any, _method: str, event: MutableMapping[str, Any]
+                   ) -> dict[str, Any]:
+    """Log values (a path, an actor, an error naming a bad input) are shown to a person
+    too: escape them like every other output."""
+    return {k: escape(v) if isinstance(v, str) else
+            [escape(x) if isinstance(x, str) else x for x in v] if isinstance(v, list) else v
+            for k, v in event.items()}
 
 
 def configure_logging(verbosity: int) -> None:

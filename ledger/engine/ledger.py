@@ -565,6 +565,38 @@ class Ledger:
         _log.info("shredded", seq=rec.seq, actor=actor, secrets=len(live), paths=list(paths))
         return Commit(rec.seq, True, rec.hash)
 
+    def rotate_key(self, new_key: bytes, *, actor: str | None = None,
+                   reason: str | None = None, source: str = "cli",
+                   wait: bool = True) -> tuple[Commit, int]:
+        """Re-seal every live secret under `new_key` and append a rotation event (a
+        change event with no changes: who rotated, when and why; no key material), all
+        in one transaction. Afterwards this ledger uses the new key; the caller makes it
+        available to other processes (`ledger.ops.keys.rotate_key` does)."""
+        actor, reason, source = self._check_meta(actor, reason or "rotate the ledger key",
+                                                 source)
+        payload = encode_payload(ChangePayload(changes=[]))
+        with self._lock:
+            try:
+                with self.backend.write(wait=wait) as txn:
+                    head = txn.head()
+                    state = self._state or self.head_state()
+                    if head.seq != state.seq or head.hash != state.hash:
+                        state = self._catch_up(state, head)
+                    count = self.vault.rotate(txn, new_key)
+                    rec = self._record(txn, head, KIND_CHANGE, payload, actor, reason, source)
+                    self._state = fold(state, rec, [])
+                    if should_snapshot(rec.seq, self.snapshot_every):
+                        txn.put_snapshot(rec.seq, rec.hash, encode_state(self._state))
+            finally:
+                self.vault.forget_key()  # unlock again, with whichever key is current
+            self.vault.keys.use(new_key)
+            self._run_hooks(self._state)  # e.g. the head mirror: its sealed copies
+        checkpoint = getattr(self.backend, "checkpoint", None)
+        if checkpoint is not None:
+            checkpoint()  # old page images held values sealed under the old key
+        _log.info("ledger key rotated", seq=rec.seq, actor=actor, secrets=count)
+        return Commit(rec.seq, True, rec.hash), count
+
     def refs_with_fingerprint(self, fp: str) -> list[SecretRef]:
         """Every stored secret (in any version of either document) with this fingerprint."""
         found: dict[str, SecretRef] = {}

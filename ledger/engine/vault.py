@@ -7,6 +7,13 @@ a keyed check value in `ledger_meta` tells a wrong key from a corrupt value.
 
 Fingerprints are keyed blake3 (a different subkey): equal values have equal
 fingerprints in one ledger, and nobody without the key can test a guess against one.
+
+Rotation (`rotate`) re-seals every live secret under a new key in the caller's write
+transaction and replaces the key check, so the old key opens nothing afterwards. The
+fingerprint key is kept across rotations (sealed under the new key in `ledger_meta`),
+so history still tells whether a value changed; every other key derived from the
+ledger key (sealing, key check, and anything another module derives on use) changes
+with the key.
 """
 
 from __future__ import annotations
@@ -24,8 +31,9 @@ import blake3
 from ledger._log import get_logger
 from ledger.backends.base import Backend, WriteTxn
 from ledger.core.secret_refs import DESTROYED_REF, SecretRef
-from ledger.errors import SecretDestroyedError, SecretKeyError
+from ledger.errors import SecretDestroyedError, SecretKeyError, UnsafePathError
 from ledger.files.dirs import default_key_file, ensure_private_dir
+from ledger.files.safe_io import check_directory
 
 if TYPE_CHECKING:  # cryptography is imported when a secret is first sealed or opened
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -46,14 +54,27 @@ def parse_key(text: str, where: str) -> bytes:
     text = text.strip()
     try:
         if len(text) == 64:
-            return bytes.fromhex(text)
+            return check_key(bytes.fromhex(text), where)
         raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_"
                                if "-" in text or "_" in text else None, validate=True)
         if len(raw) == 32:
-            return raw
+            return check_key(raw, where)
     except (ValueError, binascii.Error):
         pass
     raise SecretKeyError(f"{where}: the ledger key must be 32 bytes as 64 hex digits or base64")
+
+
+def check_key(key: bytes, where: str) -> bytes:
+    """Refuse a key that is not 32 bytes, or all zero bytes (a template's placeholder,
+    an unset buffer): sealing under it would protect nothing."""
+    if len(key) != 32:
+        raise SecretKeyError(f"{where}: the ledger key must be 32 bytes, not {len(key)}")
+    if not any(key):
+        raise SecretKeyError(
+            f"{where}: the ledger key is all zero bytes, a placeholder rather than a key; "
+            "create a random one (e.g. `openssl rand -hex 32`) before any secret is "
+            "sealed with it")
+    return key
 
 
 class KeySource:
@@ -73,9 +94,23 @@ class KeySource:
             return f"${ENV_KEY}"
         return f"key file {self.key_file}"
 
+    @property
+    def from_file(self) -> bool:
+        """True when the key comes from the key file (not the caller or the environment)."""
+        return self._key is None and not self._env.get(ENV_KEY)
+
+    @property
+    def staged_file(self) -> Path:
+        """Where `key rotate` writes the new key before the ledger switches to it."""
+        return self.key_file.with_name(self.key_file.name + ".new")
+
+    def use(self, key: bytes) -> None:
+        """From now on, this key (after a rotation)."""
+        self._key = check_key(key, "the new key")
+
     def load(self, *, create: bool) -> bytes | None:
         if self._key is not None:
-            return self._key
+            return check_key(self._key, "the key passed by the caller")
         text = self._env.get(ENV_KEY)
         if text:
             return parse_key(text, f"${ENV_KEY}")
@@ -91,10 +126,18 @@ class KeySource:
 
     def _create_file(self) -> bytes:
         key = os.urandom(32)
+        check_directory(self.key_file.parent)
         ensure_private_dir(self.key_file.parent)
         try:
-            fd = os.open(self.key_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            # 0600 from the first byte, never through a (dangling) link planted there
+            fd = os.open(self.key_file,
+                         os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600)
+            os.fchmod(fd, 0o600)
         except FileExistsError:  # another process won the race: use its key
+            if self.key_file.is_symlink() and not self.key_file.exists():
+                raise UnsafePathError(f"{self.key_file}: refusing to create the ledger key: "
+                                      "a dangling symbolic link is in its place") from None
             return parse_key(self.key_file.read_text(encoding="ascii"), str(self.key_file))
         except OSError as err:
             raise SecretKeyError(f"{self.key_file}: cannot create the ledger key: {err}") from err
@@ -135,7 +178,10 @@ class Vault:
                     f"no ledger key: set ${ENV_KEY} or provide {self.keys.key_file} "
                     "(secrets cannot be read or written without it; other config still can)"
                 )
-            check = blake3.blake3(self._ledger_id, key=_subkey(key, "key check")).hexdigest()
+            check = self._check_of(key)
+            if stored is not None and stored != check:
+                key = self._finish_interrupted_rotation(stored) or key
+                check = self._check_of(key)
             if stored is not None and stored != check:
                 raise SecretKeyError(
                     f"the ledger key from {self.keys.describe()} does not match the key this "
@@ -143,11 +189,80 @@ class Vault:
                 )
             if stored is None and txn is not None:
                 txn.set_meta("key_check", check)
-            self._check = check
-            self._fp_key = _subkey(key, "fingerprint")
-            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+            self._adopt(key, check, txn.get_meta("fp_key") if txn is not None
+                        else self._backend.get_meta("fp_key"))
 
-            self._aead = AESGCM(_subkey(key, "secret sealing"))
+    def _check_of(self, key: bytes) -> str:
+        return blake3.blake3(self._ledger_id, key=_subkey(key, "key check")).hexdigest()
+
+    def _adopt(self, key: bytes, check: str, sealed_fp_key: str | None) -> None:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        aead = AESGCM(_subkey(key, "secret sealing"))
+        if sealed_fp_key:
+            data = base64.b64decode(sealed_fp_key)
+            try:
+                self._fp_key = aead.decrypt(data[:12], data[12:], self._aad("fingerprint key"))
+            except InvalidTag:
+                raise SecretKeyError("the ledger's fingerprint key does not open with the "
+                                     f"key from {self.keys.describe()}") from None
+        else:
+            self._fp_key = _subkey(key, "fingerprint")
+        self._check = check
+        self._aead = aead
+
+    def _finish_interrupted_rotation(self, stored: str) -> bytes | None:
+        """A rotation that committed but was stopped before it moved the new key file
+        into place left it beside the old one: finish the move and use it."""
+        staged = self.keys.staged_file
+        if not self.keys.from_file or not staged.is_file():
+            return None
+        try:
+            key = parse_key(staged.read_text(encoding="ascii"), str(staged))
+        except (OSError, UnicodeDecodeError, SecretKeyError):
+            return None
+        if self._check_of(key) != stored:
+            return None
+        os.replace(staged, self.keys.key_file)
+        _log.warning("finished an interrupted key rotation", key_file=str(self.keys.key_file))
+        return key
+
+    # -- rotation (inside a write transaction) ---------------------------------------
+
+    def rotate(self, txn: WriteTxn, new_key: bytes) -> int:
+        """Re-seal every live secret under `new_key` and make it the ledger's key (in
+        `txn`: all or nothing). Shredded secrets stay shredded. Returns the count. The
+        caller makes the new key available (key file, environment) after the commit."""
+        self._unlock(txn)
+        new_key = check_key(new_key, "the new key")
+        assert self._aead is not None
+        assert self._fp_key is not None
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        new_aead = AESGCM(_subkey(new_key, "secret sealing"))
+        count = 0
+        for row in self._backend.secrets():
+            if row.sealed is None:
+                continue
+            plain = self._open_row(SecretRef(ref=row.ref, fp="?"), bytes(row.sealed))
+            nonce = os.urandom(12)
+            sealed = _SEALED_V1 + nonce + new_aead.encrypt(nonce, plain, self._aad(row.ref))
+            if not txn.reseal_secret(row.ref, sealed):
+                raise SecretKeyError(f"secret {row.ref}: could not be re-sealed; nothing changed")
+            count += 1
+        nonce = os.urandom(12)
+        fp_sealed = nonce + new_aead.encrypt(nonce, self._fp_key, self._aad("fingerprint key"))
+        txn.set_meta("fp_key", base64.b64encode(fp_sealed).decode())
+        txn.set_meta("key_check", self._check_of(new_key))
+        return count
+
+    def forget_key(self) -> None:
+        """Drop the unlocked key (after a rotation commits, or fails)."""
+        with self._lock:
+            self._aead = None
+            self._fp_key = None
+            self._check = None
 
     def fingerprint(self, plaintext: str, txn: WriteTxn | None = None) -> str:
         self._unlock(txn)
@@ -192,14 +307,16 @@ class Vault:
                 f"secret fp:{ref.fp} was shredded at seq {row.shredded_seq}; its value is gone"
             )
         self._unlock()
+        return self._open_row(ref, bytes(row.sealed)).decode()
+
+    def _open_row(self, ref: SecretRef, sealed: bytes) -> bytes:
         assert self._aead is not None
         from cryptography.exceptions import InvalidTag
 
-        sealed = bytes(row.sealed)
         if not sealed.startswith(_SEALED_V1) or len(sealed) < 29:
             raise SecretKeyError(f"secret fp:{ref.fp}: the stored value is malformed")
         try:
-            return self._aead.decrypt(sealed[1:13], sealed[13:], self._aad(ref.ref)).decode()
+            return self._aead.decrypt(sealed[1:13], sealed[13:], self._aad(ref.ref))
         except InvalidTag:
             raise SecretKeyError(
                 f"secret fp:{ref.fp} does not open with the ledger key from "

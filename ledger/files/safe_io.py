@@ -10,6 +10,16 @@
   three formats Moltis loads (`moltis.toml`, `moltis.yaml`/`.yml`, `moltis.json`).
   YAML is read with ruamel.yaml (safe loader, YAML 1.2 like Moltis's serde_yaml);
   the file store also writes it with ruamel's round-trip mode, which keeps comments.
+* `check_directory(dir)`: refuse to write into a directory someone else could plant a
+  file or a link in (owned by another user, or world-writable without the sticky bit);
+* `create_private(path)`: a new file, 0600 from the first byte, never through a link
+  (O_CREAT|O_EXCL|O_NOFOLLOW), in a checked directory;
+* `write_private(path, data)`: `replace_file` for files this library produces
+  (exports, bundles, mirrors): a link planted at the target is replaced, never
+  followed.
+
+Every file the library writes goes through these, so none is created through a
+symbolic link or readable by others, whatever the umask.
 """
 
 from __future__ import annotations
@@ -19,17 +29,18 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from ledger._log import get_logger
-from ledger.errors import ParseError, ReadOnlyError, StoreBusyError, StoreError
+from ledger.errors import ParseError, ReadOnlyError, StoreBusyError, StoreError, UnsafePathError
 from ledger.files.dirs import ensure_private_dir
 
-__all__ = ["ConfigFormat", "config_format", "locked", "os_error", "parse_document", "read_file",
-           "replace_file"]
+__all__ = ["ConfigFormat", "check_directory", "config_format", "create_private", "locked",
+           "os_error", "parse_document", "read_file", "replace_file", "write_private"]
 
 _log = get_logger("ledger.files.safe_io")
 READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
@@ -142,22 +153,84 @@ def os_error(path: Path, err: OSError, doing: str) -> StoreError:
     return StoreError(f"{path}: cannot {doing}: {err.strerror}; the file is unchanged")
 
 
+def check_directory(directory: Path) -> None:
+    """Refuse a directory that someone else could plant a file or a link in: one owned
+    by another user (root's are trusted), or world-writable without the sticky bit.
+    UnsafePathError names the directory and the reason."""
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        return  # about to be created by ensure_private_dir, 0700
+    except OSError as err:
+        raise os_error(directory, err, "use the directory") from err
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafePathError(f"{directory}: refusing to write here: not a directory")
+    me = os.geteuid()
+    if st.st_uid not in (me, 0):
+        raise UnsafePathError(
+            f"{directory}: refusing to write here: the directory belongs to uid "
+            f"{st.st_uid}, not to you (uid {me}), so its owner could swap the files for "
+            "links; use a directory of your own")
+    if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+        raise UnsafePathError(
+            f"{directory}: refusing to write here: the directory is world-writable "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}) without the sticky bit, so anyone could "
+            "plant a link in it; use a private directory (or chmod o-w it)")
+
+
+def _refusal(path: Path, err: OSError) -> StoreError:
+    if err.errno == errno.ELOOP or path.is_symlink():
+        return UnsafePathError(f"{path}: refusing to write: it is a symbolic link "
+                               f"(to {os.readlink(path)!r}); remove it or choose another name")
+    if err.errno == errno.EEXIST:
+        return UnsafePathError(f"{path}: refusing to write: it already exists")
+    return os_error(path, err, "create")
+
+
+def create_private(path: Path) -> int:
+    """A new file at `path`, mode 0600 from the first byte, opened for writing; never
+    through a symbolic link and never an existing file (UnsafePathError says which).
+    Its directory is created 0700 if missing, else checked (`check_directory`)."""
+    check_directory(path.parent)
+    ensure_private_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+    except OSError as err:
+        raise _refusal(path, err) from err
+    os.fchmod(fd, 0o600)  # whatever the umask
+    return fd
+
+
+def write_private(path: Path, data: bytes) -> os.stat_result:
+    """Atomically make `path` hold `data` (0600), for files this library produces
+    (exports, bundles, mirrors): a symbolic link at `path` is replaced by the file,
+    never followed, so a planted `moltis.toml -> victim` cannot redirect the write."""
+    return replace_file(path, data, follow_symlinks=False)
+
+
 @contextlib.contextmanager
 def locked(path: Path, *, wait: bool, timeout: float = 30.0) -> Iterator[None]:
     """Hold the write lock of `path`. StoreBusyError at once when `wait` is False, or
     after `timeout` seconds (a writer stopped while holding it must not block forever)."""
     lock = path.with_name(path.name + ".lock")
+    check_directory(path.parent)
+    # never through a link: a planted `moltis.toml.lock -> victim` must not be opened
+    nofollow = os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         ensure_private_dir(path.parent)
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL | nofollow, 0o600)
             os.fchmod(fd, 0o600)
         except FileExistsError:
             try:
-                fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+                fd = os.open(lock, os.O_RDWR | nofollow)
             except PermissionError:
-                fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+                fd = os.open(lock, os.O_RDONLY | nofollow)
     except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise UnsafePathError(f"{lock}: refusing to use the lock file: it is a symbolic "
+                                  "link; remove it") from err
         raise os_error(path, err, f"create the lock file {lock.name}") from err
     try:
         deadline = time.monotonic() + (timeout if wait else 0.0)
@@ -204,9 +277,24 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def replace_file(path: Path, data: bytes) -> os.stat_result:
-    """Atomically and durably make `path` hold `data` (mode 0600); returns its stat."""
-    target = Path(os.path.realpath(path))  # a symlinked file stays a symlink
+def replace_file(path: Path, data: bytes, *, follow_symlinks: bool = True) -> os.stat_result:
+    """Atomically and durably make `path` hold `data` (mode 0600); returns its stat.
+
+    With `follow_symlinks` (Moltis's own moltis.toml / provider_keys.json), a file the
+    operator symlinked stays a symlink and its target is replaced, but only a link of
+    their own; otherwise a link at `path` is replaced by the file. Either way the
+    directory written into is checked (`check_directory`)."""
+    if follow_symlinks and path.is_symlink():
+        owner = os.lstat(path).st_uid
+        if owner not in (os.geteuid(), 0):
+            raise UnsafePathError(f"{path}: refusing to write through a symbolic link owned "
+                                  f"by uid {owner}")
+        target = Path(os.path.realpath(path))  # a symlinked file stays a symlink
+    elif follow_symlinks:
+        target = Path(os.path.realpath(path.parent)) / path.name
+    else:
+        target = path
+    check_directory(target.parent)
     ensure_private_dir(target.parent)
     tmp = target.with_name(f".{target.name}.{os.urandom(6).hex()}.tmp")
     fd: int | None = None

@@ -3,19 +3,25 @@ masked (or revealed only when asked), typed configs as documents in TOML key for
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
 from ledger.core.document import Doc
 from ledger.core.events import Change, Event
-from ledger.core.keypaths import format_path
+from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import Secret, SecretRef, mask_text
 from ledger.engine.vault import Vault
 from ledger.errors import (
     SecretDestroyedError,
 )
 from ledger.schema.introspect import section_info
+from ledger.typed.flags import NO_FLAGS, Flags
+
+if TYPE_CHECKING:
+    from ledger.engine.queries import Ref
+    from ledger.stores.ledger_store import LedgerConfigStore
 
 DocKind = Literal["config", "keys"]
 DOCS: tuple[DocKind, ...] = ("config", "keys")
@@ -45,12 +51,41 @@ def display_doc(doc: Doc, vault: Vault, *, reveal: bool = False) -> dict[str, An
     return out
 
 
-def effective_document(cfg: Any) -> dict[str, Any]:
+def effective_document(cfg: Any, masked: Mapping[KeyPath, str | None] | None = None
+                       ) -> dict[str, Any]:
     """A typed config (`MoltisConfig`, e.g. the effective one) as a document in TOML
-    key form, defaults included, absent (None) values left out, secrets masked."""
+    key form, defaults included, absent (None) values left out, secrets masked.
+
+    `masked` (from `ledger.typed.layers.masked_paths`) names the leaves whose value came
+    from a sealed `[env]` entry through `${VAR}`: they are secrets too, shown as masks."""
     out = _typed_value(cfg)
     assert isinstance(out, dict)
+    for path, fp in (masked or {}).items():
+        _mask_at(out, path, mask_text(fp))
     return out
+
+
+async def effective_shown(store: LedgerConfigStore, ref: Ref | None = None, *,
+                          flags: Flags = NO_FLAGS, env: Mapping[str, str] | None = None
+                          ) -> dict[str, Any]:
+    """The effective config at REF as shown to people and in JSON: typed secrets,
+    free-form channel secrets and values `${VAR}` took from a sealed `[env]` entry all
+    masked. (`load_effective` is what the gateway gets: plain values, never shown.)"""
+    from ledger.typed.layers import masked_paths
+
+    eff, raw = store.effective_at(ref, flags=flags, env=env)
+    return effective_document(eff.config, masked_paths(eff, raw))
+
+
+def _mask_at(doc: dict[str, Any], path: KeyPath, mask: str) -> None:
+    node: Any = doc
+    for i, key in enumerate(path):
+        if not isinstance(node, dict) or key not in node:
+            return
+        if i == len(path) - 1 or not isinstance(node[key], dict):
+            node[key] = mask  # the leaf, or the value (a list) that holds it
+            return
+        node = node[key]
 
 
 def _typed_value(value: Any) -> Any:

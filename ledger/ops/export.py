@@ -23,7 +23,7 @@ from ledger.errors import (
     VerificationError,
 )
 from ledger.files.dirs import CONFIG_FILE_NAMES, KEYS_FILE_NAME, ensure_private_dir
-from ledger.files.safe_io import replace_file
+from ledger.files.safe_io import check_directory, write_private
 from ledger.ops.display import display_doc
 
 MASKED_HEADER = "secrets masked"
@@ -95,13 +95,16 @@ def live_config_in(directory: Path, config_home: Path) -> Path | None:
 
 
 def write_export(files: ExportFiles, directory: Path) -> list[Path]:
-    """Write the export files (mode 0600, directory 0700) atomically."""
+    """Write the export files (mode 0600, directory 0700) atomically. A directory
+    others could plant links in is refused, and a link already at a file's name is
+    replaced, never followed (UnsafePathError names the path and the reason)."""
+    check_directory(directory)
     ensure_private_dir(directory)
     written = []
     for name, text in ((files.config_name, files.config_text),
                        ("provider_keys.json", files.keys_text)):
         path = directory / name
-        replace_file(path, text.encode("utf-8"))
+        write_private(path, text.encode("utf-8"))
         written.append(path)
     return written
 

@@ -22,10 +22,11 @@ import msgspec
 from ledger.core.keypaths import KeyPath
 from ledger.core.secret_refs import Secret
 from ledger.schema import FREEFORM_SECRETS, MoltisConfig
+from ledger.schema.secret_policy import secret_by_name
 
 __all__ = ["ROOT", "FieldNode", "SectionInfo", "TypeNode", "child_keys", "choices_of", "field_at",
-           "is_known_path", "is_secret_path", "known_prefix", "secret_patterns", "section_info",
-           "strip_annotated"]
+           "is_known_path", "is_secret_path", "is_untyped_path", "known_prefix",
+           "secret_patterns", "section_info", "strip_annotated"]
 
 Kind = Literal["section", "dict", "list", "secret", "leaf"]
 
@@ -221,16 +222,29 @@ def _secret_trie() -> dict[str, Any]:
 
 
 
+def is_untyped_path(path: KeyPath) -> bool:
+    """True where the schema does not type the value: an unknown key, or a key inside
+    a free-form map (a channel account)."""
+    node = field_at(path)
+    return node is None or strip_annotated(node.annotation) is Any
+
+
+@functools.lru_cache(maxsize=8192)
 def is_secret_path(path: KeyPath) -> bool:
-    """True if the schema marks the value at this raw config path as a secret."""
+    """True if the value at this raw config path is a secret: typed `Secret` by the
+    schema, one of `FREEFORM_SECRETS`, or a secret-shaped name at an untyped position
+    (the policy is `ledger.schema.secret_policy`)."""
     t: Any = _secret_trie()
     for key in path:
         if not isinstance(t, dict):
-            return False
+            t = None
+            break
         t = t.get(key, t.get("*"))
         if t is None:
-            return False
-    return t is True
+            break
+    if t is True:
+        return True
+    return secret_by_name(path) and is_untyped_path(path)
 
 
 def secret_patterns() -> Iterator[str]:

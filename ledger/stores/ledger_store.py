@@ -121,8 +121,13 @@ class LedgerConfigStore(ConfigStore):
 
     async def load_effective(self, *, flags: Flags = NO_FLAGS,
                              env: Mapping[str, str] | None = None) -> MoltisConfig:
+        """What the gateway runs with: plain values, free-form channel secrets included
+        (displays use `effective_at`, which keeps them `Secret`s)."""
+        from ledger.typed.freeform import reveal
+
         self.effective_layers(flags, env)
-        return self.ledger.codec.decoder.decode(self._eff_bytes)
+        config: MoltisConfig = reveal(self.ledger.codec.decoder.decode(self._eff_bytes))
+        return config
 
     async def load_effective_at(self, ref: Ref, *, flags: Flags = NO_FLAGS,
                                 env: Mapping[str, str] | None = None) -> MoltisConfig:
@@ -132,10 +137,28 @@ class LedgerConfigStore(ConfigStore):
         if seq == self.ledger.head_state().seq:
             return await self.load_effective(flags=flags, env=env)
         state = self.ledger.state_at(seq)
-        config: MoltisConfig = _layers().effective_config(
+        from ledger.typed.freeform import reveal
+
+        config: MoltisConfig = reveal(_layers().effective_config(
             state.config, env=env, flags=flags, opener=self.ledger.vault,
-            where=f"ledger seq {seq}").config
+            where=f"ledger seq {seq}").config)
         return config
+
+    def effective_at(self, ref: Ref | None = None, *, flags: Flags = NO_FLAGS,
+                     env: Mapping[str, str] | None = None) -> tuple[Effective, Doc]:
+        """The layers of the effective config at REF (default: the head) and the stored
+        document they came from, for displays: secrets stay `Secret`s (never revealed,
+        unlike `load_effective`), and `Effective.sealed` names the values `${VAR}` took
+        from a sealed `[env]` entry. Do not change what it returns (it may be cached)."""
+        head = self.ledger.head_state()
+        seq = head.seq if ref is None else self.resolve_ref(ref)
+        if seq == head.seq:
+            return self.effective_layers(flags, env), head.config
+        state = self.ledger.state_at(seq)
+        eff: Effective = _layers().effective_config(
+            state.config, env=env, flags=flags, opener=self.ledger.vault,
+            where=f"ledger seq {seq}")
+        return eff, state.config
 
     async def source_metadata(self, *, flags: Flags = NO_FLAGS,
                               env: Mapping[str, str] | None = None) -> dict[str, Provenance]:

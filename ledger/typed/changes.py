@@ -18,7 +18,9 @@ from ledger.core.document import MISSING, diff_documents, get_value, normalize_v
 from ledger.core.events import Change, DocName
 from ledger.core.keypaths import KeyPath
 from ledger.core.secret_refs import DESTROYED_REF, WITHHELD_REF, Secret, SecretRef, parse_mask
-from ledger.schema.introspect import is_secret_path
+from ledger.schema.introspect import is_secret_path, is_untyped_path
+from ledger.schema.provider_keys import is_untyped_key_path
+from ledger.schema.secret_policy import url_has_password
 from ledger.typed.convert import RawChange
 
 __all__ = ["Sealer", "materialize", "materialize_document", "replace_tables"]
@@ -59,6 +61,14 @@ def _secret_leaf(value: Any, current: Any, sealer: Sealer) -> SecretRef | None:
     return sealer.seal(value)
 
 
+def _url_credential(value: str, path: KeyPath, doc: DocName) -> bool:
+    """A URL with a password at a position the schema leaves untyped (the policy's
+    rule 3; typed string fields must keep holding strings)."""
+    if not url_has_password(value):
+        return False
+    return is_untyped_key_path(path) if doc == "keys" else is_untyped_path(path)
+
+
 def _leaf_changes(path: KeyPath, value: Any, current: Any, doc: DocName, sealer: Sealer,
                   secret: SecretTest, out: list[Change]) -> None:
     if isinstance(value, dict) and value:
@@ -67,7 +77,8 @@ def _leaf_changes(path: KeyPath, value: Any, current: Any, doc: DocName, sealer:
             _leaf_changes((*path, key), child, cur.get(key, MISSING), doc, sealer, secret, out)
         return
     is_secret = isinstance(value, Secret | SecretRef) or (
-        isinstance(value, str) and secret(path) and not is_env_reference(value)
+        isinstance(value, str) and not is_env_reference(value)
+        and (secret(path) or _url_credential(value, path, doc))
     )
     if is_secret:
         ref = _secret_leaf(value, current, sealer)

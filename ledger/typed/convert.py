@@ -106,11 +106,16 @@ def to_typed(raw: Mapping[str, Any], opener: SecretOpener | None = None,
     shaped = shape(raw, ROOT)
     hook = _plain_hook if opener is None else _secret_hook(opener)
     try:
-        return msgspec.convert(shaped, MoltisConfig, dec_hook=hook, str_keys=True)
+        typed = msgspec.convert(shaped, MoltisConfig, dec_hook=hook, str_keys=True)
     except msgspec.ValidationError as err:
         path, why = _locate_invalid(raw, ROOT, (), hook) or ((), str(err))
         p = format_path(path)
         raise ConfigValidationError(f"{where}: {p}: {why}", p) from None
+    # free-form maps (channel accounts) hold their secrets as references: make them
+    # `Secret`s, like the typed secret fields
+    from ledger.typed.freeform import revive
+
+    return revive(typed, opener)  # type: ignore[no-any-return]
 
 
 def _convert_error(value: Any, ann: Any, hook: Callable[[type, Any], Any]) -> str | None:

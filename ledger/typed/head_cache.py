@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -23,11 +23,13 @@ from ledger.core.document import MISSING
 from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
 from ledger.errors import ConfigValidationError
 from ledger.schema import MoltisConfig
-from ledger.schema.introspect import section_info
+from ledger.schema.introspect import ROOT, TypeNode, section_info
 from ledger.typed.convert import RawChange, diff_top_level, sanitize_message, to_typed
+from ledger.typed.freeform import node_has_freeform, revive
 
 __all__ = ["Edit", "TypedCodec", "TypedView"]
 
+T = TypeVar("T")
 _ROOT_INFO = section_info(MoltisConfig)
 # Each section is kept as `"key":{...}`, so the whole config is one join away.
 _PREFIXES = [b'"%s":' % fn.key.encode() for fn, _ in _ROOT_INFO.positions]
@@ -41,6 +43,26 @@ def _enc_hook(obj: Any) -> Any:
             return {"$secret": ref.ref, "fp": ref.fp}
         return obj.reveal()  # an unsaved value: it stays in this process's memory
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
+class _Decoder(Generic[T]):
+    """A msgspec JSON decoder whose result has the secrets of free-form maps (which
+    JSON decodes as plain `{"$secret": ..., "fp": ...}` objects) made `Secret`s again."""
+
+    __slots__ = ("_freeform", "_inner", "_node", "_opener")
+
+    def __init__(self, tp: type[T], node: TypeNode, opener: SecretOpener | None,
+                 dec_hook: Callable[[type, Any], Any]) -> None:
+        self._inner: msgspec.json.Decoder[T] = msgspec.json.Decoder(tp, dec_hook=dec_hook)
+        self._node = node
+        self._opener = opener
+        self._freeform = node_has_freeform(node)
+
+    def decode(self, data: bytes) -> T:
+        value = self._inner.decode(data)
+        if self._freeform:
+            revive(value, self._opener, self._node)  # the Struct in place
+        return value
 
 
 class TypedCodec:
@@ -65,12 +87,12 @@ class TypedCodec:
         return msgspec.json.Encoder(enc_hook=_enc_hook)
 
     @functools.cached_property
-    def decoder(self) -> msgspec.json.Decoder[MoltisConfig]:
-        return msgspec.json.Decoder(MoltisConfig, dec_hook=self._dec_hook)
+    def decoder(self) -> _Decoder[MoltisConfig]:
+        return _Decoder(MoltisConfig, ROOT, self.opener, self._dec_hook)
 
     @functools.cached_property
-    def section_decoders(self) -> list[msgspec.json.Decoder[Any]]:
-        return [msgspec.json.Decoder(fn.node.annotation, dec_hook=self._dec_hook)
+    def section_decoders(self) -> list[_Decoder[Any]]:
+        return [_Decoder(fn.node.annotation, fn.node, self.opener, self._dec_hook)
                 for fn, _ in _ROOT_INFO.positions]
 
     def sections_of(self, typed: MoltisConfig) -> list[bytes]:

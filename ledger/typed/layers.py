@@ -19,7 +19,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import msgspec
@@ -31,7 +31,7 @@ from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
 from ledger.errors import ConfigValidationError, SecretError
 from ledger.schema import MoltisConfig
-from ledger.schema.introspect import ROOT, TypeNode, field_at, is_secret_path, section_info
+from ledger.schema.introspect import ROOT, TypeNode, field_at, section_info
 from ledger.typed.convert import sanitize_message, shape, to_typed
 from ledger.typed.flags import NO_FLAGS, Flags
 
@@ -42,6 +42,7 @@ __all__ = [
     "IgnoredOverride",
     "Provenance",
     "effective_config",
+    "masked_paths",
     "parse_env_overrides",
 ]
 
@@ -77,6 +78,9 @@ class Provenance:
     file: str | None = None
     substituted: tuple[str, ...] = ()  # ${VAR} names substituted into this value
     ignored: tuple[str, ...] = ()  # overrides of this path that were ignored, and why
+    # ${VAR} names substituted from a sealed [env] entry: the value is a secret, masked
+    # in every display (the gateway still receives it)
+    sealed_env: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, ())}
@@ -168,8 +172,12 @@ def parse_env_overrides(env: Mapping[str, str]) -> tuple[list[EnvOverride], list
         if why is not None and not isinstance(value, str) and _accepts(raw_text, node) is None:
             value, why = raw_text, None  # e.g. MOLTIS_IDENTITY__NAME=42 is the name "42"
         if why is not None:
-            shown = "" if is_secret_path(path) else f" {raw_text[:40]!r}"
-            ignored.append(IgnoredOverride(name, ptext, f"invalid value{shown}: {why}"))
+            # never quote the value: a table may hold a key (MOLTIS_PROVIDERS__OPENAI=
+            # '{"api_key": ...}'), and a scalar may be a secret pasted into the wrong
+            # variable; its kind and size are enough to find the mistake
+            kind = type(value).__name__.replace("str", "text").replace("dict", "table")
+            ignored.append(IgnoredOverride(
+                name, ptext, f"invalid value (a {kind} of {len(raw_text)} characters): {why}"))
             continue
         good.append(EnvOverride(name, path, value))
     return good, ignored
@@ -213,8 +221,8 @@ def referenced_variables(doc: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(names)
 
 
-def _env_table_lookup(doc: Mapping[str, Any], opener: SecretOpener | None
-                      ) -> Callable[[str], str | None]:
+def _env_table_lookup(doc: Mapping[str, Any], opener: SecretOpener | None,
+                      sealed: dict[str, str]) -> Callable[[str], str | None]:
     table = doc.get("env")
 
     def lookup(name: str) -> str | None:
@@ -225,7 +233,9 @@ def _env_table_lookup(doc: Mapping[str, Any], opener: SecretOpener | None
             if opener is None:
                 return None
             try:
-                return opener.open_secret(value)
+                plain = opener.open_secret(value)
+                sealed[name] = value.fp
+                return plain
             except SecretError as err:
                 _log.warning("cannot substitute from [env]", variable=name, error=str(err))
                 return None
@@ -234,22 +244,28 @@ def _env_table_lookup(doc: Mapping[str, Any], opener: SecretOpener | None
     return lookup
 
 
-def substitute(doc: Doc, env: Mapping[str, str], opener: SecretOpener | None
+def substitute(doc: Doc, env: Mapping[str, str], opener: SecretOpener | None,
+               sealed_out: dict[KeyPath, tuple[str, ...]] | None = None,
                ) -> tuple[Doc, dict[KeyPath, tuple[str, ...]]]:
     """Resolve ${NAME} in string values: process environment first, then `[env]`;
     unresolved names stay literal. Returns a new document (the input is not touched)
-    and, per changed path, the names substituted."""
-    table_lookup = _env_table_lookup(doc, opener)
+    and, per changed path, the names substituted. Paths whose value took a name from a
+    sealed `[env]` entry go into `sealed_out` (those values are secrets)."""
+    sealed_fps: dict[str, str] = {}
+    table_lookup = _env_table_lookup(doc, opener, sealed_fps)
     used: dict[KeyPath, tuple[str, ...]] = {}
 
     def resolve(text: str, path: KeyPath) -> str:
         names: list[str] = []
+        secret: list[str] = []
 
         def repl(m: re.Match[str]) -> str:
             name = m.group(1)
             value = env.get(name)
             if value is None:
                 value = table_lookup(name)
+                if value is not None and name in sealed_fps:
+                    secret.append(name)
             if value is None:
                 return m.group(0)
             names.append(name)
@@ -258,6 +274,8 @@ def substitute(doc: Doc, env: Mapping[str, str], opener: SecretOpener | None
         out = _VAR.sub(repl, text)
         if names:
             used[path] = tuple(names)
+        if secret and sealed_out is not None:
+            sealed_out[path] = (*sealed_out.get(path, ()), *secret)
         return out
 
     def walk(v: Any, path: KeyPath) -> Any:
@@ -286,6 +304,8 @@ class Effective:
     flag_paths: dict[KeyPath, str]  # path -> flag
     substituted: dict[KeyPath, tuple[str, ...]]
     ignored: list[IgnoredOverride]
+    # paths whose value came (in part) from a sealed [env] entry -> those names
+    sealed: dict[KeyPath, tuple[str, ...]] = field(default_factory=dict)
 
 
 def effective_config(raw: Doc, *, env: Mapping[str, str] | None = None,
@@ -293,7 +313,8 @@ def effective_config(raw: Doc, *, env: Mapping[str, str] | None = None,
                      where: str = "config") -> Effective:
     """defaults -> raw (with ${VAR} substituted) -> valid env overrides -> flags."""
     env = os.environ if env is None else env
-    doc, substituted = substitute(raw, env, opener)
+    sealed: dict[KeyPath, tuple[str, ...]] = {}
+    doc, substituted = substitute(raw, env, opener, sealed)
     overrides, ignored = parse_env_overrides(env)
     changes: list[Change] = []
     env_paths: dict[KeyPath, str] = {}
@@ -320,7 +341,25 @@ def effective_config(raw: Doc, *, env: Mapping[str, str] | None = None,
     for ig in ignored:
         _log.warning("environment override ignored", variable=ig.variable, path=ig.path,
                      why=ig.why)
-    return Effective(typed, env_paths, flag_paths, substituted, ignored)
+    for path in (*env_paths, *flag_paths):
+        sealed.pop(path, None)  # an override replaced the substituted value
+    return Effective(typed, env_paths, flag_paths, substituted, ignored, sealed)
+
+
+def masked_paths(eff: Effective, raw: Doc) -> dict[KeyPath, str | None]:
+    """The effective paths to show masked (their value came from a sealed `[env]`
+    entry), each with the fingerprint to show: the entry's, when the value is exactly
+    that one variable, else None (a value built from a secret and other text)."""
+    table = raw.get("env")
+    out: dict[KeyPath, str | None] = {}
+    for path, names in eff.sealed.items():
+        fp = None
+        raw_value = get_value(raw, path)
+        if len(names) == 1 and raw_value == f"${{{names[0]}}}" and isinstance(table, dict):
+            ref = table.get(names[0])
+            fp = ref.fp if isinstance(ref, SecretRef) else None
+        out[path] = fp
+    return out
 
 
 def _set_changes(doc: Doc, path: KeyPath, value: Any) -> list[Change]:
@@ -398,7 +437,8 @@ def provenance_map(eff: Effective, raw: Doc,
             prov = _raw_provenance(path, raw, raw_origin) or DEFAULT
             subs = eff.substituted.get(path)
             if subs:
-                prov = Provenance(**{**prov.__dict__, "substituted": subs})
+                prov = Provenance(**{**prov.__dict__, "substituted": subs,
+                                     "sealed_env": eff.sealed.get(path, ())})
         if extra:
             prov = Provenance(**{**prov.__dict__, "ignored": extra})
         out[text] = prov

@@ -29,7 +29,7 @@ from ledger.errors import (
     StoreBusyError,
     VerificationError,
 )
-from ledger.ops.display import display_doc, effective_document, event_json
+from ledger.ops.display import display_doc, effective_shown, event_json
 from ledger.ops.history import blame as blame_state
 from ledger.ops.history import diff_states
 from ledger.ops.history import rollback as run_rollback
@@ -237,10 +237,10 @@ async def effective_tree(store: LedgerConfigStore) -> dict[str, Any]:
     """The effective config (defaults, stored, MOLTIS_* environment, flags) at the head,
     per leaf with the layer that won (`source_metadata()`): the event for the ledger
     layer, the variable for the environment."""
-    cfg = await store.load_effective()
+    shown = await effective_shown(store)  # secrets masked (load_effective reveals them)
     meta = await store.source_metadata()
     rows = []
-    for path, value in _leaves(effective_document(cfg)):
+    for path, value in _leaves(shown):
         text = format_path(path)
         prov = meta.get(text)
         rows.append({"path": text, "keys": list(path), "value": value,

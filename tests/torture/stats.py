@@ -44,6 +44,11 @@ def summary() -> str | None:
     if c["disk_full_refused"] or c["read_only_refused"]:
         parts.append(f"{c['disk_full_refused']} writes refused on a full disk, "
                      f"{c['read_only_refused']} on read-only media")
+    if c["hostile_texts"]:
+        parts.append(f"{c['hostile_texts']} control/bidi texts through "
+                     f"{c['hostile_outputs']} outputs, none raw")
+    if c["symlink_traps"]:
+        parts.append(f"{c['symlink_traps']} symlink traps at write targets, none followed")
     if c["private_files"]:
         parts.append(f"{c['private_files']} created files/folders private")
     return f"torture (LEDGER_TORTURE_SEED={SEED}): " + ", ".join(parts)

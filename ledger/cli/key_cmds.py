@@ -1,0 +1,87 @@
+"""`moltis-ledger key ...`: the ledger key (where it is, rotation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ledger.cli.app import State, cli, common, pass_state, writes
+
+
+@cli.group()
+def key() -> None:
+    """The ledger key that seals every secret (`key rotate`, `key where`).
+
+    Example:
+
+    \b
+        moltis-ledger key where
+        moltis-ledger key rotate --reason "yearly rotation"
+    """
+
+
+@key.command()
+@common
+@pass_state
+def where(state: State) -> None:
+    """Say where the ledger key is (a restore of this ledger's secrets needs it).
+
+    Example:
+
+    \b
+        moltis-ledger key where
+    """
+    from ledger.ops.keys import key_file_problem, key_location
+
+    keys = state.store().ledger.vault.keys
+    problem = key_file_problem(keys)
+    if state.json:
+        state.out.json({"key": key_location(keys), "problem": problem})
+        return
+    state.out.line(f"ledger key: {key_location(keys)}")
+    if problem:
+        state.out.warn(problem)
+
+
+@key.command()
+@click.option("--new-key-file", type=click.Path(dir_okay=False), default=None,
+              help="Write the new key here (needed when the key comes from "
+                   "$MOLTIS_LEDGER_KEY); by default the key file is replaced.")
+@writes
+@common
+@pass_state
+def rotate(state: State, new_key_file: str | None) -> None:
+    """Re-seal every stored secret under a new random key, in one transaction.
+
+    Appends a rotation event (who, when, why; no key material); the chain stays
+    intact, shredded values stay destroyed, and the old key no longer opens anything.
+    Fingerprints stay the same, so history still shows which values changed.
+
+    Example:
+
+    \b
+        moltis-ledger key rotate --reason "yearly rotation"
+        MOLTIS_LEDGER_KEY=... moltis-ledger key rotate --new-key-file ./new.key
+    """
+    from ledger.ops.keys import rotate_key
+
+    ledger = state.store(write=True).ledger
+    done = rotate_key(ledger, new_key_file=Path(new_key_file) if new_key_file else None,
+                      actor=state.actor, reason=state.reason, data_dir=state.data_home)
+    if state.json:
+        state.out.json({"seq": done.seq, "secrets": done.secrets, "key": done.key_location,
+                        "installed": done.installed, "backups": done.backups,
+                        "backups_failed": done.backups_failed})
+        return
+    state.out.line(f"seq {done.seq}: re-sealed {done.secrets} secret value(s) under a new key"
+                   + (f" and {done.backups} sealed backup file(s)" if done.backups else ""))
+    if done.backups_failed:
+        state.out.warn(f"{done.backups_failed} sealed backup file(s) could not be re-sealed "
+                       "(damaged, or sealed with another key); run with -v for their names")
+    if done.installed:
+        state.out.line(f"the new key is in {done.key_location} (0600); the old key opens "
+                       "nothing any more. Back it up: a restore of this ledger needs it")
+    else:
+        state.out.warn(f"the new key is in {done.key_location}: install it now (for example "
+                       "as MOLTIS_LEDGER_KEY); the old key opens nothing any more")

@@ -1,0 +1,173 @@
+"""The ledger key as an operator sees it: where it is, whether its file is private, and
+`key rotate`.
+
+Rotation writes the new key beside the old one first (`ledger.key.new`, 0600, never
+through a link), then re-seals every live secret and appends the rotation event in
+one transaction, then moves the new key over the old file. A stop between the commit
+and the move is finished by the next process that opens the ledger (the vault finds
+the staged key that matches); a failure before the commit leaves the old key in force
+and removes the staged one. When the key comes from $MOLTIS_LEDGER_KEY (or a caller),
+the new key is written to a file the operator names, and they install it.
+
+Migration backups (`<data dir>/backups/migrate-*/*.sealed`) are sealed with the ledger
+key too: after the commit and before the key file moves, each is re-sealed under the
+new key (atomically, its manifest updated), so `restore`/`migrate --from-backup` keep
+working. If the command is stopped during that step, the backups not yet re-sealed
+still need the old key; `key rotate` says how many it re-sealed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from blake3 import blake3
+
+from ledger._log import get_logger
+from ledger.engine.ledger import Ledger
+from ledger.engine.vault import ENV_KEY, KeySource, open_blob, seal_blob
+from ledger.errors import InputError, LedgerError
+from ledger.files.safe_io import create_private, read_file, write_private
+
+__all__ = ["Rotation", "key_file_problem", "key_location", "rotate_key"]
+
+
+_log = get_logger("ledger.ops.keys")
+
+
+@dataclass(frozen=True)
+class Rotation:
+    seq: int
+    secrets: int  # live secrets re-sealed
+    key_location: str  # where the new key is now
+    installed: bool  # False: the operator must install it ($MOLTIS_LEDGER_KEY)
+    backups: int = 0  # sealed migration backup files re-sealed
+    backups_failed: int = 0  # ... that could not be (damaged, another key): logged
+
+
+def key_location(keys: KeySource) -> str:
+    """Where the key that opens the ledger's secrets is, for messages to operators."""
+    return keys.describe()
+
+
+def key_file_problem(keys: KeySource) -> str | None:
+    """A warning when the key file can be read by others (wider than 0600), or is a
+    link owned by someone else; None when fine or when the key is not in a file."""
+    if not keys.from_file:
+        return None
+    path = keys.key_file
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        return (f"{path}: the ledger key file has mode {mode:04o}; anyone who can read it "
+                f"can open every secret: chmod 600 {path}")
+    if st.st_uid not in (os.geteuid(), 0):
+        return f"{path}: the ledger key file belongs to uid {st.st_uid}, not to you"
+    return None
+
+
+def _write_key(path: Path, key: bytes) -> None:
+    fd = create_private(path)
+    try:
+        os.write(fd, (key.hex() + "\n").encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def reseal_backups(data_dir: Path, old_key: bytes, new_key: bytes) -> tuple[int, int]:
+    """Re-seal the sealed files of every migration backup under `new_key`, each file
+    and then its manifest replaced atomically. Returns (re-sealed, failed)."""
+    done = failed = 0
+    root = data_dir / "backups"
+    folders = sorted(root.glob("migrate-*")) if root.is_dir() else []
+    for folder in folders:
+        manifest_path = folder / "manifest.json"
+        try:
+            manifest = json.loads((read_file(manifest_path) or b"{}").decode("utf-8"))
+            entries = manifest.get("files", {})
+        except (LedgerError, ValueError, AttributeError):
+            continue  # not a migration backup
+        changed = False
+        for name, entry in entries.items():
+            if not isinstance(entry, dict) or not entry.get("sealed"):
+                continue
+            stored_as = str(entry.get("stored_as", name))
+            path = folder / stored_as
+            if "/" in stored_as or stored_as.startswith("."):
+                continue
+            try:
+                data = read_file(path)
+                if data is None:
+                    continue
+                plain = open_blob(old_key, data, name, str(path))
+                resealed = seal_blob(new_key, plain, name)
+                write_private(path, resealed)
+            except LedgerError as err:
+                failed += 1
+                _log.warning("a sealed backup file could not be re-sealed", path=str(path),
+                             error=str(err))
+                continue
+            entry["blake3"] = blake3(resealed).hexdigest()
+            changed = True
+            done += 1
+        if changed:
+            write_private(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+    return done, failed
+
+
+def rotate_key(ledger: Ledger, *, new_key_file: Path | None = None, actor: str | None = None,
+               reason: str | None = None, source: str = "cli",
+               data_dir: Path | None = None) -> Rotation:
+    """Re-seal every live secret under a new random key, and the sealed migration
+    backups under `data_dir` (see the module docstring)."""
+    keys = ledger.vault.keys
+    ledger.vault.fingerprint("")  # unlock with the current key (finishes an interrupted move)
+    old_key = keys.load(create=False)
+    new_key = os.urandom(32)
+    staged: Path | None = None
+    if new_key_file is None:
+        if not keys.from_file:
+            raise InputError(f"the ledger key comes from {keys.describe()}, which this command "
+                             "cannot change: name a file for the new key with --new-key-file "
+                             f"and install it as ${ENV_KEY} afterwards")
+        staged = keys.staged_file
+        with contextlib.suppress(FileNotFoundError):
+            staged.unlink()  # a rotation stopped before its commit: that key never served
+        _write_key(staged, new_key)
+        target = keys.key_file
+    else:
+        _write_key(new_key_file, new_key)
+        target = new_key_file
+    try:
+        commit, count = ledger.rotate_key(new_key, actor=actor, reason=reason, source=source)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            target_written = staged if staged is not None else new_key_file
+            assert target_written is not None
+            target_written.unlink()
+        raise
+    backups = failed = 0
+    if data_dir is not None and old_key is not None:
+        backups, failed = reseal_backups(data_dir, old_key, new_key)
+    if staged is not None:
+        os.replace(staged, keys.key_file)  # the old key is gone from disk
+        _fsync_dir(keys.key_file.parent)
+        return Rotation(commit.seq, count, f"key file {keys.key_file}", True, backups, failed)
+    return Rotation(commit.seq, count, str(target), False, backups, failed)

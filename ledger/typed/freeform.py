@@ -1,0 +1,173 @@
+"""Secrets inside the schema's free-form maps (channel accounts, tool controls).
+
+Moltis types these maps as JSON values, so a token in `channels.telegram.<account>`
+cannot be a typed `Secret` field. In the ledger's raw document such a leaf is a
+`SecretRef` like any other secret; in the typed config it is a `Secret` (masked in every
+display, equal to itself across copies, so an unrelated edit records nothing for it),
+and in what the gateway receives (`load_effective`) it is the plain string, exactly
+what Moltis would have read from its file.
+
+`revive` turns stored references (as `SecretRef`s from the raw document, or as their
+JSON form `{"$secret": ..., "fp": ...}` after a round trip through the typed head
+cache) into `Secret`s; `reveal` turns `Secret`s into plain strings. Both walk only the
+fields whose type contains a free-form value, found once from the schema.
+"""
+
+from __future__ import annotations
+
+import functools
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from ledger._log import get_logger
+from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
+from ledger.errors import SecretError
+from ledger.schema.introspect import TypeNode, section_info, strip_annotated
+
+__all__ = ["has_freeform", "node_has_freeform", "reveal", "revive"]
+
+_log = get_logger("ledger.typed.freeform")
+
+
+def _is_any(node: TypeNode) -> bool:
+    return strip_annotated(node.annotation) is typing.Any
+
+
+@functools.cache
+def _class_has_any(cls: type[msgspec.Struct]) -> bool:
+    return any(_node_has_any(fn.node) for fn, _ in section_info(cls).positions)
+
+
+def _node_has_any(node: TypeNode) -> bool:
+    if _is_any(node):
+        return True
+    if node.kind == "section" and node.cls is not None:
+        return _class_has_any(node.cls)
+    if node.kind in ("dict", "list") and node.item is not None:
+        return _node_has_any(node.item)
+    return False
+
+
+def has_freeform(cls: type[msgspec.Struct]) -> bool:
+    """True if a Struct type holds a free-form value anywhere below it."""
+    return _class_has_any(cls)
+
+
+def node_has_freeform(node: TypeNode) -> bool:
+    """True if a schema type holds a free-form value anywhere below it."""
+    return _node_has_any(node)
+
+
+def _as_ref(value: Any) -> SecretRef | None:
+    if isinstance(value, SecretRef):
+        return value
+    if (isinstance(value, dict) and len(value) == 2 and isinstance(value.get("$secret"), str)
+            and isinstance(value.get("fp"), str)):
+        return SecretRef(ref=value["$secret"], fp=value["fp"])
+    return None
+
+
+def _map(value: Any, fix: Callable[[Any, list[str]], Any], where: list[str]) -> Any:
+    """`fix` applied to every leaf of a JSON-like value, copy-on-write: containers that
+    hold a changed leaf are new, everything else is the very same object. Never in
+    place: free-form values are shared with the raw document (the ledger's state)."""
+    if isinstance(value, dict):
+        changed = None
+        for k, v in value.items():
+            new = _map(v, fix, [*where, k])
+            if new is not v:
+                if changed is None:
+                    changed = dict(value)
+                changed[k] = new
+        return value if changed is None else changed
+    if isinstance(value, list):
+        items = [_map(v, fix, [*where, str(i)]) for i, v in enumerate(value)]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return fix(value, where)
+
+
+def _revive_tree(value: Any, opener: SecretOpener | None) -> Any:
+    """Stored references (a `SecretRef`, or its JSON form, itself a dict: tested before
+    descending) become `Secret`s, copy-on-write."""
+    ref = _as_ref(value)
+    if ref is not None:
+        return Secret.stored(ref, opener)
+    if isinstance(value, dict):
+        changed = None
+        for k, v in value.items():
+            new = _revive_tree(v, opener)
+            if new is not v:
+                if changed is None:
+                    changed = dict(value)
+                changed[k] = new
+        return value if changed is None else changed
+    if isinstance(value, list):
+        items = [_revive_tree(v, opener) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
+
+
+def _reveal_leaf(value: Any, where: list[str]) -> Any:
+    if isinstance(value, Secret):
+        try:
+            return value.reveal()
+        except SecretError as err:
+            # the gateway gets the masked Secret (its str() is the mask, never a value);
+            # one unreadable token must not stop the whole gateway from loading
+            _log.warning("a free-form secret cannot be read", path=".".join(where),
+                         error=str(err))
+    return value
+
+
+def _walk(obj: Any, node: TypeNode, fix: Callable[[Any, list[str]], Any],
+          where: list[str]) -> Any:
+    """`fix` applied to every free-form value below `obj` (typed as `node`). Structs
+    (fresh from a decode or a conversion) are updated in place; dicts and lists are
+    replaced copy-on-write, since they may be shared with the raw document."""
+    if _is_any(node):
+        return fix(obj, where)
+    if isinstance(obj, msgspec.Struct):
+        if not _class_has_any(type(obj)):
+            return obj
+        for fn, _flat in section_info(type(obj)).positions:
+            if _node_has_any(fn.node):
+                value = getattr(obj, fn.attr)
+                new = _walk(value, fn.node, fix, [*where, fn.key])
+                if new is not value:
+                    setattr(obj, fn.attr, new)
+        return obj
+    item = node.item
+    if isinstance(obj, dict) and item is not None and _node_has_any(item):
+        changed = None
+        for k, v in obj.items():
+            new = _walk(v, item, fix, [*where, k])
+            if new is not v:
+                if changed is None:
+                    changed = dict(obj)
+                changed[k] = new
+        return obj if changed is None else changed
+    if isinstance(obj, list) and item is not None and _node_has_any(item):
+        items = [_walk(v, item, fix, [*where, str(i)]) for i, v in enumerate(obj)]
+        return obj if all(a is b for a, b in zip(items, obj, strict=True)) else items
+    return obj
+
+
+def _node_of(obj: msgspec.Struct) -> TypeNode:
+    return TypeNode("section", type(obj), cls=type(obj))
+
+
+def revive(obj: Any, opener: SecretOpener | None, node: TypeNode | None = None) -> Any:
+    """Stored references in free-form values become `Secret`s (the Struct in place; the
+    free-form containers copy-on-write)."""
+    if node is None:
+        node = _node_of(obj)
+    return _walk(obj, node, lambda v, _w: _revive_tree(v, opener), [])
+
+
+def reveal(obj: Any) -> Any:
+    """`Secret`s in free-form values become their plain strings (copy-on-write below the
+    Struct): what the gateway receives."""
+    return _walk(obj, _node_of(obj), lambda v, w: _map(v, _reveal_leaf, w), [])
