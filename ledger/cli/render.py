@@ -232,6 +232,8 @@ class Output:
                 self.line(f"~ {where}: {literal(e['old'])} -> {literal(e['new'])}", "yellow")
 
     def events(self, events: Sequence[Mapping[str, Any]], title: str | None = None) -> None:
+        from rich.text import Text
+
         rows = []
         for ev in events:
             shown = [change_line(c) for c in ev["changes"][:MAX_CHANGES_SHOWN]]
