@@ -62,7 +62,7 @@ def test_export_replaces_planted_links_and_never_writes_through_them(tmp_path,
 
 
 def test_export_refuses_a_world_writable_directory(tmp_path, ledger_with_secret):
-    out_dir = tmp_path / "shared"
+    out_dir = tmp_path / "open-to-all"
     out_dir.mkdir()
     out_dir.chmod(0o777)
     _, err = cli(ledger_with_secret, "export", "-o", str(out_dir), "--masked", code=1)

@@ -249,7 +249,7 @@ def test_symlink_traps_at_every_write_target(tmp_path: Path,
     _trap("key store lock", conf / "provider_keys.json.lock", victim,
           lambda: run(providers.set("openai", api_key="sk-trap-0003")), replaced_ok=False)
 
-    shared = tmp_path / "shared"
+    shared = tmp_path / "open-to-all"
     shared.mkdir()
     shared.chmod(0o777)
     code, _, err = cli(capsys, "export", "-o", str(shared), "--masked")
