@@ -38,8 +38,8 @@ _EXPORTS: dict[str, str] = {
     "VerifyReport": "ledger.core.chain",
     "KeySource": "ledger.engine.vault",
     "acting_as": "ledger.core.actor",
-    "check": "ledger.typed.convert",
-    "Problem": "ledger.typed.convert",
+    "check": "ledger.typed.check",
+    "Problem": "ledger.typed.check",
     "parse_path": "ledger.core.keypaths",
     "format_path": "ledger.core.keypaths",
     # errors

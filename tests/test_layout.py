@@ -192,3 +192,18 @@ def test_the_walker_sees_a_planted_upward_import(tmp_path: Path) -> None:
     finally:
         del MODULES["ledger.stores.planted"]
     assert [(i.source, i.target) for i in found] == [("ledger.stores.planted", "ledger.cli.app")]
+
+
+def test_every_public_name_resolves() -> None:
+    """`ledger.__all__` is loaded lazily: each name must still lead to a real object, and
+    the lazy table must say where it lives."""
+    import importlib
+
+    ledger = importlib.import_module("ledger")
+    broken = []
+    for name in ledger.__all__:
+        try:
+            getattr(ledger, name)
+        except AttributeError as err:
+            broken.append(f"{name}: {err}")
+    assert not broken, "\n".join(broken)
