@@ -22,6 +22,7 @@ from benchmarks import (
     filestore,
     footprint,
     inprocess,
+    integrity,
     pastreads,
     postgres,
     reads,
@@ -58,7 +59,7 @@ GROUPS = (
           "config (1, 2, 6e, i4, i16h)"),
     Group("file", filestore, "ledger vs FileConfigStore writes on the template (3)"),
     Group("reads", reads, "head reads vs tomllib; env overrides (4; large config i16i-l)"),
-    Group("replay", replay, "full replay and verify on the large ledger (5, 7)"),
+    Group("replay", replay, "full replay and verify on the large ledger (5, 7, i13c)"),
     Group("history", pastreads, "open, past points, log/blame/diff on the large ledger (6, i5)"),
     Group("footprint", footprint, "bytes per event and peak RSS (9)"),
     Group("writers", writers, "4 writer processes on SQLite (8, i16g)"),
@@ -66,6 +67,7 @@ GROUPS = (
     Group("cli", clistart, "CLI start: get and --version vs python -c pass (i16a-c)"),
     Group("postgres", postgres, "PostgreSQL update_raw and writers (10)"),
     Group("web", web, "audit view timeline pages, large ledger vs 1,000 events (i17)"),
+    Group("integrity", integrity, "the cost of head signing and snapshot MACs (i13)"),
 )
 
 METHOD = [

@@ -4,7 +4,8 @@ Event 1 imports the docs example through the real store. Every later event is a
 single-key change exactly as `update_raw` writes it (same payload encoding, actor,
 source and kind, linked with `ledger.core.chain.link`), inserted through the SQLite backend's
 own write transaction in batches, with a snapshot every `SNAPSHOT_EVERY` events encoded
-by `projections.snapshots.encode_state` as the engine writes them. Timestamps are one
+by `projections.snapshots.encode_state` and sealed with their MAC as the engine writes
+them. Timestamps are one
 second apart and end near now.
 """
 
@@ -24,7 +25,7 @@ from benchmarks.workspace import (
     work_dir,
 )
 
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3  # 3: snapshots sealed with their MAC, head signed
 BATCH = 50_000
 # The keys that the synthetic single-key updates cycle through (paths in the docs example).
 KEYS = (("tools", "agent_timeout_secs"), ("tools", "agent_max_iterations"),
@@ -67,10 +68,12 @@ def _build(path: Path, events: int) -> None:
     from ledger.core.chain import link
     from ledger.core.events import KIND_CHANGE, Change, ChangePayload, Record, encode_payload
     from projections.config_view import replay
-    from projections.snapshots import SNAPSHOT_EVERY, decode_state, encode_state
+    from projections.snapshots import SNAPSHOT_EVERY, decode_state, encode_state, seal_snapshot
 
     store = sqlite_store(path, fixture_doc(DOCS_EXAMPLE))
     backend = store.ledger.backend
+    keys = store.ledger.vault.integrity()
+    assert keys is not None, "the benchmark environment sets MOLTIS_LEDGER_KEY"
     head = backend.head()
     assert head.seq == 1
     state = decode_state(encode_state(store.ledger.head_state()))  # a private copy
@@ -93,7 +96,8 @@ def _build(path: Path, events: int) -> None:
             if n % SNAPSHOT_EVERY == 0:
                 state = replay(state, pending, private=True)
                 pending = []
-                snapshots.append((n, h, encode_state(state)))
+                snapshots.append((n, h, seal_snapshot(keys.snapshot_mac, n, h,
+                                                      encode_state(state))))
         if pending:
             state = replay(state, pending, private=True)
         with backend.write() as txn:
@@ -101,6 +105,8 @@ def _build(path: Path, events: int) -> None:
             for snap in snapshots:
                 txn.put_snapshot(*snap)
         seq = end
+    store.ledger.reset_caches()
+    store.ledger.sign_head()  # as an append would have
     backend.checkpoint()
     store.ledger.typed()  # the head is a valid config
     store.ledger.close()

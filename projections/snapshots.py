@@ -4,18 +4,29 @@ A snapshot is (state, seq, head hash) and can be rebuilt from the log at any tim
 only makes reading the head and reading a past point cheap (latest snapshot at or
 before the point, plus a short replayed tail) as the log grows. Stored as msgpack, with
 secret references as an extension type so they never look like user data.
+
+Snapshots are derived data, so whoever can write the database could edit one and have
+readers serve it. Each one is therefore sealed with a keyed MAC (`seal_snapshot`; the
+key is derived from the ledger key and never stored) over its seq, the hash of the event
+it was taken at and its bytes; `open_snapshot` returns the state only when the MAC
+checks. Stored as `MAGIC || mac(32) || state`: 0xff cannot start an encoded state (a
+msgpack array), so snapshots written before MACs existed are told apart, and are not
+trusted (rebuild-snapshots seals them).
 """
 
 from __future__ import annotations
 
+import hmac
 from typing import Any, Final
 
+import blake3
 import msgspec
 
 from ledger.core.secret_refs import SecretRef
 from projections.config_view import ConfigState
 
-__all__ = ["SNAPSHOT_EVERY", "decode_state", "encode_state", "should_snapshot"]
+__all__ = ["SNAPSHOT_EVERY", "canonical_state", "decode_state", "encode_state", "open_snapshot",
+           "seal_snapshot", "should_snapshot"]
 
 # One snapshot every N events: reading any point replays at most N-1 events. At about a
 # microsecond per event that bounds a past read near half a millisecond, and costs a few
@@ -23,6 +34,8 @@ __all__ = ["SNAPSHOT_EVERY", "decode_state", "encode_state", "should_snapshot"]
 SNAPSHOT_EVERY: Final = 512
 _EXT_SECRET: Final = 1
 _FORMAT: Final = 1
+MAGIC: Final = b"\xffLS1"
+_MAC_LEN: Final = 32
 
 
 def _wire(value: Any) -> Any:
@@ -45,6 +58,7 @@ def _ext_hook(code: int, data: memoryview) -> Any:
 
 
 _encoder = msgspec.msgpack.Encoder()
+_canonical = msgspec.msgpack.Encoder(order="sorted")
 _decoder = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
 
 
@@ -59,8 +73,43 @@ def encode_state(state: ConfigState) -> bytes:
     )
 
 
+def canonical_state(state: ConfigState) -> bytes:
+    """Bytes that are equal exactly when two states are (map keys sorted): how verify
+    compares a snapshot with the replay of the log."""
+    return _canonical.encode(
+        [state.seq, state.hash, state.ts, _wire(state.config), _wire(state.keys),
+         state.prov_config, state.prov_keys])
+
+
+def _mac(key: bytes, seq: int, hash_: bytes, encoded: bytes) -> bytes:
+    h = blake3.blake3(seq.to_bytes(8, "big", signed=True), key=key)
+    h.update(hash_)
+    h.update(encoded)
+    return h.digest()
+
+
+def seal_snapshot(key: bytes, seq: int, hash_: bytes, encoded: bytes) -> bytes:
+    """The stored form of an encoded state: framed with its MAC."""
+    return MAGIC + _mac(key, seq, hash_, encoded) + encoded
+
+
+def open_snapshot(key: bytes, seq: int, hash_: bytes, blob: bytes) -> bytes | None:
+    """The encoded state of a stored snapshot whose MAC checks, else None (no MAC, or a
+    MAC that does not match: edited, moved to another seq, or sealed with another key)."""
+    blob = bytes(blob)
+    if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + _MAC_LEN:
+        return None
+    mac = blob[len(MAGIC):len(MAGIC) + _MAC_LEN]
+    encoded = blob[len(MAGIC) + _MAC_LEN:]
+    return encoded if hmac.compare_digest(mac, _mac(key, seq, hash_, encoded)) else None
+
+
 def decode_state(data: bytes) -> ConfigState:
-    """A private (freshly decoded) state; raises ValueError if the bytes are not ours."""
+    """A private (freshly decoded) state; raises ValueError if the bytes are not ours.
+    The MAC framing, if any, is skipped unchecked: check it with open_snapshot first."""
+    data = bytes(data)
+    if data.startswith(MAGIC):
+        data = data[len(MAGIC) + _MAC_LEN:]
     try:
         fmt, seq, hash_, ts, config, keys, prov_config, prov_keys = _decoder.decode(data)
     except (msgspec.DecodeError, ValueError, TypeError) as err:

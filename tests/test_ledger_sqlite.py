@@ -165,7 +165,7 @@ def test_verify_catches_a_forged_insert_and_a_truncated_tail(tmp_path):
     assert (report.ok, report.first_bad_seq) == (False, 7)
     # truncation: drop the last two events; the chain alone still verifies
     _tamper(path, "DELETE FROM ledger_events WHERE seq >= 5")
-    assert SqliteConfigStore(path).ledger.verify().ok
+    assert SqliteConfigStore(path).ledger.verify_chain().ok
     report = SqliteConfigStore(path).ledger.verify(expect_head=head)
     assert not report.ok
     assert "truncated" in (report.problem or "")

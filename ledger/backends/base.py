@@ -7,6 +7,7 @@ or stores. All SQL lives in the backend modules; nothing above them changes per 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ __all__ = ["FORMAT_VERSION", "Backend", "Head", "SecretRow", "SnapshotRow", "Wri
 # written with a higher number is refused, never written to.
 FORMAT_VERSION: Final = 1
 TABLE_PREFIX: Final = "ledger_"
+# The ledger_meta key of the signed head (ledger.engine.integrity_keys writes it).
+HEAD_SIGNATURE: Final = "head_signature"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,11 @@ class WriteTxn(Protocol):
     def reseal_secret(self, ref: str, sealed: bytes) -> bool:
         """Replace a live secret's sealed value (key rotation); False if there was no
         such live secret (a shredded one stays shredded)."""
+        ...
+
+    def drop_snapshots(self) -> int:
+        """Delete every snapshot (rebuild-snapshots writes the new ones in the same
+        transaction)."""
         ...
 
     def set_meta(self, key: str, value: str) -> None: ...
@@ -123,6 +131,32 @@ class Backend(Protocol):
 
     def get_meta(self, key: str) -> str | None: ...
 
+    def meta_items(self) -> dict[str, str]:
+        """Every meta value (copies, restores and verify read them all)."""
+        ...
+
+    def seq_bounds(self) -> tuple[int, int | None, int | None]:
+        """(count, min seq, max seq) of the stored event rows, whatever their seq: verify
+        checks the rows are exactly 1..N (a stray or negative seq is invisible to reads)."""
+        ...
+
+    def checkpoint(self) -> None:
+        """Make destroyed values leave the disk now (after a shred): SQLite truncates
+        its WAL, PostgreSQL vacuums the secrets table. Raises StoreError if it cannot;
+        the caller reports that as a warning (what was committed stays committed)."""
+        ...
+
     def size_bytes(self) -> int | None: ...
+
+    def backup_to(self, target: str | os.PathLike[str]) -> None:
+        """A raw copy of the whole storage at `target`, a new private file (evidence of
+        what was there, foreign objects included). StoreError where there is no such
+        thing (PostgreSQL, memory): copy the ledger with copy_ledger instead."""
+        ...
+
+    def replace_with(self, source: Backend) -> None:
+        """Replace the whole content by `source`'s (a fresh, verified ledger of the same
+        kind), atomically. StoreError where unsupported."""
+        ...
 
     def close(self) -> None: ...

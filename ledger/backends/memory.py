@@ -4,11 +4,12 @@ for embedding a throwaway ledger. Nothing survives the process."""
 from __future__ import annotations
 
 import bisect
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from ledger.backends.base import EMPTY_HEAD, Head, SecretRow, SnapshotRow, rows_of
+from ledger.backends.base import EMPTY_HEAD, Backend, Head, SecretRow, SnapshotRow, rows_of
 from ledger.core.events import Record, Row
 from ledger.errors import StoreBusyError, StoreError
 
@@ -22,6 +23,7 @@ class _MemoryTxn:
         self.snapshots: list[SnapshotRow] = []
         self.secrets: dict[str, SecretRow] = {}
         self.meta: dict[str, str] = {}
+        self.drop = False
 
     def head(self) -> Head:
         if self.records:
@@ -41,13 +43,17 @@ class _MemoryTxn:
     def savepoint(self) -> Iterator[None]:
         """What the block wrote is undone if it raises (one event of a group commit)."""
         records, snapshots = len(self.records), len(self.snapshots)
-        secrets, meta = dict(self.secrets), dict(self.meta)
+        secrets, meta, drop = dict(self.secrets), dict(self.meta), self.drop
         try:
             yield
         except BaseException:
             del self.records[records:], self.snapshots[snapshots:]
-            self.secrets, self.meta = secrets, meta
+            self.secrets, self.meta, self.drop = secrets, meta, drop
             raise
+
+    def drop_snapshots(self) -> int:
+        self.drop, self.snapshots = True, []
+        return len(self._b._snapshots)
 
     def put_snapshot(self, seq: int, hash: bytes, state: bytes) -> None:
         self.snapshots.append(SnapshotRow(seq, hash, state))
@@ -107,6 +113,9 @@ class MemoryBackend:
             yield txn
             # commit: all or nothing
             self._records.extend(txn.records)
+            if txn.drop:
+                self._snapshots.clear()
+                self._snapshot_seqs.clear()
             for snap in txn.snapshots:
                 if snap.seq not in self._snapshots:
                     bisect.insort(self._snapshot_seqs, snap.seq)
@@ -179,8 +188,27 @@ class MemoryBackend:
     def get_meta(self, key: str) -> str | None:
         return self._meta.get(key)
 
+    def backup_to(self, target: str | os.PathLike[str]) -> None:
+        raise StoreError(f"{self.location}: a in-memory ledger has no file to copy; back it up "
+                         "with copy_ledger (moltis-ledger backup does)")
+
+    def replace_with(self, source: Backend) -> None:
+        raise StoreError(f"{self.location}: a in-memory ledger cannot be replaced in place; "
+                         "import a bundle into an empty ledger instead")
+
     def size_bytes(self) -> int | None:
         return None
+
+    def seq_bounds(self) -> tuple[int, int | None, int | None]:
+        with self._lock:
+            seqs = [r.seq for r in self._records]
+        return len(seqs), min(seqs, default=None), max(seqs, default=None)
+
+    def meta_items(self) -> dict[str, str]:
+        return dict(self._meta)
+
+    def checkpoint(self) -> None:
+        """Nothing to fold: nothing is on disk."""
 
     def close(self) -> None:
         pass

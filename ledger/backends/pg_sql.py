@@ -36,7 +36,19 @@ class Sql:
             f"e AS (INSERT INTO {s}.ledger_events ({COLUMNS}) SELECT %(seq)s, %(ts)s, "
             "%(actor)s, %(reason)s, %(source)s, %(kind)s, %(payload)s, %(prev_hash)s, "
             "%(hash)s FROM u RETURNING seq) "
-            f"SELECT pg_notify('{channel}', seq::text) FROM e")
+            f"SELECT pg_notify('{channel}', seq::text)::text FROM e "
+            # The head moved but no row went in (a foreign trigger returned NULL): fail
+            # the whole statement (22012), so the head never moves without its event.
+            "UNION ALL SELECT (1 / (SELECT count(*)::int FROM e))::text FROM u "
+            "WHERE NOT EXISTS (SELECT 1 FROM e)")
+        # The same, also storing the signed head in ledger_meta when the event went in
+        # (the signature must not cost the optimistic path its single round trip).
+        self.append_one_signed = self.append_one.replace(
+            "RETURNING seq) ",
+            "RETURNING seq), "
+            f"m AS (INSERT INTO {s}.ledger_meta (key, value) SELECT %(meta_key)s, "
+            "%(meta_value)s FROM e ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value) ",
+            1)
         # A batch (copying a ledger), inside a locked transaction.
         self.insert = (f"INSERT INTO {s}.ledger_events ({COLUMNS}) "
                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)")
@@ -67,6 +79,7 @@ class Sql:
                          "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value")
         self.get_meta = f"SELECT value FROM {s}.ledger_meta WHERE key = %s"
         self.meta_items = f"SELECT key, value FROM {s}.ledger_meta ORDER BY key"
+        self.seq_bounds = f"SELECT count(*), min(seq), max(seq) FROM {s}.ledger_events"
         self.size = (
             "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0) FROM pg_catalog.pg_class c "
             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "

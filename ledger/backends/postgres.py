@@ -55,6 +55,7 @@ their absence raises BackendUnavailableError with the install hint.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 import time
@@ -67,6 +68,8 @@ from ledger._log import get_logger
 from ledger.backends.base import (
     EMPTY_HEAD,
     FORMAT_VERSION,
+    HEAD_SIGNATURE,
+    Backend,
     Head,
     SecretRow,
     SnapshotRow,
@@ -156,6 +159,14 @@ def _translate(err: BaseException, location: str, doing: str) -> StoreError:
         return ReadOnlyError(f"{location}: the database is read-only ({doing})")
     if state == "42501":  # insufficient_privilege
         return ReadOnlyError(f"{location}: permission denied ({doing}): {msg}")
+    if state == "22012":  # the append statement's guard: the head moved, no row went in
+        return StoreError(f"{location}: {doing} failed: the event was not stored (something "
+                          "in the database discards inserts into ledger_events); nothing "
+                          "was written")
+    if state == "23505":  # unique_violation: an event that already exists
+        return StoreError(f"{location}: {doing} failed: that event already exists, so the "
+                          "head row is behind the log (tampered or damaged); run "
+                          "`moltis-ledger verify`; nothing was written")
     if state == "53100":
         return StoreError(f"{location}: the disk is full ({doing}); nothing was written")
     if type(err).__name__ == "PoolTimeout":
@@ -200,7 +211,8 @@ class _PgTxn:
     engine built on; if not, StoreBusyError, with nothing written.
     """
 
-    __slots__ = ("_b", "_base", "_conn", "_cur", "_head", "_locked", "_pending", "_wait")
+    __slots__ = ("_b", "_base", "_conn", "_cur", "_head", "_locked", "_pending", "_pending_meta",
+                 "_wait")
 
     def __init__(self, backend: PostgresBackend, conn: psycopg.Connection[Any],
                  cur: psycopg.Cursor[Any], wait: bool, known: Head | None) -> None:
@@ -210,6 +222,7 @@ class _PgTxn:
         self._wait = wait
         self._locked = False
         self._pending: Record | None = None
+        self._pending_meta: tuple[str, str] | None = None  # written with the pending event
         self._base = self._head = known if known is not None else EMPTY_HEAD
         if wait or known is None:
             self._base = self._head = self._lock()
@@ -255,6 +268,10 @@ class _PgTxn:
         if self._pending is not None:
             pending, self._pending = self._pending, None
             self._insert(self._base, [pending])
+            if self._pending_meta is not None:
+                key, value = self._pending_meta
+                self._pending_meta = None
+                self._cur.execute(self._b._sql.set_meta, (key, value))
 
     def head(self) -> Head:
         return self._head
@@ -297,8 +314,14 @@ class _PgTxn:
             self._conn.commit()
         elif self._pending is not None:
             r = self._pending
-            row = self._cur.execute(self._b._sql.append_one, _named(r), prepare=True
-                                    ).fetchone()
+            if self._pending_meta is None:
+                row = self._cur.execute(self._b._sql.append_one, _named(r), prepare=True
+                                        ).fetchone()
+            else:
+                key, value = self._pending_meta
+                row = self._cur.execute(self._b._sql.append_one_signed,
+                                        {**_named(r), "meta_key": key, "meta_value": value},
+                                        prepare=True).fetchone()
             if row is None:
                 raise StoreBusyError(f"{self._b.location}: another writer appended first; "
                                      "retry")
@@ -326,6 +349,10 @@ class _PgTxn:
         return self._cur.rowcount > 0
 
     def set_meta(self, key: str, value: str) -> None:
+        if key == HEAD_SIGNATURE and not self._locked and self._pending is not None:
+            # the signed head of the pending event: it travels in the append statement
+            self._pending_meta = (key, value)
+            return
         self._upgrade()
         self._cur.execute(self._b._sql.set_meta, (key, value))
 
@@ -334,7 +361,7 @@ class _PgTxn:
         row = self._cur.execute(self._b._sql.get_meta, (key,)).fetchone()
         return None if row is None else str(row[0])
 
-    def _drop_snapshots(self) -> int:
+    def drop_snapshots(self) -> int:
         self._upgrade()
         self._cur.execute(self._b._sql.drop_snapshots)
         return self._cur.rowcount
@@ -404,6 +431,7 @@ class PostgresBackend:
             max_size=pool_size,
             kwargs={"autocommit": True, **self._connect_kwargs},
             configure=self._configure,
+            reset=self._reset,
             name=f"moltis-config-ledger:{schema}",
             timeout=max(30.0, busy_timeout * 2),
             num_workers=1,
@@ -433,6 +461,18 @@ class PostgresBackend:
         conn.execute(f"SET {ENGINE_GUC} = 'on'")
         if self.read_only:
             conn.execute("SET default_transaction_read_only = on")
+
+    @staticmethod
+    def _reset(conn: psycopg.Connection[Any]) -> None:
+        """Every connection goes back to the pool in a known state: out of any
+        transaction, autocommit on (an append's optimistic path is one autocommit
+        statement: with autocommit off it would sit in an open transaction and its
+        acknowledged write could vanish). psycopg-pool discards a connection this raises
+        on."""
+        if conn.info.transaction_status != conn.info.transaction_status.IDLE:
+            conn.rollback()
+        if not conn.autocommit:
+            conn.autocommit = True
 
     def _format_version(self, conn: psycopg.Connection[Any], tables: set[str]) -> int | None:
         if "ledger_meta" not in tables:
@@ -689,7 +729,11 @@ class PostgresBackend:
 
     def drop_snapshots(self) -> int:
         with self.write() as txn:
-            return txn._drop_snapshots()
+            return txn.drop_snapshots()
+
+    def seq_bounds(self) -> tuple[int, int | None, int | None]:
+        count, low, high = self._query(self._sql.seq_bounds)[0]
+        return int(count), low, high
 
     def secret(self, ref: str) -> SecretRow | None:
         rows = self._query(self._sql.secret, (ref,))
@@ -711,16 +755,24 @@ class PostgresBackend:
         until VACUUM removes it, so vacuum the secrets table now (outside a
         transaction, as VACUUM requires). The server's WAL files still hold it until
         they are recycled, as SQLite's backups would."""
-        conn = self._pool.getconn()
         try:
-            conn.autocommit = True
-            conn.execute(f'VACUUM "{self.schema}".ledger_secrets')
+            conn = self._pool.getconn()
         except self._errors as err:
-            _log.warning("cannot vacuum the secrets table after a shred",
-                         location=self.location, error=first_line(err))
+            raise _translate(err, self.location, "vacuuming the secrets table") from err
+        try:
+            conn.execute(f'VACUUM "{self.schema}".ledger_secrets')  # pooled: autocommit
+        except self._errors as err:
+            raise _translate(err, self.location, "vacuuming the secrets table") from err
         finally:
-            conn.autocommit = False
             self._pool.putconn(conn)
+
+    def backup_to(self, target: str | os.PathLike[str]) -> None:
+        raise StoreError(f"{self.location}: a PostgreSQL ledger has no file to copy; back it up "
+                         "with copy_ledger (moltis-ledger backup does)")
+
+    def replace_with(self, source: Backend) -> None:
+        raise StoreError(f"{self.location}: a PostgreSQL ledger cannot be replaced in place; "
+                         "import a bundle into an empty ledger instead")
 
     def size_bytes(self) -> int | None:
         rows = self._query(self._sql.size, (self.schema, list(_TABLES)))

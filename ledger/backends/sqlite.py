@@ -29,6 +29,7 @@ import apsw
 from ledger.backends.base import (
     EMPTY_HEAD,
     FORMAT_VERSION,
+    Backend,
     Head,
     SecretRow,
     SnapshotRow,
@@ -41,6 +42,7 @@ from ledger.errors import (
     StoreError,
 )
 from ledger.files.dirs import ensure_private_dir
+from ledger.files.private_create import create_private_new
 
 __all__ = ["SqliteBackend"]
 
@@ -150,8 +152,9 @@ class _FairWait:
 
 
 class _SqliteTxn:
-    def __init__(self, conn: apsw.Connection) -> None:
+    def __init__(self, conn: apsw.Connection, location: str) -> None:
         self._conn = conn
+        self._location = location
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -173,10 +176,16 @@ class _SqliteTxn:
     def append(self, records: Sequence[Record]) -> None:
         rows = [(r.seq, r.ts, r.actor, r.reason, r.source, r.kind, r.payload, r.prev_hash,
                  r.hash) for r in records]
+        before = self._conn.total_changes()
         if len(rows) == 1:  # the common case: one event per write, without executemany
             self._conn.execute(_INSERT, rows[0])
         else:
             self._conn.executemany(_INSERT, rows)
+        # A foreign trigger (RAISE(IGNORE)) or rule can make an INSERT store nothing
+        # without an error: count what went in (triggers' own writes are not counted).
+        if self._conn.total_changes() - before != len(rows):
+            raise StoreError(f"{self._location}: {len(rows)} event(s) were not stored "
+                             "(something in the database discards inserts into ledger_events)")
 
     def put_snapshot(self, seq: int, hash: bytes, state: bytes) -> None:
         self._conn.execute(
@@ -204,6 +213,10 @@ class _SqliteTxn:
             (sealed, ref),
         )
         return bool(self._conn.changes())
+
+    def drop_snapshots(self) -> int:
+        self._conn.execute("DELETE FROM ledger_snapshots")
+        return int(self._conn.changes())
 
     def set_meta(self, key: str, value: str) -> None:
         self._conn.execute(
@@ -420,7 +433,7 @@ class SqliteBackend:
             except apsw.Error as err:
                 raise _translate(err, self.location, "starting a write") from err
             try:
-                yield _SqliteTxn(c)
+                yield _SqliteTxn(c, self.location)
             except BaseException as err:
                 os_errno = c.system_errno
                 with contextlib.suppress(apsw.Error):
@@ -539,9 +552,15 @@ class SqliteBackend:
         return [r[0] for r in self._query("SELECT seq FROM ledger_snapshots ORDER BY seq")]
 
     def drop_snapshots(self) -> int:
-        with self.write() as _txn:
-            self._conn.execute("DELETE FROM ledger_snapshots")
-            return int(self._conn.changes())
+        with self.write() as txn:
+            return txn.drop_snapshots()
+
+    def seq_bounds(self) -> tuple[int, int | None, int | None]:
+        count, low, high = self._query("SELECT count(*), min(seq), max(seq) FROM ledger_events")[0]
+        return int(count), low, high
+
+    def meta_items(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in self._query("SELECT key, value FROM ledger_meta")}
 
     def secret(self, ref: str) -> SecretRow | None:
         rows = self._query(
@@ -582,24 +601,32 @@ class SqliteBackend:
             raise _translate(err, self.location, "checkpointing") from err
 
     def backup_to(self, target: str | os.PathLike[str]) -> None:
-        """A consistent online copy (SQLite's backup API) while writers keep running."""
-        _create_private_file(Path(target))
+        """A raw, consistent online copy of the whole database file (SQLite's backup
+        API) while writers keep running: every page, foreign objects included, so it
+        is evidence of what was there (restore keeps the replaced ledger this way).
+        The new file is created 0600 without following symlinks, and left in rollback
+        journal mode: one self-contained file, no -wal or -shm beside it."""
+        os.close(create_private_new(Path(target)))
         try:
-            dest = apsw.Connection(str(target))
+            dest = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READWRITE)
             try:
                 with self._lock, dest.backup("main", self._conn, "main") as b:
                     while not b.done:
                         b.step(1024)
+                dest.pragma("journal_mode", "delete")
             finally:
                 dest.close()
         except apsw.Error as err:
             raise _translate(err, str(target), "writing a backup") from err
 
-    def restore_from(self, source: SqliteBackend) -> None:
-        """Replace this database's whole content with `source`'s (SQLite's backup API,
-        holding the write lock; other connections see the new content at once)."""
+    def replace_with(self, source: Backend) -> None:
+        """Replace this database's whole content with `source`'s, a fresh ledger built
+        by this backend (SQLite's backup API, holding the write lock: other connections
+        see the new content at once, all of it or none)."""
         if self.read_only:
             raise ReadOnlyError(f"{self.location}: the ledger was opened read-only")
+        if not isinstance(source, SqliteBackend):
+            raise StoreError(f"{self.location}: can only be replaced by another SQLite ledger")
         try:
             with self._lock, self._conn.backup("main", source._conn, "main") as b:
                 while not b.done:

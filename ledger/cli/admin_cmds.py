@@ -47,34 +47,77 @@ def _report(state: State, report: VerifyReport, what: str) -> None:
         state.out.line(f"ok: {what} verifies: {report.events} event(s), head seq "
                        f"{report.head_seq}", "green")
         state.out.line(f"head hash: {report.head_hex}")
+        if report.key_fingerprint:
+            signed = ("" if report.signed_seq is None
+                      else f" (signed head: seq {report.signed_seq})")
+            state.out.line(f"signing key: {report.key_fingerprint}{signed}")
+        for note in report.notes:
+            state.out.note(note)
     if not report.ok:
         raise CommandError(f"verification failed at seq {report.first_bad_seq}: {report.problem}",
                            EXIT_VERIFY)
 
 
+def _pinned_key(expect_key: str | None, key_file: str | None) -> str | None:
+    from ledger.engine.integrity_keys import parse_fingerprint
+
+    if expect_key is not None and key_file is not None:
+        raise CommandError("give --expect-key or --pinned-key-file, not both")
+    text, where = expect_key, "--expect-key"
+    if key_file is not None:
+        try:
+            text, where = Path(key_file).read_text(encoding="ascii"), key_file
+        except (OSError, UnicodeDecodeError) as err:
+            raise CommandError(f"{key_file}: cannot read the pinned key: {err}") from None
+    if text is None:
+        return None
+    try:
+        return parse_fingerprint(text)
+    except ValueError as err:
+        raise CommandError(f"{where}: {err}") from None
+
+
 @cli.command()
 @expect_head_option
+@click.option("--expect-key", metavar="FPR", default=None,
+              help="The signing key's fingerprint (as verify prints it) the head must be "
+                   "signed with: also catch a rewritten, re-chained or truncated log.")
+@click.option("--pinned-key-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="A file holding that fingerprint or the public key (64 hex digits).")
 @common
 @pass_state
-def verify(state: State, expect_head: bytes | None) -> None:
-    """Walk the hash chain; print the head hash to record elsewhere.
+def verify(state: State, expect_head: bytes | None, expect_key: str | None,
+           pinned_key_file: str | None) -> None:
+    """Check the ledger: the hash chain, the rows, every snapshot, the head and the
+    secrets table against a replay of the log, and the signed head.
 
-    Exits 3 naming the first bad seq if an event was changed, removed or reordered.
-    A chain alone cannot notice a cut-off tail: give a head hash recorded earlier
-    with --expect-head to catch that too.
+    Exits 3 naming the first bad place. Prints the head hash and the fingerprint of
+    the key that signed the head: pin that fingerprint once (--expect-key) and a log
+    rewritten by someone without the ledger key fails, truncation included. Without
+    a pin, a cut-off tail cannot be noticed unless --expect-head gives a head
+    recorded earlier.
 
     Example:
 
     \b
         moltis-ledger verify
+        moltis-ledger verify --expect-key ed25519:3f9a…c2
         moltis-ledger verify --expect-head 5f0c…e1 --json
     """
-    from ledger.core.chain import verify_records
-
+    pinned = _pinned_key(expect_key, pinned_key_file)
     ledger = state.store().ledger
     total = ledger.backend.head().seq
-    records = state.out.track(ledger.backend.read(), "verifying", total)
-    _report(state, verify_records(records, expect_head), "the ledger")
+    report = ledger.verify(expect_head, pinned) if total == 0 else _tracked_verify(
+        state, ledger, expect_head, pinned, total)
+    _report(state, report, "the ledger")
+
+
+def _tracked_verify(state: State, ledger: Any, expect_head: bytes | None, pinned: str | None,
+                    total: int) -> VerifyReport:
+    from ledger.engine.audit import audit
+
+    return audit(ledger, expect_head, pinned,
+                 track=lambda records: state.out.track(records, "verifying", total))
 
 
 @cli.command(name="verify-bundle")
@@ -180,30 +223,44 @@ def import_bundle(state: State, file: str) -> None:
     _report(state, report, "the imported ledger")
 
 
+def _key_note(state: State, ledger: Any) -> None:
+    """Where the ledger key is: a backup's secrets (and its signed head) need it."""
+    state.out.note(f"the ledger key is {ledger.vault.keys.describe()}: keep it with the "
+                   "backup; restoring needs it to open the secrets")
+
+
 @cli.command()
-@click.option("-o", "--output", "target", type=click.Path(dir_okay=False), required=True,
-              help="A new SQLite file for the copy.")
+@click.option("-o", "--output", "target", type=click.Path(dir_okay=False), default=None,
+              help="A new SQLite file for the copy (default: <data dir>/backups/"
+                   "ledger-<time>.db).")
 @common
 @pass_state
-def backup(state: State, target: str) -> None:
+def backup(state: State, target: str | None) -> None:
     """A consistent online copy of the ledger (while writers run), verified.
+
+    One self-contained SQLite file (mode 0600), whatever the ledger's backend.
 
     Example:
 
     \b
+        moltis-ledger backup
         moltis-ledger backup -o /backups/moltis-ledger-$(date +%F).db
     """
     from ledger.ops.backup import backup as copy_ledger
+    from ledger.ops.backup import default_backup_path
 
     ledger = state.store().ledger
+    path = Path(target) if target is not None else default_backup_path(state.data_home)
     with state.out.progress("backing up"):
-        report = copy_ledger(ledger, Path(target))
+        report = copy_ledger(ledger, path)
     if state.json:
-        state.out.json({"file": target, **verify_report_json(report)})
+        state.out.json({"file": str(path), **verify_report_json(report),
+                        "ledger_key": ledger.vault.keys.describe()})
     else:
-        state.out.line(f"wrote {target}: {report.events} event(s), head seq "
+        state.out.line(f"wrote {path}: {report.events} event(s), head seq "
                        f"{report.head_seq}")
         state.out.line(f"head hash: {report.head_hex}")
+        _key_note(state, ledger)
     if not report.ok:
         raise CommandError(f"the copy does not verify at seq {report.first_bad_seq}: "
                            f"{report.problem}", EXIT_VERIFY)
@@ -219,7 +276,9 @@ def restore(state: State, file: str, force: bool) -> None:
     """Replace the ledger with a backup, after verifying the backup's chain.
 
     A backup that does not verify is refused (exit 3). Refused too, unless --force,
-    when the backup is not a continuation of this ledger's history.
+    when the backup is not a continuation of this ledger's history. The ledger is
+    rebuilt from the backup's events (never its file's other contents), and the
+    replaced one is kept in <data dir>/backups/.
 
     Example:
 
@@ -233,8 +292,12 @@ def restore(state: State, file: str, force: bool) -> None:
         raise CommandError(f"{source}: no such file")
     ledger = state.store(write=True).ledger
     with state.out.progress("restoring"):
-        report = restore_ledger(ledger, source, force=force)
-    _report(state, report, "the restored ledger")
+        result = restore_ledger(ledger, source, force=force, data_dir=state.data_home)
+    if not state.json:
+        if result.kept is not None:
+            state.out.line(f"kept the replaced ledger in {result.kept}")
+        _key_note(state, ledger)
+    _report(state, result.report, "the restored ledger")
 
 
 # ---------------------------------------------------------------------------------
@@ -352,6 +415,29 @@ def shred(state: State, path: str | None, ref: str | None, fp: str | None,
         state.out.line(f"seq {commit.seq}: destroyed {len(refs)} secret value(s) ({label})")
     else:
         state.out.line(f"already destroyed ({label}); nothing appended")
+    if commit.warning:
+        state.out.warn(commit.warning)
+
+
+@cli.command()
+@common
+@pass_state
+def checkpoint(state: State) -> None:
+    """Make destroyed secret values leave the disk now (SQLite: fold and truncate the
+    write-ahead log; PostgreSQL: vacuum the secrets table). `shred` does this itself;
+    run it when shred warned that it could not (another process was reading).
+
+    Example:
+
+    \b
+        moltis-ledger checkpoint
+    """
+    ledger = state.store(write=True).ledger
+    ledger.backend.checkpoint()
+    if state.json:
+        state.out.json({"ok": True})
+    else:
+        state.out.line("ok: checkpoint done")
 
 
 @cli.command(name="rebuild-snapshots")

@@ -57,7 +57,9 @@ _json_errors = False  # set by --json (before or after the command); run() reads
 
 
 def is_dsn_text(location: str) -> bool:
-    return location.startswith(DSN_PREFIXES) or "=" in location
+    from ledger.backends.open import is_dsn  # the one rule for "path or DSN?"
+
+    return is_dsn(location)
 
 
 def exit_code_for(err: BaseException) -> int:
@@ -147,7 +149,9 @@ class State:
         [config] in moltis.toml). Never the file store: the CLI works on the ledger."""
         inst = self.installation
         if self.db is not None:
-            backend = "postgres" if self.db.startswith(DSN_PREFIXES) else "sqlite"
+            from ledger.backends.open import backend_kind
+
+            backend = backend_kind(self.db)
         else:
             try:
                 configured, _ = inst.select()
@@ -630,7 +634,8 @@ def read_value(label: str, *, hidden: bool) -> str:
 def verify_report_json(report: VerifyReport) -> dict[str, Any]:
     return {"ok": report.ok, "events": report.events, "head_seq": report.head_seq,
             "head_hash": report.head_hex, "first_bad_seq": report.first_bad_seq,
-            "problem": report.problem}
+            "problem": report.problem, "key_fingerprint": report.key_fingerprint,
+            "signed_seq": report.signed_seq, "notes": list(report.notes)}
 
 
 def text_io(obj: object) -> IO[str]:

@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from contextvars import ContextVar
 
+from ledger.core.text_rule import refuse_nul
 from ledger.errors import InputError
 
 __all__ = ["acting_as", "resolve_actor"]
@@ -42,6 +43,7 @@ def _os_actor() -> str:
 def _check(text: str, what: str) -> str:
     if not isinstance(text, str) or not text.strip():
         raise InputError(f"{what} must be a non-empty string")
+    refuse_nul(text, what)
     if len(text) > MAX_TEXT or any(ord(c) < 32 and c not in "\t" for c in text):
         raise InputError(f"{what} must be one line of at most {MAX_TEXT} characters")
     _check_utf8(text, what)
@@ -78,5 +80,6 @@ def check_reason(reason: str | None) -> str:
         return ""
     if not isinstance(reason, str) or len(reason) > 4 * MAX_TEXT:
         raise InputError(f"reason must be a string of at most {4 * MAX_TEXT} characters")
+    refuse_nul(reason, "reason")
     _check_utf8(reason, "reason")
     return reason

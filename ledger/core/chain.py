@@ -57,6 +57,10 @@ class VerifyReport:
     head_hash: bytes
     first_bad_seq: int | None = None
     problem: str | None = None
+    # what `Ledger.verify` adds to the chain walk (ledger.engine.audit)
+    key_fingerprint: str | None = None  # of the key that signed the head
+    signed_seq: int | None = None  # the last signed head
+    notes: tuple[str, ...] = ()  # worth saying, not a failure (e.g. unsealed snapshots)
 
     @property
     def head_hex(self) -> str:

@@ -45,7 +45,9 @@ from ledger.core.events import (
 )
 from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import SecretRef
+from ledger.core.text_rule import refuse_nul, refuse_nul_in
 from ledger.engine.group_commit import Committer, Request, committer_for
+from ledger.engine.integrity_keys import HEAD_SIGNATURE
 from ledger.engine.vault import KeySource, Vault
 from ledger.errors import (
     ConfigValidationError,
@@ -53,10 +55,19 @@ from ledger.errors import (
     InputError,
     InvalidRefError,
     LedgerError,
+    SecretKeyError,
+    StoreError,
 )
 from ledger.files.safe_io import MAX_FILE_BYTES
 from projections.config_view import EMPTY_STATE, ConfigState, fold, replay, replay_rows
-from projections.snapshots import SNAPSHOT_EVERY, decode_state, encode_state, should_snapshot
+from projections.snapshots import (
+    SNAPSHOT_EVERY,
+    decode_state,
+    encode_state,
+    open_snapshot,
+    seal_snapshot,
+    should_snapshot,
+)
 
 if TYPE_CHECKING:
     # The typed layer (the schema, its decoders) is imported by the writes and typed
@@ -84,6 +95,8 @@ class Commit:
     appended: bool
     hash: bytes
     changes: tuple[Change, ...] = ()
+    # set when the event committed but a follow-up step did not (say what remains)
+    warning: str | None = None
 
     @property
     def paths(self) -> list[str]:
@@ -99,6 +112,7 @@ class _TxnSealer:
         self._vault, self._txn, self._seq = vault, txn, seq
 
     def seal(self, plaintext: str) -> SecretRef:
+        refuse_nul(plaintext, "a secret value")
         return self._vault.seal(self._txn, plaintext, self._seq)
 
     def fingerprint(self, plaintext: str) -> str:
@@ -119,6 +133,15 @@ class _Append(NamedTuple):
     rollback_to: int | None
     on_fold: Callable[[ConfigState], None] | None
     meta: dict[str, str] | None
+
+
+def _refuse_nul(changes: Sequence[Change]) -> None:
+    """The text rule (ledger.core.text_rule) for keys and values, on every backend."""
+    for c in changes:
+        where = doc_path_text(c.doc, c.path)
+        for key in c.path:
+            refuse_nul(key, f"a key of the path {where!r}")
+        refuse_nul_in(c.value, f"the value of {where}")
 
 
 class Ledger:
@@ -168,7 +191,24 @@ class Ledger:
     def _catch_up(self, state: ConfigState, head: Head) -> ConfigState:
         if head.seq == state.seq and head.hash == state.hash:
             return state
-        if head.seq < state.seq or head.seq - state.seq > _CATCH_UP_LIMIT:
+        if head.seq < state.seq:
+            served = self.backend.record(state.seq)
+            if served is not None and served.hash == state.hash:
+                # The event this process served is still in the log, so the log was not
+                # replaced: the stored head (PostgreSQL's head row) was moved back.
+                raise StoreError(
+                    f"{self.backend.location}: the stored head says event {head.seq}, but "
+                    f"event {state.seq}, served before, is still in the log: the head was "
+                    "moved back (tampering or damage); run `moltis-ledger verify`")
+        if head.seq <= state.seq:
+            # The head went backwards, or another history has the same seq: a restore,
+            # or tampering. Never keep serving (or building on) what was cached.
+            _log.warning("the ledger head went backwards or was replaced: reloading; run "
+                         "verify if no restore was made", location=self.backend.location,
+                         served_seq=state.seq, served_hash=state.hash.hex()[:16],
+                         head_seq=head.seq, head_hash=head.hash.hex()[:16])
+            return self._load_at(head)
+        if head.seq - state.seq > _CATCH_UP_LIMIT:
             return self._load_at(head)
         records = list(self.backend.read(after=state.seq, until=head.seq))
         prev = state.hash
@@ -206,9 +246,20 @@ class Ledger:
 
     def _trusted_snapshot(self, snap: SnapshotRow) -> ConfigState | None:
         """A snapshot's state if it is readable and matches the log, else None (logged):
-        snapshots are derived data and are never trusted over the log."""
+        snapshots are derived data and are never trusted over the log. Only a snapshot
+        whose MAC checks with the ledger key is used; without the key, the log is
+        replayed."""
+        keys = self.vault.integrity()
+        if keys is None:
+            return None
+        encoded = open_snapshot(keys.snapshot_mac, snap.seq, snap.hash, snap.state)
+        if encoded is None:
+            _log.warning("ignoring a snapshot whose MAC does not check (edited, or written "
+                         "without the ledger key); verify names it, rebuild-snapshots "
+                         "replaces it", location=self.backend.location, seq=snap.seq)
+            return None
         try:
-            state = decode_state(snap.state)
+            state = decode_state(encoded)
         except ValueError as err:
             _log.warning("ignoring an unreadable snapshot", seq=snap.seq, error=str(err))
             return None
@@ -274,15 +325,38 @@ class Ledger:
                 _GOOD_SOURCES.add(source)
         return actor, reason, source
 
-    @staticmethod
-    def _record(txn: WriteTxn, head: Head, kind: str, payload: bytes, actor: str, reason: str,
-                source: str) -> Record:
+    def _record(self, txn: WriteTxn, head: Head, kind: str, payload: bytes, actor: str,
+                reason: str, source: str) -> Record:
         seq = head.seq + 1
         ts = max(now_us(), head.ts)  # event times never go backwards along the log
         h = link(head.hash, seq, ts, actor, reason, source, kind, payload)
         rec = Record(seq, ts, actor, reason, source, kind, payload, head.hash, h)
         txn.append([rec])
+        self._seal_head(txn, rec)
         return rec
+
+    def _seal_head(self, txn: WriteTxn, rec: Record) -> None:
+        """After the insert: the head must now be this event (a foreign trigger or rule
+        could have swallowed the row; the backends also check that exactly one row went
+        in), and the new head is signed, in the same transaction."""
+        after = txn.head()
+        if after.seq != rec.seq or after.hash != rec.hash:
+            raise StoreError(
+                f"{self.backend.location}: event {rec.seq} was not stored (the head is "
+                f"still event {after.seq}); nothing was written. Something in the database "
+                "discards inserts (a foreign trigger or rule on ledger_events?): run verify, "
+                "and restore from a backup")
+        keys = self.vault.integrity(txn)
+        if keys is not None:
+            txn.set_meta(HEAD_SIGNATURE, keys.sign_head(rec.seq, rec.hash).encode())
+
+    def _put_snapshot(self, txn: WriteTxn, state: ConfigState) -> None:
+        """A snapshot sealed with the MAC key; none without the ledger key (an unsealed
+        snapshot would never be trusted anyway)."""
+        keys = self.vault.integrity(txn)
+        if keys is not None:
+            txn.put_snapshot(state.seq, state.hash, seal_snapshot(
+                keys.snapshot_mac, state.seq, state.hash, encode_state(state)))
 
     def append(self, build: Build, *, actor: str | None = None, reason: str | None = None,
                source: str = "api", expected_seq: int | None = None,
@@ -369,6 +443,7 @@ class Ledger:
         if not changes:
             req.result = Commit(head.seq, False, head.hash)
             return state, head
+        _refuse_nul(changes)
         payload = encode_payload(ChangePayload(changes=changes, rollback_to=p.rollback_to))
         if len(payload) > MAX_FILE_BYTES:
             raise InputError(f"one change of {len(payload):,} bytes is too large (the "
@@ -377,7 +452,7 @@ class Ledger:
         rec = self._record(txn, head, KIND_CHANGE, payload, p.actor, p.reason, p.source)
         new_state = fold(state, rec, changes)
         if should_snapshot(seq, self.snapshot_every):
-            txn.put_snapshot(seq, rec.hash, encode_state(new_state))
+            self._put_snapshot(txn, new_state)
         if p.on_fold is not None:
             p.on_fold(new_state)
         req.result = Commit(seq, True, rec.hash, tuple(changes))
@@ -557,13 +632,21 @@ class Ledger:
                 txn.shred_secret(ref.ref, rec.seq)
             self._state = fold(state, rec)
             if should_snapshot(rec.seq, self.snapshot_every):
-                txn.put_snapshot(rec.seq, rec.hash, encode_state(self._state))
+                self._put_snapshot(txn, self._state)
         self._run_hooks(self._state)
-        checkpoint = getattr(self.backend, "checkpoint", None)
-        if checkpoint is not None:
-            checkpoint()  # old WAL pages held the sealed value: fold them away now
         _log.info("shredded", seq=rec.seq, actor=actor, secrets=len(live), paths=list(paths))
-        return Commit(rec.seq, True, rec.hash)
+        # The shred is committed: from here on it is a success. Old WAL pages (SQLite) or
+        # row versions (PostgreSQL) may still hold the sealed value until this step works.
+        warning = None
+        try:
+            self.backend.checkpoint()
+        except StoreError as err:
+            warning = (f"the shred is committed (seq {rec.seq}), but {err}; the destroyed "
+                       "value's old bytes may remain in the database's write-ahead log until "
+                       "`moltis-ledger checkpoint` succeeds (or the next write folds it in)")
+            _log.warning("checkpoint after a shred failed", location=self.backend.location,
+                         seq=rec.seq, error=str(err))
+        return Commit(rec.seq, True, rec.hash, warning=warning)
 
     def rotate_key(self, new_key: bytes, *, actor: str | None = None,
                    reason: str | None = None, source: str = "cli",
@@ -633,7 +716,17 @@ class Ledger:
                 hi = mid - 1
         return lo
 
-    def verify(self, expect_head: bytes | None = None) -> VerifyReport:
+    def verify(self, expect_head: bytes | None = None, expect_key: str | None = None
+               ) -> VerifyReport:
+        """The full check (ledger.engine.audit): the chain, the rows, a replay compared
+        with every snapshot, the head and the secrets table, and the signed head (with
+        `expect_key`, a pinned fingerprint, it must be signed by that key)."""
+        from ledger.engine.audit import audit
+
+        return audit(self, expect_head, expect_key)
+
+    def verify_chain(self, expect_head: bytes | None = None) -> VerifyReport:
+        """The hash chain alone (cheaper; what a bundle or a backup copy is checked with)."""
         return verify_records(self.backend.read(), expect_head)
 
     def replay(self, until: int | None = None) -> ConfigState:
@@ -642,9 +735,10 @@ class Ledger:
         return replay_rows(EMPTY_STATE, self.backend.read_rows(until=until), private=False)
 
     def rebuild_snapshots(self) -> int:
-        """Drop every snapshot and write them again from the log; returns how many."""
-        self.backend.drop_snapshots()
-        count = 0
+        """Write every snapshot again from the log; returns how many. The new ones are
+        built first (a read), then replace the old ones in one write transaction that
+        waits for the busy timeout like any write: a failure leaves the old ones."""
+        encoded: list[tuple[int, bytes, bytes]] = []
         state = EMPTY_STATE
         batch: list[Row] = []
         for row in self.backend.read_rows():
@@ -652,16 +746,37 @@ class Ledger:
             if should_snapshot(row[0], self.snapshot_every):
                 state = replay_rows(state, batch, private=state is not EMPTY_STATE)
                 batch = []
-                with self.backend.write() as txn:
-                    txn.put_snapshot(state.seq, state.hash, encode_state(state))
-                count += 1
-        return count
+                encoded.append((state.seq, state.hash, encode_state(state)))
+        keys = self.vault.integrity()
+        with self.backend.write() as txn:
+            keys = keys or self.vault.integrity(txn)
+            if keys is None:
+                raise SecretKeyError(
+                    f"rebuild-snapshots needs the ledger key ({self.vault.keys.describe()}): "
+                    "snapshots are sealed with a key derived from it; nothing was changed")
+            txn.drop_snapshots()
+            for seq, hash_, state_bytes in encoded:
+                txn.put_snapshot(seq, hash_, seal_snapshot(keys.snapshot_mac, seq, hash_,
+                                                           state_bytes))
+        return len(encoded)
 
     def reset_caches(self) -> None:
         """Forget cached state (after the storage was replaced underneath, by a restore)."""
         with self._lock:
             self._state = None
             self._view = None
+            self.vault.reload()
+
+    def sign_head(self) -> bool:
+        """Sign the current head with this ledger key (after an import or a restore the
+        operator vouches for); False without the key."""
+        with self._lock, self.backend.write() as txn:
+            head = txn.head()
+            keys = self.vault.integrity(txn)
+            if keys is None or head.seq == 0:
+                return False
+            txn.set_meta(HEAD_SIGNATURE, keys.sign_head(head.seq, head.hash).encode())
+            return True
 
     def close(self) -> None:
         self.backend.close()

@@ -31,6 +31,7 @@ import blake3
 from ledger._log import get_logger
 from ledger.backends.base import Backend, WriteTxn
 from ledger.core.secret_refs import DESTROYED_REF, SecretRef
+from ledger.engine.integrity_keys import IntegrityKeys
 from ledger.errors import SecretDestroyedError, SecretKeyError, UnsafePathError
 from ledger.files.dirs import default_key_file, ensure_private_dir
 from ledger.files.safe_io import check_directory
@@ -159,7 +160,20 @@ class Vault:
         self._aead: AESGCM | None = None
         self._fp_key: bytes | None = None
         self._check: str | None = None
+        self._integrity: IntegrityKeys | None = None
+        self._integrity_missing: set[bool] = set()  # {writing?} asked and found no key
         self._ledger_id = (backend.get_meta("ledger_id") or "").encode()
+
+    def reload(self) -> None:
+        """Forget what was read from the database (after an import or a restore replaced
+        it: the ledger id, and so the key check, may have changed)."""
+        with self._lock:
+            self._aead = None
+            self._fp_key = None
+            self._check = None
+            self._integrity = None
+            self._integrity_missing.clear()
+            self._ledger_id = (self._backend.get_meta("ledger_id") or "").encode()
 
     # -- key handling ----------------------------------------------------------------
 
@@ -189,6 +203,7 @@ class Vault:
                 )
             if stored is None and txn is not None:
                 txn.set_meta("key_check", check)
+            self._integrity = IntegrityKeys(key)
             self._adopt(key, check, txn.get_meta("fp_key") if txn is not None
                         else self._backend.get_meta("fp_key"))
 
@@ -263,6 +278,29 @@ class Vault:
             self._aead = None
             self._fp_key = None
             self._check = None
+
+    def key_check_for(self, ledger_id: str) -> str | None:
+        """The key check value this ledger key gives for a ledger id (None without a
+        key): tells, before importing, whether sealed secrets would open here."""
+        key = self.keys.load(create=False)
+        if key is None:
+            return None
+        return blake3.blake3(ledger_id.encode(), key=_subkey(key, "key check")).hexdigest()
+
+    def integrity(self, txn: WriteTxn | None = None) -> IntegrityKeys | None:
+        """The snapshot MAC and head signing keys, or None without the ledger key (then
+        snapshots are not trusted, and appends are not signed). Same rule as for
+        secrets: a key is created only for a ledger that has never had one."""
+        writing = txn is not None
+        if self._integrity is not None or writing in self._integrity_missing:
+            return self._integrity
+        try:
+            self._unlock(txn)
+        except SecretKeyError:
+            self._integrity_missing.add(writing)  # asked once per process, not per read
+            _log.info("no ledger key: snapshots are not trusted, appends are not signed",
+                      location=self._backend.location)
+        return self._integrity
 
     def fingerprint(self, plaintext: str, txn: WriteTxn | None = None) -> str:
         self._unlock(txn)

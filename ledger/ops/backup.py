@@ -1,45 +1,113 @@
-"""Backup and restore of a SQLite ledger file: an online, verified copy, and a restore
-that checks the copy's chain before it replaces the ledger."""
+"""Backup and restore: a verified, self-contained SQLite copy of any ledger, and a
+restore that rebuilds the ledger from a backup's rows instead of copying its file.
+
+Backup builds a fresh SQLite file with this project's own schema and copies the rows
+into it through the same checks as an import (`copy_ledger`): the same code for a
+SQLite, PostgreSQL or in-memory ledger. The file is created 0600 without following
+symlinks, in a directory that is checked, and left in rollback-journal mode: one
+self-contained file, no -wal or -shm beside it. A ledger that does not verify is still
+copied raw (where the backend has a file) as evidence, and the report says it failed.
+
+Restore never copies the backup file's schema objects or meta (a foreign trigger in a
+backup could otherwise swallow every later write): it builds a fresh ledger beside the
+live one from the backup's rows, checked as an import, then swaps it in atomically,
+after keeping the replaced ledger as a backup.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+import apsw
+
+from ledger.backends.sqlite import SqliteBackend
 from ledger.core.chain import VerifyReport, verify_records
 from ledger.engine.ledger import Ledger
-from ledger.errors import (
-    InputError,
-    StoreError,
-    VerificationError,
-)
+from ledger.errors import InputError, StoreError, VerificationError
+from ledger.files.private_create import create_private_new
+from ledger.ops.transfer import copy_ledger
+
+__all__ = ["RestoreResult", "backup", "default_backup_path", "restore"]
+
+
+def default_backup_path(data_dir: Path, what: str = "ledger") -> Path:
+    """`<data dir>/backups/<what>-<UTC time>.db`."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    return data_dir / "backups" / f"{what}-{stamp}.db"
+
+
+def _new_file(target: Path) -> None:
+    try:
+        os.close(create_private_new(target))
+    except FileExistsError:
+        raise InputError(f"{target}: already exists; choose a new file for the backup") from None
+    except OSError as err:
+        raise StoreError(f"{target}: cannot create the backup file: {err.strerror}") from err
+
+
+def _self_contained(path: Path) -> None:
+    """Fold the WAL in and switch the file to rollback-journal mode: nothing beside it."""
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE)
+    try:
+        conn.pragma("journal_mode", "delete")
+    finally:
+        conn.close()
+
+
+def _remove(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{path}{suffix}")
 
 
 def backup(ledger: Ledger, target: Path) -> VerifyReport:
-    """A consistent online copy (while writers run) in a new SQLite file, verified."""
-    from ledger.backends.sqlite import SqliteBackend
-
-    if target.exists():
+    """A verified copy of the ledger in a new SQLite file (while writers run)."""
+    if target.exists() or target.is_symlink():
         raise InputError(f"{target}: already exists; choose a new file for the backup")
     source = ledger.backend
-    if isinstance(source, SqliteBackend):
-        source.backup_to(target)
+    if not verify_records(source.read()).ok:
+        try:
+            source.backup_to(target)  # evidence of what is there; the report says it is bad
+        except FileExistsError:
+            raise InputError(f"{target}: already exists; choose a new file for the backup"
+                             ) from None
     else:
-        from ledger.ops.transfer import copy_ledger
-
-        copy_ledger(source, SqliteBackend(target))
-    copy = SqliteBackend(target, read_only=True)
-    try:
-        report = verify_records(copy.read())
-    finally:
+        _new_file(target)
+        copy = SqliteBackend(target)
+        try:
+            copy_ledger(source, copy)
+        except BaseException:
+            copy.close()
+            _remove(target)
+            raise
         copy.close()
-    return report
+        _self_contained(target)
+    check = SqliteBackend(target, read_only=True)
+    try:
+        return verify_records(check.read())
+    finally:
+        check.close()
 
 
-def restore(ledger: Ledger, source_file: Path, *, force: bool = False) -> VerifyReport:
-    """Replace the ledger with a backup, after verifying the backup's chain. Refused
-    (unless `force`) when that would drop events the backup does not have."""
-    from ledger.backends.sqlite import SqliteBackend
+@dataclass(frozen=True)
+class RestoreResult:
+    report: VerifyReport
+    kept: Path | None  # where the replaced ledger was kept (None if it was empty)
 
+
+def restore(ledger: Ledger, source_file: Path, *, force: bool = False,
+            data_dir: Path | None = None) -> RestoreResult:
+    """Replace the ledger with a backup's history. The backup's chain must verify and
+    every event pass the import checks; refused (unless `force`) when that would drop
+    events the backup does not have. The replaced ledger is kept as a backup in
+    `<data_dir>/backups/` (default: `backups/` beside the ledger file)."""
+    if ledger.backend.name != "sqlite":
+        raise StoreError(f"restore into a {ledger.backend.name} ledger: use import-bundle into "
+                         "an empty ledger instead")
     source = SqliteBackend(source_file, read_only=True)
     try:
         report = verify_records(source.read())
@@ -54,13 +122,25 @@ def restore(ledger: Ledger, source_file: Path, *, force: bool = False) -> Verify
                     f"restoring {source_file} (head seq {report.head_seq}) would drop or "
                     f"replace events of this ledger (head seq {current.seq}); pass --force "
                     "to restore anyway")
-        target = ledger.backend
-        if isinstance(target, SqliteBackend):
-            target.restore_from(source)
-        else:
-            raise StoreError(f"restore into a {target.name} ledger: use import-bundle into an "
-                             "empty ledger instead")
+        live = Path(ledger.backend.location)
+        fresh_path = live.with_name(f".{live.name}.restore-{os.getpid()}.db")
+        _remove(fresh_path)
+        _new_file(fresh_path)
+        fresh = SqliteBackend(fresh_path)
+        try:
+            copy_ledger(source, fresh)  # rows only, checked, all or nothing
+            kept = None
+            if current.seq or ledger.backend.snapshot_seqs():
+                kept = default_backup_path(data_dir or live.parent, "replaced")
+                ledger.backend.backup_to(kept)
+            ledger.backend.replace_with(fresh)
+        finally:
+            fresh.close()
+            _remove(fresh_path)
     finally:
         source.close()
     ledger.reset_caches()
-    return ledger.verify()
+    ledger.sign_head()
+    if ledger.vault.integrity() is not None:
+        ledger.rebuild_snapshots()  # sealed with this ledger key
+    return RestoreResult(ledger.verify(), kept)

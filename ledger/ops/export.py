@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +20,7 @@ from ledger.core.events import Record
 from ledger.core.secret_refs import SecretRef
 from ledger.engine.ledger import Ledger
 from ledger.errors import (
+    LedgerError,
     ParseError,
     StoreError,
     VerificationError,
@@ -127,7 +130,7 @@ def write_bundle(ledger: Ledger, out: IO[str], *, with_secrets: bool = False) ->
     }
     out.write(json.dumps(header) + "\n")
     count = 0
-    for rec in backend.read():
+    for rec in backend.read(until=head.seq):  # the head the header names, even while writers run
         out.write(json.dumps({
             "seq": rec.seq, "ts": rec.ts, "actor": rec.actor, "reason": rec.reason,
             "source": rec.source, "kind": rec.kind, "payload": rec.payload.decode("utf-8"),
@@ -175,6 +178,12 @@ def read_bundle(path: Path) -> Bundle:
                     item["source"], item["kind"], item["payload"].encode("utf-8"),
                     bytes.fromhex(item["prev_hash"]), bytes.fromhex(item["hash"])))
             elif "secret" in item:
+                if item.get("sealed") is not None:
+                    try:
+                        item["sealed"] = base64.b64decode(item["sealed"], validate=True)
+                    except (binascii.Error, TypeError):
+                        raise ParseError(f"{path}: line {n}: the sealed value is not valid "
+                                         "base64") from None
                 bundle.secrets.append(item)
             elif "meta" in item:
                 bundle.meta.update(item["meta"])
@@ -196,29 +205,74 @@ def verify_bundle(path: Path, expect_head: bytes | None = None) -> VerifyReport:
     return report
 
 
+_IMPORTED_META = frozenset({"key_check"})  # what a bundle's meta line may set
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def _checked_meta(bundle: Bundle, path: Path, ledger: Ledger, ledger_id: str | None
+                  ) -> dict[str, str]:
+    """Bundle meta is outside the chain: only values that are validated here go in."""
+    for key in bundle.meta:
+        if key not in _IMPORTED_META:
+            raise ParseError(f"{path}: the bundle's meta sets {key!r}, which a bundle may not "
+                             "set (only key_check); nothing was imported")
+    check = bundle.meta.get("key_check")
+    if check is None:
+        return {}
+    if not isinstance(check, str) or len(check) != 64 or not _HEX.fullmatch(check):
+        raise ParseError(f"{path}: the bundle's key_check is malformed; nothing was imported")
+    mine = ledger.vault.key_check_for(ledger_id or "")
+    if mine is not None and mine != check:
+        raise ParseError(f"{path}: the bundle's secrets were sealed with another ledger key "
+                         f"than {ledger.vault.keys.describe()}; set the key they were sealed "
+                         "with, then import again; nothing was imported")
+    return {"key_check": check}
+
+
 def import_bundle(path: Path, ledger: Ledger) -> VerifyReport:
-    """Load a bundle into an empty ledger, after verifying its chain."""
+    """Load a bundle into an empty ledger, after verifying its chain and checking every
+    event as an append would (ledger.ops.import_checks), all in one transaction; the
+    imported head is then signed with this ledger key."""
+    from ledger.ops.import_checks import checked_records
+    from projections.config_view import EMPTY_STATE, replay
+
     bundle = read_bundle(path)
     report = verify_records(bundle.records)
     if not report.ok:
         raise VerificationError(f"{path}: {report.problem}; nothing was imported",
                                 report.first_bad_seq)
+    claimed = bundle.header.get("head")
+    if claimed and claimed != report.head_hex:
+        raise VerificationError(f"{path}: the bundle's header names another head than its "
+                                "last event; nothing was imported", report.head_seq)
+    records = list(checked_records(bundle.records, str(path)))
+    try:
+        replay(EMPTY_STATE, records)  # every payload applies, not only decodes
+    except LedgerError as err:
+        raise VerificationError(f"{path}: the events do not replay ({err}); nothing was "
+                                "imported", None) from None
+    ledger_id = bundle.header.get("ledger_id")
+    if ledger_id is not None and (not isinstance(ledger_id, str)
+                                  or not _HEX.fullmatch(ledger_id) or len(ledger_id) > 64):
+        raise ParseError(f"{path}: the bundle's ledger_id is malformed; nothing was imported")
+    meta = _checked_meta(bundle, path, ledger, ledger_id)
     backend = ledger.backend
     with backend.write() as txn:
         if txn.head().seq != 0:
             raise StoreError(f"{backend.location}: a bundle can only be imported into an "
                              "empty ledger")
-        for start in range(0, len(bundle.records), 1000):
-            txn.append(bundle.records[start:start + 1000])
-        if bundle.header.get("ledger_id"):
+        for start in range(0, len(records), 1000):
+            txn.append(records[start:start + 1000])
+        if ledger_id:
             # sealed secrets are bound to the ledger id they were sealed under
-            txn.set_meta("ledger_id", bundle.header["ledger_id"])
-        for key, value in bundle.meta.items():
+            txn.set_meta("ledger_id", ledger_id)
+        for key, value in meta.items():
             txn.set_meta(key, value)
         for item in bundle.secrets:
             if item.get("sealed"):
-                txn.put_secret(item["secret"], base64.b64decode(item["sealed"]),
-                               int(item["created_seq"]))
+                txn.put_secret(str(item["secret"]), item["sealed"], int(item["created_seq"]))
     ledger.reset_caches()
-    ledger.rebuild_snapshots()
+    ledger.sign_head()
+    if ledger.vault.integrity() is not None:
+        ledger.rebuild_snapshots()
     return ledger.verify()

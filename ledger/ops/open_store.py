@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from ledger._log import get_logger
+from ledger.backends.open import is_dsn
 from ledger.backends.sqlite import SqliteBackend
 from ledger.core.document import Doc
 from ledger.engine.vault import KeySource
@@ -107,13 +107,6 @@ def _peek_config_section(config_file: Path) -> dict[str, Any]:
     section = parse_document(data, str(config_file), config_format(config_file)).get(
         "config", {})
     return section if isinstance(section, dict) else {}
-
-
-def is_dsn(location: str) -> bool:
-    """A PostgreSQL connection string: a URI, or libpq's `key=value` form."""
-    if location.startswith(("postgresql://", "postgres://")):
-        return True
-    return bool(re.match(r"\s*(host|hostaddr|dbname|user|port|service)\s*=", location))
 
 
 def describe_location(location: str | None) -> str:

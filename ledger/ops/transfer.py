@@ -7,14 +7,14 @@ anything backend-specific, so the head hash is the same on both sides; the copy 
 ledger's id and key check, so its secrets open with the same ledger key.
 
 The source is verified before anything is written (a broken chain is not copied), and
-a target that already holds anything is refused. A copy interrupted halfway leaves a
-partial target: drop it and copy again. Open stores on the target after the copy (a
-store reads the ledger's id when it opens).
+a target that already holds anything is refused. The copy is one transaction of the
+target: interrupted or refused halfway (an event no backend can store), it leaves the
+target empty. Open stores on the target after the copy (a store reads the ledger's id
+when it opens).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
@@ -23,7 +23,9 @@ from ledger._log import get_logger
 from ledger.backends.base import Backend
 from ledger.core.chain import VerifyReport, verify_records
 from ledger.core.events import Record
-from ledger.errors import InputError, StoreError, VerificationError
+from ledger.engine.integrity_keys import HEAD_SIGNATURE
+from ledger.errors import StoreError, VerificationError
+from ledger.ops.import_checks import checked_records
 
 __all__ = ["copy_ledger", "copy_ledger_files", "open_backend"]
 
@@ -33,17 +35,12 @@ BATCH: Final = 1000
 # and what migrate() remembers of the files it imported. Other meta values are
 # per-database (format_version is written by each backend at creation).
 COPIED_META: Final = ("ledger_id", "created_us", "key_check", "import.config.leaves",
-                      "import.keys.leaves")
+                      "import.keys.leaves", HEAD_SIGNATURE)
 
 
 def _meta_of(backend: Backend) -> dict[str, str]:
-    items = getattr(backend, "meta_items", None)
-    if callable(items):
-        found = dict(items())
-        return {k: v for k, v in found.items()
-                if k in COPIED_META or k.startswith("import.")}
-    values = {k: backend.get_meta(k) for k in COPIED_META}
-    return {k: v for k, v in values.items() if v is not None}
+    return {k: v for k, v in backend.meta_items().items()
+            if k in COPIED_META or k.startswith("import.")}
 
 
 def _check_empty(target: Backend) -> None:
@@ -75,11 +72,14 @@ def _batches(records: Iterator[Record]) -> Iterator[list[Record]]:
 
 
 def copy_ledger(source: Backend, target: Backend) -> VerifyReport:
-    """Copy `source` into the empty `target`; return the target's verify report.
+    """Copy `source` into the empty `target`; return the target's chain report.
 
-    Raises VerificationError if the source does not verify (nothing is written) or if
-    the copy does not arrive intact with the same head hash, StoreError if the target
-    is not empty."""
+    All or nothing: everything is written in one transaction of the target, and every
+    event passes the checks of an import (ledger.ops.import_checks: text every backend
+    stores, decodable payloads, sane times) before it commits. Raises VerificationError
+    if the source does not verify or an event fails a check (nothing is written), or if
+    the copy does not arrive intact with the same head hash; StoreError if the target
+    is not empty. Only rows are copied, never a file's foreign schema objects."""
     if target.read_only:
         raise StoreError(f"{target.location}: the target was opened read-only")
     _check_empty(target)
@@ -89,19 +89,20 @@ def copy_ledger(source: Backend, target: Backend) -> VerifyReport:
                                 " nothing was copied", before.first_bad_seq)
     meta = _meta_of(source)
     copied = 0
+    records = checked_records(source.read(until=before.head_seq), source.location)
     with target.write() as txn:
         for key, value in meta.items():
             txn.set_meta(key, value)
-    for batch in _batches(source.read(until=before.head_seq)):
-        with target.write() as txn:
+        for batch in _batches(records):
             txn.append(batch)
-        copied += len(batch)
-    with target.write() as txn:
+            copied += len(batch)
         for seq in source.snapshot_seqs():
             snap = source.snapshot_at(seq)
             if snap is not None and snap.seq == seq and seq <= before.head_seq:
                 txn.put_snapshot(snap.seq, snap.hash, snap.state)
         for row in source.secrets():
+            if row.created_seq > before.head_seq:
+                continue  # set after the copied head: its event is not in the copy
             # a shredded secret stays shredded: the row says it existed, not its value
             txn.put_secret(row.ref, row.sealed or b"", row.created_seq)
             if row.sealed is None:
@@ -118,20 +119,10 @@ def copy_ledger(source: Backend, target: Backend) -> VerifyReport:
 
 
 def open_backend(url: str, *, schema: str = "public", create: bool = True) -> Backend:
-    """A backend from a path (SQLite; `sqlite:///` prefix optional) or a postgresql:// DSN."""
-    if url.startswith(("postgresql://", "postgres://")) or (
-            "=" in url and "dbname" in url and not os.path.exists(url)):
-        from ledger.backends.postgres import PostgresBackend
+    """A backend from a path (SQLite) or a postgresql:// DSN: ledger.backends.open's rule."""
+    from ledger.backends.open import open_backend as opened
 
-        return PostgresBackend(url, schema=schema)
-    from ledger.backends.sqlite import SqliteBackend
-
-    path = url.removeprefix("sqlite://")
-    if not path:
-        raise InputError(f"{url!r} names no database file")
-    if not create and not os.path.exists(path):
-        raise InputError(f"{path}: no ledger database here")
-    return SqliteBackend(path)
+    return opened(url, schema=schema, create=create)
 
 
 @contextmanager

@@ -34,8 +34,11 @@ def summary() -> str | None:
                      "writes found intact)")
     if c["tamper_trials"]:
         pct = 100.0 * c["tamper_detected"] / c["tamper_trials"]
+        classes = ", ".join(f"{k[13:]} {v}" for k, v in sorted(c.items())
+                            if k.startswith("tamper_class:"))
         parts.append(f"{c['tamper_detected']} of {c['tamper_trials']} tamperings detected "
-                     f"({pct:.0f}%, first bad seq named; {c['tamper_cli']} through the CLI)")
+                     f"({pct:.0f}%, first bad seq named; {c['tamper_cli']} through the CLI; "
+                     f"per class: {classes})")
     if c["bad_inputs"]:
         parts.append(f"{c['bad_inputs']} bad inputs refused")
     if c["concurrent_ops"]:

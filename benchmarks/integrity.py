@@ -1,0 +1,70 @@
+"""What integrity by construction costs (issue 13): the same store with and without the
+integrity steps, alternated in one run.
+
+- `update_raw` (durable, SQLite FULL, docs example): as shipped (each append signs the
+  new head with Ed25519 into ledger_meta, and every 512th seals its snapshot with a
+  keyed MAC) against the same engine with those steps switched off (its vault reports
+  no integrity key, as for a process without the ledger key: no signature, no
+  snapshot). The off side also skips writing snapshots at all, so the ratio slightly
+  overstates the cost.
+- a cached head read (`load_raw()` when nothing changed) with and without: no MAC or
+  signature is on that path, so no measurable difference is expected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.harness import Row, Side, Target, alternate, fmt_time
+from benchmarks.profiling import profile_misses
+from benchmarks.workspace import (
+    ACTOR,
+    DOCS_EXAMPLE,
+    Ctx,
+    async_block,
+    fixture_doc,
+    scratch,
+    sqlite_store,
+)
+
+
+def rows() -> list[Row]:
+    return [
+        Row("i13a", "durable `update_raw` with head signing + snapshot MACs / the same with "
+            "them switched off (SQLite FULL, docs example): time ratio", Target("<=", 1.10)),
+        Row("i13b", "cached head `load_raw()` with integrity / without: time ratio",
+            Target("~", 0.10)),
+    ]
+
+
+def _increment(cfg: Any) -> None:
+    cfg.tools.agent_timeout_secs += 1
+
+
+def _without_integrity(store: Any) -> Any:
+    store.ledger.vault.integrity = lambda txn=None: None  # as without the ledger key
+    return store
+
+
+def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
+    sizes = ctx.sizes
+    doc = fixture_doc(DOCS_EXAMPLE)
+    signed = sqlite_store(scratch("integrity-on.db"), doc)
+    plain = _without_integrity(sqlite_store(scratch("integrity-off.db"), doc))
+    block = sizes.write_block
+    on = Side("on", async_block(lambda: signed.update_raw(_increment, actor=ACTOR)), block)
+    off = Side("off", async_block(lambda: plain.update_raw(_increment, actor=ACTOR)), block)
+    alt = alternate([on, off], sizes.write_rounds)
+    r = rows_by_fig["i13a"]
+    r.measured = f"with {fmt_time(alt.median('on'))}, without {fmt_time(alt.median('off'))}"
+    r.judge_rounds(alt.ratios("on", "off"), note_if_missed="see the profile")
+
+    read_on = Side("on", async_block(signed.load_raw), sizes.read_block)
+    read_off = Side("off", async_block(plain.load_raw), sizes.read_block)
+    alt = alternate([read_on, read_off], sizes.rounds)
+    r = rows_by_fig["i13b"]
+    r.measured = f"with {fmt_time(alt.median('on'))}, without {fmt_time(alt.median('off'))}"
+    r.judge_rounds(alt.ratios("on", "off"))
+    profile_misses(ctx, rows_by_fig, {"i13a": on, "i13b": read_on})
+    signed.ledger.close()
+    plain.ledger.close()

@@ -1,0 +1,219 @@
+"""`verify`: everything that is served must be vouched for by the log.
+
+One rule: derived data is checked on use or covered here. Beyond the hash chain
+(`ledger.core.chain`), this replays the whole log and compares with the replay every
+snapshot, the head (PostgreSQL's head row, the engine's cached head) and the secrets
+table; checks that the stored rows are exactly seq 1..N; and checks the signed head.
+
+What a pass proves. Without a pinned key: the log is one unbroken chain from genesis,
+nothing derived disagrees with it, and (with the ledger key here) the head was signed
+by this ledger key. With a pinned key (`expect_key`): also that the head is one this
+key signed, so a log re-chained by someone without the ledger key fails, and so does a
+cut-off tail (the signed head is no longer in it). What no check here can prove: that
+nobody truncated the log of a ledger verified without a pin or --expect-head, and
+anything done by someone holding the ledger key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from ledger.core.chain import VerifyReport, verify_records
+from ledger.core.events import (
+    KIND_CHANGE,
+    KIND_SHRED,
+    Record,
+    decode_change_payload,
+    decode_event,
+    doc_path_text,
+)
+from ledger.core.secret_refs import DESTROYED_REF, SecretRef
+from ledger.engine.integrity_keys import HEAD_SIGNATURE, HeadSignature, IntegrityKeys
+from ledger.errors import LedgerError
+from projections.config_view import EMPTY_STATE, ConfigState, replay_rows
+from projections.snapshots import MAGIC, canonical_state, decode_state, open_snapshot
+
+if TYPE_CHECKING:
+    from ledger.engine.ledger import Ledger
+
+__all__ = ["audit"]
+
+_REPAIR = "run `moltis-ledger rebuild-snapshots` to rewrite the snapshots from the log"
+
+
+class _FailedError(Exception):
+    def __init__(self, seq: int | None, problem: str) -> None:
+        super().__init__(problem)
+        self.seq, self.problem = seq, problem
+
+
+def audit(ledger: Ledger, expect_head: bytes | None = None, expect_key: str | None = None,
+          track: Callable[[Iterator[Record]], Iterator[Record]] | None = None) -> VerifyReport:
+    """The full check. `expect_key` is a fingerprint (`ed25519:…`) the head must be
+    signed with; `track` wraps the chain walk's records (a progress bar)."""
+    backend = ledger.backend
+    records = backend.read()
+    chain = verify_records(track(records) if track else records, expect_head)
+    if not chain.ok:
+        return chain
+    keys = ledger.vault.integrity()
+    notes: list[str] = []
+    try:
+        _check_rows(ledger, chain)
+        state = _check_snapshots(ledger, chain, keys, notes)
+        _check_head(ledger, chain, state)
+        _check_secrets(ledger, state)
+        fpr, signed = _check_signature(ledger, chain, keys, expect_key, notes)
+    except _FailedError as err:
+        return replace(chain, ok=False, first_bad_seq=err.seq, problem=err.problem)
+    return replace(chain, key_fingerprint=fpr, signed_seq=signed, notes=tuple(notes))
+
+
+def _check_rows(ledger: Ledger, chain: VerifyReport) -> None:
+    count, low, high = ledger.backend.seq_bounds()
+    n = chain.head_seq
+    if count == n and (n == 0 or (low, high) == (1, n)):
+        return
+    stray = low if low is not None and low < 1 else high
+    # a row below seq 1 is invisible to every read: what it displaced is after the head
+    raise _FailedError(n + 1, f"the events table holds {count} row(s) with seq {low}..{high}, but "
+                         f"the chain is events 1..{n}: the row with seq {stray} is not part "
+                         "of the log (inserted or moved)")
+
+
+def _check_snapshots(ledger: Ledger, chain: VerifyReport, keys: IntegrityKeys | None,
+                     notes: list[str]) -> ConfigState:
+    """Replay the whole log, comparing each snapshot on the way; the replayed head."""
+    backend = ledger.backend
+    state = EMPTY_STATE
+    unsealed: list[int] = []
+    for seq in backend.snapshot_seqs():
+        snap = backend.snapshot_at(seq)
+        if snap is None or snap.seq != seq:
+            continue
+        if seq < 1 or seq > chain.head_seq:
+            raise _FailedError(seq, f"snapshot {seq} is outside the log (events "
+                                    f"1..{chain.head_seq}); {_REPAIR}")
+        try:
+            state = replay_rows(state, backend.read_rows(after=state.seq, until=seq),
+                                private=state.seq != 0)
+        except LedgerError as err:
+            raise _FailedError(state.seq + 1, f"the log does not replay: {err}") from None
+        blob = bytes(snap.state)
+        if not blob.startswith(MAGIC):
+            unsealed.append(seq)
+        elif keys is not None and open_snapshot(keys.snapshot_mac, seq, snap.hash,
+                                                blob) is None:
+            raise _FailedError(seq, f"snapshot {seq} fails its MAC check (edited, or not written "
+                               f"with this ledger key); readers ignore it; {_REPAIR}")
+        try:
+            stored = decode_state(blob)
+        except ValueError as err:
+            raise _FailedError(seq, f"snapshot {seq} is unreadable ({err}); {_REPAIR}") from None
+        if (snap.hash != state.hash or stored.seq != seq
+                or canonical_state(stored) != canonical_state(state)):
+            raise _FailedError(seq, f"snapshot {seq} does not match the replay of the log (its "
+                               f"content was changed); {_REPAIR}")
+    try:
+        state = replay_rows(state, backend.read_rows(after=state.seq, until=chain.head_seq),
+                            private=state.seq != 0)
+    except LedgerError as err:
+        raise _FailedError(state.seq + 1, f"the log does not replay: {err}") from None
+    if unsealed:
+        notes.append(f"{len(unsealed)} snapshot(s) carry no MAC (written before MACs, or "
+                     f"without the ledger key) and are not used by readers; {_REPAIR}")
+    if keys is None:
+        notes.append("no ledger key here: snapshot MACs and the key that signed the head "
+                     "were not checked against it")
+    return state
+
+
+def _check_head(ledger: Ledger, chain: VerifyReport, replayed: ConfigState) -> None:
+    head = ledger.backend.head()
+    if (head.seq, head.hash) != (chain.head_seq, chain.head_hash):
+        raise _FailedError(head.seq, f"the stored head says event {head.seq} "
+                                f"({head.hash.hex()[:16]}…) but the log ends at event "
+                                f"{chain.head_seq} ({chain.head_hex[:16]}…): readers would "
+                                "serve another config than the log's; restore from a backup")
+    served = ledger.head_state()
+    if served.seq == replayed.seq and canonical_state(served) != canonical_state(replayed):
+        raise _FailedError(served.seq, "the config this process serves differs from the replay "
+                                  f"of the log; {_REPAIR}")
+
+
+def _referenced(ledger: Ledger) -> dict[str, tuple[int, str, SecretRef]]:
+    """Every secret reference in the log: ref -> (first seq, path, ref). Only payloads
+    that mention a secret are decoded (a byte search first), so this stays cheap."""
+    found: dict[str, tuple[int, str, SecretRef]] = {}
+    for seq, kind, payload, _hash, _ts in ledger.backend.read_rows():
+        if kind != KIND_CHANGE or b'"secret"' not in payload:
+            continue
+        for c in decode_change_payload(payload, seq).changes:
+            if c.secret is not None and c.secret.ref not in found:
+                found[c.secret.ref] = (seq, doc_path_text(c.doc, c.path), c.secret)
+    return found
+
+
+def _check_secrets(ledger: Ledger, state: ConfigState) -> None:
+    backend = ledger.backend
+    for seq, where, ref in sorted(_referenced(ledger).values(), key=lambda t: t[0]):
+        if backend.secret(ref.ref) is None and not ref.ref.startswith(DESTROYED_REF):
+            raise _FailedError(seq, f"secret fp:{ref.fp} (set at {where} by event {seq}) has "
+                                    "no stored value and no shred event: its sealed row was "
+                                    "deleted")
+    for row in backend.secrets():
+        if row.sealed is None:
+            rec = backend.record(row.shredded_seq) if row.shredded_seq else None
+            shredded = (rec is not None and rec.kind == KIND_SHRED
+                        and any(r.ref == row.ref for r in decode_event(rec).shredded))
+            if not shredded:
+                raise _FailedError(row.shredded_seq, f"secret {row.ref[:8]}… is marked shredded at "
+                                                f"seq {row.shredded_seq}, but no shred event "
+                                                "there destroys it (a faked shred)")
+        else:
+            rec = backend.record(row.created_seq)
+            made = rec is not None and rec.kind != KIND_SHRED and any(
+                c.secret is not None and c.secret.ref == row.ref
+                for c in decode_event(rec).changes)
+            if not made:
+                raise _FailedError(row.created_seq, f"secret {row.ref[:8]}… is not set by event "
+                                               f"{row.created_seq} it claims: an orphaned row")
+
+
+def _check_signature(ledger: Ledger, chain: VerifyReport, keys: IntegrityKeys | None,
+                     expect_key: str | None, notes: list[str]) -> tuple[str | None, int | None]:
+    text = ledger.backend.get_meta(HEAD_SIGNATURE)
+    if text is None:
+        if expect_key is not None and chain.head_seq:
+            raise _FailedError(chain.head_seq, "the head is not signed, so it cannot be checked "
+                                          f"against the pinned key {expect_key}")
+        if chain.head_seq:
+            notes.append("the head is not signed (written without the ledger key)")
+        return (keys.fingerprint if keys else None), None
+    try:
+        sig = HeadSignature.decode(text)
+    except ValueError as err:
+        raise _FailedError(chain.head_seq, f"{err}: it was changed") from None
+    if not sig.valid():
+        raise _FailedError(chain.head_seq, f"the head signature (for event {sig.seq}) does not "
+                                           "check: it was changed")
+    rec = ledger.backend.record(sig.seq) if sig.seq else None
+    if rec is None or rec.hash != sig.hash:
+        raise _FailedError(min(sig.seq, chain.head_seq + 1),
+                      f"the signed head (event {sig.seq}, {sig.hash.hex()[:16]}…) is not in "
+                      "this log: the log was rewritten, re-chained or truncated")
+    if keys is not None and sig.public != keys.public:
+        raise _FailedError(sig.seq, f"the head is signed by {sig.fingerprint}, not by this ledger "
+                               f"key ({keys.fingerprint}): someone re-signed a rewritten log")
+    if expect_key is not None and sig.fingerprint != expect_key:
+        raise _FailedError(sig.seq, f"the head is signed by {sig.fingerprint}, not by the pinned "
+                               f"key {expect_key}")
+    if sig.seq < chain.head_seq:
+        problem = (f"events {sig.seq + 1}..{chain.head_seq} are not signed (written without "
+                   "the ledger key)")
+        if expect_key is not None:
+            raise _FailedError(sig.seq + 1, problem)
+        notes.append(problem)
+    return sig.fingerprint, sig.seq
