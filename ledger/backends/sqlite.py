@@ -235,8 +235,11 @@ def _head(conn: apsw.Connection) -> Head:
 
 
 def _meta(conn: apsw.Connection, key: str) -> str | None:
-    row = conn.execute("SELECT value FROM ledger_meta WHERE key = ?", (key,)).fetchone()
-    return None if row is None else str(row[0])
+    # as bytes: a tampered value that is not UTF-8 must reach the code that checks it
+    # (verify names it) instead of failing the read
+    row = conn.execute("SELECT CAST(value AS BLOB) FROM ledger_meta WHERE key = ?",
+                       (key,)).fetchone()
+    return None if row is None else bytes(row[0]).decode("utf-8", "surrogateescape")
 
 
 def _on_read_only_media(path: Path) -> bool:

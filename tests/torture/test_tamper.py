@@ -246,7 +246,8 @@ def snapshot(base: Base, rng: random.Random) -> Tampering:
     taken = {s for s, _, _ in base.snapshots}
     to = rng.choice([s for s in range(1, len(base.records) + 1) if s not in taken])
     return Tampering("snapshot", f"snapshot {seq} moved to seq {to}", [
-        ("UPDATE ledger_snapshots SET seq = ? WHERE seq = ?", (to, seq))], min(seq, to))
+        ("UPDATE ledger_snapshots SET seq = ? WHERE seq = ?", (to, seq))], to)  # a missing
+    # snapshot is no harm (snapshots are optional); the one at the wrong seq is
 
 
 def signed_head(base: Base, rng: random.Random) -> Tampering:
@@ -302,9 +303,13 @@ def rechained(base: Base, rng: random.Random) -> Tampering:
     k = rng.randint(1, n)
     rec = base.records[k - 1]
     forged = _rechain(base.records, k, reason=f"forged {rng.randrange(10**6)}")
+    # the first snapshot at or after k no longer matches (its hash is the old event's);
+    # without one, the signed head is what no longer is in the log
+    first = min((seq for seq, _, _ in base.snapshots if seq >= k), default=n)
     return Tampering("rechained", f"seq {k}'s reason rewritten ({rec.reason!r}), re-chained", [
         ("UPDATE ledger_events SET reason = ?, prev_hash = ?, hash = ? WHERE seq = ?",
-         (r.reason, r.prev_hash, r.hash, r.seq)) for r in forged[k - 1:]], n, mode="pinned")
+         (r.reason, r.prev_hash, r.hash, r.seq)) for r in forged[k - 1:]], first,
+        mode="pinned")
 
 
 def bundle_meta(base: Base, rng: random.Random) -> Tampering:
