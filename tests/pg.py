@@ -36,6 +36,8 @@ def fresh_pg_store(url: str, **kwargs: Any) -> Any:
 
     schema = new_schema_name()
     register_schema(url, schema)
+    # the smallest pool: a connection handed back in a wrong state shows at once
+    kwargs.setdefault("pool_size", 1)
     store = PostgresConfigStore(url, schema=schema, **kwargs)
     _stores.add(store)
     return store

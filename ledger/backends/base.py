@@ -15,8 +15,10 @@ from typing import Final, NamedTuple, Protocol
 
 from ledger.core.chain import GENESIS
 from ledger.core.events import Record, Row
+from ledger.errors import FormatVersionError
 
-__all__ = ["FORMAT_VERSION", "Backend", "Head", "SecretRow", "SnapshotRow", "WriteTxn"]
+__all__ = ["FORMAT_VERSION", "HEAD_SIGNATURE", "Backend", "Head", "SecretRow", "SnapshotRow",
+           "WriteTxn", "refuse_newer_format"]
 
 # Version of the stored format (tables, payload encoding, chain layout). A database
 # written with a higher number is refused, never written to.
@@ -24,6 +26,17 @@ FORMAT_VERSION: Final = 1
 TABLE_PREFIX: Final = "ledger_"
 # The ledger_meta key of the signed head (ledger.engine.integrity_keys writes it).
 HEAD_SIGNATURE: Final = "head_signature"
+
+
+def refuse_newer_format(location: str, version: int | None) -> None:
+    """The one format-version rule of every backend: a ledger written by a newer version
+    is refused before anything is written to it."""
+    if version is not None and version > FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{location}: the ledger was written by a newer version (format {version}; this "
+            f"version understands up to {FORMAT_VERSION}). Upgrade moltis-config-ledger; "
+            "nothing was written."
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,7 @@ from ledger.backends.base import (
     Head,
     SecretRow,
     SnapshotRow,
+    refuse_newer_format,
     rows_of,
 )
 from ledger.backends.pg_sql import ENGINE_GUC, Sql
@@ -81,7 +82,6 @@ from ledger.core.events import Record, Row, now_us
 from ledger.errors import (
     BackendUnavailableError,
     ConflictError,
-    FormatVersionError,
     ReadOnlyError,
     StoreBusyError,
     StoreError,
@@ -438,6 +438,12 @@ class PostgresBackend:
             open=True,
         )
 
+    @property
+    def driver_errors(self) -> tuple[type[BaseException], ...]:
+        """The driver's exception types (for code that talks to a connection of its own,
+        such as a LISTEN connection)."""
+        return self._errors
+
     # -- setup -----------------------------------------------------------------------
 
     def _default_kwargs(self, dsn: str) -> dict[str, Any]:
@@ -486,12 +492,7 @@ class PostgresBackend:
             raise StoreError(f"{self.location}: unreadable format version {row[0]!r}") from None
 
     def _refuse_newer(self, version: int | None) -> None:
-        if version is not None and version > FORMAT_VERSION:
-            raise FormatVersionError(
-                f"{self.location}: the ledger was written by a newer version (format "
-                f"{version}; this version understands up to {FORMAT_VERSION}). Upgrade "
-                "moltis-config-ledger; nothing was written."
-            )
+        refuse_newer_format(self.location, version)
 
     def _inspect(self, conn: psycopg.Connection[Any]) -> tuple[set[str], dict[str, bool]]:
         """The ledger tables present, and the ledger triggers present (name -> enabled)."""

@@ -33,10 +33,10 @@ from ledger.backends.base import (
     Head,
     SecretRow,
     SnapshotRow,
+    refuse_newer_format,
 )
 from ledger.core.events import Record, Row, now_us
 from ledger.errors import (
-    FormatVersionError,
     ReadOnlyError,
     StoreBusyError,
     StoreError,
@@ -362,13 +362,7 @@ class SqliteBackend:
             raise StoreError(f"{self.location}: unreadable format version {version!r}") from None
 
     def _refuse_newer_format(self) -> None:
-        version = self._format_version()
-        if version is not None and version > FORMAT_VERSION:
-            raise FormatVersionError(
-                f"{self.location}: the ledger was written by a newer version (format "
-                f"{version}; this version understands up to {FORMAT_VERSION}). Upgrade "
-                "moltis-config-ledger; nothing was written."
-            )
+        refuse_newer_format(self.location, self._format_version())
 
     def _check_format(self) -> None:
         c = self._conn

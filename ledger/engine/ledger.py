@@ -12,6 +12,11 @@ previous one left, in its own savepoint.
 About 600 lines, on purpose: the head cache, the typed views and the write path share
 one lock and one cached state, and their invariant (the cached state is the head this
 connection last committed or read) is easier to keep in one module than across two.
+
+Integrity steps sit on the write path, in the same transaction: after the insert the
+head must be the new event (`_seal_head`: nothing swallowed the row) and is signed;
+snapshots are sealed with their MAC (`_put_snapshot`) and checked when read
+(`_trusted_snapshot`); `verify` lives in `ledger.engine.audit`.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ class PostgresConfigStore(LedgerConfigStore):
         reopened, with a warning logged; the watch itself goes on."""
         last = self.ledger.head_state().seq if after is None else after
         fallback = max(poll_interval, 1.0)
-        errors = self.pg._errors
+        errors = self.pg.driver_errors
         conn: psycopg.AsyncConnection[Any] | None = None
         try:
             while True:
