@@ -210,3 +210,58 @@ def test_finding11_nul_is_refused_at_input_naming_the_field(tmp_path, field):
         store.ledger.edit(sets, **kw)
     assert field in str(err.value)
     assert store.ledger.head_state().seq == 0
+
+
+def test_verify_prints_the_signing_key_and_a_pin_catches_a_rechained_log(tmp_path, capsys):
+    from ledger.core.chain import GENESIS, link
+
+    db = tmp_path / "moltis.db"
+    store = SqliteConfigStore(db)
+    fill(store, 4)
+    fpr = store.signing_key_fingerprint()
+    assert fpr and fpr.startswith("ed25519:")
+    result = invoke(capsys, db, "verify")
+    assert result.exit_code == 0 and f"signing key: {fpr}" in result.output
+    # rewrite event 2 and re-chain everything after it (anyone can compute the hashes)
+    conn = raw(db)
+    conn.execute("DROP TRIGGER ledger_events_no_update")
+    prev = GENESIS
+    for seq, ts, actor, reason, source, kind, payload in list(conn.execute(
+            "SELECT seq, ts, actor, reason, source, kind, payload FROM ledger_events "
+            "ORDER BY seq")):
+        reason = "forged" if seq == 2 else reason
+        h = link(prev, seq, ts, actor, reason, source, kind, payload)
+        conn.execute("UPDATE ledger_events SET reason = ?, prev_hash = ?, hash = ? "
+                     "WHERE seq = ?", (reason, prev, h, seq))
+        prev = h
+    conn.execute("DELETE FROM ledger_meta WHERE key = 'head_signature'")  # and hide it
+    conn.close()
+    assert invoke(capsys, db, "verify").exit_code == 0  # without a pin: cannot tell
+    pinned = invoke(capsys, db, "verify", "--expect-key", fpr)
+    assert pinned.exit_code == 3 and "not signed" in pinned.output
+    key_file = tmp_path / "pinned.pub"
+    key_file.write_text(fpr + "\n")
+    assert invoke(capsys, db, "verify", "--pinned-key-file", str(key_file)).exit_code == 3
+
+
+def test_a_writer_never_signs_over_a_rewritten_log(tmp_path, capsys):
+    from ledger.core.chain import GENESIS, link
+
+    db = tmp_path / "moltis.db"
+    fill(SqliteConfigStore(db), 3)
+    fpr = SqliteConfigStore(db).signing_key_fingerprint()
+    conn = raw(db)
+    conn.execute("DROP TRIGGER ledger_events_no_update")
+    prev = GENESIS
+    for seq, ts, actor, reason, source, kind, payload in list(conn.execute(
+            "SELECT seq, ts, actor, reason, source, kind, payload FROM ledger_events "
+            "ORDER BY seq")):
+        reason = "forged" if seq == 1 else reason
+        h = link(prev, seq, ts, actor, reason, source, kind, payload)
+        conn.execute("UPDATE ledger_events SET reason = ?, prev_hash = ?, hash = ? "
+                     "WHERE seq = ?", (reason, prev, h, seq))
+        prev = h
+    conn.close()
+    fill(SqliteConfigStore(db), 1, start=5000)  # a legitimate writer, on top
+    result = invoke(capsys, db, "verify", "--expect-key", fpr)
+    assert result.exit_code == 3 and "not in this log" in result.output

@@ -115,32 +115,7 @@ def _tamper(path, sql: str, *args) -> None:
     conn.close()
 
 
-@pytest.mark.parametrize(
-    ("sql", "args", "bad_seq"),
-    [
-        ("UPDATE ledger_events SET actor = 'mallory' WHERE seq = ?", (4,), 4),
-        ("UPDATE ledger_events SET payload = CAST(replace(CAST(payload AS TEXT), '5', '6') "
-         "AS BLOB) WHERE seq = ?", (5,), 5),
-        ("UPDATE ledger_events SET ts = ts + 1 WHERE seq = ?", (3,), 3),
-        ("DELETE FROM ledger_events WHERE seq = ?", (6,), 6),
-        ("UPDATE ledger_events SET seq = CASE seq WHEN 7 THEN 8 ELSE 7 END WHERE seq IN (7, 8) "
-         "AND ? = 1", (1,), 7),
-    ],
-    ids=["actor", "payload", "time", "deleted", "swapped"],
-)
-def test_verify_names_the_first_tampered_event(tmp_path, sql, args, bad_seq):
-    path = tmp_path / "moltis.db"
-    fill(SqliteConfigStore(path), 10)
-    assert SqliteConfigStore(path).ledger.verify().ok
-    if "CASE seq" in sql:  # a swap needs a free seq to pass through
-        _tamper(path, "UPDATE ledger_events SET seq = 1000 WHERE seq = 7")
-        _tamper(path, "UPDATE ledger_events SET seq = 7 WHERE seq = 8")
-        _tamper(path, "UPDATE ledger_events SET seq = 8 WHERE seq = 1000")
-    else:
-        _tamper(path, sql, *args)
-    report = SqliteConfigStore(path).ledger.verify()
-    assert not report.ok
-    assert report.first_bad_seq == bad_seq
+# verify naming the first tampered event: tests/contract/test_backend_contract.py
 
 
 def test_dropped_triggers_come_back_when_a_writer_opens(tmp_path):

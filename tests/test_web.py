@@ -333,9 +333,10 @@ def test_effective_config_names_the_env_layer(client: Any,
 
 def test_verify_page_and_signing_key_only_when_offered(client: Any, store: Any) -> None:
     report = client.get("/api/verify").json()
-    assert report["ok"] and "signing_key_fingerprint" not in report
+    assert report["ok"] and report["key_fingerprint"] == store.signing_key_fingerprint()
     html = client.get("/verify").text
-    assert report["head_hash"] in html and "signing key" not in html
+    assert report["head_hash"] in html and "signing key" in html
+    assert report["key_fingerprint"] in html
 
 
 def test_providers_page_names_who_set_each_key(client: Any) -> None:

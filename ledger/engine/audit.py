@@ -16,7 +16,7 @@ anything done by someone holding the ledger key.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from ledger.core.events import (
     KIND_CHANGE,
     KIND_SHRED,
     Record,
+    Row,
     decode_change_payload,
     decode_event,
     doc_path_text,
@@ -62,9 +63,10 @@ def audit(ledger: Ledger, expect_head: bytes | None = None, expect_key: str | No
     notes: list[str] = []
     try:
         _check_rows(ledger, chain)
-        state = _check_snapshots(ledger, chain, keys, notes)
+        referenced: Referenced = {}
+        state = _check_snapshots(ledger, chain, keys, notes, referenced)
         _check_head(ledger, chain, state)
-        _check_secrets(ledger, state)
+        _check_secrets(ledger, referenced)
         fpr, signed = _check_signature(ledger, chain, keys, expect_key, notes)
     except _FailedError as err:
         return replace(chain, ok=False, first_bad_seq=err.seq, problem=err.problem)
@@ -84,8 +86,9 @@ def _check_rows(ledger: Ledger, chain: VerifyReport) -> None:
 
 
 def _check_snapshots(ledger: Ledger, chain: VerifyReport, keys: IntegrityKeys | None,
-                     notes: list[str]) -> ConfigState:
-    """Replay the whole log, comparing each snapshot on the way; the replayed head."""
+                     notes: list[str], referenced: Referenced) -> ConfigState:
+    """Replay the whole log, comparing each snapshot on the way; the replayed head.
+    Fills `referenced` with every secret reference met on the way."""
     backend = ledger.backend
     state = EMPTY_STATE
     unsealed: list[int] = []
@@ -97,8 +100,8 @@ def _check_snapshots(ledger: Ledger, chain: VerifyReport, keys: IntegrityKeys | 
             raise _FailedError(seq, f"snapshot {seq} is outside the log (events "
                                     f"1..{chain.head_seq}); {_REPAIR}")
         try:
-            state = replay_rows(state, backend.read_rows(after=state.seq, until=seq),
-                                private=state.seq != 0)
+            state = replay_rows(state, _sniffing(backend.read_rows(after=state.seq, until=seq),
+                                                 referenced), private=state.seq != 0)
         except LedgerError as err:
             raise _FailedError(state.seq + 1, f"the log does not replay: {err}") from None
         blob = bytes(snap.state)
@@ -117,8 +120,9 @@ def _check_snapshots(ledger: Ledger, chain: VerifyReport, keys: IntegrityKeys | 
             raise _FailedError(seq, f"snapshot {seq} does not match the replay of the log (its "
                                f"content was changed); {_REPAIR}")
     try:
-        state = replay_rows(state, backend.read_rows(after=state.seq, until=chain.head_seq),
-                            private=state.seq != 0)
+        state = replay_rows(state, _sniffing(backend.read_rows(after=state.seq,
+                                                               until=chain.head_seq),
+                                             referenced), private=state.seq != 0)
     except LedgerError as err:
         raise _FailedError(state.seq + 1, f"the log does not replay: {err}") from None
     if unsealed:
@@ -143,22 +147,24 @@ def _check_head(ledger: Ledger, chain: VerifyReport, replayed: ConfigState) -> N
                                   f"of the log; {_REPAIR}")
 
 
-def _referenced(ledger: Ledger) -> dict[str, tuple[int, str, SecretRef]]:
-    """Every secret reference in the log: ref -> (first seq, path, ref). Only payloads
-    that mention a secret are decoded (a byte search first), so this stays cheap."""
-    found: dict[str, tuple[int, str, SecretRef]] = {}
-    for seq, kind, payload, _hash, _ts in ledger.backend.read_rows():
-        if kind != KIND_CHANGE or b'"secret"' not in payload:
-            continue
-        for c in decode_change_payload(payload, seq).changes:
-            if c.secret is not None and c.secret.ref not in found:
-                found[c.secret.ref] = (seq, doc_path_text(c.doc, c.path), c.secret)
-    return found
+Referenced = dict[str, tuple[int, str, SecretRef]]  # ref -> (first seq, path, ref)
 
 
-def _check_secrets(ledger: Ledger, state: ConfigState) -> None:
+def _sniffing(rows: Iterable[Row], found: Referenced) -> Iterator[Row]:
+    """The rows, passed on unchanged, while every secret reference in them is noted (the
+    replay reads each payload anyway; only those that mention a secret are decoded)."""
+    for row in rows:
+        seq, kind, payload = row[0], row[1], row[2]
+        if kind == KIND_CHANGE and b'"secret"' in payload:
+            for c in decode_change_payload(payload, seq).changes:
+                if c.secret is not None and c.secret.ref not in found:
+                    found[c.secret.ref] = (seq, doc_path_text(c.doc, c.path), c.secret)
+        yield row
+
+
+def _check_secrets(ledger: Ledger, referenced: Referenced) -> None:
     backend = ledger.backend
-    for seq, where, ref in sorted(_referenced(ledger).values(), key=lambda t: t[0]):
+    for seq, where, ref in sorted(referenced.values(), key=lambda t: t[0]):
         if backend.secret(ref.ref) is None and not ref.ref.startswith(DESTROYED_REF):
             raise _FailedError(seq, f"secret fp:{ref.fp} (set at {where} by event {seq}) has "
                                     "no stored value and no shred event: its sealed row was "

@@ -52,7 +52,7 @@ from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import SecretRef
 from ledger.core.text_rule import refuse_nul, refuse_nul_in
 from ledger.engine.group_commit import Committer, Request, committer_for
-from ledger.engine.integrity_keys import HEAD_SIGNATURE
+from ledger.engine.integrity_keys import HEAD_SIGNATURE, HeadSignature, IntegrityKeys
 from ledger.engine.vault import KeySource, Vault
 from ledger.errors import (
     ConfigValidationError,
@@ -161,6 +161,7 @@ class Ledger:
         self._state: ConfigState | None = None
         self._codec: TypedCodec | None = None
         self._view: TypedView | None = None
+        self._vouched: tuple[int, bytes] | None = None  # the head this process last signed
         # called with the new head state after every commit of this process (e.g. the
         # mirror of the head the gateway falls back to); a failing hook is logged, and
         # never undoes or fails the commit, which is already durable
@@ -352,8 +353,44 @@ class Ledger:
                 "discards inserts (a foreign trigger or rule on ledger_events?): run verify, "
                 "and restore from a backup")
         keys = self.vault.integrity(txn)
-        if keys is not None:
-            txn.set_meta(HEAD_SIGNATURE, keys.sign_head(rec.seq, rec.hash).encode())
+        if keys is None:
+            return
+        parent = (rec.seq - 1, rec.prev_hash)
+        if rec.seq > 1 and parent != self._vouched:
+            problem = self._unvouched(txn, rec, keys)
+            if problem is not None:
+                # Never vouch for a history the last signature does not cover (a log
+                # rewritten underneath): leave the old signature, which verify then
+                # reports; the write itself goes on.
+                _log.warning("not signing the new head: " + problem,
+                             location=self.backend.location, seq=rec.seq)
+                return
+        txn.set_meta(HEAD_SIGNATURE, keys.sign_head(rec.seq, rec.hash).encode())
+        self._vouched = (rec.seq, rec.hash)
+
+    def _unvouched(self, txn: WriteTxn, rec: Record, keys: IntegrityKeys) -> str | None:
+        """Why the stored signed head does not cover `rec`'s parent, or None if it does
+        (it is the parent, or an event of the log before it that keyless writers
+        built on). A ledger never signed is signed from here on (trust on first use)."""
+        text = txn.get_meta(HEAD_SIGNATURE)
+        if text is None:
+            return None
+        try:
+            sig = HeadSignature.decode(text)
+        except ValueError:
+            return "the stored head signature is malformed"
+        if sig.public != keys.public or not sig.valid():
+            return "the stored head signature is not this ledger key's"
+        if sig.seq > rec.seq - 1:
+            return f"the signed head (event {sig.seq}) is past this log's head"
+        if sig.seq == rec.seq - 1:
+            signed_hash: bytes | None = rec.prev_hash
+        else:
+            found = self.backend.record(sig.seq)  # read inside this write transaction
+            signed_hash = found.hash if found is not None else None
+        if signed_hash != sig.hash:
+            return f"the signed head (event {sig.seq}) is not in this log: it was rewritten"
+        return None
 
     def _put_snapshot(self, txn: WriteTxn, state: ConfigState) -> None:
         """A snapshot sealed with the MAC key; none without the ledger key (an unsealed
@@ -770,6 +807,7 @@ class Ledger:
         with self._lock:
             self._state = None
             self._view = None
+            self._vouched = None
             self.vault.reload()
 
     def sign_head(self) -> bool:
@@ -781,6 +819,7 @@ class Ledger:
             if keys is None or head.seq == 0:
                 return False
             txn.set_meta(HEAD_SIGNATURE, keys.sign_head(head.seq, head.hash).encode())
+            self._vouched = (head.seq, head.hash)
             return True
 
     def close(self) -> None:

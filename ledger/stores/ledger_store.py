@@ -239,6 +239,12 @@ class LedgerConfigStore(ConfigStore):
     async def verify(self, expect_head: bytes | None = None) -> VerifyReport:
         return self.ledger.verify(expect_head)
 
+    def signing_key_fingerprint(self) -> str | None:
+        """The fingerprint of the key that signs this ledger's head (derived from the
+        ledger key; `verify --expect-key` pins it), or None without the ledger key."""
+        keys = self.ledger.vault.integrity()
+        return keys.fingerprint if keys is not None else None
+
     async def watch(self, poll_interval: float = 0.2,
                     after: int | None = None) -> AsyncIterator[Event]:
         """New events as they are appended (by any process), in order, forever."""

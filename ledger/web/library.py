@@ -254,16 +254,16 @@ async def effective_tree(store: LedgerConfigStore) -> dict[str, Any]:
 
 async def verify(store: LedgerConfigStore) -> dict[str, Any]:
     """`verify --json`: {"ok", "events", "head_seq", "head_hash", "first_bad_seq",
-    "problem"}, plus `signing_key_fingerprint` when the store has a signing key."""
+    "problem", "key_fingerprint", "signed_seq", "notes"}: the fingerprint is that of the
+    key that signed the head (None without a signature or the ledger key)."""
     import asyncio
 
     report = await asyncio.to_thread(store.ledger.verify)
     out: dict[str, Any] = {"ok": report.ok, "events": report.events,
                            "head_seq": report.head_seq, "head_hash": report.head_hex,
-                           "first_bad_seq": report.first_bad_seq, "problem": report.problem}
-    fingerprint = signing_key_fingerprint(store)
-    if fingerprint is not None:
-        out["signing_key_fingerprint"] = fingerprint
+                           "first_bad_seq": report.first_bad_seq, "problem": report.problem,
+                           "key_fingerprint": report.key_fingerprint,
+                           "signed_seq": report.signed_seq, "notes": list(report.notes)}
     return out
 
 

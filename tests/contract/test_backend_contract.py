@@ -181,6 +181,34 @@ def test_a_changed_event_is_named(kit: Kit) -> None:
     assert (report.ok, report.first_bad_seq) == (False, 3)
 
 
+TAMPERINGS = {  # name: (statements, first bad seq), on a 10-event log
+    "actor": ([("UPDATE ledger_events SET actor = 'mallory' WHERE seq = 4", ())], 4),
+    "payload": ([("UPDATE ledger_events SET payload = ? WHERE seq = 5",
+                  (b'{"changes":[{"op":"set","path":["server","port"],"value":6}]}',))], 5),
+    "time": ([("UPDATE ledger_events SET ts = ts + 1 WHERE seq = 3", ())], 3),
+    "deleted": ([("DELETE FROM ledger_events WHERE seq = 6", ())], 6),
+    "swapped": ([("UPDATE ledger_events SET seq = 1000 WHERE seq = 7", ()),
+                 ("UPDATE ledger_events SET seq = 7 WHERE seq = 8", ()),
+                 ("UPDATE ledger_events SET seq = 8 WHERE seq = 1000", ())], 7),
+    "forged": ([("INSERT INTO ledger_events VALUES (11, 0, 'mallory', '', 'api', 'change', "
+                 "?, ?, ?)", (b'{"changes":[]}', GENESIS,
+                              link(GENESIS, 11, 0, "mallory", "", "api", "change",
+                                   b'{"changes":[]}')))], 11),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TAMPERINGS))
+def test_verify_names_the_first_tampered_event(kit: Kit, name: str) -> None:
+    if kit.sql is None:
+        pytest.skip("raw SQL tampering (memory: test_a_changed_event_is_named)")
+    fill(Ledger(kit.backend), 10)
+    statements, bad = TAMPERINGS[name]
+    for sql, args in statements:
+        kit.sql(sql, args)
+    report = kit.ledger().verify()
+    assert (report.ok, report.first_bad_seq) == (False, bad), report.problem
+
+
 def test_a_stray_row_is_named(kit: Kit) -> None:
     if kit.sql is None:
         pytest.skip("the in-memory backend keeps events in a list: no stray seq possible")
