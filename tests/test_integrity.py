@@ -43,6 +43,24 @@ def invoke(capsys, db, *args: str) -> Result:
     return Result(code, captured.out + captured.err)
 
 
+def _rechain(path, forged_seq: int) -> apsw.Connection:
+    """Rewrite one event's reason and recompute every hash from there, as anyone can."""
+    from ledger.core.chain import GENESIS, link
+
+    conn = raw(path)
+    conn.execute("DROP TRIGGER ledger_events_no_update")
+    prev = GENESIS
+    for seq, ts, actor, old, source, kind, payload in list(conn.execute(
+            "SELECT seq, ts, actor, reason, source, kind, payload FROM ledger_events "
+            "ORDER BY seq")):
+        reason = "forged" if seq == forged_seq else old
+        h = link(prev, seq, ts, actor, reason, source, kind, payload)
+        conn.execute("UPDATE ledger_events SET reason = ?, prev_hash = ?, hash = ? "
+                     "WHERE seq = ?", (reason, prev, h, seq))
+        prev = h
+    return conn
+
+
 def _edit_snapshot(path, seq: int, port: int) -> None:
     """Rewrite a snapshot's state (seq and hash columns kept), as an attacker would:
     the MAC is not theirs to compute, so whatever framing there is stays as it was."""
@@ -213,8 +231,6 @@ def test_finding11_nul_is_refused_at_input_naming_the_field(tmp_path, field):
 
 
 def test_verify_prints_the_signing_key_and_a_pin_catches_a_rechained_log(tmp_path, capsys):
-    from ledger.core.chain import GENESIS, link
-
     db = tmp_path / "moltis.db"
     store = SqliteConfigStore(db)
     fill(store, 4)
@@ -223,17 +239,7 @@ def test_verify_prints_the_signing_key_and_a_pin_catches_a_rechained_log(tmp_pat
     result = invoke(capsys, db, "verify")
     assert result.exit_code == 0 and f"signing key: {fpr}" in result.output
     # rewrite event 2 and re-chain everything after it (anyone can compute the hashes)
-    conn = raw(db)
-    conn.execute("DROP TRIGGER ledger_events_no_update")
-    prev = GENESIS
-    for seq, ts, actor, reason, source, kind, payload in list(conn.execute(
-            "SELECT seq, ts, actor, reason, source, kind, payload FROM ledger_events "
-            "ORDER BY seq")):
-        reason = "forged" if seq == 2 else reason
-        h = link(prev, seq, ts, actor, reason, source, kind, payload)
-        conn.execute("UPDATE ledger_events SET reason = ?, prev_hash = ?, hash = ? "
-                     "WHERE seq = ?", (reason, prev, h, seq))
-        prev = h
+    conn = _rechain(db, 2)
     conn.execute("DELETE FROM ledger_meta WHERE key = 'head_signature'")  # and hide it
     conn.close()
     assert invoke(capsys, db, "verify").exit_code == 0  # without a pin: cannot tell
@@ -245,22 +251,10 @@ def test_verify_prints_the_signing_key_and_a_pin_catches_a_rechained_log(tmp_pat
 
 
 def test_a_writer_never_signs_over_a_rewritten_log(tmp_path, capsys):
-    from ledger.core.chain import GENESIS, link
-
     db = tmp_path / "moltis.db"
     fill(SqliteConfigStore(db), 3)
     fpr = SqliteConfigStore(db).signing_key_fingerprint()
-    conn = raw(db)
-    conn.execute("DROP TRIGGER ledger_events_no_update")
-    prev = GENESIS
-    for seq, ts, actor, reason, source, kind, payload in list(conn.execute(
-            "SELECT seq, ts, actor, reason, source, kind, payload FROM ledger_events "
-            "ORDER BY seq")):
-        reason = "forged" if seq == 1 else reason
-        h = link(prev, seq, ts, actor, reason, source, kind, payload)
-        conn.execute("UPDATE ledger_events SET reason = ?, prev_hash = ?, hash = ? "
-                     "WHERE seq = ?", (reason, prev, h, seq))
-        prev = h
+    conn = _rechain(db, 1)
     conn.close()
     fill(SqliteConfigStore(db), 1, start=5000)  # a legitimate writer, on top
     result = invoke(capsys, db, "verify", "--expect-key", fpr)
