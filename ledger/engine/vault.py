@@ -292,8 +292,10 @@ class Vault:
         snapshots are not trusted, and appends are not signed). Same rule as for
         secrets: a key is created only for a ledger that has never had one."""
         writing = txn is not None
-        if self._integrity is not None or writing in self._integrity_missing:
-            return self._integrity
+        if self._aead is not None and self._integrity is not None:
+            return self._integrity  # derived from the key unlocked now (a new key re-derives)
+        if writing in self._integrity_missing:
+            return None
         try:
             self._unlock(txn)
         except SecretKeyError:
