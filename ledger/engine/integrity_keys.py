@@ -20,18 +20,12 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass
-from typing import Final
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from typing import TYPE_CHECKING, Final
 
 from ledger.backends.base import HEAD_SIGNATURE
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = ["HEAD_SIGNATURE", "HeadSignature", "IntegrityKeys", "fingerprint",
            "parse_fingerprint"]
@@ -44,6 +38,10 @@ FPR_PREFIX: Final = "ed25519:"
 
 
 def _hkdf(key: bytes, info: bytes) -> bytes:
+    # cryptography on first use: `get` never needs it (CLI start time)
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
 
 
@@ -95,6 +93,10 @@ class HeadSignature:
         return fingerprint(self.public)
 
     def valid(self) -> bool:
+        # cryptography on first use (CLI start time)
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         try:
             Ed25519PublicKey.from_public_bytes(self.public).verify(
                 self.signature, _message(self.seq, self.hash))
@@ -109,6 +111,11 @@ class IntegrityKeys:
     __slots__ = ("_signer", "public", "snapshot_mac")
 
     def __init__(self, ledger_key: bytes) -> None:
+        # cryptography on first use (CLI start time)
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        self._signer: Ed25519PrivateKey
         self.snapshot_mac = _hkdf(ledger_key, _MAC_INFO)
         self._signer = Ed25519PrivateKey.from_private_bytes(_hkdf(ledger_key, _SIGN_INFO))
         self.public = self._signer.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
