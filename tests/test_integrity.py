@@ -259,3 +259,16 @@ def test_a_writer_never_signs_over_a_rewritten_log(tmp_path, capsys):
     fill(SqliteConfigStore(db), 1, start=5000)  # a legitimate writer, on top
     result = invoke(capsys, db, "verify", "--expect-key", fpr)
     assert result.exit_code == 3 and "not in this log" in result.output
+
+
+def test_a_key_rotation_re_signs_the_head_and_re_seals_the_snapshots(tmp_path):
+    import os
+
+    store = SqliteConfigStore(tmp_path / "moltis.db")
+    store.ledger.snapshot_every = 4
+    fill(store, 6)
+    before = store.signing_key_fingerprint()
+    commit, _ = store.ledger.rotate_key(os.urandom(32), actor="t", reason="rotate")
+    report = store.ledger.verify()
+    assert report.ok and not report.notes, report
+    assert report.signed_seq == commit.seq and report.key_fingerprint != before

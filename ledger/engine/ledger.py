@@ -710,15 +710,16 @@ class Ledger:
                     count = self.vault.rotate(txn, new_key)
                     rec = self._record(txn, head, KIND_CHANGE, payload, actor, reason, source)
                     self._state = fold(state, rec, [])
-                    if should_snapshot(rec.seq, self.snapshot_every):
-                        txn.put_snapshot(rec.seq, rec.hash, encode_state(self._state))
             finally:
                 self.vault.forget_key()  # unlock again, with whichever key is current
             self.vault.keys.use(new_key)
+            # the signing and snapshot MAC keys derive from the ledger key: the operator
+            # who rotated vouches for the head under the new key, and the snapshots are
+            # sealed again (verify prints the new fingerprint to pin)
+            self.sign_head()
+            self.rebuild_snapshots()
             self._run_hooks(self._state)  # e.g. the head mirror: its sealed copies
-        checkpoint = getattr(self.backend, "checkpoint", None)
-        if checkpoint is not None:
-            checkpoint()  # old page images held values sealed under the old key
+        self.backend.checkpoint()  # old page images held values sealed under the old key
         _log.info("ledger key rotated", seq=rec.seq, actor=actor, secrets=count)
         return Commit(rec.seq, True, rec.hash), count
 
