@@ -74,6 +74,7 @@ class LedgerConfigStore(ConfigStore):
         self._eff_state: ConfigState | None = None
         self._eff: Effective | None = None
         self._eff_bytes = b""
+        self._eff_unopened = 0  # free-form secrets load_effective could not open
         self._vars_state: ConfigState | None = None
         self._vars: frozenset[str] = frozenset()
         self._meta_cache: dict[int, Event | None] = {}
@@ -115,7 +116,14 @@ class LedgerConfigStore(ConfigStore):
             self._eff = layers.effective_config(state.config, env=env, flags=flags,
                                          opener=self.ledger.vault,
                                          where=f"ledger seq {state.seq}")
-            self._eff_bytes = self.ledger.codec.encoder.encode(self._eff.config)
+            # what load_effective hands out: free-form secrets opened once per
+            # effective state (not per call), kept as this process's plain copy
+            from ledger.typed.freeform import reveal_counting
+
+            codec = self.ledger.codec
+            plain, self._eff_unopened = reveal_counting(
+                codec.decoder.decode(codec.encoder.encode(self._eff.config)))
+            self._eff_bytes = codec.encoder.encode(plain)
             self._eff_key, self._eff_state = key, state
         return self._eff
 
@@ -123,10 +131,12 @@ class LedgerConfigStore(ConfigStore):
                              env: Mapping[str, str] | None = None) -> MoltisConfig:
         """What the gateway runs with: plain values, free-form channel secrets included
         (displays use `effective_at`, which keeps them `Secret`s)."""
-        from ledger.typed.freeform import reveal
-
         self.effective_layers(flags, env)
-        config: MoltisConfig = reveal(self.ledger.codec.decoder.decode(self._eff_bytes))
+        decoder = self.ledger.codec.decoder
+        # a token that could not be opened (shredded, no key) is revived as a masked
+        # Secret; otherwise the bytes hold no reference in free-form maps: no walk
+        config: MoltisConfig = (decoder.decode(self._eff_bytes) if self._eff_unopened
+                                else decoder.decode_plain(self._eff_bytes))
         return config
 
     async def load_effective_at(self, ref: Ref, *, flags: Flags = NO_FLAGS,

@@ -27,7 +27,7 @@ from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
 from ledger.errors import SecretError
 from ledger.schema.introspect import TypeNode, section_info, strip_annotated
 
-__all__ = ["has_freeform", "node_has_freeform", "reveal", "revive"]
+__all__ = ["has_freeform", "node_has_freeform", "reveal", "reveal_counting", "revive"]
 
 _log = get_logger("ledger.typed.freeform")
 
@@ -41,6 +41,7 @@ def _class_has_any(cls: type[msgspec.Struct]) -> bool:
     return any(_node_has_any(fn.node) for fn, _ in section_info(cls).positions)
 
 
+@functools.cache  # TypeNodes compare by identity: one answer per schema node
 def _node_has_any(node: TypeNode) -> bool:
     if _is_any(node):
         return True
@@ -165,6 +166,21 @@ def revive(obj: Any, opener: SecretOpener | None, node: TypeNode | None = None) 
     if node is None:
         node = _node_of(obj)
     return _walk(obj, node, lambda v, _w: _revive_tree(v, opener), [])
+
+
+def reveal_counting(obj: Any) -> tuple[Any, int]:
+    """`reveal`, and how many free-form secrets stayed `Secret`s (could not be opened)."""
+    left = 0
+
+    def leaf(value: Any, where: list[str]) -> Any:
+        nonlocal left
+        out = _reveal_leaf(value, where)
+        if isinstance(out, Secret):
+            left += 1
+        return out
+
+    result = _walk(obj, _node_of(obj), lambda v, w: _map(v, leaf, w), [])
+    return result, left
 
 
 def reveal(obj: Any) -> Any:

@@ -64,6 +64,11 @@ class _Decoder(Generic[T]):
             revive(value, self._opener, self._node)  # the Struct in place
         return value
 
+    def decode_plain(self, data: bytes) -> T:
+        """Decode JSON known to hold no stored reference in its free-form maps (an
+        encoding of the gateway's plain view): no walk needed."""
+        return self._inner.decode(data)
+
 
 class TypedCodec:
     """Encoders and decoders for typed configs, with secrets bound to one vault.

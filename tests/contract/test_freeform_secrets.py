@@ -88,3 +88,21 @@ def test_update_raw_and_load_effective_with_a_free_form_channel_secret(store_fac
         assert isinstance(stored, SecretRef)
         head = store.ledger.head_state().config["channels"][kind][account][key]
         assert isinstance(head, SecretRef), type(head)
+
+
+def test_a_shredded_channel_token_reaches_the_gateway_masked(ledger_factory):
+    """A token that cannot be opened any more is a masked `Secret` in what the gateway
+    gets (never the stored reference as a dict, never a crash)."""
+    from ledger.core.secret_refs import Secret, SecretRef
+
+    store = ledger_factory()
+    run(store.update_raw(_set_account("telegram", "bot1", "token", "tok-shred-me-0001")))
+    assert run(store.load_effective(env={})).channels.telegram["bot1"]["token"] == (
+        "tok-shred-me-0001")
+    ref = store.ledger.head_state().config["channels"]["telegram"]["bot1"]["token"]
+    assert isinstance(ref, SecretRef)
+    store.ledger.shred([ref], reason="leaked")
+    got = run(store.load_effective(env={})).channels.telegram["bot1"]["token"]
+    assert isinstance(got, Secret) and got.is_destroyed
+    assert "tok-shred-me" not in repr(got)
+    assert run(store.update_raw(lambda c: setattr(c.server, "port", 8383))).appended
