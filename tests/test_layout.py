@@ -6,6 +6,10 @@ functions; `if TYPE_CHECKING:` blocks are not run, so they do not count) and fai
 - an import from a lower layer into a higher one (e.g. `stores` importing `ops`);
 - an import between two packages of the same layer that the table does not allow;
 - any import circle between modules;
+- a function-level import of the project's own code in library code without a one-line
+  reason (a comment above or at its end); the CLI and the web view import lazily to keep
+  start-up cheap, which their package docstrings say once;
+- a module of more than 500 lines whose docstring does not say why it is long.
 """
 
 from __future__ import annotations
@@ -175,6 +179,27 @@ def test_no_import_circles() -> None:
         if node not in state:
             walk(node)
     assert not cycles, "import circles:\n" + "\n".join(cycles)
+
+
+def test_function_level_imports_say_why() -> None:
+    silent = [f"{imp.source}:{imp.line} imports {imp.target} inside a function"
+              for imp in ALL_IMPORTS
+              if imp.in_function and not imp.reason
+              and not imp.source.startswith(LAZY_BY_DESIGN)]
+    assert not silent, ("a function-level import needs a one-line reason (a comment above "
+                        "or at its end), or should be a module-level import:\n"
+                        + "\n".join(silent))
+
+
+def test_long_modules_say_why() -> None:
+    silent = []
+    for path in MODULES.values():
+        count = len(path.read_text().splitlines())
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        if count > MAX_LINES and "long because" not in doc.lower():
+            silent.append(f"{path.relative_to(ROOT)}: {count} lines")
+    assert not silent, ("split these by role, or say in the docstring why the module is "
+                        "long ('... is long because ...'):\n" + "\n".join(silent))
 
 
 def test_the_walker_sees_a_planted_upward_import(tmp_path: Path) -> None:

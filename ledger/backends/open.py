@@ -39,11 +39,12 @@ def open_backend(location: str, *, schema: str = "public", create: bool = True,
     """A backend for a path (SQLite) or a DSN (PostgreSQL). `create=False` refuses a
     SQLite file that does not exist yet."""
     if is_dsn(location):
+        # lazy: optional extra (psycopg), loaded only for PostgreSQL
         from ledger.backends.postgres import PostgresBackend
 
         return PostgresBackend(location, schema=schema, read_only=read_only,
                                pool_size=pool_size, busy_timeout=busy_timeout)
-    from ledger.backends.sqlite import SqliteBackend
+    from ledger.backends.sqlite import SqliteBackend  # lazy: only the backend asked for is loaded
 
     path = sqlite_path(location)
     if not create and not os.path.exists(path):

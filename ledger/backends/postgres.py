@@ -50,6 +50,10 @@ the table as the source of truth.
 
 psycopg and psycopg-pool are an optional extra, imported only when a backend is opened;
 their absence raises BackendUnavailableError with the install hint.
+
+This module is long because it holds one backend whole (the pool and its reset, the
+one-round-trip append, reads, snapshots, LISTEN/NOTIFY and the translation of every
+driver error); its SQL text lives apart in `pg_sql.py`.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ of a total order, and the fsync of the commit dominates it anyway.
 Durability: WAL with `synchronous=FULL` by default, so an acknowledged append survives
 power loss. `synchronous="NORMAL"` is faster but can lose the last commits after a power
 loss or OS crash (never after a process crash).
+
+This module is long because it holds one backend whole: schema and format checks, the
+append with its integrity checks, reads, snapshots, the busy handler and backups.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """`moltis-ledger` commands for integrity, transfer and credentials: verify, bundles,
 backup/restore, watch, shred, checkpoint, rebuild-snapshots and providers (plus `demo`).
 
-Attached to the `cli` group of `ledger.cli.app` when that module is imported. Longer
-than most modules: each command is a thin click wrapper whose docstring is its --help
+Attached to the `cli` group of `ledger.cli.app` when that module is imported. This module
+is long because each command is a thin click wrapper whose docstring is its --help
 text, and splitting them further would only scatter the admin surface.
 """
 

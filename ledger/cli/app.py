@@ -11,6 +11,9 @@ Each command parses its arguments, calls the library (`ledger.ops`, the stores) 
 renders the result; there is no business logic in the CLI. The
 library's exception tree is mapped to exit codes in one place, `exit_code_for()`, and
 `run()` is the only place that prints an error. Only the CLI configures logging.
+
+This module is long because everything every command shares lives here once: the lazy
+command table, the global options, locating and opening the ledger, and error mapping.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ every `snapshot_every` events, all in one commit. Concurrent appends of this pro
 share that transaction (`ledger.engine.group_commit`): each is built on the state the
 previous one left, in its own savepoint.
 
-About 600 lines, on purpose: the head cache, the typed views and the write path share
+This module is long because the head cache, the typed views and the write path share
 one lock and one cached state, and their invariant (the cached state is the head this
 connection last committed or read) is easier to keep in one module than across two.
 
@@ -177,6 +177,7 @@ class Ledger:
     def codec(self) -> TypedCodec:
         """Encoders and decoders bound to this ledger's vault (built on first use)."""
         if self._codec is None:
+            # lazy: schema and decoders load on first use (CLI start-up)
             from ledger.typed.head_cache import TypedCodec
 
             self._codec = TypedCodec(self.vault)
@@ -306,6 +307,7 @@ class Ledger:
             head = self.head_state()
             if seq is None or seq == head.seq:
                 return self._view_for(head).fresh()
+            # lazy: schema and decoders load on first use (CLI start-up)
             from ledger.typed.convert import to_typed
 
             state = self.state_at(seq)
@@ -521,6 +523,7 @@ class Ledger:
 
     def update_typed(self, fn: Callable[[MoltisConfig], Any], **kw: Any) -> Commit:
         """Give `fn` a typed copy of the head; record only the paths it changed."""
+        # lazy: schema and decoders load on first use (CLI start-up)
         from ledger.typed.changes import materialize
 
         result: dict[str, Any] = {}
@@ -546,6 +549,7 @@ class Ledger:
 
     def save_typed(self, cfg: MoltisConfig, **kw: Any) -> Commit:
         """Make the head's typed view equal `cfg` (unknown raw keys are kept)."""
+        # lazy: schema and decoders load on first use (CLI start-up)
         from ledger.schema import MoltisConfig
 
         if not isinstance(cfg, MoltisConfig):
@@ -558,7 +562,10 @@ class Ledger:
                        keys: dict[str, Any] | None = None, *, where: str = "document",
                        **kw: Any) -> Commit:
         """Make whole documents equal these (None leaves that document as it is)."""
+        # lazy: schema and decoders load on first use (CLI start-up)
         from ledger.schema.provider_keys import is_key_secret_path
+
+        # lazy: schema and decoders load on first use (CLI start-up)
         from ledger.typed.changes import materialize_document
 
         result: dict[str, MoltisConfig] = {}
@@ -580,6 +587,7 @@ class Ledger:
              doc: DocName = "config", where: str = "edit", **kw: Any) -> Commit:
         """Set values at paths and unset paths, as `moltis-ledger set/unset` does; tables
         are expanded into leaves and secrets sealed. Validated like every write."""
+        # lazy: schema and decoders load on first use (CLI start-up)
         from ledger.typed.convert import RawChange
 
         raw_changes = [RawChange("unset", tuple(p)) for p in unsets]
@@ -589,8 +597,13 @@ class Ledger:
     def apply_raw(self, raw_changes: Sequence[RawChange], *, doc: DocName = "config",
                   where: str = "edit", **kw: Any) -> Commit:
         """Append raw path changes (sets replace what is at the path)."""
+        # lazy: schema and decoders load on first use (CLI start-up)
         from ledger.schema.introspect import is_secret_path
+
+        # lazy: schema and decoders load on first use (CLI start-up)
         from ledger.schema.provider_keys import is_key_secret_path
+
+        # lazy: schema and decoders load on first use (CLI start-up)
         from ledger.typed.changes import materialize, replace_tables
 
         secret = is_key_secret_path if doc == "keys" else is_secret_path
@@ -618,6 +631,7 @@ class Ledger:
 
     def _validate(self, state: ConfigState, changes: Sequence[Change],
                   where: str = "update") -> MoltisConfig:
+        # lazy: schema and decoders load on first use (CLI start-up)
         from ledger.typed.convert import to_typed
 
         config_changes = [c for c in changes if c.doc == "config"]
@@ -764,7 +778,7 @@ class Ledger:
         """The full check (ledger.engine.audit): the chain, the rows, a replay compared
         with every snapshot, the head and the secrets table, and the signed head (with
         `expect_key`, a pinned fingerprint, it must be signed by that key)."""
-        from ledger.engine.audit import audit
+        from ledger.engine.audit import audit  # lazy: only verify needs the audit
 
         return audit(self, expect_head, expect_key)
 

@@ -71,6 +71,7 @@ async def effective_shown(store: LedgerConfigStore, ref: Ref | None = None, *,
     """The effective config at REF as shown to people and in JSON: typed secrets,
     free-form channel secrets and values `${VAR}` took from a sealed `[env]` entry all
     masked. (`load_effective` is what the gateway gets: plain values, never shown.)"""
+    # lazy: schema and decoders load on first use (CLI start-up)
     from ledger.typed.layers import masked_paths
 
     eff, raw = store.effective_at(ref, flags=flags, env=env)

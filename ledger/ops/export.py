@@ -233,8 +233,8 @@ def import_bundle(path: Path, ledger: Ledger) -> VerifyReport:
     """Load a bundle into an empty ledger, after verifying its chain and checking every
     event as an append would (ledger.ops.import_checks), all in one transaction; the
     imported head is then signed with this ledger key."""
-    from ledger.ops.import_checks import checked_records
-    from projections.config_view import EMPTY_STATE, replay
+    from ledger.ops.import_checks import checked_records  # lazy: only bundle import needs these
+    from projections.config_view import EMPTY_STATE, replay  # lazy: only bundle import needs these
 
     bundle = read_bundle(path)
     report = verify_records(bundle.records)

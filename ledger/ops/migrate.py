@@ -123,6 +123,7 @@ def _incremental(doc: Doc, previous: Mapping[str, str], now: Mapping[str, str]
 def _keys_doc(path: Path | None) -> Doc | None:
     if path is None or not path.exists():
         return None
+    # lazy: loaded only on this path (CLI start-up)
     from ledger.stores.key_file import read_keys_file
 
     return read_keys_file(path)
@@ -206,7 +207,7 @@ def backup_files(files: list[Path], data_dir: Path, *,
 def open_backup(folder: Path, key: bytes) -> dict[str, bytes]:
     """The original files of a migration backup (sealed ones opened with `key`), by name,
     each checked against the manifest."""
-    from ledger.engine.vault import open_blob
+    from ledger.engine.vault import open_blob  # lazy: loaded only on this path (CLI start-up)
 
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
@@ -293,6 +294,7 @@ def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
     if dry_run:
         class _Preview:
             def seal(self, plaintext: str) -> Any:
+                # lazy: loaded only on this path (CLI start-up)
                 from ledger.core.secret_refs import SecretRef
 
                 return SecretRef(ref="(new)", fp="(new)")

@@ -55,7 +55,10 @@ class Installation:
     def find(cls, config_dir: str | os.PathLike[str] | None = None,
              data_dir: str | os.PathLike[str] | None = None,
              env: Mapping[str, str] | None = None) -> Installation:
+        # lazy: loaded only on this path (CLI start-up)
         from ledger.ops.migrate import read_config_file
+
+        # lazy: loaded only on this path (CLI start-up)
         from ledger.stores.file_store import discover_config_file
 
         env = os.environ if env is None else env
@@ -99,6 +102,7 @@ class Installation:
 def _peek_config_section(config_file: Path) -> dict[str, Any]:
     """`[config]` of moltis.toml, read without the schema (it may not validate yet) and
     without the import machinery of `ledger.ops.migrate` (the CLI reads it at start)."""
+    # lazy: loaded only on this path (CLI start-up)
     from ledger.files.safe_io import config_format, parse_document, read_file
 
     data = read_file(config_file)
@@ -114,6 +118,7 @@ def describe_location(location: str | None) -> str:
     if location is None:
         return "?"
     if is_dsn(location):
+        # lazy: optional extra (psycopg), loaded only for PostgreSQL
         from ledger.backends.postgres import redact_dsn
 
         return redact_dsn(location)
@@ -169,6 +174,7 @@ def open_store(*, config_dir: str | os.PathLike[str] | None = None,
                read_only: bool = False, auto_migrate: bool = True,
                synchronous: str = "FULL") -> ConfigStore:
     """The store for this installation (see the module docstring)."""
+    # lazy: loaded only on this path (CLI start-up)
     from ledger.stores.file_store import FileConfigStore
 
     inst = Installation.find(config_dir, data_dir, env)
@@ -188,7 +194,7 @@ def open_store(*, config_dir: str | os.PathLike[str] | None = None,
         attach_files(store, inst)
         if auto_migrate and not read_only and _needs_first_import(store, inst.config_file,
                                                                   inst.keys_file):
-            from ledger.ops.migrate import migrate
+            from ledger.ops.migrate import migrate  # lazy: loaded only on this path (CLI start-up)
 
             if inst.parse_error is not None:
                 raise inst.parse_error
@@ -213,7 +219,10 @@ def _fallback(inst: Installation, name: str, location: str, err: BaseException,
     read-only (a full disk, read-only media), else the head mirror, else — only when
     the ledger holds nothing newer that we could know of — the config file, whose bad
     values are reported and left out rather than fatal."""
+    # lazy: loaded only on this path (CLI start-up)
     from ledger.ops.mirror import MIRROR_NAME, read_mirror
+
+    # lazy: loaded only on this path (CLI start-up)
     from ledger.stores.file_store import FileConfigStore
 
     where = describe_location(location)
@@ -263,6 +272,7 @@ def _open_read_only(location: str, keys: KeySource, where: str, synchronous: str
     wal = Path(f"{location}-wal")
     if not Path(location).exists() or (wal.exists() and wal.stat().st_size):
         return None
+    # lazy: loaded only on this path (CLI start-up)
     from ledger.stores.ledger_store import SqliteConfigStore
 
     try:
@@ -281,6 +291,7 @@ def attach_files(store: LedgerConfigStore, inst: Installation, *, mirror: bool =
     store.config_file = inst.config_file
     store.keys_file = inst.keys_file
     if mirror and store.ledger.backend.get_meta("ledger_id") is not None:
+        # lazy: loaded only on this path (CLI start-up)
         from ledger.ops.mirror import MIRROR_NAME, attach_mirror
 
         attach_mirror(store.ledger, inst.data_home / MIRROR_NAME,
@@ -293,6 +304,7 @@ def attach_files(store: LedgerConfigStore, inst: Installation, *, mirror: bool =
         if key == seen["stat"] or not settled(key):
             return  # cheap: only a changed file that stopped changing is parsed again
         seen["stat"] = key
+        # lazy: loaded only on this path (CLI start-up)
         from ledger.ops.migrate import read_config_file
 
         fresh = dataclasses.replace(inst, doc=None, parse_error=None)
@@ -333,7 +345,7 @@ def sync_hand_edit(store: LedgerConfigStore, inst: Installation) -> str | None:
     """Import a hand edit of the config file (source `file`). A file that no longer
     parses, or an edit that conflicts with a later ledger change, is not imported: the
     reason is logged and returned, and the ledger keeps serving its own state."""
-    from ledger.ops.migrate import import_hand_edit
+    from ledger.ops.migrate import import_hand_edit  # lazy: loaded only on this path (CLI start-up)
 
     if store.ledger.backend.read_only or not inst.config_file.exists():
         return None
@@ -380,10 +392,12 @@ def open_ledger(location: str, *, read_only: bool = False, busy_timeout: float =
                 ) -> LedgerConfigStore:
     """The ledger at `location`: a PostgreSQL DSN, else a SQLite file (no fallback)."""
     if is_dsn(location):
+        # lazy: optional extra (psycopg), loaded only for PostgreSQL
         from ledger.stores.postgres_store import PostgresConfigStore
 
         return PostgresConfigStore(location, read_only=read_only, keys=keys,
                                    busy_timeout=busy_timeout)
+    # lazy: loaded only on this path (CLI start-up)
     from ledger.stores.ledger_store import SqliteConfigStore
 
     sync: Literal["FULL", "NORMAL"] = "NORMAL" if synchronous.upper() == "NORMAL" else "FULL"
@@ -392,6 +406,7 @@ def open_ledger(location: str, *, read_only: bool = False, busy_timeout: float =
 
 
 def _needs_first_import(store: LedgerConfigStore, config_file: Path, keys_file: Path) -> bool:
+    # lazy: loaded only on this path (CLI start-up)
     from ledger.ops.migrate import META_CONFIG, META_KEYS
 
     backend = store.ledger.backend

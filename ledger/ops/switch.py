@@ -46,6 +46,7 @@ class SwitchReport:
 def gateway_backend(config_file: Path, data_dir: Path, env: Mapping[str, str] | None = None
                     ) -> tuple[str, str | None]:
     """(backend, location) that `open_store()` picks for this installation."""
+    # lazy: loaded only on this path (CLI start-up)
     from ledger.ops.open_store import select_backend
 
     return select_backend(config_file=config_file, data_dir=data_dir,
@@ -69,6 +70,7 @@ def set_backend_in_file(config_file: Path, data_dir: Path, backend: str,
                         env: Mapping[str, str] | None = None) -> None:
     """Write `[config] backend` (and `db`/`dsn` when not the default) into the config
     file, in place: comments, order and every other key are kept."""
+    # lazy: loaded only on this path (CLI start-up)
     from ledger.stores.file_store import FileConfigStore
 
     env = os.environ if env is None else env
@@ -123,8 +125,12 @@ def switch_to_file(ledger_store: LedgerConfigStore, *, config_file: Path, keys_f
                    env: Mapping[str, str] | None = None) -> SwitchReport:
     """Back up the files, write the ledger's head into them (real secret values,
     comments kept), set `backend = "file"`, and prove the file store gives the same."""
-    from ledger.ops.open_store import open_store
+    from ledger.ops.open_store import open_store  # lazy: loaded only on this path (CLI start-up)
+
+    # lazy: loaded only on this path (CLI start-up)
     from ledger.stores.file_providers import FileProviderStore
+
+    # lazy: loaded only on this path (CLI start-up)
     from ledger.stores.file_store import FileConfigStore
 
     env = os.environ if env is None else env

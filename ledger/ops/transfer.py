@@ -120,6 +120,7 @@ def copy_ledger(source: Backend, target: Backend) -> VerifyReport:
 
 def open_backend(url: str, *, schema: str = "public", create: bool = True) -> Backend:
     """A backend from a path (SQLite) or a postgresql:// DSN: ledger.backends.open's rule."""
+    # lazy: this module's open_backend wraps it (same name)
     from ledger.backends.open import open_backend as opened
 
     return opened(url, schema=schema, create=create)

@@ -109,6 +109,7 @@ class ConfigStore(abc.ABC):
     async def edit(self, sets: Mapping[KeyPath, Any] | None = None, unsets: Sequence[KeyPath] = (),
                    **kw: Any) -> Commit:
         """Set values at paths and unset paths (what `moltis-ledger set/unset` does)."""
+        # lazy: schema and decoders load on first use (CLI start-up)
         from ledger.typed.convert import RawChange
 
         changes = [RawChange("unset", tuple(p)) for p in unsets]
@@ -121,6 +122,7 @@ class ConfigStore(abc.ABC):
         changed relative to the effective view is stored, so environment overrides,
         flags and substituted ${VAR} values are never written back (Moltis's
         `update_config` can write them into the file)."""
+        # lazy: schema and decoders load on first use (CLI start-up)
         from ledger.typed.convert import typed_changes
 
         effective = await self.load_effective(flags=flags, env=env)
@@ -190,6 +192,7 @@ def _utf8(text: str) -> bool:
 
 def entry_changes(name: str, values: Mapping[str, Any]) -> list[RawChange]:
     """Raw changes to the keys document for `set(name, field=value, ...)`; None unsets."""
+    # lazy: schema and decoders load on first use (CLI start-up)
     from ledger.typed.convert import RawChange
 
     out: list[RawChange] = []

@@ -206,7 +206,7 @@ class FileConfigStore(ConfigStore):
         return self._without_invalid(doc) if self.lenient else doc
 
     def _without_invalid(self, doc: Doc) -> Doc:
-        from ledger.core.keypaths import parse_path
+        from ledger.core.keypaths import parse_path  # lazy: loaded only on this path (CLI start-up)
 
         problems: list[str] = []
         for _ in range(1000):
@@ -393,7 +393,7 @@ class FileConfigStore(ConfigStore):
         if self.format == "json":
             text = json.dumps(new_doc, indent=2, ensure_ascii=False) + "\n"
         elif self.format == "yaml":
-            from ledger.stores.yaml_edit import edit_yaml
+            from ledger.stores.yaml_edit import edit_yaml  # lazy: ruamel.yaml only for YAML files
 
             try:
                 text = edit_yaml(snap.data.decode("utf-8"), changes)

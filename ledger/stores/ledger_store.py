@@ -51,7 +51,7 @@ def _layers() -> ModuleType:
     read its raw document (`moltis-ledger get`) does not load the schema."""
     global _layers_module  # noqa: PLW0603
     if _layers_module is None:
-        import ledger.typed.layers
+        import ledger.typed.layers  # lazy: schema and decoders load on first use (CLI start-up)
 
         _layers_module = ledger.typed.layers
     return _layers_module
@@ -84,6 +84,7 @@ class LedgerConfigStore(ConfigStore):
         """Provider credentials in this ledger (reading a not-yet-imported
         provider_keys.json as a fallback when opened by open_store)."""
         if self._providers is None:
+            # lazy: loaded only on this path (CLI start-up)
             from ledger.stores.providers import LedgerProviderStore
 
             self._providers = LedgerProviderStore(self, fallback_file=self.keys_file)
@@ -147,6 +148,7 @@ class LedgerConfigStore(ConfigStore):
         if seq == self.ledger.head_state().seq:
             return await self.load_effective(flags=flags, env=env)
         state = self.ledger.state_at(seq)
+        # lazy: schema and decoders load on first use (CLI start-up)
         from ledger.typed.freeform import reveal
 
         config: MoltisConfig = reveal(_layers().effective_config(
@@ -212,6 +214,7 @@ class LedgerConfigStore(ConfigStore):
                        expected_seq: int | None = None) -> Commit:
         kw: dict[str, Any] = {"actor": actor, "reason": reason, "source": source,
                               "expected_seq": expected_seq}
+        # lazy: schema and decoders load on first use (CLI start-up)
         from ledger.schema import MoltisConfig
 
         if isinstance(cfg, MoltisConfig):
