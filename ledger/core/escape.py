@@ -6,7 +6,9 @@ move the cursor, set the window title), a newline that forges a whole extra line
 one-line-per-event stream, or a bidi override (U+202E) that makes text read backwards.
 Every human output shows them as visible escapes instead: C0 controls and DEL as `\\x1b`,
 `\\n`, `\\t`, `\\r` (newlines kept only where a multi-line text is expected), C1 controls
-as `\\x9b`, and bidi/line-separator characters as `\\u202e`. JSON output stays valid
+as `\\x9b`, and bidi/line-separator characters as `\\u202e`; so is every other character
+Python does not call printable (zero-width and other format characters, unassigned code
+points), which the web view shows the same way. JSON output stays valid
 JSON: `json_safe` writes the same characters as JSON `\\uXXXX` escapes (the same value).
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["UNSAFE_CHARS", "escape", "json_safe"]
+__all__ = ["UNSAFE_CHARS", "escape", "is_hidden", "json_safe", "visible_char"]
 
 # bidi embeddings/overrides/isolates and marks, the Arabic letter mark, and the Unicode
 # line/paragraph separators (which some terminals and viewers break lines at)
@@ -25,28 +27,37 @@ UNSAFE_CHARS: Final = (
     "".join(map(chr, range(0x20))) + "\x7f" + "".join(map(chr, range(0x80, 0xA0)))
     + _BIDI + _SEPARATORS
 )
-_UNSAFE = re.compile(f"[{re.escape(UNSAFE_CHARS)}]")
-_UNSAFE_KEEP_NL = re.compile(f"[{re.escape(UNSAFE_CHARS.replace(chr(10), ''))}]")
 _NON_JSON_SAFE = re.compile(f"[{re.escape(_BIDI + _SEPARATORS)}\x7f\x80-\x9f]")
 _NAMED: Final = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
-def _visible(m: re.Match[str]) -> str:
-    ch = m.group(0)
+def visible_char(ch: str) -> str:
+    """One hidden character as its visible escape: `\\n`, `\\x1b`, `\\u202e`."""
     named = _NAMED.get(ch)
     if named is not None:
         return named
     code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def is_hidden(ch: str) -> bool:
+    """Whether a character must be shown escaped: every character Python does not call
+    printable (C0, DEL, C1, format characters such as bidi overrides and zero-width
+    joiners, line/paragraph separators, surrogates, private use, unassigned, and
+    spaces other than U+0020), which covers every character in `UNSAFE_CHARS`."""
+    return not ch.isprintable()
 
 
 def escape(text: str, *, keep_newlines: bool = False) -> str:
-    """`text` with every control, C1 and bidi character shown as a visible escape
-    (a newline kept only with `keep_newlines`). Text without one is returned as is."""
-    pattern = _UNSAFE_KEEP_NL if keep_newlines else _UNSAFE
-    if pattern.search(text) is None:
+    """`text` with every hidden character (see `is_hidden`) shown as a visible escape (a
+    newline kept only with `keep_newlines`). Text without one is returned as is."""
+    if text.isprintable():  # C speed for the common case
         return text
-    return pattern.sub(_visible, text)
+    return "".join(
+        c if c.isprintable() or (keep_newlines and c == "\n") else visible_char(c)
+        for c in text)
 
 
 def json_safe(text: str) -> str:

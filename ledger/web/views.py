@@ -11,38 +11,22 @@ JSON-escaped, never HTML).
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from markupsafe import Markup, escape
 
+from ledger.core.escape import escape as escape_text
+from ledger.core.escape import is_hidden, visible_char
+
 __all__ = ["change_line", "plain", "summary", "tree_rows", "value_text", "visible", "when"]
 
 MAX_SUMMARY_CHANGES = 3
-_SHOWN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-
-
-def _hidden(ch: str) -> bool:
-    return unicodedata.category(ch) in _SHOWN_CATEGORIES
-
-
-def _escape_char(ch: str) -> str:
-    code = ord(ch)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
 def plain(text: str) -> str:
-    """`text` with control/format/bidi characters written as escapes (for JSON that a
-    script puts into a page with textContent)."""
-    if text.isprintable() and not any(_hidden(c) for c in text):
-        return text
-    return "".join(_escape_char(c) if _hidden(c) else c for c in text)
+    """`text` with hidden characters written as escapes (for JSON that a script puts
+    into a page with textContent): the CLI's rule, `ledger.core.escape`."""
+    return escape_text(text)
 
 
 def visible(value: Any) -> Markup:
@@ -51,11 +35,11 @@ def visible(value: Any) -> Markup:
     parts: list[str] = []
     run: list[str] = []
     for ch in text:
-        if _hidden(ch):
+        if is_hidden(ch):
             if run:
                 parts.append(str(escape("".join(run))))
                 run = []
-            code = _escape_char(ch)
+            code = visible_char(ch)
             parts.append(f'<span class="ctl" title="hidden character U+{ord(ch):04X}">'
                          f"{escape(code)}</span>")
         else:
