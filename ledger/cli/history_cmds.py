@@ -255,7 +255,9 @@ def export(state: State, ref: str | None, fmt: str, reveal_secrets: bool, masked
     --reveal-secrets writes their values (files Moltis can use, with `[config]
     backend = "file"`); --masked writes placeholders, which Moltis would send as
     keys, so a masked export is refused into a folder holding a live config, and -o
-    without either flag is refused when there is a secret to write. A masked export
+    without either flag is refused when there is a secret to write. The config folder
+    in use is always refused (masked or revealed): `switch-backend file` is the way
+    back to files there. A masked export
     migrates back to the same masked view. `switch-backend file` is the one-step way
     back to files, proven equal.
 
@@ -268,13 +270,26 @@ def export(state: State, ref: str | None, fmt: str, reveal_secrets: bool, masked
     """
     import json
 
-    from ledger.ops.export import export_documents, holds_secrets, live_config_in, write_export
+    from ledger.ops.export import (
+        export_documents,
+        holds_secrets,
+        is_config_home,
+        live_config_in,
+        write_export,
+    )
 
     if reveal_secrets and out_dir is None:
         raise click.UsageError("--reveal-secrets needs -o DIR: secret values are only written "
                                "to files (mode 0600), never printed")
     if reveal_secrets and masked:
         raise click.UsageError("--reveal-secrets and --masked exclude each other")
+    if out_dir is not None and is_config_home(Path(out_dir), state.config_home):
+        # masked placeholders there would reach providers as keys; revealed files would
+        # switch the gateway to files without the proof and sealed backup of a switch
+        raise CommandError(
+            f"{out_dir} is a live config (the config folder in use): export never writes "
+            "there. Export into another folder, or use `moltis-ledger switch-backend file` "
+            "to move the gateway back to files")
     ledger = state.store().ledger
     seq = state.seq(ref)
     as_json = fmt == "json" or (state.json and out_dir is None)

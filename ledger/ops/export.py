@@ -77,14 +77,19 @@ def holds_secrets(ledger: Ledger, seq: int) -> bool:
                for _p, v in leaves(doc))
 
 
+def is_config_home(directory: Path, config_home: Path) -> bool:
+    """Whether `directory` is the config directory in use (links resolved)."""
+    try:
+        return directory.resolve() == config_home.resolve()
+    except OSError:
+        return False
+
+
 def live_config_in(directory: Path, config_home: Path) -> Path | None:
     """The live config in `directory`, if it holds one: the config directory in use,
     or Moltis's files that are not a masked export of ours."""
-    try:
-        if directory.resolve() == config_home.resolve():
-            return directory
-    except OSError:
-        pass
+    if is_config_home(directory, config_home):
+        return directory
     for name in (*CONFIG_FILE_NAMES, KEYS_FILE_NAME):
         path = directory / name
         try:

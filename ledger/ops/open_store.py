@@ -7,8 +7,10 @@ else `[config] dsn` / `[config] db`, else `<data dir>/moltis.db`.
 
 Safety (the seed's rollout rule): the first time a ledger is opened with existing
 files it imports them (after a backup); if the ledger cannot be opened or that import
-fails, the gateway still starts, on the file store in read-only mode, with a warning,
-and every write raises ReadOnlyError saying why.
+fails, the gateway still starts read-only on the newest state that can be proven (the
+ledger read-only, else its head mirror, else a config file that was never imported),
+with a warning, and every write raises ReadOnlyError saying why. A config file that was
+imported into an existing ledger is never served in its place: BackendUnavailableError.
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ from ledger.backends.open import is_dsn
 from ledger.backends.sqlite import SqliteBackend
 from ledger.core.document import Doc
 from ledger.engine.vault import KeySource
-from ledger.errors import FileConflictError, InputError, LedgerError, ParseError
+from ledger.errors import (
+    BackendUnavailableError,
+    ConfigValidationError,
+    FileConflictError,
+    InputError,
+    LedgerError,
+    ParseError,
+)
 from ledger.files import dirs
 from ledger.stores.contract import ConfigStore
 from ledger.stores.ledger_store import LedgerConfigStore
@@ -249,6 +258,7 @@ def _fallback(inst: Installation, name: str, location: str, err: BaseException,
         _log.warning("the configuration ledger is unavailable; serving its head mirror",
                      backend=name, location=where, seq=mirror.seq, error=str(err))
         return mirror
+    _refuse_pre_import_file(inst, name, location, err)
     _log.warning("the configuration ledger is unavailable; continuing read-only on the "
                  "file store", backend=name, location=where, error=str(err))
     fallback = FileConfigStore(inst.config_file, read_only=True, lenient=True)
@@ -256,6 +266,30 @@ def _fallback(inst: Installation, name: str, location: str, err: BaseException,
         f"the {name} ledger at {where} could not be used ({err}); running read-only "
         "on the file store until that is fixed")
     return fallback
+
+
+def _refuse_pre_import_file(inst: Installation, name: str, location: str,
+                            err: BaseException) -> None:
+    """The config file is never served once it was imported into a ledger that exists:
+    the ledger may have moved on since, and nothing here can prove it did not. The file
+    says so itself (migrate sets `[config] backend` to the ledger); a file switched by
+    hand whose ledger was never created is still the newest state and is served."""
+    try:
+        section = inst.section()
+    except LedgerError:
+        return
+    named = section.get("backend")
+    if not (isinstance(named, str) and named.strip().lower() in ("sqlite", "postgres")):
+        return
+    if not is_dsn(location) and not Path(location).exists():
+        return
+    where = describe_location(location)
+    raise BackendUnavailableError(
+        f"the {name} ledger at {where} cannot be used ({err}) and no head mirror proves "
+        f"its state; {inst.config_file} was imported into it ([config] backend = "
+        f"{named!r}) and may be older than the ledger, so it is not served. Fix the "
+        "ledger (free space, permissions, or `moltis-ledger restore` from a backup), or "
+        f'set backend = "file" in {inst.config_file} to run on that file deliberately')
 
 
 def _open_read_only(location: str, keys: KeySource, where: str, synchronous: str
@@ -361,6 +395,15 @@ def sync_hand_edit(store: LedgerConfigStore, inst: Installation) -> str | None:
     except FileConflictError as err:
         _log.warning("hand edit not imported", reason=str(err))
         return str(err)
+    except ConfigValidationError as err:
+        # a typo in a hand edit is treated like a file that does not parse: reported,
+        # not imported, and the ledger stays writable (raising here would send
+        # open_store() to its read-only fallback and refuse every write)
+        message = (f"{inst.config_file} has a value that does not validate, so the hand "
+                   f"edit was not imported: {err}; the ledger keeps serving seq "
+                   f"{store.ledger.head_state().seq}")
+        _log.warning("hand edit not imported", reason=message)
+        return message
     if report is not None and report.commit is not None:
         _log.info("imported a hand edit", file=str(inst.config_file), seq=report.commit.seq,
                   paths=len(report.changes))

@@ -1,0 +1,102 @@
+"""Hardening of the "one truth" work (review findings, issue 15 follow-up): a bad hand
+edit keeps a healthy ledger writable, export never writes into the live config dir,
+and the fallback never serves the pre-import file once it names a ledger. Real SQLite
+files and the real CLI; no mocks."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from ledger.errors import BackendUnavailableError
+from ledger.ops.mirror import MIRROR_NAME, slot_paths
+from ledger.ops.open_store import open_store
+from tests.operator import Site, make_site
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Site:
+    return make_site(tmp_path)
+
+
+def _break_ledger(site: Site) -> None:
+    for suffix in ("-wal", "-shm"):
+        Path(f"{site.db}{suffix}").unlink(missing_ok=True)
+    site.db.write_bytes(b"this is not a database any more" * 100)
+
+
+async def _served() -> tuple[str, int, str | None]:
+    store = open_store()
+    try:
+        cfg = await store.load_effective()
+        return store.backend_name, cfg.server.port, getattr(store, "read_only_reason", None)
+    finally:
+        await store.close()
+
+
+# -- 8: a bad value in a hand edit ----------------------------------------------------
+
+
+def test_invalid_hand_edit_keeps_the_ledger_writable(site: Site) -> None:
+    site.ok("migrate")
+    site.edit("port = 13131", 'port = "not-a-port"')
+
+    async def write() -> str:
+        store = open_store()
+        try:
+            await store.edit({("identity", "name"): "Nova"}, actor="ui", reason="rename")
+            return store.backend_name
+        finally:
+            await store.close()
+
+    assert asyncio.run(write()) == "sqlite"
+    assert asyncio.run(_served())[1] == 13131  # the bad value was not imported
+    check = site.run("check")
+    said = check.out + check.err
+    assert "server.port" in said and "not imported" in said, check
+
+
+# -- 6: export into the live config dir -------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["--reveal-secrets", "--masked"])
+def test_export_into_the_live_config_dir_is_refused(site: Site, mode: str) -> None:
+    site.ok("migrate")
+    site.ok("set", "server.port", "8080")
+    before = site.toml.read_bytes()
+    result = site.run("export", "--at", "1", mode, "-o", str(site.config_dir))
+    assert result.code != 0
+    assert "switch-backend file" in (result.out + result.err)
+    assert site.toml.read_bytes() == before
+    assert not site.keys.exists()
+    assert asyncio.run(_served())[:2] == ("sqlite", 8080)
+
+
+# -- 3: no mirror, the ledger unreadable ------------------------------------------------
+
+
+def test_no_mirror_never_serves_the_pre_import_file(site: Site) -> None:
+    """The file says it was imported into the ledger; with the ledger unreadable and no
+    mirror, open_store() refuses loudly instead of serving the pre-import state."""
+    site.ok("migrate")
+    site.ok("set", "server.port", "8080")
+    for slot in slot_paths(site.data_dir / MIRROR_NAME):
+        slot.unlink(missing_ok=True)
+    _break_ledger(site)
+    with pytest.raises(BackendUnavailableError) as caught:
+        asyncio.run(_served())
+    message = str(caught.value)
+    assert str(site.toml) in message and str(site.db) in message
+    assert 'backend = "file"' in message  # the deliberate way back to the file
+
+
+def test_hand_switched_file_without_a_ledger_still_falls_back_to_the_file(site: Site
+                                                                           ) -> None:
+    """A file switched by hand whose first import fails (no ledger was created) was
+    never imported: it stays what the gateway serves, read-only."""
+    site.edit("[server]", '[config]\nbackend = "sqlite"\n\n[server]')
+    site.data_dir.write_text("a file where the data dir should be\n")  # no ledger
+    backend, port, reason = asyncio.run(_served())
+    assert (backend, port) == ("file", 13131) and reason
