@@ -6,6 +6,8 @@ files and the real CLI; no mocks."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,36 @@ def test_hand_switched_file_without_a_ledger_still_falls_back_to_the_file(site: 
     site.data_dir.write_text("a file where the data dir should be\n")  # no ledger
     backend, port, reason = asyncio.run(_served())
     assert (backend, port) == ("file", 13131) and reason
+
+
+# -- 4: the file names the ledger it was imported into ----------------------------------
+
+
+def _ledger_id(site: Site) -> str:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(site.db)) as db:
+        row = db.execute("SELECT value FROM ledger_meta WHERE key = 'ledger_id'").fetchone()
+    return str(row[0])
+
+
+def test_migrate_records_the_ledger_in_the_config_file(site: Site) -> None:
+    site.ok("migrate")
+    section = tomllib.loads(site.toml.read_text())["config"]
+    assert section["backend"] == "sqlite" and section["ledger_id"] == _ledger_id(site)
+    site.ok("verify")  # the recorded id is not taken for a hand edit that breaks anything
+
+
+def test_a_new_data_dir_does_not_import_a_file_of_another_ledger(
+        site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site.ok("migrate")
+    site.ok("set", "server.port", "8080")
+    assert asyncio.run(_served())[:2] == ("sqlite", 8080)
+    other = tmp_path / "other-data"
+    monkeypatch.setenv("MOLTIS_DATA_DIR", str(other))
+    with pytest.raises(BackendUnavailableError) as caught:
+        asyncio.run(_served())
+    message = str(caught.value)
+    assert _ledger_id(site) in message and "MOLTIS_DATA_DIR" in message
+    assert "moltis-ledger migrate" in message
+    assert not (other / "moltis.db").exists()  # no fresh ledger left behind

@@ -180,14 +180,16 @@ def _switch_after_migrate(state: State, ledger: Any, backend: str, location: str
         return None
     try:
         current = state.gateway()
+        recorded = state.installation.section().get("ledger_id")
     except LedgerError:
-        current = ("?", None)
-    if current[0] == backend and (current[1] == location or (
+        current, recorded = ("?", None), None
+    ledger_id = ledger.backend.get_meta("ledger_id")
+    if current[0] == backend and recorded == ledger_id and (current[1] == location or (
             current[1] is not None and os.path.abspath(current[1]) == os.path.abspath(location)
             and backend == "sqlite")):
         return ""
     set_backend_in_file(state.config_file, state.data_home, backend, location,
-                        actor=state.actor)
+                        actor=state.actor, ledger_id=ledger_id)
     record_file_sync(ledger, state.config_file)  # our own edit is not a hand edit
     state.refresh_installation()
     return f"{state.config_file}: [config] backend = \"{backend}\" (comments kept)"
@@ -317,7 +319,7 @@ def _switch_to_ledger(state: State, target: str, keep_files: bool) -> None:
     old = FileConfigStore(state.config_file, read_only=True)
     old_providers = FileProviderStore(state.keys_file, config_store=old, read_only=True)
     set_backend_in_file(state.config_file, state.data_home, target, location,
-                        actor=state.actor)
+                        actor=state.actor, ledger_id=store.ledger.backend.get_meta("ledger_id"))
     record_file_sync(store.ledger, state.config_file)
     state.refresh_installation()
 

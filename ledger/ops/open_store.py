@@ -40,8 +40,8 @@ from ledger.files import dirs
 from ledger.stores.contract import ConfigStore
 from ledger.stores.ledger_store import LedgerConfigStore
 
-__all__ = ["BACKENDS", "Installation", "attach_files", "discard_if_empty", "open_ledger",
-           "open_store", "select_backend", "sync_hand_edit"]
+__all__ = ["BACKENDS", "Installation", "WrongLedgerError", "attach_files", "discard_if_empty",
+           "open_ledger", "open_store", "select_backend", "sync_hand_edit"]
 
 _log = get_logger("ledger.ops.open_store")
 BACKENDS: Final = ("file", "sqlite", "postgres")
@@ -207,6 +207,7 @@ def open_store(*, config_dir: str | os.PathLike[str] | None = None,
 
             if inst.parse_error is not None:
                 raise inst.parse_error
+            _refuse_import_into_another_ledger(store, inst, location)
             migrate(store.ledger, config_file=inst.config_file, keys_file=inst.keys_file,
                     data_dir=inst.data_home, documents={"config": inst.doc},
                     reason="first start on the ledger: import of the files")
@@ -219,7 +220,29 @@ def open_store(*, config_dir: str | os.PathLike[str] | None = None,
                 discard_if_empty(store, location)
             else:
                 store.ledger.close()
+        if isinstance(err, WrongLedgerError):
+            raise  # serving anything here would hide the real ledger's changes
         return _fallback(inst, name, location, err, synchronous)
+
+
+class WrongLedgerError(BackendUnavailableError):
+    """The config file was imported into another ledger than the one found here."""
+
+
+def _refuse_import_into_another_ledger(store: LedgerConfigStore, inst: Installation,
+                                       location: str) -> None:
+    """A file that names the ledger it was imported into (`[config] ledger_id`, set by
+    migrate) is not imported into another one: a changed data dir (a container volume,
+    another user's ~/.moltis) would otherwise serve the pre-import state as healthy."""
+    recorded = inst.section().get("ledger_id")
+    if not isinstance(recorded, str) or recorded == store.ledger.backend.get_meta("ledger_id"):
+        return
+    raise WrongLedgerError(
+        f"{inst.config_file} was imported into ledger {recorded}, not the one at "
+        f"{describe_location(location)}: it is not imported again, since that ledger may "
+        "have moved on. Point MOLTIS_DATA_DIR (or [config] db / MOLTIS_CONFIG_DB) back at "
+        "that ledger, or run `moltis-ledger migrate` to import the file into this one "
+        "deliberately")
 
 
 def _fallback(inst: Installation, name: str, location: str, err: BaseException,
@@ -281,7 +304,8 @@ def _refuse_pre_import_file(inst: Installation, name: str, location: str,
     named = section.get("backend")
     if not (isinstance(named, str) and named.strip().lower() in ("sqlite", "postgres")):
         return
-    if not is_dsn(location) and not Path(location).exists():
+    imported = isinstance(section.get("ledger_id"), str)
+    if not imported and not is_dsn(location) and not Path(location).exists():
         return
     where = describe_location(location)
     raise BackendUnavailableError(

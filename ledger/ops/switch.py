@@ -67,15 +67,19 @@ def _backend_changes(config_file: Path, data_dir: Path, backend: str, location: 
 
 def set_backend_in_file(config_file: Path, data_dir: Path, backend: str,
                         location: str | None, *, actor: str | None = None,
-                        env: Mapping[str, str] | None = None) -> None:
-    """Write `[config] backend` (and `db`/`dsn` when not the default) into the config
-    file, in place: comments, order and every other key are kept."""
+                        env: Mapping[str, str] | None = None,
+                        ledger_id: str | None = None) -> None:
+    """Write `[config] backend` (and `db`/`dsn` when not the default, and the
+    `ledger_id` the file was imported into) into the config file, in place: comments,
+    order and every other key are kept."""
     # lazy: loaded only on this path (CLI start-up)
     from ledger.stores.file_store import FileConfigStore
 
     env = os.environ if env is None else env
     store = FileConfigStore(config_file)  # TOML, YAML or JSON, each edited in its format
     sets = _backend_changes(config_file, data_dir, backend, location, env)
+    if ledger_id is not None:
+        sets[("config", "ledger_id")] = ledger_id
     asyncio.run(store.edit(sets, actor=actor, reason=f"switch the config backend to {backend}",
                            source="migrate"))
 

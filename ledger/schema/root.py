@@ -66,6 +66,9 @@ class ConfigSection(Section):
     db: str | None = None
     # PostgreSQL DSN, which usually embeds a password.
     dsn: Secret | None = None
+    # The ledger this file was imported into (its ledger_id, set by migrate): the
+    # gateway never imports the file again into another, fresh ledger.
+    ledger_id: str | None = None
 
 
 class MoltisConfig(Section):
