@@ -122,9 +122,10 @@ def get(state: State, path: str, ref: str | None, effective: bool) -> None:
         moltis-ledger get server --at -1 --json
     """
     from ledger.cli.app import doc_path
-    from ledger.cli.render import json_text, value_text
+    from ledger.cli.render import json_text
     from ledger.core.document import MISSING, get_value
     from ledger.core.keypaths import format_doc_path, format_path
+    from ledger.core.value_text import value_text
     from ledger.ops.display import display_value
     from ledger.typed.suggest import unknown_path
 

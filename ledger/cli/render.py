@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 from ledger.core.escape import escape, json_safe
+from ledger.core.value_text import literal
 
 __all__ = ["Output", "configure_logging", "json_text"]
 
@@ -41,21 +42,6 @@ def json_text(doc: Any, *, compact: bool = False) -> str:
         return json_safe(json.dumps(doc, ensure_ascii=False, separators=(",", ":"),
                                     default=str))
     return json_safe(json.dumps(doc, ensure_ascii=False, indent=2, default=str))
-
-
-def value_text(value: Any) -> str:
-    """A document value on one line: strings as they are (masks included), the rest as
-    JSON so types stay visible."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def literal(value: Any) -> str:
-    """A value as it would be typed: strings quoted (except mask placeholders)."""
-    if isinstance(value, str) and not value.startswith("<secret"):
-        return json.dumps(value, ensure_ascii=False)
-    return value_text(value)
 
 
 def when(iso: str | datetime) -> str:

@@ -10,7 +10,6 @@ JSON-escaped, never HTML).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -19,8 +18,9 @@ from markupsafe import Markup, escape
 
 from ledger.core.escape import escape as escape_text
 from ledger.core.escape import is_hidden, visible_char
+from ledger.core.value_text import literal, value_text
 
-__all__ = ["change_line", "plain", "summary", "tree_rows", "value_text", "visible", "when"]
+__all__ = ["change_line", "literal", "plain", "summary", "tree_rows", "value_text", "visible", "when"]
 
 MAX_SUMMARY_CHANGES = 3
 def plain(text: str) -> str:
@@ -47,21 +47,6 @@ def visible(value: Any) -> Markup:
     if run:
         parts.append(str(escape("".join(run))))
     return Markup("".join(parts))  # noqa: S704 - every piece was escaped above
-
-
-def value_text(value: Any) -> str:
-    """A document value on one line: strings as they are (masks included), the rest as
-    JSON so types stay visible."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def literal(value: Any) -> str:
-    """A value as it would be typed: strings quoted (except mask placeholders)."""
-    if isinstance(value, str) and not value.startswith("<secret"):
-        return json.dumps(value, ensure_ascii=False)
-    return value_text(value)
 
 
 def when(iso: str | datetime | None) -> str:
