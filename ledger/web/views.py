@@ -20,7 +20,8 @@ from ledger.core.escape import escape as escape_text
 from ledger.core.escape import is_hidden, visible_char
 from ledger.core.value_text import literal, value_text
 
-__all__ = ["change_line", "literal", "plain", "summary", "tree_rows", "value_text", "visible", "when"]
+__all__ = ["change_line", "literal", "plain", "summary", "tree_rows", "value_text", "visible",
+           "when"]
 
 MAX_SUMMARY_CHANGES = 3
 def plain(text: str) -> str:
