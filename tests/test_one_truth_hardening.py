@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
+from blake3 import blake3
 
 from ledger.errors import BackendUnavailableError
 from ledger.ops.mirror import MIRROR_NAME, slot_paths
@@ -135,3 +139,74 @@ def test_a_new_data_dir_does_not_import_a_file_of_another_ledger(
     assert _ledger_id(site) in message and "MOLTIS_DATA_DIR" in message
     assert "moltis-ledger migrate" in message
     assert not (other / "moltis.db").exists()  # no fresh ledger left behind
+
+
+# -- 2: the mirror never follows a link -------------------------------------------------
+
+
+def test_a_symlink_at_a_mirror_slot_is_refused_naming_the_path(
+        site: Site, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    site.ok("migrate")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    slots = slot_paths(site.data_dir / MIRROR_NAME)
+    for slot in slots:
+        slot.unlink(missing_ok=True)
+        slot.symlink_to(victim)
+    with caplog.at_level(logging.WARNING):
+        site.ok("set", "server.port", "8080")  # the commit stands
+    assert victim.read_text() == "precious\n"
+    logged = repr([r.__dict__ for r in caplog.records])
+    assert "refusing to write the head mirror: it is a symbolic link" in logged
+    assert any(str(slot) in logged for slot in slots)
+    assert asyncio.run(_served())[:2] == ("sqlite", 8080)
+
+
+# -- 5: migration backups are the ledger's own ------------------------------------------
+
+
+def _backup_folder(site: Site) -> Path:
+    folders = sorted((site.data_dir / "backups").glob("migrate-*"))
+    assert folders
+    return folders[-1]
+
+
+def _plant(folder: Path, manifest: dict[str, Any], name: str) -> None:
+    evil = b'[server]\nbind = "0.0.0.0"\nport = 6666\n'
+    (folder / "planted.toml").write_bytes(evil)
+    manifest["files"][name] = {"source": "x", "size": len(evil), "stored_as": "planted.toml",
+                               "sealed": False, "blake3": blake3(evil).hexdigest()}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("name", ["moltis.toml", "ledger.key.new"])
+def test_from_backup_refuses_an_edited_manifest(site: Site, name: str) -> None:
+    site.ok("migrate", "--keep-files")
+    folder = _backup_folder(site)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert "mac" in manifest
+    before = site.toml.read_bytes()
+    _plant(folder, manifest, name)
+    result = site.run("migrate", "--from-backup", str(folder))
+    assert result.code != 0, result
+    assert not (site.config_dir / "ledger.key.new").exists()
+    assert site.toml.read_bytes() == before
+
+
+def test_from_backup_without_a_mac_restores_no_plain_file(site: Site) -> None:
+    """A backup from before the manifest MAC: a plain entry cannot be proven."""
+    site.ok("migrate", "--keep-files")
+    folder = _backup_folder(site)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["mac"]
+    _plant(folder, manifest, "moltis.toml")
+    result = site.run("migrate", "--from-backup", str(folder))
+    assert result.code != 0 and "no MAC" in result.err, result
+    assert b"6666" not in site.toml.read_bytes()
+
+
+def test_from_backup_of_the_ledgers_own_backup_still_works(site: Site) -> None:
+    site.ok("migrate")
+    folder = _backup_folder(site)
+    out = site.ok("migrate", "--from-backup", str(folder))
+    assert "restored" in out.err + out.out

@@ -210,12 +210,14 @@ def _retire_keys_file(state: State, ledger: Any, backup_dir: Path | None) -> Pat
         return None  # the ledger does not hold exactly this file: keep it
     folder = backup_dir or backup_files(
         [keys_file], state.data_home, seal=ledger.vault.seal_file,
-        content_print=lambda digest: ledger.vault.fingerprint(digest.hex()))
+        content_print=lambda digest: ledger.vault.fingerprint(digest.hex()),
+        manifest_mac=ledger.vault.manifest_mac)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     entry = manifest.get("files", {}).get(keys_file.name)
     if not entry or not entry.get("sealed"):
         folder = backup_files([keys_file], state.data_home, seal=ledger.vault.seal_file,
-                              content_print=lambda d: ledger.vault.fingerprint(d.hex()))
+                              content_print=lambda d: ledger.vault.fingerprint(d.hex()),
+                              manifest_mac=ledger.vault.manifest_mac)
     keys_file.unlink()
     return folder
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import blake3
 
@@ -371,6 +372,10 @@ class Vault:
         must open with the key alone, even when the ledger is gone."""
         return seal_blob(self._master(txn), data, label)
 
+    def manifest_mac(self, manifest: Mapping[str, Any]) -> str:
+        """`backup_manifest_mac` with the ledger key."""
+        return backup_manifest_mac(self._master(None), manifest)
+
     def _master(self, txn: WriteTxn | None) -> bytes:
         self._unlock(txn)
         key = self.keys.load(create=False)
@@ -383,6 +388,15 @@ def file_mac(key: bytes, data: bytes) -> str:
     """A keyed MAC of derived data kept outside the database (the head mirror), so a
     copy written by someone without the ledger key is never served."""
     return blake3.blake3(data, key=_subkey(key, "mirror mac")).hexdigest()
+
+
+def backup_manifest_mac(key: bytes, manifest: Mapping[str, Any]) -> str:
+    """A keyed MAC of a migration backup's manifest (all but its `mac`): a manifest
+    edited by someone without the ledger key (an entry marked unsealed, another file
+    name) is refused by `migrate --from-backup` and `unseal-backup`."""
+    body = json.dumps({k: v for k, v in manifest.items() if k != "mac"}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=False).encode()
+    return blake3.blake3(body, key=_subkey(key, "backup manifest mac")).hexdigest()
 
 
 SEALED_FILE_MAGIC: Final = b"moltis-ledger sealed file v1\n"

@@ -19,6 +19,7 @@ still need the old key; `key rotate` says how many it re-sealed.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import os
 import stat
@@ -29,7 +30,7 @@ from blake3 import blake3
 
 from ledger._log import get_logger
 from ledger.engine.ledger import Ledger
-from ledger.engine.vault import ENV_KEY, KeySource, open_blob, seal_blob
+from ledger.engine.vault import ENV_KEY, KeySource, backup_manifest_mac, open_blob, seal_blob
 from ledger.errors import InputError, LedgerError
 from ledger.files.safe_io import create_private, read_file, write_private
 
@@ -104,7 +105,11 @@ def reseal_backups(data_dir: Path, old_key: bytes, new_key: bytes) -> tuple[int,
             entries = manifest.get("files", {})
         except (LedgerError, ValueError, AttributeError):
             continue  # not a migration backup
-        changed = False
+        # only a manifest the old key proves is re-MAC'd: an edited one stays refused
+        mac = manifest.get("mac")
+        proven = isinstance(mac, str) and hmac.compare_digest(
+            mac, backup_manifest_mac(old_key, manifest))
+        changed = proven
         for name, entry in entries.items():
             if not isinstance(entry, dict) or not entry.get("sealed"):
                 continue
@@ -128,6 +133,8 @@ def reseal_backups(data_dir: Path, old_key: bytes, new_key: bytes) -> tuple[int,
             changed = True
             done += 1
         if changed:
+            if proven:
+                manifest["mac"] = backup_manifest_mac(new_key, manifest)
             write_private(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
     return done, failed
 

@@ -10,6 +10,7 @@ the file, and changes made in the ledger since the last import are never reverte
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from blake3 import blake3
 
@@ -34,7 +35,7 @@ from ledger.errors import (
     SecretKeyError,
     VerificationError,
 )
-from ledger.files.dirs import KEYS_FILE_NAME, ensure_private_dir
+from ledger.files.dirs import CONFIG_FILE_NAMES, KEYS_FILE_NAME, ensure_private_dir
 from ledger.files.safe_io import config_format, parse_document, read_file
 from ledger.schema.introspect import is_secret_path
 from ledger.schema.provider_keys import is_key_secret_path
@@ -165,7 +166,8 @@ def _write_new(path: Path, data: bytes) -> None:
 
 def backup_files(files: list[Path], data_dir: Path, *,
                  seal: Callable[[bytes, str], bytes] | None = None,
-                 content_print: Callable[[bytes], str] | None = None) -> Path:
+                 content_print: Callable[[bytes], str] | None = None,
+                 manifest_mac: Callable[[dict[str, Any]], str] | None = None) -> Path:
     """Copy the files into <data_dir>/backups/migrate-<UTC time>/ with a manifest.
 
     Secret-bearing files (provider_keys.json; a config holding a secret) are sealed
@@ -199,15 +201,24 @@ def backup_files(files: list[Path], data_dir: Path, *,
         manifest["files"][src.name] = {"source": str(src), "size": len(data),
                                        "stored_as": dest.name, "sealed": sealed,
                                        "blake3": blake3(stored).hexdigest()}
+    if manifest_mac is not None:
+        manifest["mac"] = manifest_mac(manifest)
     _write_new(folder / "manifest.json",
                (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
     return folder
 
 
+BACKUP_NAMES: Final = (*CONFIG_FILE_NAMES, KEYS_FILE_NAME)
+
+
 def open_backup(folder: Path, key: bytes) -> dict[str, bytes]:
     """The original files of a migration backup (sealed ones opened with `key`), by name,
-    each checked against the manifest."""
-    from ledger.engine.vault import open_blob  # lazy: loaded only on this path (CLI start-up)
+    each checked against the manifest. Only the files a backup holds (the config file,
+    provider_keys.json) are given back. The manifest's MAC (ledger key) proves the
+    backup is the ledger's own; a backup from before that MAC gives back only its
+    sealed files (AES-GCM bound to the file name proves those), never a plain one."""
+    # lazy: loaded only on this path (CLI start-up)
+    from ledger.engine.vault import backup_manifest_mac, open_blob
 
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
@@ -216,10 +227,23 @@ def open_backup(folder: Path, key: bytes) -> dict[str, bytes]:
             raise TypeError("files is not an object")
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ParseError(f"{folder}: not a migration backup (manifest.json: {err})") from None
+    mac = manifest.get("mac")
+    if mac is not None and not (isinstance(mac, str) and hmac.compare_digest(
+            mac, backup_manifest_mac(key, manifest))):
+        raise SecretKeyError(f"{folder / 'manifest.json'}: does not open with this ledger "
+                             "key (wrong key, or the manifest was edited since the backup); "
+                             "nothing was restored")
     out: dict[str, bytes] = {}
     for name, entry in entries.items():
-        if not isinstance(entry, dict) or "/" in name or name.startswith("."):
-            raise ParseError(f"{folder}: manifest.json: bad entry {name!r}")
+        if not isinstance(entry, dict) or name not in BACKUP_NAMES:
+            raise ParseError(f"{folder}: manifest.json: bad entry {name!r} (a backup holds "
+                             f"only {', '.join(BACKUP_NAMES)}); nothing was restored")
+        if mac is None and not entry.get("sealed"):
+            raise VerificationError(
+                f"{folder}: {name} is not sealed and the manifest has no MAC (a backup "
+                "from an older version, or an edited one), so nothing proves it is the "
+                "ledger's own; nothing was restored. Copy it back by hand if you trust it",
+                None)
         stored_as = str(entry.get("stored_as", name))
         if "/" in stored_as or stored_as.startswith("."):
             raise ParseError(f"{folder}: manifest.json: bad file name {stored_as!r}")
@@ -315,7 +339,8 @@ def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
             files = [p for p in (config_file, keys_file) if p is not None]
             report.backup_dir = backup_files(  # before anything is imported
                 files, data_dir, seal=ledger.vault.seal_file,
-                content_print=lambda digest: sealer.fingerprint(digest.hex()))
+                content_print=lambda digest: sealer.fingerprint(digest.hex()),
+                manifest_mac=ledger.vault.manifest_mac)
         report.changes = changes
         return changes
 

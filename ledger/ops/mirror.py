@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hmac
 import json
 import os
@@ -22,12 +23,13 @@ from typing import Any, Final
 
 import msgspec
 
+from ledger._log import get_logger
 from ledger.core.document import Doc, leaves
 from ledger.core.events import KIND_SHRED
 from ledger.core.secret_refs import SecretRef
 from ledger.engine.ledger import Ledger
 from ledger.engine.vault import KeySource, SealedOpener, file_mac
-from ledger.errors import LedgerError, ParseError
+from ledger.errors import LedgerError, ParseError, UnsafePathError
 from ledger.files.dirs import ensure_private_dir
 from ledger.files.safe_io import read_file
 from ledger.stores.mirror_store import MirrorConfigStore
@@ -35,6 +37,7 @@ from projections.config_view import ConfigState
 
 __all__ = ["MIRROR_NAME", "attach_mirror", "read_mirror", "slot_paths", "write_mirror"]
 
+_log = get_logger("ledger.ops.mirror")
 MIRROR_NAME: Final = "ledger-head.json"
 FORMAT: Final = "moltis-config-ledger head mirror v1"
 
@@ -48,7 +51,10 @@ def attach_mirror(ledger: Ledger, path: Path, location: str) -> None:
     newest = max((_slot_seq(p, location) for p in slot_paths(path)), default=-1)
     stale = newest != ledger.head_state().seq
     if stale and not ledger.backend.read_only and ledger.head_state().seq > 0:
-        hook(ledger.head_state())
+        try:
+            hook(ledger.head_state())
+        except (LedgerError, OSError) as err:  # derived data: never stops the ledger
+            _log.warning("the head mirror cannot be written", error=str(err))
 
 
 def _slot_seq(path: Path, location: str) -> int:
@@ -100,7 +106,16 @@ def _write_slot(path: Path, data: bytes) -> None:
     mid-write, a power loss) only loses the newer slot: the older one still holds the
     state before, and a torn slot fails its MAC and is never served."""
     ensure_private_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        if err.errno != errno.ELOOP:
+            raise
+        # a link planted at the slot's name is never followed (it would make every
+        # commit overwrite its target); the commit itself stands, this is logged
+        raise UnsafePathError(f"{path}: refusing to write the head mirror: it is a symbolic "
+                              "link; remove it (the next commit writes the mirror again)"
+                              ) from None
     try:
         os.fchmod(fd, 0o600)
         view, offset = memoryview(data), 0

@@ -157,7 +157,8 @@ def switch_to_file(ledger_store: LedgerConfigStore, *, config_file: Path, keys_f
     reason = "switch the config backend to file (export of the ledger head)"
     report.backup_dir = backup_files(
         [config_file, keys_file], data_dir, seal=ledger.vault.seal_file,
-        content_print=lambda digest: ledger.vault.fingerprint(digest.hex()))
+        content_print=lambda digest: ledger.vault.fingerprint(digest.hex()),
+        manifest_mac=ledger.vault.manifest_mac)
 
     async def write() -> None:
         await FileConfigStore(config_file).save_raw(config, actor=actor, reason=reason,
