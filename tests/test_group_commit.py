@@ -261,3 +261,35 @@ def test_a_lone_writer_commits_alone(tmp_path, kind):
     commit = run(store.update_raw(increment, actor="me"))
     assert commit.appended and commit.seq == 2
     assert store.ledger.verify().ok
+
+
+def test_a_group_signs_its_last_stored_event_once(tmp_path, monkeypatch):
+    """One Ed25519 signature per group (not one per event), over the group's last
+    stored event, even when a later request of the group failed; a pinned verify
+    accepts it."""
+    from ledger.engine.integrity_keys import IntegrityKeys
+
+    path = tmp_path / "g.db"
+    store = new_store(path)
+    ledger = store.ledger
+    real_sign = IntegrityKeys.sign_head
+    signed: list[int] = []
+
+    def counting_sign(self: IntegrityKeys, seq: int, head_hash: bytes) -> Any:
+        signed.append(seq)  # the real signature, counted
+        return real_sign(self, seq, head_hash)
+
+    monkeypatch.setattr(IntegrityKeys, "sign_head", counting_sign)
+
+    def invalid(cfg: Any) -> None:
+        cfg.server.port = "not a port"
+
+    outs, group_commits = grouped(ledger, path, [(increment, {}), (increment, {}),
+                                                 (increment, {}), (invalid, {})])
+    assert group_commits == 1
+    stored = [o.commit.seq for o in outs if o.commit is not None]
+    assert len(stored) == 3 and isinstance(outs[3].error, ConfigValidationError)
+    # the blocker's own transaction signed once, the group once: its last stored event
+    assert signed[-1] == max(stored) and len(signed) == 2
+    report = ledger.verify(expect_key=store.signing_key_fingerprint())
+    assert report.ok and report.signed_seq == max(stored)

@@ -32,7 +32,7 @@ __all__ = ["Committer", "Request", "committer_for"]
 class Request:
     """One caller's append, waiting in (or being committed by) a group."""
 
-    __slots__ = ("done", "error", "ledger", "params", "result")
+    __slots__ = ("done", "error", "ledger", "params", "record", "result")
 
     def __init__(self, ledger: Any, params: Any) -> None:
         self.ledger = ledger  # the Ledger whose caller asked (its vault seals the secrets)
@@ -40,6 +40,7 @@ class Request:
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
+        self.record: Any = None  # the event it stored (the group signs the last one)
 
     def outcome(self) -> Any:
         if self.error is not None:

@@ -334,19 +334,23 @@ class Ledger:
         return actor, reason, source
 
     def _record(self, txn: WriteTxn, head: Head, kind: str, payload: bytes, actor: str,
-                reason: str, source: str) -> Record:
+                reason: str, source: str, *, sign: bool = True) -> Record:
+        """Link and insert one event on `head`; signed at once unless the caller (a group
+        commit) signs the group's last event itself (`_sign_head`)."""
         seq = head.seq + 1
         ts = max(now_us(), head.ts)  # event times never go backwards along the log
         h = link(head.hash, seq, ts, actor, reason, source, kind, payload)
         rec = Record(seq, ts, actor, reason, source, kind, payload, head.hash, h)
         txn.append([rec])
-        self._seal_head(txn, rec)
+        self._check_stored(txn, rec)
+        if sign:
+            self._sign_head(txn, rec, rec)
         return rec
 
-    def _seal_head(self, txn: WriteTxn, rec: Record) -> None:
+    def _check_stored(self, txn: WriteTxn, rec: Record) -> None:
         """After the insert: the head must now be this event (a foreign trigger or rule
         could have swallowed the row; the backends also check that exactly one row went
-        in), and the new head is signed, in the same transaction."""
+        in)."""
         after = txn.head()
         if after.seq != rec.seq or after.hash != rec.hash:
             raise StoreError(
@@ -354,12 +358,19 @@ class Ledger:
                 f"still event {after.seq}); nothing was written. Something in the database "
                 "discards inserts (a foreign trigger or rule on ledger_events?): run verify, "
                 "and restore from a backup")
+
+    def _sign_head(self, txn: WriteTxn, first: Record, last: Record) -> None:
+        """Sign `last` as the new head, in the same transaction, if the stored signature
+        covers `first`'s parent (`first` is the first event this transaction appended;
+        the events between are this transaction's own). One Ed25519 signature per
+        transaction, so a group commit pays for one, not one per event."""
         keys = self.vault.integrity(txn)
         if keys is None:
             return
-        parent = (rec.seq - 1, rec.prev_hash)
-        if rec.seq > 1 and parent != self._vouched:
-            problem = self._unvouched(txn, rec, keys)
+        rec = last
+        parent = (first.seq - 1, first.prev_hash)
+        if first.seq > 1 and parent != self._vouched:
+            problem = self._unvouched(txn, first, keys)
             if problem is not None:
                 # Never vouch for a history the last signature does not cover (a log
                 # rewritten underneath): leave the old signature, which verify then
@@ -455,7 +466,10 @@ class Ledger:
                         with savepoint():
                             state, head = self._append_one(txn, req, state, head)
                     except Exception as err:
-                        req.result, req.error = None, err
+                        req.result, req.error, req.record = None, err, None
+                stored = [req.record for req in batch if req.record is not None]
+                if stored:
+                    self._sign_head(txn, stored[0], stored[-1])
             # committed (and fsync'd): from here on every event of the group is durable
             self._state = state
             shared["state"] = state
@@ -493,7 +507,9 @@ class Ledger:
             raise InputError(f"one change of {len(payload):,} bytes is too large (the "
                              f"limit is {MAX_FILE_BYTES:,}, as for a configuration "
                              "file); nothing was written")
-        rec = self._record(txn, head, KIND_CHANGE, payload, p.actor, p.reason, p.source)
+        rec = self._record(txn, head, KIND_CHANGE, payload, p.actor, p.reason, p.source,
+                           sign=False)  # the group signs its last event (_commit_group)
+        req.record = rec
         new_state = fold(state, rec, changes)
         if should_snapshot(seq, self.snapshot_every):
             self._put_snapshot(txn, new_state)
