@@ -19,7 +19,8 @@ from blake3 import blake3
 from ledger.errors import BackendUnavailableError
 from ledger.ops.mirror import MIRROR_NAME, slot_paths
 from ledger.ops.open_store import open_store
-from tests.operator import Site, make_site
+from ledger.stores.ledger_store import LedgerConfigStore
+from tests.operator import KEYS, Site, make_site
 
 
 @pytest.fixture
@@ -210,3 +211,37 @@ def test_from_backup_of_the_ledgers_own_backup_still_works(site: Site) -> None:
     folder = _backup_folder(site)
     out = site.ok("migrate", "--from-backup", str(folder))
     assert "restored" in out.err + out.out
+
+
+# -- 9: the gateway's first-start import retires the plaintext key file -----------------
+
+
+def test_the_gateways_first_start_import_retires_the_plaintext_key_file(
+        site: Site, tmp_path: Path) -> None:
+    site.edit("[server]", '[config]\nbackend = "sqlite"\n\n[server]')
+
+    async def first_start() -> tuple[str, str | None]:
+        store = open_store()
+        try:
+            assert isinstance(store, LedgerConfigStore)
+            key = (await store.providers.effective()).get("openai")
+            return store.backend_name, (key.api_key.reveal() if key is not None
+                                        and key.api_key is not None else None)
+        finally:
+            await store.close()
+
+    assert asyncio.run(first_start()) == ("sqlite", KEYS["openai"]["apiKey"])
+    assert not site.keys.exists(), "plaintext provider_keys.json left beside the ledger"
+    assert asyncio.run(first_start()) == ("sqlite", KEYS["openai"]["apiKey"])
+    out = tmp_path / "unsealed"
+    site.ok("unseal-backup", str(_backup_folder(site)), "-o", str(out))
+    assert json.loads((out / "provider_keys.json").read_text()) == KEYS
+
+
+def test_a_first_start_switched_only_by_the_environment_keeps_the_key_file(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without `[config] backend` in the file, the next start without the variable is
+    on the file store again: the key file must stay."""
+    monkeypatch.setenv("MOLTIS_CONFIG_BACKEND", "sqlite")
+    assert asyncio.run(_served())[0] == "sqlite"
+    assert site.keys.exists()

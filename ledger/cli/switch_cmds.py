@@ -197,29 +197,11 @@ def _switch_after_migrate(state: State, ledger: Any, backend: str, location: str
 
 def _retire_keys_file(state: State, ledger: Any, backup_dir: Path | None) -> Path | None:
     """Remove the plaintext provider_keys.json once the ledger holds its keys and a
-    sealed copy of it is in a migration backup."""
-    import json
+    sealed copy of it is in a migration backup (`ledger.ops.retire`)."""
+    # lazy: loaded only on this path (CLI start-up)
+    from ledger.ops.retire import retire_keys_file
 
-    from ledger.ops.migrate import META_KEYS, backup_files, keys_prints
-
-    keys_file = state.keys_file
-    if not keys_file.exists():
-        return None
-    imported = ledger.backend.get_meta(META_KEYS)
-    if imported is None or json.loads(imported) != keys_prints(ledger, keys_file):
-        return None  # the ledger does not hold exactly this file: keep it
-    folder = backup_dir or backup_files(
-        [keys_file], state.data_home, seal=ledger.vault.seal_file,
-        content_print=lambda digest: ledger.vault.fingerprint(digest.hex()),
-        manifest_mac=ledger.vault.manifest_mac)
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    entry = manifest.get("files", {}).get(keys_file.name)
-    if not entry or not entry.get("sealed"):
-        folder = backup_files([keys_file], state.data_home, seal=ledger.vault.seal_file,
-                              content_print=lambda d: ledger.vault.fingerprint(d.hex()),
-                              manifest_mac=ledger.vault.manifest_mac)
-    keys_file.unlink()
-    return folder
+    return retire_keys_file(ledger, state.keys_file, state.data_home, backup_dir)
 
 
 def _restore_backup_files(state: State, folder: Path) -> None:

@@ -208,9 +208,12 @@ def open_store(*, config_dir: str | os.PathLike[str] | None = None,
             if inst.parse_error is not None:
                 raise inst.parse_error
             _refuse_import_into_another_ledger(store, inst, location)
-            migrate(store.ledger, config_file=inst.config_file, keys_file=inst.keys_file,
-                    data_dir=inst.data_home, documents={"config": inst.doc},
-                    reason="first start on the ledger: import of the files")
+            report = migrate(store.ledger, config_file=inst.config_file,
+                             keys_file=inst.keys_file, data_dir=inst.data_home,
+                             documents={"config": inst.doc},
+                             reason="first start on the ledger: import of the files")
+            if inst.section().get("backend") == name:  # the switch is in the file
+                _retire_keys_file(store, inst, report.backup_dir)
         elif not read_only:
             sync_hand_edit(store, inst)
         return store
@@ -223,6 +226,19 @@ def open_store(*, config_dir: str | os.PathLike[str] | None = None,
         if isinstance(err, WrongLedgerError):
             raise  # serving anything here would hide the real ledger's changes
         return _fallback(inst, name, location, err, synchronous)
+
+
+def _retire_keys_file(store: LedgerConfigStore, inst: Installation,
+                      backup_dir: Path | None) -> None:
+    """As `migrate` does: the plaintext key file goes into the sealed backup once the
+    ledger holds exactly its keys (a key file that differs is kept)."""
+    # lazy: only on a first start
+    from ledger.ops.retire import retire_keys_file
+
+    folder = retire_keys_file(store.ledger, inst.keys_file, inst.data_home, backup_dir)
+    if folder is not None:
+        _log.info("the plaintext provider key file was retired into a sealed backup",
+                  file=str(inst.keys_file), backup=str(folder))
 
 
 class WrongLedgerError(BackendUnavailableError):
