@@ -245,3 +245,24 @@ def test_a_first_start_switched_only_by_the_environment_keeps_the_key_file(
     monkeypatch.setenv("MOLTIS_CONFIG_BACKEND", "sqlite")
     assert asyncio.run(_served())[0] == "sqlite"
     assert site.keys.exists()
+
+
+# -- 7: shred reaches the sealed migration backups --------------------------------------
+
+
+def test_shred_removes_the_value_from_the_sealed_migration_backups(site: Site,
+                                                                    tmp_path: Path) -> None:
+    secret = KEYS["openai"]["apiKey"]
+    site.ok("migrate")  # backup: data/backups/migrate-*/provider_keys.json.sealed
+    result = site.ok("shred", "--path", "keys:openai.apiKey", "--yes", "--reason", "leaked")
+    said = result.out + result.err
+    assert "provider_keys.json.sealed" in said and secret not in said
+    out = tmp_path / "unsealed"
+    for folder in sorted((site.data_dir / "backups").glob("migrate-*")):
+        site.run("unseal-backup", str(folder), "-o", str(out / folder.name))
+    recovered = [p for p in out.rglob("*") if p.is_file()
+                 and secret in p.read_text(errors="replace")]
+    assert recovered == [], "the shredded key is recoverable from a backup"
+    # the other files of the backup still open (the manifest is MAC'd again)
+    site.ok("unseal-backup", str(_backup_folder(site)), "-o", str(tmp_path / "again"))
+    assert (tmp_path / "again" / "moltis.toml").exists()

@@ -36,6 +36,7 @@ from ledger.cli.app import (
     writes,
 )
 from ledger.core.chain import VerifyReport
+from ledger.errors import LedgerError
 
 # ---------------------------------------------------------------------------------
 # verification
@@ -408,17 +409,45 @@ def shred(state: State, path: str | None, ref: str | None, fp: str | None,
     if not yes:
         click.confirm(f"Destroy {len(refs)} stored secret value(s) ({label})? This cannot be "
                       "undone", abort=True, err=True)
+    values = _open_values(ledger, refs)  # read before they are destroyed
     commit = ledger.shred(refs, paths=[path] if path else [], actor=state.actor,
                           reason=state.reason, source="cli")
+    scrubbed = _scrub_backups(state, ledger, values)
     if state.json:
         state.out.json({"appended": commit.appended, "seq": commit.seq,
-                        "secrets": [r.mask() for r in refs]})
+                        "secrets": [r.mask() for r in refs],
+                        "backups_scrubbed": [str(p) for p in scrubbed]})
     elif commit.appended:
         state.out.line(f"seq {commit.seq}: destroyed {len(refs)} secret value(s) ({label})")
     else:
         state.out.line(f"already destroyed ({label}); nothing appended")
+    for removed in scrubbed if not state.json else []:
+        state.out.note(f"removed {removed}: a migration backup held the value")
     if commit.warning:
         state.out.warn(commit.warning)
+
+
+def _open_values(ledger: Any, refs: Any) -> list[str]:
+    """The plaintext values about to be shredded (those that still open)."""
+    values = []
+    for ref in refs:
+        try:
+            values.append(ledger.vault.open_secret(ref))
+        except LedgerError:
+            continue  # already destroyed, or no key: nothing to look for
+    return values
+
+
+def _scrub_backups(state: State, ledger: Any, values: list[str]) -> list[Path]:
+    """The sealed migration backups made with this key would give a shredded value
+    back (`unseal-backup`): the files holding it are removed from them."""
+    # lazy: loaded only on this path (CLI start-up)
+    from ledger.ops.backup_scrub import scrub_backups
+
+    key = ledger.vault.keys.load(create=False)
+    if key is None or not values:
+        return []
+    return scrub_backups(state.data_home, key, values)
 
 
 @cli.command()
