@@ -266,3 +266,38 @@ def test_shred_removes_the_value_from_the_sealed_migration_backups(site: Site,
     # the other files of the backup still open (the manifest is MAC'd again)
     site.ok("unseal-backup", str(_backup_folder(site)), "-o", str(tmp_path / "again"))
     assert (tmp_path / "again" / "moltis.toml").exists()
+
+
+# -- 1: a replayed mirror is refused ----------------------------------------------------
+
+
+def _copy_slots(site: Site) -> dict[Path, bytes]:
+    return {slot: slot.read_bytes() for slot in slot_paths(site.data_dir / MIRROR_NAME)
+            if slot.exists()}
+
+
+def test_a_replayed_older_mirror_is_not_served(site: Site) -> None:
+    site.ok("migrate")
+    site.ok("set", "server.port", "8080")
+    old = _copy_slots(site)
+    site.ok("set", "server.port", "9090")
+    site.ok("set", "server.port", "9091")  # both slots now newer than the copies
+    for slot, data in old.items():
+        slot.write_bytes(data)
+    _break_ledger(site)
+    try:
+        served = asyncio.run(_served())[:2]
+    except BackendUnavailableError:
+        served = None  # refused loudly: fine, the stale state is not served
+    assert served != ("mirror", 8080), "a replayed stale mirror was served"
+
+
+def test_the_served_mirror_says_what_it_serves_and_from_when(
+        site: Site, caplog: pytest.LogCaptureFixture) -> None:
+    site.ok("migrate")
+    site.ok("set", "server.port", "8080")
+    _break_ledger(site)
+    with caplog.at_level(logging.WARNING):
+        assert asyncio.run(_served())[:2] == ("mirror", 8080)
+    logged = repr([r.__dict__ for r in caplog.records])
+    assert "seq 2" in logged and "written 20" in logged, logged

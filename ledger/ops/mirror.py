@@ -18,6 +18,7 @@ import errno
 import hmac
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,6 +33,7 @@ from ledger.engine.vault import KeySource, SealedOpener, file_mac
 from ledger.errors import LedgerError, ParseError, UnsafePathError
 from ledger.files.dirs import ensure_private_dir
 from ledger.files.safe_io import read_file
+from ledger.ops.head_mark import HeadMark, mark_path, read_mark, write_mark
 from ledger.stores.mirror_store import MirrorConfigStore
 from projections.config_view import ConfigState
 
@@ -76,6 +78,7 @@ def write_mirror(ledger: Ledger, state: ConfigState, path: Path, location: str) 
                 if row is not None and row.sealed is not None:
                     sealed[value.ref] = base64.b64encode(bytes(row.sealed)).decode()
     data = {"format": FORMAT, "location": location, "seq": state.seq,
+            "written": datetime.now(UTC).isoformat(timespec="seconds"),
             "hash": state.hash.hex(), "ledger_id": ledger.backend.get_meta("ledger_id") or "",
             "config": msgspec.to_builtins(state.config),
             "keys": msgspec.to_builtins(state.keys), "sealed": sealed}
@@ -90,6 +93,22 @@ def write_mirror(ledger: Ledger, state: ConfigState, path: Path, location: str) 
             _write_slot(slot, framed)
     else:
         _write_slot(slots[state.seq % 2], framed)
+    try:
+        _advance_mark(ledger, state, key)
+    except (LedgerError, OSError) as err:  # the mirror stands; only replays go unnoticed
+        _log.warning("the head mark cannot be written", error=str(err))
+
+
+def _advance_mark(ledger: Ledger, state: ConfigState, key: bytes) -> None:
+    """Raise the head mark (`ledger.ops.head_mark`) to this head; never lower it."""
+    path = mark_path(ledger.vault.keys)
+    ledger_id = ledger.backend.get_meta("ledger_id") or ""
+    try:
+        current = read_mark(path, key)
+    except ParseError:
+        current = None  # damaged (only the key's owner can write it): written again
+    if current is None or current.ledger_id != ledger_id or current.seq < state.seq:
+        write_mark(path, key, HeadMark(ledger_id, state.seq, state.hash.hex()))
 
 
 def slot_paths(path: Path) -> tuple[Path, Path]:
@@ -141,25 +160,40 @@ def read_mirror(path: Path, location: str, keys: KeySource, reason: str
     """The newest valid slot of the mirror of the ledger at `location`, as a read-only
     store; None when there is none for that ledger. Slots that exist but cannot be
     served (a wrong MAC, damage) raise ParseError when no other slot can be."""
-    found: list[MirrorConfigStore] = []
+    found: list[tuple[MirrorConfigStore, dict[str, Any]]] = []
     problems: list[str] = []
     for slot in slot_paths(path):
         try:
-            store = _read_slot(slot, location, keys, reason)
+            read = _read_slot(slot, location, keys, reason)
         except ParseError as err:
             problems.append(str(err))
             continue
-        if store is not None:
-            found.append(store)
+        if read is not None:
+            found.append(read)
     if found:
-        return max(found, key=lambda st: st.seq)
+        store, doc = max(found, key=lambda pair: pair[0].seq)
+        _check_mark(store, doc, keys)
+        return store
     if problems:
         raise ParseError("; ".join(problems))
     return None
 
 
+def _check_mark(store: MirrorConfigStore, doc: dict[str, Any], keys: KeySource) -> None:
+    """A mirror older than the head mark (a copy put back: a replay) is not served."""
+    key = keys.load(create=False)
+    mark = read_mark(mark_path(keys), key) if key is not None else None
+    if mark is None or mark.ledger_id != str(doc.get("ledger_id", "")):
+        return
+    if store.seq < mark.seq or (store.seq == mark.seq and doc.get("hash") != mark.hash):
+        raise ParseError(
+            f"the head mirror holds seq {store.seq}, but seq {mark.seq} of this ledger was "
+            f"already written (head mark {mark_path(keys)}): an older copy put back, not "
+            "served")
+
+
 def _read_slot(path: Path, location: str, keys: KeySource, reason: str
-               ) -> MirrorConfigStore | None:
+               ) -> tuple[MirrorConfigStore, dict[str, Any]] | None:
     data = read_file(path)
     if data is None:
         return None
@@ -187,6 +221,8 @@ def _read_slot(path: Path, location: str, keys: KeySource, reason: str
     except (ValueError, KeyError, TypeError, binascii.Error, LedgerError) as err:
         raise ParseError(f"{path}: cannot serve the head mirror: {err}") from None
     config_doc: Doc = config
-    return MirrorConfigStore(config_doc, seq=seq, where=f"{path} (mirror of seq {seq})",
+    written = str(doc.get("written", "at an unknown time"))
+    return MirrorConfigStore(config_doc, seq=seq,
+                             where=f"{path} (mirror of seq {seq}, written {written})",
                              opener=SealedOpener(keys, str(doc.get("ledger_id", "")), sealed),
-                             reason=reason)
+                             reason=reason), doc

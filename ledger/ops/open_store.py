@@ -295,7 +295,8 @@ def _fallback(inst: Installation, name: str, location: str, err: BaseException,
         mirror = None
     if mirror is not None:
         _log.warning("the configuration ledger is unavailable; serving its head mirror",
-                     backend=name, location=where, seq=mirror.seq, error=str(err))
+                     backend=name, location=where, seq=mirror.seq,
+                     served=f"seq {mirror.seq} from {mirror.where}", error=str(err))
         return mirror
     _refuse_pre_import_file(inst, name, location, err)
     _log.warning("the configuration ledger is unavailable; continuing read-only on the "

@@ -1,0 +1,81 @@
+"""The head high-water mark: the highest head (seq, hash) the head mirror was written
+for, kept beside the ledger key and MAC'd with it. The mirror lives in the data dir;
+an older genuine mirror copied back there (a replay) is refused because its seq is
+below the mark, rather than served as the newest state. Someone who can rewrite the
+mark can also read the ledger key beside it, so the mark adds no weaker link.
+
+What remains: the mark belongs to one ledger (its ledger_id) per key directory, so
+two ledgers sharing a key directory protect only the last one written; an attacker
+who can write the key directory can rewind both (but then holds the key anyway)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from ledger.engine.vault import KeySource, file_mac
+from ledger.errors import ParseError, UnsafePathError
+from ledger.files.safe_io import read_file
+
+__all__ = ["MARK_NAME", "HeadMark", "mark_path", "read_mark", "write_mark"]
+
+MARK_NAME: Final = "ledger-head.hwm"
+FORMAT: Final = "moltis-config-ledger head mark v1"
+
+
+@dataclass(frozen=True)
+class HeadMark:
+    ledger_id: str
+    seq: int
+    hash: str
+
+
+def mark_path(keys: KeySource) -> Path:
+    """Beside the ledger key file (also when the key comes from the environment)."""
+    return keys.key_file.with_name(MARK_NAME)
+
+
+def write_mark(path: Path, key: bytes, mark: HeadMark) -> None:
+    """Overwrite the mark in place (a few dozen bytes: one page), never through a link,
+    0600 from the first byte."""
+    body = json.dumps({"format": FORMAT, "ledger_id": mark.ledger_id, "seq": mark.seq,
+                       "hash": mark.hash}, sort_keys=True)
+    data = json.dumps({"mac": file_mac(key, body.encode()), "body": body}).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError:
+        if os.path.islink(path):
+            raise UnsafePathError(f"{path}: refusing to write the head mark: it is a "
+                                  "symbolic link; remove it") from None
+        raise
+    try:
+        os.fchmod(fd, 0o600)
+        view, offset = memoryview(data), 0
+        while offset < len(data):
+            offset += os.pwrite(fd, view[offset:], offset)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+
+
+def read_mark(path: Path, key: bytes) -> HeadMark | None:
+    """The mark, None when there is none; ParseError when it exists but its MAC fails."""
+    data = read_file(path)
+    if data is None:
+        return None
+    try:
+        outer = json.loads(data)
+        body = outer["body"]
+        if not isinstance(body, str) or not hmac.compare_digest(
+                str(outer.get("mac", "")), file_mac(key, body.encode())):
+            raise ValueError("its MAC does not match the ledger key")
+        doc = json.loads(body)
+        if doc.get("format") != FORMAT:
+            raise ValueError("not a head mark")
+        return HeadMark(str(doc["ledger_id"]), int(doc["seq"]), str(doc["hash"]))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ParseError(f"{path}: the head mark cannot be used: {err}") from None
