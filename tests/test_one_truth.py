@@ -195,12 +195,13 @@ def test_watch_imports_a_hand_edit_as_it_happens(site: Site) -> None:
 
 def test_cli_and_gateway_find_and_parse_the_config_once_and_agree(
         site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ledger.files.dirs as dirs_module
     import ledger.ops.migrate as migrate_module
-    import ledger.stores.file_store as file_store_module
+    import ledger.stores.config_file as config_file_module
 
     site.ok("migrate")
     calls = {"parse": 0, "find": 0}
-    parse, find = migrate_module.read_config_file, file_store_module.discover_config_file
+    parse, find = config_file_module.read_config_file, dirs_module.discover_config_file
 
     def counting_parse(path: Path) -> object:
         calls["parse"] += 1
@@ -210,8 +211,9 @@ def test_cli_and_gateway_find_and_parse_the_config_once_and_agree(
         calls["find"] += 1
         return find(*args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(migrate_module, "read_config_file", counting_parse)
-    monkeypatch.setattr(file_store_module, "discover_config_file", counting_find)
+    monkeypatch.setattr(config_file_module, "read_config_file", counting_parse)
+    monkeypatch.setattr(migrate_module, "read_config_file", counting_parse)  # its own name
+    monkeypatch.setattr(dirs_module, "discover_config_file", counting_find)
     monkeypatch.setenv("MOLTIS_SERVER__PORT", "7070")  # a layer both must apply
     cli_value = site.ok("get", "--effective", "server.port").out.strip()
     assert calls == {"parse": 1, "find": 1}

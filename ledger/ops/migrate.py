@@ -39,7 +39,7 @@ from ledger.files.dirs import CONFIG_FILE_NAMES, KEYS_FILE_NAME, ensure_private_
 from ledger.files.safe_io import config_format, parse_document, read_file
 from ledger.schema.introspect import is_secret_path
 from ledger.schema.provider_keys import is_key_secret_path
-from ledger.stores.file_store import read_config_file
+from ledger.stores.config_file import read_config_file
 from ledger.stores.key_file import META_KEYS
 from ledger.typed.changes import Sealer, materialize, materialize_document
 from ledger.typed.convert import RawChange

@@ -65,15 +65,12 @@ class Installation:
              data_dir: str | os.PathLike[str] | None = None,
              env: Mapping[str, str] | None = None) -> Installation:
         # lazy: loaded only on this path (CLI start-up)
-        from ledger.ops.migrate import read_config_file
-
-        # lazy: loaded only on this path (CLI start-up)
-        from ledger.stores.file_store import discover_config_file
+        from ledger.stores.config_file import read_config_file
 
         env = os.environ if env is None else env
         config_home = dirs.config_dir(config_dir, env)
         inst = cls(config_home, dirs.data_dir(data_dir, env),
-                   discover_config_file(config_dir, env), config_home / dirs.KEYS_FILE_NAME,
+                   dirs.discover_config_file(config_dir, env), config_home / dirs.KEYS_FILE_NAME,
                    env)
         if inst.config_file.exists():
             try:
@@ -380,7 +377,7 @@ def attach_files(store: LedgerConfigStore, inst: Installation, *, mirror: bool =
             return  # cheap: only a changed file that stopped changing is parsed again
         seen["stat"] = key
         # lazy: loaded only on this path (CLI start-up)
-        from ledger.ops.migrate import read_config_file
+        from ledger.stores.config_file import read_config_file
 
         fresh = dataclasses.replace(inst, doc=None, parse_error=None)
         try:

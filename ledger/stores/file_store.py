@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import errno
+import functools
 import json
 import os
 import time
@@ -71,10 +72,10 @@ from ledger.files.safe_io import (
     locked,
     os_error,
     parse_document,
-    read_file,
     replace_file,
 )
 from ledger.schema import MoltisConfig
+from ledger.stores.config_file import read_config_file
 from ledger.stores.contract import ConfigStore, run_write
 from ledger.stores.toml_edit import edit_document, pruned_tables
 from ledger.typed.changes import replace_tables
@@ -99,16 +100,6 @@ _log = get_logger("ledger.stores.file_store")
 _RACY_NS: Final = 2_000_000_000
 
 
-def read_config_file(path: Path) -> Doc:
-    """`moltis.toml`, `moltis.yaml`/`.yml` or `moltis.json` as a raw document ({} when the
-    file is missing): the one config-file reader of the file store, `migrate` and
-    `check --file`."""
-    data = read_file(path)
-    if data is None:
-        return {}
-    return normalize_document(parse_document(data, str(path), config_format(path)), str(path))
-
-
 @dataclass(eq=False)
 class _Snapshot:
     """One parsed version of the file (the cache entry)."""
@@ -126,9 +117,12 @@ class _Snapshot:
         return int.from_bytes(self.digest[:7], "big") if self.key is not None else 0
 
 
-# Secrets in a file are plaintext: the codec without a vault reads and writes them so.
-_codec = TypedCodec(None)
-_encoder, _decoder = _codec.encoder, _codec.decoder
+@functools.cache
+def _codec() -> TypedCodec:
+    """Secrets in a file are plaintext: the codec without a vault reads and writes them
+    so. Built on first use: its decoders cost ~20 ms, which a CLI command that only
+    discovers the config file should not pay."""
+    return TypedCodec(None)
 
 
 class FileConfigStore(ConfigStore):
@@ -229,13 +223,13 @@ class FileConfigStore(ConfigStore):
         """The typed view of a snapshot (cached; never handed out, callers get copies)."""
         if snap.typed is None:
             snap.typed = to_typed(snap.doc, where=str(self.path))
-            snap.typed_bytes = _encoder.encode(snap.typed)
+            snap.typed_bytes = _codec().encoder.encode(snap.typed)
         return snap.typed
 
     async def load_raw(self) -> MoltisConfig:
         snap = self._snapshot()
         self._typed(snap)
-        return _decoder.decode(snap.typed_bytes)
+        return _codec().decoder.decode(snap.typed_bytes)
 
     async def raw_document(self) -> Doc:
         return copy.deepcopy(self._snapshot().doc)
@@ -254,14 +248,14 @@ class FileConfigStore(ConfigStore):
         if self._eff is None or key != self._eff_key:
             self._eff = effective_config(snap.doc, env=env, flags=flags,
                                          where=str(self.path))
-            self._eff_bytes = _encoder.encode(self._eff.config)
+            self._eff_bytes = _codec().encoder.encode(self._eff.config)
             self._eff_key = key
         return snap, self._eff
 
     async def load_effective(self, *, flags: Flags = NO_FLAGS,
                              env: Mapping[str, str] | None = None) -> MoltisConfig:
         self.effective_layers(flags, env)
-        return _decoder.decode(self._eff_bytes)
+        return _codec().decoder.decode(self._eff_bytes)
 
     async def source_metadata(self, *, flags: Flags = NO_FLAGS,
                               env: Mapping[str, str] | None = None) -> dict[str, Provenance]:
@@ -277,7 +271,7 @@ class FileConfigStore(ConfigStore):
                          expected_seq: int | None = None) -> Commit:
         def build(snap: _Snapshot) -> list[Change]:
             old = self._typed(snap)
-            new = _decoder.decode(snap.typed_bytes)
+            new = _codec().decoder.decode(snap.typed_bytes)
             returned = fn(new)
             if isinstance(returned, MoltisConfig):
                 new = returned
@@ -289,8 +283,9 @@ class FileConfigStore(ConfigStore):
                        reason: str | None = None, source: str = "api",
                        expected_seq: int | None = None) -> Commit:
         if isinstance(cfg, MoltisConfig):
-            encoded = _encoder.encode(cfg)  # a private copy: the caller may keep editing cfg
-            return await self.update_raw(lambda _old: _decoder.decode(encoded), actor=actor,
+            # a private copy: the caller may keep editing cfg
+            encoded = _codec().encoder.encode(cfg)
+            return await self.update_raw(lambda _old: _codec().decoder.decode(encoded), actor=actor,
                                          reason=reason, source=source,
                                          expected_seq=expected_seq)
         if not isinstance(cfg, Mapping):
@@ -377,7 +372,7 @@ class FileConfigStore(ConfigStore):
             key = self._replace_file(data)
             # (a pruned empty table does not change the typed view)
             new = _Snapshot(key, data, blake3(data).digest(), new_doc, typed,
-                            _encoder.encode(typed))
+                            _codec().encoder.encode(typed))
             self._snap = new
             self._toml = None if toml is None else (new.digest, toml)
         paths = [format_path(c.path) for c in changes]

@@ -1,0 +1,22 @@
+"""Reading Moltis's config file: `moltis.toml`, `moltis.yaml`/`.yml` or `moltis.json` as a
+raw document. Light on purpose (no schema): every CLI command and `open_store()` read
+the file once to find the backend, before anything else is loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ledger.core.document import Doc, normalize_document
+from ledger.files.safe_io import config_format, parse_document, read_file
+
+__all__ = ["read_config_file"]
+
+
+def read_config_file(path: Path) -> Doc:
+    """`moltis.toml`, `moltis.yaml`/`.yml` or `moltis.json` as a raw document ({} when the
+    file is missing): the one config-file reader of the file store, `migrate` and
+    `check --file`."""
+    data = read_file(path)
+    if data is None:
+        return {}
+    return normalize_document(parse_document(data, str(path), config_format(path)), str(path))
