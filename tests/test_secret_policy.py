@@ -119,3 +119,16 @@ def test_secret_shaped_values_are_sealed_masked_and_shreddable(tmp_path, caplog)
             store.ledger.vault.open_secret(ref)
     assert store.ledger.verify().ok
     run(store.close())
+
+
+def test_the_path_walk_agrees_with_the_full_secret_table() -> None:
+    """is_secret_path walks only the sections along a path; it must say the same as the
+    table of every secret pattern built from the whole schema."""
+    from ledger.schema.introspect import is_secret_path, secret_patterns
+
+    patterns = list(secret_patterns())
+    assert len(patterns) > 20
+    for pattern in patterns:
+        path = tuple("acct" if k == "*" else k for k in pattern.split("."))
+        assert is_secret_path(path), pattern
+        assert not is_secret_path((*path[:-1], "port")) or pattern.endswith("*"), pattern

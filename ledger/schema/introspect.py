@@ -229,22 +229,25 @@ def is_untyped_path(path: KeyPath) -> bool:
     return node is None or strip_annotated(node.annotation) is Any
 
 
+def _freeform_secret(path: KeyPath) -> bool:
+    return any(len(pattern) == len(path)
+               and all(p in ("*", k) for p, k in zip(pattern, path, strict=True))
+               for pattern in FREEFORM_SECRETS)
+
+
 @functools.lru_cache(maxsize=8192)
 def is_secret_path(path: KeyPath) -> bool:
     """True if the value at this raw config path is a secret: typed `Secret` by the
     schema, one of `FREEFORM_SECRETS`, or a secret-shaped name at an untyped position
-    (the policy is `ledger.schema.secret_policy`)."""
-    t: Any = _secret_trie()
-    for key in path:
-        if not isinstance(t, dict):
-            t = None
-            break
-        t = t.get(key, t.get("*"))
-        if t is None:
-            break
-    if t is True:
+    (the policy is `ledger.schema.secret_policy`).
+
+    Walks only the sections along `path` (not the whole schema, as the full table of
+    `secret_patterns` does): every CLI command checks a few paths at start-up."""
+    node = field_at(path)
+    if (node is not None and node.kind == "secret") or _freeform_secret(path):
         return True
-    return secret_by_name(path) and is_untyped_path(path)
+    untyped = node is None or strip_annotated(node.annotation) is Any
+    return untyped and secret_by_name(path)
 
 
 def secret_patterns() -> Iterator[str]:
