@@ -107,6 +107,8 @@ class World:
             rel = path.relative_to(self.root)
             if path.is_dir() or path.name.endswith(".lock") or rel.parts[0] == "data":
                 continue  # the ledger is compared by its head; lock files are not changes
+            if path.name == "ledger-head.hwm":
+                continue  # the mirror's high-water mark beside the key: derived on open
             if path.name.endswith("-shm") or (path.name.endswith("-wal")
                                               and not path.stat().st_size):
                 continue  # SQLite's index of an empty log, made by any (read-only) open
