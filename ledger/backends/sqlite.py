@@ -45,7 +45,7 @@ from ledger.errors import (
     StoreError,
 )
 from ledger.files.dirs import ensure_private_dir
-from ledger.files.private_create import create_private_new
+from ledger.files.safe_io import create_private
 
 __all__ = ["SqliteBackend"]
 
@@ -606,7 +606,7 @@ class SqliteBackend:
         is evidence of what was there (restore keeps the replaced ledger this way).
         The new file is created 0600 without following symlinks, and left in rollback
         journal mode: one self-contained file, no -wal or -shm beside it."""
-        os.close(create_private_new(Path(target)))
+        os.close(create_private(Path(target)))
         try:
             dest = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READWRITE)
             try:

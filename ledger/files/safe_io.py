@@ -40,7 +40,8 @@ from ledger.errors import ParseError, ReadOnlyError, StoreBusyError, StoreError,
 from ledger.files.dirs import ensure_private_dir
 
 __all__ = ["ConfigFormat", "check_directory", "config_format", "create_private", "locked",
-           "os_error", "parse_document", "read_file", "replace_file", "write_private"]
+           "os_error", "overwrite_private", "parse_document", "read_file", "replace_file",
+           "write_private"]
 
 _log = get_logger("ledger.files.safe_io")
 READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
@@ -200,6 +201,28 @@ def create_private(path: Path) -> int:
         raise _refusal(path, err) from err
     os.fchmod(fd, 0o600)  # whatever the umask
     return fd
+
+
+def overwrite_private(path: Path, data: bytes, what: str) -> None:
+    """Overwrite a small file this library keeps (a mirror slot, the head mark) in
+    place: created 0600 if missing, never through a symbolic link (UnsafePathError
+    naming `what`), no rename and no fsync: its readers check a MAC, so a torn write is
+    never served."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        if err.errno == errno.ELOOP or path.is_symlink():
+            raise UnsafePathError(f"{path}: refusing to write {what}: it is a symbolic link; "
+                                  "remove it") from None
+        raise
+    try:
+        os.fchmod(fd, 0o600)
+        view, offset = memoryview(data), 0
+        while offset < len(data):
+            offset += os.pwrite(fd, view[offset:], offset)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
 
 
 def write_private(path: Path, data: bytes) -> os.stat_result:

@@ -28,7 +28,7 @@ from ledger.backends.sqlite import SqliteBackend
 from ledger.core.chain import VerifyReport, verify_records
 from ledger.engine.ledger import Ledger
 from ledger.errors import InputError, StoreError, VerificationError
-from ledger.files.private_create import create_private_new
+from ledger.files.safe_io import create_private
 from ledger.ops.transfer import copy_ledger
 
 __all__ = ["RestoreResult", "backup", "default_backup_path", "restore"]
@@ -41,12 +41,10 @@ def default_backup_path(data_dir: Path, what: str = "ledger") -> Path:
 
 
 def _new_file(target: Path) -> None:
-    try:
-        os.close(create_private_new(target))
-    except FileExistsError:
-        raise InputError(f"{target}: already exists; choose a new file for the backup") from None
-    except OSError as err:
-        raise StoreError(f"{target}: cannot create the backup file: {err.strerror}") from err
+    if target.exists() and not target.is_symlink():
+        raise InputError(f"{target}: already exists; choose a new file for the backup")
+    # 0600 from the first byte, never through a link, in a checked directory
+    os.close(create_private(target))
 
 
 def _self_contained(path: Path) -> None:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from ledger.engine.vault import KeySource, file_mac
-from ledger.errors import ParseError, UnsafePathError
-from ledger.files.safe_io import read_file
+from ledger.errors import ParseError
+from ledger.files.safe_io import overwrite_private, read_file
 
 __all__ = ["MARK_NAME", "HeadMark", "mark_path", "read_mark", "write_mark"]
 
@@ -45,21 +44,7 @@ def write_mark(path: Path, key: bytes, mark: HeadMark) -> None:
     body = json.dumps({"format": FORMAT, "ledger_id": mark.ledger_id, "seq": mark.seq,
                        "hash": mark.hash}, sort_keys=True)
     data = json.dumps({"mac": file_mac(key, body.encode()), "body": body}).encode()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError:
-        if os.path.islink(path):
-            raise UnsafePathError(f"{path}: refusing to write the head mark: it is a "
-                                  "symbolic link; remove it") from None
-        raise
-    try:
-        os.fchmod(fd, 0o600)
-        view, offset = memoryview(data), 0
-        while offset < len(data):
-            offset += os.pwrite(fd, view[offset:], offset)
-        os.ftruncate(fd, len(data))
-    finally:
-        os.close(fd)
+    overwrite_private(path, data, "the head mark")
 
 
 def read_mark(path: Path, key: bytes) -> HeadMark | None:

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import errno
 import hmac
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -30,9 +28,9 @@ from ledger.core.events import KIND_SHRED
 from ledger.core.secret_refs import SecretRef
 from ledger.engine.ledger import Ledger
 from ledger.engine.vault import KeySource, SealedOpener, file_mac
-from ledger.errors import LedgerError, ParseError, UnsafePathError
+from ledger.errors import LedgerError, ParseError
 from ledger.files.dirs import ensure_private_dir
-from ledger.files.safe_io import read_file
+from ledger.files.safe_io import overwrite_private, read_file
 from ledger.ops.head_mark import HeadMark, mark_path, read_mark, write_mark
 from ledger.stores.mirror_store import MirrorConfigStore
 from projections.config_view import ConfigState
@@ -125,24 +123,10 @@ def _write_slot(path: Path, data: bytes) -> None:
     mid-write, a power loss) only loses the newer slot: the older one still holds the
     state before, and a torn slot fails its MAC and is never served."""
     ensure_private_dir(path.parent)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError as err:
-        if err.errno != errno.ELOOP:
-            raise
-        # a link planted at the slot's name is never followed (it would make every
-        # commit overwrite its target); the commit itself stands, this is logged
-        raise UnsafePathError(f"{path}: refusing to write the head mirror: it is a symbolic "
-                              "link; remove it (the next commit writes the mirror again)"
-                              ) from None
-    try:
-        os.fchmod(fd, 0o600)
-        view, offset = memoryview(data), 0
-        while offset < len(data):
-            offset += os.pwrite(fd, view[offset:], offset)
-        os.ftruncate(fd, len(data))
-    finally:
-        os.close(fd)
+    # a link planted at the slot's name is never followed (it would make every commit
+    # overwrite its target); the commit itself stands, the refusal is logged, and the
+    # next commit writes the mirror again once the link is gone
+    overwrite_private(path, data, "the head mirror")
 
 
 def _refs(value: Any) -> Any:
