@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import sys
 from collections.abc import Callable, Coroutine, Generator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +25,36 @@ pytest_plugins = ("pytester",)  # tests/test_suite_itself.py runs small pytest s
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "moltis"
 PG_URL_VAR = "LEDGER_TEST_PG_URL"
+
+# The steering folder beside the original checkout is not part of a clone: a test that
+# opened a file there would pass here and fail (or skip) anywhere else. An audit hook
+# sees every open() of the test process and the session fails if one went there.
+OUTSIDE_REPOSITORY = Path(__file__).resolve().parents[2] / "shared"
+outside_reads: list[str] = []
+
+
+def reads_outside(path: object, outside: Path = OUTSIDE_REPOSITORY) -> bool:
+    """Whether an opened path lies in the folder outside the repository."""
+    if not isinstance(path, str | bytes | os.PathLike):
+        return False
+    try:
+        full = os.path.abspath(os.fsdecode(path))
+    except (TypeError, ValueError):
+        return False
+    return full == str(outside) or full.startswith(str(outside) + os.sep)
+
+
+def _audit_open(event: str, args: tuple[Any, ...]) -> None:
+    if event == "open" and args and reads_outside(args[0]):
+        outside_reads.append(os.fsdecode(args[0]))
+
+
+sys.addaudithook(_audit_open)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if outside_reads:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -166,7 +197,11 @@ def pg_summary(outcomes: dict[str, str]) -> str:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """One line saying how many PostgreSQL tests passed, failed and skipped (CI's log
-    must show they ran); nothing when none was selected."""
+    must show they ran); nothing when none was selected. Also names every file a test
+    opened outside the repository (the session then fails)."""
+    for path in dict.fromkeys(outside_reads):
+        terminalreporter.write_line(f"read outside the repository (copy it into "
+                                    f"tests/fixtures/): {path}", red=True)
     outcomes = config.stash.get(_PG_OUTCOMES, {})
     if outcomes:
         where = "set" if os.environ.get(PG_URL_VAR) else "not set"
