@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 import os
 import threading
@@ -40,7 +41,7 @@ from ledger.files.safe_io import check_directory
 if TYPE_CHECKING:  # cryptography is imported when a secret is first sealed or opened
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["KeySource", "SealedOpener", "Vault", "file_mac"]
+__all__ = ["KeySource", "SealedOpener", "Vault", "file_mac", "open_body", "seal_body"]
 
 ENV_KEY: Final = "MOLTIS_LEDGER_KEY"
 _SEALED_V1: Final = b"\x01"
@@ -388,6 +389,24 @@ def file_mac(key: bytes, data: bytes) -> str:
     """A keyed MAC of derived data kept outside the database (the head mirror), so a
     copy written by someone without the ledger key is never served."""
     return blake3.blake3(data, key=_subkey(key, "mirror mac")).hexdigest()
+
+
+def seal_body(key: bytes, body: str) -> bytes:
+    """`body` (JSON text) framed with its `file_mac`, as the mirror and the head mark
+    keep it on disk: `{"mac": ..., "body": ...}`."""
+    return json.dumps({"mac": file_mac(key, body.encode()), "body": body}).encode()
+
+
+def open_body(data: bytes, key: bytes) -> str:
+    """The body of a `seal_body` frame; ValueError (also for malformed JSON) when the
+    frame is not one or its MAC does not match this key."""
+    outer = json.loads(data)
+    body = outer.get("body") if isinstance(outer, dict) else None
+    if not isinstance(body, str) or not hmac.compare_digest(
+            str(outer.get("mac", "")), file_mac(key, body.encode())):
+        raise ValueError("its MAC does not match the ledger key (not written by this "
+                         "ledger, or changed since)")
+    return body
 
 
 def backup_manifest_mac(key: bytes, manifest: Mapping[str, Any]) -> str:

@@ -10,13 +10,12 @@ who can write the key directory can rewind both (but then holds the key anyway).
 
 from __future__ import annotations
 
-import hmac
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from ledger.engine.vault import KeySource, file_mac
+from ledger.engine.vault import KeySource, open_body, seal_body
 from ledger.errors import ParseError
 from ledger.files.safe_io import overwrite_private, read_file
 
@@ -43,8 +42,7 @@ def write_mark(path: Path, key: bytes, mark: HeadMark) -> None:
     0600 from the first byte."""
     body = json.dumps({"format": FORMAT, "ledger_id": mark.ledger_id, "seq": mark.seq,
                        "hash": mark.hash}, sort_keys=True)
-    data = json.dumps({"mac": file_mac(key, body.encode()), "body": body}).encode()
-    overwrite_private(path, data, "the head mark")
+    overwrite_private(path, seal_body(key, body), "the head mark")
 
 
 def read_mark(path: Path, key: bytes) -> HeadMark | None:
@@ -53,11 +51,7 @@ def read_mark(path: Path, key: bytes) -> HeadMark | None:
     if data is None:
         return None
     try:
-        outer = json.loads(data)
-        body = outer["body"]
-        if not isinstance(body, str) or not hmac.compare_digest(
-                str(outer.get("mac", "")), file_mac(key, body.encode())):
-            raise ValueError("its MAC does not match the ledger key")
+        body = open_body(data, key)
         doc = json.loads(body)
         if doc.get("format") != FORMAT:
             raise ValueError("not a head mark")

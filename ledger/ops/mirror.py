@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +26,7 @@ from ledger.core.document import Doc, leaves
 from ledger.core.events import KIND_SHRED
 from ledger.core.secret_refs import SecretRef
 from ledger.engine.ledger import Ledger
-from ledger.engine.vault import KeySource, SealedOpener, file_mac
+from ledger.engine.vault import KeySource, SealedOpener, open_body, seal_body
 from ledger.errors import LedgerError, ParseError
 from ledger.files.dirs import ensure_private_dir
 from ledger.files.safe_io import overwrite_private, read_file
@@ -83,7 +82,7 @@ def write_mirror(ledger: Ledger, state: ConfigState, path: Path, location: str) 
     body = json.dumps(data, ensure_ascii=False, sort_keys=True)
     key = ledger.vault.keys.load(create=True)
     assert key is not None
-    framed = json.dumps({"mac": file_mac(key, body.encode()), "body": body}).encode()
+    framed = seal_body(key, body)
     rec = ledger.backend.record(state.seq) if state.seq else None
     slots = slot_paths(path)
     if rec is not None and rec.kind == KIND_SHRED:
@@ -182,15 +181,10 @@ def _read_slot(path: Path, location: str, keys: KeySource, reason: str
     if data is None:
         return None
     try:
-        outer = json.loads(data)
-        body = outer["body"]
         key = keys.load(create=False)
         if key is None:
             raise ValueError("no ledger key to check it with")
-        if not isinstance(body, str) or not hmac.compare_digest(
-                str(outer.get("mac", "")), file_mac(key, body.encode())):
-            raise ValueError("its MAC does not match the ledger key (not written by this "
-                             "ledger, or changed since)")
+        body = open_body(data, key)
         doc = json.loads(body)
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise ValueError("not a head mirror")
