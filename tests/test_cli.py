@@ -17,9 +17,7 @@ MOLTIS_LEDGER_KEY, and no other MOLTIS_* variable.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
 import secrets
 import shutil
@@ -28,19 +26,14 @@ import stat
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import click
 import pytest
 from blake3 import blake3
-from click.testing import CliRunner
 
-import ledger.cli.app as cli_app
-from ledger.cli import run as cli_run
+from tests.operator import Result, invoke
 
 # Distinctive values that must never be printed by any command.
 SECRET_TOML = "sk-CLI-TEST-SECRET-toml-4f1e2d"  # [providers.openai] api_key in moltis.toml
@@ -51,44 +44,10 @@ SECRETS = (SECRET_TOML, SECRET_KEYS, SECRET_STDIN, SECRET_PROVIDER)
 
 
 @dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-@dataclass
 class Call:
     args: tuple[str, ...]
     code: int = 0
     input: str | None = None
-
-
-@contextlib.contextmanager
-def cli_process_state() -> Iterator[None]:
-    """What one `moltis-ledger` process would start from, and leave behind for nobody:
-    the CLI configures the root logger (a handler on the stderr of that moment, a
-    level), keeps the verbosity in a module global for `run()`, and `demo` rewrites
-    MOLTIS_* variables. Each in-process call starts clean and puts all of it back, so
-    no call sees the previous one's -v and no test sees a CLI's logging set-up."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    environ = dict(os.environ)
-    cli_app._verbosity = 0
-    try:
-        yield
-    finally:
-        cli_app._verbosity = 0
-        for handler in root.handlers:
-            if handler not in handlers:
-                root.removeHandler(handler)
-        root.setLevel(level)
-        for name in [n for n in os.environ if n not in environ]:
-            del os.environ[name]
-        os.environ.update(environ)
 
 
 class Cli:
@@ -119,16 +78,7 @@ class Cli:
 
     def __call__(self, *args: str, code: int = 0, input: str | None = None) -> Result:
         """One command, in this process."""
-        runner = CliRunner()
-        with cli_process_state(), contextlib.chdir(self.root), runner.isolation(
-                input=input, env=self._env_changes()) as (stdout, stderr, _):
-            # the runner wraps help at a forced 80 columns; a real process asks the
-            # terminal (COLUMNS), and so does this call (isolation restores the value)
-            click.formatting.FORCED_WIDTH = None
-            returned = cli_run(list(args))
-            sys.stdout.flush()
-            sys.stderr.flush()
-        result = Result(returned, stdout.getvalue().decode(), stderr.getvalue().decode())
+        result = invoke(list(args), input=input, env=self._env_changes(), cwd=self.root)
         return self._checked(args, result, code)
 
     def many(self, *calls: tuple[str, ...] | Call) -> list[Result]:

@@ -2,7 +2,8 @@
 all-zero or short key is refused with a clear error; `key rotate` re-seals every live
 secret under a new key in one transaction (a rotation event without key material,
 chain intact, the old key opens nothing, shredded values stay shredded, fingerprints
-stay), and an interrupted rotation is finished by the next opener."""
+stay), and an interrupted rotation is used by the next opener and finished by
+`key rotate --resume` (real crashes: tests/test_key_handling.py)."""
 
 from __future__ import annotations
 
@@ -126,7 +127,8 @@ def run_eff(store) -> dict:
             "shown": effective_document(cfg)["server"]}
 
 
-def test_an_interrupted_rotation_is_finished_by_the_next_opener(capsys, key_file, tmp_path):
+def test_an_interrupted_rotation_is_used_by_the_next_opener_and_finished_by_resume(
+        capsys, key_file, tmp_path):
     """The commit happened but the new key was not moved into place yet."""
     from ledger.ops import keys as keys_mod
 
@@ -153,7 +155,13 @@ def test_an_interrupted_rotation_is_finished_by_the_next_opener(capsys, key_file
     fresh = SqliteConfigStore(db, keys=KeySource(key_file=key_file, env={}))
     ref = fresh.ledger.head_state().config["providers"]["openai"]["api_key"]
     assert fresh.ledger.vault.open_secret(ref) == SECRET_A
+    fresh.ledger.close()
+    # the old key stays until the rotation is finished (backups may still need it)
+    assert key_file.with_name("ledger.key.new").exists()
+    cli(capsys, "key", "rotate", "--resume")
     assert not key_file.with_name("ledger.key.new").exists()
+    fresh = SqliteConfigStore(db, keys=KeySource(key_file=key_file, env={}))
+    assert fresh.ledger.vault.open_secret(ref) == SECRET_A
     fresh.ledger.close()
 
 

@@ -48,10 +48,14 @@ def where(state: State) -> None:
 @click.option("--new-key-file", type=click.Path(dir_okay=False), default=None,
               help="Write the new key here (needed when the key comes from "
                    "$MOLTIS_LEDGER_KEY); by default the key file is replaced.")
+@click.option("--resume", is_flag=True,
+              help="Finish a rotation that was stopped part-way (the re-sealing of "
+                   "backups and the key move); a rotation that had not committed is "
+                   "undone instead.")
 @writes
 @common
 @pass_state
-def rotate(state: State, new_key_file: str | None) -> None:
+def rotate(state: State, new_key_file: str | None, resume: bool) -> None:
     """Re-seal every stored secret under a new random key, in one transaction.
 
     Appends a rotation event (who, when, why; no key material); the chain stays
@@ -63,19 +67,41 @@ def rotate(state: State, new_key_file: str | None) -> None:
     \b
         moltis-ledger key rotate --reason "yearly rotation"
         MOLTIS_LEDGER_KEY=... moltis-ledger key rotate --new-key-file ./new.key
+        moltis-ledger key rotate --resume
+
+    A rotation stopped part-way (killed, power loss) keeps the old key beside the new
+    one (`ledger.key.new`) until `key rotate --resume` finishes it; nothing is lost.
     """
-    from ledger.ops.keys import rotate_key
+    from ledger.ops.keys import resume_rotation, rotate_key
 
     ledger = state.store(write=True).ledger
-    done = rotate_key(ledger, new_key_file=Path(new_key_file) if new_key_file else None,
-                      actor=state.actor, reason=state.reason, data_dir=state.data_home)
+    target = Path(new_key_file) if new_key_file else None
+    if resume:
+        finished = resume_rotation(ledger, new_key_file=target, data_dir=state.data_home)
+        if finished is None:
+            if state.json:
+                state.out.json({"resumed": False, "key": ledger.vault.keys.describe()})
+                return
+            state.out.line("the stopped rotation had not committed: nothing was re-sealed, "
+                           f"and the ledger key is still {ledger.vault.keys.describe()}")
+            return
+        done = finished
+    else:
+        done = rotate_key(ledger, new_key_file=target, actor=state.actor, reason=state.reason,
+                          data_dir=state.data_home)
     if state.json:
         state.out.json({"seq": done.seq, "secrets": done.secrets, "key": done.key_location,
                         "installed": done.installed, "backups": done.backups,
                         "backups_failed": done.backups_failed})
         return
-    state.out.line(f"seq {done.seq}: re-sealed {done.secrets} secret value(s) under a new key"
-                   + (f" and {done.backups} sealed backup file(s)" if done.backups else ""))
+    if resume:
+        state.out.line(f"finished the key rotation (head seq {done.seq})"
+                       + (f": {done.backups} sealed backup file(s) open with the new key"
+                          if done.backups else ""))
+    else:
+        state.out.line(f"seq {done.seq}: re-sealed {done.secrets} secret value(s) under a new "
+                       "key" + (f" and {done.backups} sealed backup file(s)"
+                                if done.backups else ""))
     if done.backups_failed:
         state.out.warn(f"{done.backups_failed} sealed backup file(s) could not be re-sealed "
                        "(damaged, or sealed with another key); run with -v for their names")

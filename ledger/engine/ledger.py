@@ -743,15 +743,21 @@ class Ledger:
             finally:
                 self.vault.forget_key()  # unlock again, with whichever key is current
             self.vault.keys.use(new_key)
-            # the signing and snapshot MAC keys derive from the ledger key: the operator
-            # who rotated vouches for the head under the new key, and the snapshots are
-            # sealed again (verify prints the new fingerprint to pin)
-            self.sign_head()
-            self.rebuild_snapshots()
-            self._run_hooks(self._state)  # e.g. the head mirror: its sealed copies
-        self.backend.checkpoint()  # old page images held values sealed under the old key
+            self.finish_key_rotation()
         _log.info("ledger key rotated", seq=rec.seq, actor=actor, secrets=count)
         return Commit(rec.seq, True, rec.hash), count
+
+    def finish_key_rotation(self) -> None:
+        """What follows a rotation's commit, under the key now in use; idempotent, so a
+        rotation stopped after its commit is finished by running it again. The signing
+        and snapshot MAC keys derive from the ledger key: the operator who rotated
+        vouches for the head under the new key, the snapshots are sealed again (verify
+        prints the new fingerprint to pin), and the head mirror's sealed copies follow."""
+        with self._lock:
+            self.sign_head()
+            self.rebuild_snapshots()
+            self._run_hooks(self._state or self.head_state())
+        self.backend.checkpoint()  # old page images held values sealed under the old key
 
     def refs_with_fingerprint(self, fp: str) -> list[SecretRef]:
         """Every stored secret (in any version of either document) with this fingerprint."""

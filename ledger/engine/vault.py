@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import itertools
 import json
 import os
 import threading
@@ -52,31 +53,61 @@ def _subkey(master: bytes, purpose: str) -> bytes:
     return blake3.blake3(master, derive_key_context=f"moltis-config-ledger 2026 {purpose}").digest()
 
 
-def parse_key(text: str, where: str) -> bytes:
-    """32 bytes, as 64 hex digits or base64; the error names where it came from."""
+def parse_key(text: str, where: str, *, strict: bool = True) -> bytes:
+    """32 bytes, as 64 hex digits or base64; the error names where it came from.
+    `strict=False` accepts a weak key (only to rotate away from it)."""
     text = text.strip()
     try:
         if len(text) == 64:
-            return check_key(bytes.fromhex(text), where)
+            return check_key(bytes.fromhex(text), where, strict=strict)
         raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_"
                                if "-" in text or "_" in text else None, validate=True)
         if len(raw) == 32:
-            return check_key(raw, where)
+            return check_key(raw, where, strict=strict)
     except (ValueError, binascii.Error):
         pass
     raise SecretKeyError(f"{where}: the ledger key must be 32 bytes as 64 hex digits or base64")
 
 
-def check_key(key: bytes, where: str) -> bytes:
-    """Refuse a key that is not 32 bytes, or all zero bytes (a template's placeholder,
-    an unset buffer): sealing under it would protect nothing."""
+# A key is refused when it is not plausibly random. 32 random bytes have about 30
+# distinct values (fewer than 16 happens with odds far below 2^-100), never repeat
+# their first half and never step by a constant difference (odds 2^-128 and below), so
+# no key made by `key rotate`, the first-use key file or `openssl rand -hex 32` is ever
+# refused; typed, templated or computed placeholders (all one byte, "ab" * 32,
+# "0123456789abcdef" * 4, 00 01 02 ... 1f) are.
+MIN_DISTINCT_BYTES: Final = 16
+_HOW_TO_MAKE = ("use a random one: `openssl rand -hex 32` for a new ledger; a ledger whose "
+                "secrets are already sealed with this key is moved to a random key by "
+                "`moltis-ledger key rotate`")
+
+
+def key_weakness(key: bytes) -> str | None:
+    """Why a 32-byte key is not plausibly random (None when it is)."""
+    if len(set(key)) == 1:
+        return f"every byte is {key[0]:#04x}, a placeholder rather than a key"
+    if key[: len(key) // 2] == key[len(key) // 2:]:
+        return "it repeats a short pattern"
+    steps = {(b - a) % 256 for a, b in itertools.pairwise(key)}
+    if len(steps) == 1:
+        return "its bytes count up or down by a fixed step"
+    distinct = len(set(key))
+    if distinct < MIN_DISTINCT_BYTES:
+        return (f"it has only {distinct} distinct byte values (a random key has about 30; "
+                f"fewer than {MIN_DISTINCT_BYTES} is refused)")
+    return None
+
+
+def check_key(key: bytes, where: str, *, strict: bool = True) -> bytes:
+    """Refuse a key that is not 32 bytes or not plausibly random (`key_weakness`):
+    sealing under a guessable key would protect nothing. The error names where the
+    key came from and how to make a good one. `strict=False` (only `key rotate`, to
+    re-seal what a weak key already sealed) checks the length alone."""
     if len(key) != 32:
         raise SecretKeyError(f"{where}: the ledger key must be 32 bytes, not {len(key)}")
-    if not any(key):
-        raise SecretKeyError(
-            f"{where}: the ledger key is all zero bytes, a placeholder rather than a key; "
-            "create a random one (e.g. `openssl rand -hex 32`) before any secret is "
-            "sealed with it")
+    weakness = key_weakness(key) if strict else None
+    if weakness is not None:
+        raise SecretKeyError(f"{where}: the ledger key is not random: {weakness}; "
+                             f"{_HOW_TO_MAKE}")
     return key
 
 
@@ -89,8 +120,14 @@ class KeySource:
         self._key = key
         self._env = os.environ if env is None else env
         self.key_file = Path(key_file) if key_file is not None else default_key_file(env=self._env)
+        # `key rotate` only: open what a weak key sealed, so it can be re-sealed
+        self.accept_weak = False
+        self._staged: bytes | None = None  # an interrupted rotation's new key, in use
 
     def describe(self) -> str:
+        if self._staged is not None:
+            return (f"key file {self.staged_file} (a key rotation was interrupted: finish it "
+                    "with `moltis-ledger key rotate --resume`)")
         if self._key is not None:
             return "the key passed by the caller"
         if self._env.get(ENV_KEY):
@@ -107,18 +144,43 @@ class KeySource:
         """Where `key rotate` writes the new key before the ledger switches to it."""
         return self.key_file.with_name(self.key_file.name + ".new")
 
+    @property
+    def rotation_interrupted(self) -> bool:
+        """True while the ledger is opened with the staged key of a rotation that
+        committed but did not finish (`key rotate --resume` finishes it)."""
+        return self._staged is not None
+
     def use(self, key: bytes) -> None:
         """From now on, this key (after a rotation)."""
         self._key = check_key(key, "the new key")
+        self._staged = None
+
+    def use_staged(self, key: bytes) -> None:
+        """From now on, the staged key of an interrupted rotation (left on disk where it
+        is: the old key file is still needed to re-seal backups)."""
+        self._staged = check_key(key, str(self.staged_file))
+
+    def read_file_key(self, path: Path | None = None) -> bytes:
+        """The key in a key file (the configured one by default), weak or not: the
+        rotation reads the old key this way to re-seal under the new one."""
+        path = self.key_file if path is None else path
+        try:
+            return parse_key(path.read_text(encoding="ascii"), str(path), strict=False)
+        except (OSError, UnicodeDecodeError) as err:
+            raise SecretKeyError(f"{path}: cannot read the ledger key: {err}") from err
 
     def load(self, *, create: bool) -> bytes | None:
+        strict = not self.accept_weak
         if self._key is not None:
-            return check_key(self._key, "the key passed by the caller")
+            return check_key(self._key, "the key passed by the caller", strict=strict)
+        if self._staged is not None:
+            return self._staged
         text = self._env.get(ENV_KEY)
         if text:
-            return parse_key(text, f"${ENV_KEY}")
+            return parse_key(text, f"${ENV_KEY}", strict=strict)
         try:
-            return parse_key(self.key_file.read_text(encoding="ascii"), str(self.key_file))
+            return parse_key(self.key_file.read_text(encoding="ascii"), str(self.key_file),
+                             strict=strict)
         except FileNotFoundError:
             pass
         except (OSError, UnicodeDecodeError) as err:
@@ -196,12 +258,14 @@ class Vault:
                 )
             check = self._check_of(key)
             if stored is not None and stored != check:
-                key = self._finish_interrupted_rotation(stored) or key
+                key = self._interrupted_rotation_key(stored) or key
                 check = self._check_of(key)
             if stored is not None and stored != check:
                 raise SecretKeyError(
                     f"the ledger key from {self.keys.describe()} does not match the key this "
-                    "ledger's secrets were sealed with"
+                    "ledger's secrets were sealed with (if `moltis-ledger key rotate "
+                    "--new-key-file FILE` was stopped part-way, finish it with the old key "
+                    "still in place: `moltis-ledger key rotate --resume --new-key-file FILE`)"
                 )
             if stored is None and txn is not None:
                 txn.set_meta("key_check", check)
@@ -229,9 +293,11 @@ class Vault:
         self._check = check
         self._aead = aead
 
-    def _finish_interrupted_rotation(self, stored: str) -> bytes | None:
-        """A rotation that committed but was stopped before it moved the new key file
-        into place left it beside the old one: finish the move and use it."""
+    def _interrupted_rotation_key(self, stored: str) -> bytes | None:
+        """A rotation that committed but was stopped before it finished (re-sealing the
+        migration backups, then moving the new key over the old) left the new key beside
+        the old one: use it, and leave both files where they are, since backups not yet
+        re-sealed still need the old key. `key rotate --resume` finishes the rotation."""
         staged = self.keys.staged_file
         if not self.keys.from_file or not staged.is_file():
             return None
@@ -241,9 +307,17 @@ class Vault:
             return None
         if self._check_of(key) != stored:
             return None
-        os.replace(staged, self.keys.key_file)
-        _log.warning("finished an interrupted key rotation", key_file=str(self.keys.key_file))
+        self.keys.use_staged(key)
+        _log.warning("a key rotation was interrupted; the ledger opens with the new key in "
+                     f"{staged}, and the old key in {self.keys.key_file} is kept until "
+                     "`moltis-ledger key rotate --resume` finishes it", key_file=str(staged))
         return key
+
+    def sealed_with(self, key: bytes) -> bool:
+        """Whether the ledger's secrets are sealed with `key` now (read from the store,
+        not from what this process unlocked): tells a committed rotation from one that
+        was stopped before its commit."""
+        return self._backend.get_meta("key_check") == self._check_of(key)
 
     # -- rotation (inside a write transaction) ---------------------------------------
 

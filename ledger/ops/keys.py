@@ -31,10 +31,10 @@ from blake3 import blake3
 from ledger._log import get_logger
 from ledger.engine.ledger import Ledger
 from ledger.engine.vault import ENV_KEY, KeySource, backup_manifest_mac, open_blob, seal_blob
-from ledger.errors import InputError, LedgerError
+from ledger.errors import InputError, LedgerError, SecretKeyError
 from ledger.files.safe_io import create_private, read_file, write_private
 
-__all__ = ["Rotation", "key_file_problem", "key_location", "rotate_key"]
+__all__ = ["Rotation", "key_file_problem", "key_location", "resume_rotation", "rotate_key"]
 
 
 _log = get_logger("ledger.ops.keys")
@@ -56,10 +56,13 @@ def key_location(keys: KeySource) -> str:
 
 
 def key_file_problem(keys: KeySource) -> str | None:
-    """A warning when the key file can be read by others (wider than 0600), or is a
-    link owned by someone else; None when fine or when the key is not in a file."""
+    """A warning when the key file can be read by others (wider than 0600), is a link
+    owned by someone else, or a rotation was stopped part-way; None when fine or when
+    the key is not in a file."""
     if not keys.from_file:
         return None
+    if keys.staged_file.exists():
+        return _interrupted(keys)
     path = keys.key_file
     try:
         st = os.stat(path)
@@ -94,7 +97,11 @@ def _fsync_dir(directory: Path) -> None:
 
 def reseal_backups(data_dir: Path, old_key: bytes, new_key: bytes) -> tuple[int, int]:
     """Re-seal the sealed files of every migration backup under `new_key`, each file
-    and then its manifest replaced atomically. Returns (re-sealed, failed)."""
+    and then its manifest replaced atomically. Returns (re-sealed, failed).
+
+    Idempotent, so a rotation stopped part-way is finished by running it again: a file
+    that already opens with the new key is counted as done, and the manifest's hashes
+    are taken from the files as they are (a stop between a file and its manifest)."""
     done = failed = 0
     root = data_dir / "backups"
     folders = sorted(root.glob("migrate-*")) if root.is_dir() else []
@@ -105,10 +112,11 @@ def reseal_backups(data_dir: Path, old_key: bytes, new_key: bytes) -> tuple[int,
             entries = manifest.get("files", {})
         except (LedgerError, ValueError, AttributeError):
             continue  # not a migration backup
-        # only a manifest the old key proves is re-MAC'd: an edited one stays refused
+        # only a manifest one of the keys proves is re-MAC'd: an edited one stays refused
         mac = manifest.get("mac")
-        proven = isinstance(mac, str) and hmac.compare_digest(
-            mac, backup_manifest_mac(old_key, manifest))
+        proven = isinstance(mac, str) and any(
+            hmac.compare_digest(mac, backup_manifest_mac(key, manifest))
+            for key in (old_key, new_key))
         changed = proven
         for name, entry in entries.items():
             if not isinstance(entry, dict) or not entry.get("sealed"):
@@ -121,9 +129,12 @@ def reseal_backups(data_dir: Path, old_key: bytes, new_key: bytes) -> tuple[int,
                 data = read_file(path)
                 if data is None:
                     continue
-                plain = open_blob(old_key, data, name, str(path))
-                resealed = seal_blob(new_key, plain, name)
-                write_private(path, resealed)
+                if _opens(new_key, data, name, path):
+                    resealed = data  # re-sealed by a run that was stopped later
+                else:
+                    plain = open_blob(old_key, data, name, str(path))
+                    resealed = seal_blob(new_key, plain, name)
+                    write_private(path, resealed)
             except LedgerError as err:
                 failed += 1
                 _log.warning("a sealed backup file could not be re-sealed", path=str(path),
@@ -139,42 +150,122 @@ def reseal_backups(data_dir: Path, old_key: bytes, new_key: bytes) -> tuple[int,
     return done, failed
 
 
+def _opens(key: bytes, data: bytes, label: str, path: Path) -> bool:
+    try:
+        open_blob(key, data, label, str(path))
+    except SecretKeyError:
+        return False
+    return True
+
+
+def _interrupted(keys: KeySource) -> str:
+    return (f"a key rotation was interrupted: the ledger's secrets are sealed with the new "
+            f"key in {keys.staged_file}, and the old key in {keys.key_file} is kept because "
+            "sealed backups may still need it; finish the rotation with "
+            "`moltis-ledger key rotate --resume`")
+
+
 def rotate_key(ledger: Ledger, *, new_key_file: Path | None = None, actor: str | None = None,
                reason: str | None = None, source: str = "cli",
                data_dir: Path | None = None) -> Rotation:
     """Re-seal every live secret under a new random key, and the sealed migration
-    backups under `data_dir` (see the module docstring)."""
+    backups under `data_dir` (see the module docstring for the order and why a stop
+    at any point loses nothing)."""
     keys = ledger.vault.keys
-    ledger.vault.fingerprint("")  # unlock with the current key (finishes an interrupted move)
+    keys.accept_weak = True  # moving away from a weak key is the fix for one
+    ledger.vault.fingerprint("")  # unlock with the current key
+    if keys.rotation_interrupted:
+        raise InputError(_interrupted(keys))
     old_key = keys.load(create=False)
     new_key = os.urandom(32)
-    staged: Path | None = None
     if new_key_file is None:
         if not keys.from_file:
             raise InputError(f"the ledger key comes from {keys.describe()}, which this command "
                              "cannot change: name a file for the new key with --new-key-file "
                              f"and install it as ${ENV_KEY} afterwards")
-        staged = keys.staged_file
+        target = keys.staged_file
         with contextlib.suppress(FileNotFoundError):
-            staged.unlink()  # a rotation stopped before its commit: that key never served
-        _write_key(staged, new_key)
-        target = keys.key_file
+            target.unlink()  # a rotation stopped before its commit: that key never served
     else:
-        _write_key(new_key_file, new_key)
         target = new_key_file
+    _write_key(target, new_key)  # durable before the commit that makes it the only key
+    _fsync_dir(target.parent)
     try:
         commit, count = ledger.rotate_key(new_key, actor=actor, reason=reason, source=source)
     except BaseException:
-        with contextlib.suppress(OSError):
-            target_written = staged if staged is not None else new_key_file
-            assert target_written is not None
-            target_written.unlink()
+        # Only a key that never sealed anything may go: a failure after the commit
+        # (signing, snapshots, the mirror) leaves the rotation to `--resume`.
+        with contextlib.suppress(Exception):
+            if not ledger.vault.sealed_with(new_key):
+                target.unlink()
         raise
+    backups, failed = _finish(keys, old_key, new_key, data_dir, move=new_key_file is None)
+    if new_key_file is None:
+        return Rotation(commit.seq, count, f"key file {keys.key_file}", True, backups, failed)
+    return Rotation(commit.seq, count, str(target), False, backups, failed)
+
+
+def _finish(keys: KeySource, old_key: bytes | None, new_key: bytes, data_dir: Path | None,
+            *, move: bool) -> tuple[int, int]:
+    """After the commit: re-seal the backups, then (key file) move the new key over
+    the old one, the step that makes the old key unrecoverable, so it comes last."""
     backups = failed = 0
     if data_dir is not None and old_key is not None:
         backups, failed = reseal_backups(data_dir, old_key, new_key)
-    if staged is not None:
-        os.replace(staged, keys.key_file)  # the old key is gone from disk
+    if move:
+        os.replace(keys.staged_file, keys.key_file)  # the old key is gone from disk
         _fsync_dir(keys.key_file.parent)
-        return Rotation(commit.seq, count, f"key file {keys.key_file}", True, backups, failed)
-    return Rotation(commit.seq, count, str(target), False, backups, failed)
+        keys.use(new_key)
+    return backups, failed
+
+
+def resume_rotation(ledger: Ledger, *, new_key_file: Path | None = None,
+                    data_dir: Path | None = None) -> Rotation | None:
+    """Finish a rotation that was stopped part-way: the steps after its commit (head
+    signature, snapshots, mirror, backups, the key move) run again, each idempotent.
+    With the key in a file, the new key is the staged one; with $MOLTIS_LEDGER_KEY
+    (still the old key), it is `new_key_file`. When the rotation had not committed,
+    its staged key never sealed anything and is removed: returns None (the old key is
+    still the ledger's)."""
+    keys = ledger.vault.keys
+    keys.accept_weak = True
+    old_key: bytes | None
+    new_key: bytes | None
+    if new_key_file is None:
+        if not keys.from_file:
+            raise InputError(f"the ledger key comes from {keys.describe()}: name the new key "
+                             "that the stopped rotation wrote with --new-key-file")
+        staged = keys.staged_file
+        if not staged.exists():
+            raise InputError(f"no key rotation to resume: {staged} does not exist")
+        old_key = keys.read_file_key()
+        try:
+            new_key = keys.read_file_key(staged)
+        except SecretKeyError:
+            new_key = None  # stopped while the staged key was being written
+    else:
+        staged = new_key_file
+        old_key = keys.load(create=False)
+        new_key = keys.read_file_key(new_key_file)
+    if new_key is None or not ledger.vault.sealed_with(new_key):
+        if old_key is None or not ledger.vault.sealed_with(old_key):
+            raise SecretKeyError(
+                f"neither the key in {staged} nor the one from {keys.describe()} opens this "
+                "ledger's secrets; nothing was changed")
+        if new_key_file is None:
+            staged.unlink()  # never sealed anything
+        _log.warning("the key rotation had not committed; the old key is still in force",
+                     staged=str(staged))
+        return None
+    ledger.vault.forget_key()
+    if new_key_file is None:
+        keys.use_staged(new_key)
+    else:
+        keys.use(new_key)
+    ledger.finish_key_rotation()
+    backups, failed = _finish(keys, old_key, new_key, data_dir, move=new_key_file is None)
+    head = ledger.head_state().seq
+    _log.info("finished an interrupted key rotation", seq=head, backups=backups)
+    if new_key_file is None:
+        return Rotation(head, 0, f"key file {keys.key_file}", True, backups, failed)
+    return Rotation(head, 0, str(new_key_file), False, backups, failed)

@@ -80,6 +80,9 @@ def write_mirror(ledger: Ledger, state: ConfigState, path: Path, location: str) 
             "config": msgspec.to_builtins(state.config),
             "keys": msgspec.to_builtins(state.keys), "sealed": sealed}
     body = json.dumps(data, ensure_ascii=False, sort_keys=True)
+    # unlock first: after a rotation stopped part-way the vault opens the ledger with the
+    # staged new key, and the mirror must be MAC'd with the key its sealed values need
+    ledger.vault.integrity()
     key = ledger.vault.keys.load(create=True)
     assert key is not None
     framed = seal_body(key, body)

@@ -52,6 +52,10 @@ def summary() -> str | None:
                      f"{c['hostile_outputs']} outputs, none raw")
     if c["symlink_traps"]:
         parts.append(f"{c['symlink_traps']} symlink traps at write targets, none followed")
+    if c["rotation_kills"]:
+        parts.append(f"{c['rotation_kills']} key rotations killed at every step "
+                     f"({c['rotation_committed']} after the commit), all finished with "
+                     "nothing lost")
     if c["private_files"]:
         parts.append(f"{c['private_files']} created files/folders private")
     return f"torture (LEDGER_TORTURE_SEED={SEED}): " + ", ".join(parts)

@@ -1,0 +1,233 @@
+"""`moltis-ledger key rotate` killed (SIGKILL) at a chosen step, in a real process.
+
+The steps are the rotation's own file-system operations, seen by a Python audit hook in
+the worker process (`python -m tests.rotation_crash N`): each open for writing, rename
+and unlink under the installation. At the N-th the worker kills itself before the
+operation runs, so "killed at step N" means steps 1..N-1 happened and N did not
+(a directory opened to fsync it counts as a step too). No
+library code is replaced: the worker runs the real CLI entry point. (The SQLite commit
+is not a file-system call Python sees; it falls between the staged key's steps and the
+first step after it, so killing at that first step is a kill right after the commit.)
+
+`expect_rotation_finished` is what an operator does next and what must then hold:
+`key rotate --resume` when the rotation was left part-way, after which every live
+secret and every sealed backup opens with the one key file, the old key is gone from
+disk (it opens nothing), and the ledger verifies."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.operator import Result, invoke
+
+REPO = Path(__file__).resolve().parents[1]
+SECRETS = {
+    "providers.openai.api_key": "sk-ROTCRASH-openai-7c1d",
+    "channels.telegram.bot1.token": "123456:ROTCRASH-telegram-88aa",
+}
+KEYS_FILE = {"anthropic": {"apiKey": "sk-ROTCRASH-anthropic-31f0"}}
+ALL_SECRETS = {*SECRETS.values(), KEYS_FILE["anthropic"]["apiKey"]}
+_TMP = re.compile(r"^\.(.+)\.[0-9a-f]{12}\.tmp$")
+
+
+@dataclass
+class Site:
+    """An installation whose key is in a key file (the case `key rotate` replaces)."""
+
+    root: Path
+
+    @property
+    def key_file(self) -> Path:
+        return self.root / "keys" / "ledger.key"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def old_key_text(self) -> str:
+        return (self.root / "old.key.for-the-test").read_text()
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MOLTIS_")}
+        env.update(MOLTIS_CONFIG_DIR=str(self.root / "config"),
+                   MOLTIS_DATA_DIR=str(self.data_dir),
+                   MOLTIS_LEDGER_KEY_FILE=str(self.key_file),
+                   MOLTIS_LEDGER_ACTOR="rotation-test", COLUMNS="200", NO_COLOR="1",
+                   PYTHONPATH=str(REPO))
+        return env
+
+    def cli(self, *args: str) -> Result:
+        changes: dict[str, str | None] = {k: None for k in os.environ if k.startswith("MOLTIS_")}
+        changes.update({k: v for k, v in self.env().items() if k.startswith("MOLTIS_")})
+        result = invoke(list(args), env=changes, cwd=self.root)
+        for secret in ALL_SECRETS:
+            assert secret not in result.err, f"{args}: a secret on stderr"
+        assert "Traceback" not in result.err, result.err
+        return result
+
+    def ok(self, *args: str) -> Result:
+        result = self.cli(*args)
+        assert result.code == 0, (args, result)
+        return result
+
+
+def build_site(root: Path) -> Site:
+    """Secrets in the ledger (from moltis.toml, provider_keys.json and `set`) and two
+    folders of sealed migration backups, all under one key file."""
+    site = Site(root)
+    config = root / "config"
+    config.mkdir(parents=True)
+    (config / "moltis.toml").write_text(
+        '[server]\nport = 8080\n\n[providers.openai]\nenabled = true\napi_key = "'
+        + SECRETS["providers.openai.api_key"] + '"\n')
+    (config / "provider_keys.json").write_text(json.dumps(KEYS_FILE))
+    site.ok("migrate", "--reason", "import")
+    site.ok("set", "channels.telegram.bot1.token",
+            SECRETS["channels.telegram.bot1.token"])
+    folders = sorted((site.data_dir / "backups").glob("migrate-*"))
+    assert folders and any(p.suffix == ".sealed" for p in folders[0].iterdir())
+    shutil.copytree(folders[0], folders[0].with_name(folders[0].name + "-second"))
+    (root / "old.key.for-the-test").write_text(site.key_file.read_text())
+    return site
+
+
+def _worker_argv(kill_at: int, record: Path | None) -> list[str]:
+    return [sys.executable, "-m", "tests.rotation_crash", str(kill_at),
+            str(record) if record else ""]
+
+
+@functools.cache
+def rotation_steps() -> list[tuple[str, str]]:
+    """The steps of one complete rotation, in order: (kind, file name); found once per
+    test session (a real run on a fresh installation)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        site = build_site(Path(tmp) / "site")
+        record = Path(tmp) / "steps.json"
+        proc = subprocess.run(_worker_argv(0, record), env=site.env(), cwd=REPO,
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return [tuple(step) for step in json.loads(record.read_text())]  # type: ignore[misc]
+
+
+def crash_rotation(site: Site, kill_at: int) -> bool:
+    """Run `key rotate` in a real process killed at step `kill_at`; True when it was
+    killed (False: it finished first)."""
+    proc = subprocess.run(_worker_argv(kill_at, None), env=site.env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
+    if proc.returncode == -signal.SIGKILL:
+        return True
+    assert proc.returncode == 0, proc.stderr
+    return False
+
+
+def expect_rotation_finished(site: Site) -> str:
+    """Finish as an operator would (the command the tool names), then check that
+    nothing was lost and nothing is left behind. Returns "rotated" or "not rotated"."""
+    from ledger import SqliteConfigStore
+    from ledger.core.document import leaves
+    from ledger.core.secret_refs import SecretRef
+    from ledger.engine.vault import KeySource, parse_key
+    from ledger.errors import SecretKeyError
+    from ledger.ops.migrate import open_backup
+
+    staged = site.key_file.with_name("ledger.key.new")
+    if staged.exists():
+        said = site.cli("check")
+        assert "moltis-ledger key rotate --resume" in said.err, said
+        site.ok("key", "rotate", "--resume")
+    assert sorted(os.listdir(site.key_file.parent)) in (
+        ["ledger-head.hwm", "ledger.key"], ["ledger.key"]), os.listdir(site.key_file.parent)
+    key = parse_key(site.key_file.read_text(), "the key file")
+    old_key = parse_key(site.old_key_text, "the old key")
+    store = SqliteConfigStore(site.data_dir / "moltis.db",
+                              keys=KeySource(key_file=site.key_file, env={}))
+    try:
+        state = store.ledger.head_state()
+        opened = {store.ledger.vault.open_secret(value)
+                  for doc in (state.config, state.keys) for _p, value in leaves(doc)
+                  if isinstance(value, SecretRef)}
+        assert opened == ALL_SECRETS
+        assert store.ledger.verify().ok
+    finally:
+        store.ledger.close()
+    folders = sorted((site.data_dir / "backups").glob("migrate-*"))
+    assert len(folders) == 2
+    for folder in folders:
+        files = open_backup(folder, key)
+        joined = b"".join(files.values())
+        assert SECRETS["providers.openai.api_key"].encode() in joined
+        assert KEYS_FILE["anthropic"]["apiKey"].encode() in joined
+    if key == old_key:
+        return "not rotated"
+    for folder in folders:
+        try:
+            open_backup(folder, old_key)
+        except SecretKeyError:
+            continue
+        raise AssertionError(f"{folder} still opens with the old key")
+    old = SqliteConfigStore(site.data_dir / "moltis.db", keys=KeySource(key=old_key))
+    try:
+        ref = old.ledger.head_state().config["providers"]["openai"]["api_key"]
+        try:
+            old.ledger.vault.open_secret(ref)
+        except SecretKeyError:
+            pass
+        else:
+            raise AssertionError("the old key still opens a live secret")
+    finally:
+        old.ledger.close()
+    site.ok("key", "rotate", "--reason", "again, after the crash")  # healthy again
+    return "rotated"
+
+
+def _worker(kill_at: int, record: str) -> None:
+    root = str(Path(os.environ["MOLTIS_LEDGER_KEY_FILE"]).parents[1])
+    steps: list[tuple[str, str]] = []
+
+    def step(kind: str, path: Any) -> None:
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            return
+        text = os.fsdecode(path)
+        if not os.path.abspath(text).startswith(root + os.sep):
+            return
+        name = os.path.basename(text)
+        match = _TMP.match(name)
+        steps.append(("tmp", match.group(1)) if match else (kind, name))
+        if len(steps) == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event == "open" and len(args) >= 3 and isinstance(args[2], int):
+            if args[2] & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+                step("open", args[0])
+            elif args[2] & os.O_DIRECTORY:  # opened to fsync a rename or a new file
+                step("sync", args[0])
+        elif event == "os.rename":
+            step("rename", args[1])
+        elif event == "os.remove":
+            step("remove", args[0])
+
+    from ledger.cli import run
+
+    sys.addaudithook(hook)
+    code = run(["key", "rotate", "--reason", "rotation crash test"])
+    if record:
+        Path(record).write_text(json.dumps(steps))
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    _worker(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "")
