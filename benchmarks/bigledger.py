@@ -11,7 +11,9 @@ second apart and end near now.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -42,8 +44,11 @@ def _stamp_info(events: int) -> dict[str, object]:
     from ledger.backends.base import FORMAT_VERSION
     from projections.snapshots import SNAPSHOT_EVERY
 
+    # the key's own hash: a ledger cached under another key (the benchmark key changed)
+    # cannot be read, so it is built again
+    key = hashlib.blake2b(os.environ.get("MOLTIS_LEDGER_KEY", "").encode()).hexdigest()[:16]
     return {"events": events, "builder": BUILDER_VERSION, "format": FORMAT_VERSION,
-            "snapshot_every": SNAPSHOT_EVERY}
+            "snapshot_every": SNAPSHOT_EVERY, "key": key}
 
 
 def big_ledger(events: int) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -29,8 +30,9 @@ FIXTURES = REPO / "tests" / "fixtures" / "moltis"
 DOCS_EXAMPLE = "docs-example.moltis.toml"
 TEMPLATE = "template.moltis.toml"
 ACTOR = "bench"
-# A fixed ledger key, so cached databases stay readable from run to run (throwaway data).
-LEDGER_KEY = "b3" * 32
+# A fixed ledger key, so cached databases stay readable from run to run (throwaway data);
+# random-looking, since a key that is not (one repeated byte) is refused
+LEDGER_KEY = hashlib.blake2b(b"moltis-config-ledger bench key").hexdigest()[:64]
 
 
 @dataclass(frozen=True)

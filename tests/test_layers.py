@@ -35,7 +35,8 @@ def test_override_names_follow_moltis():
         "MOLTIS_TOOLS__AGENT_MAX_ITERATIONS": "30",   # a single _ stays inside a key
         "MOLTIS_CONFIG_DIR": "/etc/moltis",            # Moltis's own variables: not config
         "MOLTIS_PASSWORD": "hunter2",
-        "MOLTIS_LEDGER_KEY": "00" * 32,                # this library's own
+        # this library's own
+        "MOLTIS_LEDGER_KEY": "b48ab794d7ddf34f86398247f00db626f4e66a729942fc218e77c1de6589f9f8",
         "MOLTIS_NO_SUCH__KEY": "1",
         "MOLTIS_SERVER____PORT": "1",
         "OTHER": "x",

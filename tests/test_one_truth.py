@@ -6,6 +6,7 @@ become audited events (or are refused when they clash with a later ledger change
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import pwd
@@ -83,7 +84,7 @@ def test_migrate_seals_secret_bearing_backups_and_retires_the_key_file(site: Sit
     assert {p.name: p.read_bytes() for p in out.iterdir()} == originals
     # without the right key it does not open
     env_key = os.environ["MOLTIS_LEDGER_KEY"]
-    os.environ["MOLTIS_LEDGER_KEY"] = "11" * 32  # another key (an all-zero one is refused)
+    os.environ["MOLTIS_LEDGER_KEY"] = hashlib.blake2b(b"another key").hexdigest()[:64]
     try:
         refused = site.run("unseal-backup", str(backup), "-o", str(site.root / "x"))
     finally:

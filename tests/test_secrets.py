@@ -3,6 +3,7 @@ redaction everywhere (database, WAL, logs, exceptions, exports)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -179,7 +180,7 @@ def test_wrong_key_fails_only_when_a_secret_is_read(tmp_path, monkeypatch):
     store = SqliteConfigStore(path)
     run(store.update_raw(lambda c: setattr(c.server, "port", 8080)))
     run(store.providers.set("openai", api_key="sk-right-key"))
-    monkeypatch.setenv("MOLTIS_LEDGER_KEY", "ab" * 32)
+    monkeypatch.setenv("MOLTIS_LEDGER_KEY", hashlib.blake2b(b"another key").hexdigest()[:64])
     other = SqliteConfigStore(path)
     cfg = run(other.load_raw())
     assert cfg.server.port == 8080

@@ -17,6 +17,7 @@ know (an unknown section included) is kept with a warning, which `check` reports
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -683,7 +684,7 @@ def test_bad_environment_is_refused_or_ignored_with_a_reason(world: World) -> No
     refused(world, lambda: run(other.providers.set("openai", api_key="sk-new")), SecretKeyError,
             ("MOLTIS_LEDGER_KEY",))
     other.ledger.close()
-    wrong_key = KeySource(env={"MOLTIS_LEDGER_KEY": "ab" * 32})
+    wrong_key = KeySource(env={"MOLTIS_LEDGER_KEY": hashlib.blake2b(b"wrong").hexdigest()[:64]})
     other = SqliteConfigStore(world.db, keys=wrong_key)
     refused(world, lambda: run(other.providers.set("openai", api_key="sk-new")), SecretKeyError)
     other.ledger.close()
