@@ -26,6 +26,7 @@ from ledger.cli.app import (
     run_async,
     writes,
 )
+from ledger.core.escape import visible_escapes
 from ledger.errors import ConfigValidationError
 from ledger.files import dirs
 
@@ -78,7 +79,9 @@ def show(state: State, ref: str | None, effective: bool, fmt: str) -> None:
     event = ledger.event(seq) if seq else None
     origin = f"seq {seq}" + (f" ({when(event.time)}, {event.actor})" if event else "")
     what = "effective configuration" if effective else "moltis.toml"
-    state.out.text(f"# {what} as of ledger {origin}; secrets masked\n" + tomlkit.dumps(doc))
+    # TOML writes a control character as `\u001b`; shown the one way every output does
+    state.out.text(f"# {what} as of ledger {origin}; secrets masked\n"
+                   + visible_escapes(tomlkit.dumps(doc)))
 
 
 def _unknown_key(doc: str, key: tuple[str, ...], *, action: str) -> CommandError:

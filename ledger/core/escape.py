@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["UNSAFE_CHARS", "escape", "is_hidden", "json_safe", "visible_char"]
+__all__ = ["UNSAFE_CHARS", "escape", "is_hidden", "json_safe", "visible_char",
+           "visible_escapes"]
 
 # bidi embeddings/overrides/isolates and marks, the Arabic letter mark, and the Unicode
 # line/paragraph separators (which some terminals and viewers break lines at)
@@ -67,3 +68,23 @@ def json_safe(text: str) -> str:
     if _NON_JSON_SAFE.search(text) is None:
         return text
     return _NON_JSON_SAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+
+
+# a JSON/TOML escape (`\u001b`, `\b`, `\f`) not itself escaped (an even run of backslashes
+# before it: `\\u001b` is a typed backslash followed by text)
+_DOC_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\(u([0-9a-fA-F]{4})|b|f)")
+
+
+def visible_escapes(text: str) -> str:
+    """Text a TOML or JSON writer produced for people (`show`), with its escapes of hidden
+    characters (`\u001b`, `\b`, `\f`) rewritten to this module's visible form (`\x1b`,
+    `\x08`, `\x0c`), so a control character reads the same there as in every other
+    human output. Escapes of other characters are left as written."""
+    def visible(match: re.Match[str]) -> str:
+        code = {"b": 8, "f": 12}.get(match.group(2))
+        ch = chr(code if code is not None else int(match.group(3), 16))
+        if not is_hidden(ch):
+            return match.group(0)
+        return match.group(1) + visible_char(ch)
+
+    return _DOC_ESCAPE.sub(visible, escape(text, keep_newlines=True))

@@ -1,7 +1,8 @@
 """Safe file writes for the file stores (moltis.toml, provider_keys.json) and exports.
 
-* `locked(path)`: a cross-process lock (flock on `<name>.lock` next to the file), first
-  tried without waiting so an async caller can move the wait to a worker thread;
+* `locked(path)`: a cross-process lock (flock on `<name>.lock` next to the file, removed
+  again after the write), first tried without waiting so an async caller can move the
+  wait to a worker thread;
 * `replace_file(path, data)`: temp file in the same directory (0600 whatever the umask),
   fsync, rename over the target, fsync the directory — a reader sees the old file or
   the new one, never half of one, and an acknowledged write survives a crash;
@@ -235,9 +236,49 @@ def write_private(path: Path, data: bytes) -> os.stat_result:
 @contextlib.contextmanager
 def locked(path: Path, *, wait: bool, timeout: float = 30.0) -> Iterator[None]:
     """Hold the write lock of `path`. StoreBusyError at once when `wait` is False, or
-    after `timeout` seconds (a writer stopped while holding it must not block forever)."""
+    after `timeout` seconds (a writer stopped while holding it must not block forever).
+
+    The lock file is removed when the write is done, so an operator's config dir holds
+    only their files. Removing a lock file is only safe done this way: the holder
+    unlinks it while still holding it, and every locker, once its flock is granted,
+    checks that the file it locked is still the one at the path; if not (the holder
+    before it removed it), it locks the file now there, or creates one. Without that
+    check, a waiter granted the lock on the unlinked file and a newcomer locking a new
+    file at the same name would both write. A writer killed while holding the lock
+    leaves the file behind (the kernel drops the flock); the next writer uses it and
+    removes it."""
     lock = path.with_name(path.name + ".lock")
     check_directory(path.parent)
+    deadline = time.monotonic() + (timeout if wait else 0.0)
+    pause = 0.001
+    while True:
+        fd = _open_lock(path, lock)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StoreBusyError(f"{path}: another writer holds {lock}") from None
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.05)
+            if _is_linked_at(fd, lock):
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # the file we locked was removed by the holder before us: again
+    try:
+        _remove_stale_temps(path)
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # a read-only directory: the file stays
+            os.unlink(lock)  # while still holding it (see above)
+        os.close(fd)  # releases the lock
+
+
+def _open_lock(path: Path, lock: Path) -> int:
     # never through a link: a planted `moltis.toml.lock -> victim` must not be opened
     nofollow = os.O_NOFOLLOW | os.O_CLOEXEC
     try:
@@ -245,32 +286,29 @@ def locked(path: Path, *, wait: bool, timeout: float = 30.0) -> Iterator[None]:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL | nofollow, 0o600)
             os.fchmod(fd, 0o600)
+            return fd
         except FileExistsError:
             try:
-                fd = os.open(lock, os.O_RDWR | nofollow)
+                return os.open(lock, os.O_RDWR | nofollow)
             except PermissionError:
-                fd = os.open(lock, os.O_RDONLY | nofollow)
+                return os.open(lock, os.O_RDONLY | nofollow)
+            except FileNotFoundError:  # removed in between by its holder: create it
+                return _open_lock(path, lock)
     except OSError as err:
         if err.errno == errno.ELOOP:
             raise UnsafePathError(f"{lock}: refusing to use the lock file: it is a symbolic "
                                   "link; remove it") from err
         raise os_error(path, err, f"create the lock file {lock.name}") from err
+
+
+def _is_linked_at(fd: int, lock: Path) -> bool:
+    """Whether the open file `fd` is the one at `lock` now (not removed or replaced)."""
     try:
-        deadline = time.monotonic() + (timeout if wait else 0.0)
-        pause = 0.001
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise StoreBusyError(f"{path}: another writer holds {lock}") from None
-                time.sleep(pause)
-                pause = min(pause * 2, 0.05)
-        _remove_stale_temps(path)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+        at_path = os.lstat(lock)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (at_path.st_dev, at_path.st_ino)
 
 
 def _remove_stale_temps(path: Path) -> None:
