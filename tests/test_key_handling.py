@@ -16,7 +16,8 @@ import pytest
 
 from ledger import SecretKeyError, SqliteConfigStore
 from ledger.cli.app import run
-from ledger.engine.vault import KeySource, check_key, key_weakness, parse_key
+from ledger.engine.key_check import check_key, key_weakness
+from ledger.engine.vault import KeySource, parse_key
 from ledger.errors import UnsafePathError
 from ledger.ops.head_mark import HeadMark, mark_path, write_mark
 from tests.rotation_crash import (
