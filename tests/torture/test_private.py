@@ -3,7 +3,8 @@
 Under umask 0o000 and 0o022, through the library and through the CLI (a subprocess
 whose umask is set before it starts): the database and its -wal/-shm, the key file,
 migrate backups (folder and files), exports with revealed secrets, bundles, backups,
-and the file stores' moltis.toml / provider_keys.json with their lock files are created
+and the file stores' moltis.toml / provider_keys.json with their lock files (while
+held: they are removed after each write) are created
 mode 0600, and every folder the library creates on the way (missing parents included)
 0700. Everything under each output folder is created by the code under test, so every
 file and folder there is checked.
@@ -21,6 +22,7 @@ import pytest
 
 from ledger import MoltisConfig, Secret, SqliteConfigStore
 from ledger.engine.vault import KeySource
+from ledger.files.safe_io import locked
 from ledger.ops.backup import backup
 from ledger.ops.export import export_documents, write_export
 from ledger.ops.migrate import migrate
@@ -102,8 +104,13 @@ def test_library_creates_private_files(tmp_path: Path, mask: int) -> None:
         assert_private(out / "config", {"ledger.key"})
         assert_private(out / "export", {"moltis.toml", "provider_keys.json"})
         assert_private(out / "backups", {"copy.db"})
-        assert_private(out / "files", {"moltis.toml", "moltis.toml.lock", "provider_keys.json",
-                                       "provider_keys.json.lock"})
+        # lock files exist only while a write holds them (removed after): held here
+        # (under the same umask) to check them too
+        assert sorted(os.listdir(out / "files" / "deep")) == ["moltis.toml",
+                                                             "provider_keys.json"]
+        with locked(fs.path, wait=False), locked(providers.path, wait=False):
+            assert_private(out / "files", {"moltis.toml", "moltis.toml.lock",
+                                           "provider_keys.json", "provider_keys.json.lock"})
         ledger.close()
 
 
