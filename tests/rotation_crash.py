@@ -58,8 +58,12 @@ class Site:
     def old_key_text(self) -> str:
         return (self.root / "old.key.for-the-test").read_text()
 
+    ledger_key: str | None = None  # the key in $MOLTIS_LEDGER_KEY instead of the file
+
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MOLTIS_")}
+        if self.ledger_key is not None:
+            env["MOLTIS_LEDGER_KEY"] = self.ledger_key
         env.update(MOLTIS_CONFIG_DIR=str(self.root / "config"),
                    MOLTIS_DATA_DIR=str(self.data_dir),
                    MOLTIS_LEDGER_KEY_FILE=str(self.key_file),
@@ -102,9 +106,9 @@ def build_site(root: Path) -> Site:
     return site
 
 
-def _worker_argv(kill_at: int, record: Path | None) -> list[str]:
+def _worker_argv(kill_at: int, record: Path | None, *args: str) -> list[str]:
     return [sys.executable, "-m", "tests.rotation_crash", str(kill_at),
-            str(record) if record else ""]
+            str(record) if record else "", *args]
 
 
 @functools.cache
@@ -114,18 +118,22 @@ def rotation_steps() -> list[tuple[str, str]]:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        site = build_site(Path(tmp) / "site")
-        record = Path(tmp) / "steps.json"
-        proc = subprocess.run(_worker_argv(0, record), env=site.env(), cwd=REPO,
-                              capture_output=True, text=True, timeout=120, check=False)
-        assert proc.returncode == 0, proc.stderr
-        return [tuple(step) for step in json.loads(record.read_text())]  # type: ignore[misc]
+        return record_steps(build_site(Path(tmp) / "site"))
 
 
-def crash_rotation(site: Site, kill_at: int) -> bool:
-    """Run `key rotate` in a real process killed at step `kill_at`; True when it was
-    killed (False: it finished first)."""
-    proc = subprocess.run(_worker_argv(kill_at, None), env=site.env(), cwd=REPO,
+def record_steps(site: Site, *args: str) -> list[tuple[str, str]]:
+    """The steps of `key rotate ARGS` run to the end on `site`."""
+    record = site.root / "steps.json"
+    proc = subprocess.run(_worker_argv(0, record, *args), env=site.env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return [tuple(step) for step in json.loads(record.read_text())]  # type: ignore[misc]
+
+
+def crash_rotation(site: Site, kill_at: int, *args: str) -> bool:
+    """Run `key rotate ARGS` in a real process killed at step `kill_at`; True when it
+    was killed (False: it finished first)."""
+    proc = subprocess.run(_worker_argv(kill_at, None, *args), env=site.env(), cwd=REPO,
                           capture_output=True, text=True, timeout=120, check=False)
     if proc.returncode == -signal.SIGKILL:
         return True
@@ -193,8 +201,8 @@ def expect_rotation_finished(site: Site) -> str:
     return "rotated"
 
 
-def _worker(kill_at: int, record: str) -> None:
-    root = str(Path(os.environ["MOLTIS_LEDGER_KEY_FILE"]).parents[1])
+def _worker(kill_at: int, record: str, args: list[str]) -> None:
+    root = str(Path(os.environ["MOLTIS_DATA_DIR"]).parent)
     steps: list[tuple[str, str]] = []
 
     def step(kind: str, path: Any) -> None:
@@ -223,11 +231,11 @@ def _worker(kill_at: int, record: str) -> None:
     from ledger.cli import run
 
     sys.addaudithook(hook)
-    code = run(["key", "rotate", "--reason", "rotation crash test"])
+    code = run(["key", "rotate", "--reason", "rotation crash test", *args])
     if record:
         Path(record).write_text(json.dumps(steps))
     sys.exit(code)
 
 
 if __name__ == "__main__":
-    _worker(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "")
+    _worker(int(sys.argv[1]), sys.argv[2], sys.argv[3:])

@@ -22,9 +22,11 @@ from ledger.errors import UnsafePathError
 from ledger.ops.head_mark import HeadMark, mark_path, write_mark
 from tests.rotation_crash import (
     SECRETS,
+    Site,
     build_site,
     crash_rotation,
     expect_rotation_finished,
+    record_steps,
     rotation_steps,
 )
 
@@ -208,3 +210,42 @@ def test_an_interrupted_rotation_is_named_and_rotate_refuses_until_resumed(tmp_p
     got = site.cli("key", "rotate")
     assert got.code == 1 and "key rotate --resume" in got.err
     expect_rotation_finished(site)
+
+
+def test_a_rotation_with_the_key_in_the_environment_killed_after_its_commit(tmp_path):
+    """$MOLTIS_LEDGER_KEY: the new key goes to --new-key-file. Killed after the commit,
+    before the backups were re-sealed: the old key (still in the variable) is refused
+    with the command that finishes it, which re-seals the backups; then the new key,
+    once installed, opens every secret and backup, and the old one nothing."""
+    from ledger.ops.migrate import open_backup
+
+    def keyed_site(name: str) -> Site:
+        site = build_site(tmp_path / name)
+        site.ledger_key = site.key_file.read_text().strip()
+        site.key_file.unlink()  # the key lives in the environment only
+        return site
+
+    recorded = keyed_site("recorded")
+    steps = record_steps(recorded, "--new-key-file", str(recorded.root / "newkeys" / "new.key"))
+    after_commit = find_step(steps, ("sync", "newkeys")) + 1
+    assert steps[after_commit - 1][1].startswith("ledger-head.")  # the mirror, after it
+    site = keyed_site("site")
+    target = site.root / "newkeys" / "new.key"
+    assert crash_rotation(site, after_commit, "--new-key-file", str(target))
+    assert target.is_file()
+    exported = site.cli("export", "-o", str(tmp_path / "exp"), "--reveal-secrets")
+    assert exported.code == 1
+    assert "key rotate --resume --new-key-file FILE" in exported.err
+    resumed = site.ok("key", "rotate", "--resume", "--new-key-file", str(target))
+    assert "install it" in resumed.err
+    old_key = parse_key(site.ledger_key or "", "old")
+    new_key = parse_key(target.read_text(), "new")
+    site.ledger_key = target.read_text().strip()  # the operator installs it
+    site.ok("export", "-o", str(tmp_path / "exp"), "--reveal-secrets")
+    assert SECRETS["providers.openai.api_key"] in (tmp_path / "exp" / "moltis.toml").read_text()
+    folders = sorted((site.data_dir / "backups").glob("migrate-*"))
+    assert len(folders) == 2
+    for folder in folders:
+        assert open_backup(folder, new_key)
+        with pytest.raises(SecretKeyError):
+            open_backup(folder, old_key)

@@ -74,7 +74,9 @@ def rotate(state: State, new_key_file: str | None, resume: bool) -> None:
     """
     from ledger.ops.keys import resume_rotation, rotate_key
 
-    ledger = state.store(write=True).ledger
+    # --resume: no hand-edit import first, which would need to open secrets with the
+    # key the stopped rotation already replaced in the database
+    ledger = state.store(write=True, sync=not resume).ledger
     target = Path(new_key_file) if new_key_file else None
     if resume:
         finished = resume_rotation(ledger, new_key_file=target, data_dir=state.data_home)
