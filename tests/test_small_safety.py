@@ -51,7 +51,8 @@ HUMAN: list[tuple[str, ...]] = [
     ("log",), ("log", "--limit", "2"), ("blame",), ("blame", "identity.name"), ("diff", "0"),
     ("diff", "1"), ("show",), ("show", "--at", "1"), ("show", "--effective"),
     ("get", "identity.name"), ("get", "identity.name", "--effective"),
-    ("providers", "list"), ("providers", "effective"), ("watch", "--after", "0", "--count", "3"),
+    ("get", "keys:openai.models"), ("providers", "list"), ("providers", "effective"),
+    ("watch", "--after", "0", "--count", "3"),
 ]
 
 
@@ -66,7 +67,7 @@ def test_every_human_output_shows_control_c1_and_bidi_characters_one_way(tmp_pat
     cli("set", "identity.name", VALUE, "--reason", REASON)
     cli("providers", "set", "openai", "--models", ",".join(MODELS))
     cli("set", "server.port", "8081", "--reason", "r2")
-    showing = reasons = 0
+    showing = reasons = models = 0
     for args in HUMAN:
         out, err = cli(*args)
         text = out + err
@@ -82,8 +83,10 @@ def test_every_human_output_shows_control_c1_and_bidi_characters_one_way(tmp_pat
             reasons += 1
         if "gpt" in text:
             assert escape(MODELS[0]) in text and escape(MODELS[1]) in text, (args, text)
+            models += 1
     assert showing == 8  # log, diff, show (3), get (2), watch
     assert reasons >= 4  # log, blame (2), watch
+    assert models >= 3  # log, diff, get of the list
     out, _ = cli("--json", "get", "identity.name")
     assert json.loads(out)["value"] == VALUE
 
