@@ -232,3 +232,36 @@ def test_every_public_name_resolves() -> None:
         except AttributeError as err:
             broken.append(f"{name}: {err}")
     assert not broken, "\n".join(broken)
+
+
+CONCRETE_BACKENDS = frozenset({"SqliteBackend", "PostgresBackend", "MemoryBackend"})
+
+
+def _concrete_backend_checks(source: str) -> list[int]:
+    """Lines of `isinstance(x, <a concrete backend class>)` (alone or in a tuple) in one
+    module's text: above the backends, code talks to the protocol (ledger/backends/base)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in ("isinstance", "issubclass") and len(node.args) == 2):
+            kinds = node.args[1]
+            names = kinds.elts if isinstance(kinds, ast.Tuple) else [kinds]
+            if any((isinstance(n, ast.Name) and n.id in CONCRETE_BACKENDS)
+                   or (isinstance(n, ast.Attribute) and n.attr in CONCRETE_BACKENDS)
+                   for n in names):
+                found.append(node.lineno)
+    return found
+
+
+def test_no_isinstance_on_concrete_backends_above_the_backends() -> None:
+    hits = [f"{path.relative_to(ROOT)}:{line}"
+            for module, path in MODULES.items() if not module.startswith("ledger.backends")
+            for line in _concrete_backend_checks(path.read_text())]
+    assert not hits, ("use the backend protocol (ledger/backends/base.py) instead of "
+                      "isinstance on a concrete backend class:\n" + "\n".join(hits))
+
+
+def test_the_backend_rule_sees_a_planted_isinstance() -> None:
+    assert _concrete_backend_checks("if isinstance(b, SqliteBackend): pass\n") == [1]
+    assert _concrete_backend_checks("isinstance(b, (int, sqlite.PostgresBackend))\n") == [1]
+    assert _concrete_backend_checks("isinstance(b, Backend)\n") == []

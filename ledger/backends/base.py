@@ -103,6 +103,9 @@ class Backend(Protocol):
     name: str
     location: str
     read_only: bool
+    # What every refused write says when read_only (set by whoever opened it read-only
+    # for a reason, e.g. the fallback after a failed writable open); "" for the default.
+    read_only_reason: str
 
     def write(self, *, wait: bool = True) -> AbstractContextManager[WriteTxn]:
         """Begin the one writer transaction. Appends serialize on it (SQLite: BEGIN

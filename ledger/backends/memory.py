@@ -87,6 +87,7 @@ class MemoryBackend:
 
     name = "memory"
     read_only = False
+    read_only_reason = ""
 
     def __init__(self) -> None:
         self.location = "memory:"

@@ -400,6 +400,7 @@ class PostgresBackend:
         self.dsn = dsn
         self.schema = schema
         self.read_only = read_only
+        self.read_only_reason = ""
         self.location = redact_dsn(dsn) + ("" if schema == "public" else f" schema={schema}")
         self.channel = f"ledger_{schema}"
         self._busy_ms = max(1, int(busy_timeout * 1000))
@@ -589,7 +590,8 @@ class PostgresBackend:
     @contextlib.contextmanager
     def write(self, *, wait: bool = True) -> Iterator[_PgTxn]:
         if self.read_only:
-            raise ReadOnlyError(f"{self.location}: the ledger was opened read-only")
+            raise ReadOnlyError(self.read_only_reason
+                                or f"{self.location}: the ledger was opened read-only")
         if not wait and time.monotonic() < self._contended_until:
             # Other processes are writing: a fast first try would most likely build on a
             # stale head or find the lock held, and its round trip would slow the writer

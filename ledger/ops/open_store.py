@@ -25,7 +25,6 @@ from typing import Any, Final, Literal
 
 from ledger._log import get_logger
 from ledger.backends.open import is_dsn
-from ledger.backends.sqlite import SqliteBackend
 from ledger.core.document import Doc
 from ledger.engine.vault import KeySource
 from ledger.errors import (
@@ -278,9 +277,7 @@ def _fallback(inst: Installation, name: str, location: str, err: BaseException,
     if store is not None:
         if store.ledger.head_state().seq > 0:
             attach_files(store, inst, mirror=False)
-            backend = store.ledger.backend
-            if isinstance(backend, SqliteBackend):
-                backend.read_only_reason = reason  # what every write's error says
+            store.ledger.backend.read_only_reason = reason  # what every write's error says
             _log.warning("the configuration ledger is read-only", backend=name,
                          location=where, error=str(err))
             return store
