@@ -111,7 +111,7 @@ def _build(path: Path, events: int) -> None:
                 txn.put_snapshot(*snap)
         seq = end
     store.ledger.reset_caches()
-    store.ledger.sign_head()  # as an append would have
+    store.ledger.sign_head(adopt=True)  # as an append would have
     backend.checkpoint()
     store.ledger.typed()  # the head is a valid config
     store.ledger.close()

@@ -264,22 +264,30 @@ def test_a_lone_writer_commits_alone(tmp_path, kind):
 
 
 def test_a_group_signs_its_last_stored_event_once(tmp_path, monkeypatch):
-    """One Ed25519 signature per group (not one per event), over the group's last
-    stored event, even when a later request of the group failed; a pinned verify
-    accepts it."""
+    """At most one Ed25519 signature (and one head MAC) per group, not one per event,
+    over the group's last stored event, even when a later request of the group
+    failed; a pinned verify accepts it. (Checkpoints every transaction here, so that
+    the group's signature is due.)"""
     from ledger.engine.integrity_keys import IntegrityKeys
 
     path = tmp_path / "g.db"
     store = new_store(path)
     ledger = store.ledger
-    real_sign = IntegrityKeys.sign_head
+    ledger.voucher.every = 1
+    real_sign, real_mac = IntegrityKeys.sign_head, IntegrityKeys.mac_head
     signed: list[int] = []
+    maced: list[int] = []
 
     def counting_sign(self: IntegrityKeys, seq: int, head_hash: bytes) -> Any:
         signed.append(seq)  # the real signature, counted
         return real_sign(self, seq, head_hash)
 
+    def counting_mac(self: IntegrityKeys, ledger_id: bytes, seq: int, head_hash: bytes) -> Any:
+        maced.append(seq)
+        return real_mac(self, ledger_id, seq, head_hash)
+
     monkeypatch.setattr(IntegrityKeys, "sign_head", counting_sign)
+    monkeypatch.setattr(IntegrityKeys, "mac_head", counting_mac)
 
     def invalid(cfg: Any) -> None:
         cfg.server.port = "not a port"
@@ -291,5 +299,6 @@ def test_a_group_signs_its_last_stored_event_once(tmp_path, monkeypatch):
     assert len(stored) == 3 and isinstance(outs[3].error, ConfigValidationError)
     # the blocker's own transaction signed once, the group once: its last stored event
     assert signed[-1] == max(stored) and len(signed) == 2
+    assert maced == signed
     report = ledger.verify(expect_key=store.signing_key_fingerprint())
-    assert report.ok and report.signed_seq == max(stored)
+    assert report.ok and report.signed_seq == report.mac_seq == max(stored)

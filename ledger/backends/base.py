@@ -17,15 +17,17 @@ from ledger.core.chain import GENESIS
 from ledger.core.events import Record, Row
 from ledger.errors import FormatVersionError
 
-__all__ = ["FORMAT_VERSION", "HEAD_SIGNATURE", "Backend", "Head", "SecretRow", "SnapshotRow",
-           "WriteTxn", "refuse_newer_format"]
+__all__ = ["FORMAT_VERSION", "HEAD_MAC", "HEAD_SIGNATURE", "Backend", "Head", "SecretRow",
+           "SnapshotRow", "WriteTxn", "refuse_newer_format"]
 
 # Version of the stored format (tables, payload encoding, chain layout). A database
 # written with a higher number is refused, never written to.
 FORMAT_VERSION: Final = 1
 TABLE_PREFIX: Final = "ledger_"
-# The ledger_meta key of the signed head (ledger.engine.integrity_keys writes it).
+# The ledger_meta keys of the signed checkpoint and of the MAC'd head
+# (ledger.engine.integrity_keys writes them).
 HEAD_SIGNATURE: Final = "head_signature"
+HEAD_MAC: Final = "head_mac"
 
 
 def refuse_newer_format(location: str, version: int | None) -> None:

@@ -72,6 +72,7 @@ from ledger._log import get_logger
 from ledger.backends.base import (
     EMPTY_HEAD,
     FORMAT_VERSION,
+    HEAD_MAC,
     HEAD_SIGNATURE,
     Backend,
     Head,
@@ -353,8 +354,10 @@ class _PgTxn:
         return self._cur.rowcount > 0
 
     def set_meta(self, key: str, value: str) -> None:
-        if key == HEAD_SIGNATURE and not self._locked and self._pending is not None:
-            # the signed head of the pending event: it travels in the append statement
+        if (key in (HEAD_MAC, HEAD_SIGNATURE) and not self._locked
+                and self._pending is not None and self._pending_meta is None):
+            # the MAC'd (or signed) head of the pending event: it travels in the append
+            # statement (a second one, a checkpoint's signature, takes the lock)
             self._pending_meta = (key, value)
             return
         self._upgrade()

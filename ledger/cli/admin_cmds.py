@@ -1,5 +1,6 @@
-"""`moltis-ledger` commands for integrity, transfer and credentials: verify, bundles,
-backup/restore, watch, shred, checkpoint, rebuild-snapshots and providers (plus `demo`).
+"""`moltis-ledger` commands for integrity, transfer and credentials: verify, sign-head,
+bundles, backup/restore, watch, shred, checkpoint, rebuild-snapshots and providers (plus
+`demo`).
 
 Attached to the `cli` group of `ledger.cli.app` when that module is imported. This module
 is long because each command is a thin click wrapper whose docstring is its --help
@@ -51,8 +52,10 @@ def _report(state: State, report: VerifyReport, what: str) -> None:
                        f"{report.head_seq}", "green")
         state.out.line(f"head hash: {report.head_hex}")
         if report.key_fingerprint:
-            signed = ("" if report.signed_seq is None
-                      else f" (signed head: seq {report.signed_seq})")
+            vouched = [f"signed head: seq {report.signed_seq}"] if report.signed_seq else []
+            if report.mac_seq and report.mac_seq != report.signed_seq:
+                vouched.append(f"head MAC: seq {report.mac_seq}")
+            signed = f" ({'; '.join(vouched)})" if vouched else ""
             state.out.line(f"signing key: {report.key_fingerprint}{signed}")
         for note in report.notes:
             state.out.note(note)
@@ -113,6 +116,59 @@ def verify(state: State, expect_head: bytes | None, expect_key: str | None,
     report = ledger.verify(expect_head, pinned) if total == 0 else _tracked_verify(
         state, ledger, expect_head, pinned, total)
     _report(state, report, "the ledger")
+
+
+@cli.command(name="sign-head")
+@click.option("--adopt", is_flag=True,
+              help="Vouch for a head nobody vouched for (a ledger written before signing, "
+                   "or whose signature was removed or made with another key), after the "
+                   "full verify passes.")
+@common
+@pass_state
+def sign_head(state: State, adopt: bool) -> None:
+    """Sign the head now with the ledger key (a checkpoint: `verify --expect-key` then
+    vouches for every event up to it, without the ledger key).
+
+    Writers sign by themselves at checkpoints and MAC every head, but never over a head
+    that nothing vouches for: a ledger written before signing, or one whose signature
+    was removed, stays unsigned (writes warn, verify and check say "the head is not
+    signed") until an operator checks it and adopts it with --adopt, which runs the
+    full verify first and signs only if it passes (exit 3 otherwise). Needs the ledger
+    key.
+
+    Example:
+
+    \b
+        moltis-ledger sign-head
+        moltis-ledger verify && moltis-ledger sign-head --adopt
+    """
+    from ledger.errors import SecretKeyError
+
+    ledger = state.store(write=True).ledger
+    if ledger.vault.integrity() is None:
+        raise SecretKeyError(f"sign-head needs the ledger key ({ledger.vault.keys.describe()}): "
+                             "the signing key is derived from it; nothing was signed")
+    if adopt:
+        total = ledger.backend.head().seq
+        report = ledger.verify() if total == 0 else _tracked_verify(state, ledger, None, None,
+                                                                   total)
+        if not report.ok:
+            raise CommandError(f"not signing: verification failed at seq "
+                               f"{report.first_bad_seq}: {report.problem}", EXIT_VERIFY)
+        signed = ledger.sign_head(adopt=True, expect_hash=report.head_hash)
+    else:
+        signed = ledger.sign_head()
+    head = ledger.backend.head()
+    fpr = ledger.vault.integrity()
+    doc = {"signed": signed, "head_seq": head.seq, "head_hash": head.hash.hex(),
+           "key_fingerprint": fpr.fingerprint if fpr is not None else None}
+    if state.json:
+        state.out.json(doc)
+    elif signed:
+        state.out.line(f"ok: signed the head, seq {head.seq}", "green")
+        state.out.line(f"signing key: {doc['key_fingerprint']}")
+    else:
+        state.out.line("nothing to sign: the ledger is empty")
 
 
 def _tracked_verify(state: State, ledger: Any, expect_head: bytes | None, pinned: str | None,

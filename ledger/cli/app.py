@@ -388,7 +388,7 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(("log", "diff", "blame", "rollback", "export"), "ledger.cli.history_cmds"),
     **dict.fromkeys(("verify", "verify-bundle", "bundle", "import-bundle", "backup",
                      "restore", "watch", "shred", "checkpoint", "rebuild-snapshots", "providers",
-                     "demo"),
+                     "demo", "sign-head"),
                     "ledger.cli.admin_cmds"),
     **dict.fromkeys(("migrate", "switch-backend", "unseal-backup"), "ledger.cli.switch_cmds"),
     "serve": "ledger.cli.serve_cmd",
@@ -639,7 +639,8 @@ def verify_report_json(report: VerifyReport) -> dict[str, Any]:
     return {"ok": report.ok, "events": report.events, "head_seq": report.head_seq,
             "head_hash": report.head_hex, "first_bad_seq": report.first_bad_seq,
             "problem": report.problem, "key_fingerprint": report.key_fingerprint,
-            "signed_seq": report.signed_seq, "notes": list(report.notes)}
+            "signed_seq": report.signed_seq, "mac_seq": report.mac_seq,
+            "notes": list(report.notes)}
 
 
 def text_io(obj: object) -> IO[str]:

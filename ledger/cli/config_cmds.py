@@ -344,6 +344,9 @@ def check(state: State, file: str | None) -> None:
         key_problem = key_file_problem(ledger.vault.keys)
         if key_problem:
             warnings.append(key_problem)
+        head_problem = ledger.head_problem()
+        if head_problem:
+            warnings.append(head_problem)
     problems = check_document(raw)
     for warning in warnings:
         state.out.warn(warning)  # stderr: a --json document stays alone on stdout

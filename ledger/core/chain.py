@@ -59,7 +59,8 @@ class VerifyReport:
     problem: str | None = None
     # what `Ledger.verify` adds to the chain walk (ledger.engine.audit)
     key_fingerprint: str | None = None  # of the key that signed the head
-    signed_seq: int | None = None  # the last signed head
+    signed_seq: int | None = None  # the last signed head (checkpoint)
+    mac_seq: int | None = None  # the head the head MAC vouches for (checked with the key)
     notes: tuple[str, ...] = ()  # worth saying, not a failure (e.g. unsealed snapshots)
 
     @property

@@ -3,15 +3,18 @@
 One rule: derived data is checked on use or covered here. Beyond the hash chain
 (`ledger.core.chain`), this replays the whole log and compares with the replay every
 snapshot, the head (PostgreSQL's head row, the engine's cached head) and the secrets
-table; checks that the stored rows are exactly seq 1..N; and checks the signed head.
+table; checks that the stored rows are exactly seq 1..N; and checks the head MAC and
+the signed checkpoint (ledger.engine.head_vouch).
 
 What a pass proves. Without a pinned key: the log is one unbroken chain from genesis,
-nothing derived disagrees with it, and (with the ledger key here) the head was signed
-by this ledger key. With a pinned key (`expect_key`): also that the head is one this
-key signed, so a log re-chained by someone without the ledger key fails, and so does a
-cut-off tail (the signed head is no longer in it). What no check here can prove: that
-nobody truncated the log of a ledger verified without a pin or --expect-head, and
-anything done by someone holding the ledger key.
+nothing derived disagrees with it, and (with the ledger key here) the head MAC vouches
+for every event, so a log re-chained by someone without the key fails. With a pinned
+key (`expect_key`): also that the checkpoint is one this key signed, so a log
+re-chained at or before it fails even where the ledger key is not at hand, and so
+does a cut-off tail (the signed head is no longer in it); without the key, the events
+after the checkpoint are named as a window only the head MAC vouches for. What no
+check here can prove: that nobody truncated the log of a ledger verified without a
+pin or --expect-head, and anything done by someone holding the ledger key.
 """
 
 from __future__ import annotations
@@ -31,7 +34,14 @@ from ledger.core.events import (
     doc_path_text,
 )
 from ledger.core.secret_refs import DESTROYED_REF, SecretRef
-from ledger.engine.integrity_keys import HEAD_SIGNATURE, HeadSignature, IntegrityKeys
+from ledger.engine.head_vouch import ADOPT_HINT
+from ledger.engine.integrity_keys import (
+    HEAD_MAC,
+    HEAD_SIGNATURE,
+    HeadMac,
+    HeadSignature,
+    IntegrityKeys,
+)
 from ledger.errors import LedgerError
 from projections.config_view import EMPTY_STATE, ConfigState, replay_rows
 from projections.snapshots import MAGIC, canonical_state, decode_state, open_snapshot
@@ -67,10 +77,11 @@ def audit(ledger: Ledger, expect_head: bytes | None = None, expect_key: str | No
         state = _check_snapshots(ledger, chain, keys, notes, referenced)
         _check_head(ledger, chain, state)
         _check_secrets(ledger, referenced)
-        fpr, signed = _check_signature(ledger, chain, keys, expect_key, notes)
+        fpr, signed, maced = _check_signature(ledger, chain, keys, expect_key, notes)
     except _FailedError as err:
         return replace(chain, ok=False, first_bad_seq=err.seq, problem=err.problem)
-    return replace(chain, key_fingerprint=fpr, signed_seq=signed, notes=tuple(notes))
+    return replace(chain, key_fingerprint=fpr, signed_seq=signed, mac_seq=maced,
+                   notes=tuple(notes))
 
 
 def _check_rows(ledger: Ledger, chain: VerifyReport) -> None:
@@ -189,15 +200,64 @@ def _check_secrets(ledger: Ledger, referenced: Referenced) -> None:
 
 
 def _check_signature(ledger: Ledger, chain: VerifyReport, keys: IntegrityKeys | None,
-                     expect_key: str | None, notes: list[str]) -> tuple[str | None, int | None]:
+                     expect_key: str | None, notes: list[str]
+                     ) -> tuple[str | None, int | None, int | None]:
+    """The signed checkpoint and the MAC'd head: (fingerprint, signed seq, MAC'd seq).
+
+    With the ledger key, the head MAC vouches for the whole log up to its seq. Without
+    it, only the signature can be checked: events after the signed checkpoint are named
+    as a window that only the (here uncheckable) head MAC covers."""
+    n = chain.head_seq
+    sig = _signature(ledger, chain, keys, expect_key)
+    signed = sig.seq if sig is not None else None
+    mac = _mac(ledger, chain, keys)
+    maced = mac.seq if mac is not None and keys is not None else None
+    fpr = sig.fingerprint if sig is not None else (keys.fingerprint if keys else None)
+    if n == 0:
+        return fpr, signed, maced
+    if sig is None and mac is None:
+        problem = ("the head is not signed (a ledger written before signing, or its "
+                   f"signature was removed): {ADOPT_HINT}")
+        if expect_key is not None:
+            raise _FailedError(n, "the head is not signed, so it cannot be checked against "
+                                  f"the pinned key {expect_key}")
+        notes.append(problem)
+        return fpr, signed, maced
+    if sig is None and expect_key is not None:
+        raise _FailedError(n, "the head is not signed, so it cannot be checked against the "
+                              f"pinned key {expect_key} (only a head MAC is stored)")
+    if keys is not None:
+        vouched = max(signed or 0, maced or 0)
+        if vouched < n:
+            problem = (f"events {vouched + 1}..{n} are not vouched for: appended after the "
+                       f"vouched head (event {vouched}) without the ledger key, or forged")
+            if expect_key is not None:
+                raise _FailedError(vouched + 1, problem)
+            notes.append(f"{problem}; {ADOPT_HINT}")
+        return fpr, signed, maced
+    if signed is None:  # no key here and only a MAC: nothing this verify can check
+        notes.append("the head is not signed, and its head MAC can be checked only with "
+                     "the ledger key (not here)")
+        return fpr, signed, maced
+    if signed < n:
+        if mac is not None and (mac.seq, mac.hash) == (n, chain.head_hash):
+            notes.append(f"events {signed + 1}..{n} come after the last signed checkpoint "
+                         f"(event {signed}): only the head MAC vouches for them, and it can "
+                         "be checked only with the ledger key (not here)")
+        else:
+            problem = (f"events {signed + 1}..{n} are not vouched for: they come after the "
+                       f"last signed checkpoint (event {signed}) and no head MAC covers them")
+            if expect_key is not None:
+                raise _FailedError(signed + 1, problem)
+            notes.append(problem)
+    return fpr, signed, maced
+
+
+def _signature(ledger: Ledger, chain: VerifyReport, keys: IntegrityKeys | None,
+               expect_key: str | None) -> HeadSignature | None:
     text = ledger.backend.get_meta(HEAD_SIGNATURE)
     if text is None:
-        if expect_key is not None and chain.head_seq:
-            raise _FailedError(chain.head_seq, "the head is not signed, so it cannot be checked "
-                                          f"against the pinned key {expect_key}")
-        if chain.head_seq:
-            notes.append("the head is not signed (written without the ledger key)")
-        return (keys.fingerprint if keys else None), None
+        return None
     try:
         sig = HeadSignature.decode(text)
     except ValueError as err:
@@ -216,10 +276,25 @@ def _check_signature(ledger: Ledger, chain: VerifyReport, keys: IntegrityKeys | 
     if expect_key is not None and sig.fingerprint != expect_key:
         raise _FailedError(sig.seq, f"the head is signed by {sig.fingerprint}, not by the pinned "
                                f"key {expect_key}")
-    if sig.seq < chain.head_seq:
-        problem = (f"events {sig.seq + 1}..{chain.head_seq} are not signed (written without "
-                   "the ledger key)")
-        if expect_key is not None:
-            raise _FailedError(sig.seq + 1, problem)
-        notes.append(problem)
-    return sig.fingerprint, sig.seq
+    return sig
+
+
+def _mac(ledger: Ledger, chain: VerifyReport, keys: IntegrityKeys | None) -> HeadMac | None:
+    text = ledger.backend.get_meta(HEAD_MAC)
+    if text is None:
+        return None
+    try:
+        mac = HeadMac.decode(text)
+    except ValueError as err:
+        raise _FailedError(chain.head_seq, f"{err}: it was changed") from None
+    if keys is None:
+        return mac  # only its claim can be looked at (the window note)
+    if not keys.mac_valid(ledger.vault.ledger_id, mac):
+        raise _FailedError(chain.head_seq, f"the head MAC (for event {mac.seq}) does not check "
+                                           "with this ledger key: it was changed or forged")
+    rec = ledger.backend.record(mac.seq) if mac.seq else None
+    if rec is None or rec.hash != mac.hash:
+        raise _FailedError(min(mac.seq, chain.head_seq + 1),
+                           f"the MAC'd head (event {mac.seq}, {mac.hash.hex()[:16]}…) is not "
+                           "in this log: the log was rewritten, re-chained or truncated")
+    return mac

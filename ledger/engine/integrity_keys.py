@@ -3,10 +3,18 @@
 - The snapshot MAC key (HKDF-SHA256, its own context): a snapshot whose MAC does not
   check is ignored (the log is replayed instead), so someone who can write the database
   but does not hold the ledger key cannot make readers serve edited snapshot content.
-- The checkpoint signing key (Ed25519, its seed from HKDF with another context): every
-  append signs (seq, head hash) into `ledger_meta`. An operator pins the public key's
-  fingerprint once (`verify --expect-key`); a log re-chained by someone without the
-  ledger key then fails, whatever hashes they recomputed.
+- The head MAC key (HKDF, a third context): every append writes a keyed blake3 MAC
+  over (ledger id, seq, head hash) into `ledger_meta` (`head_mac`), in the same
+  transaction. It costs about a microsecond, so every head is vouched for; only a
+  holder of the ledger key can check it.
+- The checkpoint signing key (Ed25519, its seed from HKDF with another context): at
+  checkpoints (every `CHECKPOINT_EVERY` events, when the last signature is older than
+  `CHECKPOINT_SECS`, on close and on `sign_head()`) the head (seq, hash) is signed into
+  `ledger_meta` (`head_signature`). An operator pins the public key's fingerprint once
+  (`verify --expect-key`); a log re-chained at or before the signed checkpoint by
+  someone without the ledger key then fails, whatever hashes they recomputed. Events
+  after the checkpoint are vouched by the head MAC alone (ledger.engine.head_vouch).
+  Ledgers signed the old way (a signature on every append) read the same.
 
 Why derive instead of a second key file: the signing key then follows the ledger key
 everywhere it already goes (MOLTIS_LEDGER_KEY, the key file, backups of it, rotation
@@ -18,21 +26,31 @@ no derived key reveals another.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from ledger.backends.base import HEAD_SIGNATURE
+import blake3
+
+from ledger.backends.base import HEAD_MAC, HEAD_SIGNATURE
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-__all__ = ["HEAD_SIGNATURE", "HeadSignature", "IntegrityKeys", "fingerprint",
-           "parse_fingerprint"]
+__all__ = ["CHECKPOINT_EVERY", "CHECKPOINT_SECS", "HEAD_MAC", "HEAD_SIGNATURE", "HeadMac",
+           "HeadSignature", "IntegrityKeys", "fingerprint", "parse_fingerprint"]
 
 _MAC_INFO: Final = b"moltis-config-ledger 2026-12 snapshot mac v1"
 _SIGN_INFO: Final = b"moltis-config-ledger 2026-12 checkpoint signing v1"
+_HEAD_MAC_INFO: Final = b"moltis-config-ledger 2026-12 head mac v1"
 _SIGNED: Final = b"moltis-config-ledger checkpoint v1\x00"
+_MACED: Final = b"moltis-config-ledger head v1\x00"
+# Checkpoints: an Ed25519 signature costs 50-110 us, too much for every append (the
+# head MAC vouches for each head); these bound the events a keyless pinned verify can
+# only take on the MAC's word (a window `verify` names).
+CHECKPOINT_EVERY: Final = 256
+CHECKPOINT_SECS: Final = 1.0
 _SEQ = struct.Struct(">Q")
 FPR_PREFIX: Final = "ed25519:"
 
@@ -84,9 +102,12 @@ class HeadSignature:
             version, seq, h, pub, sig = text.split(" ")
             if version != "v1":
                 raise ValueError(version)
-            return cls(int(seq), bytes.fromhex(h), bytes.fromhex(pub), bytes.fromhex(sig))
+            found = cls(int(seq), bytes.fromhex(h), bytes.fromhex(pub), bytes.fromhex(sig))
         except ValueError:
-            raise ValueError("the stored head signature is malformed") from None
+            found = None
+        if found is None or found.encode() != text:  # one spelling only (no "0044", "AB")
+            raise ValueError("the stored head signature is malformed")
+        return found
 
     @property
     def fingerprint(self) -> str:
@@ -105,10 +126,40 @@ class HeadSignature:
         return True
 
 
-class IntegrityKeys:
-    """The snapshot MAC key and the checkpoint signing key of one ledger key."""
+def _mac_message(ledger_id: bytes, seq: int, head_hash: bytes) -> bytes:
+    return _MACED + _SEQ.pack(len(ledger_id)) + ledger_id + _SEQ.pack(seq) + head_hash
 
-    __slots__ = ("_signer", "public", "snapshot_mac")
+
+@dataclass(frozen=True, slots=True)
+class HeadMac:
+    """The MAC'd head as stored in ledger_meta: `v1 <seq> <hash> <mac>`."""
+
+    seq: int
+    hash: bytes
+    mac: bytes
+
+    def encode(self) -> str:
+        return f"v1 {self.seq} {self.hash.hex()} {self.mac.hex()}"
+
+    @classmethod
+    def decode(cls, text: str) -> HeadMac:
+        try:
+            version, seq, h, mac = text.split(" ")
+            if version != "v1" or len(mac) != 64 or len(h) != 64:
+                raise ValueError(version)
+            found = cls(int(seq), bytes.fromhex(h), bytes.fromhex(mac))
+        except ValueError:
+            found = None
+        if found is None or found.encode() != text:  # one spelling only (no "0044", "AB")
+            raise ValueError("the stored head MAC is malformed")
+        return found
+
+
+class IntegrityKeys:
+    """The snapshot MAC key, the head MAC key and the checkpoint signing key of one
+    ledger key."""
+
+    __slots__ = ("_head_mac", "_signer", "public", "snapshot_mac")
 
     def __init__(self, ledger_key: bytes) -> None:
         # cryptography on first use (CLI start time)
@@ -117,6 +168,7 @@ class IntegrityKeys:
 
         self._signer: Ed25519PrivateKey
         self.snapshot_mac = _hkdf(ledger_key, _MAC_INFO)
+        self._head_mac = _hkdf(ledger_key, _HEAD_MAC_INFO)
         self._signer = Ed25519PrivateKey.from_private_bytes(_hkdf(ledger_key, _SIGN_INFO))
         self.public = self._signer.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
@@ -127,3 +179,11 @@ class IntegrityKeys:
     def sign_head(self, seq: int, head_hash: bytes) -> HeadSignature:
         return HeadSignature(seq, head_hash, self.public,
                              self._signer.sign(_message(seq, head_hash)))
+
+    def mac_head(self, ledger_id: bytes, seq: int, head_hash: bytes) -> HeadMac:
+        return HeadMac(seq, head_hash, blake3.blake3(
+            _mac_message(ledger_id, seq, head_hash), key=self._head_mac).digest())
+
+    def mac_valid(self, ledger_id: bytes, mac: HeadMac) -> bool:
+        expected = self.mac_head(ledger_id, mac.seq, mac.hash).mac
+        return hmac.compare_digest(expected, mac.mac)

@@ -14,9 +14,11 @@ one lock and one cached state, and their invariant (the cached state is the head
 connection last committed or read) is easier to keep in one module than across two.
 
 Integrity steps sit on the write path, in the same transaction: after the insert the
-head must be the new event (`_seal_head`: nothing swallowed the row) and is signed;
-snapshots are sealed with their MAC (`_put_snapshot`) and checked when read
-(`_trusted_snapshot`); `verify` lives in `ledger.engine.audit`.
+head must be the new event (`_check_stored`: nothing swallowed the row) and is vouched
+for (`_sign_head`: a head MAC on every transaction, an Ed25519 signature at checkpoints,
+never over a parent nobody vouched for; ledger.engine.head_vouch); snapshots are
+sealed with their MAC (`_put_snapshot`) and checked when read (`_trusted_snapshot`);
+`verify` lives in `ledger.engine.audit`.
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from ledger._log import get_logger
-from ledger.backends.base import Backend, Head, SnapshotRow, WriteTxn
+from ledger.backends.base import HEAD_MAC, HEAD_SIGNATURE, Backend, Head, SnapshotRow, WriteTxn
 from ledger.core.actor import check_reason, resolve_actor
 from ledger.core.chain import GENESIS, VerifyReport, link, verify_records
 from ledger.core.document import apply_changes
@@ -52,7 +54,8 @@ from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import SecretRef
 from ledger.core.text_rule import refuse_nul, refuse_nul_in
 from ledger.engine.group_commit import Committer, Request, committer_for
-from ledger.engine.integrity_keys import HEAD_SIGNATURE, HeadSignature, IntegrityKeys
+from ledger.engine.head_vouch import ADOPT_HINT, HeadVoucher, unvouched
+from ledger.engine.integrity_keys import IntegrityKeys
 from ledger.engine.vault import KeySource, Vault
 from ledger.errors import (
     ConfigValidationError,
@@ -62,6 +65,7 @@ from ledger.errors import (
     LedgerError,
     SecretKeyError,
     StoreError,
+    VerificationError,
 )
 from ledger.files.safe_io import MAX_FILE_BYTES
 from projections.config_view import EMPTY_STATE, ConfigState, fold, replay, replay_rows
@@ -161,7 +165,7 @@ class Ledger:
         self._state: ConfigState | None = None
         self._codec: TypedCodec | None = None
         self._view: TypedView | None = None
-        self._vouched: tuple[int, bytes] | None = None  # the head this process last signed
+        self.voucher = HeadVoucher()  # the head this ledger vouched for; checkpoint policy
         # called with the new head state after every commit of this process (e.g. the
         # mirror of the head the gateway falls back to); a failing hook is logged, and
         # never undoes or fails the commit, which is already durable
@@ -214,7 +218,7 @@ class Ledger:
                          "verify if no restore was made", location=self.backend.location,
                          served_seq=state.seq, served_hash=state.hash.hex()[:16],
                          head_seq=head.seq, head_hash=head.hash.hex()[:16])
-            return self._load_at(head)
+            return self._replaced(head)
         if head.seq - state.seq > _CATCH_UP_LIMIT:
             return self._load_at(head)
         records = list(self.backend.read(after=state.seq, until=head.seq))
@@ -223,13 +227,20 @@ class Ledger:
             if rec.prev_hash != prev:
                 _log.warning("ledger history changed under a reader; reloading",
                              location=self.backend.location, seq=rec.seq)
-                return self._load_at(head)
+                return self._replaced(head)
             prev = rec.hash
         started = time.perf_counter()
         new = replay(state, records)
         _log.debug("caught up", seq=new.seq, events=len(records),
                    duration_ms=round((time.perf_counter() - started) * 1000, 3))
         return new
+
+    def _replaced(self, head: Head) -> ConfigState:
+        """Another history took this one's place (a restore): its ledger id, and so what
+        secrets and the head MAC are bound to, may differ; read everything again."""
+        self.vault.reload()
+        self.voucher = HeadVoucher(self.voucher.every, self.voucher.secs)
+        return self._load_at(head)
 
     def _load_at(self, head: Head) -> ConfigState:
         """The state at `head.seq`: the latest good snapshot at or before it + the tail."""
@@ -335,8 +346,8 @@ class Ledger:
 
     def _record(self, txn: WriteTxn, head: Head, kind: str, payload: bytes, actor: str,
                 reason: str, source: str, *, sign: bool = True) -> Record:
-        """Link and insert one event on `head`; signed at once unless the caller (a group
-        commit) signs the group's last event itself (`_sign_head`)."""
+        """Link and insert one event on `head`; vouched for at once unless the caller (a
+        group commit) vouches for the group's last event itself (`_sign_head`)."""
         seq = head.seq + 1
         ts = max(now_us(), head.ts)  # event times never go backwards along the log
         h = link(head.hash, seq, ts, actor, reason, source, kind, payload)
@@ -359,51 +370,22 @@ class Ledger:
                 "discards inserts (a foreign trigger or rule on ledger_events?): run verify, "
                 "and restore from a backup")
 
-    def _sign_head(self, txn: WriteTxn, first: Record, last: Record) -> None:
-        """Sign `last` as the new head, in the same transaction, if the stored signature
-        covers `first`'s parent (`first` is the first event this transaction appended;
-        the events between are this transaction's own). One Ed25519 signature per
-        transaction, so a group commit pays for one, not one per event."""
+    def _sign_head(self, txn: WriteTxn, first: Record, last: Record) -> str | None:
+        """Vouch for `last` as the new head, in the same transaction (`first` is the first
+        event this transaction appended; the events between are its own): one head MAC,
+        and an Ed25519 signature at a checkpoint, if the stored MAC or signature vouches
+        for `first`'s parent (ledger.engine.head_vouch). Else nothing is vouched for and
+        the reason is returned (and logged as a warning): the write itself goes on."""
         keys = self.vault.integrity(txn)
         if keys is None:
-            return
-        rec = last
-        parent = (first.seq - 1, first.prev_hash)
-        if first.seq > 1 and parent != self._vouched:
-            problem = self._unvouched(txn, first, keys)
-            if problem is not None:
-                # Never vouch for a history the last signature does not cover (a log
-                # rewritten underneath): leave the old signature, which verify then
-                # reports; the write itself goes on.
-                _log.warning("not signing the new head: " + problem,
-                             location=self.backend.location, seq=rec.seq)
-                return
-        txn.set_meta(HEAD_SIGNATURE, keys.sign_head(rec.seq, rec.hash).encode())
-        self._vouched = (rec.seq, rec.hash)
-
-    def _unvouched(self, txn: WriteTxn, rec: Record, keys: IntegrityKeys) -> str | None:
-        """Why the stored signed head does not cover `rec`'s parent, or None if it does
-        (it is the parent, or an event of the log before it that keyless writers
-        built on). A ledger never signed is signed from here on (trust on first use)."""
-        text = txn.get_meta(HEAD_SIGNATURE)
-        if text is None:
             return None
-        try:
-            sig = HeadSignature.decode(text)
-        except ValueError:
-            return "the stored head signature is malformed"
-        if sig.public != keys.public or not sig.valid():
-            return "the stored head signature is not this ledger key's"
-        if sig.seq > rec.seq - 1:
-            return f"the signed head (event {sig.seq}) is past this log's head"
-        if sig.seq == rec.seq - 1:
-            signed_hash: bytes | None = rec.prev_hash
-        else:
-            found = self.backend.record(sig.seq)  # read inside this write transaction
-            signed_hash = found.hash if found is not None else None
-        if signed_hash != sig.hash:
-            return f"the signed head (event {sig.seq}) is not in this log: it was rewritten"
-        return None
+        shared = self._committer.shared if self._committer is not None else None
+        problem = self.voucher.vouch(txn, keys, self.vault.ledger_id, first, last, shared)
+        if problem is not None:
+            problem = (f"event {last.seq} is written unsigned: {problem}. Nothing written "
+                       f"to this ledger is vouched for until an operator does: {ADOPT_HINT}")
+            _log.warning(problem, location=self.backend.location, seq=last.seq)
+        return problem
 
     def _put_snapshot(self, txn: WriteTxn, state: ConfigState) -> None:
         """A snapshot sealed with the MAC key; none without the ledger key (an unsealed
@@ -468,11 +450,14 @@ class Ledger:
                     except Exception as err:
                         req.result, req.error, req.record = None, err, None
                 stored = [req.record for req in batch if req.record is not None]
-                if stored:
-                    self._sign_head(txn, stored[0], stored[-1])
+                unsigned = self._sign_head(txn, stored[0], stored[-1]) if stored else None
             # committed (and fsync'd): from here on every event of the group is durable
             self._state = state
             shared["state"] = state
+        if unsigned is not None:
+            for req in batch:
+                if req.error is None and req.result.appended:
+                    req.result = replace(req.result, warning=unsigned)
         appended = [req for req in batch if req.error is None and req.result.appended]
         for ledger in dict.fromkeys(req.ledger for req in appended):
             if ledger is not self:
@@ -738,7 +723,9 @@ class Ledger:
                     if head.seq != state.seq or head.hash != state.hash:
                         state = self._catch_up(state, head)
                     count = self.vault.rotate(txn, new_key)
-                    rec = self._record(txn, head, KIND_CHANGE, payload, actor, reason, source)
+                    rec = self._record(txn, head, KIND_CHANGE, payload, actor, reason, source,
+                                       sign=False)
+                    self._vouch_rotation(txn, rec, new_key)
                     self._state = fold(state, rec, [])
             finally:
                 self.vault.forget_key()  # unlock again, with whichever key is current
@@ -747,14 +734,37 @@ class Ledger:
         _log.info("ledger key rotated", seq=rec.seq, actor=actor, secrets=count)
         return Commit(rec.seq, True, rec.hash), count
 
+    def _vouch_rotation(self, txn: WriteTxn, rec: Record, new_key: bytes) -> None:
+        """The rotation event's head MAC, under the new key, if the old key vouches for
+        its parent: what `finish_key_rotation` (now, or a resumed one) then signs. An
+        unvouched head stays so: rotating is no way to adopt it."""
+        old = self.vault.integrity(txn)
+        if old is None:
+            return
+        shared = self._committer.shared if self._committer is not None else None
+        parent = (rec.seq - 1, rec.prev_hash)
+        problem = (None if self.voucher.knows(parent, old, shared)
+                   else unvouched(txn.get_meta, old, self.vault.ledger_id, parent))
+        if problem is not None:
+            _log.warning(f"the rotation event {rec.seq} is written unsigned: {problem}. "
+                         f"{ADOPT_HINT[0].upper()}{ADOPT_HINT[1:]}",
+                         location=self.backend.location, seq=rec.seq)
+            return
+        new = IntegrityKeys(new_key)
+        txn.set_meta(HEAD_MAC, new.mac_head(self.vault.ledger_id, rec.seq, rec.hash).encode())
+
     def finish_key_rotation(self) -> None:
         """What follows a rotation's commit, under the key now in use; idempotent, so a
         rotation stopped after its commit is finished by running it again. The signing
-        and snapshot MAC keys derive from the ledger key: the operator who rotated
-        vouches for the head under the new key, the snapshots are sealed again (verify
-        prints the new fingerprint to pin), and the head mirror's sealed copies follow."""
+        and snapshot MAC keys derive from the ledger key: the head the rotation MAC'd
+        under the new key is signed with it (an unvouched head stays unsigned), the
+        snapshots are sealed again (verify prints the new fingerprint to pin), and the
+        head mirror's sealed copies follow."""
         with self._lock:
-            self.sign_head()
+            try:
+                self.sign_head()
+            except VerificationError as err:
+                _log.warning(str(err), location=self.backend.location)
             self.rebuild_snapshots()
             self._run_hooks(self._state or self.head_state())
         self.backend.checkpoint()  # old page images held values sealed under the old key
@@ -844,20 +854,76 @@ class Ledger:
         with self._lock:
             self._state = None
             self._view = None
-            self._vouched = None
+            self.voucher = HeadVoucher(self.voucher.every, self.voucher.secs)
             self.vault.reload()
 
-    def sign_head(self) -> bool:
-        """Sign the current head with this ledger key (after an import or a restore the
-        operator vouches for); False without the key."""
+    def sign_head(self, *, adopt: bool = False, expect_hash: bytes | None = None) -> bool:
+        """A checkpoint now: MAC and sign the current head with this ledger key; False
+        without the key (or on an empty ledger). Only a head that the stored MAC or
+        signature vouches for, unless `adopt`: the operator vouches for this head (after
+        `verify`: `moltis-ledger sign-head --adopt`; a restore or an import that checked
+        every row). Raises VerificationError (nothing written) for an unvouched head, or
+        when `expect_hash` (the head the caller checked) is no longer the head."""
         with self._lock, self.backend.write() as txn:
             head = txn.head()
+            if expect_hash is not None and head.hash != expect_hash:
+                raise VerificationError(
+                    f"{self.backend.location}: the head moved (now event {head.seq}) since "
+                    "it was checked; nothing was signed: check it again", head.seq)
             keys = self.vault.integrity(txn)
             if keys is None or head.seq == 0:
                 return False
-            txn.set_meta(HEAD_SIGNATURE, keys.sign_head(head.seq, head.hash).encode())
-            self._vouched = (head.seq, head.hash)
+            shared = self._committer.shared if self._committer is not None else None
+            at = (head.seq, head.hash)
+            if not adopt and not self.voucher.knows(at, keys, shared):
+                problem = unvouched(txn.get_meta, keys, self.vault.ledger_id, at)
+                if problem is not None:
+                    raise VerificationError(
+                        f"{self.backend.location}: not signing event {head.seq}: {problem}; "
+                        f"nothing was written. {ADOPT_HINT[0].upper()}{ADOPT_HINT[1:]}",
+                        head.seq)
+            self.voucher.sign(txn, keys, self.vault.ledger_id, head.seq, head.hash, head.ts,
+                              shared)
             return True
 
+    def head_problem(self) -> str | None:
+        """Why the stored MAC or signature does not vouch for the current head (None when
+        one does, or for an empty ledger), as `check` reports it. Without the ledger
+        key only the signature can be looked at."""
+        head = self.backend.head()
+        keys = self.vault.integrity()
+        if head.seq == 0:
+            return None
+        if keys is not None:
+            problem = unvouched(self.backend.get_meta, keys, self.vault.ledger_id,
+                                (head.seq, head.hash))
+        elif self.backend.get_meta(HEAD_SIGNATURE) is None:
+            problem = "the head is not signed"
+        else:
+            return None
+        return None if problem is None else f"{problem}; {ADOPT_HINT}"
+
     def close(self) -> None:
-        self.backend.close()
+        """Sign the head this ledger vouched for last, if no signature covers it yet (a
+        checkpoint; skipped when another writer holds the lock or moved the head), then
+        close the backend."""
+        try:
+            if self.voucher.unsigned_tail() and not self.backend.read_only:
+                self._checkpoint_on_close()
+        finally:
+            self.backend.close()
+
+    def _checkpoint_on_close(self) -> None:
+        keys = self.vault.integrity()
+        vouched = self.voucher.vouched
+        if keys is None or vouched is None:
+            return
+        try:
+            with self._lock, self.backend.write(wait=False) as txn:
+                head = txn.head()
+                if (head.seq, head.hash) == vouched:
+                    self.voucher.sign(txn, keys, self.vault.ledger_id, head.seq, head.hash,
+                                      head.ts, None)
+        except LedgerError as err:  # the MAC still vouches for it; verify names the window
+            _log.info("no checkpoint signature on close", location=self.backend.location,
+                      error=str(err))

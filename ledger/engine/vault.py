@@ -180,6 +180,12 @@ class Vault:
             self._integrity_missing.clear()
             self._ledger_id = (self._backend.get_meta("ledger_id") or "").encode()
 
+    @property
+    def ledger_id(self) -> bytes:
+        """This ledger's id as read when opened (what sealed values and the head MAC
+        are bound to); empty for a ledger that has none."""
+        return self._ledger_id
+
     # -- key handling ----------------------------------------------------------------
 
     def _unlock(self, txn: WriteTxn | None = None) -> None:

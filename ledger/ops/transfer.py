@@ -23,7 +23,7 @@ from ledger._log import get_logger
 from ledger.backends.base import Backend
 from ledger.core.chain import VerifyReport, verify_records
 from ledger.core.events import Record
-from ledger.engine.integrity_keys import HEAD_SIGNATURE
+from ledger.engine.integrity_keys import HEAD_MAC, HEAD_SIGNATURE
 from ledger.errors import StoreError, VerificationError
 from ledger.ops.import_checks import checked_records
 
@@ -35,7 +35,7 @@ BATCH: Final = 1000
 # and what migrate() remembers of the files it imported. Other meta values are
 # per-database (format_version is written by each backend at creation).
 COPIED_META: Final = ("ledger_id", "created_us", "key_check", "import.config.leaves",
-                      "import.keys.leaves", HEAD_SIGNATURE)
+                      "import.keys.leaves", HEAD_SIGNATURE, HEAD_MAC)
 
 
 def _meta_of(backend: Backend) -> dict[str, str]:

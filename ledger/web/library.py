@@ -254,7 +254,7 @@ async def effective_tree(store: LedgerConfigStore) -> dict[str, Any]:
 
 async def verify(store: LedgerConfigStore) -> dict[str, Any]:
     """`verify --json`: {"ok", "events", "head_seq", "head_hash", "first_bad_seq",
-    "problem", "key_fingerprint", "signed_seq", "notes"}: the fingerprint is that of the
+    "problem", "key_fingerprint", "signed_seq", "mac_seq", "notes"}: the fingerprint is that of the
     key that signed the head (None without a signature or the ledger key)."""
     import asyncio
 
@@ -263,7 +263,8 @@ async def verify(store: LedgerConfigStore) -> dict[str, Any]:
                            "head_seq": report.head_seq, "head_hash": report.head_hex,
                            "first_bad_seq": report.first_bad_seq, "problem": report.problem,
                            "key_fingerprint": report.key_fingerprint,
-                           "signed_seq": report.signed_seq, "notes": list(report.notes)}
+                           "signed_seq": report.signed_seq, "mac_seq": report.mac_seq,
+                           "notes": list(report.notes)}
     return out
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from ledger.backends.base import HEAD_SIGNATURE, Backend, SecretRow, SnapshotRow
+from ledger.backends.base import HEAD_MAC, HEAD_SIGNATURE, Backend, SecretRow, SnapshotRow
 from ledger.core.chain import GENESIS, link
 from ledger.core.events import Record
 from ledger.engine.ledger import Ledger
@@ -147,7 +147,9 @@ def test_append_and_read(kit: Kit) -> None:
     assert b.head().seq == 5 and b.head().hash == b.record(5).hash  # type: ignore[union-attr]
     assert b.ts_of(3) == b.record(3).ts  # type: ignore[union-attr]
     assert b.seq_bounds() == (5, 1, 5)
-    assert b.meta_items()[HEAD_SIGNATURE].startswith("v1 5 ")
+    # the head MAC'd at every append; signed at the first (a checkpoint)
+    assert b.meta_items()[HEAD_MAC].startswith("v1 5 ")
+    assert b.meta_items()[HEAD_SIGNATURE].startswith("v1 1 ")
     assert Ledger(b).verify().ok
 
 
@@ -243,6 +245,7 @@ def test_a_deleted_sealed_secret_is_named(kit: Kit) -> None:
 
 def test_a_rechained_log_fails_with_the_pinned_key(kit: Kit) -> None:
     ledger = Ledger(kit.backend)
+    ledger.voucher.every = 1  # a checkpoint at every append: the head is signed
     fill(ledger, 5)
     pinned = ledger.verify().key_fingerprint
     assert pinned and pinned.startswith("ed25519:")
@@ -256,11 +259,19 @@ def test_a_rechained_log_fails_with_the_pinned_key(kit: Kit) -> None:
     assert kit.ledger().verify_chain().ok  # the chain alone cannot tell
     report = kit.ledger().verify(expect_key=pinned)
     assert not report.ok and "signed head" in (report.problem or "")
-    # the forger also removes the signature: without a pin that passes (with a note) ...
+    # the forger removes the signature: the head MAC (the ledger key is at hand) tells
     if kit.sql is None:
         del kit.backend._meta[HEAD_SIGNATURE]  # type: ignore[attr-defined]
     else:
         kit.sql("DELETE FROM ledger_meta WHERE key = ?", (HEAD_SIGNATURE,))
+    report = kit.ledger().verify()
+    assert not report.ok and "MAC'd head (event 5" in (report.problem or "")
+    # ... and the MAC too: without a pin that passes (with a note) ...
+    for key in (HEAD_MAC,):
+        if kit.sql is None:
+            del kit.backend._meta[key]  # type: ignore[attr-defined]
+        else:
+            kit.sql("DELETE FROM ledger_meta WHERE key = ?", (key,))
     report = kit.ledger().verify()
     assert report.ok and any("not signed" in n for n in report.notes)
     # ... and with the pin it fails

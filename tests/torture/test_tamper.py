@@ -1,7 +1,9 @@
 """Promise 3: tampering is detected. At least 1,000 random trials, over several seeds
 (the run's LEDGER_TORTURE_SEED and fixed ones, among them 72562, which once let a stray
-seq through), on copies of a real 40-event ledger (config changes, provider keys, a
-shred, a rollback, a snapshot every 8 events, the head signed):
+seq through), on copies of a real 44-event ledger (config changes, provider keys, a
+shred, a rollback, a snapshot every 8 events; signed at event 41, a checkpoint, and
+MAC'd at every event up to the head, 44: events 42..44 are the window after the last
+checkpoint, as a writer killed before its close leaves it):
 
 - events: one byte of any column of one event changed (text columns may become invalid
   UTF-8), an event deleted, two swapped, a forged one inserted (shifting later seqs, or
@@ -15,7 +17,13 @@ shred, a rollback, a snapshot every 8 events, the head signed):
   base64 secret, a re-chained undecodable payload, a re-chained time of 2^63-1, a
   header naming another head (the import is refused, nothing is written);
 - a re-chained forgery: one event rewritten and every later hash recomputed (the
-  chain alone cannot tell; the pinned signing key does).
+  chain alone cannot tell; the pinned signing key does), at or before the signed
+  checkpoint (a pinned verify without the ledger key fails too);
+- the head MAC: its row changed, forged or removed;
+- a re-chained forgery inside the window after the checkpoint, the MAC row left as it
+  was, forged to claim the new head, or removed: verify with the ledger key catches
+  each; a pinned verify without the key names the window (and fails when no MAC row
+  even claims the head).
 
 `verify` must catch every one and name the first bad seq, computed per kind (writes
 and imports must be refused instead, for the two kinds that are not in the database);
@@ -38,7 +46,7 @@ import msgspec
 import pytest
 
 from ledger import SqliteConfigStore
-from ledger.backends.base import HEAD_SIGNATURE, SecretRow
+from ledger.backends.base import HEAD_MAC, HEAD_SIGNATURE, SecretRow
 from ledger.core.chain import GENESIS, link
 from ledger.core.events import Record
 from ledger.engine.vault import KeySource
@@ -67,6 +75,8 @@ class Base:
     snapshots: list[tuple[int, bytes, bytes]]  # (seq, hash, stored state)
     secrets: list[SecretRow]
     signature: str
+    mac: str
+    signed_seq: int  # the last checkpoint; events after it are vouched by the MAC only
     bundle: list[str]  # the lines of a bundle with secrets
 
 
@@ -77,9 +87,18 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
     path = tmp_path_factory.mktemp("tamper") / "moltis.db"
     key = os.urandom(32)
     build_real_ledger(path, key)
+    # the window: a writer signs its first append (41), MACs the next ones and is killed
+    # before its close would sign the head (no clock in it: checkpoints far away)
+    writer = SqliteConfigStore(path, keys=KeySource(key=key))
+    writer.ledger.voucher.every, writer.ledger.voucher.secs = 10_000, 1e9
+    for i in range(4):
+        run(writer.update_raw(lambda c, i=i: setattr(c.server, "port", 7000 + i), actor="w"))
+    writer.ledger.backend.checkpoint()
+    writer.ledger.backend.close()  # no Ledger.close(): no checkpoint on the way out
     store = SqliteConfigStore(path, keys=KeySource(key=key))
     report = store.ledger.verify()
     assert report.ok and not report.notes and report.key_fingerprint, report
+    assert (report.signed_seq, report.mac_seq) == (41, 44), report
     out = io.StringIO()
     write_bundle(store.ledger, out, with_secrets=True)
     backend = store.ledger.backend
@@ -92,10 +111,11 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
     assert len(snapshots) >= 4
     secrets = list(backend.secrets())
     signature = backend.get_meta(HEAD_SIGNATURE)
-    assert signature is not None
-    store.ledger.close()
+    mac = backend.get_meta(HEAD_MAC)
+    assert signature is not None and mac is not None
+    store.ledger.backend.close()
     return Base(path.read_bytes(), records, records[-1].hash, key, report.key_fingerprint,
-                snapshots, secrets, signature, out.getvalue().splitlines())
+                snapshots, secrets, signature, mac, 41, out.getvalue().splitlines())
 
 
 @dataclass
@@ -106,9 +126,12 @@ class Tampering:
     expected: int  # the first bad seq verify must name
     needs_head: bool = False  # a cut tail: only the recorded head shows it
     # "verify": verify names `expected`; "pinned": the same, with the pinned key only;
+    # "keyed": with the ledger key alone (no recorded head, no pin: the head MAC tells);
     # "write": the next write is refused; "import": importing `bundle` is refused
     mode: str = "verify"
     bundle: list[str] | None = None
+    # what a pinned verify without the ledger key says: (ok, first bad seq, a note)
+    keyless: tuple[bool, int | None, str | None] | None = None
 
 
 def _changed_byte(data: bytes, rng: random.Random) -> tuple[bytes, str]:
@@ -298,18 +321,68 @@ def _rechain(records: list[Record], k: int, **changes: object) -> list[Record]:
     return out
 
 
-def rechained(base: Base, rng: random.Random) -> Tampering:
+def rechained(base: Base, rng: random.Random, after_checkpoint: bool = False) -> Tampering:
     n = len(base.records)
-    k = rng.randint(1, n)
+    k = rng.randint(base.signed_seq + 1 if after_checkpoint else 1, n)
     rec = base.records[k - 1]
     forged = _rechain(base.records, k, reason=f"forged {rng.randrange(10**6)}")
     # the first snapshot at or after k no longer matches (its hash is the old event's);
-    # without one, the signed head is what no longer is in the log
-    first = min((seq for seq, _, _ in base.snapshots if seq >= k), default=n)
-    return Tampering("rechained", f"seq {k}'s reason rewritten ({rec.reason!r}), re-chained", [
-        ("UPDATE ledger_events SET reason = ?, prev_hash = ?, hash = ? WHERE seq = ?",
-         (r.reason, r.prev_hash, r.hash, r.seq)) for r in forged[k - 1:]], first,
-        mode="pinned")
+    # without one, the signed head (or, in the window after it, the MAC'd head) is what
+    # no longer is in the log
+    s = base.signed_seq
+    first = min((seq for seq, _, _ in base.snapshots if seq >= k),
+                default=s if k <= s else n)
+    statements = [("UPDATE ledger_events SET reason = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                   (r.reason, r.prev_hash, r.hash, r.seq)) for r in forged[k - 1:]]
+    if k > s:
+        return window(base, rng, k, statements)
+    # at or before the checkpoint: the pin fails it even without the ledger key
+    return Tampering("rechained", f"seq {k}'s reason rewritten ({rec.reason!r}), re-chained",
+                     statements, first, mode="pinned", keyless=(False, first, None))
+
+
+def in_window(base: Base, rng: random.Random) -> Tampering:
+    return rechained(base, rng, after_checkpoint=True)
+
+
+def window(base: Base, rng: random.Random, k: int,
+           statements: list[tuple[str, tuple[object, ...]]]) -> Tampering:
+    """Event k of the window after the last checkpoint re-chained; the MAC row left as
+    it was, forged to claim the new head, or removed."""
+    n, s = len(base.records), base.signed_seq
+    variant = rng.choice(["stale-mac", "forged-mac", "no-mac"])
+    what = f"seq {k} (after the checkpoint {s}) re-chained, {variant}"
+    if variant == "stale-mac":  # the MAC'd head (n) is no longer in the log
+        return Tampering("window", what, statements, n, mode="keyed",
+                         keyless=(False, s + 1, None))
+    if variant == "no-mac":  # the vouched head is the checkpoint: the rest is not vouched
+        return Tampering("window", what, [
+            *statements, ("DELETE FROM ledger_meta WHERE key = ?", (HEAD_MAC,))], s + 1,
+            mode="pinned", keyless=(False, s + 1, None))
+    new_head = _rechain(base.records, k, reason=statements[0][1][0])[-1].hash
+    return Tampering("window", what, [*statements, (
+        "UPDATE ledger_meta SET value = ? WHERE key = ?",
+        (f"v1 {n} {new_head.hex()} {os.urandom(32).hex()}", HEAD_MAC))], n, mode="keyed",
+        keyless=(True, None, f"events {s + 1}..{n} come after the last signed checkpoint"))
+
+
+def head_mac(base: Base, rng: random.Random) -> Tampering:
+    n = len(base.records)
+    variant = rng.choice(["byte", "byte", "removed", "claim"])
+    if variant == "removed":  # only the checkpoint vouches: the pin names what follows it
+        s = base.signed_seq
+        return Tampering("head-mac", "the head MAC removed", [
+            ("DELETE FROM ledger_meta WHERE key = ?", (HEAD_MAC,))], s + 1, mode="pinned",
+            keyless=(False, s + 1, None))
+    if variant == "claim":  # a MAC row claiming an older head (a replayed row)
+        at = base.records[rng.randrange(n - 1)]
+        return Tampering("head-mac", f"the head MAC claims event {at.seq}", [
+            ("UPDATE ledger_meta SET value = ? WHERE key = ?",
+             (f"v1 {at.seq} {at.hash.hex()} {os.urandom(32).hex()}", HEAD_MAC))], n)
+    changed, what = _changed_byte(base.mac.encode(), rng)
+    return Tampering("head-mac", f"head MAC {what}", [
+        ("UPDATE ledger_meta SET value = CAST(? AS TEXT) WHERE key = ?",
+         (changed, HEAD_MAC))], n)
 
 
 def bundle_meta(base: Base, rng: random.Random) -> Tampering:
@@ -353,9 +426,10 @@ def bundle_meta(base: Base, rng: random.Random) -> Tampering:
 
 KINDS = [(byte_change, 25), (delete, 6), (swap, 6), (insert, 8), (truncate, 8), (stray, 6),
          (snapshot, 10), (signed_head, 6), (secret_row, 9), (foreign_trigger, 4),
-         (bundle_meta, 6), (rechained, 6)]
+         (bundle_meta, 6), (rechained, 6), (in_window, 5), (head_mac, 5)]
 CLASSES = {"byte", "byte-invalid-utf8", "delete", "swap", "insert", "truncate", "stray",
-           "snapshot", "signed-head", "secrets", "foreign-trigger", "bundle", "rechained"}
+           "snapshot", "signed-head", "secrets", "foreign-trigger", "bundle", "rechained",
+           "window", "head-mac"}
 
 
 def tamper(path: Path, t: Tampering) -> None:
@@ -374,7 +448,7 @@ def tamper(path: Path, t: Tampering) -> None:
 def check_verify(path: Path, t: Tampering, base: Base, route: int) -> None:
     """verify through one of the library's doors must fail at the expected seq."""
     keys = KeySource(key=base.key)
-    head = None if t.mode == "pinned" else base.head
+    head = None if t.mode in ("pinned", "keyed") else base.head
     pinned = base.pinned if t.mode == "pinned" else None
     if route == 0:
         store = SqliteConfigStore(path, keys=keys)  # a writer: the dropped triggers come back
@@ -395,6 +469,8 @@ def check_verify(path: Path, t: Tampering, base: Base, route: int) -> None:
             assert (plain.ok, plain.first_bad_seq) == (False, t.expected), t.what
         if t.mode == "pinned":  # the chain alone cannot tell (that is what the pin is for)
             assert store.ledger.verify_chain().ok or t.kind != "rechained", t.what
+        if t.keyless is not None:
+            _check_keyless(path, t, base)
         if route == 0:
             # the other readers report a damaged log with a typed error, or read it
             for read in (store.ledger.head_state, lambda: list(store.ledger.events()),
@@ -403,6 +479,24 @@ def check_verify(path: Path, t: Tampering, base: Base, route: int) -> None:
                     read()
     finally:
         store.ledger.close()
+
+
+def _check_keyless(path: Path, t: Tampering, base: Base) -> None:
+    """A pinned verify by someone without the ledger key (an auditor with the pin)."""
+    assert t.keyless is not None
+    ok, seq, note = t.keyless
+    store = SqliteConfigStore(path, read_only=True,
+                              keys=KeySource(key_file=path.with_suffix(".none.key"), env={}))
+    try:
+        report = store.ledger.verify(None, base.pinned)
+    finally:
+        store.ledger.close()
+    assert (report.ok, report.first_bad_seq) == (ok, seq), (
+        f"{t.what}: keyless pinned verify gave {report.ok}, {report.first_bad_seq} "
+        f"({report.problem}), expected {ok}, {seq}")
+    if note is not None:
+        assert any(note in n for n in report.notes), (t.what, report.notes)
+    stats.add("tamper_keyless")
 
 
 def check_refused(path: Path, t: Tampering, base: Base) -> None:
@@ -449,7 +543,7 @@ def test_a_thousand_tamperings_are_all_detected_and_named(base: Base) -> None:
                 else:
                     path.write_bytes(base.data)
                     tamper(path, t)
-                sample = (t.mode == "verify" and t.kind not in ("snapshot",)
+                sample = (t.mode == "verify" and t.kind not in ("snapshot", "window")
                           and len(cli_trials) < CLI_SAMPLE
                           and trial % max(1, per_seed // CLI_SAMPLE) == 0)
                 if sample:

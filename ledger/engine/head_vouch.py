@@ -1,0 +1,161 @@
+"""Vouching for the head: the head MAC on every append, the Ed25519 signature at
+checkpoints, and the rule that ends trust on first use.
+
+The rule: a writer vouches for (MACs, and at a checkpoint signs) a new head only when
+the stored MAC or signature vouches, under this ledger key, for exactly the head it
+appended onto, or when it wrote the ledger's first event itself onto an empty log with
+nothing vouched. Anything else (a ledger never signed, a removed or malformed
+signature, one made with another key, events appended past the vouched head by a
+writer without the key, or a rewritten log) is written to unsigned with a loud
+warning: an ordinary write never launders a history nobody vouched for. Vouching for
+such a head is an operator's act after checking it: `moltis-ledger sign-head --adopt`
+(`Ledger.sign_head(adopt=True)`), which runs the full verify first.
+
+What this costs on the append path: nothing to read when the parent is the head this
+process (or another ledger of this process on the same database) vouched for last,
+one keyed blake3 MAC (about a microsecond) and one meta row per transaction, and one
+Ed25519 signature per checkpoint (the first append of a process, then every
+CHECKPOINT_EVERY events or CHECKPOINT_SECS, and on close).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ledger.backends.base import HEAD_MAC, HEAD_SIGNATURE, WriteTxn
+from ledger.core.events import Record
+from ledger.engine.integrity_keys import (
+    CHECKPOINT_EVERY,
+    CHECKPOINT_SECS,
+    HeadMac,
+    HeadSignature,
+    IntegrityKeys,
+)
+
+__all__ = ["ADOPT_HINT", "HeadVoucher", "unvouched"]
+
+ADOPT_HINT = ("check it with `moltis-ledger verify`, then vouch for it with "
+              "`moltis-ledger sign-head --adopt`")
+GetMeta = Callable[[str], "str | None"]
+
+
+def unvouched(get_meta: GetMeta, keys: IntegrityKeys, ledger_id: bytes,
+              head: tuple[int, bytes]) -> str | None:
+    """Why neither the stored head MAC nor the stored signature vouches, under `keys`,
+    for exactly `head` (seq, hash); None when one does, or when `head` is the empty
+    log's genesis and nothing is vouched yet (a brand-new ledger)."""
+    mac_text, sig_text = get_meta(HEAD_MAC), get_meta(HEAD_SIGNATURE)
+    seq = head[0]
+    if mac_text is None and sig_text is None:
+        if seq == 0:
+            return None
+        return ("the head is not signed (a ledger written before signing, or its "
+                "signature was removed)")
+    claims: list[tuple[int, bytes]] = []
+    problems: list[str] = []
+    if mac_text is not None:
+        try:
+            mac = HeadMac.decode(mac_text)
+        except ValueError as err:
+            problems.append(str(err))
+        else:
+            if not keys.mac_valid(ledger_id, mac):
+                problems.append("the stored head MAC does not check with this ledger key")
+            elif (mac.seq, mac.hash) == head:
+                return None
+            else:
+                claims.append((mac.seq, mac.hash))
+    if sig_text is not None:
+        try:
+            sig = HeadSignature.decode(sig_text)
+        except ValueError as err:
+            problems.append(str(err))
+        else:
+            if sig.public != keys.public:
+                problems.append(f"the stored head signature is by another key "
+                                f"({sig.fingerprint}, not {keys.fingerprint})")
+            elif not sig.valid():
+                problems.append("the stored head signature does not check")
+            elif (sig.seq, sig.hash) == head:
+                return None
+            else:
+                claims.append((sig.seq, sig.hash))
+    if claims:
+        last = max(claims)
+        if last[0] < seq:
+            problems.append(f"the vouched head is event {last[0]}: events {last[0] + 1}.."
+                            f"{seq} were appended without the ledger key, or forged")
+        else:
+            problems.append(f"the vouched head (event {last[0]}) is not this log's "
+                            f"head (event {seq}): the log was rewritten or truncated")
+    return "; ".join(problems) or "the head is not vouched for"
+
+
+class HeadVoucher:
+    """One ledger's memory of the head it vouched for last and of its last signature,
+    and the checkpoint policy (ledger.engine.integrity_keys)."""
+
+    __slots__ = ("every", "secs", "signed", "vouched")
+
+    def __init__(self, every: int = CHECKPOINT_EVERY, secs: float = CHECKPOINT_SECS) -> None:
+        self.every, self.secs = every, secs
+        self.vouched: tuple[int, bytes] | None = None  # the head this ledger MAC'd last
+        # (seq, event time in us) of the last signature this ledger made; None: sign at
+        # the next append (so a process's first append, a CLI write, is always signed)
+        self.signed: tuple[int, int] | None = None
+
+    def knows(self, head: tuple[int, bytes], keys: IntegrityKeys,
+              shared: dict[str, Any] | None) -> bool:
+        """Did this ledger (or another of this process on this database, with the same
+        key, in a group commit) vouch for exactly `head`? Then nothing is read."""
+        if head == self.vouched:
+            return True
+        other = shared.get("vouched") if shared is not None else None
+        return other is not None and other == (*head, keys.public)
+
+    def due(self, seq: int, ts: int) -> bool:
+        last = self.signed
+        return (last is None or seq - last[0] >= self.every
+                or ts - last[1] >= self.secs * 1_000_000)
+
+    def vouch(self, txn: WriteTxn, keys: IntegrityKeys, ledger_id: bytes, first: Record,
+              last: Record, shared: dict[str, Any] | None) -> str | None:
+        """In the write transaction that appended `first`..`last`: MAC `last` (and sign
+        it at a checkpoint) if `first`'s parent is vouched; else nothing is written and
+        the reason is returned. One MAC and at most one signature per transaction.
+
+        The memory is updated before the commit: a rolled-back transaction leaves a
+        vouched head that no parent will ever equal, and at worst a checkpoint one
+        window later than due."""
+        parent = (first.seq - 1, first.prev_hash)
+        if not self.knows(parent, keys, shared):
+            problem = unvouched(txn.get_meta, keys, ledger_id, parent)
+            if problem is not None:
+                return problem
+        txn.set_meta(HEAD_MAC, keys.mac_head(ledger_id, last.seq, last.hash).encode())
+        if self.due(last.seq, last.ts):
+            txn.set_meta(HEAD_SIGNATURE, keys.sign_head(last.seq, last.hash).encode())
+            self.signed = (last.seq, last.ts)
+        self.remember((last.seq, last.hash), keys, shared)
+        return None
+
+    def sign(self, txn: WriteTxn, keys: IntegrityKeys, ledger_id: bytes, seq: int,
+             hash_: bytes, ts: int, shared: dict[str, Any] | None) -> None:
+        """Write the MAC and a signature for this head now (a checkpoint the caller has
+        decided is vouched for)."""
+        txn.set_meta(HEAD_MAC, keys.mac_head(ledger_id, seq, hash_).encode())
+        txn.set_meta(HEAD_SIGNATURE, keys.sign_head(seq, hash_).encode())
+        self.signed = (seq, ts)
+        self.remember((seq, hash_), keys, shared)
+
+    def remember(self, head: tuple[int, bytes], keys: IntegrityKeys,
+                 shared: dict[str, Any] | None) -> None:
+        self.vouched = head
+        if shared is not None:
+            shared["vouched"] = (*head, keys.public)
+
+    def unsigned_tail(self) -> bool:
+        """Did this ledger vouch for a head after its last signature (close signs it)?"""
+        return self.vouched is not None and (self.signed is None
+                                             or self.signed[0] < self.vouched[0])
