@@ -67,7 +67,8 @@ GROUPS = (
     Group("cli", clistart, "CLI start: get and --version vs python -c pass (i16a-c)"),
     Group("postgres", postgres, "PostgreSQL update_raw and writers (10)"),
     Group("web", web, "audit view timeline pages, large ledger vs 1,000 events (i17)"),
-    Group("integrity", integrity, "the cost of head signing and snapshot MACs (i13)"),
+    Group("integrity", integrity, "the cost of the head MAC, checkpoint signing and "
+          "snapshot MACs (i13)"),
 )
 
 METHOD = [

@@ -1,15 +1,16 @@
 """What integrity by construction costs (issue 13): the same store with and without the
 integrity steps, alternated in one run.
 
-- `update_raw` (durable, SQLite FULL, docs example): as shipped (each append signs the
-  new head with Ed25519 into ledger_meta, and every 512th seals its snapshot with a
-  keyed MAC) against the same engine with those steps switched off (its vault reports
-  no integrity key, as for a process without the ledger key: no signature, no
-  snapshot). The off side also skips writing snapshots at all, so the ratio slightly
-  overstates the cost.
-- the same without the fsync (synchronous=NORMAL): the CPU cost of signing alone,
-  against a much smaller base (a bound from above for the durable figure, whose
-  per-round ratios are dominated by fsync noise on a shared disk);
+- `update_raw` (durable, SQLite FULL, docs example): as shipped (each append writes a
+  keyed head MAC into ledger_meta, an Ed25519 signature at checkpoints: every 256
+  events or 1 s; every 512th event seals its snapshot with a keyed MAC) against the
+  same engine with those steps switched off (its vault reports no integrity key, as for
+  a process without the ledger key: no MAC, no signature, no snapshot). The off side
+  also skips writing snapshots at all, so the ratio slightly overstates the cost.
+- the same without the fsync (synchronous=NORMAL): the CPU cost alone, against a much
+  smaller base (a bound from above for the durable figure, whose per-round ratios are
+  dominated by fsync noise on a shared disk); alternated with a third side that signs
+  every append, as the engine did before checkpoints (i13e: what checkpoints saved);
 - a cached head read (`load_raw()` when nothing changed) with and without: no MAC or
   signature is on that path, so no measurable difference is expected.
 """
@@ -41,6 +42,9 @@ def rows() -> list[Row]:
         Row("i13d", "the same `update_raw` comparison without the fsync (synchronous=NORMAL): "
             "the CPU cost alone, against a much smaller base: time ratio",
             Target("report", text="report (≤ 1.10× would bound i13a from above)")),
+        Row("i13e", "the i13d comparison with an Ed25519 signature on every append (the "
+            "engine before checkpoints) / switched off: time ratio",
+            Target("report", text="report (what checkpoints save: compare with i13d)")),
     ]
 
 
@@ -76,16 +80,24 @@ def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
 
     fast_on_store = _normal(scratch("integrity-on-normal.db"), doc)
     fast_off_store = _without_integrity(_normal(scratch("integrity-off-normal.db"), doc))
+    every_store = _normal(scratch("integrity-every-normal.db"), doc)
+    every_store.ledger.voucher.every = 1  # a checkpoint at every append: the old way
     fast_on = Side("on", async_block(
         lambda: fast_on_store.update_raw(_increment, actor=ACTOR)), block * 4)
     fast_off = Side("off", async_block(
         lambda: fast_off_store.update_raw(_increment, actor=ACTOR)), block * 4)
-    alt = alternate([fast_on, fast_off], sizes.write_rounds)
+    every = Side("every", async_block(
+        lambda: every_store.update_raw(_increment, actor=ACTOR)), block * 4)
+    alt = alternate([fast_on, fast_off, every], sizes.write_rounds)
     r = rows_by_fig["i13d"]
     r.measured = f"with {fmt_time(alt.median('on'))}, without {fmt_time(alt.median('off'))}"
     r.judge_rounds(alt.ratios("on", "off"))
-    fast_on_store.ledger.close()
-    fast_off_store.ledger.close()
+    r = rows_by_fig["i13e"]
+    r.measured = (f"signing every append {fmt_time(alt.median('every'))}, without "
+                  f"{fmt_time(alt.median('off'))}")
+    r.judge_rounds(alt.ratios("every", "off"))
+    for store in (fast_on_store, fast_off_store, every_store):
+        store.ledger.close()
 
     read_on = Side("on", async_block(signed.load_raw), sizes.read_block)
     read_off = Side("off", async_block(plain.load_raw), sizes.read_block)
