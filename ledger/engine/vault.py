@@ -181,9 +181,7 @@ class Vault:
             self._ledger_id = (self._backend.get_meta("ledger_id") or "").encode()
 
     @property
-    def ledger_id(self) -> bytes:
-        """This ledger's id as read when opened (what sealed values and the head MAC
-        are bound to); empty for a ledger that has none."""
+    def ledger_id(self) -> bytes:  # what sealed values and the head MAC are bound to
         return self._ledger_id
 
     # -- key handling ----------------------------------------------------------------
