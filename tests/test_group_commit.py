@@ -98,14 +98,18 @@ def grouped(ledger: Ledger, path: Path, fns: list[tuple[Callable[[Any], Any], di
             ) -> tuple[list[Outcome], int]:
     """Run a blocker, then `fns` queued behind it (one group); returns their outcomes
     and how many commits the group took."""
-    release = threading.Event()
+    release, entered = threading.Event(), threading.Event()
 
     def blocker(cfg: Any) -> None:
         cfg.server.port = 14000
+        entered.set()
         assert release.wait(PATIENCE_S)
 
     first, first_out = in_thread(ledger, blocker, path)
-    wait_until(lambda: ledger._committer is not None and ledger._committer._leading)
+    # The blocker is in its `fn` from here until released: inside its transaction, but
+    # in no call on the connection, so the commit hook can be set on it (apsw refuses
+    # a call while another thread's call on the same connection is running).
+    assert entered.wait(PATIENCE_S)
     threads = []
     outs = []
     for fn, kw in fns:

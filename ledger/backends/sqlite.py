@@ -90,8 +90,15 @@ CREATE TABLE IF NOT EXISTS ledger_secrets (
 _COLUMNS = "seq, ts, actor, reason, source, kind, payload, prev_hash, hash"
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _INSERT = f"INSERT INTO ledger_events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"
-_BYTES_COLUMNS = ("seq, ts, CAST(actor AS BLOB), CAST(reason AS BLOB), CAST(source AS BLOB), "
-                  "CAST(kind AS BLOB), payload, prev_hash, hash")
+_ROW_COLUMNS = "seq, kind, payload, hash, ts"
+# The same columns with the text ones read as bytes (decoded with surrogateescape), for
+# rows whose text is not UTF-8: see SqliteBackend._tampered.
+_BYTES_COLUMNS: dict[str, tuple[str, frozenset[int]]] = {  # columns -> (SQL, text indexes)
+    _COLUMNS: ("seq, ts, CAST(actor AS BLOB), CAST(reason AS BLOB), CAST(source AS BLOB), "
+               "CAST(kind AS BLOB), payload, prev_hash, hash", frozenset({2, 3, 4, 5})),
+    _ROW_COLUMNS: ("seq, CAST(kind AS BLOB), payload, hash, ts", frozenset({1})),
+}
+_CHUNK = 1024  # rows per locked read when streaming events
 
 
 def _translate(err: Exception, location: str, doing: str,
@@ -479,59 +486,57 @@ class SqliteBackend:
 
     def read(self, after: int = 0, until: int | None = None, *, descending: bool = False,
              limit: int | None = None) -> Iterator[Record]:
-        sql = f"SELECT {_COLUMNS} FROM ledger_events WHERE seq > ?"
-        args: list[Any] = [after]
-        if until is not None:
-            sql += " AND seq <= ?"
-            args.append(until)
-        sql += " ORDER BY seq DESC" if descending else " ORDER BY seq"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        return self._iterate(sql, tuple(args))
+        for row in self._chunked(_COLUMNS, after, until, descending, limit):
+            yield Record(*row)
 
     def read_rows(self, after: int = 0, until: int | None = None) -> Iterator[Row]:
-        sql = "SELECT seq, kind, payload, hash, ts FROM ledger_events WHERE seq > ?"
-        args: tuple[Any, ...] = (after,)
-        if until is not None:
-            sql += " AND seq <= ?"
-            args = (after, until)
-        done = 0
+        yield from self._chunked(_ROW_COLUMNS, after, until, False, None)
+
+    def _chunked(self, columns: str, after: int, until: int | None, descending: bool,
+                 limit: int | None) -> Iterator[tuple[Any, ...]]:
+        """Events with after < seq <= until, streamed in chunks of `_CHUNK` rows, each
+        read whole under the connection's lock. A statement left open across the
+        caller's `yield`s would run on this connection while another thread of the
+        process writes on it (apsw refuses that: "Connection is busy in another
+        thread"), and a generator must never hold the lock while suspended. `until`
+        is pinned to the head when the read starts, so appends made meanwhile are not
+        read half-way (the same view one statement would have given)."""
         try:
-            for row in self._conn.cursor().execute(sql + " ORDER BY seq", args):
-                yield row
-                done += 1
-        except UnicodeDecodeError:  # a tampered kind: continue with the careful reader
-            for r in list(self.read(after, until))[done:]:
-                yield r.seq, r.kind, r.payload, r.hash, r.ts
+            if until is None:
+                with self._lock:
+                    until = int(self._conn.execute(
+                        "SELECT coalesce(max(seq), 0) FROM ledger_events").fetchone()[0])
+            low, high, left = after, until, limit
+            order = "DESC" if descending else "ASC"
+            while left is None or left > 0:
+                n = _CHUNK if left is None else min(_CHUNK, left)
+                sql = (f"SELECT {{}} FROM ledger_events WHERE seq > ? AND seq <= ? "
+                       f"ORDER BY seq {order} LIMIT ?")
+                with self._lock:
+                    try:
+                        rows = list(self._conn.execute(sql.format(columns), (low, high, n)))
+                    except UnicodeDecodeError:
+                        # A text column that is not UTF-8 can only come from tampering:
+                        # read this chunk as bytes so verify can name the event.
+                        raw_columns, text = _BYTES_COLUMNS[columns]
+                        rows = self._tampered(sql.format(raw_columns), (low, high, n), text)
+                yield from rows
+                if len(rows) < n:
+                    return
+                if left is not None:
+                    left -= len(rows)
+                if descending:
+                    high = rows[-1][0] - 1
+                else:
+                    low = rows[-1][0]
         except apsw.Error as err:
             raise _translate(err, self.location, "reading events") from err
 
-    def _iterate(self, sql: str, args: tuple[Any, ...]) -> Iterator[Record]:
-        # A separate cursor streams rows without loading the whole log in memory.
-        done = 0
-        try:
-            cursor = self._conn.cursor()
-            for row in cursor.execute(sql, args):
-                yield Record(*row)
-                done += 1
-        except UnicodeDecodeError:
-            # A text column that is not UTF-8 can only come from tampering. Read the rest
-            # as bytes so verify can name the event instead of failing with a traceback.
-            yield from self._iterate_tampered(sql, args, done)
-        except apsw.Error as err:
-            raise _translate(err, self.location, "reading events") from err
-
-    def _iterate_tampered(self, sql: str, args: tuple[Any, ...], skip: int) -> Iterator[Record]:
-        raw_sql = sql.replace(f"SELECT {_COLUMNS}", f"SELECT {_BYTES_COLUMNS}", 1)
-        try:
-            for i, row in enumerate(self._conn.cursor().execute(raw_sql, args)):
-                if i >= skip:
-                    actor, reason, source, kind = (bytes(t).decode("utf-8", "surrogateescape")
-                                                   for t in row[2:6])
-                    yield Record(row[0], row[1], actor, reason, source, kind, *row[6:])
-        except apsw.Error as err:
-            raise _translate(err, self.location, "reading events") from err
+    def _tampered(self, sql: str, args: tuple[Any, ...], text: frozenset[int]
+                  ) -> list[tuple[Any, ...]]:
+        return [tuple(bytes(v).decode("utf-8", "surrogateescape") if i in text else v
+                      for i, v in enumerate(row))
+                for row in self._conn.execute(sql, args)]
 
     def record(self, seq: int) -> Record | None:
         return next(self.read(seq - 1, seq), None)
