@@ -504,8 +504,7 @@ class SqliteBackend:
         try:
             if until is None:
                 with self._lock:
-                    until = int(self._conn.execute(
-                        "SELECT coalesce(max(seq), 0) FROM ledger_events").fetchone()[0])
+                    until = _head(self._conn).seq
             low, high, left = after, until, limit
             order = "DESC" if descending else "ASC"
             while left is None or left > 0:
