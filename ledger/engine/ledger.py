@@ -322,9 +322,22 @@ class Ledger:
                 # same sections, with secrets bound to this ledger's vault
                 view = shared if shared.codec is self.codec else shared.rebind(self.codec)
             else:
-                view = self.codec.view_of_raw(state.config, state, f"ledger seq {state.seq}")
+                view = self._advanced(view, state) or self.codec.view_of_raw(
+                    state.config, state, f"ledger seq {state.seq}")
             self._view = view
         return view
+
+    @staticmethod
+    def _advanced(view: TypedView | None, state: ConfigState) -> TypedView | None:
+        """The view of `state` from the view of an earlier state of the same history
+        (caught up on other writers' events): only the sections they changed are
+        converted again."""
+        if view is None or not isinstance(view.key, ConfigState):
+            return None
+        old = view.key
+        if old.seq >= state.seq:
+            return None
+        return view.advanced(state, old.config, state.config)
 
     def typed(self, seq: int | None = None) -> MoltisConfig:
         """A fresh typed config (the caller may change it) at the head or at `seq`."""

@@ -39,6 +39,7 @@ __all__ = [
     "RawChange",
     "invalid_values",
     "sanitize_message",
+    "section_to_typed",
     "shape",
     "to_raw_value",
     "to_typed",
@@ -116,6 +117,17 @@ def to_typed(raw: Mapping[str, Any], opener: SecretOpener | None = None,
     from ledger.typed.freeform import revive
 
     return revive(typed, opener)  # type: ignore[no-any-return]
+
+
+def section_to_typed(raw: Any, node: TypeNode, opener: SecretOpener | None = None) -> Any:
+    """One top-level section's typed value from its raw value, as `to_typed` would make
+    it inside the whole config (the root has no cross-section rule). Raises
+    msgspec.ValidationError; callers that need the located message use `to_typed`."""
+    hook = _plain_hook if opener is None else _secret_hook(opener)
+    value = msgspec.convert(shape(raw, node), node.annotation, dec_hook=hook, str_keys=True)
+    from ledger.typed.freeform import revive  # freeform imports this module
+
+    return revive(value, opener, node)
 
 
 def _convert_error(value: Any, ann: Any, hook: Callable[[type, Any], Any]) -> str | None:

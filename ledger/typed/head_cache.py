@@ -24,7 +24,13 @@ from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
 from ledger.errors import ConfigValidationError
 from ledger.schema import MoltisConfig
 from ledger.schema.introspect import ROOT, TypeNode, section_info
-from ledger.typed.convert import RawChange, diff_top_level, sanitize_message, to_typed
+from ledger.typed.convert import (
+    RawChange,
+    diff_top_level,
+    sanitize_message,
+    section_to_typed,
+    to_typed,
+)
 from ledger.typed.freeform import node_has_freeform, revive
 
 __all__ = ["Edit", "TypedCodec", "TypedView"]
@@ -34,6 +40,7 @@ _ROOT_INFO = section_info(MoltisConfig)
 # Each section is kept as `"key":{...}`, so the whole config is one join away.
 _PREFIXES = [b'"%s":' % fn.key.encode() for fn, _ in _ROOT_INFO.positions]
 _SECTION_INDEX = {fn.attr: i for i, (fn, _) in enumerate(_ROOT_INFO.positions)}
+_ALIASED = frozenset(_ROOT_INFO.aliases.values())  # sections that also have an old name
 
 
 def _enc_hook(obj: Any) -> Any:
@@ -238,6 +245,40 @@ class TypedView:
         """The view of the state that `edit` produced (unchanged sections are shared)."""
         pristine = msgspec.structs.replace(self.pristine, **edit.replaced)
         return TypedView(self._codec, key, pristine, edit.sections)
+
+    def advanced(self, key: object, old_raw: dict[str, Any], new_raw: dict[str, Any]
+                 ) -> TypedView | None:
+        """The view of `new_raw`, a later document of the same history as `old_raw` (this
+        view's), made by re-converting only the top-level sections that changed. The
+        log's replay is copy-on-write, so a section it did not touch is the very same
+        object in both documents (events of other writers, caught up on, cost what they
+        changed, not the config's size). None when that cannot be done here (a section
+        removed or invalid, an old alias): the caller converts the whole document."""
+        replaced: dict[str, Any] = {}
+        sections = self.sections
+        for raw_key in old_raw.keys() | new_raw.keys():
+            value = new_raw.get(raw_key, MISSING)
+            if value is old_raw.get(raw_key, MISSING):
+                continue
+            field = _ROOT_INFO.fields.get(raw_key)
+            if field is None:
+                if raw_key in _ROOT_INFO.aliases or _ROOT_INFO.flatten is not None:
+                    return None
+                continue  # an unknown key: the typed view never holds it
+            if value is MISSING or field.key in _ALIASED:
+                return None
+            try:
+                typed = section_to_typed(value, field.node, self._codec.opener)
+                data = self._codec.encoder.encode(typed)
+            except (msgspec.ValidationError, TypeError, ValueError):
+                return None
+            if sections is self.sections:
+                sections = list(self.sections)
+            i = _SECTION_INDEX[field.attr]
+            sections[i] = _PREFIXES[i] + data
+            replaced[field.attr] = typed
+        pristine = msgspec.structs.replace(self.pristine, **replaced)
+        return TypedView(self._codec, key, pristine, sections)
 
     def same_config(self, key: object) -> TypedView:
         """This view for another state with the same config document."""
