@@ -38,9 +38,42 @@ MAGIC: Final = b"\xffLS1"
 _MAC_LEN: Final = 32
 
 
+# Values that never hold a secret reference: returned as they are, without a call.
+_LEAVES: Final = frozenset({str, int, float, bool, bytes, type(None)})
+
+
 def _wire(value: Any) -> Any:
     """Secret references become an extension type (msgspec would otherwise encode the
-    Struct as a plain map, indistinguishable from a user's table on the way back)."""
+    Struct as a plain map, indistinguishable from a user's table on the way back).
+
+    A container holding no reference is returned as it is, not copied: a snapshot of a
+    large config costs one walk, with new dicts and lists only on the paths to its
+    secrets (the encoded bytes are the same either way)."""
+    cls = value.__class__
+    if cls is dict:
+        out: dict[Any, Any] | None = None
+        for k, v in value.items():
+            if v.__class__ in _LEAVES:
+                continue
+            w = _wire(v)
+            if w is not v:
+                if out is None:
+                    out = dict(value)  # the same key order: only this value is replaced
+                out[k] = w
+        return value if out is None else out
+    if cls is list:
+        items: list[Any] | None = None
+        for i, v in enumerate(value):
+            if v.__class__ in _LEAVES:
+                continue
+            w = _wire(v)
+            if w is not v:
+                if items is None:
+                    items = list(value)
+                items[i] = w
+        return value if items is None else items
+    if cls in _LEAVES:
+        return value
     if isinstance(value, dict):
         return {k: _wire(v) for k, v in value.items()}
     if isinstance(value, list):
