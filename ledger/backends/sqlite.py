@@ -38,6 +38,7 @@ from ledger.backends.base import (
     SnapshotRow,
     refuse_newer_format,
 )
+from ledger.backends.write_queue import WriteQueue, open_queue
 from ledger.core.events import Record, Row, now_us
 from ledger.errors import (
     ReadOnlyError,
@@ -143,19 +144,21 @@ _POLL_MIN_S, _POLL_MAX_S = 0.0002, 0.001
 
 
 class _FairWait:
-    """apsw busy handler: short bounded polling until `timeout_s` has passed."""
+    """apsw busy handler: short bounded polling until `timeout_s` has passed (counted
+    from `since` when the caller set it: the time already spent in the write queue)."""
 
-    __slots__ = ("_since", "timeout_s")
+    __slots__ = ("_since", "since", "timeout_s")
 
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self._since = 0.0
+        self.since: float | None = None
 
     def __call__(self, prior_calls: int) -> bool:
         now = time.monotonic()
         if prior_calls == 0:
-            self._since = now
-        elif now - self._since >= self.timeout_s:
+            self._since = now if self.since is None else self.since
+        if now - self._since >= self.timeout_s:
             return False  # SQLITE_BUSY: the caller reports the lock as held
         time.sleep(random.uniform(_POLL_MIN_S, _POLL_MAX_S))  # noqa: S311 - jitter only
         return True
@@ -294,12 +297,18 @@ class SqliteBackend:
         busy_timeout: float = 5.0,
         read_only: bool = False,
         immutable: bool = False,
+        write_queue: bool = True,
     ) -> None:
+        """`write_queue=False`: for a file only this connection writes (a backup being
+        built), where the queue of writer processes (write_queue.py) has no one to
+        order and its lock file would be left beside the copy."""
         self.path = Path(path)
         self.location = str(self.path)
         self.read_only = read_only
         self._fair_wait = _FairWait(busy_timeout)
         self._lock = threading.RLock()
+        self._queue: WriteQueue | None = None
+        self._queue_opened = not write_queue
         self._data_version: int | None = None
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
@@ -428,33 +437,58 @@ class SqliteBackend:
             raise ReadOnlyError(self.read_only_reason
                                 or f"{self.location}: the ledger was opened read-only")
         with self._lock:
-            c = self._conn
+            queue = self._write_queue()
+            if queue is not None:
+                # other processes' writers first (write_queue): the same busy timeout
+                # bounds the wait there and at SQLite's lock together
+                self._fair_wait.since = time.monotonic()
+                if not queue.take(self._fair_wait.timeout_s if wait else 0.0):
+                    self._fair_wait.since = None
+                    raise StoreBusyError(f"{self.location}: the ledger is locked by another "
+                                         "writer (starting a write)")
             try:
+                with self._transaction(wait) as txn:
+                    yield txn
+            finally:
+                self._fair_wait.since = None
+                if queue is not None:
+                    queue.give()
+
+    def _write_queue(self) -> WriteQueue | None:
+        if not self._queue_opened:  # on the first write: read-only uses create no file
+            self._queue_opened = True
+            self._queue = open_queue(self.path)
+        return self._queue
+
+    @contextlib.contextmanager
+    def _transaction(self, wait: bool) -> Iterator[_SqliteTxn]:
+        c = self._conn
+        try:
+            if not wait:
+                c.set_busy_handler(None)
+            try:
+                c.execute("BEGIN IMMEDIATE")
+            finally:
                 if not wait:
-                    c.set_busy_handler(None)
-                try:
-                    c.execute("BEGIN IMMEDIATE")
-                finally:
-                    if not wait:
-                        c.set_busy_handler(self._fair_wait)
-            except apsw.Error as err:
-                raise _translate(err, self.location, "starting a write") from err
-            try:
-                yield _SqliteTxn(c, self.location)
-            except BaseException as err:
-                os_errno = c.system_errno
-                with contextlib.suppress(apsw.Error):
-                    c.execute("ROLLBACK")
-                if isinstance(err, apsw.Error):
-                    raise _translate(err, self.location, "writing", os_errno) from err
-                raise
-            try:
-                c.execute("COMMIT")
-            except apsw.Error as err:
-                os_errno = c.system_errno
-                with contextlib.suppress(apsw.Error):
-                    c.execute("ROLLBACK")
-                raise _translate(err, self.location, "committing", os_errno) from err
+                    c.set_busy_handler(self._fair_wait)
+        except apsw.Error as err:
+            raise _translate(err, self.location, "starting a write") from err
+        try:
+            yield _SqliteTxn(c, self.location)
+        except BaseException as err:
+            os_errno = c.system_errno
+            with contextlib.suppress(apsw.Error):
+                c.execute("ROLLBACK")
+            if isinstance(err, apsw.Error):
+                raise _translate(err, self.location, "writing", os_errno) from err
+            raise
+        try:
+            c.execute("COMMIT")
+        except apsw.Error as err:
+            os_errno = c.system_errno
+            with contextlib.suppress(apsw.Error):
+                c.execute("ROLLBACK")
+            raise _translate(err, self.location, "committing", os_errno) from err
 
     # -- reads -----------------------------------------------------------------------
 
@@ -641,3 +675,6 @@ class SqliteBackend:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._queue is not None:
+                self._queue.close()
+                self._queue = None

@@ -75,7 +75,7 @@ def backup(ledger: Ledger, target: Path) -> VerifyReport:
                              ) from None
     else:
         _new_file(target)
-        copy = SqliteBackend(target)
+        copy = SqliteBackend(target, write_queue=False)
         try:
             copy_ledger(source, copy)
         except BaseException:
@@ -124,7 +124,7 @@ def restore(ledger: Ledger, source_file: Path, *, force: bool = False,
         fresh_path = live.with_name(f".{live.name}.restore-{os.getpid()}.db")
         _remove(fresh_path)
         _new_file(fresh_path)
-        fresh = SqliteBackend(fresh_path)
+        fresh = SqliteBackend(fresh_path, write_queue=False)
         try:
             copy_ledger(source, fresh)  # rows only, checked, all or nothing
             kept = None

@@ -455,7 +455,7 @@ def discard_if_empty(store: LedgerConfigStore, location: str) -> None:
     store.ledger.close()
     if not empty:
         return
-    for suffix in ("", "-wal", "-shm", "-journal"):
+    for suffix in ("", "-wal", "-shm", "-journal", ".lock"):
         try:
             os.unlink(location + suffix)
         except FileNotFoundError:
