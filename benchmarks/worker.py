@@ -80,12 +80,17 @@ class SqliteBackoff:
 
 
 def open_store(kind: str, target: str, schema: str | None) -> Any:
-    if kind in ("sqlite", "sqlite-backoff"):
+    if kind in ("sqlite", "sqlite-backoff", "sqlite-poll"):
         from ledger import SqliteConfigStore
 
+        # sqlite-poll: the ledger's polling wait alone, without the queue of writer
+        # processes (the wait before the queue); sqlite-backoff: SQLite's own busy
+        # handler, without the queue (the wait before that)
         store = SqliteConfigStore(target, busy_timeout=120)
+        backend = store.ledger.backend
+        if kind != "sqlite":
+            backend._queue_opened = True  # type: ignore[attr-defined]  # never opened
         if kind == "sqlite-backoff":
-            backend = store.ledger.backend
             backend._fair_wait = SqliteBackoff(120)  # type: ignore[attr-defined]
             backend._conn.set_busy_handler(backend._fair_wait)  # type: ignore[attr-defined]
         return store

@@ -135,11 +135,13 @@ def _create_private_file(path: Path) -> None:
         os.close(fd)
 
 
-# Waiting for another process's write lock: poll every 0.2-1 ms (jittered, so waiters do
-# not wake in lock-step) until the busy timeout. SQLite's own busy handler sleeps longer
-# and longer (up to 100 ms) between tries, so a writer that lost a few rounds sleeps
-# through many commits of the others and one update can take most of a second while
-# the median takes a millisecond. Each try is a lock attempt on the -shm file: cheap.
+# Waiting for another process's write lock, where the queue of writer processes
+# (write_queue.py) does not order the writers (one that does not use it): poll every
+# 0.2-1 ms (jittered, so waiters do not wake in lock-step) until the busy timeout.
+# SQLite's own busy handler sleeps longer and longer (up to 100 ms) between tries, so
+# a writer that lost a few rounds sleeps through many commits of the others and one
+# update can take most of a second while the median takes a millisecond. Each try is
+# a lock attempt on the -shm file: cheap.
 _POLL_MIN_S, _POLL_MAX_S = 0.0002, 0.001
 
 
