@@ -89,7 +89,9 @@ def open_store(kind: str, target: str, schema: str | None) -> Any:
         store = SqliteConfigStore(target, busy_timeout=120)
         backend = store.ledger.backend
         if kind != "sqlite":
-            backend._queue_opened = True  # type: ignore[attr-defined]  # never opened
+            queue, backend._queue = backend._queue, None  # type: ignore[attr-defined]
+            if queue is not None:
+                queue.close()
         if kind == "sqlite-backoff":
             backend._fair_wait = SqliteBackoff(120)  # type: ignore[attr-defined]
             backend._conn.set_busy_handler(backend._fair_wait)  # type: ignore[attr-defined]

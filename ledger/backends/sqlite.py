@@ -310,7 +310,6 @@ class SqliteBackend:
         self._fair_wait = _FairWait(busy_timeout)
         self._lock = threading.RLock()
         self._queue: WriteQueue | None = None
-        self._queue_opened = not write_queue
         self._data_version: int | None = None
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
@@ -345,6 +344,10 @@ class SqliteBackend:
         except BaseException:
             self._conn.close()
             raise
+        if write_queue and not self.read_only:
+            # opened with the database (as SQLite opens its -wal and -shm), so a write
+            # does no more file work than it did before the queue
+            self._queue = open_queue(self.path)
 
     # -- setup -----------------------------------------------------------------------
 
@@ -439,7 +442,7 @@ class SqliteBackend:
             raise ReadOnlyError(self.read_only_reason
                                 or f"{self.location}: the ledger was opened read-only")
         with self._lock:
-            queue = self._write_queue()
+            queue = self._queue
             if queue is not None:
                 # other processes' writers first (write_queue): the same busy timeout
                 # bounds the wait there and at SQLite's lock together
@@ -455,12 +458,6 @@ class SqliteBackend:
                 self._fair_wait.since = None
                 if queue is not None:
                     queue.give()
-
-    def _write_queue(self) -> WriteQueue | None:
-        if not self._queue_opened:  # on the first write: read-only uses create no file
-            self._queue_opened = True
-            self._queue = open_queue(self.path)
-        return self._queue
 
     @contextlib.contextmanager
     def _transaction(self, wait: bool) -> Iterator[_SqliteTxn]:
