@@ -249,3 +249,36 @@ def test_a_rotation_with_the_key_in_the_environment_killed_after_its_commit(tmp_
         assert open_backup(folder, new_key)
         with pytest.raises(SecretKeyError):
             open_backup(folder, old_key)
+
+
+def test_the_mirror_serves_an_interrupted_rotation_when_the_ledger_cannot(tmp_path,
+                                                                          monkeypatch):
+    """Killed after the head mirror was sealed under the new key (the old key still in
+    the key file), then the database is lost: the gateway's fallback still serves the
+    mirror, with the staged key."""
+    import asyncio
+
+    from ledger.ops.open_store import open_store
+
+    site = build_site(tmp_path / "site")
+    assert crash_rotation(site, named_steps(rotation_steps())["the first backup file"])
+    for name in [n for n in os.environ if n.startswith("MOLTIS_")]:
+        monkeypatch.delenv(name)
+    for name, value in site.env().items():
+        if name.startswith("MOLTIS_"):
+            monkeypatch.setenv(name, value)
+    db = site.data_dir / "moltis.db"
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    db.write_bytes(b"this is not a database any more" * 100)
+
+    async def served() -> tuple[str, str | None]:
+        store = open_store()
+        try:
+            cfg = await store.load_effective()
+            secret = cfg.providers["openai"].api_key
+            return store.backend_name, secret.reveal() if secret is not None else None
+        finally:
+            await store.close()
+
+    assert asyncio.run(served()) == ("mirror", SECRETS["providers.openai.api_key"])

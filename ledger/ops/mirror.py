@@ -145,7 +145,35 @@ def read_mirror(path: Path, location: str, keys: KeySource, reason: str
                 ) -> MirrorConfigStore | None:
     """The newest valid slot of the mirror of the ledger at `location`, as a read-only
     store; None when there is none for that ledger. Slots that exist but cannot be
-    served (a wrong MAC, damage) raise ParseError when no other slot can be."""
+    served (a wrong MAC, damage) raise ParseError when no other slot can be.
+
+    After a key rotation stopped part-way (`key rotate --resume` finishes it), the
+    mirror is sealed under the staged new key while the key file still holds the old
+    one: the staged key is tried first (with the old key, an older slot from before
+    the rotation could pass its MAC), then the key file's."""
+    staged = _staged_keys(keys)
+    if staged is not None:
+        try:
+            return _read_mirror(path, location, staged, reason)
+        except ParseError:
+            pass  # a rotation stopped before its commit: the old key sealed the mirror
+    return _read_mirror(path, location, keys, reason)
+
+
+def _staged_keys(keys: KeySource) -> KeySource | None:
+    """The staged key of a rotation stopped part-way, as a key source (None if none)."""
+    if not keys.from_file or not keys.staged_file.is_file():
+        return None
+    staged = KeySource(key_file=keys.key_file, env={})
+    try:
+        staged.use_staged(staged.read_file_key(keys.staged_file))
+    except LedgerError:
+        return None
+    return staged
+
+
+def _read_mirror(path: Path, location: str, keys: KeySource, reason: str
+                 ) -> MirrorConfigStore | None:
     found: list[tuple[MirrorConfigStore, dict[str, Any]]] = []
     problems: list[str] = []
     for slot in slot_paths(path):
