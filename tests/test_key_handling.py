@@ -24,6 +24,7 @@ from tests.rotation_crash import (
     SECRETS,
     Site,
     build_site,
+    concurrent_rotations,
     crash_rotation,
     expect_rotation_finished,
     record_steps,
@@ -179,7 +180,10 @@ def test_rotation_steps_are_found():
     steps = rotation_steps()
     named = named_steps(steps)
     assert list(named.values()) == sorted(named.values())
-    assert steps[-2:] == [("rename", "ledger.key"), ("sync", "keys")]  # the move is last
+    assert steps[:2] == [("open", "moltis.db"), ("open", "ledger.key.lock")]  # one at a time
+    # the move is last, then the lock is let go
+    assert steps[-3:] == [("rename", "ledger.key"), ("sync", "keys"),
+                          ("remove", "ledger.key.lock")]
     assert sum(step == ("rename", "manifest.json") for step in steps) == 2
 
 
@@ -282,3 +286,56 @@ def test_the_mirror_serves_an_interrupted_rotation_when_the_ledger_cannot(tmp_pa
             await store.close()
 
     assert asyncio.run(served()) == ("mirror", SECRETS["providers.openai.api_key"])
+
+
+def test_a_writer_that_unlocked_before_a_rotation_seals_under_the_new_key(key_file, tmp_path):
+    """Two stores on one ledger (as the gateway and `key rotate` in two processes): the
+    gateway unlocked with the old key before the rotation. Its next secret must be
+    sealed under the new key (or refused), never under the old one, which is gone from
+    disk after the rotation: that value would be lost."""
+    from ledger.ops.keys import rotate_key
+
+    db = tmp_path / "data" / "moltis.db"
+    gateway = SqliteConfigStore(db, keys=KeySource(key_file=key_file, env={}))
+    gateway.ledger.edit({("providers", "openai", "api_key"): SECRET}, actor="g", reason="a")
+    ref = gateway.ledger.head_state().config["providers"]["openai"]["api_key"]
+    assert gateway.ledger.vault.open_secret(ref) == SECRET  # unlocked with the old key
+    operator = SqliteConfigStore(db, keys=KeySource(key_file=key_file, env={}))
+    rotate_key(operator.ledger, reason="rotate")
+    operator.ledger.close()
+    assert gateway.ledger.vault.open_secret(ref) == SECRET  # re-reads the key once
+    gateway.ledger.edit({("providers", "anthropic", "api_key"): "sk-after-rotation"},
+                        actor="g", reason="b")
+    gateway.ledger.close()
+    fresh = SqliteConfigStore(db, keys=KeySource(key_file=key_file, env={}))
+    config = fresh.ledger.head_state().config
+    assert fresh.ledger.vault.open_secret(config["providers"]["anthropic"]["api_key"]) == (
+        "sk-after-rotation")
+    assert fresh.ledger.verify().ok
+    fresh.ledger.close()
+
+
+def test_a_second_rotation_while_one_runs_is_refused(capsys, key_file, tmp_path):
+    from ledger.files.safe_io import locked
+
+    cli(capsys, "set", "providers.openai.api_key", SECRET)
+    before = key_file.read_text()
+    with locked(key_file, wait=False):  # what a running `key rotate` holds
+        _, err = cli(capsys, "key", "rotate", code=5)
+        assert "another" in err and "ledger.key.lock" in err
+        _, err = cli(capsys, "key", "rotate", "--resume", code=5)
+    assert key_file.read_text() == before
+    assert sorted(os.listdir(key_file.parent)) == ["ledger-head.hwm", "ledger.key"]
+    cli(capsys, "key", "rotate")
+    assert sorted(os.listdir(key_file.parent)) == ["ledger-head.hwm", "ledger.key"]
+
+
+def test_rotations_started_at_once_lose_nothing(tmp_path):
+    """Three real `key rotate` processes at once, twice: each either rotates or is
+    refused (another holds the rotation lock: exit 5); afterwards every secret and
+    backup opens with the key file, whatever the interleaving."""
+    site = build_site(tmp_path / "site")
+    for _ in range(2):
+        codes = concurrent_rotations(site, 3)
+        assert set(codes) <= {0, 5} and 0 in codes, codes
+        expect_rotation_finished(site)

@@ -96,6 +96,11 @@ class KeySource:
         self._key = check_key(key, "the new key")
         self._staged = None
 
+    def reread(self) -> None:
+        """Forget an interrupted rotation's staged key in use: the next load decides
+        again from the files (the rotation may have finished since)."""
+        self._staged = None
+
     def use_staged(self, key: bytes) -> None:
         """From now on, the staged key of an interrupted rotation (left on disk where it
         is: the old key file is still needed to re-seal backups)."""
@@ -194,6 +199,9 @@ class Vault:
                 return
             stored = (txn.get_meta("key_check") if txn is not None
                       else self._backend.get_meta("key_check"))
+            # A staged key adopted earlier may be stale (that rotation finished, or
+            # another followed): decide again from the files
+            self.keys.reread()
             # A new key may only be created for a ledger that has never held a secret.
             key = self.keys.load(create=txn is not None and stored is None)
             if key is None:
@@ -266,11 +274,23 @@ class Vault:
 
     # -- rotation (inside a write transaction) ---------------------------------------
 
+    def _unlock_current(self, txn: WriteTxn) -> None:
+        """`_unlock`, checked against the key the ledger holds now: another process
+        may have rotated the key since this one unlocked. Sealing under the old key
+        would make the value unreadable once the old key is gone, so the key is read
+        again (the key file, or a rotation's staged key); a key that does not match
+        is refused."""
+        self._unlock(txn)
+        stored = txn.get_meta("key_check")
+        if stored is not None and stored != self._check:
+            self.forget_key()
+            self._unlock(txn)
+
     def rotate(self, txn: WriteTxn, new_key: bytes) -> int:
         """Re-seal every live secret under `new_key` and make it the ledger's key (in
         `txn`: all or nothing). Shredded secrets stay shredded. Returns the count. The
         caller makes the new key available (key file, environment) after the commit."""
-        self._unlock(txn)
+        self._unlock_current(txn)
         new_key = check_key(new_key, "the new key")
         assert self._aead is not None
         assert self._fp_key is not None
@@ -294,11 +314,14 @@ class Vault:
         return count
 
     def forget_key(self) -> None:
-        """Drop the unlocked key (after a rotation commits, or fails)."""
+        """Drop the unlocked key (after a rotation commits, or fails, or another
+        process rotated it)."""
         with self._lock:
             self._aead = None
             self._fp_key = None
             self._check = None
+            self._integrity = None
+            self.keys.reread()
 
     def key_check_for(self, ledger_id: str) -> str | None:
         """The key check value this ledger key gives for a ledger id (None without a
@@ -337,7 +360,7 @@ class Vault:
 
     def seal(self, txn: WriteTxn, plaintext: str, seq: int) -> SecretRef:
         """Store a value in the secrets table; return the reference events will carry."""
-        self._unlock(txn)
+        self._unlock_current(txn)
         assert self._aead is not None
         ref = os.urandom(12).hex()  # os.urandom: what `secrets` uses, without its imports
         nonce = os.urandom(12)
@@ -367,6 +390,13 @@ class Vault:
             raise SecretDestroyedError(
                 f"secret fp:{ref.fp} was shredded at seq {row.shredded_seq}; its value is gone"
             )
+        self._unlock()
+        try:
+            return self._open_row(ref, bytes(row.sealed)).decode()
+        except SecretKeyError:
+            if self._backend.get_meta("key_check") == self._check:
+                raise
+        self.forget_key()  # another process rotated the key since: read it again
         self._unlock()
         return self._open_row(ref, bytes(row.sealed)).decode()
 

@@ -23,6 +23,7 @@ import hmac
 import json
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from ledger._log import get_logger
 from ledger.engine.ledger import Ledger
 from ledger.engine.vault import ENV_KEY, KeySource, backup_manifest_mac, open_blob, seal_blob
 from ledger.errors import InputError, LedgerError, SecretKeyError
-from ledger.files.safe_io import create_private, read_file, write_private
+from ledger.files.safe_io import create_private, locked, read_file, write_private
 
 __all__ = ["Rotation", "key_file_problem", "key_location", "resume_rotation", "rotate_key"]
 
@@ -165,12 +166,30 @@ def _interrupted(keys: KeySource) -> str:
             "`moltis-ledger key rotate --resume`")
 
 
+@contextlib.contextmanager
+def _one_rotation(ledger: Ledger) -> Iterator[None]:
+    """One rotation at a time: two at once would both write `ledger.key.new`, and one
+    could move the other's key over the key file while the ledger is sealed with its
+    own (every secret lost). The lock (`ledger.key.lock`, removed after) is not
+    waited for: a second `key rotate` is refused (StoreBusyError, exit 5). Inside it
+    the key is read again from disk, as another rotation may have just finished."""
+    with locked(ledger.vault.keys.key_file, wait=False):
+        ledger.vault.forget_key()
+        yield
+
+
 def rotate_key(ledger: Ledger, *, new_key_file: Path | None = None, actor: str | None = None,
                reason: str | None = None, source: str = "cli",
                data_dir: Path | None = None) -> Rotation:
     """Re-seal every live secret under a new random key, and the sealed migration
     backups under `data_dir` (see the module docstring for the order and why a stop
     at any point loses nothing)."""
+    with _one_rotation(ledger):
+        return _rotate(ledger, new_key_file, actor, reason, source, data_dir)
+
+
+def _rotate(ledger: Ledger, new_key_file: Path | None, actor: str | None, reason: str | None,
+            source: str, data_dir: Path | None) -> Rotation:
     keys = ledger.vault.keys
     keys.accept_weak = True  # moving away from a weak key is the fix for one
     ledger.vault.fingerprint("")  # unlock with the current key
@@ -227,6 +246,12 @@ def resume_rotation(ledger: Ledger, *, new_key_file: Path | None = None,
     (still the old key), it is `new_key_file`. When the rotation had not committed,
     its staged key never sealed anything and is removed: returns None (the old key is
     still the ledger's)."""
+    with _one_rotation(ledger):
+        return _resume(ledger, new_key_file, data_dir)
+
+
+def _resume(ledger: Ledger, new_key_file: Path | None, data_dir: Path | None
+            ) -> Rotation | None:
     keys = ledger.vault.keys
     keys.accept_weak = True
     old_key: bytes | None
