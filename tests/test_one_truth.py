@@ -197,23 +197,30 @@ def test_watch_imports_a_hand_edit_as_it_happens(site: Site) -> None:
 def test_cli_and_gateway_find_and_parse_the_config_once_and_agree(
         site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     import ledger.files.dirs as dirs_module
+    import ledger.ops.hand_edit as hand_edit_module
     import ledger.ops.migrate as migrate_module
-    import ledger.stores.config_file as config_file_module
+    import ledger.ops.open_store as open_store_module
 
     site.ok("migrate")
     calls = {"parse": 0, "find": 0}
-    parse, find = config_file_module.read_config_file, dirs_module.discover_config_file
+    parse, find = open_store_module.parse_config, dirs_module.discover_config_file
+    read = migrate_module.read_config
 
-    def counting_parse(path: Path) -> object:
+    def counting_parse(path: Path, data: bytes | None) -> object:
         calls["parse"] += 1
-        return parse(path)
+        return parse(path, data)
+
+    def counting_read(path: Path) -> object:
+        calls["parse"] += 1
+        return read(path)
 
     def counting_find(*args: object, **kw: object) -> Path:
         calls["find"] += 1
         return find(*args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(config_file_module, "read_config_file", counting_parse)
-    monkeypatch.setattr(migrate_module, "read_config_file", counting_parse)  # its own name
+    monkeypatch.setattr(open_store_module, "parse_config", counting_parse)
+    monkeypatch.setattr(migrate_module, "read_config", counting_read)  # their own names
+    monkeypatch.setattr(hand_edit_module, "read_config", counting_read)
     monkeypatch.setattr(dirs_module, "discover_config_file", counting_find)
     monkeypatch.setenv("MOLTIS_SERVER__PORT", "7070")  # a layer both must apply
     cli_value = site.ok("get", "--effective", "server.port").out.strip()
@@ -246,8 +253,9 @@ def test_a_hand_edit_is_the_same_event_whoever_opens_first(
                         event["reason"].replace(str(site.root), "ROOT"), shown))
     assert results[0] == results[1]
     assert results[0][0]["source"] == "file"
+    # the [identity] section deleted outright: one unset of the table (test_hand_edit_import)
     assert [(c["op"], c["path"]) for c in results[0][0]["changes"]] == [
-        ("unset", "identity.name"), ("set", "server.port")]
+        ("unset", "identity"), ("set", "server.port")]
 
 
 def test_cli_watch_shows_a_hand_edit_made_while_it_runs(site: Site) -> None:

@@ -196,21 +196,31 @@ class State:
                 problem = sync_hand_edit(store, self.installation)
                 if problem:
                     self.out.warn(problem)
-            elif self._pending_hand_edit(store):
-                self._import_hand_edit(name, location)
+            else:
+                pending = self._pending_hand_edit(store)
+                if pending is not None:
+                    self._import_hand_edit(name, location, pending=pending)
         return store
 
-    def _import_hand_edit(self, name: str, location: str) -> None:
+    def _import_hand_edit(self, name: str, location: str, *, pending: bool = True) -> None:
         """A read opens the ledger read-only; a pending hand edit is imported first
         through a short writable open (as the gateway's open_store() does), unless
-        --read-only, where it is only reported."""
+        --read-only, where it is only reported. A file whose content is already in the
+        ledger but whose bytes are not (`pending` False: a comment changed) gets its
+        digest recorded the same way, best effort, so the next command is cheap again."""
         from ledger.ops.open_store import sync_hand_edit
 
         if self.read_only:
-            self.out.warn(f"{self.config_file} was edited since the last import; without "
-                          "--read-only the next command imports it as an event")
+            if pending:
+                self.out.warn(f"{self.config_file} was edited since the last import; "
+                              "without --read-only the next command imports it as an event")
             return
-        writer = self._open(name, location, read_only=False)
+        try:
+            writer = self._open(name, location, read_only=False)
+        except (LedgerError, OSError):
+            if pending:
+                raise
+            return  # only a cache could not be written (read-only media, permissions)
         try:
             problem = sync_hand_edit(writer, self.installation)
         finally:
@@ -256,16 +266,24 @@ class State:
 
         return poll
 
-    def _pending_hand_edit(self, store: LedgerConfigStore) -> bool:
+    def _pending_hand_edit(self, store: LedgerConfigStore) -> bool | None:
+        """Whether the config file holds a hand edit to import: None when it is known to
+        be in step (its digest checks: nothing heavy is loaded), else the full check's
+        answer (False: the content is imported, only the bytes differ)."""
         import json
 
-        from ledger.ops.migrate import META_CONFIG, pending_hand_edit
+        from ledger.ops.file_digest import META_CONFIG, can_record, in_step
 
         inst = self.installation
         previous = store.ledger.backend.get_meta(META_CONFIG)
-        if inst.doc is None or previous is None:
-            return False
-        return pending_hand_edit(store.ledger, inst.doc, json.loads(previous))
+        if inst.doc is None or previous is None or in_step(store.ledger, inst.config_file,
+                                                           inst.data):
+            return None
+        from ledger.ops.hand_edit import pending_hand_edit
+
+        if pending_hand_edit(store.ledger, inst.doc, json.loads(previous)):
+            return True
+        return False if can_record(store.ledger) else None  # no key: no digest to record
 
     def _open(self, name: str, location: str, *, read_only: bool) -> LedgerConfigStore:
         from ledger.engine.vault import KeySource

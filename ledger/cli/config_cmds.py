@@ -130,7 +130,6 @@ def get(state: State, path: str, ref: str | None, effective: bool) -> None:
     from ledger.core.keypaths import format_doc_path, format_path
     from ledger.core.value_text import value_text
     from ledger.ops.display import display_value
-    from ledger.typed.suggest import unknown_path
 
     doc, key = doc_path(path)
     if effective and doc == "keys":
@@ -159,6 +158,8 @@ def get(state: State, path: str, ref: str | None, effective: bool) -> None:
         if value is not MISSING:
             value = display_value(value, ledger.vault)
     if value is MISSING:
+        from ledger.typed.suggest import unknown_path  # the schema, only for a missing key
+
         if unknown_path(doc, key):
             raise _unknown_key(doc, key, action="get")
         hint = (" (it has a default: see `get --effective`)"

@@ -89,7 +89,8 @@ def migrate(state: State, dry_run: bool, no_switch: bool, keep_files: bool,
         report = run_migrate(ledger, config_file=config_file, keys_file=keys_file,
                              data_dir=state.data_home, dry_run=dry_run, actor=state.actor,
                              reason=state.reason,
-                             documents={"config": state.installation.doc})
+                             documents={"config": state.installation.doc},
+                             config_data=state.installation.data)
     except BaseException:
         if created and not dry_run and state._store is not None:
             from ledger.ops.open_store import discard_if_empty
@@ -173,7 +174,7 @@ def _switch_after_migrate(state: State, ledger: Any, backend: str, location: str
                           no_switch: bool) -> str | None:
     """Point `[config] backend` at this ledger (unless told not to); a description of
     what changed, "" when it already pointed here, None when not switched."""
-    from ledger.ops.migrate import record_file_sync
+    from ledger.ops.hand_edit import record_file_sync
     from ledger.ops.switch import set_backend_in_file
 
     if no_switch:
@@ -265,8 +266,8 @@ def switch_backend(state: State, target: str, keep_files: bool) -> None:
 
 
 def _switch_to_ledger(state: State, target: str, keep_files: bool) -> None:
+    from ledger.ops.hand_edit import record_file_sync
     from ledger.ops.migrate import migrate as run_migrate
-    from ledger.ops.migrate import record_file_sync
     from ledger.ops.open_store import describe_location, discard_if_empty, open_store
     from ledger.ops.switch import prove_same, set_backend_in_file
     from ledger.stores.file_providers import FileProviderStore
@@ -293,6 +294,7 @@ def _switch_to_ledger(state: State, target: str, keep_files: bool) -> None:
                              keys_file=state.keys_file, data_dir=state.data_home,
                              actor=state.actor, whole=True, documents={
                                  "config": state.installation.doc},
+                             config_data=state.installation.data,
                              reason=state.reason or f"switch the config backend to {target}: "
                                                     "the ledger made equal to the files")
     except BaseException:

@@ -16,12 +16,13 @@ from ledger.engine.vault import Vault
 from ledger.errors import (
     SecretDestroyedError,
 )
-from ledger.schema.introspect import section_info
-from ledger.typed.flags import NO_FLAGS, Flags
 
 if TYPE_CHECKING:
+    # the typed layer (the schema) is loaded by the typed displays that need it, so
+    # showing a raw value (`moltis-ledger get`) starts fast
     from ledger.engine.queries import Ref
     from ledger.stores.ledger_store import LedgerConfigStore
+    from ledger.typed.flags import Flags
 
 DocKind = Literal["config", "keys"]
 DOCS: tuple[DocKind, ...] = ("config", "keys")
@@ -66,15 +67,18 @@ def effective_document(cfg: Any, masked: Mapping[KeyPath, str | None] | None = N
 
 
 async def effective_shown(store: LedgerConfigStore, ref: Ref | None = None, *,
-                          flags: Flags = NO_FLAGS, env: Mapping[str, str] | None = None
+                          flags: Flags | None = None, env: Mapping[str, str] | None = None
                           ) -> dict[str, Any]:
     """The effective config at REF as shown to people and in JSON: typed secrets,
     free-form channel secrets and values `${VAR}` took from a sealed `[env]` entry all
     masked. (`load_effective` is what the gateway gets: plain values, never shown.)"""
     # lazy: schema and decoders load on first use (CLI start-up)
+    from ledger.typed.flags import NO_FLAGS
+
+    # lazy: schema and decoders load on first use (CLI start-up)
     from ledger.typed.layers import masked_paths
 
-    eff, raw = store.effective_at(ref, flags=flags, env=env)
+    eff, raw = store.effective_at(ref, flags=NO_FLAGS if flags is None else flags, env=env)
     return effective_document(eff.config, masked_paths(eff, raw))
 
 
@@ -93,6 +97,9 @@ def _typed_value(value: Any) -> Any:
     if isinstance(value, Secret):
         return mask_text(value.fingerprint, destroyed=value.is_destroyed)
     if isinstance(value, msgspec.Struct):
+        # lazy: schema and decoders load on first use (CLI start-up)
+        from ledger.schema.introspect import section_info
+
         info = section_info(type(value))
         out = {fn.key: _typed_value(getattr(value, fn.attr)) for fn in info.ordered
                if getattr(value, fn.attr) is not None}

@@ -37,20 +37,20 @@ from ledger.errors import (
 )
 from ledger.files.dirs import CONFIG_FILE_NAMES, KEYS_FILE_NAME, ensure_private_dir
 from ledger.files.safe_io import config_format, parse_document, read_file
+from ledger.ops.file_digest import META_CONFIG, META_FILE_DIGEST, digest_for
 from ledger.schema.introspect import is_secret_path
 from ledger.schema.provider_keys import is_key_secret_path
-from ledger.stores.config_file import read_config_file
+from ledger.stores.config_file import read_config, read_config_file
 from ledger.stores.key_file import META_KEYS
 from ledger.typed.changes import Sealer, materialize, materialize_document
 from ledger.typed.convert import RawChange
 from projections.config_view import ConfigState
 
-__all__ = ["META_CONFIG", "META_KEYS", "META_SYNC_SEQ", "MigrationReport", "import_hand_edit",
-           "key_vault_notices", "migrate", "open_backup", "read_config_file",
-           "record_file_sync"]
+__all__ = ["META_CONFIG", "META_KEYS", "META_SYNC_SEQ", "WIRING", "MigrationReport",
+           "content_prints", "key_vault_notices", "leaf_prints", "migrate", "open_backup",
+           "read_config", "read_config_file", "without_wiring"]
 
 _log = get_logger("ledger.ops.migrate")
-META_CONFIG = "import.config.leaves"
 META_SYNC_SEQ = "import.config.seq"  # the head seq when the files were last in step
 SEALED_SUFFIX = ".sealed"
 
@@ -94,7 +94,7 @@ class _Fingerprints(Protocol):
     def fingerprint(self, plaintext: str) -> str: ...
 
 
-def _leaf_prints(doc: Doc, sealer: _Fingerprints | None, secret: Any) -> dict[str, str]:
+def leaf_prints(doc: Doc, sealer: _Fingerprints | None, secret: Any) -> dict[str, str]:
     """path -> fingerprint of the value; secrets use the ledger's keyed fingerprint, so
     nothing stored here can be tested against a guessed secret without the key."""
     out: dict[str, str] = {}
@@ -107,13 +107,48 @@ def _leaf_prints(doc: Doc, sealer: _Fingerprints | None, secret: Any) -> dict[st
     return out
 
 
-def _incremental(doc: Doc, previous: Mapping[str, str], now: Mapping[str, str]
-                 ) -> list[RawChange]:
-    """Only what changed in the file since the last import."""
-    changes: list[RawChange] = []
-    for text in previous:
-        if text not in now:
-            changes.append(RawChange("unset", parse_path(text)))
+# `[config]` of the config file says where the configuration lives (the backend, the
+# ledger's location and id): wiring local to one installation, never configuration
+# content. No import takes it into the ledger, and its lines are no part of the prints.
+WIRING: Final = "config"
+
+
+def without_wiring(doc: Doc) -> Doc:
+    """The config document as content: `[config]` left out."""
+    return {k: v for k, v in doc.items() if k != WIRING} if WIRING in doc else doc
+
+
+def content_prints(prints: Mapping[str, str]) -> dict[str, str]:
+    """Import prints without `[config]`'s (which an older version recorded)."""
+    return {k: v for k, v in prints.items()
+            if not (k == WIRING or k.startswith(WIRING + "."))}
+
+
+def _incremental(doc: Doc, previous: Mapping[str, str], now: Mapping[str, str],
+                 current: Doc) -> list[RawChange]:
+    """Only what changed in the file since the last import, as the operator did it: a
+    key removed is an unset of that key, and a table removed altogether (no header
+    left in the file) is one unset of that table, once what the ledger holds under it
+    is only what the file had (a key the ledger added since stays, in its table)."""
+    removed = [parse_path(text) for text in previous if text not in now]
+    gone = set(removed)
+    tables: list[KeyPath] = []
+    for path in removed:
+        top: KeyPath | None = None
+        for i in range(len(path) - 1, 0, -1):
+            table = path[:i]
+            if get_value(doc, table) is not MISSING:
+                break  # the file still has this table (perhaps just its header)
+            held = get_value(current, table)
+            if not isinstance(held, dict) or not all(
+                    leaf in gone for leaf in ((*table, *sub) for sub, _ in leaves(held))):
+                break  # the ledger holds more here than the file took away
+            top = table
+        if top is not None and not any(is_prefix(t, top) for t in tables):
+            tables = [t for t in tables if not is_prefix(top, t)] + [top]
+    changes = [RawChange("unset", path) for path in removed
+               if not any(is_prefix(t, path) for t in tables)]
+    changes += [RawChange("unset", table) for table in tables]
     for path, value in leaves(doc):
         text = format_path(path)
         if previous.get(text) != now[text]:
@@ -258,26 +293,42 @@ def open_backup(folder: Path, key: bytes) -> dict[str, bytes]:
     return out
 
 
-def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
-            data_dir: Path, dry_run: bool = False, actor: str | None = None,
-            reason: str | None = None, source: str = "import", backup: bool = True,
-            documents: Mapping[str, Doc | None] | None = None,
-            refuse_conflicts: bool = False, whole: bool = False) -> MigrationReport:
-    """Back up, then import the files' changes since the last import (one event).
-
-    `documents` gives already-parsed documents ("config", "keys"; None: that file is
-    absent) instead of reading the files. With `refuse_conflicts` (the automatic import
-    of a hand edit), a path the file changed that the ledger also changed since the
-    last import raises FileConflictError and nothing is imported. With `whole` (a
-    backend switch), the ledger is made equal to the files, not only their changes."""
+def _documents(config_file: Path | None, keys_file: Path | None,
+               documents: Mapping[str, Doc | None] | None, config_data: bytes | None
+               ) -> tuple[Doc | None, bytes | None, Doc | None]:
+    """(config document without `[config]`, the bytes it was parsed from, keys
+    document): as given, else read from the files."""
     if documents is not None and "config" in documents:
         config_doc = documents["config"]
+    elif config_file is not None:
+        config_data, config_doc = read_config(config_file)
     else:
-        config_doc = read_config_file(config_file) if config_file is not None else None
+        config_doc = None
     if documents is not None and "keys" in documents:
         keys_doc = documents["keys"]
     else:
         keys_doc = _keys_doc(keys_file)
+    return (None if config_doc is None else without_wiring(config_doc)), config_data, keys_doc
+
+
+def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
+            data_dir: Path, dry_run: bool = False, actor: str | None = None,
+            reason: str | None = None, source: str = "import", backup: bool = True,
+            documents: Mapping[str, Doc | None] | None = None,
+            refuse_conflicts: bool = False, whole: bool = False,
+            config_data: bytes | None = None) -> MigrationReport:
+    """Back up, then import the files' changes since the last import (one event).
+
+    `documents` gives already-parsed documents ("config", "keys"; None: that file is
+    absent) instead of reading the files, and `config_data` the bytes the config
+    document was parsed from (without them no digest is recorded, so the next check
+    for a hand edit runs in full). With `refuse_conflicts` (the automatic import
+    of a hand edit), a path the file changed that the ledger also changed since the
+    last import raises FileConflictError and nothing is imported. With `whole` (a
+    backend switch), the ledger is made equal to the files, not only their changes.
+    `[config]` (where the configuration lives) is never imported."""
+    config_doc, config_data, keys_doc = _documents(config_file, keys_file, documents,
+                                                   config_data)
     report = MigrationReport(dry_run=dry_run, notices=key_vault_notices(keys_file))
     if config_doc is not None and config_file is not None and (
             config_file.exists() or documents is not None):
@@ -297,8 +348,10 @@ def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
             if doc is None:
                 continue
             previous = json.loads(ledger.backend.get_meta(meta_key) or "{}")
-            now = _leaf_prints(doc, sealer, secret)
-            raw = _incremental(doc, previous, now)
+            if name == "config":
+                previous = content_prints(previous)
+            now = leaf_prints(doc, sealer, secret)
+            raw = _incremental(doc, previous, now, current)
             moved = moved or bool(raw)
             if refuse_conflicts and raw:
                 _refuse_conflicts(ledger, raw, current, name, report.sources.get(name, name))
@@ -341,6 +394,10 @@ def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
                 files, data_dir, seal=ledger.vault.seal_file,
                 content_print=lambda digest: sealer.fingerprint(digest.hex()),
                 manifest_mac=ledger.vault.manifest_mac)
+        if META_CONFIG in meta and config_file is not None:
+            # with the prints, in the same transaction (the key exists by now, if at all)
+            meta[META_FILE_DIGEST] = digest_for(ledger, config_file, config_data,
+                                                meta[META_CONFIG])
         report.changes = changes
         return changes
 
@@ -396,64 +453,6 @@ def _refuse_conflicts(ledger: Ledger, raw: list[RawChange], current: Doc, name: 
             "`moltis-ledger migrate` to let the file win")
 
 
-def file_owner(path: Path) -> str:
-    """The actor of a hand edit: the file's owner, as user@host."""
-    import pwd
-    import socket
-
-    try:
-        uid = path.stat().st_uid
-        try:
-            user = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            user = f"uid {uid}"
-    except OSError:
-        user = "unknown"
-    return f"{user}@{socket.gethostname() or 'localhost'}"
-
-
-def import_hand_edit(ledger: Ledger, config_file: Path, *, config_doc: Doc | None = None,
-                     data_dir: Path) -> MigrationReport | None:
-    """Import a hand edit of the config file made since the last import (source `file`,
-    actor the file's owner), or raise FileConflictError (see `_refuse_conflicts`).
-    Nothing to do (never imported, unchanged): None, without writing anything."""
-    previous = ledger.backend.get_meta(META_CONFIG)
-    if previous is None or not config_file.exists():
-        return None
-    doc = config_doc if config_doc is not None else read_config_file(config_file)
-    try:
-        now = _leaf_prints(doc, ledger.vault, is_secret_path)
-    except SecretKeyError:
-        now = None  # cannot tell a changed secret from an unchanged one: let migrate see
-    if now is not None and json.loads(previous) == now:
-        return None
-    report = migrate(ledger, config_file=config_file, keys_file=None, data_dir=data_dir,
-                     actor=file_owner(config_file), source="file", backup=False,
-                     reason=f"hand edit of {config_file}", documents={"config": doc},
-                     refuse_conflicts=True)
-    return report if report.appended else None
-
-
 def keys_prints(ledger: Ledger, keys_file: Path) -> dict[str, str]:
     """The import prints of a key file (what META_KEYS holds after importing it)."""
-    return _leaf_prints(_keys_doc(keys_file) or {}, ledger.vault, is_key_secret_path)
-
-
-def pending_hand_edit(ledger: Ledger, doc: Doc, previous: Mapping[str, str]) -> bool:
-    """Whether the config document differs from what was last imported (without
-    writing; a secret that cannot be fingerprinted without the key counts as unknown)."""
-    try:
-        return _leaf_prints(doc, ledger.vault, is_secret_path) != dict(previous)
-    except SecretKeyError:
-        return False
-
-
-def record_file_sync(ledger: Ledger, config_file: Path, doc: Doc | None = None) -> None:
-    """Remember the config file's current content as in step with the ledger (after
-    this library wrote it: a backend switch, an export to the file store), so it is not
-    taken for a hand edit."""
-    doc = read_config_file(config_file) if doc is None else doc
-    prints = json.dumps(_leaf_prints(doc, ledger.vault, is_secret_path), sort_keys=True)
-    ledger.append(lambda state, _s: [], meta={META_CONFIG: prints,
-                                              META_SYNC_SEQ: str(ledger.head_state().seq)},
-                  source="import")
+    return leaf_prints(_keys_doc(keys_file) or {}, ledger.vault, is_key_secret_path)

@@ -36,6 +36,9 @@ from ledger.errors import (
     ParseError,
 )
 from ledger.files import dirs
+from ledger.files.safe_io import config_format, parse_document, read_file
+from ledger.ops.file_digest import META_CONFIG, in_step
+from ledger.stores.config_file import parse_config
 from ledger.stores.contract import ConfigStore
 from ledger.stores.ledger_store import LedgerConfigStore
 
@@ -58,25 +61,30 @@ class Installation:
     env: Mapping[str, str]
     doc: Doc | None = None  # the parsed config file; None when missing or unparsable
     parse_error: LedgerError | None = None
+    data: bytes | None = None  # the bytes `doc` was parsed from (their digest: file_digest)
 
     @classmethod
     def find(cls, config_dir: str | os.PathLike[str] | None = None,
              data_dir: str | os.PathLike[str] | None = None,
              env: Mapping[str, str] | None = None) -> Installation:
-        # lazy: loaded only on this path (CLI start-up)
-        from ledger.stores.config_file import read_config_file
-
         env = os.environ if env is None else env
         config_home = dirs.config_dir(config_dir, env)
         inst = cls(config_home, dirs.data_dir(data_dir, env),
                    dirs.discover_config_file(config_dir, env), config_home / dirs.KEYS_FILE_NAME,
                    env)
         if inst.config_file.exists():
-            try:
-                inst.doc = read_config_file(inst.config_file)
-            except LedgerError as err:
-                inst.parse_error = err
+            inst.read()  # the bytes, and the document parsed from them
         return inst
+
+    def read(self) -> None:
+        """Read the config file's bytes, and parse them (or keep why they do not parse)."""
+        self.doc, self.parse_error, self.data = None, None, None
+        try:
+            self.data = read_file(self.config_file)
+            if self.data is not None:
+                self.doc = parse_config(self.config_file, self.data)
+        except LedgerError as err:
+            self.parse_error = err
 
     def section(self) -> dict[str, Any]:
         """`[config]` of the config file, read without the schema (it may not validate)."""
@@ -107,9 +115,6 @@ class Installation:
 def _peek_config_section(config_file: Path) -> dict[str, Any]:
     """`[config]` of moltis.toml, read without the schema (it may not validate yet) and
     without the import machinery of `ledger.ops.migrate` (the CLI reads it at start)."""
-    # lazy: loaded only on this path (CLI start-up)
-    from ledger.files.safe_io import config_format, parse_document, read_file
-
     data = read_file(config_file)
     if data is None:
         return {}
@@ -206,7 +211,7 @@ def open_store(*, config_dir: str | os.PathLike[str] | None = None,
             _refuse_import_into_another_ledger(store, inst, location)
             report = migrate(store.ledger, config_file=inst.config_file,
                              keys_file=inst.keys_file, data_dir=inst.data_home,
-                             documents={"config": inst.doc},
+                             documents={"config": inst.doc}, config_data=inst.data,
                              reason="first start on the ledger: import of the files")
             if inst.section().get("backend") == name:  # the switch is in the file
                 _retire_keys_file(store, inst, report.backup_dir)
@@ -359,7 +364,9 @@ def attach_files(store: LedgerConfigStore, inst: Installation, *, mirror: bool =
     keep the head mirror (`ledger.ops.mirror`) up to date after its commits."""
     store.config_file = inst.config_file
     store.keys_file = inst.keys_file
-    if mirror and store.ledger.backend.get_meta("ledger_id") is not None:
+    # a read-only open never commits: no mirror to keep (nor its modules to load)
+    if mirror and not store.ledger.backend.read_only and (
+            store.ledger.backend.get_meta("ledger_id") is not None):
         # lazy: loaded only on this path (CLI start-up)
         from ledger.ops.mirror import MIRROR_NAME, attach_mirror
 
@@ -373,14 +380,8 @@ def attach_files(store: LedgerConfigStore, inst: Installation, *, mirror: bool =
         if key == seen["stat"] or not settled(key):
             return  # cheap: only a changed file that stopped changing is parsed again
         seen["stat"] = key
-        # lazy: loaded only on this path (CLI start-up)
-        from ledger.stores.config_file import read_config_file
-
-        fresh = dataclasses.replace(inst, doc=None, parse_error=None)
-        try:
-            fresh.doc = read_config_file(inst.config_file)
-        except LedgerError as err:
-            fresh.parse_error = err
+        fresh = dataclasses.replace(inst)
+        fresh.read()
         seen["message"] = sync_hand_edit(store, fresh)
 
     store.file_sync = sync_again
@@ -413,11 +414,15 @@ def file_stat_key(path: Path) -> tuple[int, ...] | None:
 def sync_hand_edit(store: LedgerConfigStore, inst: Installation) -> str | None:
     """Import a hand edit of the config file (source `file`). A file that no longer
     parses, or an edit that conflicts with a later ledger change, is not imported: the
-    reason is logged and returned, and the ledger keeps serving its own state."""
-    from ledger.ops.migrate import import_hand_edit  # lazy: loaded only on this path (CLI start-up)
-
+    reason is logged and returned, and the ledger keeps serving its own state. A file
+    the digest proves in step costs no import machinery at all."""
     if store.ledger.backend.read_only or not inst.config_file.exists():
         return None
+    if inst.parse_error is None and in_step(store.ledger, inst.config_file, inst.data):
+        return None
+    # lazy: the import machinery (schema, fingerprints) only for a file that changed
+    from ledger.ops.hand_edit import import_hand_edit
+
     if inst.parse_error is not None:
         message = (f"{inst.config_file} does not parse, so a hand edit cannot be imported: "
                    f"{inst.parse_error}; the ledger keeps serving seq "
@@ -426,7 +431,7 @@ def sync_hand_edit(store: LedgerConfigStore, inst: Installation) -> str | None:
         return message
     try:
         report = import_hand_edit(store.ledger, inst.config_file, config_doc=inst.doc,
-                                  data_dir=inst.data_home)
+                                  config_data=inst.data, data_dir=inst.data_home)
     except FileConflictError as err:
         _log.warning("hand edit not imported", reason=str(err))
         return str(err)
@@ -485,7 +490,7 @@ def open_ledger(location: str, *, read_only: bool = False, busy_timeout: float =
 
 def _needs_first_import(store: LedgerConfigStore, config_file: Path, keys_file: Path) -> bool:
     # lazy: loaded only on this path (CLI start-up)
-    from ledger.ops.migrate import META_CONFIG, META_KEYS
+    from ledger.stores.key_file import META_KEYS
 
     backend = store.ledger.backend
     imported = backend.get_meta(META_CONFIG) is not None or backend.get_meta(META_KEYS) is not None

@@ -25,7 +25,8 @@ from ledger.core.secret_refs import Secret, parse_mask
 from ledger.errors import LedgerError, SecretDestroyedError, VerificationError
 from ledger.files import dirs
 from ledger.ops.display import display_doc
-from ledger.ops.migrate import backup_files, record_file_sync
+from ledger.ops.hand_edit import record_file_sync
+from ledger.ops.migrate import backup_files
 from ledger.stores.contract import ConfigStore, ProviderStore
 from ledger.stores.ledger_store import LedgerConfigStore
 

@@ -9,14 +9,25 @@ from pathlib import Path
 from ledger.core.document import Doc, normalize_document
 from ledger.files.safe_io import config_format, parse_document, read_file
 
-__all__ = ["read_config_file"]
+__all__ = ["parse_config", "read_config", "read_config_file"]
 
 
 def read_config_file(path: Path) -> Doc:
     """`moltis.toml`, `moltis.yaml`/`.yml` or `moltis.json` as a raw document ({} when the
     file is missing): the one config-file reader of the file store, `migrate` and
     `check --file`."""
+    return read_config(path)[1]
+
+
+def read_config(path: Path) -> tuple[bytes | None, Doc]:
+    """The file's bytes (None when it is missing) and the document parsed from exactly
+    those bytes: what an import records the digest of (`ledger.ops.file_digest`)."""
     data = read_file(path)
+    return data, parse_config(path, data)
+
+
+def parse_config(path: Path, data: bytes | None) -> Doc:
+    """The raw document of a config file's bytes ({} for a missing file)."""
     if data is None:
         return {}
     return normalize_document(parse_document(data, str(path), config_format(path)), str(path))

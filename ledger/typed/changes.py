@@ -14,7 +14,14 @@ import secrets as _random
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from ledger.core.document import MISSING, diff_documents, get_value, normalize_value, same_value
+from ledger.core.document import (
+    MISSING,
+    apply_changes,
+    diff_documents,
+    get_value,
+    normalize_value,
+    same_value,
+)
 from ledger.core.events import Change, DocName
 from ledger.core.keypaths import KeyPath
 from ledger.core.secret_refs import DESTROYED_REF, WITHHELD_REF, Secret, SecretRef, parse_mask
@@ -94,18 +101,29 @@ def materialize(raw_changes: Iterable[RawChange], raw: Mapping[str, Any], sealer
                 where: str, doc: DocName = "config",
                 secret: SecretTest = is_secret_path) -> list[Change]:
     """Stored changes for changes found on the typed view: values are checked, tables
-    expanded into leaves, secrets sealed."""
+    expanded into leaves, secrets sealed.
+
+    Each change is weighed against the document as the earlier changes of the same edit
+    leave it, so a set that they already made true records nothing (emptying a table
+    by unsetting its keys leaves `{}`: a following `set table = {}` is no change)."""
     out: list[Change] = []
-    for rc in raw_changes:
+    pending = list(raw_changes)
+    working = raw
+    for n, rc in enumerate(pending, 1):
+        start = len(out)
         if rc.op == "unset":
-            if get_value(raw, rc.path) is not MISSING:
+            if get_value(working, rc.path) is not MISSING:
                 out.append(Change(op="unset", path=rc.path, doc=doc))
-            continue
-        for i, key in enumerate(rc.path):  # its keys, like the keys inside a value
-            normalize_value(key, rc.path[:i + 1], where)
-        value = normalize_value(rc.value, rc.path, where)
-        current = get_value(raw, rc.path)
-        _leaf_changes(rc.path, value, current, doc, sealer, secret, out)
+        else:
+            for i, key in enumerate(rc.path):  # its keys, like the keys inside a value
+                normalize_value(key, rc.path[:i + 1], where)
+            value = normalize_value(rc.value, rc.path, where)
+            current = get_value(working, rc.path)
+            _leaf_changes(rc.path, value, current, doc, sealer, secret, out)
+        if len(out) > start and n < len(pending):
+            # copy-on-write along the changed paths only (a single change, the common
+            # edit, never gets here)
+            working, _ = apply_changes(dict(working), out[start:])
     return out
 
 
