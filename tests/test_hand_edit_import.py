@@ -137,6 +137,20 @@ def test_migrate_never_imports_the_config_section(tmp_path: Path) -> None:
     assert config_section(site) is None
 
 
+def test_migrate_still_refuses_a_file_whose_wiring_is_invalid(tmp_path: Path) -> None:
+    from ledger.errors import ConfigValidationError
+    from ledger.ops.migrate import migrate
+    from ledger.stores.ledger_store import MemoryConfigStore
+
+    site = make_site(tmp_path)
+    site.edit("[tools]\n", '[config]\nbackend = "mysql"\n\n[tools]\n')
+    store = MemoryConfigStore()
+    with pytest.raises(ConfigValidationError) as err:
+        migrate(store.ledger, config_file=site.toml, keys_file=None, data_dir=site.data_dir)
+    assert str(site.toml) in str(err.value) and "config.backend" in str(err.value)
+    assert store.ledger.head_state().seq == 0
+
+
 def test_a_hand_edit_of_the_config_section_is_not_imported(site: Site) -> None:
     seq = head(site)
     with site.toml.open("a", encoding="utf-8") as f:
@@ -239,3 +253,21 @@ def test_get_loads_nothing_heavy_while_the_file_is_unchanged(site: Site) -> None
     code, modules, output = probe("get", "server.port")
     assert (code, output) == (0, "8443")
     assert [m for m in HEAVY_WHILE_UNCHANGED if m in modules] == []
+
+
+def test_a_digest_that_cannot_be_written_never_fails_a_read(site: Site) -> None:
+    """Only a cache is at stake when the bytes changed but not the values: another
+    writer holding the lock (or read-only media) must not fail `get`."""
+    old = meta(site, DIGEST)
+    site.edit("# the gateway of the team (hand-written)", "# the team's gateway")
+    holder = apsw.Connection(str(site.db))
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        result = site.ok("--busy-timeout", "0", "get", "server.port")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.out.strip() == "13131"
+    assert meta(site, DIGEST) == old  # not recorded this time ...
+    site.ok("get", "server.port")
+    assert meta(site, DIGEST) != old  # ... but by the next command that can

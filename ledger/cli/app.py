@@ -217,14 +217,16 @@ class State:
             return
         try:
             writer = self._open(name, location, read_only=False)
+            try:
+                problem = sync_hand_edit(writer, self.installation)
+            finally:
+                writer.ledger.close()
         except (LedgerError, OSError):
             if pending:
                 raise
-            return  # only a cache could not be written (read-only media, permissions)
-        try:
-            problem = sync_hand_edit(writer, self.installation)
-        finally:
-            writer.ledger.close()
+            # only the digest (a cache) could not be written: read-only media,
+            # permissions, another writer's lock; the read goes on
+            return
         if problem:
             self.out.warn(problem)
 

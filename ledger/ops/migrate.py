@@ -43,7 +43,7 @@ from ledger.schema.provider_keys import is_key_secret_path
 from ledger.stores.config_file import read_config, read_config_file
 from ledger.stores.key_file import META_KEYS
 from ledger.typed.changes import Sealer, materialize, materialize_document
-from ledger.typed.convert import RawChange
+from ledger.typed.convert import RawChange, to_typed
 from projections.config_view import ConfigState
 
 __all__ = ["META_CONFIG", "META_KEYS", "META_SYNC_SEQ", "WIRING", "MigrationReport",
@@ -308,6 +308,10 @@ def _documents(config_file: Path | None, keys_file: Path | None,
         keys_doc = documents["keys"]
     else:
         keys_doc = _keys_doc(keys_file)
+    if config_doc is not None and WIRING in config_doc:
+        # not imported, but a file whose wiring is broken (backend = "mysql") is refused
+        # like any invalid file, naming the key
+        to_typed({WIRING: config_doc[WIRING]}, None, str(config_file or "config"))
     return (None if config_doc is None else without_wiring(config_doc)), config_data, keys_doc
 
 
