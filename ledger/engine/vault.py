@@ -41,8 +41,7 @@ from ledger.files.safe_io import check_directory
 if TYPE_CHECKING:  # cryptography is imported when a secret is first sealed or opened
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["KeySource", "SealedOpener", "Vault", "config_digest_key", "file_mac", "open_body",
-           "seal_body"]
+__all__ = ["KeySource", "SealedOpener", "Vault", "file_mac", "open_body", "seal_body"]
 
 ENV_KEY: Final = "MOLTIS_LEDGER_KEY"
 _SEALED_V1: Final = b"\x01"
@@ -433,12 +432,6 @@ class Vault:
         if key is None:  # _unlock succeeded, so a key exists
             raise SecretKeyError(f"no ledger key: set ${ENV_KEY} or provide {self.keys.key_file}")
         return key
-
-
-def config_digest_key(key: bytes) -> bytes:
-    """The key of the config file digest (`ledger.ops.file_digest`): a subkey of its own,
-    so the digest reveals nothing about any other key."""
-    return _subkey(key, "config file digest")
 
 
 def file_mac(key: bytes, data: bytes) -> str:

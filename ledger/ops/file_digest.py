@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Final
 from blake3 import blake3
 
 from ledger import __version__
-from ledger.engine.vault import config_digest_key
 from ledger.errors import SecretKeyError
 
 if TYPE_CHECKING:
@@ -54,11 +53,15 @@ RULES: Final = "v1"
 
 
 def _key(ledger: Ledger) -> bytes | None:
+    """A subkey of the ledger key for this purpose only (derived as the vault derives
+    its subkeys, with a context of its own), so the digest reveals no other key."""
     try:
         key = ledger.vault.keys.load(create=False)
     except SecretKeyError:
         return None
-    return None if key is None else config_digest_key(key)
+    if key is None:
+        return None
+    return blake3(key, derive_key_context="moltis-config-ledger 2026 config file digest").digest()
 
 
 def _mac(key: bytes, ledger_id: str, name: str, data: bytes, prints: str) -> str:
