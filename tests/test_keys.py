@@ -210,7 +210,7 @@ def test_rotation_on_every_ledger_backend(ledger_factory):
 def test_rotation_reseals_migration_backups_and_the_head_mirror(capsys, key_file, tmp_path):
     """Backups sealed with the ledger key still open after a rotation (with the new key
     only), and the head mirror's sealed copies follow the new key too."""
-    from ledger.engine.vault import open_blob
+    from ledger.engine.sealed_files import open_blob
     from ledger.ops.migrate import open_backup
 
     config_dir = tmp_path / "config"

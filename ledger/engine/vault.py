@@ -19,8 +19,6 @@ with the key.
 from __future__ import annotations
 
 import base64
-import hmac
-import json
 import os
 import threading
 from collections.abc import Mapping
@@ -34,6 +32,14 @@ from ledger.backends.base import Backend, WriteTxn
 from ledger.core.secret_refs import DESTROYED_REF, SecretRef
 from ledger.engine.integrity_keys import IntegrityKeys
 from ledger.engine.key_check import check_key, parse_key
+from ledger.engine.sealed_files import (
+    backup_manifest_mac,
+    file_mac,
+    open_body,
+    seal_blob,
+    seal_body,
+)
+from ledger.engine.sealed_files import subkey as _subkey
 from ledger.errors import SecretDestroyedError, SecretKeyError, UnsafePathError
 from ledger.files.dirs import default_key_file, ensure_private_dir
 from ledger.files.safe_io import check_directory
@@ -46,10 +52,6 @@ __all__ = ["KeySource", "SealedOpener", "Vault", "file_mac", "open_body", "seal_
 ENV_KEY: Final = "MOLTIS_LEDGER_KEY"
 _SEALED_V1: Final = b"\x01"
 _log = get_logger("ledger.engine.vault")
-
-
-def _subkey(master: bytes, purpose: str) -> bytes:
-    return blake3.blake3(master, derive_key_context=f"moltis-config-ledger 2026 {purpose}").digest()
 
 
 class KeySource:
@@ -432,68 +434,6 @@ class Vault:
         if key is None:  # _unlock succeeded, so a key exists
             raise SecretKeyError(f"no ledger key: set ${ENV_KEY} or provide {self.keys.key_file}")
         return key
-
-
-def file_mac(key: bytes, data: bytes) -> str:
-    """A keyed MAC of derived data kept outside the database (the head mirror), so a
-    copy written by someone without the ledger key is never served."""
-    return blake3.blake3(data, key=_subkey(key, "mirror mac")).hexdigest()
-
-
-def seal_body(key: bytes, body: str) -> bytes:
-    """`body` (JSON text) framed with its `file_mac`, as the mirror and the head mark
-    keep it on disk: `{"mac": ..., "body": ...}`."""
-    return json.dumps({"mac": file_mac(key, body.encode()), "body": body}).encode()
-
-
-def open_body(data: bytes, key: bytes) -> str:
-    """The body of a `seal_body` frame; ValueError (also for malformed JSON) when the
-    frame is not one or its MAC does not match this key."""
-    outer = json.loads(data)
-    body = outer.get("body") if isinstance(outer, dict) else None
-    if not isinstance(body, str) or not hmac.compare_digest(
-            str(outer.get("mac", "")), file_mac(key, body.encode())):
-        raise ValueError("its MAC does not match the ledger key (not written by this "
-                         "ledger, or changed since)")
-    return body
-
-
-def backup_manifest_mac(key: bytes, manifest: Mapping[str, Any]) -> str:
-    """A keyed MAC of a migration backup's manifest (all but its `mac`): a manifest
-    edited by someone without the ledger key (an entry marked unsealed, another file
-    name) is refused by `migrate --from-backup` and `unseal-backup`."""
-    body = json.dumps({k: v for k, v in manifest.items() if k != "mac"}, sort_keys=True,
-                      separators=(",", ":"), ensure_ascii=False).encode()
-    return blake3.blake3(body, key=_subkey(key, "backup manifest mac")).hexdigest()
-
-
-SEALED_FILE_MAGIC: Final = b"moltis-ledger sealed file v1\n"
-
-
-def seal_blob(key: bytes, data: bytes, label: str) -> bytes:
-    """AES-256-GCM under the key's "file sealing" subkey; the label is associated data."""
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    nonce = os.urandom(12)
-    aead = AESGCM(_subkey(key, "file sealing"))
-    return SEALED_FILE_MAGIC + nonce + aead.encrypt(nonce, data, label.encode())
-
-
-def open_blob(key: bytes, sealed: bytes, label: str, where: str) -> bytes:
-    """The bytes `seal_blob` sealed; SecretKeyError names `where` on a wrong key or a
-    tampered file."""
-    if not sealed.startswith(SEALED_FILE_MAGIC) or len(sealed) < len(SEALED_FILE_MAGIC) + 28:
-        raise SecretKeyError(f"{where}: not a file sealed by moltis-ledger")
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    body = sealed[len(SEALED_FILE_MAGIC):]
-    try:
-        return AESGCM(_subkey(key, "file sealing")).decrypt(body[:12], body[12:],
-                                                            label.encode())
-    except InvalidTag:
-        raise SecretKeyError(f"{where}: does not open with this ledger key (wrong key, or "
-                             "the file was changed)") from None
 
 
 class SealedOpener:

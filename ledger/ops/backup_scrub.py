@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from ledger.engine.vault import backup_manifest_mac, open_blob
+from ledger.engine.sealed_files import backup_manifest_mac, open_blob
 from ledger.errors import LedgerError
 from ledger.files.safe_io import read_file, write_private
 

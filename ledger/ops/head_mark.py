@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from ledger.engine.vault import KeySource, open_body, seal_body
+from ledger.engine.sealed_files import open_body, seal_body
+from ledger.engine.vault import KeySource
 from ledger.errors import ParseError
 from ledger.files.safe_io import check_directory, overwrite_private, read_file
 

@@ -31,7 +31,8 @@ from blake3 import blake3
 
 from ledger._log import get_logger
 from ledger.engine.ledger import Ledger
-from ledger.engine.vault import ENV_KEY, KeySource, backup_manifest_mac, open_blob, seal_blob
+from ledger.engine.sealed_files import backup_manifest_mac, open_blob, seal_blob
+from ledger.engine.vault import ENV_KEY, KeySource
 from ledger.errors import InputError, LedgerError, SecretKeyError
 from ledger.files.safe_io import create_private, locked, read_file, write_private
 

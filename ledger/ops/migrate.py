@@ -253,7 +253,7 @@ def open_backup(folder: Path, key: bytes) -> dict[str, bytes]:
     backup is the ledger's own; a backup from before that MAC gives back only its
     sealed files (AES-GCM bound to the file name proves those), never a plain one."""
     # lazy: loaded only on this path (CLI start-up)
-    from ledger.engine.vault import backup_manifest_mac, open_blob
+    from ledger.engine.sealed_files import backup_manifest_mac, open_blob
 
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))

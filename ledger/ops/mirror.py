@@ -26,7 +26,8 @@ from ledger.core.document import Doc, leaves
 from ledger.core.events import KIND_SHRED
 from ledger.core.secret_refs import SecretRef
 from ledger.engine.ledger import Ledger
-from ledger.engine.vault import KeySource, SealedOpener, open_body, seal_body
+from ledger.engine.sealed_files import open_body, seal_body
+from ledger.engine.vault import KeySource, SealedOpener
 from ledger.errors import LedgerError, ParseError
 from ledger.files.dirs import ensure_private_dir
 from ledger.files.safe_io import overwrite_private, read_file
