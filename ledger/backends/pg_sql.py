@@ -1,7 +1,7 @@
 """Every SQL statement of the PostgreSQL backend, qualified with the ledger's schema.
 
 Kept apart from the backend's logic (ledger.backends.postgres) so each reads on its own;
-the semantics (the head-row lock, the one-statement optimistic append, the triggers)
+the semantics (the append lock, the one-statement optimistic append, the triggers)
 are explained in that module's docstring.
 """
 
@@ -16,23 +16,31 @@ ENGINE_GUC: Final = "moltis_ledger.engine"
 class Sql:
     """Every statement, qualified with the schema (a validated lowercase identifier)."""
 
-    def __init__(self, schema: str) -> None:
+    def __init__(self, schema: str, append_lock: int) -> None:
         s = f'"{schema}"'
         channel = f"ledger_{schema}"
-        # lock_timeout is a session setting of every pooled connection (_configure)
-        self.begin_wait = f"BEGIN; SELECT seq, hash, ts FROM {s}.ledger_head FOR UPDATE"
-        self.begin_nowait = f"{self.begin_wait} NOWAIT"
+        # Appends serialize on a transaction-level advisory lock of this ledger (taking
+        # it writes nothing, unlike a row lock); lock_timeout, a session setting of every
+        # pooled connection (_configure), bounds the wait. Under the lock, the head is
+        # the event with the highest seq: the log itself, not a copy of it.
+        lock = int(append_lock)
+        self.lock_wait = f"BEGIN; SELECT pg_advisory_xact_lock({lock})"
+        self.lock_try = f"BEGIN; SELECT pg_try_advisory_xact_lock({lock})"
+        self.last_event = (f"SELECT seq, hash, ts FROM {s}.ledger_events "
+                           "ORDER BY seq DESC LIMIT 1")
         # One event: move the head row if it is still the event's parent, insert the
         # event only if it moved, and notify (delivered at COMMIT, only if the append
         # commits). No row back means the head was not the parent: nothing was written.
-        # The UPDATE takes the row lock itself (a separate SELECT ... FOR UPDATE would
-        # write a second row version per append, ~30% of the statement's cost); if
-        # another writer holds the lock it waits for that commit (at most lock_timeout),
-        # then re-checks the parent against the new row and writes nothing.
-        # Params: the event's columns by name (its parent is seq - 1, prev_hash).
+        # It moves the head row only if it also gets the append lock at once (a writer
+        # holding it has read the head and is building on it: then nothing is written).
+        # The UPDATE takes the row lock itself; if a writer of an older version (which
+        # serializes on that row lock) holds it, it waits for that commit (at most
+        # lock_timeout), then re-checks the parent against the new row and writes
+        # nothing. Params: the event's columns by name (its parent is seq - 1, prev_hash).
         self.append_one = (
             f"WITH u AS (UPDATE {s}.ledger_head SET seq = %(seq)s, hash = %(hash)s, "
-            "ts = %(ts)s WHERE seq = %(seq)s - 1 AND hash = %(prev_hash)s RETURNING 1), "
+            "ts = %(ts)s WHERE seq = %(seq)s - 1 AND hash = %(prev_hash)s "
+            f"AND pg_try_advisory_xact_lock({lock}) RETURNING 1), "
             f"e AS (INSERT INTO {s}.ledger_events ({COLUMNS}) SELECT %(seq)s, %(ts)s, "
             "%(actor)s, %(reason)s, %(source)s, %(kind)s, %(payload)s, %(prev_hash)s, "
             "%(hash)s FROM u RETURNING seq) "
@@ -49,6 +57,15 @@ class Sql:
             f"m AS (INSERT INTO {s}.ledger_meta (key, value) SELECT %(meta_key)s, "
             "%(meta_value)s FROM e ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value) ",
             1)
+        # One event inside a locked transaction (sent with the rest of the transaction
+        # in one pipeline, so every check fails the statement, which aborts the
+        # transaction before its COMMIT): as `append_one`, and if the head row was not
+        # the event's parent although the log's last event is (the row was moved back
+        # or edited, or a writer of an older version appended), ln(0) fails it: 2201E.
+        self.append_locked = (
+            self.append_one.replace(f" AND pg_try_advisory_xact_lock({lock})", "", 1)
+            + " UNION ALL SELECT ln((SELECT count(*) FROM u))::text "
+            "WHERE NOT EXISTS (SELECT 1 FROM u)")
         # A batch (copying a ledger), inside a locked transaction.
         self.insert = (f"INSERT INTO {s}.ledger_events ({COLUMNS}) "
                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)")

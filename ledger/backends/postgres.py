@@ -4,28 +4,35 @@ Same tables and semantics as the SQLite backend, prefixed `ledger_`, inside one
 PostgreSQL schema (`schema=`, default "public"), plus a one-row `ledger_head` table that
 holds the chain head (seq, hash, ts).
 
-Serialization. The log is one global hash chain, so appends must serialize: every write
-transaction starts by locking the head row (`SELECT ... FROM ledger_head FOR UPDATE`),
-and moves that row in the same transaction as the insert. The row lock is what keeps
-the chain linear with writers in many processes, and it makes seq order equal commit
-order: the writer of seq N+1 cannot lock the head until the writer of seq N has
-committed or rolled back, so a reader that sees event N+1 always sees event N too, and
-a tailing reader (watch, catch-up) never skips an event that commits late. A sequence,
-or inserting without the lock and letting the primary key sort it out, would hand out
-numbers in one order and commit them in another. This is eventsourcing's `_lock_table`
-argument, with a row lock instead of an EXCLUSIVE table lock, so readers never wait.
-The price is one writer at a time, as with SQLite's BEGIN IMMEDIATE; the commit's WAL
-flush dominates it anyway.
+Serialization. The log is one global hash chain, so appends must serialize: every
+locked write transaction starts by taking the ledger's append lock, a transaction-level
+advisory lock (`pg_advisory_xact_lock`, keyed by the schema; taking it writes nothing),
+and reads the head as the event with the highest seq, all in one message. That keeps
+seq order equal to commit order: the writer of seq N+1 cannot take the lock until the
+writer of seq N has committed or rolled back, so a reader that sees event N+1 always
+sees event N too, and a tailing reader (watch, catch-up) never skips an event that
+commits late. A sequence, or inserting without the lock and letting the primary key
+sort it out, would hand out numbers in one order and commit them in another. Readers
+never wait. The lock is not what keeps the chain linear, though: every append
+statement moves the `ledger_head` row from the event's parent to the event in the same
+statement (and fails if the row was not the parent), and the primary key on seq refuses
+a second event at a seq; a writer that bypassed the lock could fail, never fork or hole
+the chain. The head row stays what readers poll (`changed()`) and what `verify` checks
+against the log; a writer of an older version, which serializes on that row's lock,
+still cannot interleave with this one.
 
-Two ways through that lock (see `_PgTxn`):
+Two ways through the lock (see `_PgTxn`):
 
-- locked: `BEGIN; SELECT ... FOR UPDATE` (one message), then the statements, COMMIT;
+- locked: `BEGIN; SELECT pg_advisory_xact_lock(...); SELECT <last event>` (one
+  message); the statements after it are queued and sent with the COMMIT in one
+  pipeline: two round trips for a locked write, a group commit's included;
 - optimistic, for the async stores' first try (`wait=False`): the engine builds the
   event on the head this process last saw, and the whole append is then one autocommit
-  statement that moves the head row only if it is still the event's parent (the UPDATE
-  takes the row lock), inserts the event only if it moved, and notifies. One round
-  trip, fewer than a bare `BEGIN; INSERT; COMMIT`. If the head moved, nothing is
-  written and StoreBusyError sends `run_write` to the locked way (in a thread).
+  statement that takes the lock only if it is free (`pg_try_advisory_xact_lock`), moves
+  the head row only if it is still the event's parent, inserts the event only if it
+  moved, and notifies. One round trip, fewer than a bare `BEGIN; INSERT; COMMIT`. If
+  the head moved or the lock is held, nothing is written and StoreBusyError sends
+  `run_write` to the locked way (in a thread).
 
 When writers in several processes collide, the fast first try mostly fails, and its
 round trip steals time from the writer holding the lock; so for a second after a
@@ -52,8 +59,8 @@ psycopg and psycopg-pool are an optional extra, imported only when a backend is 
 their absence raises BackendUnavailableError with the install hint.
 
 This module is long because it holds one backend whole (the pool and its reset, the
-one-round-trip append, reads, snapshots, LISTEN/NOTIFY and the translation of every
-driver error); its SQL text lives apart in `pg_sql.py`.
+one-round-trip append, the queued locked transaction, reads, snapshots, LISTEN/NOTIFY
+and the translation of every driver error); its SQL text lives apart in `pg_sql.py`.
 """
 
 from __future__ import annotations
@@ -110,6 +117,9 @@ _FIRST_PAGE: Final = 256  # rows of the first page of a read (catch-up reads are
 MAX_PAGE: Final = 4096
 _CONTENDED_FOR: Final = 1.0  # seconds without a fast first try, once writers collide
 _PREFETCH: Final = 64  # events read with the lock, for the engine to catch up on
+# Up to this many events of one transaction are queued as one self-checking statement
+# each; a larger batch (copying a ledger) is one head move and one executemany.
+_QUEUED_EVENTS: Final = 64
 
 
 def _driver() -> tuple[Any, Any]:
@@ -168,6 +178,11 @@ def _translate(err: BaseException, location: str, doing: str) -> StoreError:
         return StoreError(f"{location}: {doing} failed: the event was not stored (something "
                           "in the database discards inserts into ledger_events); nothing "
                           "was written")
+    if state == "2201E":  # the locked append's guard (ln(0)): the head row is not the log's end
+        return StoreError(f"{location}: {doing} failed: the head row does not match the last "
+                          "event of the log (the head row is behind the log or was changed: "
+                          "tampered or damaged; or a writer of an older version appended at "
+                          "the same time); run `moltis-ledger verify`; nothing was written")
     if state == "23505":  # unique_violation: an event that already exists
         return StoreError(f"{location}: {doing} failed: that event already exists, so the "
                           "head row is behind the log (tampered or damaged); run "
@@ -189,8 +204,9 @@ def _last_result(cur: psycopg.Cursor[Any]) -> psycopg.Cursor[Any]:
     return cur
 
 
-def _advisory_key(schema: str) -> int:
-    digest = blake3.blake3(f"moltis-config-ledger schema {schema}".encode()).digest(8)
+def _advisory_key(schema: str, purpose: str = "schema") -> int:
+    """A lock key of this ledger: creating its tables ("schema"), appending ("append")."""
+    digest = blake3.blake3(f"moltis-config-ledger {purpose} {schema}".encode()).digest(8)
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -206,18 +222,28 @@ def _named(r: Record) -> dict[str, Any]:
 class _PgTxn:
     """One write transaction on one connection.
 
-    Locked (`wait=True`, or when this backend has not seen the head yet): BEGIN and the
-    head row lock come first, as one message, and `head()` is the locked row.
+    Locked (`wait=True`, or when this backend has not seen the head yet): BEGIN, the
+    append lock and the head (the log's last event) come first, as one message. What
+    the transaction writes after that is queued, and sent with its COMMIT in one
+    pipeline at the end: two round trips for a locked write, whatever it holds (a group
+    of events, their snapshot, secrets, the signed head). Every queued statement checks
+    itself and fails when its check does not hold, which aborts the transaction before
+    the COMMIT runs. A step that needs an answer at once (a shred's row count) sends
+    what is queued first.
 
     Optimistic (`wait=False`): `head()` is the head this backend last saw and nothing is
     sent until the commit, which is one autocommit statement (`Sql.append_one`). Any
     step other than appending one event (a snapshot, a secret, meta) first turns it into
     a locked transaction, checking under the lock that the head is still the one the
     engine built on; if not, StoreBusyError, with nothing written.
+
+    `savepoint()` (one event of a group commit) costs no round trip: a scope that fails
+    drops what it queued; only if something had to be sent inside it does it become a
+    server-side SAVEPOINT, rolled back the same way.
     """
 
-    __slots__ = ("_b", "_base", "_conn", "_cur", "_head", "_locked", "_pending", "_pending_meta",
-                 "_wait")
+    __slots__ = ("_b", "_base", "_conn", "_cur", "_head", "_locked", "_mark", "_meta", "_ops",
+                 "_pending", "_pending_meta", "_wait")
 
     def __init__(self, backend: PostgresBackend, conn: psycopg.Connection[Any],
                  cur: psycopg.Cursor[Any], wait: bool, known: Head | None) -> None:
@@ -228,6 +254,9 @@ class _PgTxn:
         self._locked = False
         self._pending: Record | None = None
         self._pending_meta: tuple[str, str] | None = None  # written with the pending event
+        self._ops: list[tuple[str, Any]] = []  # queued statements (locked)
+        self._meta: dict[str, str] = {}  # meta values queued in this transaction
+        self._mark: _Mark | None = None  # the open savepoint
         self._base = self._head = known if known is not None else EMPTY_HEAD
         if wait or known is None:
             self._base = self._head = self._lock()
@@ -244,20 +273,22 @@ class _PgTxn:
         b = self._b
         sql, known = b._sql, b._known
         self._locked = True  # from here on, a failure must roll back
-        # BEGIN and the lock travel in one message (one round trip), with the events
-        # appended since this process last saw the head: the engine reads them next, to
-        # catch up, and the lock is held meanwhile. (The SELECT after the lock sees every
-        # commit up to the locked head; `known.seq` is an int, safe in the text.)
-        text = sql.begin_wait if self._wait else sql.begin_nowait
+        # BEGIN, the lock and the head travel in one message (one round trip), with the
+        # events appended since this process last saw the head: the engine reads them
+        # next, to catch up, and the lock is held meanwhile. In READ COMMITTED each
+        # statement after the lock sees every commit made before the lock was granted
+        # (`known.seq` is an int, safe in the text).
+        text = f"{sql.lock_wait if self._wait else sql.lock_try}; {sql.last_event}"
         if known is not None:
             text += (f"; {sql.select} WHERE seq > {int(known.seq)} ORDER BY seq "
                      f"LIMIT {_PREFETCH}")
         cur = _last_result(self._cur.execute(text))
+        got = cur.fetchone()
+        if not self._wait and got is not None and got[0] is not True:
+            raise StoreBusyError(f"{b.location}: the ledger is locked by another writer")
+        cur.nextset()
         row = cur.fetchone()
-        if row is None:
-            raise StoreError(f"{b.location}: ledger_head has no row; open the ledger "
-                             "as a writer to repair it")
-        head = Head(row[0], row[1], row[2])
+        head = Head(row[0], row[1], row[2]) if row is not None else EMPTY_HEAD
         if known is not None and cur.nextset():
             b._in_write.prefetch = (known.seq, [Record(*r) for r in cur.fetchall()])
             b._note_contention(head.seq != known.seq or head.hash != known.hash)
@@ -272,11 +303,62 @@ class _PgTxn:
                                  f"{head.seq}, expected {self._base.seq}); retry")
         if self._pending is not None:
             pending, self._pending = self._pending, None
-            self._insert(self._base, [pending])
+            self._queue_append(self._base, [pending])
             if self._pending_meta is not None:
                 key, value = self._pending_meta
                 self._pending_meta = None
-                self._cur.execute(self._b._sql.set_meta, (key, value))
+                self._queue(self._b._sql.set_meta, (key, value))
+                self._meta[key] = value
+
+    def _queue(self, sql: str, params: Any) -> None:
+        self._ops.append((sql, params))
+
+    def _send(self, *, commit: bool = False) -> None:
+        """Send what is queued (and the COMMIT) in one pipeline: one round trip. The
+        first statement that fails raises here, and the transaction is aborted."""
+        ops, self._ops = self._ops, []
+        mark = self._mark
+        if mark is not None and not mark.sent and mark.at < len(ops):
+            # something written inside the open savepoint reaches the server: make the
+            # savepoint real, so a failure can still undo only that scope
+            ops.insert(mark.at, ("SAVEPOINT ledger_append", None))
+            mark.sent = True
+        if mark is not None:
+            mark.at = 0
+        if not ops:
+            if commit:
+                self._conn.commit()
+            return
+        if len(ops) == 1 and not commit:
+            self._cur.execute(ops[0][0], ops[0][1], prepare=ops[0][1] is not None)
+            return
+        with self._conn.pipeline():
+            for sql, params in ops:
+                self._cur.execute(sql, params, prepare=params is not None)
+            if commit:
+                self._cur.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested scope (one event of a group commit): what it wrote is undone if it
+        raises, and the transaction goes on."""
+        self._upgrade()
+        mark = self._mark = _Mark(len(self._ops), self._head, dict(self._meta))
+        try:
+            yield
+        except BaseException:
+            self._mark = None
+            self._head, self._meta = mark.head, mark.meta
+            if mark.sent:
+                del self._ops[:]  # queued after what was sent: never reaches the server
+                self._cur.execute("ROLLBACK TO SAVEPOINT ledger_append; "
+                                  "RELEASE SAVEPOINT ledger_append")
+            else:
+                del self._ops[mark.at:]
+            raise
+        self._mark = None
+        if mark.sent:
+            self._queue("RELEASE SAVEPOINT ledger_append", None)
 
     def head(self) -> Head:
         return self._head
@@ -288,24 +370,25 @@ class _PgTxn:
             self._pending = records[0]
         else:
             self._upgrade()
-            self._insert(self._head, records)
+            self._queue_append(self._head, records)
         last = records[-1]
         self._head = Head(last.seq, last.hash, last.ts)
 
-    def _insert(self, head: Head, records: Sequence[Record]) -> None:
+    def _queue_append(self, head: Head, records: Sequence[Record]) -> None:
         sql, first, last = self._b._sql, records[0], records[-1]
-        if len(records) == 1:
-            if self._cur.execute(sql.append_one, _named(first), prepare=True
-                                 ).fetchone() is None:
-                raise StoreError(f"{self._b.location}: event {first.seq} does not follow "
-                                 f"the head (event {head.seq})")
-            return
-        expected = head.seq + 1
+        expected, prev = head.seq + 1, head.hash
         for r in records:
-            if r.seq != expected:
-                raise StoreError(f"{self._b.location}: append out of order: seq {r.seq}, "
-                                 f"expected {expected}")
-            expected += 1
+            if r.seq != expected or r.prev_hash != prev:
+                raise StoreError(f"{self._b.location}: event {r.seq} does not follow "
+                                 f"event {expected - 1} of this transaction")
+            expected, prev = expected + 1, r.hash
+        if len(records) <= _QUEUED_EVENTS:
+            # each statement moves the head row and inserts its event, or fails
+            for r in records:
+                self._queue(sql.append_locked, _named(r))
+            return
+        # a batch (copying a ledger): one head move and one executemany, sent now
+        self._send()
         self._cur.execute(sql.move_head, (last.seq, last.hash, last.ts, head.seq,
                                           first.prev_hash))
         if self._cur.rowcount != 1:
@@ -316,7 +399,7 @@ class _PgTxn:
 
     def _commit(self) -> None:
         if self._locked:
-            self._conn.commit()
+            self._send(commit=True)
         elif self._pending is not None:
             r = self._pending
             if self._pending_meta is None:
@@ -332,26 +415,30 @@ class _PgTxn:
                                      "retry")
 
     def _abort(self) -> None:
+        self._ops = []
         if self._locked:
             self._b._rollback(self._conn)
 
     def put_snapshot(self, seq: int, hash: bytes, state: bytes) -> None:
         self._upgrade()
-        self._cur.execute(self._b._sql.put_snapshot, (seq, hash, state))
+        self._queue(self._b._sql.put_snapshot, (seq, hash, state))
 
     def put_secret(self, ref: str, sealed: bytes, created_seq: int) -> None:
         self._upgrade()
-        self._cur.execute(self._b._sql.put_secret, (ref, sealed, created_seq))
+        self._queue(self._b._sql.put_secret, (ref, sealed, created_seq))
+
+    def _now(self, sql: str, params: tuple[Any, ...] | None = None) -> int:
+        """Run a statement whose row count the caller needs, after what is queued."""
+        self._upgrade()
+        self._send()
+        self._cur.execute(sql, params)
+        return self._cur.rowcount
 
     def shred_secret(self, ref: str, seq: int) -> bool:
-        self._upgrade()
-        self._cur.execute(self._b._sql.shred, (seq, ref))
-        return self._cur.rowcount > 0
+        return self._now(self._b._sql.shred, (seq, ref)) > 0
 
     def reseal_secret(self, ref: str, sealed: bytes) -> bool:
-        self._upgrade()
-        self._cur.execute(self._b._sql.reseal, (sealed, ref))
-        return self._cur.rowcount > 0
+        return self._now(self._b._sql.reseal, (sealed, ref)) > 0
 
     def set_meta(self, key: str, value: str) -> None:
         if (key in (HEAD_MAC, HEAD_SIGNATURE) and not self._locked
@@ -361,17 +448,27 @@ class _PgTxn:
             self._pending_meta = (key, value)
             return
         self._upgrade()
-        self._cur.execute(self._b._sql.set_meta, (key, value))
+        self._queue(self._b._sql.set_meta, (key, value))
+        self._meta[key] = value
 
     def get_meta(self, key: str) -> str | None:
         self._upgrade()
+        if key in self._meta:  # written in this transaction, still queued
+            return self._meta[key]
         row = self._cur.execute(self._b._sql.get_meta, (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def drop_snapshots(self) -> int:
-        self._upgrade()
-        self._cur.execute(self._b._sql.drop_snapshots)
-        return self._cur.rowcount
+        return self._now(self._b._sql.drop_snapshots)
+
+
+class _Mark:
+    """An open savepoint: where its queued statements start, and what to restore."""
+
+    __slots__ = ("at", "head", "meta", "sent")
+
+    def __init__(self, at: int, head: Head, meta: dict[str, str]) -> None:
+        self.at, self.head, self.meta, self.sent = at, head, meta, False
 
 
 class PostgresBackend:
@@ -407,7 +504,10 @@ class PostgresBackend:
         self.location = redact_dsn(dsn) + ("" if schema == "public" else f" schema={schema}")
         self.channel = f"ledger_{schema}"
         self._busy_ms = max(1, int(busy_timeout * 1000))
-        self._sql = Sql(schema)
+        # the advisory lock key appends serialize on (another tool that writes events
+        # takes it too: `SELECT pg_advisory_xact_lock(<key>)` in its transaction)
+        self.append_lock = _advisory_key(schema, "append")
+        self._sql = Sql(schema, self.append_lock)
         self._seen: tuple[int, bytes] | None = None
         self._seen_lock = threading.Lock()
         self._known: Head | None = None  # the head as this backend last saw it
@@ -564,6 +664,11 @@ class PostgresBackend:
         _log.info("ledger tables ready", location=self.location)
 
     # -- writes ----------------------------------------------------------------------
+
+    def group_key(self) -> tuple[object, ...]:
+        """Which ledgers of this process may commit in one group: those on the same
+        database and schema (see `ledger.engine.group_commit`)."""
+        return ("postgres", self.dsn, self.schema)
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[tuple[psycopg.Connection[Any], psycopg.Cursor[Any]]]:

@@ -14,7 +14,10 @@ what a plain append costs.
 Grouping spans `Ledger` instances: every ledger opened on the same database file in this
 process (several stores, as a gateway with one store per component would have) shares
 one `Committer`, found by the backend's `group_key()`; the leader runs the whole group
-on its own connection. Writers in other processes still serialize on SQLite's lock.
+on its own connection. Writers in other processes still serialize on the database's
+lock (SQLite's write lock; PostgreSQL's append lock, an advisory lock). On PostgreSQL
+the savepoints cost no round trip: the group's statements are queued and sent with its
+COMMIT in one pipeline (`ledger.backends.postgres`).
 """
 
 from __future__ import annotations

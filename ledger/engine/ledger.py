@@ -184,8 +184,9 @@ class Ledger:
         # mirror of the head the gateway falls back to); a failing hook is logged, and
         # never undoes or fails the commit, which is already durable
         self.after_commit: list[Callable[[ConfigState], None]] = []
-        # Writers of this process on the same database commit in groups (group_commit);
-        # a backend without savepoints (PostgreSQL) commits each append on its own.
+        # Writers of this process on the same database (SQLite file, PostgreSQL schema)
+        # commit in groups (group_commit); a backend without a group key commits each
+        # append on its own.
         group_key = getattr(backend, "group_key", None)
         self._committer: Committer | None = (
             committer_for(group_key()) if callable(group_key) and not backend.read_only
