@@ -4,7 +4,11 @@
   psycopg loop: one INSERT of an event-shaped row per transaction, as one autocommit
   statement (one round trip, server-side prepared), on the same server and DSN;
 - rounds of one and of four writer processes on one ledger (as in figure 8), with the
-  lost-update check.
+  lost-update check;
+- group commit on PostgreSQL (issue 16): 8 threads sharing one store, and 8 stores on
+  one schema with one thread each, against one writer (`ledger.update_typed`, the
+  synchronous core the async stores run in worker threads), as figures i16d/i16e do on
+  SQLite; the final value and the chain are checked.
 
 Everything lives in throwaway schemas that are dropped at the end.
 """
@@ -16,6 +20,7 @@ import time
 from typing import Any
 
 from benchmarks.harness import Row, Side, Target, alternate, fmt_rate, fmt_time
+from benchmarks.inprocess import THREADS, threads_side
 from benchmarks.profiling import profile_misses
 from benchmarks.workspace import (
     ACTOR,
@@ -29,6 +34,8 @@ from benchmarks.workspace import (
 from benchmarks.writers import WRITERS, WriterPool, check_no_lost_updates, compare
 from benchmarks.writes import PAYLOAD
 
+STORES = 8  # stores on one schema (each with its own pool of 2 connections)
+
 
 def rows() -> list[Row]:
     return [
@@ -36,6 +43,11 @@ def rows() -> list[Row]:
             "server): rate ratio", Target(">=", 0.8)),
         Row("10b", f"PostgreSQL, {WRITERS} writer processes: total rate / one writer process; "
             "lost updates", Target("report", text="report the rate; zero lost updates")),
+        Row("10c", f"PostgreSQL, {THREADS} threads sharing one store / one writer (group "
+            "commit): rate ratio", Target("report", text="report the rate; zero lost updates")),
+        Row("10d", f"PostgreSQL, {STORES} stores on one schema in one process, one thread "
+            "each / one writer (group commit): rate ratio",
+            Target("report", text="report the rate; zero lost updates")),
     ]
 
 
@@ -86,7 +98,8 @@ def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
         _measure(ctx, rows_by_fig, dsn, schema, raw, PostgresConfigStore)
     finally:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            for name in (schema, f"{schema}_raw"):
+            for name in (schema, f"{schema}_raw", f"{schema}_one", f"{schema}_threads",
+                         f"{schema}_stores"):
                 conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
         raw.conn.close()
 
@@ -120,3 +133,47 @@ def _measure(ctx: Ctx, rows: dict[str, Row], dsn: str, schema: str, raw: RawPsyc
     if lost.startswith("LOST"):
         row.status, row.note = "MISS", lost
     aio(store.close())
+    _group_commit(ctx, rows, dsn, schema, store_class)
+
+
+def _group_commit(ctx: Ctx, rows: dict[str, Row], dsn: str, schema: str,
+                  store_class: Any) -> None:
+    """10c/10d: writers of one process commit in groups (one transaction per group)."""
+    block = ctx.sizes.write_block * 2
+    start = 600
+    made: list[Any] = []
+
+    def new(name: str, fresh: bool) -> Any:
+        store = store_class(dsn, schema=f"{schema}_{name}", pool_size=2)
+        made.append(store)
+        if fresh:
+            aio(store.save_raw(fixture_doc(DOCS_EXAMPLE), actor=ACTOR, source="import"))
+        return store
+
+    try:
+        one, shared, first = new("one", True), new("threads", True), new("stores", True)
+        stores = [first] + [new("stores", False) for _ in range(STORES - 1)]
+        lone = threads_side("one", [one.ledger], block)
+        alt_threads = alternate([lone, threads_side("threads", [shared.ledger] * THREADS,
+                                                    block)], ctx.sizes.write_rounds)
+        alt_stores = alternate([lone, threads_side("stores", [s.ledger for s in stores],
+                                                   block)], ctx.sizes.write_rounds)
+        for fig, name, alt, store, what in (("10c", "threads", alt_threads, shared,
+                                              f"{THREADS} threads"),
+                                             ("10d", "stores", alt_stores, first,
+                                              f"{STORES} stores")):
+            final = aio(store.load_raw()).tools.agent_timeout_secs
+            report = store.ledger.verify()
+            row = rows[fig]
+            row.measured = (f"{what} {fmt_rate(alt.rate(name))}, one writer "
+                            f"{fmt_rate(alt.rate('one'))}; {report.events:,} events, chain "
+                            f"{'verifies' if report.ok else 'BROKEN'}")
+            row.judge_rounds(alt.speedups(name, "one"))
+            # every increment is one event after the import (event 1)
+            if not report.ok or final - start != report.events - 1:
+                row.status, row.note = "MISS", (f"LOST updates or a broken chain: "
+                                                f"{final - start} increments, "
+                                                f"{report.events - 1} events")
+    finally:
+        for store in made:
+            aio(store.close())
