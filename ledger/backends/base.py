@@ -111,7 +111,7 @@ class Backend(Protocol):
 
     def write(self, *, wait: bool = True) -> AbstractContextManager[WriteTxn]:
         """Begin the one writer transaction. Appends serialize on it (SQLite: BEGIN
-        IMMEDIATE; PostgreSQL: a row lock on the chain head), which keeps seq order
+        IMMEDIATE; PostgreSQL: an advisory append lock), which keeps seq order
         equal to commit order. With `wait=False` a held lock raises StoreBusyError at
         once instead of waiting for the busy timeout."""
         ...
