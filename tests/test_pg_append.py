@@ -204,6 +204,7 @@ def test_each_event_of_a_group_gets_its_own_conflict_check(pg_url):
 
 def test_a_group_signs_its_last_stored_event(pg_url):
     store = new_store(pg_url)
+    store.ledger.voucher.every = 1  # a checkpoint every transaction: the group's is due
     outs = grouped(store, pg_url, [(increment, {}), (increment, {})])
     last = max(o.commit.seq for o in outs if o.commit is not None)
     report = store.ledger.verify(expect_key=store.signing_key_fingerprint())
