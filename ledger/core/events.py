@@ -8,13 +8,14 @@ later msgspec version cannot break history. Kinds are stable strings, never clas
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 import msgspec
 
 from ledger.core.keypaths import KeyPath, format_path, parse_path
-from ledger.core.secret_refs import SecretRef
+from ledger.core.secret_refs import SecretRef, refs_in, revive_markers
 from ledger.errors import VerificationError
 
 __all__ = [
@@ -39,24 +40,50 @@ DocName = Literal["config", "keys"]
 class Change(msgspec.Struct, frozen=True, omit_defaults=True):
     """One path-level change. `set` carries the new leaf (a scalar, a list or `{}`);
     `unset` removes the path and everything under it. A secret leaf carries `secret`
-    (reference + fingerprint) and never its value."""
+    (reference + fingerprint) and never its value.
+
+    A list may hold secrets too (an MCP server's `--api-key` argument, a hook's `env`
+    inside `[[hooks.hooks]]`): those elements are stored as references in the list,
+    in their JSON form `{"$secret": ref, "fp": fp}`, and `sealed` says the value holds
+    such references (set by `encode_payload`; events without it, all those written
+    before, are read exactly as before: their lists hold no references)."""
 
     op: Literal["set", "unset"]
     path: KeyPath
     value: Any = None
     secret: SecretRef | None = None
     doc: DocName = "config"
+    sealed: bool = False
 
     @property
     def new_value(self) -> Any:
         return self.secret if self.secret is not None else self.value
 
+    def refs(self) -> Iterator[SecretRef]:
+        """Every stored reference this change sets (the leaf's, or those in its list)."""
+        if self.secret is not None:
+            yield self.secret
+        elif self.value.__class__ is list:
+            yield from refs_in(self.value)
+
     def describe(self) -> str:
         where = doc_path_text(self.doc, self.path)
         if self.op == "unset":
             return f"unset {where}"
-        shown = self.secret.mask() if self.secret is not None else msgspec.json.encode(self.value)
-        return f"set {where} = {shown if isinstance(shown, str) else shown.decode()}"
+        if self.secret is not None:
+            return f"set {where} = {self.secret.mask()}"
+        shown = msgspec.json.encode(_masked(self.value))
+        return f"set {where} = {shown.decode()}"
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, SecretRef):
+        return value.mask()
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    return value
 
 
 class ChangePayload(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -130,6 +157,13 @@ _shred_decoder = msgspec.json.Decoder(ShredPayload)
 
 
 def encode_payload(payload: ChangePayload | ShredPayload) -> bytes:
+    if isinstance(payload, ChangePayload) and any(
+            not c.sealed and c.value.__class__ is list and any(refs_in(c.value))
+            for c in payload.changes):
+        payload = msgspec.structs.replace(payload, changes=[
+            msgspec.structs.replace(c, sealed=True)
+            if not c.sealed and c.value.__class__ is list and any(refs_in(c.value)) else c
+            for c in payload.changes])
     return _encoder.encode(payload)
 
 
@@ -141,9 +175,14 @@ def _damaged(seq: int | None, err: Exception) -> VerificationError:
 
 def decode_change_payload(data: bytes, seq: int | None = None) -> ChangePayload:
     try:
-        return _change_decoder.decode(data)
+        payload = _change_decoder.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as err:  # validation errors included
         raise _damaged(seq, err) from None
+    if b'"sealed":true' in data:  # references inside list values (see `Change`)
+        payload = msgspec.structs.replace(payload, changes=[
+            msgspec.structs.replace(c, value=revive_markers(c.value)) if c.sealed else c
+            for c in payload.changes])
+    return payload
 
 
 def decode_event(rec: Record) -> Event:

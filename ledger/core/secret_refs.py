@@ -8,6 +8,7 @@ snapshots and logs never carry the value. This module is pure: no I/O, no keys.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import msgspec
@@ -18,7 +19,10 @@ __all__ = [
     "Secret",
     "SecretOpener",
     "SecretRef",
+    "is_ref_marker",
     "mask_text",
+    "refs_in",
+    "revive_markers",
 ]
 
 # A masked secret in exports and JSON output. An importer recognises these placeholders
@@ -42,6 +46,38 @@ class SecretRef(msgspec.Struct, frozen=True, rename={"ref": "$secret"}):
 
     def mask(self, *, destroyed: bool = False) -> str:
         return mask_text(self.fp, destroyed=destroyed)
+
+
+def refs_in(value: Any) -> Iterator[SecretRef]:
+    """Every stored reference in a document value: the value itself, or the references
+    sealed inside a list (its elements, or the values of tables inside it)."""
+    if value.__class__ is SecretRef:
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from refs_in(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from refs_in(item)
+
+
+def is_ref_marker(value: Any) -> bool:
+    """True for the JSON form of a reference, `{"$secret": ref, "fp": fp}`: how a
+    reference sealed inside a list is stored in an event's value (and so a table no
+    input may hold: it would pose as a sealed value)."""
+    return (isinstance(value, dict) and len(value) == 2 and isinstance(value.get("$secret"), str)
+            and isinstance(value.get("fp"), str))
+
+
+def revive_markers(value: Any) -> Any:
+    """A stored list value with its reference markers made `SecretRef`s again."""
+    if isinstance(value, list):
+        return [revive_markers(v) for v in value]
+    if isinstance(value, dict):
+        if is_ref_marker(value):
+            return SecretRef(ref=value["$secret"], fp=value["fp"])
+        return {k: revive_markers(v) for k, v in value.items()}
+    return value
 
 
 def mask_text(fp: str | None, *, destroyed: bool = False) -> str:

@@ -11,7 +11,7 @@ import msgspec
 from ledger.core.document import Doc
 from ledger.core.events import Change, Event
 from ledger.core.keypaths import KeyPath, format_path
-from ledger.core.secret_refs import Secret, SecretRef, mask_text
+from ledger.core.secret_refs import Secret, SecretRef, mask_text, parse_mask
 from ledger.engine.vault import Vault
 from ledger.errors import (
     SecretDestroyedError,
@@ -85,12 +85,18 @@ async def effective_shown(store: LedgerConfigStore, ref: Ref | None = None, *,
 def _mask_at(doc: dict[str, Any], path: KeyPath, mask: str) -> None:
     node: Any = doc
     for i, key in enumerate(path):
-        if not isinstance(node, dict) or key not in node:
+        if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            index: Any = int(key)  # an element of a list (a sealed `args` entry)
+        elif isinstance(node, dict) and key in node:
+            index = key
+        else:
             return
-        if i == len(path) - 1 or not isinstance(node[key], dict):
-            node[key] = mask  # the leaf, or the value (a list) that holds it
+        child = node[index]
+        if i == len(path) - 1 or not isinstance(child, dict | list):
+            if not (isinstance(child, str) and parse_mask(child) is not None):
+                node[index] = mask  # the leaf, or the value that holds it (not a mask yet)
             return
-        node = node[key]
+        node = child
 
 
 def _typed_value(value: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from ledger.core.secret_refs import Secret
-from ledger.schema.base import Section, UInt, choices
+from ledger.schema.base import Section, UInt, choices, sealed
 
 __all__ = [
     "AgentsConfig",
@@ -226,7 +226,9 @@ class HookConfig(Section):
     command: str
     events: list[str]
     timeout: UInt = 10
-    env: dict[str, str] = msgspec.field(default_factory=dict)
+    # Moltis types these as plain strings; they carry the hook's tokens, so the ledger
+    # seals every value (as it does for MCP servers' `env`), and the gateway gets text.
+    env: dict[str, Annotated[str, sealed()]] = msgspec.field(default_factory=dict)
 
 
 class HooksConfig(Section):

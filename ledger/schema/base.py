@@ -13,6 +13,9 @@ Schema conventions (other modules rely on them):
 - A Rust `String` with documented values is typed `Annotated[str, choices(...)]`, not a
   `Literal`: Moltis loads any text there (and its `config check` may warn), so refusing
   other values would refuse configs Moltis runs with. `check` warns instead.
+- A Rust `String` that holds credentials though Moltis types it as plain text (a hook's
+  `env` values) is `Annotated[str, sealed()]`: the ledger seals it like a `Secret`, and
+  the typed config (what the gateway gets) keeps the plain `str` Moltis expects.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from typing import Annotated
 
 import msgspec
 
-__all__ = ["Fraction", "Percent", "Port", "PositiveInt", "Section", "UInt", "UInt8", "choices"]
+__all__ = ["Fraction", "Percent", "Port", "PositiveInt", "Section", "UInt", "UInt8", "choices",
+           "sealed"]
 
 
 class Section(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -45,3 +49,8 @@ Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 def choices(*values: str) -> msgspec.Meta:
     """The documented values of a free-text field (see the module docstring)."""
     return msgspec.Meta(extra={"choices": values})
+
+
+def sealed() -> msgspec.Meta:
+    """A plain-text field whose values the ledger seals (see the module docstring)."""
+    return msgspec.Meta(extra={"sealed": True})

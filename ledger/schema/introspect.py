@@ -25,7 +25,7 @@ from ledger.schema import FREEFORM_SECRETS, MoltisConfig
 from ledger.schema.secret_policy import secret_by_name
 
 __all__ = ["ROOT", "FieldNode", "SectionInfo", "TypeNode", "child_keys", "choices_of", "field_at",
-           "is_known_path", "is_secret_path", "is_untyped_path", "known_prefix",
+           "is_known_path", "is_sealed_text", "is_secret_path", "is_untyped_path", "known_prefix",
            "secret_patterns", "section_info", "strip_annotated"]
 
 Kind = Literal["section", "dict", "list", "secret", "leaf"]
@@ -134,6 +134,18 @@ def field_at(path: KeyPath, start: TypeNode | None = None) -> TypeNode | None:
         else:
             return None
     return node
+
+
+def is_sealed_text(node: TypeNode) -> bool:
+    """True for a plain-text field the schema marks `sealed()` (a hook's `env` values)."""
+    ann = node.annotation
+    while typing.get_origin(ann) is typing.Annotated:
+        for meta in typing.get_args(ann)[1:]:
+            extra = getattr(meta, "extra", None)
+            if isinstance(extra, dict) and extra.get("sealed"):
+                return True
+        ann = typing.get_args(ann)[0]
+    return False
 
 
 def choices_of(node: TypeNode) -> tuple[str, ...] | None:

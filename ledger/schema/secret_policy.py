@@ -4,15 +4,26 @@ A leaf is a secret, sealed (encrypted at rest, fingerprinted, shreddable) and ma
 every output, when
 
 1. the schema types it `Secret` (provider `api_key`, MCP and external-agent `env` and
-   `headers`, `[env]`, …), or it is one of `FREEFORM_SECRETS` (Moltis's own
-   `ChannelType::secret_fields`, e.g. `channels.telegram.<account>.token`);
+   `headers`, `[env]`, …), marks it `sealed()` (a plain string in Moltis that holds
+   credentials: a `[[hooks.hooks]]` entry's `env` values), or it is one of
+   `FREEFORM_SECRETS` (Moltis's own `ChannelType::secret_fields`, e.g.
+   `channels.telegram.<account>.token`);
 2. it is a string at a position the schema does not type (a key in a free-form map such
    as a channel account or a tool control, an unknown key, an unknown field of a
    `provider_keys.json` entry) and its *name* looks like a secret (`SECRET_WORDS`
    below): a typo such as `providers.x.apikey` or an `api_key` in an unknown section
    is sealed instead of living in plaintext in the chain forever;
-3. it is a string at such an untyped position that is a URL with a password in its
-   userinfo (`https://user:pass@host`).
+3. it is a string anywhere (typed or not: `providers.x.base_url`, `mcp.servers.x.url`)
+   holding a URL with credentials in its userinfo (`url_has_credential`): a password
+   (`https://user:pass@host`) or a token alone (`https://ghp_…@host`: at least 16
+   characters with letters and digits, so `git@host` is a user name, not a secret). The
+   whole value is sealed and shown as one mask; the gateway gets the whole URL;
+4. it is an element of a list (`secret_items`): the value after a secret-shaped flag
+   (`["--api-key", "sk-…"]`), a secret-shaped `--name=value` or `NAME=value`, a header
+   with a secret-shaped name or a `Bearer`/`Basic`/`Token` credential
+   (`Authorization: Bearer …`), or a URL with credentials (rule 3). Tables inside lists
+   (`[[hooks.hooks]]`, tables in free-form or unknown places) follow rules 1-3 for their
+   keys. Such elements are stored as references inside the list (`ledger.core.events`).
 
 Name rule (2): the key is split into words (`_`, `-`, `.`, spaces and camelCase
 boundaries, lowercased); it is secret-shaped when one of its words, or two adjacent
@@ -22,12 +33,12 @@ where a secret is, or how it is used, not the secret). The list follows what Mol
 redacts (token, secret, password, api_key/apikey, key, credential, auth, bearer).
 
 Positions the schema types as plain values (say `server.bind`) are never sealed by the
-name or URL rules: the typed config must keep accepting them. The gateway always
-receives plain values either way (`ledger.typed.freeform`). What the rules cannot
-reach: a secret inside a list (MCP `args = ["--token", "…"]`, `[[hooks.hooks]] env`, which
-Moltis types as plain strings inside an array of tables, stored as one value) or in a
-typed plain-string field (a URL with a password in `providers.x.base_url`) stays as
-given; the list-valued ones need a change of the stored format to be sealed.
+name rule: the typed config must keep accepting them. A credential that is only a
+`${VAR}` reference (`--token ${GH_TOKEN}`, `https://bot:${PW}@host`) is not a secret
+itself and stays readable. The gateway always receives plain values
+(`ledger.typed.freeform`, `ledger.typed.sealed_plain`). What the rules cannot reach:
+a credential inside a longer plain string (`command = "gh --token=…"`), a short token
+in a URL's userinfo, and copies made elsewhere.
 """
 
 from __future__ import annotations
@@ -39,7 +50,8 @@ from typing import Any, Final
 
 from ledger.core.keypaths import KeyPath
 
-__all__ = ["NOT_SECRET_WORDS", "SECRET_WORDS", "is_secret_name", "url_has_password"]
+__all__ = ["NOT_SECRET_WORDS", "SECRET_WORDS", "is_secret_name", "secret_items",
+           "url_has_credential", "url_has_password"]
 
 SECRET_WORDS: Final = frozenset({
     "token", "secret", "password", "passwd", "pwd", "passphrase", "apikey", "key",
@@ -54,7 +66,13 @@ NOT_SECRET_WORDS: Final = frozenset({
     "label", "description", "tokens",
 })
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#@\s:]*:[^/?#@\s]+@")
+_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#@\s:]*:([^/?#@\s]+)@")
+_URL_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://([^/?#@\s:]{16,})@")
+_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+_FLAG = re.compile(r"--?([A-Za-z][A-Za-z0-9_.\-]+)")
+_ASSIGN = re.compile(r"-{0,2}([A-Za-z][A-Za-z0-9_.\-]*)=(.+)", re.DOTALL)
+_HEADER = re.compile(r"([A-Za-z][A-Za-z0-9\-_]*)[ \t]*:[ \t]*(\S.*)", re.DOTALL)
+_SCHEME = re.compile(r"(?i)(?:bearer|basic|token)[ \t]+(\S+)")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -68,9 +86,72 @@ def is_secret_name(key: str) -> bool:
     return any(a + b in SECRET_WORDS for a, b in itertools.pairwise(words))
 
 
+def _real(credential: str) -> bool:
+    """A credential given as text, not as a `${VAR}` reference to one."""
+    return _REFERENCE.fullmatch(credential.strip()) is None
+
+
 def url_has_password(value: Any) -> bool:
     """True for a string holding a URL with `user:password@` (a credential)."""
-    return isinstance(value, str) and "@" in value and _URL_PASSWORD.search(value) is not None
+    if not isinstance(value, str) or "@" not in value:
+        return False
+    found = _URL_PASSWORD.search(value)
+    return found is not None and _real(found.group(1))
+
+
+def url_has_credential(value: Any) -> bool:
+    """Rule 3: a URL with a password, or a token alone, in its userinfo."""
+    if url_has_password(value):
+        return True
+    if not isinstance(value, str) or "@" not in value:
+        return False
+    found = _URL_TOKEN.search(value)
+    if found is None:
+        return False
+    token = found.group(1)
+    return (_real(token) and any(c.isdigit() for c in token)
+            and any(c.isalpha() for c in token))
+
+
+def _secret_text(text: str) -> bool:
+    """An element that is a credential by its own shape (rule 4 without the pair)."""
+    if url_has_credential(text):
+        return True
+    assign = _ASSIGN.fullmatch(text)
+    if assign is not None and "://" not in assign.group(1):
+        return is_secret_name(assign.group(1)) and _real(assign.group(2))
+    scheme = _SCHEME.search(text)
+    if scheme is not None and scheme.start() in (0, _header_value_start(text)):
+        return _real(scheme.group(1))
+    header = _HEADER.fullmatch(text)
+    return (header is not None and not header.group(2).startswith("//")
+            and is_secret_name(header.group(1)) and _real(header.group(2)))
+
+
+def _header_value_start(text: str) -> int:
+    header = _HEADER.fullmatch(text)
+    return header.start(2) if header is not None else -1
+
+
+def _secret_flag(text: str) -> bool:
+    flag = _FLAG.fullmatch(text)
+    return flag is not None and is_secret_name(flag.group(1))
+
+
+def secret_items(items: list[Any]) -> list[int]:
+    """Rule 4: the indexes of a list's string elements that are secrets."""
+    out: list[int] = []
+    after_flag = False
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            after_flag = False
+            continue
+        if (after_flag and not item.startswith("--") and _real(item)) or _secret_text(item):
+            out.append(i)
+            after_flag = False
+        else:
+            after_flag = _secret_flag(item)
+    return out
 
 
 def secret_by_name(path: KeyPath) -> bool:

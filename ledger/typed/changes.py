@@ -25,10 +25,10 @@ from ledger.core.document import (
 from ledger.core.events import Change, DocName
 from ledger.core.keypaths import KeyPath
 from ledger.core.secret_refs import DESTROYED_REF, WITHHELD_REF, Secret, SecretRef, parse_mask
-from ledger.schema.introspect import is_secret_path, is_untyped_path
-from ledger.schema.provider_keys import is_untyped_key_path
-from ledger.schema.secret_policy import url_has_password
+from ledger.schema.introspect import field_at, is_secret_path
+from ledger.schema.secret_policy import url_has_credential
 from ledger.typed.convert import RawChange
+from ledger.typed.list_secrets import seal_list
 
 __all__ = ["Sealer", "materialize", "materialize_document", "replace_tables"]
 
@@ -68,12 +68,14 @@ def _secret_leaf(value: Any, current: Any, sealer: Sealer) -> SecretRef | None:
     return sealer.seal(value)
 
 
-def _url_credential(value: str, path: KeyPath, doc: DocName) -> bool:
-    """A URL with a password at a position the schema leaves untyped (the policy's
-    rule 3; typed string fields must keep holding strings)."""
-    if not url_has_password(value):
-        return False
-    return is_untyped_key_path(path) if doc == "keys" else is_untyped_path(path)
+def _list_changes(path: KeyPath, value: list[Any], current: Any, doc: DocName,
+                  sealer: Sealer, out: list[Change]) -> None:
+    """A list value: its secrets sealed in place (`ledger.typed.list_secrets`)."""
+    node = field_at(path) if doc == "config" else None
+    sealed, holds = seal_list(value, current, node, sealer)
+    if current is not MISSING and same_value(sealed if holds else value, current):
+        return  # the same list (its secrets with the same fingerprints): nothing to record
+    out.append(Change(op="set", path=path, value=sealed if holds else value, doc=doc))
 
 
 def _leaf_changes(path: KeyPath, value: Any, current: Any, doc: DocName, sealer: Sealer,
@@ -83,9 +85,14 @@ def _leaf_changes(path: KeyPath, value: Any, current: Any, doc: DocName, sealer:
         for key, child in value.items():
             _leaf_changes((*path, key), child, cur.get(key, MISSING), doc, sealer, secret, out)
         return
+    if isinstance(value, list) and value:
+        _list_changes(path, value, current, doc, sealer, out)
+        return
+    # the policy's rules 1-3 (`ledger.schema.secret_policy`); a mask placeholder (from a
+    # masked export) is a secret withheld wherever it stands, never a value to store
     is_secret = isinstance(value, Secret | SecretRef) or (
         isinstance(value, str) and not is_env_reference(value)
-        and (secret(path) or _url_credential(value, path, doc))
+        and (secret(path) or url_has_credential(value) or parse_mask(value) is not None)
     )
     if is_secret:
         ref = _secret_leaf(value, current, sealer)

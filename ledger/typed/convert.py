@@ -24,7 +24,7 @@ import msgspec
 from ledger.core.document import MISSING, same_value
 from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
-from ledger.errors import ConfigValidationError
+from ledger.errors import ConfigValidationError, SecretError
 from ledger.schema import MoltisConfig
 from ledger.schema.introspect import (
     ROOT,
@@ -52,8 +52,19 @@ __all__ = [
 # raw -> typed
 
 
-def shape(raw: Any, node: TypeNode) -> Any:
-    """Rearrange a raw value into the typed shape (flatten, aliases) for msgspec."""
+def _masked(ref: SecretRef) -> str:
+    return ref.mask()
+
+
+Unseal = Callable[[SecretRef], str]
+
+
+def shape(raw: Any, node: TypeNode, unseal: Unseal = _masked) -> Any:
+    """Rearrange a raw value into the typed shape (flatten, aliases) for msgspec.
+
+    A reference at a position the schema types as plain text (a URL with a password, a
+    sealed element of a list, a hook's `env` value) becomes `unseal(ref)`: the plain
+    value for the gateway's typed config, a mask without the vault."""
     if node.kind == "section" and isinstance(raw, dict):
         assert node.cls is not None
         info = section_info(node.cls)
@@ -65,23 +76,65 @@ def shape(raw: Any, node: TypeNode) -> Any:
                 continue  # the current name wins over the old one
             fn = info.fields.get(key)
             if fn is not None:
-                out[fn.key] = shape(value, fn.node)
+                out[fn.key] = shape(value, fn.node, unseal)
             elif info.flatten is not None:
                 assert info.flatten.node.item is not None
-                extra[key] = shape(value, info.flatten.node.item)
+                extra[key] = shape(value, info.flatten.node.item, unseal)
         if extra:
             assert info.flatten is not None
             out[info.flatten.key] = extra
         return out
     if node.kind == "dict" and isinstance(raw, dict) and node.item is not None:
         if node.item.kind in ("section", "dict", "list"):
-            return {k: shape(v, node.item) for k, v in raw.items()}
+            return {k: shape(v, node.item, unseal) for k, v in raw.items()}
+        if _holds_plain_refs(raw.values(), node.item):
+            return {k: _plain(v, node.item, unseal) for k, v in raw.items()}
         return raw
     if node.kind == "list" and isinstance(raw, list) and node.item is not None:
         if node.item.kind in ("section", "dict", "list"):
-            return [shape(v, node.item) for v in raw]
+            return [shape(v, node.item, unseal) for v in raw]
+        if _holds_plain_refs(raw, node.item):
+            return [_plain(v, node.item, unseal) for v in raw]
         return raw
+    return _plain(raw, node, unseal)
+
+
+def _keeps_refs(node: TypeNode) -> bool:
+    """Typed `Secret` (the decode hook makes it one) or free-form (`freeform.revive`)."""
+    return node.kind == "secret" or strip_annotated(node.annotation) is typing.Any
+
+
+def _holds_plain_refs(values: Any, item: TypeNode) -> bool:
+    return not _keeps_refs(item) and any(v.__class__ is SecretRef for v in values)
+
+
+def _plain(raw: Any, node: TypeNode, unseal: Unseal) -> Any:
+    if raw.__class__ is SecretRef:
+        return raw if _keeps_refs(node) else unseal(raw)
+    if isinstance(raw, list | dict) and not _keeps_refs(node):
+        return _deep_plain(raw, unseal)  # a container typed as one value (a union)
     return raw
+
+
+def _deep_plain(raw: Any, unseal: Unseal) -> Any:
+    if raw.__class__ is SecretRef:
+        return unseal(raw)
+    if isinstance(raw, list):
+        return [_deep_plain(v, unseal) for v in raw]
+    if isinstance(raw, dict):
+        return {k: _deep_plain(v, unseal) for k, v in raw.items()}
+    return raw
+
+
+def _opening(opener: SecretOpener) -> Unseal:
+    def unseal(ref: SecretRef) -> str:
+        try:
+            return opener.open_secret(ref)
+        except SecretError:
+            # shredded, withheld or no key: the mask (the gateway gets a value that says
+            # so, never the reference), as for a free-form secret that cannot be opened
+            return ref.mask(destroyed=opener.is_destroyed(ref))
+    return unseal
 
 
 def _secret_hook(opener: SecretOpener | None) -> Callable[[type, Any], Any]:
@@ -104,7 +157,7 @@ _plain_hook = _secret_hook(None)
 def to_typed(raw: Mapping[str, Any], opener: SecretOpener | None = None,
              where: str = "config") -> MoltisConfig:
     """The typed config for a raw document; ConfigValidationError names the bad path."""
-    shaped = shape(raw, ROOT)
+    shaped = shape(raw, ROOT, _masked if opener is None else _opening(opener))
     hook = _plain_hook if opener is None else _secret_hook(opener)
     try:
         typed = msgspec.convert(shaped, MoltisConfig, dec_hook=hook, str_keys=True)

@@ -34,6 +34,7 @@ from ledger.schema import MoltisConfig
 from ledger.schema.introspect import ROOT, TypeNode, field_at, section_info
 from ledger.typed.convert import sanitize_message, shape, to_typed
 from ledger.typed.flags import NO_FLAGS, Flags
+from ledger.typed.plain_refs import plain_ref_paths
 
 __all__ = [
     "NO_FLAGS",
@@ -347,11 +348,12 @@ def effective_config(raw: Doc, *, env: Mapping[str, str] | None = None,
 
 
 def masked_paths(eff: Effective, raw: Doc) -> dict[KeyPath, str | None]:
-    """The effective paths to show masked (their value came from a sealed `[env]`
-    entry), each with the fingerprint to show: the entry's, when the value is exactly
-    that one variable, else None (a value built from a secret and other text)."""
+    """The effective paths to show masked, each with the fingerprint to show: values
+    sealed at positions typed as plain text (`ledger.typed.plain_refs`), and values that
+    came from a sealed `[env]` entry (the entry's fingerprint when the value is exactly
+    that one variable, else None: a value built from a secret and other text)."""
     table = raw.get("env")
-    out: dict[KeyPath, str | None] = {}
+    out: dict[KeyPath, str | None] = dict(plain_ref_paths(raw))
     for path, names in eff.sealed.items():
         fp = None
         raw_value = get_value(raw, path)

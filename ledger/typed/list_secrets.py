@@ -1,0 +1,114 @@
+"""Sealing the secrets inside a list value (the secret policy's rules 1-4 below a list).
+
+A list is one leaf of the raw document (`[[hooks.hooks]]`, MCP `args`), so its secrets
+cannot be separate sealed leaves: they are sealed where they stand and the list holds
+their references (`SecretRef`s as elements, or as values of the tables inside it;
+stored as `{"$secret": ref, "fp": fp}`, see `ledger.core.events.Change`).
+
+Writing the same list again must not record anything: a plaintext whose fingerprint
+matches a reference already in the current list reuses that reference, so the sealed
+list equals the current one and `materialize` records no change.
+"""
+
+from __future__ import annotations
+
+import secrets as _random
+import typing
+from typing import Any, Protocol
+
+from ledger.core.secret_refs import (
+    DESTROYED_REF,
+    WITHHELD_REF,
+    Secret,
+    SecretRef,
+    parse_mask,
+    refs_in,
+)
+from ledger.schema.introspect import TypeNode, field_at, is_sealed_text, strip_annotated
+from ledger.schema.secret_policy import is_secret_name, secret_items, url_has_credential
+
+__all__ = ["seal_list"]
+
+
+class _Sealer(Protocol):
+    def seal(self, plaintext: str) -> SecretRef: ...
+
+    def fingerprint(self, plaintext: str) -> str: ...
+
+
+def _untyped(node: TypeNode | None) -> bool:
+    return node is None or strip_annotated(node.annotation) is typing.Any
+
+
+class _Sealing:
+    __slots__ = ("pool", "sealed_any", "sealer")
+
+    def __init__(self, current: Any, sealer: _Sealer) -> None:
+        self.pool = {r.fp: r for r in refs_in(current)} if isinstance(current, list) else {}
+        self.sealer = sealer
+        self.sealed_any = False
+
+    def ref(self, value: Any) -> Any:
+        """The stored form of one secret element (a reference), or the value itself when
+        it is only a `${VAR}` reference."""
+        self.sealed_any = True
+        if isinstance(value, SecretRef):
+            return value
+        if isinstance(value, Secret):
+            if value.ref is not None:
+                return value.ref
+            value = value.reveal()
+        mask = parse_mask(value)
+        if mask is not None:
+            fp, destroyed = mask
+            if fp in self.pool:
+                return self.pool[fp]
+            prefix = DESTROYED_REF if destroyed else WITHHELD_REF
+            return SecretRef(ref=f"{prefix}{_random.token_hex(8)}", fp=fp)
+        fp = self.sealer.fingerprint(value)
+        found = self.pool.get(fp)
+        if found is None:
+            found = self.pool[fp] = self.sealer.seal(value)
+        return found
+
+    def value(self, value: Any, node: TypeNode | None) -> Any:
+        if isinstance(value, list):
+            return self.items(value, node.item if node is not None and node.kind == "list"
+                              else None)
+        if isinstance(value, dict):
+            return self.table(value, node)
+        if isinstance(value, Secret | SecretRef) or (
+                isinstance(value, str) and (url_has_credential(value)
+                                            or parse_mask(value) is not None)):
+            return self.ref(value)
+        return value
+
+    def items(self, values: list[Any], item: TypeNode | None) -> list[Any]:
+        secret = set(secret_items(values))
+        if item is not None and (item.kind == "secret" or is_sealed_text(item)):
+            secret.update(i for i, v in enumerate(values) if isinstance(v, str))
+        return [self.ref(v) if i in secret else self.value(v, item)
+                for i, v in enumerate(values)]
+
+    def table(self, table: dict[str, Any], node: TypeNode | None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, child in table.items():
+            child_node = field_at((key,), node) if node is not None else None
+            if isinstance(child, str) and (
+                    (child_node is not None and (child_node.kind == "secret"
+                                                 or is_sealed_text(child_node)))
+                    or (_untyped(child_node) and is_secret_name(key))):
+                out[key] = self.ref(child)
+            else:
+                out[key] = self.value(child, child_node)
+        return out
+
+
+def seal_list(value: list[Any], current: Any, node: TypeNode | None, sealer: _Sealer
+              ) -> tuple[list[Any], bool]:
+    """`value` with its secrets sealed (references in their place), and whether it holds
+    any. `node` is the schema type of the list (None where the schema does not type it),
+    `current` the list stored there now (its references are reused by fingerprint)."""
+    sealing = _Sealing(current, sealer)
+    out = sealing.items(value, node.item if node is not None and node.kind == "list" else None)
+    return out, sealing.sealed_any
