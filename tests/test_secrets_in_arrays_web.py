@@ -12,8 +12,8 @@ import pytest
 
 pytest.importorskip("starlette")
 
-from ledger.web import create_app  # noqa: E402
-from tests.web_helpers import OPERATOR, login, make_client, make_demo  # noqa: E402
+from ledger.web import create_app
+from tests.web_helpers import OPERATOR, login, make_client, make_demo
 
 PAGES = ("/", "/api/log", "/api/show", "/config", "/api/config", "/config?effective=1",
          "/api/config?effective=1")

@@ -441,7 +441,7 @@ def shred(state: State, path: str | None, ref: str | None, fp: str | None,
     """
     from ledger.cli.app import doc_path
     from ledger.core.document import get_value
-    from ledger.core.secret_refs import SecretRef
+    from ledger.core.secret_refs import refs_in
 
     if (path is None) == (fp is None):
         raise click.UsageError("give exactly one of --path or --fingerprint")
@@ -452,9 +452,11 @@ def shred(state: State, path: str | None, ref: str | None, fp: str | None,
         doc, key = doc_path(path)
         seq = state.seq(ref)
         value = get_value(ledger.state_at(seq).document(doc), key)
-        if not isinstance(value, SecretRef):
+        # a secret leaf, or a list whose sealed elements are all destroyed
+        refs = list(dict.fromkeys(refs_in(value)))
+        if not refs:
             raise CommandError(f"{path} does not hold a stored secret at seq {seq}")
-        refs, label = [value], path
+        label = path
     else:
         assert fp is not None
         fp = fp.removeprefix("fp:")
@@ -713,8 +715,12 @@ def providers_effective(state: State) -> None:
         moltis-ledger providers effective
         OPENAI_API_KEY=… moltis-ledger providers effective --json
     """
-    found = run_async(state.store().providers.effective())
-    docs = {name: {"enabled": p.enabled, "api_key": _mask(p.api_key), "base_url": p.base_url,
+    from ledger.ops.display import shown_text
+
+    store = state.store()
+    found = run_async(store.providers.effective())
+    docs = {name: {"enabled": p.enabled, "api_key": _mask(p.api_key),
+                   "base_url": shown_text(p.base_url, store.ledger.vault),
                    "models": list(p.models), "display_name": p.display_name,
                    "sources": dict(p.sources)} for name, p in found.items()}
     if state.json:

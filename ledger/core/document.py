@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from ledger.core.events import Change, DocName
 from ledger.core.keypaths import KeyPath, format_path
-from ledger.core.secret_refs import Secret, SecretRef
+from ledger.core.secret_refs import Secret, SecretRef, is_ref_marker
 from ledger.errors import ConfigValidationError
 
 __all__ = [
@@ -265,6 +265,11 @@ def normalize_value(value: Any, path: KeyPath, where: str) -> Any:
 def _normalize_table(value: Mapping[str, Any], path: KeyPath, where: str) -> Doc:
     if len(path) >= MAX_DEPTH:
         raise _bad(path, where, f"nesting deeper than {MAX_DEPTH} levels")
+    if is_ref_marker(value):
+        # the stored form of a sealed value inside a list: given as input, it would pose
+        # as a reference to another stored secret
+        raise _bad(path, where, 'a table of exactly "$secret" and "fp" is how the ledger '
+                                "stores a sealed value; give the value itself")
     out: Doc = {}
     for key, child in value.items():
         if not isinstance(key, str):

@@ -8,7 +8,7 @@ snapshots and logs never carry the value. This module is pure: no I/O, no keys.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 import msgspec
@@ -65,7 +65,8 @@ def is_ref_marker(value: Any) -> bool:
     """True for the JSON form of a reference, `{"$secret": ref, "fp": fp}`: how a
     reference sealed inside a list is stored in an event's value (and so a table no
     input may hold: it would pose as a sealed value)."""
-    return (isinstance(value, dict) and len(value) == 2 and isinstance(value.get("$secret"), str)
+    return (isinstance(value, Mapping) and len(value) == 2
+            and isinstance(value.get("$secret"), str)
             and isinstance(value.get("fp"), str))
 
 

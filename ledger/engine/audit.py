@@ -166,10 +166,12 @@ def _sniffing(rows: Iterable[Row], found: Referenced) -> Iterator[Row]:
     replay reads each payload anyway; only those that mention a secret are decoded)."""
     for row in rows:
         seq, kind, payload = row[0], row[1], row[2]
-        if kind == KIND_CHANGE and b'"secret"' in payload:
+        # b'secret"' is in both a leaf's `"secret":` and a list's `"$secret":` references
+        if kind == KIND_CHANGE and b'secret"' in payload:
             for c in decode_change_payload(payload, seq).changes:
-                if c.secret is not None and c.secret.ref not in found:
-                    found[c.secret.ref] = (seq, doc_path_text(c.doc, c.path), c.secret)
+                for ref in c.refs():
+                    if ref.ref not in found:
+                        found[ref.ref] = (seq, doc_path_text(c.doc, c.path), ref)
         yield row
 
 
@@ -192,8 +194,7 @@ def _check_secrets(ledger: Ledger, referenced: Referenced) -> None:
         else:
             rec = backend.record(row.created_seq)
             made = rec is not None and rec.kind != KIND_SHRED and any(
-                c.secret is not None and c.secret.ref == row.ref
-                for c in decode_event(rec).changes)
+                r.ref == row.ref for c in decode_event(rec).changes for r in c.refs())
             if not made:
                 raise _FailedError(row.created_seq, f"secret {row.ref[:8]}… is not set by event "
                                                f"{row.created_seq} it claims: an orphaned row")

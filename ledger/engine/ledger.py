@@ -113,19 +113,46 @@ class Commit:
 
 
 class _TxnSealer:
-    """Seals secrets into the current write transaction."""
+    """Seals secrets into the current write transaction.
 
-    __slots__ = ("_seq", "_txn", "_vault")
+    It also opens what it sealed (`opener()`): the typed config built to validate
+    the write holds the plain values of secrets at positions typed as plain text (a URL
+    with a password, a sealed `args` element), and the vault cannot read rows of a
+    transaction that is not committed yet."""
+
+    __slots__ = ("_plain", "_seq", "_txn", "_vault")
 
     def __init__(self, vault: Vault, txn: WriteTxn, seq: int) -> None:
         self._vault, self._txn, self._seq = vault, txn, seq
+        self._plain: dict[str, str] = {}
 
     def seal(self, plaintext: str) -> SecretRef:
         refuse_nul(plaintext, "a secret value")
-        return self._vault.seal(self._txn, plaintext, self._seq)
+        ref = self._vault.seal(self._txn, plaintext, self._seq)
+        self._plain[ref.ref] = plaintext
+        return ref
 
     def fingerprint(self, plaintext: str) -> str:
         return self._vault.fingerprint(plaintext, self._txn)
+
+    def opener(self) -> _JustSealed:
+        return _JustSealed(self._plain, self._vault)
+
+
+class _JustSealed:
+    """Opens the secrets one write sealed (from memory), and any other from the vault."""
+
+    __slots__ = ("_plain", "_vault")
+
+    def __init__(self, plain: dict[str, str], vault: Vault) -> None:
+        self._plain, self._vault = plain, vault
+
+    def open_secret(self, ref: SecretRef) -> str:
+        plain = self._plain.get(ref.ref)
+        return plain if plain is not None else self._vault.open_secret(ref)
+
+    def is_destroyed(self, ref: SecretRef) -> bool:
+        return ref.ref not in self._plain and self._vault.is_destroyed(ref)
 
 
 Build = Callable[[ConfigState, "Sealer"], Sequence[Change]]
@@ -568,7 +595,8 @@ class Ledger:
                 # typed view of the new raw document
                 result["edited"] = (view, edit)
             else:
-                result["typed"] = self._validate(state, changes)  # names a bad path precisely
+                # names a bad path precisely
+                result["typed"] = self._validate(state, changes, sealer)
                 if edit.problem is not None:
                     raise ConfigValidationError(f"update: {edit.problem}",
                                                 edit.problem.split(":", 1)[0])
@@ -607,7 +635,7 @@ class Ledger:
                 changes += materialize_document(state.keys, keys, sealer, where, doc="keys",
                                                 secret=is_key_secret_path)
             if any(c.doc == "config" for c in changes):
-                result["typed"] = self._validate(state, changes)
+                result["typed"] = self._validate(state, changes, sealer)
             return changes
 
         return self.append(build, on_fold=lambda s: self._adopt(s, result), **kw)
@@ -653,19 +681,21 @@ class Ledger:
         def build(state: ConfigState, sealer: Sealer) -> Sequence[Change]:
             changes = changes_for(state, sealer)
             if any(c.doc == "config" for c in changes):
-                result["typed"] = self._validate(state, changes, where)
+                result["typed"] = self._validate(state, changes, sealer, where)
             return changes
 
         return self.append(build, on_fold=lambda s: self._adopt(s, result), **kw)
 
-    def _validate(self, state: ConfigState, changes: Sequence[Change],
+    def _validate(self, state: ConfigState, changes: Sequence[Change], sealer: Sealer,
                   where: str = "update") -> MoltisConfig:
         # lazy: schema and decoders load on first use (CLI start-up)
         from ledger.typed.convert import to_typed
 
         config_changes = [c for c in changes if c.doc == "config"]
         new_raw, _ = apply_changes(state.config, config_changes)
-        return to_typed(new_raw, self.vault, where=where)
+        # the secrets this write sealed open from memory (their rows are not committed)
+        opener = sealer.opener() if isinstance(sealer, _TxnSealer) else self.vault
+        return to_typed(new_raw, opener, where=where)
 
     def _adopt(self, state: ConfigState, result: dict[str, Any]) -> None:
         """The typed view of `state`, the state an append of this ledger just folded,
@@ -702,7 +732,7 @@ class Ledger:
             wanted = {r.ref for r in live}
             paths = list(dict.fromkeys(
                 doc_path_text(c.doc, c.path) for ev in self.events() for c in ev.changes
-                if c.secret is not None and c.secret.ref in wanted))
+                if any(r.ref in wanted for r in c.refs())))
         if not live:
             current = self.head_state()
             return Commit(current.seq, False, current.hash)
@@ -802,8 +832,9 @@ class Ledger:
         found: dict[str, SecretRef] = {}
         for ev in self.events():
             for ch in ev.changes:
-                if ch.secret is not None and ch.secret.fp == fp:
-                    found[ch.secret.ref] = ch.secret
+                for ref in ch.refs():  # a leaf's, or those sealed inside a list
+                    if ref.fp == fp:
+                        found[ref.ref] = ref
         return list(found.values())
 
     # -- history ---------------------------------------------------------------------

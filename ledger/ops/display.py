@@ -13,9 +13,7 @@ from ledger.core.events import Change, Event
 from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import Secret, SecretRef, mask_text, parse_mask
 from ledger.engine.vault import Vault
-from ledger.errors import (
-    SecretDestroyedError,
-)
+from ledger.errors import SecretDestroyedError, SecretError
 
 if TYPE_CHECKING:
     # the typed layer (the schema) is loaded by the typed displays that need it, so
@@ -43,6 +41,22 @@ def display_value(value: Any, vault: Vault, *, reveal: bool = False) -> Any:
         return {k: display_value(v, vault, reveal=reveal) for k, v in value.items()}
     if isinstance(value, list):
         return [display_value(v, vault, reveal=reveal) for v in value]
+    return value
+
+
+def shown_text(value: Any, vault: Vault) -> Any:
+    """A plain-text value of a typed config for output (say a provider's effective
+    `base_url`): masked when the secret policy seals it (a URL with credentials), with
+    the fingerprint the ledger stores for it."""
+    # lazy: the schema package loads only for the typed displays (CLI start-up)
+    from ledger.schema.secret_policy import url_has_credential
+
+    if isinstance(value, str) and url_has_credential(value):
+        try:
+            fp: str | None = vault.fingerprint(value)
+        except SecretError:
+            fp = None
+        return mask_text(fp)
     return value
 
 

@@ -17,7 +17,7 @@ import tomlkit
 from ledger.core.chain import GENESIS, VerifyReport, verify_records
 from ledger.core.document import leaves
 from ledger.core.events import Record
-from ledger.core.secret_refs import SecretRef
+from ledger.core.secret_refs import refs_in
 from ledger.engine.ledger import Ledger
 from ledger.errors import (
     LedgerError,
@@ -73,8 +73,7 @@ def holds_secrets(ledger: Ledger, seq: int) -> bool:
     """Whether the state at `seq` has any stored secret (a masked export would hold a
     placeholder)."""
     state = ledger.state_at(seq)
-    return any(isinstance(v, SecretRef) for doc in (state.config, state.keys)
-               for _p, v in leaves(doc))
+    return any(any(refs_in(v)) for doc in (state.config, state.keys) for _p, v in leaves(doc))
 
 
 def is_config_home(directory: Path, config_home: Path) -> bool:

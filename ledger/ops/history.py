@@ -108,8 +108,8 @@ def rollback(ledger: Ledger, to_seq: int, *, dry_run: bool = False,
     def changes_for(state: ConfigState, _sealer: Sealer) -> list[Change]:
         changes = (diff_documents(state.config, target.config, "config")
                    + diff_documents(state.keys, target.keys, "keys"))
-        destroyed = [c for c in changes if c.secret is not None
-                     and ledger.vault.is_destroyed(c.secret)]
+        destroyed = [c for c in changes  # a leaf's secret, or one inside a list
+                     if any(ledger.vault.is_destroyed(r) for r in c.refs())]
         if destroyed and not leave_destroyed_unset:
             paths = ", ".join(format_path(c.path) for c in destroyed)
             raise SecretDestroyedError(

@@ -44,6 +44,7 @@ from ledger.stores.config_file import read_config, read_config_file
 from ledger.stores.key_file import META_KEYS
 from ledger.typed.changes import Sealer, materialize, materialize_document
 from ledger.typed.convert import RawChange, to_typed
+from ledger.typed.list_secrets import holds_secret
 from projections.config_view import ConfigState
 
 __all__ = ["META_CONFIG", "META_KEYS", "META_SYNC_SEQ", "WIRING", "MigrationReport",
@@ -101,6 +102,10 @@ def leaf_prints(doc: Doc, sealer: _Fingerprints | None, secret: Any) -> dict[str
     for path, value in leaves(doc):
         if secret(path) and isinstance(value, str) and sealer is not None:
             out[format_path(path)] = "k:" + sealer.fingerprint(value)
+        elif sealer is not None and holds_secret(path, value):
+            # a list with a secret inside, a URL with a password: keyed as well
+            text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+            out[format_path(path)] = "k:" + sealer.fingerprint(text)
         else:
             data = json.dumps(value, sort_keys=True, ensure_ascii=False).encode()
             out[format_path(path)] = "b:" + blake3(data).hexdigest()[:32]
@@ -173,7 +178,7 @@ def _secret_bearing(name: str, data: bytes) -> bool:
         doc = normalize_document(parse_document(data, name, config_format(Path(name))), name)
     except LedgerError:
         return True  # cannot tell: seal it
-    return any(is_secret_path(path) for path, _ in leaves(doc))
+    return any(is_secret_path(path) or holds_secret(path, value) for path, value in leaves(doc))
 
 
 def _existing_backup(root: Path, content: str) -> Path | None:

@@ -24,7 +24,7 @@ import msgspec
 from ledger._log import get_logger
 from ledger.core.document import Doc, leaves
 from ledger.core.events import KIND_SHRED
-from ledger.core.secret_refs import SecretRef
+from ledger.core.secret_refs import SecretRef, refs_in
 from ledger.engine.ledger import Ledger
 from ledger.engine.sealed_files import open_body, seal_body
 from ledger.engine.vault import KeySource, SealedOpener
@@ -70,8 +70,8 @@ def _slot_seq(path: Path, location: str) -> int:
 def write_mirror(ledger: Ledger, state: ConfigState, path: Path, location: str) -> None:
     sealed: dict[str, str] = {}
     for doc in (state.config, state.keys):
-        for _path, value in leaves(doc):
-            if isinstance(value, SecretRef) and value.ref not in sealed:
+        for value in (r for _path, leaf in leaves(doc) for r in refs_in(leaf)):
+            if value.ref not in sealed:
                 row = ledger.backend.secret(value.ref)
                 if row is not None and row.sealed is not None:
                     sealed[value.ref] = base64.b64encode(bytes(row.sealed)).decode()

@@ -149,8 +149,7 @@ def switch_to_file(ledger_store: LedgerConfigStore, *, config_file: Path, keys_f
         config["config"]["backend"] = "file"
     keys = display_doc(state.keys, ledger.vault, reveal=True)
     withheld = [prefix + format_path(path) for prefix, doc in (("", config), ("keys:", keys))
-                for path, value in leaves(doc)
-                if isinstance(value, str) and parse_mask(value) is not None]
+                for path, value in leaves(doc) if _holds_mask(value)]
     if withheld:
         raise SecretDestroyedError(
             f"the ledger has no value for {', '.join(withheld)} (shredded, or imported from "
@@ -182,3 +181,14 @@ def switch_to_file(ledger_store: LedgerConfigStore, *, config_file: Path, keys_f
 
     report.checked = asyncio.run(prove())
     return report
+
+
+def _holds_mask(value: Any) -> bool:
+    """A mask placeholder, or a list holding one (a sealed element with no value)."""
+    if isinstance(value, str):
+        return parse_mask(value) is not None
+    if isinstance(value, list):
+        return any(_holds_mask(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_mask(v) for v in value.values())
+    return False

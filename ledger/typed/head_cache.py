@@ -135,6 +135,17 @@ class _EditCopy(MoltisConfig, gc=True, dict=True):
                 value = lazy.materialize(self, name)
         return value
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # a section replaced without being read (`cfg.hooks = HooksConfig(...)`) is
+        # touched too: otherwise the edit would compare the view's own instance and the
+        # new section would be silently dropped
+        msgspec.Struct.__setattr__(self, name, value)
+        i = _SECTION_INDEX.get(name)
+        if i is not None:
+            lazy: _Lazy | None = object.__getattribute__(self, "__dict__").get("_lazy_")
+            if lazy is not None:
+                lazy.touched[name] = i
+
 
 class _Lazy:
     """What an `_EditCopy` needs to decode its sections on demand."""

@@ -16,6 +16,7 @@ import secrets as _random
 import typing
 from typing import Any, Protocol
 
+from ledger.core.keypaths import KeyPath
 from ledger.core.secret_refs import (
     DESTROYED_REF,
     WITHHELD_REF,
@@ -27,7 +28,7 @@ from ledger.core.secret_refs import (
 from ledger.schema.introspect import TypeNode, field_at, is_sealed_text, strip_annotated
 from ledger.schema.secret_policy import is_secret_name, secret_items, url_has_credential
 
-__all__ = ["seal_list"]
+__all__ = ["holds_secret", "seal_list"]
 
 
 class _Sealer(Protocol):
@@ -112,3 +113,24 @@ def seal_list(value: list[Any], current: Any, node: TypeNode | None, sealer: _Se
     sealing = _Sealing(current, sealer)
     out = sealing.items(value, node.item if node is not None and node.kind == "list" else None)
     return out, sealing.sealed_any
+
+
+class _Probe:
+    """A sealer that seals nothing: `holds_secret` only asks whether anything would be."""
+
+    def seal(self, plaintext: str) -> SecretRef:
+        return SecretRef(ref="probe", fp="probe")
+
+    def fingerprint(self, plaintext: str) -> str:
+        return "probe"
+
+
+def holds_secret(path: KeyPath, value: Any, doc: str = "config") -> bool:
+    """Whether a leaf that is not a secret by its path holds one by the policy's value
+    rules: a URL with credentials, or a list with a secret inside."""
+    if isinstance(value, str):
+        return url_has_credential(value)
+    if isinstance(value, list):
+        return seal_list(value, None, field_at(path) if doc == "config" else None,
+                         _Probe())[1]
+    return False

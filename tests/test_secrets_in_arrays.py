@@ -1,0 +1,263 @@
+"""Issue 14: secrets inside arrays and URL userinfo in typed string fields, on a real
+SQLite ledger: sealed in the chain (never plaintext in the database or its WAL),
+fingerprinted, shreddable by fingerprint, surviving rollback, past reads, key
+rotation and verify; older events read unchanged; `${VAR}` references stay readable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from ledger import SqliteConfigStore
+from ledger.core.events import Change, ChangePayload, decode_change_payload, encode_payload
+from ledger.core.secret_refs import SecretRef, refs_in
+from ledger.errors import ConfigValidationError, SecretDestroyedError
+from tests.conftest import run
+
+TOKEN = "sk-ARRAY-apikey-0001"
+EQ = "tok-ARRAY-eq-0002"
+BEARER = "brr-ARRAY-0003"
+HOOK = "hook-ARRAY-env-0004"
+URLPW = "pwARRAYurl0005"
+ARGS = ["--api-key", TOKEN, f"--token={EQ}", "-H", f"Authorization: Bearer {BEARER}",
+        "--verbose"]
+URL = f"https://bot:{URLPW}@mcp.example/sse"
+HOOKS = [{"name": "audit", "command": "./audit.sh", "events": ["x"],
+          "env": {"API_TOKEN": HOOK, "LOG_LEVEL": "debug"}}]
+PLAIN = [TOKEN, EQ, BEARER, HOOK, URLPW]
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = SqliteConfigStore(tmp_path / "ledger.db")
+    yield s
+    s.ledger.close()
+
+
+def _set_all(store) -> None:
+    run(store.edit({("mcp", "servers", "gh", "command"): "gh-mcp",
+                    ("mcp", "servers", "gh", "args"): ARGS,
+                    ("mcp", "servers", "gh", "url"): URL,
+                    ("hooks", "hooks"): HOOKS}, reason="integrations"))
+
+
+def _gateway(store):
+    return run(store.load_effective(env={}))
+
+
+def test_secrets_in_arrays_never_reach_the_database_in_clear(store, tmp_path: Path) -> None:
+    _set_all(store)
+    run(store.update_raw(lambda c: setattr(c.server, "port", 8111)))
+    for path in tmp_path.glob("ledger.db*"):
+        data = path.read_bytes()
+        assert not [p for p in PLAIN if p.encode() in data], path
+    doc = store.ledger.head_state().config
+    args = doc["mcp"]["servers"]["gh"]["args"]
+    assert [type(a).__name__ for a in args] == ["str", "SecretRef", "SecretRef", "str",
+                                               "SecretRef", "str"]
+    assert all(isinstance(v, SecretRef) for v in doc["hooks"]["hooks"][0]["env"].values())
+    assert isinstance(doc["mcp"]["servers"]["gh"]["url"], SecretRef)
+    # stored as references inside the list, flagged on the change
+    ev = next(e for e in store.ledger.events() if e.touches(("hooks",)))
+    change = next(c for c in ev.changes if c.path == ("hooks", "hooks"))
+    assert change.sealed and len(list(change.refs())) == 2
+    assert HOOK not in change.describe() and "<secret fp:" in change.describe()
+    gw = _gateway(store)
+    assert gw.mcp.servers["gh"].args == ARGS and gw.mcp.servers["gh"].url == URL
+    assert gw.hooks is not None
+    assert gw.hooks.hooks[0].env == HOOKS[0]["env"]
+    report = run(store.verify())  # the list's secrets are live references, no orphans
+    assert report.ok, report.problem
+
+
+def test_the_same_list_again_records_nothing(store) -> None:
+    _set_all(store)
+    seq = store.ledger.head_state().seq
+    _set_all(store)  # the same plaintext: same fingerprints, same references
+    run(store.edit({("mcp", "servers", "gh", "args"): list(ARGS)}))
+    assert not run(store.update_raw(lambda c: setattr(c.mcp.servers["gh"], "args",
+                                                      list(ARGS)))).appended
+    assert not run(store.save_raw(run(store.load_raw()))).appended
+    assert store.ledger.head_state().seq == seq
+
+
+def test_shred_by_fingerprint_reaches_an_element_of_a_list(store) -> None:
+    _set_all(store)
+    ref = store.ledger.head_state().config["mcp"]["servers"]["gh"]["args"][1]
+    assert store.ledger.refs_with_fingerprint(ref.fp) == [ref]
+    store.ledger.shred([ref], reason="leaked")
+    args = _gateway(store).mcp.servers["gh"].args
+    assert args[1] == f"<secret destroyed fp:{ref.fp}>"  # a mask, never the reference
+    assert args[2] == f"--token={EQ}"
+    report = run(store.verify())
+    assert report.ok, report.problem
+    # the shred event names where the value was held
+    shred = next(e for e in store.ledger.events(descending=True) if e.shredded)
+    assert shred.shredded_paths == (("config", ("mcp", "servers", "gh", "args")),)
+    # rolling back to a point that held it is refused, unless left unset
+    from ledger.ops.history import rollback
+
+    first = next(e.seq for e in store.ledger.events() if e.touches(("mcp",)))
+    run(store.edit({("mcp", "servers", "gh", "args"): ["--verbose"]}))
+    with pytest.raises(SecretDestroyedError, match="args"):
+        rollback(store.ledger, first)
+    done = rollback(store.ledger, first, leave_destroyed_unset=True)
+    assert done.left_unset == ["mcp.servers.gh.args"]
+
+
+def test_rollback_and_past_reads_bring_back_the_plain_values(store) -> None:
+    _set_all(store)
+    first = store.ledger.head_state().seq
+    run(store.edit({("mcp", "servers", "gh", "args"): ["--api-key", "sk-ARRAY-second-9"]}))
+    assert _gateway(store).mcp.servers["gh"].args == ["--api-key", "sk-ARRAY-second-9"]
+    past = run(store.load_effective_at(first, env={}))
+    assert past.mcp.servers["gh"].args == ARGS
+    assert run(store.load_raw_at(first)).mcp.servers["gh"].args == ARGS
+    from ledger.ops.history import rollback
+
+    result = rollback(store.ledger, first)
+    assert result.commit is not None and result.commit.appended
+    assert _gateway(store).mcp.servers["gh"].args == ARGS
+    # the rollback restored the very references (no new sealed copies)
+    now = store.ledger.head_state().config["mcp"]["servers"]["gh"]["args"]
+    then = store.ledger.state_at(first).config["mcp"]["servers"]["gh"]["args"]
+    assert now == then
+
+
+def test_key_rotation_keeps_secrets_in_lists_readable(store, tmp_path: Path) -> None:
+    import secrets
+
+    _set_all(store)
+    store.ledger.rotate_key(secrets.token_bytes(32))
+    gw = _gateway(store)
+    assert gw.mcp.servers["gh"].args == ARGS
+    assert gw.hooks is not None and gw.hooks.hooks[0].env["API_TOKEN"] == HOOK
+    report = run(store.verify())
+    assert report.ok, report.problem
+
+
+def test_a_reference_marker_given_as_input_is_refused(store) -> None:
+    with pytest.raises(ConfigValidationError, match=r"\$secret"):
+        run(store.edit({("mcp", "servers", "gh", "args"): [{"$secret": "x", "fp": "y"}]}))
+    with pytest.raises(ConfigValidationError, match=r"\$secret"):
+        run(store.save_raw({"vendor": {"k": {"$secret": "x", "fp": "y"}}}))
+
+
+def test_older_events_read_unchanged() -> None:
+    """An event written before `sealed` existed (or without it) keeps a table that looks
+    like a reference as the plain table it was; a flagged one holds references."""
+    marker = {"$secret": "abc", "fp": "0011"}
+    old = encode_payload(ChangePayload([Change(op="set", path=("x",), value=[marker])]))
+    assert b'"sealed"' not in old
+    assert decode_change_payload(old).changes[0].value == [marker]
+    new = encode_payload(ChangePayload([Change(op="set", path=("x",),
+                                               value=[SecretRef(ref="abc", fp="0011")])]))
+    assert b'"sealed":true' in new
+    assert decode_change_payload(new).changes[0].value == [SecretRef(ref="abc", fp="0011")]
+    # a change without list references encodes exactly as before
+    plain = Change(op="set", path=("a",), value=["--verbose"])
+    assert encode_payload(ChangePayload([plain])) == msgspec.json.Encoder(
+        order="deterministic").encode(ChangePayload([plain]))
+
+
+def test_env_references_are_not_sealed(store) -> None:
+    run(store.edit({("mcp", "servers", "gh", "args"): ["--token", "${GH_TOKEN}"],
+                    ("mcp", "servers", "gh", "url"): "https://bot:${GH_PW}@mcp.example/x"}))
+    doc = store.ledger.head_state().config["mcp"]["servers"]["gh"]
+    assert doc["args"] == ["--token", "${GH_TOKEN}"]
+    assert doc["url"] == "https://bot:${GH_PW}@mcp.example/x"
+    gw = run(store.load_effective(env={"GH_TOKEN": "t0k", "GH_PW": "pw"}))
+    assert gw.mcp.servers["gh"].args == ["--token", "t0k"]
+    assert gw.mcp.servers["gh"].url == "https://bot:pw@mcp.example/x"
+
+
+def test_tables_inside_lists_in_unknown_places_are_sealed_by_name(store) -> None:
+    run(store.edit({("vendor", "targets"): [{"name": "a", "api_key": "sk-ARRAY-vendor-7",
+                                             "nested": [{"password": "pw-ARRAY-8"}]}]},
+                   reason="unknown section"))
+    value = store.ledger.head_state().config["vendor"]["targets"]
+    assert value[0]["name"] == "a"
+    assert isinstance(value[0]["api_key"], SecretRef)
+    assert isinstance(value[0]["nested"][0]["password"], SecretRef)
+    assert len(list(refs_in(value))) == 2
+
+
+def test_file_store_keeps_plain_values_as_moltis_reads_them(tmp_path: Path) -> None:
+    """The moltis.toml backend has no vault: it writes the values as Moltis reads them
+    (as it does for free-form channel secrets)."""
+    from ledger.stores.file_store import FileConfigStore
+
+    path = tmp_path / "moltis.toml"
+    store = FileConfigStore(path)
+    _set_all(store)
+    text = path.read_text()
+    assert TOKEN in text and HOOK in text and URLPW in text
+    gw = run(store.load_effective(env={}))
+    assert gw.mcp.servers["gh"].args == ARGS
+    assert not run(store.update_raw(lambda c: None)).appended
+
+
+def test_the_head_mirror_serves_secrets_in_lists_to_the_gateway(tmp_path: Path) -> None:
+    """With the ledger unreadable the gateway is served the head mirror: the sealed
+    values of the list's secrets are in it (never their plaintext), and open."""
+    import asyncio
+
+    from ledger.ops.open_store import open_store
+    from tests.operator import make_site
+
+    site = make_site(tmp_path)
+    site.ok("migrate")
+
+    async def write() -> None:
+        store = open_store()
+        try:
+            await store.edit({("mcp", "servers", "gh", "command"): "gh-mcp",
+                              ("mcp", "servers", "gh", "args"): ARGS,
+                              ("mcp", "servers", "gh", "url"): URL,
+                              ("hooks", "hooks"): HOOKS}, actor="ui", reason="mcp")
+        finally:
+            await store.close()
+
+    asyncio.run(write())
+    mirrors = list(site.data_dir.glob("ledger-head*.json"))
+    assert mirrors and not [m for m in mirrors for p in PLAIN if p.encode() in m.read_bytes()]
+    for suffix in ("-wal", "-shm"):
+        Path(f"{site.db}{suffix}").unlink(missing_ok=True)
+    site.db.write_bytes(b"this is not a database any more" * 100)
+
+    async def served() -> tuple[str, object]:
+        store = open_store()
+        try:
+            return store.backend_name, await store.load_effective()
+        finally:
+            await store.close()
+
+    backend, cfg = asyncio.run(served())
+    assert backend == "mirror"
+    assert cfg.mcp.servers["gh"].args == ARGS  # type: ignore[attr-defined]
+    assert cfg.mcp.servers["gh"].url == URL  # type: ignore[attr-defined]
+    assert cfg.hooks.hooks[0].env == HOOKS[0]["env"]  # type: ignore[attr-defined]
+
+
+def test_a_masked_export_reimports_to_the_same_references(store, tmp_path: Path) -> None:
+    """A masked export holds `<secret fp:…>` inside the list; importing it back records
+    nothing (the fingerprints match the references there), and into a fresh ledger the
+    elements become withheld secrets, never the mask text as a value."""
+    from ledger.ops.display import display_doc
+
+    _set_all(store)
+    masked = display_doc(store.ledger.head_state().config, store.ledger.vault)
+    assert "<secret fp:" in masked["mcp"]["servers"]["gh"]["args"][1]
+    seq = store.ledger.head_state().seq
+    run(store.save_raw(masked))
+    assert store.ledger.head_state().seq == seq
+    fresh = SqliteConfigStore(tmp_path / "fresh.db")
+    try:
+        run(fresh.save_raw(masked))
+        args = fresh.ledger.head_state().config["mcp"]["servers"]["gh"]["args"]
+        assert isinstance(args[1], SecretRef) and args[1].ref.startswith("withheld-")
+        assert args[1].fp == masked["mcp"]["servers"]["gh"]["args"][1][len("<secret fp:"):-1]
+    finally:
+        fresh.ledger.close()
