@@ -142,3 +142,56 @@ def test_shred_by_fingerprint_from_the_cli_reaches_list_elements(capsys) -> None
     out = capsys.readouterr().out
     assert out.count("<secret destroyed fp:") == 3
     assert run(["verify"]) == 0
+
+
+MIGRATE_TOML = f"""\
+[server]
+port = 13131
+
+[mcp.servers.gh]
+command = "gh-mcp"
+args = {json.dumps(ARGS)}
+url = "{URL}"
+
+[[hooks.hooks]]
+name = "audit"
+command = "./audit.sh"
+events = ["SessionStart"]
+env = {{ API_TOKEN = "{LEAKS['hook']}" }}
+"""
+
+
+def test_migration_backup_and_ledger_backup_hold_no_list_secret_in_clear(tmp_path: Path
+                                                                         ) -> None:
+    """A moltis.toml whose only secrets are inside arrays and a URL is secret-bearing:
+    its migration backup is sealed; the imported ledger and a `backup` of it hold the
+    values sealed; a hand edit of the list is imported (as an event) sealed too."""
+    from tests.operator import make_site
+
+    site = make_site(tmp_path, keys=False)
+    site.toml.write_text(MIGRATE_TOML, encoding="utf-8")
+    site.ok("migrate")
+    backups = [p for p in (site.data_dir / "backups").rglob("*") if p.is_file()]
+    assert any(p.name.endswith(".sealed") for p in backups), backups
+    for path in backups:
+        _assert_clean(path.read_bytes(), str(path))
+    out = tmp_path / "ledger.backup"
+    site.ok("backup", "-o", str(out))
+    _assert_clean(out.read_bytes(), "backup")
+    for path in site.data_dir.glob("moltis.db*"):
+        _assert_clean(path.read_bytes(), str(path))
+    import asyncio
+
+    from ledger.ops.open_store import open_store
+
+    async def gateway() -> object:
+        store = open_store()
+        try:
+            return await store.load_effective(env={})
+        finally:
+            await store.close()
+
+    cfg = asyncio.run(gateway())
+    assert cfg.mcp.servers["gh"].args == ARGS  # type: ignore[attr-defined]
+    assert cfg.hooks.hooks[0].env["API_TOKEN"] == LEAKS["hook"]  # type: ignore[attr-defined]
+    site.ok("verify")
