@@ -20,7 +20,7 @@ PAGES = ("/", "/api/log", "/api/show", "/config", "/api/config", "/config?effect
 
 
 def _client(store: Any) -> Any:
-    app = create_app(store)
+    app = create_app(store, allow_rollback=True)  # the rollback preview page too
     c = make_client(app)
     login(c, app.state.auth.issue_login_token(OPERATOR))
     return c
@@ -35,8 +35,15 @@ def demo_store(tmp_path: Path) -> Any:
 
 def _leaks(c: Any, values: list[str]) -> dict[str, list[str]]:
     found = {}
-    for page in PAGES:
-        text = c.get(page).text
+    head = c.get("/api/log").json()
+    newest = max(e["seq"] for e in (head["events"] if isinstance(head, dict) else head))
+    more = [f"/events/{newest}", f"/api/events/{newest}", "/diff?from=0",
+            "/api/diff?from=0", "/blame", "/api/blame", "/providers", "/api/providers",
+            "/verify", f"/rollback?to={newest - 1}"]
+    for page in [*PAGES, *more]:
+        response = c.get(page)
+        assert response.status_code == 200, (page, response.status_code)
+        text = response.text
         hits = [v for v in values if v in text]
         if hits:
             found[page] = hits

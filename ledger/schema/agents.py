@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from ledger.core.secret_refs import Secret
-from ledger.schema.base import Section, UInt, choices, sealed
+from ledger.schema.base import Section, UInt, choices, sealed_by_name
 
 __all__ = [
     "AgentsConfig",
@@ -227,8 +227,8 @@ class HookConfig(Section):
     events: list[str]
     timeout: UInt = 10
     # Moltis types these as plain strings; they carry the hook's tokens, so the ledger
-    # seals every value (as it does for MCP servers' `env`), and the gateway gets text.
-    env: dict[str, Annotated[str, sealed()]] = msgspec.field(default_factory=dict)
+    # seals those under secret-shaped names (`API_TOKEN`), and the gateway gets text.
+    env: dict[str, Annotated[str, sealed_by_name()]] = msgspec.field(default_factory=dict)
 
 
 class HooksConfig(Section):

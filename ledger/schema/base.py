@@ -13,9 +13,10 @@ Schema conventions (other modules rely on them):
 - A Rust `String` with documented values is typed `Annotated[str, choices(...)]`, not a
   `Literal`: Moltis loads any text there (and its `config check` may warn), so refusing
   other values would refuse configs Moltis runs with. `check` warns instead.
-- A Rust `String` that holds credentials though Moltis types it as plain text (a hook's
-  `env` values) is `Annotated[str, sealed()]`: the ledger seals it like a `Secret`, and
-  the typed config (what the gateway gets) keeps the plain `str` Moltis expects.
+- A map of Rust `String`s that holds credentials under secret-shaped names though Moltis
+  types it as plain text (a hook's `env`) has values `Annotated[str, sealed_by_name()]`:
+  the ledger seals a value whose key's name looks secret (`API_TOKEN`, not `HOOK_LOG`),
+  and the typed config (what the gateway gets) keeps the plain `str` Moltis expects.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Annotated
 import msgspec
 
 __all__ = ["Fraction", "Percent", "Port", "PositiveInt", "Section", "UInt", "UInt8", "choices",
-           "sealed"]
+           "sealed_by_name"]
 
 
 class Section(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -51,6 +52,6 @@ def choices(*values: str) -> msgspec.Meta:
     return msgspec.Meta(extra={"choices": values})
 
 
-def sealed() -> msgspec.Meta:
-    """A plain-text field whose values the ledger seals (see the module docstring)."""
-    return msgspec.Meta(extra={"sealed": True})
+def sealed_by_name() -> msgspec.Meta:
+    """Map values the ledger seals by their key's name (see the module docstring)."""
+    return msgspec.Meta(extra={"sealed_by_name": True})

@@ -25,8 +25,8 @@ from ledger.schema import FREEFORM_SECRETS, MoltisConfig
 from ledger.schema.secret_policy import secret_by_name
 
 __all__ = ["ROOT", "FieldNode", "SectionInfo", "TypeNode", "child_keys", "choices_of", "field_at",
-           "is_known_path", "is_sealed_text", "is_secret_path", "is_untyped_path", "known_prefix",
-           "secret_patterns", "section_info", "strip_annotated"]
+           "is_known_path", "is_secret_path", "is_untyped_path", "known_prefix",
+           "seals_by_name", "secret_patterns", "section_info", "strip_annotated"]
 
 Kind = Literal["section", "dict", "list", "secret", "leaf"]
 
@@ -136,13 +136,15 @@ def field_at(path: KeyPath, start: TypeNode | None = None) -> TypeNode | None:
     return node
 
 
-def is_sealed_text(node: TypeNode) -> bool:
-    """True for a plain-text field the schema marks `sealed()` (a hook's `env` values)."""
+@functools.cache  # TypeNodes compare by identity: one answer per schema node
+def seals_by_name(node: TypeNode) -> bool:
+    """True for map values the schema marks `sealed_by_name()` (a hook's `env`): the
+    secret policy's name rule applies to their keys though the schema types them."""
     ann = node.annotation
     while typing.get_origin(ann) is typing.Annotated:
         for meta in typing.get_args(ann)[1:]:
             extra = getattr(meta, "extra", None)
-            if isinstance(extra, dict) and extra.get("sealed"):
+            if isinstance(extra, dict) and extra.get("sealed_by_name"):
                 return True
         ann = typing.get_args(ann)[0]
     return False

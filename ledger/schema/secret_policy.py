@@ -4,15 +4,16 @@ A leaf is a secret, sealed (encrypted at rest, fingerprinted, shreddable) and ma
 every output, when
 
 1. the schema types it `Secret` (provider `api_key`, MCP and external-agent `env` and
-   `headers`, `[env]`, …), marks it `sealed()` (a plain string in Moltis that holds
-   credentials: a `[[hooks.hooks]]` entry's `env` values), or it is one of
+   `headers`, `[env]`, …), or it is one of
    `FREEFORM_SECRETS` (Moltis's own `ChannelType::secret_fields`, e.g.
    `channels.telegram.<account>.token`);
 2. it is a string at a position the schema does not type (a key in a free-form map such
    as a channel account or a tool control, an unknown key, an unknown field of a
    `provider_keys.json` entry) and its *name* looks like a secret (`SECRET_WORDS`
    below): a typo such as `providers.x.apikey` or an `api_key` in an unknown section
-   is sealed instead of living in plaintext in the chain forever;
+   is sealed instead of living in plaintext in the chain forever. The name rule also
+   applies to maps the schema marks `sealed_by_name()`: a `[[hooks.hooks]]` entry's
+   `env`, plain strings in Moltis (`API_TOKEN` is sealed, `HOOK_LOG` is not);
 3. it is a string anywhere (typed or not: `providers.x.base_url`, `mcp.servers.x.url`)
    holding a URL with credentials in its userinfo (`url_has_credential`): a password
    (`https://user:pass@host`) or a token alone (`https://ghp_…@host`: at least 16

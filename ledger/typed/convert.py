@@ -12,6 +12,7 @@ Schema introspection lives in `ledger.schema.introspect`, `check` in `ledger.typ
 
 from __future__ import annotations
 
+import functools
 import re
 import types
 import typing
@@ -99,6 +100,7 @@ def shape(raw: Any, node: TypeNode, unseal: Unseal = _masked) -> Any:
     return _plain(raw, node, unseal)
 
 
+@functools.cache  # TypeNodes compare by identity: one answer per schema node
 def _keeps_refs(node: TypeNode) -> bool:
     """Typed `Secret` (the decode hook makes it one) or free-form (`freeform.revive`)."""
     return node.kind == "secret" or strip_annotated(node.annotation) is typing.Any
@@ -108,8 +110,14 @@ def _holds_plain_refs(values: Any, item: TypeNode) -> bool:
     return not _keeps_refs(item) and any(v.__class__ is SecretRef for v in values)
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain(raw: Any, node: TypeNode, unseal: Unseal) -> Any:
-    if raw.__class__ is SecretRef:
+    cls = raw.__class__
+    if cls in _SCALARS:
+        return raw  # the common case, first: this runs for every leaf of the document
+    if cls is SecretRef:
         return raw if _keeps_refs(node) else unseal(raw)
     if isinstance(raw, list | dict) and not _keeps_refs(node):
         return _deep_plain(raw, unseal)  # a container typed as one value (a union)

@@ -25,7 +25,7 @@ from ledger.core.secret_refs import (
     parse_mask,
     refs_in,
 )
-from ledger.schema.introspect import TypeNode, field_at, is_sealed_text, strip_annotated
+from ledger.schema.introspect import TypeNode, field_at, seals_by_name, strip_annotated
 from ledger.schema.secret_policy import is_secret_name, secret_items, url_has_credential
 
 __all__ = ["holds_secret", "seal_list"]
@@ -86,7 +86,7 @@ class _Sealing:
 
     def items(self, values: list[Any], item: TypeNode | None) -> list[Any]:
         secret = set(secret_items(values))
-        if item is not None and (item.kind == "secret" or is_sealed_text(item)):
+        if item is not None and item.kind == "secret":
             secret.update(i for i, v in enumerate(values) if isinstance(v, str))
         return [self.ref(v) if i in secret else self.value(v, item)
                 for i, v in enumerate(values)]
@@ -96,9 +96,9 @@ class _Sealing:
         for key, child in table.items():
             child_node = field_at((key,), node) if node is not None else None
             if isinstance(child, str) and (
-                    (child_node is not None and (child_node.kind == "secret"
-                                                 or is_sealed_text(child_node)))
-                    or (_untyped(child_node) and is_secret_name(key))):
+                    (child_node is not None and child_node.kind == "secret")
+                    or ((_untyped(child_node) or seals_by_name(child_node))
+                        and is_secret_name(key))):
                 out[key] = self.ref(child)
             else:
                 out[key] = self.value(child, child_node)
