@@ -58,6 +58,7 @@ def _masked(ref: SecretRef) -> str:
 
 
 Unseal = Callable[[SecretRef], str]
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def shape(raw: Any, node: TypeNode, unseal: Unseal = _masked) -> Any:
@@ -76,7 +77,12 @@ def shape(raw: Any, node: TypeNode, unseal: Unseal = _masked) -> Any:
             if key != raw_key and key in raw:
                 continue  # the current name wins over the old one
             fn = info.fields.get(key)
-            if fn is not None:
+            if value.__class__ in _SCALARS:  # most leaves: nothing to rearrange or open
+                if fn is not None:
+                    out[fn.key] = value
+                elif info.flatten is not None:
+                    extra[key] = value
+            elif fn is not None:
                 out[fn.key] = shape(value, fn.node, unseal)
             elif info.flatten is not None:
                 assert info.flatten.node.item is not None
@@ -87,7 +93,8 @@ def shape(raw: Any, node: TypeNode, unseal: Unseal = _masked) -> Any:
         return out
     if node.kind == "dict" and isinstance(raw, dict) and node.item is not None:
         if node.item.kind in ("section", "dict", "list"):
-            return {k: shape(v, node.item, unseal) for k, v in raw.items()}
+            return {k: v if v.__class__ in _SCALARS else shape(v, node.item, unseal)
+                    for k, v in raw.items()}
         if _holds_plain_refs(raw.values(), node.item):
             return {k: _plain(v, node.item, unseal) for k, v in raw.items()}
         return raw
@@ -107,10 +114,9 @@ def _keeps_refs(node: TypeNode) -> bool:
 
 
 def _holds_plain_refs(values: Any, item: TypeNode) -> bool:
-    return not _keeps_refs(item) and any(v.__class__ is SecretRef for v in values)
+    # `in` over map(type, …) runs in C: this runs for every list and map of the document
+    return SecretRef in map(type, values) and not _keeps_refs(item)
 
-
-_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _plain(raw: Any, node: TypeNode, unseal: Unseal) -> Any:
