@@ -357,3 +357,37 @@ def test_property_sealed_lists_replay_snapshot_and_round_trip(tmp_path: Path) ->
             store.ledger.close()
 
     check()
+
+
+def test_another_writers_list_secrets_reach_this_processs_view_plain(tmp_path: Path) -> None:
+    """A store that catches up on another process's events (re-converting only the
+    sections they changed) gives `update_raw`'s fn and `load_raw` the plain values. (A
+    real process: stores of one process share their views through the group commit.)"""
+    import json
+    import subprocess
+    import sys
+
+    db = tmp_path / "shared.db"
+    b = SqliteConfigStore(db)
+    try:
+        run(b.update_raw(lambda c: setattr(c.server, "port", 8001)))
+        run(b.load_raw())  # b holds a typed view of the head
+        code = (
+            "import asyncio, json, sys\n"
+            "from ledger import SqliteConfigStore\n"
+            "s = SqliteConfigStore(sys.argv[1])\n"
+            "asyncio.run(s.edit({tuple(k.split('/')): v for k, v in "
+            "json.loads(sys.argv[2]).items()}))\n"
+            "s.ledger.close()\n")
+        sets = {"mcp/servers/gh/command": "gh-mcp", "mcp/servers/gh/args": ARGS,
+                "mcp/servers/gh/url": URL}
+        subprocess.run([sys.executable, "-c", code, str(db), json.dumps(sets)], check=True)
+        seen: dict[str, object] = {}
+        run(b.update_raw(lambda c: seen.setdefault("args", list(c.mcp.servers["gh"].args))))
+        assert seen["args"] == ARGS
+        assert run(b.load_raw()).mcp.servers["gh"].url == URL
+        assert run(b.load_effective(env={})).mcp.servers["gh"].args == ARGS
+        assert not run(b.update_raw(lambda c: setattr(c.mcp.servers["gh"], "args",
+                                                      list(ARGS)))).appended
+    finally:
+        b.ledger.close()

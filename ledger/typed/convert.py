@@ -191,7 +191,8 @@ def section_to_typed(raw: Any, node: TypeNode, opener: SecretOpener | None = Non
     it inside the whole config (the root has no cross-section rule). Raises
     msgspec.ValidationError; callers that need the located message use `to_typed`."""
     hook = _plain_hook if opener is None else _secret_hook(opener)
-    value = msgspec.convert(shape(raw, node), node.annotation, dec_hook=hook, str_keys=True)
+    shaped = shape(raw, node, _masked if opener is None else _opening(opener))
+    value = msgspec.convert(shaped, node.annotation, dec_hook=hook, str_keys=True)
     from ledger.typed.freeform import revive  # freeform imports this module
 
     return revive(value, opener, node)
