@@ -28,6 +28,16 @@ class Sql:
         self.lock_try = f"BEGIN; SELECT pg_try_advisory_xact_lock({lock})"
         self.last_event = (f"SELECT seq, hash, ts FROM {s}.ledger_events "
                            "ORDER BY seq DESC LIMIT 1")
+        # With the append lock, the head row's lock too: a writer of an older version
+        # serializes on that row lock alone (`SELECT ... FOR UPDATE`, insert, move the
+        # row), so without it the two would interleave and this one's append guard would
+        # fail as if the row had been tampered with. Waiting for that row lock (bounded by
+        # lock_timeout) makes a rolling upgrade safe; taking it after the append lock
+        # means writers of this version never wait on it for each other. The row read
+        # is also what the log's last event is checked against, before any head is
+        # handed to the engine. NOWAIT for the non-waiting try.
+        self.head_row_wait = f"SELECT seq, hash, ts FROM {s}.ledger_head FOR UPDATE"
+        self.head_row_try = f"{self.head_row_wait} NOWAIT"
         # One event: move the head row if it is still the event's parent, insert the
         # event only if it moved, and notify (delivered at COMMIT, only if the append
         # commits). No row back means the head was not the parent: nothing was written.

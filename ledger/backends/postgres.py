@@ -278,7 +278,10 @@ class _PgTxn:
         # next, to catch up, and the lock is held meanwhile. In READ COMMITTED each
         # statement after the lock sees every commit made before the lock was granted
         # (`known.seq` is an int, safe in the text).
-        text = f"{sql.lock_wait if self._wait else sql.lock_try}; {sql.last_event}"
+        # The head row (locked: see Sql.head_row_wait) is read before the last event, so
+        # the last event's snapshot sees the commit of a writer that held the row lock.
+        text = (f"{sql.lock_wait}; {sql.head_row_wait}" if self._wait
+                else f"{sql.lock_try}; {sql.head_row_try}") + f"; {sql.last_event}"
         if known is not None:
             text += (f"; {sql.select} WHERE seq > {int(known.seq)} ORDER BY seq "
                      f"LIMIT {_PREFETCH}")
@@ -287,8 +290,19 @@ class _PgTxn:
         if not self._wait and got is not None and got[0] is not True:
             raise StoreBusyError(f"{b.location}: the ledger is locked by another writer")
         cur.nextset()
+        stored = cur.fetchone()
+        cur.nextset()
         row = cur.fetchone()
         head = Head(row[0], row[1], row[2]) if row is not None else EMPTY_HEAD
+        if stored is None or (stored[0], bytes(stored[1])) != (head.seq, bytes(head.hash)):
+            # An event after the head row that nothing vouches for (inserted without the
+            # key), or a row moved back: refuse before any head reaches the engine, which
+            # would otherwise fold the stray events to catch up (review B, finding 1).
+            said = "missing" if stored is None else f"event {stored[0]}"
+            raise StoreError(
+                f"{b.location}: the head row ({said}) does not match the last event of the "
+                f"log (event {head.seq}): the log or the head row was tampered with or "
+                "damaged; run `moltis-ledger verify`; nothing was written")
         if known is not None and cur.nextset():
             b._in_write.prefetch = (known.seq, [Record(*r) for r in cur.fetchall()])
             b._note_contention(head.seq != known.seq or head.hash != known.hash)
@@ -337,6 +351,11 @@ class _PgTxn:
                 self._cur.execute(sql, params, prepare=params is not None)
             if commit:
                 self._cur.execute("COMMIT")
+
+    def flush(self) -> None:
+        """Send what is queued now (before a read on this transaction's connection)."""
+        if self._ops:
+            self._send()
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -708,10 +727,12 @@ class PostgresBackend:
         with self._connection() as (conn, cur):
             txn: _PgTxn | None = None
             outer = getattr(self._in_write, "conn", None)
+            outer_txn = getattr(self._in_write, "txn", None)
             self._in_write.conn = conn
+            self._in_write.txn = None
             self._in_write.prefetch = None
             try:
-                txn = _PgTxn(self, conn, cur, wait, self._known)
+                txn = self._in_write.txn = _PgTxn(self, conn, cur, wait, self._known)
                 try:
                     yield txn
                 except ConflictError as err:
@@ -735,6 +756,7 @@ class PostgresBackend:
                 raise
             finally:
                 self._in_write.conn = outer
+                self._in_write.txn = outer_txn
                 self._in_write.prefetch = None
 
     def _note_contention(self, collided: bool) -> None:
@@ -752,7 +774,13 @@ class PostgresBackend:
                ) -> list[tuple[Any, ...]]:
         writing: psycopg.Connection[Any] | None = getattr(self._in_write, "conn", None)
         if writing is not None:
+            txn: _PgTxn | None = getattr(self._in_write, "txn", None)
             try:
+                if txn is not None:
+                    # What this transaction queued (a secret, meta, a snapshot set
+                    # earlier in a group commit) must be visible to its own reads:
+                    # send it first (one round trip, only when something is queued).
+                    txn.flush()
                 return writing.execute(sql, args).fetchall()
             except self._errors as err:
                 raise _translate(err, self.location, doing) from err

@@ -493,7 +493,8 @@ class Ledger:
                         state = last  # another ledger of this process led the last group
                     else:
                         state = self._catch_up(state, head)
-                    self._state = state
+                    # not adopted yet: what the write read is trusted only once its
+                    # commit succeeded (below)
                 savepoint = getattr(txn, "savepoint", None) if len(batch) > 1 else None
                 for req in batch:
                     if savepoint is None:  # alone: a failure rolls the transaction back
@@ -737,18 +738,20 @@ class Ledger:
             current = self.head_state()
             return Commit(current.seq, False, current.hash)
         payload = encode_payload(ShredPayload(secrets=live, paths=list(paths)))
-        with self._lock, self.backend.write(wait=wait) as txn:
-            head = txn.head()
-            state = self._state or self.head_state()
-            if head.seq != state.seq or head.hash != state.hash:
-                state = self._catch_up(state, head)
-            rec = self._record(txn, head, KIND_SHRED, payload, actor, reason, source)
-            for ref in live:
-                txn.shred_secret(ref.ref, rec.seq)
-            self._state = fold(state, rec)
-            if should_snapshot(rec.seq, self.snapshot_every):
-                self._put_snapshot(txn, self._state)
-        self._run_hooks(self._state)
+        with self._lock:
+            with self.backend.write(wait=wait) as txn:
+                head = txn.head()
+                state = self._state or self.head_state()
+                if head.seq != state.seq or head.hash != state.hash:
+                    state = self._catch_up(state, head)
+                rec = self._record(txn, head, KIND_SHRED, payload, actor, reason, source)
+                for ref in live:
+                    txn.shred_secret(ref.ref, rec.seq)
+                state = fold(state, rec)
+                if should_snapshot(rec.seq, self.snapshot_every):
+                    self._put_snapshot(txn, state)
+            self._state = state  # committed: only now is the new state served
+        self._run_hooks(state)
         _log.info("shredded", seq=rec.seq, actor=actor, secrets=len(live), paths=list(paths))
         # The shred is committed: from here on it is a success. Old WAL pages (SQLite) or
         # row versions (PostgreSQL) may still hold the sealed value until this step works.
@@ -784,7 +787,8 @@ class Ledger:
                     rec = self._record(txn, head, KIND_CHANGE, payload, actor, reason, source,
                                        sign=False)
                     self._vouch_rotation(txn, rec, new_key)
-                    self._state = fold(state, rec, [])
+                    state = fold(state, rec, [])
+                self._state = state  # committed: only now is the new state served
             finally:
                 self.vault.forget_key()  # unlock again, with whichever key is current
             self.vault.keys.use(new_key)
