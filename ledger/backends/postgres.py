@@ -298,11 +298,12 @@ class _PgTxn:
             # An event after the head row that nothing vouches for (inserted without the
             # key), or a row moved back: refuse before any head reaches the engine, which
             # would otherwise fold the stray events to catch up (review B, finding 1).
-            said = "missing" if stored is None else f"event {stored[0]}"
+            said = "is missing" if stored is None else f"says event {stored[0]}"
             raise StoreError(
-                f"{b.location}: the head row ({said}) does not match the last event of the "
-                f"log (event {head.seq}): the log or the head row was tampered with or "
-                "damaged; run `moltis-ledger verify`; nothing was written")
+                f"{b.location}: the head row does not match the last event of the log (the "
+                f"head row {said}, the log ends at event {head.seq}): the head row is "
+                "behind the log or was changed, or events were inserted without the ledger "
+                "key (tampered or damaged); run `moltis-ledger verify`; nothing was written")
         if known is not None and cur.nextset():
             b._in_write.prefetch = (known.seq, [Record(*r) for r in cur.fetchall()])
             b._note_contention(head.seq != known.seq or head.hash != known.hash)
