@@ -7,7 +7,10 @@ holds the chain head (seq, hash, ts).
 Serialization. The log is one global hash chain, so appends must serialize: every
 locked write transaction starts by taking the ledger's append lock, a transaction-level
 advisory lock (`pg_advisory_xact_lock`, keyed by the schema; taking it writes nothing),
-and reads the head as the event with the highest seq, all in one message. That keeps
+then the head row's lock (`FOR UPDATE`), and reads the head row and the event with the
+highest seq, all in one message; if the two differ (an event inserted after the head
+row without the key, a row moved back), the write is refused before the engine sees
+any head, so a stray event is never folded into a served state. That keeps
 seq order equal to commit order: the writer of seq N+1 cannot take the lock until the
 writer of seq N has committed or rolled back, so a reader that sees event N+1 always
 sees event N too, and a tailing reader (watch, catch-up) never skips an event that
@@ -18,8 +21,12 @@ statement moves the `ledger_head` row from the event's parent to the event in th
 statement (and fails if the row was not the parent), and the primary key on seq refuses
 a second event at a seq; a writer that bypassed the lock could fail, never fork or hole
 the chain. The head row stays what readers poll (`changed()`) and what `verify` checks
-against the log; a writer of an older version, which serializes on that row's lock,
-still cannot interleave with this one.
+against the log. A writer of an older version serializes on that row's lock alone:
+because this one takes the row lock too (after the advisory lock, so writers of this
+version never queue on it for each other), a rolling upgrade's writers wait for each
+other instead of failing the append guard as if the row had been tampered with.
+Reads made on a write's connection (a secret or meta value set earlier in a group
+commit) first send what the transaction queued, so they see its own writes.
 
 Two ways through the lock (see `_PgTxn`):
 
