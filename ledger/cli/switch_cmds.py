@@ -31,8 +31,10 @@ from ledger.files import dirs
 @click.option("--no-switch", is_flag=True,
               help="Leave [config] backend as it is (the gateway keeps its current store).")
 @click.option("--keep-files", is_flag=True,
-              help="Keep the plaintext provider_keys.json after the import (by default it "
-                   "is retired into the sealed backup).")
+              help="Keep the plaintext provider_keys.json and the secret values in the "
+                   "config file after the import (by default the key file is retired into "
+                   "the sealed backup and each secret in the config file is replaced by "
+                   "its mask).")
 @click.option("--from-backup", "from_backup", type=click.Path(file_okay=False, exists=True),
               default=None, help="First put back the files of this migration backup "
                                  "(opened with the ledger key), then import them.")
@@ -49,8 +51,10 @@ def migrate(state: State, dry_run: bool, no_switch: bool, keep_files: bool,
     `unseal-backup`), then imported as one event (source `import`). Then `[config]
     backend` in moltis.toml is set to this ledger (comments kept; --no-switch to
     opt out), so the gateway's open_store() reads what the CLI reads, and the
-    plaintext provider_keys.json is retired into the sealed backup (--keep-files to
-    keep it). Running it again appends nothing if the files are unchanged; after a
+    plaintext provider_keys.json is retired into the sealed backup and each secret
+    value in the config file is replaced by its mask `<secret fp:…>` (the original is
+    in the sealed backup; --keep-files keeps both as they are). Running it again
+    appends nothing if the files are unchanged; after a
     hand edit it imports only what changed in the file, and never reverts values set
     in the ledger since.
 
@@ -98,18 +102,19 @@ def migrate(state: State, dry_run: bool, no_switch: bool, keep_files: bool,
             discard_if_empty(state._store, location)  # no empty moltis.db after a failure
             state._store = None
         raise
-    switched = retired = None
+    switched = retired = stripped = None
     if not dry_run:
         switched = _switch_after_migrate(state, ledger, backend, location, no_switch)
         if not keep_files and switched is not None:
             retired = _retire_keys_file(state, ledger, report.backup_dir)
+            stripped = _strip_config_file(state, ledger, report.backup_dir)
     _render_migration(state, report, ledger, dry_run=dry_run, no_switch=no_switch,
-                      switched=switched, retired=retired, backend=backend)
+                      switched=switched, retired=retired, backend=backend, stripped=stripped)
 
 
 def _render_migration(state: State, report: Any, ledger: Any, *, dry_run: bool,
                       no_switch: bool, switched: str | None, retired: Path | None,
-                      backend: str) -> None:
+                      backend: str, stripped: Any = None) -> None:
     from ledger.ops.display import display_change
 
     keys_file = state.keys_file
@@ -122,6 +127,7 @@ def _render_migration(state: State, report: Any, ledger: Any, *, dry_run: bool,
                         "sources": report.sources, "changes": changes,
                         "gateway": gateway, "switched": switched is not None,
                         "retired": str(retired) if retired else None,
+                        "stripped": stripped.paths if stripped else [],
                         "key": ledger.vault.keys.describe(), "notices": report.notices})
         return
     out = state.out
@@ -151,6 +157,10 @@ def _render_migration(state: State, report: Any, ledger: Any, *, dry_run: bool,
     if retired is not None:
         out.line(f"retired {keys_file}: its keys are in the ledger, the file is sealed in "
                  f"{retired} (--keep-files keeps it)")
+    if stripped is not None:
+        out.line(f"took {len(stripped.paths)} secret value(s) out of {state.config_file}: "
+                 f"they are sealed in the ledger, the file shows their mask; the original "
+                 f"is sealed in {stripped.backup_dir} (--keep-files keeps them)")
     if not dry_run:
         out.line(f"the gateway uses from now on: {gateway}", "bold")
         if no_switch:
@@ -205,6 +215,18 @@ def _retire_keys_file(state: State, ledger: Any, backup_dir: Path | None) -> Pat
     return retire_keys_file(ledger, state.keys_file, state.data_home, backup_dir)
 
 
+def _strip_config_file(state: State, ledger: Any, backup_dir: Path | None) -> Any:
+    """Take the plaintext secrets the ledger holds sealed out of the config file
+    (`ledger.ops.strip_secrets`); the report, or None when there were none."""
+    # lazy: loaded only on this path (CLI start-up)
+    from ledger.ops.strip_secrets import strip_config_secrets
+
+    stripped = strip_config_secrets(ledger, state.config_file, state.data_home, backup_dir)
+    if stripped is not None:
+        state.refresh_installation()
+    return stripped
+
+
 def _restore_backup_files(state: State, folder: Path) -> None:
     """Put the files of a migration backup back into the config directory (opened with
     the ledger key; the files they replace are backed up first)."""
@@ -229,7 +251,8 @@ def _restore_backup_files(state: State, folder: Path) -> None:
 @cli.command(name="switch-backend")
 @click.argument("target", type=click.Choice(["file", "sqlite", "postgres"]))
 @click.option("--keep-files", is_flag=True,
-              help="Switching to a ledger: keep the plaintext provider_keys.json.")
+              help="Switching to a ledger: keep the plaintext provider_keys.json and the "
+                   "secret values in the config file.")
 @writes
 @common
 @pass_state
@@ -321,14 +344,25 @@ def _switch_to_ledger(state: State, target: str, keep_files: bool) -> None:
             await new.close()
 
     checked = asyncio.run(prove())
-    retired = None
-    if not keep_files:
-        retired = _retire_keys_file(state, store.ledger, report.backup_dir)
     written = [f"wrote {state.config_file}: [config] backend = \"{target}\""]
-    if retired is not None:
-        written.append(f"retired {state.keys_file} into the sealed backup {retired}")
+    if not keep_files:
+        written += _retire_and_strip(state, store.ledger, report.backup_dir)
     _render_switch(state, f"the {target} ledger at {describe_location(location)}",
                    report.backup_dir, checked, written)
+
+
+def _retire_and_strip(state: State, ledger: Any, backup_dir: Path | None) -> list[str]:
+    """After a switch to a ledger: the plaintext key file retired, the config file's
+    secrets masked; what was done."""
+    done = []
+    retired = _retire_keys_file(state, ledger, backup_dir)
+    if retired is not None:
+        done.append(f"retired {state.keys_file} into the sealed backup {retired}")
+    stripped = _strip_config_file(state, ledger, backup_dir)
+    if stripped is not None:
+        done.append(f"took {len(stripped.paths)} secret value(s) out of {state.config_file} "
+                    f"(masked; the original sealed in {stripped.backup_dir})")
+    return done
 
 
 def _render_switch(state: State, what: str, backup_dir: Path | None, checked: list[str],

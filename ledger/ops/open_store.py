@@ -232,14 +232,13 @@ def open_store(*, config_dir: str | os.PathLike[str] | None = None,
 def _retire_keys_file(store: LedgerConfigStore, inst: Installation,
                       backup_dir: Path | None) -> None:
     """As `migrate` does: the plaintext key file goes into the sealed backup once the
-    ledger holds exactly its keys (a key file that differs is kept)."""
+    ledger holds exactly its keys (a key file that differs is kept); the config file's
+    secrets the ledger holds sealed are replaced by their masks."""
     # lazy: only on a first start
-    from ledger.ops.retire import retire_keys_file
+    from ledger.ops.strip_secrets import after_first_import
 
-    folder = retire_keys_file(store.ledger, inst.keys_file, inst.data_home, backup_dir)
-    if folder is not None:
-        _log.info("the plaintext provider key file was retired into a sealed backup",
-                  file=str(inst.keys_file), backup=str(folder))
+    after_first_import(store.ledger, inst.config_file, inst.keys_file, inst.data_home,
+                       backup_dir)
 
 
 class WrongLedgerError(BackendUnavailableError):
@@ -447,6 +446,8 @@ def sync_hand_edit(store: LedgerConfigStore, inst: Installation) -> str | None:
     if report is not None and report.commit is not None:
         _log.info("imported a hand edit", file=str(inst.config_file), seq=report.commit.seq,
                   paths=len(report.changes))
+        from ledger.ops.strip_secrets import strip_hand_edit  # lazy: only after an import
+        strip_hand_edit(store.ledger, inst.config_file, inst.data_home, inst.doc)
     return None
 
 

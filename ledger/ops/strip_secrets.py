@@ -1,0 +1,208 @@
+"""Taking the plaintext secrets out of the config file once the ledger holds them sealed:
+the one rule `migrate`, `switch-backend` and the gateway's first-start import use
+(like `ledger.ops.retire` for provider_keys.json), so no live moltis.toml keeps in
+clear what the ledger seals (and what `shred` destroys).
+
+Each secret value the ledger holds sealed under the same path, with the same keyed
+fingerprint, is replaced in place by the ledger's mask placeholder
+(`<secret fp:…>`): the key, its comments and the file's layout stay, and the import
+rule reads that placeholder back as "the sealed value already held" (no change), so
+the stripped file never imports as unsets. A value the ledger does not hold exactly
+(changed in the ledger since, or never imported) is left alone. The original file is
+first sealed in a migration backup; the stripped file is then recorded as in step
+(`record_file_sync`), so it is the baseline later hand edits are measured against.
+The gateway never serves an imported file (`open_store()` refuses it), so this
+changes nothing it is given.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ledger._log import get_logger
+from ledger.core.document import MISSING, Doc, get_value, leaves, same_value
+from ledger.core.events import Change
+from ledger.core.keypaths import KeyPath, format_path
+from ledger.core.secret_refs import SecretRef, parse_mask
+from ledger.engine.ledger import Ledger
+from ledger.errors import LedgerError, StoreError
+from ledger.files.safe_io import config_format, locked, replace_file
+from ledger.ops.hand_edit import record_file_sync
+from ledger.ops.migrate import WIRING, backup_files
+from ledger.ops.retire import retire_keys_file
+from ledger.stores.config_file import parse_config, read_config
+from ledger.typed.changes import is_env_reference
+
+_log = get_logger(__name__)
+
+__all__ = ["StripReport", "after_first_import", "holds_masks", "strip_config_secrets",
+           "strip_hand_edit"]
+
+
+@dataclass
+class StripReport:
+    """What was taken out (paths), and the sealed backup holding the original."""
+
+    paths: list[str] = field(default_factory=list)
+    backup_dir: Path | None = None
+
+
+def _masked(value: Any, stored: Any, ledger: Ledger) -> Any:
+    """`value` with each plaintext secret the ledger holds sealed as `stored` replaced
+    by its mask (recursing through arrays and tables); `value` itself when none is."""
+    if isinstance(value, str):
+        if (isinstance(stored, SecretRef) and not is_env_reference(value)
+                and parse_mask(value) is None
+                and ledger.vault.fingerprint(value) == stored.fp):
+            return stored.mask()
+        return value
+    if isinstance(value, list) and isinstance(stored, list) and len(value) == len(stored):
+        out = [_masked(v, s, ledger) for v, s in zip(value, stored, strict=True)]
+        return value if out == value else out
+    if isinstance(value, dict) and isinstance(stored, dict):
+        new = {k: _masked(v, stored.get(k, MISSING), ledger) for k, v in value.items()}
+        return value if new == value else new
+    return value
+
+
+def _replacements(doc: Doc, ledger: Ledger) -> list[tuple[KeyPath, Any]]:
+    held = ledger.head_state().config
+    out: list[tuple[KeyPath, Any]] = []
+    for path, value in leaves(doc):
+        if path[0] == WIRING:
+            continue  # [config] is wiring, never imported
+        new = _masked(value, get_value(held, path), ledger)
+        if new is not value:
+            out.append((path, new))
+    return out
+
+
+def holds_masks(doc: Doc) -> bool:
+    """Whether the config document holds a mask placeholder (it was stripped before)."""
+    def masked(value: Any) -> bool:
+        if isinstance(value, str):
+            return parse_mask(value) is not None
+        if isinstance(value, list):
+            return any(masked(v) for v in value)
+        return isinstance(value, dict) and any(masked(v) for v in value.values())
+
+    return any(masked(value) for _, value in leaves(doc))
+
+
+def _render(config_file: Path, data: bytes, doc: Doc,
+            replacements: list[tuple[KeyPath, Any]]) -> bytes:
+    """The file's new bytes, edited in its own format (comments and layout kept)."""
+    fmt = config_format(config_file)
+    changes = [Change(op="set", path=path, value=value) for path, value in replacements]
+    text = data.decode("utf-8")
+    if fmt == "toml":
+        # lazy: tomlkit only when a file is stripped
+        from ledger.stores.toml_edit import edit_toml
+
+        return edit_toml(text, changes).encode("utf-8")
+    if fmt == "yaml":
+        # lazy: ruamel.yaml only for YAML files
+        from ledger.stores.yaml_edit import edit_yaml
+
+        return edit_yaml(text, changes).encode("utf-8")
+    new = json.loads(text)
+    for path, value in replacements:
+        node = new
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    return (json.dumps(new, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _expected(doc: Doc, replacements: list[tuple[KeyPath, Any]]) -> Doc:
+    out: Doc = json.loads(json.dumps(doc))
+    for path, value in replacements:
+        node = out
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    return out
+
+
+def _sealed_backup(ledger: Ledger, config_file: Path, data_dir: Path,
+                   backup_dir: Path | None) -> Path:
+    """A migration backup holding the config file sealed: `backup_dir` when it does
+    (migrate's, made from the same secrets), else a new one of the file as it is."""
+    if backup_dir is not None:
+        try:
+            manifest = json.loads((backup_dir / "manifest.json").read_text(encoding="utf-8"))
+            entry = manifest.get("files", {}).get(config_file.name)
+        except (OSError, ValueError, AttributeError):
+            entry = None
+        if isinstance(entry, dict) and entry.get("sealed"):
+            return backup_dir
+    return backup_files([config_file], data_dir, seal=ledger.vault.seal_file,
+                        content_print=lambda d: ledger.vault.fingerprint(d.hex()),
+                        manifest_mac=ledger.vault.manifest_mac)
+
+
+def strip_config_secrets(ledger: Ledger, config_file: Path, data_dir: Path,
+                         backup_dir: Path | None = None) -> StripReport | None:
+    """Replace every plaintext secret of `config_file` that the ledger holds sealed by
+    its mask (see the module docstring), after sealing the original in a backup; what
+    was done, or None when the file holds no such secret."""
+    if not config_file.exists():
+        return None
+    with locked(config_file, wait=True):
+        data, doc = read_config(config_file)
+        if data is None:
+            return None
+        replacements = _replacements(doc, ledger)
+        if not replacements:
+            return None
+        new = _render(config_file, data, doc, replacements)
+        try:
+            back = parse_config(config_file, new)
+        except LedgerError as err:
+            raise StoreError(f"{config_file}: internal error: the file without its secrets "
+                             f"would not parse ({err}); it was left as it is") from None
+        if not same_value(back, _expected(doc, replacements)):
+            raise StoreError(f"{config_file}: internal error: taking the secrets out would "
+                             "also change other values; the file was left as it is")
+        folder = _sealed_backup(ledger, config_file, data_dir, backup_dir)
+        replace_file(config_file, new)
+        record_file_sync(ledger, config_file)  # the stripped file is the new baseline
+    return StripReport([format_path(p) for p, _ in replacements], folder)
+
+
+def after_first_import(ledger: Ledger, config_file: Path, keys_file: Path, data_dir: Path,
+                       backup_dir: Path | None) -> None:
+    """The gateway's first-start import (`open_store()`), as `migrate` does it: the
+    plaintext key file retired, the config file's secrets masked."""
+    folder = retire_keys_file(ledger, keys_file, data_dir, backup_dir)
+    if folder is not None:
+        _log.info("the plaintext provider key file was retired into a sealed backup",
+                  file=str(keys_file), backup=str(folder))
+    stripped = strip_config_secrets(ledger, config_file, data_dir, backup_dir)
+    if stripped is not None:
+        _log.info("the plaintext secrets of the config file were replaced by their masks",
+                  file=str(config_file), paths=len(stripped.paths),
+                  backup=str(stripped.backup_dir))
+
+
+def strip_hand_edit(ledger: Ledger, config_file: Path, data_dir: Path,
+                    doc: Doc | None) -> None:
+    """After a hand edit was imported: a file whose secrets were masked before (no
+    --keep-files) gets a secret typed back in masked again, now that the ledger holds it
+    sealed; a file kept with --keep-files (no mask in it) is left as the operator keeps
+    it. A file that cannot be written is logged, never raised: the import stands, and a
+    read command never fails for this."""
+    if doc is None or not holds_masks(doc):
+        return
+    try:
+        stripped = strip_config_secrets(ledger, config_file, data_dir)
+    except (LedgerError, OSError) as err:
+        _log.warning("a secret typed into the config file stays there in clear",
+                     file=str(config_file), error=str(err))
+        return
+    if stripped is not None:
+        _log.info("the secrets of a hand edit were replaced by their masks in the file",
+                  file=str(config_file), paths=len(stripped.paths))
