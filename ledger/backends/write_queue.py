@@ -17,8 +17,9 @@ writer that gives up leaves the helper to release the lock as soon as it gets it
 `flock` locks belong to the open file, not to the process: each backend (connection)
 opens its own, so stores of one process on one database queue against each other too,
 and closing it never touches SQLite's own (POSIX) locks, which are on other files.
-Where the file cannot be opened safely (a symbolic link, not a regular file, no
-permission, no `flock`), writers go without the queue, as before.
+Where the file cannot be opened safely (a symbolic link, not a regular file, a file of
+another user or one that others may open, no permission, no `flock`), writers go without
+the queue, as before (see `open_queue`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import stat
 import threading
 from pathlib import Path
 
+from ledger._log import get_logger
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on POSIX: no queue, SQLite's lock alone
@@ -37,42 +40,87 @@ except ImportError:  # pragma: no cover - not on POSIX: no queue, SQLite's lock 
 
 __all__ = ["WriteQueue", "open_queue"]
 
+_log = get_logger("ledger.backends.write_queue")
 SUFFIX = ".lock"  # as the file stores' `<file>.lock`
 
 
 def open_queue(database: Path) -> WriteQueue | None:
-    """The queue beside `database` (created with the database's permission bits, never
-    through a link), or None where writers must go without it."""
+    """The queue beside `database`, or None where writers must go without it.
+
+    `flock` needs nothing but an open file, so whoever can open the queue file can stop
+    every writer (they fail at their busy timeout). The file is therefore created 0600
+    from the first byte (group read/write only where the database's group may write it,
+    and only with the database's group), never through a link; an existing one is used
+    only when it is a plain file of the database's owner (or of this process's user, who
+    may write the database) that opens to nobody who cannot write the database. A file
+    planted by someone else is left as it is (never chowned) and writers go without the
+    queue, as for a symbolic link: SQLite's own lock still excludes them."""
     if fcntl is None:
         return None
     path = Path(f"{database}{SUFFIX}")
     flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         db = os.stat(database)
-        mode = stat.S_IMODE(db.st_mode) & 0o666
         try:
-            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, mode)
-            os.fchmod(fd, mode)  # whatever the umask: the database's own bits
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+            created = True
         except FileExistsError:
             fd = os.open(path, flags)
-    except OSError:
-        return None  # ELOOP (a planted link), EACCES, a read-only folder: no queue
+            created = False
+    except OSError as err:  # ELOOP (a planted link), EACCES, a read-only folder
+        _log.debug("writers go without the queue", file=str(path), reason=str(err))
+        return None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-            raise OSError(errno.EINVAL, "not a plain file")
-        if os.geteuid() == 0 and (st.st_uid, st.st_gid) != (db.st_uid, db.st_gid):
-            # as SQLite does for -wal and -shm: root's writes keep the owner's access
-            os.fchown(fd, db.st_uid, db.st_gid)
+        if created:
+            _make_private(fd, db)
+        refusal = _refusal(os.fstat(fd), db)
+        if refusal is not None:
+            raise OSError(errno.EPERM, refusal)
         try:  # flock works on this file system (held by another writer: it works too)
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             fcntl.flock(fd, fcntl.LOCK_UN)
         except BlockingIOError:
             pass
-    except OSError:
+    except OSError as err:
         os.close(fd)
+        _log.debug("writers go without the queue", file=str(path), reason=str(err))
         return None
     return WriteQueue(fd)
+
+
+def _group_writes(db: os.stat_result) -> bool:
+    return bool(db.st_mode & stat.S_IWGRP)
+
+
+def _make_private(fd: int, db: os.stat_result) -> None:
+    """A queue file this process just created: 0600 whatever the umask; the owner's
+    (as SQLite does for -wal and -shm, root's writes keep the owner's access) and, where
+    the group may write the database, the database's group with read/write."""
+    os.fchmod(fd, 0o600)
+    if os.geteuid() == 0 and db.st_uid != 0:
+        os.fchown(fd, db.st_uid, db.st_gid)
+    if _group_writes(db):
+        try:
+            if os.fstat(fd).st_gid != db.st_gid:
+                os.fchown(fd, -1, db.st_gid)
+        except OSError:
+            return  # not a member of that group: the file stays 0600
+        os.fchmod(fd, 0o660)
+
+
+def _refusal(st: os.stat_result, db: os.stat_result) -> str | None:
+    """Why a queue file must not be used (None: it may)."""
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        return "not a plain file"
+    if st.st_uid not in (db.st_uid, os.geteuid()):
+        return (f"owned by uid {st.st_uid}, not by the database's owner (uid {db.st_uid}); "
+                "remove it")
+    mode = stat.S_IMODE(st.st_mode)
+    allowed = 0o600 | (0o060 if _group_writes(db) and st.st_gid == db.st_gid else 0)
+    if mode & ~allowed:
+        return (f"mode {mode:#o} opens it to users who cannot write the database; "
+                "remove it (it is created 0600)")
+    return None
 
 
 class WriteQueue:
