@@ -253,7 +253,7 @@ class State:
     def hand_edit_poller(self, store: LedgerConfigStore) -> Callable[[], None]:
         """For `watch` on a read-only open: import a hand edit as soon as the config
         file changes (a short writable open, as for any read command)."""
-        from ledger.ops.open_store import file_stat_key, settled
+        from ledger.files.change_key import file_stat_key, settled
 
         seen = {"stat": file_stat_key(self.config_file)}
 

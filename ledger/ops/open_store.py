@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from ledger.errors import (
     ParseError,
 )
 from ledger.files import dirs
+from ledger.files.change_key import file_stat_key, settled
 from ledger.files.safe_io import config_format, parse_document, read_file
 from ledger.ops.file_digest import META_CONFIG, in_step
 from ledger.stores.config_file import parse_config
@@ -389,25 +389,6 @@ def attach_files(store: LedgerConfigStore, inst: Installation, *, mirror: bool =
 def mirror_key(location: str) -> str:
     """The ledger a mirror belongs to, in a form without a password."""
     return describe_location(location) if is_dsn(location) else os.path.abspath(location)
-
-
-SETTLE_NS: Final = 1_000_000_000
-
-
-def settled(key: tuple[int, ...] | None) -> bool:
-    """A file last modified at least a second ago: an editor that writes in place
-    (truncate, then write) is done with it, so a read cannot catch half a file and
-    import the missing half as removed keys."""
-    return key is None or time.time_ns() - key[2] >= SETTLE_NS
-
-
-def file_stat_key(path: Path) -> tuple[int, ...] | None:
-    """What tells that a file changed without reading it (inode, size, mtime)."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def sync_hand_edit(store: LedgerConfigStore, inst: Installation) -> str | None:
