@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Final
 import blake3
 
 from ledger.backends.base import HEAD_MAC, HEAD_SIGNATURE
+from ledger.core.canonical import hex_bytes
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -102,7 +103,8 @@ class HeadSignature:
             version, seq, h, pub, sig = text.split(" ")
             if version != "v1":
                 raise ValueError(version)
-            found = cls(int(seq), bytes.fromhex(h), bytes.fromhex(pub), bytes.fromhex(sig))
+            found = cls(int(seq), hex_bytes(h, "hash", size=32), hex_bytes(pub, "key", size=32),
+                        hex_bytes(sig, "signature", size=64))
         except ValueError:
             found = None
         if found is None or found.encode() != text:  # one spelling only (no "0044", "AB")
@@ -147,7 +149,7 @@ class HeadMac:
             version, seq, h, mac = text.split(" ")
             if version != "v1" or len(mac) != 64 or len(h) != 64:
                 raise ValueError(version)
-            found = cls(int(seq), bytes.fromhex(h), bytes.fromhex(mac))
+            found = cls(int(seq), hex_bytes(h, "hash", size=32), hex_bytes(mac, "mac", size=32))
         except ValueError:
             found = None
         if found is None or found.encode() != text:  # one spelling only (no "0044", "AB")

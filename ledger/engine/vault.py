@@ -29,6 +29,7 @@ import blake3
 
 from ledger._log import get_logger
 from ledger.backends.base import Backend, WriteTxn
+from ledger.core.canonical import b64_bytes
 from ledger.core.secret_refs import DESTROYED_REF, SecretRef
 from ledger.engine.integrity_keys import IntegrityKeys
 from ledger.engine.key_check import check_key, parse_key
@@ -237,7 +238,10 @@ class Vault:
 
         aead = AESGCM(_subkey(key, "secret sealing"))
         if sealed_fp_key:
-            data = base64.b64decode(sealed_fp_key)
+            try:
+                data = b64_bytes(sealed_fp_key, "the ledger's sealed fingerprint key (fp_key)")
+            except ValueError as err:
+                raise SecretKeyError(f"{err}: the ledger's metadata was changed") from None
             try:
                 self._fp_key = aead.decrypt(data[:12], data[12:], self._aad("fingerprint key"))
             except InvalidTag:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import IO, Any, Literal
 
 import tomlkit
 
+from ledger.core.canonical import b64_bytes, hex_bytes
 from ledger.core.chain import GENESIS, VerifyReport, verify_records
 from ledger.core.document import leaves
 from ledger.core.events import Record
@@ -180,12 +180,13 @@ def read_bundle(path: Path) -> Bundle:
                 bundle.records.append(Record(
                     int(item["seq"]), int(item["ts"]), item["actor"], item["reason"],
                     item["source"], item["kind"], item["payload"].encode("utf-8"),
-                    bytes.fromhex(item["prev_hash"]), bytes.fromhex(item["hash"])))
+                    hex_bytes(item["prev_hash"], f"line {n}: prev_hash", size=32),
+                    hex_bytes(item["hash"], f"line {n}: hash", size=32)))
             elif "secret" in item:
                 if item.get("sealed") is not None:
                     try:
-                        item["sealed"] = base64.b64decode(item["sealed"], validate=True)
-                    except (binascii.Error, TypeError):
+                        item["sealed"] = b64_bytes(item["sealed"], "the sealed value")
+                    except ValueError:
                         raise ParseError(f"{path}: line {n}: the sealed value is not valid "
                                          "base64") from None
                 bundle.secrets.append(item)

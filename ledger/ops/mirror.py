@@ -22,6 +22,7 @@ from typing import Any, Final
 import msgspec
 
 from ledger._log import get_logger
+from ledger.core.canonical import b64_bytes
 from ledger.core.document import Doc, leaves
 from ledger.core.events import KIND_SHRED
 from ledger.core.secret_refs import SecretRef, refs_in
@@ -223,7 +224,7 @@ def _read_slot(path: Path, location: str, keys: KeySource, reason: str
         if doc.get("location") != location:
             return None  # the mirror of another ledger
         config = _refs(doc["config"])
-        sealed = {str(k): base64.b64decode(v, validate=True)
+        sealed = {str(k): b64_bytes(v, f"sealed value {k}")
                   for k, v in dict(doc.get("sealed") or {}).items()}
         seq = int(doc["seq"])
         if not isinstance(config, dict):
