@@ -11,8 +11,8 @@ first step after it, so killing at that first step is a kill right after the com
 
 `expect_rotation_finished` is what an operator does next and what must then hold:
 `key rotate --resume` when the rotation was left part-way, after which every live
-secret and every sealed backup opens with the one key file, the old key is gone from
-disk (it opens nothing), and the ledger verifies."""
+secret, every sealed migration backup and the ledger backup open with the one key
+file, the old key is gone from disk (it opens nothing), and the ledger verifies."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ SECRETS = {
 }
 KEYS_FILE = {"anthropic": {"apiKey": "sk-ROTCRASH-anthropic-31f0"}}
 ALL_SECRETS = {*SECRETS.values(), KEYS_FILE["anthropic"]["apiKey"]}
+BACKED_UP = ALL_SECRETS - {SECRETS["channels.telegram.bot1.token"]}  # in the ledger backup
 _TMP = re.compile(r"^\.(.+)\.[0-9a-f]{12}\.tmp$")
 
 
@@ -97,6 +98,7 @@ def build_site(root: Path) -> Site:
         + SECRETS["providers.openai.api_key"] + '"\n')
     (config / "provider_keys.json").write_text(json.dumps(KEYS_FILE))
     site.ok("migrate", "--reason", "import")
+    site.ok("backup")  # a ledger backup (BACKED_UP): re-sealed by the rotation too
     site.ok("set", "channels.telegram.bot1.token",
             SECRETS["channels.telegram.bot1.token"])
     folders = sorted((site.data_dir / "backups").glob("migrate-*"))
@@ -179,6 +181,7 @@ def expect_rotation_finished(site: Site) -> str:
         joined = b"".join(files.values())
         assert SECRETS["providers.openai.api_key"].encode() in joined
         assert KEYS_FILE["anthropic"]["apiKey"].encode() in joined
+    assert ledger_backup_opens(site, key) == BACKED_UP
     if key == old_key:
         site.ok("key", "rotate", "--reason", "after a crash before the commit")
         assert sorted(os.listdir(site.key_file.parent)) == ["ledger-head.hwm", "ledger.key"]
@@ -189,6 +192,12 @@ def expect_rotation_finished(site: Site) -> str:
         except SecretKeyError:
             continue
         raise AssertionError(f"{folder} still opens with the old key")
+    try:
+        ledger_backup_opens(site, old_key)
+    except SecretKeyError:
+        pass
+    else:
+        raise AssertionError("the old key still opens the ledger backup")
     old = SqliteConfigStore(site.data_dir / "moltis.db", keys=KeySource(key=old_key))
     try:
         ref = old.ledger.head_state().config["providers"]["openai"]["api_key"]
@@ -203,6 +212,23 @@ def expect_rotation_finished(site: Site) -> str:
     site.ok("key", "rotate", "--reason", "again, after the crash")  # healthy again
     assert sorted(os.listdir(site.key_file.parent)) == ["ledger-head.hwm", "ledger.key"]
     return "rotated"
+
+
+def ledger_backup_opens(site: Site, key: bytes) -> set[str]:
+    """Every sealed value of the site's ledger backup, opened with `key` (read-only:
+    the backup file is not changed); SecretKeyError when the key does not open it."""
+    from ledger.backends.sqlite import SqliteBackend
+    from ledger.core.secret_refs import SecretRef
+    from ledger.engine.vault import KeySource, Vault
+
+    (path,) = (site.data_dir / "backups").glob("ledger-*.db")
+    backend = SqliteBackend(path, read_only=True)
+    try:
+        vault = Vault(backend, KeySource(key=key, env={}))
+        return {vault.open_secret(SecretRef(ref=row.ref, fp="?"))
+                for row in backend.secrets() if row.sealed is not None}
+    finally:
+        backend.close()
 
 
 def _worker(kill_at: int, record: str, args: list[str]) -> None:

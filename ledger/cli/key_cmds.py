@@ -94,22 +94,27 @@ def rotate(state: State, new_key_file: str | None, resume: bool) -> None:
     if state.json:
         state.out.json({"seq": done.seq, "secrets": done.secrets, "key": done.key_location,
                         "installed": done.installed, "backups": done.backups,
-                        "backups_failed": done.backups_failed})
+                        "backups_failed": done.backups_failed,
+                        "ledger_backups": done.ledger_backups})
         return
+    resealed = "".join(
+        [f", {done.backups} sealed backup file(s)" if done.backups else "",
+         f", {done.ledger_backups} ledger backup(s)" if done.ledger_backups else ""])
     if resume:
         state.out.line(f"finished the key rotation (head seq {done.seq})"
-                       + (f": {done.backups} sealed backup file(s) open with the new key"
-                          if done.backups else ""))
+                       + (f"; open with the new key: {resealed[2:]}" if resealed else ""))
     else:
         state.out.line(f"seq {done.seq}: re-sealed {done.secrets} secret value(s) under a new "
-                       "key" + (f" and {done.backups} sealed backup file(s)"
-                                if done.backups else ""))
+                       f"key{resealed}")
     if done.backups_failed:
         state.out.warn(f"{done.backups_failed} sealed backup file(s) could not be re-sealed "
-                       "(damaged, or sealed with another key); run with -v for their names")
+                       "(damaged, or sealed with another key): they still need the key they "
+                       "were sealed with; run with -v for their names")
     if done.installed:
         state.out.line(f"the new key is in {done.key_location} (0600); the old key opens "
-                       "nothing any more. Back it up: a restore of this ledger needs it")
+                       "nothing in this ledger or in <data dir>/backups any more (backups "
+                       "kept elsewhere still need it). Back the new key up: a restore of "
+                       "this ledger needs it")
     else:
         state.out.warn(f"the new key is in {done.key_location}: install it now (for example "
                        "as MOLTIS_LEDGER_KEY); the old key opens nothing any more")

@@ -84,9 +84,20 @@ class KeySource:
         return self._key is None and not self._env.get(ENV_KEY)
 
     @property
+    def key_target(self) -> Path:
+        """The file the key is in: where a link at `key_file` points (a key kept on a
+        secrets mount, linked into the config dir), so that `key rotate` replaces the
+        key there and the link stays."""
+        if self.key_file.is_symlink():
+            return Path(os.path.realpath(self.key_file))
+        return self.key_file
+
+    @property
     def staged_file(self) -> Path:
-        """Where `key rotate` writes the new key before the ledger switches to it."""
-        return self.key_file.with_name(self.key_file.name + ".new")
+        """Where `key rotate` writes the new key before the ledger switches to it:
+        beside the key file itself (the link's target when it is a link)."""
+        target = self.key_target
+        return target.with_name(target.name + ".new")
 
     @property
     def rotation_interrupted(self) -> bool:

@@ -29,6 +29,7 @@ from ledger.core.chain import VerifyReport, verify_records
 from ledger.engine.ledger import Ledger
 from ledger.errors import InputError, StoreError, VerificationError
 from ledger.files.safe_io import create_private
+from ledger.ops.backup_reseal import check_backup_key
 from ledger.ops.transfer import copy_ledger
 
 __all__ = ["RestoreResult", "backup", "default_backup_path", "restore"]
@@ -112,6 +113,7 @@ def restore(ledger: Ledger, source_file: Path, *, force: bool = False,
         if not report.ok:
             raise VerificationError(f"{source_file}: {report.problem}; nothing was restored",
                                     report.first_bad_seq)
+        check_backup_key(source, ledger.vault.keys, source_file)
         current = ledger.backend.head()
         if current.seq and not force:
             rec = source.record(current.seq)

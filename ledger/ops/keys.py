@@ -9,11 +9,15 @@ the staged key that matches); a failure before the commit leaves the old key in 
 and removes the staged one. When the key comes from $MOLTIS_LEDGER_KEY (or a caller),
 the new key is written to a file the operator names, and they install it.
 
-Migration backups (`<data dir>/backups/migrate-*/*.sealed`) are sealed with the ledger
-key too: after the commit and before the key file moves, each is re-sealed under the
-new key (atomically, its manifest updated), so `restore`/`migrate --from-backup` keep
-working. If the command is stopped during that step, the backups not yet re-sealed
-still need the old key; `key rotate` says how many it re-sealed.
+Migration backups (`<data dir>/backups/migrate-*/*.sealed`) and ledger backups
+(`<data dir>/backups/ledger-*.db`, `replaced-*.db`: ledger.ops.backup_reseal) are
+sealed with the ledger key too: after the commit and before the key file moves, each
+is re-sealed under the new key (atomically, a manifest updated), so `restore` and
+`migrate --from-backup` keep working. A key file that is a symbolic link is rotated
+where it points (the new key is staged and moved there, after checking that
+directory); the link stays. If the command is stopped during that step, the backups
+not yet re-sealed still need the old key; `key rotate` says how many it re-sealed, and
+`key rotate --resume` finishes them.
 """
 
 from __future__ import annotations
@@ -34,7 +38,14 @@ from ledger.engine.ledger import Ledger
 from ledger.engine.sealed_files import backup_manifest_mac, open_blob, seal_blob
 from ledger.engine.vault import ENV_KEY, KeySource
 from ledger.errors import InputError, LedgerError, SecretKeyError
-from ledger.files.safe_io import create_private, locked, read_file, write_private
+from ledger.files.safe_io import (
+    check_directory,
+    create_private,
+    locked,
+    read_file,
+    write_private,
+)
+from ledger.ops.backup_reseal import reseal_ledger_backups
 
 __all__ = ["Rotation", "key_file_problem", "key_location", "resume_rotation", "rotate_key"]
 
@@ -50,6 +61,7 @@ class Rotation:
     installed: bool  # False: the operator must install it ($MOLTIS_LEDGER_KEY)
     backups: int = 0  # sealed migration backup files re-sealed
     backups_failed: int = 0  # ... that could not be (damaged, another key): logged
+    ledger_backups: int = 0  # ledger backups (backups/ledger-*.db, replaced-*.db) re-sealed
 
 
 def key_location(keys: KeySource) -> str:
@@ -203,6 +215,9 @@ def _rotate(ledger: Ledger, new_key_file: Path | None, actor: str | None, reason
             raise InputError(f"the ledger key comes from {keys.describe()}, which this command "
                              "cannot change: name a file for the new key with --new-key-file "
                              f"and install it as ${ENV_KEY} afterwards")
+        # a linked key is rotated where it is: that directory is checked like the
+        # config dir (nobody else may plant a file or a link in it)
+        check_directory(keys.key_target.parent)
         target = keys.staged_file
         with contextlib.suppress(FileNotFoundError):
             target.unlink()  # a rotation stopped before its commit: that key never served
@@ -219,24 +234,36 @@ def _rotate(ledger: Ledger, new_key_file: Path | None, actor: str | None, reason
             if not ledger.vault.sealed_with(new_key):
                 target.unlink()
         raise
-    backups, failed = _finish(keys, old_key, new_key, data_dir, move=new_key_file is None)
+    backups, failed, ledgers = _finish(keys, old_key, new_key, data_dir,
+                                       move=new_key_file is None)
     if new_key_file is None:
-        return Rotation(commit.seq, count, f"key file {keys.key_file}", True, backups, failed)
-    return Rotation(commit.seq, count, str(target), False, backups, failed)
+        return Rotation(commit.seq, count, _where(keys), True, backups, failed, ledgers)
+    return Rotation(commit.seq, count, str(target), False, backups, failed, ledgers)
 
 
 def _finish(keys: KeySource, old_key: bytes | None, new_key: bytes, data_dir: Path | None,
-            *, move: bool) -> tuple[int, int]:
-    """After the commit: re-seal the backups, then (key file) move the new key over
-    the old one, the step that makes the old key unrecoverable, so it comes last."""
-    backups = failed = 0
+            *, move: bool) -> tuple[int, int, int]:
+    """After the commit: re-seal the backups (migration and ledger backups), then (key
+    file) move the new key over the old one, the step that makes the old key
+    unrecoverable, so it comes last."""
+    backups = failed = ledgers = 0
     if data_dir is not None and old_key is not None:
         backups, failed = reseal_backups(data_dir, old_key, new_key)
+        ledgers, failed_ledgers = reseal_ledger_backups(data_dir, old_key, new_key)
+        failed += failed_ledgers
     if move:
-        os.replace(keys.staged_file, keys.key_file)  # the old key is gone from disk
-        _fsync_dir(keys.key_file.parent)
+        # over the key itself, never over a link to it (the link stays the operator's)
+        check_directory(keys.key_target.parent)
+        os.replace(keys.staged_file, keys.key_target)  # the old key is gone from disk
+        _fsync_dir(keys.key_target.parent)
         keys.use(new_key)
-    return backups, failed
+    return backups, failed, ledgers
+
+
+def _where(keys: KeySource) -> str:
+    if keys.key_target != keys.key_file:
+        return f"key file {keys.key_target} (linked from {keys.key_file})"
+    return f"key file {keys.key_file}"
 
 
 def resume_rotation(ledger: Ledger, *, new_key_file: Path | None = None,
@@ -289,9 +316,10 @@ def _resume(ledger: Ledger, new_key_file: Path | None, data_dir: Path | None
     else:
         keys.use(new_key)
     ledger.finish_key_rotation()
-    backups, failed = _finish(keys, old_key, new_key, data_dir, move=new_key_file is None)
+    backups, failed, ledgers = _finish(keys, old_key, new_key, data_dir,
+                                       move=new_key_file is None)
     head = ledger.head_state().seq
     _log.info("finished an interrupted key rotation", seq=head, backups=backups)
     if new_key_file is None:
-        return Rotation(head, 0, f"key file {keys.key_file}", True, backups, failed)
-    return Rotation(head, 0, str(new_key_file), False, backups, failed)
+        return Rotation(head, 0, _where(keys), True, backups, failed, ledgers)
+    return Rotation(head, 0, str(new_key_file), False, backups, failed, ledgers)

@@ -31,10 +31,11 @@ __all__ = ["copy_ledger", "copy_ledger_files", "open_backend"]
 
 _log = get_logger("ledger.ops.transfer")
 BATCH: Final = 1000
-# What makes a ledger itself (its id seals the secrets; the key check tells a wrong key)
+# What makes a ledger itself (its id seals the secrets; the key check tells a wrong key;
+# after a rotation, the sealed fingerprint key keeps fingerprints the same)
 # and what migrate() remembers of the files it imported. Other meta values are
 # per-database (format_version is written by each backend at creation).
-COPIED_META: Final = ("ledger_id", "created_us", "key_check", "import.config.leaves",
+COPIED_META: Final = ("ledger_id", "created_us", "key_check", "fp_key", "import.config.leaves",
                       "import.keys.leaves", HEAD_SIGNATURE, HEAD_MAC)
 
 

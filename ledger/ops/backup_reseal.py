@@ -1,0 +1,134 @@
+"""Ledger backups under a rotated key: `key rotate` re-seals the ledger backups in the
+data dir (`<data dir>/backups/ledger-*.db`, `replaced-*.db`), and `restore` refuses a
+backup whose secrets the key at hand cannot open.
+
+A ledger backup holds what a ledger's key protects: the sealed secret values, the
+sealed fingerprint key, the key check, the head MAC and signature and the snapshots'
+MACs. Re-sealing one does what the rotation did to the live ledger, in one SQLite
+transaction of the backup file (all or nothing), without appending anything to its
+history: a restore of it is still the history it was. Its head is vouched for under
+the new key only when the old key vouched for it. The step is idempotent (a backup
+whose key check is already the new key's counts as done), so a rotation stopped
+part-way is finished by `key rotate --resume`, which runs it again. A backup sealed
+with neither key (another installation's, or damaged) is left untouched and counted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import apsw
+
+from ledger._log import get_logger
+from ledger.backends.base import HEAD_MAC, HEAD_SIGNATURE, Backend
+from ledger.backends.sqlite import SqliteBackend
+from ledger.engine.head_vouch import unvouched
+from ledger.engine.integrity_keys import IntegrityKeys
+from ledger.engine.vault import ENV_KEY, KeySource, Vault
+from ledger.errors import InputError, LedgerError, SecretKeyError
+from projections.snapshots import open_snapshot, seal_snapshot
+
+__all__ = ["check_backup_key", "ledger_backups", "reseal_ledger_backups"]
+
+_log = get_logger("ledger.ops.backup_reseal")
+
+
+def ledger_backups(data_dir: Path) -> list[Path]:
+    """The ledger backups `backup` and `restore` write into the data dir."""
+    root = data_dir / "backups"
+    if not root.is_dir():
+        return []
+    found = [*root.glob("ledger-*.db"), *root.glob("replaced-*.db")]
+    return sorted(p for p in found if p.is_file() and not p.is_symlink())
+
+
+def reseal_ledger_backups(data_dir: Path, old_key: bytes, new_key: bytes) -> tuple[int, int]:
+    """Re-seal every ledger backup in the data dir under `new_key`: (re-sealed, failed).
+    Backups that hold no sealed secret are not counted."""
+    done = failed = 0
+    for path in ledger_backups(data_dir):
+        try:
+            if _reseal(path, old_key, new_key):
+                done += 1
+        except (LedgerError, apsw.Error) as err:
+            failed += 1
+            _log.warning("a ledger backup could not be re-sealed", path=str(path),
+                         error=str(err))
+    return done, failed
+
+
+def _reseal(path: Path, old_key: bytes, new_key: bytes) -> bool:
+    # decided on a read-only open: a backup that is not re-sealed is left byte for byte
+    probe = SqliteBackend(path, read_only=True)
+    try:
+        if probe.get_meta("key_check") is None:
+            return False  # never held a secret: nothing sealed with any key
+        checker = Vault(probe, KeySource(key=old_key, env={}))
+        if checker.sealed_with(new_key):
+            return True  # re-sealed by a rotation that was stopped later
+        if not checker.sealed_with(old_key):
+            raise SecretKeyError(f"{path}: sealed with a key that is neither the old nor the "
+                                 "new ledger key; left as it is")
+    finally:
+        probe.close()
+    backend = SqliteBackend(path, write_queue=False)
+    try:
+        keys = KeySource(key=old_key, env={})
+        keys.accept_weak = True  # a backup sealed with a weak key is moved off it too
+        _rotate_backup(backend, Vault(backend, keys), old_key, new_key)
+    finally:
+        backend.close()
+        _self_contained(path)
+    return True
+
+
+def _rotate_backup(backend: Backend, vault: Vault, old_key: bytes, new_key: bytes) -> None:
+    old, new = IntegrityKeys(old_key), IntegrityKeys(new_key)
+    snapshots = []
+    for seq in backend.snapshot_seqs():
+        snap = backend.snapshot_at(seq)
+        encoded = None if snap is None else open_snapshot(old.snapshot_mac, seq, snap.hash,
+                                                          snap.state)
+        if snap is not None and encoded is not None:  # an unproven one is dropped
+            snapshots.append((seq, snap.hash, seal_snapshot(new.snapshot_mac, seq, snap.hash,
+                                                            encoded)))
+    with backend.write() as txn:
+        head = txn.head()
+        vouched = head.seq > 0 and unvouched(txn.get_meta, old, vault.ledger_id,
+                                             (head.seq, head.hash)) is None
+        vault.rotate(txn, new_key)
+        if vouched:
+            txn.set_meta(HEAD_MAC, new.mac_head(vault.ledger_id, head.seq, head.hash).encode())
+            txn.set_meta(HEAD_SIGNATURE, new.sign_head(head.seq, head.hash).encode())
+        txn.drop_snapshots()
+        for seq, hash_, blob in snapshots:
+            txn.put_snapshot(seq, hash_, blob)
+
+
+def _self_contained(path: Path) -> None:
+    """Back to one file in rollback-journal mode (the write opened it in WAL mode)."""
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE)
+    try:
+        conn.pragma("journal_mode", "delete")
+    finally:
+        conn.close()
+
+
+def check_backup_key(source: Backend, keys: KeySource, source_file: Path) -> None:
+    """Refuse (InputError, before anything is replaced) a backup whose secrets are
+    sealed with another key than the one at hand: restored, its secrets would open with
+    nothing. Without a key at hand, or a backup that never held a secret, nothing to
+    check. The message names the key it needs, never a value of one."""
+    needs = source.get_meta("key_check")
+    if needs is None:
+        return
+    key = keys.load(create=False)  # an unreadable or weak key raises its own clear error
+    if key is None or Vault(source, keys).sealed_with(key):
+        return
+    raise InputError(
+        f"{source_file}: its secrets are sealed with another ledger key than the one from "
+        f"{keys.describe()}; nothing was restored. It needs the ledger key that was in force "
+        "when it was made (before a later `moltis-ledger key rotate`, or another "
+        f"installation's): restore with that key in place, for example ${ENV_KEY}=<that "
+        f"key> moltis-ledger restore {source_file}. `key rotate` re-seals only the backups "
+        "in <data dir>/backups")
