@@ -219,3 +219,35 @@ def test_switch_backend_to_the_ledger_masks_the_file(tmp_path: Path) -> None:
     result = site.ok("--json", "switch-backend", "sqlite").json()
     assert any("secret value(s) out of" in line for line in result["written"])
     assert holders(site, API_KEY, BOT_TOKEN) == []
+
+
+def test_secrets_in_arrays_and_url_userinfo_are_masked_and_stay_sealed(tmp_path: Path) -> None:
+    """A secret element of an array is masked in place (the array keeps its shape and
+    comment); a hand edit of another element keeps the sealed one. A URL with a token
+    as its user (typed field) is masked whole."""
+    url = "https://ghp_Zq8xW3vN5tR7yK2mP4sL6Tb9:@api.example/v1"
+    site = site_with(tmp_path, f"""\
+[providers.openai]
+base_url = "{url}"
+
+[mcp.servers.gh]
+command = "gh-mcp"
+args = ["--api-key", "{API_KEY}", "--verbose"]  # keep
+""")
+    site.ok("migrate")
+    text = site.toml.read_text(encoding="utf-8")
+    assert holders(site, API_KEY, "ghp_Zq8xW3vN5tR7yK2mP4sL6Tb9") == []
+    assert 'args = ["--api-key", "<secret fp:' in text and '"--verbose"]  # keep' in text
+    site.edit('"--verbose"', '"--quiet"')
+    site.ok("log", "--limit", "1")  # any command imports the hand edit
+
+    async def read() -> tuple[list[str], str]:
+        store = open_store(config_dir=site.config_dir, data_dir=site.data_dir, read_only=True)
+        try:
+            cfg = await store.load_effective()
+            return list(cfg.mcp.servers["gh"].args), str(cfg.providers["openai"].base_url)
+        finally:
+            await store.close()
+
+    assert asyncio.run(read()) == (["--api-key", API_KEY, "--quiet"], url)
+    assert holders(site, API_KEY) == []

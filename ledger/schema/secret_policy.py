@@ -16,8 +16,10 @@ every output, when
    `env`, plain strings in Moltis (`API_TOKEN` is sealed, `HOOK_LOG` is not);
 3. it is a string anywhere (typed or not: `providers.x.base_url`, `mcp.servers.x.url`)
    holding a URL with credentials in its userinfo (`url_has_credential`): a password
-   (`https://user:pass@host`) or a token alone (`https://ghp_…@host`: at least 16
-   characters with letters and digits, so `git@host` is a user name, not a secret). The
+   (`https://user:pass@host`) or a token as the user, alone or with an empty password
+   (`https://ghp_…@host`, `https://ghp_…:@host`: at least 16 characters with letters and
+   digits, so `git@host` is a user name, not a secret); the userinfo is read as one
+   unit (user, optional `:`, optional password), every URL of the string. The
    whole value is sealed and shown as one mask; the gateway gets the whole URL;
 4. it is an element of a list (`secret_items`): the value after a secret-shaped flag
    (`["--api-key", "sk-…"]`), a secret-shaped `--name=value` or `NAME=value`, a header
@@ -47,6 +49,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
+from collections.abc import Iterator
 from typing import Any, Final
 
 from ledger.core.keypaths import KeyPath
@@ -67,8 +70,9 @@ NOT_SECRET_WORDS: Final = frozenset({
     "label", "description", "tokens",
 })
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#@\s:]*:([^/?#@\s]+)@")
-_URL_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://([^/?#@\s:]{16,})@")
+# a URL's userinfo as one unit: user, an optional `:`, an optional password, then `@`
+# (`https://TOKEN:@host` is a token with an empty password, not "no password")
+_URL_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://([^/?#@\s:]*)(?::([^/?#@\s]*))?@")
 _REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _FLAG = re.compile(r"--?([A-Za-z][A-Za-z0-9_.\-]+)")
 _ASSIGN = re.compile(r"-{0,2}([A-Za-z][A-Za-z0-9_.\-]*)=(.+)", re.DOTALL)
@@ -92,26 +96,29 @@ def _real(credential: str) -> bool:
     return _REFERENCE.fullmatch(credential.strip()) is None
 
 
+def _userinfos(value: Any) -> Iterator[tuple[str, str]]:
+    """(user, password) of every URL userinfo in the string ("" for an absent part)."""
+    if isinstance(value, str) and "@" in value:
+        for found in _URL_USERINFO.finditer(value):
+            yield found.group(1), found.group(2) or ""
+
+
+def _token_user(user: str) -> bool:
+    """A user name shaped like a token (GitHub's `https://TOKEN@host`), not a name."""
+    return (len(user) >= 16 and _real(user) and any(c.isdigit() for c in user)
+            and any(c.isalpha() for c in user))
+
+
 def url_has_password(value: Any) -> bool:
     """True for a string holding a URL with `user:password@` (a credential)."""
-    if not isinstance(value, str) or "@" not in value:
-        return False
-    found = _URL_PASSWORD.search(value)
-    return found is not None and _real(found.group(1))
+    return any(password and _real(password) for _, password in _userinfos(value))
 
 
 def url_has_credential(value: Any) -> bool:
-    """Rule 3: a URL with a password, or a token alone, in its userinfo."""
-    if url_has_password(value):
-        return True
-    if not isinstance(value, str) or "@" not in value:
-        return False
-    found = _URL_TOKEN.search(value)
-    if found is None:
-        return False
-    token = found.group(1)
-    return (_real(token) and any(c.isdigit() for c in token)
-            and any(c.isalpha() for c in token))
+    """Rule 3: a URL whose userinfo holds a credential in either part: a password, or a
+    token as the user (alone, or with an empty password: `https://TOKEN:@host`)."""
+    return any((password and _real(password)) or _token_user(user)
+               for user, password in _userinfos(value))
 
 
 def _secret_text(text: str) -> bool:
