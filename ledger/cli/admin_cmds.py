@@ -111,6 +111,7 @@ def verify(state: State, expect_head: bytes | None, expect_key: str | None,
         moltis-ledger verify --expect-head 5f0c…e1 --json
     """
     pinned = _pinned_key(expect_key, pinned_key_file)
+    state.accept_older_head = True  # the audit checks the head mark, in its report
     ledger = state.store().ledger
     total = ledger.backend.head().seq
     report = ledger.verify(expect_head, pinned) if total == 0 else _tracked_verify(
@@ -144,14 +145,16 @@ def sign_head(state: State, adopt: bool) -> None:
     """
     from ledger.errors import SecretKeyError
 
+    # the operator accepts this head, also one older than the head mark (a restore)
+    state.accept_older_head = adopt
     ledger = state.store(write=True).ledger
     if ledger.vault.integrity() is None:
         raise SecretKeyError(f"sign-head needs the ledger key ({ledger.vault.keys.describe()}): "
                              "the signing key is derived from it; nothing was signed")
     if adopt:
         total = ledger.backend.head().seq
-        report = ledger.verify() if total == 0 else _tracked_verify(state, ledger, None, None,
-                                                                   total)
+        report = ledger.verify(adopting=True) if total == 0 else _tracked_verify(
+            state, ledger, None, None, total, adopting=True)
         if not report.ok:
             raise CommandError(f"not signing: verification failed at seq "
                                f"{report.first_bad_seq}: {report.problem}", EXIT_VERIFY)
@@ -172,11 +175,12 @@ def sign_head(state: State, adopt: bool) -> None:
 
 
 def _tracked_verify(state: State, ledger: Any, expect_head: bytes | None, pinned: str | None,
-                    total: int) -> VerifyReport:
+                    total: int, *, adopting: bool = False) -> VerifyReport:
     from ledger.engine.audit import audit
 
     return audit(ledger, expect_head, pinned,
-                 track=lambda records: state.out.track(records, "verifying", total))
+                 track=lambda records: state.out.track(records, "verifying", total),
+                 adopting=adopting)
 
 
 @cli.command(name="verify-bundle")

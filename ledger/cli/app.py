@@ -108,6 +108,9 @@ class State:
     verbose: int = 0
     out: Output = dataclasses.field(default_factory=Output)
     _store: LedgerConfigStore | None = None
+    # verify checks the head mark itself (a report, not an error on open); sign-head
+    # --adopt accepts a head older than it (ledger.engine.head_mark)
+    accept_older_head: bool = False
 
     _inst: Installation | None = None
     warned: bool = False  # the "the gateway does not read this ledger" warning, once
@@ -188,6 +191,7 @@ class State:
                                "first") from None
         from ledger.ops.open_store import attach_files, sync_hand_edit
 
+        store.ledger.accept_older_head = self.accept_older_head
         attach_files(store, self.installation)
         self._store = store
         if sync:

@@ -36,6 +36,7 @@ from ledger.core.events import (
 from ledger.core.secret_refs import DESTROYED_REF, SecretRef
 from ledger.engine.head_vouch import ADOPT_HINT
 from ledger.engine.integrity_keys import (
+    CHECKPOINT_EVERY,
     HEAD_MAC,
     HEAD_SIGNATURE,
     HeadMac,
@@ -61,9 +62,13 @@ class _FailedError(Exception):
 
 
 def audit(ledger: Ledger, expect_head: bytes | None = None, expect_key: str | None = None,
-          track: Callable[[Iterator[Record]], Iterator[Record]] | None = None) -> VerifyReport:
+          track: Callable[[Iterator[Record]], Iterator[Record]] | None = None, *,
+          adopting: bool = False) -> VerifyReport:
     """The full check. `expect_key` is a fingerprint (`ed25519:…`) the head must be
-    signed with; `track` wraps the chain walk's records (a progress bar)."""
+    signed with; `track` wraps the chain walk's records (a progress bar). `adopting`
+    (the check `sign-head --adopt` runs first): a head not vouched for, or older than
+    the head mark, is named in a note instead of failing, since the operator is about
+    to vouch for it."""
     backend = ledger.backend
     records = backend.read()
     chain = verify_records(track(records) if track else records, expect_head)
@@ -77,7 +82,9 @@ def audit(ledger: Ledger, expect_head: bytes | None = None, expect_key: str | No
         state = _check_snapshots(ledger, chain, keys, notes, referenced)
         _check_head(ledger, chain, state)
         _check_secrets(ledger, referenced)
-        fpr, signed, maced = _check_signature(ledger, chain, keys, expect_key, notes)
+        fpr, signed, maced = _check_signature(ledger, chain, keys, expect_key, notes,
+                                              adopting)
+        _check_mark(ledger, chain, notes, adopting)
     except _FailedError as err:
         return replace(chain, ok=False, first_bad_seq=err.seq, problem=err.problem)
     return replace(chain, key_fingerprint=fpr, signed_seq=signed, mac_seq=maced,
@@ -200,14 +207,31 @@ def _check_secrets(ledger: Ledger, referenced: Referenced) -> None:
                                                f"{row.created_seq} it claims: an orphaned row")
 
 
+def _check_mark(ledger: Ledger, chain: VerifyReport, notes: list[str],
+                adopting: bool) -> None:
+    """The head against the head mark beside the ledger key (ledger.engine.head_mark):
+    an older copy of the database put back fails, though its MAC and signature check."""
+    problem = ledger.mark_problem(chain.head_seq)
+    if problem is None:
+        return
+    if adopting:
+        notes.append(problem)
+        return
+    raise _FailedError(chain.head_seq, problem)
+
+
 def _check_signature(ledger: Ledger, chain: VerifyReport, keys: IntegrityKeys | None,
-                     expect_key: str | None, notes: list[str]
+                     expect_key: str | None, notes: list[str], adopting: bool = False
                      ) -> tuple[str | None, int | None, int | None]:
     """The signed checkpoint and the MAC'd head: (fingerprint, signed seq, MAC'd seq).
 
-    With the ledger key, the head MAC vouches for the whole log up to its seq. Without
-    it, only the signature can be checked: events after the signed checkpoint are named
-    as a window that only the (here uncheckable) head MAC covers."""
+    With the ledger key, the head MAC vouches for the whole log up to its seq, and a
+    head it does not vouch for fails (unless `adopting`): the key here knows what the
+    signing key is, so a missing or stale vouch is a forgery, or events by a writer
+    without the key, or a ledger from before signing, to adopt once. Without it, only
+    the signature can be checked: events after the signed checkpoint are named as a
+    window that only the (here uncheckable) head MAC covers, and a window longer than
+    any key holder leaves unsigned (CHECKPOINT_EVERY) fails a pinned verify."""
     n = chain.head_seq
     sig = _signature(ledger, chain, keys, expect_key)
     signed = sig.seq if sig is not None else None
@@ -219,9 +243,14 @@ def _check_signature(ledger: Ledger, chain: VerifyReport, keys: IntegrityKeys | 
     if sig is None and mac is None:
         problem = ("the head is not signed (a ledger written before signing, or its "
                    f"signature was removed): {ADOPT_HINT}")
-        if expect_key is not None:
+        if expect_key is not None and not adopting:
             raise _FailedError(n, "the head is not signed, so it cannot be checked against "
                                   f"the pinned key {expect_key}")
+        if keys is not None and not adopting:
+            raise _FailedError(1, "no event of this ledger is vouched for: the head is not "
+                                  "signed and has no head MAC (a ledger written before "
+                                  "signing, or its signature and MAC were removed and the "
+                                  f"log possibly rewritten); {ADOPT_HINT}")
         notes.append(problem)
         return fpr, signed, maced
     if sig is None and expect_key is not None:
@@ -232,8 +261,8 @@ def _check_signature(ledger: Ledger, chain: VerifyReport, keys: IntegrityKeys | 
         if vouched < n:
             problem = (f"events {vouched + 1}..{n} are not vouched for: appended after the "
                        f"vouched head (event {vouched}) without the ledger key, or forged")
-            if expect_key is not None:
-                raise _FailedError(vouched + 1, problem)
+            if not adopting:
+                raise _FailedError(vouched + 1, f"{problem}; {ADOPT_HINT}")
             notes.append(f"{problem}; {ADOPT_HINT}")
         return fpr, signed, maced
     if signed is None:  # no key here and only a MAC: nothing this verify can check
@@ -241,6 +270,14 @@ def _check_signature(ledger: Ledger, chain: VerifyReport, keys: IntegrityKeys | 
                      "the ledger key (not here)")
         return fpr, signed, maced
     if signed < n:
+        if (mac is not None and (mac.seq, mac.hash) == (n, chain.head_hash)
+                and expect_key is not None and n - signed > CHECKPOINT_EVERY):
+            raise _FailedError(signed + 1, (
+                f"events {signed + 1}..{n} come after the last signed checkpoint (event "
+                f"{signed}): {n - signed} events, more than any holder of the ledger key "
+                f"leaves unsigned ({CHECKPOINT_EVERY}), so the head MAC's claim for them "
+                "(uncheckable here, without the ledger key) is not believed; check with "
+                f"the ledger key: `moltis-ledger verify`"))
         if mac is not None and (mac.seq, mac.hash) == (n, chain.head_hash):
             notes.append(f"events {signed + 1}..{n} come after the last signed checkpoint "
                          f"(event {signed}): only the head MAC vouches for them, and it can "

@@ -96,7 +96,7 @@ class HeadVoucher:
     """One ledger's memory of the head it vouched for last and of its last signature,
     and the checkpoint policy (ledger.engine.integrity_keys)."""
 
-    __slots__ = ("every", "secs", "signed", "vouched")
+    __slots__ = ("every", "secs", "signed", "to_mark", "vouched")
 
     def __init__(self, every: int = CHECKPOINT_EVERY, secs: float = CHECKPOINT_SECS) -> None:
         self.every, self.secs = every, secs
@@ -104,6 +104,9 @@ class HeadVoucher:
         # (seq, event time in us) of the last signature this ledger made; None: sign at
         # the next append (so a process's first append, a CLI write, is always signed)
         self.signed: tuple[int, int] | None = None
+        # the head this ledger signed last and has not yet raised the head mark to
+        # (ledger.engine.head_mark): done after the commit, if the head is in the log
+        self.to_mark: tuple[int, bytes] | None = None
 
     def knows(self, head: tuple[int, bytes], keys: IntegrityKeys,
               shared: dict[str, Any] | None) -> bool:
@@ -137,6 +140,7 @@ class HeadVoucher:
         if self.due(last.seq, last.ts):
             txn.set_meta(HEAD_SIGNATURE, keys.sign_head(last.seq, last.hash).encode())
             self.signed = (last.seq, last.ts)
+            self.to_mark = (last.seq, last.hash)
         self.remember((last.seq, last.hash), keys, shared)
         return None
 
@@ -147,6 +151,7 @@ class HeadVoucher:
         txn.set_meta(HEAD_MAC, keys.mac_head(ledger_id, seq, hash_).encode())
         txn.set_meta(HEAD_SIGNATURE, keys.sign_head(seq, hash_).encode())
         self.signed = (seq, ts)
+        self.to_mark = (seq, hash_)
         self.remember((seq, hash_), keys, shared)
 
     def remember(self, head: tuple[int, bytes], keys: IntegrityKeys,

@@ -54,6 +54,7 @@ from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import SecretRef
 from ledger.core.text_rule import refuse_nul, refuse_nul_in
 from ledger.engine.group_commit import Committer, Request, committer_for
+from ledger.engine.head_mark import HeadMark, head_mark_problem, mark_path, raise_mark
 from ledger.engine.head_vouch import ADOPT_HINT, HeadVoucher, unvouched
 from ledger.engine.integrity_keys import IntegrityKeys
 from ledger.engine.vault import KeySource, Vault
@@ -207,6 +208,10 @@ class Ledger:
         self._codec: TypedCodec | None = None
         self._view: TypedView | None = None
         self.voucher = HeadVoucher()  # the head this ledger vouched for; checkpoint policy
+        # the head mark (ledger.engine.head_mark) is checked once, on the first load;
+        # an operator accepting an older ledger (sign-head --adopt, restore) skips it
+        self.accept_older_head = False
+        self._mark_checked = False
         # called with the new head state after every commit of this process (e.g. the
         # mirror of the head the gateway falls back to); a failing hook is logged, and
         # never undoes or fails the commit, which is already durable
@@ -236,10 +241,51 @@ class Ledger:
         with self._lock:
             if self._state is None:
                 self.backend.changed()  # start tracking other connections' commits
-                self._state = self._load_at(self.backend.head())
+                head = self.backend.head()
+                self._check_mark(head)
+                self._state = self._load_at(head)
             elif self.backend.changed():
                 self._state = self._catch_up(self._state, self.backend.head())
             return self._state
+
+    def mark_problem(self, head_seq: int) -> str | None:
+        """Why `head` is older than the head mark beside the ledger key (a copy of the
+        database put back), or None (ledger.engine.head_mark)."""
+        if self.backend.name == "memory":
+            return None
+
+        def hash_at(seq: int) -> bytes | None:
+            rec = self.backend.record(seq)
+            return rec.hash if rec is not None else None
+
+        return head_mark_problem(self.vault.keys, self.vault.ledger_id, head_seq, hash_at)
+
+    def _check_mark(self, head: Head) -> None:
+        if self._mark_checked or self.accept_older_head:
+            return
+        problem = self.mark_problem(head.seq)
+        if problem is not None:
+            raise VerificationError(f"{self.backend.location}: {problem}", head.seq)
+        self._mark_checked = True
+
+    def _raise_mark(self, *, lower: bool = False) -> None:
+        """After a commit that signed a checkpoint: raise the head mark to it, if it is
+        in the log (a rolled-back transaction's is not). Never fails the commit, which
+        is already durable: a mark not written only lets a replay go unnoticed."""
+        pending, self.voucher.to_mark = self.voucher.to_mark, None
+        if pending is None or self.backend.name == "memory" or not self.vault.ledger_id:
+            return
+        try:
+            rec = self.backend.record(pending[0])
+            if rec is None or rec.hash != pending[1]:
+                return
+            key = self.vault.master_key()
+            raise_mark(mark_path(self.vault.keys), key,
+                       HeadMark(self.vault.ledger_id.decode(), rec.seq, rec.hash.hex()),
+                       lower=lower)
+        except (LedgerError, OSError) as err:
+            _log.warning("the head mark cannot be written", location=self.backend.location,
+                         error=str(err))
 
     def _catch_up(self, state: ConfigState, head: Head) -> ConfigState:
         if head.seq == state.seq and head.hash == state.hash:
@@ -510,6 +556,8 @@ class Ledger:
             # committed (and fsync'd): from here on every event of the group is durable
             self._state = state
             shared["state"] = state
+            if self.voucher.to_mark is not None:
+                self._raise_mark()
         if unsigned is not None:
             for req in batch:
                 if req.error is None and req.result.appended:
@@ -751,6 +799,7 @@ class Ledger:
                 if should_snapshot(rec.seq, self.snapshot_every):
                     self._put_snapshot(txn, state)
             self._state = state  # committed: only now is the new state served
+        self._raise_mark()
         self._run_hooks(state)
         _log.info("shredded", seq=rec.seq, actor=actor, secrets=len(live), paths=list(paths))
         # The shred is committed: from here on it is a success. Old WAL pages (SQLite) or
@@ -868,14 +917,16 @@ class Ledger:
                 hi = mid - 1
         return lo
 
-    def verify(self, expect_head: bytes | None = None, expect_key: str | None = None
-               ) -> VerifyReport:
+    def verify(self, expect_head: bytes | None = None, expect_key: str | None = None,
+               *, adopting: bool = False) -> VerifyReport:
         """The full check (ledger.engine.audit): the chain, the rows, a replay compared
         with every snapshot, the head and the secrets table, and the signed head (with
-        `expect_key`, a pinned fingerprint, it must be signed by that key)."""
+        `expect_key`, a pinned fingerprint, it must be signed by that key). `adopting`:
+        the check before `sign_head(adopt=True)`, where an unvouched head or one older
+        than the head mark is what the operator is about to accept (named in notes)."""
         from ledger.engine.audit import audit  # lazy: only verify needs the audit
 
-        return audit(self, expect_head, expect_key)
+        return audit(self, expect_head, expect_key, adopting=adopting)
 
     def verify_chain(self, expect_head: bytes | None = None) -> VerifyReport:
         """The hash chain alone (cheaper; what a bundle or a backup copy is checked with)."""
@@ -919,6 +970,7 @@ class Ledger:
             self._view = None
             self.voucher = HeadVoucher(self.voucher.every, self.voucher.secs)
             self.vault.reload()
+            self._mark_checked = False
 
     def sign_head(self, *, adopt: bool = False, expect_hash: bytes | None = None) -> bool:
         """A checkpoint now: MAC and sign the current head with this ledger key; False
@@ -947,7 +999,11 @@ class Ledger:
                         head.seq)
             self.voucher.sign(txn, keys, self.vault.ledger_id, head.seq, head.hash, head.ts,
                               shared)
-            return True
+        # an adopted head may be older than the mark: the operator accepts it
+        self._raise_mark(lower=adopt)
+        if adopt:
+            self._mark_checked = True
+        return True
 
     def head_problem(self) -> str | None:
         """Why the stored MAC or signature does not vouch for the current head (None when
@@ -987,6 +1043,7 @@ class Ledger:
                 if (head.seq, head.hash) == vouched:
                     self.voucher.sign(txn, keys, self.vault.ledger_id, head.seq, head.hash,
                                       head.ts, None)
+            self._raise_mark()
         except Exception as err:  # close never fails for it: the MAC still vouches for
             # the head, and verify names the window after the last signature
             _log.info("no checkpoint signature on close", location=self.backend.location,

@@ -443,6 +443,10 @@ class Vault:
         """`backup_manifest_mac` with the ledger key."""
         return backup_manifest_mac(self._master(None), manifest)
 
+    def master_key(self) -> bytes:
+        """The ledger key itself (what the head mark beside it is sealed with)."""
+        return self._master(None)
+
     def _master(self, txn: WriteTxn | None) -> bytes:
         self._unlock(txn)
         key = self.keys.load(create=False)

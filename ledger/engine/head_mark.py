@@ -1,0 +1,138 @@
+"""The head high-water mark: the highest head (seq, hash) a holder of the ledger key
+has seen, kept beside the ledger key and MAC'd with it. The database and the head
+mirror live in the data dir; an older genuine copy of either put back there (a replay:
+its old MAC and signature still check) is refused because its head is below the mark,
+or is not the event the mark names at that seq, rather than served as the newest state.
+Someone who can rewrite the mark can also read the ledger key beside it, so the mark
+adds no weaker link.
+
+Who raises it: the mirror after each write, and every key holder's ledger when it
+writes a checkpoint signature (its first append, every CHECKPOINT_EVERY events or
+CHECKPOINT_SECS, close, sign-head); never per append (an overwrite of a small file,
+~10 us, but a read-compare-write too). The window this leaves: a copy taken after the
+last raise is put back unnoticed (at most one checkpoint interval of events, and
+none once the writer closed). `sign-head --adopt` and `restore` are the operator's
+acts that move the mark back to an older head.
+
+What remains: the mark belongs to one ledger (its ledger_id) per key directory, so
+two ledgers sharing a key directory protect only the last one written; an attacker
+who can write the key directory can rewind both (but then holds the key anyway)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from ledger.engine.sealed_files import open_body, seal_body
+from ledger.engine.vault import KeySource
+from ledger.errors import LedgerError, ParseError
+from ledger.files.safe_io import check_directory, overwrite_private, read_file
+
+__all__ = ["MARK_NAME", "OLDER_REPAIR", "HeadMark", "head_mark_problem", "mark_path",
+           "older_than_mark", "raise_mark", "read_mark", "write_mark"]
+
+MARK_NAME: Final = "ledger-head.hwm"
+FORMAT: Final = "moltis-config-ledger head mark v1"
+OLDER_REPAIR: Final = (
+    "Restore the newest backup (`moltis-ledger restore FILE`), or, if this older ledger "
+    "is the one to keep, accept it with `moltis-ledger sign-head --adopt` (it runs the "
+    "full verify first, then moves the head mark back to this head)")
+
+
+@dataclass(frozen=True)
+class HeadMark:
+    ledger_id: str
+    seq: int
+    hash: str
+
+
+def mark_path(keys: KeySource) -> Path:
+    """Beside the ledger key file (also when the key comes from the environment)."""
+    return keys.key_file.with_name(MARK_NAME)
+
+
+def write_mark(path: Path, key: bytes, mark: HeadMark) -> None:
+    """Overwrite the mark in place (a few dozen bytes: one page), never through a link,
+    0600 from the first byte, and only in a directory nobody else can plant files in
+    (`check_directory`, as for every other write): the key's directory is configurable,
+    and a mark in a shared directory could be swapped by another user."""
+    check_directory(path.parent)
+    body = json.dumps({"format": FORMAT, "ledger_id": mark.ledger_id, "seq": mark.seq,
+                       "hash": mark.hash}, sort_keys=True)
+    overwrite_private(path, seal_body(key, body), "the head mark")
+
+
+def read_mark(path: Path, key: bytes) -> HeadMark | None:
+    """The mark, None when there is none; ParseError when it exists but its MAC fails."""
+    data = read_file(path)
+    if data is None:
+        return None
+    try:
+        body = open_body(data, key)
+        doc = json.loads(body)
+        if doc.get("format") != FORMAT:
+            raise ValueError("not a head mark")
+        return HeadMark(str(doc["ledger_id"]), int(doc["seq"]), str(doc["hash"]))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ParseError(f"{path}: the head mark cannot be used: {err}") from None
+
+
+def raise_mark(path: Path, key: bytes, mark: HeadMark, *, lower: bool = False) -> None:
+    """Raise the mark to `mark` (never lower it, unless `lower`: an operator accepted an
+    older head). A damaged mark (only the key's owner can write it) is written again;
+    a mark for another ledger sharing this key directory is replaced."""
+    if not lower:
+        try:
+            current = read_mark(path, key)
+        except ParseError:
+            current = None
+        if (current is not None and current.ledger_id == mark.ledger_id
+                and current.seq >= mark.seq):
+            return
+    write_mark(path, key, mark)
+
+
+def older_than_mark(mark: HeadMark | None, ledger_id: str, head_seq: int,
+                    hash_at: Callable[[int], bytes | None]) -> str | None:
+    """Why this ledger's head (seq `head_seq`; `hash_at(seq)` reads an event's hash) is
+    older than the mark, or None. Only a mark of this ledger (its ledger_id) counts."""
+    if mark is None or not ledger_id or mark.ledger_id != ledger_id:
+        return None
+    if head_seq < mark.seq:
+        return (f"its head is event {head_seq}, but event {mark.seq} of this ledger was "
+                "already written and vouched for")
+    found = hash_at(mark.seq) if mark.seq else None
+    if mark.seq and (found is None or found.hex() != mark.hash):
+        return (f"its event {mark.seq} is not the event {mark.seq} this key vouched for "
+                f"({mark.hash[:16]}…): the log was replaced or rewritten")
+    return None
+
+
+def head_mark_problem(keys: KeySource, ledger_id: bytes, head_seq: int,
+                      hash_at: Callable[[int], bytes | None]) -> str | None:
+    """Why this ledger's head is older than the mark beside the key (the whole message,
+    with the repair), or None: also when nothing here can tell (no key, no mark, a mark
+    of another ledger, or one this key does not open: after a rotation the next
+    checkpoint writes it again). Reads the key and the mark only (no key derivation),
+    so opening a ledger for `get` stays cheap."""
+    if not ledger_id:
+        return None
+    try:
+        key = keys.load(create=False)
+    except (LedgerError, OSError):
+        return None
+    path = mark_path(keys)
+    try:
+        mark = read_mark(path, key) if key is not None else None
+    except (LedgerError, OSError):
+        return None
+    problem = older_than_mark(mark, ledger_id.decode(), head_seq, hash_at)
+    if problem is None or mark is None:
+        return None
+    what = ("older than one this key has seen (a copy was put back?)" if head_seq < mark.seq
+            else "not the history this key has seen (an older copy put back and written "
+            "on, or the log rewritten)")
+    return f"this ledger is {what}: {problem} (head mark {path}). {OLDER_REPAIR}"
