@@ -100,9 +100,10 @@ def test_every_append_macs_the_head_and_signs_only_at_checkpoints(tmp_path):
     signed: list[int] = []
     real = IntegrityKeys.sign_head
 
-    def counting(self: IntegrityKeys, seq: int, head_hash: bytes):
+    def counting(self: IntegrityKeys, seq: int, head_hash: bytes,
+                 ledger_id: bytes | None = None):
         signed.append(seq)
-        return real(self, seq, head_hash)
+        return real(self, seq, head_hash, ledger_id)
 
     keys_cls = IntegrityKeys
     keys_cls.sign_head = counting  # type: ignore[method-assign]
@@ -113,11 +114,11 @@ def test_every_append_macs_the_head_and_signs_only_at_checkpoints(tmp_path):
     # the first append of a process signs, then every 4th event
     assert signed == [1, 5, 9]
     stored = meta(db)
-    assert stored[HEAD_MAC].startswith("v1 10 ") and stored[HEAD_SIGNATURE].startswith("v1 9 ")
+    assert stored[HEAD_MAC].startswith("v1 10 ") and stored[HEAD_SIGNATURE].startswith("v2 9 ")
     report = store.ledger.verify(expect_key=store.signing_key_fingerprint())
     assert report.ok and (report.signed_seq, report.mac_seq) == (9, 10) and not report.notes
     store.ledger.close()  # a checkpoint on the way out
-    assert meta(db)[HEAD_SIGNATURE].startswith("v1 10 ")
+    assert meta(db)[HEAD_SIGNATURE].startswith("v2 10 ")
 
 
 def test_a_checkpoint_is_due_when_the_last_signature_is_old_enough(tmp_path):
@@ -170,7 +171,7 @@ def test_a_group_commit_writes_one_mac_and_at_most_one_signature(tmp_path):
     db = tmp_path / "moltis.db"
     store = store_at(db, every=2)
     bump(store, 3)
-    assert meta(db)[HEAD_SIGNATURE].startswith("v1 3 ")  # 1, then 3
+    assert meta(db)[HEAD_SIGNATURE].startswith("v2 3 ")  # 1, then 3
     assert meta(db)[HEAD_MAC].startswith("v1 3 ")
 
 
@@ -212,7 +213,7 @@ def test_a_signature_by_another_key_or_malformed_is_not_built_on(tmp_path, capsy
     forget(store)
     other = IntegrityKeys(os.urandom(32))
     head = SqliteConfigStore(db).ledger.backend.head()
-    for bad in (other.sign_head(head.seq, head.hash).encode(), "v1 garbage"):
+    for bad in (other.sign_head(head.seq, head.hash, b"x").encode(), "v1 garbage"):
         sql(db, ("DELETE FROM ledger_meta WHERE key = ?", (HEAD_MAC,)),
             ("UPDATE ledger_meta SET value = ? WHERE key = ?", (bad, HEAD_SIGNATURE)))
         writer = store_at(db)

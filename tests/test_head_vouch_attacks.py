@@ -229,3 +229,89 @@ def test_a_pinned_keyless_verify_still_accepts_a_window_a_key_holder_leaves(
     result = invoke(capsys, db, "verify", "--expect-key", fpr)
     assert result.exit_code == 0, result.output
     assert "only the head MAC vouches for them" in result.output
+
+
+# -- 2: restore, import and copies vouch only for what the source vouched for ------------
+
+def backup_of(capsys, db: Path) -> Path:
+    target = db.with_name("backup.db")
+    result = invoke(capsys, db, "backup", "-o", str(target))
+    assert result.exit_code == 0, result.output
+    return target
+
+
+def test_restore_does_not_launder_a_forged_unsigned_backup(site, capsys):
+    """Review A #2. An edited backup (vouching rows deleted, an event re-chained) is
+    restored as asked, but stays unsigned: restore says so (exit 3, the repair), and a
+    pinned verify fails."""
+    db = site
+    invoke(capsys, db, "set", "server.port", "8001")
+    invoke(capsys, db, "set", "server.port", "8002")
+    fpr = str(verify_json(capsys, db)["key_fingerprint"])
+    backup = backup_of(capsys, db)
+    sql(backup, ("DELETE FROM ledger_meta WHERE key IN (?, ?)", (HEAD_SIGNATURE, HEAD_MAC)))
+    rechain(backup, 1)
+    restored = invoke(capsys, db, "restore", str(backup), "--force")
+    assert restored.exit_code == 3, restored.output
+    assert "sign-head --adopt" in restored.output
+    assert HEAD_SIGNATURE not in meta(db) and HEAD_MAC not in meta(db)
+    pinned = invoke(capsys, db, "verify", "--expect-key", fpr)
+    assert pinned.exit_code == 3 and "not signed" in pinned.output
+
+
+def test_a_signed_older_backup_restores_signed_and_is_served(site, capsys):
+    """The control: the backup's own signature vouches for its head under this key, so
+    the restored ledger is signed, and the head mark moves back to it (restoring is the
+    operator's act)."""
+    db = site
+    invoke(capsys, db, "set", "server.port", "8001")
+    fpr = str(verify_json(capsys, db)["key_fingerprint"])
+    backup = backup_of(capsys, db)
+    invoke(capsys, db, "set", "server.port", "8002")
+    restored = invoke(capsys, db, "restore", str(backup), "--force")
+    assert restored.exit_code == 0, restored.output
+    assert invoke(capsys, db, "verify", "--expect-key", fpr).exit_code == 0
+    assert invoke(capsys, db, "get", "server.port").output.splitlines()[0] == "8001"
+
+
+def test_a_bundle_carries_the_head_signature_and_an_unsigned_one_is_not_laundered(
+        site, tmp_path, capsys):
+    db = site
+    invoke(capsys, db, "set", "server.port", "8001")
+    invoke(capsys, db, "set", "server.port", "8002")
+    fpr = str(verify_json(capsys, db)["key_fingerprint"])
+    bundle = tmp_path / "ledger.bundle"
+    assert invoke(capsys, db, "bundle", "-o", str(bundle)).exit_code == 0
+    lines = bundle.read_text().splitlines()
+    assert any(HEAD_SIGNATURE in json.loads(line).get("meta", {}) for line in lines)
+    copy = tmp_path / "copy.db"
+    imported = invoke(capsys, copy, "import-bundle", str(bundle))
+    assert imported.exit_code == 0, imported.output
+    assert invoke(capsys, copy, "verify", "--expect-key", fpr).exit_code == 0
+    # the same bundle without its vouching line (a bundle from before, or edited)
+    bare = tmp_path / "bare.bundle"
+    bare.write_text("".join(f"{line}\n" for line in lines if '"meta"' not in line))
+    other = tmp_path / "other.db"
+    result = invoke(capsys, other, "import-bundle", str(bare))
+    assert result.exit_code == 3 and "sign-head --adopt" in result.output
+    assert invoke(capsys, other, "verify", "--expect-key", fpr).exit_code == 3
+    assert invoke(capsys, other, "sign-head", "--adopt").exit_code == 0
+    assert invoke(capsys, other, "verify", "--expect-key", fpr).exit_code == 0
+
+
+def test_the_signature_binds_the_ledger_id(tmp_path):
+    """Review A #1, second part: a signature made with the same key for another ledger
+    (the same seq and hash) does not check here; v1 signatures (no ledger id, written
+    before) still do (test_head_vouch: test_a_ledger_signed_the_old_way...)."""
+    db = tmp_path / "moltis.db"
+    store = store_at(db)
+    bump(store, 2)
+    keys = store.ledger.vault.integrity()
+    head = store.ledger.backend.head()
+    fpr = store.signing_key_fingerprint()
+    store.ledger.close()
+    assert keys is not None and meta(db)[HEAD_SIGNATURE].startswith("v2 ")
+    grafted = keys.sign_head(head.seq, head.hash, b"another ledger's id").encode()
+    sql(db, ("UPDATE ledger_meta SET value = ? WHERE key = ?", (grafted, HEAD_SIGNATURE)))
+    report = SqliteConfigStore(db).ledger.verify(expect_key=fpr)
+    assert not report.ok and "does not check" in (report.problem or "")

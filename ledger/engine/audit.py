@@ -300,7 +300,7 @@ def _signature(ledger: Ledger, chain: VerifyReport, keys: IntegrityKeys | None,
         sig = HeadSignature.decode(text)
     except ValueError as err:
         raise _FailedError(chain.head_seq, f"{err}: it was changed") from None
-    if not sig.valid():
+    if not sig.valid(ledger.vault.ledger_id):
         raise _FailedError(chain.head_seq, f"the head signature (for event {sig.seq}) does not "
                                            "check: it was changed")
     rec = ledger.backend.record(sig.seq) if sig.seq else None

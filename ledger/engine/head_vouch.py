@@ -75,7 +75,7 @@ def unvouched(get_meta: GetMeta, keys: IntegrityKeys, ledger_id: bytes,
             if sig.public != keys.public:
                 problems.append(f"the stored head signature is by another key "
                                 f"({sig.fingerprint}, not {keys.fingerprint})")
-            elif not sig.valid():
+            elif not sig.valid(ledger_id):
                 problems.append("the stored head signature does not check")
             elif (sig.seq, sig.hash) == head:
                 return None
@@ -138,7 +138,7 @@ class HeadVoucher:
                 return problem
         txn.set_meta(HEAD_MAC, keys.mac_head(ledger_id, last.seq, last.hash).encode())
         if self.due(last.seq, last.ts):
-            txn.set_meta(HEAD_SIGNATURE, keys.sign_head(last.seq, last.hash).encode())
+            txn.set_meta(HEAD_SIGNATURE, keys.sign_head(last.seq, last.hash, ledger_id).encode())
             self.signed = (last.seq, last.ts)
             self.to_mark = (last.seq, last.hash)
         self.remember((last.seq, last.hash), keys, shared)
@@ -149,7 +149,7 @@ class HeadVoucher:
         """Write the MAC and a signature for this head now (a checkpoint the caller has
         decided is vouched for)."""
         txn.set_meta(HEAD_MAC, keys.mac_head(ledger_id, seq, hash_).encode())
-        txn.set_meta(HEAD_SIGNATURE, keys.sign_head(seq, hash_).encode())
+        txn.set_meta(HEAD_SIGNATURE, keys.sign_head(seq, hash_, ledger_id).encode())
         self.signed = (seq, ts)
         self.to_mark = (seq, hash_)
         self.remember((seq, hash_), keys, shared)

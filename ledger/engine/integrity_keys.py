@@ -46,6 +46,9 @@ _MAC_INFO: Final = b"moltis-config-ledger 2026-12 snapshot mac v1"
 _SIGN_INFO: Final = b"moltis-config-ledger 2026-12 checkpoint signing v1"
 _HEAD_MAC_INFO: Final = b"moltis-config-ledger 2026-12 head mac v1"
 _SIGNED: Final = b"moltis-config-ledger checkpoint v1\x00"
+# v2 binds the ledger id too: a signature of another ledger signed with the same key
+# (a copy grafted in) no longer checks. v1 signatures (before) are still read.
+_SIGNED_V2: Final = b"moltis-config-ledger checkpoint v2\x00"
 _MACED: Final = b"moltis-config-ledger head v1\x00"
 # Checkpoints: an Ed25519 signature costs 50-110 us, too much for every append (the
 # head MAC vouches for each head); these bound the events a keyless pinned verify can
@@ -81,30 +84,35 @@ def parse_fingerprint(text: str) -> str:
                      "digits, as verify prints it) nor a public key (64 hex digits)")
 
 
-def _message(seq: int, head_hash: bytes) -> bytes:
-    return _SIGNED + _SEQ.pack(seq) + head_hash
+def _message(seq: int, head_hash: bytes, ledger_id: bytes | None = None) -> bytes:
+    if ledger_id is None:
+        return _SIGNED + _SEQ.pack(seq) + head_hash
+    return _SIGNED_V2 + _SEQ.pack(len(ledger_id)) + ledger_id + _SEQ.pack(seq) + head_hash
 
 
 @dataclass(frozen=True, slots=True)
 class HeadSignature:
-    """The signed head as stored in ledger_meta: `v1 <seq> <hash> <public> <signature>`."""
+    """The signed head as stored in ledger_meta: `v2 <seq> <hash> <public> <signature>`
+    (the message binds the ledger id), or `v1 …` (written before: seq and hash only)."""
 
     seq: int
     hash: bytes
     public: bytes
     signature: bytes
+    version: str = "v2"
 
     def encode(self) -> str:
-        return f"v1 {self.seq} {self.hash.hex()} {self.public.hex()} {self.signature.hex()}"
+        return (f"{self.version} {self.seq} {self.hash.hex()} {self.public.hex()} "
+                f"{self.signature.hex()}")
 
     @classmethod
     def decode(cls, text: str) -> HeadSignature:
         try:
             version, seq, h, pub, sig = text.split(" ")
-            if version != "v1":
+            if version not in ("v1", "v2"):
                 raise ValueError(version)
             found = cls(int(seq), hex_bytes(h, "hash", size=32), hex_bytes(pub, "key", size=32),
-                        hex_bytes(sig, "signature", size=64))
+                        hex_bytes(sig, "signature", size=64), version)
         except ValueError:
             found = None
         if found is None or found.encode() != text:  # one spelling only (no "0044", "AB")
@@ -115,14 +123,16 @@ class HeadSignature:
     def fingerprint(self) -> str:
         return fingerprint(self.public)
 
-    def valid(self) -> bool:
+    def valid(self, ledger_id: bytes) -> bool:
+        """Does the signature check, for this ledger (v2; a v1 signature binds none)?"""
         # cryptography on first use (CLI start time)
         from cryptography.exceptions import InvalidSignature
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
         try:
             Ed25519PublicKey.from_public_bytes(self.public).verify(
-                self.signature, _message(self.seq, self.hash))
+                self.signature, _message(self.seq, self.hash,
+                                         ledger_id if self.version == "v2" else None))
         except (InvalidSignature, ValueError):
             return False
         return True
@@ -178,9 +188,13 @@ class IntegrityKeys:
     def fingerprint(self) -> str:
         return fingerprint(self.public)
 
-    def sign_head(self, seq: int, head_hash: bytes) -> HeadSignature:
+    def sign_head(self, seq: int, head_hash: bytes, ledger_id: bytes | None = None
+                  ) -> HeadSignature:
+        """A v2 signature bound to `ledger_id`; without it, a v1 one (how ledgers were
+        signed before: only tests that build such a ledger ask for it)."""
         return HeadSignature(seq, head_hash, self.public,
-                             self._signer.sign(_message(seq, head_hash)))
+                             self._signer.sign(_message(seq, head_hash, ledger_id)),
+                             "v1" if ledger_id is None else "v2")
 
     def mac_head(self, ledger_id: bytes, seq: int, head_hash: bytes) -> HeadMac:
         return HeadMac(seq, head_hash, blake3.blake3(

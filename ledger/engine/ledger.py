@@ -972,7 +972,8 @@ class Ledger:
             self.vault.reload()
             self._mark_checked = False
 
-    def sign_head(self, *, adopt: bool = False, expect_hash: bytes | None = None) -> bool:
+    def sign_head(self, *, adopt: bool = False, expect_hash: bytes | None = None,
+                  accept_older: bool = False) -> bool:
         """A checkpoint now: MAC and sign the current head with this ledger key; False
         without the key (or on an empty ledger). Only a head that the stored MAC or
         signature vouches for, unless `adopt`: the operator vouches for this head (after
@@ -999,9 +1000,9 @@ class Ledger:
                         head.seq)
             self.voucher.sign(txn, keys, self.vault.ledger_id, head.seq, head.hash, head.ts,
                               shared)
-        # an adopted head may be older than the mark: the operator accepts it
-        self._raise_mark(lower=adopt)
-        if adopt:
+        # an adopted or restored head may be older than the mark: the operator accepts it
+        self._raise_mark(lower=adopt or accept_older)
+        if adopt or accept_older:
             self._mark_checked = True
         return True
 

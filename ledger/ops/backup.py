@@ -30,7 +30,7 @@ from ledger.engine.ledger import Ledger
 from ledger.errors import InputError, StoreError, VerificationError
 from ledger.files.safe_io import create_private
 from ledger.ops.backup_reseal import check_backup_key
-from ledger.ops.transfer import copy_ledger
+from ledger.ops.transfer import copy_ledger, vouch_copied
 
 __all__ = ["RestoreResult", "backup", "default_backup_path", "restore"]
 
@@ -140,7 +140,12 @@ def restore(ledger: Ledger, source_file: Path, *, force: bool = False,
     finally:
         source.close()
     ledger.reset_caches()
-    ledger.sign_head(adopt=True)  # the operator restores rows that were all checked
+    vouch_copied(ledger)  # only what the backup's own MAC or signature vouches for
     if ledger.vault.integrity() is not None:
         ledger.rebuild_snapshots()  # sealed with this ledger key
-    return RestoreResult(ledger.verify(), kept)
+    # the restored head may be older than the head mark: verify reports that itself
+    accepting, ledger.accept_older_head = ledger.accept_older_head, True
+    try:
+        return RestoreResult(ledger.verify(), kept)
+    finally:
+        ledger.accept_older_head = accepting

@@ -18,6 +18,7 @@ from ledger.core.chain import GENESIS, VerifyReport, verify_records
 from ledger.core.document import leaves
 from ledger.core.events import Record
 from ledger.core.secret_refs import refs_in
+from ledger.engine.integrity_keys import HEAD_MAC, HEAD_SIGNATURE, HeadMac, HeadSignature
 from ledger.engine.ledger import Ledger
 from ledger.errors import (
     LedgerError,
@@ -28,6 +29,7 @@ from ledger.errors import (
 from ledger.files.dirs import CONFIG_FILE_NAMES, KEYS_FILE_NAME, ensure_private_dir
 from ledger.files.safe_io import check_directory, write_private
 from ledger.ops.display import display_doc
+from ledger.ops.transfer import vouch_copied
 
 MASKED_HEADER = "secrets masked"
 
@@ -151,6 +153,13 @@ def write_bundle(ledger: Ledger, out: IO[str], *, with_secrets: bool = False) ->
         check = backend.get_meta("key_check")
         if check:
             out.write(json.dumps({"meta": {"key_check": check}}) + "\n")
+    # the head's own MAC and signature (no secret: a MAC and a public signature), so an
+    # import under the same key stays vouched for; readers before this ignore nothing
+    # (an older reader refuses the line), readers since accept bundles without it
+    vouch = {k: v for k in (HEAD_SIGNATURE, HEAD_MAC)
+             if (v := backend.get_meta(k)) is not None}
+    if vouch:
+        out.write(json.dumps({"meta": vouch}) + "\n")
     return count
 
 
@@ -210,7 +219,9 @@ def verify_bundle(path: Path, expect_head: bytes | None = None) -> VerifyReport:
     return report
 
 
-_IMPORTED_META = frozenset({"key_check"})  # what a bundle's meta line may set
+# what a bundle's meta line may set (the head's MAC and signature: checked under the
+# key at hand before anything is vouched for, ledger.ops.transfer.vouch_copied)
+_IMPORTED_META = frozenset({"key_check", HEAD_SIGNATURE, HEAD_MAC})
 _HEX = re.compile(r"[0-9a-f]+")
 
 
@@ -221,9 +232,20 @@ def _checked_meta(bundle: Bundle, path: Path, ledger: Ledger, ledger_id: str | N
         if key not in _IMPORTED_META:
             raise ParseError(f"{path}: the bundle's meta sets {key!r}, which a bundle may not "
                              "set (only key_check); nothing was imported")
+    vouch: dict[str, str] = {}
+    for key, decode in ((HEAD_SIGNATURE, HeadSignature.decode), (HEAD_MAC, HeadMac.decode)):
+        value = bundle.meta.get(key)
+        if value is None:
+            continue
+        try:
+            decode(value if isinstance(value, str) else "")
+        except ValueError:
+            raise ParseError(f"{path}: the bundle's {key} is malformed; nothing was "
+                             "imported") from None
+        vouch[key] = value
     check = bundle.meta.get("key_check")
     if check is None:
-        return {}
+        return vouch
     if not isinstance(check, str) or len(check) != 64 or not _HEX.fullmatch(check):
         raise ParseError(f"{path}: the bundle's key_check is malformed; nothing was imported")
     mine = ledger.vault.key_check_for(ledger_id or "")
@@ -231,13 +253,14 @@ def _checked_meta(bundle: Bundle, path: Path, ledger: Ledger, ledger_id: str | N
         raise ParseError(f"{path}: the bundle's secrets were sealed with another ledger key "
                          f"than {ledger.vault.keys.describe()}; set the key they were sealed "
                          "with, then import again; nothing was imported")
-    return {"key_check": check}
+    return {**vouch, "key_check": check}
 
 
 def import_bundle(path: Path, ledger: Ledger) -> VerifyReport:
     """Load a bundle into an empty ledger, after verifying its chain and checking every
     event as an append would (ledger.ops.import_checks), all in one transaction; the
-    imported head is then signed with this ledger key."""
+    imported head is then signed with this ledger key only if the bundle's own head MAC
+    or signature vouches for it under this key (else `sign-head --adopt`)."""
     from ledger.ops.import_checks import checked_records  # lazy: only bundle import needs these
     from projections.config_view import EMPTY_STATE, replay  # lazy: only bundle import needs these
 
@@ -277,7 +300,7 @@ def import_bundle(path: Path, ledger: Ledger) -> VerifyReport:
             if item.get("sealed"):
                 txn.put_secret(str(item["secret"]), item["sealed"], int(item["created_seq"]))
     ledger.reset_caches()
-    ledger.sign_head(adopt=True)  # the import checked every row; the operator vouches
+    vouch_copied(ledger)  # only what the bundle's own MAC or signature vouches for
     if ledger.vault.integrity() is not None:
         ledger.rebuild_snapshots()
     return ledger.verify()

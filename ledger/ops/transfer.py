@@ -24,10 +24,11 @@ from ledger.backends.base import Backend
 from ledger.core.chain import VerifyReport, verify_records
 from ledger.core.events import Record
 from ledger.engine.integrity_keys import HEAD_MAC, HEAD_SIGNATURE
+from ledger.engine.ledger import Ledger
 from ledger.errors import StoreError, VerificationError
 from ledger.ops.import_checks import checked_records
 
-__all__ = ["copy_ledger", "copy_ledger_files", "open_backend"]
+__all__ = ["copy_ledger", "copy_ledger_files", "open_backend", "vouch_copied"]
 
 _log = get_logger("ledger.ops.transfer")
 BATCH: Final = 1000
@@ -143,3 +144,19 @@ def copy_ledger_files(src_url: str, dst_url: str, *, src_schema: str = "public",
     with _opened(src_url, src_schema, False) as source, \
             _opened(dst_url, dst_schema, True) as target:
         return copy_ledger(source, target)
+
+
+def vouch_copied(ledger: Ledger) -> str | None:
+    """After a restore or an import into `ledger`: sign its head if the source's own
+    head MAC or signature (copied with the rows) vouches for it under the key at hand,
+    and accept it as this key's newest head (an operator restored it: the head mark
+    moves back to it). Otherwise nothing is signed and the reason is returned: a
+    history nobody vouched for (an edited backup, a bundle from another key or from
+    before signing) stays unvouched until `moltis-ledger sign-head --adopt`, so a
+    restore is no way back to trust on first use."""
+    try:
+        ledger.sign_head(accept_older=True)
+    except VerificationError as err:
+        _log.warning(str(err), location=ledger.backend.location)
+        return str(err)
+    return None

@@ -149,7 +149,7 @@ def test_append_and_read(kit: Kit) -> None:
     assert b.seq_bounds() == (5, 1, 5)
     # the head MAC'd at every append; signed at the first (a checkpoint)
     assert b.meta_items()[HEAD_MAC].startswith("v1 5 ")
-    assert b.meta_items()[HEAD_SIGNATURE].startswith("v1 1 ")
+    assert b.meta_items()[HEAD_SIGNATURE].startswith("v2 1 ")
     assert Ledger(b).verify().ok
 
 
@@ -266,14 +266,18 @@ def test_a_rechained_log_fails_with_the_pinned_key(kit: Kit) -> None:
         kit.sql("DELETE FROM ledger_meta WHERE key = ?", (HEAD_SIGNATURE,))
     report = kit.ledger().verify()
     assert not report.ok and "MAC'd head (event 5" in (report.problem or "")
-    # ... and the MAC too: without a pin that passes (with a note) ...
+    # ... and the MAC too: with the ledger key at hand, nothing vouched for fails
+    # (review A #3; it passed with a note) ...
     for key in (HEAD_MAC,):
         if kit.sql is None:
             del kit.backend._meta[key]  # type: ignore[attr-defined]
         else:
             kit.sql("DELETE FROM ledger_meta WHERE key = ?", (key,))
     report = kit.ledger().verify()
-    assert report.ok and any("not signed" in n for n in report.notes)
+    assert not report.ok and report.first_bad_seq == 1
+    assert "no event of this ledger is vouched for" in (report.problem or "")
+    adopting = kit.ledger().verify(adopting=True)  # what sign-head --adopt checks first
+    assert adopting.ok and any("not signed" in n for n in adopting.notes)
     # ... and with the pin it fails
     report = kit.ledger().verify(expect_key=pinned)
     assert not report.ok and "not signed" in (report.problem or "")

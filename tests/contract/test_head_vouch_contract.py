@@ -20,14 +20,14 @@ def test_every_append_macs_the_head_and_checkpoints_sign(kit: Kit) -> None:  # n
     ledger.voucher.every, ledger.voucher.secs = 3, 1e9
     fill(ledger, 5)
     meta = _meta(kit)
-    assert meta[HEAD_MAC].startswith("v1 5 ") and meta[HEAD_SIGNATURE].startswith("v1 4 ")
+    assert meta[HEAD_MAC].startswith("v1 5 ") and meta[HEAD_SIGNATURE].startswith("v2 4 ")
     for wait in (False, True, False, False):  # optimistic and locked appends
         ledger.edit({("server", "port"): 2000}, actor="t", wait=wait)
         ledger.edit({("server", "port"): 2001}, actor="t", wait=wait)
     meta = _meta(kit)
     head = kit.reopen().head().seq
     assert head == 13 and meta[HEAD_MAC].startswith("v1 13 ")
-    assert meta[HEAD_SIGNATURE].startswith("v1 13 ")  # 4, 7, 10, 13
+    assert meta[HEAD_SIGNATURE].startswith("v2 13 ")  # 4, 7, 10, 13
     report = Ledger(kit.reopen()).verify(expect_key=ledger.vault.integrity().fingerprint)  # type: ignore[union-attr]
     assert report.ok and (report.signed_seq, report.mac_seq) == (13, 13), report
 
