@@ -282,9 +282,10 @@ def test_a_group_signs_its_last_stored_event_once(tmp_path, monkeypatch):
     signed: list[int] = []
     maced: list[int] = []
 
-    def counting_sign(self: IntegrityKeys, seq: int, head_hash: bytes) -> Any:
+    def counting_sign(self: IntegrityKeys, seq: int, head_hash: bytes,
+                      ledger_id: bytes | None = None) -> Any:
         signed.append(seq)  # the real signature, counted
-        return real_sign(self, seq, head_hash)
+        return real_sign(self, seq, head_hash, ledger_id)
 
     def counting_mac(self: IntegrityKeys, ledger_id: bytes, seq: int, head_hash: bytes) -> Any:
         maced.append(seq)
