@@ -99,7 +99,8 @@ def _rotate_backup(backend: Backend, vault: Vault, old_key: bytes, new_key: byte
         vault.rotate(txn, new_key)
         if vouched:
             txn.set_meta(HEAD_MAC, new.mac_head(vault.ledger_id, head.seq, head.hash).encode())
-            txn.set_meta(HEAD_SIGNATURE, new.sign_head(head.seq, head.hash).encode())
+            txn.set_meta(HEAD_SIGNATURE,
+                         new.sign_head(head.seq, head.hash, vault.ledger_id).encode())
         txn.drop_snapshots()
         for seq, hash_, blob in snapshots:
             txn.put_snapshot(seq, hash_, blob)
