@@ -219,6 +219,9 @@ def test_switch_backend_to_the_ledger_masks_the_file(tmp_path: Path) -> None:
     result = site.ok("--json", "switch-backend", "sqlite").json()
     assert any("secret value(s) out of" in line for line in result["written"])
     assert holders(site, API_KEY, BOT_TOKEN) == []
+    # again, on the masked file: the masks are the secrets the ledger holds, proven same
+    again = site.ok("--json", "switch-backend", "sqlite").json()
+    assert again["checked"] and api_key(site) == API_KEY
 
 
 def test_secrets_in_arrays_and_url_userinfo_are_masked_and_stay_sealed(tmp_path: Path) -> None:

@@ -100,23 +100,65 @@ def _comparable(cfg: Any) -> Any:
     return doc
 
 
-async def _providers(store: ProviderStore) -> dict[str, Any]:
+def _fingerprints(cfg: Any) -> Any:
+    """The config as builtins with each sealed secret as its fingerprint."""
+    def fp(value: Any) -> Any:
+        if isinstance(value, Secret):
+            return {"fp": value.fingerprint}
+        raise TypeError(type(value).__name__)
+
+    return msgspec.to_builtins(cfg, enc_hook=fp)
+
+
+def _unmasked(old: Any, new: Any, prints: Any, fingerprint: Any) -> Any:
+    """`old` with each mask placeholder (a config file whose secrets `migrate` masked)
+    read as the secret of `new` at the same place when their fingerprints agree: the
+    import reads such a mask as "the sealed value already held", so do the proof."""
+    text = old.get("secret") if isinstance(old, dict) and set(old) == {"secret"} else old
+    if isinstance(text, str):
+        mask = parse_mask(text)
+        if mask is not None and (
+                (isinstance(prints, dict) and prints.get("fp") == mask[0])
+                or (isinstance(prints, str) and fingerprint is not None
+                    and fingerprint(prints) == mask[0])):  # a secret served as plain text
+            return new
+        return old
+    if isinstance(old, list) and isinstance(new, list) and isinstance(prints, list) and (
+            len(old) == len(new) == len(prints)):
+        return [_unmasked(o, n, p, fingerprint)
+                for o, n, p in zip(old, new, prints, strict=True)]
+    if isinstance(old, dict) and isinstance(new, dict) and isinstance(prints, dict):
+        return {k: _unmasked(v, new[k], prints.get(k), fingerprint) if k in new else v
+                for k, v in old.items()}
+    return old
+
+
+async def _providers(store: ProviderStore, convert: Any = None) -> dict[str, Any]:
     found = await store.effective()
-    return {name: _comparable(msgspec.structs.replace(p, sources={}))
+    return {name: (convert or _comparable)(msgspec.structs.replace(p, sources={}))
             for name, p in found.items()}
 
 
 async def prove_same(old: ConfigStore, old_providers: ProviderStore, new: ConfigStore,
                      new_providers: ProviderStore) -> list[str]:
     """Raise VerificationError naming the first differing sections unless both stores
-    give the same effective config (`[config]` aside) and the same providers."""
-    a, b = _comparable(await old.load_effective()), _comparable(await new.load_effective())
+    give the same effective config (`[config]` aside) and the same providers. A mask
+    `migrate` left in the old config file counts as the new store's secret of the same
+    fingerprint (`_unmasked`)."""
+    ledger = getattr(new, "ledger", None)
+    fingerprint = ledger.vault.fingerprint if ledger is not None else None
+    new_cfg = await new.load_effective()
+    a, b = _comparable(await old.load_effective()), _comparable(new_cfg)
+    if a != b:
+        a = _unmasked(a, b, _fingerprints(new_cfg), fingerprint)
     if a != b:
         bad = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         raise VerificationError(
             f"the {new.backend_name} store does not give the same effective config as the "
             f"{old.backend_name} store (differs in: {', '.join(bad)})", None)
     pa, pb = await _providers(old_providers), await _providers(new_providers)
+    if pa != pb:
+        pa = _unmasked(pa, pb, await _providers(new_providers, _fingerprints), fingerprint)
     if pa != pb:
         bad = sorted(k for k in set(pa) | set(pb) if pa.get(k) != pb.get(k))
         raise VerificationError(
