@@ -279,7 +279,13 @@ def _fallback(inst: Installation, name: str, location: str, err: BaseException,
     keys = KeySource(key_file=dirs.default_key_file(inst.config_home, inst.env), env=inst.env)
     store = _open_read_only(location, keys, where, synchronous)
     if store is not None:
-        if store.ledger.head_state().seq > 0:
+        try:
+            seq = store.ledger.head_state().seq
+        except LedgerError as bad:  # an older copy put back is refused here too: the mirror
+            _log.warning("the configuration ledger cannot be served", location=where,
+                         error=str(bad))
+            seq = 0
+        if seq > 0:
             attach_files(store, inst, mirror=False)
             store.ledger.backend.read_only_reason = reason  # what every write's error says
             _log.warning("the configuration ledger is read-only", backend=name,
