@@ -19,7 +19,7 @@ from ledger.cli.app import run
 from ledger.engine.key_check import check_key, key_weakness
 from ledger.engine.vault import KeySource, parse_key
 from ledger.errors import UnsafePathError
-from ledger.ops.head_mark import HeadMark, mark_path, write_mark
+from ledger.engine.head_mark import HeadMark, mark_path, write_mark
 from tests.rotation_crash import (
     SECRETS,
     Site,

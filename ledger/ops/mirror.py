@@ -32,7 +32,7 @@ from ledger.engine.vault import KeySource, SealedOpener
 from ledger.errors import LedgerError, ParseError
 from ledger.files.dirs import ensure_private_dir
 from ledger.files.safe_io import overwrite_private, read_file
-from ledger.ops.head_mark import HeadMark, mark_path, read_mark, write_mark
+from ledger.engine.head_mark import HeadMark, mark_path, read_mark, write_mark
 from ledger.stores.mirror_store import MirrorConfigStore
 from projections.config_view import ConfigState
 
@@ -102,7 +102,7 @@ def write_mirror(ledger: Ledger, state: ConfigState, path: Path, location: str) 
 
 
 def _advance_mark(ledger: Ledger, state: ConfigState, key: bytes) -> None:
-    """Raise the head mark (`ledger.ops.head_mark`) to this head; never lower it."""
+    """Raise the head mark (`ledger.engine.head_mark`) to this head; never lower it."""
     path = mark_path(ledger.vault.keys)
     ledger_id = ledger.backend.get_meta("ledger_id") or ""
     try:
