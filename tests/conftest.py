@@ -219,3 +219,12 @@ def restore_logging() -> Any:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture
+def key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The ledger key in a file (MOLTIS_LEDGER_KEY_FILE), not in the environment."""
+    monkeypatch.delenv("MOLTIS_LEDGER_KEY")
+    path = tmp_path / "keys" / "ledger.key"
+    monkeypatch.setenv("MOLTIS_LEDGER_KEY_FILE", str(path))
+    return path

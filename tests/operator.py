@@ -148,3 +148,15 @@ def make_site(tmp_path: Path, *, keys: bool = True) -> Site:
     if keys:
         site.keys.write_text(json.dumps(KEYS, indent=2), encoding="utf-8")
     return site
+
+
+def cli(capsys: Any, *args: str, code: int = 0) -> tuple[str, str]:
+    """The CLI in this process (capsys captures it); asserts the exit code, returns
+    (stdout, stderr)."""
+    from ledger.cli.app import run  # the CLI's own entry, as `main` calls it
+
+    capsys.readouterr()
+    got = run(list(args))
+    captured = capsys.readouterr()
+    assert got == code, captured
+    return captured.out, captured.err

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from ledger import SecretKeyError, SqliteConfigStore
-from ledger.cli.app import run
+from ledger.engine.head_mark import HeadMark, mark_path, write_mark
 from ledger.engine.key_check import check_key, key_weakness
 from ledger.engine.vault import KeySource, parse_key
 from ledger.errors import UnsafePathError
-from ledger.engine.head_mark import HeadMark, mark_path, write_mark
+from tests.operator import cli
 from tests.rotation_crash import (
     SECRETS,
     Site,
@@ -32,22 +32,6 @@ from tests.rotation_crash import (
 )
 
 SECRET = "sk-KEYHANDLING-5e6f7a8b"
-
-
-def cli(capsys, *args: str, code: int = 0) -> tuple[str, str]:
-    capsys.readouterr()
-    got = run(list(args))
-    captured = capsys.readouterr()
-    assert got == code, captured
-    return captured.out, captured.err
-
-
-@pytest.fixture
-def key_file(tmp_path, monkeypatch) -> Path:
-    monkeypatch.delenv("MOLTIS_LEDGER_KEY")
-    path = tmp_path / "keys" / "ledger.key"
-    monkeypatch.setenv("MOLTIS_LEDGER_KEY_FILE", str(path))
-    return path
 
 
 # -- weak keys ---------------------------------------------------------------------------

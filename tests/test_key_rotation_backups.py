@@ -14,27 +14,11 @@ from pathlib import Path
 import pytest
 
 from ledger import SqliteConfigStore
-from ledger.cli.app import run
 from ledger.engine.key_check import key_weakness
 from ledger.engine.vault import KeySource, parse_key
+from tests.operator import cli
 
 PROVIDER_KEY = "sk-Ab3dEf6hIj9kLm2nOp5qRs8tUv1w"
-
-
-def cli(capsys, *args: str, code: int = 0) -> tuple[str, str]:
-    capsys.readouterr()
-    got = run(list(args))
-    captured = capsys.readouterr()
-    assert got == code, captured
-    return captured.out, captured.err
-
-
-@pytest.fixture
-def key_file(tmp_path, monkeypatch) -> Path:
-    monkeypatch.delenv("MOLTIS_LEDGER_KEY")
-    path = tmp_path / "keys" / "ledger.key"
-    monkeypatch.setenv("MOLTIS_LEDGER_KEY_FILE", str(path))
-    return path
 
 
 def _opened_api_key(db: Path, key_file: Path) -> str:

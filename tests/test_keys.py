@@ -9,32 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
 from ledger import SecretDestroyedError, SecretKeyError, SqliteConfigStore
-from ledger.cli.app import run
 from ledger.engine.vault import KeySource, parse_key
+from tests.operator import cli
 
 SECRET_A = "sk-ROTATE-A-1f2e3d4c"
 SECRET_B = "sk-ROTATE-B-9a8b7c6d"
-
-
-def cli(capsys, *args: str, code: int = 0) -> tuple[str, str]:
-    capsys.readouterr()
-    got = run(list(args))
-    captured = capsys.readouterr()
-    assert got == code, captured
-    return captured.out, captured.err
-
-
-@pytest.fixture
-def key_file(tmp_path, monkeypatch) -> Path:
-    monkeypatch.delenv("MOLTIS_LEDGER_KEY")
-    path = tmp_path / "keys" / "ledger.key"
-    monkeypatch.setenv("MOLTIS_LEDGER_KEY_FILE", str(path))
-    return path
 
 
 @pytest.mark.parametrize("text", ["00" * 32, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="])

@@ -16,19 +16,11 @@ from pathlib import Path
 import pytest
 
 from ledger import errors
-from ledger.cli.app import run
 from ledger.engine.vault import KeySource
 from ledger.files import safe_io
+from tests.operator import cli
 
 SECRET = "sk-SAFEFILES-3e9d1c7a"
-
-
-def cli(capsys, *args: str, code: int = 0) -> tuple[str, str]:
-    capsys.readouterr()
-    got = run(list(args))
-    captured = capsys.readouterr()
-    assert got == code, captured
-    return captured.out, captured.err
 
 
 def _mode(path: Path) -> int:
