@@ -26,13 +26,13 @@ from ledger.core.canonical import b64_bytes
 from ledger.core.document import Doc, leaves
 from ledger.core.events import KIND_SHRED
 from ledger.core.secret_refs import SecretRef, refs_in
+from ledger.engine.head_mark import HeadMark, mark_path, read_mark, write_mark
 from ledger.engine.ledger import Ledger
 from ledger.engine.sealed_files import open_body, seal_body
 from ledger.engine.vault import KeySource, SealedOpener
 from ledger.errors import LedgerError, ParseError
 from ledger.files.dirs import ensure_private_dir
 from ledger.files.safe_io import overwrite_private, read_file
-from ledger.engine.head_mark import HeadMark, mark_path, read_mark, write_mark
 from ledger.stores.mirror_store import MirrorConfigStore
 from projections.config_view import ConfigState
 
