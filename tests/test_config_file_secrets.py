@@ -254,3 +254,19 @@ args = ["--api-key", "{API_KEY}", "--verbose"]  # keep
 
     assert asyncio.run(read()) == (["--api-key", API_KEY, "--quiet"], url)
     assert holders(site, API_KEY) == []
+
+
+def test_a_stale_mask_never_replaces_the_secret_the_ledger_holds(tmp_path: Path) -> None:
+    """After migrate masked the file, the key changed in the ledger: the file's mask now
+    stands for the old key. Making the ledger equal the file (`switch-backend sqlite`)
+    must not turn the stored key into a withheld placeholder (a gateway without its key):
+    it is refused, naming the path, and nothing is written."""
+    site = site_with(tmp_path)
+    site.ok("migrate")
+    site.ok("set", "providers.openai.api_key", NEW_KEY, "--reason", "rotate the provider key")
+    head = site.ok("--json", "log", "--limit", "1").json()
+    refused = site.run("switch-backend", "sqlite")
+    assert refused.code != 0
+    assert "providers.openai.api_key" in refused.err
+    assert site.ok("--json", "log", "--limit", "1").json() == head  # nothing written
+    assert api_key(site) == NEW_KEY

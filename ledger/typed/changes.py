@@ -23,8 +23,9 @@ from ledger.core.document import (
     same_value,
 )
 from ledger.core.events import Change, DocName
-from ledger.core.keypaths import KeyPath
+from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import DESTROYED_REF, WITHHELD_REF, Secret, SecretRef, parse_mask
+from ledger.errors import ConfigValidationError
 from ledger.schema.introspect import field_at, is_secret_path
 from ledger.schema.secret_policy import url_has_credential
 from ledger.typed.convert import RawChange
@@ -48,7 +49,7 @@ def is_env_reference(value: Any) -> bool:
 SecretTest = Callable[[KeyPath], bool]
 
 
-def _secret_leaf(value: Any, current: Any, sealer: Sealer) -> SecretRef | None:
+def _secret_leaf(path: KeyPath, value: Any, current: Any, sealer: Sealer) -> SecretRef | None:
     """The stored form of a secret leaf, or None when it equals the current value."""
     if isinstance(value, Secret):
         if value.ref is not None:
@@ -61,6 +62,17 @@ def _secret_leaf(value: Any, current: Any, sealer: Sealer) -> SecretRef | None:
         fp, destroyed = mask
         if isinstance(current, SecretRef) and current.fp == fp:
             return None
+        if isinstance(current, SecretRef) and not current.ref.startswith(
+                (WITHHELD_REF, DESTROYED_REF)):
+            # A placeholder for another value (a mask left in a file after the secret
+            # changed in the ledger, an older masked export) would replace a secret the
+            # gateway can open by one it cannot: refuse rather than lose the key.
+            where = format_path(path)
+            raise ConfigValidationError(
+                f"{where}: {value} is a placeholder for a secret this ledger no longer "
+                f"holds there (it holds {current.mask()}); a placeholder never replaces a "
+                "stored secret. Write the value itself, or the ledger's own placeholder "
+                "(or leave the key out) to keep it", where)
         prefix = DESTROYED_REF if destroyed else WITHHELD_REF
         return SecretRef(ref=f"{prefix}{_random.token_hex(8)}", fp=fp)
     if isinstance(current, SecretRef) and current.fp == sealer.fingerprint(value):
@@ -95,7 +107,7 @@ def _leaf_changes(path: KeyPath, value: Any, current: Any, doc: DocName, sealer:
         and (secret(path) or url_has_credential(value) or parse_mask(value) is not None)
     )
     if is_secret:
-        ref = _secret_leaf(value, current, sealer)
+        ref = _secret_leaf(path, value, current, sealer)
         if ref is not None:
             out.append(Change(op="set", path=path, secret=ref, doc=doc))
         return
