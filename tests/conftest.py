@@ -228,3 +228,13 @@ def key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "keys" / "ledger.key"
     monkeypatch.setenv("MOLTIS_LEDGER_KEY_FILE", str(path))
     return path
+
+
+@pytest.fixture
+def pg_url() -> str:
+    """The throwaway PostgreSQL server's DSN; the test is skipped without one."""
+    url = _pg_url()
+    if not url:
+        pytest.skip(f"set {PG_URL_VAR}=postgresql://... to run the PostgreSQL tests: "
+                    'eval "$(scripts/pg-test-server start)" starts a throwaway server')
+    return url

@@ -10,16 +10,8 @@ from ledger.errors import StoreError, VerificationError
 from ledger.ops.transfer import copy_ledger
 from ledger.schema import MoltisConfig
 from ledger.stores.postgres_store import PostgresConfigStore
-from tests.conftest import PG_URL_VAR, _pg_url, run
+from tests.conftest import run
 from tests.pg import fresh_pg_store
-
-
-@pytest.fixture
-def pg_url() -> str:
-    url = _pg_url()
-    if not url:
-        pytest.skip(f"set {PG_URL_VAR}=postgresql://... to run the PostgreSQL tests")
-    return url
 
 
 def set_port(port: int):

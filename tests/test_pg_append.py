@@ -22,19 +22,11 @@ from ledger.engine.ledger import Commit, Ledger
 from ledger.errors import StoreBusyError
 from ledger.schema import MoltisConfig
 from ledger.stores.postgres_store import PostgresConfigStore
-from tests.conftest import PG_URL_VAR, _pg_url, run
+from tests.conftest import run
 from tests.pg import fresh_pg_store
 
 DOC = {"server": {"port": 13131}, "tools": {"agent_timeout_secs": 600}}
 PATIENCE_S = 30.0  # a safety net against a hung test, never a measured time
-
-
-@pytest.fixture
-def pg_url() -> str:
-    url = _pg_url()
-    if not url:
-        pytest.skip(f"set {PG_URL_VAR}=postgresql://... to run the PostgreSQL tests")
-    return url
 
 
 @pytest.fixture

@@ -20,18 +20,10 @@ from ledger.core.events import Change, ChangePayload, encode_payload, now_us
 from ledger.core.secret_refs import Secret
 from ledger.errors import SecretDestroyedError, StoreError
 from ledger.stores.postgres_store import PostgresConfigStore
-from tests.conftest import PG_URL_VAR, _pg_url, run
+from tests.conftest import run
 from tests.pg import fresh_pg_store
 
 PATIENCE_S = 30.0  # a safety net against a hung test, never a measured time
-
-
-@pytest.fixture
-def pg_url() -> str:
-    url = _pg_url()
-    if not url:
-        pytest.skip(f"set {PG_URL_VAR}=postgresql://... to run the PostgreSQL tests")
-    return url
 
 
 def increment(cfg: Any) -> None:

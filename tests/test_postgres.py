@@ -41,20 +41,11 @@ from ledger.ops.transfer import copy_ledger, copy_ledger_files
 from ledger.schema.providers import ProviderConfig
 from ledger.stores.ledger_store import LedgerConfigStore
 from ledger.stores.postgres_store import PostgresConfigStore
-from tests.conftest import PG_URL_VAR, _pg_url, run
+from tests.conftest import run
 from tests.pg import fresh_pg_store, new_schema_name, register_schema
 
 pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def pg_url() -> str:
-    url = _pg_url()
-    if not url:
-        pytest.skip(f"set {PG_URL_VAR}=postgresql://... to run the PostgreSQL tests: "
-                    'eval "$(scripts/pg-test-server start)" starts a throwaway server')
-    return url
 
 
 @pytest.fixture

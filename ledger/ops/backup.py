@@ -22,14 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import apsw
-
 from ledger.backends.sqlite import SqliteBackend
 from ledger.core.chain import VerifyReport, verify_records
 from ledger.engine.ledger import Ledger
 from ledger.errors import InputError, StoreError, VerificationError
 from ledger.files.safe_io import create_private
-from ledger.ops.backup_reseal import check_backup_key
+from ledger.ops.backup_reseal import check_backup_key, self_contained
 from ledger.ops.transfer import copy_ledger, vouch_copied
 
 __all__ = ["RestoreResult", "backup", "default_backup_path", "restore"]
@@ -46,15 +44,6 @@ def _new_file(target: Path) -> None:
         raise InputError(f"{target}: already exists; choose a new file for the backup")
     # 0600 from the first byte, never through a link, in a checked directory
     os.close(create_private(target))
-
-
-def _self_contained(path: Path) -> None:
-    """Fold the WAL in and switch the file to rollback-journal mode: nothing beside it."""
-    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE)
-    try:
-        conn.pragma("journal_mode", "delete")
-    finally:
-        conn.close()
 
 
 def _remove(path: Path) -> None:
@@ -84,7 +73,7 @@ def backup(ledger: Ledger, target: Path) -> VerifyReport:
             _remove(target)
             raise
         copy.close()
-        _self_contained(target)
+        self_contained(target)
     check = SqliteBackend(target, read_only=True)
     try:
         return verify_records(check.read())

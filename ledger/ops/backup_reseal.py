@@ -28,7 +28,7 @@ from ledger.engine.vault import ENV_KEY, KeySource, Vault
 from ledger.errors import InputError, LedgerError, SecretKeyError
 from projections.snapshots import open_snapshot, seal_snapshot
 
-__all__ = ["check_backup_key", "ledger_backups", "reseal_ledger_backups"]
+__all__ = ["check_backup_key", "ledger_backups", "reseal_ledger_backups", "self_contained"]
 
 _log = get_logger("ledger.ops.backup_reseal")
 
@@ -78,7 +78,7 @@ def _reseal(path: Path, old_key: bytes, new_key: bytes) -> bool:
         _rotate_backup(backend, Vault(backend, keys), old_key, new_key)
     finally:
         backend.close()
-        _self_contained(path)
+        self_contained(path)
     return True
 
 
@@ -106,8 +106,9 @@ def _rotate_backup(backend: Backend, vault: Vault, old_key: bytes, new_key: byte
             txn.put_snapshot(seq, hash_, blob)
 
 
-def _self_contained(path: Path) -> None:
-    """Back to one file in rollback-journal mode (the write opened it in WAL mode)."""
+def self_contained(path: Path) -> None:
+    """Fold the WAL in and switch the file to rollback-journal mode: one file, nothing
+    beside it (backups are written in WAL mode; `ledger.ops.backup` uses this too)."""
     conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE)
     try:
         conn.pragma("journal_mode", "delete")
