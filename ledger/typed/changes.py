@@ -84,7 +84,7 @@ def _list_changes(path: KeyPath, value: list[Any], current: Any, doc: DocName,
                   sealer: Sealer, out: list[Change]) -> None:
     """A list value: its secrets sealed in place (`ledger.typed.list_secrets`)."""
     node = field_at(path) if doc == "config" else None
-    sealed, holds = seal_list(value, current, node, sealer)
+    sealed, holds = seal_list(value, current, node, sealer, path)
     if current is not MISSING and same_value(sealed if holds else value, current):
         return  # the same list (its secrets with the same fingerprints): nothing to record
     out.append(Change(op="set", path=path, value=sealed if holds else value, doc=doc))

@@ -8,6 +8,14 @@ stored as `{"$secret": ref, "fp": fp}`, see `ledger.core.events.Change`).
 Writing the same list again must not record anything: a plaintext whose fingerprint
 matches a reference already in the current list reuses that reference, so the sealed
 list equals the current one and `materialize` records no change.
+
+A mask placeholder (`<secret fp:…>`, from a masked file or export) stands for the
+element of the current list with that fingerprint, wherever it stands now (positions
+shift). A mask the current list does not hold, while that list holds a live secret, is
+refused naming the list's path, as for a single secret (`ledger.typed.changes`): it is
+a placeholder left behind after the secret changed in the ledger, and no element can be
+paired with the one it replaced, so taking it as a withheld element could silently
+swap the gateway's key for a value it cannot open.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import secrets as _random
 import typing
 from typing import Any, Protocol
 
-from ledger.core.keypaths import KeyPath
+from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import (
     DESTROYED_REF,
     WITHHELD_REF,
@@ -25,6 +33,7 @@ from ledger.core.secret_refs import (
     parse_mask,
     refs_in,
 )
+from ledger.errors import ConfigValidationError
 from ledger.schema.introspect import TypeNode, field_at, seals_by_name, strip_annotated
 from ledger.schema.secret_policy import is_secret_name, secret_items, url_has_credential
 
@@ -42,10 +51,15 @@ def _untyped(node: TypeNode | None) -> bool:
 
 
 class _Sealing:
-    __slots__ = ("pool", "sealed_any", "sealer")
+    __slots__ = ("holds_live", "path", "pool", "sealed_any", "sealer")
 
-    def __init__(self, current: Any, sealer: _Sealer) -> None:
+    def __init__(self, current: Any, sealer: _Sealer, path: KeyPath) -> None:
         self.pool = {r.fp: r for r in refs_in(current)} if isinstance(current, list) else {}
+        # whether the current list holds a secret the gateway can open (not a withheld or
+        # destroyed placeholder): only then can a foreign mask lose one
+        self.holds_live = any(not r.ref.startswith((WITHHELD_REF, DESTROYED_REF))
+                              for r in self.pool.values())
+        self.path = path
         self.sealer = sealer
         self.sealed_any = False
 
@@ -64,6 +78,15 @@ class _Sealing:
             fp, destroyed = mask
             if fp in self.pool:
                 return self.pool[fp]
+            if self.holds_live:
+                where = format_path(self.path)
+                raise ConfigValidationError(
+                    f"{where}: the element {value} is a placeholder for a secret this "
+                    "ledger does not hold in that list (a placeholder left after the "
+                    "secret changed in the ledger, or from an older masked export); a "
+                    "placeholder never replaces a stored secret. Write the value itself, "
+                    "or the ledger's own placeholders (`moltis-ledger get "
+                    f"{where}` shows them), to keep it", where)
             prefix = DESTROYED_REF if destroyed else WITHHELD_REF
             return SecretRef(ref=f"{prefix}{_random.token_hex(8)}", fp=fp)
         fp = self.sealer.fingerprint(value)
@@ -105,12 +128,13 @@ class _Sealing:
         return out
 
 
-def seal_list(value: list[Any], current: Any, node: TypeNode | None, sealer: _Sealer
-              ) -> tuple[list[Any], bool]:
+def seal_list(value: list[Any], current: Any, node: TypeNode | None, sealer: _Sealer,
+              path: KeyPath = ()) -> tuple[list[Any], bool]:
     """`value` with its secrets sealed (references in their place), and whether it holds
     any. `node` is the schema type of the list (None where the schema does not type it),
-    `current` the list stored there now (its references are reused by fingerprint)."""
-    sealing = _Sealing(current, sealer)
+    `current` the list stored there now (its references are reused by fingerprint),
+    `path` where it stands (named when a stale mask is refused)."""
+    sealing = _Sealing(current, sealer, path)
     out = sealing.items(value, node.item if node is not None and node.kind == "list" else None)
     return out, sealing.sealed_any
 
