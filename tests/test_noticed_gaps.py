@@ -12,7 +12,11 @@ Real files, the real CLI in process, no mocks."""
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 from pathlib import Path
+
+import pytest
 
 from ledger.ops.open_store import open_store
 from tests.operator import Site, make_site
@@ -107,3 +111,64 @@ def test_a_mask_the_list_holds_maps_back_wherever_it_stands(tmp_path: Path) -> N
               f'["--verbose", "--token", "{OTHER_KEY}", "--api-key", {mask}]')
     site.ok("get", "server.port")  # any command imports the hand edit
     assert gh_args(site) == ["--verbose", "--token", OTHER_KEY, "--api-key", API_KEY]
+
+
+# -- a refused writer queue file is reported --------------------------------------------
+
+def ledger_site(tmp_path: Path) -> Site:
+    site = make_site(tmp_path)
+    site.ok("migrate")
+    site.ok("set", "server.port", "13132", "--reason", "a write opens the queue")
+    assert queue_file(site).exists()
+    return site
+
+
+def queue_file(site: Site) -> Path:
+    return Path(f"{site.db}.lock")
+
+
+def assert_reported(site: Site, lock: Path) -> None:
+    """`check` warns naming the file and the fix (text and --json), and `verify` notes
+    it; neither fails for it (the ledger itself is sound)."""
+    checked = site.ok("check")
+    assert str(lock) in checked.err and "remove it" in checked.err, checked
+    assert "0600" in checked.err
+    doc = site.ok("--json", "check").json()
+    assert any(str(lock) in w and "remove it" in w for w in doc["warnings"]), doc
+    verified = site.ok("verify")
+    assert str(lock) in verified.out + verified.err, verified
+
+
+def test_check_warns_about_a_queue_file_open_to_others(tmp_path: Path) -> None:
+    """A queue file left 0644 (by an older version, or a copy) is refused by every writer,
+    which then goes without the queue: `check` says so and how to mend it; once removed,
+    the next writer recreates it 0600 and the warning is gone."""
+    site = ledger_site(tmp_path)
+    lock = queue_file(site)
+    assert not [w for w in site.ok("--json", "check").json()["warnings"] if str(lock) in w]
+    lock.chmod(0o644)
+    assert_reported(site, lock)
+    assert "0o644" in site.ok("check").err
+    lock.unlink()
+    site.ok("set", "server.port", "13133", "--reason", "recreates the queue file")
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+    assert str(lock) not in site.ok("check").err
+
+
+def test_check_warns_about_a_queue_file_that_is_a_symbolic_link(tmp_path: Path) -> None:
+    site = ledger_site(tmp_path)
+    lock = queue_file(site)
+    lock.unlink()
+    (tmp_path / "elsewhere").write_text("", encoding="utf-8")
+    lock.symlink_to(tmp_path / "elsewhere")
+    assert_reported(site, lock)
+    assert "symbolic link" in site.ok("check").err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the file to another user")
+def test_check_warns_about_a_queue_file_of_another_user(tmp_path: Path) -> None:
+    site = ledger_site(tmp_path)
+    lock = queue_file(site)
+    os.chown(lock, 65534, 65534)
+    assert_reported(site, lock)
+    assert "uid 65534" in site.ok("check").err

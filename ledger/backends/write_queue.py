@@ -19,7 +19,8 @@ opens its own, so stores of one process on one database queue against each other
 and closing it never touches SQLite's own (POSIX) locks, which are on other files.
 Where the file cannot be opened safely (a symbolic link, not a regular file, a file of
 another user or one that others may open, no permission, no `flock`), writers go without
-the queue, as before (see `open_queue`).
+the queue, as before (see `open_queue`); `check` and `verify` report such a file
+(`queue_file_problem`).
 """
 
 from __future__ import annotations
@@ -30,15 +31,19 @@ import os
 import stat
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ledger._log import get_logger
+
+if TYPE_CHECKING:
+    from ledger.backends.base import Backend
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on POSIX: no queue, SQLite's lock alone
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["WriteQueue", "open_queue"]
+__all__ = ["WriteQueue", "open_queue", "queue_file_problem", "writer_queue_problem"]
 
 _log = get_logger("ledger.backends.write_queue")
 SUFFIX = ".lock"  # as the file stores' `<file>.lock`
@@ -75,7 +80,7 @@ def open_queue(database: Path) -> WriteQueue | None:
             _make_private(fd, db)
         refusal = _refusal(os.fstat(fd), db)
         if refusal is not None:
-            raise OSError(errno.EPERM, refusal)
+            raise OSError(errno.EPERM, f"{refusal}; {_FIX}")
         try:  # flock works on this file system (held by another writer: it works too)
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -109,18 +114,52 @@ def _make_private(fd: int, db: os.stat_result) -> None:
 
 
 def _refusal(st: os.stat_result, db: os.stat_result) -> str | None:
-    """Why a queue file must not be used (None: it may)."""
+    """Why a queue file must not be used (None: it may), as a phrase after its name."""
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link"
     if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-        return "not a plain file"
+        return "is not a plain file"
     if st.st_uid not in (db.st_uid, os.geteuid()):
-        return (f"owned by uid {st.st_uid}, not by the database's owner (uid {db.st_uid}); "
-                "remove it")
+        return f"is owned by uid {st.st_uid}, not by the database's owner (uid {db.st_uid})"
     mode = stat.S_IMODE(st.st_mode)
     allowed = 0o600 | (0o060 if _group_writes(db) and st.st_gid == db.st_gid else 0)
     if mode & ~allowed:
-        return (f"mode {mode:#o} opens it to users who cannot write the database; "
-                "remove it (it is created 0600)")
+        return f"has mode {mode:#o}, which opens it to users who cannot write the database"
     return None
+
+
+def queue_file_problem(database: Path) -> str | None:
+    """Why the writers of `database` go without the queue because of its file, with the
+    fix, as `check` and `verify` report it (None: the file is fit, or there is none yet
+    and the next writer creates it). Only looks (lstat): it never creates, follows or
+    changes the file. A writer that refuses the file says so only in a debug line (every
+    writer would repeat it), so this is where an operator learns of it."""
+    path = Path(f"{database}{SUFFIX}")
+    try:
+        st = os.lstat(path)
+        db = os.stat(database)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        return f"{path}: the writers' queue file cannot be looked at: {err.strerror}"
+    reason = _refusal(st, db)
+    if reason is None:
+        return None
+    return (f"{path}: the writers' queue file {reason}, so writers refuse it and go "
+            "without the queue (SQLite's lock still keeps them apart, but they wait for "
+            f"each other by polling); {_FIX}")
+
+
+def writer_queue_problem(backend: Backend) -> str | None:
+    """`queue_file_problem` for a backend's database; None for backends without a queue
+    file (only SQLite's writers queue on a file)."""
+    if backend.name != "sqlite":
+        return None
+    return queue_file_problem(Path(backend.location))
+
+
+_FIX = ("remove it: the next writer recreates it 0600 (0660 where the database's group "
+        "may write the database)")
 
 
 class WriteQueue:

@@ -336,6 +336,7 @@ def check(state: State, file: str | None) -> None:
         where = str(source)
         notices = key_vault_notices(source.parent / dirs.KEYS_FILE_NAME)
     else:
+        from ledger.backends.write_queue import writer_queue_problem
         from ledger.ops.keys import key_file_problem
 
         ledger = state.store().ledger
@@ -348,6 +349,9 @@ def check(state: State, file: str | None) -> None:
         head_problem = ledger.head_problem()
         if head_problem:
             warnings.append(head_problem)
+        queue_problem = writer_queue_problem(ledger.backend)
+        if queue_problem:
+            warnings.append(queue_problem)
     problems = check_document(raw)
     for warning in warnings:
         state.out.warn(warning)  # stderr: a --json document stays alone on stdout

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from ledger.backends.write_queue import writer_queue_problem
 from ledger.core.chain import VerifyReport, verify_records
 from ledger.core.events import (
     KIND_CHANGE,
@@ -87,6 +88,9 @@ def audit(ledger: Ledger, expect_head: bytes | None = None, expect_key: str | No
         _check_mark(ledger, chain, notes, adopting)
     except _FailedError as err:
         return replace(chain, ok=False, first_bad_seq=err.seq, problem=err.problem)
+    queue = writer_queue_problem(backend)  # not the ledger's integrity: a note, not a failure
+    if queue is not None:
+        notes.append(queue)
     return replace(chain, key_fingerprint=fpr, signed_seq=signed, mac_seq=maced,
                    notes=tuple(notes))
 
