@@ -12,6 +12,7 @@ Real files, the real CLI in process, no mocks."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 from pathlib import Path
@@ -172,3 +173,31 @@ def test_check_warns_about_a_queue_file_of_another_user(tmp_path: Path) -> None:
     os.chown(lock, 65534, 65534)
     assert_reported(site, lock)
     assert "uid 65534" in site.ok("check").err
+
+
+# -- a hand edit imported by a read command refreshes the head mirror --------------------
+
+def mirror_seq(site: Site) -> int:
+    """The newest seq the head mirror's slots hold (their bodies, as the fallback reads)."""
+    seqs = [json.loads(json.loads(slot.read_text(encoding="utf-8"))["body"])["seq"]
+            for slot in (site.data_dir / "ledger-head.0.json",
+                         site.data_dir / "ledger-head.1.json") if slot.exists()]
+    return max(seqs, default=-1)
+
+
+def head_seq(site: Site) -> int:
+    return int(site.ok("--json", "log", "--limit", "1").json()["events"][0]["seq"])
+
+
+def test_a_hand_edit_imported_by_a_read_command_refreshes_the_head_mirror(
+        tmp_path: Path) -> None:
+    """The import is a write: the gateway's fallback must serve the hand edit the ledger
+    now holds, not the state before it, even when no write command ever ran after it."""
+    site = make_site(tmp_path)
+    site.ok("migrate")
+    assert mirror_seq(site) == head_seq(site)
+    site.edit("port = 13131", "port = 13132")
+    assert site.ok("get", "server.port").out.strip() == "13132"  # imports the hand edit
+    seq = head_seq(site)
+    assert seq >= 2
+    assert mirror_seq(site) == seq

@@ -212,7 +212,7 @@ class State:
         --read-only, where it is only reported. A file whose content is already in the
         ledger but whose bytes are not (`pending` False: a comment changed) gets its
         digest recorded the same way, best effort, so the next command is cheap again."""
-        from ledger.ops.open_store import sync_hand_edit
+        from ledger.ops.open_store import attach_files, sync_hand_edit
 
         if self.read_only:
             if pending:
@@ -222,6 +222,9 @@ class State:
         try:
             writer = self._open(name, location, read_only=False)
             try:
+                # the import is a write like any other: the head mirror the gateway
+                # falls back to follows it (attach_files hooks it to every commit)
+                attach_files(writer, self.installation)
                 problem = sync_hand_edit(writer, self.installation)
             finally:
                 writer.ledger.close()
