@@ -201,3 +201,41 @@ def test_a_hand_edit_imported_by_a_read_command_refreshes_the_head_mirror(
     seq = head_seq(site)
     assert seq >= 2
     assert mirror_seq(site) == seq
+
+
+def test_a_masked_import_with_a_stale_list_mask_is_refused(tmp_path: Path) -> None:
+    """Through the library (a masked export saved back with `save_raw`, as an import
+    does): the rule lives where every import seals a list, not in one command."""
+    from ledger import SqliteConfigStore
+    from ledger.core.secret_refs import SecretRef
+    from ledger.errors import ConfigValidationError
+    from tests.conftest import run
+
+    def doc(*args: str) -> dict[str, object]:
+        return {"mcp": {"servers": {"gh": {"command": "gh-mcp", "args": list(args)}}}}
+
+    def held() -> list[object]:
+        return list(store.ledger.head_state().config["mcp"]["servers"]["gh"]["args"])
+
+    store = SqliteConfigStore(tmp_path / "l.db")
+    try:
+        run(store.save_raw(doc("--api-key", API_KEY), actor="setup", source="import"))
+        old = held()[1]
+        assert isinstance(old, SecretRef)
+        exported = doc("--api-key", old.mask())  # what a masked export holds
+        run(store.save_raw(doc("--api-key", NEW_KEY), actor="ops", reason="rotate",
+                           source="api"))
+        seq = store.ledger.head_state().seq
+        with pytest.raises(ConfigValidationError, match=r"mcp\.servers\.gh\.args") as err:
+            run(store.save_raw(exported, actor="ops", source="import"))
+        assert err.value.path == "mcp.servers.gh.args"
+        assert API_KEY not in str(err.value) and NEW_KEY not in str(err.value)
+        assert store.ledger.head_state().seq == seq  # nothing written
+        # the ledger's own placeholder, moved and beside a new element, maps back
+        new = held()[1]
+        assert isinstance(new, SecretRef)
+        run(store.save_raw(doc(new.mask(), "--api-key", "--verbose"), actor="ops",
+                           source="import"))
+        assert held()[0] == new
+    finally:
+        store.ledger.close()
