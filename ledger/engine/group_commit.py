@@ -18,18 +18,27 @@ on its own connection. Writers in other processes still serialize on the databas
 lock (SQLite's write lock; PostgreSQL's append lock, an advisory lock). On PostgreSQL
 the savepoints cost no round trip: the group's statements are queued and sent with its
 COMMIT in one pipeline (`ledger.backends.postgres`).
+
+A writer thread that serves many callers (the async stores' writer,
+`ledger.stores.writer`) queues several requests from one thread: inside `collecting()`,
+`run` queues the request and returns it at once instead of waiting, and `settle` then
+waits for (or leads) the groups that commit them.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ledger.errors import StoreBusyError
 
-__all__ = ["Committer", "Request", "committer_for"]
+__all__ = ["Committer", "Queued", "Request", "collecting", "committer_for"]
+
+# per thread: while set (by `collecting`), `Committer.run` queues instead of waiting
+_collect = threading.local()
 
 
 class Request:
@@ -70,7 +79,14 @@ class Committer:
 
         `commit(batch)` runs one write transaction for the batch and fills in each
         request's result or error. With `wait=False` a commit in flight raises
-        StoreBusyError at once instead of queueing."""
+        StoreBusyError at once instead of queueing. Inside `collecting()` (and with
+        `wait=True`) the request is only queued and returned; `settle` commits it."""
+        queued: list[Queued] | None = getattr(_collect, "queued", None)
+        if queued is not None and wait:
+            with self._cond:
+                self._queue.append(req)
+            queued.append(Queued(self, req, commit))
+            return req
         with self._cond:
             if not wait:
                 if self._leading or self._queue:
@@ -86,6 +102,24 @@ class Committer:
                     return req.outcome()
                 self._leading = True
                 batch, self._queue = self._queue, []
+        self._lead(batch, commit)
+        return req.outcome()
+
+    def settle(self, reqs: list[Request], commit: Callable[[list[Request]], None]) -> None:
+        """Return once every one of `reqs` (queued by `run` inside `collecting()`) has
+        its outcome: wait while another thread's group commits them, else lead a group
+        of everything queued (theirs and other threads' requests) with `commit`."""
+        while True:
+            with self._cond:
+                while self._leading and not all(r.done for r in reqs):
+                    self._cond.wait()
+                if all(r.done for r in reqs):
+                    return
+                self._leading = True
+                batch, self._queue = self._queue, []
+            self._lead(batch, commit)
+
+    def _lead(self, batch: list[Request], commit: Callable[[list[Request]], None]) -> None:
         try:
             commit(batch)
         except BaseException as err:  # the transaction failed: nothing of it was written
@@ -98,7 +132,30 @@ class Committer:
                     r.done = True
                 self._leading = False
                 self._cond.notify_all()
-        return req.outcome()
+
+
+class Queued:
+    """A request `Committer.run` queued inside `collecting()`, with how to commit it."""
+
+    __slots__ = ("commit", "committer", "request")
+
+    def __init__(self, committer: Committer, request: Request,
+                 commit: Callable[[list[Request]], None]) -> None:
+        self.committer = committer
+        self.request = request
+        self.commit = commit
+
+
+@contextmanager
+def collecting() -> Iterator[list[Queued]]:
+    """In this thread, queue appends instead of waiting for their commit (see the module
+    docstring); yields the list they are added to."""
+    queued: list[Queued] = []
+    _collect.queued = queued
+    try:
+        yield queued
+    finally:
+        _collect.queued = None
 
 
 _registry: weakref.WeakValueDictionary[Hashable, Committer] = weakref.WeakValueDictionary()

@@ -2,12 +2,21 @@
 `ledger.backends.postgres`).
 
 Threading model. Every write (`update_raw`, `save_raw`, `apply_changes`, `edit`, the
-provider writes) runs in a worker thread (`asyncio.to_thread`, contextvars such as
-`acting_as` included): the lock wait, the statements and the commit's fsync never run on
-the event loop, and `fn` of `update_raw` runs in that thread too. Writes of one process
-on one database commit in groups (`ledger.engine.group_commit`): one transaction and one
-fsync for every write queued meanwhile, each acknowledged only once it is durable.
-Reads (`load_effective`, `view`, `load_raw`, `raw_document`) stay on the loop: from the
+provider writes) runs off the event loop in the database's writer thread
+(`ledger.stores.writer`: one thread per database and process, shared by its stores,
+started by the first async write and joined when the last of those stores closes),
+with the caller's contextvars (such as `acting_as`): the lock wait, `fn` of
+`update_raw`, the statements and the commit's fsync never run on the loop. The writer
+commits the writes queued meanwhile in groups (`ledger.engine.group_commit`): one
+transaction and one fsync per group, each write with its own event, seq and conflict
+check, each acknowledged only once it is durable and failing only for its own caller;
+synchronous `Ledger` writers of other threads join the same groups. Cancelling a
+waiting task withdraws its write if the writer has not taken it yet, else the task
+waits for the write's outcome and gets a `CancelledError` saying what it was (see
+`ledger.stores.writer`). `close()` lets the writer finish what was queued before the
+ledger closes. The PostgreSQL store keeps `run_write` (a default-executor thread per
+write, for its one-round-trip optimistic append). Reads (`load_effective`, `view`,
+`load_raw`, `raw_document`) stay on the loop: from the
 warm cache they cost microseconds (one `data_version` check); a read that arrives while
 this store's own connection is committing waits for that commit (at most one fsync),
 and a read after another process's write replays only its tail. `Ledger` and the
@@ -17,9 +26,11 @@ backends are thread-safe; nothing here needs a lock of the caller's.
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ledger.backends.base import Backend
 from ledger.backends.memory import MemoryBackend
@@ -31,6 +42,7 @@ from ledger.core.keypaths import KeyPath
 from ledger.engine.ledger import Commit, Ledger
 from ledger.engine.queries import Ref, iter_history, resolve_ref
 from ledger.engine.vault import KeySource
+from ledger.errors import InputError
 from ledger.stores.contract import ConfigStore, run_write
 from ledger.typed.flags import NO_FLAGS, Flags
 from projections.config_view import ConfigState
@@ -40,6 +52,7 @@ if TYPE_CHECKING:
 
     from ledger.schema import MoltisConfig
     from ledger.stores.providers import LedgerProviderStore
+    from ledger.stores.writer import Writer
     from ledger.typed.convert import RawChange
     from ledger.typed.layers import Effective, Provenance
 
@@ -58,11 +71,21 @@ def _layers() -> ModuleType:
 
 __all__ = ["LedgerConfigStore", "MemoryConfigStore", "SqliteConfigStore"]
 
+T = TypeVar("T")
+
 class LedgerConfigStore(ConfigStore):
     """A `ConfigStore` on the event-sourced ledger (any backend)."""
 
+    # writes go through the database's writer thread (False: `run_write`, see the
+    # module docstring)
+    dedicated_writer = True
+
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
+        self._writer: Writer | None = None
+        self._forget: weakref.finalize[Any, Any] | None = None  # releases it on GC
+        self._writer_lock = threading.Lock()
+        self._closed = False
         self.backend_name = ledger.backend.name
         # set by open_store(): the files this ledger was imported from
         self.config_file: Path | None = None
@@ -209,6 +232,25 @@ class LedgerConfigStore(ConfigStore):
 
     # -- writes ----------------------------------------------------------------------
 
+    async def run_write(self, call: Callable[[bool], T]) -> T:
+        """Run the blocking write `call(wait)` off the loop (see the module docstring)."""
+        group_key = getattr(self.ledger.backend, "group_key", None)
+        if not self.dedicated_writer or not callable(group_key) or self.ledger.backend.read_only:
+            return await run_write(call)
+        writer = self._writer
+        if writer is None:
+            with self._writer_lock:
+                if self._closed:
+                    raise InputError("this store is closed; open it again to write")
+                if self._writer is None:
+                    # lazy: asyncio and the writer load on the first write (CLI start-up)
+                    from ledger.stores.writer import release, writer_for
+
+                    self._writer = writer_for(group_key())
+                    self._forget = weakref.finalize(self, release, self._writer, False)
+                writer = self._writer
+        return await writer.run(call)
+
     async def save_raw(self, cfg: MoltisConfig | Mapping[str, Any], *, actor: str | None = None,
                        reason: str | None = None, source: str = "api",
                        expected_seq: int | None = None) -> Commit:
@@ -218,22 +260,22 @@ class LedgerConfigStore(ConfigStore):
         from ledger.schema import MoltisConfig
 
         if isinstance(cfg, MoltisConfig):
-            return await run_write(lambda wait: self.ledger.save_typed(cfg, wait=wait, **kw))
+            return await self.run_write(lambda wait: self.ledger.save_typed(cfg, wait=wait, **kw))
         doc = normalize_document(cfg, "save_raw document")
-        return await run_write(
+        return await self.run_write(
             lambda wait: self.ledger.save_documents(doc, where="save_raw", wait=wait, **kw))
 
     async def apply_changes(self, raw_changes: Sequence[RawChange], *,
                             actor: str | None = None, reason: str | None = None,
                             source: str = "api", expected_seq: int | None = None) -> Commit:
-        return await run_write(lambda wait: self.ledger.apply_raw(
+        return await self.run_write(lambda wait: self.ledger.apply_raw(
             raw_changes, actor=actor, reason=reason, source=source,
             expected_seq=expected_seq, wait=wait))
 
     async def update_raw(self, fn: Callable[[MoltisConfig], Any], *, actor: str | None = None,
                          reason: str | None = None, source: str = "api",
                          expected_seq: int | None = None) -> Commit:
-        return await run_write(lambda wait: self.ledger.update_typed(
+        return await self.run_write(lambda wait: self.ledger.update_typed(
             fn, actor=actor, reason=reason, source=source, expected_seq=expected_seq,
             wait=wait))
 
@@ -274,6 +316,19 @@ class LedgerConfigStore(ConfigStore):
             await asyncio.sleep(poll_interval)
 
     async def close(self) -> None:
+        """Let the writer thread finish the writes already queued (this blocks the loop
+        for at most those commits), then close the ledger."""
+        with self._writer_lock:
+            self._closed = True
+            writer, self._writer = self._writer, None
+            forget, self._forget = self._forget, None
+        if forget is not None:
+            forget.detach()
+        if writer is not None:
+            # lazy: loaded already when there is a writer (it was imported to make it)
+            from ledger.stores.writer import release
+
+            release(writer)
         self.ledger.close()
 
 

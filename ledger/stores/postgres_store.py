@@ -36,6 +36,11 @@ class PostgresConfigStore(LedgerConfigStore):
     :param pool_size: at most this many connections (plus one while `watch` runs).
     """
 
+    # a write runs in a default-executor thread of its own (`run_write`): its first try is
+    # the backend's one-round-trip optimistic append, which a shared writer thread's
+    # groups would give up
+    dedicated_writer = False
+
     def __init__(self, dsn: str, *, schema: str = "public", read_only: bool = False,
                  keys: KeySource | None = None, pool_size: int = 4,
                  busy_timeout: float = 5.0) -> None:

@@ -22,7 +22,7 @@ from ledger.engine.ledger import Commit
 from ledger.engine.queries import Ref, iter_history
 from ledger.schema.provider_keys import is_key_secret_path
 from ledger.schema.providers import is_provider_name
-from ledger.stores.contract import UNSET, ProviderStore, check_name, entry_changes, run_write
+from ledger.stores.contract import UNSET, ProviderStore, check_name, entry_changes
 from ledger.stores.key_file import META_KEYS, read_keys_file
 from ledger.typed.changes import Sealer, materialize
 from ledger.typed.layers import NO_FLAGS, Flags
@@ -127,7 +127,7 @@ class LedgerProviderStore(ProviderStore):
                 changes.append(Change(op="set", path=("providers", name, "enabled"), value=True))
             return changes
 
-        return await run_write(lambda wait: self.ledger.apply(
+        return await self._config.run_write(lambda wait: self.ledger.apply(
             changes_for, actor=actor, reason=reason, source=source, expected_seq=expected_seq,
             wait=wait))
 
@@ -138,14 +138,14 @@ class LedgerProviderStore(ProviderStore):
                 return []
             return [Change(op="unset", path=(name,), doc="keys")]
 
-        return await run_write(lambda wait: self.ledger.apply(
+        return await self._config.run_write(lambda wait: self.ledger.apply(
             changes_for, actor=actor, reason=reason, source=source, expected_seq=expected_seq,
             wait=wait))
 
     async def import_keys(self, data: Mapping[str, Any], *, actor: str | None = None,
                           reason: str | None = None, source: str = "import") -> Commit:
         doc = normalize_keys_document(data, "provider keys")
-        return await run_write(lambda wait: self.ledger.save_documents(
+        return await self._config.run_write(lambda wait: self.ledger.save_documents(
             keys=doc, where="provider keys", actor=actor, reason=reason, source=source,
             wait=wait))
 

@@ -1,0 +1,230 @@
+"""The writer thread of the async ledger stores: every async write of this process on
+one database runs in one dedicated thread, not in the event loop's default executor.
+
+Why. With the default executor, each awaiting write holds one of its threads (up to
+six here): after every group commit, all of them wake at once and, with the group's
+leader, compete with the event loop's thread for the GIL. A thread that drops the GIL
+for I/O usually hands it to another worker rather than to the loop, so the loop can
+wait for the interpreter's forced switch (5 ms) several times over: a burst of async
+writes stalled every task of the process for milliseconds. One writer thread per
+database means one thread competes with the loop; it drops the GIL for each commit's
+fsync, which is when the loop runs.
+
+How. `Writer.run(call)` queues the blocking write `call(wait)` with the caller's
+context (contextvars such as `acting_as`) and suspends the task. The thread takes up to
+`GROUP_LIMIT` queued writes, runs each one's call in its own context inside
+`group_commit.collecting()` (so each becomes a queued request of the database's
+`Committer` instead of blocking the thread), then commits them as one group (one
+transaction, one fsync, each write with its own event, seq, conflict check and
+savepoint, see `ledger.engine.group_commit`), leading it or waiting for another
+thread's group that took them. Each caller's task is then resumed with its own outcome
+(`loop.call_soon_threadsafe`): a commit only once it is durable, an exception raised by
+its own `fn` or check only to that caller. `GROUP_LIMIT` bounds the Python the thread
+runs between two fsyncs while holding the GIL, which is what the loop waits for.
+Threads that call the synchronous `Ledger` API keep grouping with the writer thread
+through the same `Committer`.
+
+Cancellation. A write whose task is cancelled before the thread took it is withdrawn:
+nothing is written and the task gets `CancelledError`. Once taken, it is committed or
+refused as a whole (never half-applied); the cancelled task waits for that outcome and
+then gets `CancelledError` whose message says which (the seq it was committed at, or
+why it was refused), so `head_seq()`/`history()` can confirm it.
+
+Lifetime. The thread starts with the first async write of a store and is shared by
+every store of this process on the same database; closing the last of those stores
+lets the thread finish the writes already queued (nothing acknowledged or accepted is
+dropped) and joins it. A store garbage-collected without `close()` releases it too
+(without joining); the thread is a daemon, so it never keeps the process alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import threading
+from collections import deque
+from collections.abc import Callable, Hashable
+from typing import Any, Final, TypeVar
+
+from ledger.engine.group_commit import Request, collecting
+
+__all__ = ["GROUP_LIMIT", "Writer", "writer_for"]
+
+T = TypeVar("T")
+
+# At most this many async writes per group the writer thread builds: a group's Python
+# (about 60 to 150 µs per write) runs with the GIL held, so this bounds the loop's wait to
+# about what a commit's fsync costs (the i16f figure), while a burst still shares fsyncs.
+GROUP_LIMIT: Final = 3
+
+_QUEUED, _TAKEN, _WITHDRAWN = 0, 1, 2
+
+
+class _Job:
+    __slots__ = ("call", "context", "future", "loop", "state")
+
+    def __init__(self, call: Callable[[bool], Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.call = call
+        self.context = contextvars.copy_context()
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.state = _QUEUED
+
+
+def _resolve(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    """On the loop: hand each caller its outcome (the task may have been cancelled)."""
+    for job, value, error in outcomes:
+        if job.future.done():
+            continue
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(value)
+
+
+class Writer:
+    """The writer thread of one database (see the module docstring)."""
+
+    def __init__(self, key: Hashable) -> None:
+        self.key = key
+        self._cond = threading.Condition(threading.Lock())
+        self._jobs: deque[_Job] = deque()
+        self._users = 0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    async def run(self, call: Callable[[bool], T]) -> T:
+        """Run the blocking write `call(wait)` in the writer thread; return its outcome
+        once it is durable (see the module docstring for cancellation)."""
+        job = _Job(call, asyncio.get_running_loop())
+        with self._cond:
+            if self._stopping or self._thread is None:
+                raise RuntimeError("this store is closed")
+            self._jobs.append(job)
+            self._cond.notify()
+        try:
+            result: T = await asyncio.shield(job.future)
+            return result
+        except asyncio.CancelledError:
+            if job.future.done() and not job.future.cancelled():
+                raise  # the outcome arrived and the task itself was cancelled meanwhile
+            with self._cond:
+                if job.state == _QUEUED:
+                    job.state = _WITHDRAWN
+                    self._jobs.remove(job)
+                    raise  # never started: nothing written
+            raise asyncio.CancelledError(await _told(job.future)) from None
+
+    def acquire(self) -> None:
+        with self._cond:
+            self._users += 1
+            if self._thread is None:
+                self._stopping = False
+                self._thread = threading.Thread(target=self._main, daemon=True,
+                                                name="moltis-ledger-writer")
+                self._thread.start()
+
+    def release(self, join: bool = True) -> bool:
+        """One store stopped using this writer; for the last one, the thread finishes
+        the writes queued and ends (joined, with `join`). True when it was the last."""
+        with self._cond:
+            self._users -= 1
+            if self._users > 0 or self._thread is None:
+                return False
+            self._stopping = True
+            self._cond.notify()
+            thread = self._thread
+        if join and thread is not threading.current_thread():
+            thread.join()
+        with self._cond:
+            if self._thread is thread:
+                self._thread = None
+        return True
+
+    def _main(self) -> None:
+        while True:
+            with self._cond:
+                while not self._jobs and not self._stopping:
+                    self._cond.wait()
+                if not self._jobs:
+                    return  # stopping, and every accepted write is done
+                jobs = [self._jobs.popleft() for _ in range(min(GROUP_LIMIT, len(self._jobs)))]
+                for job in jobs:
+                    job.state = _TAKEN
+            self._group(jobs)
+
+    def _group(self, jobs: list[_Job]) -> None:
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        waiting: list[tuple[_Job, Request]] = []
+        with collecting() as queued:
+            for job in jobs:
+                before = len(queued)
+                try:
+                    value = job.context.run(job.call, True)
+                except BaseException as err:  # only this caller's write failed
+                    outcomes.append((job, None, err))
+                    continue
+                mine = queued[before:]
+                if len(mine) == 1 and value is mine[0].request:
+                    waiting.append((job, value))
+                else:  # done without a group (a ledger without a committer)
+                    outcomes.append((job, value, None))
+        if queued:
+            try:
+                queued[0].committer.settle([q.request for q in queued], queued[0].commit)
+            except BaseException as err:  # settle fills in outcomes; this is a last resort
+                for q in queued:
+                    if not q.request.done:
+                        q.request.done, q.request.error = True, err
+        for job, req in waiting:
+            try:
+                outcomes.append((job, req.outcome(), None))
+            except BaseException as err:
+                outcomes.append((job, None, err))
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]] = {}
+        for item in outcomes:
+            by_loop.setdefault(item[0].loop, []).append(item)
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, items)
+
+
+async def _told(future: asyncio.Future[Any]) -> str:
+    """Wait (through further cancellations) for a taken write's outcome; describe it."""
+    while True:
+        try:
+            commit = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if not future.done():
+                continue
+            raise
+        except Exception as err:
+            return f"cancelled; the write was refused and nothing was written: {err}"
+        if getattr(commit, "appended", False):
+            return f"cancelled after the write was committed (seq {commit.seq})"
+        return "cancelled; the write changed nothing"
+
+
+_registry: dict[Hashable, Writer] = {}
+_registry_lock = threading.Lock()
+
+
+def writer_for(key: Hashable) -> Writer:
+    """The writer of the database `key` (a backend's `group_key()`), acquired for one
+    store: call `release()` once when that store closes."""
+    with _registry_lock:
+        writer = _registry.get(key)
+        if writer is None:
+            writer = _registry[key] = Writer(key)
+        writer.acquire()
+        return writer
+
+
+def release(writer: Writer, join: bool = True) -> None:
+    """`writer.release()`, forgetting it once its thread is stopping. A store that is
+    garbage-collected without `close()` releases with `join=False` (a finalizer must
+    not block), so forgotten stores do not keep threads."""
+    with _registry_lock:
+        if writer.release(join) and _registry.get(writer.key) is writer:
+            del _registry[writer.key]
