@@ -5,7 +5,8 @@
   threads) / one thread doing the same number alone: rate ratio;
 - 16 stores on one database file, one thread each / one writer: rate ratio;
 - the event loop's worst lag (a ticker task on the loop) during a burst of async
-  `update_raw` calls / one raw durable commit (raw apsw, WAL, FULL) on the same disk.
+  `update_raw` calls / one raw durable commit (raw apsw, WAL, FULL) on the same disk
+  (the store's writes run in its writer thread, `ledger.stores.writer`).
 
 All on SQLite FULL, docs example loaded; the final value and the chain are checked
 after every side (no lost update, the chain verifies).
@@ -207,13 +208,16 @@ def _loop_lag(ctx: Ctx, row: Row, doc: dict[str, Any]) -> None:
                     f"durable commit {fmt_time(alt.median('fsync'))}; the same bursts of raw "
                     f"apsw commits through asyncio.to_thread: worst {fmt_time(alt.median('floor'))}"
                     f" ({spread('floor')})")
+    from ledger.stores.writer import GROUP_LIMIT
+
     row.judge_rounds(alt.ratios("lag", "fsync"), note_if_missed=(
-        "the worst tick is set by the machine: the raw commits run through "
+        "the worst tick is set by the machine and the GIL: the raw commits run through "
         "asyncio.to_thread, with no ledger code at all, show a worst lag "
         f"{alt.median('floor') / alt.median('fsync'):.1f}x one commit in the same rounds "
-        "(the loop thread waits for a CPU and for the GIL, which the executor's threads "
-        "take and give back around every commit); the ledger's own Python work per write "
-        "adds what the difference between the two shows"))
+        "(the loop thread waits for a CPU, and for the GIL around every commit); the "
+        "store's writes run in one writer thread (ledger.stores.writer), so what the "
+        "ledger adds above that floor is the Python that thread runs with the GIL held "
+        f"between two fsyncs: a group of at most {GROUP_LIMIT} writes (GROUP_LIMIT)"))
     for r in (raw, floor_raw):
         r.conn.close()
     store.ledger.close()

@@ -45,7 +45,11 @@ async def run_write(call: Callable[[bool], T]) -> T:
     In the thread, the write is first tried without waiting for the lock (PostgreSQL's
     one-round-trip optimistic append; on SQLite a plain append when nobody holds the
     lock), then, if the lock is held, with waiting (SQLite: queued into this process's
-    group commit, or polling another process's lock)."""
+    group commit, or polling another process's lock).
+
+    Used by the PostgreSQL and file stores (a default-executor thread per write); the
+    SQLite and memory ledger stores run their writes in the database's writer thread
+    instead (`ledger.stores.writer`, see `LedgerConfigStore.run_write`)."""
     import asyncio  # imported here: the CLI's synchronous commands never need it
 
     def attempt() -> T:
