@@ -9,6 +9,7 @@ the writer inside a caller's `fn` with threading events to fix the interleaving.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from typing import Any
 
@@ -136,6 +137,32 @@ def test_each_task_s_context_reaches_its_write(tmp_path):
     run(store.close())
 
 
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
+
+
+def test_fn_runs_in_its_own_task_s_context(tmp_path):
+    """`fn` of update_raw sees the contextvars of the task that asked, even when the
+    writer thread runs it while committing another task's group."""
+    store = _store(tmp_path)
+    seen: dict[int, str] = {}
+
+    async def request(n: int) -> None:
+        REQUEST_ID.set(f"req-{n}")
+
+        def record(cfg: Any) -> None:
+            seen[n] = REQUEST_ID.get()
+            cfg.server.port = 5000 + n
+
+        await store.update_raw(record, actor="gw")
+
+    async def main() -> None:
+        await asyncio.gather(*[request(n) for n in range(TASKS)])
+
+    run(main())
+    assert seen == {n: f"req-{n}" for n in range(TASKS)}
+    run(store.close())
+
+
 def _set(path: tuple[str, ...], value: Any) -> list[Any]:
     from ledger.typed.convert import RawChange
 
@@ -227,6 +254,31 @@ def test_close_finishes_queued_writes_and_joins_the_thread(tmp_path):
     assert run(again.load_raw()).server.port == 1010
     assert again.ledger.verify().ok
     run(again.close())
+
+
+def test_closing_one_of_two_stores_on_a_file_waits_for_its_own_writes(tmp_path):
+    """The writer thread outlives the closed store (the other keeps it), so close()
+    waits for the closing store's queued writes before its connection closes."""
+    a = _store(tmp_path)
+    b = SqliteConfigStore(a.path)
+
+    def bump(cfg: Any) -> None:
+        cfg.server.port += 1
+
+    async def main() -> list[Any]:
+        await b.update_raw(bump, actor="b")  # b holds the writer too
+        writes = [asyncio.ensure_future(a.update_raw(bump, actor="a")) for _ in range(10)]
+        await asyncio.sleep(0)
+        await a.close()
+        done = await asyncio.gather(*writes)
+        done.append(await b.update_raw(bump, actor="b"))
+        return done
+
+    commits = run(main())
+    assert all(c.appended for c in commits)
+    assert run(b.load_raw()).server.port == 1012
+    assert b.ledger.verify().ok
+    run(b.close())
 
 
 def test_stores_share_one_writer_per_database_and_closing_leaks_no_thread(tmp_path):

@@ -25,6 +25,7 @@ backends are thread-safe; nothing here needs a lock of the caller's.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 import weakref
@@ -249,7 +250,7 @@ class LedgerConfigStore(ConfigStore):
                     self._writer = writer_for(group_key())
                     self._forget = weakref.finalize(self, release, self._writer, False)
                 writer = self._writer
-        return await writer.run(call)
+        return await writer.run(call, self)
 
     async def save_raw(self, cfg: MoltisConfig | Mapping[str, Any], *, actor: str | None = None,
                        reason: str | None = None, source: str = "api",
@@ -275,6 +276,7 @@ class LedgerConfigStore(ConfigStore):
     async def update_raw(self, fn: Callable[[MoltisConfig], Any], *, actor: str | None = None,
                          reason: str | None = None, source: str = "api",
                          expected_seq: int | None = None) -> Commit:
+        fn = _in_this_context(fn)
         return await self.run_write(lambda wait: self.ledger.update_typed(
             fn, actor=actor, reason=reason, source=source, expected_seq=expected_seq,
             wait=wait))
@@ -325,11 +327,19 @@ class LedgerConfigStore(ConfigStore):
         if forget is not None:
             forget.detach()
         if writer is not None:
+            writer.drain(self)  # other stores may keep the thread: wait for ours
             # lazy: loaded already when there is a writer (it was imported to make it)
             from ledger.stores.writer import release
 
             release(writer)
         self.ledger.close()
+
+
+def _in_this_context(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`fn` run in a copy of the calling task's context: the writer thread calls it
+    while leading a group, outside the context the write was queued in."""
+    context = contextvars.copy_context()
+    return lambda cfg: context.run(fn, cfg)
 
 
 def _deep_copy(doc: Doc) -> Doc:

@@ -62,10 +62,12 @@ _QUEUED, _TAKEN, _WITHDRAWN = 0, 1, 2
 
 
 class _Job:
-    __slots__ = ("call", "context", "future", "loop", "state")
+    __slots__ = ("call", "context", "future", "loop", "owner", "state")
 
-    def __init__(self, call: Callable[[bool], Any], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, call: Callable[[bool], Any], loop: asyncio.AbstractEventLoop,
+                 owner: object) -> None:
         self.call = call
+        self.owner = owner  # the store that asked (`drain` waits for its writes)
         self.context = contextvars.copy_context()
         self.loop = loop
         self.future: asyncio.Future[Any] = loop.create_future()
@@ -88,21 +90,26 @@ class Writer:
 
     def __init__(self, key: Hashable) -> None:
         self.key = key
-        self._cond = threading.Condition(threading.Lock())
+        # re-entrant: a garbage-collected store's finalizer may release this writer in
+        # whatever thread the collection ran, even inside one of these locked sections
+        self._cond = threading.Condition(threading.RLock())
         self._jobs: deque[_Job] = deque()
+        self._busy: dict[int, int] = {}  # id(owner) -> its writes queued or running
         self._users = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
 
-    async def run(self, call: Callable[[bool], T]) -> T:
-        """Run the blocking write `call(wait)` in the writer thread; return its outcome
-        once it is durable (see the module docstring for cancellation)."""
-        job = _Job(call, asyncio.get_running_loop())
+    async def run(self, call: Callable[[bool], T], owner: object) -> T:
+        """Run the blocking write `call(wait)` of the store `owner` in the writer thread;
+        return its outcome once it is durable (see the module docstring for
+        cancellation)."""
+        job = _Job(call, asyncio.get_running_loop(), owner)
         with self._cond:
             if self._stopping or self._thread is None:
-                raise RuntimeError("this store is closed")
+                raise RuntimeError("the store's writer thread has stopped")
             self._jobs.append(job)
-            self._cond.notify()
+            self._busy[id(owner)] = self._busy.get(id(owner), 0) + 1
+            self._cond.notify_all()  # the thread (a `drain` may be waiting too)
         try:
             result: T = await asyncio.shield(job.future)
             return result
@@ -113,8 +120,25 @@ class Writer:
                 if job.state == _QUEUED:
                     job.state = _WITHDRAWN
                     self._jobs.remove(job)
+                    self._done_with([job])
                     raise  # never started: nothing written
             raise asyncio.CancelledError(await _told(job.future)) from None
+
+    def drain(self, owner: object) -> None:
+        """Block until every write `owner` queued is done (its store is closing; the
+        thread never waits for an event loop, so this cannot deadlock with one)."""
+        with self._cond:
+            while self._busy.get(id(owner)):
+                self._cond.wait()
+
+    def _done_with(self, jobs: list[_Job]) -> None:
+        for job in jobs:  # with self._cond held
+            left = self._busy[id(job.owner)] - 1
+            if left:
+                self._busy[id(job.owner)] = left
+            else:
+                del self._busy[id(job.owner)]
+        self._cond.notify_all()
 
     def acquire(self) -> None:
         with self._cond:
@@ -133,7 +157,7 @@ class Writer:
             if self._users > 0 or self._thread is None:
                 return False
             self._stopping = True
-            self._cond.notify()
+            self._cond.notify_all()
             thread = self._thread
         if join and thread is not threading.current_thread():
             thread.join()
@@ -188,6 +212,8 @@ class Writer:
         for loop, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_resolve, items)
+        with self._cond:
+            self._done_with(jobs)
 
 
 async def _told(future: asyncio.Future[Any]) -> str:
@@ -207,7 +233,7 @@ async def _told(future: asyncio.Future[Any]) -> str:
 
 
 _registry: dict[Hashable, Writer] = {}
-_registry_lock = threading.Lock()
+_registry_lock = threading.RLock()  # re-entrant: see Writer._cond
 
 
 def writer_for(key: Hashable) -> Writer:
