@@ -282,20 +282,23 @@ def test_closing_one_of_two_stores_on_a_file_waits_for_its_own_writes(tmp_path):
 
 
 def test_stores_share_one_writer_per_database_and_closing_leaks_no_thread(tmp_path):
-    before = threading.active_count()
+    # threads of other tests' stores (closed when collected) may come and go meanwhile:
+    # only the threads that appear during this test are counted
+    before = set(_writer_threads())
     for round_ in range(3):
         stores = [SqliteConfigStore(tmp_path / f"db{round_}.db") for _ in range(4)]
         stores.append(MemoryConfigStore())
 
-        async def main(stores: list[Any] = stores) -> int:
+        async def main(stores: list[Any] = stores) -> list[threading.Thread]:
             await asyncio.gather(*[s.save_raw(DOC, actor="t") for s in stores])
-            # four stores on one file: one writer; the memory store: another
-            return len(_writer_threads())
+            return [t for t in _writer_threads() if t not in before]
 
-        assert run(main()) == 2
+        started = run(main())
+        # four stores on one file: one writer; the memory store: another
+        assert len(started) == 2
         for s in stores:
             run(s.close())
-        assert threading.active_count() <= before
+        assert not any(t.is_alive() for t in started)
 
 
 def test_sync_threads_and_async_tasks_group_together_without_lost_updates(tmp_path):
