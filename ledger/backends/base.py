@@ -14,15 +14,24 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple, Protocol
 
 from ledger.core.chain import GENESIS
-from ledger.core.events import Record, Row
-from ledger.errors import FormatVersionError
+from ledger.core.events import KIND_CHANGE, Record, Row, decode_change_payload
+from ledger.errors import FormatVersionError, StoreError
 
-__all__ = ["FORMAT_VERSION", "HEAD_MAC", "HEAD_SIGNATURE", "Backend", "Head", "SecretRow",
-           "SnapshotRow", "WriteTxn", "refuse_newer_format"]
+__all__ = ["CREATED_FORMAT", "FORMAT_SEALED_LISTS", "FORMAT_VERSION", "HEAD_MAC",
+           "HEAD_SIGNATURE", "Backend", "Head", "SecretRow", "SnapshotRow", "WriteTxn",
+           "format_needed", "payload_format", "raise_format", "refuse_newer_format"]
 
-# Version of the stored format (tables, payload encoding, chain layout). A database
-# written with a higher number is refused, never written to.
-FORMAT_VERSION: Final = 1
+# Version of the stored format (tables, payload encoding, chain layout) this release
+# understands. A database written with a higher number is refused, never written to.
+FORMAT_VERSION: Final = 2
+# What a new ledger says: 1, so a release that understands only 1 can still open a
+# ledger that never needed more.
+CREATED_FORMAT: Final = 1
+# A change payload holding secrets inside list values (`Change.sealed`): a release that
+# understands only format 1 would hand the gateway `{"$secret": …}` tables in those
+# lists, so the first such event raises the ledger's version to 2 (in its transaction).
+FORMAT_SEALED_LISTS: Final = 2
+_SEALED_MARK: Final = b'"sealed":true'
 TABLE_PREFIX: Final = "ledger_"
 # The ledger_meta keys of the signed checkpoint and of the MAC'd head
 # (ledger.engine.integrity_keys writes them).
@@ -39,6 +48,35 @@ def refuse_newer_format(location: str, version: int | None) -> None:
             f"version understands up to {FORMAT_VERSION}). Upgrade moltis-config-ledger; "
             "nothing was written."
         )
+
+
+def payload_format(kind: str, payload: bytes, seq: int | None = None) -> int:
+    """The lowest format version a ledger holding this event must say it is."""
+    # the byte test is the fast path (a payload without it holds no sealed list); the
+    # decode tells a `sealed` key inside a list's table from the change field
+    if kind == KIND_CHANGE and _SEALED_MARK in payload and any(
+            c.sealed for c in decode_change_payload(payload, seq).changes):
+        return FORMAT_SEALED_LISTS
+    return CREATED_FORMAT
+
+
+def format_needed(records: Iterable[Record]) -> int:
+    """The lowest format version a ledger holding `records` must say it is."""
+    return max((payload_format(r.kind, r.payload, r.seq) for r in records),
+               default=CREATED_FORMAT)
+
+
+def raise_format(txn: WriteTxn, needed: int, location: str) -> None:
+    """Raise the ledger's `format_version` to `needed` in `txn` (never lower it): the
+    backends call it from `append` when the records need more than a new ledger says."""
+    stored = txn.get_meta("format_version")
+    try:
+        current = CREATED_FORMAT if stored is None else int(stored)
+    except ValueError:
+        raise StoreError(f"{location}: unreadable format version {stored!r}; run "
+                         "`moltis-ledger verify`; nothing was written") from None
+    if current < needed:
+        txn.set_meta("format_version", str(needed))
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +112,10 @@ class WriteTxn(Protocol):
 
     def head(self) -> Head: ...
 
-    def append(self, records: Sequence[Record]) -> None: ...
+    def append(self, records: Sequence[Record]) -> None:
+        """Insert `records` after the head; raises the ledger's format version in this
+        transaction when they need more than it says (`format_needed`, `raise_format`)."""
+        ...
 
     def put_snapshot(self, seq: int, hash: bytes, state: bytes) -> None: ...
 

@@ -9,7 +9,17 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from ledger.backends.base import EMPTY_HEAD, Backend, Head, SecretRow, SnapshotRow, rows_of
+from ledger.backends.base import (
+    CREATED_FORMAT,
+    EMPTY_HEAD,
+    Backend,
+    Head,
+    SecretRow,
+    SnapshotRow,
+    format_needed,
+    raise_format,
+    rows_of,
+)
 from ledger.core.events import Record, Row
 from ledger.errors import StoreBusyError, StoreError
 
@@ -32,6 +42,8 @@ class _MemoryTxn:
         return self._b.head()
 
     def append(self, records: Sequence[Record]) -> None:
+        if (need := format_needed(records)) > CREATED_FORMAT:
+            raise_format(self, need, self._b.location)
         expected = self.head().seq + 1
         for r in records:
             if r.seq != expected:

@@ -84,14 +84,16 @@ import blake3
 
 from ledger._log import get_logger
 from ledger.backends.base import (
+    CREATED_FORMAT,
     EMPTY_HEAD,
-    FORMAT_VERSION,
     HEAD_MAC,
     HEAD_SIGNATURE,
     Backend,
     Head,
     SecretRow,
     SnapshotRow,
+    format_needed,
+    raise_format,
     refuse_newer_format,
     rows_of,
 )
@@ -393,6 +395,9 @@ class _PgTxn:
     def append(self, records: Sequence[Record]) -> None:
         if not records:
             return
+        if (need := format_needed(records)) > CREATED_FORMAT:
+            # reading the version takes the lock: such an event is never optimistic
+            raise_format(self, need, self._b.location)
         if not self._locked and self._pending is None and len(records) == 1:
             self._pending = records[0]
         else:
@@ -687,7 +692,7 @@ class PostgresBackend:
             conn.execute(self._sql.init_head)
             conn.execute(self._sql.init_empty_head, (GENESIS,))
             conn.execute(self._sql.init_meta,
-                         (str(FORMAT_VERSION), uuid.uuid4().hex, str(now_us())))
+                         (str(CREATED_FORMAT), uuid.uuid4().hex, str(now_us())))
         _log.info("ledger tables ready", location=self.location)
 
     # -- writes ----------------------------------------------------------------------

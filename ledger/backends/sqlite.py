@@ -30,12 +30,14 @@ from urllib.parse import quote
 import apsw
 
 from ledger.backends.base import (
+    CREATED_FORMAT,
     EMPTY_HEAD,
-    FORMAT_VERSION,
     Backend,
     Head,
     SecretRow,
     SnapshotRow,
+    format_needed,
+    raise_format,
     refuse_newer_format,
 )
 from ledger.backends.write_queue import WriteQueue, open_queue
@@ -189,6 +191,8 @@ class _SqliteTxn:
         return _head(self._conn)
 
     def append(self, records: Sequence[Record]) -> None:
+        if (need := format_needed(records)) > CREATED_FORMAT:
+            raise_format(self, need, self._location)
         rows = [(r.seq, r.ts, r.actor, r.reason, r.source, r.kind, r.payload, r.prev_hash,
                  r.hash) for r in records]
         before = self._conn.total_changes()
@@ -404,7 +408,7 @@ class SqliteBackend:
                     c.execute(
                         "INSERT INTO ledger_meta (key, value) VALUES "
                         "('format_version', ?), ('ledger_id', ?), ('created_us', ?)",
-                        (str(FORMAT_VERSION), uuid.uuid4().hex, str(now_us())),
+                        (str(CREATED_FORMAT), uuid.uuid4().hex, str(now_us())),
                     )
                 c.execute("COMMIT")
             except BaseException:

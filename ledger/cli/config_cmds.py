@@ -337,6 +337,7 @@ def check(state: State, file: str | None) -> None:
         notices = key_vault_notices(source.parent / dirs.KEYS_FILE_NAME)
     else:
         from ledger.backends.write_queue import writer_queue_problem
+        from ledger.engine.format_check import format_problem, lists_hold_secrets
         from ledger.ops.keys import key_file_problem
 
         ledger = state.store().ledger
@@ -352,6 +353,13 @@ def check(state: State, file: str | None) -> None:
         queue_problem = writer_queue_problem(ledger.backend)
         if queue_problem:
             warnings.append(queue_problem)
+        # the head state, not the whole log (that is verify's): cheap, and what an older
+        # release would serve
+        format_warning = format_problem(
+            ledger.backend, snapshot.seq if lists_hold_secrets(
+                (snapshot.config, snapshot.keys)) else None, "the configuration at seq")
+        if format_warning:
+            warnings.append(format_warning)
     problems = check_document(raw)
     for warning in warnings:
         state.out.warn(warning)  # stderr: a --json document stays alone on stdout

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from ledger.backends.base import CREATED_FORMAT, payload_format
 from ledger.backends.write_queue import writer_queue_problem
 from ledger.core.chain import VerifyReport, verify_records
 from ledger.core.events import (
@@ -35,6 +36,7 @@ from ledger.core.events import (
     doc_path_text,
 )
 from ledger.core.secret_refs import DESTROYED_REF, SecretRef
+from ledger.engine.format_check import format_problem
 from ledger.engine.head_vouch import ADOPT_HINT
 from ledger.engine.integrity_keys import (
     CHECKPOINT_EVERY,
@@ -71,7 +73,8 @@ def audit(ledger: Ledger, expect_head: bytes | None = None, expect_key: str | No
     the head mark, is named in a note instead of failing, since the operator is about
     to vouch for it."""
     backend = ledger.backend
-    records = backend.read()
+    sealed_at: list[int] = []  # the first event that needs format 2 (format_check)
+    records = _spot_sealed(backend.read(), sealed_at)
     chain = verify_records(track(records) if track else records, expect_head)
     if not chain.ok:
         return chain
@@ -88,11 +91,28 @@ def audit(ledger: Ledger, expect_head: bytes | None = None, expect_key: str | No
         _check_mark(ledger, chain, notes, adopting)
     except _FailedError as err:
         return replace(chain, ok=False, first_bad_seq=err.seq, problem=err.problem)
+    # the format version is outside the chain, and this release reads the log either
+    # way: what it says matters to an older release, so it is a note, not a failure
+    stale = format_problem(backend, sealed_at[0] if sealed_at else None, "event")
+    if stale is not None:
+        notes.append(stale)
     queue = writer_queue_problem(backend)  # not the ledger's integrity: a note, not a failure
     if queue is not None:
         notes.append(queue)
     return replace(chain, key_fingerprint=fpr, signed_seq=signed, mac_seq=maced,
                    notes=tuple(notes))
+
+
+def _spot_sealed(records: Iterator[Record], found: list[int]) -> Iterator[Record]:
+    """`records`, noting in `found` the first one with secrets inside a list."""
+    for rec in records:
+        if not found:
+            try:
+                if payload_format(rec.kind, rec.payload, rec.seq) > CREATED_FORMAT:
+                    found.append(rec.seq)
+            except LedgerError:
+                pass  # an undecodable payload: the replay below names it
+        yield rec
 
 
 def _check_rows(ledger: Ledger, chain: VerifyReport) -> None:

@@ -31,7 +31,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from ledger._log import get_logger
-from ledger.backends.base import HEAD_MAC, HEAD_SIGNATURE, Backend, Head, SnapshotRow, WriteTxn
+from ledger.backends.base import (
+    CREATED_FORMAT,
+    HEAD_MAC,
+    HEAD_SIGNATURE,
+    Backend,
+    Head,
+    SnapshotRow,
+    WriteTxn,
+    payload_format,
+    raise_format,
+)
 from ledger.core.actor import check_reason, resolve_actor
 from ledger.core.chain import GENESIS, VerifyReport, link, verify_records
 from ledger.core.document import apply_changes
@@ -944,8 +954,11 @@ class Ledger:
         encoded: list[tuple[int, bytes, bytes]] = []
         state = EMPTY_STATE
         batch: list[Row] = []
-        for row in self.backend.read_rows():
+        needed = CREATED_FORMAT  # what the log needs: a ledger copied by an older tool
+        for row in self.backend.read_rows():  # may say less (ledger.engine.format_check)
             batch.append(row)
+            if needed == CREATED_FORMAT:
+                needed = payload_format(row[1], row[2], row[0])
             if should_snapshot(row[0], self.snapshot_every):
                 state = replay_rows(state, batch, private=state is not EMPTY_STATE)
                 batch = []
@@ -957,6 +970,8 @@ class Ledger:
                 raise SecretKeyError(
                     f"rebuild-snapshots needs the ledger key ({self.vault.keys.describe()}): "
                     "snapshots are sealed with a key derived from it; nothing was changed")
+            if needed > CREATED_FORMAT:
+                raise_format(txn, needed, self.backend.location)
             txn.drop_snapshots()
             for seq, hash_, state_bytes in encoded:
                 txn.put_snapshot(seq, hash_, seal_snapshot(keys.snapshot_mac, seq, hash_,

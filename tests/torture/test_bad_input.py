@@ -35,6 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import SqliteConfigStore
+from ledger.backends.base import FORMAT_VERSION
 from ledger.core.keypaths import parse_path
 from ledger.engine.vault import KeySource
 from ledger.errors import (
@@ -730,7 +731,8 @@ def test_foreign_databases_are_refused_untouched(world: World) -> None:
     real = world.db.read_bytes()
     newer = write_case(world, "newer.db", real)
     conn = apsw.Connection(str(newer))
-    conn.execute("UPDATE ledger_meta SET value = '2' WHERE key = 'format_version'")
+    conn.execute("UPDATE ledger_meta SET value = ? WHERE key = 'format_version'",
+                 (str(FORMAT_VERSION + 1),))
     conn.close()
     for suffix in ("-wal", "-shm"):
         Path(f"{newer}{suffix}").unlink(missing_ok=True)

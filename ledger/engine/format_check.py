@@ -1,0 +1,61 @@
+"""Does the ledger say the format version its events need?
+
+A ledger says format 1 until its first event with secrets inside a list (`Change.sealed`)
+raises it to 2 (the backends do, in that event's transaction). A ledger holding such an
+event while it says 1 was copied by a tool that did not raise it (a build of this
+library from before the rule, a row-by-row copy by hand) or its meta was edited: this
+release reads it as usual, but a release that understands only format 1 would open it
+and hand the gateway `{"$secret": …}` tables inside those lists. `verify` and `check`
+name it, with the repair (`rebuild-snapshots` raises the version from the whole log).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ledger.backends.base import CREATED_FORMAT, FORMAT_SEALED_LISTS, Backend
+from ledger.core.secret_refs import refs_in
+
+__all__ = ["REPAIR", "format_problem", "lists_hold_secrets", "stated_format"]
+
+REPAIR = ("run `moltis-ledger rebuild-snapshots` with this release to raise it (it reads "
+          "the whole log); this release reads the ledger either way")
+
+
+def stated_format(backend: Backend) -> int | None:
+    """The ledger's `format_version` meta value; None when missing or not a number
+    (the open refuses those before anything reads it)."""
+    value = backend.get_meta("format_version")
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
+
+
+def format_problem(backend: Backend, sealed_seq: int | None, where: str) -> str | None:
+    """The warning when the ledger holds a sealed list element (first seen at
+    `sealed_seq`, an event or the head state) but says a lower format; else None."""
+    if sealed_seq is None:
+        return None
+    stated = stated_format(backend)
+    if stated is None or stated >= FORMAT_SEALED_LISTS:
+        return None
+    return (f"{backend.location}: {where} {sealed_seq} holds secrets inside a list (format "
+            f"{FORMAT_SEALED_LISTS}), but the ledger says format {stated}: a release that "
+            f"understands only format {CREATED_FORMAT} would open it and hand the gateway "
+            f"reference tables in those lists instead of the values; {REPAIR}")
+
+
+def lists_hold_secrets(docs: Iterable[Any]) -> bool:
+    """True if a list anywhere in these documents holds a secret reference (an element,
+    or a value of a table inside it): what only a format 2 reader understands."""
+    stack = list(docs)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list) and any(refs_in(value)):
+            return True
+    return False
+
