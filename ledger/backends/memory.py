@@ -109,7 +109,8 @@ class MemoryBackend:
         self._snapshots: dict[int, SnapshotRow] = {}
         self._snapshot_seqs: list[int] = []
         self._secrets: dict[str, SecretRow] = {}
-        self._meta: dict[str, str] = {}
+        # what a new SQLite or PostgreSQL ledger says (raised by `append`, as theirs)
+        self._meta: dict[str, str] = {"format_version": str(CREATED_FORMAT)}
         self._version = 0
         self._seen_version = 0
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ledger.backends.base import CREATED_FORMAT, FORMAT_SEALED_LISTS, Backend
+from ledger.backends.base import CREATED_FORMAT, FORMAT_SEALED_LISTS, Backend, payload_format
 from ledger.core.secret_refs import refs_in
 
-__all__ = ["REPAIR", "format_problem", "lists_hold_secrets", "stated_format"]
+__all__ = ["REPAIR", "format_problem", "lists_hold_secrets", "log_format", "stated_format"]
 
 REPAIR = ("run `moltis-ledger rebuild-snapshots` with this release to raise it (it reads "
           "the whole log); this release reads the ledger either way")
@@ -31,6 +31,17 @@ def stated_format(backend: Backend) -> int | None:
         return None if value is None else int(value)
     except ValueError:
         return None
+
+
+def log_format(backend: Backend) -> int:
+    """The format version the whole log needs (a read of every event, stopping at the
+    first one that needs the highest)."""
+    needed = CREATED_FORMAT
+    for seq, kind, payload, _hash, _ts in backend.read_rows():
+        needed = max(needed, payload_format(kind, payload, seq))
+        if needed >= FORMAT_SEALED_LISTS:
+            break
+    return needed
 
 
 def format_problem(backend: Backend, sealed_seq: int | None, where: str) -> str | None:

@@ -20,8 +20,9 @@ from pathlib import Path
 import apsw
 
 from ledger._log import get_logger
-from ledger.backends.base import HEAD_MAC, HEAD_SIGNATURE, Backend
+from ledger.backends.base import CREATED_FORMAT, HEAD_MAC, HEAD_SIGNATURE, Backend, raise_format
 from ledger.backends.sqlite import SqliteBackend
+from ledger.engine.format_check import log_format
 from ledger.engine.head_vouch import unvouched
 from ledger.engine.integrity_keys import IntegrityKeys
 from ledger.engine.vault import ENV_KEY, KeySource, Vault
@@ -92,7 +93,10 @@ def _rotate_backup(backend: Backend, vault: Vault, old_key: bytes, new_key: byte
         if snap is not None and encoded is not None:  # an unproven one is dropped
             snapshots.append((seq, snap.hash, seal_snapshot(new.snapshot_mac, seq, snap.hash,
                                                             encoded)))
+    needed = log_format(backend)  # a backup copied by an older build may say less
     with backend.write() as txn:
+        if needed > CREATED_FORMAT:
+            raise_format(txn, needed, backend.location)
         head = txn.head()
         vouched = head.seq > 0 and unvouched(txn.get_meta, old, vault.ledger_id,
                                              (head.seq, head.hash)) is None
