@@ -6,7 +6,9 @@ commands to the group) only when one of its commands runs, so the CLI starts fas
 Nothing below imports upward: `render` <- `app` <- `*_cmds`.
 
 This package itself imports nothing heavy: `main` answers `--version` without loading
-click, and `cli`, `run` and `exit_code_for` load `app` on first use (PEP 562).
+click, runs `get PATH` (with the global options it shares with click) through the
+argv fast path of `fast` (same command body, no click), and `cli`, `run` and
+`exit_code_for` load `app` on first use (PEP 562).
 """
 
 from __future__ import annotations
@@ -29,9 +31,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         sys.stdout.write(f"moltis-ledger, version {__version__}\n")
         sys.exit(0)
+    from ledger.cli.fast import run_fast  # `get PATH`: the same command without click
+
+    code = run_fast(args)
+    if code is not None:
+        sys.exit(code)
     from ledger.cli.app import main as run_main
 
-    run_main(argv)
+    run_main(args)
 
 
 def __getattr__(name: str) -> Any:

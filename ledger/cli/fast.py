@@ -1,0 +1,112 @@
+"""The argv fast path of `moltis-ledger get PATH`: the command most often run from
+scripts (`$(moltis-ledger get server.port)`) answered without importing click.
+
+Only the parsing differs from the click command: the same `State`, the same command
+body (`config_read.run_get`: the same ledger opening, trust checks and output) and the
+same error report (`base.report_failure`) run. The parser knows exactly one shape:
+
+    moltis-ledger [--db V] [--config-dir V] [--data-dir V] [--json] [--read-only] get PATH [--json]
+
+(each option value also as `--db=V`). Anything else, including `-h`, an unknown or
+malformed option, a second argument, `--`, or an option value that click would refuse
+or read differently, returns None and click parses the whole command line as before, so
+help, usage errors and their messages stay click's.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+
+__all__ = ["run_fast"]
+
+_VALUED = ("--db", "--config-dir", "--data-dir")
+_DIRS = ("--config-dir", "--data-dir")
+# click's shell completion runs when this variable is set: click must see that run
+_COMPLETE_VAR = "_MOLTIS_LEDGER_COMPLETE"
+
+
+def _click_would_refuse_dir(value: str) -> bool:
+    """What `click.Path(file_okay=False)` (exists=False, readable=True) refuses: an
+    existing regular file, or an existing path this process cannot read."""
+    try:
+        st = os.stat(value)
+    except OSError:
+        return False  # a path that does not exist (yet) is accepted as given
+    return stat.S_ISREG(st.st_mode) or not os.access(value, os.R_OK)
+
+
+class Parsed:
+    """What the fast path understood: the global options and PATH of `get`."""
+
+    __slots__ = ("config_dir", "data_dir", "db", "json", "path", "read_only")
+
+    def __init__(self) -> None:
+        self.db: str | None = None
+        self.config_dir: str | None = None
+        self.data_dir: str | None = None
+        self.json = False
+        self.read_only = False
+        self.path: str | None = None
+
+
+def parse(args: Sequence[str]) -> Parsed | None:
+    """The global options and PATH of `get`, or None for anything else."""
+    found = Parsed()
+    i, command_seen = 0, False
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--json":
+            found.json = True
+        elif not command_seen:
+            name, eq, value = arg.partition("=")
+            if arg == "--read-only":
+                found.read_only = True
+            elif name in _VALUED:
+                if not eq:
+                    if i >= len(args):
+                        return None
+                    value = args[i]
+                    i += 1
+                if value.startswith("-") or (name in _DIRS and _click_would_refuse_dir(value)):
+                    return None  # click reads or refuses these its own way
+                setattr(found, name[2:].replace("-", "_"), value)
+            elif arg == "get":
+                command_seen = True
+            else:
+                return None
+        elif found.path is None and not arg.startswith("-"):
+            found.path = arg
+        else:
+            return None
+    return found if command_seen and found.path is not None else None
+
+
+def run_fast(args: Sequence[str]) -> int | None:
+    """The exit code of `get` run without click, or None: click must parse `args`."""
+    if os.environ.get(_COMPLETE_VAR):
+        return None
+    found = parse(args)
+    if found is None or found.path is None:
+        return None
+    # the parse is settled: from here on this is the command, as click's run() runs it
+    from ledger.cli.base import EXIT_OK, Reporter, State, report_failure
+    from ledger.cli.config_read import run_get
+    from ledger.cli.render import Output, configure_logging
+
+    Output.json_printed = False
+    configure_logging(0)  # what the group callback does (-v is click's)
+    report = Reporter(found.json)
+    state = State(config_dir=found.config_dir, data_dir=found.data_dir, db=found.db,
+                  json=found.json, read_only=found.read_only,
+                  out=Output(json_mode=found.json))
+    try:
+        try:
+            run_get(state, found.path, None, False)
+        finally:
+            state.close()  # what click's context does on the way out
+    except (Exception, KeyboardInterrupt) as failure:  # every failure is reported, once
+        return report_failure(failure, report, json_errors=found.json, verbosity=0)
+    return EXIT_OK
