@@ -16,12 +16,12 @@ trusted (rebuild-snapshots seals them).
 
 from __future__ import annotations
 
-import hmac
 from typing import Any, Final
 
 import blake3
 import msgspec
 
+from ledger.core import constant_time
 from ledger.core.secret_refs import SecretRef
 from projections.config_view import ConfigState
 
@@ -134,7 +134,7 @@ def open_snapshot(key: bytes, seq: int, hash_: bytes, blob: bytes) -> bytes | No
         return None
     mac = blob[len(MAGIC):len(MAGIC) + _MAC_LEN]
     encoded = blob[len(MAGIC) + _MAC_LEN:]
-    return encoded if hmac.compare_digest(mac, _mac(key, seq, hash_, encoded)) else None
+    return encoded if constant_time.equal(mac, _mac(key, seq, hash_, encoded)) else None
 
 
 def decode_state(data: bytes) -> ConfigState:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import random
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -164,6 +163,8 @@ class _FairWait:
             self._since = now if self.since is None else self.since
         if now - self._since >= self.timeout_s:
             return False  # SQLITE_BUSY: the caller reports the lock as held
+        import random  # only when another writer holds the lock (start-up time)
+
         time.sleep(random.uniform(_POLL_MIN_S, _POLL_MAX_S))  # noqa: S311 - jitter only
         return True
 

@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -405,6 +404,8 @@ def report_failure(failure: BaseException, report: Reporter, *, json_errors: boo
         report.json_mode = report.json_mode or json_errors
         return report(str(failure), EXIT_ERROR, kind="os-error")
     if verbosity > 0:
+        import traceback  # only with -v
+
         traceback.print_exception(failure, file=sys.stderr)
     report.json_mode = report.json_mode or json_errors
     return report(f"unexpected {type(failure).__name__}: {failure}", EXIT_ERROR,

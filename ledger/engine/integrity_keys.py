@@ -25,8 +25,6 @@ no derived key reveals another.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -34,6 +32,7 @@ from typing import TYPE_CHECKING, Final
 import blake3
 
 from ledger.backends.base import HEAD_MAC, HEAD_SIGNATURE
+from ledger.core import constant_time
 from ledger.core.canonical import hex_bytes
 
 if TYPE_CHECKING:
@@ -69,6 +68,8 @@ def _hkdf(key: bytes, info: bytes) -> bytes:
 
 def fingerprint(public: bytes) -> str:
     """`ed25519:` + 32 hex digits of SHA-256 over the raw public key: the value to pin."""
+    import hashlib  # only to show or pin a fingerprint: `get` never loads OpenSSL
+
     return FPR_PREFIX + hashlib.sha256(public).hexdigest()[:32]
 
 
@@ -176,13 +177,15 @@ class IntegrityKeys:
     def __init__(self, ledger_key: bytes) -> None:
         # cryptography on first use (CLI start time)
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
         self._signer: Ed25519PrivateKey
         self.snapshot_mac = _hkdf(ledger_key, _MAC_INFO)
         self._head_mac = _hkdf(ledger_key, _HEAD_MAC_INFO)
         self._signer = Ed25519PrivateKey.from_private_bytes(_hkdf(ledger_key, _SIGN_INFO))
-        self.public = self._signer.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        # public_bytes_raw(): the same 32 bytes as public_bytes(Encoding.Raw,
+        # PublicFormat.Raw) without importing cryptography's serialization package
+        # (~10 ms of every process that opens a ledger with its key)
+        self.public = self._signer.public_key().public_bytes_raw()
 
     @property
     def fingerprint(self) -> str:
@@ -202,4 +205,4 @@ class IntegrityKeys:
 
     def mac_valid(self, ledger_id: bytes, mac: HeadMac) -> bool:
         expected = self.mac_head(ledger_id, mac.seq, mac.hash).mac
-        return hmac.compare_digest(expected, mac.mac)
+        return constant_time.equal(expected, mac.mac)

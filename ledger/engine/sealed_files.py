@@ -5,7 +5,6 @@ these names; the derivations are unchanged.)"""
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 from collections.abc import Mapping
@@ -13,6 +12,7 @@ from typing import Any, Final
 
 import blake3
 
+from ledger.core import constant_time
 from ledger.errors import SecretKeyError
 
 __all__ = ["SEALED_FILE_MAGIC", "backup_manifest_mac", "file_mac", "open_blob", "open_body",
@@ -41,7 +41,7 @@ def open_body(data: bytes, key: bytes) -> str:
     frame is not one or its MAC does not match this key."""
     outer = json.loads(data)
     body = outer.get("body") if isinstance(outer, dict) else None
-    if not isinstance(body, str) or not hmac.compare_digest(
+    if not isinstance(body, str) or not constant_time.equal(
             str(outer.get("mac", "")), file_mac(key, body.encode())):
         raise ValueError("its MAC does not match the ledger key (not written by this "
                          "ledger, or changed since)")

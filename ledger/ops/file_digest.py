@@ -31,13 +31,13 @@ and the full check then trusts them; that was so before the digest and is unchan
 
 from __future__ import annotations
 
-import hmac
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from blake3 import blake3
 
 from ledger import __version__
+from ledger.core import constant_time
 from ledger.errors import SecretKeyError
 
 if TYPE_CHECKING:
@@ -104,4 +104,4 @@ def in_step(ledger: Ledger, config_file: Path, data: bytes | None) -> bool:
     if key is None:
         return False
     expected = _mac(key, backend.get_meta("ledger_id") or "", config_file.name, data, prints)
-    return hmac.compare_digest(stored, expected)
+    return constant_time.equal(stored, expected)

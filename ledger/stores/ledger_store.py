@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ledger.backends.base import Backend
-from ledger.backends.memory import MemoryBackend
 from ledger.backends.sqlite import SqliteBackend, Synchronous
 from ledger.core.chain import VerifyReport
 from ledger.core.document import Doc, get_value, normalize_document
@@ -364,5 +363,7 @@ class MemoryConfigStore(LedgerConfigStore):
 
     def __init__(self, *, keys: KeySource | None = None,
                  backend: Backend | None = None) -> None:
+        from ledger.backends.memory import MemoryBackend  # not on the SQLite path (start-up)
+
         super().__init__(Ledger(backend or MemoryBackend(), keys=keys))
 
