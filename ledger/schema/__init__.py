@@ -3,6 +3,11 @@
 Secret fields are typed `ledger.core.secret_refs.Secret` (or maps of it); `FREEFORM_SECRETS` lists
 the secret keys inside free-form channel accounts. See `ledger.schema.base` for the
 conventions (`__flatten__`, `__aliases__`, None meaning "absent") the conversion relies on.
+
+The modules that define Structs do not use `from __future__ import annotations`: their
+annotations are evaluated once, when the module is imported from bytecode, instead of
+being compiled from strings (about 1,700 of them) by msgspec and `section_info` in every
+process that reads a typed config (issue 16, figure 6b; tests/test_startup_costs.py).
 """
 
 from __future__ import annotations

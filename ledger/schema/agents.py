@@ -1,7 +1,6 @@
 """Agents and what they may use: agent presets, session modes, skills, MCP servers,
 external CLI agents and shell hooks."""
 
-from __future__ import annotations
 
 from typing import Annotated, Literal
 

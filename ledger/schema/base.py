@@ -19,7 +19,6 @@ Schema conventions (other modules rely on them):
   and the typed config (what the gateway gets) keeps the plain `str` Moltis expects.
 """
 
-from __future__ import annotations
 
 from typing import Annotated
 

@@ -1,6 +1,5 @@
 """`[channels]`: messaging integrations, with free-form per-account configuration."""
 
-from __future__ import annotations
 
 from typing import Any, ClassVar
 

@@ -1,7 +1,6 @@
 """Chat behaviour, memory and outside services: chat, auxiliary models, memory,
 instrumentation, phone, CalDAV, Home Assistant, webhooks and the code index."""
 
-from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 

@@ -90,12 +90,14 @@ def _node(tp: Any) -> TypeNode:
 @functools.cache
 def section_info(cls: type[msgspec.Struct]) -> SectionInfo:
     info = SectionInfo(cls)
-    hints = typing.get_type_hints(cls, include_extras=True)
     flatten_attr = getattr(cls, "__flatten__", None)
+    # `f.type` is the annotation evaluated by msgspec (extras such as Annotated kept, as
+    # `typing.get_type_hints(include_extras=True)` gives it): evaluating the schema's
+    # string annotations a second time doubled the first typed read of every process
     for f in msgspec.structs.fields(cls):
         factory = None if f.default_factory is msgspec.NODEFAULT else f.default_factory
         default = None if f.default is msgspec.NODEFAULT else f.default
-        fn = FieldNode(f.name, f.encode_name, _node(hints[f.name]), default, factory)
+        fn = FieldNode(f.name, f.encode_name, _node(f.type), default, factory)
         if f.name == flatten_attr:
             info.flatten = fn
         else:

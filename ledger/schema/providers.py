@@ -1,6 +1,5 @@
 """`[providers]` (LLM providers) and the model overrides shared with `[models]`."""
 
-from __future__ import annotations
 
 import re
 from collections.abc import Iterator

@@ -1,6 +1,5 @@
 """`MoltisConfig`, the root of moltis.toml, and this ledger's own `[config]` section."""
 
-from __future__ import annotations
 
 from typing import Literal
 

@@ -1,7 +1,6 @@
 """Gateway, access and scheduling sections: server, tls, auth, graphql, metrics, tunnels,
 identity, user, failover, heartbeat, cron."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

@@ -1,7 +1,6 @@
 """`[tools]`: agent loop limits, command execution and its sandbox, tool policy, web,
 maps, browser and filesystem tools."""
 
-from __future__ import annotations
 
 from typing import Annotated, Literal
 

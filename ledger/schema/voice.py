@@ -2,7 +2,6 @@
 
 Every provider table has `enabled` (default true), as in Moltis's `schema/voice.rs`."""
 
-from __future__ import annotations
 
 from typing import Annotated, Literal
 
