@@ -59,11 +59,15 @@ FPR_PREFIX: Final = "ed25519:"
 
 
 def _hkdf(key: bytes, info: bytes) -> bytes:
-    # cryptography on first use: `get` never needs it (CLI start time)
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    """HKDF-SHA256 (RFC 5869) without salt, 32 bytes: extract, then the one expand
+    block. Byte for byte what cryptography's `HKDF(SHA256(), 32, salt=None, info)`
+    derives (tests/test_startup_costs.py checks both, and RFC 5869's vector), with the
+    standard library's HMAC: a reader that checks a head MAC or a snapshot MAC then
+    loads no cryptography at all (~10 ms of a fresh process)."""
+    import hmac  # hashlib/OpenSSL only where a key is derived, never for `get`
 
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
+    prk = hmac.new(b"\x00" * 32, key, "sha256").digest()  # salt=None: HashLen zeros
+    return hmac.new(prk, info + b"\x01", "sha256").digest()
 
 
 def fingerprint(public: bytes) -> str:
@@ -172,20 +176,32 @@ class IntegrityKeys:
     """The snapshot MAC key, the head MAC key and the checkpoint signing key of one
     ledger key."""
 
-    __slots__ = ("_head_mac", "_signer", "public", "snapshot_mac")
+    __slots__ = ("_head_mac", "_public", "_seed", "_signer", "snapshot_mac")
 
     def __init__(self, ledger_key: bytes) -> None:
-        # cryptography on first use (CLI start time)
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-        self._signer: Ed25519PrivateKey
         self.snapshot_mac = _hkdf(ledger_key, _MAC_INFO)
         self._head_mac = _hkdf(ledger_key, _HEAD_MAC_INFO)
-        self._signer = Ed25519PrivateKey.from_private_bytes(_hkdf(ledger_key, _SIGN_INFO))
-        # public_bytes_raw(): the same 32 bytes as public_bytes(Encoding.Raw,
-        # PublicFormat.Raw) without importing cryptography's serialization package
-        # (~10 ms of every process that opens a ledger with its key)
-        self.public = self._signer.public_key().public_bytes_raw()
+        # The Ed25519 key is made on first use: checking a head MAC or a snapshot MAC
+        # (every keyed read) needs neither it nor cryptography
+        self._seed = _hkdf(ledger_key, _SIGN_INFO)
+        self._signer: Ed25519PrivateKey | None = None
+        self._public: bytes | None = None
+
+    def _private(self) -> Ed25519PrivateKey:
+        if self._signer is None:
+            # cryptography on first use (start time of every keyed read)
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+            self._signer = Ed25519PrivateKey.from_private_bytes(self._seed)
+        return self._signer
+
+    @property
+    def public(self) -> bytes:
+        """The raw 32-byte public key (public_bytes_raw: what public_bytes(Encoding.Raw,
+        PublicFormat.Raw) gives, without cryptography's serialization package)."""
+        if self._public is None:
+            self._public = self._private().public_key().public_bytes_raw()
+        return self._public
 
     @property
     def fingerprint(self) -> str:
@@ -196,7 +212,7 @@ class IntegrityKeys:
         """A v2 signature bound to `ledger_id`; without it, a v1 one (how ledgers were
         signed before: only tests that build such a ledger ask for it)."""
         return HeadSignature(seq, head_hash, self.public,
-                             self._signer.sign(_message(seq, head_hash, ledger_id)),
+                             self._private().sign(_message(seq, head_hash, ledger_id)),
                              "v1" if ledger_id is None else "v2")
 
     def mac_head(self, ledger_id: bytes, seq: int, head_hash: bytes) -> HeadMac:

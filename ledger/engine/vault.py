@@ -33,6 +33,7 @@ from ledger.core.canonical import b64_bytes
 from ledger.core.secret_refs import DESTROYED_REF, SecretRef
 from ledger.engine.integrity_keys import IntegrityKeys
 from ledger.engine.key_check import check_key, parse_key
+from ledger.engine.lazy_aead import LazyAead
 from ledger.engine.sealed_files import (
     backup_manifest_mac,
     file_mac,
@@ -181,7 +182,7 @@ class Vault:
         self._backend = backend
         self.keys = keys
         self._lock = threading.Lock()
-        self._aead: AESGCM | None = None
+        self._aead: LazyAead | None = None
         self._fp_key: bytes | None = None
         self._check: str | None = None
         self._integrity: IntegrityKeys | None = None
@@ -244,11 +245,10 @@ class Vault:
         return blake3.blake3(self._ledger_id, key=_subkey(key, "key check")).hexdigest()
 
     def _adopt(self, key: bytes, check: str, sealed_fp_key: str | None) -> None:
-        from cryptography.exceptions import InvalidTag
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-        aead = AESGCM(_subkey(key, "secret sealing"))
+        aead = LazyAead(_subkey(key, "secret sealing"))
         if sealed_fp_key:
+            from cryptography.exceptions import InvalidTag  # a rotated key's fp key
+
             try:
                 data = b64_bytes(sealed_fp_key, "the ledger's sealed fingerprint key (fp_key)")
             except ValueError as err:
