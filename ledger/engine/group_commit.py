@@ -28,6 +28,7 @@ waits for (or leads) the groups that commit them.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,10 @@ __all__ = ["Committer", "Queued", "Request", "collecting", "committer_for"]
 
 # per thread: while set (by `collecting`), `Committer.run` queues instead of waiting
 _collect = threading.local()
+
+# The longest a leader waits for the last group's writers to queue again (see
+# Committer._gather_writers); normally the last commit's duration bounds it first.
+_GATHER_MAX_S = 0.002
 
 
 class Request:
@@ -68,9 +73,15 @@ class Committer:
     continue from the same objects instead of each catching up on its own."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # followers wait here for their outcome
+        self._gather = threading.Condition(lock)  # a gathering leader waits here
         self._queue: list[Request] = []
         self._leading = False
+        self._gathering = False
+        self._last_size = 1  # requests in the last group `run` led
+        self._last_commit_s = 0.0  # what the last group's commit took
+        self.gather_max_s = _GATHER_MAX_S
         self.shared: dict[str, Any] = {}
 
     def run(self, req: Request, commit: Callable[[list[Request]], None], *,
@@ -85,6 +96,7 @@ class Committer:
         if queued is not None and wait:
             with self._cond:
                 self._queue.append(req)
+                self._wake_gatherer()
             queued.append(Queued(self, req, commit))
             return req
         with self._cond:
@@ -96,14 +108,48 @@ class Committer:
                 batch = [req]
             else:
                 self._queue.append(req)
+                self._wake_gatherer()
                 while not req.done and self._leading:
                     self._cond.wait()
                 if req.done:
                     return req.outcome()
                 self._leading = True
+                self._gather_writers()
                 batch, self._queue = self._queue, []
+            self._last_size = len(batch)
         self._lead(batch, commit)
         return req.outcome()
+
+    def _wake_gatherer(self) -> None:
+        """After queueing (the lock held): wake a gathering leader once the last of the
+        writers it waits for is here."""
+        if self._gathering and len(self._queue) >= self._last_size:
+            self._gather.notify()
+
+    def _gather_writers(self) -> None:
+        """Before leading (the lock held): wait for the writers of the last group to
+        queue again, at most as long as the last commit took.
+
+        When a group's commit returns, its leader and its followers all wake at once,
+        and the first of them back (usually the leader, which holds the GIL) would find
+        the queue empty and commit alone while the others were still on their way back:
+        groups alternate between one writer and the rest, and every other fsync carries
+        a single event. Waiting for as many writers as the last group had restores full
+        groups. The wait is bounded by what one commit costs, so it never costs more
+        than the commit it saves; a lone writer (a last group of one) never waits."""
+        want = self._last_size
+        if len(self._queue) >= want:
+            return
+        deadline = time.perf_counter() + min(self._last_commit_s, self.gather_max_s)
+        self._gathering = True
+        try:
+            while len(self._queue) < want:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                self._gather.wait(left)
+        finally:
+            self._gathering = False
 
     def settle(self, reqs: list[Request], commit: Callable[[list[Request]], None]) -> None:
         """Return once every one of `reqs` (queued by `run` inside `collecting()`) has
@@ -120,6 +166,7 @@ class Committer:
             self._lead(batch, commit)
 
     def _lead(self, batch: list[Request], commit: Callable[[list[Request]], None]) -> None:
+        started = time.perf_counter()
         try:
             commit(batch)
         except BaseException as err:  # the transaction failed: nothing of it was written
@@ -127,9 +174,11 @@ class Committer:
                 if not r.done:
                     r.error = err
         finally:
+            took = time.perf_counter() - started
             with self._cond:
                 for r in batch:
                     r.done = True
+                self._last_commit_s = took
                 self._leading = False
                 self._cond.notify_all()
 

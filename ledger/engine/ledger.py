@@ -182,6 +182,28 @@ class _Append(NamedTuple):
     meta: dict[str, str] | None
 
 
+_write_deps = [False]
+
+
+def _load_write_deps() -> None:
+    """Import what a process's first append needs, before it takes the database's write
+    lock: deriving the integrity keys and sealing load `cryptography` (tens of ms on a
+    cold start), and every other writer process would wait for that import."""
+    # lazy: cryptography loads on the first write, not at CLI start-up
+    import cryptography.hazmat.primitives.asymmetric.ed25519
+
+    # lazy: cryptography loads on the first write, not at CLI start-up
+    import cryptography.hazmat.primitives.ciphers.aead
+
+    # lazy: cryptography loads on the first write, not at CLI start-up
+    import cryptography.hazmat.primitives.kdf.hkdf
+
+    # lazy: cryptography loads on the first write, not at CLI start-up
+    import cryptography.hazmat.primitives.serialization  # noqa: F401
+
+    _write_deps[0] = True
+
+
 def _has_nul(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" in value
@@ -523,6 +545,8 @@ class Ledger:
         that holds its event is durable, and a failure is raised only to its caller.
         """
         actor, reason, source = self._check_meta(actor, reason, source)
+        if not _write_deps[0]:
+            _load_write_deps()
         req = Request(self, _Append(build, actor, reason, source, expected_seq, rollback_to,
                                     on_fold, meta))
         if self._committer is None:
