@@ -244,6 +244,7 @@ class Ledger:
         # an operator accepting an older ledger (sign-head --adopt, restore) skips it
         self.accept_older_head = False
         self._mark_checked = False
+        self._edit_ready = False  # update_typed's section decoders are built
         # called with the new head state after every commit of this process (e.g. the
         # mirror of the head the gateway falls back to); a failing hook is logged, and
         # never undoes or fails the commit, which is already durable
@@ -665,6 +666,10 @@ class Ledger:
         # lazy: schema and decoders load on first use (CLI start-up)
         from ledger.typed.changes import materialize
 
+        if not self._edit_ready:
+            # built here, before the write lock: decoders for every section take tens
+            # of ms, which every writer queued behind this one would wait for
+            self._edit_ready = bool(self.codec.section_decoders)
         result: dict[str, Any] = {}
 
         def build(state: ConfigState, sealer: Sealer) -> list[Change]:
