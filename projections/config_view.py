@@ -14,7 +14,14 @@ from typing import Any
 import msgspec
 
 from ledger.core.chain import GENESIS
-from ledger.core.document import Doc, apply_changes, apply_in_place, leaves, own_all
+from ledger.core.document import (
+    Doc,
+    apply_change,
+    apply_changes,
+    apply_in_place,
+    leaves,
+    own_all,
+)
 from ledger.core.events import DOC_KEYS, KIND_CHANGE, Change, Record, Row, decode_change_payload
 from ledger.core.keypaths import KeyPath
 
@@ -90,12 +97,12 @@ def replay_rows(state: ConfigState, rows: Iterable[Row], *, private: bool) -> Co
     config, keys = state.config, state.keys
     prov_config, prov_keys = state.prov_config, state.prov_keys
     seq, hash_, ts = state.seq, state.hash, state.ts
-    decode = decode_change_payload
+    decode, apply_one = decode_change_payload, apply_change
     for seq, kind, payload, hash_, ts in rows:  # noqa: B007 (the last row's are the state's)
         if kind == KIND_CHANGE:
             changes = decode(payload, seq).changes
-            if len(changes) == 1 and changes[0].doc != DOC_KEYS:
-                apply_in_place(config, prov_config, changes, seq)
+            if len(changes) == 1 and (change := changes[0]).doc != DOC_KEYS:
+                apply_one(config, prov_config, change, seq, None)  # the common event
             else:
                 cfg_changes, key_changes = _split(changes)
                 apply_in_place(config, prov_config, cfg_changes, seq)

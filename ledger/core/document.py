@@ -149,7 +149,7 @@ def apply_changes(
     if prov is not None:
         prov = own(prov)
     for ch in changes:
-        _apply(root, prov, ch, seq, own)
+        apply_change(root, prov, ch, seq, own)
     return root, prov
 
 
@@ -157,11 +157,11 @@ def apply_in_place(root: Doc, prov: Doc, changes: Sequence[Change], seq: int) ->
     """`apply_changes` for a state the caller owns outright (a replay from a decoded
     snapshot): the same walk, with none of the copy-on-write bookkeeping."""
     for ch in changes:
-        _apply(root, prov, ch, seq, None)
+        apply_change(root, prov, ch, seq, None)
 
 
-def _apply(root: Doc, prov: Doc | None, ch: Change, seq: int,
-           own: Callable[[Doc], Doc] | None) -> None:
+def apply_change(root: Doc, prov: Doc | None, ch: Change, seq: int,
+                 own: Callable[[Doc], Doc] | None) -> None:
     """One change, one walk down the document and its provenance tree together. `root`
     and `prov` are already the caller's; `own` makes each dict below them so (None: they
     are all the caller's already). This is the replay's inner loop: keep it lean."""
