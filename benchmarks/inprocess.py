@@ -124,13 +124,19 @@ def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
     r.measured = (f"{THREADS} threads {fmt_rate(alt_threads.rate('threads'))}, one writer "
                   f"{fmt_rate(alt_threads.rate('one'))}; {checks['threads']}")
     r.judge_rounds(alt_threads.speedups("threads", "one"), note_if_missed=(
-        "group commit: a group is as large as the writers queued during one commit"))
+        "group commit: groups are full (a new leader gathers the last group's writers, "
+        "for at most one commit's time), so one fsync carries every writer's event; what "
+        "is left is per event: the leader's Python for each event (typed edit and diff, "
+        "encoding, hash link, fold) and each writer's way back into the queue, against "
+        "one fsync shared by the group: the ratio is (work + fsync) / (work + fsync / "
+        f"{THREADS}), and a cheap fsync (a quiet disk) lowers it"))
     r = rows_by_fig["i16e"]
     r.measured = (f"{STORES} stores {fmt_rate(alt_stores.rate('stores'))}, one writer "
                   f"{fmt_rate(alt_stores.rate('one'))}; {checks['stores']}")
     r.judge_rounds(alt_stores.speedups("stores", "one"), note_if_missed=(
         "group commit across stores: the leader builds every store's event on its own "
-        "connection"))
+        "connection; as for i16d, the per-event Python (and each writer's way back into "
+        "the queue) against one shared fsync bounds it"))
     _loop_lag(ctx, rows_by_fig["i16f"], doc)
     for s in (one, shared, *stores):
         s.ledger.close()

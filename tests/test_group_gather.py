@@ -11,8 +11,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import apsw
+
+from ledger import ConfigValidationError, Secret
 from ledger.engine.group_commit import Committer, Request
+from ledger.schema.providers import ProviderConfig
+from tests.conftest import run
+from tests.test_group_commit import grouped, increment, new_store
 
 PATIENCE_S = 30.0  # a safety net against a hung test, never a measured time
 
@@ -102,3 +110,36 @@ def test_a_failing_group_still_lets_the_next_one_gather() -> None:
         t.join(PATIENCE_S)
     assert len(errors) == 2
     assert sorted(batches[2]) == ["b1", "c1"], batches
+
+
+def test_a_failing_event_in_a_group_leaves_none_of_its_rows(tmp_path: Path) -> None:
+    """The savepoint of one event (apsw's, on the real database) undoes the rows it
+    wrote before failing: a secret sealed by a write whose value was then refused is
+    not left in the database, and the events around it commit in the same group."""
+    path = tmp_path / "g.db"
+    store = new_store(path)
+    ledger = store.ledger
+    before = {row.ref for row in ledger.backend.secrets()}
+
+    def sealed_then_refused(cfg: Any) -> None:
+        cfg.providers["openai"] = ProviderConfig(api_key=Secret("sk-GROUP-refused-0123456789"))
+        cfg.server.port = "not a port"  # refused after the secret was sealed
+
+    def fine(cfg: Any) -> None:
+        cfg.server.port = 15000
+
+    outs, group_commits = grouped(ledger, path, [(increment, {}), (sealed_then_refused, {}),
+                                                 (fine, {})])
+    assert group_commits == 1
+    ok, refused, last = outs
+    assert ok.error is None and last.error is None
+    assert isinstance(refused.error, ConfigValidationError)
+    assert {row.ref for row in ledger.backend.secrets()} == before
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        rows = conn.execute("SELECT count(*) FROM ledger_secrets").fetchone()[0]
+    finally:
+        conn.close()
+    assert rows == len(before)
+    assert run(store.load_raw()).server.port == 15000
+    assert ledger.verify().ok

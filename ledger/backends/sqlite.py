@@ -175,19 +175,12 @@ class _SqliteTxn:
         self._conn = conn
         self._location = location
 
-    @contextlib.contextmanager
-    def savepoint(self) -> Iterator[None]:
+    def savepoint(self) -> contextlib.AbstractContextManager[Any]:
         """A nested scope: what it wrote is undone if it raises (one event of a group
-        commit), and the enclosing transaction goes on."""
-        c = self._conn
-        c.execute("SAVEPOINT ledger_append")
-        try:
-            yield
-        except BaseException:
-            c.execute("ROLLBACK TO ledger_append")
-            c.execute("RELEASE ledger_append")
-            raise
-        c.execute("RELEASE ledger_append")
+        commit), and the enclosing transaction goes on. apsw's connection is that scope
+        (SAVEPOINT on entry; RELEASE, or ROLLBACK TO and RELEASE on any exception), in C:
+        half the cost per event of a generator-based one."""
+        return self._conn
 
     def head(self) -> Head:
         return _head(self._conn)
