@@ -3,7 +3,9 @@
 run in its own process. It opens a ledger that never held a secret inside a list, and
 refuses, with a clear message and exit 1, one whose list holds a sealed element (format
 2) instead of reading it (a release older still, before issue 14, would hand the gateway
-`{"$secret": …}` tables in those lists; they all share the same refusal rule)."""
+`{"$secret": …}` tables in those lists; they all share the same refusal rule). The
+gateway's entry point of the older release refuses too, instead of falling back to the
+head mirror (a mirror holding secrets inside lists says v2, which it does not read)."""
 
 from __future__ import annotations
 
@@ -93,3 +95,42 @@ def test_the_older_release_refuses_a_ledger_once_a_list_holds_a_secret(
     assert gateway.mcp.servers["gh"].args == ["--api-key", SECRET]
     assert gateway.server.port == 8112
     store.ledger.close()
+
+
+GATEWAY = ("from ledger.compat import discover_and_load\n"
+           "cfg = discover_and_load()\n"
+           "print('served', cfg.server.port, cfg.mcp.servers.get('gh'))\n")
+
+
+def older_gateway(older: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(older)}
+    return subprocess.run([sys.executable, "-c", GATEWAY], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_older_gateway_refuses_instead_of_serving_the_mirror(older: Path,
+                                                                 tmp_path: Path) -> None:
+    from ledger.ops.open_store import open_store
+
+    config = Path(os.environ["MOLTIS_CONFIG_DIR"])
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "moltis.toml").write_text('[server]\nport = 8111\n\n[config]\nbackend = "sqlite"\n',
+                                        encoding="utf-8")
+    (config / "moltis.toml").chmod(0o600)
+    store = open_store()  # the gateway's own open: the first import, the head mirror
+    store.ledger.close()
+    served = older_gateway(older, tmp_path)
+    assert served.returncode == 0, served.stderr
+    assert "served 8111 None" in served.stdout
+
+    store = open_store()
+    run(store.edit({("mcp", "servers", "gh", "command"): "gh-mcp",
+                    ("mcp", "servers", "gh", "args"): ["--api-key", SECRET]},
+                   reason="a key in an MCP server's args"))
+    store.ledger.close()
+    refused = older_gateway(older, tmp_path)
+    said = refused.stdout + refused.stderr
+    assert refused.returncode == 1 and "served" not in refused.stdout, said
+    assert "written by a newer version (format 2" in said
+    assert "no head mirror proves its state" in said
+    assert SECRET not in said and "$secret" not in said

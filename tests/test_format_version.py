@@ -392,3 +392,43 @@ def version_of(db: Path) -> str | None:
         return version(backend)
     finally:
         backend.close()
+
+
+# -- the head mirror: the other file a gateway reads --------------------------------------
+
+
+def test_the_head_mirror_says_v2_once_it_holds_a_sealed_list_and_is_still_served(
+        tmp_path: Path) -> None:
+    import json
+
+    from ledger.engine.sealed_files import open_body
+    from ledger.engine.vault import KeySource
+    from ledger.ops.mirror import MIRROR_NAME, read_mirror, slot_paths
+    from ledger.ops.open_store import mirror_key, open_store
+
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "moltis.toml").write_text('[server]\nport = 8111\n\n[config]\nbackend = "sqlite"\n',
+                                        encoding="utf-8")
+    (config / "moltis.toml").chmod(0o600)
+    store = open_store()
+    location = store.ledger.backend.location
+    keys = KeySource()
+    key = keys.load(create=False)
+    assert key is not None
+    path = tmp_path / "data" / MIRROR_NAME
+
+    def formats() -> set[str]:
+        return {json.loads(open_body(p.read_bytes(), key))["format"]
+                for p in slot_paths(path) if p.exists()}
+
+    assert formats() == {"moltis-config-ledger head mirror v1"}
+    seal_a_list(store)
+    newest = slot_paths(path)[store.ledger.head_state().seq % 2]  # slots alternate by seq
+    assert json.loads(open_body(newest.read_bytes(), key))["format"] == \
+        "moltis-config-ledger head mirror v2"
+    assert SECRET.encode() not in newest.read_bytes()
+    store.ledger.close()
+    mirror = read_mirror(path, mirror_key(location), keys, "a test")
+    assert mirror is not None
+    assert run(mirror.load_effective(env={})).mcp.servers["gh"].args == ARGS

@@ -41,6 +41,10 @@ __all__ = ["MIRROR_NAME", "attach_mirror", "read_mirror", "slot_paths", "write_m
 _log = get_logger("ledger.ops.mirror")
 MIRROR_NAME: Final = "ledger-head.json"
 FORMAT: Final = "moltis-config-ledger head mirror v1"
+# A mirror whose documents hold secrets inside a list (the ledger's format 2,
+# ledger.engine.format_check): a release that reads only v1 refuses it, as it refuses the
+# ledger, instead of serving reference tables in those lists. This release reads both.
+FORMAT_SEALED_LISTS: Final = "moltis-config-ledger head mirror v2"
 
 
 def attach_mirror(ledger: Ledger, path: Path, location: str) -> None:
@@ -70,13 +74,17 @@ def _slot_seq(path: Path, location: str) -> int:
 
 def write_mirror(ledger: Ledger, state: ConfigState, path: Path, location: str) -> None:
     sealed: dict[str, str] = {}
+    in_lists = False
     for doc in (state.config, state.keys):
-        for value in (r for _path, leaf in leaves(doc) for r in refs_in(leaf)):
-            if value.ref not in sealed:
-                row = ledger.backend.secret(value.ref)
-                if row is not None and row.sealed is not None:
-                    sealed[value.ref] = base64.b64encode(bytes(row.sealed)).decode()
-    data = {"format": FORMAT, "location": location, "seq": state.seq,
+        for _path, leaf in leaves(doc):
+            for value in refs_in(leaf):
+                in_lists = in_lists or leaf.__class__ is list
+                if value.ref not in sealed:
+                    row = ledger.backend.secret(value.ref)
+                    if row is not None and row.sealed is not None:
+                        sealed[value.ref] = base64.b64encode(bytes(row.sealed)).decode()
+    data = {"format": FORMAT_SEALED_LISTS if in_lists else FORMAT, "location": location,
+            "seq": state.seq,
             "written": datetime.now(UTC).isoformat(timespec="seconds"),
             "hash": state.hash.hex(), "ledger_id": ledger.backend.get_meta("ledger_id") or "",
             "config": msgspec.to_builtins(state.config),
@@ -219,7 +227,7 @@ def _read_slot(path: Path, location: str, keys: KeySource, reason: str
             raise ValueError("no ledger key to check it with")
         body = open_body(data, key)
         doc = json.loads(body)
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        if not isinstance(doc, dict) or doc.get("format") not in (FORMAT, FORMAT_SEALED_LISTS):
             raise ValueError("not a head mirror")
         if doc.get("location") != location:
             return None  # the mirror of another ledger
