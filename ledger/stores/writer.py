@@ -20,7 +20,9 @@ savepoint, see `ledger.engine.group_commit`), leading it or waiting for another
 thread's group that took them. Each caller's task is then resumed with its own outcome
 (`loop.call_soon_threadsafe`): a commit only once it is durable, an exception raised by
 its own `fn` or check only to that caller. `GROUP_LIMIT` bounds the Python the thread
-runs between two fsyncs while holding the GIL, which is what the loop waits for.
+runs between two fsyncs while holding the GIL, which is what the loop waits for; after
+each group the thread blocks until the loop has taken the outcomes (`_hand_over`), so
+the loop gets the GIL between every two groups even when it got no CPU during the fsync.
 Threads that call the synchronous `Ledger` API keep grouping with the writer thread
 through the same `Committer`.
 
@@ -58,6 +60,10 @@ T = TypeVar("T")
 # about what a commit's fsync costs (the i16f figure), while a burst still shares fsyncs.
 GROUP_LIMIT: Final = 3
 
+# How long the thread waits for a loop to take its outcomes before going on (a loop
+# stuck in long synchronous work must not hold up other loops' and threads' writes).
+ACK_WAIT_S: Final = 0.05
+
 _QUEUED, _TAKEN, _WITHDRAWN = 0, 1, 2
 
 
@@ -74,8 +80,10 @@ class _Job:
         self.state = _QUEUED
 
 
-def _resolve(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+def _resolve(outcomes: list[tuple[_Job, Any, BaseException | None]],
+             ack: threading.Event) -> None:
     """On the loop: hand each caller its outcome (the task may have been cancelled)."""
+    ack.set()
     for job, value, error in outcomes:
         if job.future.done():
             continue
@@ -95,6 +103,7 @@ class Writer:
         self._cond = threading.Condition(threading.RLock())
         self._jobs: deque[_Job] = deque()
         self._busy: dict[int, int] = {}  # id(owner) -> its writes queued or running
+        self._acks: list[threading.Event] = []  # what `_hand_over` is waiting for
         self._users = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -129,6 +138,8 @@ class Writer:
         thread never waits for an event loop, so this cannot deadlock with one)."""
         with self._cond:
             while self._busy.get(id(owner)):
+                for ack in self._acks:  # the thread must not wait for this blocked loop
+                    ack.set()
                 self._cond.wait()
 
     def _done_with(self, jobs: list[_Job]) -> None:
@@ -158,6 +169,8 @@ class Writer:
                 return False
             self._stopping = True
             self._cond.notify_all()
+            for ack in self._acks:  # the loop that would set them may be the one joining
+                ack.set()
             thread = self._thread
         if join and thread is not threading.current_thread():
             thread.join()
@@ -206,14 +219,38 @@ class Writer:
                 outcomes.append((job, req.outcome(), None))
             except BaseException as err:
                 outcomes.append((job, None, err))
+        with self._cond:
+            self._done_with(jobs)  # first: a closing store's drain() may hold its loop
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]] = {}
         for item in outcomes:
             by_loop.setdefault(item[0].loop, []).append(item)
+        acks: list[threading.Event] = []
         for loop, items in by_loop.items():
+            ack = threading.Event()
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(_resolve, items)
+                loop.call_soon_threadsafe(_resolve, items, ack)
+                acks.append(ack)
+        self._hand_over(acks)
+
+    def _hand_over(self, acks: list[threading.Event]) -> None:
+        """Block until each loop has taken its outcomes (at most ACK_WAIT_S per loop).
+
+        Dropping the GIL for a moment (an fsync, a SQLite call) does not hand it to the
+        loop on a busy machine: the woken loop thread often gets no CPU before this
+        thread takes the GIL back, and then waits for the interpreter's forced switch
+        (5 ms) while this thread runs the next group's Python. Blocking here until the
+        loop has run gives it the GIL between every two groups; the writes that arrive
+        meanwhile join the next group, so no fsync is added."""
         with self._cond:
-            self._done_with(jobs)
+            if self._stopping:  # the closing loop may be blocked joining this thread
+                return
+            self._acks = acks
+            if self._busy:
+                self._cond.notify_all()  # a drain() blocking a loop sets them
+        for ack in acks:
+            ack.wait(ACK_WAIT_S)
+        with self._cond:
+            self._acks = []
 
 
 async def _told(future: asyncio.Future[Any]) -> str:
