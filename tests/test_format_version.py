@@ -258,6 +258,7 @@ def test_copy_ledger_raises_it_in_the_target(sealed_db: Path, tmp_path: Path) ->
     target.close()
 
 
+@pytest.mark.postgres
 def test_switch_to_postgres_and_back_keeps_it(sealed_db: Path, tmp_path: Path,
                                              pg_url: str) -> None:
     from ledger.backends.postgres import PostgresBackend
@@ -274,6 +275,32 @@ def test_switch_to_postgres_and_back_keeps_it(sealed_db: Path, tmp_path: Path,
     assert version(back) == "2"
     for b in (source, pg, back):
         b.close()
+
+
+@pytest.mark.postgres
+def test_a_batch_copy_to_postgres_raises_it(pg_url: str) -> None:
+    """More events than PostgreSQL queues one by one (`_QUEUED_EVENTS`): the copy's
+    batch path (one head move, one executemany) commits the version with them."""
+    from ledger.backends.memory import MemoryBackend
+    from ledger.backends.postgres import _QUEUED_EVENTS, PostgresBackend
+    from tests.pg import new_schema_name, register_schema
+
+    source = MemoryBackend()
+    head = source.head()
+    records = []
+    for i in range(_QUEUED_EVENTS + 10):
+        rec = _record(head.seq, head.hash,
+                      _sealed_payload() if i == _QUEUED_EVENTS else _plain_payload(i + 1))
+        records.append(rec)
+        head = type(head)(rec.seq, rec.hash, rec.ts)
+    with source.write() as txn:
+        txn.append(records)
+    schema = new_schema_name()
+    register_schema(pg_url, schema)
+    target = PostgresBackend(pg_url, schema=schema)
+    copy_ledger(source, target)
+    assert target.head().seq == len(records) and version(target) == "2"
+    target.close()
 
 
 def test_backup_and_restore_raise_it(sealed_db: Path, tmp_path: Path) -> None:
