@@ -17,11 +17,13 @@ REPO = Path(__file__).resolve().parents[1]
 # issue 17's timeline pages
 FIGURES = [
     "1", "2", "3", "4a", "4b", "4c", "4d", "4e", "4f", "4g", "4h", "5a", "5b",
-    "6a", "6b", "6c", "6d", "6e", "7", "8", "9a", "9b", "10a", "10b",
+    "6a", "6b", "6c", "6d", "6e", "7", "8", "9a", "9b", "10a", "10b", "10c", "10d",
     "i4", "i5a", "i5b", "i5c", "i17a", "i17b",
     # issue 16
     "i16a", "i16b", "i16c", "i16d", "i16e", "i16f", "i16g", "i16h", "i16i", "i16j",
-    "i16k", "i16l", "i16m",
+    "i16k", "i16l", "i16m", "i16n", "i16o",
+    # issue 13
+    "i13a", "i13b", "i13c", "i13d", "i13e",
 ]
 
 
