@@ -274,6 +274,15 @@ class _PgTxn:
     def optimistic(self) -> bool:
         return not self._locked
 
+    @property
+    def active(self) -> bool:
+        """False once the server aborted the transaction (an error outside any savepoint,
+        or a savepoint that could not be rolled back to): PostgreSQL then refuses every
+        statement until the ROLLBACK, and the group commit fails the whole group
+        (`Ledger._check_group_alive`). A local libpq status, no round trip."""
+        status = self._conn.info.transaction_status
+        return status != status.INERROR
+
     def based_on(self, head: Head) -> bool:
         """Is `head` the one this transaction started from?"""
         return (head.seq, head.hash) == (self._base.seq, self._base.hash)

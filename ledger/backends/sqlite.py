@@ -171,21 +171,41 @@ class _FairWait:
 
 
 class _SqliteTxn:
+    """One write transaction (`SqliteBackend._transaction`). It refuses every write once
+    the transaction is over: SQLite rolls back the WHOLE transaction on some errors (a
+    trigger's RAISE(ROLLBACK); SQLITE_FULL, IOERR, BUSY, NOMEM may), and a statement
+    issued after that would run in autocommit mode and commit on its own."""
+
     def __init__(self, conn: apsw.Connection, location: str) -> None:
         self._conn = conn
         self._location = location
+        self.ended = False  # set by `_transaction` when the write block is left
+
+    @property
+    def active(self) -> bool:
+        """Is the transaction still open (not rolled back by SQLite, not ended)?"""
+        return not self.ended and not self._conn.getautocommit()
+
+    def _check_open(self) -> None:
+        if not self.active:
+            raise StoreError(f"{self._location}: the write transaction is no longer open "
+                             "(SQLite rolled it back, or it ended); nothing more is written "
+                             "in it")
 
     def savepoint(self) -> contextlib.AbstractContextManager[Any]:
         """A nested scope: what it wrote is undone if it raises (one event of a group
         commit), and the enclosing transaction goes on. apsw's connection is that scope
         (SAVEPOINT on entry; RELEASE, or ROLLBACK TO and RELEASE on any exception), in C:
-        half the cost per event of a generator-based one."""
+        half the cost per event of a generator-based one. Outside a transaction its
+        SAVEPOINT would begin one and RELEASE commit it: refused (`_check_open`)."""
+        self._check_open()
         return self._conn
 
     def head(self) -> Head:
         return _head(self._conn)
 
     def append(self, records: Sequence[Record]) -> None:
+        self._check_open()
         if (need := format_needed(records)) > CREATED_FORMAT:
             raise_format(self, need, self._location)
         rows = [(r.seq, r.ts, r.actor, r.reason, r.source, r.kind, r.payload, r.prev_hash,
@@ -202,18 +222,21 @@ class _SqliteTxn:
                              "(something in the database discards inserts into ledger_events)")
 
     def put_snapshot(self, seq: int, hash: bytes, state: bytes) -> None:
+        self._check_open()
         self._conn.execute(
             "INSERT OR REPLACE INTO ledger_snapshots (seq, hash, state) VALUES (?,?,?)",
             (seq, hash, state),
         )
 
     def put_secret(self, ref: str, sealed: bytes, created_seq: int) -> None:
+        self._check_open()
         self._conn.execute(
             "INSERT INTO ledger_secrets (ref, sealed, created_seq) VALUES (?,?,?)",
             (ref, sealed, created_seq),
         )
 
     def shred_secret(self, ref: str, seq: int) -> bool:
+        self._check_open()
         self._conn.execute(
             "UPDATE ledger_secrets SET sealed = NULL, shredded_seq = ? "
             "WHERE ref = ? AND sealed IS NOT NULL",
@@ -222,6 +245,7 @@ class _SqliteTxn:
         return bool(self._conn.changes())
 
     def reseal_secret(self, ref: str, sealed: bytes) -> bool:
+        self._check_open()
         self._conn.execute(
             "UPDATE ledger_secrets SET sealed = ? WHERE ref = ? AND sealed IS NOT NULL",
             (sealed, ref),
@@ -229,10 +253,12 @@ class _SqliteTxn:
         return bool(self._conn.changes())
 
     def drop_snapshots(self) -> int:
+        self._check_open()
         self._conn.execute("DELETE FROM ledger_snapshots")
         return int(self._conn.changes())
 
     def set_meta(self, key: str, value: str) -> None:
+        self._check_open()
         self._conn.execute(
             "INSERT OR REPLACE INTO ledger_meta (key, value) VALUES (?, ?)", (key, value)
         )
@@ -471,15 +497,23 @@ class SqliteBackend:
                     c.set_busy_handler(self._fair_wait)
         except apsw.Error as err:
             raise _translate(err, self.location, "starting a write") from err
+        txn = _SqliteTxn(c, self.location)
         try:
-            yield _SqliteTxn(c, self.location)
+            yield txn
         except BaseException as err:
+            txn.ended = True
             os_errno = c.system_errno
             with contextlib.suppress(apsw.Error):
                 c.execute("ROLLBACK")
             if isinstance(err, apsw.Error):
                 raise _translate(err, self.location, "writing", os_errno) from err
             raise
+        txn.ended = True
+        if c.getautocommit():
+            # SQLite rolled the whole transaction back and the block went on regardless:
+            # nothing of it was written (COMMIT would only say "no transaction is active")
+            raise StoreError(f"{self.location}: the write transaction was rolled back by "
+                             "SQLite before its commit; nothing of it was written")
         try:
             c.execute("COMMIT")
         except apsw.Error as err:

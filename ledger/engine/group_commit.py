@@ -6,7 +6,11 @@ writes in worker threads) append at once, the first one to find no commit in fli
 becomes the *leader*: it takes every request queued so far and commits them in one
 write transaction, each as its own event (its own seq, hash link, conflict check and
 snapshot), each inside a savepoint so that a failing `fn` or an invalid value undoes only
-its own writes and is raised only to its own caller. Everyone else waits; when the
+its own writes and is raised only to its own caller (any BaseException too: a caller's
+KeyboardInterrupt or cancellation is re-raised in that caller's thread only). If a
+failure undid the whole transaction instead (SQLite does on a trigger's RAISE(ROLLBACK),
+and may on a full disk or an I/O error), nothing of the group was written: the group
+stops there and every caller of it gets that error. Everyone else waits; when the
 commit (and its fsync) has returned, each waiter wakes with its own outcome, and one of
 those still queued leads the next group. A lone writer leads a group of one, which costs
 what a plain append costs.

@@ -584,8 +584,11 @@ class Ledger:
                     try:
                         with savepoint():
                             state, head = self._append_one(txn, req, state, head)
-                    except Exception as err:
+                    except BaseException as err:  # this caller's only (its thread re-raises
+                        # it, KeyboardInterrupt or a cancellation included); the group goes on
                         req.result, req.error, req.record = None, err, None
+                        self._check_group_alive(txn, err)
+                self._check_group_alive(txn, None)
                 stored = [req.record for req in batch if req.record is not None]
                 unsigned = self._sign_head(txn, stored[0], stored[-1]) if stored else None
             # committed (and fsync'd): from here on every event of the group is durable
@@ -610,6 +613,20 @@ class Ledger:
                     _log.info("appended", seq=commit.seq, actor=req.params.actor,
                               source=req.params.source, paths=commit.paths, group=len(batch),
                               duration_ms=took)
+
+    def _check_group_alive(self, txn: WriteTxn, err: BaseException | None) -> None:
+        """After a member failed (and before signing): is the group's transaction still
+        open? SQLite rolls back the WHOLE transaction on some errors (a trigger's
+        RAISE(ROLLBACK); SQLITE_FULL, IOERR, BUSY, NOMEM may): then nothing of the group
+        was written, every caller must be told so, and nothing more may run (it would
+        commit in autocommit mode, or vouch for a head that does not exist). Raised out
+        of the transaction, this fails every request of the group (Committer._lead)."""
+        if getattr(txn, "active", True):
+            return
+        cause = f" (a {type(err).__name__} in one of its writes)" if err is not None else ""
+        raise StoreError(f"{self.backend.location}: the write transaction of this group "
+                         f"commit was rolled back{cause}; nothing of this write was stored: "
+                         "retry it") from err
 
     def _append_one(self, txn: WriteTxn, req: Request, state: ConfigState, head: Head
                     ) -> tuple[ConfigState, Head]:
