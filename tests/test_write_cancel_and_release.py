@@ -211,3 +211,49 @@ def test_postgres_cancelled_refused_write_says_nothing_was_written(pg_url: str) 
     assert "no" not in reasons
     assert told.startswith("cancelled; the write was refused and nothing was written"), told
     assert "the caller's fn refuses" in told
+
+
+def test_a_worker_thread_write_cancelled_before_it_started_is_withdrawn(
+        tmp_path: Path) -> None:
+    """`run_write` (the file and PostgreSQL stores): a write still queued for a worker
+    thread when its task is cancelled is withdrawn: nothing is written and the task gets
+    a plain CancelledError. Deterministic: the loop's executor has one thread, held busy
+    by another job until the write's task was cancelled."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ledger.stores.file_store import FileConfigStore
+
+    path = tmp_path / "moltis.toml"
+    path.write_text("[tools]\nagent_timeout_secs = 0\n")
+    st = FileConfigStore(path)
+    busy, release = threading.Event(), threading.Event()
+
+    def occupy() -> None:
+        busy.set()
+        assert release.wait(PATIENCE_S)
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        pool = ThreadPoolExecutor(max_workers=1)
+        loop.set_default_executor(pool)
+        blocker = loop.run_in_executor(None, occupy)
+        while not busy.is_set():
+            await asyncio.sleep(0.001)
+        task = loop.create_task(st.update_raw(_bump, reason="withdrawn"))
+        for _ in range(10):  # the task queues its write behind `occupy`
+            await asyncio.sleep(0)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError as err:
+            told = str(err)
+        else:
+            told = "completed"
+        release.set()
+        await blocker
+        await loop.run_in_executor(None, lambda: None)  # the withdrawn job ran (and quit)
+        return told
+
+    told = run(main())
+    assert told == ""  # withdrawn: nothing to tell
+    assert run(FileConfigStore(path).load_raw()).tools.agent_timeout_secs == 0

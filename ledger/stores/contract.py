@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import builtins
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -25,13 +26,15 @@ from ledger.errors import InputError, NotSupportedError, StoreBusyError
 from ledger.typed.flags import NO_FLAGS, Flags
 
 if TYPE_CHECKING:  # the schema and typed layer load on first use (the CLI starts fast)
+    import asyncio
+
     from ledger.schema import MoltisConfig
     from ledger.typed.convert import RawChange
     from ledger.typed.layers import Provenance
     from projections.provider_view import EffectiveProvider, ProviderKey
 
 __all__ = ["UNSET", "ConfigStore", "ProviderStore", "Ref", "check_name", "entry_changes",
-           "run_write"]
+           "run_write", "told_outcome"]
 
 T = TypeVar("T")
 
@@ -47,18 +50,61 @@ async def run_write(call: Callable[[bool], T]) -> T:
     lock), then, if the lock is held, with waiting (SQLite: queued into this process's
     group commit, or polling another process's lock).
 
+    Cancellation: the same contract as the writer thread's. A write whose worker thread
+    has not started it yet is withdrawn (nothing written, plain `CancelledError`); once
+    started it is committed or refused as a whole, and the cancelled task waits for that
+    outcome, then gets a `CancelledError` saying which (`told_outcome`). A thread cannot
+    be interrupted, so answering at once would let the write commit unannounced.
+
     Used by the PostgreSQL and file stores (a default-executor thread per write); the
     SQLite and memory ledger stores run their writes in the database's writer thread
     instead (`ledger.stores.writer`, see `LedgerConfigStore.run_write`)."""
     import asyncio  # imported here: the CLI's synchronous commands never need it
 
+    gate = threading.Lock()  # `started` and `withdrawn` change together under it
+    started = withdrawn = False
+
     def attempt() -> T:
+        nonlocal started
+        with gate:
+            if withdrawn:
+                raise asyncio.CancelledError("withdrawn before it started")
+            started = True
         try:
             return call(False)
         except StoreBusyError:
             return call(True)
 
-    return await asyncio.to_thread(attempt)
+    future = asyncio.ensure_future(asyncio.to_thread(attempt))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        with gate:
+            if not started:
+                withdrawn = True
+                raise  # never started: nothing written
+        raise asyncio.CancelledError(await told_outcome(future)) from None
+
+
+async def told_outcome(future: asyncio.Future[Any]) -> str:
+    """Wait (through further cancellations) for the outcome of a write that was taken
+    before its task was cancelled, and describe it for the `CancelledError` the task
+    gets: committed (with the seq that `head_seq()`/`history()` confirm), refused
+    (nothing written, and why) or no change."""
+    import asyncio  # imported here: the CLI's synchronous commands never need it
+
+    while True:
+        try:
+            commit = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if not future.done():
+                continue
+            raise
+        except Exception as err:
+            return f"cancelled; the write was refused and nothing was written: {err}"
+        if getattr(commit, "appended", False):
+            return f"cancelled after the write was committed (seq {commit.seq})"
+        return "cancelled; the write changed nothing"
 
 
 class ConfigStore(abc.ABC):
