@@ -50,6 +50,7 @@ from collections.abc import Callable, Hashable
 from typing import Any, Final, TypeVar
 
 from ledger.engine.group_commit import Request, collecting
+from ledger.stores.contract import told_outcome
 
 __all__ = ["GROUP_LIMIT", "Writer", "writer_for"]
 
@@ -72,12 +73,24 @@ class _Job:
 
     def __init__(self, call: Callable[[bool], Any], loop: asyncio.AbstractEventLoop,
                  owner: object) -> None:
-        self.call = call
-        self.owner = owner  # the store that asked (`drain` waits for its writes)
-        self.context = contextvars.copy_context()
+        # `call` (a closure over the store) and the caller's context are dropped once
+        # the write ran (`spend`), and the store is kept only as its id: nothing the
+        # thread holds may keep a store alive, or a store dropped without close() would
+        # never be collected and never release the thread
+        self.call: Callable[[bool], Any] | None = call
+        self.owner = id(owner)  # the store that asked (`drain` waits for its writes)
+        self.context: contextvars.Context | None = contextvars.copy_context()
         self.loop = loop
         self.future: asyncio.Future[Any] = loop.create_future()
         self.state = _QUEUED
+
+    def spend(self) -> Any:
+        """Run the write `call(True)` in the caller's context, then forget both."""
+        call, context = self.call, self.context
+        self.call = self.context = None
+        if call is None or context is None:
+            raise RuntimeError("a queued write ran twice")  # a bug here, never input
+        return context.run(call, True)
 
 
 def _resolve(outcomes: list[tuple[_Job, Any, BaseException | None]],
@@ -123,15 +136,16 @@ class Writer:
             result: T = await asyncio.shield(job.future)
             return result
         except asyncio.CancelledError:
-            if job.future.done() and not job.future.cancelled():
-                raise  # the outcome arrived and the task itself was cancelled meanwhile
             with self._cond:
                 if job.state == _QUEUED:
                     job.state = _WITHDRAWN
+                    job.call = job.context = None
                     self._jobs.remove(job)
                     self._done_with([job])
                     raise  # never started: nothing written
-            raise asyncio.CancelledError(await _told(job.future)) from None
+            # taken: its outcome may even have arrived already (the task was cancelled
+            # before it resumed); either way the caller learns what became of the write
+            raise asyncio.CancelledError(await told_outcome(job.future)) from None
 
     def drain(self, owner: object) -> None:
         """Block until every write `owner` queued is done (its store is closing; the
@@ -144,11 +158,11 @@ class Writer:
 
     def _done_with(self, jobs: list[_Job]) -> None:
         for job in jobs:  # with self._cond held
-            left = self._busy[id(job.owner)] - 1
+            left = self._busy[job.owner] - 1
             if left:
-                self._busy[id(job.owner)] = left
+                self._busy[job.owner] = left
             else:
-                del self._busy[id(job.owner)]
+                del self._busy[job.owner]
         self._cond.notify_all()
 
     def acquire(self) -> None:
@@ -180,16 +194,24 @@ class Writer:
         return True
 
     def _main(self) -> None:
-        while True:
-            with self._cond:
-                while not self._jobs and not self._stopping:
-                    self._cond.wait()
-                if not self._jobs:
-                    return  # stopping, and every accepted write is done
-                jobs = [self._jobs.popleft() for _ in range(min(GROUP_LIMIT, len(self._jobs)))]
-                for job in jobs:
-                    job.state = _TAKEN
-            self._group(jobs)
+        # each group in a frame of its own: nothing of the last group (its jobs, their
+        # outcomes) stays referenced while the thread waits for the next one
+        while self._next_group():
+            pass
+
+    def _next_group(self) -> bool:
+        """Wait for queued writes and run up to GROUP_LIMIT of them as one group; False
+        once the writer is stopping and every accepted write is done."""
+        with self._cond:
+            while not self._jobs and not self._stopping:
+                self._cond.wait()
+            if not self._jobs:
+                return False
+            jobs = [self._jobs.popleft() for _ in range(min(GROUP_LIMIT, len(self._jobs)))]
+            for job in jobs:
+                job.state = _TAKEN
+        self._group(jobs)
+        return True
 
     def _group(self, jobs: list[_Job]) -> None:
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
@@ -198,7 +220,7 @@ class Writer:
             for job in jobs:
                 before = len(queued)
                 try:
-                    value = job.context.run(job.call, True)
+                    value = job.spend()
                 except BaseException as err:  # only this caller's write failed
                     outcomes.append((job, None, err))
                     continue
@@ -251,22 +273,6 @@ class Writer:
             ack.wait(ACK_WAIT_S)
         with self._cond:
             self._acks = []
-
-
-async def _told(future: asyncio.Future[Any]) -> str:
-    """Wait (through further cancellations) for a taken write's outcome; describe it."""
-    while True:
-        try:
-            commit = await asyncio.shield(future)
-        except asyncio.CancelledError:
-            if not future.done():
-                continue
-            raise
-        except Exception as err:
-            return f"cancelled; the write was refused and nothing was written: {err}"
-        if getattr(commit, "appended", False):
-            return f"cancelled after the write was committed (seq {commit.seq})"
-        return "cancelled; the write changed nothing"
 
 
 _registry: dict[Hashable, Writer] = {}
