@@ -30,13 +30,18 @@ Cancellation. A write whose task is cancelled before the thread took it is withd
 nothing is written and the task gets `CancelledError`. Once taken, it is committed or
 refused as a whole (never half-applied); the cancelled task waits for that outcome and
 then gets `CancelledError` whose message says which (the seq it was committed at, or
-why it was refused), so `head_seq()`/`history()` can confirm it.
+why it was refused), so `head_seq()`/`history()` can confirm it; so does a task cancelled
+after its outcome arrived but before it resumed (`contract.told_outcome`, shared with the
+worker-thread writes of `run_write`).
 
 Lifetime. The thread starts with the first async write of a store and is shared by
 every store of this process on the same database; closing the last of those stores
 lets the thread finish the writes already queued (nothing acknowledged or accepted is
 dropped) and joins it. A store garbage-collected without `close()` releases it too
-(without joining); the thread is a daemon, so it never keeps the process alive.
+(without joining): the thread keeps no reference to a store (a job holds its store's id
+and drops its write's closure once run; the last group's jobs are not kept while the
+thread waits), so a dropped store can be collected. The thread is a daemon, so it never
+keeps the process alive.
 """
 
 from __future__ import annotations
