@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import builtins
+import contextvars
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -75,7 +76,9 @@ async def run_write(call: Callable[[bool], T]) -> T:
         except StoreBusyError:
             return call(True)
 
-    future = asyncio.ensure_future(asyncio.to_thread(attempt))
+    # what asyncio.to_thread does, minus its wrapping task: the future itself is shielded
+    context = contextvars.copy_context()
+    future = asyncio.get_running_loop().run_in_executor(None, context.run, attempt)
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
