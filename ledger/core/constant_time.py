@@ -3,13 +3,25 @@
 It is `hmac.compare_digest` itself (hmac re-exports this C function, and falls back to
 it without OpenSSL), imported from where it lives so that comparing a MAC does not load
 hashlib and OpenSSL (`import hmac` costs 4-10 ms of every CLI start, `get` included).
+Text is compared as its UTF-8 bytes: the C function raises TypeError for a str that is
+not ASCII, and a stored digest or MAC read back from disk (a meta row, a manifest) is
+input that may be anything; such a value simply differs.
 """
 
 from __future__ import annotations
 
 try:
-    from _operator import _compare_digest as equal
+    from _operator import _compare_digest
 except ImportError:  # an interpreter without CPython's _operator: the public name
-    from hmac import compare_digest as equal  # type: ignore[no-redef]
+    from hmac import compare_digest as _compare_digest  # type: ignore[no-redef]
 
 __all__ = ["equal"]
+
+
+def equal(a: str | bytes, b: str | bytes) -> bool:
+    """True if `a` and `b` are the same bytes (text as UTF-8; a lone surrogate too)."""
+    if isinstance(a, str):
+        a = a.encode("utf-8", "surrogatepass")
+    if isinstance(b, str):
+        b = b.encode("utf-8", "surrogatepass")
+    return _compare_digest(a, b)

@@ -5,11 +5,11 @@ entries; the value itself is never logged or shown."""
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from ledger.core import constant_time
 from ledger.engine.sealed_files import backup_manifest_mac, open_blob
 from ledger.errors import LedgerError
 from ledger.files.safe_io import read_file, write_private
@@ -44,7 +44,7 @@ def scrub_backups(data_dir: Path, key: bytes, values: Sequence[str]) -> list[Pat
         except (LedgerError, ValueError, KeyError, TypeError):
             continue  # not a migration backup
         mac = manifest.get("mac")
-        proven = isinstance(mac, str) and hmac.compare_digest(
+        proven = isinstance(mac, str) and constant_time.equal(
             mac, backup_manifest_mac(key, manifest))
         hits: list[tuple[str, Path]] = []
         for name, entry in entries.items():

@@ -23,7 +23,6 @@ not yet re-sealed still need the old key; `key rotate` says how many it re-seale
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import os
 import stat
@@ -34,6 +33,7 @@ from pathlib import Path
 from blake3 import blake3
 
 from ledger._log import get_logger
+from ledger.core import constant_time
 from ledger.engine.ledger import Ledger
 from ledger.engine.sealed_files import backup_manifest_mac, open_blob, seal_blob
 from ledger.engine.vault import ENV_KEY, KeySource
@@ -129,7 +129,7 @@ def reseal_backups(data_dir: Path, old_key: bytes, new_key: bytes) -> tuple[int,
         # only a manifest one of the keys proves is re-MAC'd: an edited one stays refused
         mac = manifest.get("mac")
         proven = isinstance(mac, str) and any(
-            hmac.compare_digest(mac, backup_manifest_mac(key, manifest))
+            constant_time.equal(mac, backup_manifest_mac(key, manifest))
             for key in (old_key, new_key))
         changed = proven
         for name, entry in entries.items():

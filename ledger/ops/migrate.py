@@ -10,7 +10,6 @@ the file, and changes made in the ledger since the last import are never reverte
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from typing import Any, Final, Protocol
 from blake3 import blake3
 
 from ledger._log import get_logger
+from ledger.core import constant_time
 from ledger.core.document import MISSING, Doc, get_value, leaves, normalize_document, same_value
 from ledger.core.events import Change, DocName
 from ledger.core.keypaths import KeyPath, format_path, is_prefix, parse_path
@@ -268,7 +268,7 @@ def open_backup(folder: Path, key: bytes) -> dict[str, bytes]:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ParseError(f"{folder}: not a migration backup (manifest.json: {err})") from None
     mac = manifest.get("mac")
-    if mac is not None and not (isinstance(mac, str) and hmac.compare_digest(
+    if mac is not None and not (isinstance(mac, str) and constant_time.equal(
             mac, backup_manifest_mac(key, manifest))):
         raise SecretKeyError(f"{folder / 'manifest.json'}: does not open with this ledger "
                              "key (wrong key, or the manifest was edited since the backup); "

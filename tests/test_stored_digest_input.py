@@ -1,0 +1,60 @@
+"""Stored digests and MACs are input: one that is not ASCII (a hand-edited meta row, a
+tampered backup manifest) compares as "differs", never as an unexpected TypeError of
+`compare_digest`. A malformed `import.config.digest` row means "run the full hand-edit
+check", which reads the file again: nothing is lost, and every read command works."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import apsw
+import pytest
+
+from ledger.cli import app
+from ledger.core import constant_time
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(("a", "b", "same"), [
+    ("\u00e9", "\u00e9", True), ("\u00e9", "e", False), ("abc", "abc", True),
+    (b"abc", b"abd", False), ("\ud800", "x", False), ("abc", b"abc", True)])
+def test_equal_takes_any_text(a: str | bytes, b: str | bytes, same: bool) -> None:
+    assert constant_time.equal(a, b) is same
+    assert constant_time.equal(b, a) is same
+
+
+def _seed() -> Path:
+    config = Path(os.environ["MOLTIS_CONFIG_DIR"])
+    config.mkdir(parents=True)
+    (config / "moltis.toml").write_text(
+        '[server]\nport = 8111\n\n[config]\nbackend = "sqlite"\n', encoding="utf-8")
+    (config / "moltis.toml").chmod(0o600)
+    assert app.run(["migrate", "--actor", "installer"]) == 0
+    db = Path(os.environ["MOLTIS_DATA_DIR"]) / "moltis.db"
+    c = apsw.Connection(str(db))
+    c.execute("UPDATE ledger_meta SET value = '\u00e9' WHERE key = 'import.config.digest'")
+    c.close()
+    return db
+
+
+def test_a_non_ascii_stored_file_digest_is_refused_cleanly(tmp_path: Path) -> None:
+    _seed()
+    # the fast `get` of `python -m ledger` (a real process: its own start-up path)
+    done = subprocess.run([sys.executable, "-m", "ledger", "get", "server.port"],
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert "unexpected TypeError" not in done.stderr, done.stderr
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "8111"
+
+
+def test_every_read_command_works_with_a_non_ascii_stored_digest(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _seed()
+    for args in (["show"], ["check"], ["verify"], ["get", "server.port"]):
+        assert app.run(args) == 0, (args, capsys.readouterr())
+    assert "TypeError" not in capsys.readouterr().err
