@@ -2,11 +2,13 @@
 
 A ledger says format 1 until its first event with secrets inside a list (`Change.sealed`)
 raises it to 2 (the backends do, in that event's transaction). A ledger holding such an
-event while it says 1 was copied by a tool that did not raise it (a build of this
-library from before the rule, a row-by-row copy by hand) or its meta was edited: this
-release reads it as usual, but a release that understands only format 1 would open it
-and hand the gateway `{"$secret": …}` tables inside those lists. `verify` and `check`
-name it, with the repair (`rebuild-snapshots` raises the version from the whole log).
+event while it says 1 was written by a release that seals list elements but predates
+the rule (8b561be: it reads them correctly), copied by a tool that did not raise it, or
+its meta was edited: this release reads it as usual, but a release from before issue 14
+(before commit 28ae258) would open it and hand the gateway `{"$secret": …}` tables
+inside those lists. `verify` and `check` name it, with the repair: the first write of a
+ledger object of this release raises it when the head state holds such an element
+(`Ledger._raise_stale_format`), and `rebuild-snapshots` from the whole log.
 """
 
 from __future__ import annotations
@@ -53,9 +55,10 @@ def format_problem(backend: Backend, sealed_seq: int | None, where: str) -> str 
     if stated is None or stated >= FORMAT_SEALED_LISTS:
         return None
     return (f"{backend.location}: {where} {sealed_seq} holds secrets inside a list (format "
-            f"{FORMAT_SEALED_LISTS}), but the ledger says format {stated}: a release that "
-            f"understands only format {CREATED_FORMAT} would open it and hand the gateway "
-            f"reference tables in those lists instead of the values; {REPAIR}")
+            f"{FORMAT_SEALED_LISTS}), but the ledger says format {stated}: a release from "
+            "before issue 14 (before commit 28ae258) would open it and hand the gateway "
+            "reference tables in those lists instead of the values (later releases read "
+            f"them correctly); the next write of this release raises it, or {REPAIR}")
 
 
 def lists_hold_secrets(docs: Iterable[Any]) -> bool:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from ledger._log import get_logger
 from ledger.backends.base import (
     CREATED_FORMAT,
+    FORMAT_SEALED_LISTS,
     HEAD_MAC,
     HEAD_SIGNATURE,
     Backend,
@@ -63,6 +64,7 @@ from ledger.core.events import (
 from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import SecretRef
 from ledger.core.text_rule import refuse_nul, refuse_nul_in
+from ledger.engine.format_check import lists_hold_secrets
 from ledger.engine.group_commit import Committer, Request, committer_for
 from ledger.engine.head_mark import HeadMark, head_mark_problem, mark_path, raise_mark
 from ledger.engine.head_vouch import ADOPT_HINT, HeadVoucher, unvouched
@@ -244,6 +246,9 @@ class Ledger:
         # an operator accepting an older ledger (sign-head --adopt, restore) skips it
         self.accept_older_head = False
         self._mark_checked = False
+        # the stored format version was checked against the head state (the first write
+        # of this ledger object raises it if an older release left it too low)
+        self._format_checked = False
         self._edit_ready = False  # update_typed's section decoders are built
         # called with the new head state after every commit of this process (e.g. the
         # mirror of the head the gateway falls back to); a failing hook is logged, and
@@ -576,6 +581,8 @@ class Ledger:
                         state = self._catch_up(state, head)
                     # not adopted yet: what the write read is trusted only once its
                     # commit succeeded (below)
+                if not self._format_checked:
+                    self._raise_stale_format(txn, state)
                 savepoint = getattr(txn, "savepoint", None) if len(batch) > 1 else None
                 for req in batch:
                     if savepoint is None:  # alone: a failure rolls the transaction back
@@ -592,6 +599,7 @@ class Ledger:
                 stored = [req.record for req in batch if req.record is not None]
                 unsigned = self._sign_head(txn, stored[0], stored[-1]) if stored else None
             # committed (and fsync'd): from here on every event of the group is durable
+            self._format_checked = True
             self._state = state
             shared["state"] = state
             if self.voucher.to_mark is not None:
@@ -627,6 +635,17 @@ class Ledger:
         raise StoreError(f"{self.backend.location}: the write transaction of this group "
                          f"commit was rolled back{cause}; nothing of this write was stored: "
                          "retry it") from err
+
+    def _raise_stale_format(self, txn: WriteTxn, state: ConfigState) -> None:
+        """Raise the format version in `txn` if the head state holds a secret inside a
+        list while the ledger says less (the real 8b561be seals list elements but never
+        raises the version; its events then sit in a format-1 ledger that a release from
+        before issue 14 would serve as reference tables). Once per ledger object: the
+        head state is at hand, and each event this release appends is checked by the
+        backend's `append` anyway; the whole log is `rebuild-snapshots`' to read."""
+        stated = txn.get_meta("format_version")
+        if stated == str(CREATED_FORMAT) and lists_hold_secrets((state.config, state.keys)):
+            raise_format(txn, FORMAT_SEALED_LISTS, self.backend.location)
 
     def _append_one(self, txn: WriteTxn, req: Request, state: ConfigState, head: Head
                     ) -> tuple[ConfigState, Head]:
@@ -1032,6 +1051,7 @@ class Ledger:
             self.voucher = HeadVoucher(self.voucher.every, self.voucher.secs)
             self.vault.reload()
             self._mark_checked = False
+            self._format_checked = False
 
     def sign_head(self, *, adopt: bool = False, expect_hash: bytes | None = None,
                   accept_older: bool = False) -> bool:
