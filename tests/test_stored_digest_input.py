@@ -21,10 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize(("a", "b", "same"), [
     ("\u00e9", "\u00e9", True), ("\u00e9", "e", False), ("abc", "abc", True),
-    (b"abc", b"abd", False), ("\ud800", "x", False), ("abc", b"abc", True)])
+    (b"abc", b"abd", False), ("\ud800", "x", False), ("\ud800", "\ud800", True)])
 def test_equal_takes_any_text(a: str | bytes, b: str | bytes, same: bool) -> None:
-    assert constant_time.equal(a, b) is same
-    assert constant_time.equal(b, a) is same
+    assert constant_time.equal(a, b) is same  # type: ignore[arg-type]
+    assert constant_time.equal(b, a) is same  # type: ignore[arg-type]
 
 
 def _seed() -> Path:

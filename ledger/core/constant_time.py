@@ -10,6 +10,8 @@ input that may be anything; such a value simply differs.
 
 from __future__ import annotations
 
+from typing import overload
+
 try:
     from _operator import _compare_digest
 except ImportError:  # an interpreter without CPython's _operator: the public name
@@ -18,10 +20,14 @@ except ImportError:  # an interpreter without CPython's _operator: the public na
 __all__ = ["equal"]
 
 
+@overload
+def equal(a: str, b: str) -> bool: ...
+@overload
+def equal(a: bytes, b: bytes) -> bool: ...
 def equal(a: str | bytes, b: str | bytes) -> bool:
-    """True if `a` and `b` are the same bytes (text as UTF-8; a lone surrogate too)."""
-    if isinstance(a, str):
-        a = a.encode("utf-8", "surrogatepass")
-    if isinstance(b, str):
-        b = b.encode("utf-8", "surrogatepass")
-    return _compare_digest(a, b)
+    """True if `a` and `b` are the same text (compared as UTF-8, a lone surrogate too)
+    or the same bytes. Text against bytes is a programming error: TypeError, as before."""
+    if isinstance(a, str) and isinstance(b, str):
+        return _compare_digest(a.encode("utf-8", "surrogatepass"),
+                               b.encode("utf-8", "surrogatepass"))
+    return _compare_digest(a, b)  # type: ignore[arg-type]  # bytes, or mixed: TypeError
