@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -116,15 +117,26 @@ class Writer:
 
     def __init__(self, key: Hashable) -> None:
         self.key = key
+        self._users = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        """No thread, nothing queued (a new writer, or one inherited by a forked child)."""
         # re-entrant: a garbage-collected store's finalizer may release this writer in
         # whatever thread the collection ran, even inside one of these locked sections
         self._cond = threading.Condition(threading.RLock())
         self._jobs: deque[_Job] = deque()
         self._busy: dict[int, int] = {}  # id(owner) -> its writes queued or running
         self._acks: list[threading.Event] = []  # what `_hand_over` is waiting for
-        self._users = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
+
+    def _start(self) -> None:
+        """Start the thread (with self._cond held)."""
+        self._stopping = False
+        self._thread = threading.Thread(target=self._main, daemon=True,
+                                        name="moltis-ledger-writer")
+        self._thread.start()
 
     async def run(self, call: Callable[[bool], T], owner: object) -> T:
         """Run the blocking write `call(wait)` of the store `owner` in the writer thread;
@@ -132,6 +144,8 @@ class Writer:
         cancellation)."""
         job = _Job(call, asyncio.get_running_loop(), owner)
         with self._cond:
+            if self._thread is None and self._users > 0 and not self._stopping:
+                self._start()  # a forked child: the parent's thread is not here
             if self._stopping or self._thread is None:
                 raise RuntimeError("the store's writer thread has stopped")
             self._jobs.append(job)
@@ -174,10 +188,7 @@ class Writer:
         with self._cond:
             self._users += 1
             if self._thread is None:
-                self._stopping = False
-                self._thread = threading.Thread(target=self._main, daemon=True,
-                                                name="moltis-ledger-writer")
-                self._thread.start()
+                self._start()
 
     def release(self, join: bool = True) -> bool:
         """One store stopped using this writer; for the last one, the thread finishes
@@ -282,6 +293,21 @@ class Writer:
 
 _registry: dict[Hashable, Writer] = {}
 _registry_lock = threading.RLock()  # re-entrant: see Writer._cond
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has only the forking thread: the writer threads, their queues
+    (futures of the parent's loops) and any lock one of them held are the parent's.
+    Forget them; a store the parent opened starts a new thread on its next write
+    (a pre-fork server that opened the store before forking must not hang)."""
+    global _registry_lock  # noqa: PLW0603 - the parent's lock may be held by a thread the child lacks
+    _registry_lock = threading.RLock()
+    for writer in _registry.values():
+        writer._reset()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def writer_for(key: Hashable) -> Writer:
