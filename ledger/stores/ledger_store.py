@@ -244,10 +244,10 @@ class LedgerConfigStore(ConfigStore):
                     raise InputError("this store is closed; open it again to write")
                 if self._writer is None:
                     # lazy: asyncio and the writer load on the first write (CLI start-up)
-                    from ledger.stores.writer import release, writer_for
+                    from ledger.stores.writer import release_collected, writer_for
 
                     self._writer = writer_for(group_key())
-                    self._forget = weakref.finalize(self, release, self._writer, False)
+                    self._forget = weakref.finalize(self, release_collected, self._writer)
                 writer = self._writer
         return await writer.run(call, self)
 

@@ -58,7 +58,7 @@ from typing import Any, Final, TypeVar
 from ledger.engine.group_commit import Request, collecting
 from ledger.stores.contract import told_outcome
 
-__all__ = ["GROUP_LIMIT", "Writer", "writer_for"]
+__all__ = ["GROUP_LIMIT", "Writer", "release_collected", "writer_for"]
 
 T = TypeVar("T")
 
@@ -66,6 +66,9 @@ T = TypeVar("T")
 # (about 60 to 150 µs per write) runs with the GIL held, so this bounds the loop's wait to
 # about what a commit's fsync costs (the i16f figure), while a burst still shares fsyncs.
 GROUP_LIMIT: Final = 3
+
+# How often an idle writer thread looks for stores the garbage collector released.
+IDLE_CHECK_S: Final = 0.5
 
 # How long the thread waits for a loop to take its outcomes before going on (a loop
 # stuck in long synchronous work must not hold up other loops' and threads' writes).
@@ -219,13 +222,23 @@ class Writer:
         """Wait for queued writes and run up to GROUP_LIMIT of them as one group; False
         once the writer is stopping and every accepted write is done."""
         with self._cond:
-            while not self._jobs and not self._stopping:
-                self._cond.wait()
+            if not self._jobs and not self._stopping:
+                # bounded: a store's GC finalizer cannot notify (it never waits for a
+                # lock, see `release_collected`), so an idle thread looks for its work
+                self._cond.wait(IDLE_CHECK_S)
             if not self._jobs:
-                return False
-            jobs = [self._jobs.popleft() for _ in range(min(GROUP_LIMIT, len(self._jobs)))]
-            for job in jobs:
-                job.state = _TAKEN
+                if self._stopping:
+                    return False
+                jobs = None
+            else:
+                jobs = [self._jobs.popleft()
+                        for _ in range(min(GROUP_LIMIT, len(self._jobs)))]
+                for job in jobs:
+                    job.state = _TAKEN
+        if jobs is None:
+            if _collected:
+                _drain_collected()
+            return True
         self._group(jobs)
         return True
 
@@ -310,10 +323,53 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+# Writers released by the garbage collector (a store dropped without close()), not yet
+# processed: see `release_collected`.
+_collected: deque[Writer] = deque()
+
+
+def release_collected(writer: Writer) -> None:
+    """The finalizer of a store garbage-collected without `close()`: release its writer
+    without ever waiting for a lock.
+
+    A collection runs finalizers in whatever thread allocated at that moment, including
+    a thread being started while another holds `_registry_lock` or the writer's lock
+    and waits for that start (`Thread.start()` waits for the new thread): a finalizer
+    that waited for either lock would deadlock both (a test run hung on it). So the
+    release is queued, done now if both locks are free, and otherwise by the next
+    `writer_for`/`release` or by the idle writer thread itself (`IDLE_CHECK_S`)."""
+    _collected.append(writer)
+    _drain_collected(blocking=False)
+
+
+def _drain_collected(blocking: bool = True) -> None:
+    if not _registry_lock.acquire(blocking=blocking):
+        return  # its holder, or the next caller, drains the queue
+    try:
+        for _ in range(len(_collected)):
+            try:
+                writer = _collected.popleft()
+            except IndexError:  # another thread drained it meanwhile
+                break
+            if not writer._cond.acquire(blocking=blocking):
+                _collected.append(writer)
+                continue
+            try:
+                last = writer.release(join=False)
+            finally:
+                writer._cond.release()
+            if last and _registry.get(writer.key) is writer:
+                del _registry[writer.key]
+    finally:
+        _registry_lock.release()
+
+
 def writer_for(key: Hashable) -> Writer:
     """The writer of the database `key` (a backend's `group_key()`), acquired for one
     store: call `release()` once when that store closes."""
     with _registry_lock:
+        if _collected:
+            _drain_collected()
         writer = _registry.get(key)
         if writer is None:
             writer = _registry[key] = Writer(key)
@@ -322,9 +378,10 @@ def writer_for(key: Hashable) -> Writer:
 
 
 def release(writer: Writer, join: bool = True) -> None:
-    """`writer.release()`, forgetting it once its thread is stopping. A store that is
-    garbage-collected without `close()` releases with `join=False` (a finalizer must
-    not block), so forgotten stores do not keep threads."""
+    """`writer.release()`, forgetting it once its thread is stopping (a store that is
+    garbage-collected without `close()` goes through `release_collected` instead)."""
     with _registry_lock:
+        if _collected:
+            _drain_collected()
         if writer.release(join) and _registry.get(writer.key) is writer:
             del _registry[writer.key]
