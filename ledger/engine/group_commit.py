@@ -31,7 +31,6 @@ waits for (or leads) the groups that commit them.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import weakref
@@ -78,20 +77,16 @@ class Committer:
     continue from the same objects instead of each catching up on its own."""
 
     def __init__(self) -> None:
-        self._reset()
-        self._last_size = 1  # requests in the last group `run` led
-        self._last_commit_s = 0.0  # what the last group's commit took
-        self.gather_max_s = _GATHER_MAX_S
-        self.shared: dict[str, Any] = {}
-
-    def _reset(self) -> None:
-        """No group in flight (a new committer, or one inherited by a forked child)."""
         lock = threading.Lock()
         self._cond = threading.Condition(lock)  # followers wait here for their outcome
         self._gather = threading.Condition(lock)  # a gathering leader waits here
         self._queue: list[Request] = []
         self._leading = False
         self._gathering = False
+        self._last_size = 1  # requests in the last group `run` led
+        self._last_commit_s = 0.0  # what the last group's commit took
+        self.gather_max_s = _GATHER_MAX_S
+        self.shared: dict[str, Any] = {}
 
     def run(self, req: Request, commit: Callable[[list[Request]], None], *,
             wait: bool = True, busy: str = "") -> Any:
@@ -218,22 +213,6 @@ def collecting() -> Iterator[list[Queued]]:
 
 _registry: weakref.WeakValueDictionary[Hashable, Committer] = weakref.WeakValueDictionary()
 _registry_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    """A forked child has only the forking thread: a group another thread of the
-    parent was leading (its lock, its `_leading` flag, its waiters) never finishes
-    there. Clear that state, or the child's first write would wait for it forever;
-    `shared` is dropped too (it may hold what that group half-built)."""
-    global _registry_lock  # noqa: PLW0603 - the parent's lock may be held by a thread the child lacks
-    _registry_lock = threading.Lock()
-    for committer in list(_registry.values()):
-        committer._reset()
-        committer.shared = {}
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def committer_for(key: Hashable) -> Committer:
