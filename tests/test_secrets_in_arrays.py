@@ -6,6 +6,7 @@ rotation and verify; older events read unchanged; `${VAR}` references stay reada
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -200,16 +201,12 @@ def test_file_store_keeps_plain_values_as_moltis_reads_them(tmp_path: Path) -> N
     assert not run(store.update_raw(lambda c: None)).appended
 
 
-def test_the_head_mirror_serves_secrets_in_lists_to_the_gateway(tmp_path: Path) -> None:
-    """With the ledger unreadable the gateway is served the head mirror: the sealed
-    values of the list's secrets are in it (never their plaintext), and open."""
+def _write_lists_through_open_store() -> None:
+    """What a gateway's UI does: set the MCP server's args and URL and the hooks
+    (secrets inside lists and URL userinfo) through the store `open_store()` gives."""
     import asyncio
 
     from ledger.ops.open_store import open_store
-    from tests.operator import make_site
-
-    site = make_site(tmp_path)
-    site.ok("migrate")
 
     async def write() -> None:
         store = open_store()
@@ -222,20 +219,41 @@ def test_the_head_mirror_serves_secrets_in_lists_to_the_gateway(tmp_path: Path) 
             await store.close()
 
     asyncio.run(write())
+
+
+def _gateway_view(env: dict[str, str] | None) -> tuple[str, Any]:
+    """The backend `open_store()` picks and the effective config it serves."""
+    import asyncio
+
+    from ledger.ops.open_store import open_store
+
+    async def served() -> tuple[str, Any]:
+        store = open_store()
+        try:
+            return store.backend_name, await store.load_effective(env=env)
+        finally:
+            await store.close()
+
+    return asyncio.run(served())
+
+
+def test_the_head_mirror_serves_secrets_in_lists_to_the_gateway(tmp_path: Path) -> None:
+    """With the ledger unreadable the gateway is served the head mirror: the sealed
+    values of the list's secrets are in it (never their plaintext), and open."""
+
+    from tests.operator import make_site
+
+    site = make_site(tmp_path)
+    site.ok("migrate")
+
+    _write_lists_through_open_store()
     mirrors = list(site.data_dir.glob("ledger-head*.json"))
     assert mirrors and not [m for m in mirrors for p in PLAIN if p.encode() in m.read_bytes()]
     for suffix in ("-wal", "-shm"):
         Path(f"{site.db}{suffix}").unlink(missing_ok=True)
     site.db.write_bytes(b"this is not a database any more" * 100)
 
-    async def served() -> tuple[str, object]:
-        store = open_store()
-        try:
-            return store.backend_name, await store.load_effective()
-        finally:
-            await store.close()
-
-    backend, cfg = asyncio.run(served())
+    backend, cfg = _gateway_view(env=None)
     assert backend == "mirror"
     assert cfg.mcp.servers["gh"].args == ARGS  # type: ignore[attr-defined]
     assert cfg.mcp.servers["gh"].url == URL  # type: ignore[attr-defined]
@@ -268,41 +286,22 @@ def test_switch_to_the_file_store_and_back(tmp_path: Path) -> None:
     """`switch-backend file` writes the list's secrets and the URL in clear into
     moltis.toml (what Moltis reads; the file store has no vault); switching back seals
     them again and the gateway gets the same values throughout."""
-    import asyncio
     import tomllib
 
-    from ledger.ops.open_store import open_store
     from tests.operator import make_site
 
     site = make_site(tmp_path)
     site.ok("migrate")
 
-    async def write() -> None:
-        store = open_store()
-        try:
-            await store.edit({("mcp", "servers", "gh", "command"): "gh-mcp",
-                              ("mcp", "servers", "gh", "args"): ARGS,
-                              ("mcp", "servers", "gh", "url"): URL,
-                              ("hooks", "hooks"): HOOKS}, actor="ui", reason="mcp")
-        finally:
-            await store.close()
-
-    async def gateway() -> tuple[str, object]:
-        store = open_store()
-        try:
-            return store.backend_name, await store.load_effective(env={})
-        finally:
-            await store.close()
-
-    asyncio.run(write())
+    _write_lists_through_open_store()
     site.ok("switch-backend", "file")
     doc = tomllib.loads(site.toml.read_text())
     assert doc["mcp"]["servers"]["gh"]["args"] == ARGS
     assert doc["hooks"]["hooks"][0]["env"]["API_TOKEN"] == HOOK
-    backend, cfg = asyncio.run(gateway())
+    backend, cfg = _gateway_view(env={})
     assert backend == "file" and cfg.mcp.servers["gh"].args == ARGS  # type: ignore[attr-defined]
     site.ok("switch-backend", "sqlite")
-    backend, cfg = asyncio.run(gateway())
+    backend, cfg = _gateway_view(env={})
     assert backend == "sqlite" and cfg.mcp.servers["gh"].url == URL  # type: ignore[attr-defined]
     for path in site.data_dir.glob("moltis.db*"):
         assert not [p for p in PLAIN if p.encode() in path.read_bytes()], path
