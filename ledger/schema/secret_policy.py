@@ -128,17 +128,12 @@ def _secret_text(text: str) -> bool:
     assign = _ASSIGN.fullmatch(text)
     if assign is not None and "://" not in assign.group(1):
         return is_secret_name(assign.group(1)) and _real(assign.group(2))
+    header = _HEADER.fullmatch(text)  # matched once: every written list element comes here
     scheme = _SCHEME.search(text)
-    if scheme is not None and scheme.start() in (0, _header_value_start(text)):
+    if scheme is not None and scheme.start() in (0, header.start(2) if header else -1):
         return _real(scheme.group(1))
-    header = _HEADER.fullmatch(text)
     return (header is not None and not header.group(2).startswith("//")
             and is_secret_name(header.group(1)) and _real(header.group(2)))
-
-
-def _header_value_start(text: str) -> int:
-    header = _HEADER.fullmatch(text)
-    return header.start(2) if header is not None else -1
 
 
 def _secret_flag(text: str) -> bool:
