@@ -19,6 +19,7 @@ __all__ = [
     "Secret",
     "SecretOpener",
     "SecretRef",
+    "holds_mask",
     "is_ref_marker",
     "mask_text",
     "refs_in",
@@ -94,6 +95,16 @@ def parse_mask(text: str) -> tuple[str, bool] | None:
             fp = text[len(prefix) + 4 : -1]
             return (fp, destroyed) if fp and ">" not in fp else None
     return None
+
+
+def holds_mask(value: Any) -> bool:
+    """A mask placeholder, or a list or table holding one (a sealed value shown, not
+    its plaintext: a file that holds one was stripped or exported masked)."""
+    if isinstance(value, str):
+        return parse_mask(value) is not None
+    if isinstance(value, list):
+        return any(holds_mask(v) for v in value)
+    return isinstance(value, dict) and any(holds_mask(v) for v in value.values())
 
 
 class SecretOpener(Protocol):

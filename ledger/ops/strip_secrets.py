@@ -26,7 +26,7 @@ from ledger._log import get_logger
 from ledger.core.document import MISSING, Doc, get_value, leaves, same_value
 from ledger.core.events import Change
 from ledger.core.keypaths import KeyPath, format_path
-from ledger.core.secret_refs import SecretRef, parse_mask
+from ledger.core.secret_refs import SecretRef, holds_mask, parse_mask
 from ledger.engine.ledger import Ledger
 from ledger.errors import LedgerError, StoreError
 from ledger.files.safe_io import config_format, locked, replace_file
@@ -82,14 +82,7 @@ def _replacements(doc: Doc, ledger: Ledger) -> list[tuple[KeyPath, Any]]:
 
 def holds_masks(doc: Doc) -> bool:
     """Whether the config document holds a mask placeholder (it was stripped before)."""
-    def masked(value: Any) -> bool:
-        if isinstance(value, str):
-            return parse_mask(value) is not None
-        if isinstance(value, list):
-            return any(masked(v) for v in value)
-        return isinstance(value, dict) and any(masked(v) for v in value.values())
-
-    return any(masked(value) for _, value in leaves(doc))
+    return any(holds_mask(value) for _, value in leaves(doc))
 
 
 def _render(config_file: Path, data: bytes, doc: Doc,

@@ -21,7 +21,7 @@ import msgspec
 
 from ledger.core.document import leaves
 from ledger.core.keypaths import format_path
-from ledger.core.secret_refs import Secret, parse_mask
+from ledger.core.secret_refs import Secret, holds_mask, parse_mask
 from ledger.errors import LedgerError, SecretDestroyedError, VerificationError
 from ledger.files import dirs
 from ledger.ops.display import display_doc
@@ -191,7 +191,7 @@ def switch_to_file(ledger_store: LedgerConfigStore, *, config_file: Path, keys_f
         config["config"]["backend"] = "file"
     keys = display_doc(state.keys, ledger.vault, reveal=True)
     withheld = [prefix + format_path(path) for prefix, doc in (("", config), ("keys:", keys))
-                for path, value in leaves(doc) if _holds_mask(value)]
+                for path, value in leaves(doc) if holds_mask(value)]
     if withheld:
         raise SecretDestroyedError(
             f"the ledger has no value for {', '.join(withheld)} (shredded, or imported from "
@@ -224,13 +224,3 @@ def switch_to_file(ledger_store: LedgerConfigStore, *, config_file: Path, keys_f
     report.checked = asyncio.run(prove())
     return report
 
-
-def _holds_mask(value: Any) -> bool:
-    """A mask placeholder, or a list holding one (a sealed element with no value)."""
-    if isinstance(value, str):
-        return parse_mask(value) is not None
-    if isinstance(value, list):
-        return any(_holds_mask(v) for v in value)
-    if isinstance(value, dict):
-        return any(_holds_mask(v) for v in value.values())
-    return False
