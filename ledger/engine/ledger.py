@@ -189,19 +189,14 @@ _write_deps = [False]
 
 def _load_write_deps() -> None:
     """Import what a process's first append needs, before it takes the database's write
-    lock: deriving the integrity keys and sealing load `cryptography` (tens of ms on a
-    cold start), and every other writer process would wait for that import."""
+    lock: checkpoint signing (Ed25519) and sealing (AES-GCM) load `cryptography` (tens
+    of ms on a cold start), and every other writer process would wait for that import.
+    (Key derivation and the public key's bytes need no more than these two.)"""
     # lazy: cryptography loads on the first write, not at CLI start-up
     import cryptography.hazmat.primitives.asymmetric.ed25519
 
     # lazy: cryptography loads on the first write, not at CLI start-up
-    import cryptography.hazmat.primitives.ciphers.aead
-
-    # lazy: cryptography loads on the first write, not at CLI start-up
-    import cryptography.hazmat.primitives.kdf.hkdf
-
-    # lazy: cryptography loads on the first write, not at CLI start-up
-    import cryptography.hazmat.primitives.serialization  # noqa: F401
+    import cryptography.hazmat.primitives.ciphers.aead  # noqa: F401
 
     _write_deps[0] = True
 
