@@ -26,7 +26,7 @@ from ledger.core.canonical import b64_bytes
 from ledger.core.document import Doc, leaves
 from ledger.core.events import KIND_SHRED
 from ledger.core.secret_refs import SecretRef, refs_in
-from ledger.engine.head_mark import HeadMark, mark_path, read_mark, write_mark
+from ledger.engine.head_mark import HeadMark, mark_path, raise_mark, read_mark
 from ledger.engine.ledger import Ledger
 from ledger.engine.sealed_files import open_body, seal_body
 from ledger.engine.vault import KeySource, SealedOpener
@@ -111,14 +111,9 @@ def write_mirror(ledger: Ledger, state: ConfigState, path: Path, location: str) 
 
 def _advance_mark(ledger: Ledger, state: ConfigState, key: bytes) -> None:
     """Raise the head mark (`ledger.engine.head_mark`) to this head; never lower it."""
-    path = mark_path(ledger.vault.keys)
     ledger_id = ledger.backend.get_meta("ledger_id") or ""
-    try:
-        current = read_mark(path, key)
-    except ParseError:
-        current = None  # damaged (only the key's owner can write it): written again
-    if current is None or current.ledger_id != ledger_id or current.seq < state.seq:
-        write_mark(path, key, HeadMark(ledger_id, state.seq, state.hash.hex()))
+    raise_mark(mark_path(ledger.vault.keys), key,
+               HeadMark(ledger_id, state.seq, state.hash.hex()))
 
 
 def slot_paths(path: Path) -> tuple[Path, Path]:
