@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
@@ -253,9 +253,11 @@ class Ledger:
         # commit in groups (group_commit); a backend without a group key commits each
         # append on its own.
         group_key = getattr(backend, "group_key", None)
+        # the database's identity, when its appends go through group commit
+        self.commit_group: Hashable | None = (
+            group_key() if callable(group_key) and not backend.read_only else None)
         self._committer: Committer | None = (
-            committer_for(group_key()) if callable(group_key) and not backend.read_only
-            else None)
+            committer_for(self.commit_group) if self.commit_group is not None else None)
 
     @property
     def codec(self) -> TypedCodec:

@@ -234,8 +234,8 @@ class LedgerConfigStore(ConfigStore):
 
     async def run_write(self, call: Callable[[bool], T]) -> T:
         """Run the blocking write `call(wait)` off the loop (see the module docstring)."""
-        group_key = getattr(self.ledger.backend, "group_key", None)
-        if not self.dedicated_writer or not callable(group_key) or self.ledger.backend.read_only:
+        database = self.ledger.commit_group
+        if not self.dedicated_writer or database is None:
             return await run_write(call)
         writer = self._writer
         if writer is None:
@@ -246,7 +246,7 @@ class LedgerConfigStore(ConfigStore):
                     # lazy: asyncio and the writer load on the first write (CLI start-up)
                     from ledger.stores.writer import release_collected, writer_for
 
-                    self._writer = writer_for(group_key())
+                    self._writer = writer_for(database)
                     self._forget = weakref.finalize(self, release_collected, self._writer)
                 writer = self._writer
         return await writer.run(call, self)
