@@ -27,7 +27,6 @@ import click
 
 from ledger import __version__
 from ledger.cli.base import (
-    DSN_PREFIXES,
     EXIT_CONFLICT,
     EXIT_ERROR,
     EXIT_LOCKED,
@@ -51,7 +50,7 @@ if TYPE_CHECKING:  # the CLI starts fast: the library is imported by the command
     from ledger.engine.vault import Vault
 
 # the names of `base` stay importable from here, where the command modules found them
-__all__ = ["COMMANDS", "DSN_PREFIXES", "EXIT_CONFLICT", "EXIT_ERROR", "EXIT_LOCKED",
+__all__ = ["COMMANDS", "EXIT_CONFLICT", "EXIT_ERROR", "EXIT_LOCKED",
            "EXIT_OK", "EXIT_USAGE", "EXIT_VERIFY", "CommandError", "LazyGroup", "State",
            "cli", "doc_path", "exit_code_for", "is_dsn_text", "main", "run", "run_async"]
 

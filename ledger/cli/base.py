@@ -34,12 +34,11 @@ if TYPE_CHECKING:  # the CLI starts fast: the library is imported by the command
     from ledger.ops.open_store import Installation
     from ledger.stores.ledger_store import LedgerConfigStore
 
-__all__ = ["DSN_PREFIXES", "EXIT_CONFLICT", "EXIT_ERROR", "EXIT_LOCKED", "EXIT_OK",
+__all__ = ["EXIT_CONFLICT", "EXIT_ERROR", "EXIT_LOCKED", "EXIT_OK",
            "EXIT_USAGE", "EXIT_VERIFY", "CommandError", "Reporter", "State", "doc_path",
            "error_hint", "error_kind", "exit_code_for", "is_dsn_text", "report_failure",
            "run_async"]
 
-DSN_PREFIXES = ("postgresql://", "postgres://")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_VERIFY, EXIT_CONFLICT, EXIT_LOCKED = 0, 1, 2, 3, 4, 5
 
