@@ -16,13 +16,13 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, Protocol
 
 from blake3 import blake3
 
 from ledger._log import get_logger
-from ledger.core import constant_time
 from ledger.core.document import MISSING, Doc, get_value, leaves, normalize_document, same_value
 from ledger.core.events import Change, DocName
 from ledger.core.keypaths import KeyPath, format_path, is_prefix, parse_path
@@ -37,6 +37,7 @@ from ledger.errors import (
 )
 from ledger.files.dirs import CONFIG_FILE_NAMES, KEYS_FILE_NAME, ensure_private_dir
 from ledger.files.safe_io import config_format, parse_document, read_file
+from ledger.ops.backup_manifest import ManifestMac, mac_matches, proven_backup, read_manifest
 from ledger.ops.file_digest import META_CONFIG, META_FILE_DIGEST, digest_for
 from ledger.schema.introspect import is_secret_path
 from ledger.schema.provider_keys import is_key_secret_path
@@ -49,7 +50,7 @@ from projections.config_view import ConfigState
 
 __all__ = ["META_CONFIG", "META_KEYS", "META_SYNC_SEQ", "WIRING", "MigrationReport",
            "content_prints", "key_vault_notices", "leaf_prints", "migrate", "open_backup",
-           "read_config", "read_config_file", "without_wiring"]
+           "read_config", "read_config_file", "sealed_backup", "without_wiring"]
 
 _log = get_logger("ledger.ops.migrate")
 META_SYNC_SEQ = "import.config.seq"  # the head seq when the files were last in step
@@ -181,17 +182,16 @@ def _secret_bearing(name: str, data: bytes) -> bool:
     return any(is_secret_path(path) or holds_secret(path, value) for path, value in leaves(doc))
 
 
-def _existing_backup(root: Path, content: str) -> Path | None:
-    """A backup folder that already holds exactly these files (so failed boots that
-    retry the import do not pile up copies)."""
-    if not root.is_dir():
+def _existing_backup(root: Path, content: str,
+                     manifest_mac: ManifestMac | None) -> Path | None:
+    """A backup folder of this ledger that already holds exactly these files (so failed
+    boots that retry the import do not pile up copies); only one whose manifest the
+    ledger key proves, since its content print is what a folder is trusted by."""
+    if manifest_mac is None or not root.is_dir():
         return None
     for folder in sorted(root.glob("migrate-*"), reverse=True):
-        try:
-            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(manifest, dict) and manifest.get("content") == content:
+        manifest = proven_backup(folder, manifest_mac)
+        if manifest is not None and manifest.get("content") == content:
             return folder
     return None
 
@@ -207,7 +207,7 @@ def _write_new(path: Path, data: bytes) -> None:
 def backup_files(files: list[Path], data_dir: Path, *,
                  seal: Callable[[bytes, str], bytes] | None = None,
                  content_print: Callable[[bytes], str] | None = None,
-                 manifest_mac: Callable[[dict[str, Any]], str] | None = None) -> Path:
+                 manifest_mac: ManifestMac | None = None) -> Path:
     """Copy the files into <data_dir>/backups/migrate-<UTC time>/ with a manifest.
 
     Secret-bearing files (provider_keys.json; a config holding a secret) are sealed
@@ -221,7 +221,7 @@ def backup_files(files: list[Path], data_dir: Path, *,
     content = (content_print(digest.digest()) if content_print is not None
                else digest.hexdigest())
     root = data_dir / "backups"
-    found = _existing_backup(root, content)
+    found = _existing_backup(root, content, manifest_mac)
     if found is not None:
         return found
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -248,6 +248,25 @@ def backup_files(files: list[Path], data_dir: Path, *,
     return folder
 
 
+def sealed_backup(ledger: Ledger, files: list[Path], data_dir: Path,
+                  backup_dir: Path | None = None) -> Path:
+    """A migration backup (sealed with the ledger key) holding `files`, before they are
+    stripped, retired or replaced: `backup_dir` when its manifest proves it is this
+    ledger's own and holds each of them sealed, else one `backup_files` makes (or an
+    own one it finds holding the same contents). A manifest edited to claim "sealed",
+    or another ledger's, is never trusted (`ledger.ops.backup_manifest`)."""
+    mac = ledger.vault.manifest_mac
+    if backup_dir is not None:
+        manifest = proven_backup(backup_dir, mac)
+        if manifest is not None and all(
+                isinstance(entry := manifest["files"].get(f.name), dict)
+                and entry.get("sealed") is True for f in files):
+            return backup_dir
+    return backup_files(files, data_dir, seal=ledger.vault.seal_file,
+                        content_print=lambda d: ledger.vault.fingerprint(d.hex()),
+                        manifest_mac=mac)
+
+
 BACKUP_NAMES: Final = (*CONFIG_FILE_NAMES, KEYS_FILE_NAME)
 
 
@@ -260,16 +279,9 @@ def open_backup(folder: Path, key: bytes) -> dict[str, bytes]:
     # lazy: loaded only on this path (CLI start-up)
     from ledger.engine.sealed_files import backup_manifest_mac, open_blob
 
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        entries = manifest["files"]
-        if not isinstance(entries, dict):
-            raise TypeError("files is not an object")
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ParseError(f"{folder}: not a migration backup (manifest.json: {err})") from None
+    manifest, entries = read_manifest(folder)
     mac = manifest.get("mac")
-    if mac is not None and not (isinstance(mac, str) and constant_time.equal(
-            mac, backup_manifest_mac(key, manifest))):
+    if mac is not None and not mac_matches(manifest, partial(backup_manifest_mac, key)):
         raise SecretKeyError(f"{folder / 'manifest.json'}: does not open with this ledger "
                              "key (wrong key, or the manifest was edited since the backup); "
                              "nothing was restored")

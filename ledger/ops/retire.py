@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from ledger.engine.ledger import Ledger
-from ledger.ops.migrate import META_KEYS, backup_files, keys_prints
+from ledger.ops.migrate import META_KEYS, keys_prints, sealed_backup
 
 __all__ = ["retire_keys_file"]
 
@@ -16,23 +16,14 @@ __all__ = ["retire_keys_file"]
 def retire_keys_file(ledger: Ledger, keys_file: Path, data_dir: Path,
                      backup_dir: Path | None) -> Path | None:
     """Remove `keys_file` once the ledger holds exactly its keys and a sealed copy of it
-    is in a migration backup (`backup_dir` when it has one, else a new one); the backup
-    folder, or None when the file is kept (absent, or not what the ledger holds)."""
+    is in a migration backup (`backup_dir` when its manifest proves it holds one, else a
+    new one: `sealed_backup`); the backup folder, or None when the file is kept (absent,
+    or not what the ledger holds)."""
     if not keys_file.exists():
         return None
     imported = ledger.backend.get_meta(META_KEYS)
     if imported is None or json.loads(imported) != keys_prints(ledger, keys_file):
         return None  # the ledger does not hold exactly this file: keep it
-    folder = backup_dir or _backup(ledger, keys_file, data_dir)
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    entry = manifest.get("files", {}).get(keys_file.name)
-    if not entry or not entry.get("sealed"):
-        folder = _backup(ledger, keys_file, data_dir)
+    folder = sealed_backup(ledger, [keys_file], data_dir, backup_dir)
     keys_file.unlink()
     return folder
-
-
-def _backup(ledger: Ledger, keys_file: Path, data_dir: Path) -> Path:
-    return backup_files([keys_file], data_dir, seal=ledger.vault.seal_file,
-                        content_print=lambda d: ledger.vault.fingerprint(d.hex()),
-                        manifest_mac=ledger.vault.manifest_mac)

@@ -31,7 +31,7 @@ from ledger.engine.ledger import Ledger
 from ledger.errors import LedgerError, StoreError
 from ledger.files.safe_io import config_format, locked, replace_file
 from ledger.ops.hand_edit import record_file_sync
-from ledger.ops.migrate import WIRING, backup_files
+from ledger.ops.migrate import WIRING, sealed_backup
 from ledger.ops.retire import retire_keys_file
 from ledger.stores.config_file import parse_config, read_config
 from ledger.typed.changes import is_env_reference
@@ -120,23 +120,6 @@ def _expected(doc: Doc, replacements: list[tuple[KeyPath, Any]]) -> Doc:
     return out
 
 
-def _sealed_backup(ledger: Ledger, config_file: Path, data_dir: Path,
-                   backup_dir: Path | None) -> Path:
-    """A migration backup holding the config file sealed: `backup_dir` when it does
-    (migrate's, made from the same secrets), else a new one of the file as it is."""
-    if backup_dir is not None:
-        try:
-            manifest = json.loads((backup_dir / "manifest.json").read_text(encoding="utf-8"))
-            entry = manifest.get("files", {}).get(config_file.name)
-        except (OSError, ValueError, AttributeError):
-            entry = None
-        if isinstance(entry, dict) and entry.get("sealed"):
-            return backup_dir
-    return backup_files([config_file], data_dir, seal=ledger.vault.seal_file,
-                        content_print=lambda d: ledger.vault.fingerprint(d.hex()),
-                        manifest_mac=ledger.vault.manifest_mac)
-
-
 def strip_config_secrets(ledger: Ledger, config_file: Path, data_dir: Path,
                          backup_dir: Path | None = None) -> StripReport | None:
     """Replace every plaintext secret of `config_file` that the ledger holds sealed by
@@ -160,7 +143,7 @@ def strip_config_secrets(ledger: Ledger, config_file: Path, data_dir: Path,
         if not same_value(back, _expected(doc, replacements)):
             raise StoreError(f"{config_file}: internal error: taking the secrets out would "
                              "also change other values; the file was left as it is")
-        folder = _sealed_backup(ledger, config_file, data_dir, backup_dir)
+        folder = sealed_backup(ledger, [config_file], data_dir, backup_dir)
         replace_file(config_file, new)
         record_file_sync(ledger, config_file)  # the stripped file is the new baseline
     return StripReport([format_path(p) for p, _ in replacements], folder)

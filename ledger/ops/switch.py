@@ -26,7 +26,7 @@ from ledger.errors import LedgerError, SecretDestroyedError, VerificationError
 from ledger.files import dirs
 from ledger.ops.display import display_doc
 from ledger.ops.hand_edit import record_file_sync
-from ledger.ops.migrate import backup_files
+from ledger.ops.migrate import sealed_backup
 from ledger.stores.contract import ConfigStore, ProviderStore
 from ledger.stores.ledger_store import LedgerConfigStore
 
@@ -197,10 +197,7 @@ def switch_to_file(ledger_store: LedgerConfigStore, *, config_file: Path, keys_f
             f"the ledger has no value for {', '.join(withheld)} (shredded, or imported from "
             "a masked export): a file store would hold placeholders; set them again first")
     reason = "switch the config backend to file (export of the ledger head)"
-    report.backup_dir = backup_files(
-        [config_file, keys_file], data_dir, seal=ledger.vault.seal_file,
-        content_print=lambda digest: ledger.vault.fingerprint(digest.hex()),
-        manifest_mac=ledger.vault.manifest_mac)
+    report.backup_dir = sealed_backup(ledger, [config_file, keys_file], data_dir)
 
     async def write() -> None:
         await FileConfigStore(config_file).save_raw(config, actor=actor, reason=reason,
