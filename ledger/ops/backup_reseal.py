@@ -77,9 +77,17 @@ def _reseal(path: Path, old_key: bytes, new_key: bytes) -> bool:
         keys = KeySource(key=old_key, env={})
         keys.accept_weak = True  # a backup sealed with a weak key is moved off it too
         _rotate_backup(backend, Vault(backend, keys), old_key, new_key)
-    finally:
+    except BaseException as err:
         backend.close()
-        self_contained(path)
+        # still one file if it can be, but the re-seal's own error is what is reported:
+        # folding the WAL in fails too while another process reads the backup
+        try:
+            self_contained(path)
+        except apsw.Error as tidy:
+            err.add_note(f"{path}: left in WAL mode ({tidy})")
+        raise
+    backend.close()
+    self_contained(path)
     return True
 
 
