@@ -26,6 +26,10 @@ __all__ = ["cli", "exit_code_for", "main", "run"]
 def main(argv: Sequence[str] | None = None) -> None:
     """The console script `moltis-ledger`."""
     args = sys.argv[1:] if argv is None else list(argv)
+    if sys.stdout is None or sys.stderr is None:  # started with `>&-` or `2>&-`
+        from ledger.cli.std_streams import guard_closed_streams
+
+        guard_closed_streams()
     if args == ["--version"]:  # what click's version option prints, without click
         from ledger import __version__
 

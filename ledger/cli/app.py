@@ -34,6 +34,7 @@ from ledger.cli.base import (
     EXIT_USAGE,
     EXIT_VERIFY,
     CommandError,
+    ReaderGone,
     Reporter,
     State,
     doc_path,
@@ -177,6 +178,13 @@ class LazyGroup(click.Group):
             importlib.import_module(COMMANDS[cmd_name])
         return self.commands.get(cmd_name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as gone:
+            # click ends a broken pipe itself with exit 1; `run` ends it as git does
+            raise ReaderGone(str(gone)) from gone
+
     def load_all(self) -> dict[str, click.Command]:
         """Every command (imports every command module): for docs and tests."""
         for module in dict.fromkeys(COMMANDS.values()):
@@ -193,6 +201,7 @@ Exit codes:
   3  verification failed (verify, verify-bundle, restore of a bad file)
   4  conflict (--expected-seq no longer matches the ledger)
   5  read-only or locked (another writer held the lock past --busy-timeout)
+  141  the reader of the output went away (`| head`), as for git
 
 \b
 REF: a seq (12), -N (N events back), head, or a UTC time: ISO-8601

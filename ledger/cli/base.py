@@ -34,13 +34,20 @@ if TYPE_CHECKING:  # the CLI starts fast: the library is imported by the command
     from ledger.ops.open_store import Installation
     from ledger.stores.ledger_store import LedgerConfigStore
 
-__all__ = ["EXIT_CONFLICT", "EXIT_ERROR", "EXIT_LOCKED", "EXIT_OK",
-           "EXIT_USAGE", "EXIT_VERIFY", "CommandError", "Reporter", "State", "doc_path",
-           "error_hint", "error_kind", "exit_code_for", "is_dsn_text", "report_failure",
-           "run_async"]
+__all__ = ["EXIT_CONFLICT", "EXIT_ERROR", "EXIT_LOCKED", "EXIT_OK", "EXIT_SIGPIPE",
+           "EXIT_USAGE", "EXIT_VERIFY", "CommandError", "ReaderGone", "Reporter", "State",
+           "doc_path", "error_hint", "error_kind", "exit_code_for", "is_dsn_text",
+           "report_failure", "run_async"]
 
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_VERIFY, EXIT_CONFLICT, EXIT_LOCKED = 0, 1, 2, 3, 4, 5
+# The reader of stdout went away (`| head -1`): the status git and coreutils end with
+# there (killed by SIGPIPE, 128 + 13 in the shell), without dying of the signal
+EXIT_SIGPIPE = 141
+
+
+class ReaderGone(Exception):  # noqa: N818 - what happened, not an error of the command
+    """Stdout's reader went away (a BrokenPipeError that click would end with exit 1)."""
 
 
 def is_dsn_text(location: str) -> bool:
@@ -393,10 +400,10 @@ def report_failure(failure: BaseException, report: Reporter, *, json_errors: boo
             message += f" (first bad seq {failure.seq})"
         return report(message, exit_code_for(failure), kind=error_kind(failure),
                       hint=error_hint(failure))
-    if isinstance(failure, BrokenPipeError):
-        with contextlib.suppress(OSError):  # the reader went away (| head): be quiet
+    if isinstance(failure, BrokenPipeError | ReaderGone):
+        with contextlib.suppress(OSError, ValueError):  # the reader went away: be quiet
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_ERROR
+        return EXIT_SIGPIPE
     if isinstance(failure, KeyboardInterrupt):
         return 130
     if isinstance(failure, OSError):

@@ -13,6 +13,7 @@ characters as `\\uXXXX` escapes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -60,6 +61,20 @@ def change_line(change: Mapping[str, Any]) -> str:
     return f"set {where} = {literal(change.get('value'))}"
 
 
+def _console(**options: Any) -> Console:
+    """A rich Console whose broken pipe (the reader went away: `| head -1`) is raised
+    as BrokenPipeError, so `report_failure` ends the process as for any other output,
+    instead of rich's own `SystemExit(1)`."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True  # nothing more is written to a pipe nobody reads
+            raise BrokenPipeError(errno.EPIPE, "the reader of stdout went away")
+
+    return _Console(**options)
+
+
 class Output:
     """Where a command writes: `out` (stdout: results) and `err` (stderr: notes,
     warnings, progress). In JSON mode stdout receives exactly one document."""
@@ -74,12 +89,10 @@ class Output:
     @property
     def out(self) -> Console:
         if self._out is None:
-            from rich.console import Console
-
-            self._out = Console(highlight=False, soft_wrap=True)
+            self._out = _console(highlight=False, soft_wrap=True)
             if not self._out.is_terminal and not os.environ.get("COLUMNS"):
                 # piped or redirected: do not fold tables to 80 columns
-                self._out = Console(highlight=False, soft_wrap=True, width=PIPE_WIDTH)
+                self._out = _console(highlight=False, soft_wrap=True, width=PIPE_WIDTH)
         return self._out
 
     @property
