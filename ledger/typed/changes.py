@@ -10,7 +10,6 @@ export, which records "a secret with this fingerprint, value withheld".
 from __future__ import annotations
 
 import re
-import secrets as _random
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -23,13 +22,13 @@ from ledger.core.document import (
     same_value,
 )
 from ledger.core.events import Change, DocName
-from ledger.core.keypaths import KeyPath, format_path
-from ledger.core.secret_refs import DESTROYED_REF, WITHHELD_REF, Secret, SecretRef, parse_mask
-from ledger.errors import ConfigValidationError
+from ledger.core.keypaths import KeyPath
+from ledger.core.secret_refs import Secret, SecretRef, parse_mask
 from ledger.schema.introspect import field_at, is_secret_path
 from ledger.schema.secret_policy import url_has_credential
 from ledger.typed.convert import RawChange
 from ledger.typed.list_secrets import seal_list
+from ledger.typed.masks import is_live, placeholder_ref
 
 __all__ = ["Sealer", "materialize", "materialize_document", "replace_tables"]
 
@@ -59,22 +58,10 @@ def _secret_leaf(path: KeyPath, value: Any, current: Any, sealer: Sealer) -> Sec
         return None if value == current else value
     mask = parse_mask(value)
     if mask is not None:
-        fp, destroyed = mask
-        if isinstance(current, SecretRef) and current.fp == fp:
-            return None
-        if isinstance(current, SecretRef) and not current.ref.startswith(
-                (WITHHELD_REF, DESTROYED_REF)):
-            # A placeholder for another value (a mask left in a file after the secret
-            # changed in the ledger, an older masked export) would replace a secret the
-            # gateway can open by one it cannot: refuse rather than lose the key.
-            where = format_path(path)
-            raise ConfigValidationError(
-                f"{where}: {value} is a placeholder for a secret this ledger no longer "
-                f"holds there (it holds {current.mask()}); a placeholder never replaces a "
-                "stored secret. Write the value itself, or the ledger's own placeholder "
-                "(or leave the key out) to keep it", where)
-        prefix = DESTROYED_REF if destroyed else WITHHELD_REF
-        return SecretRef(ref=f"{prefix}{_random.token_hex(8)}", fp=fp)
+        held = {current.fp: current} if isinstance(current, SecretRef) else {}
+        live = isinstance(current, SecretRef) and is_live(current)
+        ref = placeholder_ref(path, value, mask, held, live=live)
+        return None if ref == current else ref
     if isinstance(current, SecretRef) and current.fp == sealer.fingerprint(value):
         return None
     return sealer.seal(value)

@@ -12,30 +12,26 @@ list equals the current one and `materialize` records no change.
 A mask placeholder (`<secret fp:…>`, from a masked file or export) stands for the
 element of the current list with that fingerprint, wherever it stands now (positions
 shift). A mask the current list does not hold, while that list holds a live secret, is
-refused naming the list's path, as for a single secret (`ledger.typed.changes`): it is
-a placeholder left behind after the secret changed in the ledger, and no element can be
-paired with the one it replaced, so taking it as a withheld element could silently
-swap the gateway's key for a value it cannot open.
+refused naming the list's path, by the same rule and words as for a single secret
+(`ledger.typed.masks`): no element can be paired with the one it replaced, so taking it
+as a withheld element could silently swap the gateway's key for a value it cannot open.
 """
 
 from __future__ import annotations
 
-import secrets as _random
 import typing
 from typing import Any, Protocol
 
-from ledger.core.keypaths import KeyPath, format_path
+from ledger.core.keypaths import KeyPath
 from ledger.core.secret_refs import (
-    DESTROYED_REF,
-    WITHHELD_REF,
     Secret,
     SecretRef,
     parse_mask,
     refs_in,
 )
-from ledger.errors import ConfigValidationError
 from ledger.schema.introspect import TypeNode, field_at, seals_by_name, strip_annotated
 from ledger.schema.secret_policy import is_secret_name, secret_items, url_has_credential
+from ledger.typed.masks import is_live, placeholder_ref
 
 __all__ = ["holds_secret", "seal_list"]
 
@@ -57,8 +53,7 @@ class _Sealing:
         self.pool = {r.fp: r for r in refs_in(current)} if isinstance(current, list) else {}
         # whether the current list holds a secret the gateway can open (not a withheld or
         # destroyed placeholder): only then can a foreign mask lose one
-        self.holds_live = any(not r.ref.startswith((WITHHELD_REF, DESTROYED_REF))
-                              for r in self.pool.values())
+        self.holds_live = any(is_live(r) for r in self.pool.values())
         self.path = path
         self.sealer = sealer
         self.sealed_any = False
@@ -75,20 +70,7 @@ class _Sealing:
             value = value.reveal()
         mask = parse_mask(value)
         if mask is not None:
-            fp, destroyed = mask
-            if fp in self.pool:
-                return self.pool[fp]
-            if self.holds_live:
-                where = format_path(self.path)
-                raise ConfigValidationError(
-                    f"{where}: the element {value} is a placeholder for a secret this "
-                    "ledger does not hold in that list (a placeholder left after the "
-                    "secret changed in the ledger, or from an older masked export); a "
-                    "placeholder never replaces a stored secret. Write the value itself, "
-                    "or the ledger's own placeholders (`moltis-ledger get "
-                    f"{where}` shows them), to keep it", where)
-            prefix = DESTROYED_REF if destroyed else WITHHELD_REF
-            return SecretRef(ref=f"{prefix}{_random.token_hex(8)}", fp=fp)
+            return placeholder_ref(self.path, value, mask, self.pool, live=self.holds_live)
         fp = self.sealer.fingerprint(value)
         found = self.pool.get(fp)
         if found is None:
