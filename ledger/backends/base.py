@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Final, NamedTuple, Protocol
+
+import msgspec
 
 from ledger.core.chain import GENESIS
 from ledger.core.events import KIND_CHANGE, Record, Row, decode_change_payload
@@ -82,8 +83,8 @@ def raise_format(txn: WriteTxn, needed: int, location: str) -> None:
         txn.set_meta("format_version", str(needed))
 
 
-@dataclass(frozen=True, slots=True)
-class Head:
+# a Struct, not a dataclass: `get` starts without dataclasses and inspect (issue 16)
+class Head(msgspec.Struct, frozen=True, gc=False):
     seq: int
     hash: bytes
     ts: int

@@ -11,7 +11,6 @@ the library (the commands import what they use).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -84,27 +83,33 @@ class CommandError(Exception):
 # the shared state of one invocation
 
 
-@dataclasses.dataclass
 class State:
-    """Global options, and the ledger opened (once) for the command."""
+    """Global options, and the ledger opened (once) for the command.
 
-    config_dir: str | None = None
-    data_dir: str | None = None
-    db: str | None = None
-    json: bool = False
-    actor: str | None = None
-    reason: str | None = None
-    busy_timeout: float = 5.0
-    read_only: bool = False
-    verbose: int = 0
-    out: Output = dataclasses.field(default_factory=Output)
-    _store: LedgerConfigStore | None = None
-    # verify checks the head mark itself (a report, not an error on open); sign-head
-    # --adopt accepts a head older than it (ledger.engine.head_mark)
-    accept_older_head: bool = False
+    A plain class, not a dataclass: `get` starts without dataclasses and inspect
+    (issue 16)."""
 
-    _inst: Installation | None = None
-    warned: bool = False  # the "the gateway does not read this ledger" warning, once
+    def __init__(self, config_dir: str | None = None, data_dir: str | None = None,
+                 db: str | None = None, json: bool = False, actor: str | None = None,
+                 reason: str | None = None, busy_timeout: float = 5.0,
+                 read_only: bool = False, verbose: int = 0, out: Output | None = None,
+                 accept_older_head: bool = False) -> None:
+        self.config_dir = config_dir
+        self.data_dir = data_dir
+        self.db = db
+        self.json = json
+        self.actor = actor
+        self.reason = reason
+        self.busy_timeout = busy_timeout
+        self.read_only = read_only
+        self.verbose = verbose
+        self.out = Output() if out is None else out
+        self._store: LedgerConfigStore | None = None
+        # verify checks the head mark itself (a report, not an error on open); sign-head
+        # --adopt accepts a head older than it (ledger.engine.head_mark)
+        self.accept_older_head = accept_older_head
+        self._inst: Installation | None = None
+        self.warned = False  # the "the gateway does not read this ledger" warning, once
 
     @property
     def installation(self) -> Installation:

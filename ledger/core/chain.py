@@ -12,10 +12,10 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Final
 
 import blake3
+import msgspec
 
 from ledger.core.events import Record
 
@@ -47,8 +47,8 @@ def link(prev_hash: bytes, seq: int, ts: int, actor: str, reason: str, source: s
     return h.digest()
 
 
-@dataclass(frozen=True)
-class VerifyReport:
+# a Struct, not a dataclass: `get` starts without dataclasses and inspect (issue 16)
+class VerifyReport(msgspec.Struct, frozen=True):
     """The result of walking the chain. `first_bad_seq` is None when it verified."""
 
     ok: bool

@@ -20,8 +20,9 @@ pin or --expect-head, and anything done by someone holding the ledger key.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from ledger.backends.base import CREATED_FORMAT, payload_format
 from ledger.backends.write_queue import writer_queue_problem
@@ -90,7 +91,7 @@ def audit(ledger: Ledger, expect_head: bytes | None = None, expect_key: str | No
                                               adopting)
         _check_mark(ledger, chain, notes, adopting)
     except _FailedError as err:
-        return replace(chain, ok=False, first_bad_seq=err.seq, problem=err.problem)
+        return msgspec.structs.replace(chain, ok=False, first_bad_seq=err.seq, problem=err.problem)
     # the format version is outside the chain, and this release reads the log either
     # way: what it says matters to an older release, so it is a note, not a failure
     stale = format_problem(backend, sealed_at[0] if sealed_at else None, "event")
@@ -99,7 +100,7 @@ def audit(ledger: Ledger, expect_head: bytes | None = None, expect_key: str | No
     queue = writer_queue_problem(backend)  # not the ledger's integrity: a note, not a failure
     if queue is not None:
         notes.append(queue)
-    return replace(chain, key_fingerprint=fpr, signed_seq=signed, mac_seq=maced,
+    return msgspec.structs.replace(chain, key_fingerprint=fpr, signed_seq=signed, mac_seq=maced,
                    notes=tuple(notes))
 
 

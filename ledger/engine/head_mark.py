@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+import msgspec
 
 from ledger.engine.sealed_files import open_body, seal_body
 from ledger.engine.vault import KeySource
@@ -42,8 +43,8 @@ OLDER_REPAIR: Final = (
     "full verify first, then moves the head mark back to this head)")
 
 
-@dataclass(frozen=True)
-class HeadMark:
+# a Struct, not a dataclass: `get` starts without dataclasses and inspect (issue 16)
+class HeadMark(msgspec.Struct, frozen=True):
     ledger_id: str
     seq: int
     hash: str

@@ -26,10 +26,10 @@ no derived key reveals another.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import blake3
+import msgspec
 
 from ledger.backends.base import HEAD_MAC, HEAD_SIGNATURE
 from ledger.core import constant_time
@@ -95,8 +95,8 @@ def _message(seq: int, head_hash: bytes, ledger_id: bytes | None = None) -> byte
     return _SIGNED_V2 + _SEQ.pack(len(ledger_id)) + ledger_id + _SEQ.pack(seq) + head_hash
 
 
-@dataclass(frozen=True, slots=True)
-class HeadSignature:
+# Structs, not dataclasses: `get` starts without dataclasses and inspect (issue 16)
+class HeadSignature(msgspec.Struct, frozen=True):
     """The signed head as stored in ledger_meta: `v2 <seq> <hash> <public> <signature>`
     (the message binds the ledger id), or `v1 …` (written before: seq and hash only)."""
 
@@ -147,8 +147,7 @@ def _mac_message(ledger_id: bytes, seq: int, head_hash: bytes) -> bytes:
     return _MACED + _SEQ.pack(len(ledger_id)) + ledger_id + _SEQ.pack(seq) + head_hash
 
 
-@dataclass(frozen=True, slots=True)
-class HeadMac:
+class HeadMac(msgspec.Struct, frozen=True):
     """The MAC'd head as stored in ledger_meta: `v1 <seq> <hash> <mac>`."""
 
     seq: int

@@ -26,9 +26,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+import msgspec
 
 from ledger._log import get_logger
 from ledger.backends.base import (
@@ -109,8 +110,9 @@ _GOOD_SOURCES: set[str] = set(SOURCES)
 _CATCH_UP_LIMIT: Final = 4096  # beyond this many new events, reload from a snapshot
 
 
-@dataclass(frozen=True, slots=True)
-class Commit:
+# a Struct (as `Event` is), not a dataclass: `get` starts without dataclasses and
+# inspect (issue 16)
+class Commit(msgspec.Struct, frozen=True):
     """The outcome of a write: the head seq after it, and whether an event was appended."""
 
     seq: int
@@ -604,7 +606,7 @@ class Ledger:
         if unsigned is not None:
             for req in batch:
                 if req.error is None and req.result.appended:
-                    req.result = replace(req.result, warning=unsigned)
+                    req.result = msgspec.structs.replace(req.result, warning=unsigned)
         appended = [req for req in batch if req.error is None and req.result.appended]
         for ledger in dict.fromkeys(req.ledger for req in appended):
             if ledger is not self:

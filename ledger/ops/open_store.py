@@ -15,10 +15,8 @@ imported into an existing ledger is never served in its place: BackendUnavailabl
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -49,19 +47,35 @@ _log = get_logger("ledger.ops.open_store")
 BACKENDS: Final = ("file", "sqlite", "postgres")
 
 
-@dataclass
 class Installation:
     """One installation's files, found and the config file parsed once: what both
-    `open_store()` and the CLI start from."""
+    `open_store()` and the CLI start from.
 
-    config_home: Path
-    data_home: Path
-    config_file: Path
-    keys_file: Path
-    env: Mapping[str, str]
-    doc: Doc | None = None  # the parsed config file; None when missing or unparsable
-    parse_error: LedgerError | None = None
-    data: bytes | None = None  # the bytes `doc` was parsed from (their digest: file_digest)
+    A plain class, not a dataclass: `get` starts without dataclasses and inspect
+    (issue 16)."""
+
+    __slots__ = ("config_file", "config_home", "data", "data_home", "doc", "env",
+                 "keys_file", "parse_error")
+
+    def __init__(self, config_home: Path, data_home: Path, config_file: Path,
+                 keys_file: Path, env: Mapping[str, str], doc: Doc | None = None,
+                 parse_error: LedgerError | None = None, data: bytes | None = None) -> None:
+        self.config_home = config_home
+        self.data_home = data_home
+        self.config_file = config_file
+        self.keys_file = keys_file
+        self.env = env
+        self.doc = doc  # the parsed config file; None when missing or unparsable
+        self.parse_error = parse_error
+        self.data = data  # the bytes `doc` was parsed from (their digest: file_digest)
+
+    def __repr__(self) -> str:
+        return (f"Installation(config_home={self.config_home!r}, "
+                f"data_home={self.data_home!r}, config_file={self.config_file!r})")
+
+    def copy(self) -> Installation:
+        return Installation(self.config_home, self.data_home, self.config_file,
+                            self.keys_file, self.env, self.doc, self.parse_error, self.data)
 
     @classmethod
     def find(cls, config_dir: str | os.PathLike[str] | None = None,
@@ -385,7 +399,7 @@ def attach_files(store: LedgerConfigStore, inst: Installation, *, mirror: bool =
         if key == seen["stat"] or not settled(key):
             return  # cheap: only a changed file that stopped changing is parsed again
         seen["stat"] = key
-        fresh = dataclasses.replace(inst)
+        fresh = inst.copy()
         fresh.read()
         seen["message"] = sync_hand_edit(store, fresh)
 

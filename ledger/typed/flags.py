@@ -5,23 +5,24 @@ without importing the schema."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Final
+
+import msgspec
 
 from ledger.core.keypaths import KeyPath, format_path
 
 __all__ = ["NO_FLAGS", "Flags"]
 
 
-@dataclass(frozen=True)
-class Flags:
+# a Struct, not a dataclass: `get` starts without dataclasses and inspect (issue 16)
+class Flags(msgspec.Struct, frozen=True):
     """Gateway command-line flags; they win over every other layer."""
 
     bind: str | None = None
     port: int | None = None
     no_tls: bool = False
     tailscale: str | None = None
-    extra: Mapping[KeyPath, Any] = field(default_factory=dict)
+    extra: Mapping[KeyPath, Any] = msgspec.field(default_factory=dict)
 
     def overrides(self) -> Iterator[tuple[KeyPath, Any, str]]:
         if self.bind is not None:
