@@ -4,36 +4,94 @@ The library never configures logging (that is the host application's job, or the
 CLI's). Events go to stdlib loggers under "ledger" with their key/values in `extra`,
 and a NullHandler keeps them silent until someone configures logging; nothing is ever
 written to stdout, which would corrupt `--json` output.
+
+`logging` itself is imported on the first line that could be shown (issue 16: it costs
+a CLI start ~10 ms, and `moltis-ledger get` logs nothing). Until someone imports it,
+nobody can have configured it: the root logger is at its default level, WARNING, so a
+DEBUG or INFO line is dropped exactly as logging would drop it, without importing it.
+A WARNING (or worse) imports it and is emitted as before.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
 
-__all__ = ["get_logger"]
+if TYPE_CHECKING:
+    import logging
 
-logging.getLogger("ledger").addHandler(logging.NullHandler())
+__all__ = ["get_logger", "when_logging_loads"]
+
+# logging's own level numbers (fixed by the standard library)
+DEBUG: Final = 10
+INFO: Final = 20
+WARNING: Final = 30
+ERROR: Final = 40
+
+_ready = [False]  # the library's set-up ran (the NullHandler, the host's hooks)
+_on_load: list[Callable[[], None]] = []
+
+
+def _logging() -> Any:
+    """The logging module, set up for the library on first use: the NullHandler of
+    "ledger", then whatever the host asked to run first (`when_logging_loads`)."""
+    import logging  # loaded on the first line that could be shown (see the docstring)
+
+    if not _ready[0]:
+        _ready[0] = True
+        logging.getLogger("ledger").addHandler(logging.NullHandler())
+        hooks, _on_load[:] = list(_on_load), []
+        for hook in hooks:
+            hook()
+    return logging
+
+
+def when_logging_loads(setup: Callable[[], None]) -> None:
+    """For the host (the CLI, never the library): run `setup` (its logging
+    configuration) just before the library's first line is checked against a loaded
+    logging module; at once if logging is loaded already. Until then nothing can be
+    shown, so configuring later shows exactly what configuring first would have."""
+    if _ready[0] or "logging" in sys.modules:
+        _logging()
+        setup()
+    else:
+        _on_load.append(setup)
 
 
 class LibraryLogger:
     """A small structlog-style logger that costs one level check when disabled."""
 
-    __slots__ = ("_logger", "_structured")
+    __slots__ = ("_logger", "_name", "_structured")
 
     def __init__(self, name: str) -> None:
-        self._logger = logging.getLogger(name)
+        self._name = name
+        self._logger: logging.Logger | None = None  # on first use (see the docstring)
         self._structured: Any = None  # built on the first line emitted: importing
         # structlog costs tens of milliseconds, paid by every CLI start otherwise
 
-    def enabled(self, level: int = logging.INFO) -> bool:
+    def _stdlib(self) -> logging.Logger | None:
+        """The stdlib logger, or None while logging is not loaded (nothing below
+        WARNING can be shown then)."""
+        if self._logger is None:
+            if not _ready[0] and "logging" not in sys.modules:
+                return None
+            self._logger = _logging().getLogger(self._name)
+        return self._logger
+
+    def enabled(self, level: int = INFO) -> bool:
         """Check before computing expensive fields for a line nobody will read."""
-        return self._logger.isEnabledFor(level)
+        logger = self._stdlib()
+        if logger is None:
+            if level < WARNING:
+                return False  # the unconfigured root's level
+            logger = self._logger = _logging().getLogger(self._name)
+        return logger.isEnabledFor(level)
 
     def _emit(self, level: int, event: str, fields: dict[str, Any]) -> None:
-        if self._logger.isEnabledFor(level):
+        if self.enabled(level):
             if self._structured is None:
-                import structlog
+                import structlog  # on the first line emitted (see __init__)
 
                 self._structured = structlog.wrap_logger(
                     self._logger,
@@ -43,16 +101,16 @@ class LibraryLogger:
             self._structured.log(level, event, **fields)
 
     def debug(self, event: str, **fields: Any) -> None:
-        self._emit(logging.DEBUG, event, fields)
+        self._emit(DEBUG, event, fields)
 
     def info(self, event: str, **fields: Any) -> None:
-        self._emit(logging.INFO, event, fields)
+        self._emit(INFO, event, fields)
 
     def warning(self, event: str, **fields: Any) -> None:
-        self._emit(logging.WARNING, event, fields)
+        self._emit(WARNING, event, fields)
 
     def error(self, event: str, **fields: Any) -> None:
-        self._emit(logging.ERROR, event, fields)
+        self._emit(ERROR, event, fields)
 
 
 def get_logger(name: str) -> LibraryLogger:

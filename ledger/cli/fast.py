@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from collections.abc import Sequence
 
 __all__ = ["run_fast"]
@@ -84,6 +85,23 @@ def parse(args: Sequence[str]) -> Parsed | None:
     return found if command_seen and found.path is not None else None
 
 
+def _import_msgspec_without_typing_extensions() -> None:
+    """msgspec's first import loads typing_extensions (and with it inspect, ast, dis,
+    tokenize: a tenth of `get`'s start) only to take `get_type_hints`, `Required` and
+    `NotRequired` from it, and falls back to `typing`'s own when it is absent
+    (msgspec/_utils.py). On Python >= 3.11 (this package's floor) those are the same for
+    every type the ledger declares (no module here uses typing_extensions). It is hidden
+    for that one import only: a later `import typing_extensions` gets the real module."""
+    if "msgspec" in sys.modules or "typing_extensions" in sys.modules:
+        return
+    sys.modules["typing_extensions"] = None  # type: ignore[assignment]
+    try:
+        import msgspec  # noqa: F401  (this import is the point)
+    finally:
+        if sys.modules.get("typing_extensions", False) is None:
+            del sys.modules["typing_extensions"]
+
+
 def run_fast(args: Sequence[str]) -> int | None:
     """The exit code of `get` run without click, or None: click must parse `args`."""
     if os.environ.get(_COMPLETE_VAR):
@@ -92,12 +110,15 @@ def run_fast(args: Sequence[str]) -> int | None:
     if found is None or found.path is None:
         return None
     # the parse is settled: from here on this is the command, as click's run() runs it
+    _import_msgspec_without_typing_extensions()
     from ledger.cli.base import EXIT_OK, Reporter, State, report_failure
     from ledger.cli.config_read import run_get
-    from ledger.cli.render import Output, configure_logging
+    from ledger.cli.render import Output, configure_logging_when_needed
 
     Output.json_printed = False
-    configure_logging(0)  # what the group callback does (-v is click's)
+    # what the group callback does (-v is click's), made when the library first checks
+    # a line against logging: `get` usually logs nothing and never loads logging
+    configure_logging_when_needed(0)
     report = Reporter(found.json)
     state = State(config_dir=found.config_dir, data_dir=found.data_dir, db=found.db,
                   json=found.json, read_only=found.read_only,

@@ -1,0 +1,118 @@
+"""`moltis-ledger get PATH` starts without the standard library's heavy modules it does
+not need (issue 16, figure i16a): no `logging` (the library's logger loads it on the
+first line that could be emitted), no `typing_extensions` (msgspec falls back to
+`typing`), no `inspect` (pulled by both). Checked by `sys.modules` in a fresh
+interpreter, never by time; and what is printed when the library does log a warning
+on that path is byte for byte what the click command prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import apsw
+import pytest
+
+from ledger.cli import app
+
+PROBE = """
+import json, sys
+import ledger.cli
+try:
+    ledger.cli.main(sys.argv[1:])
+except SystemExit as stop:
+    code = stop.code
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+# the same command line through the click command, in a fresh interpreter
+BY_CLICK = """
+import sys
+from ledger.cli.app import run
+sys.exit(run(sys.argv[1:]))
+"""
+
+BY_MAIN = """
+import sys
+import ledger.cli
+ledger.cli.main(sys.argv[1:])
+"""
+
+
+def _env() -> dict[str, str]:
+    # the gateway reads this ledger (else `get` warns that it does not)
+    return dict(os.environ, MOLTIS_CONFIG_BACKEND="sqlite")
+
+
+def probe(*args: str) -> tuple[int, set[str], str]:
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True,
+                          text=True, check=False, timeout=120, env=_env())
+    *output, last = proc.stdout.strip().splitlines()
+    doc = json.loads(last)
+    return doc["code"], set(doc["modules"]), "\n".join(output)
+
+
+@pytest.fixture
+def site(fixtures_dir: Path) -> Path:
+    config = Path(os.environ["MOLTIS_CONFIG_DIR"])
+    config.mkdir(parents=True, exist_ok=True)
+    toml = (fixtures_dir / "docs-example.moltis.toml").read_text(encoding="utf-8")
+    (config / "moltis.toml").write_text(toml, encoding="utf-8")
+    assert app.run(["migrate", "--actor", "installer"]) == 0
+    return config
+
+
+LIGHT = ("logging", "typing_extensions", "inspect", "dataclasses")
+
+
+def test_get_loads_neither_logging_nor_typing_extensions_nor_inspect(site: Path) -> None:
+    code, modules, output = probe("get", "server.port")
+    assert (code, output) == (0, "13131")
+    loaded = [m for m in LIGHT if m in modules]
+    assert not loaded, f"`get` imported {loaded}"
+
+
+def test_the_errors_of_get_load_them_only_when_they_need_them(site: Path) -> None:
+    # an unknown key loads the schema (suggestions): msgspec must still handle it
+    code, _, output = probe("get", "server.prot")
+    assert code == 1 and output == ""
+    proc = subprocess.run([sys.executable, "-c", BY_MAIN, "get", "server.prot"],
+                          capture_output=True, text=True, check=False, timeout=120,
+                          env=_env())
+    assert proc.returncode == 1 and "unknown key" in proc.stderr
+    assert "server.port" in proc.stderr  # the nearest known key, from the schema
+
+
+def _plant_a_bad_snapshot(db: Path) -> None:
+    """A snapshot row whose MAC does not check: the library logs a warning and replays
+    the log instead (the same answer)."""
+    con = apsw.Connection(str(db))
+    try:
+        seq, hash_ = con.execute("SELECT seq, hash FROM ledger_events ORDER BY seq DESC "
+                                 "LIMIT 1").fetchone()
+        con.execute("INSERT OR REPLACE INTO ledger_snapshots (seq, hash, state) "
+                    "VALUES (?, ?, ?)", (seq, hash_, b"\xffLS1" + b"\x00" * 40))
+    finally:
+        con.close()
+
+
+def test_a_library_warning_on_the_fast_path_prints_as_the_click_command_prints_it(
+        site: Path) -> None:
+    _plant_a_bad_snapshot(Path(os.environ["MOLTIS_DATA_DIR"]) / "moltis.db")
+    runs = []
+    for script in (BY_MAIN, BY_CLICK):
+        proc = subprocess.run([sys.executable, "-c", script, "get", "server.port"],
+                              capture_output=True, text=True, check=False, timeout=120,
+                              env=_env())
+        # the lines are the same but for the time they were printed at
+        runs.append((proc.returncode, proc.stdout,
+                     re.sub(r"^\d\d:\d\d:\d\d ", "", proc.stderr, flags=re.M)))
+    assert runs[0] == runs[1]
+    code, out, err = runs[0]
+    assert (code, out) == (0, "13131\n")
+    assert "ignoring a snapshot whose MAC does not check" in err
