@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from ledger.backends.base import CREATED_FORMAT, payload_format
 from ledger.backends.write_queue import writer_queue_problem
 from ledger.core.chain import VerifyReport, verify_records
 from ledger.core.events import (
@@ -37,7 +36,7 @@ from ledger.core.events import (
     doc_path_text,
 )
 from ledger.core.secret_refs import DESTROYED_REF, SecretRef
-from ledger.engine.format_check import format_problem
+from ledger.engine.format_check import FormatScan, format_problem
 from ledger.engine.head_vouch import ADOPT_HINT
 from ledger.engine.integrity_keys import (
     CHECKPOINT_EVERY,
@@ -47,7 +46,7 @@ from ledger.engine.integrity_keys import (
     HeadSignature,
     IntegrityKeys,
 )
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, VerificationError
 from projections.config_view import EMPTY_STATE, ConfigState, replay_rows
 from projections.snapshots import MAGIC, canonical_state, decode_state, open_snapshot
 
@@ -74,8 +73,8 @@ def audit(ledger: Ledger, expect_head: bytes | None = None, expect_key: str | No
     the head mark, is named in a note instead of failing, since the operator is about
     to vouch for it."""
     backend = ledger.backend
-    sealed_at: list[int] = []  # the first event that needs format 2 (format_check)
-    records = _spot_sealed(backend.read(), sealed_at)
+    scan = FormatScan()  # the first event that needs format 2 (a damaged one: the replay)
+    records = _scanning(backend.read(), scan)
     chain = verify_records(track(records) if track else records, expect_head)
     if not chain.ok:
         return chain
@@ -94,7 +93,7 @@ def audit(ledger: Ledger, expect_head: bytes | None = None, expect_key: str | No
         return msgspec.structs.replace(chain, ok=False, first_bad_seq=err.seq, problem=err.problem)
     # the format version is outside the chain, and this release reads the log either
     # way: what it says matters to an older release, so it is a note, not a failure
-    stale = format_problem(backend, sealed_at[0] if sealed_at else None, "event")
+    stale = format_problem(backend, scan.sealed_seq, "event")
     if stale is not None:
         notes.append(stale)
     queue = writer_queue_problem(backend)  # not the ledger's integrity: a note, not a failure
@@ -104,16 +103,19 @@ def audit(ledger: Ledger, expect_head: bytes | None = None, expect_key: str | No
                    notes=tuple(notes))
 
 
-def _spot_sealed(records: Iterator[Record], found: list[int]) -> Iterator[Record]:
-    """`records`, noting in `found` the first one with secrets inside a list."""
+def _scanning(records: Iterator[Record], scan: FormatScan) -> Iterator[Record]:
+    """`records`, each shown to `scan` on the way (one read for the chain and the scan;
+    an event that does not decode fails the replay of `_check_snapshots`, naming it)."""
     for rec in records:
-        if not found:
-            try:
-                if payload_format(rec.kind, rec.payload, rec.seq) > CREATED_FORMAT:
-                    found.append(rec.seq)
-            except LedgerError:
-                pass  # an undecodable payload: the replay below names it
+        scan.see(rec.seq, rec.kind, rec.payload)
         yield rec
+
+
+def _bad_seq(err: LedgerError, start: int) -> int:
+    """The event a replay from `start` failed at: the one the error names (an event
+    that does not decode), else `start`."""
+    seq = err.seq if isinstance(err, VerificationError) else None
+    return seq if isinstance(seq, int) else start
 
 
 def _check_rows(ledger: Ledger, chain: VerifyReport) -> None:
@@ -146,7 +148,8 @@ def _check_snapshots(ledger: Ledger, chain: VerifyReport, keys: IntegrityKeys | 
             state = replay_rows(state, _sniffing(backend.read_rows(after=state.seq, until=seq),
                                                  referenced), private=state.seq != 0)
         except LedgerError as err:
-            raise _FailedError(state.seq + 1, f"the log does not replay: {err}") from None
+            raise _FailedError(_bad_seq(err, state.seq + 1),
+                           f"the log does not replay: {err}") from None
         blob = bytes(snap.state)
         if not blob.startswith(MAGIC):
             unsealed.append(seq)
@@ -167,7 +170,8 @@ def _check_snapshots(ledger: Ledger, chain: VerifyReport, keys: IntegrityKeys | 
                                                                until=chain.head_seq),
                                              referenced), private=state.seq != 0)
     except LedgerError as err:
-        raise _FailedError(state.seq + 1, f"the log does not replay: {err}") from None
+        raise _FailedError(_bad_seq(err, state.seq + 1),
+                           f"the log does not replay: {err}") from None
     if unsealed:
         notes.append(f"{len(unsealed)} snapshot(s) carry no MAC (written before MACs, or "
                      f"without the ledger key) and are not used by readers; {_REPAIR}")

@@ -41,7 +41,6 @@ from ledger.backends.base import (
     Head,
     SnapshotRow,
     WriteTxn,
-    payload_format,
     raise_format,
 )
 from ledger.core.actor import check_reason, resolve_actor
@@ -65,7 +64,7 @@ from ledger.core.events import (
 from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import SecretRef
 from ledger.core.text_rule import refuse_nul, refuse_nul_in
-from ledger.engine.format_check import lists_hold_secrets
+from ledger.engine.format_check import FormatScan, lists_hold_secrets
 from ledger.engine.group_commit import Committer, Request, committer_for
 from ledger.engine.head_mark import HeadMark, head_mark_problem, mark_path, raise_mark
 from ledger.engine.head_vouch import ADOPT_HINT, HeadVoucher, unvouched
@@ -1018,15 +1017,15 @@ class Ledger:
         encoded: list[tuple[int, bytes, bytes]] = []
         state = EMPTY_STATE
         batch: list[Row] = []
-        needed = CREATED_FORMAT  # what the log needs: a ledger copied by an older tool
-        for row in self.backend.read_rows():  # may say less (ledger.engine.format_check)
+        scan = FormatScan()  # what the log needs: a ledger copied by an older tool may
+        for row in self.backend.read_rows():  # say less (ledger.engine.format_check)
             batch.append(row)
-            if needed == CREATED_FORMAT:
-                needed = payload_format(row[1], row[2], row[0])
+            scan.see(row[0], row[1], row[2])
             if should_snapshot(row[0], self.snapshot_every):
                 state = replay_rows(state, batch, private=state is not EMPTY_STATE)
                 batch = []
                 encoded.append((state.seq, state.hash, encode_state(state)))
+        scan.check()  # an event after the last snapshot is not replayed: never skip it
         keys = self.vault.integrity()
         with self.backend.write() as txn:
             keys = keys or self.vault.integrity(txn)
@@ -1034,8 +1033,8 @@ class Ledger:
                 raise SecretKeyError(
                     f"rebuild-snapshots needs the ledger key ({self.vault.keys.describe()}): "
                     "snapshots are sealed with a key derived from it; nothing was changed")
-            if needed > CREATED_FORMAT:
-                raise_format(txn, needed, self.backend.location)
+            if scan.needed > CREATED_FORMAT:
+                raise_format(txn, scan.needed, self.backend.location)
             txn.drop_snapshots()
             for seq, hash_, state_bytes in encoded:
                 txn.put_snapshot(seq, hash_, seal_snapshot(keys.snapshot_mac, seq, hash_,
