@@ -93,6 +93,8 @@ CREATE TABLE IF NOT EXISTS ledger_secrets (
 _COLUMNS = "seq, ts, actor, reason, source, kind, payload, prev_hash, hash"
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _INSERT = f"INSERT INTO ledger_events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"
+_SET_META = ("INSERT INTO ledger_meta (key, value) VALUES (?, ?) "
+             "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
 _ROW_COLUMNS = "seq, kind, payload, hash, ts"
 # The same columns with the text ones read as bytes (decoded with surrogateescape), for
 # rows whose text is not UTF-8: see SqliteBackend._tampered.
@@ -259,9 +261,10 @@ class _SqliteTxn:
 
     def set_meta(self, key: str, value: str) -> None:
         self._check_open()
-        self._conn.execute(
-            "INSERT OR REPLACE INTO ledger_meta (key, value) VALUES (?, ?)", (key, value)
-        )
+        # An upsert updates an existing row where it is. INSERT OR REPLACE deleted it and
+        # inserted it under a new rowid, so the key's index page was rewritten too: one
+        # page more in every commit's WAL (the head MAC is set on every append).
+        self._conn.execute(_SET_META, (key, value))
 
     def get_meta(self, key: str) -> str | None:
         return _meta(self._conn, key)
