@@ -25,7 +25,8 @@ from ledger.schema import FREEFORM_SECRETS, MoltisConfig
 from ledger.schema.secret_policy import secret_by_name
 
 __all__ = ["ROOT", "FieldNode", "SectionInfo", "TypeNode", "child_keys", "choices_of", "field_at",
-           "is_known_path", "is_secret_path", "is_untyped_path", "known_prefix",
+           "is_any", "is_known_path", "is_secret_path", "is_untyped", "is_untyped_path",
+           "known_prefix",
            "seals_by_name", "secret_patterns", "section_info", "strip_annotated"]
 
 Kind = Literal["section", "dict", "list", "secret", "leaf"]
@@ -64,6 +65,18 @@ def strip_annotated(tp: Any) -> Any:
     while typing.get_origin(tp) is typing.Annotated:
         tp = typing.get_args(tp)[0]
     return tp
+
+
+@functools.cache  # TypeNodes compare by identity: one answer per schema node
+def is_any(node: TypeNode) -> bool:
+    """Whether the schema types this node `Any` (a channel account, a JSON blob): a
+    free-form value, Moltis takes anything below it."""
+    return strip_annotated(node.annotation) is Any
+
+
+def is_untyped(node: TypeNode | None) -> bool:
+    """Where the schema does not type the value: an unknown key (no node) or `Any`."""
+    return node is None or is_any(node)
 
 
 def _node(tp: Any) -> TypeNode:
@@ -166,7 +179,7 @@ def choices_of(node: TypeNode) -> tuple[str, ...] | None:
 
 def _free_form(node: TypeNode) -> bool:
     """A value typed `Any` (a channel account, a JSON blob): Moltis takes anything below."""
-    return node.kind == "leaf" and strip_annotated(node.annotation) is Any
+    return node.kind == "leaf" and is_any(node)
 
 
 def known_prefix(path: KeyPath) -> tuple[int, TypeNode]:
@@ -241,8 +254,7 @@ def _secret_trie() -> dict[str, Any]:
 def is_untyped_path(path: KeyPath) -> bool:
     """True where the schema does not type the value: an unknown key, or a key inside
     a free-form map (a channel account)."""
-    node = field_at(path)
-    return node is None or strip_annotated(node.annotation) is Any
+    return is_untyped(field_at(path))
 
 
 def _freeform_secret(path: KeyPath) -> bool:
@@ -262,8 +274,7 @@ def is_secret_path(path: KeyPath) -> bool:
     node = field_at(path)
     if (node is not None and node.kind == "secret") or _freeform_secret(path):
         return True
-    untyped = node is None or strip_annotated(node.annotation) is Any
-    return untyped and secret_by_name(path)
+    return is_untyped(node) and secret_by_name(path)
 
 
 def secret_patterns() -> Iterator[str]:

@@ -32,6 +32,7 @@ from ledger.schema.introspect import (
     FieldNode,
     SectionInfo,
     TypeNode,
+    is_any,
     section_info,
     strip_annotated,
 )
@@ -110,7 +111,7 @@ def shape(raw: Any, node: TypeNode, unseal: Unseal = _masked) -> Any:
 @functools.cache  # TypeNodes compare by identity: one answer per schema node
 def _keeps_refs(node: TypeNode) -> bool:
     """Typed `Secret` (the decode hook makes it one) or free-form (`freeform.revive`)."""
-    return node.kind == "secret" or strip_annotated(node.annotation) is typing.Any
+    return node.kind == "secret" or is_any(node)
 
 
 def _holds_plain_refs(values: Any, item: TypeNode) -> bool:

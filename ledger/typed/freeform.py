@@ -16,7 +16,6 @@ fields whose type contains a free-form value, found once from the schema.
 from __future__ import annotations
 
 import functools
-import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -25,15 +24,11 @@ import msgspec
 from ledger._log import get_logger
 from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
 from ledger.errors import SecretError
-from ledger.schema.introspect import TypeNode, section_info, strip_annotated
+from ledger.schema.introspect import TypeNode, is_any, section_info
 
 __all__ = ["has_freeform", "node_has_freeform", "reveal", "reveal_counting", "revive"]
 
 _log = get_logger("ledger.typed.freeform")
-
-
-def _is_any(node: TypeNode) -> bool:
-    return strip_annotated(node.annotation) is typing.Any
 
 
 @functools.cache
@@ -43,7 +38,7 @@ def _class_has_any(cls: type[msgspec.Struct]) -> bool:
 
 @functools.cache  # TypeNodes compare by identity: one answer per schema node
 def _node_has_any(node: TypeNode) -> bool:
-    if _is_any(node):
+    if is_any(node):
         return True
     if node.kind == "section" and node.cls is not None:
         return _class_has_any(node.cls)
@@ -128,7 +123,7 @@ def _walk(obj: Any, node: TypeNode, fix: Callable[[Any, list[str]], Any],
     """`fix` applied to every free-form value below `obj` (typed as `node`). Structs
     (fresh from a decode or a conversion) are updated in place; dicts and lists are
     replaced copy-on-write, since they may be shared with the raw document."""
-    if _is_any(node):
+    if is_any(node):
         return fix(obj, where)
     if isinstance(obj, msgspec.Struct):
         if not _class_has_any(type(obj)):

@@ -19,7 +19,6 @@ as a withheld element could silently swap the gateway's key for a value it canno
 
 from __future__ import annotations
 
-import typing
 from typing import Any, Protocol
 
 from ledger.core.keypaths import KeyPath
@@ -29,7 +28,12 @@ from ledger.core.secret_refs import (
     parse_mask,
     refs_in,
 )
-from ledger.schema.introspect import TypeNode, field_at, seals_by_name, strip_annotated
+from ledger.schema.introspect import (
+    TypeNode,
+    field_at,
+    is_untyped,
+    seals_by_name,
+)
 from ledger.schema.secret_policy import is_secret_name, secret_items, url_has_credential
 from ledger.typed.masks import is_live, placeholder_ref
 
@@ -40,10 +44,6 @@ class _Sealer(Protocol):
     def seal(self, plaintext: str) -> SecretRef: ...
 
     def fingerprint(self, plaintext: str) -> str: ...
-
-
-def _untyped(node: TypeNode | None) -> bool:
-    return node is None or strip_annotated(node.annotation) is typing.Any
 
 
 class _Sealing:
@@ -102,7 +102,7 @@ class _Sealing:
             child_node = field_at((key,), node) if node is not None else None
             if isinstance(child, str) and (
                     (child_node is not None and child_node.kind == "secret")
-                    or ((_untyped(child_node) or seals_by_name(child_node))
+                    or ((is_untyped(child_node) or seals_by_name(child_node))
                         and is_secret_name(key))):
                 out[key] = self.ref(child)
             else:

@@ -10,13 +10,12 @@ ones, list elements by index), with the fingerprint to show.
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Iterator
 from typing import Any
 
 from ledger.core.keypaths import KeyPath
 from ledger.core.secret_refs import SecretRef
-from ledger.schema.introspect import ROOT, TypeNode, section_info, strip_annotated
+from ledger.schema.introspect import ROOT, TypeNode, is_any, section_info
 
 __all__ = ["plain_ref_paths"]
 
@@ -29,8 +28,7 @@ def plain_ref_paths(raw: dict[str, Any]) -> dict[KeyPath, str]:
 def _keeps_ref(node: TypeNode | None) -> bool:
     # a typed `Secret` or a free-form value is a `Secret` in the typed config: it masks
     # itself; an unknown key is not in the typed config at all
-    return node is None or node.kind == "secret" or (
-        strip_annotated(node.annotation) is typing.Any)
+    return node is None or node.kind == "secret" or is_any(node)
 
 
 def _walk(raw: Any, node: TypeNode | None, path: KeyPath) -> Iterator[tuple[KeyPath, str]]:
