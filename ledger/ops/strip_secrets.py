@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger._log import get_logger
-from ledger.core.document import MISSING, Doc, get_value, leaves, same_value
+from ledger.core.document import MISSING, Doc, apply_changes, get_value, leaves, same_value
 from ledger.core.events import Change
 from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import SecretRef, holds_mask, parse_mask
@@ -85,11 +85,9 @@ def holds_masks(doc: Doc) -> bool:
     return any(holds_mask(value) for _, value in leaves(doc))
 
 
-def _render(config_file: Path, data: bytes, doc: Doc,
-            replacements: list[tuple[KeyPath, Any]]) -> bytes:
+def _render(config_file: Path, data: bytes, changes: list[Change]) -> bytes:
     """The file's new bytes, edited in its own format (comments and layout kept)."""
     fmt = config_format(config_file)
-    changes = [Change(op="set", path=path, value=value) for path, value in replacements]
     text = data.decode("utf-8")
     if fmt == "toml":
         # lazy: tomlkit only when a file is stripped
@@ -101,23 +99,8 @@ def _render(config_file: Path, data: bytes, doc: Doc,
         from ledger.stores.yaml_edit import edit_yaml
 
         return edit_yaml(text, changes).encode("utf-8")
-    new = json.loads(text)
-    for path, value in replacements:
-        node = new
-        for key in path[:-1]:
-            node = node[key]
-        node[path[-1]] = value
+    new, _ = apply_changes(json.loads(text), changes)
     return (json.dumps(new, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def _expected(doc: Doc, replacements: list[tuple[KeyPath, Any]]) -> Doc:
-    out: Doc = json.loads(json.dumps(doc))
-    for path, value in replacements:
-        node = out
-        for key in path[:-1]:
-            node = node[key]
-        node[path[-1]] = value
-    return out
 
 
 def strip_config_secrets(ledger: Ledger, config_file: Path, data_dir: Path,
@@ -134,13 +117,14 @@ def strip_config_secrets(ledger: Ledger, config_file: Path, data_dir: Path,
         replacements = _replacements(doc, ledger)
         if not replacements:
             return None
-        new = _render(config_file, data, doc, replacements)
+        changes = [Change(op="set", path=path, value=value) for path, value in replacements]
+        new = _render(config_file, data, changes)
         try:
             back = parse_config(config_file, new)
         except LedgerError as err:
             raise StoreError(f"{config_file}: internal error: the file without its secrets "
                              f"would not parse ({err}); it was left as it is") from None
-        if not same_value(back, _expected(doc, replacements)):
+        if not same_value(back, apply_changes(doc, changes)[0]):  # copy-on-write: doc stays
             raise StoreError(f"{config_file}: internal error: taking the secrets out would "
                              "also change other values; the file was left as it is")
         folder = sealed_backup(ledger, [config_file], data_dir, backup_dir)
