@@ -15,6 +15,7 @@ A WARNING (or worse) imports it and is emitted as before.
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -30,6 +31,7 @@ WARNING: Final = 30
 ERROR: Final = 40
 
 _ready = [False]  # the library's set-up ran (the NullHandler, the host's hooks)
+_setting_up = threading.RLock()  # another thread's first line waits for the set-up
 _on_load: list[Callable[[], None]] = []
 
 
@@ -39,11 +41,13 @@ def _logging() -> Any:
     import logging  # loaded on the first line that could be shown (see the docstring)
 
     if not _ready[0]:
-        _ready[0] = True
-        logging.getLogger("ledger").addHandler(logging.NullHandler())
-        hooks, _on_load[:] = list(_on_load), []
-        for hook in hooks:
-            hook()
+        with _setting_up:
+            if not _ready[0]:
+                logging.getLogger("ledger").addHandler(logging.NullHandler())
+                hooks, _on_load[:] = list(_on_load), []
+                for hook in hooks:
+                    hook()
+                _ready[0] = True
     return logging
 
 

@@ -116,3 +116,44 @@ def test_a_library_warning_on_the_fast_path_prints_as_the_click_command_prints_i
     code, out, err = runs[0]
     assert (code, out) == (0, "13131\n")
     assert "ignoring a snapshot whose MAC does not check" in err
+
+
+LIBRARY = """
+import json, sys
+from ledger._log import get_logger, when_logging_loads
+log = get_logger("ledger.probe")
+ran = []
+when_logging_loads(lambda: ran.append("logging" in sys.modules))
+log.debug("a debug line", n=1)
+log.info("an info line", n=2)
+quiet = "logging" in sys.modules
+log.warning("a warning line", n=3)
+import logging
+print(json.dumps({"quiet": quiet, "ran": ran,
+                  "null": [type(h).__name__ for h in logging.getLogger("ledger").handlers]}))
+"""
+
+
+def test_the_library_logger_loads_logging_only_for_a_line_that_could_be_shown() -> None:
+    """Below WARNING nothing can be shown while logging is not loaded (the root's
+    default level): such lines load nothing. A warning loads it, sets the library's
+    NullHandler up, and runs the host's set-up first."""
+    proc = subprocess.run([sys.executable, "-c", LIBRARY], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert json.loads(proc.stdout) == {"quiet": False, "ran": [True],
+                                       "null": ["NullHandler"]}
+    assert proc.stderr == ""  # the NullHandler keeps an unconfigured host quiet
+
+
+HOST = """
+import logging, sys
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(levelname)s %(message)s")
+from ledger._log import get_logger
+get_logger("ledger.probe").info("an info line")
+"""
+
+
+def test_a_host_that_configured_logging_sees_the_library_s_info_lines() -> None:
+    proc = subprocess.run([sys.executable, "-c", HOST], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert proc.stdout.startswith("INFO ") and "an info line" in proc.stdout
