@@ -12,7 +12,11 @@ the same database, is still excluded by it, and waited for by polling).
 
 Waiting is bounded by the busy timeout, which `flock` cannot do by itself, so a long
 wait blocks in a helper thread while the writer waits on an event with the timeout; a
-writer that gives up leaves the helper to release the lock as soon as it gets it.
+writer that gives up leaves the helper to release the lock as soon as it gets it. The
+helper stays for the connection's next wait (a thread start per contended write cost
+its writer a start-up hand-shake, milliseconds on a loaded machine: figure i16g) and
+ends once idle for `IDLE_S` or when the connection closes, so it never keeps a dropped
+store's queue alive for long; a forked child starts its own (the parent's is not there).
 
 `flock` locks belong to the open file, not to the process: each backend (connection)
 opens its own, so stores of one process on one database queue against each other too,
@@ -30,6 +34,7 @@ import errno
 import os
 import stat
 import threading
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +52,9 @@ __all__ = ["WriteQueue", "open_queue", "queue_file_problem", "writer_queue_probl
 
 _log = get_logger("ledger.backends.write_queue")
 SUFFIX = ".lock"  # as the file stores' `<file>.lock`
+
+# How long a queue's idle helper thread waits for the next wait before it ends.
+IDLE_S = 1.0
 
 
 def open_queue(database: Path) -> WriteQueue | None:
@@ -169,10 +177,18 @@ class WriteQueue:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
-        self._mutex = threading.Lock()
-        self._pending: threading.Event | None = None  # set when the helper holds it
-        self._abandoned = False
         self._closed = False
+        self._reset()
+        _queues.add(self)
+
+    def _reset(self) -> None:
+        """No helper, no wait (a new queue, or one a forked child inherited)."""
+        self._mutex = threading.Lock()
+        self._asked = threading.Condition(self._mutex)  # the idle helper waits here
+        self._pending: threading.Event | None = None  # set when the helper holds it
+        self._want: threading.Event | None = None  # a wait the helper has not begun
+        self._helper = False  # a helper thread is running
+        self._abandoned = False
 
     def take(self, timeout: float) -> bool:
         """Hold the queue's lock; False when `timeout` seconds passed first (0: don't
@@ -184,9 +200,13 @@ class WriteQueue:
         with self._mutex:
             got = self._pending
             if got is None:  # no helper left blocked by an earlier writer that gave up
-                got = self._pending = threading.Event()
-                threading.Thread(target=self._block, args=(got,), daemon=True,
-                                 name="ledger-write-queue").start()
+                got = self._pending = self._want = threading.Event()
+                if self._helper:
+                    self._asked.notify()
+                else:
+                    self._helper = True
+                    threading.Thread(target=self._serve, daemon=True,
+                                     name="ledger-write-queue").start()
             self._abandoned = False
         if got.wait(timeout):
             return True
@@ -209,21 +229,51 @@ class WriteQueue:
             return True  # the lock cannot be used: go without it
         return True
 
-    def _block(self, got: threading.Event) -> None:
-        # an error means the lock cannot be used: the waiting writer goes without it
-        with contextlib.suppress(OSError):
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        with self._mutex:
-            self._pending = None
-            if self._abandoned or self._closed:
-                self.give()
-                if self._closed:
-                    os.close(self._fd)
-            got.set()
+    def _serve(self) -> None:
+        """The helper thread: block in flock for each wait asked of it; end once idle
+        for IDLE_S or closed."""
+        while True:
+            with self._mutex:
+                while self._want is None and not self._closed:
+                    if not self._asked.wait(IDLE_S) and self._want is None:
+                        break
+                got, self._want = self._want, None
+                if got is None:  # idle, or closed (close() closes the file then)
+                    self._helper = False
+                    return
+            # an error means the lock cannot be used: the waiting writer goes without it
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            with self._mutex:
+                self._pending = None
+                if self._abandoned or self._closed:
+                    self.give()
+                    if self._closed:
+                        os.close(self._fd)
+                        self._helper = False
+                        got.set()
+                        return
+                got.set()
 
     def close(self) -> None:
         with self._mutex:
             self._closed = True
+            self._asked.notify()  # an idle helper ends
             if self._pending is not None:
                 return  # the blocked helper closes it once its flock returns
         os.close(self._fd)
+
+
+# Every open queue, for the fork handler (weak: a queue's life is its connection's).
+_queues: weakref.WeakSet[WriteQueue] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has only the forking thread: no helper serves its queues (and a
+    lock one of them held is the parent's). Forget them; the next wait starts one."""
+    for queue in list(_queues):
+        queue._reset()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
