@@ -69,3 +69,38 @@ def test_the_head_mac_row_keeps_its_place(tmp_path: Path) -> None:
     assert first[0][1] != second[0][1]
     assert run(store.verify()).ok
     run(store.close())
+
+
+def test_a_lone_async_write_resumes_its_task_in_two_loop_iterations(tmp_path: Path) -> None:
+    """After the writer thread hands over the outcome, the waiting task runs in the next
+    loop iteration: the loop wakes for the outcome (one select that blocks while the
+    commit runs) and resumes the task (one more). A shield between the task and the
+    write's future added a third iteration, and with it another select call and another
+    moment the GIL goes to the writer thread, on every write."""
+    import asyncio
+    import selectors
+
+    class Counting(selectors.DefaultSelector):  # the real selector, counted
+        calls = 0
+
+        def select(self, timeout: float | None = None) -> Any:
+            Counting.calls += 1
+            return super().select(timeout)
+
+    store = SqliteConfigStore(tmp_path / "ledger.db", synchronous="NORMAL")
+
+    async def writes(n: int) -> None:
+        for _ in range(n):
+            await store.update_raw(_bump, actor="me")
+
+    loop = asyncio.SelectorEventLoop(Counting())
+    try:
+        loop.run_until_complete(store.save_raw(DOC, actor="setup"))
+        loop.run_until_complete(writes(5))
+        before = Counting.calls
+        loop.run_until_complete(writes(100))
+        per_write = (Counting.calls - before) / 100
+        loop.run_until_complete(store.close())
+    finally:
+        loop.close()
+    assert per_write <= 2.5, per_write

@@ -78,7 +78,7 @@ _QUEUED, _TAKEN, _WITHDRAWN = 0, 1, 2
 
 
 class _Job:
-    __slots__ = ("call", "context", "future", "loop", "owner", "state")
+    __slots__ = ("call", "context", "future", "kept", "late", "loop", "owner", "state")
 
     def __init__(self, call: Callable[[bool], Any], loop: asyncio.AbstractEventLoop,
                  owner: object) -> None:
@@ -92,6 +92,11 @@ class _Job:
         self.loop = loop
         self.future: asyncio.Future[Any] = loop.create_future()
         self.state = _QUEUED
+        # The task awaits `future` itself, so cancelling the task cancels it: a write
+        # already taken then delivers its outcome to `late` (made by the cancelled task,
+        # see `Writer.run`), or keeps it here until the task asks (all on the loop).
+        self.late: asyncio.Future[Any] | None = None
+        self.kept: tuple[Any, BaseException | None] | None = None
 
     def spend(self) -> Any:
         """Run the write `call(True)` in the caller's context, then forget both."""
@@ -107,12 +112,33 @@ def _resolve(outcomes: list[tuple[_Job, Any, BaseException | None]],
     """On the loop: hand each caller its outcome (the task may have been cancelled)."""
     ack.set()
     for job, value, error in outcomes:
-        if job.future.done():
+        target = job.future
+        if target.cancelled():  # its task was cancelled while it waited (Writer.run)
+            if job.late is None:
+                job.kept = (value, error)  # the task has not asked for it yet
+                continue
+            target = job.late
+        if target.done():
             continue
         if error is not None:
-            job.future.set_exception(error)
+            target.set_exception(error)
         else:
-            job.future.set_result(value)
+            target.set_result(value)
+
+
+def _late_outcome(job: _Job) -> asyncio.Future[Any]:
+    """On the loop, in a task cancelled after its write was taken: the future that holds
+    (or will hold) the write's outcome."""
+    if not job.future.cancelled():
+        return job.future  # the outcome arrived before the task resumed
+    late = job.late = job.loop.create_future()
+    if job.kept is not None:  # it arrived after the cancellation, before this
+        value, error = job.kept
+        if error is not None:
+            late.set_exception(error)
+        else:
+            late.set_result(value)
+    return late
 
 
 class Writer:
@@ -155,7 +181,11 @@ class Writer:
             self._busy[id(owner)] = self._busy.get(id(owner), 0) + 1
             self._cond.notify_all()  # the thread (a `drain` may be waiting too)
         try:
-            result: T = await asyncio.shield(job.future)
+            # the future itself, not a shield around it: the task resumes in the loop
+            # iteration that resolves it, not one later (a shield's own callback takes
+            # an iteration, with its select call), on every write; a cancellation is
+            # handled below and the outcome still reaches the task (`_late_outcome`)
+            result: T = await job.future
             return result
         except asyncio.CancelledError:
             with self._cond:
@@ -167,7 +197,7 @@ class Writer:
                     raise  # never started: nothing written
             # taken: its outcome may even have arrived already (the task was cancelled
             # before it resumed); either way the caller learns what became of the write
-            raise asyncio.CancelledError(await told_outcome(job.future)) from None
+            raise asyncio.CancelledError(await told_outcome(_late_outcome(job))) from None
 
     def drain(self, owner: object) -> None:
         """Block until every write `owner` queued is done (its store is closing; the
