@@ -9,7 +9,7 @@ import pytest
 
 from ledger import SqliteConfigStore
 from ledger.cli import run as run_cli
-from ledger.errors import InputError, StoreError
+from ledger.errors import InputError, StoreError, VerificationError
 from ledger.schema import MoltisConfig
 from projections.snapshots import decode_state, encode_state
 from tests.conftest import run
@@ -262,7 +262,9 @@ def test_a_writer_never_signs_over_a_rewritten_log(tmp_path, capsys):
     fpr = SqliteConfigStore(db).signing_key_fingerprint()
     conn = _rechain(db, 1)
     conn.close()
-    fill(SqliteConfigStore(db), 1, start=5000)  # a legitimate writer, on top
+    # a writer with the key refuses to write on it: the head MAC disowns its head
+    with pytest.raises(VerificationError, match="head MAC"):
+        fill(SqliteConfigStore(db), 1, start=5000)
     result = invoke(capsys, db, "verify", "--expect-key", fpr)
     assert result.exit_code == 3 and "not in this log" in result.output
 

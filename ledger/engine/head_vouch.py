@@ -33,7 +33,7 @@ from ledger.engine.integrity_keys import (
     IntegrityKeys,
 )
 
-__all__ = ["ADOPT_HINT", "HeadVoucher", "unvouched"]
+__all__ = ["ADOPT_HINT", "HeadVoucher", "mac_disowns", "unvouched"]
 
 ADOPT_HINT = ("check it with `moltis-ledger verify`, then vouch for it with "
               "`moltis-ledger sign-head --adopt`")
@@ -90,6 +90,34 @@ def unvouched(get_meta: GetMeta, keys: IntegrityKeys, ledger_id: bytes,
             problems.append(f"the vouched head (event {last[0]}) is not this log's "
                             f"head (event {seq}): the log was rewritten or truncated")
     return "; ".join(problems) or "the head is not vouched for"
+
+
+def mac_disowns(get_meta: GetMeta, keys: IntegrityKeys, ledger_id: bytes, head: tuple[int, bytes],
+                hash_at: Callable[[int], bytes | None]) -> str | None:
+    """Why the stored head MAC, checked with `keys`, proves that `head` (seq, hash) is
+    not a descendant of the head it vouched for (a log rewritten, re-chained or
+    truncated; a MAC row changed or forged); None when it vouches for `head`, for an
+    earlier event of this very log (a tail appended by a writer without the key:
+    unvouched, which `check` and writes warn about), or when there is no MAC row. What
+    a keyed open refuses, as `verify` does; the head mark catches an older genuine copy
+    put back. Costs one keyed blake3 MAC (and one event read for a tail)."""
+    text = get_meta(HEAD_MAC)
+    if text is None:
+        return None
+    try:
+        mac = HeadMac.decode(text)
+    except ValueError as err:
+        return f"the stored head MAC is not readable ({err}): it was changed"
+    if not keys.mac_valid(ledger_id, mac):
+        return (f"the stored head MAC (for event {mac.seq}) does not check with this ledger "
+                "key: it was changed or forged")
+    if (mac.seq, mac.hash) == head:
+        return None
+    if mac.seq <= head[0] and hash_at(mac.seq) == mac.hash:
+        return None
+    return (f"the head MAC names event {mac.seq} ({mac.hash.hex()[:16]}…), which is not "
+            f"in this log (its head is event {head[0]}): the log was rewritten, re-chained "
+            "or truncated")
 
 
 class HeadVoucher:

@@ -67,7 +67,7 @@ from ledger.core.text_rule import refuse_nul, refuse_nul_in
 from ledger.engine.format_check import FormatScan, lists_hold_secrets
 from ledger.engine.group_commit import Committer, Request, committer_for
 from ledger.engine.head_mark import HeadMark, head_mark_problem, mark_path, raise_mark
-from ledger.engine.head_vouch import ADOPT_HINT, HeadVoucher, unvouched
+from ledger.engine.head_vouch import ADOPT_HINT, HeadVoucher, mac_disowns, unvouched
 from ledger.engine.integrity_keys import IntegrityKeys
 from ledger.engine.vault import KeySource, Vault
 from ledger.errors import (
@@ -302,7 +302,32 @@ class Ledger:
         problem = self.mark_problem(head.seq)
         if problem is not None:
             raise VerificationError(f"{self.backend.location}: {problem}", head.seq)
+        problem = self.mac_problem(head)
+        if problem is not None:
+            raise VerificationError(
+                f"{self.backend.location}: this ledger is not the history this key vouched "
+                f"for: {problem}. Check it with `moltis-ledger verify`, then restore the "
+                "newest backup (`moltis-ledger restore FILE`); `moltis-ledger sign-head "
+                "--adopt` accepts a ledger only once `verify` passes", head.seq)
         self._mark_checked = True
+
+    def mac_problem(self, head: Head) -> str | None:
+        """Why the stored head MAC disowns `head` (ledger.engine.head_vouch.mac_disowns),
+        or None: also without the ledger key, or when the ledger has no MAC row. Checked
+        with the head mark on the first load: without the mark (deleted, a new config
+        dir) a re-chained log is still refused by a holder of the key."""
+        if head.seq == 0 or self.backend.get_meta(HEAD_MAC) is None:
+            return None  # nothing to check: no integrity keys derived (start-up cost)
+        keys = self.vault.integrity()
+        if keys is None:
+            return None
+
+        def hash_at(seq: int) -> bytes | None:
+            rec = self.backend.record(seq) if seq else None
+            return rec.hash if rec is not None else None
+
+        return mac_disowns(self.backend.get_meta, keys, self.vault.ledger_id,
+                           (head.seq, head.hash), hash_at)
 
     def _raise_mark(self, *, lower: bool = False) -> None:
         """After a commit that signed a checkpoint: raise the head mark to it, if it is
