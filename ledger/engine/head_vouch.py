@@ -100,7 +100,8 @@ def mac_disowns(get_meta: GetMeta, keys: IntegrityKeys, ledger_id: bytes, head: 
     earlier event of this very log (a tail appended by a writer without the key:
     unvouched, which `check` and writes warn about), or when there is no MAC row. What
     a keyed open refuses, as `verify` does; the head mark catches an older genuine copy
-    put back. Costs one keyed blake3 MAC (and one event read for a tail)."""
+    put back. Costs one keyed blake3 MAC (and one event read when `head` is not the
+    MAC'd one: a tail, or another writer's commit since `head` was read)."""
     text = get_meta(HEAD_MAC)
     if text is None:
         return None
@@ -111,9 +112,9 @@ def mac_disowns(get_meta: GetMeta, keys: IntegrityKeys, ledger_id: bytes, head: 
     if not keys.mac_valid(ledger_id, mac):
         return (f"the stored head MAC (for event {mac.seq}) does not check with this ledger "
                 "key: it was changed or forged")
-    if (mac.seq, mac.hash) == head:
-        return None
-    if mac.seq <= head[0] and hash_at(mac.seq) == mac.hash:
+    # `hash_at` reads the log now, after the MAC row: a writer committing since `head`
+    # was read (its MAC row and its events commit together) is in the log by then
+    if (mac.seq, mac.hash) == head or hash_at(mac.seq) == mac.hash:
         return None
     return (f"the head MAC names event {mac.seq} ({mac.hash.hex()[:16]}…), which is not "
             f"in this log (its head is event {head[0]}): the log was rewritten, re-chained "

@@ -326,8 +326,11 @@ class Ledger:
             rec = self.backend.record(seq) if seq else None
             return rec.hash if rec is not None else None
 
-        return mac_disowns(self.backend.get_meta, keys, self.vault.ledger_id,
-                           (head.seq, head.hash), hash_at)
+        problem = mac_disowns(self.backend.get_meta, keys, self.vault.ledger_id,
+                              (head.seq, head.hash), hash_at)
+        if problem is not None and not self.vault.sealed_with(self.vault.master_key()):
+            return None  # a key rotation committed since this ledger unlocked: it cannot tell
+        return problem
 
     def _raise_mark(self, *, lower: bool = False) -> None:
         """After a commit that signed a checkpoint: raise the head mark to it, if it is
