@@ -4,7 +4,10 @@ The steps are the rotation's own file-system operations, seen by a Python audit 
 the worker process (`python -m tests.rotation_crash N`): each open for writing, rename
 and unlink under the installation. At the N-th the worker kills itself before the
 operation runs, so "killed at step N" means steps 1..N-1 happened and N did not
-(a directory opened to fsync it counts as a step too). No
+(a directory opened to fsync it counts as a step too). With $ROTATION_HOLD_AT=N
+and $ROTATION_HOLD_DIR the worker is not killed but held before step N: it creates
+`held` in that directory and waits until the test creates `go` there (`held_rotation`),
+so a test can look at the installation in that exact state. No
 library code is replaced: the worker runs the real CLI entry point. (The SQLite commit
 is not a file-system call Python sees; it falls between the staged key's steps and the
 first step after it, so killing at that first step is a kill right after the commit.)
@@ -24,6 +27,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,6 +149,29 @@ def crash_rotation(site: Site, kill_at: int, *args: str) -> bool:
     return False
 
 
+@contextmanager
+def held_rotation(site: Site, hold_at: int) -> Iterator[None]:
+    """A real `key rotate` process held before its step `hold_at` (steps 1..hold_at-1
+    done) for the duration of the block; afterwards it runs to the end (exit 0)."""
+    hold_dir = site.root.with_name(site.root.name + "-hold")  # not a step: outside the site
+    hold_dir.mkdir()
+    env = {**site.env(), "ROTATION_HOLD_AT": str(hold_at), "ROTATION_HOLD_DIR": str(hold_dir)}
+    proc = subprocess.Popen(_worker_argv(0, None), env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120  # a guard against a hang, not a measurement
+        while not (hold_dir / "held").exists():
+            assert proc.poll() is None, f"the rotation ended before step {hold_at}"
+            assert time.monotonic() < deadline, "the rotation never reached its step"
+            time.sleep(0.01)
+        yield
+    finally:
+        (hold_dir / "go").touch()
+        _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    shutil.rmtree(hold_dir)
+
+
 def expect_rotation_finished(site: Site) -> str:
     """Finish as an operator would (the command the tool names), then check that
     nothing was lost and nothing is left behind. Returns "rotated" or "not rotated"."""
@@ -234,6 +263,8 @@ def ledger_backup_opens(site: Site, key: bytes) -> set[str]:
 def _worker(kill_at: int, record: str, args: list[str]) -> None:
     root = str(Path(os.environ["MOLTIS_DATA_DIR"]).parent)
     steps: list[tuple[str, str]] = []
+    hold_at = int(os.environ.get("ROTATION_HOLD_AT", "0"))
+    hold_dir = Path(os.environ.get("ROTATION_HOLD_DIR", "."))
 
     def step(kind: str, path: Any) -> None:
         if not isinstance(path, (str, bytes, os.PathLike)):
@@ -246,6 +277,10 @@ def _worker(kill_at: int, record: str, args: list[str]) -> None:
         steps.append(("tmp", match.group(1)) if match else (kind, name))
         if len(steps) == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
+        if hold_at and len(steps) == hold_at:
+            (hold_dir / "held").touch()
+            while not (hold_dir / "go").exists():  # the test decides when it goes on
+                time.sleep(0.01)
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event == "open" and len(args) >= 3 and isinstance(args[2], int):

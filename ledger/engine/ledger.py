@@ -101,6 +101,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Commit", "Ledger"]
 
+# Rotations by other processes that one head check follows before it gives up (each
+# needs a commit of another key check between two reads of the MAC row)
+_ROTATIONS_FOLLOWED: Final = 4
 _log = get_logger("ledger.engine.ledger")
 SOURCES: Final = frozenset(
     {"api", "cli", "import", "rollback", "restore", "migrate", "web", "test", "bench"}
@@ -315,21 +318,36 @@ class Ledger:
         """Why the stored head MAC disowns `head` (ledger.engine.head_vouch.mac_disowns),
         or None: also without the ledger key, or when the ledger has no MAC row. Checked
         with the head mark on the first load: without the mark (deleted, a new config
-        dir) a re-chained log is still refused by a holder of the key."""
-        if head.seq == 0 or self.backend.get_meta(HEAD_MAC) is None:
-            return None  # nothing to check: no integrity keys derived (start-up cost)
-        keys = self.vault.integrity()
-        if keys is None:
+        dir) a re-chained log is still refused by a holder of the key.
+
+        Another process's key rotation may commit after this one unlocked the key: its
+        MAC is under the new key. A MAC that does not check is followed to a new key
+        only when the key check row read with it (one read: a rotation writes both in
+        one transaction) is not the held key's; the key is then read again from its
+        source (ledger.engine.vault: it must match that key check) and the MAC checked
+        with it. A MAC row and key check forged for another key stay refused: no key
+        source gives a key matching them, and this key's own proof of the ledger names
+        the changed key check (ledger.engine.key_proof)."""
+        if head.seq == 0:
             return None
 
         def hash_at(seq: int) -> bytes | None:
             rec = self.backend.record(seq) if seq else None
             return rec.hash if rec is not None else None
 
-        problem = mac_disowns(self.backend.get_meta, keys, self.vault.ledger_id,
-                              (head.seq, head.hash), hash_at)
-        if problem is not None and not self.vault.sealed_with(self.vault.master_key()):
-            return None  # a key rotation committed since this ledger unlocked: it cannot tell
+        problem = None
+        for _ in range(_ROTATIONS_FOLLOWED):
+            rows = self.backend.meta_items()  # the MAC row and the key check of one commit
+            if rows.get(HEAD_MAC) is None:
+                return None  # nothing to check: no integrity keys derived (start-up cost)
+            keys = self.vault.integrity()
+            if keys is None:
+                return None
+            problem = mac_disowns(rows.get, keys, self.vault.ledger_id,
+                                  (head.seq, head.hash), hash_at)
+            if problem is None or self.vault.holds(rows.get("key_check")):
+                return problem
+            self.vault.forget_key()  # a rotation committed since: read the key again
         return problem
 
     def _raise_mark(self, *, lower: bool = False) -> None:
@@ -540,8 +558,9 @@ class Ledger:
         event this transaction appended; the events between are its own): one head MAC,
         and an Ed25519 signature at a checkpoint, if the stored MAC or signature vouches
         for `first`'s parent (ledger.engine.head_vouch). Else nothing is vouched for and
-        the reason is returned (and logged as a warning): the write itself goes on."""
-        keys = self.vault.integrity(txn)
+        the reason is returned (and logged as a warning): the write itself goes on.
+        Under the key of this transaction: another process may have rotated it."""
+        keys = self.vault.integrity_now(txn)
         if keys is None:
             return None
         shared = self._committer.shared if self._committer is not None else None
@@ -555,7 +574,7 @@ class Ledger:
     def _put_snapshot(self, txn: WriteTxn, state: ConfigState) -> None:
         """A snapshot sealed with the MAC key; none without the ledger key (an unsealed
         snapshot would never be trusted anyway)."""
-        keys = self.vault.integrity(txn)
+        keys = self.vault.integrity_now(txn)
         if keys is not None:
             txn.put_snapshot(state.seq, state.hash, seal_snapshot(
                 keys.snapshot_mac, state.seq, state.hash, encode_state(state)))

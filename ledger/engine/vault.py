@@ -14,6 +14,15 @@ fingerprint key is kept across rotations (sealed under the new key in `ledger_me
 so history still tells whether a value changed; every other key derived from the
 ledger key (sealing, key check, and anything another module derives on use) changes
 with the key.
+
+Another process's rotation can commit while this one unlocks: the key check and the
+fingerprint key are read in one statement, and the key files read again until they
+agree with it (`_unlock`). A key that still does not match is a wrong key, unless the
+ledger's own rows prove it (ledger.engine.key_proof: then the key check row was changed).
+
+This module is long because the key source, the unlocked key state
+and sealing share one lock and one invariant (what is sealed is sealed under the key
+the ledger holds now), which is easier to keep in one module.
 """
 
 from __future__ import annotations
@@ -23,16 +32,17 @@ import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import blake3
 
 from ledger._log import get_logger
-from ledger.backends.base import Backend, WriteTxn
+from ledger.backends.base import HEAD_MAC, Backend, WriteTxn
 from ledger.core.canonical import b64_bytes
 from ledger.core.secret_refs import DESTROYED_REF, SecretRef
 from ledger.engine.integrity_keys import IntegrityKeys
 from ledger.engine.key_check import check_key, parse_key
+from ledger.engine.key_proof import key_mismatch
 from ledger.engine.lazy_aead import LazyAead
 from ledger.engine.sealed_files import (
     backup_manifest_mac,
@@ -53,6 +63,10 @@ __all__ = ["KeySource", "SealedOpener", "Vault", "file_mac", "open_body", "seal_
 
 ENV_KEY: Final = "MOLTIS_LEDGER_KEY"
 _SEALED_V1: Final = b"\x01"
+# Reads of the key check and the key files while another process's rotation commits
+# and moves its key into place: each of its steps is one state, so three reads see it
+# settle (or a key that truly does not match)
+_UNLOCK_TRIES: Final = 3
 _log = get_logger("ledger.engine.vault")
 
 
@@ -212,34 +226,56 @@ class Vault:
         with self._lock:
             if self._aead is not None:
                 return
-            stored = (txn.get_meta("key_check") if txn is not None
-                      else self._backend.get_meta("key_check"))
-            # A staged key adopted earlier may be stale (that rotation finished, or
-            # another followed): decide again from the files
-            self.keys.reread()
-            # A new key may only be created for a ledger that has never held a secret.
-            key = self.keys.load(create=txn is not None and stored is None)
-            if key is None:
-                raise SecretKeyError(
-                    f"no ledger key: set ${ENV_KEY} or provide {self.keys.key_file} "
-                    "(secrets cannot be read or written without it; other config still can)"
-                )
-            check = self._check_of(key)
-            if stored is not None and stored != check:
-                key = self._interrupted_rotation_key(stored) or key
+            for attempt in range(_UNLOCK_TRIES):
+                # the key check and the fingerprint key of one commit (a rotation writes
+                # both): read apart, another process's rotation could fall between them
+                rows = self._key_rows(txn)
+                stored = rows.get("key_check")
+                # A staged key adopted earlier may be stale (that rotation finished, or
+                # another followed): decide again from the files
+                self.keys.reread()
+                # A new key may only be created for a ledger that has never held a secret.
+                key = self.keys.load(create=txn is not None and stored is None)
+                if key is None:
+                    raise SecretKeyError(
+                        f"no ledger key: set ${ENV_KEY} or provide {self.keys.key_file} "
+                        "(secrets cannot be read or written without it; other config still "
+                        "can)")
                 check = self._check_of(key)
-            if stored is not None and stored != check:
-                raise SecretKeyError(
-                    f"the ledger key from {self.keys.describe()} does not match the key this "
-                    "ledger's secrets were sealed with (if `moltis-ledger key rotate "
-                    "--new-key-file FILE` was stopped part-way, finish it with the old key "
-                    "still in place: `moltis-ledger key rotate --resume --new-key-file FILE`)"
-                )
+                if stored is not None and stored != check:
+                    key = self._interrupted_rotation_key(stored) or key
+                    check = self._check_of(key)
+                if stored is None or stored == check:
+                    break
+                # Another process's rotation may have moved on between the rows and the
+                # key files (committed, or moved its key into place): read both again
+                if attempt + 1 < _UNLOCK_TRIES:
+                    continue
+                self._refuse(key, rows, txn)
+            assert key is not None  # the loop ends with a matching key, or raised
             if stored is None and txn is not None:
                 txn.set_meta("key_check", check)
             self._integrity = IntegrityKeys(key)
-            self._adopt(key, check, txn.get_meta("fp_key") if txn is not None
-                        else self._backend.get_meta("fp_key"))
+            self._adopt(key, check, rows.get("fp_key"))
+
+    def _key_rows(self, txn: WriteTxn | None) -> Mapping[str, str]:
+        if txn is not None:  # one transaction: consistent already
+            return {name: value for name in ("key_check", "fp_key")
+                    if (value := txn.get_meta(name)) is not None}
+        return self._backend.meta_items()  # one statement: one commit's rows
+
+    def _refuse(self, key: bytes, rows: Mapping[str, str], txn: WriteTxn | None) -> NoReturn:
+        """A key that does not match the key check: a wrong key, unless the ledger's
+        own rows prove it is this ledger's (ledger.engine.key_proof)."""
+        if txn is not None and (mac := txn.get_meta(HEAD_MAC)) is not None:
+            rows = {**rows, HEAD_MAC: mac}
+        raise key_mismatch(self._backend, self.keys.describe(), key, self._ledger_id, rows)
+
+    def holds(self, key_check: str | None) -> bool:
+        """Whether `key_check` (a key check row read just now) is that of the key this
+        vault unlocked: False after another process's rotation committed (or when
+        nothing is unlocked)."""
+        return self._check is not None and key_check == self._check
 
     def _check_of(self, key: bytes) -> str:
         return blake3.blake3(self._ledger_id, key=_subkey(key, "key check")).hexdigest()
@@ -364,6 +400,16 @@ class Vault:
             _log.info("no ledger key: snapshots are not trusted, appends are not signed",
                       location=self._backend.location)
         return self._integrity
+
+    def integrity_now(self, txn: WriteTxn) -> IntegrityKeys | None:
+        """`integrity(txn)` under the key the ledger holds in this write transaction:
+        another process's rotation may have committed since this one unlocked, and a
+        head vouched for under the old key would be left unvouched (one meta read)."""
+        keys = self.integrity(txn)
+        if keys is not None and not self.holds(txn.get_meta("key_check")):
+            self.forget_key()
+            keys = self.integrity(txn)
+        return keys
 
     def fingerprint(self, plaintext: str, txn: WriteTxn | None = None) -> str:
         self._unlock(txn)
