@@ -103,3 +103,17 @@ def test_the_gateway_serves_the_mirror_or_refuses(tmp_path: Path) -> None:
         slot.unlink(missing_ok=True)
     with pytest.raises(BackendUnavailableError, match="head MAC"):
         open_store()
+
+
+def test_the_named_repair_of_a_rechained_log_works(db, capsys) -> None:
+    """`restore FILE` (what the refusal names) is not itself refused by the check."""
+    for port in ("8001", "8002", "8003"):
+        assert invoke(capsys, db, "set", "server.port", port).exit_code == 0
+    backup = db.parent / "kept.db"
+    assert invoke(capsys, db, "backup", "-o", str(backup)).exit_code == 0
+    _written_then_rechained(db, capsys)
+    restored = invoke(capsys, db, "restore", "--force", str(backup))
+    assert restored.exit_code == 0, restored.output
+    served = invoke(capsys, db, "get", "server.port")
+    assert served.exit_code == 0 and served.output.splitlines()[0] == "8003", served.output
+    assert invoke(capsys, db, "verify").exit_code == 0

@@ -70,3 +70,19 @@ def test_a_changed_key_check_after_a_rotation_is_named(db, capsys, key_file) -> 
     _change_key_check(db)
     _refused(capsys, db)
 
+
+def test_the_named_repair_works(db, capsys) -> None:
+    """`restore FILE` (what the error names) replaces a ledger whose key check row was
+    changed; the restored ledger serves and takes writes with the key again."""
+    assert invoke(capsys, db, "set", "providers.openai.api_key", SECRET).exit_code == 0
+    assert invoke(capsys, db, "set", "server.port", "8001").exit_code == 0
+    backup = db.parent / "kept.db"
+    assert invoke(capsys, db, "backup", "-o", str(backup)).exit_code == 0, "backup"
+    _change_key_check(db)
+    assert invoke(capsys, db, "verify").exit_code == 3
+    restored = invoke(capsys, db, "restore", str(backup))
+    assert restored.exit_code == 0, restored.output
+    served = invoke(capsys, db, "get", "server.port")
+    assert served.exit_code == 0 and served.output.splitlines()[0] == "8001", served.output
+    assert invoke(capsys, db, "set", "server.port", "8002").exit_code == 0
+    assert invoke(capsys, db, "verify").exit_code == 0
