@@ -35,13 +35,25 @@ def _events(db: Path) -> int:
         conn.close()
 
 
-def _change_key_check(db: Path) -> None:
-    sql(db, ("UPDATE ledger_meta SET value = ? WHERE key = 'key_check'",
-             (os.urandom(32).hex(),)))
+def _head_mac(db: Path) -> str:
+    import apsw
+
+    conn = apsw.Connection(str(db))
+    try:
+        return str(next(iter(conn.execute("SELECT value FROM ledger_meta WHERE key = ?",
+                                          (HEAD_MAC,))))[0])
+    finally:
+        conn.close()
+
+
+def _change_key_check(db: Path, *, utf8: bool = True) -> None:
+    value: object = os.urandom(32).hex() if utf8 else b"\xff\xfe not UTF-8"
+    sql(db, ("UPDATE ledger_meta SET value = CAST(? AS TEXT) WHERE key = 'key_check'",
+             (value,)))
 
 
 def _refused(capsys: pytest.CaptureFixture[str], db: Path) -> None:
-    before, mac = _events(db), meta(db)[HEAD_MAC]
+    before, mac = _events(db), _head_mac(db)
     got = invoke(capsys, db, "get", "server.port")
     assert got.exit_code == 3, got.output
     assert "key_check" in got.output and "restore" in got.output
@@ -49,16 +61,17 @@ def _refused(capsys: pytest.CaptureFixture[str], db: Path) -> None:
     wrote = invoke(capsys, db, "set", "server.port", "9999")
     assert wrote.exit_code == 3, wrote.output
     assert "key_check" in wrote.output
-    assert _events(db) == before and meta(db)[HEAD_MAC] == mac  # nothing appended unMAC'd
+    assert _events(db) == before and _head_mac(db) == mac  # nothing appended unMAC'd
 
 
-@pytest.mark.parametrize("with_secret", [True, False])
-def test_a_changed_key_check_is_named_not_taken_for_no_key(db, capsys, with_secret) -> None:
+@pytest.mark.parametrize(("with_secret", "utf8"), [(True, True), (False, True), (True, False)])
+def test_a_changed_key_check_is_named_not_taken_for_no_key(db, capsys, with_secret,
+                                                            utf8) -> None:
     if with_secret:
         assert invoke(capsys, db, "set", "providers.openai.api_key", SECRET).exit_code == 0
     for port in ("8001", "8002"):
         assert invoke(capsys, db, "set", "server.port", port).exit_code == 0
-    _change_key_check(db)
+    _change_key_check(db, utf8=utf8)
     _refused(capsys, db)
 
 

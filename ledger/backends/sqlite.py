@@ -636,7 +636,12 @@ class SqliteBackend:
         return int(count), low, high
 
     def meta_items(self) -> dict[str, str]:
-        return {str(k): str(v) for k, v in self._query("SELECT key, value FROM ledger_meta")}
+        # as bytes, as `_meta`: a tampered value that is not UTF-8 must reach the code
+        # that checks it (a keyed open reads the key check and head MAC rows this way)
+        return {bytes(k).decode("utf-8", "surrogateescape"):
+                bytes(v).decode("utf-8", "surrogateescape")
+                for k, v in self._query("SELECT CAST(key AS BLOB), CAST(value AS BLOB) "
+                                        "FROM ledger_meta")}
 
     def secret(self, ref: str) -> SecretRow | None:
         rows = self._query(
