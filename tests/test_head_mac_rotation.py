@@ -158,3 +158,43 @@ def test_a_writer_that_unlocked_before_a_rotation_vouches_under_the_new_key(
     assert _served(_reader(site)) == commit.seq
     got = site.ok("verify")
     assert "unvouched" not in got.out + got.err and "unsigned" not in got.out + got.err, got
+
+
+def test_a_keyed_get_of_a_rotated_ledger_checks_the_mac_without_cryptography(
+        tmp_path: Path) -> None:
+    """The head MAC check costs one keyed blake3: unlocking a rotated ledger no longer
+    opens its sealed fingerprint key (AES-GCM, cryptography) until a fingerprint is
+    needed. Looked at through `sys.modules` of a fresh interpreter, never by time."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.rotation_crash import REPO
+    from tests.test_cli_fast_path import PROBE
+
+    site = build_site(tmp_path / "site")
+    site.ok("key", "rotate")
+    assert "fp_key" in meta(site.data_dir / "moltis.db")
+    # no moltis.toml with a secret in it: comparing one with the ledger (a hand edit?)
+    # fingerprints its secret, which does need the fingerprint key
+    for name in ("moltis.toml", "provider_keys.json"):
+        (site.root / "config" / name).unlink(missing_ok=True)
+
+    def probe() -> tuple[int, set[str], str]:
+        proc = subprocess.run([sys.executable, "-c", PROBE, "get", "server.port"],
+                              env=site.env(), cwd=REPO, capture_output=True, text=True,
+                              check=False, timeout=120)
+        *_, last = proc.stdout.strip().splitlines()
+        doc = json.loads(last)
+        return doc["code"], set(doc["modules"]), proc.stderr
+
+    code, modules, _err = probe()
+    assert code == 0 and "cryptography" not in modules
+    # the check ran: a changed MAC row is refused by the same command
+    db = site.data_dir / "moltis.db"
+    stored = meta(db)[HEAD_MAC]
+    sql(db, ("UPDATE ledger_meta SET value = ? WHERE key = ?",
+             (stored[:-2] + ("00" if not stored.endswith("00") else "11"), HEAD_MAC)))
+    (site.key_file.parent / MARK_NAME).unlink()
+    code, modules, err = probe()
+    assert code == 3 and "head MAC" in err, err

@@ -198,6 +198,7 @@ class Vault:
         self._lock = threading.Lock()
         self._aead: LazyAead | None = None
         self._fp_key: bytes | None = None
+        self._fp_sealed: str | None = None  # a rotated ledger's fp_key row, opened on use
         self._check: str | None = None
         self._integrity: IntegrityKeys | None = None
         self._integrity_missing: set[bool] = set()  # {writing?} asked and found no key
@@ -282,22 +283,29 @@ class Vault:
 
     def _adopt(self, key: bytes, check: str, sealed_fp_key: str | None) -> None:
         aead = LazyAead(_subkey(key, "secret sealing"))
-        if sealed_fp_key:
-            from cryptography.exceptions import InvalidTag  # a rotated key's fp key
-
-            try:
-                data = b64_bytes(sealed_fp_key, "the ledger's sealed fingerprint key (fp_key)")
-            except ValueError as err:
-                raise SecretKeyError(f"{err}: the ledger's metadata was changed") from None
-            try:
-                self._fp_key = aead.decrypt(data[:12], data[12:], self._aad("fingerprint key"))
-            except InvalidTag:
-                raise SecretKeyError("the ledger's fingerprint key does not open with the "
-                                     f"key from {self.keys.describe()}") from None
-        else:
-            self._fp_key = _subkey(key, "fingerprint")
+        # a rotated key's fingerprint key is sealed: opened on first use (AES-GCM, so
+        # cryptography), not on unlock, which every keyed read does for the head MAC
+        self._fp_sealed = sealed_fp_key or None
+        self._fp_key = None if self._fp_sealed else _subkey(key, "fingerprint")
         self._check = check
         self._aead = aead
+
+    def _fingerprint_key(self) -> bytes:
+        assert self._aead is not None
+        if self._fp_key is not None:
+            return self._fp_key
+        from cryptography.exceptions import InvalidTag  # a rotated key's fp key
+
+        try:
+            data = b64_bytes(self._fp_sealed or "", "the ledger's sealed fingerprint key (fp_key)")
+        except ValueError as err:
+            raise SecretKeyError(f"{err}: the ledger's metadata was changed") from None
+        try:
+            self._fp_key = self._aead.decrypt(data[:12], data[12:], self._aad("fingerprint key"))
+        except InvalidTag:
+            raise SecretKeyError("the ledger's fingerprint key does not open with the "
+                                 f"key from {self.keys.describe()}") from None
+        return self._fp_key
 
     def _interrupted_rotation_key(self, stored: str) -> bytes | None:
         """A rotation that committed but was stopped before it finished (re-sealing the
@@ -346,7 +354,7 @@ class Vault:
         self._unlock_current(txn)
         new_key = check_key(new_key, "the new key")
         assert self._aead is not None
-        assert self._fp_key is not None
+        fp_key = self._fingerprint_key()
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         new_aead = AESGCM(_subkey(new_key, "secret sealing"))
@@ -361,7 +369,7 @@ class Vault:
                 raise SecretKeyError(f"secret {row.ref}: could not be re-sealed; nothing changed")
             count += 1
         nonce = os.urandom(12)
-        fp_sealed = nonce + new_aead.encrypt(nonce, self._fp_key, self._aad("fingerprint key"))
+        fp_sealed = nonce + new_aead.encrypt(nonce, fp_key, self._aad("fingerprint key"))
         txn.set_meta("fp_key", base64.b64encode(fp_sealed).decode())
         txn.set_meta("key_check", self._check_of(new_key))
         return count
@@ -413,8 +421,8 @@ class Vault:
 
     def fingerprint(self, plaintext: str, txn: WriteTxn | None = None) -> str:
         self._unlock(txn)
-        assert self._fp_key is not None
-        return blake3.blake3(plaintext.encode("utf-8"), key=self._fp_key).hexdigest()[:16]
+        return blake3.blake3(plaintext.encode("utf-8"),
+                             key=self._fingerprint_key()).hexdigest()[:16]
 
     def _aad(self, ref: str) -> bytes:
         return self._ledger_id + b"\x00" + ref.encode()
