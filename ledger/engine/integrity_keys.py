@@ -25,8 +25,11 @@ no derived key reveals another.
 
 from __future__ import annotations
 
+import functools
 import struct
-from typing import TYPE_CHECKING, Final
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
 
 import blake3
 import msgspec
@@ -61,13 +64,41 @@ FPR_PREFIX: Final = "ed25519:"
 def _hkdf(key: bytes, info: bytes) -> bytes:
     """HKDF-SHA256 (RFC 5869) without salt, 32 bytes: extract, then the one expand
     block. Byte for byte what cryptography's `HKDF(SHA256(), 32, salt=None, info)`
-    derives (tests/test_startup_costs.py checks both, and RFC 5869's vector), with the
-    standard library's HMAC: a reader that checks a head MAC or a snapshot MAC then
-    loads no cryptography at all (~10 ms of a fresh process)."""
-    import hmac  # hashlib/OpenSSL only where a key is derived, never for `get`
+    derives (tests/test_startup_costs.py checks both, and RFC 5869's vector), with
+    HMAC-SHA256 over the interpreter's built-in SHA-256: a reader that checks a head
+    MAC (every keyed `get`) or a snapshot MAC loads neither cryptography (~10 ms of a
+    fresh process) nor hashlib/OpenSSL (`import hmac`: 3.7-6 ms)."""
+    prk = _hmac_sha256(b"\x00" * 32, key)  # salt=None: HashLen zeros
+    return _hmac_sha256(prk, info + b"\x01")
 
-    prk = hmac.new(b"\x00" * 32, key, "sha256").digest()  # salt=None: HashLen zeros
-    return hmac.new(prk, info + b"\x01", "sha256").digest()
+
+_IPAD: Final = bytes(x ^ 0x36 for x in range(256))
+_OPAD: Final = bytes(x ^ 0x5C for x in range(256))
+
+
+def _hmac_sha256(key: bytes, msg: bytes) -> bytes:
+    """RFC 2104 HMAC with SHA-256 (64-byte blocks), as `hmac.new(key, msg, "sha256")`;
+    keys here are 32 bytes, so never hashed first."""
+    sha256 = _sha256()
+    if len(key) > 64:
+        key = sha256(key).digest()
+    key = key.ljust(64, b"\x00")
+    inner = sha256(key.translate(_IPAD) + msg).digest()
+    return bytes(sha256(key.translate(_OPAD) + inner).digest())
+
+
+@functools.cache
+def _sha256() -> Callable[[bytes], Any]:
+    """CPython's built-in SHA-256 (`_sha2` from 3.12, `_sha256` before), which loads
+    nothing; hashlib (OpenSSL) where an interpreter has neither. Found once."""
+    try:
+        if sys.version_info >= (3, 12):  # no failed look-up (a scan of sys.path) on 3.11
+            from _sha2 import sha256  # type: ignore[import-not-found]  # no OpenSSL
+        else:
+            from _sha256 import sha256  # type: ignore[import-not-found]  # 3.11
+    except ImportError:
+        from hashlib import sha256  # another interpreter: OpenSSL's, same bytes
+    return sha256  # type: ignore[no-any-return]
 
 
 def fingerprint(public: bytes) -> str:

@@ -42,7 +42,6 @@ from ledger.core.canonical import b64_bytes
 from ledger.core.secret_refs import DESTROYED_REF, SecretRef
 from ledger.engine.integrity_keys import IntegrityKeys
 from ledger.engine.key_check import check_key, parse_key
-from ledger.engine.key_proof import key_mismatch
 from ledger.engine.lazy_aead import LazyAead
 from ledger.engine.sealed_files import (
     backup_manifest_mac,
@@ -268,6 +267,8 @@ class Vault:
     def _refuse(self, key: bytes, rows: Mapping[str, str], txn: WriteTxn | None) -> NoReturn:
         """A key that does not match the key check: a wrong key, unless the ledger's
         own rows prove it is this ledger's (ledger.engine.key_proof)."""
+        from ledger.engine.key_proof import key_mismatch  # only for a mismatch: not on get
+
         if txn is not None and (mac := txn.get_meta(HEAD_MAC)) is not None:
             rows = {**rows, HEAD_MAC: mac}
         raise key_mismatch(self._backend, self.keys.describe(), key, self._ledger_id, rows)
