@@ -1,6 +1,6 @@
 """Why `ledger.core.constant_time` takes `_compare_digest` from `_operator` rather than
-`hmac`: `import hmac` loads hashlib and OpenSSL's `_hashlib` (3.7-6 ms measured on
-2026-12-03), which the `get` path otherwise never loads. If `get` ever loads hashlib
+`hmac`: `import hmac` loads hashlib and OpenSSL's `_hashlib` (a median 5.3 ms measured
+on 2026-12-03), which the `get` path otherwise never loads. If `get` ever loads hashlib
 anyway, this fails, and the public `hmac.compare_digest` costs nothing more: use it."""
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 It is `hmac.compare_digest` itself (hmac re-exports this C function, and falls back to
 it without OpenSSL), imported from where it lives (a private name, on purpose) so that
-comparing a MAC does not load hashlib and OpenSSL: `import hmac` measured 3.7-6.3 ms
-(median 5.3 ms of 15 fresh processes, 2026-12-03, a loaded 2-core machine) of a `get`
-that otherwise loads neither (tests/test_constant_time_import.py fails the day it does,
-and then the public name costs nothing more).
+comparing a MAC does not load hashlib and OpenSSL: `import hmac` measured a median
+5.3 ms of 15 fresh processes (3.7 ms at best, up to 30 ms under load; 2026-12-03, a
+shared 2-core machine) of a `get` that otherwise loads neither
+(tests/test_constant_time_import.py fails the day it does, and then the public name
+costs nothing more).
 Text is compared as its UTF-8 bytes: the C function raises TypeError for a str that is
 not ASCII, and a stored digest or MAC read back from disk (a meta row, a manifest) is
 input that may be anything; such a value simply differs.
