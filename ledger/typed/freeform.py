@@ -26,7 +26,8 @@ from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
 from ledger.errors import SecretError
 from ledger.schema.introspect import TypeNode, is_any, section_info
 
-__all__ = ["has_freeform", "node_has_freeform", "reveal", "reveal_counting", "revive"]
+__all__ = ["has_freeform", "locate_refs", "node_has_freeform", "reveal", "reveal_counting",
+           "revive", "revive_at"]
 
 _log = get_logger("ledger.typed.freeform")
 
@@ -161,6 +162,71 @@ def revive(obj: Any, opener: SecretOpener | None, node: TypeNode | None = None) 
     if node is None:
         node = _node_of(obj)
     return _walk(obj, node, lambda v, _w: _revive_tree(v, opener), [])
+
+
+# Where a stored reference sits below a decoded value: the steps down to it (a Struct's
+# attribute name, a dict's key or a list's index) and the reference found there.
+Located = list[tuple[tuple[Any, ...], SecretRef]]
+
+
+def locate_refs(obj: Any, node: TypeNode) -> Located:
+    """Where `revive` would put a `Secret` in `obj` (a fresh decode, typed as `node`).
+    Decoding the same bytes again gives the same places, so `revive_at` revives a later
+    decode without walking every free-form value again (the walk costs about as much
+    as the decode of a large config). Mirrors `_walk`'s descent."""
+    out: Located = []
+    _locate(obj, node, (), out)
+    return out
+
+
+def _locate(obj: Any, node: TypeNode, steps: tuple[Any, ...], out: Located) -> None:
+    if _is_any(node):
+        _locate_tree(obj, steps, out)
+        return
+    if isinstance(obj, msgspec.Struct):
+        if _class_has_any(type(obj)):
+            for fn, _flat in section_info(type(obj)).positions:
+                if _node_has_any(fn.node):
+                    _locate(getattr(obj, fn.attr), fn.node, (*steps, fn.attr), out)
+        return
+    item = node.item
+    if item is None or not _node_has_any(item):
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _locate(v, item, (*steps, k), out)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _locate(v, item, (*steps, i), out)
+
+
+def _locate_tree(value: Any, steps: tuple[Any, ...], out: Located) -> None:
+    ref = _as_ref(value)
+    if ref is not None:
+        out.append((steps, ref))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _locate_tree(v, (*steps, k), out)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _locate_tree(v, (*steps, i), out)
+
+
+def revive_at(obj: Any, located: Located, opener: SecretOpener | None) -> Any:
+    """`revive` for a fresh decode of the bytes `located` was found in: each place gets
+    its own new `Secret`, in place (every container of a fresh decode is the caller's)."""
+    for steps, ref in located:
+        secret = Secret.stored(ref, opener)
+        if not steps:
+            return secret  # the value itself is a reference
+        node = obj
+        for step in steps[:-1]:
+            node = getattr(node, step) if isinstance(node, msgspec.Struct) else node[step]
+        if isinstance(node, msgspec.Struct):
+            setattr(node, steps[-1], secret)
+        else:
+            node[steps[-1]] = secret
+    return obj
 
 
 def reveal_counting(obj: Any) -> tuple[Any, int]:

@@ -31,7 +31,7 @@ from ledger.typed.convert import (
     section_to_typed,
     to_typed,
 )
-from ledger.typed.freeform import node_has_freeform, revive
+from ledger.typed.freeform import Located, locate_refs, node_has_freeform, revive, revive_at
 
 __all__ = ["Edit", "TypedCodec", "TypedView"]
 
@@ -70,6 +70,16 @@ class _Decoder(Generic[T]):
         if self._freeform:
             revive(value, self._opener, self._node)  # the Struct in place
         return value
+
+    def decode_located(self, data: bytes, located: Located | None) -> tuple[T, Located]:
+        """`decode`, reviving the places a decode of the same bytes found (`located`;
+        None: find them now) instead of walking every free-form value again."""
+        value = self._inner.decode(data)
+        if not self._freeform:
+            return value, []
+        if located is None:
+            located = locate_refs(value, self._node)
+        return revive_at(value, located, self._opener), located
 
     def decode_plain(self, data: bytes) -> T:
         """Decode JSON known to hold no stored reference in its free-form maps (an
@@ -172,16 +182,19 @@ class TypedView:
     it); edits are found by comparing the sections a caller touched against it.
     `sections` are the JSON of each section, from which private copies are decoded."""
 
-    __slots__ = ("_codec", "_shared", "_whole", "key", "pristine", "sections")
+    __slots__ = ("_codec", "_located", "_shared", "_whole", "key", "pristine", "sections")
 
     def __init__(self, codec: TypedCodec, key: object, pristine: MoltisConfig,
-                 sections: list[bytes]) -> None:
+                 sections: list[bytes], located: Located | None = None) -> None:
         self._codec = codec
         self.key = key
         self.pristine = pristine
         self.sections = sections
         self._whole: bytes | None = None
         self._shared: MoltisConfig | None = None
+        # where the whole config's JSON holds free-form secrets (found on the first
+        # decode): every later copy revives just those places
+        self._located = located
 
     @property
     def codec(self) -> TypedCodec:
@@ -190,7 +203,7 @@ class TypedView:
     def rebind(self, codec: TypedCodec) -> TypedView:
         """This view with copies decoded by another codec (secrets bound to another
         ledger's vault on the same database)."""
-        return TypedView(codec, self.key, self.pristine, self.sections)
+        return TypedView(codec, self.key, self.pristine, self.sections, self._located)
 
     def whole(self) -> bytes:
         if self._whole is None:
@@ -198,13 +211,16 @@ class TypedView:
         return self._whole
 
     def fresh(self) -> MoltisConfig:
-        """A private copy the caller may change."""
-        return self._codec.decoder.decode(self.whole())
+        """A private copy the caller may change: a new decode, so nothing in it is
+        shared with the view or with another copy (figure i16k: the head read)."""
+        value, self._located = self._codec.decoder.decode_located(self.whole(),
+                                                                 self._located)
+        return value
 
     def shared(self) -> MoltisConfig:
         """One instance shared by every reader of this state: do not change it."""
         if self._shared is None:
-            self._shared = self._codec.decoder.decode(self.whole())
+            self._shared = self.fresh()
         return self._shared
 
     def edit(self, fn: Callable[[MoltisConfig], Any], raw: dict[str, Any]) -> Edit:
@@ -293,7 +309,7 @@ class TypedView:
 
     def same_config(self, key: object) -> TypedView:
         """This view for another state with the same config document."""
-        return TypedView(self._codec, key, self.pristine, self.sections)
+        return TypedView(self._codec, key, self.pristine, self.sections, self._located)
 
 
 class Edit:
