@@ -15,7 +15,7 @@ from typing import Final, NamedTuple, Protocol
 import msgspec
 
 from ledger.core.chain import GENESIS
-from ledger.core.events import KIND_CHANGE, Record, Row, decode_change_payload
+from ledger.core.events import KIND_CHANGE, SEALED_MARK, Record, Row, decode_change_payload
 from ledger.errors import FormatVersionError, StoreError
 
 __all__ = ["CREATED_FORMAT", "FORMAT_SEALED_LISTS", "FORMAT_VERSION", "HEAD_MAC",
@@ -32,7 +32,6 @@ CREATED_FORMAT: Final = 1
 # understands only format 1 would hand the gateway `{"$secret": …}` tables in those
 # lists, so the first such event raises the ledger's version to 2 (in its transaction).
 FORMAT_SEALED_LISTS: Final = 2
-_SEALED_MARK: Final = b'"sealed":true'
 TABLE_PREFIX: Final = "ledger_"
 # The ledger_meta keys of the signed checkpoint and of the MAC'd head
 # (ledger.engine.integrity_keys writes them).
@@ -55,7 +54,7 @@ def payload_format(kind: str, payload: bytes, seq: int | None = None) -> int:
     """The lowest format version a ledger holding this event must say it is."""
     # the byte test is the fast path (a payload without it holds no sealed list); the
     # decode tells a `sealed` key inside a list's table from the change field
-    if kind == KIND_CHANGE and _SEALED_MARK in payload and any(
+    if kind == KIND_CHANGE and SEALED_MARK in payload and any(
             c.sealed for c in decode_change_payload(payload, seq).changes):
         return FORMAT_SEALED_LISTS
     return CREATED_FORMAT
@@ -64,7 +63,7 @@ def payload_format(kind: str, payload: bytes, seq: int | None = None) -> int:
 def format_needed(records: Iterable[Record]) -> int:
     """The lowest format version a ledger holding `records` must say it is."""
     for r in records:  # every append pays for this loop: under a microsecond a write
-        if _SEALED_MARK in r.payload and payload_format(r.kind, r.payload, r.seq) \
+        if SEALED_MARK in r.payload and payload_format(r.kind, r.payload, r.seq) \
                 > CREATED_FORMAT:
             return FORMAT_SEALED_LISTS
     return CREATED_FORMAT

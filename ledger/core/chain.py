@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 import blake3
@@ -19,7 +20,7 @@ import msgspec
 
 from ledger.core.events import Record
 
-__all__ = ["GENESIS", "VerifyReport", "link", "verify_records"]
+__all__ = ["GENESIS", "ChainWalk", "VerifyReport", "link", "verify_records"]
 
 CONTEXT: Final = "moltis-config-ledger 2026-11-26 event chain v1"
 VERSION: Final = b"\x01"
@@ -35,14 +36,22 @@ def _text(value: str) -> bytes:
     return _U32.pack(len(data)) + data
 
 
+@functools.lru_cache(maxsize=1024)  # one look-up per event instead of four
+def _texts(actor: str, reason: str, source: str, kind: str) -> bytes:
+    return _text(actor) + _text(reason) + _text(source) + _text(kind)
+
+
+# A hasher with the context's key already derived: each event's hasher is a copy of it,
+# which costs less than deriving the key again (verify and every append hash each event)
+_KEYED: Final = blake3.blake3(derive_key_context=CONTEXT)
+
+
 def link(prev_hash: bytes, seq: int, ts: int, actor: str, reason: str, source: str,
          kind: str, payload: bytes) -> bytes:
     """The hash of one event, given the previous event's hash."""
-    h = blake3.blake3(derive_key_context=CONTEXT)
-    h.update(
-        VERSION + prev_hash + _U64x2.pack(seq, ts) + _text(actor) + _text(reason)
-        + _text(source) + _text(kind) + _U32.pack(len(payload))
-    )
+    h = _KEYED.copy()
+    h.update(VERSION + prev_hash + _U64x2.pack(seq, ts) + _texts(actor, reason, source, kind)
+             + _U32.pack(len(payload)))
     h.update(payload)
     return h.digest()
 
@@ -74,33 +83,70 @@ def verify_records(records: Iterable[Record], expect_head: bytes | None = None,
     inserted or changed. `expect_head` (a hash recorded elsewhere) also catches a
     truncated tail, which no chain can detect on its own: it must be the hash of some
     event of the chain (the log may have grown since it was recorded)."""
-    expected, prev, count = start_seq, start_hash, 0
-    seen_expected = expect_head is None or expect_head == start_hash
-    for rec in records:
-        if rec.seq != expected:
-            why = (f"event {expected} is missing (found {rec.seq} next)" if rec.seq > expected
-                   else f"event {rec.seq} is out of order (expected {expected})")
-            return VerifyReport(False, count, expected - 1, prev, expected, why)
-        if rec.prev_hash != prev:
-            return VerifyReport(False, count, expected - 1, prev, rec.seq,
-                                f"event {rec.seq} does not link to event {rec.seq - 1}")
+    walk = ChainWalk(expect_head, start_seq, start_hash)
+    deque(walk.checked(records), maxlen=0)  # consumed in C
+    return walk.report()
+
+
+class ChainWalk:
+    """`verify_records` as a pass-through, for a reader that needs each event anyway
+    (verify's replay): `checked` yields each record once it is proven to link, and
+    stops at the first that does not; `report` says what the walk found."""
+
+    __slots__ = ("_expect_head", "_expected", "_failed", "_prev", "_seen", "count")
+
+    def __init__(self, expect_head: bytes | None = None, start_seq: int = 1,
+                 start_hash: bytes = GENESIS) -> None:
+        self._expect_head = expect_head
+        self._expected, self._prev, self.count = start_seq, start_hash, 0
+        self._seen = expect_head is None or expect_head == start_hash
+        self._failed: VerifyReport | None = None
+
+    def checked(self, records: Iterable[Record]) -> Iterator[Record]:
+        expected, prev, count = self._expected, self._prev, self.count
+        expect_head, seen = self._expect_head, self._seen
         try:
-            h: bytes | None = link(prev, rec.seq, rec.ts, rec.actor, rec.reason, rec.source,
-                                   rec.kind, rec.payload)
-        except struct.error:  # a time no writer can store (negative, over 64 bits)
-            h = None
-        if h is None or h != rec.hash:
-            return VerifyReport(False, count, expected - 1, prev, rec.seq,
-                                f"event {rec.seq} was changed after it was written")
-        prev, expected, count = h, expected + 1, count + 1
-        if not seen_expected and h == expect_head:
-            seen_expected = True
-    head_seq = expected - 1
-    if not seen_expected:
-        assert expect_head is not None
-        return VerifyReport(
-            False, count, head_seq, prev, head_seq + 1,
-            f"the expected head {expect_head.hex()[:16]}… is not in the chain (which ends at "
-            f"event {head_seq}, {prev.hex()[:16]}…): the log was truncated or replaced",
-        )
-    return VerifyReport(True, count, head_seq, prev)
+            for rec in records:
+                if rec.seq != expected:
+                    why = (f"event {expected} is missing (found {rec.seq} next)"
+                           if rec.seq > expected
+                           else f"event {rec.seq} is out of order (expected {expected})")
+                    self._failed = VerifyReport(False, count, expected - 1, prev, expected,
+                                                why)
+                    return
+                if rec.prev_hash != prev:
+                    self._failed = VerifyReport(
+                        False, count, expected - 1, prev, rec.seq,
+                        f"event {rec.seq} does not link to event {rec.seq - 1}")
+                    return
+                try:
+                    h: bytes | None = link(prev, rec.seq, rec.ts, rec.actor, rec.reason,
+                                           rec.source, rec.kind, rec.payload)
+                except struct.error:  # a time no writer can store (negative, over 64 bits)
+                    h = None
+                if h is None or h != rec.hash:
+                    self._failed = VerifyReport(
+                        False, count, expected - 1, prev, rec.seq,
+                        f"event {rec.seq} was changed after it was written")
+                    return
+                prev, expected, count = h, expected + 1, count + 1
+                if not seen and h == expect_head:
+                    seen = True
+                yield rec
+        finally:
+            self._expected, self._prev, self.count, self._seen = expected, prev, count, seen
+
+    def report(self) -> VerifyReport:
+        """What the walk found (call it once `checked` is exhausted)."""
+        if self._failed is not None:
+            return self._failed
+        head_seq, prev = self._expected - 1, self._prev
+        if not self._seen:
+            assert self._expect_head is not None
+            return VerifyReport(
+                False, self.count, head_seq, prev, head_seq + 1,
+                f"the expected head {self._expect_head.hex()[:16]}… is not in the chain (which "
+                f"ends at event {head_seq}, {prev.hex()[:16]}…): the log was truncated or "
+                "replaced",
+            )
+        return VerifyReport(True, self.count, head_seq, prev)

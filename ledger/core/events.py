@@ -19,8 +19,10 @@ from ledger.core.secret_refs import SecretRef, refs_in, revive_markers
 from ledger.errors import VerificationError
 
 __all__ = [
+    "CHANGE_DECODER",
     "KIND_CHANGE",
     "KIND_SHRED",
+    "SEALED_MARK",
     "Change",
     "ChangePayload",
     "Event",
@@ -30,6 +32,9 @@ __all__ = [
 
 KIND_CHANGE: Final = "change"
 KIND_SHRED: Final = "shred"
+# In every change payload with a change holding secrets inside a list (`Change.sealed`):
+# the byte test before looking at the decoded changes
+SEALED_MARK: Final = b'"sealed":true'
 
 # The two documents the ledger keeps: `moltis.toml` and `provider_keys.json`.
 DOC_CONFIG: Final = "config"
@@ -153,6 +158,10 @@ class Event(msgspec.Struct, frozen=True):
 
 _encoder = msgspec.json.Encoder(order="deterministic")
 _change_decoder = msgspec.json.Decoder(ChangePayload)
+# The bare decoder, for the replay's inner loop (figure 5a): a payload without
+# SEALED_MARK decodes to its final changes, and any error goes through
+# `decode_change_payload`, which names the event.
+CHANGE_DECODER: Final = _change_decoder
 _shred_decoder = msgspec.json.Decoder(ShredPayload)
 
 
@@ -178,7 +187,7 @@ def decode_change_payload(data: bytes, seq: int | None = None) -> ChangePayload:
         payload = _change_decoder.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as err:  # validation errors included
         raise _damaged(seq, err) from None
-    if b'"sealed":true' in data:  # references inside list values (see `Change`)
+    if SEALED_MARK in data:  # references inside list values (see `Change`)
         payload = msgspec.structs.replace(payload, changes=[
             msgspec.structs.replace(c, value=revive_markers(c.value)) if c.sealed else c
             for c in payload.changes])

@@ -19,13 +19,15 @@ pin or --expect-head, and anything done by someone holding the ledger key.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from ledger.backends.write_queue import writer_queue_problem
-from ledger.core.chain import VerifyReport, verify_records
+from ledger.core.chain import ChainWalk, VerifyReport
 from ledger.core.events import (
     KIND_CHANGE,
     KIND_SHRED,
@@ -74,16 +76,16 @@ def audit(ledger: Ledger, expect_head: bytes | None = None, expect_key: str | No
     to vouch for it."""
     backend = ledger.backend
     scan = FormatScan()  # the first event that needs format 2 (a damaged one: the replay)
-    records = _scanning(backend.read(), scan)
-    chain = verify_records(track(records) if track else records, expect_head)
+    notes: list[str] = []
+    referenced: Referenced = {}
+    chain, state, keys, failed = _walk_log(ledger, expect_head, track, notes, referenced,
+                                           scan)
     if not chain.ok:
         return chain
-    keys = ledger.vault.integrity()
-    notes: list[str] = []
     try:
         _check_rows(ledger, chain)
-        referenced: Referenced = {}
-        state = _check_snapshots(ledger, chain, keys, notes, referenced)
+        if failed is not None:
+            raise failed
         _check_head(ledger, chain, state)
         _check_secrets(ledger, referenced)
         fpr, signed, maced = _check_signature(ledger, chain, keys, expect_key, notes,
@@ -101,14 +103,6 @@ def audit(ledger: Ledger, expect_head: bytes | None = None, expect_key: str | No
         notes.append(queue)
     return msgspec.structs.replace(chain, key_fingerprint=fpr, signed_seq=signed, mac_seq=maced,
                    notes=tuple(notes))
-
-
-def _scanning(records: Iterator[Record], scan: FormatScan) -> Iterator[Record]:
-    """`records`, each shown to `scan` on the way (one read for the chain and the scan;
-    an event that does not decode fails the replay of `_check_snapshots`, naming it)."""
-    for rec in records:
-        scan.see(rec.seq, rec.kind, rec.payload)
-        yield rec
 
 
 def _bad_seq(err: LedgerError, start: int) -> int:
@@ -130,55 +124,99 @@ def _check_rows(ledger: Ledger, chain: VerifyReport) -> None:
                          "of the log (inserted or moved)")
 
 
-def _check_snapshots(ledger: Ledger, chain: VerifyReport, keys: IntegrityKeys | None,
-                     notes: list[str], referenced: Referenced) -> ConfigState:
-    """Replay the whole log, comparing each snapshot on the way; the replayed head.
-    Fills `referenced` with every secret reference met on the way."""
+def _walk_log(ledger: Ledger, expect_head: bytes | None,
+              track: Callable[[Iterator[Record]], Iterator[Record]] | None,
+              notes: list[str], referenced: Referenced, scan: FormatScan
+              ) -> tuple[VerifyReport, ConfigState, IntegrityKeys | None, Exception | None]:
+    """One read of the log for the chain walk and the replay (figure i13c: reading and
+    decoding every row twice was a third of verify): each event is replayed once the
+    chain walk has proven it links, and every snapshot is compared with the replay on
+    the way. Returns the chain's report, the replayed head, the integrity keys and the
+    first snapshot or replay failure (or error reading a snapshot), which the caller
+    reports only if the chain and the rows are sound, as when the chain was walked
+    first: after one, only the chain walk goes on, to the end of the log. An error
+    reading the log itself is raised as it comes."""
     backend = ledger.backend
+    walk = ChainWalk(expect_head)
+    records = backend.read()
+    read_error: list[BaseException] = []
+    rows = _lean(walk.checked(track(records) if track else records), referenced, scan,
+                 read_error)
     state = EMPTY_STATE
-    unsealed: list[int] = []
-    for seq in backend.snapshot_seqs():
-        snap = backend.snapshot_at(seq)
-        if snap is None or snap.seq != seq:
-            continue
-        if seq < 1 or seq > chain.head_seq:
-            raise _FailedError(seq, f"snapshot {seq} is outside the log (events "
-                                    f"1..{chain.head_seq}); {_REPAIR}")
-        try:
-            state = replay_rows(state, _sniffing(backend.read_rows(after=state.seq, until=seq),
-                                                 referenced), private=state.seq != 0)
-        except LedgerError as err:
-            raise _FailedError(_bad_seq(err, state.seq + 1),
-                           f"the log does not replay: {err}") from None
-        blob = bytes(snap.state)
-        if not blob.startswith(MAGIC):
-            unsealed.append(seq)
-        elif keys is not None and open_snapshot(keys.snapshot_mac, seq, snap.hash,
-                                                blob) is None:
-            raise _FailedError(seq, f"snapshot {seq} fails its MAC check (edited, or not written "
-                               f"with this ledger key); readers ignore it; {_REPAIR}")
-        try:
-            stored = decode_state(blob)
-        except ValueError as err:
-            raise _FailedError(seq, f"snapshot {seq} is unreadable ({err}); {_REPAIR}") from None
-        if (snap.hash != state.hash or stored.seq != seq
-                or canonical_state(stored) != canonical_state(state)):
-            raise _FailedError(seq, f"snapshot {seq} does not match the replay of the log (its "
-                               f"content was changed); {_REPAIR}")
     try:
-        state = replay_rows(state, _sniffing(backend.read_rows(after=state.seq,
-                                                               until=chain.head_seq),
-                                             referenced), private=state.seq != 0)
-    except LedgerError as err:
-        raise _FailedError(_bad_seq(err, state.seq + 1),
-                           f"the log does not replay: {err}") from None
+        keys = ledger.vault.integrity()
+    except LedgerError:
+        # no replay without the key's answer; the chain's report comes first
+        deque(rows, maxlen=0)
+        chain = walk.report()
+        if not chain.ok:
+            return chain, state, None, None
+        raise
+    failed: Exception | None = None
+    outside: int | None = None
+    toward: int | None = None  # the snapshot the replay is on its way to
+    unsealed: list[int] = []
+    try:
+        for seq in backend.snapshot_seqs():
+            snap = backend.snapshot_at(seq)
+            if snap is None or snap.seq != seq:
+                continue
+            if seq >= 1:
+                toward = seq
+                state = _replay(state, islice(rows, seq - state.seq))
+                toward = None
+            if seq < 1 or state.seq != seq:  # the log ends before it (or the chain broke)
+                outside = seq
+                break
+            _check_snapshot(snap.state, snap.hash, seq, state, keys, unsealed)
+        else:
+            state = _replay(state, rows)
+    except (_FailedError, LedgerError) as err:
+        if read_error:
+            raise read_error[0] from None  # the log could not be read: as the chain walk did
+        failed = err
+    deque(rows, maxlen=0)  # the chain walk goes on to the end whatever the replay found
+    chain = walk.report()
+    if toward is not None and toward > chain.head_seq:
+        outside = toward  # named before any replay past the end of the log, as always
+    if outside is not None:
+        failed = _FailedError(outside, f"snapshot {outside} is outside the log (events "
+                                       f"1..{chain.head_seq}); {_REPAIR}")
     if unsealed:
         notes.append(f"{len(unsealed)} snapshot(s) carry no MAC (written before MACs, or "
                      f"without the ledger key) and are not used by readers; {_REPAIR}")
     if keys is None:
         notes.append("no ledger key here: snapshot MACs and the key that signed the head "
                      "were not checked against it")
-    return state
+    return chain, state, keys, failed
+
+
+def _replay(state: ConfigState, rows: Iterable[Row]) -> ConfigState:
+    try:
+        return replay_rows(state, rows, private=state.seq != 0)
+    except LedgerError as err:
+        raise _FailedError(_bad_seq(err, state.seq + 1),
+                           f"the log does not replay: {err}") from None
+
+
+def _check_snapshot(stored_blob: bytes, snap_hash: bytes, seq: int, state: ConfigState,
+                    keys: IntegrityKeys | None, unsealed: list[int]) -> None:
+    """One snapshot against the replay of the log up to its seq (`state`)."""
+    blob = bytes(stored_blob)
+    if not blob.startswith(MAGIC):
+        unsealed.append(seq)
+    elif keys is not None and open_snapshot(keys.snapshot_mac, seq, snap_hash,
+                                            blob) is None:
+        raise _FailedError(seq, f"snapshot {seq} fails its MAC check (edited, or not written "
+                           f"with this ledger key); readers ignore it; {_REPAIR}")
+    try:
+        stored = decode_state(blob)
+    except ValueError as err:
+        raise _FailedError(seq, f"snapshot {seq} is unreadable ({err}); {_REPAIR}") from None
+    if (snap_hash != state.hash or stored.seq != seq
+            or canonical_state(stored) != canonical_state(state)):
+        raise _FailedError(seq, f"snapshot {seq} does not match the replay of the log (its "
+                           f"content was changed); {_REPAIR}")
 
 
 def _check_head(ledger: Ledger, chain: VerifyReport, replayed: ConfigState) -> None:
@@ -200,18 +238,33 @@ def _check_head(ledger: Ledger, chain: VerifyReport, replayed: ConfigState) -> N
 Referenced = dict[str, tuple[int, str, SecretRef]]  # ref -> (first seq, path, ref)
 
 
-def _sniffing(rows: Iterable[Row], found: Referenced) -> Iterator[Row]:
-    """The rows, passed on unchanged, while every secret reference in them is noted (the
-    replay reads each payload anyway; only those that mention a secret are decoded)."""
-    for row in rows:
-        seq, kind, payload = row[0], row[1], row[2]
-        # b'secret"' is in both a leaf's `"secret":` and a list's `"$secret":` references
-        if kind == KIND_CHANGE and b'secret"' in payload:
-            for c in decode_change_payload(payload, seq).changes:
-                for ref in c.refs():
-                    if ref.ref not in found:
-                        found[ref.ref] = (seq, doc_path_text(c.doc, c.path), ref)
-        yield row
+def _lean(records: Iterable[Record], found: Referenced, scan: FormatScan,
+          read_error: list[BaseException]) -> Iterator[Row]:
+    """The records as the replay's lean rows, while every secret reference in them is
+    noted in `found` and each is shown to `scan` (only payloads that mention a secret
+    are decoded here). An undecodable payload is skipped here: the replay decodes it
+    too, and names it. An error reading the records is noted in `read_error` (the
+    replay must not report it as its own)."""
+    try:
+        for rec in records:
+            seq, kind, payload = rec.seq, rec.kind, rec.payload
+            if not scan.done:
+                scan.see(seq, kind, payload)
+            # b'secret"' is in both a leaf's `"secret":` and a list's `"$secret":`
+            # references
+            if kind == KIND_CHANGE and b'secret"' in payload:
+                try:
+                    changes = decode_change_payload(payload, seq).changes
+                except LedgerError:
+                    changes = []
+                for c in changes:
+                    for ref in c.refs():
+                        if ref.ref not in found:
+                            found[ref.ref] = (seq, doc_path_text(c.doc, c.path), ref)
+            yield seq, kind, payload, rec.hash, rec.ts
+    except BaseException as err:
+        read_error.append(err)
+        raise
 
 
 def _check_secrets(ledger: Ledger, referenced: Referenced) -> None:

@@ -180,7 +180,7 @@ def locate_refs(obj: Any, node: TypeNode) -> Located:
 
 
 def _locate(obj: Any, node: TypeNode, steps: tuple[Any, ...], out: Located) -> None:
-    if _is_any(node):
+    if is_any(node):
         _locate_tree(obj, steps, out)
         return
     if isinstance(obj, msgspec.Struct):
