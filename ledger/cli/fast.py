@@ -96,10 +96,13 @@ def _import_msgspec_without_typing_extensions() -> None:
         return
     sys.modules["typing_extensions"] = None  # type: ignore[assignment]
     try:
-        import msgspec  # noqa: F401  (this import is the point)
+        import msgspec  # (this import is the point)
+    except ImportError:
+        pass  # a msgspec that requires it after all: imported the normal way below
     finally:
         if sys.modules.get("typing_extensions", False) is None:
             del sys.modules["typing_extensions"]
+    import msgspec  # noqa: F401  (a no-op unless the import above was refused)
 
 
 def run_fast(args: Sequence[str]) -> int | None:
