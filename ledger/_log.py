@@ -42,25 +42,45 @@ def _logging() -> Any:
 
     if not _ready[0]:
         with _setting_up:
-            if not _ready[0]:
-                logging.getLogger("ledger").addHandler(logging.NullHandler())
-                hooks, _on_load[:] = list(_on_load), []
-                for hook in hooks:
-                    hook()
-                _ready[0] = True
+            _set_up(logging)
     return logging
 
 
-def when_logging_loads(setup: Callable[[], None]) -> None:
+def _set_up(logging: Any) -> None:
+    """Under `_setting_up`: the library's set-up once, then the queued hooks. `_ready`
+    is set last, so another thread's first line waits on the lock until the host's
+    handlers exist; a hook's own lines (same thread) find the NullHandler in place."""
+    if not _set_up_once:
+        _set_up_once.append(True)
+        logging.getLogger("ledger").addHandler(logging.NullHandler())
+    while _on_load:
+        _on_load.pop(0)()
+    _ready[0] = True
+
+
+_set_up_once: list[bool] = []  # the NullHandler was added (even if a hook then failed)
+
+
+def when_logging_loads(setup: Callable[[], None]) -> Callable[[], None]:
     """For the host (the CLI, never the library): run `setup` (its logging
     configuration) just before the library's first line is checked against a loaded
     logging module; at once if logging is loaded already. Until then nothing can be
-    shown, so configuring later shows exactly what configuring first would have."""
-    if _ready[0] or "logging" in sys.modules:
-        _logging()
-        setup()
-    else:
+    shown, so configuring later shows exactly what configuring first would have.
+
+    Returns a cancel function: a host whose command has ended calls it, so a set-up it
+    no longer wants never runs later (in a process that goes on using the library with
+    a logging configuration of its own)."""
+    with _setting_up:
         _on_load.append(setup)
+        if _ready[0] or "logging" in sys.modules:
+            _set_up(sys.modules["logging"])
+
+    def cancel() -> None:
+        with _setting_up:
+            if setup in _on_load:
+                _on_load.remove(setup)
+
+    return cancel
 
 
 class LibraryLogger:

@@ -121,16 +121,21 @@ def run_fast(args: Sequence[str]) -> int | None:
     Output.json_printed = False
     # what the group callback does (-v is click's), made when the library first checks
     # a line against logging: `get` usually logs nothing and never loads logging
-    configure_logging_when_needed(0)
-    report = Reporter(found.json)
-    state = State(config_dir=found.config_dir, data_dir=found.data_dir, db=found.db,
-                  json=found.json, read_only=found.read_only,
-                  out=Output(json_mode=found.json))
+    cancel_logging = configure_logging_when_needed(0)
     try:
+        report = Reporter(found.json)
+        state = State(config_dir=found.config_dir, data_dir=found.data_dir, db=found.db,
+                      json=found.json, read_only=found.read_only,
+                      out=Output(json_mode=found.json))
         try:
-            run_get(state, found.path, None, False)
-        finally:
-            state.close()  # what click's context does on the way out
-    except (Exception, KeyboardInterrupt) as failure:  # every failure is reported, once
-        return report_failure(failure, report, json_errors=found.json, verbosity=0)
-    return EXIT_OK
+            try:
+                run_get(state, found.path, None, False)
+            finally:
+                state.close()  # what click's context does on the way out
+        except (Exception, KeyboardInterrupt) as failure:  # reported, once
+            return report_failure(failure, report, json_errors=found.json, verbosity=0)
+        return EXIT_OK
+    finally:
+        # the command has ended: a host running it in-process (ledger.cli.main) keeps
+        # the logging it configures later, as it did when the CLI's set-up ran at once
+        cancel_logging()

@@ -273,10 +273,12 @@ def configure_logging(verbosity: int) -> None:
     configure(verbosity)
 
 
-def configure_logging_when_needed(verbosity: int) -> None:
+def configure_logging_when_needed(verbosity: int) -> Callable[[], None]:
     """The same set-up, made only when the library is about to check a line against
     logging (ledger._log.when_logging_loads): a command that logs nothing (`get`)
-    starts without importing logging, and one that does prints the same lines."""
+    starts without importing logging, and one that does prints the same lines.
+    Returns the cancel function the command calls when it ends (a host that ran it
+    in-process keeps its own later logging configuration)."""
     from ledger._log import when_logging_loads  # the library's hook for its host
 
-    when_logging_loads(lambda: configure_logging(verbosity))
+    return when_logging_loads(lambda: configure_logging(verbosity))
