@@ -771,7 +771,12 @@ class Ledger:
                 result["edited"] = (view, edit)
             else:
                 # names a bad path precisely
-                result["typed"] = self._validate(state, changes, sealer)
+                try:
+                    result["typed"] = self._validate(state, changes, sealer)
+                except ConfigValidationError as err:  # a value fn set: say how to fix it
+                    from ledger.typed.head_cache import EDIT_FIX  # loaded: `view` is one
+
+                    raise ConfigValidationError(f"{err}{EDIT_FIX}", err.path) from None
                 if edit.problem is not None:
                     raise ConfigValidationError(f"update: {edit.problem}",
                                                 edit.problem.split(":", 1)[0])

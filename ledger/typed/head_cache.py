@@ -33,13 +33,15 @@ from ledger.typed.convert import (
 )
 from ledger.typed.freeform import Located, locate_refs, node_has_freeform, revive, revive_at
 
-__all__ = ["Edit", "TypedCodec", "TypedView"]
+__all__ = ["EDIT_FIX", "Edit", "TypedCodec", "TypedView"]
 
 T = TypeVar("T")
 _ROOT_INFO = section_info(MoltisConfig)
 # Each section is kept as `"key":{...}`, so the whole config is one join away.
 _PREFIXES = [b'"%s":' % fn.key.encode() for fn, _ in _ROOT_INFO.positions]
 _SECTION_INDEX = {fn.attr: i for i, (fn, _) in enumerate(_ROOT_INFO.positions)}
+# what a typed edit's wrong-typed value error suggests (after its path and types)
+EDIT_FIX = "; give it a value of the expected type (see `moltis-ledger show` for its current one)"
 _ALIASED = frozenset(_ROOT_INFO.aliases.values())  # sections that also have an old name
 
 
@@ -49,7 +51,10 @@ def _enc_hook(obj: Any) -> Any:
         if ref is not None:
             return {"$secret": ref.ref, "fp": ref.fp}
         return obj.reveal()  # an unsaved value: it stays in this process's memory
-    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+    # a TypeError (not NotImplementedError) is what msgspec and the edit path expect of
+    # a value JSON cannot hold: the caller gets a validation error naming where it is
+    raise TypeError(f"Expected a config value (str, number, bool, list or table), "
+                    f"got `{type(obj).__name__}`")
 
 
 class _Decoder(Generic[T]):
@@ -97,12 +102,17 @@ class TypedCodec:
         self.opener = opener
 
     def _dec_hook(self, tp: type, obj: Any) -> Any:
+        # msgspec turns a TypeError raised here into a ValidationError located at the
+        # value (`- at $.path`); anything else would escape as a bare Python error.
+        # The message names types only, never the value (it may be a secret).
         if tp is Secret:
-            if isinstance(obj, dict):
-                return Secret.stored(SecretRef(ref=obj["$secret"], fp=obj["fp"]), self.opener)
             if isinstance(obj, str):
                 return Secret(obj)
-        raise NotImplementedError
+            if (isinstance(obj, dict) and obj.keys() == {"$secret", "fp"}
+                    and isinstance(obj["$secret"], str) and isinstance(obj["fp"], str)):
+                return Secret.stored(SecretRef(ref=obj["$secret"], fp=obj["fp"]), self.opener)
+            raise TypeError(f"Expected `str` (a secret's value), got `{_json_type(obj)}`")
+        raise TypeError(f"Expected `{getattr(tp, '__name__', tp)}`, got `{_json_type(obj)}`")
 
     @functools.cached_property
     def encoder(self) -> msgspec.json.Encoder:
@@ -127,6 +137,37 @@ class TypedCodec:
 
     def view_of_raw(self, raw: dict[str, Any], key: object, where: str) -> TypedView:
         return self.view_of(to_typed(raw, self.opener, where=where), key)
+
+
+def _json_type(obj: Any) -> str:
+    """The JSON name of a decoded value's type (as msgspec's own messages say it)."""
+    names = {dict: "object", list: "array", str: "str", int: "int", float: "float",
+             bool: "bool", type(None): "null"}
+    return names.get(type(obj), type(obj).__name__)
+
+
+def _unencodable_at(value: Any, encode: Callable[[Any], bytes]) -> str:
+    """The config path (below its section) of the first value in `value` that cannot be
+    encoded: walks down through the parts that fail to encode."""
+    where = ""
+    while True:
+        if isinstance(value, msgspec.Struct):
+            parts = [(f.encode_name, getattr(value, f.name))
+                     for f in msgspec.structs.fields(value)]
+        elif isinstance(value, dict):
+            parts = [(str(k), v) for k, v in value.items()]
+        elif isinstance(value, (list, tuple)):
+            parts = [(str(i), v) for i, v in enumerate(value)]
+        else:
+            return where
+        for name, part in parts:
+            try:
+                encode(part)
+            except (TypeError, ValueError, OverflowError):
+                where, value = f"{where}.{name}", part
+                break
+        else:
+            return where
 
 
 class _EditCopy(MoltisConfig, gc=True, dict=True):
@@ -250,8 +291,10 @@ class TypedView:
             try:
                 data = codec.encoder.encode(new_values[i])
             except (TypeError, ValueError, OverflowError) as err:
+                where = f"{field.key}{_unencodable_at(new_values[i], codec.encoder.encode)}"
                 raise ConfigValidationError(
-                    f"update: {field.key}: a value cannot be stored: {err}") from None
+                    f"update: {where}: a value cannot be stored: "
+                    f"{sanitize_message(str(err)).replace('`', '')}{EDIT_FIX}", where) from None
             try:
                 # decoding the edited section is the validation of the edit, and gives
                 # the next view a private, canonical instance of it
@@ -331,4 +374,5 @@ def _located(section: str, message: str) -> str:
     the offending value)."""
     _, _, where = message.partition(" - at `$")
     where = where.rstrip("`").replace(".entries[...]", ".<name>").replace("[...]", ".<key>")
-    return f"{section}{where}: {sanitize_message(message)}"
+    return f"{section}{where}: {sanitize_message(message)}{EDIT_FIX}"
+
