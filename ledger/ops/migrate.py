@@ -37,7 +37,13 @@ from ledger.errors import (
 )
 from ledger.files.dirs import CONFIG_FILE_NAMES, KEYS_FILE_NAME, ensure_private_dir
 from ledger.files.safe_io import config_format, parse_document, read_file
-from ledger.ops.backup_manifest import ManifestMac, mac_matches, proven_backup, read_manifest
+from ledger.ops.backup_manifest import (
+    ManifestMac,
+    holds_as_now,
+    mac_matches,
+    proven_backup,
+    read_manifest,
+)
 from ledger.ops.file_digest import META_CONFIG, META_FILE_DIGEST, digest_for
 from ledger.schema.introspect import is_secret_path
 from ledger.schema.provider_keys import is_key_secret_path
@@ -252,15 +258,17 @@ def sealed_backup(ledger: Ledger, files: list[Path], data_dir: Path,
                   backup_dir: Path | None = None) -> Path:
     """A migration backup (sealed with the ledger key) holding `files`, before they are
     stripped, retired or replaced: `backup_dir` when its manifest proves it is this
-    ledger's own and holds each of them sealed, else one `backup_files` makes (or an
-    own one it finds holding the same contents). A manifest edited to claim "sealed",
-    or another ledger's, is never trusted (`ledger.ops.backup_manifest`)."""
+    ledger key's and it holds each of them sealed, as they are now (`holds_as_now`),
+    else one `backup_files` makes (or an own one it finds holding the same contents). A
+    manifest edited to claim "sealed", another ledger's (another key, or the same key
+    and other files), or an older one is never trusted (`ledger.ops.backup_manifest`)."""
     mac = ledger.vault.manifest_mac
     if backup_dir is not None:
         manifest = proven_backup(backup_dir, mac)
         if manifest is not None and all(
-                isinstance(entry := manifest["files"].get(f.name), dict)
-                and entry.get("sealed") is True for f in files):
+                holds_as_now(backup_dir, manifest["files"].get(f.name), f,
+                             ledger.vault.master_key(), WIRING)
+                for f in files):
             return backup_dir
     return backup_files(files, data_dir, seal=ledger.vault.seal_file,
                         content_print=lambda d: ledger.vault.fingerprint(d.hex()),
