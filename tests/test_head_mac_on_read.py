@@ -15,7 +15,7 @@ import pytest
 
 from ledger import SqliteConfigStore
 from ledger.engine.head_mark import MARK_NAME
-from ledger.errors import BackendUnavailableError
+from ledger.errors import BackendUnavailableError, VerificationError
 from ledger.ops.mirror import MIRROR_NAME, slot_paths
 from ledger.ops.open_store import open_store
 from tests.conftest import run
@@ -70,7 +70,8 @@ def test_a_truncated_log_without_a_head_mark_is_refused(db, capsys) -> None:
     assert invoke(capsys, db, "get", "server.port").exit_code == 3
 
 
-def test_a_keyless_tail_and_a_head_without_mac_are_served(db, tmp_path, capsys) -> None:
+def test_a_keyless_tail_is_served_and_a_keyed_head_without_mac_refused(db, tmp_path,
+                                                                        capsys) -> None:
     store = store_at(db)
     bump(store, 2)
     store.ledger.close()
@@ -82,9 +83,12 @@ def test_a_keyless_tail_and_a_head_without_mac_are_served(db, tmp_path, capsys) 
     reader = SqliteConfigStore(db)
     assert run(reader.load_raw()).tools.agent_timeout_secs == 603
     reader.ledger.close()
+    # a writer without the key leaves the MAC row behind; a keyed ledger without one had
+    # it deleted (tests/test_head_mac_gaps.py: with a rolled-back log)
     sql(db, ("DELETE FROM ledger_meta WHERE key IN ('head_mac', 'head_signature')", ()))
     reader = SqliteConfigStore(db)
-    assert run(reader.load_raw()).tools.agent_timeout_secs == 603
+    with pytest.raises(VerificationError, match="no head MAC row"):
+        run(reader.load_raw())
     reader.ledger.close()
 
 

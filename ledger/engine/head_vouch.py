@@ -33,7 +33,7 @@ from ledger.engine.integrity_keys import (
     IntegrityKeys,
 )
 
-__all__ = ["ADOPT_HINT", "HeadVoucher", "mac_disowns", "unvouched"]
+__all__ = ["ADOPT_HINT", "HeadVoucher", "mac_verdict", "signature_verdict", "unvouched"]
 
 ADOPT_HINT = ("check it with `moltis-ledger verify`, then vouch for it with "
               "`moltis-ledger sign-head --adopt`")
@@ -92,33 +92,71 @@ def unvouched(get_meta: GetMeta, keys: IntegrityKeys, ledger_id: bytes,
     return "; ".join(problems) or "the head is not vouched for"
 
 
-def mac_disowns(get_meta: GetMeta, keys: IntegrityKeys, ledger_id: bytes, head: tuple[int, bytes],
-                hash_at: Callable[[int], bytes | None]) -> str | None:
-    """Why the stored head MAC, checked with `keys`, proves that `head` (seq, hash) is
-    not a descendant of the head it vouched for (a log rewritten, re-chained or
-    truncated; a MAC row changed or forged); None when it vouches for `head`, for an
-    earlier event of this very log (a tail appended by a writer without the key:
-    unvouched, which `check` and writes warn about), or when there is no MAC row. What
-    a keyed open refuses, as `verify` does; the head mark catches an older genuine copy
-    put back. Costs one keyed blake3 MAC (and one event read when `head` is not the
-    MAC'd one: a tail, or another writer's commit since `head` was read)."""
+def mac_verdict(get_meta: GetMeta, keys: IntegrityKeys, ledger_id: bytes,
+                head: tuple[int, bytes], hash_at: Callable[[int], bytes | None]
+                ) -> tuple[str | None, int]:
+    """(why the stored head MAC, checked with `keys`, proves that `head` (seq, hash) is
+    not a descendant of the head it vouched for, or None; how many events of `head`'s
+    log come after the MAC'd one).
+
+    Disowned: a log rewritten, re-chained or truncated; a MAC row changed or forged.
+    What a keyed open refuses, as `verify` does; the head mark catches an older genuine
+    copy put back. Not disowned: a MAC for `head`, or for an earlier event of this very
+    log (a tail appended by a writer without the key: unvouched, the count is how many
+    events; a keyed open serves it with a warning), or no MAC row (the caller decides:
+    ledger.engine.ledger refuses a keyed ledger with events and none). Costs one keyed
+    blake3 MAC (and one event read when `head` is not the MAC'd one: a tail, or another
+    writer's commit since `head` was read)."""
     text = get_meta(HEAD_MAC)
     if text is None:
-        return None
+        return None, 0
     try:
         mac = HeadMac.decode(text)
     except ValueError as err:
-        return f"the stored head MAC is not readable ({err}): it was changed"
+        return f"the stored head MAC is not readable ({err}): it was changed", 0
     if not keys.mac_valid(ledger_id, mac):
         return (f"the stored head MAC (for event {mac.seq}) does not check with this ledger "
-                "key: it was changed or forged")
+                "key: it was changed or forged"), 0
     # `hash_at` reads the log now, after the MAC row: a writer committing since `head`
     # was read (its MAC row and its events commit together) is in the log by then
-    if (mac.seq, mac.hash) == head or hash_at(mac.seq) == mac.hash:
-        return None
+    if (mac.seq, mac.hash) == head:
+        return None, 0
+    if hash_at(mac.seq) == mac.hash:
+        return None, max(head[0] - mac.seq, 0)
     return (f"the head MAC names event {mac.seq} ({mac.hash.hex()[:16]}…), which is not "
             f"in this log (its head is event {head[0]}): the log was rewritten, re-chained "
-            "or truncated")
+            "or truncated"), 0
+
+
+def signature_verdict(get_meta: GetMeta, keys: IntegrityKeys, ledger_id: bytes,
+                      head: tuple[int, bytes], hash_at: Callable[[int], bytes | None]
+                      ) -> tuple[str | None, int]:
+    """mac_verdict for a ledger written with the key that has events and no head MAC
+    row: every keyed append writes the row and a writer without the key leaves it
+    behind, so only a ledger signed the old way (a signature on every append, no MAC)
+    is vouched for, by a signature of this key for `head` or an earlier event of this
+    log (the count: a tail appended without the key). Anything else: the row was
+    deleted (typically with a rolled-back log), or the ledger got its key after its
+    first events. Costs an Ed25519 check (cryptography), on this rare path only."""
+    problem = (f"it was written with the ledger key (its key_check row) and has {head[0]} "
+               "events, but no head MAC row vouches for them: the row was deleted (a log "
+               "rolled back or rewritten leaves none), or the ledger got its key after its "
+               "first events")
+    text = get_meta(HEAD_SIGNATURE)
+    if text is None:
+        return problem, 0
+    try:
+        sig = HeadSignature.decode(text)
+    except ValueError as err:
+        return f"{problem}; {err}", 0
+    if sig.public != keys.public or not sig.valid(ledger_id):
+        return f"{problem}; the stored head signature is not this key's, or does not check", 0
+    if (sig.seq, sig.hash) == head:
+        return None, 0
+    if sig.seq < head[0] and hash_at(sig.seq) == sig.hash:
+        return None, head[0] - sig.seq
+    return (f"{problem}; the head signature names event {sig.seq}, which is not in this "
+            "log"), 0
 
 
 class HeadVoucher:

@@ -67,7 +67,13 @@ from ledger.core.text_rule import refuse_nul, refuse_nul_in
 from ledger.engine.format_check import FormatScan, lists_hold_secrets
 from ledger.engine.group_commit import Committer, Request, committer_for
 from ledger.engine.head_mark import HeadMark, head_mark_problem, mark_path, raise_mark
-from ledger.engine.head_vouch import ADOPT_HINT, HeadVoucher, mac_disowns, unvouched
+from ledger.engine.head_vouch import (
+    ADOPT_HINT,
+    HeadVoucher,
+    mac_verdict,
+    signature_verdict,
+    unvouched,
+)
 from ledger.engine.integrity_keys import IntegrityKeys
 from ledger.engine.vault import KeySource, Vault
 from ledger.errors import (
@@ -305,20 +311,44 @@ class Ledger:
         problem = self.mark_problem(head.seq)
         if problem is not None:
             raise VerificationError(f"{self.backend.location}: {problem}", head.seq)
-        problem = self.mac_problem(head)
+        problem, tail = self.mac_verdict(head)
         if problem is not None:
             raise VerificationError(
                 f"{self.backend.location}: this ledger is not the history this key vouched "
                 f"for: {problem}. Check it with `moltis-ledger verify`, then restore the "
                 "newest backup (`moltis-ledger restore FILE`); `moltis-ledger sign-head "
                 "--adopt` accepts a ledger only once `verify` passes", head.seq)
+        if tail:
+            # a writer without the key may append (by design), but nothing vouches for
+            # what it wrote: served, and said so (DESIGN.md: verify does not vouch)
+            first = head.seq - tail + 1
+            _log.warning(
+                f"{tail} event{'s' if tail > 1 else ''} at the head (events {first}.."
+                f"{head.seq}) {'were' if tail > 1 else 'was'} appended without the ledger "
+                "key: nothing vouches for them, yet they are served. Check them with "
+                "`moltis-ledger log`, then vouch for them with "
+                "`moltis-ledger sign-head --adopt`", location=self.backend.location,
+                unvouched=tail, vouched_seq=head.seq - tail)
         self._mark_checked = True
 
     def mac_problem(self, head: Head) -> str | None:
-        """Why the stored head MAC disowns `head` (ledger.engine.head_vouch.mac_disowns),
-        or None: also without the ledger key, or when the ledger has no MAC row. Checked
-        with the head mark on the first load: without the mark (deleted, a new config
-        dir) a re-chained log is still refused by a holder of the key.
+        """Why a keyed open refuses `head` (mac_verdict), or None."""
+        return self.mac_verdict(head)[0]
+
+    def mac_verdict(self, head: Head) -> tuple[str | None, int]:
+        """(why the stored head MAC disowns `head`, or None; how many events at the head
+        come after the MAC'd one: a tail appended without the key) — see
+        ledger.engine.head_vouch.mac_verdict. (None, 0) without the ledger key, and on a
+        ledger never keyed (no key_check row). Checked with the head mark on the first
+        load: without the mark (deleted, a new config dir) a re-chained log is still
+        refused by a holder of the key.
+
+        A keyed ledger (a key_check row) with events and no MAC row is refused: every
+        keyed append writes the MAC row, and a writer without the key leaves it behind
+        (its tail is counted), so the row was deleted, typically with a truncated log
+        whose head mark was deleted too; or the key was added after the ledger's first
+        events (then `sign-head --adopt` once). A ledger signed the old way (before head
+        MACs) is vouched for by its signature (head_vouch.signature_verdict).
 
         Another process's key rotation may commit after this one unlocked the key: its
         MAC is under the new key. A MAC that does not check is followed to a new key
@@ -329,26 +359,27 @@ class Ledger:
         source gives a key matching them, and this key's own proof of the ledger names
         the changed key check (ledger.engine.key_proof)."""
         if head.seq == 0:
-            return None
+            return None, 0
 
         def hash_at(seq: int) -> bytes | None:
             rec = self.backend.record(seq) if seq else None
             return rec.hash if rec is not None else None
 
-        problem = None
+        verdict: tuple[str | None, int] = (None, 0)
         for _ in range(_ROTATIONS_FOLLOWED):
             rows = self.backend.meta_items()  # the MAC row and the key check of one commit
-            if rows.get(HEAD_MAC) is None:
-                return None  # nothing to check: no integrity keys derived (start-up cost)
+            if rows.get(HEAD_MAC) is None and rows.get("key_check") is None:
+                return None, 0  # never keyed: no integrity keys derived (start-up cost)
             keys = self.vault.integrity()
             if keys is None:
-                return None
-            problem = mac_disowns(rows.get, keys, self.vault.ledger_id,
+                return None, 0
+            vouch = mac_verdict if rows.get(HEAD_MAC) is not None else signature_verdict
+            verdict = vouch(rows.get, keys, self.vault.ledger_id,
                                   (head.seq, head.hash), hash_at)
-            if problem is None or self.vault.holds(rows.get("key_check")):
-                return problem
+            if verdict[0] is None or self.vault.holds(rows.get("key_check")):
+                return verdict
             self.vault.forget_key()  # a rotation committed since: read the key again
-        return problem
+        return verdict
 
     def _raise_mark(self, *, lower: bool = False) -> None:
         """After a commit that signed a checkpoint: raise the head mark to it, if it is
