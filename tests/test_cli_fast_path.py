@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import ledger.cli
 from ledger.cli import app, fast
+from tests.cli_probe import probe
 
 SECRET = "sk-FAST-PATH-SECRET-7d3c9a"
 
@@ -157,26 +156,6 @@ def test_click_parses_what_the_fast_path_cannot(
         out, err = capfd.readouterr()
         assert (stop.value.code, out, err) == (by_click, click_out, click_err), args
         assert by_click != 0 or args == ["get", "-h"]
-
-
-PROBE = """
-import json, sys
-import ledger.cli
-try:
-    ledger.cli.main(sys.argv[1:])
-except SystemExit as stop:
-    code = stop.code
-print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
-"""
-
-
-def probe(*args: str) -> tuple[int, set[str], str]:
-    env = dict(os.environ, MOLTIS_CONFIG_BACKEND="sqlite")
-    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True,
-                          text=True, check=False, timeout=120, env=env)
-    *output, last = proc.stdout.strip().splitlines()
-    doc = json.loads(last)
-    return doc["code"], set(doc["modules"]), "\n".join(output)
 
 
 def test_get_through_main_loads_neither_click_nor_rich_nor_asyncio(site: Path) -> None:

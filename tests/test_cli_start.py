@@ -4,7 +4,6 @@ is in `sys.modules` after a real command ran in a fresh interpreter, never by ti
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import pkgutil
 import re
@@ -16,6 +15,8 @@ from click.testing import CliRunner
 
 import ledger.cli
 from ledger.cli import app
+from tests.cli_probe import THROUGH_RUN
+from tests.cli_probe import probe as probe_cli
 from tests.conftest import run
 
 # What `get` must not load. The check for a hand-edited moltis.toml that runs before
@@ -26,23 +27,9 @@ HEAVY = ["asyncio", "rich", "cryptography",
          "ledger.cli.serve_cmd", "ledger.web", "ledger.schema", "ledger.ops.migrate",
          "ledger.typed.layers", "ledger.typed.head_cache", "tomlkit"]
 
-PROBE = """
-import json, sys
-import ledger.cli
-from ledger.cli.app import run
-code = run(sys.argv[1:])
-print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
-"""
-
 
 def probe(*args: str) -> tuple[int, set[str], str]:
-    # the gateway reads this ledger (else `get` warns, in colour, that it does not)
-    env = dict(os.environ, MOLTIS_CONFIG_BACKEND="sqlite")
-    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True,
-                          text=True, check=False, timeout=120, env=env)
-    *output, last = proc.stdout.strip().splitlines()
-    doc = json.loads(last)
-    return doc["code"], set(doc["modules"]), "\n".join(output)
+    return probe_cli(*args, script=THROUGH_RUN)
 
 
 def make_ledger(tmp_path: Path) -> Path:

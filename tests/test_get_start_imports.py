@@ -19,16 +19,7 @@ import apsw
 import pytest
 
 from ledger.cli import app
-
-PROBE = """
-import json, sys
-import ledger.cli
-try:
-    ledger.cli.main(sys.argv[1:])
-except SystemExit as stop:
-    code = stop.code
-print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
-"""
+from tests.cli_probe import probe, probe_env
 
 # the same command line through the click command, in a fresh interpreter
 BY_CLICK = """
@@ -42,19 +33,6 @@ import sys
 import ledger.cli
 ledger.cli.main(sys.argv[1:])
 """
-
-
-def _env() -> dict[str, str]:
-    # the gateway reads this ledger (else `get` warns that it does not)
-    return dict(os.environ, MOLTIS_CONFIG_BACKEND="sqlite")
-
-
-def probe(*args: str) -> tuple[int, set[str], str]:
-    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True,
-                          text=True, check=False, timeout=120, env=_env())
-    *output, last = proc.stdout.strip().splitlines()
-    doc = json.loads(last)
-    return doc["code"], set(doc["modules"]), "\n".join(output)
 
 
 @pytest.fixture
@@ -83,7 +61,7 @@ def test_the_errors_of_get_load_them_only_when_they_need_them(site: Path) -> Non
     assert code == 1 and output == ""
     proc = subprocess.run([sys.executable, "-c", BY_MAIN, "get", "server.prot"],
                           capture_output=True, text=True, check=False, timeout=120,
-                          env=_env())
+                          env=probe_env())
     assert proc.returncode == 1 and "unknown key" in proc.stderr
     assert "server.port" in proc.stderr  # the nearest known key, from the schema
 
@@ -108,7 +86,7 @@ def test_a_library_warning_on_the_fast_path_prints_as_the_click_command_prints_i
     for script in (BY_MAIN, BY_CLICK):
         proc = subprocess.run([sys.executable, "-c", script, "get", "server.port"],
                               capture_output=True, text=True, check=False, timeout=120,
-                              env=_env())
+                              env=probe_env())
         # the lines are the same but for the time they were printed at
         runs.append((proc.returncode, proc.stdout,
                      re.sub(r"^\d\d:\d\d:\d\d ", "", proc.stderr, flags=re.M)))
