@@ -170,7 +170,7 @@ def test_a_keyed_get_of_a_rotated_ledger_checks_the_mac_without_cryptography(
     import sys
 
     from tests.rotation_crash import REPO
-    from tests.test_cli_fast_path import PROBE
+    from tests.cli_probe import THROUGH_MAIN as PROBE
 
     site = build_site(tmp_path / "site")
     site.ok("key", "rotate")
