@@ -169,8 +169,8 @@ def test_a_keyed_get_of_a_rotated_ledger_checks_the_mac_without_cryptography(
     import subprocess
     import sys
 
-    from tests.rotation_crash import REPO
     from tests.cli_probe import THROUGH_MAIN as PROBE
+    from tests.rotation_crash import REPO
 
     site = build_site(tmp_path / "site")
     site.ok("key", "rotate")
