@@ -597,7 +597,8 @@ class Ledger:
         for `first`'s parent (ledger.engine.head_vouch). Else nothing is vouched for and
         the reason is returned (and logged as a warning): the write itself goes on.
         Under the key of this transaction: another process may have rotated it."""
-        keys = self.vault.integrity_now(txn)
+        keys = self.vault.integrity_now(txn, (first.seq - 1, first.prev_hash),
+                                        (last.seq, last.hash))
         if keys is None:
             return None
         shared = self._committer.shared if self._committer is not None else None

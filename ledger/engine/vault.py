@@ -199,6 +199,10 @@ class Vault:
         self._fp_key: bytes | None = None
         self._fp_sealed: str | None = None  # a rotated ledger's fp_key row, opened on use
         self._check: str | None = None
+        # the head (seq, hash) at which the key check was last seen to be the held key's
+        # (integrity_now): a rotation appends its event in the transaction that changes
+        # the key check, so a write based on exactly that head needs no second look
+        self._confirmed_at: tuple[int, bytes] | None = None
         self._integrity: IntegrityKeys | None = None
         self._integrity_missing: set[bool] = set()  # {writing?} asked and found no key
         self._ledger_id = (backend.get_meta("ledger_id") or "").encode()
@@ -210,6 +214,7 @@ class Vault:
             self._aead = None
             self._fp_key = None
             self._check = None
+            self._confirmed_at = None
             self._integrity = None
             self._integrity_missing.clear()
             self._ledger_id = (self._backend.get_meta("ledger_id") or "").encode()
@@ -382,6 +387,7 @@ class Vault:
             self._aead = None
             self._fp_key = None
             self._check = None
+            self._confirmed_at = None
             self._integrity = None
             self.keys.reread()
 
@@ -410,14 +416,28 @@ class Vault:
                       location=self._backend.location)
         return self._integrity
 
-    def integrity_now(self, txn: WriteTxn) -> IntegrityKeys | None:
+    def integrity_now(self, txn: WriteTxn, base: tuple[int, bytes] | None = None,
+                      new_head: tuple[int, bytes] | None = None) -> IntegrityKeys | None:
         """`integrity(txn)` under the key the ledger holds in this write transaction:
         another process's rotation may have committed since this one unlocked, and a
-        head vouched for under the old key would be left unvouched (one meta read)."""
+        head vouched for under the old key would be left unvouched (one meta read).
+
+        A transaction based on `base`, the head at which the key check was last seen to
+        be the held key's, skips the read: a rotation changes the key check in the
+        transaction that appends its event, so the head would have moved, and this
+        transaction commits only on `base` (PostgreSQL's one-statement optimistic append
+        would otherwise become the locked way: three round trips instead of one).
+        `new_head` (seq, hash) is where this transaction leaves the head: the key check
+        holds there too (a transaction that rolls back leaves a pair no head has)."""
         keys = self.integrity(txn)
-        if keys is not None and not self.holds(txn.get_meta("key_check")):
+        if keys is None:
+            return None
+        if ((base is None or base != self._confirmed_at)
+                and not self.holds(txn.get_meta("key_check"))):
             self.forget_key()
             keys = self.integrity(txn)
+        if keys is not None and new_head is not None:
+            self._confirmed_at = new_head
         return keys
 
     def fingerprint(self, plaintext: str, txn: WriteTxn | None = None) -> str:
