@@ -7,31 +7,11 @@ Real processes: only a process that has not imported `logging` takes the lazy pa
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
 
-SECRET = "sk-PLAINTEXT-SECRET-7f3a9c1e5b"
-
-
-def _site_env(tmp_path: Path) -> dict[str, str]:
-    """A migrated SQLite ledger (made by the real CLI in its own process)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOLTIS_")}
-    config, data = tmp_path / "config", tmp_path / "data"
-    config.mkdir()
-    data.mkdir()
-    (config / "moltis.toml").write_text(
-        f'[server]\nport = 13131\n[providers.openai]\napi_key = "{SECRET}"\n',
-        encoding="utf-8")
-    env.update(MOLTIS_CONFIG_DIR=str(config), MOLTIS_DATA_DIR=str(data),
-               MOLTIS_LEDGER_KEY=secrets.token_hex(32), MOLTIS_LEDGER_ACTOR="tester@ci",
-               MOLTIS_CONFIG_BACKEND="sqlite")
-    subprocess.run([sys.executable, "-m", "ledger", "migrate", "--actor", "installer"],
-                   env=env, check=True, capture_output=True, timeout=120)
-    return env
-
+from tests.migrated_site import SECRET, site_env
 
 # A host that has not imported logging runs the CLI's `get` in-process, then sets up
 # its own logging at DEBUG, then uses the library: the CLI's set-up must not run on the
@@ -65,7 +45,7 @@ print(json.dumps({"got": got, "pending": pending, "level": root.level,
 
 def test_cli_get_in_process_does_not_reset_the_hosts_later_logging_config(
         tmp_path: Path) -> None:
-    env = _site_env(tmp_path)
+    env = site_env(tmp_path)
     proc = subprocess.run([sys.executable, "-c", HOST_AFTER_CLI_GET], env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr

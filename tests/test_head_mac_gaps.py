@@ -6,31 +6,12 @@ what a separate process logs).
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 import subprocess
 import sys
 from pathlib import Path
 
-SECRET = "sk-PLAINTEXT-SECRET-7f3a9c1e5b"
-
-
-def _site_env(tmp_path: Path) -> dict[str, str]:
-    """A migrated SQLite ledger (made by the real CLI in its own process)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOLTIS_")}
-    config, data = tmp_path / "config", tmp_path / "data"
-    config.mkdir()
-    data.mkdir()
-    (config / "moltis.toml").write_text(
-        f'[server]\nport = 13131\n[providers.openai]\napi_key = "{SECRET}"\n',
-        encoding="utf-8")
-    env.update(MOLTIS_CONFIG_DIR=str(config), MOLTIS_DATA_DIR=str(data),
-               MOLTIS_LEDGER_KEY=secrets.token_hex(32), MOLTIS_LEDGER_ACTOR="tester@ci",
-               MOLTIS_CONFIG_BACKEND="sqlite")
-    subprocess.run([sys.executable, "-m", "ledger", "migrate", "--actor", "installer"],
-                   env=env, check=True, capture_output=True, timeout=120)
-    return env
+from tests.migrated_site import site_env
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -47,7 +28,7 @@ def test_keyed_get_refuses_a_rolled_back_log_whose_mac_row_was_deleted(
     'unvouched'), so a keyed ledger with no MAC row is not a state to serve silently."""
     import apsw
 
-    env = _site_env(tmp_path)
+    env = site_env(tmp_path)
     for port in ("2000", "3000"):
         assert _cli(env, "set", "server.port", port).returncode == 0
     assert _cli(env, "get", "server.port").stdout.strip() == "3000"
@@ -80,7 +61,7 @@ def test_keyed_ledger_without_mac_row_is_accepted_again_after_adopt(tmp_path: Pa
     no MAC) is served: tests/test_head_vouch.py."""
     import apsw
 
-    env = _site_env(tmp_path)
+    env = site_env(tmp_path)
     assert _cli(env, "set", "server.port", "2000").returncode == 0
     con = apsw.Connection(str(tmp_path / "data" / "moltis.db"))
     con.execute("DELETE FROM ledger_meta WHERE key IN ('head_mac', 'head_signature')")
@@ -110,7 +91,7 @@ def test_keyed_get_warns_when_it_serves_a_tail_written_without_the_key(
     such a head 'is served with the warning', and `verify` exits 3 on it; the key
     holder's `get` (and the library's open_store().load_raw(), the gateway's read)
     serve it with exit 0 and print nothing on stderr."""
-    env = _site_env(tmp_path)
+    env = site_env(tmp_path)
     assert _cli(env, "set", "server.port", "2000").returncode == 0
     keyless = {k: v for k, v in env.items() if k != "MOLTIS_LEDGER_KEY"}
     forged = subprocess.run([sys.executable, "-c", KEYLESS_WRITE,
@@ -163,7 +144,7 @@ def test_the_gateway_serves_the_mirror_or_refuses_a_keyed_log_without_mac_row(
     the other refusals: the MAC'd head mirror (it proves the newest state), or refuse."""
     import apsw
 
-    env = _site_env(tmp_path)
+    env = site_env(tmp_path)
     for port in ("2000", "3000"):
         assert _cli(env, "set", "server.port", port).returncode == 0
     con = apsw.Connection(str(tmp_path / "data" / "moltis.db"))
