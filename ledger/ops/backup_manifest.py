@@ -31,11 +31,14 @@ def read_manifest(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(manifest, its `files` entries) of the backup in `folder`; ParseError naming the
     folder when it holds no readable manifest."""
     try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        raw = read_file(folder / "manifest.json")  # size-checked, as every file read back
+        if raw is None:
+            raise ValueError("missing")
+        manifest = json.loads(raw)
         entries = manifest["files"]
         if not isinstance(entries, dict):
             raise TypeError("files is not an object")
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (LedgerError, ValueError, KeyError, TypeError) as err:
         raise ParseError(f"{folder}: not a migration backup (manifest.json: {err})") from None
     return manifest, entries
 
