@@ -21,8 +21,9 @@ thread's group that took them. Each caller's task is then resumed with its own o
 (`loop.call_soon_threadsafe`): a commit only once it is durable, an exception raised by
 its own `fn` or check only to that caller. `GROUP_LIMIT` bounds the Python the thread
 runs between two fsyncs while holding the GIL, which is what the loop waits for; after
-each group the thread blocks until the loop has taken the outcomes (`_hand_over`), so
-the loop gets the GIL between every two groups even when it got no CPU during the fsync.
+a group with more writes queued the thread blocks until the loop has taken the outcomes
+(`_hand_over`), so the loop gets the GIL between every two groups even when it got no
+CPU during the fsync (with nothing queued the thread goes to sleep anyway).
 Threads that call the synchronous `Ledger` API keep grouping with the writer thread
 through the same `Committer`.
 
@@ -108,9 +109,10 @@ class _Job:
 
 
 def _resolve(outcomes: list[tuple[_Job, Any, BaseException | None]],
-             ack: threading.Event) -> None:
+             ack: threading.Event | None) -> None:
     """On the loop: hand each caller its outcome (the task may have been cancelled)."""
-    ack.set()
+    if ack is not None:
+        ack.set()
     for job, value, error in outcomes:
         target = job.future
         if target.cancelled():  # its task was cancelled while it waited (Writer.run)
@@ -302,16 +304,23 @@ class Writer:
                 outcomes.append((job, None, err))
         with self._cond:
             self._done_with(jobs)  # first: a closing store's drain() may hold its loop
+            # Nothing queued: the thread goes to sleep for the next write anyway, which
+            # gives the loop the GIL, so no hand-over wait (`_hand_over`) is needed: the
+            # loop neither wakes this thread a second time (the ack) nor waits for it
+            # to take the GIL back, on every uncontended write (figure 1)
+            hand_over = bool(self._jobs)
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]] = {}
         for item in outcomes:
             by_loop.setdefault(item[0].loop, []).append(item)
         acks: list[threading.Event] = []
         for loop, items in by_loop.items():
-            ack = threading.Event()
+            ack = threading.Event() if hand_over else None
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_resolve, items, ack)
-                acks.append(ack)
-        self._hand_over(acks)
+                if ack is not None:
+                    acks.append(ack)
+        if hand_over:
+            self._hand_over(acks)
 
     def _hand_over(self, acks: list[threading.Event]) -> None:
         """Block until each loop has taken its outcomes (at most ACK_WAIT_S per loop).
