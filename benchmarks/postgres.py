@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import tempfile
 import time
 from typing import Any
 
@@ -125,6 +126,30 @@ class RawPsycopg:
         return time.perf_counter() - t0
 
 
+def round_trips(store: Any, n: int) -> float:
+    """Round trips per `update_raw` of `store` over `n` writes, counted in libpq's trace
+    of its writer connection (a Sync ends an extended-protocol exchange, a Query is a
+    simple one): 1 when every write takes the one-statement optimistic append. A
+    regression to the locked way (as in last session's run) shows here, not as Python."""
+    from psycopg import pq
+
+    writer = store.pg._writer
+    if writer is None:  # no writer connection kept (pool_size 1)
+        return float("nan")
+    pgconn = writer[0].pgconn
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            async_block(lambda: store.update_raw(_increment, actor=ACTOR))(n)
+        finally:
+            pgconn.untrace()
+        trace.seek(0)
+        sent = [line.split("\t")[2].split(" ")[0] for line in trace.read().splitlines()
+                if line.startswith("F\t")]
+    return sum(1 for m in sent if m in ("Sync", "Query")) / n
+
+
 def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
     dsn = ctx.pg_dsn
     if not dsn:
@@ -176,12 +201,15 @@ def _measure(ctx: Ctx, rows: dict[str, Row], dsn: str, schema: str, raw: RawPsyc
     finally:
         statement.conn.close()
     t = {name: alt.median(name) for name in ("raw", "statement", "core", "ledger")}
+    trips = round_trips(store, 50)
     row = rows["10a"]
     row.measured = (f"ledger {fmt_rate(alt.rate('ledger'))} ({fmt_time(t['ledger'])}/op), "
                     f"raw psycopg {fmt_rate(alt.rate('raw'))} ({fmt_time(t['raw'])}/op)")
     statement_ratio = statistics.median(alt.speedups("statement", "raw"))
     core_ratio = statistics.median(alt.speedups("core", "raw"))
     row.judge_rounds(alt.speedups("ledger", "raw"), note_if_missed=(
+        f"{trips:.2f} round trips per update (libpq's trace: 1 is the one-statement "
+        "append; the locked way is 2-3); "
         f"per update, medians of the same rounds: the ledger's append statement alone "
         f"(event, head row, head MAC, notify; sent raw) {fmt_time(t['statement'])} "
         f"({statement_ratio:.2f}× raw); the synchronous core {fmt_time(t['core'])} "
