@@ -62,10 +62,12 @@ def _switches() -> int:
 
 
 def threads_side(name: str, ledgers: list[Any], block: int,
-                 switches: dict[str, list[float]] | None = None) -> Side:
+                 switches: dict[str, list[float]] | None = None,
+                 cpu: dict[str, list[float]] | None = None) -> Side:
     """`block` increments shared out among one thread per ledger (the same ledger may
     appear several times: threads sharing a store); `switches[name]` gets each block's
-    context switches per increment."""
+    context switches per increment, `cpu[name]` its process CPU seconds per increment
+    (every thread's: what the GIL serializes)."""
 
     def run(n: int) -> float:
         each = max(1, n // len(ledgers))
@@ -84,17 +86,35 @@ def threads_side(name: str, ledgers: list[Any], block: int,
         for w in workers:
             w.start()
         go.wait()
-        t0, csw = time.perf_counter(), _switches()
+        t0, csw, cpu0 = time.perf_counter(), _switches(), time.process_time()
         for w in workers:
             w.join()
         took = time.perf_counter() - t0
+        spent = time.process_time() - cpu0
         if errors:
             raise errors[0]
         if switches is not None:
             switches.setdefault(name, []).append((_switches() - csw) / (each * len(ledgers)))
+        if cpu is not None:
+            cpu.setdefault(name, []).append(spent / (each * len(ledgers)))
         return took * n / (each * len(ledgers))  # per-op time as if exactly n were done
 
     return Side(name, run, block)
+
+
+def _cpu_bound(cpu: dict[str, list[float]], name: str, one_wall: float, writers: int
+               ) -> str:
+    """The ceiling the measured CPU per event puts on a group-commit rate ratio: one
+    writer's update is its CPU plus the commit's wait; in a group of `writers` the wait
+    is shared, the CPU (all threads', under one GIL) is not."""
+    many, alone = statistics.median(cpu[name]), statistics.median(cpu["one"])
+    wait = max(0.0, one_wall - alone)
+    bound = one_wall / (many + wait / writers)
+    return (f"measured CPU per event (every thread's, medians): {fmt_time(many)} with "
+            f"{writers} writers, {fmt_time(alone)} alone, whose update is "
+            f"{fmt_time(one_wall)} (so {fmt_time(wait)} waiting for the commit): "
+            f"(CPU alone + wait) / (CPU with {writers} + wait / {writers}) caps the ratio "
+            f"at about {bound:.2f}× in this run (a quicker commit lowers the cap)")
 
 
 def _check(store: Any, first: int, done: int) -> str:
@@ -118,10 +138,11 @@ def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
     first_store = sqlite_store(path, doc)
     stores = [first_store] + [SqliteConfigStore(path) for _ in range(STORES - 1)]
     switches: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     sides = [
-        threads_side("one", [one.ledger], block, switches),
-        threads_side("threads", [shared.ledger] * THREADS, block, switches),
-        threads_side("stores", [s.ledger for s in stores], block),
+        threads_side("one", [one.ledger], block, switches, cpu),
+        threads_side("threads", [shared.ledger] * THREADS, block, switches, cpu),
+        threads_side("stores", [s.ledger for s in stores], block, cpu=cpu),
     ]
     # pairs alternate on their own: each side fsyncs, and a third database written in
     # the same rounds would slow both sides of a pair by a varying amount
@@ -146,14 +167,16 @@ def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
         "one GIL, and each event's caller must be woken and take the GIL back: "
         f"{statistics.median(switches['threads']):.1f} context switches per event with "
         f"{THREADS} threads against {statistics.median(switches['one']):.1f} for one "
-        "writer (medians over the blocks)"))
+        "writer (medians over the blocks); "
+        + _cpu_bound(cpu, "threads", alt_threads.median("one"), THREADS)))
     r = rows_by_fig["i16e"]
     r.measured = (f"{STORES} stores {fmt_rate(alt_stores.rate('stores'))}, one writer "
                   f"{fmt_rate(alt_stores.rate('one'))}; {checks['stores']}")
     r.judge_rounds(alt_stores.speedups("stores", "one"), note_if_missed=(
         "group commit across stores: the leader builds every store's event on its own "
         "connection; as for i16d, the per-event Python (and each writer's way back into "
-        "the queue) against one shared fsync bounds it"))
+        "the queue) against one shared fsync bounds it; "
+        + _cpu_bound(cpu, "stores", alt_stores.median("one"), STORES)))
     _loop_lag(ctx, rows_by_fig["i16f"], doc)
     for s in (one, shared, *stores):
         s.ledger.close()
