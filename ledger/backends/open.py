@@ -13,12 +13,14 @@ from ledger.errors import InputError
 __all__ = ["backend_kind", "is_dsn", "open_backend"]
 
 _DSN_PREFIXES = ("postgresql://", "postgres://")
-_LIBPQ_KEY = re.compile(r"\s*(host|hostaddr|dbname|user|port|service)\s*=")
+# compiled on first use (by `re`'s own cache), not at import: `get` on the default
+# ledger never asks (issue 16)
+_LIBPQ_KEY = r"\s*(host|hostaddr|dbname|user|port|service)\s*="
 
 
 def is_dsn(location: str) -> bool:
     """A PostgreSQL connection string: a URI, or libpq's `key=value` form."""
-    return location.startswith(_DSN_PREFIXES) or bool(_LIBPQ_KEY.match(location))
+    return location.startswith(_DSN_PREFIXES) or bool(re.match(_LIBPQ_KEY, location))
 
 
 def backend_kind(location: str) -> Literal["postgres", "sqlite"]:

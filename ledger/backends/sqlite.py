@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator, Sequence
 from itertools import chain, starmap
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import apsw
@@ -40,7 +40,6 @@ from ledger.backends.base import (
     raise_format,
     refuse_newer_format,
 )
-from ledger.backends.write_queue import WriteQueue, open_queue
 from ledger.core.events import Record, Row, now_us
 from ledger.errors import (
     ReadOnlyError,
@@ -49,6 +48,9 @@ from ledger.errors import (
 )
 from ledger.files.dirs import ensure_private_dir
 from ledger.files.safe_io import create_private
+
+if TYPE_CHECKING:  # a read-only connection never loads the writers' queue
+    from ledger.backends.write_queue import WriteQueue
 
 __all__ = ["SqliteBackend"]
 
@@ -375,6 +377,9 @@ class SqliteBackend:
         if write_queue and not self.read_only:
             # opened with the database (as SQLite opens its -wal and -shm), so a write
             # does no more file work than it did before the queue
+            # lazy: a read-only connection (`moltis-ledger get`) never queues
+            from ledger.backends.write_queue import open_queue
+
             self._queue = open_queue(self.path)
 
     # -- setup -----------------------------------------------------------------------

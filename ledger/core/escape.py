@@ -14,6 +14,7 @@ JSON: `json_safe` writes the same characters as JSON `\\uXXXX` escapes (the same
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Final
 
@@ -28,8 +29,15 @@ UNSAFE_CHARS: Final = (
     "".join(map(chr, range(0x20))) + "\x7f" + "".join(map(chr, range(0x80, 0xA0)))
     + _BIDI + _SEPARATORS
 )
-_NON_JSON_SAFE = re.compile(f"[{re.escape(_BIDI + _SEPARATORS)}\x7f\x80-\x9f]")
 _NAMED: Final = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+# The patterns are compiled on first use, not at import: every command imports this
+# module, few match with them, and compiling the first costs half a millisecond of
+# the CLI's start (issue 16).
+@functools.cache
+def _non_json_safe() -> re.Pattern[str]:
+    return re.compile(f"[{re.escape(_BIDI + _SEPARATORS)}\x7f\x80-\x9f]")
 
 
 def visible_char(ch: str) -> str:
@@ -65,14 +73,17 @@ def json_safe(text: str) -> str:
     """JSON text (as `json.dumps(ensure_ascii=False)` writes it, which already escapes
     C0 controls) with DEL, C1 and bidi characters also written as `\\uXXXX`: the same
     JSON value, but nothing in it can drive a terminal that shows it."""
-    if _NON_JSON_SAFE.search(text) is None:
+    pattern = _non_json_safe()
+    if pattern.search(text) is None:
         return text
-    return _NON_JSON_SAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+    return pattern.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
 
 
 # a JSON/TOML escape (`\u001b`, `\b`, `\f`) not itself escaped (an even run of backslashes
 # before it: `\\u001b` is a typed backslash followed by text)
-_DOC_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\(u([0-9a-fA-F]{4})|b|f)")
+@functools.cache
+def _doc_escape() -> re.Pattern[str]:
+    return re.compile(r"(?<!\\)((?:\\\\)*)\\(u([0-9a-fA-F]{4})|b|f)")
 
 
 def visible_escapes(text: str) -> str:
@@ -87,4 +98,4 @@ def visible_escapes(text: str) -> str:
             return match.group(0)
         return match.group(1) + visible_char(ch)
 
-    return _DOC_ESCAPE.sub(visible, escape(text, keep_newlines=True))
+    return _doc_escape().sub(visible, escape(text, keep_newlines=True))

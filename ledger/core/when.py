@@ -27,8 +27,10 @@ _UNITS = {
     "d": "days", "day": "days", "days": "days",
     "w": "weeks", "week": "weeks", "weeks": "weeks",
 }
-_AGE_PART = re.compile(r"(\d{1,9})\s*([a-z]+)\s*", re.ASCII)
-_CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", re.ASCII)
+# compiled on first use (by `re`'s own cache), not at import: most commands that import
+# this module never read a time (issue 16)
+_AGE_PART = r"(\d{1,9})\s*([a-z]+)\s*"
+_CLOCK = r"(\d{1,2}):(\d{2})(?::(\d{2}))?"
 
 
 def parse_when(text: str, now: datetime | None = None) -> datetime | None:
@@ -54,7 +56,7 @@ def _age(words: str, now: datetime) -> datetime | None:
     body = words.removesuffix(" ago").removesuffix("ago")
     pos, amounts = 0, dict.fromkeys(("seconds", "minutes", "hours", "days", "weeks"), 0)
     while pos < len(body):
-        m = _AGE_PART.match(body, pos)
+        m = re.compile(_AGE_PART, re.ASCII).match(body, pos)
         if m is None or m.group(2) not in _UNITS:
             return None
         amounts[_UNITS[m.group(2)]] += int(m.group(1))
@@ -70,10 +72,10 @@ def _age(words: str, now: datetime) -> datetime | None:
 def _day(words: str, now: datetime) -> datetime | None:
     day_word, _, clock_text = words.removeprefix("last ").partition(" ")
     clock = time(0, 0)
-    if _CLOCK.fullmatch(day_word) and not clock_text:
+    if re.fullmatch(_CLOCK, day_word, re.ASCII) and not clock_text:
         day_word, clock_text = "today", day_word
     if clock_text:
-        m = _CLOCK.fullmatch(clock_text)
+        m = re.fullmatch(_CLOCK, clock_text, re.ASCII)
         if m is None:
             return None
         try:

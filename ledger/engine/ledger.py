@@ -65,7 +65,6 @@ from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import SecretRef
 from ledger.core.text_rule import refuse_nul, refuse_nul_in
 from ledger.engine.format_check import FormatScan, lists_hold_secrets
-from ledger.engine.group_commit import Committer, Request, committer_for
 from ledger.engine.head_mark import HeadMark, head_mark_problem, mark_path, raise_mark
 from ledger.engine.head_vouch import (
     ADOPT_HINT,
@@ -98,6 +97,9 @@ from projections.snapshots import (
 )
 
 if TYPE_CHECKING:
+    # only a writable ledger commits: a read (`moltis-ledger get`) never loads it
+    from ledger.engine.group_commit import Committer, Request
+
     # The typed layer (the schema, its decoders) is imported by the writes and typed
     # reads that need it, so reading the raw document (`moltis-ledger get`) starts fast.
     from ledger.schema import MoltisConfig
@@ -266,8 +268,12 @@ class Ledger:
         # the database's identity, when its appends go through group commit
         self.commit_group: Hashable | None = (
             group_key() if callable(group_key) and not backend.read_only else None)
-        self._committer: Committer | None = (
-            committer_for(self.commit_group) if self.commit_group is not None else None)
+        self._committer: Committer | None = None
+        if self.commit_group is not None:
+            # lazy: only a writable ledger commits; a read (`get`) starts without it
+            from ledger.engine.group_commit import committer_for
+
+            self._committer = committer_for(self.commit_group)
 
     @property
     def codec(self) -> TypedCodec:
@@ -636,6 +642,9 @@ class Ledger:
         actor, reason, source = self._check_meta(actor, reason, source)
         if not _write_deps[0]:
             _load_write_deps()
+        # lazy: only a write commits; a read (`get`) starts without it
+        from ledger.engine.group_commit import Request
+
         req = Request(self, _Append(build, actor, reason, source, expected_seq, rollback_to,
                                     on_fold, meta))
         if self._committer is None:
