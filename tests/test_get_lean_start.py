@@ -17,8 +17,9 @@ import pytest
 from ledger.cli import app
 from tests.cli_probe import probe, probe_env
 
-# only a write uses these: `get` opens the ledger read-only
-WRITE_ONLY = ("ledger.backends.write_queue", "ledger.engine.group_commit")
+# only a write uses these: `get` opens the ledger read-only and names no actor
+WRITE_ONLY = ("ledger.backends.write_queue", "ledger.engine.group_commit",
+              "ledger.core.actor")
 
 # every `re.compile` a module of the ledger runs while `get` runs, by module
 COMPILES = """

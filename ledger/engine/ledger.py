@@ -43,7 +43,6 @@ from ledger.backends.base import (
     WriteTxn,
     raise_format,
 )
-from ledger.core.actor import check_reason, resolve_actor
 from ledger.core.chain import GENESIS, VerifyReport, link, verify_records
 from ledger.core.document import apply_changes
 from ledger.core.events import (
@@ -560,6 +559,9 @@ class Ledger:
 
     def _check_meta(self, actor: str | None, reason: str | None, source: str
                     ) -> tuple[str, str, str]:
+        # lazy: only a write names an actor; a read (`get`) starts without it
+        from ledger.core.actor import check_reason, resolve_actor
+
         actor = resolve_actor(actor)
         reason = check_reason(reason)
         if source not in _GOOD_SOURCES:
