@@ -38,6 +38,7 @@ from ledger.cli.app import (
 )
 from ledger.core.chain import VerifyReport
 from ledger.errors import LedgerError
+from ledger.files.safe_io import read_regular
 
 # ---------------------------------------------------------------------------------
 # verification
@@ -72,7 +73,8 @@ def _pinned_key(expect_key: str | None, key_file: str | None) -> str | None:
     text, where = expect_key, "--expect-key"
     if key_file is not None:
         try:
-            text, where = Path(key_file).read_text(encoding="ascii"), key_file
+            # a regular file only, bounded (a FIFO or device is refused, not waited on)
+            text, where = read_regular(Path(key_file), 4096).decode("ascii"), key_file
         except (OSError, UnicodeDecodeError) as err:
             raise CommandError(f"{key_file}: cannot read the pinned key: {err}") from None
     if text is None:
@@ -352,7 +354,8 @@ def restore(state: State, file: str, force: bool) -> None:
 
     source = Path(file)
     if not source.is_file():
-        raise CommandError(f"{source}: no such file")
+        raise CommandError(f"{source}: no such file" if not source.exists() else
+                           f"{source}: not a regular file; name the backup file itself")
     # the repair that a refused head (head mark, head MAC, a changed key check) names:
     # the head being replaced must not stop it; the backup is verified instead
     state.accept_older_head = True

@@ -267,9 +267,9 @@ def check(state: State, file: str | None) -> None:
     warnings: list[str] = []
     if file is not None:
         source = Path(file)
-        if not source.is_file():
+        if not source.exists():
             raise CommandError(f"{source}: no such file")
-        raw = read_config_file(source)
+        raw = read_config_file(source)  # refuses what is not a regular file, naming it
         where = str(source)
         notices = key_vault_notices(source.parent / dirs.KEYS_FILE_NAME)
     else:

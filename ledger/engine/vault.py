@@ -51,9 +51,9 @@ from ledger.engine.sealed_files import (
     seal_body,
 )
 from ledger.engine.sealed_files import subkey as _subkey
-from ledger.errors import SecretDestroyedError, SecretKeyError, UnsafePathError
+from ledger.errors import LedgerError, SecretDestroyedError, SecretKeyError, UnsafePathError
 from ledger.files.dirs import default_key_file, ensure_private_dir
-from ledger.files.safe_io import check_directory
+from ledger.files.safe_io import check_directory, read_regular
 
 if TYPE_CHECKING:  # cryptography is imported when a secret is first sealed or opened
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -67,6 +67,17 @@ _SEALED_V1: Final = b"\x01"
 # settle (or a key that truly does not match)
 _UNLOCK_TRIES: Final = 3
 _log = get_logger("ledger.engine.vault")
+
+
+# A key is 64 hex digits or 44 base64 characters and a newline; anything much longer
+# is not a key file.
+_MAX_KEY_FILE_BYTES = 4096
+
+
+def _key_text(path: Path) -> str:
+    """A key file's text: a regular file only (a FIFO or device in its place is refused,
+    not waited on or read for ever), bounded."""
+    return read_regular(path, _MAX_KEY_FILE_BYTES).decode("ascii")
 
 
 class KeySource:
@@ -139,7 +150,7 @@ class KeySource:
         rotation reads the old key this way to re-seal under the new one."""
         path = self.key_file if path is None else path
         try:
-            return parse_key(path.read_text(encoding="ascii"), str(path), strict=False)
+            return parse_key(_key_text(path), str(path), strict=False)
         except (OSError, UnicodeDecodeError) as err:
             raise SecretKeyError(f"{path}: cannot read the ledger key: {err}") from err
 
@@ -153,7 +164,7 @@ class KeySource:
         if text:
             return parse_key(text, f"${ENV_KEY}", strict=strict)
         try:
-            return parse_key(self.key_file.read_text(encoding="ascii"), str(self.key_file),
+            return parse_key(_key_text(self.key_file), str(self.key_file),
                              strict=strict)
         except FileNotFoundError:
             pass
@@ -177,7 +188,7 @@ class KeySource:
             if self.key_file.is_symlink() and not self.key_file.exists():
                 raise UnsafePathError(f"{self.key_file}: refusing to create the ledger key: "
                                       "a dangling symbolic link is in its place") from None
-            return parse_key(self.key_file.read_text(encoding="ascii"), str(self.key_file))
+            return parse_key(_key_text(self.key_file), str(self.key_file))
         except OSError as err:
             raise SecretKeyError(f"{self.key_file}: cannot create the ledger key: {err}") from err
         with os.fdopen(fd, "w", encoding="ascii") as f:
@@ -322,8 +333,8 @@ class Vault:
         if not self.keys.from_file or not staged.is_file():
             return None
         try:
-            key = parse_key(staged.read_text(encoding="ascii"), str(staged))
-        except (OSError, UnicodeDecodeError, SecretKeyError):
+            key = parse_key(_key_text(staged), str(staged))
+        except (OSError, UnicodeDecodeError, LedgerError):
             return None
         if self._check_of(key) != stored:
             return None

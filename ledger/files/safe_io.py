@@ -41,7 +41,8 @@ from ledger.errors import ParseError, ReadOnlyError, StoreBusyError, StoreError,
 from ledger.files.dirs import ensure_private_dir
 
 __all__ = ["ConfigFormat", "check_directory", "config_format", "create_private", "locked",
-           "os_error", "overwrite_private", "parse_document", "read_file", "replace_file",
+           "os_error", "overwrite_private", "parse_document", "read_file", "read_regular",
+           "read_regular_stat", "replace_file",
            "write_private"]
 
 _log = get_logger("ledger.files.safe_io")
@@ -54,17 +55,65 @@ FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 MAX_FILE_BYTES = 16 << 20
 
 
-def check_size(path: Path, size: int) -> None:
-    if size > MAX_FILE_BYTES:
+def check_size(path: Path, size: int, limit: int = MAX_FILE_BYTES) -> None:
+    if size > limit:
         raise ParseError(f"{path}: {size:,} bytes is too large for a configuration file "
-                         f"(the limit is {MAX_FILE_BYTES:,})")
+                         f"(the limit is {limit:,})")
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISDIR, "a directory"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def read_regular(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """`read_regular_stat` without the status."""
+    return read_regular_stat(path, limit)[0]
+
+
+def read_regular_stat(path: Path, limit: int = MAX_FILE_BYTES) -> tuple[bytes, os.stat_result]:
+    """The bytes and the status (of the descriptor read) of the regular file at `path`
+    (links followed), at most `limit`.
+
+    Opened without waiting (O_NONBLOCK: a FIFO in the file's place does not block the
+    open), then judged by the open descriptor, not by a `stat` of the name that could be
+    swapped in between: anything but a regular file (a FIFO blocks a read for ever, a
+    device such as /dev/zero has size 0 and never ends) is refused with UnsafePathError
+    naming what it is. At most limit + 1 bytes are read, so a file that grows past the
+    limit while it is read is refused too. OSError (FileNotFoundError included) is left
+    to the caller, which knows what a missing file means for it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafePathError(f"{path}: refusing to read: it is {_kind(st.st_mode)}, not "
+                                  "a regular file; put the file itself there")
+        check_size(path, st.st_size, limit)
+        os.set_blocking(fd, True)  # a regular file: no effect on reads, kept plain
+        chunks: list[bytes] = []
+        left = limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    check_size(path, len(data), limit)
+    return data, st
 
 
 def read_file(path: Path) -> bytes | None:
-    """A configuration file's bytes (None when it does not exist), size-checked."""
+    """A configuration file's bytes (None when it does not exist), size-checked; only a
+    regular file is read (`read_regular`)."""
     try:
-        check_size(path, path.stat().st_size)
-        return path.read_bytes()
+        return read_regular(path)
     except FileNotFoundError:
         return None
     except OSError as err:

@@ -27,7 +27,7 @@ from ledger.errors import (
     VerificationError,
 )
 from ledger.files.dirs import CONFIG_FILE_NAMES, KEYS_FILE_NAME, ensure_private_dir
-from ledger.files.safe_io import check_directory, write_private
+from ledger.files.safe_io import check_directory, read_regular, write_private
 from ledger.ops.display import display_doc
 from ledger.ops.transfer import vouch_copied
 
@@ -94,9 +94,11 @@ def live_config_in(directory: Path, config_home: Path) -> Path | None:
     for name in (*CONFIG_FILE_NAMES, KEYS_FILE_NAME):
         path = directory / name
         try:
-            head = path.read_bytes()[:4096]
-        except OSError:
+            head = read_regular(path)[:4096]
+        except FileNotFoundError:
             continue
+        except (OSError, LedgerError):
+            return path  # cannot tell it is an export of ours: treat it as live
         if MASKED_HEADER.encode() in head or b"<secret fp:" in head:
             continue  # an earlier masked export of ours: not what a gateway runs on
         return path
@@ -163,6 +165,10 @@ def write_bundle(ledger: Ledger, out: IO[str], *, with_secrets: bool = False) ->
     return count
 
 
+# A bundle holds the whole history: larger than a config file may be, but still read
+# whole, so bounded (a FIFO or /dev/zero named as the bundle is refused, not read).
+MAX_BUNDLE_BYTES = 1 << 30
+
 @dataclass
 class Bundle:
     header: dict[str, Any]
@@ -173,7 +179,7 @@ class Bundle:
 
 def read_bundle(path: Path) -> Bundle:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_regular(path, MAX_BUNDLE_BYTES).decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
         raise ParseError(f"{path}: cannot read the bundle: {err}") from err
     if not lines:

@@ -220,7 +220,8 @@ def backup_files(files: list[Path], data_dir: Path, *,
     with the ledger key (`seal`) as `<name>.sealed`, never copied in clear. A folder
     that already holds the same contents is reused (`content_print`: a keyed print of
     the contents, so the manifest cannot be used to test a guessed key file)."""
-    present = [(src, src.read_bytes()) for src in files if src.exists()]
+    read = [(src, read_file(src)) for src in files]  # regular files only, size-checked
+    present = [(src, data) for src, data in read if data is not None]
     digest = blake3()
     for src, data in present:
         digest.update(src.name.encode() + b"\0" + blake3(data).digest())

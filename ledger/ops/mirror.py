@@ -32,7 +32,7 @@ from ledger.engine.sealed_files import open_body, seal_body
 from ledger.engine.vault import KeySource, SealedOpener
 from ledger.errors import LedgerError, ParseError
 from ledger.files.dirs import ensure_private_dir
-from ledger.files.safe_io import overwrite_private, read_file
+from ledger.files.safe_io import overwrite_private, read_file, read_regular
 from ledger.stores.mirror_store import MirrorConfigStore
 from projections.config_view import ConfigState
 
@@ -66,9 +66,9 @@ def _slot_seq(path: Path, location: str) -> int:
     """The seq a slot claims for this ledger (unchecked: only to decide whether to
     rewrite it), -1 when none."""
     try:
-        doc = json.loads(json.loads(path.read_bytes())["body"])
+        doc = json.loads(json.loads(read_regular(path))["body"])
         return int(doc["seq"]) if doc.get("location") == location else -1
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, LedgerError, ValueError, KeyError, TypeError, AttributeError):
         return -1
 
 

@@ -40,7 +40,7 @@ from ledger.errors import (
 from ledger.files.safe_io import (
     MAX_FILE_BYTES,
     locked,
-    os_error,
+    read_file,
     replace_file,
 )
 from ledger.schema.provider_keys import is_key_secret_path
@@ -87,12 +87,9 @@ class FileProviderStore(ProviderStore):
         self._config = config_store  # a ConfigStore for `enable` and the effective view
 
     def _read(self) -> tuple[bytes, Doc]:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
+        data = read_file(self.path)  # a regular file only, size-checked
+        if data is None:
             return b"", {}
-        except OSError as err:
-            raise os_error(self.path, err, "read") from err
         return data, parse_keys(data, str(self.path))
 
     async def list(self) -> dict[str, ProviderKey]:

@@ -67,11 +67,11 @@ from ledger.errors import (
 from ledger.files.dirs import discover_config_file
 from ledger.files.safe_io import (
     MAX_FILE_BYTES,
-    check_size,
     config_format,
     locked,
     os_error,
     parse_document,
+    read_regular_stat,
     replace_file,
 )
 from ledger.schema import MoltisConfig
@@ -172,10 +172,7 @@ class FileConfigStore(ConfigStore):
                 and time.time_ns() - st.st_mtime_ns > _RACY_NS):
             return cached
         try:
-            with open(self.path, "rb") as f:
-                st = os.fstat(f.fileno())
-                check_size(self.path, st.st_size)
-                data = f.read()
+            data, st = read_regular_stat(self.path)  # a regular file only, size-checked
         except FileNotFoundError:
             return self._missing()
         except OSError as err:
