@@ -21,6 +21,7 @@ from ledger.core.secret_refs import refs_in
 from ledger.engine.integrity_keys import HEAD_MAC, HEAD_SIGNATURE, HeadMac, HeadSignature
 from ledger.engine.ledger import Ledger
 from ledger.errors import (
+    FormatVersionError,
     LedgerError,
     ParseError,
     StoreError,
@@ -124,6 +125,11 @@ def write_export(files: ExportFiles, directory: Path) -> list[Path]:
 # bundles: the whole log as portable, verifiable JSON lines
 
 BUNDLE_FORMAT = "moltis-config-ledger bundle v1"
+# The header's "version": what a reader must understand to read the bundle. Bundles
+# written before the field are version 1; a reader refuses a newer version rather than
+# read it by rules that may no longer hold. Raise it when a change to the lines would
+# make an older reader misread them (not for lines an older reader already refuses).
+BUNDLE_VERSION = 1
 
 
 def write_bundle(ledger: Ledger, out: IO[str], *, with_secrets: bool = False) -> int:
@@ -132,7 +138,8 @@ def write_bundle(ledger: Ledger, out: IO[str], *, with_secrets: bool = False) ->
     backend = ledger.backend
     head = backend.head()
     header = {
-        "format": BUNDLE_FORMAT, "created": datetime.now(UTC).isoformat(),
+        "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION,
+        "created": datetime.now(UTC).isoformat(),
         "ledger_id": backend.get_meta("ledger_id"), "events": head.seq,
         "head": head.hash.hex(), "genesis": GENESIS.hex(),
     }
@@ -169,12 +176,24 @@ def write_bundle(ledger: Ledger, out: IO[str], *, with_secrets: bool = False) ->
 # whole, so bounded (a FIFO or /dev/zero named as the bundle is refused, not read).
 MAX_BUNDLE_BYTES = 1 << 30
 
+
 @dataclass
 class Bundle:
     header: dict[str, Any]
     records: list[Record]
     secrets: list[dict[str, Any]]
     meta: dict[str, str]
+
+
+def _check_version(path: Path, version: Any) -> None:
+    if type(version) is not int or version < 1:
+        raise ParseError(f"{path}: malformed bundle: the header's version must be a whole "
+                         f"number from 1, not {json.dumps(version)}")
+    if version > BUNDLE_VERSION:
+        raise FormatVersionError(
+            f"{path}: the bundle is version {version}, written by a newer moltis-ledger; "
+            f"this one reads bundle versions up to {BUNDLE_VERSION}: upgrade moltis-ledger "
+            "to read it")
 
 
 def read_bundle(path: Path) -> Bundle:
@@ -188,6 +207,7 @@ def read_bundle(path: Path) -> Bundle:
         header = json.loads(lines[0])
         if header.get("format") != BUNDLE_FORMAT:
             raise ParseError(f"{path}: not a {BUNDLE_FORMAT} file")
+        _check_version(path, header.get("version", 1))
         bundle = Bundle(header, [], [], {})
         for n, line in enumerate(lines[1:], start=2):
             item = json.loads(line)
@@ -209,6 +229,8 @@ def read_bundle(path: Path) -> Bundle:
                 bundle.meta.update(item["meta"])
             else:
                 raise ParseError(f"{path}: line {n} is not an event, secret or meta line")
+    except ParseError:
+        raise  # already names the file and the problem
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise ParseError(f"{path}: malformed bundle: {err}") from None
     return bundle
