@@ -16,11 +16,11 @@ import msgspec
 
 from ledger.core.chain import GENESIS
 from ledger.core.events import KIND_CHANGE, SEALED_MARK, Record, Row, decode_change_payload
-from ledger.errors import FormatVersionError, StoreError
+from ledger.errors import FormatVersionError, StoreError, VerificationError
 
 __all__ = ["CREATED_FORMAT", "FORMAT_SEALED_LISTS", "FORMAT_VERSION", "HEAD_MAC",
-           "HEAD_SIGNATURE", "Backend", "Head", "SecretRow", "SnapshotRow", "WriteTxn",
-           "format_needed", "payload_format", "raise_format", "refuse_newer_format"]
+           "HEAD_SIGNATURE", "Backend", "FormatScan", "Head", "SecretRow", "SnapshotRow",
+           "WriteTxn", "format_needed", "payload_format", "raise_format", "refuse_newer_format"]
 
 # Version of the stored format (tables, payload encoding, chain layout) this release
 # understands. A database written with a higher number is refused, never written to.
@@ -60,13 +60,60 @@ def payload_format(kind: str, payload: bytes, seq: int | None = None) -> int:
     return CREATED_FORMAT
 
 
+class FormatScan:
+    """The one scan for the first event that needs format 2 (secrets inside a list),
+    fed the events in order (`see`): by every append (`format_needed`, the records of
+    one write), `log_format`, `verify` (as the chain is read) and `rebuild-snapshots`
+    (as it replays). It lives here, below the engine, so the write path and the read
+    path share it.
+
+    A payload that does not decode is a LedgerError (VerificationError naming its seq),
+    the only error it catches: the scan keeps the first one in `damaged` and stops, and
+    its caller reports it (`check` raises it; `verify` fails on it in its replay), so
+    a malformed row is never taken for one that needs nothing. Anything else (a read
+    error of the backend) is not the scan's to catch."""
+
+    __slots__ = ("damaged", "sealed_seq")
+
+    def __init__(self) -> None:
+        self.sealed_seq: int | None = None
+        self.damaged: VerificationError | None = None
+
+    @property
+    def done(self) -> bool:
+        """Nothing later can change the answer."""
+        return self.sealed_seq is not None or self.damaged is not None
+
+    @property
+    def needed(self) -> int:
+        """The format the events seen so far need."""
+        return CREATED_FORMAT if self.sealed_seq is None else FORMAT_SEALED_LISTS
+
+    def see(self, seq: int, kind: str, payload: bytes) -> None:
+        if self.done:
+            return
+        try:
+            if payload_format(kind, payload, seq) > CREATED_FORMAT:
+                self.sealed_seq = seq
+        except VerificationError as err:
+            self.damaged = err
+
+    def check(self) -> None:
+        """Raise the error of the first event that did not decode, if one did not."""
+        if self.damaged is not None:
+            raise self.damaged
+
+
 def format_needed(records: Iterable[Record]) -> int:
-    """The lowest format version a ledger holding `records` must say it is."""
-    for r in records:  # every append pays for this loop: under a microsecond a write
-        if SEALED_MARK in r.payload and payload_format(r.kind, r.payload, r.seq) \
-                > CREATED_FORMAT:
-            return FORMAT_SEALED_LISTS
-    return CREATED_FORMAT
+    """The lowest format version a ledger holding `records` must say it is (`FormatScan`;
+    VerificationError for a record that does not decode)."""
+    scan = FormatScan()  # every append pays for this: under a microsecond a write
+    for r in records:
+        scan.see(r.seq, r.kind, r.payload)
+        if scan.done:
+            break
+    scan.check()
+    return scan.needed
 
 
 def raise_format(txn: WriteTxn, needed: int, location: str) -> None:

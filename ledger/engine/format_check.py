@@ -16,9 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ledger.backends.base import CREATED_FORMAT, FORMAT_SEALED_LISTS, Backend, payload_format
+from ledger.backends.base import (  # FormatScan: re-exported, its one home is the backends
+    FORMAT_SEALED_LISTS,
+    Backend,
+    FormatScan,
+)
 from ledger.core.secret_refs import refs_in
-from ledger.errors import VerificationError
 
 __all__ = ["REPAIR", "FormatScan", "format_problem", "lists_hold_secrets", "log_format",
            "stated_format"]
@@ -35,48 +38,6 @@ def stated_format(backend: Backend) -> int | None:
         return None if value is None else int(value)
     except ValueError:
         return None
-
-
-class FormatScan:
-    """The one scan for the first event that needs format 2 (secrets inside a list),
-    fed the events in order (`see`): by `log_format`, `verify` (as the chain is read)
-    and `rebuild-snapshots` (as it replays).
-
-    A payload that does not decode is a LedgerError (VerificationError naming its seq),
-    the only error it catches: the scan keeps the first one in `damaged` and stops, and
-    its caller reports it (`check` raises it; `verify` fails on it in its replay), so
-    a malformed row is never taken for one that needs nothing. Anything else (a read
-    error of the backend) is not the scan's to catch."""
-
-    __slots__ = ("damaged", "sealed_seq")
-
-    def __init__(self) -> None:
-        self.sealed_seq: int | None = None
-        self.damaged: VerificationError | None = None
-
-    @property
-    def done(self) -> bool:
-        """Nothing later can change the answer."""
-        return self.sealed_seq is not None or self.damaged is not None
-
-    @property
-    def needed(self) -> int:
-        """The format the events seen so far need."""
-        return CREATED_FORMAT if self.sealed_seq is None else FORMAT_SEALED_LISTS
-
-    def see(self, seq: int, kind: str, payload: bytes) -> None:
-        if self.done:
-            return
-        try:
-            if payload_format(kind, payload, seq) > CREATED_FORMAT:
-                self.sealed_seq = seq
-        except VerificationError as err:
-            self.damaged = err
-
-    def check(self) -> None:
-        """Raise the error of the first event that did not decode, if one did not."""
-        if self.damaged is not None:
-            raise self.damaged
 
 
 def log_format(backend: Backend) -> int:
