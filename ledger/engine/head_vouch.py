@@ -21,7 +21,7 @@ CHECKPOINT_EVERY events or CHECKPOINT_SECS, and on close).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, NamedTuple, Protocol
 
 from ledger.backends.base import HEAD_MAC, HEAD_SIGNATURE, WriteTxn
 from ledger.core.events import Record
@@ -33,11 +33,21 @@ from ledger.engine.integrity_keys import (
     IntegrityKeys,
 )
 
-__all__ = ["ADOPT_HINT", "HeadVoucher", "mac_verdict", "signature_verdict", "unvouched"]
+__all__ = ["ADOPT_HINT", "HeadVoucher", "Judged", "judge_row", "mac_verdict",
+           "signature_verdict", "unvouched"]
 
 ADOPT_HINT = ("check it with `moltis-ledger verify`, then vouch for it with "
               "`moltis-ledger sign-head --adopt`")
 GetMeta = Callable[[str], "str | None"]
+
+
+class _Named(Protocol):
+    """A head MAC or signature: the event it names."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def hash(self) -> bytes: ...
 
 
 def unvouched(get_meta: GetMeta, keys: IntegrityKeys, ledger_id: bytes,
@@ -92,6 +102,40 @@ def unvouched(get_meta: GetMeta, keys: IntegrityKeys, ledger_id: bytes,
     return "; ".join(problems) or "the head is not vouched for"
 
 
+class Judged(NamedTuple):
+    """What `judge_row` found: `outcome` is "unreadable" (`detail`: the decode error),
+    "forged" (does not check with the key), "elsewhere" (names an event not in the log)
+    or "vouches" (`after`: how many events of the log come after the named one)."""
+
+    outcome: Literal["unreadable", "forged", "elsewhere", "vouches"]
+    row: Any = None
+    detail: str = ""
+    after: int = 0
+
+
+def judge_row(text: str, decode: Callable[[str], _Named], valid: Callable[[Any], bool],
+              head: tuple[int, bytes], hash_at: Callable[[int], bytes | None], *,
+              newer_ok: bool) -> Judged:
+    """The one rule of the head MAC and the head signature: decode the row, check it
+    with this ledger key, and place the event it names: `head` (seq, hash) itself, or an
+    event of this log before it (a tail written without the key comes after it). With
+    `newer_ok`, an event after `head` is in the log too: `hash_at` reads the log now, so
+    a writer that committed since `head` was read (its MAC row and its events commit
+    together) is there (the MAC); without it, only events up to `head` count (the
+    signature, read only where no MAC row is)."""
+    try:
+        row = decode(text)
+    except ValueError as err:
+        return Judged("unreadable", detail=str(err))
+    if not valid(row):
+        return Judged("forged", row)
+    if (row.seq, row.hash) == head:
+        return Judged("vouches", row)
+    if (newer_ok or row.seq < head[0]) and hash_at(row.seq) == row.hash:
+        return Judged("vouches", row, after=max(head[0] - row.seq, 0))
+    return Judged("elsewhere", row)
+
+
 def mac_verdict(get_meta: GetMeta, keys: IntegrityKeys, ledger_id: bytes,
                 head: tuple[int, bytes], hash_at: Callable[[int], bytes | None]
                 ) -> tuple[str | None, int]:
@@ -110,22 +154,19 @@ def mac_verdict(get_meta: GetMeta, keys: IntegrityKeys, ledger_id: bytes,
     text = get_meta(HEAD_MAC)
     if text is None:
         return None, 0
-    try:
-        mac = HeadMac.decode(text)
-    except ValueError as err:
-        return f"the stored head MAC is not readable ({err}): it was changed", 0
-    if not keys.mac_valid(ledger_id, mac):
+    judged = judge_row(text, HeadMac.decode, lambda mac: keys.mac_valid(ledger_id, mac),
+                       head, hash_at, newer_ok=True)
+    mac = judged.row
+    if judged.outcome == "unreadable":
+        return f"the stored head MAC is not readable ({judged.detail}): it was changed", 0
+    if judged.outcome == "forged":
         return (f"the stored head MAC (for event {mac.seq}) does not check with this ledger "
                 "key: it was changed or forged"), 0
-    # `hash_at` reads the log now, after the MAC row: a writer committing since `head`
-    # was read (its MAC row and its events commit together) is in the log by then
-    if (mac.seq, mac.hash) == head:
-        return None, 0
-    if hash_at(mac.seq) == mac.hash:
-        return None, max(head[0] - mac.seq, 0)
-    return (f"the head MAC names event {mac.seq} ({mac.hash.hex()[:16]}…), which is not "
-            f"in this log (its head is event {head[0]}): the log was rewritten, re-chained "
-            "or truncated"), 0
+    if judged.outcome == "elsewhere":
+        return (f"the head MAC names event {mac.seq} ({mac.hash.hex()[:16]}…), which is not "
+                f"in this log (its head is event {head[0]}): the log was rewritten, "
+                "re-chained or truncated"), 0
+    return None, judged.after
 
 
 def signature_verdict(get_meta: GetMeta, keys: IntegrityKeys, ledger_id: bytes,
@@ -145,18 +186,17 @@ def signature_verdict(get_meta: GetMeta, keys: IntegrityKeys, ledger_id: bytes,
     text = get_meta(HEAD_SIGNATURE)
     if text is None:
         return problem, 0
-    try:
-        sig = HeadSignature.decode(text)
-    except ValueError as err:
-        return f"{problem}; {err}", 0
-    if sig.public != keys.public or not sig.valid(ledger_id):
+    judged = judge_row(text, HeadSignature.decode,
+                       lambda sig: sig.public == keys.public and sig.valid(ledger_id),
+                       head, hash_at, newer_ok=False)
+    if judged.outcome == "unreadable":
+        return f"{problem}; {judged.detail}", 0
+    if judged.outcome == "forged":
         return f"{problem}; the stored head signature is not this key's, or does not check", 0
-    if (sig.seq, sig.hash) == head:
-        return None, 0
-    if sig.seq < head[0] and hash_at(sig.seq) == sig.hash:
-        return None, head[0] - sig.seq
-    return (f"{problem}; the head signature names event {sig.seq}, which is not in this "
-            "log"), 0
+    if judged.outcome == "elsewhere":
+        return (f"{problem}; the head signature names event {judged.row.seq}, which is not "
+                "in this log"), 0
+    return None, judged.after
 
 
 class HeadVoucher:
