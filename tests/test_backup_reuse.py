@@ -11,14 +11,11 @@ from pathlib import Path
 
 from ledger.engine.ledger import Ledger
 from ledger.engine.vault import KeySource
-from ledger.ops.migrate import backup_files, migrate, open_backup
+from ledger.ops.migrate import open_backup
 from ledger.ops.open_store import open_ledger
 from ledger.ops.retire import retire_keys_file
 from ledger.ops.strip_secrets import strip_config_secrets
-
-SECRET = "sk-Ab3dEf6hIj9kLm2nOp5qRs8tUv1w"
-TOML = f'[server]\nport = 13131\n\n[providers.openai]\napi_key = "{SECRET}"\n'
-KEYS = {"openai": {"apiKey": "sk-openai-operator-0002"}}
+from tests.backup_site import SECRET, backup, imported
 
 
 def _ledger(tmp_path: Path, name: str) -> tuple[Ledger, bytes]:
@@ -27,19 +24,9 @@ def _ledger(tmp_path: Path, name: str) -> tuple[Ledger, bytes]:
     return store.ledger, key
 
 
-def _site(tmp_path: Path) -> tuple[Path, Path, Path]:
-    config_dir, data_dir = tmp_path / "config", tmp_path / "data"
-    config_dir.mkdir()
-    data_dir.mkdir()
-    (config_dir / "moltis.toml").write_text(TOML, encoding="utf-8")
-    (config_dir / "provider_keys.json").write_text(json.dumps(KEYS), encoding="utf-8")
-    return config_dir / "moltis.toml", config_dir / "provider_keys.json", data_dir
-
-
 def _imported(tmp_path: Path) -> tuple[Ledger, bytes, Path, Path, Path]:
-    ledger, key = _ledger(tmp_path, "a")
-    config, keys, data = _site(tmp_path)
-    migrate(ledger, config_file=config, keys_file=keys, data_dir=data, backup=False)
+    key = os.urandom(32)
+    ledger, config, keys, data = imported(tmp_path, key, db="a.db")
     return ledger, key, config, keys, data
 
 
@@ -59,9 +46,7 @@ def _other_ledgers_backup(tmp_path: Path, *files: Path) -> Path:
     elsewhere = tmp_path / "other-data"
     elsewhere.mkdir()
     try:
-        return backup_files(list(files), elsewhere, seal=other.vault.seal_file,
-                            content_print=lambda d: other.vault.fingerprint(d.hex()),
-                            manifest_mac=other.vault.manifest_mac)
+        return backup(other, list(files), elsewhere)
     finally:
         other.close()
 
@@ -120,20 +105,15 @@ def test_a_backup_whose_manifest_was_edited_is_not_reused_by_content(tmp_path: P
     not that folder."""
     ledger, key, config, keys, data = _imported(tmp_path)
     try:
-        def backup() -> Path:
-            return backup_files([config, keys], data, seal=ledger.vault.seal_file,
-                                content_print=lambda d: ledger.vault.fingerprint(d.hex()),
-                                manifest_mac=ledger.vault.manifest_mac)
-
-        first = backup()
-        assert backup() == first  # the same contents: reused
+        first = backup(ledger, [config, keys], data)
+        assert backup(ledger, [config, keys], data) == first  # the same contents: reused
         manifest = json.loads((first / "manifest.json").read_text())
         entry = manifest["files"]["provider_keys.json"]
         (first / entry["stored_as"]).unlink()
         (first / "provider_keys.json").write_text('{"openai": {"apiKey": "sk-attacker"}}')
         entry.update(stored_as="provider_keys.json", sealed=False)
         (first / "manifest.json").write_text(json.dumps(manifest))
-        second = backup()
+        second = backup(ledger, [config, keys], data)
     finally:
         ledger.close()
     assert second != first
@@ -144,9 +124,7 @@ def test_a_proven_backup_is_still_reused(tmp_path: Path) -> None:
     """The check refuses only what it cannot prove: migrate's own backup serves."""
     ledger, _, config, keys, data = _imported(tmp_path)
     try:
-        folder = backup_files([config, keys], data, seal=ledger.vault.seal_file,
-                              content_print=lambda d: ledger.vault.fingerprint(d.hex()),
-                              manifest_mac=ledger.vault.manifest_mac)
+        folder = backup(ledger, [config, keys], data)
         assert retire_keys_file(ledger, keys, data, folder) == folder
         report = strip_config_secrets(ledger, config, data, folder)
     finally:
