@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -26,8 +23,8 @@ import pytest
 from ledger import SqliteConfigStore
 from ledger.backends import write_queue
 from tests.conftest import run
+from tests.fork_child import run_forked
 
-REPO = Path(__file__).resolve().parents[1]
 PATIENCE_S = 30.0  # a safety net against a hung test, never a measured time
 DOC = {"server": {"port": 13131}, "tools": {"agent_timeout_secs": 600}}
 
@@ -100,7 +97,7 @@ def test_an_idle_helper_ends_by_itself(tmp_path, monkeypatch):
     store.ledger.close()
 
 
-CHILD = textwrap.dedent("""
+SETUP = """
     import fcntl, os, sys, threading, time
     from ledger import SqliteConfigStore
     from ledger.backends import write_queue
@@ -124,18 +121,11 @@ CHILD = textwrap.dedent("""
 
     store = SqliteConfigStore(path, busy_timeout=20)
     contended(store)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            contended(store)
-            store.ledger.close()
-        except BaseException as err:
-            print("child failed:", type(err).__name__, err, flush=True)
-            os._exit(1)
-        os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    print("child exit", os.waitstatus_to_exitcode(status), flush=True)
-""")
+"""
+CHILD = """
+    contended(store)
+    store.ledger.close()
+"""
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -144,9 +134,7 @@ def test_a_forked_child_waits_in_the_queue_with_a_helper_of_its_own(tmp_path):
     store = SqliteConfigStore(path)
     run(store.save_raw(DOC, actor="setup", source="import"))
     store.ledger.close()
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(path)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert "child exit 0" in proc.stdout, proc.stdout + proc.stderr[-3000:]
+    run_forked(SETUP, CHILD, str(path))
     check = SqliteConfigStore(path)
     assert run(check.load_raw()).tools.agent_timeout_secs == 602
     assert check.ledger.verify().ok

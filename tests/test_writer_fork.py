@@ -11,20 +11,15 @@ subprocess's timeout is a safety net, the assertions are on what was written."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
 from ledger import SqliteConfigStore
 from tests.conftest import run
+from tests.fork_child import run_forked
 
-REPO = Path(__file__).resolve().parents[1]
-
-CHILD = textwrap.dedent("""
-    import asyncio, os, sys, threading
+SETUP = """
+    import asyncio, sys
     from ledger import SqliteConfigStore
 
     async def write(store, port, actor="child"):
@@ -32,20 +27,13 @@ CHILD = textwrap.dedent("""
 
     store = SqliteConfigStore(sys.argv[1])
     asyncio.run(write(store, 1001, "parent"))        # the parent's writer thread now runs
-    pid = os.fork()
-    if pid == 0:
-        try:
-            asyncio.run(write(store, 2002))
-            store.ledger.update_typed(lambda c: setattr(c.server, "port", 2003), actor="child")
-            asyncio.run(write(store, 2004))
-            asyncio.run(store.close())
-        except BaseException as err:
-            print("child failed:", type(err).__name__, err, flush=True)
-            os._exit(1)
-        os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    print("child exit", os.waitstatus_to_exitcode(status), flush=True)
-""")
+"""
+CHILD = """
+    asyncio.run(write(store, 2002))
+    store.ledger.update_typed(lambda c: setattr(c.server, "port", 2003), actor="child")
+    asyncio.run(write(store, 2004))
+    asyncio.run(store.close())
+"""
 
 
 @pytest.mark.parametrize("when", ["idle"])
@@ -55,9 +43,7 @@ def test_a_forked_child_writes_through_a_store_its_parent_opened(tmp_path, when)
     store = SqliteConfigStore(db)
     run(store.save_raw({"server": {"port": 1000}}, actor="setup"))
     run(store.close())
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(db), when], cwd=REPO,
-                          capture_output=True, text=True, timeout=60, check=False)
-    assert "child exit 0" in proc.stdout, proc.stdout + proc.stderr[-3000:]
+    run_forked(SETUP, CHILD, str(db), when, timeout=60)
     check = SqliteConfigStore(db, read_only=True)
     try:
         mine = [e.seq for e in check.ledger.events() if e.actor == "child"]
