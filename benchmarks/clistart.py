@@ -102,10 +102,12 @@ def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
                         f"{fmt_time(t_pass)}")
         row.judge_rounds(alt.ratios(name, "pass"), note_if_missed=(
             f"{fmt_time(alt.median(name) - t_pass)} over a bare interpreter; `get` loads "
-            "no click, logging, dataclasses, typing_extensions or inspect, but importing "
-            "the libraries it needs is already "
+            "no click, logging, dataclasses, typing_extensions or inspect, nothing only a "
+            "write uses, runs without the cyclic collector and skips the exit's final "
+            "collection (gc.freeze), but importing the libraries it needs is already "
             f"{floor:.2f}x `python -c pass` in this run (i16o; msgspec itself loads typing, "
-            "uuid with platform, decimal, datetime and textwrap), the rest is mostly "
-            "importing the ledger's ~52 own modules, then the work (a few ms: opening "
-            "SQLite, parsing moltis.toml, the hand-edit digest and head mark checks; see "
+            "uuid with platform, decimal, datetime, textwrap and msgspec.inspect), the "
+            "rest is mostly importing the ledger's 52 own modules (the import system's "
+            "stat and unmarshal per module), then the work (a few ms: opening SQLite, "
+            "parsing moltis.toml, the hand-edit digest and head mark checks; see "
             "`python -X importtime -m ledger get server.port`)"))
