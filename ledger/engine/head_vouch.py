@@ -55,13 +55,8 @@ def unvouched(get_meta: GetMeta, keys: IntegrityKeys, ledger_id: bytes,
     """Why neither the stored head MAC nor the stored signature vouches, under `keys`,
     for exactly `head` (seq, hash); None when one does, or when `head` is the empty
     log's genesis and nothing is vouched yet (a brand-new ledger)."""
-    mac_text, sig_text = get_meta(HEAD_MAC), get_meta(HEAD_SIGNATURE)
+    mac_text = get_meta(HEAD_MAC)
     seq = head[0]
-    if mac_text is None and sig_text is None:
-        if seq == 0:
-            return None
-        return ("the head is not signed (a ledger written before signing, or its "
-                "signature was removed)")
     claims: list[tuple[int, bytes]] = []
     problems: list[str] = []
     if mac_text is not None:
@@ -73,9 +68,17 @@ def unvouched(get_meta: GetMeta, keys: IntegrityKeys, ledger_id: bytes,
             if not keys.mac_valid(ledger_id, mac):
                 problems.append("the stored head MAC does not check with this ledger key")
             elif (mac.seq, mac.hash) == head:
+                # vouched: the signature has nothing to add (not read: this is every
+                # write after another process's, with the writers queued behind it)
                 return None
             else:
                 claims.append((mac.seq, mac.hash))
+    sig_text = get_meta(HEAD_SIGNATURE)
+    if mac_text is None and sig_text is None:
+        if seq == 0:
+            return None
+        return ("the head is not signed (a ledger written before signing, or its "
+                "signature was removed)")
     if sig_text is not None:
         try:
             sig = HeadSignature.decode(sig_text)
