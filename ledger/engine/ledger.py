@@ -111,6 +111,9 @@ __all__ = ["Commit", "Ledger"]
 # Rotations by other processes that one head check follows before it gives up (each
 # needs a commit of another key check between two reads of the MAC row)
 _ROTATIONS_FOLLOWED: Final = 4
+# Head reads one open makes while the head mark is ahead of the head it read (each
+# needs another writer's checkpoint committed and marked between two reads)
+_MARK_TRIES: Final = 4
 _log = get_logger("ledger.engine.ledger")
 SOURCES: Final = frozenset(
     {"api", "cli", "import", "rollback", "restore", "migrate", "web", "test", "bench"}
@@ -313,7 +316,19 @@ class Ledger:
     def _check_mark(self, head: Head) -> None:
         if self._mark_checked or self.accept_older_head:
             return
-        problem = self.mark_problem(head.seq)
+        for _ in range(_MARK_TRIES):
+            problem = self.mark_problem(head.seq)
+            if problem is None:
+                break
+            # A writer raises the mark only once its event is durable in the log, so one
+            # that committed a checkpoint since `head` was read (writer processes at
+            # work) has its event in the log now: read the head again. An older copy
+            # put back still lacks it, and a log rewritten past it has another event
+            # there (mark_problem compares the hash).
+            now = self.backend.head()
+            if now.seq <= head.seq:
+                break
+            head = now
         if problem is not None:
             raise VerificationError(f"{self.backend.location}: {problem}", head.seq)
         problem, tail = self.mac_verdict(head)
