@@ -213,11 +213,21 @@ def judge(row: Row, alt: Alternated, lost: str) -> None:
     row.measured = (f"{WRITERS} writers {fmt_rate(alt.rate('many'))} total, one writer "
                     f"{fmt_rate(alt.rate('one'))}; {lost}")
     row.judge_rounds(alt.speedups("many", "one"), note_if_missed=(
-        "appends serialize on the write lock, and a writer holding it that the OS "
-        "deschedules makes every other writer wait; inside the lock each writer catches "
-        "up on the others' events (reads, replays, converts the sections they changed) "
-        "and checks the head signature they left before appending (see i16m for the "
-        "wait itself)"))
+        "appends serialize on the write lock, so the writers' total rate is one over "
+        "the time each holds it, and a hand-over makes that longer than one writer's: "
+        "the next writer catches up on the others' events (reads and replays them, "
+        "converts the typed section they changed) and checks the head MAC and key check "
+        "they left before appending (thread CPU per update, one process, 2026-12-04: "
+        "0.54 ms alone, 0.73-0.81 ms after 3 other writers' events); with 4 processes "
+        "on this machine's 2 cores the work inside the lock also runs slower (0.26 ms "
+        "of CPU per update alone, 0.52-0.80 ms holding the lock among 4: holders "
+        "preempted, caches shared), and a holder the OS deschedules makes every other "
+        "writer wait (see i16m for the wait itself). Both sides are warmed before the "
+        "start signal (since 2026-12-03 23:35): before, the one-writer round counted "
+        "its process's cold first update (~150 ms in a 400-update round) while the "
+        "4 writers overlapped theirs, which raised this ratio (0.97x then, 0.72x "
+        "warm); under outside load the ratio rises (4 processes get more of a loaded "
+        "machine than one)"))
     if lost.startswith("LOST"):
         row.status = "MISS"
         row.note = (row.note + "; " if row.note else "") + lost
