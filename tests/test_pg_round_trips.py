@@ -15,9 +15,13 @@ import os
 import tempfile
 from typing import Any
 
+import pytest
+
 from ledger.stores.postgres_store import PostgresConfigStore
 from tests.conftest import run
 from tests.pg import fresh_pg_store
+
+pytestmark = pytest.mark.postgres  # counted, and never skipped under CI=true
 
 DOC = {"server": {"port": 13131}, "tools": {"agent_timeout_secs": 600}}
 
