@@ -23,6 +23,8 @@ from ledger.stores.postgres_store import PostgresConfigStore
 from tests.conftest import run
 from tests.pg import fresh_pg_store
 
+pytestmark = pytest.mark.postgres  # counted, and never skipped under CI=true
+
 PATIENCE_S = 30.0  # a safety net against a hung test, never a measured time
 
 
