@@ -43,7 +43,7 @@ from ledger.backends.base import (
     WriteTxn,
     raise_format,
 )
-from ledger.core.chain import GENESIS, VerifyReport, link, verify_records
+from ledger.core.chain import GENESIS, ChainWalk, VerifyReport, link, verify_records
 from ledger.core.document import apply_changes
 from ledger.core.events import (
     KIND_CHANGE,
@@ -442,14 +442,15 @@ class Ledger:
             return self._replaced(head)
         if head.seq - state.seq > _CATCH_UP_LIMIT:
             return self._load_at(head)
-        records = list(self.backend.read(after=state.seq, until=head.seq))
-        prev = state.hash
-        for rec in records:
-            if rec.prev_hash != prev:
-                _log.warning("ledger history changed under a reader; reloading",
-                             location=self.backend.location, seq=rec.seq)
-                return self._replaced(head)
-            prev = rec.hash
+        walk = ChainWalk(None, state.seq + 1, state.hash)
+        records = list(walk.checked(self.backend.read(after=state.seq, until=head.seq)))
+        if len(records) != head.seq - state.seq or records[-1].hash != head.hash:
+            # not the history this reader served, continued: reload it from a MAC'd
+            # snapshot with the open-time checks (an event changed in place is refused
+            # there, naming it)
+            _log.warning("ledger history changed under a reader; reloading",
+                         location=self.backend.location, seq=walk.report().first_bad_seq)
+            return self._replaced(head)
         started = time.perf_counter()
         new = replay(state, records)
         _log.debug("caught up", seq=new.seq, events=len(records),
@@ -461,6 +462,11 @@ class Ledger:
         secrets and the head MAC are bound to, may differ; read everything again."""
         self.vault.reload()
         self.voucher = HeadVoucher(self.voucher.every, self.voucher.secs)
+        # what an open checks, checked again: a restore lowers the head mark and vouches
+        # for the copy it put in place; a log rolled back under a running reader is
+        # refused here as a fresh open refuses it (review round 5, R2)
+        self._mark_checked = False
+        self._check_mark(head)
         return self._load_at(head)
 
     def _load_at(self, head: Head) -> ConfigState:
@@ -476,8 +482,21 @@ class Ledger:
                 base, private = state, True
                 break
             snap = self.backend.snapshot_at(snap.seq - 1)  # fall back to an older one
-        tail = self.backend.read_rows(after=base.seq, until=head.seq)
-        state = replay_rows(base, tail, private=private)
+        # the tail is replayed only as far as its chain is proven from the base (a MAC'd
+        # snapshot, or genesis) and it must end at the head served: a payload edited in
+        # place, its hash columns left as they were, is refused, never served
+        walk = ChainWalk(None, base.seq + 1, base.hash)
+        tail = self.backend.read(after=base.seq, until=head.seq)
+        state = replay_rows(base, ((r.seq, r.kind, r.payload, r.hash, r.ts)
+                                   for r in walk.checked(tail)), private=private)
+        if state.seq != head.seq or state.hash != head.hash:
+            report = walk.report()
+            bad = report.first_bad_seq if not report.ok else state.seq + 1
+            raise VerificationError(
+                f"{self.backend.location}: "
+                f"{report.problem or f'the log ends at event {state.seq}, not at the head'}"
+                ": nothing is served from it. Check it with `moltis-ledger verify`, then "
+                "restore the newest backup (`moltis-ledger restore FILE`)", bad)
         _log.info("rebuilt", seq=state.seq, from_snapshot=base.seq,
                   events=state.seq - base.seq,
                   duration_ms=round((time.perf_counter() - started) * 1000, 3))
@@ -1134,13 +1153,24 @@ class Ledger:
         state = EMPTY_STATE
         batch: list[Row] = []
         scan = FormatScan()  # what the log needs: a ledger copied by an older tool may
-        for row in self.backend.read_rows():  # say less (ledger.engine.format_check)
+        # say less (ledger.engine.format_check); and only a log whose chain is proven is
+        # sealed into snapshots, which reads then trust over the events they cover
+        walk = ChainWalk()
+        for rec in walk.checked(self.backend.read()):
+            row = (rec.seq, rec.kind, rec.payload, rec.hash, rec.ts)
             batch.append(row)
             scan.see(row[0], row[1], row[2])
             if should_snapshot(row[0], self.snapshot_every):
                 state = replay_rows(state, batch, private=state is not EMPTY_STATE)
                 batch = []
                 encoded.append((state.seq, state.hash, encode_state(state)))
+        report = walk.report()
+        if not report.ok:
+            raise VerificationError(
+                f"{self.backend.location}: {report.problem}: no snapshot was rebuilt from "
+                "it (nothing was changed). Check it with `moltis-ledger verify`, then "
+                "restore the newest backup (`moltis-ledger restore FILE`)",
+                report.first_bad_seq)
         # the events after the last snapshot are replayed too (the result is not kept):
         # the scan decodes only events that may need format 2, and stops at the first
         # that does, so this is what proves each of them decodes, as verify's replay does
