@@ -37,29 +37,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(0)
     from ledger.cli.fast import run_fast  # `get PATH`: the same command without click
 
-    code = run_fast(args)
+    # argv None: this process's own command line (the console script, `python -m
+    # ledger`), which ends with the command
+    code = run_fast(args, process_ends=argv is None)
     if code is not None:
-        if argv is None:  # this process's own command line: it ends here
-            _end_without_the_final_collection()
         sys.exit(code)
     from ledger.cli.app import main as run_main
 
     run_main(args)
-
-
-def _end_without_the_final_collection() -> None:
-    """At exit CPython runs one more full collection over every object still tracked,
-    the ~15,000 the library's modules hold (classes, functions, msgspec types): about a
-    tenth of `get`'s whole run (issue 16). Nothing `get` leaves needs it: the command
-    closed the ledger itself, reference counting still frees each module's objects as
-    the modules are cleared, and what the exit must do runs in atexit hooks. So the
-    survivors are frozen (`gc.freeze`) in an atexit hook, which runs only when the
-    interpreter really ends (not in a host that catches SystemExit), and the pass skips
-    them."""
-    import atexit
-    import gc
-
-    atexit.register(gc.freeze)
 
 
 def __getattr__(name: str) -> Any:
