@@ -20,6 +20,7 @@
     ├── VerificationError           the hash chain is broken (carries the first bad seq)
     └── SecretError                 a secret value cannot be produced
         ├── SecretKeyError          the ledger key is missing or wrong
+        │   └── WrongKeyError       a key is held, and nothing of this ledger opens with it
         └── SecretDestroyedError    the value was shredded
 
 Driver errors (apsw, psycopg, OSError) are translated once, at the backend boundary,
@@ -117,6 +118,11 @@ class SecretError(LedgerError):
 
 class SecretKeyError(SecretError):
     """The ledger key is missing or does not open the stored secrets."""
+
+
+class WrongKeyError(SecretKeyError):
+    """A ledger key is held, does not match the key check, and nothing of this ledger
+    opens with it (ledger.engine.key_proof): read as without a key, with a warning."""
 
 
 class SecretDestroyedError(SecretError):

@@ -1,90 +1,120 @@
-"""Whether a ledger key that does not match the stored key check is this ledger's key
-all the same: then the `key_check` row was changed, not the key.
+"""Whether the ledger key held is this ledger's key, proven by what only a holder of
+that key could have written: then a `key_check` row that does not match it was
+changed, and one that is missing was deleted (not "a wrong key", not "never keyed").
 
-The key check (`ledger_meta.key_check`) is what tells a wrong key from the right one.
-Were it believed alone, changing that one row would make the holder of the right key
-act as if it had none: reads served without the head MAC check, writes appended
-without a MAC. So before a mismatch is taken for a wrong key, the rows this key can
-prove are asked, none of which a writer with another key leaves behind:
+The key check (`ledger_meta.key_check`) is what tells a wrong key from the right one,
+and its absence what tells a ledger never keyed. Were either believed alone, changing
+or deleting that one row (anyone who can write the file can) would make the holder of
+the right key act as if it had none: reads served without the head MAC check, writes
+appended without a MAC, a new key check written over the tampering. So before a
+mismatch is taken for a wrong key, or a missing row for a ledger never keyed, the
+rows this key can prove are asked, none of which a writer with another key (or none)
+leaves behind, and none of which a forger can make:
 
-- a sealed secret: a rotation re-seals every live one, together with the key check;
 - the sealed fingerprint key (`fp_key`), written by every rotation with the key check;
-- on a ledger never rotated (no `fp_key`), the head MAC: its key check never changed.
+- every sealed secret (a rotation re-seals every live one, with the key check): ANY
+  that opens is the proof, so rows added by a forger (which open with no key) hide
+  nothing, whatever their order;
+- rows a rotation leaves under the old key, counted only while nothing says the
+  ledger was rotated (no `fp_key`), or when the key check row is missing altogether
+  (tampering already: refusing is the safe side): the head MAC, the head signature,
+  and every snapshot's MAC.
 
-A rotation of an unvouched head leaves the old key's head MAC in place, which is why
-the head MAC counts only before any rotation. A ledger whose every such row was
-removed cannot be told from another ledger: its key counts as a wrong key, as for a
-ledger the key never opened. Costs nothing on the normal path (the key check matches);
-on a mismatch, AES-GCM (cryptography) for at most two rows.
+A ledger whose every such row was removed cannot be told from another ledger (or from
+one never keyed): its key counts as a wrong key (or none), as for a ledger the key
+never opened. Costs nothing on the normal path (the key check matches); on a mismatch
+or a missing key check, one AES-GCM open (cryptography) per sealed row until one
+opens, and one keyed blake3 per snapshot: that path is rare and its cost is not
+what matters there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
 
-from ledger.backends.base import HEAD_MAC, Backend
+from ledger.backends.base import HEAD_MAC, HEAD_SIGNATURE, Backend
 from ledger.core.canonical import b64_bytes
-from ledger.engine.integrity_keys import HeadMac, IntegrityKeys
+from ledger.engine.integrity_keys import HeadMac, HeadSignature, IntegrityKeys
 from ledger.engine.lazy_aead import LazyAead
 from ledger.engine.sealed_files import subkey
-from ledger.errors import LedgerError, SecretKeyError, VerificationError
+from ledger.errors import LedgerError, VerificationError, WrongKeyError
+from projections.snapshots import open_snapshot
 
-__all__ = ["key_mismatch", "key_proof"]
+__all__ = ["key_check_missing", "key_mismatch", "key_proof"]
 
 _SEALED_V1 = b"\x01"
 
 
-def key_proof(key: bytes, ledger_id: bytes, meta: Mapping[str, str],
-              first_sealed: Callable[[], tuple[str, bytes] | None]) -> str | None:
+def key_proof(key: bytes, ledger_id: bytes, backend: Backend, meta: Mapping[str, str],
+              *, old_rows: bool) -> str | None:
     """What proves `key` is this ledger's key ("its sealed secret ...", ...), or None.
-    `meta` holds the ledger_meta rows read together with the key check;
-    `first_sealed()` is one live secret's (ref, sealed value), or None."""
-    from cryptography.exceptions import InvalidTag  # only when the key check mismatched
+    `meta` holds the ledger_meta rows read together with the key check. `old_rows`:
+    also ask the rows a rotation leaves under the old key (head MAC, head signature,
+    snapshot MACs); they count anyway while no `fp_key` says the ledger was rotated."""
+    return next(_proofs(key, ledger_id, backend, meta,
+                        old_rows=old_rows or not meta.get("fp_key")), None)
 
+
+def _proofs(key: bytes, ledger_id: bytes, backend: Backend, meta: Mapping[str, str],
+            *, old_rows: bool) -> Iterator[str]:
+    """Every proof, cheapest first (a generator: the caller stops at the first). A
+    ledger with nothing to ask (a new one, at its first keyed write) costs two reads
+    and no cryptography."""
     aead = LazyAead(subkey(key, "secret sealing"))
 
     def opens(sealed: bytes, label: str) -> bool:
+        from cryptography.exceptions import InvalidTag  # only with a sealed value to open
+
         try:
             aead.decrypt(sealed[:12], sealed[12:], ledger_id + b"\x00" + label.encode())
         except (InvalidTag, ValueError):
             return False
         return True
 
-    row = first_sealed()
-    if row is not None:
-        ref, sealed = row
-        if sealed.startswith(_SEALED_V1) and opens(sealed[1:], ref):
-            return f"its sealed secret {ref}"
-    fp_key = meta.get("fp_key")
-    if fp_key:
+    keys = IntegrityKeys(key)
+    if old_rows and (text := meta.get(HEAD_MAC)) is not None:
+        try:
+            if keys.mac_valid(ledger_id, HeadMac.decode(text)):
+                yield "its head MAC"
+        except ValueError:
+            pass
+    if fp_key := meta.get("fp_key"):
         try:
             data = b64_bytes(fp_key, "fp_key")
         except ValueError:
-            return None
-        return "its sealed fingerprint key (fp_key)" if opens(data, "fingerprint key") else None
-    text = meta.get(HEAD_MAC)
-    if text is None:
-        return None
-    try:
-        mac = HeadMac.decode(text)
-    except ValueError:
-        return None
-    return "its head MAC" if IntegrityKeys(key).mac_valid(ledger_id, mac) else None
+            data = b""
+        if data and opens(data, "fingerprint key"):
+            yield "its sealed fingerprint key (fp_key)"
+    for row in backend.secrets():  # every row: a forger's rows sort anywhere
+        sealed = row.sealed
+        if sealed is not None and bytes(sealed[:1]) == _SEALED_V1 and opens(
+                bytes(sealed[1:]), row.ref):
+            yield f"its sealed secret {row.ref}"
+    if not old_rows:
+        return
+    if (text := meta.get(HEAD_SIGNATURE)) is not None:
+        try:
+            sig = HeadSignature.decode(text)
+        except ValueError:
+            pass
+        else:
+            if sig.public == keys.public and sig.valid(ledger_id):
+                yield "its head signature"
+    for seq in backend.snapshot_seqs():
+        snap = backend.snapshot_at(seq)
+        if snap is not None and snap.seq == seq and open_snapshot(
+                keys.snapshot_mac, snap.seq, snap.hash, snap.state) is not None:
+            yield f"its snapshot at event {seq} (its MAC)"
 
 
 def key_mismatch(backend: Backend, where: str, key: bytes, ledger_id: bytes,
                  meta: Mapping[str, str]) -> LedgerError:
     """The error for a key (from `where`) that does not match the key check: a wrong
-    key (SecretKeyError: other config stays readable, as without a key), unless this
-    ledger's own rows prove the key (then the key check row was changed: exit 3, as
-    acting as if there were no key would drop every check)."""
-    def first_sealed() -> tuple[str, bytes] | None:
-        for row in backend.secrets():
-            if row.sealed is not None:
-                return row.ref, bytes(row.sealed)
-        return None
-
-    proof = key_proof(key, ledger_id, meta, first_sealed)
+    key (WrongKeyError, a SecretKeyError: other config stays readable, as without a
+    key, with a warning), unless this ledger's own rows prove the key (then the key
+    check row was changed: exit 3, as acting as if there were no key would drop every
+    check)."""
+    proof = key_proof(key, ledger_id, backend, meta, old_rows=False)
     if proof is not None:
         return VerificationError(
             f"{backend.location}: the ledger_meta row key_check does not match the ledger "
@@ -93,8 +123,24 @@ def key_mismatch(backend: Backend, where: str, key: bytes, ledger_id: bytes,
             "is read or written with it, as that would drop the head MAC check. Check the "
             "ledger with `moltis-ledger verify`, then restore the newest backup "
             "(`moltis-ledger restore FILE`)", None)
-    return SecretKeyError(
+    return WrongKeyError(
         f"the ledger key from {where} does not match the key this ledger's secrets were "
         "sealed with (if `moltis-ledger key rotate --new-key-file FILE` was stopped "
         "part-way, finish it with the old key still in place: `moltis-ledger key rotate "
         "--resume --new-key-file FILE`)")
+
+
+def key_check_missing(backend: Backend, where: str, key: bytes, ledger_id: bytes,
+                      meta: Mapping[str, str]) -> str | None:
+    """Why a ledger with no key_check row was keyed with `key` after all (its rows
+    prove the key: the row was deleted, as a rolled-back log's attacker does with the
+    head MAC row), or None: nothing proves it (a ledger never keyed, or every proof
+    removed). Every keyed write writes the key check in its transaction, so a ledger
+    whose rows open with the key has lost the row; it is not written again over that
+    (re-keying over tampering) unless an operator vouches (`sign-head --adopt`)."""
+    proof = key_proof(key, ledger_id, backend, meta, old_rows=True)
+    if proof is None:
+        return None
+    return (f"the ledger_meta row key_check is missing, yet {proof} opens with the ledger "
+            f"key from {where}: the ledger was written with this key and the row was "
+            "deleted (a log rolled back or rewritten loses it with the head MAC row)")

@@ -359,7 +359,9 @@ class Ledger:
         """(why the stored head MAC disowns `head`, or None; how many events at the head
         come after the MAC'd one: a tail appended without the key) — see
         ledger.engine.head_vouch.mac_verdict. (None, 0) without the ledger key, and on a
-        ledger never keyed (no key_check row). Checked with the head mark on the first
+        ledger never keyed (no key_check row, no MAC row, and nothing of it opens with
+        the key held: ledger.engine.key_proof; a ledger whose rows open with the key
+        lost those two rows, and is refused). Checked with the head mark on the first
         load: without the mark (deleted, a new config dir) a re-chained log is still
         refused by a holder of the key.
 
@@ -389,7 +391,10 @@ class Ledger:
         for _ in range(_ROTATIONS_FOLLOWED):
             rows = self.backend.meta_items()  # the MAC row and the key check of one commit
             if rows.get(HEAD_MAC) is None and rows.get("key_check") is None:
-                return None, 0  # never keyed: no integrity keys derived (start-up cost)
+                # never keyed, or both rows deleted: the held key's proof tells (the
+                # ledger's own rows that only it could have written); rows a forger
+                # deletes or adds decide nothing (ledger.engine.key_proof)
+                return self.vault.missing_check_problem(), 0
             keys = self.vault.integrity()
             if keys is None:
                 return None, 0
@@ -1216,6 +1221,8 @@ class Ledger:
                 raise VerificationError(
                     f"{self.backend.location}: the head moved (now event {head.seq}) since "
                     "it was checked; nothing was signed: check it again", head.seq)
+            if adopt and head.seq:  # the operator vouches: a deleted key check is written again
+                self.vault.restore_check(txn)
             keys = self.vault.integrity(txn)
             if keys is None or head.seq == 0:
                 return False

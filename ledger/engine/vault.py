@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 import blake3
 
 from ledger._log import get_logger
-from ledger.backends.base import HEAD_MAC, Backend, WriteTxn
+from ledger.backends.base import HEAD_MAC, HEAD_SIGNATURE, Backend, WriteTxn
 from ledger.core.canonical import b64_bytes
 from ledger.core.secret_refs import DESTROYED_REF, SecretRef
 from ledger.engine.integrity_keys import IntegrityKeys
@@ -51,7 +51,14 @@ from ledger.engine.sealed_files import (
     seal_body,
 )
 from ledger.engine.sealed_files import subkey as _subkey
-from ledger.errors import LedgerError, SecretDestroyedError, SecretKeyError, UnsafePathError
+from ledger.errors import (
+    LedgerError,
+    SecretDestroyedError,
+    SecretKeyError,
+    UnsafePathError,
+    VerificationError,
+    WrongKeyError,
+)
 from ledger.files.dirs import default_key_file, ensure_private_dir
 from ledger.files.safe_io import check_directory, read_regular
 
@@ -67,6 +74,11 @@ _SEALED_V1: Final = b"\x01"
 # settle (or a key that truly does not match)
 _UNLOCK_TRIES: Final = 3
 _log = get_logger("ledger.engine.vault")
+# the way out of a refusal for a deleted key check row (ledger.engine.key_proof)
+MISSING_CHECK_FIX: Final = (
+    "Check the ledger with `moltis-ledger verify`, then restore the newest backup "
+    "(`moltis-ledger restore FILE`); once `verify` passes, `moltis-ledger sign-head "
+    "--adopt` vouches for it as it is and writes the row again")
 
 
 # A key is 64 hex digits or 44 base64 characters and a newline; anything much longer
@@ -236,7 +248,7 @@ class Vault:
 
     # -- key handling ----------------------------------------------------------------
 
-    def _unlock(self, txn: WriteTxn | None = None) -> None:
+    def _unlock(self, txn: WriteTxn | None = None, *, adopt: bool = False) -> None:
         if self._aead is not None:
             return
         with self._lock:
@@ -270,6 +282,8 @@ class Vault:
                 self._refuse(key, rows, txn)
             assert key is not None  # the loop ends with a matching key, or raised
             if stored is None and txn is not None:
+                if not adopt:
+                    self._refuse_missing_check(key, rows, txn)
                 txn.set_meta("key_check", check)
             self._integrity = IntegrityKeys(key)
             self._adopt(key, check, rows.get("fp_key"))
@@ -288,6 +302,50 @@ class Vault:
         if txn is not None and (mac := txn.get_meta(HEAD_MAC)) is not None:
             rows = {**rows, HEAD_MAC: mac}
         raise key_mismatch(self._backend, self.keys.describe(), key, self._ledger_id, rows)
+
+    def _refuse_missing_check(self, key: bytes, rows: Mapping[str, str],
+                              txn: WriteTxn) -> None:
+        """Before a write gives a ledger with no key check row one for this key: refuse
+        if the ledger's own rows prove it was written with this key (the row was
+        deleted; ledger.engine.key_proof): writing it again would re-key over the
+        tampering. A ledger never keyed (nothing opens with the key) gets its row. An
+        operator's `sign-head --adopt` writes it back (`restore_check`)."""
+        from ledger.engine.key_proof import key_check_missing  # only when the row is missing
+
+        rows = {**rows, **{name: value for name in (HEAD_MAC, HEAD_SIGNATURE)
+                           if (value := txn.get_meta(name)) is not None}}
+        problem = key_check_missing(self._backend, self.keys.describe(), key,
+                                    self._ledger_id, rows)
+        if problem is not None:
+            raise VerificationError(
+                f"{self._backend.location}: {problem}. Nothing was written: that would "
+                f"re-key the ledger over it. {MISSING_CHECK_FIX}", None)
+
+    def missing_check_problem(self) -> str | None:
+        """On a ledger with no key check row (read just now): why the key held proves
+        the ledger was written with it after all (the row was deleted), or None (no key
+        held, or nothing opens with it: a ledger never keyed). For a keyed open of a
+        ledger with events and no head MAC row (Ledger.mac_verdict)."""
+        try:
+            key = self.keys.load(create=False)
+        except SecretKeyError:
+            return None  # an unreadable key is no key: what unlocking says too
+        if key is None:
+            return None
+        from ledger.engine.key_proof import key_check_missing  # only with a key to prove
+
+        return key_check_missing(self._backend, self.keys.describe(), key, self._ledger_id,
+                                 self._backend.meta_items())
+
+    def restore_check(self, txn: WriteTxn) -> None:
+        """Write the key check row of the key unlocked now if the ledger has none: the
+        operator vouches for the ledger (`sign-head --adopt`, after `verify`)."""
+        try:
+            self._unlock(txn, adopt=True)  # writes the row when it unlocks here
+        except SecretKeyError:
+            return  # no key (or another one): nothing to vouch with, as sign_head finds
+        if self._check is not None and txn.get_meta("key_check") is None:
+            txn.set_meta("key_check", self._check)
 
     def holds(self, key_check: str | None) -> bool:
         """Whether `key_check` (a key check row read just now) is that of the key this
@@ -421,10 +479,18 @@ class Vault:
             return None
         try:
             self._unlock(txn)
-        except SecretKeyError:
+        except SecretKeyError as err:
             self._integrity_missing.add(writing)  # asked once per process, not per read
-            _log.info("no ledger key: snapshots are not trusted, appends are not signed",
-                      location=self._backend.location)
+            if isinstance(err, WrongKeyError):
+                # a key is held, and nothing of this ledger opens with it: read as without
+                # a key (other config stays readable), but never silently, since the head
+                # MAC check is what that drops (key_proof: a forger cannot cause this)
+                _log.warning(f"{err}: reading without it (the head MAC is not checked, "
+                             "snapshots are not trusted, appends are not vouched for)",
+                             location=self._backend.location)
+            else:
+                _log.info("no ledger key: snapshots are not trusted, appends are not signed",
+                          location=self._backend.location)
         return self._integrity
 
     def integrity_now(self, txn: WriteTxn, base: tuple[int, bytes] | None = None,
