@@ -259,3 +259,53 @@ def test_a_running_keyed_writer_does_not_re_key_over_a_deleted_key_check(
         assert "key_check" not in _meta(db) and "head_mac" not in _meta(db)
     finally:
         ledger.close()
+
+
+def test_a_bundle_of_a_ledger_never_keyed_imported_with_a_key_is_adopted_not_re_keyed(
+        tmp_path: Path) -> None:
+    """A ledger never keyed, long enough for snapshots (the import rebuilds them, sealed
+    with the key held), imported by a key holder: the rebuild writes the key_check row
+    with the sealed snapshots (as every keyed write does), so the import is not later
+    taken for a ledger whose key_check was deleted; nothing vouches for its head until
+    the operator's `sign-head --adopt` (the import says so), then reads and writes go
+    on."""
+    from ledger.backends.sqlite import SqliteBackend
+    from ledger.core.keypaths import parse_path
+    from ledger.engine.ledger import Ledger
+    from ledger.engine.vault import KeySource
+
+    env = {k: v for k, v in site_env(tmp_path).items() if k != "MOLTIS_LEDGER_KEY"}
+    (tmp_path / "no-such").write_text("a file, not a directory\n")
+    src = tmp_path / "src"
+    (src / "config").mkdir(parents=True)
+    (src / "data").mkdir()
+    nowhere = tmp_path / "no-such" / "dir" / "ledger.key"
+    never = Ledger(SqliteBackend(src / "data" / "moltis.db", synchronous="NORMAL"),
+                   keys=KeySource(key_file=nowhere, env={}))
+    try:
+        for port in range(2000, 2520):
+            never.edit({parse_path("server.port"): port}, actor="t")
+    finally:
+        never.close()
+    keyless = {**env, "MOLTIS_CONFIG_DIR": str(src / "config"),
+               "MOLTIS_DATA_DIR": str(src / "data"), "MOLTIS_LEDGER_KEY_FILE": str(nowhere)}
+    assert "key_check" not in _meta(src / "data" / "moltis.db")
+    bundle = tmp_path / "never-keyed.bundle"
+    made = _cli(keyless, "bundle", "-o", str(bundle))
+    assert made.returncode == 0, made.stderr
+    dst = tmp_path / "dst"
+    (dst / "config").mkdir(parents=True)
+    (dst / "data").mkdir()
+    keyed = {**env, "MOLTIS_CONFIG_DIR": str(dst / "config"),
+             "MOLTIS_DATA_DIR": str(dst / "data"), "MOLTIS_LEDGER_KEY": secrets.token_hex(32)}
+    imported = _cli(keyed, "import-bundle", str(bundle))
+    assert "sign-head --adopt" in imported.stderr, imported.stderr  # nothing vouches yet
+    db = dst / "data" / "moltis.db"
+    assert "key_check" in _meta(db)  # written with the sealed snapshots
+    before = _cli(keyed, "get", "server.port")
+    assert before.returncode == 3 and "is missing" not in before.stderr, before.stderr
+    assert _cli(keyed, "sign-head", "--adopt").returncode == 0
+    got = _cli(keyed, "get", "server.port")
+    assert (got.returncode, got.stdout.strip()) == (0, "2519"), got.stderr
+    assert _cli(keyed, "set", "server.port", "4444").returncode == 0
+    assert _cli(keyed, "get", "server.port").stdout.strip() == "4444"

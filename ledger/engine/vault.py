@@ -299,8 +299,9 @@ class Vault:
         own rows prove it is this ledger's (ledger.engine.key_proof)."""
         from ledger.engine.key_proof import key_mismatch  # only for a mismatch: not on get
 
-        if txn is not None and (mac := txn.get_meta(HEAD_MAC)) is not None:
-            rows = {**rows, HEAD_MAC: mac}
+        if txn is not None:  # the rows key_proof also asks, from this transaction
+            rows = {**rows, **{name: value for name in (HEAD_MAC, HEAD_SIGNATURE)
+                               if (value := txn.get_meta(name)) is not None}}
         raise key_mismatch(self._backend, self.keys.describe(), key, self._ledger_id, rows)
 
     def _refuse_missing_check(self, key: bytes, rows: Mapping[str, str],
