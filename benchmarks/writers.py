@@ -226,8 +226,10 @@ def judge(row: Row, alt: Alternated, lost: str) -> None:
         "start signal (since 2026-12-03 23:35): before, the one-writer round counted "
         "its process's cold first update (~150 ms in a 400-update round) while the "
         "4 writers overlapped theirs, which raised this ratio (0.97x then, 0.72x "
-        "warm); under outside load the ratio rises (4 processes get more of a loaded "
-        "machine than one)"))
+        "warm; side by side on one database, 2026-12-04, load 3.7-5.3: 1.08x cold, "
+        "0.60x warm, and 0.50x warm without the queue's kept helper thread); under "
+        "outside load the ratio rises (4 processes get more of a loaded machine than "
+        "one)"))
     if lost.startswith("LOST"):
         row.status = "MISS"
         row.note = (row.note + "; " if row.note else "") + lost
