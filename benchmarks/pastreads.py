@@ -100,7 +100,7 @@ def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
     sizes = ctx.sizes
     few = max(2, sizes.past_block // 5)
     sides = [
-        replay_side(ledger.backend),
+        replay_side(ledger),
         Side("open", open_in_process, few),
         Side("subprocess", open_in_subprocess, sizes.subprocesses, warmup=1),
         Side("state_at", lambda n: timed_each(past_state, n), sizes.past_block),

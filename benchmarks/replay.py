@@ -90,10 +90,8 @@ def raw_hash(conn: Any) -> int:
     return n
 
 
-def full_replay(backend: Any) -> Any:
-    from projections.config_view import EMPTY_STATE, replay_rows
-
-    return replay_rows(EMPTY_STATE, backend.read_rows(), private=False)
+def full_replay(ledger: Any) -> Any:
+    return ledger.replay()
 
 
 def loop(op: Any) -> Any:
@@ -101,8 +99,8 @@ def loop(op: Any) -> Any:
     return lambda n: timed_loop(op, n)
 
 
-def replay_side(backend: Any) -> Side:
-    return Side("replay", loop(lambda: full_replay(backend)), 1)
+def replay_side(ledger: Any) -> Side:
+    return Side("replay", loop(lambda: full_replay(ledger)), 1)
 
 
 def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
@@ -114,14 +112,14 @@ def run(ctx: Ctx, rows_by_fig: dict[str, Row]) -> None:
     ledger = store.ledger
     conn = raw_connection(path)
     # the sides must compute the same thing: check once, outside any timing
-    state = full_replay(ledger.backend)
+    state = full_replay(ledger)
     if state.seq != events or raw_replay(conn) != state.config:
         raise RuntimeError("the raw replay loop and the library disagree")
     report = ledger.verify()
     if not report.ok or report.events != events or raw_hash(conn) != events or report.notes:
         raise RuntimeError(f"verify of the built ledger failed: {report}")
 
-    sides = [replay_side(ledger.backend),
+    sides = [replay_side(ledger),
              Side("raw_replay", loop(lambda: raw_replay(conn)), 1),
              # not a baseline: what reading the replay's rows alone costs (the note)
              Side("rows", loop(lambda: deque(ledger.backend.read_rows(), maxlen=0)), 1),

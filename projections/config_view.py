@@ -16,7 +16,6 @@ import msgspec
 from ledger.core.chain import GENESIS
 from ledger.core.document import (
     Doc,
-    apply_change,
     apply_changes,
     apply_in_place,
     leaves,
@@ -34,7 +33,8 @@ from ledger.core.events import (
 )
 from ledger.core.keypaths import KeyPath
 
-__all__ = ["EMPTY_STATE", "ConfigState", "fold", "replay", "replay_rows"]
+__all__ = ["EMPTY_STATE", "ConfigState", "fold", "fold_changes", "replay", "replay_changes",
+           "replay_rows"]
 
 
 class ConfigState(msgspec.Struct, frozen=True, gc=False):
@@ -103,43 +103,93 @@ def replay_rows(state: ConfigState, rows: Iterable[Row], *, private: bool) -> Co
         if state.seq != 0:
             return replay(state, (_record_of(r) for r in rows))
         state = ConfigState(0, state.hash, 0, {}, {}, {}, {})
+    last: list[Row] = []
+    fold_changes(state, _changes_of(rows, last))
+    if not last:
+        return state
+    seq, _kind, _payload, hash_, ts = last[0]
+    return ConfigState(seq, hash_, ts, state.config, state.keys, state.prov_config,
+                       state.prov_keys)
+
+
+def replay_changes(base: ConfigState | None, seq: int, hash_: bytes, ts: int,
+                   changes: Iterable[tuple[int, bytes]]) -> ConfigState:
+    """Fold the change events of `Backend.read_changes`, given as (seq, payload), into
+    `base`, a state the caller owns outright (just decoded from a snapshot), or into
+    fresh documents (None: from genesis); the state is then at the last event read
+    (seq, hash, ts), which is all a replay needs of the other columns (figure 5a)."""
+    if base is None:
+        state = ConfigState(seq, hash_, ts, {}, {}, {}, {})
+    else:
+        state = ConfigState(seq, hash_, ts, base.config, base.keys, base.prov_config,
+                            base.prov_keys)
+    fold_changes(state, changes)
+    return state
+
+
+def _changes_of(rows: Iterable[Row], last: list[Row]) -> Iterator[tuple[int, bytes]]:
+    """(seq, payload) of the change events among `rows`; the last row (of any kind) is
+    left in `last`, whose seq, hash and ts the state takes."""
+    row = None
+    for row in rows:
+        if row[1] == KIND_CHANGE:
+            yield row[0], row[2]
+    if row is not None:
+        last.append(row)
+
+
+def fold_changes(state: ConfigState, changes: Iterable[tuple[int, bytes]]) -> None:
+    """Apply change events, given as (seq, payload), to `state`'s documents and
+    provenance trees in place (the caller owns them outright).
+
+    This loop is the whole cost of a full replay, so its common event (one change of
+    the config document setting a leaf below tables that exist) is done inline, and
+    where such a leaf's table and provenance table are is remembered per path: the
+    same key set again costs one lookup, not two walks. Those tables stay where they
+    are while only leaves are set; a leaf set over a table (which leaves that table's
+    own tables behind) and anything else (which goes through decode_change_payload and
+    apply_change) forget them all."""
     config, keys = state.config, state.keys
     prov_config, prov_keys = state.prov_config, state.prov_keys
-    seq, hash_, ts = state.seq, state.hash, state.ts
-    decode, plain, apply_one = decode_change_payload, CHANGE_DECODER.decode, apply_change
-    # the loop is the whole cost of a full replay, so its common event (one change of
-    # the config document, setting a leaf below tables that exist) is done inline;
-    # anything else goes through decode_change_payload and apply_change
-    for seq, kind, payload, hash_, ts in rows:  # noqa: B007 (the last row's are the state's)
-        if kind != KIND_CHANGE:
-            continue
-        if SEALED_MARK in payload:
-            changes = decode(payload, seq).changes
-        else:
-            try:
-                changes = plain(payload).changes
-            except (msgspec.DecodeError, UnicodeDecodeError):
-                changes = decode(payload, seq).changes  # raises, naming the event
-        if len(changes) != 1 or (change := changes[0]).doc == DOC_KEYS:
-            cfg_changes, key_changes = _split(changes)
-            apply_in_place(config, prov_config, cfg_changes, seq)
-            apply_in_place(keys, prov_keys, key_changes, seq)
-            continue
-        path = change.path
-        if change.op == "set":
-            node: Any = config
-            pnode: Any = prov_config
-            for key in path[:-1]:
-                node, pnode = node.get(key), pnode.get(key)
-                if node.__class__ is not dict or pnode.__class__ is not dict:
-                    break  # a table to create, or in the way: apply_change's walk
-            else:
-                leaf, secret = path[-1], change.secret
-                node[leaf] = change.value if secret is None else secret
-                pnode[leaf] = seq
-                continue
-        apply_one(config, prov_config, change, seq, None)
-    return ConfigState(seq, hash_, ts, config, keys, prov_config, prov_keys)
+    plain, decode, keys_doc = CHANGE_DECODER.decode, decode_change_payload, DOC_KEYS
+    sealed_mark = SEALED_MARK
+    tables: dict[KeyPath, tuple[Doc, Doc, str]] = {}  # leaf path -> its two tables, leaf
+    table_of = tables.get
+    for seq, payload in changes:
+        try:
+            changes_ = plain(payload).changes
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            changes_ = decode(payload, seq).changes  # raises, naming the event
+        if len(changes_) == 1:
+            change = changes_[0]
+            # `sealed`: values holding references, which decode_change_payload revives
+            if change.op == "set" and change.doc != keys_doc and not change.sealed:
+                path = change.path
+                at = table_of(path)
+                if at is None:
+                    node: Any = config
+                    pnode: Any = prov_config
+                    for key in path[:-1]:
+                        node, pnode = node.get(key), pnode.get(key)
+                        if node.__class__ is not dict or pnode.__class__ is not dict:
+                            break  # a table to create, or in the way: apply_change's walk
+                    else:
+                        at = tables[path] = (node, pnode, path[-1])
+                if at is not None:
+                    node, pnode, leaf = at
+                    if (node.get(leaf).__class__ is dict
+                            or pnode.get(leaf).__class__ is dict):
+                        tables.clear()  # the tables below this leaf leave the documents
+                    secret = change.secret
+                    node[leaf] = change.value if secret is None else secret
+                    pnode[leaf] = seq
+                    continue
+        tables.clear()
+        if sealed_mark in payload:
+            changes_ = decode(payload, seq).changes
+        cfg_changes, key_changes = _split(changes_)
+        apply_in_place(config, prov_config, cfg_changes, seq)
+        apply_in_place(keys, prov_keys, key_changes, seq)
 
 
 def _record_of(row: Row) -> Record:

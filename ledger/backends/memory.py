@@ -13,9 +13,11 @@ from ledger.backends.base import (
     CREATED_FORMAT,
     EMPTY_HEAD,
     Backend,
+    Changes,
     Head,
     SecretRow,
     SnapshotRow,
+    changes_of,
     format_needed,
     raise_format,
     rows_of,
@@ -168,6 +170,9 @@ class MemoryBackend:
 
     def read_rows(self, after: int = 0, until: int | None = None) -> Iterator[Row]:
         return rows_of(self.read(after, until))
+
+    def read_changes(self, after: int = 0, until: int | None = None) -> Changes:
+        return changes_of(self, after, until)
 
     def record(self, seq: int) -> Record | None:
         with self._lock:

@@ -89,9 +89,11 @@ from ledger.backends.base import (
     HEAD_MAC,
     HEAD_SIGNATURE,
     Backend,
+    Changes,
     Head,
     SecretRow,
     SnapshotRow,
+    changes_of,
     format_needed,
     raise_format,
     refuse_newer_format,
@@ -876,6 +878,9 @@ class PostgresBackend:
 
     def read_rows(self, after: int = 0, until: int | None = None) -> Iterator[Row]:
         return rows_of(self.read(after, until))
+
+    def read_changes(self, after: int = 0, until: int | None = None) -> Changes:
+        return changes_of(self, after, until)
 
     def record(self, seq: int) -> Record | None:
         rows = self._query(self._sql.record, (seq,))

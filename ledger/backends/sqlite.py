@@ -33,6 +33,7 @@ from ledger.backends.base import (
     CREATED_FORMAT,
     EMPTY_HEAD,
     Backend,
+    Changes,
     Head,
     SecretRow,
     SnapshotRow,
@@ -40,7 +41,7 @@ from ledger.backends.base import (
     raise_format,
     refuse_newer_format,
 )
-from ledger.core.events import Record, Row, now_us
+from ledger.core.events import KIND_CHANGE, Record, Row, now_us
 from ledger.errors import (
     ReadOnlyError,
     StoreBusyError,
@@ -98,12 +99,20 @@ _INSERT = f"INSERT INTO ledger_events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"
 _SET_META = ("INSERT INTO ledger_meta (key, value) VALUES (?, ?) "
              "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
 _ROW_COLUMNS = "seq, kind, payload, hash, ts"
+# A full replay's read (`read_changes`): the change events' seq and payload (a STRICT
+# BLOB: always bytes), and the last event's head.
+_CHANGE_COLUMNS = "seq, payload"
+_ONLY_CHANGES = f" AND kind = '{KIND_CHANGE}'"
+_LAST_IN = ("SELECT seq, hash, ts FROM ledger_events WHERE seq > ? AND seq <= ? "
+            "ORDER BY seq DESC LIMIT 1")
+_I64_MAX = 2**63 - 1
 # The same columns with the text ones read as bytes (decoded with surrogateescape), for
 # rows whose text is not UTF-8: see SqliteBackend._tampered.
 _BYTES_COLUMNS: dict[str, tuple[str, frozenset[int]]] = {  # columns -> (SQL, text indexes)
     _COLUMNS: ("seq, ts, CAST(actor AS BLOB), CAST(reason AS BLOB), CAST(source AS BLOB), "
                "CAST(kind AS BLOB), payload, prev_hash, hash", frozenset({2, 3, 4, 5})),
     _ROW_COLUMNS: ("seq, CAST(kind AS BLOB), payload, hash, ts", frozenset({1})),
+    _CHANGE_COLUMNS: (_CHANGE_COLUMNS, frozenset()),  # no text column: never needed
 }
 _CHUNK = 1024  # rows per locked read when streaming events
 
@@ -568,8 +577,23 @@ class SqliteBackend:
         # replay's per-row cost is its own decode and merge (figure 5a)
         return chain.from_iterable(self._chunks(_ROW_COLUMNS, after, until, False, None))
 
+    def read_changes(self, after: int = 0, until: int | None = None) -> Changes:
+        # two columns, where a replay's rows had five: the hash and ts only of the last
+        # event, and non-change events left in the database (figure 5a)
+        try:
+            with self._lock:
+                row = self._conn.execute(_LAST_IN, (after, _I64_MAX if until is None
+                                                    else until)).fetchone()
+        except apsw.Error as err:
+            raise _translate(err, self.location, "reading events") from err
+        if row is None:
+            return None, iter(())
+        last = Head(row[0], row[1], row[2])
+        return last, chain.from_iterable(self._chunks(_CHANGE_COLUMNS, after, last.seq, False,
+                                                      None, _ONLY_CHANGES))
+
     def _chunks(self, columns: str, after: int, until: int | None, descending: bool,
-                limit: int | None) -> Iterator[list[tuple[Any, ...]]]:
+                limit: int | None, where: str = "") -> Iterator[list[tuple[Any, ...]]]:
         """Events with after < seq <= until, streamed in chunks of `_CHUNK` rows, each
         read whole under the connection's lock. A statement left open across the
         caller's `yield`s would run on this connection while another thread of the
@@ -585,7 +609,7 @@ class SqliteBackend:
             order = "DESC" if descending else "ASC"
             while left is None or left > 0:
                 n = _CHUNK if left is None else min(_CHUNK, left)
-                sql = (f"SELECT {{}} FROM ledger_events WHERE seq > ? AND seq <= ? "
+                sql = (f"SELECT {{}} FROM ledger_events WHERE seq > ? AND seq <= ?{where} "
                        f"ORDER BY seq {order} LIMIT ?")
                 with self._lock:
                     try:

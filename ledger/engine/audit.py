@@ -27,12 +27,11 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from ledger.backends.write_queue import writer_queue_problem
-from ledger.core.chain import ChainWalk, VerifyReport
+from ledger.core.chain import GENESIS, ChainWalk, VerifyReport
 from ledger.core.events import (
     KIND_CHANGE,
     KIND_SHRED,
     Record,
-    Row,
     decode_change_payload,
     decode_event,
     doc_path_text,
@@ -49,7 +48,7 @@ from ledger.engine.integrity_keys import (
     IntegrityKeys,
 )
 from ledger.errors import LedgerError, VerificationError
-from projections.config_view import EMPTY_STATE, ConfigState, replay_rows
+from projections.config_view import EMPTY_STATE, ConfigState, fold_changes
 from projections.snapshots import MAGIC, canonical_state, decode_state, open_snapshot
 
 if TYPE_CHECKING:
@@ -57,6 +56,8 @@ if TYPE_CHECKING:
 
 __all__ = ["audit"]
 
+# what another kind of event (a shred) is to the replay: no change to the documents
+_NO_CHANGE = b'{"changes":[]}'
 _REPAIR = "run `moltis-ledger rebuild-snapshots` to rewrite the snapshots from the log"
 
 
@@ -140,8 +141,9 @@ def _walk_log(ledger: Ledger, expect_head: bytes | None,
     walk = ChainWalk(expect_head)
     records = backend.read()
     read_error: list[BaseException] = []
+    last: list[Record | None] = [None]
     rows = _lean(walk.checked(track(records) if track else records), referenced, scan,
-                 read_error)
+                 read_error, last)
     state = EMPTY_STATE
     try:
         keys = ledger.vault.integrity()
@@ -163,14 +165,14 @@ def _walk_log(ledger: Ledger, expect_head: bytes | None,
                 continue
             if seq >= 1:
                 toward = seq
-                state = _replay(state, islice(rows, seq - state.seq))
+                state = _replay(state, islice(rows, seq - state.seq), last)
                 toward = None
             if seq < 1 or state.seq != seq:  # the log ends before it (or the chain broke)
                 outside = seq
                 break
             _check_snapshot(snap.state, snap.hash, seq, state, keys, unsealed)
         else:
-            state = _replay(state, rows)
+            state = _replay(state, rows, last)
     except (_FailedError, LedgerError) as err:
         if read_error:
             raise read_error[0] from None  # the log could not be read: as the chain walk did
@@ -191,12 +193,21 @@ def _walk_log(ledger: Ledger, expect_head: bytes | None,
     return chain, state, keys, failed
 
 
-def _replay(state: ConfigState, rows: Iterable[Row]) -> ConfigState:
+def _replay(state: ConfigState, changes: Iterable[tuple[int, bytes]],
+            last: list[Record | None]) -> ConfigState:
+    """`state` (a state of this replay's own, or the empty one) after `changes`, whose
+    last record `_lean` leaves in `last`."""
+    docs = ConfigState(0, GENESIS, 0, {}, {}, {}, {}) if state.seq == 0 else state
     try:
-        return replay_rows(state, rows, private=state.seq != 0)
+        fold_changes(docs, changes)
     except LedgerError as err:
         raise _FailedError(_bad_seq(err, state.seq + 1),
                            f"the log does not replay: {err}") from None
+    rec = last[0]
+    if rec is None or rec.seq == state.seq:
+        return state  # no event read
+    return ConfigState(rec.seq, rec.hash, rec.ts, docs.config, docs.keys, docs.prov_config,
+                       docs.prov_keys)
 
 
 def _check_snapshot(stored_blob: bytes, snap_hash: bytes, seq: int, state: ConfigState,
@@ -239,12 +250,14 @@ Referenced = dict[str, tuple[int, str, SecretRef]]  # ref -> (first seq, path, r
 
 
 def _lean(records: Iterable[Record], found: Referenced, scan: FormatScan,
-          read_error: list[BaseException]) -> Iterator[Row]:
-    """The records as the replay's lean rows, while every secret reference in them is
-    noted in `found` and each is shown to `scan` (only payloads that mention a secret
-    are decoded here). An undecodable payload is skipped here: the replay decodes it
-    too, and names it. An error reading the records is noted in `read_error` (the
-    replay must not report it as its own)."""
+          read_error: list[BaseException], last: list[Record | None]
+          ) -> Iterator[tuple[int, bytes]]:
+    """The records as the fold's (seq, payload), one per event (another kind than a
+    change folds as no change), while every secret reference in them is noted in
+    `found` and each is shown to `scan` (only payloads that mention a secret are
+    decoded here); the last record yielded is left in `last`. An undecodable payload is
+    skipped here: the replay decodes it too, and names it. An error reading the records
+    is noted in `read_error` (the replay must not report it as its own)."""
     try:
         for rec in records:
             seq, kind, payload = rec.seq, rec.kind, rec.payload
@@ -261,7 +274,8 @@ def _lean(records: Iterable[Record], found: Referenced, scan: FormatScan,
                     for ref in c.refs():
                         if ref.ref not in found:
                             found[ref.ref] = (seq, doc_path_text(c.doc, c.path), ref)
-            yield seq, kind, payload, rec.hash, rec.ts
+            last[0] = rec
+            yield seq, payload if kind == KIND_CHANGE else _NO_CHANGE
     except BaseException as err:
         read_error.append(err)
         raise

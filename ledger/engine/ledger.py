@@ -85,7 +85,14 @@ from ledger.errors import (
     VerificationError,
 )
 from ledger.files.safe_io import MAX_FILE_BYTES
-from projections.config_view import EMPTY_STATE, ConfigState, fold, replay, replay_rows
+from projections.config_view import (
+    EMPTY_STATE,
+    ConfigState,
+    fold,
+    replay,
+    replay_changes,
+    replay_rows,
+)
 from projections.snapshots import (
     SNAPSHOT_EVERY,
     decode_state,
@@ -1148,7 +1155,10 @@ class Ledger:
     def replay(self, until: int | None = None) -> ConfigState:
         """A full replay of the log from genesis (snapshots ignored): what every
         snapshot and cached state must equal."""
-        return replay_rows(EMPTY_STATE, self.backend.read_rows(until=until), private=False)
+        tail, changes = self.backend.read_changes(until=until)
+        if tail is None:
+            return EMPTY_STATE
+        return replay_changes(None, tail.seq, tail.hash, tail.ts, changes)
 
     def rebuild_snapshots(self) -> int:
         """Write every snapshot again from the log; returns how many. The new ones are
