@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from ledger.stores.providers import LedgerProviderStore
     from ledger.stores.writer import Writer
     from ledger.typed.convert import RawChange
+    from ledger.typed.head_cache import TypedCodec
     from ledger.typed.layers import Effective, Provenance
 
 _layers_module: ModuleType | None = None
@@ -98,8 +99,10 @@ class LedgerConfigStore(ConfigStore):
         self._eff: Effective | None = None
         self._eff_bytes = b""
         self._eff_unopened = 0  # free-form secrets load_effective could not open
+        # _eff_bytes as MessagePack, and the JSON it was made from (b"": kept as JSON)
+        self._eff_pack: tuple[bytes, bytes] | None = None
         self._vars_state: ConfigState | None = None
-        self._vars: frozenset[str] = frozenset()
+        self._vars: tuple[tuple[str, ...], tuple[bytes, ...]] = ((), ())  # names, fs-encoded
         self._meta_cache: dict[int, Event | None] = {}
 
     @property
@@ -134,8 +137,9 @@ class LedgerConfigStore(ConfigStore):
         layers = _layers()
         state = self.ledger.head_state()
         if self._vars_state is not state:
-            self._vars, self._vars_state = layers.referenced_variables(state.config), state
-        key = (state.seq, flags.key(), layers.environment_key(env, self._vars))
+            names = tuple(layers.referenced_variables(state.config))
+            self._vars, self._vars_state = (names, tuple(map(os.fsencode, names))), state
+        key = (state.seq, flags.key(), layers.environment_key(env, *self._vars))
         if self._eff is None or self._eff_state is not state or key != self._eff_key:
             self._eff = layers.effective_config(state.config, env=env, flags=flags,
                                          opener=self.ledger.vault,
@@ -149,6 +153,7 @@ class LedgerConfigStore(ConfigStore):
                 codec.decoder.decode(codec.encoder.encode(self._eff.config)))
             self._eff_bytes = codec.encoder.encode(plain)
             self._eff_key, self._eff_state = key, state
+            self._eff_pack = None
         return self._eff
 
     async def load_effective(self, *, flags: Flags = NO_FLAGS,
@@ -156,11 +161,24 @@ class LedgerConfigStore(ConfigStore):
         """What the gateway runs with: plain values, free-form channel secrets included
         (displays use `effective_at`, which keeps them `Secret`s)."""
         self.effective_layers(flags, env)
-        decoder = self.ledger.codec.decoder
-        # a token that could not be opened (shredded, no key) is revived as a masked
-        # Secret; otherwise the bytes hold no reference in free-form maps: no walk
-        config: MoltisConfig = (decoder.decode(self._eff_bytes) if self._eff_unopened
-                                else decoder.decode_plain(self._eff_bytes))
+        codec = self.ledger.codec
+        data = self._eff_bytes
+        if self._eff_unopened:
+            # a token that could not be opened (shredded, no key) is revived as a masked
+            # Secret
+            revived: MoltisConfig = codec.decoder.decode(data)
+            return revived
+        # otherwise the bytes hold no reference in free-form maps: no walk; from the
+        # second read on, the same config is decoded from MessagePack (tied to the JSON
+        # it was made from: a thread that rebuilt the effective state meanwhile has
+        # other bytes). Each read is a fresh decode: nothing a caller changes is shared.
+        pack = self._eff_pack
+        if pack is not None and pack[0] is data and pack[1]:
+            packed: MoltisConfig = codec.pack_decoder.decode(pack[1])
+            return packed
+        config: MoltisConfig = codec.decoder.decode_plain(data)
+        if pack is None or pack[0] is not data:
+            self._eff_pack = (data, _packed(codec, config, data))
         return config
 
     async def load_effective_at(self, ref: Ref, *, flags: Flags = NO_FLAGS,
@@ -339,6 +357,13 @@ def _in_this_context(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
     while leading a group, outside the context the write was queued in."""
     context = contextvars.copy_context()
     return lambda cfg: context.run(fn, cfg)
+
+
+def _packed(codec: TypedCodec, config: MoltisConfig, data: bytes) -> bytes:
+    """`config` (decoded from `data`, JSON) as MessagePack, if that decodes to the same
+    config (its JSON is `data` again); else b"": the reads stay on the JSON."""
+    pack = codec.pack_encoder.encode(config)
+    return pack if codec.encoder.encode(codec.pack_decoder.decode(pack)) == data else b""
 
 
 def _deep_copy(doc: Doc) -> Doc:

@@ -122,6 +122,18 @@ class TypedCodec:
     def decoder(self) -> _Decoder[MoltisConfig]:
         return _Decoder(MoltisConfig, ROOT, self.opener, self._dec_hook)
 
+    # The same typed config as MessagePack, for a copy decoded again and again (a
+    # cached `load_effective`): it decodes in about half the time of its JSON (i16i).
+    # Only for configs that hold no stored reference (the plain view): free-form maps
+    # would need `revive`, which the JSON decoder's callers do.
+    @functools.cached_property
+    def pack_encoder(self) -> msgspec.msgpack.Encoder:
+        return msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+
+    @functools.cached_property
+    def pack_decoder(self) -> msgspec.msgpack.Decoder[MoltisConfig]:
+        return msgspec.msgpack.Decoder(MoltisConfig, dec_hook=self._dec_hook)
+
     @functools.cached_property
     def section_decoders(self) -> list[_Decoder[Any]]:
         return [_Decoder(fn.node.annotation, fn.node, self.opener, self._dec_hook)

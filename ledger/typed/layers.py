@@ -18,7 +18,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -188,16 +188,21 @@ def parse_env_overrides(env: Mapping[str, str]) -> tuple[list[EnvOverride], list
 # ${VAR} substitution
 
 
-def environment_key(env: Mapping[str, str] | None, variables: Iterable[str]) -> tuple[Any, ...]:
+def environment_key(env: Mapping[str, str] | None, variables: Sequence[str],
+                    encoded: Sequence[bytes] | None = None) -> tuple[Any, ...]:
     """What an effective config depends on in the environment: every MOLTIS_* variable
     and the ${NAME}s the document uses; equal keys mean the cached view still holds.
+    `encoded`: the same names in the same order, fs-encoded (a caller asking on every
+    read keeps them: encoding the hundred names of i16i's config on each read cost more
+    than looking them up).
 
     For the process environment it reads os.environ's underlying bytes mapping without
     decoding every entry, which makes a cached `load_effective()` several times cheaper."""
     data = getattr(os.environ, "_data", None) if env is None or env is os.environ else None
     if isinstance(data, dict):
+        names = encoded if encoded is not None else [os.fsencode(n) for n in variables]
         return (tuple(item for item in data.items() if item[0].startswith(b"MOLTIS_")),
-                tuple(data.get(os.fsencode(n)) for n in variables))
+                tuple(map(data.get, names)))
     env = os.environ if env is None else env
     return (tuple(sorted((k, v) for k, v in env.items() if k.startswith("MOLTIS_"))),
             tuple(env.get(n) for n in variables))
