@@ -12,6 +12,8 @@ from ledger.stores.postgres_store import PostgresConfigStore
 from tests.conftest import run
 from tests.pg import fresh_pg_store
 
+pytestmark = pytest.mark.postgres  # counted, and never skipped under CI=true
+
 
 def _port(port: int):
     def fn(cfg: MoltisConfig) -> None:

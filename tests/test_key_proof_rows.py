@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import apsw
+import pytest
 
 from tests.migrated_site import SECRET, site_env
 
@@ -191,6 +192,7 @@ def test_a_ledger_never_keyed_is_still_read_with_a_key_held(tmp_path: Path) -> N
     assert (got.returncode, got.stdout.strip()) == (0, "4242"), got.stderr
 
 
+@pytest.mark.slow  # ~5 s: many CLI processes (and 520 events)
 def test_sign_head_adopt_writes_a_deleted_key_check_back(tmp_path: Path) -> None:
     """The way out for an intact log whose key_check and MAC rows were lost: refused
     until `sign-head --adopt` (which runs verify first) vouches for it; then reads and
@@ -234,8 +236,6 @@ def test_a_running_keyed_writer_does_not_re_key_over_a_deleted_key_check(
     keyed ledger object has read the ledger; then the key_check and MAC rows are
     deleted under it. Its next write used to write a new key_check row for its key
     (and append unvouched); it is refused, nothing is appended, no row is written."""
-    import pytest
-
     from ledger.backends.sqlite import SqliteBackend
     from ledger.core.keypaths import parse_path
     from ledger.engine.ledger import Ledger
@@ -261,6 +261,7 @@ def test_a_running_keyed_writer_does_not_re_key_over_a_deleted_key_check(
         ledger.close()
 
 
+@pytest.mark.slow  # ~5 s: many CLI processes (and 520 events)
 def test_a_bundle_of_a_ledger_never_keyed_imported_with_a_key_is_adopted_not_re_keyed(
         tmp_path: Path) -> None:
     """A ledger never keyed, long enough for snapshots (the import rebuilds them, sealed
