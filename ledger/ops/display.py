@@ -3,17 +3,17 @@ masked (or revealed only when asked), typed configs as documents in TOML key for
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from ledger.core.document import Doc
+from ledger.core.document import MISSING, Doc, get_value
 from ledger.core.events import Change, Event
 from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import Secret, SecretRef, mask_text, parse_mask
 from ledger.engine.vault import Vault
-from ledger.errors import SecretDestroyedError, SecretError
+from ledger.errors import ConfigValidationError, SecretDestroyedError, SecretError
 
 if TYPE_CHECKING:
     # the typed layer (the schema) is loaded by the typed displays that need it, so
@@ -93,7 +93,72 @@ async def effective_shown(store: LedgerConfigStore, ref: Ref | None = None, *,
     from ledger.typed.layers import masked_paths
 
     eff, raw = store.effective_at(ref, flags=NO_FLAGS if flags is None else flags, env=env)
-    return effective_document(eff.config, masked_paths(eff, raw))
+    doc = effective_document(eff.config, masked_paths(eff, raw))
+    # what the stored config holds went through the secret policy when it was written
+    # (sealed); what the layers put on top of it did not: run the same policy over it
+    contributed = {*eff.env_paths, *eff.flag_paths, *eff.substituted}
+    return _mask_contributed(doc, contributed, store.ledger.vault)
+
+
+class _ShownSealer:
+    """The write path's sealer stand-in: seals nothing, only names the fingerprint a
+    secret would be shown with (None without a key)."""
+
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+
+    def fingerprint(self, plaintext: str) -> str:
+        try:
+            return self.vault.fingerprint(plaintext)
+        except SecretError:
+            return ""
+
+    def seal(self, plaintext: str) -> SecretRef:
+        return SecretRef(ref="shown", fp=self.fingerprint(plaintext))
+
+
+def _mask_contributed(doc: dict[str, Any], paths: set[KeyPath], vault: Vault
+                      ) -> dict[str, Any]:
+    """`doc` with the secrets among the values at `paths` masked, by the one secret
+    policy as `set` applies it (`ledger.typed.changes.materialize`: schema secrets,
+    secret-shaped keys of free-form maps, URL userinfo, secret list elements)."""
+    if not paths:
+        return doc
+    # lazy: the typed layer loads only for the typed displays (CLI start-up)
+    from ledger.typed.changes import materialize
+    from ledger.typed.convert import RawChange  # lazy, as above
+
+    sealer = _ShownSealer(vault)
+    for path in sorted(paths):
+        value = get_value(doc, path)
+        if value is MISSING or not isinstance(value, str | dict | list):
+            continue
+        try:
+            changes = materialize([RawChange("set", path, value)], {}, sealer,
+                                  where="effective")
+        except ConfigValidationError:
+            # a value `set` would refuse is not shown either: fail closed, masked whole
+            _mask_at(doc, path, mask_text(None))
+            continue
+        for change in changes:
+            if change.secret is not None:
+                _mask_at(doc, change.path, mask_text(change.secret.fp or None))
+            else:
+                for at, ref in _refs_in(change.value, change.path):
+                    _mask_at(doc, at, mask_text(ref.fp or None))
+    return doc
+
+
+def _refs_in(value: Any, path: KeyPath) -> Iterator[tuple[KeyPath, SecretRef]]:
+    """Where a sealed value (a list with secret elements, tables inside) holds secrets."""
+    if isinstance(value, SecretRef):
+        yield path, value
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _refs_in(item, (*path, str(i)))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _refs_in(item, (*path, key))
 
 
 def _mask_at(doc: dict[str, Any], path: KeyPath, mask: str) -> None:
