@@ -173,3 +173,43 @@ def test_rebuild_snapshots_never_seals_a_log_edited_in_place(tmp_path: Path) -> 
         store.ledger.close()
     got = _cli(env, "get", "server.port")
     assert "6666" not in got.stdout + got.stderr
+
+
+def test_a_running_keyed_reader_refuses_a_replaced_log_past_the_catch_up_limit(
+        tmp_path: Path) -> None:
+    """A head far ahead is reloaded from a snapshot rather than caught up event by
+    event; the reload must still be of the history this reader served, continued."""
+    from ledger.core.chain import link
+    from ledger.core.events import Change, ChangePayload, encode_payload, now_us
+    from ledger.engine.ledger import _CATCH_UP_LIMIT
+
+    env = site_env(tmp_path)
+    for port in ("2000", "3000"):
+        assert _cli(env, "set", "server.port", port).returncode == 0
+    db = _db(tmp_path)
+    gateway = _keyed_store(env, db)
+    try:
+        assert _port(gateway) == 3000
+        _delete_last_event(db)
+        con = apsw.Connection(str(db))
+        seq, prev = con.execute("SELECT seq, hash FROM ledger_events ORDER BY seq DESC "
+                                "LIMIT 1").fetchone()
+        rows = []
+        for n in range(_CATCH_UP_LIMIT + 4):  # re-chained: anyone can compute the chain
+            payload = encode_payload(ChangePayload(changes=(
+                Change("set", ("server", "port"), 6666 if n == _CATCH_UP_LIMIT + 3
+                       else 7000 + n % 100),)))
+            ts, seq = now_us(), seq + 1
+            h = link(prev, seq, ts, "mallory", "", "api", "change", payload)
+            rows.append((seq, ts, "mallory", "", "api", "change", payload, prev, h))
+            prev = h
+        with con:
+            con.executemany("INSERT INTO ledger_events (seq, ts, actor, reason, source, "
+                            "kind, payload, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?)",
+                            rows)
+        con.close()
+        assert _cli(env, "get", "server.port").returncode == 3  # a fresh open refuses
+        served = _port(gateway)
+        assert isinstance(served, LedgerError), served
+    finally:
+        gateway.ledger.close()

@@ -391,7 +391,16 @@ class Ledger:
             return None, 0
 
         def hash_at(seq: int) -> bytes | None:
+            # a MAC for an event after `head` is a writer that committed since `head` was
+            # read only if the stored head, read again, has reached it: PostgreSQL's head
+            # row moved back under a MAC'd newer event is a rollback (review round 5, R6)
             rec = self.backend.record(seq) if seq else None
+            if rec is not None and seq > head.seq and (now := self.backend.head()).seq < seq:
+                raise StoreError(
+                    f"{self.backend.location}: the stored head says event {now.seq}, but "
+                    f"event {seq}, which the head MAC names, is in the log: the head row is "
+                    "behind the log (moved back: tampering or damage); run "
+                    "`moltis-ledger verify`")
             return rec.hash if rec is not None else None
 
         verdict: tuple[str | None, int] = (None, 0)
@@ -453,6 +462,11 @@ class Ledger:
                          head_seq=head.seq, head_hash=head.hash.hex()[:16])
             return self._replaced(head)
         if head.seq - state.seq > _CATCH_UP_LIMIT:
+            # reloaded from a snapshot, not walked event by event: only if the log still
+            # holds the event this reader served (else another history took its place)
+            served = self.backend.record(state.seq)
+            if served is None or served.hash != state.hash:
+                return self._replaced(head)
             return self._load_at(head)
         walk = ChainWalk(None, state.seq + 1, state.hash)
         records = list(walk.checked(self.backend.read(after=state.seq, until=head.seq)))
