@@ -300,8 +300,8 @@ def test_the_head_under_the_lock_is_the_logs_last_event(pg_url, pg):
     fresh = PostgresConfigStore(pg_url, schema=store.pg.schema, pool_size=1)
     # a keyed open refuses it first (its head MAC names an event after the head row);
     # a writer without the key meets the locked append's guard
-    with pytest.raises(StoreError, match="head row (does not match the last event|is "
-                                         "behind the log)"):
+    with pytest.raises(StoreError, match=r"head row (does not match the last event|is "
+                                         r"behind the log)"):
         fresh.ledger.update_typed(increment)
     assert fresh.ledger.backend.seq_bounds() == (4, 1, 4)  # nothing went in
     fresh.pg.close()
