@@ -96,6 +96,17 @@ def raise_mark(path: Path, key: bytes, mark: HeadMark, *, lower: bool = False) -
     write_mark(path, key, mark)
 
 
+def marked_ledger(keys: KeySource) -> bytes | None:
+    """The ledger id the head mark beside the key names, or None (no key, no mark, or
+    one this key does not open)."""
+    try:
+        key = keys.load(create=False)
+        mark = read_mark(mark_path(keys), key) if key is not None else None
+    except (LedgerError, OSError):
+        return None
+    return mark.ledger_id.encode() if mark is not None else None
+
+
 def older_than_mark(mark: HeadMark | None, ledger_id: str, head_seq: int,
                     hash_at: Callable[[int], bytes | None]) -> str | None:
     """Why this ledger's head (seq `head_seq`; `hash_at(seq)` reads an event's hash) is

@@ -64,7 +64,13 @@ from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import SecretRef
 from ledger.core.text_rule import refuse_nul, refuse_nul_in
 from ledger.engine.format_check import FormatScan, lists_hold_secrets
-from ledger.engine.head_mark import HeadMark, head_mark_problem, mark_path, raise_mark
+from ledger.engine.head_mark import (
+    HeadMark,
+    head_mark_problem,
+    mark_path,
+    marked_ledger,
+    raise_mark,
+)
 from ledger.engine.head_vouch import (
     ADOPT_HINT,
     HeadVoucher,
@@ -410,7 +416,7 @@ class Ledger:
                 # never keyed, or both rows deleted: the held key's proof tells (the
                 # ledger's own rows that only it could have written); rows a forger
                 # deletes or adds decide nothing (ledger.engine.key_proof)
-                return self.vault.missing_check_problem(), 0
+                return self._missing_check_problem(), 0
             keys = self.vault.integrity()
             if keys is None:
                 return None, 0
@@ -421,6 +427,25 @@ class Ledger:
                 return verdict
             self.vault.forget_key()  # a rotation committed since: read the key again
         return verdict
+
+    def _missing_check_problem(self) -> str | None:
+        """Vault.missing_check_problem, also under the ledger id the head mark beside
+        the key names: the ledger_id row binds sealed rows and MACs and is a row a
+        forger can change too (then nothing opens under it, and the mark, kept per
+        ledger id, no longer applies). A key that opens this ledger's rows under the
+        marked id proves the row was changed (review round 5, R1b)."""
+        problem = self.vault.missing_check_problem()
+        if problem is not None or self.backend.name == "memory":
+            return problem
+        marked = marked_ledger(self.vault.keys)
+        if marked is None or marked == self.vault.ledger_id:
+            return None
+        problem = self.vault.missing_check_problem(marked)
+        if problem is None:
+            return None
+        return (f"its ledger_id row ({self.vault.ledger_id.decode(errors='replace')!r}) is "
+                f"not the ledger its rows were written for ({marked.decode()!r}, named by "
+                f"the head mark beside the key): it was changed; {problem}")
 
     def _raise_mark(self, *, lower: bool = False) -> None:
         """After a commit that signed a checkpoint: raise the head mark to it, if it is

@@ -322,11 +322,12 @@ class Vault:
                 f"{self._backend.location}: {problem}. Nothing was written: that would "
                 f"re-key the ledger over it. {MISSING_CHECK_FIX}", None)
 
-    def missing_check_problem(self) -> str | None:
+    def missing_check_problem(self, ledger_id: bytes | None = None) -> str | None:
         """On a ledger with no key check row (read just now): why the key held proves
         the ledger was written with it after all (the row was deleted), or None (no key
         held, or nothing opens with it: a ledger never keyed). For a keyed open of a
-        ledger with events and no head MAC row (Ledger.mac_verdict)."""
+        ledger with events and no head MAC row (Ledger.mac_verdict). `ledger_id`: what
+        the rows are bound to, when not the ledger_id row (which a forger can change)."""
         try:
             key = self.keys.load(create=False)
         except SecretKeyError:
@@ -335,8 +336,8 @@ class Vault:
             return None
         from ledger.engine.key_proof import key_check_missing  # only with a key to prove
 
-        return key_check_missing(self._backend, self.keys.describe(), key, self._ledger_id,
-                                 self._backend.meta_items())
+        return key_check_missing(self._backend, self.keys.describe(), key,
+                                 ledger_id or self._ledger_id, self._backend.meta_items())
 
     def restore_check(self, txn: WriteTxn) -> None:
         """Write the key check row of the key unlocked now if the ledger has none: the

@@ -1,0 +1,41 @@
+"""The ledger_id row binds sealed secrets, MACs and the head mark to one ledger, and a
+forger with write access to the database can change it: then nothing opens under the
+new id and the mark beside the key (kept per ledger id) no longer applies. A key holder
+must still refuse a rolled-back log whose key_check, head MAC and signature rows were
+deleted and whose ledger_id row was changed (review round 5, R1b)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import apsw
+
+from tests.migrated_site import site_env
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ledger", *args], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_a_rolled_back_log_with_its_ledger_id_row_changed_is_refused(tmp_path: Path) -> None:
+    env = site_env(tmp_path)
+    for port in ("2000", "3000"):
+        assert _cli(env, "set", "server.port", port).returncode == 0
+    assert list(tmp_path.glob("config/ledger-head*"))  # the head mark, left in place
+    con = apsw.Connection(str(tmp_path / "data" / "moltis.db"))
+    (sql,), = con.execute("SELECT sql FROM sqlite_master WHERE name = "
+                          "'ledger_events_no_delete'").fetchall()
+    con.execute("DROP TRIGGER ledger_events_no_delete")
+    con.execute("DELETE FROM ledger_events WHERE seq = (SELECT max(seq) FROM ledger_events)")
+    con.execute("DELETE FROM ledger_meta WHERE key IN ('head_mac', 'head_signature', "
+                "'key_check', 'fp_key')")
+    con.execute("UPDATE ledger_meta SET value = 'another-ledger' WHERE key = 'ledger_id'")
+    con.execute(sql)
+    con.close()
+    got = _cli(env, "get", "server.port")
+    assert got.returncode == 3, (got.returncode, got.stdout, got.stderr)
+    assert "2000" not in got.stdout
+    assert "ledger_id row" in got.stderr and "changed" in got.stderr, got.stderr
