@@ -79,6 +79,20 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
+@pytest.fixture
+def docs_site(fixtures_dir: Path) -> Path:
+    """The docs example migrated by the CLI (in-process) into the test's own config and
+    data dirs (MOLTIS_CONFIG_DIR / MOLTIS_DATA_DIR); returns the config dir."""
+    from ledger.cli import app
+
+    config = Path(os.environ["MOLTIS_CONFIG_DIR"])
+    config.mkdir(parents=True, exist_ok=True)
+    toml = (fixtures_dir / "docs-example.moltis.toml").read_text(encoding="utf-8")
+    (config / "moltis.toml").write_text(toml, encoding="utf-8")
+    assert app.run(["migrate", "--actor", "installer"]) == 0
+    return config
+
+
 def _pg_url() -> str | None:
     url = os.environ.get(PG_URL_VAR)
     if not url and os.environ.get("CI") == "true":

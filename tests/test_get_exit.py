@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,6 @@ from pathlib import Path
 import pytest
 
 import ledger.cli
-from ledger.cli import app
 from tests.cli_probe import probe_env
 
 # the console script's way in (`moltis-ledger` calls main() with no argv), with an exit
@@ -31,16 +29,6 @@ ledger.cli.main()
 """
 
 
-@pytest.fixture
-def site(fixtures_dir: Path) -> Path:
-    config = Path(os.environ["MOLTIS_CONFIG_DIR"])
-    config.mkdir(parents=True, exist_ok=True)
-    toml = (fixtures_dir / "docs-example.moltis.toml").read_text(encoding="utf-8")
-    (config / "moltis.toml").write_text(toml, encoding="utf-8")
-    assert app.run(["migrate", "--actor", "installer"]) == 0
-    return config
-
-
 def _run_as_the_process(*args: str) -> tuple[int, str, dict[str, object]]:
     proc = subprocess.run([sys.executable, "-c", AS_THE_PROCESS, *args],
                           capture_output=True, text=True, check=False, timeout=120,
@@ -49,7 +37,7 @@ def _run_as_the_process(*args: str) -> tuple[int, str, dict[str, object]]:
     return proc.returncode, proc.stdout, json.loads(last)
 
 
-def test_get_as_the_process_skips_the_final_collection(site: Path) -> None:
+def test_get_as_the_process_skips_the_final_collection(docs_site: Path) -> None:
     code, out, at_exit = _run_as_the_process("get", "server.port")
     assert (code, out) == (0, "13131\n")
     # everything alive at the end is frozen: the exit's full collection passes it by
@@ -58,21 +46,21 @@ def test_get_as_the_process_skips_the_final_collection(site: Path) -> None:
     assert at_exit["enabled"] is True  # the collector is back on for the rest
 
 
-def test_a_failing_get_as_the_process_ends_the_same_way(site: Path) -> None:
+def test_a_failing_get_as_the_process_ends_the_same_way(docs_site: Path) -> None:
     code, out, at_exit = _run_as_the_process("get", "server.nothing")
     assert (code, out) == (1, "")
     frozen = at_exit["frozen"]
     assert isinstance(frozen, int) and frozen > 1000, at_exit
 
 
-def test_other_commands_keep_the_interpreter_s_ordinary_exit(site: Path) -> None:
+def test_other_commands_keep_the_interpreter_s_ordinary_exit(docs_site: Path) -> None:
     code, out, at_exit = _run_as_the_process("--version")
     assert code == 0 and "version" in out
     assert at_exit == {"frozen": 0, "enabled": True}
 
 
 def test_get_in_process_leaves_the_host_s_collector_as_it_was(
-        site: Path, capfd: pytest.CaptureFixture[str]) -> None:
+        docs_site: Path, capfd: pytest.CaptureFixture[str]) -> None:
     frozen_before = gc.get_freeze_count()
     for enabled in (True, False):
         (gc.enable if enabled else gc.disable)()

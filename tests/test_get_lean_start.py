@@ -7,14 +7,12 @@ never by time.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from ledger.cli import app
 from tests.cli_probe import probe, probe_env
 
 # only a write uses these: `get` opens the ledger read-only and names no actor
@@ -41,24 +39,14 @@ sys.stderr.write(json.dumps({"code": code, "compiled": sorted(set(compiled))}) +
 """
 
 
-@pytest.fixture
-def site(fixtures_dir: Path) -> Path:
-    config = Path(os.environ["MOLTIS_CONFIG_DIR"])
-    config.mkdir(parents=True, exist_ok=True)
-    toml = (fixtures_dir / "docs-example.moltis.toml").read_text(encoding="utf-8")
-    (config / "moltis.toml").write_text(toml, encoding="utf-8")
-    assert app.run(["migrate", "--actor", "installer"]) == 0
-    return config
-
-
-def test_get_loads_nothing_only_a_write_uses(site: Path) -> None:
+def test_get_loads_nothing_only_a_write_uses(docs_site: Path) -> None:
     code, modules, output = probe("get", "server.port")
     assert (code, output) == (0, "13131")
     loaded = [m for m in WRITE_ONLY if m in modules]
     assert not loaded, f"`get` imported {loaded}"
 
 
-def test_a_write_still_loads_them(site: Path) -> None:
+def test_a_write_still_loads_them(docs_site: Path) -> None:
     code, modules, _ = probe("set", "server.port", "8080", "--reason", "probe")
     assert code == 0
     assert [m for m in WRITE_ONLY if m in modules] == list(WRITE_ONLY)
@@ -68,7 +56,7 @@ def test_a_write_still_loads_them(site: Path) -> None:
     (["get", "server.port"], ["ledger.core.keypaths"]),  # PATH is parsed
     # --json output is made terminal-safe (ledger.core.escape.json_safe)
     (["--json", "get", "server.port"], ["ledger.core.escape", "ledger.core.keypaths"])])
-def test_get_compiles_only_the_patterns_it_matches_with(site: Path, args: list[str],
+def test_get_compiles_only_the_patterns_it_matches_with(docs_site: Path, args: list[str],
                                                         matching: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-c", COMPILES, *args], capture_output=True,
                           text=True, check=False, timeout=120, env=probe_env())

@@ -16,9 +16,7 @@ import sys
 from pathlib import Path
 
 import apsw
-import pytest
 
-from ledger.cli import app
 from tests.cli_probe import probe, probe_env
 
 # the same command line through the click command, in a fresh interpreter
@@ -35,27 +33,17 @@ ledger.cli.main(sys.argv[1:])
 """
 
 
-@pytest.fixture
-def site(fixtures_dir: Path) -> Path:
-    config = Path(os.environ["MOLTIS_CONFIG_DIR"])
-    config.mkdir(parents=True, exist_ok=True)
-    toml = (fixtures_dir / "docs-example.moltis.toml").read_text(encoding="utf-8")
-    (config / "moltis.toml").write_text(toml, encoding="utf-8")
-    assert app.run(["migrate", "--actor", "installer"]) == 0
-    return config
-
-
 LIGHT = ("logging", "typing_extensions", "inspect", "dataclasses")
 
 
-def test_get_loads_neither_logging_nor_typing_extensions_nor_inspect(site: Path) -> None:
+def test_get_loads_neither_logging_nor_typing_extensions_nor_inspect(docs_site: Path) -> None:
     code, modules, output = probe("get", "server.port")
     assert (code, output) == (0, "13131")
     loaded = [m for m in LIGHT if m in modules]
     assert not loaded, f"`get` imported {loaded}"
 
 
-def test_the_errors_of_get_load_them_only_when_they_need_them(site: Path) -> None:
+def test_the_errors_of_get_load_them_only_when_they_need_them(docs_site: Path) -> None:
     # an unknown key loads the schema (suggestions): msgspec must still handle it
     code, _, output = probe("get", "server.prot")
     assert code == 1 and output == ""
@@ -80,7 +68,7 @@ def _plant_a_bad_snapshot(db: Path) -> None:
 
 
 def test_a_library_warning_on_the_fast_path_prints_as_the_click_command_prints_it(
-        site: Path) -> None:
+        docs_site: Path) -> None:
     _plant_a_bad_snapshot(Path(os.environ["MOLTIS_DATA_DIR"]) / "moltis.db")
     runs = []
     for script in (BY_MAIN, BY_CLICK):
