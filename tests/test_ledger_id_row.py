@@ -39,3 +39,34 @@ def test_a_rolled_back_log_with_its_ledger_id_row_changed_is_refused(tmp_path: P
     assert got.returncode == 3, (got.returncode, got.stdout, got.stderr)
     assert "2000" not in got.stdout
     assert "ledger_id row" in got.stderr and "changed" in got.stderr, got.stderr
+
+
+def test_a_ledger_whose_every_keyed_row_was_deleted_is_refused_by_its_head_mark(
+        tmp_path: Path) -> None:
+    """The sealed secret (its row), the key check, head MAC, signature and every snapshot
+    deleted: nothing in the database proves the key any more, but the head mark beside
+    the key names this very ledger, and only a keyed writer writes it."""
+    env = site_env(tmp_path)
+    from tests.test_read_proof import _keyed_store
+
+    store = _keyed_store(env, tmp_path / "data" / "moltis.db")
+    try:  # one writer: after its first commit, the mark is raised only at checkpoints
+        for port in range(2000, 2006):
+            store.ledger.edit({("server", "port"): port}, reason="r")
+    finally:
+        store.ledger.close()
+    assert list(tmp_path.glob("config/ledger-head*"))
+    con = apsw.Connection(str(tmp_path / "data" / "moltis.db"))
+    (sql,), = con.execute("SELECT sql FROM sqlite_master WHERE name = "
+                          "'ledger_events_no_delete'").fetchall()
+    con.execute("DROP TRIGGER ledger_events_no_delete")
+    con.execute("DELETE FROM ledger_events WHERE seq = (SELECT max(seq) FROM ledger_events)")
+    con.execute("DELETE FROM ledger_meta WHERE key IN ('head_mac', 'head_signature', "
+                "'key_check', 'fp_key')")
+    con.execute("DELETE FROM ledger_snapshots")
+    con.execute("DELETE FROM ledger_secrets")
+    con.execute(sql)
+    con.close()
+    got = _cli(env, "get", "server.port")
+    assert got.returncode == 3, (got.returncode, got.stdout, got.stderr)
+    assert got.stdout == ""

@@ -433,13 +433,21 @@ class Ledger:
         the key names: the ledger_id row binds sealed rows and MACs and is a row a
         forger can change too (then nothing opens under it, and the mark, kept per
         ledger id, no longer applies). A key that opens this ledger's rows under the
-        marked id proves the row was changed (review round 5, R1b)."""
+        marked id proves the row was changed (review round 5, R1b); a mark of this very
+        ledger proves the key wrote it, when every row it wrote is gone."""
         problem = self.vault.missing_check_problem()
         if problem is not None or self.backend.name == "memory":
             return problem
         marked = marked_ledger(self.vault.keys)
-        if marked is None or marked == self.vault.ledger_id:
+        if marked is None:
             return None
+        if marked == self.vault.ledger_id:
+            # only a keyed writer of this very ledger writes its mark: every row the key
+            # wrote (key check, head MAC, sealed rows, snapshots) was deleted
+            return ("the head mark beside the ledger key names this ledger, so it was "
+                    "written with this key, yet its key_check and head MAC rows are "
+                    "missing: they were deleted (a log rolled back or rewritten loses "
+                    "them)")
         problem = self.vault.missing_check_problem(marked)
         if problem is None:
             return None
