@@ -15,6 +15,9 @@
   file or a link in (owned by another user, or world-writable without the sticky bit);
 * `create_private(path)`: a new file, 0600 from the first byte, never through a link
   (O_CREAT|O_EXCL|O_NOFOLLOW), in a checked directory;
+* `overwrite_private(path, data, what)`: a small file (mirror slot, head mark)
+  overwritten in place, only a regular file: a FIFO or a device there is refused,
+  never waited on or written to;
 * `write_private(path, data)`: `replace_file` for files this library produces
   (exports, bundles, mirrors): a link planted at the target is replaced, never
   followed.
@@ -255,17 +258,29 @@ def create_private(path: Path) -> int:
 
 def overwrite_private(path: Path, data: bytes, what: str) -> None:
     """Overwrite a small file this library keeps (a mirror slot, the head mark) in
-    place: created 0600 if missing, never through a symbolic link (UnsafePathError
-    naming `what`), no rename and no fsync: its readers check a MAC, so a torn write is
-    never served."""
+    place: created 0600 if missing, never through a symbolic link, and only a regular
+    file (UnsafePathError naming `what` and what is there instead), no rename and no
+    fsync: its readers check a MAC, so a torn write is never served.
+
+    Opened without waiting (O_NONBLOCK: opening a FIFO for writing otherwise blocks
+    until a reader comes, which would hang the gateway's start or a CLI write after
+    its commit) and without taking a terminal (O_NOCTTY), then judged by the open
+    descriptor, not by a `stat` of the name that could be swapped in between; a
+    device node is refused before it is opened when the name already shows it."""
+    _refuse_non_regular(path, what, _lstat(path))
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_NOCTTY | os.O_CLOEXEC, 0o600)
     except OSError as err:
         if err.errno == errno.ELOOP or path.is_symlink():
             raise UnsafePathError(f"{path}: refusing to write {what}: it is a symbolic link; "
                                   "remove it") from None
+        if err.errno in (errno.ENXIO, errno.EISDIR):  # a FIFO nobody reads, a directory
+            _refuse_non_regular(path, what, _lstat(path))
         raise
     try:
+        _refuse_non_regular(path, what, os.fstat(fd))
+        os.set_blocking(fd, True)  # a regular file: writes never wait; kept plain
         os.fchmod(fd, 0o600)
         view, offset = memoryview(data), 0
         while offset < len(data):
@@ -273,6 +288,22 @@ def overwrite_private(path: Path, data: bytes, what: str) -> None:
         os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def _refuse_non_regular(path: Path, what: str, st: os.stat_result | None) -> None:
+    """UnsafePathError when `st` (None: nothing there yet) is neither a regular file nor
+    a symbolic link (refused by O_NOFOLLOW, with its own message)."""
+    if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISLNK(st.st_mode):
+        raise UnsafePathError(f"{path}: refusing to write {what}: it is {_kind(st.st_mode)}, "
+                              "not a regular file; remove it (the next write creates the "
+                              "file)")
 
 
 def write_private(path: Path, data: bytes) -> os.stat_result:
@@ -329,7 +360,8 @@ def locked(path: Path, *, wait: bool, timeout: float = 30.0) -> Iterator[None]:
 
 def _open_lock(path: Path, lock: Path) -> int:
     # never through a link: a planted `moltis.toml.lock -> victim` must not be opened
-    nofollow = os.O_NOFOLLOW | os.O_CLOEXEC
+    # O_NONBLOCK|O_NOCTTY: a FIFO or a terminal planted there is refused, not waited on
+    nofollow = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
     try:
         ensure_private_dir(path.parent)
         try:
@@ -338,11 +370,17 @@ def _open_lock(path: Path, lock: Path) -> int:
             return fd
         except FileExistsError:
             try:
-                return os.open(lock, os.O_RDWR | nofollow)
+                fd = os.open(lock, os.O_RDWR | nofollow)
             except PermissionError:
-                return os.open(lock, os.O_RDONLY | nofollow)
+                fd = os.open(lock, os.O_RDONLY | nofollow)
             except FileNotFoundError:  # removed in between by its holder: create it
                 return _open_lock(path, lock)
+            try:  # never written, but a FIFO or a device is no lock file of ours
+                _refuse_non_regular(lock, "the lock file", os.fstat(fd))
+            except BaseException:
+                os.close(fd)
+                raise
+            return fd
     except OSError as err:
         if err.errno == errno.ELOOP:
             raise UnsafePathError(f"{lock}: refusing to use the lock file: it is a symbolic "
