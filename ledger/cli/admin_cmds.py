@@ -280,11 +280,13 @@ def import_bundle(state: State, file: str) -> None:
     \b
         moltis-ledger --db /srv/new/moltis.db import-bundle ledger.bundle
     """
+    from ledger.ops.export import check_bundle
     from ledger.ops.export import import_bundle as load_bundle
 
-    ledger = state.store(write=True).ledger
     with state.out.progress("importing the bundle"):
-        report = load_bundle(Path(file), ledger)
+        # before the target is opened (which creates it): a refused bundle leaves no file
+        checked = check_bundle(Path(file))
+        report = load_bundle(checked, state.store(write=True).ledger)
     _report(state, report, "the imported ledger")
 
 

@@ -253,9 +253,9 @@ _IMPORTED_META = frozenset({"key_check", HEAD_SIGNATURE, HEAD_MAC})
 _HEX = re.compile(r"[0-9a-f]+")
 
 
-def _checked_meta(bundle: Bundle, path: Path, ledger: Ledger, ledger_id: str | None
-                  ) -> dict[str, str]:
-    """Bundle meta is outside the chain: only values that are validated here go in."""
+def _checked_meta(bundle: Bundle, path: Path) -> dict[str, str]:
+    """Bundle meta is outside the chain: only values that are validated here go in
+    (key_check only well-formed here; whether it is this ledger key's is `_same_key`)."""
     for key in bundle.meta:
         if key not in _IMPORTED_META:
             raise ParseError(f"{path}: the bundle's meta sets {key!r}, which a bundle may not "
@@ -276,19 +276,34 @@ def _checked_meta(bundle: Bundle, path: Path, ledger: Ledger, ledger_id: str | N
         return vouch
     if not isinstance(check, str) or len(check) != 64 or not _HEX.fullmatch(check):
         raise ParseError(f"{path}: the bundle's key_check is malformed; nothing was imported")
-    mine = ledger.vault.key_check_for(ledger_id or "")
-    if mine is not None and mine != check:
-        raise ParseError(f"{path}: the bundle's secrets were sealed with another ledger key "
-                         f"than {ledger.vault.keys.describe()}; set the key they were sealed "
-                         "with, then import again; nothing was imported")
     return {**vouch, "key_check": check}
 
 
-def import_bundle(path: Path, ledger: Ledger) -> VerifyReport:
-    """Load a bundle into an empty ledger, after verifying its chain and checking every
-    event as an append would (ledger.ops.import_checks), all in one transaction; the
-    imported head is then signed with this ledger key only if the bundle's own head MAC
-    or signature vouches for it under this key (else `sign-head --adopt`)."""
+def _same_key(checked: CheckedBundle, ledger: Ledger) -> None:
+    check = checked.meta.get("key_check")
+    mine = ledger.vault.key_check_for(checked.ledger_id or "") if check is not None else None
+    if mine is not None and mine != check:
+        raise ParseError(f"{checked.path}: the bundle's secrets were sealed with another "
+                         f"ledger key than {ledger.vault.keys.describe()}; set the key they "
+                         "were sealed with, then import again; nothing was imported")
+
+
+@dataclass
+class CheckedBundle:
+    """A bundle that `check_bundle` read and checked, ready to load (`import_bundle`)."""
+
+    path: Path
+    bundle: Bundle
+    records: list[Record]
+    ledger_id: str | None
+    meta: dict[str, str]
+
+
+def check_bundle(path: Path) -> CheckedBundle:
+    """Read a bundle and check all of it that needs no target ledger: its version and
+    form, its chain, every event as an append would (ledger.ops.import_checks), that
+    every payload replays, its ledger_id and meta. Run before the target database is
+    opened, so a refused bundle creates nothing (`moltis-ledger import-bundle`)."""
     from ledger.ops.import_checks import checked_records  # lazy: only bundle import needs these
     from projections.config_view import EMPTY_STATE, replay  # lazy: only bundle import needs these
 
@@ -311,7 +326,19 @@ def import_bundle(path: Path, ledger: Ledger) -> VerifyReport:
     if ledger_id is not None and (not isinstance(ledger_id, str)
                                   or not _HEX.fullmatch(ledger_id) or len(ledger_id) > 64):
         raise ParseError(f"{path}: the bundle's ledger_id is malformed; nothing was imported")
-    meta = _checked_meta(bundle, path, ledger, ledger_id)
+    return CheckedBundle(path, bundle, records, ledger_id, _checked_meta(bundle, path))
+
+
+def import_bundle(source: Path | CheckedBundle, ledger: Ledger) -> VerifyReport:
+    """Load a bundle (a path, or what `check_bundle` returned) into an empty ledger,
+    after verifying its chain and checking every event as an append would, all in one
+    transaction; the imported head is then signed with this ledger key only if the
+    bundle's own head MAC or signature vouches for it under this key (else
+    `sign-head --adopt`)."""
+    checked = source if isinstance(source, CheckedBundle) else check_bundle(source)
+    _same_key(checked, ledger)
+    bundle, records, ledger_id, meta = (checked.bundle, checked.records, checked.ledger_id,
+                                        checked.meta)
     backend = ledger.backend
     with backend.write() as txn:
         if txn.head().seq != 0:
