@@ -13,6 +13,7 @@ warning, as `Ledger._raise_mark` and `attach_mirror` document)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import subprocess
@@ -63,16 +64,13 @@ def read_end() -> Iterator[list[Path]]:
 
     yield Guarded()
     stop.set()
-    for path in made:  # the reader waits for a writer: give it one, then it stops
-        while any(t.is_alive() for t in threads):
-            try:
+    # a reader waits in its open for a writer: give it one, again until it stopped (not
+    # yet in its open, ENXIO: try again, it is about to be)
+    for path, thread in zip(made, threads, strict=True):
+        while thread.is_alive():
+            with contextlib.suppress(OSError):
                 os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
-            except OSError:
-                break
-            for thread in threads:
-                thread.join(0.01)
-    for thread in threads:
-        thread.join()
+            thread.join(0.01)
 
 
 def test_overwrite_private_refuses_a_fifo_it_would_write_into(tmp_path: Path,
