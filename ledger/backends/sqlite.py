@@ -48,7 +48,7 @@ from ledger.errors import (
     StoreError,
 )
 from ledger.files.dirs import ensure_private_dir
-from ledger.files.safe_io import create_private
+from ledger.files.safe_io import check_regular, create_private
 
 if TYPE_CHECKING:  # a read-only connection never loads the writers' queue
     from ledger.backends.write_queue import WriteQueue
@@ -357,6 +357,8 @@ class SqliteBackend:
             # Reads still work there; every write will say why it cannot.
             self.read_only = read_only = True
             self.read_only_reason = f"{self.location}: the file system is read-only"
+        for suffix in ("", "-wal", "-shm"):  # SQLite would wait on a FIFO for ever
+            check_regular(Path(f"{self.path}{suffix}"), "open the ledger database")
         try:
             if read_only:
                 if not self.path.exists():

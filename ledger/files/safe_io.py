@@ -73,6 +73,21 @@ def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
+def check_regular(path: Path, doing: str) -> None:
+    """Refuse (UnsafePathError naming it) anything but a regular file at `path`, links
+    followed; nothing there is fine. For files another library opens by name (SQLite's
+    database, -wal and -shm): a FIFO there blocks its first read for ever."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise os_error(path, err, doing) from err
+    if not stat.S_ISREG(mode):
+        raise UnsafePathError(f"{path}: refusing to {doing}: it is {_kind(mode)}, not a "
+                              "regular file; put the file itself there")
+
+
 def read_regular(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
     """`read_regular_stat` without the status."""
     return read_regular_stat(path, limit)[0]
