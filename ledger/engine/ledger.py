@@ -128,6 +128,9 @@ _ROTATIONS_FOLLOWED: Final = 4
 # needs another writer's checkpoint committed and marked between two reads)
 _MARK_TRIES: Final = 4
 _log = get_logger("ledger.engine.ledger")
+# the way out of a refusal of what the log holds (a read, a rebuild of snapshots)
+_RESTORE_FIX: Final = ("Check it with `moltis-ledger verify`, then restore the newest "
+                       "backup (`moltis-ledger restore FILE`)")
 SOURCES: Final = frozenset(
     {"api", "cli", "import", "rollback", "restore", "migrate", "web", "test", "bench"}
 )
@@ -348,9 +351,8 @@ class Ledger:
         if problem is not None:
             raise VerificationError(
                 f"{self.backend.location}: this ledger is not the history this key vouched "
-                f"for: {problem}. Check it with `moltis-ledger verify`, then restore the "
-                "newest backup (`moltis-ledger restore FILE`); `moltis-ledger sign-head "
-                "--adopt` accepts a ledger only once `verify` passes", head.seq)
+                f"for: {problem}. {_RESTORE_FIX}; `moltis-ledger sign-head --adopt` "
+                "accepts a ledger only once `verify` passes", head.seq)
         if tail:
             # a writer without the key may append (by design), but nothing vouches for
             # what it wrote: served, and said so (DESIGN.md: verify does not vouch)
@@ -544,22 +546,29 @@ class Ledger:
         # the tail is replayed only as far as its chain is proven from the base (a MAC'd
         # snapshot, or genesis) and it must end at the head served: a payload edited in
         # place, its hash columns left as they were, is refused, never served
-        walk = ChainWalk(None, base.seq + 1, base.hash)
-        tail = self.backend.read(after=base.seq, until=head.seq)
-        state = replay_rows(base, ((r.seq, r.kind, r.payload, r.hash, r.ts)
-                                   for r in walk.checked(tail)), private=private)
+        walk, tail = self._proven_rows(base.seq, base.hash, head.seq)
+        state = replay_rows(base, tail, private=private)
         if state.seq != head.seq or state.hash != head.hash:
             report = walk.report()
             bad = report.first_bad_seq if not report.ok else state.seq + 1
             raise VerificationError(
                 f"{self.backend.location}: "
                 f"{report.problem or f'the log ends at event {state.seq}, not at the head'}"
-                ": nothing is served from it. Check it with `moltis-ledger verify`, then "
-                "restore the newest backup (`moltis-ledger restore FILE`)", bad)
+                f": nothing is served from it. {_RESTORE_FIX}", bad)
         _log.info("rebuilt", seq=state.seq, from_snapshot=base.seq,
                   events=state.seq - base.seq,
                   duration_ms=round((time.perf_counter() - started) * 1000, 3))
         return state
+
+    def _proven_rows(self, after: int, prev: bytes, until: int | None
+                     ) -> tuple[ChainWalk, Iterator[Row]]:
+        """The events after `after` (whose hash is `prev`) up to `until`, as replay rows,
+        each only once the chain is recomputed to it: the walk stops at the first that
+        does not link, and says why (`walk.report()`)."""
+        walk = ChainWalk(None, after + 1, prev)
+        rows = ((r.seq, r.kind, r.payload, r.hash, r.ts)
+                for r in walk.checked(self.backend.read(after=after, until=until)))
+        return walk, rows
 
     def _trusted_snapshot(self, snap: SnapshotRow) -> ConfigState | None:
         """A snapshot's state if it is readable and matches the log, else None (logged):
@@ -1217,9 +1226,8 @@ class Ledger:
         scan = FormatScan()  # what the log needs: a ledger copied by an older tool may
         # say less (ledger.engine.format_check); and only a log whose chain is proven is
         # sealed into snapshots, which reads then trust over the events they cover
-        walk = ChainWalk()
-        for rec in walk.checked(self.backend.read()):
-            row = (rec.seq, rec.kind, rec.payload, rec.hash, rec.ts)
+        walk, rows = self._proven_rows(0, GENESIS, None)
+        for row in rows:
             batch.append(row)
             scan.see(row[0], row[1], row[2])
             if should_snapshot(row[0], self.snapshot_every):
@@ -1230,9 +1238,7 @@ class Ledger:
         if not report.ok:
             raise VerificationError(
                 f"{self.backend.location}: {report.problem}: no snapshot was rebuilt from "
-                "it (nothing was changed). Check it with `moltis-ledger verify`, then "
-                "restore the newest backup (`moltis-ledger restore FILE`)",
-                report.first_bad_seq)
+                f"it (nothing was changed). {_RESTORE_FIX}", report.first_bad_seq)
         # the events after the last snapshot are replayed too (the result is not kept):
         # the scan decodes only events that may need format 2, and stops at the first
         # that does, so this is what proves each of them decodes, as verify's replay does
