@@ -73,6 +73,12 @@ def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
+def _not_regular(path: Path, doing: str, mode: int, fix: str) -> UnsafePathError:
+    """The one refusal of a FIFO, device, socket or directory where a file should be."""
+    return UnsafePathError(f"{path}: refusing to {doing}: it is {_kind(mode)}, not a "
+                           f"regular file; {fix}")
+
+
 def check_regular(path: Path, doing: str) -> None:
     """Refuse (UnsafePathError naming it) anything but a regular file at `path`, links
     followed; nothing there is fine. For files another library opens by name (SQLite's
@@ -84,8 +90,7 @@ def check_regular(path: Path, doing: str) -> None:
     except OSError as err:
         raise os_error(path, err, doing) from err
     if not stat.S_ISREG(mode):
-        raise UnsafePathError(f"{path}: refusing to {doing}: it is {_kind(mode)}, not a "
-                              "regular file; put the file itself there")
+        raise _not_regular(path, doing, mode, "put the file itself there")
 
 
 def read_regular(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
@@ -108,8 +113,7 @@ def read_regular_stat(path: Path, limit: int = MAX_FILE_BYTES) -> tuple[bytes, o
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise UnsafePathError(f"{path}: refusing to read: it is {_kind(st.st_mode)}, not "
-                                  "a regular file; put the file itself there")
+            raise _not_regular(path, "read", st.st_mode, "put the file itself there")
         check_size(path, st.st_size, limit)
         os.set_blocking(fd, True)  # a regular file: no effect on reads, kept plain
         chunks: list[bytes] = []
@@ -316,9 +320,8 @@ def _refuse_non_regular(path: Path, what: str, st: os.stat_result | None) -> Non
     """UnsafePathError when `st` (None: nothing there yet) is neither a regular file nor
     a symbolic link (refused by O_NOFOLLOW, with its own message)."""
     if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISLNK(st.st_mode):
-        raise UnsafePathError(f"{path}: refusing to write {what}: it is {_kind(st.st_mode)}, "
-                              "not a regular file; remove it (the next write creates the "
-                              "file)")
+        raise _not_regular(path, f"write {what}", st.st_mode,
+                           "remove it (the next write creates the file)")
 
 
 def write_private(path: Path, data: bytes) -> os.stat_result:
