@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import apsw
 import pytest
 
 from ledger import SqliteConfigStore
 from ledger.backends.sqlite import SqliteBackend
-from ledger.core.chain import link
 from ledger.engine.format_check import FormatScan, log_format
 from ledger.errors import LedgerError, VerificationError
 from tests.conftest import run
+from tests.raw_events import append_chained
 
 # it carries the byte mark of a sealed list (so the scan must decode it), and is no JSON
 MALFORMED = b'{"changes":[{"op":"set","path":["a"],"sealed":true,"value":[1,}'
@@ -27,15 +26,7 @@ def _ledger_with_a_malformed_event(tmp_path: Path) -> Path:
     for port in (1, 2):
         run(store.save_raw({"server": {"port": port}}, actor="setup"))
     store.ledger.close()
-    backend = SqliteBackend(db, read_only=True)
-    head = backend.head()
-    backend.close()
-    seq, ts = head.seq + 1, head.ts + 1
-    hash_ = link(head.hash, seq, ts, "x", "", "api", "change", MALFORMED)
-    conn = apsw.Connection(str(db))  # below the backend: its append refuses such a row
-    conn.execute("INSERT INTO ledger_events VALUES (?,?,?,?,?,?,?,?,?)",
-                 (seq, ts, "x", "", "api", "change", MALFORMED, head.hash, hash_))
-    conn.close()
+    append_chained(db, MALFORMED)  # below the backend: its append refuses such a row
     return db
 
 

@@ -11,10 +11,9 @@ import apsw
 import pytest
 
 from ledger import SqliteConfigStore
-from ledger.backends.sqlite import SqliteBackend
-from ledger.core.chain import link
 from ledger.errors import LedgerError
 from tests.conftest import run
+from tests.raw_events import append_chained
 
 # with and without the byte mark of a sealed list: neither is JSON
 MALFORMED = (b'{"changes":[{"op":"set","path":["a"],"sealed":true,"value":[1,}',
@@ -31,15 +30,7 @@ def _ledger(tmp_path: Path, payload: bytes) -> Path:
                    reason="a secret inside a list"))
     run(store.edit({("server", "port"): 8113}, reason="plain"))
     store.ledger.close()
-    backend = SqliteBackend(db, read_only=True)
-    head = backend.head()
-    backend.close()
-    seq, ts = head.seq + 1, head.ts + 1
-    hash_ = link(head.hash, seq, ts, "x", "", "api", "change", payload)
-    conn = apsw.Connection(str(db))  # below the backend: its append refuses such a row
-    conn.execute("INSERT INTO ledger_events VALUES (?,?,?,?,?,?,?,?,?)",
-                 (seq, ts, "x", "", "api", "change", payload, head.hash, hash_))
-    conn.close()
+    append_chained(db, payload)  # below the backend: its append refuses such a row
     return db
 
 
