@@ -20,21 +20,30 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_a_rolled_back_log_with_its_ledger_id_row_changed_is_refused(tmp_path: Path) -> None:
-    env = site_env(tmp_path)
-    for port in ("2000", "3000"):
-        assert _cli(env, "set", "server.port", port).returncode == 0
-    assert list(tmp_path.glob("config/ledger-head*"))  # the head mark, left in place
-    con = apsw.Connection(str(tmp_path / "data" / "moltis.db"))
+def _roll_back_keyless(db: Path, *more: str) -> None:
+    """What an attacker with the database and without the key does: drop the no-delete
+    trigger, delete the last event and every meta row only the key writes (key check,
+    head MAC, signature, fingerprint key), run `more`, put the trigger back."""
+    con = apsw.Connection(str(db))
     (sql,), = con.execute("SELECT sql FROM sqlite_master WHERE name = "
                           "'ledger_events_no_delete'").fetchall()
     con.execute("DROP TRIGGER ledger_events_no_delete")
     con.execute("DELETE FROM ledger_events WHERE seq = (SELECT max(seq) FROM ledger_events)")
     con.execute("DELETE FROM ledger_meta WHERE key IN ('head_mac', 'head_signature', "
                 "'key_check', 'fp_key')")
-    con.execute("UPDATE ledger_meta SET value = 'another-ledger' WHERE key = 'ledger_id'")
+    for statement in more:
+        con.execute(statement)
     con.execute(sql)
     con.close()
+
+
+def test_a_rolled_back_log_with_its_ledger_id_row_changed_is_refused(tmp_path: Path) -> None:
+    env = site_env(tmp_path)
+    for port in ("2000", "3000"):
+        assert _cli(env, "set", "server.port", port).returncode == 0
+    assert list(tmp_path.glob("config/ledger-head*"))  # the head mark, left in place
+    _roll_back_keyless(tmp_path / "data" / "moltis.db",
+                       "UPDATE ledger_meta SET value = 'another-ledger' WHERE key = 'ledger_id'")
     got = _cli(env, "get", "server.port")
     assert got.returncode == 3, (got.returncode, got.stdout, got.stderr)
     assert "2000" not in got.stdout
@@ -56,17 +65,8 @@ def test_a_ledger_whose_every_keyed_row_was_deleted_is_refused_by_its_head_mark(
     finally:
         store.ledger.close()
     assert list(tmp_path.glob("config/ledger-head*"))
-    con = apsw.Connection(str(tmp_path / "data" / "moltis.db"))
-    (sql,), = con.execute("SELECT sql FROM sqlite_master WHERE name = "
-                          "'ledger_events_no_delete'").fetchall()
-    con.execute("DROP TRIGGER ledger_events_no_delete")
-    con.execute("DELETE FROM ledger_events WHERE seq = (SELECT max(seq) FROM ledger_events)")
-    con.execute("DELETE FROM ledger_meta WHERE key IN ('head_mac', 'head_signature', "
-                "'key_check', 'fp_key')")
-    con.execute("DELETE FROM ledger_snapshots")
-    con.execute("DELETE FROM ledger_secrets")
-    con.execute(sql)
-    con.close()
+    _roll_back_keyless(tmp_path / "data" / "moltis.db", "DELETE FROM ledger_snapshots",
+                       "DELETE FROM ledger_secrets")
     got = _cli(env, "get", "server.port")
     assert got.returncode == 3, (got.returncode, got.stdout, got.stderr)
     assert got.stdout == ""
