@@ -11,6 +11,12 @@ the new key only when the old key vouched for it. The step is idempotent (a back
 whose key check is already the new key's counts as done), so a rotation stopped
 part-way is finished by `key rotate --resume`, which runs it again. A backup sealed
 with neither key (another installation's, or damaged) is left untouched and counted.
+
+A backup with no `key_check` row is not taken for one that never held a secret on
+that row's absence alone (anyone who can write the file can delete it): its rows are
+asked as the open asks them (ledger.engine.key_proof). One they prove was keyed had
+the row deleted; one with sealed secrets that no key at hand opens is another key's.
+Both are left as they are and refused (by `restore`) or counted (by a rotation).
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ from ledger.backends.sqlite import SqliteBackend
 from ledger.engine.format_check import log_format
 from ledger.engine.head_vouch import unvouched
 from ledger.engine.integrity_keys import IntegrityKeys
+from ledger.engine.key_proof import key_proof
 from ledger.engine.vault import ENV_KEY, KeySource, Vault
-from ledger.errors import InputError, LedgerError, SecretKeyError
+from ledger.errors import InputError, LedgerError, SecretKeyError, VerificationError
 from projections.snapshots import open_snapshot, seal_snapshot
 
 __all__ = ["check_backup_key", "ledger_backups", "reseal_ledger_backups", "self_contained"]
@@ -63,7 +70,11 @@ def _reseal(path: Path, old_key: bytes, new_key: bytes) -> bool:
     probe = SqliteBackend(path, read_only=True)
     try:
         if probe.get_meta("key_check") is None:
-            return False  # never held a secret: nothing sealed with any key
+            # never held a secret, unless its rows say otherwise (raises)
+            _check_unkeyed(probe, path, {"the old ledger key": old_key,
+                                         "the new ledger key": new_key},
+                           "left as it is: re-sealing it would write a key check over that")
+            return False
         checker = Vault(probe, KeySource(key=old_key, env={}))
         if checker.sealed_with(new_key):
             return True  # re-sealed by a rotation that was stopped later
@@ -128,16 +139,45 @@ def self_contained(path: Path) -> None:
         conn.close()
 
 
+def _check_unkeyed(backup: Backend, path: Path, keys: dict[str, bytes], left: str) -> None:
+    """Raise unless a backup with no key check row never held a secret as far as proof
+    goes: VerificationError when one of `keys` (named by where it is from) opens a row
+    only its holder writes (the row was deleted), SecretKeyError when it holds a sealed
+    secret none of them opens (another key's). `left`: what became of the backup."""
+    meta = backup.meta_items()
+    ledger_id = meta.get("ledger_id", "").encode()
+    for where, key in keys.items():
+        proof = key_proof(key, ledger_id, backup, meta, old_rows=True)
+        if proof is not None:
+            raise VerificationError(
+                f"{path}: the ledger_meta row key_check is missing, yet {proof} opens with "
+                f"{where}: the backup was written with that key and the row was deleted "
+                f"from it; {left}. Check it with `moltis-ledger --db {path} verify` before "
+                "trusting it", None)
+    if any(row.sealed is not None for row in backup.secrets()):
+        raise SecretKeyError(f"{path}: it holds sealed secrets but no key check row, and "
+                             f"none of them opens with {' or '.join(keys)}; {left}")
+
+
 def check_backup_key(source: Backend, keys: KeySource, source_file: Path) -> None:
-    """Refuse (InputError, before anything is replaced) a backup whose secrets are
-    sealed with another key than the one at hand: restored, its secrets would open with
-    nothing. Without a key at hand, or a backup that never held a secret, nothing to
-    check. The message names the key it needs, never a value of one."""
-    needs = source.get_meta("key_check")
-    if needs is None:
-        return
+    """Refuse (before anything is replaced) a backup whose secrets are sealed with
+    another key than the one at hand (InputError: restored, its secrets would open with
+    nothing), or whose key check row was deleted (VerificationError: restored, the
+    ledger would be keyed with no key check). Without a key at hand, or a backup that
+    never held a secret, nothing to check. The message names the key it needs, never a
+    value of one."""
     key = keys.load(create=False)  # an unreadable or weak key raises its own clear error
-    if key is None or Vault(source, keys).sealed_with(key):
+    if key is None:
+        return
+    if source.get_meta("key_check") is None:
+        try:
+            _check_unkeyed(source, source_file, {f"the ledger key from {keys.describe()}": key},
+                           "nothing was restored")
+        except SecretKeyError:
+            pass  # another key's secrets: refused below, naming the key it needs
+        else:
+            return
+    elif Vault(source, keys).sealed_with(key):
         return
     raise InputError(
         f"{source_file}: its secrets are sealed with another ledger key than the one from "
