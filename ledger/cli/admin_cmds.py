@@ -285,7 +285,7 @@ def import_bundle(state: State, file: str) -> None:
 
     with state.out.progress("importing the bundle"):
         # before the target is opened (which creates it): a refused bundle leaves no file
-        checked = check_bundle(Path(file))
+        checked = check_bundle(Path(file), state.keys())
         report = load_bundle(checked, state.store(write=True).ledger)
     _report(state, report, "the imported ledger")
 

@@ -30,6 +30,7 @@ from ledger.files import dirs
 if TYPE_CHECKING:  # the CLI starts fast: the library is imported by the commands that use it
     from collections.abc import Callable
 
+    from ledger.engine.vault import KeySource
     from ledger.ops.open_store import Installation
     from ledger.stores.ledger_store import LedgerConfigStore
 
@@ -290,13 +291,18 @@ class State:
             return True
         return False if can_record(store.ledger) else None  # no key: no digest to record
 
+    def keys(self) -> KeySource:
+        """Where the ledger key comes from, as the ledger is opened with it (a command
+        may check a file against it before opening, and so creating, the ledger)."""
+        from ledger.engine.vault import KeySource  # only commands that open a ledger
+
+        return KeySource(key_file=dirs.default_key_file(self.config_home), env=os.environ)
+
     def _open(self, name: str, location: str, *, read_only: bool) -> LedgerConfigStore:
-        from ledger.engine.vault import KeySource
         from ledger.ops.open_store import open_ledger
 
-        keys = KeySource(key_file=dirs.default_key_file(self.config_home), env=os.environ)
         return open_ledger(location, read_only=read_only, busy_timeout=self.busy_timeout,
-                           keys=keys)
+                           keys=self.keys())
 
     def close(self) -> None:
         if self._store is not None:

@@ -92,6 +92,11 @@ def _key_text(path: Path) -> str:
     return read_regular(path, _MAX_KEY_FILE_BYTES).decode("ascii")
 
 
+def _key_check(key: bytes, ledger_id: bytes) -> str:
+    """The key check value (`ledger_meta.key_check`) of `key` for a ledger id."""
+    return blake3.blake3(ledger_id, key=_subkey(key, "key check")).hexdigest()
+
+
 class KeySource:
     """Where the ledger key comes from: an explicit key, MOLTIS_LEDGER_KEY, or a key file
     (MOLTIS_LEDGER_KEY_FILE, else <config dir>/ledger.key), created 0600 on first use."""
@@ -165,6 +170,13 @@ class KeySource:
             return parse_key(_key_text(path), str(path), strict=False)
         except (OSError, UnicodeDecodeError) as err:
             raise SecretKeyError(f"{path}: cannot read the ledger key: {err}") from err
+
+    def key_check_for(self, ledger_id: str) -> str | None:
+        """The key check value this key gives for a ledger id (None without a key):
+        tells, before importing (and before the target is opened), whether sealed
+        secrets would open there."""
+        key = self.load(create=False)
+        return None if key is None else _key_check(key, ledger_id.encode())
 
     def load(self, *, create: bool) -> bytes | None:
         strict = not self.accept_weak
@@ -356,7 +368,7 @@ class Vault:
         return self._check is not None and key_check == self._check
 
     def _check_of(self, key: bytes) -> str:
-        return blake3.blake3(self._ledger_id, key=_subkey(key, "key check")).hexdigest()
+        return _key_check(key, self._ledger_id)
 
     def _adopt(self, key: bytes, check: str, sealed_fp_key: str | None) -> None:
         aead = LazyAead(_subkey(key, "secret sealing"))
@@ -463,12 +475,8 @@ class Vault:
             self.keys.reread()
 
     def key_check_for(self, ledger_id: str) -> str | None:
-        """The key check value this ledger key gives for a ledger id (None without a
-        key): tells, before importing, whether sealed secrets would open here."""
-        key = self.keys.load(create=False)
-        if key is None:
-            return None
-        return blake3.blake3(ledger_id.encode(), key=_subkey(key, "key check")).hexdigest()
+        """`KeySource.key_check_for` with this vault's key source."""
+        return self.keys.key_check_for(ledger_id)
 
     def integrity(self, txn: WriteTxn | None = None) -> IntegrityKeys | None:
         """The snapshot MAC and head signing keys, or None without the ledger key (then

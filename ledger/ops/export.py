@@ -20,6 +20,7 @@ from ledger.core.events import Record
 from ledger.core.secret_refs import refs_in
 from ledger.engine.integrity_keys import HEAD_MAC, HEAD_SIGNATURE, HeadMac, HeadSignature
 from ledger.engine.ledger import Ledger
+from ledger.engine.vault import KeySource
 from ledger.errors import (
     FormatVersionError,
     LedgerError,
@@ -279,12 +280,12 @@ def _checked_meta(bundle: Bundle, path: Path) -> dict[str, str]:
     return {**vouch, "key_check": check}
 
 
-def _same_key(checked: CheckedBundle, ledger: Ledger) -> None:
+def _same_key(checked: CheckedBundle, keys: KeySource) -> None:
     check = checked.meta.get("key_check")
-    mine = ledger.vault.key_check_for(checked.ledger_id or "") if check is not None else None
+    mine = keys.key_check_for(checked.ledger_id or "") if check is not None else None
     if mine is not None and mine != check:
         raise ParseError(f"{checked.path}: the bundle's secrets were sealed with another "
-                         f"ledger key than {ledger.vault.keys.describe()}; set the key they "
+                         f"ledger key than {keys.describe()}; set the key they "
                          "were sealed with, then import again; nothing was imported")
 
 
@@ -299,11 +300,13 @@ class CheckedBundle:
     meta: dict[str, str]
 
 
-def check_bundle(path: Path) -> CheckedBundle:
+def check_bundle(path: Path, keys: KeySource | None = None) -> CheckedBundle:
     """Read a bundle and check all of it that needs no target ledger: its version and
     form, its chain, every event as an append would (ledger.ops.import_checks), that
-    every payload replays, its ledger_id and meta. Run before the target database is
-    opened, so a refused bundle creates nothing (`moltis-ledger import-bundle`)."""
+    every payload replays, its ledger_id and meta, and (with the `keys` the target
+    will be opened with) that its sealed secrets are this key's. Run before the target
+    database is opened, so a refused bundle creates nothing (`moltis-ledger
+    import-bundle`)."""
     from ledger.ops.import_checks import checked_records  # lazy: only bundle import needs these
     from projections.config_view import EMPTY_STATE, replay  # lazy: only bundle import needs these
 
@@ -326,7 +329,10 @@ def check_bundle(path: Path) -> CheckedBundle:
     if ledger_id is not None and (not isinstance(ledger_id, str)
                                   or not _HEX.fullmatch(ledger_id) or len(ledger_id) > 64):
         raise ParseError(f"{path}: the bundle's ledger_id is malformed; nothing was imported")
-    return CheckedBundle(path, bundle, records, ledger_id, _checked_meta(bundle, path))
+    checked = CheckedBundle(path, bundle, records, ledger_id, _checked_meta(bundle, path))
+    if keys is not None:
+        _same_key(checked, keys)
+    return checked
 
 
 def import_bundle(source: Path | CheckedBundle, ledger: Ledger) -> VerifyReport:
@@ -336,7 +342,7 @@ def import_bundle(source: Path | CheckedBundle, ledger: Ledger) -> VerifyReport:
     bundle's own head MAC or signature vouches for it under this key (else
     `sign-head --adopt`)."""
     checked = source if isinstance(source, CheckedBundle) else check_bundle(source)
-    _same_key(checked, ledger)
+    _same_key(checked, ledger.vault.keys)  # the target's own key (a caller may not have asked)
     bundle, records, ledger_id, meta = (checked.bundle, checked.records, checked.ledger_id,
                                         checked.meta)
     backend = ledger.backend
