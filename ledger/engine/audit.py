@@ -319,7 +319,7 @@ def _check_mark(ledger: Ledger, chain: VerifyReport, notes: list[str],
     problem = ledger.mark_problem(chain.head_seq)
     if problem is not None:
         # a writer that committed and marked a checkpoint since the chain was read has
-        # its event in the log now; an older copy put back has not (Ledger._check_mark)
+        # its event in the log now; an older copy put back has not (ReadProof.check_mark)
         now = ledger.backend.head().seq
         if now > chain.head_seq:
             problem = ledger.mark_problem(now)

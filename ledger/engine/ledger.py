@@ -12,13 +12,18 @@ previous one left, in its own savepoint.
 This module is long because the head cache, the typed views and the write path share
 one lock and one cached state, and their invariant (the cached state is the head this
 connection last committed or read) is easier to keep in one module than across two.
+What decides whether a state read back may be served (the head mark and head MAC on
+the first load, MAC'd snapshots, the chain proof of every replayed event, catching up
+on other writers) is `ledger.engine.read_proof`, which the Ledger owns and calls under
+its lock; the append's helpers (its request, the sealer, the text rule) are
+`ledger.engine.write_path`.
 
 Integrity steps sit on the write path, in the same transaction: after the insert the
 head must be the new event (`_check_stored`: nothing swallowed the row) and is vouched
 for (`_sign_head`: a head MAC on every transaction, an Ed25519 signature at checkpoints,
 never over a parent nobody vouched for; ledger.engine.head_vouch); snapshots are
-sealed with their MAC (`_put_snapshot`) and checked when read (`_trusted_snapshot`);
-`verify` lives in `ledger.engine.audit`.
+sealed with their MAC (`_put_snapshot`) and checked when read
+(`ReadProof.trusted_snapshot`); `verify` lives in `ledger.engine.audit`.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -36,14 +41,12 @@ from ledger.backends.base import (
     CREATED_FORMAT,
     FORMAT_SEALED_LISTS,
     HEAD_MAC,
-    HEAD_SIGNATURE,
     Backend,
     Head,
-    SnapshotRow,
     WriteTxn,
     raise_format,
 )
-from ledger.core.chain import GENESIS, ChainWalk, VerifyReport, link, verify_records
+from ledger.core.chain import GENESIS, VerifyReport, link, verify_records
 from ledger.core.document import apply_changes
 from ledger.core.events import (
     KIND_CHANGE,
@@ -62,29 +65,26 @@ from ledger.core.events import (
 )
 from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import SecretRef
-from ledger.core.text_rule import refuse_nul, refuse_nul_in
 from ledger.engine.format_check import FormatScan, lists_hold_secrets
-from ledger.engine.head_mark import (
-    HeadMark,
-    head_mark_problem,
-    mark_path,
-    marked_ledger,
-    raise_mark,
-)
 from ledger.engine.head_vouch import (
     ADOPT_HINT,
     HeadVoucher,
-    mac_verdict,
-    signature_verdict,
     unvouched,
 )
 from ledger.engine.integrity_keys import IntegrityKeys
+from ledger.engine.read_proof import CATCH_UP_LIMIT, RESTORE_FIX, ReadProof
 from ledger.engine.vault import KeySource, Vault
+from ledger.engine.write_path import (
+    Append,
+    Build,
+    TxnSealer,
+    load_write_deps,
+    refuse_nul_changes,
+)
 from ledger.errors import (
     ConfigValidationError,
     ConflictError,
     InputError,
-    InvalidRefError,
     LedgerError,
     SecretKeyError,
     StoreError,
@@ -95,15 +95,12 @@ from projections.config_view import (
     EMPTY_STATE,
     ConfigState,
     fold,
-    replay,
     replay_changes,
     replay_rows,
 )
 from projections.snapshots import (
     SNAPSHOT_EVERY,
-    decode_state,
     encode_state,
-    open_snapshot,
     seal_snapshot,
     should_snapshot,
 )
@@ -121,21 +118,12 @@ if TYPE_CHECKING:
 
 __all__ = ["Commit", "Ledger"]
 
-# Rotations by other processes that one head check follows before it gives up (each
-# needs a commit of another key check between two reads of the MAC row)
-_ROTATIONS_FOLLOWED: Final = 4
-# Head reads one open makes while the head mark is ahead of the head it read (each
-# needs another writer's checkpoint committed and marked between two reads)
-_MARK_TRIES: Final = 4
 _log = get_logger("ledger.engine.ledger")
-# the way out of a refusal of what the log holds (a read, a rebuild of snapshots)
-_RESTORE_FIX: Final = ("Check it with `moltis-ledger verify`, then restore the newest "
-                       "backup (`moltis-ledger restore FILE`)")
 SOURCES: Final = frozenset(
     {"api", "cli", "import", "rollback", "restore", "migrate", "web", "test", "bench"}
 )
 _GOOD_SOURCES: set[str] = set(SOURCES)
-_CATCH_UP_LIMIT: Final = 4096  # beyond this many new events, reload from a snapshot
+_CATCH_UP_LIMIT: Final = CATCH_UP_LIMIT  # the name tests read (the reader's, ReadProof's)
 
 
 # a Struct (as `Event` is), not a dataclass: `get` starts without dataclasses and
@@ -155,105 +143,6 @@ class Commit(msgspec.Struct, frozen=True):
         return [format_path(c.path) for c in self.changes]
 
 
-class _TxnSealer:
-    """Seals secrets into the current write transaction.
-
-    It also opens what it sealed (`opener()`): the typed config built to validate
-    the write holds the plain values of secrets at positions typed as plain text (a URL
-    with a password, a sealed `args` element), and the vault cannot read rows of a
-    transaction that is not committed yet."""
-
-    __slots__ = ("_plain", "_seq", "_txn", "_vault")
-
-    def __init__(self, vault: Vault, txn: WriteTxn, seq: int) -> None:
-        self._vault, self._txn, self._seq = vault, txn, seq
-        self._plain: dict[str, str] = {}
-
-    def seal(self, plaintext: str) -> SecretRef:
-        refuse_nul(plaintext, "a secret value")
-        ref = self._vault.seal(self._txn, plaintext, self._seq)
-        self._plain[ref.ref] = plaintext
-        return ref
-
-    def fingerprint(self, plaintext: str) -> str:
-        return self._vault.fingerprint(plaintext, self._txn)
-
-    def opener(self) -> _JustSealed:
-        return _JustSealed(self._plain, self._vault)
-
-
-class _JustSealed:
-    """Opens the secrets one write sealed (from memory), and any other from the vault."""
-
-    __slots__ = ("_plain", "_vault")
-
-    def __init__(self, plain: dict[str, str], vault: Vault) -> None:
-        self._plain, self._vault = plain, vault
-
-    def open_secret(self, ref: SecretRef) -> str:
-        plain = self._plain.get(ref.ref)
-        return plain if plain is not None else self._vault.open_secret(ref)
-
-    def is_destroyed(self, ref: SecretRef) -> bool:
-        return ref.ref not in self._plain and self._vault.is_destroyed(ref)
-
-
-Build = Callable[[ConfigState, "Sealer"], Sequence[Change]]
-
-
-class _Append(NamedTuple):
-    """What one caller asked `append` to do (see `Ledger.append`)."""
-
-    build: Build
-    actor: str
-    reason: str
-    source: str
-    expected_seq: int | None
-    rollback_to: int | None
-    on_fold: Callable[[ConfigState], None] | None
-    meta: dict[str, str] | None
-
-
-_write_deps = [False]
-
-
-def _load_write_deps() -> None:
-    """Import what a process's first append needs, before it takes the database's write
-    lock: checkpoint signing (Ed25519) and sealing (AES-GCM) load `cryptography` (tens
-    of ms on a cold start), and every other writer process would wait for that import.
-    (Key derivation and the public key's bytes need no more than these two.)"""
-    # lazy: cryptography loads on the first write, not at CLI start-up
-    import cryptography.hazmat.primitives.asymmetric.ed25519
-
-    # lazy: cryptography loads on the first write, not at CLI start-up
-    import cryptography.hazmat.primitives.ciphers.aead  # noqa: F401
-
-    _write_deps[0] = True
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict | list | tuple):
-        try:
-            refuse_nul_in(value, "")
-        except InputError:
-            return True
-    return False
-
-
-def _refuse_nul(changes: Sequence[Change]) -> None:
-    """The text rule (ledger.core.text_rule) for keys and values, on every backend. The
-    error names the path; it is only spelled out when there is a NUL (append path)."""
-    for c in changes:
-        if not (_has_nul(c.value) or any("\x00" in key for key in c.path)):
-            continue
-        where = doc_path_text(c.doc, c.path)
-        for key in c.path:
-            refuse_nul(key, f"a key of the path {where!r}")
-        refuse_nul_in(c.value, f"the value of {where}")
-
-
 class Ledger:
     """A configuration ledger over one backend (memory, SQLite or PostgreSQL)."""
 
@@ -267,10 +156,8 @@ class Ledger:
         self._codec: TypedCodec | None = None
         self._view: TypedView | None = None
         self.voucher = HeadVoucher()  # the head this ledger vouched for; checkpoint policy
-        # the head mark (ledger.engine.head_mark) is checked once, on the first load;
-        # an operator accepting an older ledger (sign-head --adopt, restore) skips it
-        self.accept_older_head = False
-        self._mark_checked = False
+        # what decides whether a state read back may be served (ledger.engine.read_proof)
+        self.proof = ReadProof(backend, self.vault, self._forget_vouched)
         # the stored format version was checked against the head state (the first write
         # of this ledger object raises it if an older release left it too low)
         self._format_checked = False
@@ -311,305 +198,54 @@ class Ledger:
             if self._state is None:
                 self.backend.changed()  # start tracking other connections' commits
                 head = self.backend.head()
-                self._check_mark(head)
-                self._state = self._load_at(head)
+                self.proof.check_mark(head)
+                self._state = self.proof.load_at(head)
             elif self.backend.changed():
-                self._state = self._catch_up(self._state, self.backend.head())
+                self._state = self.proof.catch_up(self._state, self.backend.head())
             return self._state
+
+    @property
+    def accept_older_head(self) -> bool:
+        """An operator accepts an older ledger (sign-head --adopt, restore): the head
+        mark is not checked, and a snapshot is not needed to read (ReadProof)."""
+        return self.proof.accept_older_head
+
+    @accept_older_head.setter
+    def accept_older_head(self, accept: bool) -> None:
+        self.proof.accept_older_head = accept
+
+    def _forget_vouched(self) -> None:
+        """Another history took this one's place: nothing this ledger vouched for holds."""
+        self.voucher = HeadVoucher(self.voucher.every, self.voucher.secs)
 
     def mark_problem(self, head_seq: int) -> str | None:
         """Why `head` is older than the head mark beside the ledger key (a copy of the
-        database put back), or None (ledger.engine.head_mark)."""
-        if self.backend.name == "memory":
-            return None
-
-        def hash_at(seq: int) -> bytes | None:
-            rec = self.backend.record(seq)
-            return rec.hash if rec is not None else None
-
-        return head_mark_problem(self.vault.keys, self.vault.ledger_id, head_seq, hash_at)
-
-    def _check_mark(self, head: Head) -> None:
-        if self._mark_checked or self.accept_older_head:
-            return
-        for _ in range(_MARK_TRIES):
-            problem = self.mark_problem(head.seq)
-            if problem is None:
-                break
-            # A writer raises the mark only once its event is durable in the log, so one
-            # that committed a checkpoint since `head` was read (writer processes at
-            # work) has its event in the log now: read the head again. An older copy
-            # put back still lacks it, and a log rewritten past it has another event
-            # there (mark_problem compares the hash).
-            now = self.backend.head()
-            if now.seq <= head.seq:
-                break
-            head = now
-        if problem is not None:
-            raise VerificationError(f"{self.backend.location}: {problem}", head.seq)
-        problem, tail = self.mac_verdict(head)
-        if problem is not None:
-            raise VerificationError(
-                f"{self.backend.location}: this ledger is not the history this key vouched "
-                f"for: {problem}. {_RESTORE_FIX}; `moltis-ledger sign-head --adopt` "
-                "accepts a ledger only once `verify` passes", head.seq)
-        if tail:
-            # a writer without the key may append (by design), but nothing vouches for
-            # what it wrote: served, and said so (DESIGN.md: verify does not vouch)
-            first = head.seq - tail + 1
-            _log.warning(
-                f"{tail} event{'s' if tail > 1 else ''} at the head (events {first}.."
-                f"{head.seq}) {'were' if tail > 1 else 'was'} appended without the ledger "
-                "key: nothing vouches for them, yet they are served. Check them with "
-                "`moltis-ledger log`, then vouch for them with "
-                "`moltis-ledger sign-head --adopt`", location=self.backend.location,
-                unvouched=tail, vouched_seq=head.seq - tail)
-        self._mark_checked = True
+        database put back), or None (ReadProof.mark_problem)."""
+        return self.proof.mark_problem(head_seq)
 
     def mac_problem(self, head: Head) -> str | None:
-        """Why a keyed open refuses `head` (mac_verdict), or None."""
-        return self.mac_verdict(head)[0]
+        """Why a keyed open refuses `head` (ReadProof.mac_verdict), or None."""
+        return self.proof.mac_problem(head)
 
     def mac_verdict(self, head: Head) -> tuple[str | None, int]:
         """(why the stored head MAC disowns `head`, or None; how many events at the head
-        come after the MAC'd one: a tail appended without the key) — see
-        ledger.engine.head_vouch.mac_verdict. (None, 0) without the ledger key, and on a
-        ledger never keyed (no key_check row, no MAC row, and nothing of it opens with
-        the key held: ledger.engine.key_proof; a ledger whose rows open with the key
-        lost those two rows, and is refused). Checked with the head mark on the first
-        load: without the mark (deleted, a new config dir) a re-chained log is still
-        refused by a holder of the key.
+        come after the MAC'd one) — ReadProof.mac_verdict."""
+        return self.proof.mac_verdict(head)
 
-        A keyed ledger (a key_check row) with events and no MAC row is refused: every
-        keyed append writes the MAC row, and a writer without the key leaves it behind
-        (its tail is counted), so the row was deleted, typically with a truncated log
-        whose head mark was deleted too; or the key was added after the ledger's first
-        events (then `sign-head --adopt` once). A ledger signed the old way (before head
-        MACs) is vouched for by its signature (head_vouch.signature_verdict).
-
-        Another process's key rotation may commit after this one unlocked the key: its
-        MAC is under the new key. A MAC that does not check is followed to a new key
-        only when the key check row read with it (one read: a rotation writes both in
-        one transaction) is not the held key's; the key is then read again from its
-        source (ledger.engine.vault: it must match that key check) and the MAC checked
-        with it. A MAC row and key check forged for another key stay refused: no key
-        source gives a key matching them, and this key's own proof of the ledger names
-        the changed key check (ledger.engine.key_proof)."""
-        if head.seq == 0:
-            return None, 0
-
-        def hash_at(seq: int) -> bytes | None:
-            # a MAC for an event after `head` is a writer that committed since `head` was
-            # read only if the stored head, read again, has reached it: PostgreSQL's head
-            # row moved back under a MAC'd newer event is a rollback (review round 5, R6)
-            rec = self.backend.record(seq) if seq else None
-            if rec is not None and seq > head.seq and (now := self.backend.head()).seq < seq:
-                raise StoreError(
-                    f"{self.backend.location}: the stored head says event {now.seq}, but "
-                    f"event {seq}, which the head MAC names, is in the log: the head row is "
-                    "behind the log (moved back: tampering or damage); run "
-                    "`moltis-ledger verify`")
-            return rec.hash if rec is not None else None
-
-        verdict: tuple[str | None, int] = (None, 0)
-        for _ in range(_ROTATIONS_FOLLOWED):
-            rows = self.backend.meta_items()  # the MAC row and the key check of one commit
-            if rows.get(HEAD_MAC) is None and rows.get("key_check") is None:
-                # never keyed, or both rows deleted: the held key's proof tells (the
-                # ledger's own rows that only it could have written); rows a forger
-                # deletes or adds decide nothing (ledger.engine.key_proof)
-                return self._missing_check_problem(), 0
-            keys = self.vault.integrity()
-            if keys is None:
-                return None, 0
-            vouch = mac_verdict if rows.get(HEAD_MAC) is not None else signature_verdict
-            verdict = vouch(rows.get, keys, self.vault.ledger_id,
-                                  (head.seq, head.hash), hash_at)
-            if verdict[0] is None or self.vault.holds(rows.get("key_check")):
-                return verdict
-            self.vault.forget_key()  # a rotation committed since: read the key again
-        return verdict
-
-    def _missing_check_problem(self) -> str | None:
-        """Vault.missing_check_problem, also under the ledger id the head mark beside
-        the key names: the ledger_id row binds sealed rows and MACs and is a row a
-        forger can change too (then nothing opens under it, and the mark, kept per
-        ledger id, no longer applies). A key that opens this ledger's rows under the
-        marked id proves the row was changed (review round 5, R1b); a mark of this very
-        ledger proves the key wrote it, when every row it wrote is gone."""
-        problem = self.vault.missing_check_problem()
-        if problem is not None or self.backend.name == "memory":
-            return problem
-        marked = marked_ledger(self.vault.keys)
-        if marked is None:
-            return None
-        if marked == self.vault.ledger_id:
-            # only a keyed writer of this very ledger writes its mark: every row the key
-            # wrote (key check, head MAC, sealed rows, snapshots) was deleted
-            return ("the head mark beside the ledger key names this ledger, so it was "
-                    "written with this key, yet its key_check and head MAC rows are "
-                    "missing: they were deleted (a log rolled back or rewritten loses "
-                    "them)")
-        problem = self.vault.missing_check_problem(marked)
-        if problem is None:
-            return None
-        return (f"its ledger_id row ({self.vault.ledger_id.decode(errors='replace')!r}) is "
-                f"not the ledger its rows were written for ({marked.decode()!r}, named by "
-                f"the head mark beside the key): it was changed; {problem}")
-
-    def _raise_mark(self, *, lower: bool = False) -> None:
-        """After a commit that signed a checkpoint: raise the head mark to it, if it is
-        in the log (a rolled-back transaction's is not). Never fails the commit, which
-        is already durable: a mark not written only lets a replay go unnoticed."""
-        pending, self.voucher.to_mark = self.voucher.to_mark, None
-        if pending is None or self.backend.name == "memory" or not self.vault.ledger_id:
-            return
-        try:
-            rec = self.backend.record(pending[0])
-            if rec is None or rec.hash != pending[1]:
-                return
-            key = self.vault.master_key()
-            raise_mark(mark_path(self.vault.keys), key,
-                       HeadMark(self.vault.ledger_id.decode(), rec.seq, rec.hash.hex()),
-                       lower=lower)
-        except (LedgerError, OSError) as err:
-            _log.warning("the head mark cannot be written", location=self.backend.location,
-                         error=str(err))
-
-    def _catch_up(self, state: ConfigState, head: Head) -> ConfigState:
-        if head.seq == state.seq and head.hash == state.hash:
-            return state
-        if head.seq < state.seq:
-            served = self.backend.record(state.seq)
-            if served is not None and served.hash == state.hash:
-                # The event this process served is still in the log, so the log was not
-                # replaced: the stored head (PostgreSQL's head row) was moved back.
-                raise StoreError(
-                    f"{self.backend.location}: the stored head says event {head.seq}, but "
-                    f"event {state.seq}, served before, is still in the log: the head was "
-                    "moved back (tampering or damage); run `moltis-ledger verify`")
-        if head.seq <= state.seq:
-            # The head went backwards, or another history has the same seq: a restore,
-            # or tampering. Never keep serving (or building on) what was cached.
-            _log.warning("the ledger head went backwards or was replaced: reloading; run "
-                         "verify if no restore was made", location=self.backend.location,
-                         served_seq=state.seq, served_hash=state.hash.hex()[:16],
-                         head_seq=head.seq, head_hash=head.hash.hex()[:16])
-            return self._replaced(head)
-        if head.seq - state.seq > _CATCH_UP_LIMIT:
-            # reloaded from a snapshot, not walked event by event: only if the log still
-            # holds the event this reader served (else another history took its place)
-            served = self.backend.record(state.seq)
-            if served is None or served.hash != state.hash:
-                return self._replaced(head)
-            return self._load_at(head)
-        walk = ChainWalk(None, state.seq + 1, state.hash)
-        records = list(walk.checked(self.backend.read(after=state.seq, until=head.seq)))
-        if len(records) != head.seq - state.seq or records[-1].hash != head.hash:
-            # not the history this reader served, continued: reload it from a MAC'd
-            # snapshot with the open-time checks (an event changed in place is refused
-            # there, naming it)
-            _log.warning("ledger history changed under a reader; reloading",
-                         location=self.backend.location, seq=walk.report().first_bad_seq)
-            return self._replaced(head)
-        started = time.perf_counter()
-        new = replay(state, records)
-        _log.debug("caught up", seq=new.seq, events=len(records),
-                   duration_ms=round((time.perf_counter() - started) * 1000, 3))
-        return new
-
-    def _replaced(self, head: Head) -> ConfigState:
-        """Another history took this one's place (a restore): its ledger id, and so what
-        secrets and the head MAC are bound to, may differ; read everything again."""
-        self.vault.reload()
-        self.voucher = HeadVoucher(self.voucher.every, self.voucher.secs)
-        # what an open checks, checked again: a restore lowers the head mark and vouches
-        # for the copy it put in place; a log rolled back under a running reader is
-        # refused here as a fresh open refuses it (review round 5, R2)
-        self._mark_checked = False
-        self._check_mark(head)
-        return self._load_at(head)
-
-    def _load_at(self, head: Head) -> ConfigState:
-        """The state at `head.seq`: the latest good snapshot at or before it + the tail."""
-        if head.seq == 0:
-            return EMPTY_STATE
-        started = time.perf_counter()
-        base, private = EMPTY_STATE, False
-        snap = self.backend.snapshot_at(head.seq)
-        while snap is not None:
-            state = self._trusted_snapshot(snap)
-            if state is not None:
-                base, private = state, True
-                break
-            snap = self.backend.snapshot_at(snap.seq - 1)  # fall back to an older one
-        # the tail is replayed only as far as its chain is proven from the base (a MAC'd
-        # snapshot, or genesis) and it must end at the head served: a payload edited in
-        # place, its hash columns left as they were, is refused, never served
-        walk, tail = self._proven_rows(base.seq, base.hash, head.seq)
-        state = replay_rows(base, tail, private=private)
-        if state.seq != head.seq or state.hash != head.hash:
-            report = walk.report()
-            bad = report.first_bad_seq if not report.ok else state.seq + 1
-            raise VerificationError(
-                f"{self.backend.location}: "
-                f"{report.problem or f'the log ends at event {state.seq}, not at the head'}"
-                f": nothing is served from it. {_RESTORE_FIX}", bad)
-        _log.info("rebuilt", seq=state.seq, from_snapshot=base.seq,
-                  events=state.seq - base.seq,
-                  duration_ms=round((time.perf_counter() - started) * 1000, 3))
-        return state
-
-    def _proven_rows(self, after: int, prev: bytes, until: int | None
-                     ) -> tuple[ChainWalk, Iterator[Row]]:
-        """The events after `after` (whose hash is `prev`) up to `until`, as replay rows,
-        each only once the chain is recomputed to it: the walk stops at the first that
-        does not link, and says why (`walk.report()`)."""
-        walk = ChainWalk(None, after + 1, prev)
-        rows = ((r.seq, r.kind, r.payload, r.hash, r.ts)
-                for r in walk.checked(self.backend.read(after=after, until=until)))
-        return walk, rows
-
-    def _trusted_snapshot(self, snap: SnapshotRow) -> ConfigState | None:
-        """A snapshot's state if it is readable and matches the log, else None (logged):
-        snapshots are derived data and are never trusted over the log. Only a snapshot
-        whose MAC checks with the ledger key is used; without the key, the log is
-        replayed (also when the key check row was changed, for an operator's
-        verify or restore: `accept_older_head`)."""
-        try:
-            keys = self.vault.integrity()
-        except VerificationError:
-            if not self.accept_older_head:
-                raise
-            return None
-        if keys is None:
-            return None
-        encoded = open_snapshot(keys.snapshot_mac, snap.seq, snap.hash, snap.state)
-        if encoded is None:
-            _log.warning("ignoring a snapshot whose MAC does not check (edited, or written "
-                         "without the ledger key); verify names it, rebuild-snapshots "
-                         "replaces it", location=self.backend.location, seq=snap.seq)
-            return None
-        try:
-            state = decode_state(encoded)
-        except ValueError as err:
-            _log.warning("ignoring an unreadable snapshot", seq=snap.seq, error=str(err))
-            return None
-        rec = self.backend.record(snap.seq)
-        if rec is None or not rec.hash == snap.hash == state.hash or state.seq != snap.seq:
-            _log.warning("ignoring a snapshot that does not match the log", seq=snap.seq)
-            return None
-        return state
+    def head_problem(self) -> str | None:
+        """Why the stored MAC or signature does not vouch for the current head, as
+        `check` reports it (ReadProof.head_problem)."""
+        return self.proof.head_problem()
 
     def state_at(self, seq: int) -> ConfigState:
         """The state as of event `seq` (0 = before the first event)."""
-        head = self.head_state()
-        if seq == head.seq:
-            return head
-        if seq < 0 or seq > head.seq:
-            raise InvalidRefError(f"seq {seq} is outside the log (0..{head.seq})")
-        rec = self.backend.record(seq) if seq else None
-        return self._load_at(Head(seq, rec.hash if rec else GENESIS, rec.ts if rec else 0))
+        return self.proof.state_at(seq, self.head_state())
+
+    def _raise_mark(self, *, lower: bool = False) -> None:
+        """After a commit that signed a checkpoint: raise the head mark to it
+        (ReadProof.raise_mark_to)."""
+        pending, self.voucher.to_mark = self.voucher.to_mark, None
+        self.proof.raise_mark_to(pending, lower=lower)
 
     # -- typed views -----------------------------------------------------------------
 
@@ -744,12 +380,11 @@ class Ledger:
         that holds its event is durable, and a failure is raised only to its caller.
         """
         actor, reason, source = self._check_meta(actor, reason, source)
-        if not _write_deps[0]:
-            _load_write_deps()
+        load_write_deps()
         # lazy: only a write commits; a read (`get`) starts without it
         from ledger.engine.group_commit import Request
 
-        req = Request(self, _Append(build, actor, reason, source, expected_seq, rollback_to,
+        req = Request(self, Append(build, actor, reason, source, expected_seq, rollback_to,
                                     on_fold, meta))
         if self._committer is None:
             self._commit_group([req], wait)
@@ -774,7 +409,7 @@ class Ledger:
                     if last is not None and last.seq == head.seq and last.hash == head.hash:
                         state = last  # another ledger of this process led the last group
                     else:
-                        state = self._catch_up(state, head)
+                        state = self.proof.catch_up(state, head)
                     # not adopted yet: what the write read is trusted only once its
                     # commit succeeded (below)
                 if not self._format_checked:
@@ -847,17 +482,17 @@ class Ledger:
                     ) -> tuple[ConfigState, Head]:
         """Build, check, link and insert one caller's event on `head` (inside the group's
         transaction); returns the state and head after it."""
-        p: _Append = req.params
+        p: Append = req.params
         if p.expected_seq is not None and p.expected_seq != head.seq:
             raise ConflictError(p.expected_seq, head.seq)
         seq = head.seq + 1
-        changes = list(p.build(state, _TxnSealer(req.ledger.vault, txn, seq)))
+        changes = list(p.build(state, TxnSealer(req.ledger.vault, txn, seq)))
         for key, value in (p.meta or {}).items():
             txn.set_meta(key, value)
         if not changes:
             req.result = Commit(head.seq, False, head.hash)
             return state, head
-        _refuse_nul(changes)
+        refuse_nul_changes(changes)
         payload = encode_payload(ChangePayload(changes=changes, rollback_to=p.rollback_to))
         if len(payload) > MAX_FILE_BYTES:
             raise InputError(f"one change of {len(payload):,} bytes is too large (the "
@@ -1019,7 +654,7 @@ class Ledger:
         config_changes = [c for c in changes if c.doc == "config"]
         new_raw, _ = apply_changes(state.config, config_changes)
         # the secrets this write sealed open from memory (their rows are not committed)
-        opener = sealer.opener() if isinstance(sealer, _TxnSealer) else self.vault
+        opener = sealer.opener() if isinstance(sealer, TxnSealer) else self.vault
         return to_typed(new_raw, opener, where=where)
 
     def _adopt(self, state: ConfigState, result: dict[str, Any]) -> None:
@@ -1067,7 +702,7 @@ class Ledger:
                 head = txn.head()
                 state = self._state or self.head_state()
                 if head.seq != state.seq or head.hash != state.hash:
-                    state = self._catch_up(state, head)
+                    state = self.proof.catch_up(state, head)
                 rec = self._record(txn, head, KIND_SHRED, payload, actor, reason, source)
                 for ref in live:
                     txn.shred_secret(ref.ref, rec.seq)
@@ -1107,7 +742,7 @@ class Ledger:
                     head = txn.head()
                     state = self._state or self.head_state()
                     if head.seq != state.seq or head.hash != state.hash:
-                        state = self._catch_up(state, head)
+                        state = self.proof.catch_up(state, head)
                     count = self.vault.rotate(txn, new_key)
                     rec = self._record(txn, head, KIND_CHANGE, payload, actor, reason, source,
                                        sign=False)
@@ -1226,7 +861,7 @@ class Ledger:
         scan = FormatScan()  # what the log needs: a ledger copied by an older tool may
         # say less (ledger.engine.format_check); and only a log whose chain is proven is
         # sealed into snapshots, which reads then trust over the events they cover
-        walk, rows = self._proven_rows(0, GENESIS, None)
+        walk, rows = self.proof.proven_rows(0, GENESIS, None)
         for row in rows:
             batch.append(row)
             scan.see(row[0], row[1], row[2])
@@ -1238,7 +873,7 @@ class Ledger:
         if not report.ok:
             raise VerificationError(
                 f"{self.backend.location}: {report.problem}: no snapshot was rebuilt from "
-                f"it (nothing was changed). {_RESTORE_FIX}", report.first_bad_seq)
+                f"it (nothing was changed). {RESTORE_FIX}", report.first_bad_seq)
         # the events after the last snapshot are replayed too (the result is not kept):
         # the scan decodes only events that may need format 2, and stops at the first
         # that does, so this is what proves each of them decodes, as verify's replay does
@@ -1271,7 +906,7 @@ class Ledger:
             self._view = None
             self.voucher = HeadVoucher(self.voucher.every, self.voucher.secs)
             self.vault.reload()
-            self._mark_checked = False
+            self.proof.mark_checked = False
             self._format_checked = False
 
     def sign_head(self, *, adopt: bool = False, expect_hash: bytes | None = None,
@@ -1307,25 +942,8 @@ class Ledger:
         # an adopted or restored head may be older than the mark: the operator accepts it
         self._raise_mark(lower=adopt or accept_older)
         if adopt or accept_older:
-            self._mark_checked = True
+            self.proof.mark_checked = True
         return True
-
-    def head_problem(self) -> str | None:
-        """Why the stored MAC or signature does not vouch for the current head (None when
-        one does, or for an empty ledger), as `check` reports it. Without the ledger
-        key only the signature can be looked at."""
-        head = self.backend.head()
-        keys = self.vault.integrity()
-        if head.seq == 0:
-            return None
-        if keys is not None:
-            problem = unvouched(self.backend.get_meta, keys, self.vault.ledger_id,
-                                (head.seq, head.hash))
-        elif self.backend.get_meta(HEAD_SIGNATURE) is None:
-            problem = "the head is not signed"
-        else:
-            return None
-        return None if problem is None else f"{problem}; {ADOPT_HINT}"
 
     def close(self) -> None:
         """Sign the head this ledger vouched for last, if no signature covers it yet (a
