@@ -189,10 +189,15 @@ class _SqliteTxn:
     trigger's RAISE(ROLLBACK); SQLITE_FULL, IOERR, BUSY, NOMEM may), and a statement
     issued after that would run in autocommit mode and commit on its own."""
 
+    __slots__ = ("_conn", "_known", "_location", "ended")
+
     def __init__(self, conn: apsw.Connection, location: str) -> None:
         self._conn = conn
         self._location = location
-        self.ended = False  # set by `_transaction` when the write block is left
+        self.ended = False  # set by `_Write` when the write block is left
+        # (the connection's total_changes(), the head) when `append` proved the head:
+        # good for as long as nothing else changed in the database (see `head`)
+        self._known: tuple[int, Head] | None = None
 
     @property
     def active(self) -> bool:
@@ -212,26 +217,42 @@ class _SqliteTxn:
         half the cost per event of a generator-based one. Outside a transaction its
         SAVEPOINT would begin one and RELEASE commit it: refused (`_check_open`)."""
         self._check_open()
-        return self._conn
+        return _Savepoint(self)
 
     def head(self) -> Head:
+        known = self._known
+        if known is not None and known[0] == self._conn.total_changes():
+            return known[1]  # proven by `append`, and nothing has changed since
         return _head(self._conn)
 
     def append(self, records: Sequence[Record]) -> None:
         self._check_open()
         if (need := format_needed(records)) > CREATED_FORMAT:
             raise_format(self, need, self._location)
-        rows = [(r.seq, r.ts, r.actor, r.reason, r.source, r.kind, r.payload, r.prev_hash,
-                 r.hash) for r in records]
-        before = self._conn.total_changes()
-        if len(rows) == 1:  # the common case: one event per write, without executemany
-            self._conn.execute(_INSERT, rows[0])
+        self._known = None
+        c = self._conn
+        before = c.total_changes()
+        if len(records) == 1:  # the common case: one event per write, without executemany
+            r = records[0]
+            c.execute(_INSERT, (r.seq, r.ts, r.actor, r.reason, r.source, r.kind, r.payload,
+                                r.prev_hash, r.hash))
+            after = c.total_changes()
+            if c.changes() == 1 and after - before == 1:
+                # The INSERT itself stored this row (`changes()` counts only the
+                # statement's own rows, never a trigger's), and nothing else in the
+                # database changed (`total_changes()` counts trigger writes too): the
+                # head is this event, until something changes. No head read needed.
+                self._known = (after, Head(r.seq, r.hash, r.ts))
+                return
         else:
-            self._conn.executemany(_INSERT, rows)
+            c.executemany(_INSERT, [(r.seq, r.ts, r.actor, r.reason, r.source, r.kind,
+                                     r.payload, r.prev_hash, r.hash) for r in records])
+            after = c.total_changes()
         # A foreign trigger (RAISE(IGNORE)) or rule can make an INSERT store nothing
-        # without an error: count what went in (triggers' own writes are not counted).
-        if self._conn.total_changes() - before != len(rows):
-            raise StoreError(f"{self._location}: {len(rows)} event(s) were not stored "
+        # without an error: count what went in (triggers' own writes count too, so a
+        # row put in place of ours is caught by the head read that follows).
+        if after - before != len(records):
+            raise StoreError(f"{self._location}: {len(records)} event(s) were not stored "
                              "(something in the database discards inserts into ledger_events)")
 
     def put_snapshot(self, seq: int, hash: bytes, state: bytes) -> None:
@@ -281,6 +302,25 @@ class _SqliteTxn:
         return _meta(self._conn, key)
 
 
+class _Savepoint:
+    """apsw's connection as the savepoint scope, forgetting the head `append` proved
+    when the scope is rolled back (ROLLBACK TO leaves `total_changes()` as it was, so
+    the count alone would not tell that the proven event is gone)."""
+
+    __slots__ = ("_txn",)
+
+    def __init__(self, txn: _SqliteTxn) -> None:
+        self._txn = txn
+
+    def __enter__(self) -> apsw.Connection:
+        return self._txn._conn.__enter__()
+
+    def __exit__(self, kind: Any, err: Any, tb: Any) -> bool | None:
+        if kind is not None:
+            self._txn._known = None
+        return self._txn._conn.__exit__(kind, err, tb)
+
+
 def _head(conn: apsw.Connection) -> Head:
     row = conn.execute(
         "SELECT seq, hash, ts FROM ledger_events ORDER BY seq DESC LIMIT 1"
@@ -322,6 +362,54 @@ def _open_read_only(path: Path, immutable: bool = False) -> apsw.Connection:
         uri = f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1"
         return apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
     return apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+
+
+class _Write:
+    """`SqliteBackend.write()`: the connection's lock, this process's turn in the queue
+    of writer processes (write_queue), then one transaction. A class rather than a
+    generator-based context manager: every append enters and leaves one (issue 16)."""
+
+    __slots__ = ("_backend", "_queue", "_txn", "_wait")
+
+    def __init__(self, backend: SqliteBackend, wait: bool) -> None:
+        self._backend = backend
+        self._wait = wait
+        self._queue: WriteQueue | None = None
+
+    def __enter__(self) -> _SqliteTxn:
+        b = self._backend
+        b._lock.acquire()
+        try:
+            queue = self._queue = b._queue
+            if queue is not None:
+                # other processes' writers first (write_queue): the same busy timeout
+                # bounds the wait there and at SQLite's lock together
+                b._fair_wait.since = time.monotonic()
+                if not queue.take(b._fair_wait.timeout_s if self._wait else 0.0):
+                    b._fair_wait.since = None
+                    raise StoreBusyError(f"{b.location}: the ledger is locked by another "
+                                         "writer (starting a write)")
+            try:
+                self._txn = b._begin(self._wait)
+            except BaseException:
+                self._let_go()
+                raise
+        except BaseException:
+            b._lock.release()
+            raise
+        return self._txn
+
+    def __exit__(self, kind: Any, err: Any, tb: Any) -> None:
+        try:
+            self._backend._end(self._txn, err if kind is not None else None)
+        finally:
+            self._let_go()
+            self._backend._lock.release()
+
+    def _let_go(self) -> None:
+        self._backend._fair_wait.since = None
+        if self._queue is not None:
+            self._queue.give()
 
 
 class SqliteBackend:
@@ -480,31 +568,15 @@ class SqliteBackend:
         st = os.stat(self.path)
         return ("sqlite", st.st_dev, st.st_ino, self._synchronous)
 
-    @contextlib.contextmanager
-    def write(self, *, wait: bool = True) -> Iterator[_SqliteTxn]:
+    def write(self, *, wait: bool = True) -> _Write:
+        """The one write transaction (BEGIN IMMEDIATE), after other processes' writers
+        (the write queue); committed when the block ends, rolled back if it raises."""
         if self.read_only:
             raise ReadOnlyError(self.read_only_reason
                                 or f"{self.location}: the ledger was opened read-only")
-        with self._lock:
-            queue = self._queue
-            if queue is not None:
-                # other processes' writers first (write_queue): the same busy timeout
-                # bounds the wait there and at SQLite's lock together
-                self._fair_wait.since = time.monotonic()
-                if not queue.take(self._fair_wait.timeout_s if wait else 0.0):
-                    self._fair_wait.since = None
-                    raise StoreBusyError(f"{self.location}: the ledger is locked by another "
-                                         "writer (starting a write)")
-            try:
-                with self._transaction(wait) as txn:
-                    yield txn
-            finally:
-                self._fair_wait.since = None
-                if queue is not None:
-                    queue.give()
+        return _Write(self, wait)
 
-    @contextlib.contextmanager
-    def _transaction(self, wait: bool) -> Iterator[_SqliteTxn]:
+    def _begin(self, wait: bool) -> _SqliteTxn:
         c = self._conn
         try:
             if not wait:
@@ -516,18 +588,20 @@ class SqliteBackend:
                     c.set_busy_handler(self._fair_wait)
         except apsw.Error as err:
             raise _translate(err, self.location, "starting a write") from err
-        txn = _SqliteTxn(c, self.location)
-        try:
-            yield txn
-        except BaseException as err:
-            txn.ended = True
+        return _SqliteTxn(c, self.location)
+
+    def _end(self, txn: _SqliteTxn, failed: BaseException | None) -> None:
+        """Commit `txn`, or roll it back after `failed` (re-raised by the caller unless
+        it is an apsw error, raised here as the library's)."""
+        c = self._conn
+        txn.ended = True
+        if failed is not None:
             os_errno = c.system_errno
             with contextlib.suppress(apsw.Error):
                 c.execute("ROLLBACK")
-            if isinstance(err, apsw.Error):
-                raise _translate(err, self.location, "writing", os_errno) from err
-            raise
-        txn.ended = True
+            if isinstance(failed, apsw.Error):
+                raise _translate(failed, self.location, "writing", os_errno) from failed
+            return
         if c.getautocommit():
             # SQLite rolled the whole transaction back and the block went on regardless:
             # nothing of it was written (COMMIT would only say "no transaction is active")
