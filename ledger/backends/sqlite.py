@@ -96,6 +96,7 @@ CREATE TABLE IF NOT EXISTS ledger_secrets (
 _COLUMNS = "seq, ts, actor, reason, source, kind, payload, prev_hash, hash"
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _INSERT = f"INSERT INTO ledger_events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"
+_COUNT_RANGE = "SELECT count(*) FROM ledger_events WHERE seq BETWEEN ? AND ?"
 _SET_META = ("INSERT INTO ledger_meta (key, value) VALUES (?, ?) "
              "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
 _ROW_COLUMNS = "seq, kind, payload, hash, ts"
@@ -236,8 +237,8 @@ class _SqliteTxn:
             r = records[0]
             c.execute(_INSERT, (r.seq, r.ts, r.actor, r.reason, r.source, r.kind, r.payload,
                                 r.prev_hash, r.hash))
-            after = c.total_changes()
-            if c.changes() == 1 and after - before == 1:
+            after, stored = c.total_changes(), c.changes()
+            if stored == 1 and after - before == 1:
                 # The INSERT itself stored this row (`changes()` counts only the
                 # statement's own rows, never a trigger's), and nothing else in the
                 # database changed (`total_changes()` counts trigger writes too): the
@@ -248,10 +249,14 @@ class _SqliteTxn:
             c.executemany(_INSERT, [(r.seq, r.ts, r.actor, r.reason, r.source, r.kind,
                                      r.payload, r.prev_hash, r.hash) for r in records])
             after = c.total_changes()
+            # changes() would be the last row's statement only: count the rows stored
+            stored = c.execute(_COUNT_RANGE, (records[0].seq, records[-1].seq)).get
         # A foreign trigger (RAISE(IGNORE)) or rule can make an INSERT store nothing
-        # without an error: count what went in (triggers' own writes count too, so a
-        # row put in place of ours is caught by the head read that follows).
-        if after - before != len(records):
+        # without an error. total_changes() counts trigger writes too, so a trigger that
+        # writes a row elsewhere and then swallows ours leaves it one up all the same:
+        # the statement's own count, or the rows found, says whether the events are
+        # there, and total_changes() that nothing else changed with them.
+        if stored != len(records) or after - before != len(records):
             raise StoreError(f"{self._location}: {len(records)} event(s) were not stored "
                              "(something in the database discards inserts into ledger_events)")
 
