@@ -74,7 +74,8 @@ def _pinned_key(expect_key: str | None, key_file: str | None) -> str | None:
     if key_file is not None:
         try:
             # a regular file only, bounded (a FIFO or device is refused, not waited on)
-            text, where = read_regular(Path(key_file), 4096).decode("ascii"), key_file
+            data = read_regular(Path(key_file), 4096, what="pinned key file")
+            text, where = data.decode("ascii"), key_file
         except (OSError, UnicodeDecodeError) as err:
             raise CommandError(f"{key_file}: cannot read the pinned key: {err}") from None
     if text is None:

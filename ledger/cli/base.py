@@ -151,6 +151,10 @@ class State:
         for a DSN (from --db, or Moltis's own settings: MOLTIS_CONFIG_BACKEND/_DSN or
         [config] in moltis.toml). Never the file store: the CLI works on the ledger."""
         inst = self.installation
+        if self.db == "":  # `--db=` (an unset shell variable): SQLite would open "."
+            raise CommandError("--db is empty: give the ledger's SQLite file or a "
+                               "postgresql:// DSN, or leave --db out for "
+                               f"{dirs.default_db_path(self.data_home)}")
         if self.db is not None:
             from ledger.backends.open import backend_kind
 

@@ -68,7 +68,7 @@ def write_mark(path: Path, key: bytes, mark: HeadMark) -> None:
 
 def read_mark(path: Path, key: bytes) -> HeadMark | None:
     """The mark, None when there is none; ParseError when it exists but its MAC fails."""
-    data = read_file(path)
+    data = read_file(path, "head mark")
     if data is None:
         return None
     try:

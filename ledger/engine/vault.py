@@ -89,7 +89,7 @@ _MAX_KEY_FILE_BYTES = 4096
 def _key_text(path: Path) -> str:
     """A key file's text: a regular file only (a FIFO or device in its place is refused,
     not waited on or read for ever), bounded."""
-    return read_regular(path, _MAX_KEY_FILE_BYTES).decode("ascii")
+    return read_regular(path, _MAX_KEY_FILE_BYTES, what="ledger key file").decode("ascii")
 
 
 def _key_check(key: bytes, ledger_id: bytes) -> str:

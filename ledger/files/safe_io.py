@@ -58,9 +58,11 @@ FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 MAX_FILE_BYTES = 16 << 20
 
 
-def check_size(path: Path, size: int, limit: int = MAX_FILE_BYTES) -> None:
+def check_size(path: Path, size: int, limit: int = MAX_FILE_BYTES,
+               what: str = "configuration file") -> None:
+    """Refuse (ParseError) a file over `limit`, naming the file and `what` it is."""
     if size > limit:
-        raise ParseError(f"{path}: {size:,} bytes is too large for a configuration file "
+        raise ParseError(f"{path}: {size:,} bytes is too large for a {what} "
                          f"(the limit is {limit:,})")
 
 
@@ -93,14 +95,17 @@ def check_regular(path: Path, doing: str) -> None:
         raise _not_regular(path, doing, mode, "put the file itself there")
 
 
-def read_regular(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+def read_regular(path: Path, limit: int = MAX_FILE_BYTES, *,
+                 what: str = "configuration file") -> bytes:
     """`read_regular_stat` without the status."""
-    return read_regular_stat(path, limit)[0]
+    return read_regular_stat(path, limit, what=what)[0]
 
 
-def read_regular_stat(path: Path, limit: int = MAX_FILE_BYTES) -> tuple[bytes, os.stat_result]:
+def read_regular_stat(path: Path, limit: int = MAX_FILE_BYTES, *,
+                      what: str = "configuration file") -> tuple[bytes, os.stat_result]:
     """The bytes and the status (of the descriptor read) of the regular file at `path`
-    (links followed), at most `limit`.
+    (links followed), at most `limit`; the refusal of a larger one names `what` the
+    file is (a configuration file unless the caller says otherwise).
 
     Opened without waiting (O_NONBLOCK: a FIFO in the file's place does not block the
     open), then judged by the open descriptor, not by a `stat` of the name that could be
@@ -114,7 +119,7 @@ def read_regular_stat(path: Path, limit: int = MAX_FILE_BYTES) -> tuple[bytes, o
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise _not_regular(path, "read", st.st_mode, "put the file itself there")
-        check_size(path, st.st_size, limit)
+        check_size(path, st.st_size, limit, what)
         os.set_blocking(fd, True)  # a regular file: no effect on reads, kept plain
         chunks: list[bytes] = []
         left = limit + 1
@@ -127,15 +132,15 @@ def read_regular_stat(path: Path, limit: int = MAX_FILE_BYTES) -> tuple[bytes, o
     finally:
         os.close(fd)
     data = b"".join(chunks)
-    check_size(path, len(data), limit)
+    check_size(path, len(data), limit, what)
     return data, st
 
 
-def read_file(path: Path) -> bytes | None:
-    """A configuration file's bytes (None when it does not exist), size-checked; only a
-    regular file is read (`read_regular`)."""
+def read_file(path: Path, what: str = "configuration file") -> bytes | None:
+    """A file's bytes (None when it does not exist), size-checked; only a regular file
+    is read (`read_regular`). `what` names it in a refusal."""
     try:
-        return read_regular(path)
+        return read_regular(path, what=what)
     except FileNotFoundError:
         return None
     except OSError as err:

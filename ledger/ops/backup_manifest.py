@@ -31,7 +31,8 @@ def read_manifest(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(manifest, its `files` entries) of the backup in `folder`; ParseError naming the
     folder when it holds no readable manifest."""
     try:
-        raw = read_file(folder / "manifest.json")  # size-checked, as every file read back
+        # size-checked, as every file read back
+        raw = read_file(folder / "manifest.json", "backup manifest")
         if raw is None:
             raise ValueError("missing")
         manifest = json.loads(raw)

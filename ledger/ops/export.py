@@ -199,7 +199,7 @@ def _check_version(path: Path, version: Any) -> None:
 
 def read_bundle(path: Path) -> Bundle:
     try:
-        lines = read_regular(path, MAX_BUNDLE_BYTES).decode("utf-8").splitlines()
+        lines = read_regular(path, MAX_BUNDLE_BYTES, what="bundle").decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
         raise ParseError(f"{path}: cannot read the bundle: {err}") from err
     if not lines:

@@ -308,7 +308,7 @@ def open_backup(folder: Path, key: bytes) -> dict[str, bytes]:
         stored_as = str(entry.get("stored_as", name))
         if "/" in stored_as or stored_as.startswith("."):
             raise ParseError(f"{folder}: manifest.json: bad file name {stored_as!r}")
-        data = read_file(folder / stored_as)
+        data = read_file(folder / stored_as, "migration backup file")
         if data is None:
             raise ParseError(f"{folder}: {stored_as} is missing")
         if entry.get("blake3") not in (None, blake3(data).hexdigest()):

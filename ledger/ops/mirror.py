@@ -66,7 +66,7 @@ def _slot_seq(path: Path, location: str) -> int:
     """The seq a slot claims for this ledger (unchecked: only to decide whether to
     rewrite it), -1 when none."""
     try:
-        doc = json.loads(json.loads(read_regular(path))["body"])
+        doc = json.loads(json.loads(read_regular(path, what="head mirror"))["body"])
         return int(doc["seq"]) if doc.get("location") == location else -1
     except (OSError, LedgerError, ValueError, KeyError, TypeError, AttributeError):
         return -1
@@ -213,7 +213,7 @@ def _check_mark(store: MirrorConfigStore, doc: dict[str, Any], keys: KeySource) 
 
 def _read_slot(path: Path, location: str, keys: KeySource, reason: str
                ) -> tuple[MirrorConfigStore, dict[str, Any]] | None:
-    data = read_file(path)
+    data = read_file(path, "head mirror")
     if data is None:
         return None
     try:
