@@ -3,7 +3,7 @@ masked (or revealed only when asked), typed configs as documents in TOML key for
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -11,7 +11,7 @@ import msgspec
 from ledger.core.document import MISSING, Doc, get_value
 from ledger.core.events import Change, Event
 from ledger.core.keypaths import KeyPath, format_path
-from ledger.core.secret_refs import Secret, SecretRef, mask_text, parse_mask
+from ledger.core.secret_refs import Secret, SecretRef, mask_text, parse_mask, refs_at
 from ledger.engine.vault import Vault
 from ledger.errors import ConfigValidationError, SecretDestroyedError, SecretError
 
@@ -144,21 +144,9 @@ def _mask_contributed(doc: dict[str, Any], paths: set[KeyPath], vault: Vault
             if change.secret is not None:
                 _mask_at(doc, change.path, mask_text(change.secret.fp or None))
             else:
-                for at, ref in _refs_in(change.value, change.path):
+                for at, ref in refs_at(change.value, change.path):
                     _mask_at(doc, at, mask_text(ref.fp or None))
     return doc
-
-
-def _refs_in(value: Any, path: KeyPath) -> Iterator[tuple[KeyPath, SecretRef]]:
-    """Where a sealed value (a list with secret elements, tables inside) holds secrets."""
-    if isinstance(value, SecretRef):
-        yield path, value
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _refs_in(item, (*path, str(i)))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _refs_in(item, (*path, key))
 
 
 def _mask_at(doc: dict[str, Any], path: KeyPath, mask: str) -> None:
