@@ -206,7 +206,7 @@ class _SqliteTxn:
         return not self.ended and not self._conn.getautocommit()
 
     def _check_open(self) -> None:
-        if not self.active:
+        if self.ended or self._conn.getautocommit():  # not `active`: one call less a write
             raise StoreError(f"{self._location}: the write transaction is no longer open "
                              "(SQLite rolled it back, or it ended); nothing more is written "
                              "in it")

@@ -78,6 +78,7 @@ from ledger.engine.write_path import (
     Append,
     Build,
     TxnSealer,
+    WriteDeps,
     load_write_deps,
     refuse_nul_changes,
 )
@@ -174,6 +175,8 @@ class Ledger:
         self.commit_group: Hashable | None = (
             group_key() if callable(group_key) and not backend.read_only else None)
         self._committer: Committer | None = None
+        self._busy_text = (f"{backend.location}: the ledger is locked by another writer "
+                           "of this process")
         if self.commit_group is not None:
             # lazy: only a writable ledger commits; a read (`get`) starts without it
             from ledger.engine.group_commit import committer_for
@@ -297,11 +300,10 @@ class Ledger:
 
     def _check_meta(self, actor: str | None, reason: str | None, source: str
                     ) -> tuple[str, str, str]:
-        # lazy: only a write names an actor; a read (`get`) starts without it
-        from ledger.core.actor import check_reason, resolve_actor
-
-        actor = resolve_actor(actor)
-        reason = check_reason(reason)
+        if not WriteDeps.loaded:
+            load_write_deps()
+        actor = WriteDeps.resolve_actor(actor)
+        reason = WriteDeps.check_reason(reason)
         if source not in _GOOD_SOURCES:
             if not source or not source.replace("-", "").replace("_", "").isalnum():
                 raise InputError(
@@ -379,20 +381,21 @@ class Ledger:
         one fsync; see `ledger.engine.group_commit`); each returns only after the commit
         that holds its event is durable, and a failure is raised only to its caller.
         """
-        actor, reason, source = self._check_meta(actor, reason, source)
-        load_write_deps()
-        # lazy: only a write commits; a read (`get`) starts without it
-        from ledger.engine.group_commit import Request
-
-        req = Request(self, Append(build, actor, reason, source, expected_seq, rollback_to,
-                                    on_fold, meta))
+        actor, reason, source = self._check_meta(actor, reason, source)  # loads WriteDeps
+        req = WriteDeps.Request(self, Append(build, actor, reason, source, expected_seq,
+                                             rollback_to, on_fold, meta))
         if self._committer is None:
             self._commit_group([req], wait)
             result: Commit = req.outcome()
             return result
-        return self._committer.run(req, lambda batch: self._commit_group(batch, wait),  # type: ignore[no-any-return]
-                                   wait=wait, busy=f"{self.backend.location}: the ledger "
-                                   "is locked by another writer of this process")
+        return self._committer.run(req, self._group_wait if wait else self._group_now,  # type: ignore[no-any-return]
+                                   wait=wait, busy=self._busy_text)
+
+    def _group_wait(self, batch: list[Request]) -> None:
+        self._commit_group(batch, True)
+
+    def _group_now(self, batch: list[Request]) -> None:
+        self._commit_group(batch, False)
 
     def _commit_group(self, batch: list[Request], wait: bool) -> None:
         """One write transaction for every request of `batch` (this ledger leads it)."""
@@ -530,9 +533,12 @@ class Ledger:
 
     def update_typed(self, fn: Callable[[MoltisConfig], Any], **kw: Any) -> Commit:
         """Give `fn` a typed copy of the head; record only the paths it changed."""
-        # lazy: schema and decoders load on first use (CLI start-up)
-        from ledger.typed.changes import materialize
+        materialize = WriteDeps.materialize
+        if materialize is None:
+            # lazy: schema and decoders load on first use (CLI start-up)
+            from ledger.typed.changes import materialize as loaded
 
+            materialize = WriteDeps.materialize = loaded
         if not self._edit_ready:
             # built here, before the write lock: decoders for every section take tens
             # of ms, which every writer queued behind this one would wait for

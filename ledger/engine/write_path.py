@@ -20,9 +20,10 @@ from ledger.errors import InputError
 from projections.config_view import ConfigState
 
 if TYPE_CHECKING:
+    from ledger.engine.group_commit import Request
     from ledger.typed.changes import Sealer
 
-__all__ = ["Append", "Build", "JustSealed", "TxnSealer", "load_write_deps",
+__all__ = ["Append", "Build", "JustSealed", "TxnSealer", "WriteDeps", "load_write_deps",
            "refuse_nul_changes"]
 
 
@@ -85,7 +86,17 @@ class Append(NamedTuple):
     meta: dict[str, str] | None
 
 
-_write_deps = [False]
+class WriteDeps:
+    """What every append uses, imported once by the first (`load_write_deps`) and kept
+    here: an import statement in a function costs about a microsecond on each call, and
+    an update went through three of them (issue 16)."""
+
+    loaded = False
+    Request: type[Request]
+    resolve_actor: Callable[[str | None], str]
+    check_reason: Callable[[str | None], str]
+    # `Ledger.update_typed`'s (the typed layer), kept by its first call
+    materialize: Callable[..., list[Change]] | None = None
 
 
 def load_write_deps() -> None:
@@ -94,7 +105,7 @@ def load_write_deps() -> None:
     of ms on a cold start), and every other writer process would wait for that import.
     (Key derivation and the public key's bytes need no more than these two.) Once
     per process."""
-    if _write_deps[0]:
+    if WriteDeps.loaded:
         return
     # lazy: cryptography loads on the first write, not at CLI start-up
     import cryptography.hazmat.primitives.asymmetric.ed25519
@@ -102,7 +113,15 @@ def load_write_deps() -> None:
     # lazy: cryptography loads on the first write, not at CLI start-up
     import cryptography.hazmat.primitives.ciphers.aead  # noqa: F401
 
-    _write_deps[0] = True
+    # lazy: only a write names an actor; a read (`get`) starts without it
+    from ledger.core.actor import check_reason, resolve_actor
+
+    # lazy: only a write commits; a read (`get`) starts without it
+    from ledger.engine.group_commit import Request
+
+    WriteDeps.Request = Request
+    WriteDeps.resolve_actor, WriteDeps.check_reason = resolve_actor, check_reason
+    WriteDeps.loaded = True
 
 
 def _has_nul(value: Any) -> bool:
