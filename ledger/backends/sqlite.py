@@ -116,6 +116,7 @@ _BYTES_COLUMNS: dict[str, tuple[str, frozenset[int]]] = {  # columns -> (SQL, te
     _CHANGE_COLUMNS: (_CHANGE_COLUMNS, frozenset()),  # no text column: never needed
 }
 _CHUNK = 1024  # rows per locked read when streaming events
+_OWN_TABLES = "('ledger_events', 'ledger_snapshots', 'ledger_secrets', 'ledger_meta')"
 
 
 def _translate(err: Exception, location: str, doing: str,
@@ -502,11 +503,35 @@ class SqliteBackend:
             c.pragma("synchronous", synchronous)
             # Shredding a secret must overwrite its bytes on disk, not just unlink them.
             c.pragma("secure_delete", True)
-            if not self.read_only:  # optimize may write (ANALYZE): not on read-only opens
-                with contextlib.suppress(apsw.FullError):  # a full disk must not stop reads
-                    c.pragma("optimize", 0x10002)
+            forgot = not self.read_only and self._forget_table_stats()
         except apsw.Error as err:
             raise _translate(err, self.location, "configuring the connection") from err
+        if forgot:
+            # this connection planned with the statistics it loaded at open (and keeps
+            # those plans): a new one plans without them; once per database file
+            c.close()
+            self._conn = apsw.Connection(str(self.path), flags=apsw.SQLITE_OPEN_READWRITE)
+            self._conn.set_busy_handler(self._fair_wait)
+            self._configure(synchronous)
+
+    def _forget_table_stats(self) -> bool:
+        """Drop planner statistics of the ledger's own tables. Every query of the ledger
+        is a primary-key lookup or a seq range, which needs none, and statistics taken
+        while `ledger_events` was small (`PRAGMA optimize` on an early open, as this
+        backend once ran on every writable open) make SQLite plan each range read
+        (catch-up, history pages, replay chunks) as a full scan for ever after. Not
+        ANALYZE at all any more; a full or busy disk leaves the statistics be (an
+        open must not fail over them). True when some were dropped."""
+        c = self._conn
+        if c.execute("SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat1'").fetchone() is None:
+            return False
+        if c.execute(f"SELECT 1 FROM sqlite_stat1 WHERE tbl IN {_OWN_TABLES}").fetchone() is None:
+            return False
+        try:
+            c.execute(f"DELETE FROM sqlite_stat1 WHERE tbl IN {_OWN_TABLES}")
+        except (apsw.FullError, apsw.BusyError, apsw.ReadOnlyError):
+            return False
+        return True
 
     def _format_version(self) -> int | None:
         c = self._conn
