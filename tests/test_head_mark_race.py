@@ -73,11 +73,11 @@ def test_verify_while_another_writer_signs_passes(tmp_path):
     real = checker.ledger.mark_problem
     fired = []
 
-    def mark_problem(head_seq: int) -> Any:
+    def mark_problem(head_seq: int, *unreadable: Any) -> Any:
         if not fired:
             fired.append(head_seq)
             writer.ledger.edit({("server", "port"): 9000}, actor="other", reason="meanwhile")
-        return real(head_seq)
+        return real(head_seq, *unreadable)
 
     checker.ledger.mark_problem = mark_problem  # type: ignore[method-assign]
     report = checker.ledger.verify()

@@ -316,13 +316,13 @@ def _check_mark(ledger: Ledger, chain: VerifyReport, notes: list[str],
                 adopting: bool) -> None:
     """The head against the head mark beside the ledger key (ledger.engine.head_mark):
     an older copy of the database put back fails, though its MAC and signature check."""
-    problem = ledger.mark_problem(chain.head_seq)
+    problem = ledger.mark_problem(chain.head_seq, notes.append)  # an unusable mark: noted
     if problem is not None:
         # a writer that committed and marked a checkpoint since the chain was read has
         # its event in the log now; an older copy put back has not (ReadProof.check_mark)
         now = ledger.backend.head().seq
         if now > chain.head_seq:
-            problem = ledger.mark_problem(now)
+            problem = ledger.mark_problem(now, notes.append)
     if problem is None:
         return
     if adopting:

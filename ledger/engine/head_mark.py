@@ -33,7 +33,7 @@ from ledger.errors import LedgerError, ParseError
 from ledger.files.safe_io import check_directory, overwrite_private, read_file
 
 __all__ = ["MARK_NAME", "OLDER_REPAIR", "HeadMark", "head_mark_problem", "mark_path",
-           "older_than_mark", "raise_mark", "read_mark", "write_mark"]
+           "older_than_mark", "raise_mark", "read_mark", "unreadable_mark", "write_mark"]
 
 MARK_NAME: Final = "ledger-head.hwm"
 FORMAT: Final = "moltis-config-ledger head mark v1"
@@ -123,23 +123,39 @@ def older_than_mark(mark: HeadMark | None, ledger_id: str, head_seq: int,
     return None
 
 
+def unreadable_mark(path: Path, err: Exception) -> str:
+    """What a reader says of a mark it cannot use (and so reads without): the file,
+    why, what that leaves unchecked, and the fix."""
+    why = str(err).removeprefix(f"{path}: ").removeprefix("the head mark cannot be used: ")
+    return (f"the head mark {path} cannot be used ({why}): reading without it, so an older "
+            "copy of the ledger put back would not be noticed. Check the ledger with "
+            "`moltis-ledger verify`, then `moltis-ledger sign-head` writes the mark "
+            f"again (remove {path} first if it is not a regular file: it is never written "
+            "over)")
+
+
 def head_mark_problem(keys: KeySource, ledger_id: bytes, head_seq: int,
-                      hash_at: Callable[[int], bytes | None]) -> str | None:
+                      hash_at: Callable[[int], bytes | None],
+                      unreadable: Callable[[str], None] | None = None) -> str | None:
     """Why this ledger's head is older than the mark beside the key (the whole message,
     with the repair), or None: also when nothing here can tell (no key, no mark, a mark
-    of another ledger, or one this key does not open: after a rotation the next
-    checkpoint writes it again). Reads the key and the mark only (no key derivation),
-    so opening a ledger for `get` stays cheap."""
+    of another ledger). A mark that is there but cannot be used (damaged, not a regular
+    file, sealed with another key, as after another process's rotation until its next
+    checkpoint) is read as none too, never silently: `unreadable` gets what to say
+    (`unreadable_mark`). Reads the key and the mark only (no key derivation), so
+    opening a ledger for `get` stays cheap."""
     if not ledger_id:
         return None
     try:
         key = keys.load(create=False)
     except (LedgerError, OSError):
-        return None
+        return None  # the key's own error is the vault's to report
     path = mark_path(keys)
     try:
         mark = read_mark(path, key) if key is not None else None
-    except (LedgerError, OSError):
+    except (LedgerError, OSError) as err:
+        if unreadable is not None:
+            unreadable(unreadable_mark(path, err))
         return None
     problem = older_than_mark(mark, ledger_id.decode(), head_seq, hash_at)
     if problem is None or mark is None:

@@ -221,10 +221,12 @@ class Ledger:
         """Another history took this one's place: nothing this ledger vouched for holds."""
         self.voucher = HeadVoucher(self.voucher.every, self.voucher.secs)
 
-    def mark_problem(self, head_seq: int) -> str | None:
+    def mark_problem(self, head_seq: int,
+                     unreadable: Callable[[str], None] | None = None) -> str | None:
         """Why `head` is older than the head mark beside the ledger key (a copy of the
-        database put back), or None (ReadProof.mark_problem)."""
-        return self.proof.mark_problem(head_seq)
+        database put back), or None (ReadProof.mark_problem; `unreadable` hears of a
+        mark that cannot be used, else it is logged as a warning)."""
+        return self.proof.mark_problem(head_seq, unreadable)
 
     def mac_problem(self, head: Head) -> str | None:
         """Why a keyed open refuses `head` (ReadProof.mac_verdict), or None."""

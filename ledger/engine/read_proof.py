@@ -68,9 +68,11 @@ class ReadProof:
         self.accept_older_head = False
         self.mark_checked = False
 
-    def mark_problem(self, head_seq: int) -> str | None:
+    def mark_problem(self, head_seq: int,
+                     unreadable: Callable[[str], None] | None = None) -> str | None:
         """Why `head` is older than the head mark beside the ledger key (a copy of the
-        database put back), or None (ledger.engine.head_mark)."""
+        database put back), or None (ledger.engine.head_mark). A mark that cannot be
+        used is said through `unreadable` (default: a warning in the log)."""
         if self.backend.name == "memory":
             return None
 
@@ -78,7 +80,11 @@ class ReadProof:
             rec = self.backend.record(seq)
             return rec.hash if rec is not None else None
 
-        return head_mark_problem(self.vault.keys, self.vault.ledger_id, head_seq, hash_at)
+        return head_mark_problem(self.vault.keys, self.vault.ledger_id, head_seq, hash_at,
+                                 unreadable or self._warn_unreadable)
+
+    def _warn_unreadable(self, message: str) -> None:
+        _log.warning(message, location=self.backend.location)
 
     def check_mark(self, head: Head) -> None:
         if self.mark_checked or self.accept_older_head:
