@@ -204,7 +204,8 @@ class Ledger:
                 self.proof.check_mark(head)
                 self._state = self.proof.load_at(head)
             elif self.backend.changed():
-                self._state = self.proof.catch_up(self._state, self.backend.head())
+                self._state = self.proof.catch_up(self._state, self.backend.head(),
+                                                  reading=True)
             return self._state
 
     @property

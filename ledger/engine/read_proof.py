@@ -104,6 +104,13 @@ class ReadProof:
             head = now
         if problem is not None:
             raise VerificationError(f"{self.backend.location}: {problem}", head.seq)
+        self.vouch_head(head)
+        self.mark_checked = True
+
+    def vouch_head(self, head: Head) -> None:
+        """The stored head MAC against `head`, for a read (an open, and a catch-up that
+        serves new events): refused when it disowns the log; a tail appended without
+        the key is served, and said (mac_verdict)."""
         problem, tail = self.mac_verdict(head)
         if problem is not None:
             raise VerificationError(
@@ -121,7 +128,6 @@ class ReadProof:
                 "`moltis-ledger log`, then vouch for them with "
                 "`moltis-ledger sign-head --adopt`", location=self.backend.location,
                 unvouched=tail, vouched_seq=head.seq - tail)
-        self.mark_checked = True
 
     def mac_problem(self, head: Head) -> str | None:
         """Why a keyed open refuses `head` (mac_verdict), or None."""
@@ -234,7 +240,12 @@ class ReadProof:
             _log.warning("the head mark cannot be written", location=self.backend.location,
                          error=str(err))
 
-    def catch_up(self, state: ConfigState, head: Head) -> ConfigState:
+    def catch_up(self, state: ConfigState, head: Head, *, reading: bool = False
+                 ) -> ConfigState:
+        """`state` brought to `head`: the events after it, chained from it (or, far
+        behind, a load from a MAC'd snapshot), or everything read again when another
+        history took its place. `reading`: the new events are served, so the head MAC
+        is checked as an open checks it (a writer checks it with its own append)."""
         if head.seq == state.seq and head.hash == state.hash:
             return state
         if head.seq < state.seq:
@@ -260,6 +271,8 @@ class ReadProof:
             served = self.backend.record(state.seq)
             if served is None or served.hash != state.hash:
                 return self.replaced(head)
+            if reading and not self.accept_older_head:
+                self.vouch_head(head)
             return self.load_at(head)
         walk = ChainWalk(None, state.seq + 1, state.hash)
         records = list(walk.checked(self.backend.read(after=state.seq, until=head.seq)))
@@ -270,6 +283,8 @@ class ReadProof:
             _log.warning("ledger history changed under a reader; reloading",
                          location=self.backend.location, seq=walk.report().first_bad_seq)
             return self.replaced(head)
+        if reading and not self.accept_older_head:
+            self.vouch_head(head)
         started = time.perf_counter()
         new = replay(state, records)
         _log.debug("caught up", seq=new.seq, events=len(records),
