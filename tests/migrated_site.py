@@ -1,15 +1,70 @@
-"""A migrated SQLite installation made by the real CLI in its own process, for tests
-that run the CLI (and the library) as separate processes against it."""
+"""A migrated SQLite installation, for tests that attack its files and then run the CLI
+(and the library) as separate processes against it.
+
+The set-up (the migration, the writes before an attack) runs the CLI in this process
+(`cli_here`): a fresh interpreter costs ~0.4 s a run and proves nothing about a set-up.
+What a test is about (the read or write that must refuse or serve, with its exit code
+and its stderr) runs in a real process of its own (`cli_process`), as an operator's
+`moltis-ledger` does: the fast `get` path, a process that holds no state of the writes
+before it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 SECRET = "sk-PLAINTEXT-SECRET-7f3a9c1e5b"
+
+
+def cli_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m ledger ARGS` in its own process, with exactly the environment `env`."""
+    return subprocess.run([sys.executable, "-m", "ledger", *args], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@contextlib.contextmanager
+def _moltis_env(env: dict[str, str]) -> Iterator[None]:
+    """This process's MOLTIS_* variables are those of `env` (no others) until exit."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MOLTIS_")}
+    for name in saved:
+        del os.environ[name]
+    os.environ.update({k: v for k, v in env.items() if k.startswith("MOLTIS_")})
+    try:
+        yield
+    finally:
+        for name in [k for k in os.environ if k.startswith("MOLTIS_")]:
+            del os.environ[name]
+        os.environ.update(saved)
+
+
+def cli_here(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in this process (its own entry `ledger.cli.app.run`, as `main` calls it)
+    with the MOLTIS_* variables of `env`; the same result shape as `cli_process`. For
+    set-ups: every store it opens is closed when it returns, and the root logger is
+    left as it was."""
+    import logging
+
+    from ledger.cli.app import run
+
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        with _moltis_env(env), contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err):
+            code = run(list(args))
+    finally:  # the CLI configures the root logger (its stderr handler): put it back
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    return subprocess.CompletedProcess(["moltis-ledger", *args], code, out.getvalue(),
+                                       err.getvalue())
 
 
 def site_env(tmp_path: Path) -> dict[str, str]:
@@ -25,6 +80,34 @@ def site_env(tmp_path: Path) -> dict[str, str]:
     env.update(MOLTIS_CONFIG_DIR=str(config), MOLTIS_DATA_DIR=str(data),
                MOLTIS_LEDGER_KEY=secrets.token_hex(32), MOLTIS_LEDGER_ACTOR="tester@ci",
                MOLTIS_CONFIG_BACKEND="sqlite")
-    subprocess.run([sys.executable, "-m", "ledger", "migrate", "--actor", "installer"],
-                   env=env, check=True, capture_output=True, timeout=120)
+    migrated = cli_here(env, "migrate", "--actor", "installer")
+    assert migrated.returncode == 0, (migrated.stdout, migrated.stderr)
     return env
+
+
+def truncate_last_event(db: Path, meta_rows: tuple[str, ...] = ()) -> None:
+    """What an attacker with write access to the file (no key) does: drop the
+    append-only trigger, delete the last event (and its snapshots), delete `meta_rows`
+    from ledger_meta, put the trigger back (the file looks untouched)."""
+    import apsw
+
+    con = apsw.Connection(str(db))
+    (sql,), = con.execute("SELECT sql FROM sqlite_master WHERE name = "
+                          "'ledger_events_no_delete'").fetchall()
+    head = con.execute("SELECT max(seq) FROM ledger_events").fetchone()[0]
+    con.execute("DROP TRIGGER ledger_events_no_delete")
+    con.execute("DELETE FROM ledger_events WHERE seq = ?", (head,))
+    con.execute("DELETE FROM ledger_snapshots WHERE seq >= ?", (head,))
+    if meta_rows:
+        con.execute(f"DELETE FROM ledger_meta WHERE key IN ({','.join('?' * len(meta_rows))})",
+                    meta_rows)
+    con.execute(sql)
+    con.close()
+
+
+def drop_marks(tmp_path: Path, *dirs: str) -> None:
+    """Delete the head mark (config/) and the head mirror (data/) of the site, or only
+    those in `dirs`."""
+    for where in dirs or ("config", "data"):
+        for mark in tmp_path.glob(f"{where}/ledger-head*"):
+            mark.unlink()

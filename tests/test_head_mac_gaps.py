@@ -11,12 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.migrated_site import site_env
+from tests.migrated_site import (
+    cli_here,
+    cli_process,
+    drop_marks,
+    site_env,
+    truncate_last_event,
+)
 
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ledger", *args], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+MAC_ROWS = ("head_mac", "head_signature")
 
 
 def test_keyed_get_refuses_a_rolled_back_log_whose_mac_row_was_deleted(
@@ -26,32 +29,20 @@ def test_keyed_get_refuses_a_rolled_back_log_whose_mac_row_was_deleted(
     holder's `get` serves the old value with exit 0 and no warning (only `verify`
     notices). A legitimate keyless writer never removes the MAC row (its tail is
     'unvouched'), so a keyed ledger with no MAC row is not a state to serve silently."""
-    import apsw
-
     env = site_env(tmp_path)
     for port in ("2000", "3000"):
-        assert _cli(env, "set", "server.port", port).returncode == 0
-    assert _cli(env, "get", "server.port").stdout.strip() == "3000"
-    con = apsw.Connection(str(tmp_path / "data" / "moltis.db"))
-    (sql,), = con.execute("SELECT sql FROM sqlite_master WHERE name = "
-                          "'ledger_events_no_delete'").fetchall()
-    head = con.execute("SELECT max(seq) FROM ledger_events").fetchone()[0]
-    con.execute("DROP TRIGGER ledger_events_no_delete")
-    con.execute("DELETE FROM ledger_events WHERE seq = ?", (head,))
-    con.execute("DELETE FROM ledger_snapshots WHERE seq >= ?", (head,))
-    con.execute("DELETE FROM ledger_meta WHERE key IN ('head_mac', 'head_signature')")
-    con.execute(sql)  # the trigger put back: the file looks untouched
-    con.close()
-    for mark in [*tmp_path.glob("config/ledger-head*"), *tmp_path.glob("data/ledger-head*")]:
-        mark.unlink()
-    got = _cli(env, "get", "server.port")
+        assert cli_here(env, "set", "server.port", port).returncode == 0
+    assert cli_here(env, "get", "server.port").stdout.strip() == "3000"
+    truncate_last_event(tmp_path / "data" / "moltis.db", MAC_ROWS)
+    drop_marks(tmp_path)
+    got = cli_process(env, "get", "server.port")
     assert got.returncode == 3, (got.returncode, got.stdout, got.stderr)
     assert "2000" not in got.stdout
     for fix in ("no head MAC row", "moltis-ledger verify", "sign-head --adopt", "restore"):
         assert fix in got.stderr, got.stderr
     # the operator's way out still runs: verify reports it, sign-head --adopt refuses
     # (verify fails on the rolled-back log), restore is not refused by the check
-    assert _cli(env, "verify").returncode == 3
+    assert cli_here(env, "verify").returncode == 3
 
 
 def test_keyed_ledger_without_mac_row_is_accepted_again_after_adopt(tmp_path: Path) -> None:
@@ -62,15 +53,15 @@ def test_keyed_ledger_without_mac_row_is_accepted_again_after_adopt(tmp_path: Pa
     import apsw
 
     env = site_env(tmp_path)
-    assert _cli(env, "set", "server.port", "2000").returncode == 0
+    assert cli_here(env, "set", "server.port", "2000").returncode == 0
     con = apsw.Connection(str(tmp_path / "data" / "moltis.db"))
     con.execute("DELETE FROM ledger_meta WHERE key IN ('head_mac', 'head_signature')")
     con.close()
-    refused = _cli(env, "get", "server.port")
+    refused = cli_process(env, "get", "server.port")
     assert refused.returncode == 3, (refused.stdout, refused.stderr)
-    adopted = _cli(env, "sign-head", "--adopt")
+    adopted = cli_here(env, "sign-head", "--adopt")
     assert adopted.returncode == 0, adopted.stderr
-    got = _cli(env, "get", "server.port")
+    got = cli_process(env, "get", "server.port")
     assert (got.returncode, got.stdout.strip(), got.stderr) == (0, "2000", "")
 
 
@@ -92,14 +83,14 @@ def test_keyed_get_warns_when_it_serves_a_tail_written_without_the_key(
     holder's `get` (and the library's open_store().load_raw(), the gateway's read)
     serve it with exit 0 and print nothing on stderr."""
     env = site_env(tmp_path)
-    assert _cli(env, "set", "server.port", "2000").returncode == 0
+    assert cli_here(env, "set", "server.port", "2000").returncode == 0
     keyless = {k: v for k, v in env.items() if k != "MOLTIS_LEDGER_KEY"}
     forged = subprocess.run([sys.executable, "-c", KEYLESS_WRITE,
                              str(tmp_path / "data" / "moltis.db")], env=keyless,
                             capture_output=True, text=True, timeout=120, check=False)
     assert forged.returncode == 0, forged.stderr
-    assert _cli(env, "verify").returncode == 3  # verify does not vouch for it
-    got = _cli(env, "get", "server.port")
+    assert cli_here(env, "verify").returncode == 3  # verify does not vouch for it
+    got = cli_process(env, "get", "server.port")
     # a writer without the key is allowed: served, with the warning naming the fix
     assert (got.returncode, got.stdout.strip()) == (0, "6666"), got.stderr
     for said in ("1 event ", "moltis-ledger log", "sign-head --adopt"):
@@ -124,8 +115,8 @@ def test_keyed_get_warns_when_it_serves_a_tail_written_without_the_key(
     assert lib.returncode == 0, lib.stderr
     assert "WARNING ledger.engine.ledger" in lib.stdout and "sign-head --adopt" in lib.stdout
     # once vouched for, nothing more is said
-    assert _cli(env, "sign-head", "--adopt").returncode == 0
-    again = _cli(env, "get", "server.port")
+    assert cli_here(env, "sign-head", "--adopt").returncode == 0
+    again = cli_process(env, "get", "server.port")
     assert (again.returncode, again.stdout.strip(), again.stderr) == (0, "6666", "")
 
 
@@ -142,23 +133,11 @@ def test_the_gateway_serves_the_mirror_or_refuses_a_keyed_log_without_mac_row(
         tmp_path: Path) -> None:
     """The gateway's open of a rolled-back log whose MAC row was deleted falls back as for
     the other refusals: the MAC'd head mirror (it proves the newest state), or refuse."""
-    import apsw
-
     env = site_env(tmp_path)
     for port in ("2000", "3000"):
-        assert _cli(env, "set", "server.port", port).returncode == 0
-    con = apsw.Connection(str(tmp_path / "data" / "moltis.db"))
-    (sql,), = con.execute("SELECT sql FROM sqlite_master WHERE name = "
-                          "'ledger_events_no_delete'").fetchall()
-    head = con.execute("SELECT max(seq) FROM ledger_events").fetchone()[0]
-    con.execute("DROP TRIGGER ledger_events_no_delete")
-    con.execute("DELETE FROM ledger_events WHERE seq = ?", (head,))
-    con.execute("DELETE FROM ledger_snapshots WHERE seq >= ?", (head,))
-    con.execute("DELETE FROM ledger_meta WHERE key IN ('head_mac', 'head_signature')")
-    con.execute(sql)
-    con.close()
-    for mark in tmp_path.glob("config/ledger-head*"):
-        mark.unlink()  # the mirror in data/ is kept: it vouches for 3000
+        assert cli_here(env, "set", "server.port", port).returncode == 0
+    truncate_last_event(tmp_path / "data" / "moltis.db", MAC_ROWS)
+    drop_marks(tmp_path, "config")  # the mirror in data/ is kept: it vouches for 3000
     served = subprocess.run([sys.executable, "-c", GATEWAY_READ], env=env,
                             capture_output=True, text=True, timeout=120, check=False)
     assert (served.returncode, served.stdout.splitlines()[-1:]) == (0, ["3000"]), served

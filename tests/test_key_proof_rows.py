@@ -5,49 +5,27 @@ holder could have written (any sealed secret that opens with it, the sealed
 fingerprint key, a head MAC / signature / snapshot MAC that checks with it:
 ledger.engine.key_proof). Review findings R1 and R3 of round 5.
 
-Real SQLite files, the real CLI in its own processes (the attacker's edits are plain
-SQL on the file), no mocks.
+Real SQLite files, the real CLI in its own process for what each test is about (the
+attacker's edits are plain SQL on the file; the writes before them run the CLI in this
+process: tests/migrated_site.py), no mocks.
 """
 
 from __future__ import annotations
 
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 import apsw
 import pytest
 
-from tests.migrated_site import SECRET, site_env
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ledger", *args], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
-def _truncate_last_event(db: Path, meta_rows: tuple[str, ...]) -> None:
-    """What an attacker with write access to the file (no key) does: drop the
-    append-only trigger, delete the last event (and its snapshots), delete `meta_rows`
-    from ledger_meta, put the trigger back."""
-    con = apsw.Connection(str(db))
-    (sql,), = con.execute("SELECT sql FROM sqlite_master WHERE name = "
-                          "'ledger_events_no_delete'").fetchall()
-    head = con.execute("SELECT max(seq) FROM ledger_events").fetchone()[0]
-    con.execute("DROP TRIGGER ledger_events_no_delete")
-    con.execute("DELETE FROM ledger_events WHERE seq = ?", (head,))
-    con.execute("DELETE FROM ledger_snapshots WHERE seq >= ?", (head,))
-    if meta_rows:
-        con.execute(f"DELETE FROM ledger_meta WHERE key IN ({','.join('?' * len(meta_rows))})",
-                    meta_rows)
-    con.execute(sql)
-    con.close()
-
-
-def _drop_marks(tmp_path: Path) -> None:
-    for mark in [*tmp_path.glob("config/ledger-head*"), *tmp_path.glob("data/ledger-head*")]:
-        mark.unlink()
+from tests.migrated_site import (
+    SECRET,
+    cli_here,
+    cli_process,
+    drop_marks,
+    site_env,
+    truncate_last_event,
+)
 
 
 def _meta(db: Path) -> dict[str, str]:
@@ -76,10 +54,10 @@ def test_keyed_get_refuses_a_rolled_back_log_whose_mac_and_key_check_rows_were_d
     though the ledger's sealed secret still opens with the held key."""
     env = site_env(tmp_path)
     for port in ("2000", "3000"):
-        assert _cli(env, "set", "server.port", port).returncode == 0
-    _truncate_last_event(tmp_path / "data" / "moltis.db", ALL_VOUCHING_ROWS)
-    _drop_marks(tmp_path)
-    got = _cli(env, "get", "server.port")
+        assert cli_here(env, "set", "server.port", port).returncode == 0
+    truncate_last_event(tmp_path / "data" / "moltis.db", ALL_VOUCHING_ROWS)
+    drop_marks(tmp_path)
+    got = cli_process(env, "get", "server.port")
     assert got.returncode == 3, (got.returncode, got.stdout, got.stderr)
     assert "2000" not in got.stdout
     for said in ("key_check", "moltis-ledger verify", "restore", "sign-head --adopt"):
@@ -94,14 +72,15 @@ def test_a_keyed_write_does_not_re_key_a_ledger_whose_key_check_was_deleted(
     the same way, and nothing is written."""
     env = site_env(tmp_path)
     for port in ("2000", "3000"):
-        assert _cli(env, "set", "server.port", port).returncode == 0
+        assert cli_here(env, "set", "server.port", port).returncode == 0
     db = tmp_path / "data" / "moltis.db"
-    _truncate_last_event(db, ALL_VOUCHING_ROWS)
-    _drop_marks(tmp_path)
+    truncate_last_event(db, ALL_VOUCHING_ROWS)
+    drop_marks(tmp_path)
     before = _events(db)
-    for args in (("set", "server.port", "4000"),
-                 ("set", "providers.anthropic.api_key", "sk-ant-another-1234")):
-        wrote = _cli(env, *args)
+    # the plain write in a process of its own; the secret write in this one
+    for cli, args in ((cli_process, ("set", "server.port", "4000")),
+                      (cli_here, ("set", "providers.anthropic.api_key", "sk-ant-another-1234"))):
+        wrote = cli(env, *args)
         assert wrote.returncode == 3, (args, wrote.stdout, wrote.stderr)
         assert "key_check" in wrote.stderr, wrote.stderr
     assert _events(db) == before
@@ -119,7 +98,7 @@ def test_a_deleted_key_check_is_proven_by_a_snapshot_mac_when_no_secret_is_seale
 
     env = site_env(tmp_path)
     db = tmp_path / "data" / "moltis.db"
-    assert _cli(env, "shred", "--path", "providers.openai.api_key", "--yes").returncode == 0
+    assert cli_here(env, "shred", "--path", "providers.openai.api_key", "--yes").returncode == 0
     ledger = Ledger(SqliteBackend(db), snapshot_every=2,
                     keys=KeySource(key=bytes.fromhex(env["MOLTIS_LEDGER_KEY"]), env={}))
     try:
@@ -134,9 +113,9 @@ def test_a_deleted_key_check_is_proven_by_a_snapshot_mac_when_no_secret_is_seale
         assert con.execute("SELECT count(*) FROM ledger_snapshots").fetchone()[0] > 0
     finally:
         con.close()
-    _truncate_last_event(db, ALL_VOUCHING_ROWS)
-    _drop_marks(tmp_path)
-    got = _cli(env, "get", "server.port")
+    truncate_last_event(db, ALL_VOUCHING_ROWS)
+    drop_marks(tmp_path)
+    got = cli_process(env, "get", "server.port")
     assert got.returncode == 3, (got.returncode, got.stdout, got.stderr)
     assert "2002" not in got.stdout
     assert "snapshot" in got.stderr, got.stderr
@@ -149,9 +128,9 @@ def test_a_decoy_secret_row_does_not_turn_a_changed_key_check_into_a_wrong_key(
     key holder read keyless (no head MAC check): the rolled-back value, exit 0."""
     env = site_env(tmp_path)
     for port in ("2000", "3000"):
-        assert _cli(env, "set", "server.port", port).returncode == 0
+        assert cli_here(env, "set", "server.port", port).returncode == 0
     db = tmp_path / "data" / "moltis.db"
-    _truncate_last_event(db, ())
+    truncate_last_event(db, ())
     con = apsw.Connection(str(db))
     con.execute("UPDATE ledger_meta SET value = ? WHERE key = 'key_check'", ("00" * 32,))
     con.execute("UPDATE ledger_meta SET value = ? WHERE key = 'head_mac'",
@@ -160,8 +139,8 @@ def test_a_decoy_secret_row_does_not_turn_a_changed_key_check_into_a_wrong_key(
         con.execute("INSERT INTO ledger_secrets (ref, sealed, created_seq) VALUES (?, ?, 1)",
                     (ref, b"\x01" + b"\x00" * 40))
     con.close()
-    _drop_marks(tmp_path)
-    got = _cli(env, "get", "server.port")
+    drop_marks(tmp_path)
+    got = cli_process(env, "get", "server.port")
     assert got.returncode == 3, (got.returncode, got.stdout, got.stderr)
     assert "2000" not in got.stdout
     assert "key_check" in got.stderr, got.stderr
@@ -182,13 +161,13 @@ def test_a_ledger_never_keyed_is_still_read_with_a_key_held(tmp_path: Path) -> N
                "MOLTIS_DATA_DIR": str(fresh / "data"),
                "MOLTIS_LEDGER_KEY_FILE": str(tmp_path / "no-such" / "dir" / "ledger.key")}
     (tmp_path / "no-such").write_text("a file, not a directory\n")
-    wrote = _cli(keyless, "set", "server.port", "4242")
+    wrote = cli_here(keyless, "set", "server.port", "4242")
     assert wrote.returncode == 0, wrote.stderr
     fresh_db = fresh / "data" / "moltis.db"
     assert "key_check" not in _meta(fresh_db) and "head_mac" not in _meta(fresh_db)
     assert db.exists()
     keyed = {**keyless, "MOLTIS_LEDGER_KEY": secrets.token_hex(32)}
-    got = _cli(keyed, "get", "server.port")
+    got = cli_process(keyed, "get", "server.port")
     assert (got.returncode, got.stdout.strip()) == (0, "4242"), got.stderr
 
 
@@ -198,22 +177,22 @@ def test_sign_head_adopt_writes_a_deleted_key_check_back(tmp_path: Path) -> None
     until `sign-head --adopt` (which runs verify first) vouches for it; then reads and
     keyed writes go on, and the key_check row is the held key's again."""
     env = site_env(tmp_path)
-    assert _cli(env, "set", "server.port", "2000").returncode == 0
+    assert cli_process(env, "set", "server.port", "2000").returncode == 0
     db = tmp_path / "data" / "moltis.db"
     check = _meta(db)["key_check"]
     con = apsw.Connection(str(db))
     con.execute("DELETE FROM ledger_meta WHERE key IN ('head_mac', 'head_signature', "
                 "'key_check')")
     con.close()
-    refused = _cli(env, "get", "server.port")
+    refused = cli_process(env, "get", "server.port")
     assert refused.returncode == 3, (refused.stdout, refused.stderr)
-    adopted = _cli(env, "sign-head", "--adopt")
+    adopted = cli_process(env, "sign-head", "--adopt")
     assert adopted.returncode == 0, adopted.stderr
     assert _meta(db)["key_check"] == check
-    got = _cli(env, "get", "server.port")
+    got = cli_process(env, "get", "server.port")
     assert (got.returncode, got.stdout.strip(), got.stderr) == (0, "2000", "")
-    assert _cli(env, "set", "server.port", "2001").returncode == 0
-    assert _cli(env, "verify").returncode == 0
+    assert cli_process(env, "set", "server.port", "2001").returncode == 0
+    assert cli_process(env, "verify").returncode == 0
 
 
 def test_a_wrong_key_is_read_as_no_key_but_not_silently(tmp_path: Path) -> None:
@@ -221,13 +200,13 @@ def test_a_wrong_key_is_read_as_no_key_but_not_silently(tmp_path: Path) -> None:
     readable (as without a key), but the reader says so, since the head MAC check is
     what it drops (R3: 'should not silently drop the MAC check')."""
     env = site_env(tmp_path)
-    assert _cli(env, "set", "server.port", "2000").returncode == 0
+    assert cli_here(env, "set", "server.port", "2000").returncode == 0
     wrong = {**env, "MOLTIS_LEDGER_KEY": secrets.token_hex(32)}
-    got = _cli(wrong, "get", "server.port")
+    got = cli_process(wrong, "get", "server.port")
     assert (got.returncode, got.stdout.strip()) == (0, "2000"), got.stderr
     assert "does not match" in got.stderr and "head MAC is not checked" in got.stderr
     # and secrets stay out of reach: a secret write is refused (wrong key)
-    assert _cli(wrong, "set", "providers.openai.api_key", "sk-other-0000").returncode != 0
+    assert cli_here(wrong, "set", "providers.openai.api_key", "sk-other-0000").returncode != 0
 
 
 def test_a_running_keyed_writer_does_not_re_key_over_a_deleted_key_check(
@@ -292,21 +271,21 @@ def test_a_bundle_of_a_ledger_never_keyed_imported_with_a_key_is_adopted_not_re_
                "MOLTIS_DATA_DIR": str(src / "data"), "MOLTIS_LEDGER_KEY_FILE": str(nowhere)}
     assert "key_check" not in _meta(src / "data" / "moltis.db")
     bundle = tmp_path / "never-keyed.bundle"
-    made = _cli(keyless, "bundle", "-o", str(bundle))
+    made = cli_process(keyless, "bundle", "-o", str(bundle))
     assert made.returncode == 0, made.stderr
     dst = tmp_path / "dst"
     (dst / "config").mkdir(parents=True)
     (dst / "data").mkdir()
     keyed = {**env, "MOLTIS_CONFIG_DIR": str(dst / "config"),
              "MOLTIS_DATA_DIR": str(dst / "data"), "MOLTIS_LEDGER_KEY": secrets.token_hex(32)}
-    imported = _cli(keyed, "import-bundle", str(bundle))
+    imported = cli_process(keyed, "import-bundle", str(bundle))
     assert "sign-head --adopt" in imported.stderr, imported.stderr  # nothing vouches yet
     db = dst / "data" / "moltis.db"
     assert "key_check" in _meta(db)  # written with the sealed snapshots
-    before = _cli(keyed, "get", "server.port")
+    before = cli_process(keyed, "get", "server.port")
     assert before.returncode == 3 and "is missing" not in before.stderr, before.stderr
-    assert _cli(keyed, "sign-head", "--adopt").returncode == 0
-    got = _cli(keyed, "get", "server.port")
+    assert cli_process(keyed, "sign-head", "--adopt").returncode == 0
+    got = cli_process(keyed, "get", "server.port")
     assert (got.returncode, got.stdout.strip()) == (0, "2519"), got.stderr
-    assert _cli(keyed, "set", "server.port", "4444").returncode == 0
-    assert _cli(keyed, "get", "server.port").stdout.strip() == "4444"
+    assert cli_process(keyed, "set", "server.port", "4444").returncode == 0
+    assert cli_process(keyed, "get", "server.port").stdout.strip() == "4444"

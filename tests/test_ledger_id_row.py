@@ -6,18 +6,11 @@ deleted and whose ledger_id row was changed (review round 5, R1b)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import apsw
 
-from tests.migrated_site import site_env
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ledger", *args], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+from tests.migrated_site import cli_here, cli_process, site_env
 
 
 def _roll_back_keyless(db: Path, *more: str) -> None:
@@ -40,11 +33,11 @@ def _roll_back_keyless(db: Path, *more: str) -> None:
 def test_a_rolled_back_log_with_its_ledger_id_row_changed_is_refused(tmp_path: Path) -> None:
     env = site_env(tmp_path)
     for port in ("2000", "3000"):
-        assert _cli(env, "set", "server.port", port).returncode == 0
+        assert cli_here(env, "set", "server.port", port).returncode == 0
     assert list(tmp_path.glob("config/ledger-head*"))  # the head mark, left in place
     _roll_back_keyless(tmp_path / "data" / "moltis.db",
                        "UPDATE ledger_meta SET value = 'another-ledger' WHERE key = 'ledger_id'")
-    got = _cli(env, "get", "server.port")
+    got = cli_process(env, "get", "server.port")
     assert got.returncode == 3, (got.returncode, got.stdout, got.stderr)
     assert "2000" not in got.stdout
     assert "ledger_id row" in got.stderr and "changed" in got.stderr, got.stderr
@@ -67,6 +60,6 @@ def test_a_ledger_whose_every_keyed_row_was_deleted_is_refused_by_its_head_mark(
     assert list(tmp_path.glob("config/ledger-head*"))
     _roll_back_keyless(tmp_path / "data" / "moltis.db", "DELETE FROM ledger_snapshots",
                        "DELETE FROM ledger_secrets")
-    got = _cli(env, "get", "server.port")
+    got = cli_process(env, "get", "server.port")
     assert got.returncode == 3, (got.returncode, got.stdout, got.stderr)
     assert got.stdout == ""

@@ -6,14 +6,14 @@ events, or swap the history under a running reader. A read must recompute the ch
 over what it replays (from a MAC'd snapshot or genesis) and check it ends at the head it
 serves; a running reader whose history went backwards or was replaced runs the open-time
 checks again (head mark, head MAC), so a legitimate `restore` is followed and a rollback
-is refused. Real files, the real CLI in its own processes (review round 5, R2 and R4).
+is refused. Real files, the real CLI in its own processes for the reads and for the
+writes a running reader must follow; the set-ups before a reader opens run it in this
+process (tests/migrated_site.py). Review round 5, R2 and R4.
 """
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 
 import apsw
@@ -22,12 +22,7 @@ import pytest
 from ledger.engine.vault import KeySource
 from ledger.errors import LedgerError
 from ledger.stores.ledger_store import SqliteConfigStore
-from tests.migrated_site import site_env
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ledger", *args], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+from tests.migrated_site import cli_here, cli_process, site_env, truncate_last_event
 
 
 def _db(tmp_path: Path) -> Path:
@@ -49,18 +44,6 @@ def _edit_payload_in_place(db: Path, seq_sql: str, old: str, new: str) -> None:
     assert changed
 
 
-def _delete_last_event(db: Path) -> None:
-    con = apsw.Connection(str(db))
-    (sql,), = con.execute("SELECT sql FROM sqlite_master WHERE name = "
-                          "'ledger_events_no_delete'").fetchall()
-    con.execute("DROP TRIGGER ledger_events_no_delete")
-    con.execute("DELETE FROM ledger_snapshots WHERE seq >= (SELECT max(seq) FROM "
-                "ledger_events)")
-    con.execute("DELETE FROM ledger_events WHERE seq = (SELECT max(seq) FROM ledger_events)")
-    con.execute(sql)
-    con.close()
-
-
 def _keyed_store(env: dict[str, str], db: Path) -> SqliteConfigStore:
     return SqliteConfigStore(db, keys=KeySource(key=bytes.fromhex(env["MOLTIS_LEDGER_KEY"]),
                                                 env={}))
@@ -80,20 +63,22 @@ def test_get_refuses_an_event_payload_edited_in_place(tmp_path: Path, keyed: boo
                                                       which: str) -> None:
     env = site_env(tmp_path)
     for port in ("2000", "3000"):
-        assert _cli(env, "set", "server.port", port).returncode == 0
+        assert cli_here(env, "set", "server.port", port).returncode == 0
     if which == "head":
         _edit_payload_in_place(_db(tmp_path), "SELECT max(seq) FROM ledger_events",
                                "3000", "6666")
     else:  # an older event of the tail a read replays; the head row is untouched
         _edit_payload_in_place(_db(tmp_path), "SELECT max(seq) - 1 FROM ledger_events",
                                "2000", "6666")
-        assert _cli(env, "set", "server.port", "4000").returncode != 0  # no write on it
+        assert cli_here(env, "set", "server.port", "4000").returncode != 0  # no write on it
     if not keyed:
         env.pop("MOLTIS_LEDGER_KEY")
-    assert _cli(env, "verify").returncode == 3
-    every_read = (("get", "server.port"), ("show",), ("--json", "get", "server.port"))
-    for argv in every_read if keyed and which == "head" else every_read[:1]:
-        got = _cli(env, *argv)
+    assert cli_here(env, "verify").returncode == 3
+    # `get` (and `--json get`) in a process of their own: the fast path the operator runs
+    every_read = ((cli_process, ("get", "server.port")), (cli_here, ("show",)),
+                  (cli_process, ("--json", "get", "server.port")))
+    for cli, argv in every_read if keyed and which == "head" else every_read[:1]:
+        got = cli(env, *argv)
         assert got.returncode == 3, (argv, got.returncode, got.stdout, got.stderr)
         assert "6666" not in got.stdout + got.stderr
         # named where the command reports errors (stderr; --json: the error object)
@@ -103,11 +88,11 @@ def test_get_refuses_an_event_payload_edited_in_place(tmp_path: Path, keyed: boo
 def test_a_running_reader_refuses_an_event_edited_before_it_catches_up(
         tmp_path: Path) -> None:
     env = site_env(tmp_path)
-    assert _cli(env, "set", "server.port", "2000").returncode == 0
+    assert cli_here(env, "set", "server.port", "2000").returncode == 0
     gateway = _keyed_store(env, _db(tmp_path))
     try:
         assert _port(gateway) == 2000
-        assert _cli(env, "set", "server.port", "3000").returncode == 0
+        assert cli_process(env, "set", "server.port", "3000").returncode == 0
         _edit_payload_in_place(_db(tmp_path), "SELECT max(seq) FROM ledger_events",
                                "3000", "6666")
         served = _port(gateway)
@@ -120,12 +105,12 @@ def test_a_running_reader_refuses_an_event_edited_before_it_catches_up(
 def test_a_running_keyed_reader_refuses_a_log_rolled_back_under_it(tmp_path: Path) -> None:
     env = site_env(tmp_path)
     for port in ("2000", "3000"):
-        assert _cli(env, "set", "server.port", port).returncode == 0
+        assert cli_here(env, "set", "server.port", port).returncode == 0
     gateway = _keyed_store(env, _db(tmp_path))
     try:
         assert _port(gateway) == 3000
-        _delete_last_event(_db(tmp_path))  # the MAC row, head mark and mirror untouched
-        assert _cli(env, "get", "server.port").returncode == 3  # a fresh open refuses
+        truncate_last_event(_db(tmp_path))  # the MAC row, head mark and mirror untouched
+        assert cli_process(env, "get", "server.port").returncode == 3  # a fresh open refuses
         served = _port(gateway)
         assert isinstance(served, LedgerError), served  # and so does the running reader
         assert _port(gateway) != 2000  # every later read too
@@ -135,17 +120,17 @@ def test_a_running_keyed_reader_refuses_a_log_rolled_back_under_it(tmp_path: Pat
 
 def test_a_running_keyed_reader_follows_a_legitimate_restore(tmp_path: Path) -> None:
     env = site_env(tmp_path)
-    assert _cli(env, "set", "server.port", "2000").returncode == 0
+    assert cli_here(env, "set", "server.port", "2000").returncode == 0
     backup = tmp_path / "before.db"
-    assert _cli(env, "backup", "-o", str(backup)).returncode == 0
-    assert _cli(env, "set", "server.port", "3000").returncode == 0
+    assert cli_here(env, "backup", "-o", str(backup)).returncode == 0
+    assert cli_here(env, "set", "server.port", "3000").returncode == 0
     gateway = _keyed_store(env, _db(tmp_path))
     try:
         assert _port(gateway) == 3000
-        restored = _cli(env, "restore", "--force", str(backup))
+        restored = cli_process(env, "restore", "--force", str(backup))
         assert restored.returncode == 0, restored.stderr
         assert _port(gateway) == 2000  # the restore is what the operator asked for
-        assert _cli(env, "set", "server.port", "4000").returncode == 0
+        assert cli_process(env, "set", "server.port", "4000").returncode == 0
         assert _port(gateway) == 4000
     finally:
         gateway.ledger.close()
@@ -171,7 +156,7 @@ def test_rebuild_snapshots_never_seals_a_log_edited_in_place(tmp_path: Path) -> 
         assert store.ledger.backend.snapshot_seqs() == sealed_before
     finally:
         store.ledger.close()
-    got = _cli(env, "get", "server.port")
+    got = cli_process(env, "get", "server.port")
     assert "6666" not in got.stdout + got.stderr
 
 
@@ -185,12 +170,12 @@ def test_a_running_keyed_reader_refuses_a_replaced_log_past_the_catch_up_limit(
 
     env = site_env(tmp_path)
     for port in ("2000", "3000"):
-        assert _cli(env, "set", "server.port", port).returncode == 0
+        assert cli_here(env, "set", "server.port", port).returncode == 0
     db = _db(tmp_path)
     gateway = _keyed_store(env, db)
     try:
         assert _port(gateway) == 3000
-        _delete_last_event(db)
+        truncate_last_event(db)
         con = apsw.Connection(str(db))
         seq, prev = con.execute("SELECT seq, hash FROM ledger_events ORDER BY seq DESC "
                                 "LIMIT 1").fetchone()
@@ -208,7 +193,7 @@ def test_a_running_keyed_reader_refuses_a_replaced_log_past_the_catch_up_limit(
                             "kind, payload, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?)",
                             rows)
         con.close()
-        assert _cli(env, "get", "server.port").returncode == 3  # a fresh open refuses
+        assert cli_process(env, "get", "server.port").returncode == 3  # a fresh open refuses
         served = _port(gateway)
         assert isinstance(served, LedgerError), served
     finally:
