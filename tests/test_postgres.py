@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -79,13 +78,20 @@ def test_two_gateway_processes_lose_nothing_and_watch_each_other(pg_url):
     run(store.update_raw(lambda c: setattr(c.tools, "agent_timeout_secs", 0)))  # seq 1
     each, final = 200, 1 + 2 * 200
     env = {**os.environ, "LEDGER_TEST_PG_SCHEMA": store.pg.schema}
-    start_at = time.time() + 3.0  # both started and watching: then they write at once
     procs = [
         subprocess.Popen([sys.executable, "-m", "tests.workers", "watch-increment", "postgres",
-                          pg_url, str(each), f"gateway-{name}", str(final), str(start_at)],
-                         cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+                          pg_url, str(each), f"gateway-{name}", str(final), "barrier"],
+                         cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
         for name in ("a", "b")
     ]
+    # both started and watching (each says so): then they write at once
+    for p in procs:
+        assert p.stdout is not None and p.stdin is not None
+        assert "ready" in json.loads(p.stdout.readline())
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
     reports = {}
     for p in procs:
         out, _ = p.communicate(timeout=300)

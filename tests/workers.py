@@ -41,24 +41,33 @@ def open_store(kind: str, target: str):
 
 
 async def watch_and_increment(store, n: int, actor: str, final_seq: int,
-                              start_at: float = 0.0, timeout: float = 120.0) -> dict:
-    """A gateway: `n` increments as `actor` (from time `start_at` on, so that several
-    workers write at once) while watching the ledger until it has seen event
-    `final_seq`. Reports what it saw (seq, actor) and the seqs it wrote."""
+                              start_at: float = 0.0, timeout: float = 120.0,
+                              barrier: bool = False) -> dict:
+    """A gateway: `n` increments as `actor` (from time `start_at` on, or with `barrier`
+    once the parent says "go" on stdin, so that several workers write at once) while
+    watching the ledger until it has seen event `final_seq`. Reports what it saw (seq,
+    actor) and the seqs it wrote. With `barrier` it first prints a "ready" line, once
+    its watch has yielded the ledger's first event."""
     seen: list[tuple[int, str]] = []
     mine: list[int] = []
     ready = asyncio.Event()
+    watching_now = asyncio.Event()
 
     async def watcher() -> None:
         stream = store.watch(after=0)
         ready.set()
         async for ev in stream:
             seen.append((ev.seq, ev.actor))
+            watching_now.set()
             if ev.seq >= final_seq:
                 return
 
     async def writer() -> None:
         await ready.wait()
+        if barrier:  # every gateway started and watching: the parent starts them at once
+            await watching_now.wait()
+            print(json.dumps({"ready": actor}), flush=True)
+            await asyncio.to_thread(sys.stdin.readline)
         await asyncio.sleep(max(0.0, start_at - time.time()))
         for _ in range(n):
             commit = await store.update_raw(_increment, actor=actor, reason="increment")
@@ -349,8 +358,10 @@ def main(argv: list[str]) -> None:
         asyncio.run(increments(store, int(argv[3])))
     elif command == "watch-increment":
         n, actor, final_seq = int(argv[3]), argv[4], int(argv[5])
-        start_at = float(argv[6]) if len(argv) > 6 else 0.0
-        report = asyncio.run(watch_and_increment(store, n, actor, final_seq, start_at))
+        barrier = len(argv) > 6 and argv[6] == "barrier"
+        start_at = float(argv[6]) if len(argv) > 6 and not barrier else 0.0
+        report = asyncio.run(watch_and_increment(store, n, actor, final_seq, start_at,
+                                                 barrier=barrier))
         print(json.dumps(report))
     elif command == "crash-append":
         asyncio.run(crash_append(store, argv[3], int(argv[4])))
