@@ -26,6 +26,15 @@ def _keys(tmp_path: Path) -> KeySource:
     return KeySource(key_file=tmp_path / "ledger.key", env={})
 
 
+def _keyed_ledger_with_one_write(tmp_path: Path) -> Path:
+    """A keyed SQLite ledger holding one write (port 8000), closed: its database."""
+    db = tmp_path / "moltis.db"
+    first = SqliteConfigStore(db, keys=_keys(tmp_path))
+    first.ledger.edit({("server", "port"): 8000}, actor="setup", reason="first")
+    first.ledger.close()
+    return db
+
+
 def _writes_between_head_and_mark(opener: SqliteConfigStore, writer: SqliteConfigStore,
                                   port: int) -> None:
     """On the opener's first head read: the real read, then `writer`'s signed write
@@ -45,10 +54,7 @@ def _writes_between_head_and_mark(opener: SqliteConfigStore, writer: SqliteConfi
 
 
 def test_a_ledger_opened_while_another_writer_signs_is_not_taken_for_a_copy(tmp_path):
-    db = tmp_path / "moltis.db"
-    first = SqliteConfigStore(db, keys=_keys(tmp_path))
-    first.ledger.edit({("server", "port"): 8000}, actor="setup", reason="first")
-    first.ledger.close()
+    db = _keyed_ledger_with_one_write(tmp_path)
     writer = SqliteConfigStore(db, keys=_keys(tmp_path))
     opener = SqliteConfigStore(db, keys=_keys(tmp_path))
     _writes_between_head_and_mark(opener, writer, 9000)
@@ -63,10 +69,7 @@ def test_a_ledger_opened_while_another_writer_signs_is_not_taken_for_a_copy(tmp_
 def test_verify_while_another_writer_signs_passes(tmp_path):
     """verify reads the chain, then the mark: a checkpoint marked in between is in the
     log (the same rule as the open's)."""
-    db = tmp_path / "moltis.db"
-    first = SqliteConfigStore(db, keys=_keys(tmp_path))
-    first.ledger.edit({("server", "port"): 8000}, actor="setup", reason="first")
-    first.ledger.close()
+    db = _keyed_ledger_with_one_write(tmp_path)
     writer = SqliteConfigStore(db, keys=_keys(tmp_path))
     checker = SqliteConfigStore(db, keys=_keys(tmp_path))
     run(checker.load_raw())
@@ -89,10 +92,7 @@ def test_verify_while_another_writer_signs_passes(tmp_path):
 def test_a_copy_put_back_is_still_refused(tmp_path):
     """The other side of the same rule: an older copy of the database stays older when
     its head is read again."""
-    db = tmp_path / "moltis.db"
-    store = SqliteConfigStore(db, keys=_keys(tmp_path))
-    store.ledger.edit({("server", "port"): 8000}, actor="setup", reason="first")
-    store.ledger.close()
+    db = _keyed_ledger_with_one_write(tmp_path)
     old = db.read_bytes()
     store = SqliteConfigStore(db, keys=_keys(tmp_path))
     store.ledger.edit({("server", "port"): 8001}, actor="setup", reason="second")
