@@ -7,6 +7,7 @@ process."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from ledger import SqliteConfigStore
 from ledger.backends.memory import MemoryBackend
 from ledger.engine.format_check import format_problem
 from tests.conftest import run
+from tests.migrated_site import cli_here
 from tests.test_format_older_release import older, older_cli
 
 __all__ = ["older"]  # the fixture, imported from the older-release tests
@@ -41,7 +43,10 @@ def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_a_release_of_this_session_leaves_a_sealed_list_ledger_at_format_1(
         older: Path, tmp_path: Path) -> None:
     db = tmp_path / "o.db"
-    assert _cli(tmp_path, "--db", str(db), "set", "server.port", "8111").returncode == 0
+    # the set-up and the verifies run the CLI in this process; the write of this release
+    # after the older one's runs in a new process (a fresh ledger object)
+    assert cli_here(dict(os.environ), "--db", str(db), "set", "server.port",
+                    "8111").returncode == 0
     assert older_cli(older, tmp_path, "--db", str(db), "set", "mcp.servers.gh.command",
                      "gh").returncode == 0
     wrote = older_cli(older, tmp_path, "--db", str(db), "set", "mcp.servers.gh.args",
@@ -49,14 +54,14 @@ def test_a_release_of_this_session_leaves_a_sealed_list_ledger_at_format_1(
     assert wrote.returncode == 0, wrote.stderr
     assert _stated(db) == 1  # the older release cannot know
     # verify names it as a note, with what would mishandle it (not 8b561be)
-    checked = _cli(tmp_path, "--db", str(db), "verify")
+    checked = cli_here(dict(os.environ), "--db", str(db), "verify")
     assert checked.returncode == 0, checked.stderr
     said = checked.stdout + checked.stderr
     assert "28ae258" in " ".join(said.split()), said
     # this release writes on: a plain value, in a new process (no sealed element in it)
     assert _cli(tmp_path, "--db", str(db), "set", "server.port", "8112").returncode == 0
     assert _stated(db) == 2, "this release wrote to it and left it at format 1"
-    checked = _cli(tmp_path, "--db", str(db), "verify")
+    checked = cli_here(dict(os.environ), "--db", str(db), "verify")
     assert checked.returncode == 0 and "28ae258" not in checked.stdout + checked.stderr
 
 
