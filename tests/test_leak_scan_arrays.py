@@ -8,12 +8,12 @@ while the gateway and `export --reveal-secrets` still get every value."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 
 from ledger.cli.app import run
 from tests.conftest import run as arun
+from tests.leak_scan import assert_clean, cli_text, scan_commands, scan_exports_and_files
 
 LEAKS = {
     "arg": "sk-LEAKARR-arg-31c7",
@@ -44,16 +44,11 @@ COMMANDS: list[tuple[str, ...]] = [
 
 
 def _cli(capsys, *args: str) -> str:
-    capsys.readouterr()
-    run(list(args))
-    out, err = capsys.readouterr()
-    return out + err
+    return cli_text(capsys, *args)
 
 
 def _assert_clean(blob: str | bytes, where: str) -> None:
-    data = blob.encode() if isinstance(blob, str) else blob
-    for name, secret in LEAKS.items():
-        assert secret.encode() not in data, f"{name} secret found in {where}"
+    assert_clean(blob, where, LEAKS)
 
 
 def _db() -> Path:
@@ -73,30 +68,13 @@ def test_no_secret_in_an_array_or_url_reaches_disk_logs_or_output(capsys, caplog
                      ("providers", "openai", "base_url"): BASE,
                      ("hooks", "hooks"): HOOKS}, reason="integrations"))
     arun(store.close())
-    with caplog.at_level(logging.DEBUG):
-        for verbosity in ((), ("-v",), ("-vv",)):
-            for args in COMMANDS:
-                text = _cli(capsys, *verbosity, *args)
-                _assert_clean(text, " ".join((*verbosity, *args)))
-                if args[0] != "watch":
-                    _assert_clean(_cli(capsys, *verbosity, "--json", *args),
-                                  "--json " + " ".join(args))
-    _assert_clean(caplog.text + repr([r.__dict__ for r in caplog.records]), "logs")
+    scan_commands(capsys, caplog, COMMANDS, LEAKS)
     shown = _cli(capsys, "get", "mcp.servers.gh.args")
     assert "<secret fp:" in shown and "--api-key" in shown and "--stdio" in shown
     shown = _cli(capsys, "show", "--effective")
     assert "--stdio" in shown and "mcp.example" not in shown  # the whole URL is masked
 
-    export_dir = tmp_path / "exp"
-    bundle = tmp_path / "all.bundle"
-    for args in (("export", "-o", str(export_dir), "--masked"), ("bundle", "-o", str(bundle)),
-                 ("bundle", "-o", str(tmp_path / "s.bundle"), "--with-secrets")):
-        _assert_clean(_cli(capsys, *args), " ".join(args))
-    for path in [*export_dir.iterdir(), bundle, tmp_path / "s.bundle"]:
-        _assert_clean(path.read_bytes(), str(path))
-    _cli(capsys, "verify")
-    for path in _db().parent.glob("moltis.db*"):
-        _assert_clean(path.read_bytes(), str(path))
+    scan_exports_and_files(capsys, tmp_path, _db().parent, LEAKS)
     # the head mirror holds references and sealed values, never the plaintext
     for path in _db().parent.glob("ledger-head*.json"):
         _assert_clean(path.read_bytes(), str(path))

@@ -11,12 +11,12 @@ error messages. (Migration backups and retired key files belong to the migrate w
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
 
 from ledger.cli.app import run
+from tests.leak_scan import assert_clean, cli_text, scan_commands, scan_exports_and_files
 
 LEAKS = {
     "channel": "tok-LEAKSCAN-channel-4be1",
@@ -40,16 +40,11 @@ COMMANDS: list[tuple[str, ...]] = [
 
 
 def _cli(capsys, *args: str) -> str:
-    capsys.readouterr()
-    run(list(args))
-    out, err = capsys.readouterr()
-    return out + err
+    return cli_text(capsys, *args)
 
 
 def _assert_clean(blob: str | bytes, where: str) -> None:
-    data = blob.encode() if isinstance(blob, str) else blob
-    for name, secret in LEAKS.items():
-        assert secret.encode() not in data, f"{name} secret found in {where}"
+    assert_clean(blob, where, LEAKS)
 
 
 def test_no_new_path_secret_reaches_disk_logs_or_output(capsys, monkeypatch, caplog,
@@ -74,25 +69,8 @@ def test_no_new_path_secret_reaches_disk_logs_or_output(capsys, monkeypatch, cap
     monkeypatch.setenv("MOLTIS_PROVIDERS__OPENAI",
                        json.dumps({"api_key": LEAKS["override"], "models": 1}))
 
-    with caplog.at_level(logging.DEBUG):
-        for verbosity in ((), ("-v",), ("-vv",)):
-            for args in COMMANDS:
-                _assert_clean(_cli(capsys, *verbosity, *args), " ".join((*verbosity, *args)))
-                if args[0] not in ("watch",):
-                    _assert_clean(_cli(capsys, *verbosity, "--json", *args),
-                                  "--json " + " ".join(args))
-    _assert_clean(caplog.text + repr([r.__dict__ for r in caplog.records]), "logs")
-
-    export_dir = tmp_path / "exp"
-    bundle = tmp_path / "all.bundle"
-    for args in (("export", "-o", str(export_dir), "--masked"), ("bundle", "-o", str(bundle)),
-                 ("bundle", "-o", str(tmp_path / "s.bundle"), "--with-secrets")):
-        _assert_clean(_cli(capsys, *args), " ".join(args))
-    for path in [*export_dir.iterdir(), bundle, tmp_path / "s.bundle"]:
-        _assert_clean(path.read_bytes(), str(path))
-    _cli(capsys, "verify")
-    for path in data.glob("moltis.db*"):
-        _assert_clean(path.read_bytes(), str(path))
+    scan_commands(capsys, caplog, COMMANDS, LEAKS)
+    scan_exports_and_files(capsys, tmp_path, data, LEAKS)
 
     # and the gateway still gets every value
     monkeypatch.delenv("MOLTIS_PROVIDERS__OPENAI")
