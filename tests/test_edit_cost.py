@@ -1,5 +1,5 @@
-"""Size-independent edits (issue 16): `update_raw`'s fn gets a copy whose sections are
-decoded on first access, and only the sections it touched are compared and re-encoded.
+"""Size-independent edits (issue 16): `update_raw`'s fn gets a copy whose parts are
+copied on first read (`ledger.typed.edit_copy`), and only the parts it read are compared.
 Checked structurally (which sections were decoded), never by time; and the copy stays
 private: nothing a caller does to it, during or after the write, reaches the ledger's
 own view or another caller."""
@@ -23,7 +23,7 @@ def store_with_doc() -> MemoryConfigStore:
     return store
 
 
-def test_only_the_sections_fn_reads_are_decoded_and_compared():
+def test_only_what_fn_reads_is_copied_and_compared():
     store = store_with_doc()
     seen: list[Any] = []
 
@@ -33,8 +33,20 @@ def test_only_the_sections_fn_reads_are_decoded_and_compared():
 
     commit = run(store.update_raw(fn, actor="me"))
     assert [c.path for c in commit.changes] == [("tools", "agent_timeout_secs")]
-    lazy = seen[0].__dict__["_lazy_"]
-    assert list(lazy.touched) == ["tools"]  # 1 of the config's sections was decoded
+    view = store.ledger._view
+    assert view is not None
+    copy, pristine = seen[0], view.pristine
+    fields = MoltisConfig.__struct_fields__
+
+    def own(a: Any, b: Any, names: tuple[str, ...]) -> list[str]:
+        return [n for n, x, y in zip(names, msgspec.structs.astuple(a),
+                                     msgspec.structs.astuple(b), strict=True) if x is not y]
+
+    # the next view shares every untouched part with the copy fn got: nothing of them
+    # was copied, encoded or decoded; in `tools`, only the leaf fn set is its own
+    assert own(copy, pristine, fields) == ["tools"]
+    assert own(copy.tools, pristine.tools,
+               type(pristine.tools).__struct_fields__) == ["agent_timeout_secs"]
 
 
 def test_the_copy_never_exposes_the_views_own_instances():

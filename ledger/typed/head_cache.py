@@ -1,14 +1,13 @@
-"""The typed view of a head state, kept as one JSON blob per top-level section.
+"""The typed view of a head state: its own `MoltisConfig` (`pristine`, never handed out)
+and the JSON of each top-level section, from which readers' private copies are decoded.
 
-This is the hot path of `update_raw(fn)`, and its cost follows what `fn` touches, not
-the config's size. `fn` gets an `_EditCopy`: a `MoltisConfig` whose top-level sections
-are decoded from the view's JSON on first attribute access, so each section it reads is
-its own private instance and the others are never handed out. After `fn`, only the
-sections it touched are compared (Struct equality, C-level) with the view's own
-instances; those that differ are re-encoded, decoded again (which validates them and
-gives the next view a private, canonical instance) and diffed field by field. The next
-head's view is the old one with those sections replaced: nothing is encoded, decoded or
-compared as a whole on a write.
+This is the hot path of `update_raw(fn)`, and its cost follows what `fn` changes, not
+the size of the config or of a section: `fn` gets a copy made as it reads it, and only
+the values it changed are validated and diffed (`ledger.typed.edit_copy`). The next
+head's view is the old one patched along the changed paths; the JSON of a section an
+edit replaced is encoded by the first read that needs it, not by the write. An edit the
+walk cannot decide takes the whole-section path (`TypedView._edit_sections`), which
+names a bad value by its path.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from ledger.typed.convert import (
     section_to_typed,
     to_typed,
 )
+from ledger.typed.edit_copy import Unsure, drop_none_entries, edit_copy, untwin, walk
 from ledger.typed.freeform import Located, locate_refs, node_has_freeform, revive, revive_at
 
 __all__ = ["EDIT_FIX", "Edit", "TypedCodec", "TypedView"]
@@ -73,7 +73,9 @@ class _Decoder(Generic[T]):
     def decode(self, data: bytes) -> T:
         value = self._inner.decode(data)
         if self._freeform:
-            revive(value, self._opener, self._node)  # the Struct in place
+            # a Struct is revived in place; a free-form value or a map of them (a
+            # changed value alone, `TypedCodec.canon`) comes back as a new object
+            value = revive(value, self._opener, self._node)
         return value
 
     def decode_located(self, data: bytes, located: Located | None) -> tuple[T, Located]:
@@ -139,13 +141,28 @@ class TypedCodec:
         return [_Decoder(fn.node.annotation, fn.node, self.opener, self._dec_hook)
                 for fn, _ in _ROOT_INFO.positions]
 
-    def sections_of(self, typed: MoltisConfig) -> list[bytes]:
-        return list(map(bytes.__add__, _PREFIXES,
-                        map(self.encoder.encode, msgspec.structs.astuple(typed))))
-
     def view_of(self, typed: MoltisConfig, key: object) -> TypedView:
-        """A view owning `typed` (the caller must not keep changing it)."""
-        return TypedView(self, key, typed, self.sections_of(typed))
+        """A view owning `typed` (the caller must not keep changing it); its sections
+        are encoded by the first read that needs them."""
+        return TypedView(self, key, typed, [None] * len(_PREFIXES))
+
+    @functools.cached_property
+    def _node_decoders(self) -> dict[TypeNode, _Decoder[Any]]:
+        return {}
+
+    def canon(self, value: Any, node: TypeNode) -> Any:
+        """`value` as the decode of its section makes it at a position typed `node`
+        (the same msgspec type, constraints and free-form secrets): the validation of
+        one changed value. Raises `Unsure` when it does not encode or validate (the
+        whole-section path then names the problem)."""
+        decoder = self._node_decoders.get(node)
+        if decoder is None:
+            decoder = _Decoder(node.annotation, node, self.opener, self._dec_hook)
+            self._node_decoders[node] = decoder
+        try:
+            return decoder.decode(self.encoder.encode(value))
+        except (msgspec.ValidationError, TypeError, ValueError, OverflowError):
+            raise Unsure from None
 
     def view_of_raw(self, raw: dict[str, Any], key: object, where: str) -> TypedView:
         return self.view_of(to_typed(raw, self.opener, where=where), key)
@@ -182,52 +199,6 @@ def _unencodable_at(value: Any, encode: Callable[[Any], bytes]) -> str:
             return where
 
 
-class _EditCopy(MoltisConfig, gc=True, dict=True):
-    """The private copy `update_raw`'s `fn` edits (see the module docstring).
-
-    Until a section is first read through an attribute, its slot holds the view's own
-    instance (so encoding, comparing or `astuple` of the copy see the right values
-    without decoding anything); the first attribute access swaps in a private decode.
-    The copy stays lazy after the write returns, for a caller that keeps it."""
-
-    def __getattribute__(self, name: str) -> Any:
-        value = object.__getattribute__(self, name)
-        if name in _SECTION_INDEX:
-            lazy: _Lazy | None = object.__getattribute__(self, "__dict__").get("_lazy_")
-            if lazy is not None and name not in lazy.touched:
-                value = lazy.materialize(self, name)
-        return value
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # a section replaced without being read (`cfg.hooks = HooksConfig(...)`) is
-        # touched too: otherwise the edit would compare the view's own instance and the
-        # new section would be silently dropped
-        msgspec.Struct.__setattr__(self, name, value)
-        i = _SECTION_INDEX.get(name)
-        if i is not None:
-            lazy: _Lazy | None = object.__getattribute__(self, "__dict__").get("_lazy_")
-            if lazy is not None:
-                lazy.touched[name] = i
-
-
-class _Lazy:
-    """What an `_EditCopy` needs to decode its sections on demand."""
-
-    __slots__ = ("section_decoders", "sections", "touched")
-
-    def __init__(self, view: TypedView) -> None:
-        self.sections = view.sections
-        self.section_decoders = view.codec.section_decoders
-        self.touched: dict[str, int] = {}  # attribute -> section index, in access order
-
-    def materialize(self, copy: _EditCopy, name: str) -> Any:
-        i = _SECTION_INDEX[name]
-        value = self.section_decoders[i].decode(self.sections[i][len(_PREFIXES[i]):])
-        msgspec.Struct.__setattr__(copy, name, value)
-        self.touched[name] = i
-        return value
-
-
 class TypedView:
     """The typed config of one head state (`key` identifies which).
 
@@ -238,7 +209,7 @@ class TypedView:
     __slots__ = ("_codec", "_located", "_shared", "_whole", "key", "pristine", "sections")
 
     def __init__(self, codec: TypedCodec, key: object, pristine: MoltisConfig,
-                 sections: list[bytes], located: Located | None = None) -> None:
+                 sections: list[bytes | None], located: Located | None = None) -> None:
         self._codec = codec
         self.key = key
         self.pristine = pristine
@@ -260,7 +231,15 @@ class TypedView:
 
     def whole(self) -> bytes:
         if self._whole is None:
-            self._whole = b"{" + b",".join(self.sections) + b"}"
+            sections = self.sections
+            if None in sections:
+                # sections an edit replaced are encoded here, by the first read that
+                # needs them, not by the write (a list slot assignment: safe to race)
+                values = msgspec.structs.astuple(self.pristine)
+                for i, data in enumerate(sections):
+                    if data is None:
+                        sections[i] = _PREFIXES[i] + self._codec.encoder.encode(values[i])
+            self._whole = b"{" + b",".join(sections) + b"}"  # type: ignore[arg-type]
         return self._whole
 
     def fresh(self) -> MoltisConfig:
@@ -277,49 +256,61 @@ class TypedView:
         return self._shared
 
     def edit(self, fn: Callable[[MoltisConfig], Any], raw: dict[str, Any]) -> Edit:
-        """Run `fn` on a private (lazy) copy and return the raw changes it made."""
-        copy = _EditCopy(*msgspec.structs.astuple(self.pristine))
-        lazy = _Lazy(self)
-        copy.__dict__["_lazy_"] = lazy
+        """Run `fn` on a private copy (`ledger.typed.edit_copy`) and return the raw
+        changes it made, the new sections and the first validation problem."""
+        copy = edit_copy(self.pristine)
         returned = fn(copy)
+        # another config (not the copy, edited or not) is compared the same way: its
+        # sections are not the view's own objects, so each is canonicalized whole
+        new = returned if isinstance(returned, MoltisConfig) else copy
+        try:
+            changes, replaced = walk(self.pristine, new, raw, self._codec.canon)
+        except Unsure:
+            return self._edit_sections(new, raw)
+        sections = self.sections
+        if replaced:
+            sections = list(sections)
+            for attr in replaced:
+                sections[_SECTION_INDEX[attr]] = None  # encoded when a read needs it
+        return Edit(changes, sections, replaced)
+
+    def _edit_sections(self, new: MoltisConfig, raw: dict[str, Any]) -> Edit:
+        """The whole-section path: every section of `new` that is not the view's own
+        object is encoded, decoded (its validation) and compared field by field. It
+        names an invalid or unstorable value by its path."""
         old_values = msgspec.structs.astuple(self.pristine)
-        if isinstance(returned, MoltisConfig) and returned is not copy:
-            # another config (not the copy, edited or not): compare all of it
-            new_values = list(msgspec.structs.astuple(returned))
-            touched = list(range(len(old_values)))
-        else:
-            # the copy was edited in place (whatever fn returned, as a lambda returning
-            # a tuple of setattr results does): only the sections read can differ
-            new_values = list(old_values)
-            for name, i in lazy.touched.items():
-                new_values[i] = object.__getattribute__(copy, name)
-            touched = sorted(lazy.touched.values())
+        new_values = msgspec.structs.astuple(new)
         codec = self._codec
         result = Edit([], self.sections, {})
-        for i in touched:
-            if old_values[i] == new_values[i]:  # C-level, stops at the first difference
+        for i, (old_value, copied) in enumerate(zip(old_values, new_values, strict=True)):
+            if old_value is copied:
+                continue
+            # as the plain Structs the copy stands for (twins never equal their base)
+            new_value = untwin(copied)
+            if old_value == new_value:  # C-level, Python's `==` (True == 1)
                 continue
             field = _ROOT_INFO.positions[i][0]
             try:
-                data = codec.encoder.encode(new_values[i])
+                data = codec.encoder.encode(new_value)
             except (TypeError, ValueError, OverflowError) as err:
-                where = f"{field.key}{_unencodable_at(new_values[i], codec.encoder.encode)}"
+                where = f"{field.key}{_unencodable_at(new_value, codec.encoder.encode)}"
                 raise ConfigValidationError(
                     f"update: {where}: a value cannot be stored: "
                     f"{sanitize_message(str(err)).replace('`', '')}{EDIT_FIX}", where) from None
             try:
                 # decoding the edited section is the validation of the edit, and gives
                 # the next view a private, canonical instance of it
-                new_value = codec.section_decoders[i].decode(data)
+                decoded = drop_none_entries(codec.section_decoders[i].decode(data),
+                                            field.node)
             except msgspec.ValidationError as err:
-                new_value = new_values[i]
+                decoded = new_value
                 result.problem = result.problem or _located(field.key, str(err))
             else:
                 if result.sections is self.sections:
                     result.sections = list(self.sections)
-                result.sections[i] = _PREFIXES[i] + codec.encoder.encode(new_value)
-                result.replaced[field.attr] = new_value
-            diff_top_level(field, old_values[i], new_value, raw.get(field.key, MISSING),
+                result.sections[i] = None
+                result.replaced[field.attr] = decoded
+            diff_top_level(field, old_value, decoded, raw.get(field.key, MISSING),
                            result.changes)
         return result
 
@@ -373,7 +364,7 @@ class Edit:
 
     __slots__ = ("changes", "problem", "replaced", "sections")
 
-    def __init__(self, changes: list[RawChange], sections: list[bytes],
+    def __init__(self, changes: list[RawChange], sections: list[bytes | None],
                  replaced: dict[str, Any]) -> None:
         self.changes = changes
         self.sections = sections

@@ -1,0 +1,335 @@
+"""The private copy a typed edit (`update_raw(fn)`) runs on, and what `fn` changed in it.
+
+The cost of an edit follows what `fn` touches, not the size of the config or of a
+section (issue 16):
+
+* **The copy is made as it is read.** `edit_copy(pristine)` is a shallow copy of the
+  view's own config whose class is an *edit twin* (a subclass adding only a
+  `__getattribute__`; same layout, so the copy is `__copy__` plus a class swap). Reading
+  a field through an attribute replaces what the slot holds by a private copy first:
+  a Struct becomes its own twin copy (one level, copied the same way on its reads), a
+  list or dict a private container (`_List`/`_Dict`) whose Structs are twin copies and
+  whose nested lists and dicts are copied. Scalars and `Secret`s are immutable and
+  stay shared. So no attribute read ever hands out the view's own instance, and
+  nothing is decoded. (C-level readers such as `msgspec.structs.astuple` see the slots
+  as they are, as they always did for the root's untouched sections: values to read,
+  not to change.)
+* **What changed is found by identity.** A slot `fn` never read still holds the
+  view's own object; `walk` skips those (`is`), and descends only into the twins and
+  private dicts `fn` read. A value that is not the same object is *canonicalized*:
+  encoded and decoded with the schema's type for exactly that position (the decode the
+  whole section used to get, now for the changed value alone: the same msgspec types,
+  constraints and free-form secret handling), then compared with the old value. The
+  raw changes for a changed value come from `convert`'s own `_diff_value`, so they are
+  exactly those the whole-section comparison made.
+* **The next view is patched.** Each changed Struct is `msgspec.structs.replace`d
+  along the changed path with the canonical values; everything else is shared.
+
+Anything the walk cannot decide the way the whole-section path would (a value that
+does not encode or validate, a non-text key, an unexpected shape) raises `Unsure`, and
+the caller runs the whole-section path on the same copy, which then names the problem
+exactly as before.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from ledger.core.document import MISSING
+from ledger.core.keypaths import KeyPath
+from ledger.core.secret_refs import Secret, SecretRef
+from ledger.schema.introspect import ROOT, SectionInfo, TypeNode, section_info
+from ledger.typed.convert import (
+    RawChange,
+    _diff_mapping,
+    _diff_value,
+    _drop_aliases,
+    to_raw_value,
+)
+
+__all__ = ["Unsure", "drop_none_entries", "edit_copy", "untwin", "walk"]
+
+# values that cannot be changed in place: shared between the view and every copy
+_KEEP = frozenset({str, int, float, bool, type(None), Secret, SecretRef})
+
+
+class _Dict(dict[Any, Any]):
+    """A dict a copy owns (made from one of the view's on first read)."""
+
+    __slots__ = ()
+
+
+class _List(list[Any]):
+    """A list a copy owns (made from one of the view's on first read)."""
+
+    __slots__ = ()
+
+
+_TWINS: dict[type, type] = {}  # a Struct class -> its edit twin
+_BASES: dict[type, Any] = {}  # (a Struct class)  # an edit twin -> its Struct class
+
+
+def _read(self: msgspec.Struct, name: str) -> Any:
+    value = object.__getattribute__(self, name)
+    cls = type(value)
+    if cls in _KEEP or cls in _BASES or cls is _Dict or cls is _List:
+        return value  # immutable, or already this copy's own
+    if name not in type(self).__struct_fields__:
+        return value  # a method or class attribute
+    private = _private(value)
+    if private is not value:
+        msgspec.Struct.__setattr__(self, name, private)
+    return private
+
+
+def _twin(cls: type) -> type:
+    twin = _TWINS.get(cls)
+    if twin is None:
+        def body(ns: dict[str, Any]) -> None:
+            ns.update(__getattribute__=_read, __module__=cls.__module__,
+                      __qualname__=cls.__qualname__)
+
+        twin = types.new_class(cls.__name__, (cls,), {}, body)
+        _BASES[twin] = cls
+        twin = _TWINS.setdefault(cls, twin)
+    return twin
+
+
+def _struct_copy(value: msgspec.Struct) -> msgspec.Struct:
+    cls = type(value)
+    copy = value.__copy__()  # type: ignore[attr-defined]
+    copy.__class__ = _TWINS.get(cls) or _twin(cls)
+    return copy  # type: ignore[no-any-return]
+
+
+def _private(value: Any) -> Any:
+    """What a slot of a copy holds once read: its own copy of `value`."""
+    if isinstance(value, dict):
+        return _Dict({k: _element(v) for k, v in value.items()})
+    if isinstance(value, list):
+        if _KEEP.issuperset(map(type, value)):
+            return _List(value)
+        return _List([_element(v) for v in value])
+    if isinstance(value, msgspec.Struct):
+        return _struct_copy(value)
+    return value  # anything else fn put there (a tuple, ...): as it is
+
+
+def _element(value: Any) -> Any:
+    """An item of a container being copied: Structs as twins, containers copied."""
+    cls = type(value)
+    if cls in _KEEP or cls in _BASES:
+        return value
+    if isinstance(value, dict):
+        return {k: _element(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_element(v) for v in value]
+    if isinstance(value, msgspec.Struct):
+        return _struct_copy(value)
+    return value
+
+
+def edit_copy(pristine: msgspec.Struct) -> Any:
+    """A copy of `pristine` for `fn` to change (see the module docstring)."""
+    return _struct_copy(pristine)
+
+
+class Unsure(Exception):  # noqa: N818 (a verdict, not a failure: the caller falls back)
+    """The walk cannot decide this edit as the whole-section path would: run that."""
+
+
+Canon = Callable[[Any, TypeNode], Any]  # a value as the decode at that position makes it
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except TypeError:
+        return False
+
+
+def walk(old: msgspec.Struct, new: msgspec.Struct, raw: dict[str, Any], canon: Canon
+         ) -> tuple[list[RawChange], dict[str, Any]]:
+    """The raw changes that turn the view's config `old` into `fn`'s copy `new`, and
+    the new canonical value of each top-level section that changed (by attribute)."""
+    out: list[RawChange] = []
+    replaced: dict[str, Any] = {}
+    assert ROOT.cls is not None
+    info = section_info(ROOT.cls)
+    try:
+        olds = msgspec.structs.astuple(old)
+        news = msgspec.structs.astuple(new)
+    except AttributeError:  # a field fn deleted
+        raise Unsure from None
+    for (fn, _flat), a, b in zip(info.positions, olds, news, strict=True):
+        if a is b:
+            continue
+        # like `diff_top_level`: the root's old names are not dropped here
+        walker = _Walker(canon)
+        value = walker.value(a, b, fn.node, (fn.key,), raw.get(fn.key, MISSING))
+        if value is a or (walker.loose and _loosely_equal(a, value)):
+            # the whole-section path compares a top-level value with Python's `==`
+            # first (True == 1): a section equal that way is left as it was
+            continue
+        out += walker.out
+        replaced[fn.attr] = value
+    return out, replaced
+
+
+def _loosely_equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except TypeError:
+        return False
+
+
+class _Walker:
+    """One top-level value's walk: its raw changes (`out`), and whether a value it
+    found changed was `==` to the old one all the same (`loose`: 1 for True)."""
+
+    __slots__ = ("canon", "loose", "out")
+
+    def __init__(self, canon: Canon) -> None:
+        self.canon = canon
+        self.out: list[RawChange] = []
+        self.loose = False
+
+    def value(self, a: Any, b: Any, node: TypeNode, path: KeyPath, raw: Any,
+              out: list[RawChange] | None = None) -> Any:
+        """`b` at `path` against the old `a`: the new canonical value (`a` itself when
+        unchanged), its raw changes appended to `out`."""
+        if out is None:
+            out = self.out
+        cls = node.cls
+        if cls is not None and node.kind == "section" and type(a) is cls and (
+                _BASES.get(type(b)) is cls):
+            # a copy of the old Struct: only what fn read can differ
+            return self.section(a, b, section_info(cls), path, raw, out)
+        if type(b) is _Dict and node.kind == "dict" and type(a) is dict:
+            assert node.item is not None
+            return self.mapping(a, b, node.item, path, raw if isinstance(raw, dict) else {},
+                                out)
+        value = self.canon(b, node)
+        if _same(a, value):
+            return a
+        self.loose = self.loose or _loosely_equal(a, value)
+        _diff_value(a, value, node, path, raw, out)
+        return value
+
+    def section(self, a: Any, b: Any, info: SectionInfo,
+                path: KeyPath, raw: Any, out: list[RawChange]) -> Any:
+        try:
+            olds = msgspec.structs.astuple(a)
+            news = msgspec.structs.astuple(b)
+        except AttributeError:  # a field fn deleted
+            raise Unsure from None
+        if olds == news and [*map(type, olds)] == [*map(type, news)]:
+            return a  # a copy fn did not change (all C-level: most of a map's values)
+        raw_node = raw if isinstance(raw, dict) else {}
+        changed: dict[str, Any] = {}
+        for (fn, flattened), av, bv in zip(info.positions, olds, news, strict=True):
+            if av is bv:
+                continue
+            if flattened:
+                assert fn.node.item is not None
+                if type(bv) is _Dict and type(av) is dict:
+                    value = self.mapping(av, bv, fn.node.item, path, raw_node, out)
+                else:
+                    value = self.canon(bv, fn.node)
+                    if _same(av, value):
+                        value = av
+                    else:
+                        _diff_mapping(av, value, fn.node.item, path, raw_node, out)
+            else:
+                key_path = (*path, fn.key)
+                mine: list[RawChange] = []
+                value = self.value(av, bv, fn.node, key_path,
+                                   raw_node.get(fn.key, MISSING), mine)
+                if value is not av:  # unequal: old names of the key go first, as before
+                    _drop_aliases(info, fn.key, key_path, raw_node, out)
+                    out += mine
+            if value is not av:
+                changed[fn.attr] = value
+        return msgspec.structs.replace(a, **changed) if changed else a
+
+    def mapping(self, a: dict[str, Any], b: dict[Any, Any], item: TypeNode, path: KeyPath,
+                raw: Any, out: list[RawChange]) -> dict[str, Any]:
+        """As `convert._diff_mapping` (removed keys, then `b`'s keys in order)."""
+        if not all(type(k) is str for k in b):
+            raise Unsure  # a JSON key conversion decides what such a key becomes
+        for key in a:
+            if key not in b:
+                out.append(RawChange("unset", (*path, key)))
+        changed = len(a) != len(b) or list(a) != list(b)
+        new: dict[str, Any] = {}
+        for key, bv in b.items():
+            av = a.get(key, MISSING)
+            if av is MISSING:
+                value = self.canon(bv, item)
+                out.append(RawChange("set", (*path, key), to_raw_value(value, item)))
+            elif av is bv:
+                value = av
+            else:
+                value = self.value(av, bv, item, (*path, key), raw.get(key, MISSING), out)
+                if value is None:  # recorded as an unset: gone, as from the raw document
+                    changed = True
+                    continue
+            changed = changed or value is not av
+            new[key] = value
+        return new if changed else a
+
+
+def drop_none_entries(value: Any, node: TypeNode) -> Any:
+    """`value` (a fresh decode) without the map entries an edit set to None: the edit
+    records them as unsets, and a map read from a raw document never holds None (the
+    typed view must be the typed form of the new raw document). Structs in place, maps
+    copied when they lose an entry; free-form values are not looked into."""
+    if isinstance(value, msgspec.Struct):
+        for fn, _flat in section_info(type(value)).positions:
+            if fn.node.kind in ("section", "dict", "list"):
+                child = getattr(value, fn.attr)
+                new = drop_none_entries(child, fn.node)
+                if new is not child:
+                    setattr(value, fn.attr, new)
+        return value
+    item = node.item
+    if item is None:
+        return value
+    if node.kind == "dict" and isinstance(value, dict):
+        kept = {k: drop_none_entries(v, item) for k, v in value.items() if v is not None}
+        return kept if len(kept) != len(value) else value
+    if node.kind == "list" and isinstance(value, list):
+        items = [drop_none_entries(v, item) for v in value]
+        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+    return value
+
+
+def untwin(value: Any) -> Any:
+    """`value` with every twin and private container of a copy made plain again (the
+    whole-section path compares an edit it could not validate as plain Structs)."""
+    if isinstance(value, msgspec.Struct):
+        base = _BASES.get(type(value))
+        plain = None
+        if base is not None:
+            plain = value.__copy__()  # type: ignore[attr-defined]
+            plain.__class__ = base
+        for name in type(value).__struct_fields__:
+            try:
+                item = object.__getattribute__(value, name)  # as it is: no copy on read
+            except AttributeError:
+                continue  # a field fn deleted: left for the conversion to name
+            new = untwin(item)
+            if new is not item:
+                if plain is None:
+                    plain = value.__copy__()  # type: ignore[attr-defined]
+                setattr(plain, name, new)
+        return value if plain is None else plain
+    if isinstance(value, dict):
+        return {k: untwin(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [untwin(v) for v in value]
+    return value
