@@ -271,6 +271,9 @@ class _Walker:
             if av is MISSING:
                 value = self.canon(bv, item)
                 out.append(RawChange("set", (*path, key), to_raw_value(value, item)))
+                if value is None:  # not in the view (`drop_none_entries`)
+                    changed = True
+                    continue
             elif av is bv:
                 value = av
             else:

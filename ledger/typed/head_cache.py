@@ -300,18 +300,20 @@ class TypedView:
             try:
                 # decoding the edited section is the validation of the edit, and gives
                 # the next view a private, canonical instance of it
-                decoded = drop_none_entries(codec.section_decoders[i].decode(data),
-                                            field.node)
+                decoded = codec.section_decoders[i].decode(data)
             except msgspec.ValidationError as err:
                 decoded = new_value
                 result.problem = result.problem or _located(field.key, str(err))
+                replace = False
             else:
+                replace = True
+            diff_top_level(field, old_value, decoded, raw.get(field.key, MISSING),
+                           result.changes)
+            if replace:
                 if result.sections is self.sections:
                     result.sections = list(self.sections)
                 result.sections[i] = None
-                result.replaced[field.attr] = decoded
-            diff_top_level(field, old_value, decoded, raw.get(field.key, MISSING),
-                           result.changes)
+                result.replaced[field.attr] = drop_none_entries(decoded, field.node)
         return result
 
     def after(self, key: object, edit: Edit) -> TypedView:
