@@ -13,13 +13,13 @@ transaction and to raise the head mark after a checkpoint. Nothing here writes e
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
 from ledger._log import get_logger
 from ledger.backends.base import HEAD_MAC, HEAD_SIGNATURE, Backend, Head, SnapshotRow
 from ledger.core.chain import GENESIS, ChainWalk
-from ledger.core.events import Row
+from ledger.core.events import KIND_CHANGE, Record, Row
 from ledger.engine.head_mark import (
     HeadMark,
     head_mark_problem,
@@ -35,7 +35,7 @@ from ledger.engine.head_vouch import (
 )
 from ledger.engine.vault import Vault
 from ledger.errors import InvalidRefError, LedgerError, StoreError, VerificationError
-from projections.config_view import EMPTY_STATE, ConfigState, replay, replay_rows
+from projections.config_view import EMPTY_STATE, ConfigState, fold_changes, replay
 from projections.snapshots import decode_state, open_snapshot
 
 __all__ = ["CATCH_UP_LIMIT", "RESTORE_FIX", "ReadProof"]
@@ -52,6 +52,17 @@ _log = get_logger("ledger.engine.ledger")
 RESTORE_FIX: Final = ("Check it with `moltis-ledger verify`, then restore the newest "
                       "backup (`moltis-ledger restore FILE`)")
 CATCH_UP_LIMIT: Final = 4096  # beyond this many new events, reload from a snapshot
+
+
+def _changes(records: Iterable[Record], last: list[Record]) -> Iterator[tuple[int, bytes]]:
+    """(seq, payload) of the change events among `records` (another kind, a shred, changes
+    no document), as `fold_changes` takes them; the last record is left in `last`."""
+    rec = None
+    for rec in records:
+        if rec.kind == KIND_CHANGE:
+            yield rec.seq, rec.payload
+    if rec is not None:
+        last.append(rec)
 
 
 class ReadProof:
@@ -319,8 +330,16 @@ class ReadProof:
         # the tail is replayed only as far as its chain is proven from the base (a MAC'd
         # snapshot, or genesis) and it must end at the head served: a payload edited in
         # place, its hash columns left as they were, is refused, never served
-        walk, tail = self.proven_rows(base.seq, base.hash, head.seq)
-        state = replay_rows(base, tail, private=private)
+        walk = ChainWalk(None, base.seq + 1, base.hash)
+        last: list[Record] = []
+        # folded straight from the walk (no row per event: figure 6c); into the
+        # snapshot's own documents (decoded for this load), or fresh ones from genesis
+        docs = base if private else ConfigState(0, base.hash, 0, {}, {}, {}, {})
+        fold_changes(docs, _changes(walk.checked(
+            self.backend.read(after=base.seq, until=head.seq)), last))
+        state = base if not last else ConfigState(
+            last[0].seq, last[0].hash, last[0].ts, docs.config, docs.keys, docs.prov_config,
+            docs.prov_keys)
         if state.seq != head.seq or state.hash != head.hash:
             report = walk.report()
             bad = report.first_bad_seq if not report.ok else state.seq + 1
@@ -334,7 +353,7 @@ class ReadProof:
         return state
 
     def proven_rows(self, after: int, prev: bytes, until: int | None
-                     ) -> tuple[ChainWalk, Iterator[Row]]:
+                    ) -> tuple[ChainWalk, Iterator[Row]]:
         """The events after `after` (whose hash is `prev`) up to `until`, as replay rows,
         each only once the chain is recomputed to it: the walk stops at the first that
         does not link, and says why (`walk.report()`)."""
