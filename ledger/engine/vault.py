@@ -223,6 +223,15 @@ class KeySource:
         return key
 
 
+def _file_id(path: Path) -> tuple[int, int, int, int] | None:
+    """(device, inode, size, mtime) of the file at `path` (links followed), or None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 class Vault:
     """Seals and opens secret values for one ledger. Implements `SecretOpener`."""
 
@@ -240,6 +249,9 @@ class Vault:
         self._confirmed_at: tuple[int, bytes] | None = None
         self._integrity: IntegrityKeys | None = None
         self._integrity_missing: set[bool] = set()  # {writing?} asked and found no key
+        # the key files as they were when no key (or a wrong one) was found: a key put
+        # in place since (or a rotation's move) is asked for again (`_key_files`)
+        self._missing_files: object = None
         self._ledger_id = (backend.get_meta("ledger_id") or "").encode()
 
     def reload(self) -> None:
@@ -252,6 +264,7 @@ class Vault:
             self._confirmed_at = None
             self._integrity = None
             self._integrity_missing.clear()
+            self._missing_files = None
             self._ledger_id = (self._backend.get_meta("ledger_id") or "").encode()
 
     @property
@@ -485,12 +498,17 @@ class Vault:
         writing = txn is not None
         if self._aead is not None and self._integrity is not None:
             return self._integrity  # derived from the key unlocked now (a new key re-derives)
+        files = self._key_files()
         if writing in self._integrity_missing:
-            return None
+            if files == self._missing_files:
+                return None
+            self._integrity_missing.clear()  # a key file was put in place or replaced
         try:
             self._unlock(txn)
         except SecretKeyError as err:
-            self._integrity_missing.add(writing)  # asked once per process, not per read
+            # asked once per state of the key files, not per read
+            self._integrity_missing.add(writing)
+            self._missing_files = files
             if isinstance(err, WrongKeyError):
                 # a key is held, and nothing of this ledger opens with it: read as without
                 # a key (other config stays readable), but never silently, since the head
@@ -502,6 +520,15 @@ class Vault:
                 _log.info("no ledger key: snapshots are not trusted, appends are not signed",
                           location=self._backend.location)
         return self._integrity
+
+    def _key_files(self) -> object:
+        """What tells that a key may have appeared since none (or a wrong one) was
+        found: the identity of the key file and of a rotation's staged key (two stats,
+        only while no key is held). A key from the caller or the environment cannot
+        change in this process (None)."""
+        if not self.keys.from_file:
+            return None
+        return (_file_id(self.keys.key_file), _file_id(self.keys.staged_file))
 
     def integrity_now(self, txn: WriteTxn, base: tuple[int, bytes] | None = None,
                       new_head: tuple[int, bytes] | None = None) -> IntegrityKeys | None:
