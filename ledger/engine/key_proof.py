@@ -15,10 +15,15 @@ leaves behind, and none of which a forger can make:
 - every sealed secret (a rotation re-seals every live one, with the key check): ANY
   that opens is the proof, so rows added by a forger (which open with no key) hide
   nothing, whatever their order;
-- rows a rotation leaves under the old key, counted only while nothing says the
-  ledger was rotated (no `fp_key`), or when the key check row is missing altogether
-  (tampering already: refusing is the safe side): the head MAC, the head signature,
-  and every snapshot's MAC.
+- the head MAC, the head signature, and every snapshot's MAC. A rotation moves all
+  of them to the new key in its own transaction (ledger.engine.ledger), so none of
+  them is left under an old key for a holder of that key to take for proof; they
+  were once asked only while no `fp_key` row said the ledger was rotated, which let a
+  junk `fp_key` row planted with a changed key check turn them off. (Still under the
+  old key after a rotation: the MAC and signature rows of a head the old key did not
+  vouch for, since rotating is no way to adopt it, and the snapshots of a rotation by
+  an older release that was never finished. A holder of the old key is then told the
+  key check row was changed: the safe side.)
 
 A ledger whose every such row was removed cannot be told from another ledger (or from
 one never keyed): its key counts as a wrong key (or none), as for a ledger the key
@@ -45,18 +50,15 @@ __all__ = ["key_check_missing", "key_mismatch", "key_proof"]
 _SEALED_V1 = b"\x01"
 
 
-def key_proof(key: bytes, ledger_id: bytes, backend: Backend, meta: Mapping[str, str],
-              *, old_rows: bool) -> str | None:
+def key_proof(key: bytes, ledger_id: bytes, backend: Backend, meta: Mapping[str, str]
+              ) -> str | None:
     """What proves `key` is this ledger's key ("its sealed secret ...", ...), or None.
-    `meta` holds the ledger_meta rows read together with the key check. `old_rows`:
-    also ask the rows a rotation leaves under the old key (head MAC, head signature,
-    snapshot MACs); they count anyway while no `fp_key` says the ledger was rotated."""
-    return next(_proofs(key, ledger_id, backend, meta,
-                        old_rows=old_rows or not meta.get("fp_key")), None)
+    `meta` holds the ledger_meta rows read together with the key check."""
+    return next(_proofs(key, ledger_id, backend, meta), None)
 
 
-def _proofs(key: bytes, ledger_id: bytes, backend: Backend, meta: Mapping[str, str],
-            *, old_rows: bool) -> Iterator[str]:
+def _proofs(key: bytes, ledger_id: bytes, backend: Backend, meta: Mapping[str, str]
+            ) -> Iterator[str]:
     """Every proof, cheapest first (a generator: the caller stops at the first). A
     ledger with nothing to ask (a new one, at its first keyed write) costs two reads
     and no cryptography."""
@@ -72,7 +74,7 @@ def _proofs(key: bytes, ledger_id: bytes, backend: Backend, meta: Mapping[str, s
         return True
 
     keys = IntegrityKeys(key)
-    if old_rows and (text := meta.get(HEAD_MAC)) is not None:
+    if (text := meta.get(HEAD_MAC)) is not None:
         try:
             if keys.mac_valid(ledger_id, HeadMac.decode(text)):
                 yield "its head MAC"
@@ -90,8 +92,6 @@ def _proofs(key: bytes, ledger_id: bytes, backend: Backend, meta: Mapping[str, s
         if sealed is not None and bytes(sealed[:1]) == _SEALED_V1 and opens(
                 bytes(sealed[1:]), row.ref):
             yield f"its sealed secret {row.ref}"
-    if not old_rows:
-        return
     if (text := meta.get(HEAD_SIGNATURE)) is not None:
         try:
             sig = HeadSignature.decode(text)
@@ -114,7 +114,7 @@ def key_mismatch(backend: Backend, where: str, key: bytes, ledger_id: bytes,
     key, with a warning), unless this ledger's own rows prove the key (then the key
     check row was changed: exit 3, as acting as if there were no key would drop every
     check)."""
-    proof = key_proof(key, ledger_id, backend, meta, old_rows=False)
+    proof = key_proof(key, ledger_id, backend, meta)
     if proof is not None:
         return VerificationError(
             f"{backend.location}: the ledger_meta row key_check does not match the ledger "
@@ -138,7 +138,7 @@ def key_check_missing(backend: Backend, where: str, key: bytes, ledger_id: bytes
     removed). Every keyed write writes the key check in its transaction, so a ledger
     whose rows open with the key has lost the row; it is not written again over that
     (re-keying over tampering) unless an operator vouches (`sign-head --adopt`)."""
-    proof = key_proof(key, ledger_id, backend, meta, old_rows=True)
+    proof = key_proof(key, ledger_id, backend, meta)
     if proof is None:
         return None
     return (f"the ledger_meta row key_check is missing, yet {proof} opens with the ledger "

@@ -41,6 +41,7 @@ from ledger.backends.base import (
     CREATED_FORMAT,
     FORMAT_SEALED_LISTS,
     HEAD_MAC,
+    HEAD_SIGNATURE,
     Backend,
     Head,
     WriteTxn,
@@ -102,6 +103,7 @@ from projections.config_view import (
 from projections.snapshots import (
     SNAPSHOT_EVERY,
     encode_state,
+    open_snapshot,
     seal_snapshot,
     should_snapshot,
 )
@@ -766,12 +768,17 @@ class Ledger:
         return Commit(rec.seq, True, rec.hash), count
 
     def _vouch_rotation(self, txn: WriteTxn, rec: Record, new_key: bytes) -> None:
-        """The rotation event's head MAC, under the new key, if the old key vouches for
-        its parent: what `finish_key_rotation` (now, or a resumed one) then signs. An
-        unvouched head stays so: rotating is no way to adopt it."""
+        """The rotation event's head MAC and signature, under the new key, if the old
+        key vouches for its parent, and every snapshot the old key's MAC proves, sealed
+        again under the new key: once the rotation commits, no row proves the old key
+        (ledger.engine.key_proof asks them all, so a row planted to say "rotated" can
+        no longer turn that proof off). An unvouched head stays so: rotating is no way
+        to adopt it. `finish_key_rotation` (now, or a resumed one) does the same again."""
         old = self.vault.integrity(txn)
         if old is None:
             return
+        new = IntegrityKeys(new_key)
+        self._reseal_snapshots(txn, old, new)
         shared = self._committer.shared if self._committer is not None else None
         parent = (rec.seq - 1, rec.prev_hash)
         problem = (None if self.voucher.knows(parent, old, shared)
@@ -781,8 +788,27 @@ class Ledger:
                          f"{ADOPT_HINT[0].upper()}{ADOPT_HINT[1:]}",
                          location=self.backend.location, seq=rec.seq)
             return
-        new = IntegrityKeys(new_key)
         txn.set_meta(HEAD_MAC, new.mac_head(self.vault.ledger_id, rec.seq, rec.hash).encode())
+        txn.set_meta(HEAD_SIGNATURE,
+                     new.sign_head(rec.seq, rec.hash, self.vault.ledger_id).encode())
+
+    def _reseal_snapshots(self, txn: WriteTxn, old: IntegrityKeys, new: IntegrityKeys
+                          ) -> None:
+        """Every snapshot the old key's MAC proves, sealed under the new key (in the
+        rotation's transaction, which holds the write lock: no other writer adds one
+        meanwhile); one it does not prove is dropped (a read rebuilds from the log)."""
+        resealed = []
+        for seq in self.backend.snapshot_seqs():
+            snap = self.backend.snapshot_at(seq)
+            if snap is None:
+                continue
+            encoded = open_snapshot(old.snapshot_mac, seq, snap.hash, snap.state)
+            if encoded is not None:
+                resealed.append((seq, snap.hash, seal_snapshot(new.snapshot_mac, seq,
+                                                               snap.hash, encoded)))
+        txn.drop_snapshots()
+        for seq, hash_, blob in resealed:
+            txn.put_snapshot(seq, hash_, blob)
 
     def finish_key_rotation(self) -> None:
         """What follows a rotation's commit, under the key now in use; idempotent, so a

@@ -147,7 +147,7 @@ def _check_unkeyed(backup: Backend, path: Path, keys: dict[str, bytes], left: st
     meta = backup.meta_items()
     ledger_id = meta.get("ledger_id", "").encode()
     for where, key in keys.items():
-        proof = key_proof(key, ledger_id, backup, meta, old_rows=True)
+        proof = key_proof(key, ledger_id, backup, meta)
         if proof is not None:
             raise VerificationError(
                 f"{path}: the ledger_meta row key_check is missing, yet {proof} opens with "
