@@ -28,6 +28,7 @@ sealed with their MAC (`_put_snapshot`) and checked when read
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -204,7 +205,7 @@ class Ledger:
                 self.backend.changed()  # start tracking other connections' commits
                 head = self.backend.head()
                 self.proof.check_mark(head)
-                self._state = self.proof.load_at(head)
+                self._state = self.proof.load_head(head)
             elif self.backend.changed():
                 self._state = self.proof.catch_up(self._state, self.backend.head(),
                                                   reading=True)
@@ -840,18 +841,27 @@ class Ledger:
 
     def events(self, after: int = 0, until: int | None = None, *, descending: bool = False,
                limit: int | None = None) -> Iterator[Event]:
-        for rec in self.backend.read(after, until, descending=descending, limit=limit):
+        """The events after `after` up to `until` (default: the head served), each served
+        only once the head served is proven to descend from it (ReadProof.past: an event
+        changed in place below the snapshot the head loads from is refused, naming it)."""
+        head = self.head_state()
+        records = self.proof.past.events(after, until, head, descending=descending)
+        for rec in itertools.islice(records, limit):
             yield decode_event(rec)
 
     def event(self, seq: int) -> Event | None:
-        rec = self.backend.record(seq)
-        return decode_event(rec) if rec else None
+        """The event at `seq`, proven as `events` proves them; None outside 1..head."""
+        head = self.head_state()
+        if not 1 <= seq <= head.seq:
+            return None
+        return decode_event(self.proof.past.record(seq, head))
 
     def seq_at_time(self, when: datetime | int) -> int:
         """The last seq whose time is at or before `when` (0 if none). Event times never
         decrease along the log, so this is a binary search over seq, without an index."""
         ts = when if isinstance(when, int) else int(when.timestamp() * 1_000_000)
-        lo, hi = 0, self.head_state().seq
+        head = self.head_state()
+        lo, hi = 0, head.seq
         while lo < hi:
             mid = (lo + hi + 1) // 2
             mid_ts = self.backend.ts_of(mid)
@@ -861,6 +871,17 @@ class Ledger:
                 lo = mid
             else:
                 hi = mid - 1
+        # the search read times as stored; the seq it settled on is decided by the times
+        # of events lo and lo + 1, which are read again proven (times never decrease
+        # along the log, so those two decide it): an edited time is refused, never
+        # steers a time REF to a state the operator did not name (review round 6)
+        near = {rec.seq: rec.ts for rec in self.proof.past.events(
+            max(lo - 1, 0), min(lo + 1, head.seq), head)}
+        if (lo and near[lo] > ts) or (lo < head.seq and near[lo + 1] <= ts):
+            raise VerificationError(
+                f"{self.backend.location}: the stored event times are out of order around "
+                f"event {lo}: times were changed after they were written; run "
+                "`moltis-ledger verify`", lo)
         return lo
 
     def verify(self, expect_head: bytes | None = None, expect_key: str | None = None,

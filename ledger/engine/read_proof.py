@@ -18,7 +18,7 @@ from typing import Final
 
 from ledger._log import get_logger
 from ledger.backends.base import HEAD_MAC, HEAD_SIGNATURE, Backend, Head, SnapshotRow
-from ledger.core.chain import GENESIS, ChainWalk
+from ledger.core.chain import ChainWalk
 from ledger.core.events import KIND_CHANGE, Record, Row
 from ledger.engine.head_mark import (
     HeadMark,
@@ -33,6 +33,7 @@ from ledger.engine.head_vouch import (
     signature_verdict,
     unvouched,
 )
+from ledger.engine.past_proof import PastProof
 from ledger.engine.vault import Vault
 from ledger.errors import InvalidRefError, LedgerError, StoreError, VerificationError
 from projections.config_view import EMPTY_STATE, ConfigState, fold_changes, replay
@@ -78,6 +79,8 @@ class ReadProof:
         # an operator accepting an older ledger (sign-head --adopt, restore) skips it
         self.accept_older_head = False
         self.mark_checked = False
+        # past states and events are served only once the head descends from them
+        self.past = PastProof(backend, vault)
 
     def mark_problem(self, head_seq: int,
                      unreadable: Callable[[str], None] | None = None) -> str | None:
@@ -115,8 +118,24 @@ class ReadProof:
             head = now
         if problem is not None:
             raise VerificationError(f"{self.backend.location}: {problem}", head.seq)
+        self.refuse_head_behind(head)
         self.vouch_head(head)
         self.mark_checked = True
+
+    def refuse_head_behind(self, head: Head) -> None:
+        """A stored head behind the log: PostgreSQL's head row moved back (with the head
+        MAC row saved when that head was current put back beside it, the MAC vouches for
+        it) while the events after it are still in the log. A writer that committed
+        since `head` was read has moved the head on: read again, it has reached them
+        (review round 6, F4; `verify` says the same)."""
+        if self.backend.record(head.seq + 1) is None:
+            return
+        now = self.backend.head()
+        if now.seq <= head.seq:
+            raise StoreError(
+                f"{self.backend.location}: the stored head says event {now.seq}, but event "
+                f"{head.seq + 1} is in the log after it: the head row is behind the log "
+                "(moved back: tampering or damage); run `moltis-ledger verify`")
 
     def vouch_head(self, head: Head) -> None:
         """The stored head MAC against `head`, for a read (an open, and a catch-up that
@@ -284,7 +303,7 @@ class ReadProof:
                 return self.replaced(head)
             if reading and not self.accept_older_head:
                 self.vouch_head(head)
-            return self.load_at(head)
+            return self.load_head(head)
         walk = ChainWalk(None, state.seq + 1, state.hash)
         records = list(walk.checked(self.backend.read(after=state.seq, until=head.seq)))
         if len(records) != head.seq - state.seq or records[-1].hash != head.hash:
@@ -312,6 +331,12 @@ class ReadProof:
         # refused here as a fresh open refuses it (review round 5, R2)
         self.mark_checked = False
         self.check_mark(head)
+        return self.load_head(head)
+
+    def load_head(self, head: Head) -> ConfigState:
+        """load_at for the head served: what was proven to descend from the head served
+        before is forgotten (this one is not shown to continue it)."""
+        self.past.forget()
         return self.load_at(head)
 
     def load_at(self, head: Head) -> ConfigState:
@@ -400,8 +425,12 @@ class ReadProof:
             return head
         if seq < 0 or seq > head.seq:
             raise InvalidRefError(f"seq {seq} is outside the log (0..{head.seq})")
-        rec = self.backend.record(seq) if seq else None
-        return self.load_at(Head(seq, rec.hash if rec else GENESIS, rec.ts if rec else 0))
+        if seq == 0:
+            return EMPTY_STATE
+        # the stored event at `seq` is proven an ancestor of `head` (PastProof) before
+        # its state is rebuilt from the MAC'd snapshot below it (review round 6, F3)
+        rec = self.past.record(seq, head)
+        return self.load_at(Head(seq, rec.hash, rec.ts))
 
     def head_problem(self) -> str | None:
         """Why the stored MAC or signature does not vouch for the current head (None when
