@@ -96,7 +96,7 @@ class PastProof:
         pending: list[Record] = []
         walked: list[tuple[int, bytes]] = []
         walk: ChainWalk | None = None
-        records = self.backend.read(after=after, until=head.seq)
+        records = self._reads(after, until, head, snaps)
         first = next(records, None)
         if first is not None:
             # the first event's own hash covers the link it names: the walk proves its
@@ -124,6 +124,17 @@ class PastProof:
         raise VerificationError(
             f"{self.backend.location}: {why}: the head this ledger serves does not descend "
             f"from the history read; nothing is served from it. {_FIX}", bad)
+
+    def _reads(self, after: int, until: int, head: ConfigState, snaps: list[int]
+               ) -> Iterator[Record]:
+        """The events after `after`: first up to the snapshot at or after `until` where
+        the walk is expected to end (a read of more rows than a walk needs costs as
+        much as the walk), then, read only if that one did not anchor it, to the head."""
+        at = bisect_left(snaps, until)
+        stop = min(snaps[at], head.seq) if at < len(snaps) else head.seq
+        yield from self.backend.read(after=after, until=stop)
+        if stop < head.seq:
+            yield from self.backend.read(after=stop, until=head.seq)
 
     def record(self, seq: int, head: ConfigState) -> Record:
         """The event at `seq` (1..head), proven."""
