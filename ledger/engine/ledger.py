@@ -597,7 +597,7 @@ class Ledger:
         # lazy: schema and decoders load on first use (CLI start-up)
         from ledger.typed.changes import materialize_document
 
-        result: dict[str, MoltisConfig] = {}
+        result: dict[str, TypedView] = {}
 
         def build(state: ConfigState, sealer: Sealer) -> list[Change]:
             changes: list[Change] = []
@@ -648,7 +648,7 @@ class Ledger:
               *, where: str = "update", **kw: Any) -> Commit:
         """Append changes computed by the caller from the head state (validated; an
         invalid value is reported at its path in `where`)."""
-        result: dict[str, MoltisConfig] = {}
+        result: dict[str, TypedView] = {}
 
         def build(state: ConfigState, sealer: Sealer) -> Sequence[Change]:
             changes = changes_for(state, sealer)
@@ -659,7 +659,8 @@ class Ledger:
         return self.append(build, on_fold=lambda s: self._adopt(s, result), **kw)
 
     def _validate(self, state: ConfigState, changes: Sequence[Change], sealer: Sealer,
-                  where: str = "update") -> MoltisConfig:
+                  where: str = "update") -> TypedView:
+        """The typed view of the state `changes` make (raises ConfigValidationError)."""
         # lazy: schema and decoders load on first use (CLI start-up)
         from ledger.typed.convert import to_typed
 
@@ -667,7 +668,14 @@ class Ledger:
         new_raw, _ = apply_changes(state.config, config_changes)
         # the secrets this write sealed open from memory (their rows are not committed)
         opener = sealer.opener() if isinstance(sealer, TxnSealer) else self.vault
-        return to_typed(new_raw, opener, where=where)
+        if self._view is not None:
+            # the head's view patched: only the top-level sections the changes touched
+            # are converted (`apply_changes` is copy-on-write); anything else, or an
+            # invalid value, takes the whole conversion, which names the bad path
+            view = self._view_for(state).advanced(None, state.config, new_raw, opener)
+            if view is not None:
+                return view
+        return self.codec.view_of(to_typed(new_raw, opener, where=where), None)
 
     def _adopt(self, state: ConfigState, result: dict[str, Any]) -> None:
         """The typed view of `state`, the state an append of this ledger just folded,
@@ -678,7 +686,7 @@ class Ledger:
             base, edit = result["edited"]
             view = base.after(state, edit)
         elif "typed" in result:
-            view = self.codec.view_of(result["typed"], state)
+            view = result["typed"].same_config(state)
         elif (view is not None and isinstance(view.key, ConfigState)
               and view.key.config is state.config):
             # the config document is the very same object (a keys-only event)

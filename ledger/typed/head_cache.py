@@ -321,14 +321,17 @@ class TypedView:
         pristine = msgspec.structs.replace(self.pristine, **edit.replaced)
         return TypedView(self._codec, key, pristine, edit.sections)
 
-    def advanced(self, key: object, old_raw: dict[str, Any], new_raw: dict[str, Any]
-                 ) -> TypedView | None:
+    def advanced(self, key: object, old_raw: dict[str, Any], new_raw: dict[str, Any],
+                 opener: SecretOpener | None = None) -> TypedView | None:
         """The view of `new_raw`, a later document of the same history as `old_raw` (this
         view's), made by re-converting only the top-level sections that changed. The
         log's replay is copy-on-write, so a section it did not touch is the very same
         object in both documents (events of other writers, caught up on, cost what they
         changed, not the config's size). None when that cannot be done here (a section
-        removed or invalid, an old alias): the caller converts the whole document."""
+        removed or invalid, an old alias): the caller converts the whole document.
+        `opener` opens secrets for the conversion (default: the codec's vault; a write
+        passes its transaction's, which also opens what it sealed but did not commit)."""
+        opener = opener or self._codec.opener
         replaced: dict[str, Any] = {}
         sections = self.sections
         for raw_key in old_raw.keys() | new_raw.keys():
@@ -343,7 +346,7 @@ class TypedView:
             if value is MISSING or field.key in _ALIASED:
                 return None
             try:
-                typed = section_to_typed(value, field.node, self._codec.opener)
+                typed = section_to_typed(value, field.node, opener)
                 data = self._codec.encoder.encode(typed)
             except (msgspec.ValidationError, TypeError, ValueError):
                 return None
