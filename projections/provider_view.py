@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import msgspec
 
-from ledger.core.document import Doc
+from ledger.core.document import Doc, copy_value
 from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
 from ledger.errors import ParseError
 
@@ -68,7 +68,8 @@ def keys_view(doc: Doc, opener: SecretOpener | None = None) -> dict[str, Provide
             models=[m for m in entry.get("models", []) if isinstance(m, str)],
             display_name=entry.get("displayName") if isinstance(
                 entry.get("displayName"), str) else None,
-            extra={k: v for k, v in entry.items() if k not in FIELDS},
+            # the caller's own copy: nested tables/lists of the cached state never leak
+            extra={k: copy_value(v) for k, v in entry.items() if k not in FIELDS},
         )
     return out
 

@@ -22,6 +22,7 @@ from ledger.errors import ConfigValidationError
 __all__ = [
     "MISSING",
     "apply_changes",
+    "copy_value",
     "diff_documents",
     "get_value",
     "leaves",
@@ -48,6 +49,17 @@ class _Missing:
 
 
 MISSING: Final = _Missing()
+
+
+def copy_value(value: Any) -> Any:
+    """A document value (a table, a list, a leaf) as the caller's own: every table and
+    list at any depth copied; leaves (text, numbers, `SecretRef`s, dates) are immutable
+    and shared. The one copy for whatever a read hands out of a cached state."""
+    if isinstance(value, dict):
+        return {k: copy_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_value(v) for v in value]
+    return value
 
 
 def get_value(doc: Mapping[str, Any], path: KeyPath) -> Any:

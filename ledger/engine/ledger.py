@@ -49,7 +49,7 @@ from ledger.backends.base import (
     raise_format,
 )
 from ledger.core.chain import GENESIS, VerifyReport, link, verify_records
-from ledger.core.document import apply_changes
+from ledger.core.document import apply_changes, copy_value
 from ledger.core.events import (
     KIND_CHANGE,
     KIND_SHRED,
@@ -510,7 +510,11 @@ class Ledger:
         rec = self._record(txn, head, KIND_CHANGE, payload, p.actor, p.reason, p.source,
                            sign=False)  # the group signs its last event (_commit_group)
         req.record = rec
-        new_state = fold(state, rec, changes)
+        # the state keeps its own tables and lists: the changes may hold the caller's
+        # objects (or another state's), and the Commit hands them back out
+        new_state = fold(state, rec, [
+            msgspec.structs.replace(c, value=copy_value(c.value))
+            if isinstance(c.value, (dict, list)) else c for c in changes])
         if should_snapshot(seq, self.snapshot_every):
             self._put_snapshot(txn, new_state)
         if p.on_fold is not None:

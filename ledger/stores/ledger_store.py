@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ledger.backends.base import Backend
 from ledger.backends.sqlite import SqliteBackend, Synchronous
 from ledger.core.chain import VerifyReport
-from ledger.core.document import Doc, get_value, normalize_document
+from ledger.core.document import Doc, copy_value, get_value, normalize_document
 from ledger.core.events import Event
 from ledger.core.keypaths import KeyPath
 from ledger.engine.ledger import Commit, Ledger
@@ -131,7 +131,8 @@ class LedgerConfigStore(ConfigStore):
     async def raw_document(self, at: Ref | None = None) -> Doc:
         state = self.ledger.head_state() if at is None else self.ledger.state_at(
             self.resolve_ref(at))
-        return _deep_copy(state.config)
+        copied: Doc = copy_value(state.config)  # the caller's own, at every depth
+        return copied
 
     def effective_layers(self, flags: Flags, env: Mapping[str, str] | None) -> Effective:
         layers = _layers()
@@ -364,11 +365,6 @@ def _packed(codec: TypedCodec, config: MoltisConfig, data: bytes) -> bytes:
     config (its JSON is `data` again); else b"": the reads stay on the JSON."""
     pack = codec.pack_encoder.encode(config)
     return pack if codec.encoder.encode(codec.pack_decoder.decode(pack)) == data else b""
-
-
-def _deep_copy(doc: Doc) -> Doc:
-    return {k: _deep_copy(v) if isinstance(v, dict) else (list(v) if isinstance(v, list) else v)
-            for k, v in doc.items()}
 
 
 class SqliteConfigStore(LedgerConfigStore):
