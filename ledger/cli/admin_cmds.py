@@ -240,11 +240,12 @@ def bundle(state: State, target: str, with_secrets: bool) -> None:
         moltis-ledger bundle -o ledger.bundle
         moltis-ledger bundle -o full.bundle --with-secrets
     """
-    from ledger.files.safe_io import create_private
+    from ledger.files.safe_io import create_private, refuse_special
     from ledger.ops.export import write_bundle
 
     ledger = state.store().ledger
     path = Path(target)
+    refuse_special(path, "the bundle")  # a FIFO or device there is never replaced
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # 0600 from the first byte, never through a link, in a checked directory; the
     # rename below replaces a link at `path` rather than following it
@@ -256,6 +257,7 @@ def bundle(state: State, target: str, with_secrets: bool) -> None:
                                  with_secrets=with_secrets)
             f.flush()
             os.fsync(f.fileno())
+        refuse_special(path, "the bundle")
         tmp.replace(path)
     finally:
         with contextlib.suppress(FileNotFoundError):

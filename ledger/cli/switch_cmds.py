@@ -399,7 +399,7 @@ def unseal_backup(state: State, folder: str, out_dir: str) -> None:
     """
     from ledger.engine.vault import KeySource
     from ledger.files.dirs import ensure_private_dir
-    from ledger.files.safe_io import replace_file
+    from ledger.files.safe_io import write_private
     from ledger.ops.migrate import open_backup
 
     keys = KeySource(key_file=dirs.default_key_file(state.config_home), env=os.environ)
@@ -415,7 +415,9 @@ def unseal_backup(state: State, folder: str, out_dir: str) -> None:
     ensure_private_dir(target)
     written = []
     for name, data in files.items():
-        replace_file(target / name, data)
+        # files this command produces: a link there is replaced, never followed, and a
+        # FIFO or device is refused by name (write_private)
+        write_private(target / name, data)
         written.append(str(target / name))
     if state.json:
         state.out.json({"files": written})

@@ -45,7 +45,7 @@ from ledger.files.dirs import ensure_private_dir
 
 __all__ = ["ConfigFormat", "check_directory", "config_format", "create_private", "locked",
            "os_error", "overwrite_private", "parse_document", "read_file", "read_regular",
-           "read_regular_stat", "replace_file",
+           "read_regular_stat", "refuse_special", "replace_file",
            "write_private"]
 
 _log = get_logger("ledger.files.safe_io")
@@ -329,6 +329,15 @@ def _refuse_non_regular(path: Path, what: str, st: os.stat_result | None) -> Non
                            "remove it (the next write creates the file)")
 
 
+def refuse_special(path: Path, what: str) -> None:
+    """Refuse (UnsafePathError naming it) a FIFO, device node, socket or directory at
+    `path`, which a write by rename would replace with a regular file (a consumer
+    reading the FIFO waits for ever; `-o /dev/null` run as root would replace the
+    system's device). A regular file, a symbolic link (replaced, never followed) or
+    nothing there is fine. For every rename-based writer: `replace_file`, bundles."""
+    _refuse_non_regular(path, what, _lstat(path))
+
+
 def write_private(path: Path, data: bytes) -> os.stat_result:
     """Atomically make `path` hold `data` (0600), for files this library produces
     (exports, bundles, mirrors): a symbolic link at `path` is replaced by the file,
@@ -466,6 +475,7 @@ def replace_file(path: Path, data: bytes, *, follow_symlinks: bool = True) -> os
     else:
         target = path
     check_directory(target.parent)
+    refuse_special(target, target.name)
     ensure_private_dir(target.parent)
     tmp = target.with_name(f".{target.name}.{os.urandom(6).hex()}.tmp")
     fd: int | None = None
@@ -477,6 +487,7 @@ def replace_file(path: Path, data: bytes, *, follow_symlinks: bool = True) -> os
         st = os.fstat(fd)
         os.close(fd)
         fd = None
+        refuse_special(target, target.name)  # again: a node made while we wrote
         os.replace(tmp, target)
     except OSError as err:
         if fd is not None:

@@ -199,7 +199,12 @@ def _check_version(path: Path, version: Any) -> None:
 
 def read_bundle(path: Path) -> Bundle:
     try:
-        lines = read_regular(path, MAX_BUNDLE_BYTES, what="bundle").decode("utf-8").splitlines()
+        text = read_regular(path, MAX_BUNDLE_BYTES, what="bundle").decode("utf-8")
+        # one document per "\n"-ended line; never str.splitlines(), which also breaks at
+        # U+2028, U+0085, \x1c.. that a value's text holds unescaped
+        lines = text.split("\n")
+        if lines and not lines[-1]:
+            lines.pop()
     except (OSError, UnicodeDecodeError) as err:
         raise ParseError(f"{path}: cannot read the bundle: {err}") from err
     if not lines:

@@ -43,6 +43,7 @@ from ledger.files.safe_io import (
     create_private,
     locked,
     read_file,
+    refuse_special,
     write_private,
 )
 from ledger.ops.backup_reseal import reseal_ledger_backups
@@ -254,6 +255,7 @@ def _finish(keys: KeySource, old_key: bytes | None, new_key: bytes, data_dir: Pa
     if move:
         # over the key itself, never over a link to it (the link stays the operator's)
         check_directory(keys.key_target.parent)
+        refuse_special(keys.key_target, "the key file")
         os.replace(keys.staged_file, keys.key_target)  # the old key is gone from disk
         _fsync_dir(keys.key_target.parent)
         keys.use(new_key)
