@@ -31,6 +31,10 @@ def test_only_what_fn_reads_is_copied_and_compared():
         seen.append(cfg)
         cfg.tools.agent_timeout_secs = 601
 
+    run(store.load_raw())
+    before = store.ledger._view
+    assert before is not None
+    old = before.pristine
     commit = run(store.update_raw(fn, actor="me"))
     assert [c.path for c in commit.changes] == [("tools", "agent_timeout_secs")]
     view = store.ledger._view
@@ -42,11 +46,18 @@ def test_only_what_fn_reads_is_copied_and_compared():
         return [n for n, x, y in zip(names, msgspec.structs.astuple(a),
                                      msgspec.structs.astuple(b), strict=True) if x is not y]
 
-    # the next view shares every untouched part with the copy fn got: nothing of them
-    # was copied, encoded or decoded; in `tools`, only the leaf fn set is its own
-    assert own(copy, pristine, fields) == ["tools"]
-    assert own(copy.tools, pristine.tools,
-               type(pristine.tools).__struct_fields__) == ["agent_timeout_secs"]
+    # the next view shares every untouched part with the view before: nothing of them
+    # was encoded or decoded; in `tools`, only the leaf fn set is its own
+    assert own(pristine, old, fields) == ["tools"]
+    assert own(pristine.tools, old.tools,
+               type(old.tools).__struct_fields__) == ["agent_timeout_secs"]
+    # the copy fn got holds a shallow twin of each section (so C-level readers of the
+    # root never reach the view's instances: review r6 F5), whose slots are the view's
+    sections = msgspec.structs.astuple(copy)
+    assert not [n for n, x, y in zip(fields, sections, msgspec.structs.astuple(old),
+                                     strict=True) if x is y and isinstance(y, msgspec.Struct)]
+    server = sections[fields.index("server")]
+    assert own(server, old.server, type(old.server).__struct_fields__) == []
 
 
 def test_the_copy_never_exposes_the_views_own_instances():

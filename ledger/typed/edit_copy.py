@@ -11,15 +11,17 @@ section (issue 16):
   list or dict a private container (`_List`/`_Dict`) whose Structs are twin copies and
   whose nested lists and dicts are copied. Scalars and `Secret`s are immutable and
   stay shared. So no attribute read ever hands out the view's own instance, and
-  nothing is decoded. (C-level readers such as `msgspec.structs.astuple` see the slots
-  as they are, as they always did for the root's untouched sections: values to read,
-  not to change.)
+  nothing is decoded. The root's own slots are filled at once (`edit_copy`), so the
+  C-level readers of the config (`copy.copy`, `structs.replace`, `asdict`, `astuple`)
+  see private sections too; a C-level reader of a section's twin sees that section's
+  slots as they are (one more step: values to read, not to change).
 * **What changed is found by identity.** A slot `fn` never read still holds the
-  view's own object; `walk` skips those (`is`), and descends only into the twins and
-  private dicts `fn` read. A value that is not the same object is *canonicalized*:
-  encoded and decoded with the schema's type for exactly that position (the decode the
-  whole section used to get, now for the changed value alone: the same msgspec types,
-  constraints and free-form secret handling), then compared with the old value. The
+  view's own object (below the root); `walk` skips those (`is`), and descends only
+  into the twins and private dicts `fn` read. A value that is not the same object is
+  *canonicalized*: encoded and decoded with the schema's type for exactly that
+  position (the decode the whole section used to get, now for the changed value
+  alone: the same msgspec types, constraints and free-form secret handling), then
+  compared with the old value. The
   raw changes for a changed value come from `convert`'s own `_diff_value`, so they are
   exactly those the whole-section comparison made.
 * **The next view is patched.** Each changed Struct is `msgspec.structs.replace`d
@@ -86,12 +88,28 @@ def _read(self: msgspec.Struct, name: str) -> Any:
     return private
 
 
+def _equal(self: msgspec.Struct, other: object) -> bool:
+    """A twin equals what it copies (a twin or the Struct itself) field by field, as
+    the Struct's own `==` would: `fn` may compare its copy with a config it holds."""
+    base = _BASES[type(self)]
+    if _BASES.get(type(other), type(other)) is not base:
+        return NotImplemented  # type: ignore[no-any-return]
+    assert isinstance(other, msgspec.Struct)
+    return bool(msgspec.structs.astuple(self) == msgspec.structs.astuple(other))
+
+
+def _unequal(self: msgspec.Struct, other: object) -> bool:
+    equal = _equal(self, other)
+    return equal if equal is NotImplemented else not equal
+
+
 def _twin(cls: type) -> type:
     twin = _TWINS.get(cls)
     if twin is None:
         def body(ns: dict[str, Any]) -> None:
             ns.update(__getattribute__=_read, __module__=cls.__module__,
-                      __qualname__=cls.__qualname__)
+                      __qualname__=cls.__qualname__, __eq__=_equal,
+                      __ne__=_unequal, __hash__=cls.__hash__)
 
         twin = types.new_class(cls.__name__, (cls,), {}, body)
         _BASES[twin] = cls
@@ -134,8 +152,38 @@ def _element(value: Any) -> Any:
 
 
 def edit_copy(pristine: msgspec.Struct) -> Any:
-    """A copy of `pristine` for `fn` to change (see the module docstring)."""
-    return _struct_copy(pristine)
+    """A copy of `pristine` for `fn` to change (see the module docstring). Its own
+    slots are filled at once (a twin per section, a private map: `__copy__` and a class
+    swap each, nothing decoded), so the C-level readers of the root (`copy.copy`,
+    `msgspec.structs.replace`, `asdict`, `astuple`) never hand out one of the view's
+    instances: an edit made through them is this copy's and is recorded (review r6
+    F5/F5b), and the view's `pristine`, the base of every later diff and of the
+    section JSON, is never changed by `fn`."""
+    copy = _struct_copy(pristine)
+    for name in type(pristine).__struct_fields__:
+        value = object.__getattribute__(copy, name)
+        if type(value) not in _KEEP:
+            # a map as a plain dict (an empty one is then still left out by the
+            # encoding's omit_defaults, as the view's own is), its entries copied
+            msgspec.Struct.__setattr__(copy, name, _element(value))
+    return copy
+
+
+def _untouched_map(a: Any, b: Any) -> bool:
+    """Whether `b` is `edit_copy`'s copy of the root map `a`, nothing in it changed:
+    the same keys in the same order, each entry the view's own value or a twin whose
+    slots are still the view's."""
+    if type(a) is not dict or type(b) is not dict or len(a) != len(b) or list(a) != list(b):
+        return False
+    for key, av in a.items():
+        bv = b[key]
+        if bv is av:
+            continue
+        if _BASES.get(type(bv)) is not type(av) or not all(
+                x is y for x, y in zip(msgspec.structs.astuple(bv),
+                                       msgspec.structs.astuple(av), strict=True)):
+            return False
+    return True
 
 
 class Unsure(Exception):  # noqa: N818 (a verdict, not a failure: the caller falls back)
@@ -166,7 +214,7 @@ def walk(old: msgspec.Struct, new: msgspec.Struct, raw: dict[str, Any], canon: C
     except AttributeError:  # a field fn deleted
         raise Unsure from None
     for (fn, _flat), a, b in zip(info.positions, olds, news, strict=True):
-        if a is b:
+        if a is b or _untouched_map(a, b):
             continue
         # like `diff_top_level`: the root's old names are not dropped here
         walker = _Walker(canon)
