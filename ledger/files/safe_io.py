@@ -45,8 +45,7 @@ from ledger.files.dirs import ensure_private_dir
 
 __all__ = ["ConfigFormat", "check_directory", "config_format", "create_private", "locked",
            "os_error", "overwrite_private", "parse_document", "read_file", "read_regular",
-           "read_regular_stat", "refuse_special", "replace_file",
-           "write_private"]
+           "read_regular_stat", "refuse_special", "replace_file", "write_private"]
 
 _log = get_logger("ledger.files.safe_io")
 READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
@@ -322,19 +321,15 @@ def _lstat(path: Path) -> os.stat_result | None:
 
 
 def _refuse_non_regular(path: Path, what: str, st: os.stat_result | None) -> None:
-    """UnsafePathError when `st` (None: nothing there yet) is neither a regular file nor
-    a symbolic link (refused by O_NOFOLLOW, with its own message)."""
+    """UnsafePathError when `st` (None: nothing yet) is not a regular file or a link."""
     if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISLNK(st.st_mode):
         raise _not_regular(path, f"write {what}", st.st_mode,
                            "remove it (the next write creates the file)")
 
 
 def refuse_special(path: Path, what: str) -> None:
-    """Refuse (UnsafePathError naming it) a FIFO, device node, socket or directory at
-    `path`, which a write by rename would replace with a regular file (a consumer
-    reading the FIFO waits for ever; `-o /dev/null` run as root would replace the
-    system's device). A regular file, a symbolic link (replaced, never followed) or
-    nothing there is fine. For every rename-based writer: `replace_file`, bundles."""
+    """Refuse by name a FIFO, device, socket or directory that a rename would replace
+    (`-o /dev/null` as root); a regular file, a link or nothing there is fine."""
     _refuse_non_regular(path, what, _lstat(path))
 
 
