@@ -20,7 +20,7 @@
   never waited on or written to;
 * `write_private(path, data)`: `replace_file` for files this library produces
   (exports, bundles, mirrors): a link planted at the target is replaced, never
-  followed.
+  followed; both refuse a FIFO or device at the target (`refuse_special`).
 
 Every file the library writes goes through these, so none is created through a
 symbolic link or readable by others, whatever the umask.
@@ -328,8 +328,7 @@ def _refuse_non_regular(path: Path, what: str, st: os.stat_result | None) -> Non
 
 
 def refuse_special(path: Path, what: str) -> None:
-    """Refuse by name a FIFO, device, socket or directory that a rename would replace
-    (`-o /dev/null` as root); a regular file, a link or nothing there is fine."""
+    """Refuse by name a FIFO, device, socket or directory a rename would replace."""
     _refuse_non_regular(path, what, _lstat(path))
 
 
@@ -470,7 +469,7 @@ def replace_file(path: Path, data: bytes, *, follow_symlinks: bool = True) -> os
     else:
         target = path
     check_directory(target.parent)
-    refuse_special(target, target.name)
+    refuse_special(target, target.name)  # never rename over a FIFO or device
     ensure_private_dir(target.parent)
     tmp = target.with_name(f".{target.name}.{os.urandom(6).hex()}.tmp")
     fd: int | None = None
@@ -482,7 +481,6 @@ def replace_file(path: Path, data: bytes, *, follow_symlinks: bool = True) -> os
         st = os.fstat(fd)
         os.close(fd)
         fd = None
-        refuse_special(target, target.name)  # again: a node made while we wrote
         os.replace(tmp, target)
     except OSError as err:
         if fd is not None:
