@@ -8,7 +8,7 @@ or stores. All SQL lives in the backend modules; nothing above them changes per 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Final, NamedTuple, Protocol
 
@@ -218,11 +218,14 @@ class Backend(Protocol):
     # for a reason, e.g. the fallback after a failed writable open); "" for the default.
     read_only_reason: str
 
-    def write(self, *, wait: bool = True) -> AbstractContextManager[WriteTxn]:
+    def write(self, *, wait: bool = True, while_waiting: Callable[[], object] | None = None
+              ) -> AbstractContextManager[WriteTxn]:
         """Begin the one writer transaction. Appends serialize on it (SQLite: BEGIN
         IMMEDIATE; PostgreSQL: an advisory append lock), which keeps seq order
         equal to commit order. With `wait=False` a held lock raises StoreBusyError at
-        once instead of waiting for the busy timeout."""
+        once instead of waiting for the busy timeout. `while_waiting()`, where the
+        backend can run it (SQLite's queue of writer processes), is called now and then
+        while this writer waits for other processes' writers; it must not raise."""
         ...
 
     def head(self) -> Head: ...

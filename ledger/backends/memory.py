@@ -6,7 +6,7 @@ from __future__ import annotations
 import bisect
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from ledger.backends.base import (
@@ -121,7 +121,9 @@ class MemoryBackend:
         return ("memory", self._group_token)
 
     @contextmanager
-    def write(self, *, wait: bool = True) -> Iterator[_MemoryTxn]:
+    def write(self, *, wait: bool = True, while_waiting: Callable[[], object] | None = None
+              ) -> Iterator[_MemoryTxn]:
+        # no other process writes here: `while_waiting` has nothing to catch up on
         if not self._lock.acquire(blocking=wait):
             raise StoreBusyError("the in-memory ledger is locked by another writer")
         try:

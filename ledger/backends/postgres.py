@@ -77,7 +77,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import blake3
@@ -739,7 +739,9 @@ class PostgresBackend:
                 self._writer_lock.release()
 
     @contextlib.contextmanager
-    def write(self, *, wait: bool = True) -> Iterator[_PgTxn]:
+    def write(self, *, wait: bool = True, while_waiting: Callable[[], object] | None = None
+              ) -> Iterator[_PgTxn]:
+        # `while_waiting` is not called: the wait is one blocking statement on the server
         if self.read_only:
             raise ReadOnlyError(self.read_only_reason
                                 or f"{self.location}: the ledger was opened read-only")

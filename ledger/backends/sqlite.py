@@ -21,7 +21,7 @@ import errno
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import chain, starmap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -375,11 +375,13 @@ class _Write:
     of writer processes (write_queue), then one transaction. A class rather than a
     generator-based context manager: every append enters and leaves one (issue 16)."""
 
-    __slots__ = ("_backend", "_queue", "_txn", "_wait")
+    __slots__ = ("_backend", "_idle", "_queue", "_txn", "_wait")
 
-    def __init__(self, backend: SqliteBackend, wait: bool) -> None:
+    def __init__(self, backend: SqliteBackend, wait: bool,
+                 idle: Callable[[], object] | None) -> None:
         self._backend = backend
         self._wait = wait
+        self._idle = idle  # what the writer does if it has to wait (Backend.write)
         self._queue: WriteQueue | None = None
 
     def __enter__(self) -> _SqliteTxn:
@@ -391,7 +393,8 @@ class _Write:
                 # other processes' writers first (write_queue): the same busy timeout
                 # bounds the wait there and at SQLite's lock together
                 b._fair_wait.since = time.monotonic()
-                if not queue.take(b._fair_wait.timeout_s if self._wait else 0.0):
+                if not queue.take(b._fair_wait.timeout_s if self._wait else 0.0,
+                                  self._idle):
                     b._fair_wait.since = None
                     raise StoreBusyError(f"{b.location}: the ledger is locked by another "
                                          "writer (starting a write)")
@@ -598,13 +601,14 @@ class SqliteBackend:
         st = os.stat(self.path)
         return ("sqlite", st.st_dev, st.st_ino, self._synchronous)
 
-    def write(self, *, wait: bool = True) -> _Write:
+    def write(self, *, wait: bool = True, while_waiting: Callable[[], object] | None = None
+              ) -> _Write:
         """The one write transaction (BEGIN IMMEDIATE), after other processes' writers
         (the write queue); committed when the block ends, rolled back if it raises."""
         if self.read_only:
             raise ReadOnlyError(self.read_only_reason
                                 or f"{self.location}: the ledger was opened read-only")
-        return _Write(self, wait)
+        return _Write(self, wait, while_waiting)
 
     def _begin(self, wait: bool) -> _SqliteTxn:
         c = self._conn

@@ -375,13 +375,17 @@ class Ledger:
                source: str = "api", expected_seq: int | None = None,
                rollback_to: int | None = None, wait: bool = True,
                on_fold: Callable[[ConfigState], None] | None = None,
-               meta: dict[str, str] | None = None) -> Commit:
+               meta: dict[str, str] | None = None,
+               prepare: Callable[[ConfigState], object] | None = None) -> Commit:
         """Append one change event built from the current head, or nothing.
 
         `build(state, sealer)` returns the changes; if it raises, or returns none, the
         ledger is unchanged. With `expected_seq`, a head that moved raises ConflictError.
         `meta` entries (which `build` may fill in) are written in the same transaction.
         `on_fold(new_state)` runs once the event is folded (before the commit is durable).
+        `prepare(state)` may run, before `build`, on states the head passes through while
+        this write waits for other processes' writers (e.g. to build what `build` will
+        need of a state outside the lock); it must not change the ledger.
 
         Concurrent appends from this process are committed in groups (one transaction,
         one fsync; see `ledger.engine.group_commit`); each returns only after the commit
@@ -389,7 +393,7 @@ class Ledger:
         """
         actor, reason, source = self._check_meta(actor, reason, source)  # loads WriteDeps
         req = WriteDeps.Request(self, Append(build, actor, reason, source, expected_seq,
-                                             rollback_to, on_fold, meta))
+                                             rollback_to, on_fold, meta, prepare))
         if self._committer is None:
             self._commit_group([req], wait)
             result: Commit = req.outcome()
@@ -411,7 +415,10 @@ class Ledger:
             # No change poll here: the head read inside the write transaction is what
             # tells whether another writer appended (it must be read there anyway).
             state = self._state if self._state is not None else self.head_state()
-            with self.backend.write(wait=wait) as txn:
+            with self.backend.write(wait=wait,
+                                    while_waiting=self._while_waiting(batch, wait)) as txn:
+                if self._state is not None:
+                    state = self._state  # caught up while waiting (WaitWork)
                 head = txn.head()
                 if head.seq != state.seq or head.hash != state.hash:
                     last = shared.get("state")
@@ -461,6 +468,12 @@ class Ledger:
                     _log.info("appended", seq=commit.seq, actor=req.params.actor,
                               source=req.params.source, paths=commit.paths, group=len(batch),
                               duration_ms=took)
+
+    def _while_waiting(self, batch: list[Request], wait: bool
+                       ) -> Callable[[], None] | None:
+        """What this write does while it waits for other processes' writers: catch up
+        and prepare outside the lock (ledger.engine.write_wait)."""
+        return WriteDeps.WaitWork(self, batch) if wait else None
 
     def _check_group_alive(self, txn: WriteTxn, err: BaseException | None) -> None:
         """After a member failed (and before signing): is the group's transaction still
@@ -578,7 +591,8 @@ class Ledger:
                                                 edit.problem.split(":", 1)[0])
             return changes
 
-        return self.append(build, on_fold=lambda s: self._adopt(s, result), **kw)
+        return self.append(build, on_fold=lambda s: self._adopt(s, result),
+                           prepare=self._view_for, **kw)
 
     def save_typed(self, cfg: MoltisConfig, **kw: Any) -> Commit:
         """Make the head's typed view equal `cfg` (unknown raw keys are kept)."""

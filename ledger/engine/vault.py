@@ -530,6 +530,17 @@ class Vault:
             return None
         return (_file_id(self.keys.key_file), _file_id(self.keys.staged_file))
 
+    def confirm(self, head: tuple[int, bytes], key_check: str | None) -> bool:
+        """`key_check`, read outside a write transaction in the same read as a head MAC
+        for `head` (seq, hash) that checks with the held key: if it is the held key's,
+        a write based on exactly `head` skips the key check read (`integrity_now`; a
+        rotation moves the head in the transaction that changes the key check). False,
+        and nothing remembered, otherwise."""
+        if not self.holds(key_check):
+            return False
+        self._confirmed_at = head
+        return True
+
     def integrity_now(self, txn: WriteTxn, base: tuple[int, bytes] | None = None,
                       new_head: tuple[int, bytes] | None = None) -> IntegrityKeys | None:
         """`integrity(txn)` under the key the ledger holds in this write transaction:

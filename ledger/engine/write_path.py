@@ -21,6 +21,7 @@ from projections.config_view import ConfigState
 
 if TYPE_CHECKING:
     from ledger.engine.group_commit import Request
+    from ledger.engine.write_wait import WaitWork
     from ledger.typed.changes import Sealer
 
 __all__ = ["Append", "Build", "JustSealed", "TxnSealer", "WriteDeps", "load_write_deps",
@@ -84,6 +85,9 @@ class Append(NamedTuple):
     rollback_to: int | None
     on_fold: Callable[[ConfigState], None] | None
     meta: dict[str, str] | None
+    # what `build` will need of a state, made ready while waiting for the write lock
+    # (ledger.engine.write_wait), so that little of it is left to do holding the lock
+    prepare: Callable[[ConfigState], object] | None = None
 
 
 class WriteDeps:
@@ -93,6 +97,7 @@ class WriteDeps:
 
     loaded = False
     Request: type[Request]
+    WaitWork: type[WaitWork]
     resolve_actor: Callable[[str | None], str]
     check_reason: Callable[[str | None], str]
     # `Ledger.update_typed`'s (the typed layer), kept by its first call
@@ -119,7 +124,11 @@ def load_write_deps() -> None:
     # lazy: only a write commits; a read (`get`) starts without it
     from ledger.engine.group_commit import Request
 
+    # lazy: only a write that may wait for other processes' writers runs it
+    from ledger.engine.write_wait import WaitWork
+
     WriteDeps.Request = Request
+    WriteDeps.WaitWork = WaitWork
     WriteDeps.resolve_actor, WriteDeps.check_reason = resolve_actor, check_reason
     WriteDeps.loaded = True
 
