@@ -1,13 +1,14 @@
 """Writer processes (issue 16, figure 8): what a writer does while it waits for the
 others (ledger.engine.write_wait), and one checkpoint cadence for all writers.
 
-A writer waiting in the queue of writer processes catches up on what the writers ahead
-of it commit, builds the typed view its edit starts from, and checks the head MAC they
-left, before its turn, so that holding the lock it only has the events committed since.
-Nothing of it decides what is written: a history changed under a waiting writer is
-refused by its write as before. Another writer's checkpoint signature, once it checks,
-counts for this writer's cadence too (one checkpoint per CHECKPOINT_EVERY events of the
-ledger, not one per process); a forged one does not.
+A writer that has to wait in the queue of writer processes first catches up on what
+the other writers committed since its last write, builds the typed view its edit
+starts from, and checks the head MAC they left, so that holding the lock it only has
+the events committed since. Nothing of it decides what is written: a history changed
+under a waiting writer is refused by its write as before. A checkpoint signature
+another writer made on the very head a write appends onto, once it checks, counts for
+this writer's cadence too (one checkpoint per CHECKPOINT_EVERY events of the ledger,
+not one per process); a forged one does not.
 
 The other writer process is played, where a real queue wait is needed, by the test
 holding the queue's lock through its own open file (as another process's writer would)
@@ -24,8 +25,10 @@ from pathlib import Path
 import apsw
 
 from ledger import SqliteConfigStore
+from ledger.backends.base import HEAD_SIGNATURE
 from ledger.backends.sqlite import SqliteBackend
 from ledger.core.chain import link
+from ledger.engine.integrity_keys import HeadSignature
 from ledger.engine.ledger import Ledger
 from ledger.errors import VerificationError
 from tests.test_write_queue import hold, increment, new_store, wait_until
@@ -145,3 +148,80 @@ def test_a_history_changed_under_a_waiting_writer_is_refused_by_its_write(tmp_pa
     assert isinstance(write.errors[0], VerificationError), write.errors[0]
     assert other.backend.head().seq == head.seq + 1  # the waiting writer wrote nothing
     other.close()
+
+
+def signature_seq(path: Path) -> int | None:
+    text = meta_row(path, HEAD_SIGNATURE)
+    return None if text is None else HeadSignature.decode(text).seq
+
+
+def checkpoint_at_nine(path: Path) -> tuple[SqliteConfigStore, Ledger]:
+    """Two writers of one ledger, checkpoints every 8 events: the first signs event 1
+    (its first append), the second event 2 (its first append), the first event 9.
+    By its own count the second's next checkpoint is event 10, its next append."""
+    first = new_store(path)
+    second = other_writer(path)
+    for ledger in (first.ledger, second):
+        ledger.voucher.every, ledger.voucher.secs = 8, 3600.0
+    second.update_typed(increment, actor="second")
+    assert signature_seq(path) == 2
+    for _ in range(7):
+        first.ledger.update_typed(increment, actor="first")
+    assert signature_seq(path) == 9
+    return first, second
+
+
+def test_another_writers_checkpoint_counts_for_this_writers_cadence(tmp_path):
+    path = tmp_path / "w.db"
+    first, second = checkpoint_at_nine(path)
+    second.update_typed(increment, actor="second")  # event 10, onto the checkpoint
+    assert signature_seq(path) == 9  # not another checkpoint one event after the last
+    for _ in range(7):
+        second.update_typed(increment, actor="second")
+    assert signature_seq(path) == 17  # eight events after the first writer's
+    report = second.verify()
+    assert report.ok, report.problem
+    second.close()
+    first.ledger.close()
+
+
+def test_a_forged_checkpoint_signature_holds_no_writer_back(tmp_path):
+    path = tmp_path / "w.db"
+    first, second = checkpoint_at_nine(path)
+    text = meta_row(path, HEAD_SIGNATURE)
+    assert text is not None
+    # the row as someone without the key would leave it: a signature that does not
+    # check (its last byte changed), for the same event
+    sig = HeadSignature.decode(text)
+    bad = sig.signature[:-1] + bytes([sig.signature[-1] ^ 1])
+    set_meta_row(path, HEAD_SIGNATURE,
+                 HeadSignature(sig.seq, sig.hash, sig.public, bad, sig.version).encode())
+    second.update_typed(increment, actor="second")
+    # not taken for a checkpoint: event 10 is one, as without the forged row
+    assert signature_seq(path) == 10
+    second.close()
+    first.ledger.close()
+
+
+def test_writers_taking_turns_make_one_checkpoint_per_window(tmp_path):
+    path = tmp_path / "w.db"
+    every = 8
+    a = new_store(path).ledger
+    b = other_writer(path)
+    for ledger in (a, b):
+        ledger.voucher.every, ledger.voucher.secs = every, 3600.0
+    seen: list[str | None] = []
+    events = 0
+    for turn in range(12 * every):
+        (a, b)[turn % 2].update_typed(increment, actor=f"w{turn % 2}")
+        events += 1
+        text = meta_row(path, HEAD_SIGNATURE)
+        if text not in seen:
+            seen.append(text)
+    # one checkpoint per `every` events of the ledger (plus each process's first
+    # append); a cadence per process makes about twice as many
+    assert len(seen) <= events // every + 2
+    report = a.verify()
+    assert report.ok, report.problem
+    a.close()
+    b.close()

@@ -206,7 +206,8 @@ class HeadVoucher:
     """One ledger's memory of the head it vouched for last and of its last signature,
     and the checkpoint policy (ledger.engine.integrity_keys)."""
 
-    __slots__ = ("checked", "every", "secs", "signed", "to_mark", "vouched")
+    __slots__ = ("_seen_signature", "checked", "every", "secs", "signed", "to_mark",
+                 "vouched")
 
     def __init__(self, every: int = CHECKPOINT_EVERY, secs: float = CHECKPOINT_SECS) -> None:
         self.every, self.secs = every, secs
@@ -220,6 +221,7 @@ class HeadVoucher:
         # (seq, hash, public key) of another writer's head whose stored MAC this ledger
         # checked while waiting for the write lock (`checked_ahead`)
         self.checked: tuple[int, bytes, bytes] | None = None
+        self._seen_signature: str | None = None  # the last signature row `_signed_at` read
 
     def knows(self, head: tuple[int, bytes], keys: IntegrityKeys,
               shared: dict[str, Any] | None) -> bool:
@@ -269,12 +271,40 @@ class HeadVoucher:
             if problem is not None:
                 return problem
         txn.set_meta(HEAD_MAC, keys.mac_head(ledger_id, last.seq, last.hash).encode())
-        if self.due(last.seq, last.ts):
+        if self.due(last.seq, last.ts) and not self._signed_at(txn, keys, ledger_id, parent,
+                                                              first.ts):
             txn.set_meta(HEAD_SIGNATURE, keys.sign_head(last.seq, last.hash, ledger_id).encode())
             self.signed = (last.seq, last.ts)
             self.to_mark = (last.seq, last.hash)
         self.remember((last.seq, last.hash), keys, shared)
         return None
+
+    def _signed_at(self, txn: WriteTxn, keys: IntegrityKeys, ledger_id: bytes,
+                   parent: tuple[int, bytes], ts: int) -> bool:
+        """At a checkpoint this ledger would sign: did another writer (another process)
+        sign exactly `parent` (seq, hash), the head this transaction appends onto, after
+        this ledger's last signature? Then the checkpoint is that one, and the next is
+        counted from it (`signed`; `ts`, this append's time, stands for the parent's):
+        one checkpoint every CHECKPOINT_EVERY events of the ledger, whoever writes them,
+        rather than one per writer process. Only a signature that checks counts (an
+        Ed25519 check, about twice a signature's cost, once per window): a forged row
+        must not hold back this writer's checkpoints, nor the head mark they raise."""
+        last = self.signed
+        if last is None:  # a process's first append always signs (a CLI write's one)
+            return False
+        text = txn.get_meta(HEAD_SIGNATURE)
+        if text is None or text == self._seen_signature:
+            return False
+        self._seen_signature = text  # judged once
+        try:
+            sig = HeadSignature.decode(text)
+        except ValueError:
+            return False
+        if (sig.version != "v2" or (sig.seq, sig.hash) != parent or sig.public != keys.public
+                or sig.seq <= last[0] or not sig.valid(ledger_id)):
+            return False
+        self.signed = (sig.seq, ts)
+        return True
 
     def sign(self, txn: WriteTxn, keys: IntegrityKeys, ledger_id: bytes, seq: int,
              hash_: bytes, ts: int, shared: dict[str, Any] | None) -> None:
