@@ -26,7 +26,7 @@ from ledger.schema.secret_policy import secret_by_name
 
 __all__ = ["ROOT", "FieldNode", "SectionInfo", "TypeNode", "child_keys", "choices_of", "field_at",
            "is_any", "is_known_path", "is_secret_path", "is_untyped", "is_untyped_path",
-           "known_prefix",
+           "known_prefix", "other_spellings",
            "seals_by_name", "secret_patterns", "section_info", "strip_annotated"]
 
 Kind = Literal["section", "dict", "list", "secret", "leaf"]
@@ -149,6 +149,25 @@ def field_at(path: KeyPath, start: TypeNode | None = None) -> TypeNode | None:
         else:
             return None
     return node
+
+
+def other_spellings(path: KeyPath) -> tuple[str, ...]:
+    """The other keys Moltis reads as the same field as `path`'s last key, in the same
+    table (a field and its serde aliases: `url` for `base_url`). Moltis refuses a table
+    holding two of them ("duplicate field"), so a set or unset of one replaces the
+    others. () for a key the schema does not know or that has no alias."""
+    node = field_at(path[:-1]) if path else None
+    if node is None or node.kind != "section" or node.cls is None:
+        return ()
+    info = section_info(node.cls)
+    if not info.aliases:
+        return ()
+    key = path[-1]
+    field = info.aliases.get(key, key)
+    if field not in info.fields:
+        return ()
+    return tuple(k for k in (field, *(old for old, new in info.aliases.items()
+                                      if new == field)) if k != key)
 
 
 @functools.cache  # TypeNodes compare by identity: one answer per schema node

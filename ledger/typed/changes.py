@@ -24,7 +24,7 @@ from ledger.core.document import (
 from ledger.core.events import Change, DocName
 from ledger.core.keypaths import KeyPath
 from ledger.core.secret_refs import Secret, SecretRef, parse_mask
-from ledger.schema.introspect import field_at, is_secret_path
+from ledger.schema.introspect import field_at, is_secret_path, other_spellings
 from ledger.schema.secret_policy import url_has_credential
 from ledger.typed.convert import RawChange
 from ledger.typed.list_secrets import seal_list
@@ -135,9 +135,14 @@ def materialize(raw_changes: Iterable[RawChange], raw: Mapping[str, Any], sealer
 
 def replace_tables(raw_changes: Iterable[RawChange], raw: Mapping[str, Any]) -> list[RawChange]:
     """Make explicit sets replace what is there: setting a path that holds a table
-    first unsets it, and setting below a value first unsets that value."""
+    first unsets it, and setting below a value first unsets that value. A set or unset
+    of a field also unsets its other spellings in that table (`url` beside
+    `base_url`: Moltis refuses a table holding both)."""
     out: list[RawChange] = []
     for rc in raw_changes:
+        for other in other_spellings(rc.path):
+            if get_value(raw, (*rc.path[:-1], other)) is not MISSING:
+                out.append(RawChange("unset", (*rc.path[:-1], other)))
         if rc.op == "set":
             for i in range(1, len(rc.path)):
                 above = get_value(raw, rc.path[:i])

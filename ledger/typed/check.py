@@ -87,6 +87,16 @@ def _check_section(raw: Mapping[str, Any], info: SectionInfo, path: KeyPath,
     for key, value in raw.items():
         key_path = (*path, key)
         fn = info.fields.get(info.aliases.get(key, key))
+        if key in info.aliases and fn is not None:
+            # serde reads an alias as the field itself: a table with both is refused
+            twins = [k for k in raw if k != key and info.aliases.get(k, k) == fn.key]
+            if twins:
+                p = format_path(key_path)
+                problems.append(Problem(
+                    p, "invalid-value",
+                    f"{p}: the same field as {format_path((*path, twins[0]))} (an old "
+                    "name of it): Moltis refuses a table holding both (\"duplicate "
+                    f"field `{fn.key}`\"); unset {p}"))
         if fn is None and info.flatten is not None:
             if info.cls is ProvidersConfig and not is_provider_name(key):
                 near = suggest_providers(key)
