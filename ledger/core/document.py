@@ -55,11 +55,19 @@ def copy_value(value: Any) -> Any:
     """A document value (a table, a list, a leaf) as the caller's own: every table and
     list at any depth copied; leaves (text, numbers, `SecretRef`s, dates) are immutable
     and shared. The one copy for whatever a read hands out of a cached state."""
+    cls = value.__class__
+    if cls is dict:  # a stored document's own tables and lists: the common, fast case
+        return {k: v if v.__class__ in _FLAT else copy_value(v) for k, v in value.items()}
+    if cls is list:
+        return [v if v.__class__ in _FLAT else copy_value(v) for v in value]
     if isinstance(value, dict):
         return {k: copy_value(v) for k, v in value.items()}
     if isinstance(value, list):
         return [copy_value(v) for v in value]
     return value
+
+
+_FLAT: Final = frozenset({str, int, float, bool, type(None)})
 
 
 def get_value(doc: Mapping[str, Any], path: KeyPath) -> Any:
