@@ -35,6 +35,7 @@ exactly as before.
 
 from __future__ import annotations
 
+import operator
 import types
 from collections.abc import Callable
 from typing import Any
@@ -160,13 +161,24 @@ def edit_copy(pristine: msgspec.Struct) -> Any:
     F5/F5b), and the view's `pristine`, the base of every later diff and of the
     section JSON, is never changed by `fn`."""
     copy = _struct_copy(pristine)
-    for name in type(pristine).__struct_fields__:
-        value = object.__getattribute__(copy, name)
-        if type(value) not in _KEEP:
+    setter = msgspec.Struct.__setattr__
+    for name, value in zip(type(pristine).__struct_fields__,
+                           msgspec.structs.astuple(pristine), strict=True):
+        if type(value) in _KEEP:
+            continue
+        if isinstance(value, msgspec.Struct):
+            setter(copy, name, _struct_copy(value))
+        else:
             # a map as a plain dict (an empty one is then still left out by the
             # encoding's omit_defaults, as the view's own is), its entries copied
-            msgspec.Struct.__setattr__(copy, name, _element(value))
+            setter(copy, name, _element(value))
     return copy
+
+
+def _untouched_twin(a: Any, b: Any) -> bool:
+    """Whether `b` is a twin of the Struct `a` whose slots are all still `a`'s own."""
+    return _BASES.get(type(b)) is type(a) and all(
+        map(operator.is_, msgspec.structs.astuple(b), msgspec.structs.astuple(a)))
 
 
 def _untouched_map(a: Any, b: Any) -> bool:
@@ -179,9 +191,7 @@ def _untouched_map(a: Any, b: Any) -> bool:
         bv = b[key]
         if bv is av:
             continue
-        if _BASES.get(type(bv)) is not type(av) or not all(
-                x is y for x, y in zip(msgspec.structs.astuple(bv),
-                                       msgspec.structs.astuple(av), strict=True)):
+        if not _untouched_twin(av, bv):
             return False
     return True
 
@@ -214,8 +224,8 @@ def walk(old: msgspec.Struct, new: msgspec.Struct, raw: dict[str, Any], canon: C
     except AttributeError:  # a field fn deleted
         raise Unsure from None
     for (fn, _flat), a, b in zip(info.positions, olds, news, strict=True):
-        if a is b or _untouched_map(a, b):
-            continue
+        if a is b or _untouched_twin(a, b) or _untouched_map(a, b):
+            continue  # (edit_copy's own twin or map copy, nothing in it changed)
         # like `diff_top_level`: the root's old names are not dropped here
         walker = _Walker(canon)
         value = walker.value(a, b, fn.node, (fn.key,), raw.get(fn.key, MISSING))
