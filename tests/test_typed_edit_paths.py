@@ -395,3 +395,14 @@ def test_a_raw_edit_that_seals_a_plain_text_value_reads_back_in_the_patched_view
     assert commit.changes[0].secret is not None  # sealed, not stored as text
     assert store.ledger.view().memory.base_url == "https://u:pw@embed.example"
     run(store.close())
+
+
+@pytest.mark.parametrize("returns", [False, True])
+def test_a_map_replaced_by_one_holding_a_none_entry_is_decided_as_the_whole_path(
+        returns: bool) -> None:
+    """Found by the property above: a map fn replaces whole (not edited in place) with
+    an entry set to None; the fast path kept the None entry in the view."""
+    view, raw = site(0)
+    fast, whole = fast_and_whole(view, raw, [(("channels", "telegram"), "set", {"": None})],
+                                 returns)
+    assert fast == whole

@@ -276,7 +276,7 @@ class _Walker:
             return a
         self.loose = self.loose or _loosely_equal(a, value)
         _diff_value(a, value, node, path, raw, out)
-        return value
+        return drop_none_entries(value, node)  # as the whole-section path's view
 
     def section(self, a: Any, b: Any, info: SectionInfo,
                 path: KeyPath, raw: Any, out: list[RawChange]) -> Any:
@@ -302,6 +302,7 @@ class _Walker:
                         value = av
                     else:
                         _diff_mapping(av, value, fn.node.item, path, raw_node, out)
+                        value = drop_none_entries(value, fn.node)
             else:
                 key_path = (*path, fn.key)
                 mine: list[RawChange] = []
@@ -332,6 +333,7 @@ class _Walker:
                 if value is None:  # not in the view (`drop_none_entries`)
                     changed = True
                     continue
+                value = drop_none_entries(value, item)
             elif av is bv:
                 value = av
             else:
