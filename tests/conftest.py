@@ -69,6 +69,10 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
     monkeypatch.setenv("MOLTIS_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("MOLTIS_DATA_DIR", str(tmp_path / "data"))
+    # and no default reaches the real home: a KeySource or store given its own `env`
+    # mapping (or a child process given one) falls back to ~/.config/moltis, whose head
+    # mark the default run used to rewrite
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MOLTIS_LEDGER_KEY", secrets.token_hex(32))
     monkeypatch.setenv("MOLTIS_LEDGER_ACTOR", "tester@ci")
 
