@@ -406,3 +406,28 @@ def test_a_map_replaced_by_one_holding_a_none_entry_is_decided_as_the_whole_path
     fast, whole = fast_and_whole(view, raw, [(("channels", "telegram"), "set", {"": None})],
                                  returns)
     assert fast == whole
+
+
+def test_a_views_copies_stay_independent_across_edits() -> None:
+    """Each edit's copy is made from per-view templates of the sections (issue 16):
+    what one edit's fn changes, by attribute or through a C-level copy, reaches neither
+    the view nor the next edit's copy."""
+    raw = {"server": {"port": 13131}, "tools": {"exec": {"allowlist": ["ls"]}}}
+    view = CODEC.view_of_raw(raw, "head", "test")
+
+    def changes_all(cfg: Any) -> None:
+        cfg.server.port = 1
+        cfg.tools.exec.allowlist.append("rm")
+        msgspec.structs.asdict(cfg)["chat"].auto_title = False
+
+    first = view.edit(changes_all, raw)
+    assert {c.path for c in first.changes} == {
+        ("server", "port"), ("tools", "exec", "allowlist"), ("chat", "auto_title")}
+    seen = []
+    second = view.edit(lambda cfg: seen.append(
+        (cfg.server.port, list(cfg.tools.exec.allowlist), cfg.chat.auto_title)), raw)
+    assert seen == [(13131, ["ls"], True)]
+    assert (second.changes, second.replaced) == ([], {})
+    pristine = view.pristine
+    assert (pristine.server.port, pristine.tools.exec.allowlist,
+            pristine.chat.auto_title) == (13131, ["ls"], True)

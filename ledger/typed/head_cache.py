@@ -30,7 +30,14 @@ from ledger.typed.convert import (
     section_to_typed,
     to_typed,
 )
-from ledger.typed.edit_copy import Unsure, drop_none_entries, edit_copy, untwin, walk
+from ledger.typed.edit_copy import (
+    RootPlan,
+    Unsure,
+    drop_none_entries,
+    edit_copy,
+    untwin,
+    walk,
+)
 from ledger.typed.freeform import Located, locate_refs, node_has_freeform, revive, revive_at
 
 __all__ = ["EDIT_FIX", "Edit", "TypedCodec", "TypedView"]
@@ -206,7 +213,8 @@ class TypedView:
     it); edits are found by comparing the sections a caller touched against it.
     `sections` are the JSON of each section, from which private copies are decoded."""
 
-    __slots__ = ("_codec", "_located", "_shared", "_whole", "key", "pristine", "sections")
+    __slots__ = ("_codec", "_located", "_plan", "_shared", "_whole", "key", "pristine",
+                 "sections")
 
     def __init__(self, codec: TypedCodec, key: object, pristine: MoltisConfig,
                  sections: list[bytes | None], located: Located | None = None) -> None:
@@ -219,6 +227,7 @@ class TypedView:
         # where the whole config's JSON holds free-form secrets (found on the first
         # decode): every later copy revives just those places
         self._located = located
+        self._plan: RootPlan | None = None  # edit_copy's per-view work, on the first edit
 
     @property
     def codec(self) -> TypedCodec:
@@ -258,13 +267,16 @@ class TypedView:
     def edit(self, fn: Callable[[MoltisConfig], Any], raw: dict[str, Any]) -> Edit:
         """Run `fn` on a private copy (`ledger.typed.edit_copy`) and return the raw
         changes it made, the new sections and the first validation problem."""
-        copy = edit_copy(self.pristine)
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = RootPlan(self.pristine)
+        copy = edit_copy(self.pristine, plan)
         returned = fn(copy)
         # another config (not the copy, edited or not) is compared the same way: its
         # sections are not the view's own objects, so each is canonicalized whole
         new = returned if isinstance(returned, MoltisConfig) else copy
         try:
-            changes, replaced = walk(self.pristine, new, raw, self._codec.canon)
+            changes, replaced = walk(self.pristine, new, raw, self._codec.canon, plan)
         except Unsure:
             return self._edit_sections(new, raw)
         sections = self.sections
