@@ -60,6 +60,27 @@ def test_only_what_fn_reads_is_copied_and_compared():
     assert own(server, old.server, type(old.server).__struct_fields__) == []
 
 
+def test_a_writes_next_view_prepares_only_the_sections_it_replaced():
+    """The per-view work of the copy (a template per section) is taken over from the
+    view before for every section a write did not replace: a run of writes prepares
+    what each one changed, not the whole config each time."""
+    store = store_with_doc()
+    run(store.update_raw(lambda c: setattr(c.server, "port", 1), actor="me"))
+    first = store.ledger._view  # the view the next write edits
+    run(store.update_raw(lambda c: setattr(c.tools, "agent_timeout_secs", 2), actor="me"))
+    second = store.ledger._view
+    run(store.update_raw(lambda c: setattr(c.server, "port", 3), actor="me"))
+    assert first is not None and first._plan is not None
+    assert second is not None and second._plan is not None
+    plan = second._plan
+    assert second._prior_plan is None  # the prior is let go once used
+    fields = MoltisConfig.__struct_fields__
+    rebuilt = [name for name, old, new in zip(fields, first._plan.entries, plan.entries,
+                                              strict=True) if old is not new]
+    assert rebuilt == ["tools"]
+    assert run(store.load_raw()).server.port == 3
+
+
 def test_the_copy_never_exposes_the_views_own_instances():
     store = store_with_doc()
     kept: list[Any] = []

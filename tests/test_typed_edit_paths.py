@@ -293,6 +293,31 @@ def test_an_accepted_edit_leaves_the_view_of_the_new_raw_document(data: Any) -> 
     assert _typed(ledger.view()) == _typed(whole)
 
 
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_every_edit_of_a_run_is_decided_as_the_whole_section_path(data: Any) -> None:
+    """A write's next view takes over its predecessor's per-view plan for the sections
+    the write did not replace (`RootPlan(prior=...)`): at every step of a run of edits,
+    the fast path still decides as the whole-section path does, and the view is the
+    whole conversion of the raw document."""
+    store = MemoryConfigStore()
+    run(store.save_raw(data.draw(st.sampled_from(CORPUS)), actor="setup", source="import"))
+    ledger = store.ledger
+    for _ in range(3):
+        head = ledger.head_state()
+        view = ledger._view_for(head)
+        plan = data.draw(plans(view.fresh()))
+        fast, whole = fast_and_whole(view, head.config, plan, False)
+        assert fast == whole
+        try:
+            run(store.update_raw(lambda c, plan=plan: apply_plan(c, plan, False), actor="me"))
+        except (ConfigValidationError, KeyError, IndexError, TypeError, AttributeError):
+            continue
+        expected = _typed(to_typed(ledger.head_state().config, ledger.vault))
+        assert _typed(ledger.view()) == expected
+
+
 @pytest.mark.parametrize("returns", [False, True])
 def test_a_provider_key_edit_on_the_large_config_is_decided_the_same(returns: bool) -> None:
     from benchmarks.largeconfig import large_config

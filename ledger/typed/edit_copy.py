@@ -17,7 +17,9 @@ section (issue 16):
   slots as they are (one more step: values to read, not to change).
 * **What changed is found by identity.** A slot `fn` never read still holds the
   view's own object (below the root); `walk` skips those (`is`), and descends only
-  into the twins and private dicts `fn` read. A value that is not the same object is
+  into the twins and private dicts `fn` read. At the root, the sections whose twins
+  still hold the view's slots are found by C-level compares (`RootPlan.candidates`),
+  and a write's next view takes the per-view work over for the sections it shares. A value that is not the same object is
   *canonicalized*: encoded and decoded with the schema's type for exactly that
   position (the decode the whole section used to get, now for the changed value
   alone: the same msgspec types, constraints and free-form secret handling), then
@@ -35,6 +37,7 @@ exactly as before.
 
 from __future__ import annotations
 
+import itertools
 import operator
 import types
 from collections.abc import Callable
@@ -158,24 +161,95 @@ _copy_struct: Callable[[Any], Any] = msgspec.Struct.__copy__  # type: ignore[att
 
 class RootPlan:
     """What `edit_copy` and `walk` need of a view's root, worked out once per view (its
-    `pristine` never changes): for each root slot, None (an immutable value), False (a
-    map: copied per edit) or the section's *template* (a twin of it whose slots are the
-    section's own, never handed out or read, so a C-level copy of it is a fresh twin
-    without the class swap) with the section's own slots (the other side of the
-    untouched check). Issue 16: the copy and the check of ~35 sections per edit."""
+    `pristine` never changes). Each section gets a *template*: a twin of it whose slots
+    are the section's own, never handed out or read, so a C-level copy of it is a fresh
+    twin without the class swap; with it, the section's own slots (the other side of the
+    untouched check). Maps are copied per edit; immutable values are shared. Issue 16:
+    the copy and the check of ~35 sections per edit.
 
-    __slots__ = ("slots",)
+    `prior` is the plan of the view this one's state follows (a write's next view
+    shares every section the write did not replace, as the same object): the entries of
+    those sections are taken over, so a run of writes builds a template only for the
+    sections each one changed, not for every section on every write."""
 
-    def __init__(self, pristine: msgspec.Struct) -> None:
-        slots: list[tuple[Any, tuple[Any, ...]] | bool | None] = []
-        for value in msgspec.structs.astuple(pristine):
-            if type(value) in _KEEP:
-                slots.append(None)
-            elif isinstance(value, msgspec.Struct):
-                slots.append((_struct_copy(value), msgspec.structs.astuple(value)))
-            else:
-                slots.append(False)
-        self.slots = slots
+    __slots__ = ("entries", "maps", "names", "position", "scalars", "section_slots",
+                 "sections", "templates", "twin_types", "values")
+
+    def __init__(self, pristine: msgspec.Struct, prior: RootPlan | None = None) -> None:
+        self.values = values = msgspec.structs.astuple(pristine)
+        self.names = names = type(pristine).__struct_fields__
+        if prior is not None and prior.names is names and self._follow(prior):
+            return
+        # per slot: None (immutable), False (a map) or (template, the section's slots)
+        self.entries = entries = [_entry(value) for value in values]
+        self.sections = [i for i, e in enumerate(entries) if e]
+        self.maps = [i for i, e in enumerate(entries) if e is False]
+        self.scalars = [i for i, e in enumerate(entries) if e is None]
+        self.position = {i: j for j, i in enumerate(self.sections)}
+        self.templates = [(names[i], entries[i][0]) for i in self.sections]  # type: ignore[index]
+        self.section_slots = [entries[i][1] for i in self.sections]  # type: ignore[index]
+        self.twin_types = [type(t) for _, t in self.templates]
+
+    def _follow(self, prior: RootPlan) -> bool:
+        """Take `prior`'s plan, with new entries for the slots whose value is not the
+        same object; False (nothing taken) when a slot changed its kind."""
+        values = self.values
+        changed = [*itertools.compress(range(len(values)),
+                                       map(operator.is_not, prior.values, values))]
+        entries = prior.entries.copy()
+        templates = prior.templates.copy()
+        section_slots = prior.section_slots.copy()
+        for i in changed:
+            entry = _entry(values[i])
+            if bool(entry) != bool(entries[i]) or (entry is None) != (entries[i] is None):
+                return False
+            entries[i] = entry
+            if entry:
+                j = prior.position[i]
+                if type(entry[0]) is not prior.twin_types[j]:  # type: ignore[index]
+                    return False
+                templates[j] = (self.names[i], entry[0])  # type: ignore[index]
+                section_slots[j] = entry[1]  # type: ignore[index]
+        self.entries, self.templates, self.section_slots = entries, templates, section_slots
+        self.sections, self.maps, self.scalars = prior.sections, prior.maps, prior.scalars
+        self.position, self.twin_types = prior.position, prior.twin_types
+        return True
+
+    def candidates(self, olds: tuple[Any, ...], news: tuple[Any, ...]) -> list[int]:
+        """The root slots of `edit_copy`'s copy (`news`) that may differ from the view's
+        (`olds`), in order. A section's twin whose slots all equal the view's
+        (identical, or `==` as the whole-section path's top-level compare takes them:
+        True == 1) is left out, found by C-level compares; a map copy, when nothing in
+        it changed; anything else, when it is the view's own object."""
+        try:
+            twins = [news[i] for i in self.sections]
+            if [*map(type, twins)] != self.twin_types:
+                return self._each_slot(olds, news)  # fn put another object in a slot
+            found = [*itertools.compress(self.sections, map(
+                operator.ne, map(msgspec.structs.astuple, twins), self.section_slots))]
+        except Exception:  # a value fn put there that cannot compare
+            return self._each_slot(olds, news)
+        found += [i for i in self.maps if not _untouched_map(olds[i], news[i])]
+        found += [i for i in self.scalars if olds[i] is not news[i]]
+        found.sort()
+        return found
+
+    def _each_slot(self, olds: tuple[Any, ...], news: tuple[Any, ...]) -> list[int]:
+        """`candidates` slot by slot, by identity alone."""
+        found = []
+        for i, (a, b, entry) in enumerate(zip(olds, news, self.entries, strict=True)):
+            if a is b or (_untouched_twin(a, b) if entry else _untouched_map(a, b)):
+                continue  # the view's own, or edit_copy's own copy with nothing changed
+            found.append(i)
+        return found
+
+
+def _entry(value: Any) -> tuple[Any, tuple[Any, ...]] | bool | None:
+    if type(value) in _KEEP:
+        return None
+    if isinstance(value, msgspec.Struct):
+        return _struct_copy(value), msgspec.structs.astuple(value)
+    return False
 
 
 def edit_copy(pristine: msgspec.Struct, plan: RootPlan) -> Any:
@@ -188,16 +262,13 @@ def edit_copy(pristine: msgspec.Struct, plan: RootPlan) -> Any:
     the section JSON, is never changed by `fn`."""
     copy = _struct_copy(pristine)
     setter = msgspec.Struct.__setattr__
-    for name, value, slot in zip(type(pristine).__struct_fields__,
-                                 msgspec.structs.astuple(pristine), plan.slots, strict=True):
-        if slot is None:
-            continue
-        if slot is False:
-            # a map as a plain dict (an empty one is then still left out by the
-            # encoding's omit_defaults, as the view's own is), its entries copied
-            setter(copy, name, _element(value))
-        else:
-            setter(copy, name, _copy_struct(slot[0]))  # type: ignore[index]
+    for name, template in plan.templates:
+        setter(copy, name, _copy_struct(template))
+    names, values = plan.names, plan.values
+    for i in plan.maps:
+        # a map as a plain dict (an empty one is then still left out by the encoding's
+        # omit_defaults, as the view's own is), its entries copied
+        setter(copy, names[i], _element(values[i]))
     return copy
 
 
@@ -249,15 +320,8 @@ def walk(old: msgspec.Struct, new: msgspec.Struct, raw: dict[str, Any], canon: C
         news = msgspec.structs.astuple(new)
     except AttributeError:  # a field fn deleted
         raise Unsure from None
-    for (fn, _flat), a, b, slot in zip(info.positions, olds, news, plan.slots, strict=True):
-        if a is b:
-            continue
-        if slot:  # a section: its slots as edit_copy's copy of it started
-            if _BASES.get(type(b)) is type(a) and all(
-                    map(operator.is_, msgspec.structs.astuple(b), slot[1])):  # type: ignore[index]
-                continue  # (edit_copy's own twin, nothing in it changed)
-        elif _untouched_map(a, b):
-            continue  # (edit_copy's own map copy, nothing in it changed)
+    for i in plan.candidates(olds, news):
+        a, b, fn = olds[i], news[i], info.positions[i][0]
         # like `diff_top_level`: the root's old names are not dropped here
         walker = _Walker(canon)
         value = walker.value(a, b, fn.node, (fn.key,), raw.get(fn.key, MISSING))

@@ -213,11 +213,12 @@ class TypedView:
     it); edits are found by comparing the sections a caller touched against it.
     `sections` are the JSON of each section, from which private copies are decoded."""
 
-    __slots__ = ("_codec", "_located", "_plan", "_shared", "_whole", "key", "pristine",
-                 "sections")
+    __slots__ = ("_codec", "_located", "_plan", "_prior_plan", "_shared", "_whole", "key",
+                 "pristine", "sections")
 
     def __init__(self, codec: TypedCodec, key: object, pristine: MoltisConfig,
-                 sections: list[bytes | None], located: Located | None = None) -> None:
+                 sections: list[bytes | None], located: Located | None = None,
+                 prior_plan: RootPlan | None = None) -> None:
         self._codec = codec
         self.key = key
         self.pristine = pristine
@@ -228,6 +229,9 @@ class TypedView:
         # decode): every later copy revives just those places
         self._located = located
         self._plan: RootPlan | None = None  # edit_copy's per-view work, on the first edit
+        # the plan of the view before this one (RootPlan takes over its unchanged
+        # sections' entries), dropped once this view's own is built
+        self._prior_plan = prior_plan
 
     @property
     def codec(self) -> TypedCodec:
@@ -236,7 +240,8 @@ class TypedView:
     def rebind(self, codec: TypedCodec) -> TypedView:
         """This view with copies decoded by another codec (secrets bound to another
         ledger's vault on the same database)."""
-        return TypedView(codec, self.key, self.pristine, self.sections, self._located)
+        return TypedView(codec, self.key, self.pristine, self.sections, self._located,
+                         self._any_plan())
 
     def whole(self) -> bytes:
         if self._whole is None:
@@ -269,7 +274,8 @@ class TypedView:
         changes it made, the new sections and the first validation problem."""
         plan = self._plan
         if plan is None:
-            plan = self._plan = RootPlan(self.pristine)
+            plan = self._plan = RootPlan(self.pristine, self._prior_plan)
+            self._prior_plan = None
         copy = edit_copy(self.pristine, plan)
         returned = fn(copy)
         # another config (not the copy, edited or not) is compared the same way: its
@@ -331,7 +337,7 @@ class TypedView:
     def after(self, key: object, edit: Edit) -> TypedView:
         """The view of the state that `edit` produced (unchanged sections are shared)."""
         pristine = msgspec.structs.replace(self.pristine, **edit.replaced)
-        return TypedView(self._codec, key, pristine, edit.sections)
+        return TypedView(self._codec, key, pristine, edit.sections, prior_plan=self._any_plan())
 
     def advanced(self, key: object, old_raw: dict[str, Any], new_raw: dict[str, Any],
                  opener: SecretOpener | None = None) -> TypedView | None:
@@ -368,11 +374,17 @@ class TypedView:
             sections[i] = _PREFIXES[i] + data
             replaced[field.attr] = typed
         pristine = msgspec.structs.replace(self.pristine, **replaced)
-        return TypedView(self._codec, key, pristine, sections)
+        return TypedView(self._codec, key, pristine, sections, prior_plan=self._any_plan())
 
     def same_config(self, key: object) -> TypedView:
         """This view for another state with the same config document."""
-        return TypedView(self._codec, key, self.pristine, self.sections, self._located)
+        return TypedView(self._codec, key, self.pristine, self.sections, self._located,
+                         self._any_plan())
+
+    def _any_plan(self) -> RootPlan | None:
+        """What the next view's plan can start from: this view's, or the one it would
+        have started from (a view never edited passes its prior on)."""
+        return self._plan or self._prior_plan
 
 
 class Edit:
