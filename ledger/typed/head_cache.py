@@ -30,14 +30,8 @@ from ledger.typed.convert import (
     section_to_typed,
     to_typed,
 )
-from ledger.typed.edit_copy import (
-    RootPlan,
-    Unsure,
-    drop_none_entries,
-    edit_copy,
-    untwin,
-    walk,
-)
+from ledger.typed.edit_copy import Unsure, drop_none_entries, edit_copy, untwin, walk
+from ledger.typed.edit_plan import RootPlan
 from ledger.typed.freeform import Located, locate_refs, node_has_freeform, revive, revive_at
 
 __all__ = ["EDIT_FIX", "Edit", "TypedCodec", "TypedView"]
