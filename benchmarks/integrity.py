@@ -3,7 +3,7 @@ integrity steps, alternated in one run.
 
 - `update_raw` (durable, SQLite FULL, docs example): as shipped (each append writes a
   keyed head MAC into ledger_meta, an Ed25519 signature at checkpoints: every 256
-  events or 1 s; every 512th event seals its snapshot with a keyed MAC) against the
+  events or 1 s; every 256th event seals its snapshot with a keyed MAC) against the
   same engine with those steps switched off (its vault reports no integrity key, as for
   a process without the ledger key: no MAC, no signature, no snapshot). The off side
   also skips writing snapshots at all, so the ratio slightly overstates the cost.

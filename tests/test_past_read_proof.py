@@ -34,7 +34,7 @@ def _store(db: Path, key: bytes) -> Any:
 
 
 def _edits(env: dict[str, str], ports: range, actor: str = "a@b") -> Path:
-    """Keyed edits of server.port, a snapshot every 4 events (512 by default)."""
+    """Keyed edits of server.port, a snapshot every 4 events (256 by default)."""
     db = Path(env["MOLTIS_DATA_DIR"]) / "moltis.db"
 
     async def writes() -> None:
