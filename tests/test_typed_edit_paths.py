@@ -456,3 +456,61 @@ def test_a_views_copies_stay_independent_across_edits() -> None:
     pristine = view.pristine
     assert (pristine.server.port, pristine.tools.exec.allowlist,
             pristine.chat.auto_title) == (13131, ["ls"], True)
+
+
+WHATSAPP = {"channels": {"whatsapp": {"personal": {"paired": True, "dm_policy": "allowlist"},
+                                      "work-bot": {"paired": True, "dm_policy": "open"}}},
+            "providers": {"openai": {"models": ["a"]}, "anthropic": {"models": ["b"]}}}
+
+
+def _replace_table(c: Any) -> None:  # recorded as an unset and a set: moved to the end
+    c.channels.whatsapp["personal"] = {"k": 1}
+
+
+def _reorder_and_change(c: Any) -> None:  # a change in place: the raw order is kept
+    accounts = c.channels.whatsapp
+    accounts["personal"] = dict(accounts.pop("personal"), paired=False)
+
+
+def _add_between(c: Any) -> None:  # the new key is appended, the kept ones stay
+    accounts = c.channels.whatsapp
+    bot = accounts.pop("work-bot")
+    accounts["new-bot"] = {"paired": False}
+    accounts["work-bot"] = dict(bot, dm_policy="allowlist")
+
+
+def _replace_map(c: Any) -> None:  # the whole map, in another order
+    c.channels.whatsapp = {"work-bot": {"paired": True, "dm_policy": "open"},
+                           "personal": {"paired": False}}
+
+
+def _reorder_typed(c: Any) -> None:  # sections in a map: changed in place in the raw
+    entries = c.providers.entries
+    entries["openai"] = entries.pop("openai")
+    entries["openai"].enabled = False
+
+
+def _add_typed_between(c: Any) -> None:
+    entries = c.providers.entries
+    acme = entries.pop("anthropic")
+    entries["mistral"] = type(acme)(enabled=True)
+    entries["anthropic"] = acme
+
+
+@pytest.mark.parametrize("fn", [_replace_table, _reorder_and_change, _add_between,
+                                _replace_map, _reorder_typed, _add_typed_between])
+def test_the_view_after_an_edit_keeps_the_raw_documents_key_order(fn: Any) -> None:
+    """A fresh process reads maps in the raw document's order; the process that wrote
+    must serve the same order (hypothesis found `_replace_table`: the view kept the
+    account in place while the raw document, replaced by an unset and a set, had moved
+    it to the end)."""
+    store = MemoryConfigStore()
+    run(store.save_raw(WHATSAPP, actor="setup", source="import"))
+    run(store.load_raw())
+    run(store.update_raw(fn, actor="me"))
+    ledger = store.ledger
+    whole = to_typed(ledger.head_state().config, ledger.vault)
+    assert list(ledger.view().channels.whatsapp) == list(whole.channels.whatsapp)
+    assert list(ledger.view().providers.entries) == list(whole.providers.entries)
+    assert _typed(ledger.view()) == _typed(whole)
+    assert _typed(ledger.typed()) == _typed(whole)

@@ -574,9 +574,11 @@ class Ledger:
             changes = materialize(edit.changes, state.config, sealer, where="update")
             if not changes:
                 return changes
-            if edit.problem is None and not any(c.secret is not None for c in changes):
+            if edit.problem is None and not edit.reorder and not any(
+                    c.secret is not None for c in changes):
                 # only changed paths were recorded, so the edited view is exactly the
-                # typed view of the new raw document
+                # typed view of the new raw document (a map whose order may differ from
+                # the raw document's takes the view from it below)
                 result["edited"] = (view, edit)
             else:
                 # names a bad path precisely

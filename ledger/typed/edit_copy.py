@@ -193,11 +193,14 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def walk(old: msgspec.Struct, new: msgspec.Struct, raw: dict[str, Any], canon: Canon,
-         plan: RootPlan) -> tuple[list[RawChange], dict[str, Any]]:
-    """The raw changes that turn the view's config `old` into `fn`'s copy `new`, and
-    the new canonical value of each top-level section that changed (by attribute)."""
+         plan: RootPlan) -> tuple[list[RawChange], dict[str, Any], bool]:
+    """The raw changes that turn the view's config `old` into `fn`'s copy `new`, the
+    new canonical value of each top-level section that changed (by attribute), and
+    whether a map in them may be in another order than the raw document will have
+    (`_Walker.reorder`: the caller then takes the view from the raw document)."""
     out: list[RawChange] = []
     replaced: dict[str, Any] = {}
+    reorder = False
     assert ROOT.cls is not None
     info = section_info(ROOT.cls)
     try:
@@ -216,7 +219,8 @@ def walk(old: msgspec.Struct, new: msgspec.Struct, raw: dict[str, Any], canon: C
             continue
         out += walker.out
         replaced[fn.attr] = value
-    return out, replaced
+        reorder = reorder or walker.reorder
+    return out, replaced, reorder
 
 
 def _loosely_equal(a: Any, b: Any) -> bool:
@@ -227,15 +231,21 @@ def _loosely_equal(a: Any, b: Any) -> bool:
 
 
 class _Walker:
-    """One top-level value's walk: its raw changes (`out`), and whether a value it
-    found changed was `==` to the old one all the same (`loose`: 1 for True)."""
+    """One top-level value's walk: its raw changes (`out`), whether a value it found
+    changed was `==` to the old one all the same (`loose`: 1 for True), and whether a
+    map in the new value may be in another order than the raw document after `out`
+    (`reorder`). The raw document keeps a map's kept keys where they were and appends
+    the new ones, and a table replaced whole is an unset and a set, which moves it to
+    the end; the new value has the order `fn` left. Only a map whose order is not
+    that, or a map or Struct replaced whole, sets it: a leaf's change never does."""
 
-    __slots__ = ("canon", "loose", "out")
+    __slots__ = ("canon", "loose", "out", "reorder")
 
     def __init__(self, canon: Canon) -> None:
         self.canon = canon
         self.out: list[RawChange] = []
         self.loose = False
+        self.reorder = False
 
     def value(self, a: Any, b: Any, node: TypeNode, path: KeyPath, raw: Any,
               out: list[RawChange] | None = None) -> Any:
@@ -256,6 +266,7 @@ class _Walker:
         if _same(a, value):
             return a
         self.loose = self.loose or _loosely_equal(a, value)
+        self.reorder = self.reorder or isinstance(value, (dict, msgspec.Struct))
         _diff_value(a, value, node, path, raw, out)
         return drop_none_entries(value, node)  # as the whole-section path's view
 
@@ -282,6 +293,7 @@ class _Walker:
                     if _same(av, value):
                         value = av
                     else:
+                        self.reorder = True  # a whole map replaced
                         _diff_mapping(av, value, fn.node.item, path, raw_node, out)
                         value = drop_none_entries(value, fn.node)
             else:
@@ -324,6 +336,8 @@ class _Walker:
                     continue
             changed = changed or value is not av
             new[key] = value
+        if changed and list(new) != [*(k for k in a if k in new), *(k for k in new if k not in a)]:
+            self.reorder = True  # not kept keys in place and new ones appended
         return new if changed else a
 
 

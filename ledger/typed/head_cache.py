@@ -276,7 +276,8 @@ class TypedView:
         # sections are not the view's own objects, so each is canonicalized whole
         new = returned if isinstance(returned, MoltisConfig) else copy
         try:
-            changes, replaced = walk(self.pristine, new, raw, self._codec.canon, plan)
+            changes, replaced, reorder = walk(self.pristine, new, raw, self._codec.canon,
+                                              plan)
         except Unsure:
             return self._edit_sections(new, raw)
         sections = self.sections
@@ -284,7 +285,9 @@ class TypedView:
             sections = list(sections)
             for attr in replaced:
                 sections[_SECTION_INDEX[attr]] = None  # encoded when a read needs it
-        return Edit(changes, sections, replaced)
+        result = Edit(changes, sections, replaced)
+        result.reorder = reorder
+        return result
 
     def _edit_sections(self, new: MoltisConfig, raw: dict[str, Any]) -> Edit:
         """The whole-section path: every section of `new` that is not the view's own
@@ -326,6 +329,7 @@ class TypedView:
                     result.sections = list(self.sections)
                 result.sections[i] = None
                 result.replaced[field.attr] = drop_none_entries(decoded, field.node)
+                result.reorder = True  # decoded in fn's order, whatever the raw one is
         return result
 
     def after(self, key: object, edit: Edit) -> TypedView:
@@ -385,7 +389,7 @@ class Edit:
     """What a caller's function did: the raw changes, the new sections (the next head's
     view when `problem` is None), and the first validation problem."""
 
-    __slots__ = ("changes", "problem", "replaced", "sections")
+    __slots__ = ("changes", "problem", "reorder", "replaced", "sections")
 
     def __init__(self, changes: list[RawChange], sections: list[bytes | None],
                  replaced: dict[str, Any]) -> None:
@@ -393,6 +397,9 @@ class Edit:
         self.sections = sections
         self.replaced = replaced
         self.problem: str | None = None
+        # a map of `replaced` may be in another order than the raw document after
+        # `changes` (see edit_copy._Walker): the next view is then the raw document's
+        self.reorder = False
 
 
 def _located(section: str, message: str) -> str:
