@@ -17,8 +17,9 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
+
+from ledger.cli.demo import moltis_env_only
 
 SECRET = "sk-PLAINTEXT-SECRET-7f3a9c1e5b"
 
@@ -27,21 +28,6 @@ def cli_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[
     """`python -m ledger ARGS` in its own process, with exactly the environment `env`."""
     return subprocess.run([sys.executable, "-m", "ledger", *args], env=env,
                           capture_output=True, text=True, timeout=120, check=False)
-
-
-@contextlib.contextmanager
-def _moltis_env(env: dict[str, str]) -> Iterator[None]:
-    """This process's MOLTIS_* variables are those of `env` (no others) until exit."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith("MOLTIS_")}
-    for name in saved:
-        del os.environ[name]
-    os.environ.update({k: v for k, v in env.items() if k.startswith("MOLTIS_")})
-    try:
-        yield
-    finally:
-        for name in [k for k in os.environ if k.startswith("MOLTIS_")]:
-            del os.environ[name]
-        os.environ.update(saved)
 
 
 def cli_here(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -57,7 +43,7 @@ def cli_here(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     try:
-        with _moltis_env(env), contextlib.redirect_stdout(out), \
+        with moltis_env_only(env), contextlib.redirect_stdout(out), \
                 contextlib.redirect_stderr(err):
             code = run(list(args))
     finally:  # the CLI configures the root logger (its stderr handler): put it back

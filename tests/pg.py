@@ -43,6 +43,25 @@ def fresh_pg_store(url: str, **kwargs: Any) -> Any:
     return store
 
 
+def keyed_reader_port(url: str, schema: str, key: bytes, key_file: Any) -> object:
+    """What a new keyed reader of `schema` serves as `server.port` (a host of its own:
+    its head mark in `key_file`'s folder), or the LedgerError it refuses with."""
+    import asyncio
+
+    from ledger.engine.vault import KeySource
+    from ledger.errors import LedgerError
+    from ledger.stores.postgres_store import PostgresConfigStore
+
+    reader = PostgresConfigStore(url, schema=schema, pool_size=1,
+                                 keys=KeySource(key=key, key_file=key_file, env={}))
+    try:
+        return asyncio.run(reader.load_raw()).server.port
+    except LedgerError as err:
+        return err
+    finally:
+        reader.ledger.close()
+
+
 def _cleanup() -> None:
     import contextlib
 

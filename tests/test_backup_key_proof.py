@@ -15,13 +15,22 @@ from tests.operator import cli
 PROVIDER_KEY = "sk-Ab3dEf6hIj9kLm2nOp5qRs8tUv1w"
 
 
-def _delete_key_check(db: Path) -> None:
+def _delete_rows(db: Path, *meta_keys: str, snapshots: bool = False) -> None:
+    """Delete these ledger_meta rows (and every snapshot) from the file, as anyone who
+    can write it could."""
     conn = sqlite3.connect(db)
     try:
-        conn.execute("DELETE FROM ledger_meta WHERE key = 'key_check'")
+        conn.execute(f"DELETE FROM ledger_meta WHERE key IN ({','.join('?' * len(meta_keys))})",
+                     meta_keys)
+        if snapshots:
+            conn.execute("DELETE FROM ledger_snapshots")
         conn.commit()
     finally:
         conn.close()
+
+
+def _delete_key_check(db: Path) -> None:
+    _delete_rows(db, "key_check")
 
 
 def _keyed_backup(capsys, tmp_path: Path) -> Path:
@@ -51,12 +60,7 @@ def test_a_rotation_still_skips_a_backup_with_nothing_a_key_wrote(capsys, key_fi
     cli(capsys, "set", "server.port", "8003")
     cli(capsys, "backup")
     backup = next((tmp_path / "data" / "backups").glob("ledger-*.db"))
-    conn = sqlite3.connect(backup)
-    conn.execute("DELETE FROM ledger_meta WHERE key IN ('key_check', 'fp_key', 'head_mac', "
-                 "'head_signature')")
-    conn.execute("DELETE FROM ledger_snapshots")
-    conn.commit()
-    conn.close()
+    _delete_rows(backup, "key_check", "fp_key", "head_mac", "head_signature", snapshots=True)
     unkeyed = backup.read_bytes()
     out, err = cli(capsys, "key", "rotate")
     assert "could not be re-sealed" not in err and "ledger backup" not in out, (out, err)
@@ -71,12 +75,7 @@ def test_a_rotation_counts_a_backup_of_secrets_no_key_opens(capsys, key_file, tm
     cli(capsys, "set", "providers.openai.api_key", PROVIDER_KEY)
     cli(capsys, "backup", "-o", str(outside))
     cli(capsys, "key", "rotate")
-    _delete_key_check(outside)
-    conn = sqlite3.connect(outside)
-    conn.execute("DELETE FROM ledger_meta WHERE key IN ('head_mac', 'head_signature')")
-    conn.execute("DELETE FROM ledger_snapshots")
-    conn.commit()
-    conn.close()
+    _delete_rows(outside, "key_check", "head_mac", "head_signature", snapshots=True)
     moved = tmp_path / "data" / "backups" / "ledger-20260101T000000.000000Z.db"
     moved.parent.mkdir(mode=0o700)
     outside.rename(moved)

@@ -12,7 +12,9 @@ REF picks its seq from the times of proven events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,16 @@ def _store(db: Path, key: bytes) -> Any:
     config = db.parent.parent / "config"
     return SqliteConfigStore(db, keys=KeySource(key=key, key_file=config / "ledger.key",
                                                 env={}))
+
+
+@contextlib.contextmanager
+def _opened(db: Path, env: dict[str, str]) -> Iterator[Any]:
+    """`_store` with the site's key, closed after the block."""
+    store = _store(db, bytes.fromhex(env["MOLTIS_LEDGER_KEY"]))
+    try:
+        yield store
+    finally:
+        asyncio.run(store.close())
 
 
 def _edits(env: dict[str, str], ports: range, actor: str = "a@b") -> Path:
@@ -93,29 +105,23 @@ def test_a_past_read_refuses_a_rechained_prefix_the_head_does_not_descend_from(
     assert (now.returncode, now.stdout) == (0, "2010\n"), now
     # the library's past reads refuse it too (6 and 7 are rebuilt over the forged 5:
     # snapshot 4 no longer matches the log); those from snapshot 8 on are served
-    store = _store(db, bytes.fromhex(env["MOLTIS_LEDGER_KEY"]))
-    try:
+    with _opened(db, env) as store:
         for seq in (2, 3, 4, 5, 6, 7):
             with pytest.raises(VerificationError, match="does not link"):
                 asyncio.run(store.load_raw_at(seq))
         assert asyncio.run(store.load_raw_at(8)).server.port == 2008
         assert asyncio.run(store.load_raw_at(9)).server.port == 2009
-    finally:
-        asyncio.run(store.close())
 
 
 def test_past_reads_of_an_intact_ledger_equal_the_full_replay(tmp_path: Path) -> None:
     """Every seq, in an order that reuses and skips what was proven before."""
     env = site_env(tmp_path)
     db = _edits(env, range(2002, 2016))
-    store = _store(db, bytes.fromhex(env["MOLTIS_LEDGER_KEY"]))
-    try:
+    with _opened(db, env) as store:
         ledger = store.ledger
         head = ledger.head_state().seq
         for seq in (*range(head, -1, -1), *range(head + 1), 3, 14, 1, 7):
             assert ledger.state_at(seq) == ledger.replay(until=seq), seq
-    finally:
-        asyncio.run(store.close())
 
 
 def _set_column(db: Path, seq: int, column: str, value: object) -> None:
@@ -139,8 +145,7 @@ def test_log_refuses_an_event_edited_in_place_below_the_snapshot_the_head_loads_
     limited = cli_process(env, "--json", "log", "--limit", "2")  # above the edit: served
     assert limited.returncode == 0, limited
     assert [e["seq"] for e in json.loads(limited.stdout)["events"]] == [6, 5]
-    store = _store(db, bytes.fromhex(env["MOLTIS_LEDGER_KEY"]))
-    try:
+    with _opened(db, env) as store:
         ledger = store.ledger
         with pytest.raises(VerificationError, match="event 2 was changed"):
             ledger.event(2)
@@ -150,15 +155,12 @@ def test_log_refuses_an_event_edited_in_place_below_the_snapshot_the_head_loads_
             list(ledger.events(descending=True))
         assert [e.seq for e in ledger.events(after=3)] == [4, 5, 6]
         assert ledger.event(3) is not None and ledger.event(3).actor == "alice@corp"
-    finally:
-        asyncio.run(store.close())
 
 
 def test_events_of_an_intact_ledger_are_served_in_every_order(tmp_path: Path) -> None:
     env = site_env(tmp_path)
     db = _edits(env, range(2002, 2013))
-    store = _store(db, bytes.fromhex(env["MOLTIS_LEDGER_KEY"]))
-    try:
+    with _opened(db, env) as store:
         ledger = store.ledger
         every = [r.seq for r in ledger.backend.read()]
         assert [e.seq for e in ledger.events()] == every
@@ -168,8 +170,6 @@ def test_events_of_an_intact_ledger_are_served_in_every_order(tmp_path: Path) ->
         assert [e.seq for e in ledger.events(after=5, limit=2)] == [6, 7]
         assert all(ledger.event(s).seq == s for s in every)  # type: ignore[union-attr]
         assert ledger.event(len(every) + 1) is None
-    finally:
-        asyncio.run(store.close())
 
 
 def test_a_time_ref_is_picked_from_the_times_of_proven_events(tmp_path: Path) -> None:
@@ -182,17 +182,10 @@ def test_a_time_ref_is_picked_from_the_times_of_proven_events(tmp_path: Path) ->
     times = dict(con.execute("SELECT seq, ts FROM ledger_events").fetchall())
     con.close()
     moment = times[3] + (times[4] - times[3]) // 2 if times[4] > times[3] else times[3]
-    store = _store(db, bytes.fromhex(env["MOLTIS_LEDGER_KEY"]))
-    try:
+    with _opened(db, env) as store:
         assert store.ledger.seq_at_time(moment) == 3
-    finally:
-        asyncio.run(store.close())
     # event 5 claims event 1's time: the search (5, then 8, 6) settles on 5, a state
     # after `moment`, unless the times it settles by are proven
     _set_column(db, 5, "ts", times[1])
-    store = _store(db, bytes.fromhex(env["MOLTIS_LEDGER_KEY"]))
-    try:
-        with pytest.raises(VerificationError, match="was changed"):
-            store.ledger.seq_at_time(moment)
-    finally:
-        asyncio.run(store.close())
+    with _opened(db, env) as store, pytest.raises(VerificationError, match="was changed"):
+        store.ledger.seq_at_time(moment)

@@ -6,7 +6,6 @@ a keyed reader without a head mark (another gateway host) refuses it, as `verify
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,7 @@ import pytest
 
 from ledger.engine.vault import KeySource
 from ledger.errors import LedgerError
-from ledger.stores.postgres_store import PostgresConfigStore
-from tests.pg import fresh_pg_store
+from tests.pg import fresh_pg_store, keyed_reader_port
 
 pytestmark = pytest.mark.postgres  # counted, and never skipped under CI=true
 
@@ -42,14 +40,7 @@ def test_a_head_row_moved_back_with_its_saved_mac_row_is_refused_while_later_eve
         writer.ledger.close()
 
         def reader_serves() -> object:
-            reader = PostgresConfigStore(pg_url, schema=schema, pool_size=1, keys=KeySource(
-                key=key, key_file=tmp_path / "b" / "ledger.key", env={}))
-            try:
-                return asyncio.run(reader.load_raw()).server.port
-            except LedgerError as err:
-                return err
-            finally:
-                reader.ledger.close()
+            return keyed_reader_port(pg_url, schema, key, tmp_path / "b" / "ledger.key")
 
         assert reader_serves() == 3000  # the control: the same reader, nothing moved
         admin.execute(f'UPDATE "{schema}".ledger_head SET seq = %s, hash = %s, ts = %s',

@@ -7,7 +7,6 @@ only if the stored head has reached that event when read again (review round 5, 
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from pathlib import Path
 
@@ -16,8 +15,7 @@ import pytest
 
 from ledger.engine.vault import KeySource
 from ledger.errors import LedgerError
-from ledger.stores.postgres_store import PostgresConfigStore
-from tests.pg import fresh_pg_store
+from tests.pg import fresh_pg_store, keyed_reader_port
 
 pytestmark = pytest.mark.postgres  # counted, and never skipped under CI=true
 
@@ -34,14 +32,7 @@ def test_a_head_row_moved_back_is_refused_by_a_keyed_reader_without_a_head_mark(
     writer.ledger.close()
 
     def reader_serves() -> object:
-        reader = PostgresConfigStore(pg_url, schema=schema, pool_size=1, keys=KeySource(
-            key=key, key_file=tmp_path / "b" / "ledger.key", env={}))
-        try:
-            return asyncio.run(reader.load_raw()).server.port
-        except LedgerError as err:
-            return err
-        finally:
-            reader.ledger.close()
+        return keyed_reader_port(pg_url, schema, key, tmp_path / "b" / "ledger.key")
 
     assert reader_serves() == 3000  # the control: the same reader, the head untouched
     with psycopg.connect(pg_url, autocommit=True) as admin:

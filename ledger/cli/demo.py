@@ -14,7 +14,7 @@ import shlex
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -114,13 +114,13 @@ STEPS: list[tuple[str, list[str], str | None]] = [
 
 
 @contextmanager
-def _isolated_env(config_dir: Path, data_dir: Path) -> Iterator[None]:
-    """MOLTIS_* variables set aside, the tour's own directories in their place."""
+def moltis_env_only(values: Mapping[str, str]) -> Iterator[None]:
+    """This process's MOLTIS_* variables set aside, the MOLTIS_* ones of `values` in
+    their place, until the block ends (the tour's own directories; the tests' sites)."""
     saved = {k: v for k, v in os.environ.items() if k.startswith("MOLTIS_")}
     for name in saved:
         del os.environ[name]
-    os.environ["MOLTIS_CONFIG_DIR"] = str(config_dir)
-    os.environ["MOLTIS_DATA_DIR"] = str(data_dir)
+    os.environ.update({k: v for k, v in values.items() if k.startswith("MOLTIS_")})
     try:
         yield
     finally:
@@ -172,7 +172,8 @@ def run_demo(directory: Path | None) -> int:
              f"MOLTIS_DATA_DIR={shlex.quote(str(data_dir))}")
     code = 0
     try:
-        with _isolated_env(config_dir, data_dir):
+        with moltis_env_only({"MOLTIS_CONFIG_DIR": str(config_dir),
+                              "MOLTIS_DATA_DIR": str(data_dir)}):
             for explanation, args, stdin in STEPS:
                 argv = [a.replace("{export}", str(export_dir)) for a in args]
                 out.out.print()
