@@ -316,7 +316,9 @@ class _Walker:
         for key in a:
             if key not in b:
                 out.append(RawChange("unset", (*path, key)))
-        changed = len(a) != len(b) or list(a) != list(b)
+        # the same keys in another order alone is no change (the raw document keeps its
+        # order; the whole-section path compares with `==`)
+        changed = len(a) != len(b) or a.keys() != b.keys()
         new: dict[str, Any] = {}
         for key, bv in b.items():
             av = a.get(key, MISSING)
