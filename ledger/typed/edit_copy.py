@@ -58,7 +58,7 @@ from ledger.typed.convert import (
 if TYPE_CHECKING:
     from ledger.typed.edit_plan import RootPlan
 
-__all__ = ["Unsure", "drop_none_entries", "edit_copy", "untwin", "walk"]
+__all__ = ["Unsure", "drop_none_entries", "edit_copy", "privatized", "untwin", "walk"]
 
 # values that cannot be changed in place: shared between the view and every copy
 _KEEP = frozenset({str, int, float, bool, type(None), Secret, SecretRef})
@@ -80,6 +80,17 @@ _TWINS: dict[type, type] = {}  # a Struct class -> its edit twin
 _BASES: dict[type, Any] = {}  # (a Struct class)  # an edit twin -> its Struct class
 
 
+# How many slots of any copy, in any thread, were made private on read (`_read`): an
+# edit whose `fn` left it as it was read no list, map or Struct of the view, so it needs
+# no check of what it reached (`TypedView.edit`, RootPlan.reached). Only "changed or
+# not" matters, so a lost update between threads is harmless.
+_privatized = [0]
+
+
+def privatized() -> int:
+    return _privatized[0]
+
+
 def _read(self: msgspec.Struct, name: str) -> Any:
     value = object.__getattribute__(self, name)
     cls = type(value)
@@ -90,6 +101,7 @@ def _read(self: msgspec.Struct, name: str) -> Any:
     private = _private(value)
     if private is not value:
         msgspec.Struct.__setattr__(self, name, private)
+        _privatized[0] += 1
     return private
 
 

@@ -29,10 +29,13 @@ class RootPlan:
     those sections are taken over, so a run of writes builds a template only for the
     sections each one changed, not for every section on every write."""
 
-    __slots__ = ("entries", "maps", "names", "position", "scalars", "section_slots",
-                 "sections", "templates", "twin_types", "values")
+    __slots__ = ("_flat", "entries", "maps", "names", "position", "scalars",
+                 "section_slots", "sections", "templates", "twin_types", "values")
 
     def __init__(self, pristine: msgspec.Struct, prior: RootPlan | None = None) -> None:
+        # reached()'s: every section's slots in one list, the root slot of each and
+        # where each section starts (per layout; taken over with `prior`)
+        self._flat: tuple[list[Any], list[int], list[int]] | None = None
         self.values = values = msgspec.structs.astuple(pristine)
         self.names = names = type(pristine).__struct_fields__
         if prior is not None and prior.names is names and self._follow(prior):
@@ -70,6 +73,14 @@ class RootPlan:
         self.entries, self.templates, self.section_slots = entries, templates, section_slots
         self.sections, self.maps, self.scalars = prior.sections, prior.maps, prior.scalars
         self.position, self.twin_types = prior.position, prior.twin_types
+        if prior._flat is not None:  # the same layout: patch the changed sections' slots
+            flat, owner, starts = prior._flat
+            flat = flat.copy()
+            for i in changed:
+                if type(entries[i]) is tuple:
+                    start = starts[prior.position[i]]
+                    flat[start:start + len(entries[i][1])] = entries[i][1]  # type: ignore[index]
+            self._flat = (flat, owner, starts)
         return True
 
     def candidates(self, olds: tuple[Any, ...], news: tuple[Any, ...]) -> list[int]:
@@ -92,6 +103,33 @@ class RootPlan:
         found += [i for i in self.scalars if olds[i] is not news[i]]
         found.sort()
         return found
+
+    def reached(self, copy: Any) -> list[int]:
+        """The root slots whose view objects `fn` may have changed in place through its
+        copy: a section whose twin no longer holds exactly the view's slots (`fn` read
+        a list, map or Struct of it, which gives a private copy, or set one), a map whose
+        entries are not exactly the template copies, a slot `fn` replaced. A C-level
+        reader of a twin (`msgspec.structs.asdict(cfg.hooks)`) hands out the view's own
+        nested objects (review r7); an edit that reaches a section through an attribute
+        then checks it (`TypedView.edit`). Found in C for the sections."""
+        news = msgspec.structs.astuple(copy)
+        if self._flat is None:
+            lengths = [*map(len, self.section_slots)]
+            self._flat = ([*itertools.chain.from_iterable(self.section_slots)],
+                          [*itertools.chain.from_iterable(map(
+                              itertools.repeat, self.sections, lengths))],
+                          [0, *itertools.accumulate(lengths)][:-1])
+        flat, owner, _ = self._flat
+        twins = [news[i] for i in self.sections]
+        if [*map(type, twins)] != self.twin_types:
+            found = set(self.sections)  # fn put another object in a section's slot
+        else:
+            found = {owner[j] for j in itertools.compress(range(len(flat)), map(
+                operator.is_not, itertools.chain.from_iterable(
+                    map(msgspec.structs.astuple, twins)), flat))}
+        found.update(i for i in self.maps
+                     if not self.entries[i].intact(news[i]))  # type: ignore[union-attr]
+        return sorted(found)
 
     def _each_slot(self, olds: tuple[Any, ...], news: tuple[Any, ...]) -> list[int]:
         """`candidates` slot by slot, by identity alone."""
@@ -136,6 +174,18 @@ class MapPlan:
         if self.flat:
             return dict(value)
         return _element(value)  # type: ignore[no-any-return]
+
+    def intact(self, b: Any) -> bool:
+        """Whether `b`, the copy fn got of this map, still holds exactly the copies
+        `copy` made (nothing of the view's reached below it: `RootPlan.reached`)."""
+        if self.flat:
+            return True  # immutable values: nothing to change in place
+        if self.templates is None or type(b) not in (dict, _Dict) or list(b) != self.keys:
+            return False
+        items = list(b.values())
+        return all(map(operator.is_, map(type, items), itertools.repeat(self.twin))) and all(
+            map(operator.is_, itertools.chain.from_iterable(map(msgspec.structs.astuple, items)),
+                itertools.chain.from_iterable(self.slots)))
 
     def untouched(self, a: Any, b: Any) -> bool:
         """Whether `b`, the copy fn got of the map `a`, still equals it: the same keys

@@ -30,11 +30,18 @@ from ledger.typed.convert import (
     section_to_typed,
     to_typed,
 )
-from ledger.typed.edit_copy import Unsure, drop_none_entries, edit_copy, untwin, walk
+from ledger.typed.edit_copy import (
+    Unsure,
+    drop_none_entries,
+    edit_copy,
+    privatized,
+    untwin,
+    walk,
+)
 from ledger.typed.edit_plan import RootPlan
 from ledger.typed.freeform import Located, locate_refs, node_has_freeform, revive, revive_at
 
-__all__ = ["EDIT_FIX", "Edit", "TypedCodec", "TypedView"]
+__all__ = ["EDIT_FIX", "Edit", "StaleView", "TypedCodec", "TypedView"]
 
 T = TypeVar("T")
 _ROOT_INFO = section_info(MoltisConfig)
@@ -56,6 +63,12 @@ def _enc_hook(obj: Any) -> Any:
     # a value JSON cannot hold: the caller gets a validation error naming where it is
     raise TypeError(f"Expected a config value (str, number, bool, list or table), "
                     f"got `{type(obj).__name__}`")
+
+
+class StaleView(Exception):  # noqa: N818 (a verdict: the caller rebuilds the view)
+    """A view's own values no longer encode to its sections' JSON: something changed
+    them in place (a C-level reader of a caller's copy, review r7). The JSON is what
+    the ledger wrote; the caller drops the view and builds one from the raw document."""
 
 
 class _Decoder(Generic[T]):
@@ -144,8 +157,9 @@ class TypedCodec:
 
     def view_of(self, typed: MoltisConfig, key: object) -> TypedView:
         """A view owning `typed` (the caller must not keep changing it); its sections
-        are encoded by the first read that needs them."""
-        return TypedView(self, key, typed, [None] * len(_PREFIXES))
+        are encoded now, so that what it serves never depends on `typed` staying as it
+        is (TypedView.edit checks the sections an edit reaches against them)."""
+        return TypedView(self, key, typed, _encoded(self, typed, [None] * len(_PREFIXES)))
 
     @functools.cached_property
     def _node_decoders(self) -> dict[TypeNode, _Decoder[Any]]:
@@ -167,6 +181,17 @@ class TypedCodec:
 
     def view_of_raw(self, raw: dict[str, Any], key: object, where: str) -> TypedView:
         return self.view_of(to_typed(raw, self.opener, where=where), key)
+
+
+def _encoded(codec: TypedCodec, typed: MoltisConfig, sections: list[bytes | None]
+             ) -> list[bytes | None]:
+    """`sections` with the missing ones encoded from `typed` (a new list if any was)."""
+    if None not in sections:
+        return sections
+    values = msgspec.structs.astuple(typed)
+    encode = codec.encoder.encode
+    return [data if data is not None else _PREFIXES[i] + encode(values[i])
+            for i, data in enumerate(sections)]
 
 
 def _json_type(obj: Any) -> str:
@@ -271,7 +296,11 @@ class TypedView:
             plan = self._plan = RootPlan(self.pristine, self._prior_plan)
             self._prior_plan = None
         copy = edit_copy(self.pristine, plan)
+        before = privatized()
         returned = fn(copy)
+        # the sections fn's copy reached (it read a list, map or Struct of them) and
+        # those the edit replaces must still be what the ledger wrote (_check)
+        reached = plan.reached(copy) if privatized() != before else []
         # another config (not the copy, edited or not) is compared the same way: its
         # sections are not the view's own objects, so each is canonicalized whole
         new = returned if isinstance(returned, MoltisConfig) else copy
@@ -279,15 +308,32 @@ class TypedView:
             changes, replaced, reorder = walk(self.pristine, new, raw, self._codec.canon,
                                               plan)
         except Unsure:
-            return self._edit_sections(new, raw)
-        sections = self.sections
-        if replaced:
-            sections = list(sections)
-            for attr in replaced:
-                sections[_SECTION_INDEX[attr]] = None  # encoded when a read needs it
-        result = Edit(changes, sections, replaced)
-        result.reorder = reorder
+            result = self._edit_sections(new, raw)
+        else:
+            sections = self.sections
+            if replaced:
+                sections = list(sections)
+                for attr in replaced:
+                    sections[_SECTION_INDEX[attr]] = None  # encoded by `after`
+            result = Edit(changes, sections, replaced)
+            result.reorder = reorder
+        self._check(sorted({*reached, *map(_SECTION_INDEX.__getitem__, result.replaced)}))
         return result
+
+    def _check(self, slots: list[int]) -> None:
+        """Raise StaleView if a root value of this view at `slots` no longer encodes to
+        its section's JSON. Sections are always encoded when a view is made (view_of,
+        after, advanced), so the JSON is what the ledger wrote; the check costs one
+        encode of each section an edit reached (review r7 finding 1: a caller's copy
+        can hand out this view's nested objects through a C-level reader)."""
+        if not slots:
+            return
+        values = msgspec.structs.astuple(self.pristine)
+        encode = self._codec.encoder.encode
+        for i in slots:
+            data = self.sections[i]
+            if data is not None and _PREFIXES[i] + encode(values[i]) != data:
+                raise StaleView(_ROOT_INFO.positions[i][0].key)
 
     def _edit_sections(self, new: MoltisConfig, raw: dict[str, Any]) -> Edit:
         """The whole-section path: every section of `new` that is not the view's own
@@ -335,7 +381,16 @@ class TypedView:
     def after(self, key: object, edit: Edit) -> TypedView:
         """The view of the state that `edit` produced (unchanged sections are shared)."""
         pristine = msgspec.structs.replace(self.pristine, **edit.replaced)
-        return TypedView(self._codec, key, pristine, edit.sections, prior_plan=self._any_plan())
+        # the sections the edit replaced are encoded now, not by a later read: the view
+        # must serve what was written even if a caller's copy changes its values
+        sections = edit.sections
+        encode = self._codec.encoder.encode
+        for attr, value in edit.replaced.items():
+            i = _SECTION_INDEX[attr]
+            if sections[i] is None:
+                sections[i] = _PREFIXES[i] + encode(value)
+        return TypedView(self._codec, key, pristine, _encoded(self._codec, pristine, sections),
+                         prior_plan=self._any_plan())
 
     def advanced(self, key: object, old_raw: dict[str, Any], new_raw: dict[str, Any],
                  opener: SecretOpener | None = None) -> TypedView | None:
