@@ -43,6 +43,19 @@ def fresh_pg_store(url: str, **kwargs: Any) -> Any:
     return store
 
 
+def keyed_writer(url: str, host_dir: Any) -> tuple[Any, bytes]:
+    """A keyed PostgresConfigStore on a new schema, its head mark in `host_dir` (the
+    writer host's config dir, created here), and its key."""
+    import secrets as _secrets
+
+    from ledger.engine.vault import KeySource
+
+    key = _secrets.token_bytes(32)
+    host_dir.mkdir()
+    return fresh_pg_store(url, keys=KeySource(key=key, env={},
+                                              key_file=host_dir / "ledger.key")), key
+
+
 def keyed_reader_port(url: str, schema: str, key: bytes, key_file: Any) -> object:
     """What a new keyed reader of `schema` serves as `server.port` (a host of its own:
     its head mark in `key_file`'s folder), or the LedgerError it refuses with."""

@@ -6,26 +6,21 @@ a keyed reader without a head mark (another gateway host) refuses it, as `verify
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from ledger.engine.vault import KeySource
 from ledger.errors import LedgerError
-from tests.pg import fresh_pg_store, keyed_reader_port
+from tests.pg import keyed_reader_port, keyed_writer
 
 pytestmark = pytest.mark.postgres  # counted, and never skipped under CI=true
 
 
 def test_a_head_row_moved_back_with_its_saved_mac_row_is_refused_while_later_events_remain(
         tmp_path: Path, pg_url: str) -> None:
-    key = secrets.token_bytes(32)
-    (tmp_path / "a").mkdir()  # the writer host's config dir (its head mark goes there)
-    writer = fresh_pg_store(pg_url, keys=KeySource(key=key, env={},
-                                                   key_file=tmp_path / "a" / "ledger.key"))
+    writer, key = keyed_writer(pg_url, tmp_path / "a")  # its head mark goes there
     schema = writer.ledger.backend.schema
     saved: dict[str, Any] = {}
     with psycopg.connect(pg_url, autocommit=True) as admin:
