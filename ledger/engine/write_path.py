@@ -102,7 +102,7 @@ class WriteDeps:
     check_reason: Callable[[str | None], str]
     # `Ledger.update_typed`'s (the typed layer), kept by its first call
     materialize: Callable[..., list[Change]] | None = None
-    stale_view: type[Exception] = Exception  # head_cache.StaleView, set with materialize
+    stale_view: type[Exception]  # head_cache.StaleView, set with materialize
 
 
 def load_write_deps() -> None:

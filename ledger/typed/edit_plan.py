@@ -33,9 +33,9 @@ class RootPlan:
                  "section_slots", "sections", "templates", "twin_types", "values")
 
     def __init__(self, pristine: msgspec.Struct, prior: RootPlan | None = None) -> None:
-        # reached()'s: every section's slots in one list, the root slot of each and
-        # where each section starts (per layout; taken over with `prior`)
-        self._flat: tuple[list[Any], list[int], list[int]] | None = None
+        # reached()'s: every section's slots in one list and the root slot of each
+        # (built by the first edit of this view whose fn read a list, map or Struct)
+        self._flat: tuple[list[Any], list[int]] | None = None
         self.values = values = msgspec.structs.astuple(pristine)
         self.names = names = type(pristine).__struct_fields__
         if prior is not None and prior.names is names and self._follow(prior):
@@ -73,14 +73,6 @@ class RootPlan:
         self.entries, self.templates, self.section_slots = entries, templates, section_slots
         self.sections, self.maps, self.scalars = prior.sections, prior.maps, prior.scalars
         self.position, self.twin_types = prior.position, prior.twin_types
-        if prior._flat is not None:  # the same layout: patch the changed sections' slots
-            flat, owner, starts = prior._flat
-            flat = flat.copy()
-            for i in changed:
-                if type(entries[i]) is tuple:
-                    start = starts[prior.position[i]]
-                    flat[start:start + len(entries[i][1])] = entries[i][1]  # type: ignore[index]
-            self._flat = (flat, owner, starts)
         return True
 
     def candidates(self, olds: tuple[Any, ...], news: tuple[Any, ...]) -> list[int]:
@@ -114,12 +106,10 @@ class RootPlan:
         then checks it (`TypedView.edit`). Found in C for the sections."""
         news = msgspec.structs.astuple(copy)
         if self._flat is None:
-            lengths = [*map(len, self.section_slots)]
             self._flat = ([*itertools.chain.from_iterable(self.section_slots)],
                           [*itertools.chain.from_iterable(map(
-                              itertools.repeat, self.sections, lengths))],
-                          [0, *itertools.accumulate(lengths)][:-1])
-        flat, owner, _ = self._flat
+                              itertools.repeat, self.sections, map(len, self.section_slots)))])
+        flat, owner = self._flat
         twins = [news[i] for i in self.sections]
         if [*map(type, twins)] != self.twin_types:
             found = set(self.sections)  # fn put another object in a section's slot

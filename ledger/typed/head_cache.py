@@ -4,15 +4,18 @@ and the JSON of each top-level section, from which readers' private copies are d
 This is the hot path of `update_raw(fn)`, and its cost follows what `fn` changes, not
 the size of the config or of a section: `fn` gets a copy made as it reads it, and only
 the values it changed are validated and diffed (`ledger.typed.edit_copy`). The next
-head's view is the old one patched along the changed paths; the JSON of a section an
-edit replaced is encoded by the first read that needs it, not by the write. An edit the
-walk cannot decide takes the whole-section path (`TypedView._edit_sections`), which
+head's view is the old one patched along the changed paths, with the JSON of the
+sections the edit replaced (a view's JSON is complete when it is made, and is what it
+serves; an edit checks the sections it reaches against it: `TypedView._check`). An edit
+the walk cannot decide takes the whole-section path (`TypedView._edit_sections`), which
 names a bad value by its path.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -185,13 +188,17 @@ class TypedCodec:
 
 def _encoded(codec: TypedCodec, typed: MoltisConfig, sections: list[bytes | None]
              ) -> list[bytes | None]:
-    """`sections` with the missing ones encoded from `typed` (a new list if any was)."""
-    if None not in sections:
-        return sections
-    values = msgspec.structs.astuple(typed)
-    encode = codec.encoder.encode
-    return [data if data is not None else _PREFIXES[i] + encode(values[i])
-            for i, data in enumerate(sections)]
+    """`sections` with the missing ones (None) encoded from `typed`, in place. A view's
+    sections are all encoded when it is made: what it serves never depends on its
+    values staying as they are (`TypedView._check`)."""
+    missing = [*itertools.compress(range(len(sections)),
+                                   map(operator.is_, sections, itertools.repeat(None)))]
+    if missing:
+        values = msgspec.structs.astuple(typed)
+        encode = codec.encoder.encode
+        for i in missing:
+            sections[i] = _PREFIXES[i] + encode(values[i])
+    return sections
 
 
 def _json_type(obj: Any) -> str:
@@ -264,15 +271,8 @@ class TypedView:
 
     def whole(self) -> bytes:
         if self._whole is None:
-            sections = self.sections
-            if None in sections:
-                # sections an edit replaced are encoded here, by the first read that
-                # needs them, not by the write (a list slot assignment: safe to race)
-                values = msgspec.structs.astuple(self.pristine)
-                for i, data in enumerate(sections):
-                    if data is None:
-                        sections[i] = _PREFIXES[i] + self._codec.encoder.encode(values[i])
-            self._whole = b"{" + b",".join(sections) + b"}"  # type: ignore[arg-type]
+            # never None in a view (`_encoded`)
+            self._whole = b"{" + b",".join(self.sections) + b"}"  # type: ignore[arg-type]
         return self._whole
 
     def fresh(self) -> MoltisConfig:
@@ -331,8 +331,7 @@ class TypedView:
         values = msgspec.structs.astuple(self.pristine)
         encode = self._codec.encoder.encode
         for i in slots:
-            data = self.sections[i]
-            if data is not None and _PREFIXES[i] + encode(values[i]) != data:
+            if _PREFIXES[i] + encode(values[i]) != self.sections[i]:
                 raise StaleView(_ROOT_INFO.positions[i][0].key)
 
     def _edit_sections(self, new: MoltisConfig, raw: dict[str, Any]) -> Edit:
@@ -383,13 +382,8 @@ class TypedView:
         pristine = msgspec.structs.replace(self.pristine, **edit.replaced)
         # the sections the edit replaced are encoded now, not by a later read: the view
         # must serve what was written even if a caller's copy changes its values
-        sections = edit.sections
-        encode = self._codec.encoder.encode
-        for attr, value in edit.replaced.items():
-            i = _SECTION_INDEX[attr]
-            if sections[i] is None:
-                sections[i] = _PREFIXES[i] + encode(value)
-        return TypedView(self._codec, key, pristine, _encoded(self._codec, pristine, sections),
+        return TypedView(self._codec, key, pristine,
+                         _encoded(self._codec, pristine, edit.sections),
                          prior_plan=self._any_plan())
 
     def advanced(self, key: object, old_raw: dict[str, Any], new_raw: dict[str, Any],
