@@ -81,6 +81,8 @@ class Sql:
                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)")
         self.move_head = (f"UPDATE {s}.ledger_head SET seq = %s, hash = %s, ts = %s "
                           "WHERE seq = %s AND hash = %s")
+        self.count_range = (f"SELECT count(*) FROM {s}.ledger_events "
+                            "WHERE seq BETWEEN %s AND %s")
         self.notify = f"SELECT pg_notify('{channel}', %s)"
         self.head = f"SELECT seq, hash, ts FROM {s}.ledger_head"
         self.select = f"SELECT {COLUMNS} FROM {s}.ledger_events"

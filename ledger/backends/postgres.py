@@ -438,6 +438,13 @@ class _PgTxn:
             raise StoreError(f"{self._b.location}: event {first.seq} does not link to the "
                              f"head (event {head.seq})")
         self._cur.executemany(sql.insert, [_row(r) for r in records])
+        # A foreign BEFORE INSERT trigger returning NULL stores nothing without an
+        # error, and the head row has moved: count the rows that went in (the single
+        # statements' 1/0 guard does this for each queued event).
+        self._cur.execute(sql.count_range, (first.seq, last.seq))
+        if (row := self._cur.fetchone()) is None or row[0] != len(records):
+            raise StoreError(f"{self._b.location}: {len(records)} event(s) were not stored "
+                             "(something in the database discards inserts into ledger_events)")
         self._cur.execute(sql.notify, (str(last.seq),))
 
     def _commit(self) -> None:
