@@ -16,6 +16,9 @@ fields whose type contains a free-form value, found once from the schema.
 from __future__ import annotations
 
 import functools
+import inspect
+import types
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +27,7 @@ import msgspec
 from ledger._log import get_logger
 from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
 from ledger.errors import SecretError
-from ledger.schema.introspect import TypeNode, is_any, section_info
+from ledger.schema.introspect import TypeNode, is_any, section_info, strip_annotated
 
 __all__ = ["has_freeform", "locate_refs", "node_has_freeform", "reveal", "reveal_counting",
            "revive", "revive_at"]
@@ -34,7 +37,44 @@ _log = get_logger("ledger.typed.freeform")
 
 @functools.cache
 def _class_has_any(cls: type[msgspec.Struct]) -> bool:
-    return any(_node_has_any(fn.node) for fn, _ in section_info(cls).positions)
+    # From the class's own annotations where they are objects (the schema's modules do
+    # not defer them): a fresh process's first typed read asked this of every class of
+    # the schema, and building each one's `section_info` (msgspec evaluating every
+    # annotation again) cost ~2.5 ms of it (figure 6b). Same answer as the nodes'
+    # (tests/test_schema_any.py compares them for every schema class).
+    hints = _annotations(cls)
+    if hints is None:
+        return any(_node_has_any(fn.node) for fn, _ in section_info(cls).positions)
+    return any(_type_has_any(hints[name]) for name in cls.__struct_fields__)
+
+
+def _annotations(cls: type) -> dict[str, Any] | None:
+    """Each field's annotation as declared (the nearest class's), or None when one is
+    a string (deferred): then only an evaluation tells."""
+    hints: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        hints.update(inspect.get_annotations(klass))
+    if any(isinstance(hint, str) for hint in hints.values()):
+        return None
+    return hints
+
+
+def _type_has_any(tp: Any, optional: bool = False) -> bool:
+    """`_node_has_any` of the node `introspect._node` makes of `tp`, from `tp` itself."""
+    tp = strip_annotated(tp)
+    if tp is Any:
+        return not optional  # `Any | None` is a leaf there, not a free-form value
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        non_none = [a for a in typing.get_args(tp) if a is not type(None)]
+        return len(non_none) == 1 and _type_has_any(non_none[0], optional=True)
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return _class_has_any(tp)
+    if origin is dict:
+        return _type_has_any(typing.get_args(tp)[1])
+    if origin is list:
+        return _type_has_any(typing.get_args(tp)[0])
+    return False
 
 
 @functools.cache  # TypeNodes compare by identity: one answer per schema node
