@@ -14,8 +14,10 @@ snapshot whose MAC checks and whose hash is the walk's (snapshot MACs bind seq a
 and only a key holder writes them, on the history it proved). Snapshots are written
 every `snapshot_every` events, so a walk costs at most that many hashes on a keyed
 ledger; on a ledger without the key it reaches the head (which a keyless open walks
-from genesis anyway). Proven hashes are kept per served head (bounded) so that repeated
-reads of nearby seqs (blame's metadata, diff, the web view) do not walk again.
+from genesis anyway), holding at most `_HELD` events: past that it proves the rest of
+the way first, keeping a proven hash every `_SPACING` events, and serves as it goes.
+Proven hashes are kept per served head (bounded) so that repeated reads of nearby seqs
+(blame's metadata, diff, the web view) do not walk again.
 """
 
 from __future__ import annotations
@@ -34,9 +36,17 @@ from projections.snapshots import open_snapshot
 
 __all__ = ["PastProof"]
 
-# proven (seq, hash) pairs kept for the head served: ~100 bytes each; beyond this many
-# they are dropped (and walked again when read again)
-_PROVEN_KEPT: Final = 1 << 16
+# proven (seq, hash) pairs kept for the head served: ~150 bytes each; beyond this many
+# they are dropped (and walked again when read again: at most to the next anchor)
+_PROVEN_KEPT: Final = 1 << 14
+# Events a walk holds (to serve, and their hashes to remember) while no anchor is in
+# sight: past this many it proves the rest of the way ahead first (`_prove_ahead`), so
+# a walk to a far head (no key: no snapshot anchors) holds this many, not the log.
+_HELD: Final = 4096
+# A proof ahead keeps one proven hash per this many events (thinned to fewer when
+# there would be more than _PROVEN_KEPT), apart from the pairs walks leave: the walk
+# that follows, and later reads, anchor at each of them.
+_SPACING: Final = 256
 _FIX: Final = ("Check it with `moltis-ledger verify`, then restore the newest backup "
                "(`moltis-ledger restore FILE`)")
 
@@ -48,10 +58,12 @@ class PastProof:
     def __init__(self, backend: Backend, vault: Vault) -> None:
         self.backend, self.vault = backend, vault
         self._proven: dict[int, bytes] = {}
+        self._ahead: dict[int, bytes] = {}  # the proofs ahead's sparse pairs
         self._snapshots: tuple[int, bytes, list[int]] | None = None
 
     def forget(self) -> None:
         self._proven.clear()
+        self._ahead.clear()
         self._snapshots = None
 
     def _snapshot_seqs(self, head: ConfigState) -> list[int]:
@@ -66,7 +78,7 @@ class PastProof:
         seq = rec.seq
         if seq == head.seq:
             return rec.hash == head.hash
-        if self._proven.get(seq) == rec.hash:
+        if self._proven.get(seq) == rec.hash or self._ahead.get(seq) == rec.hash:
             return True
         at = bisect_left(snaps, seq)
         if at == len(snaps) or snaps[at] != seq:
@@ -106,13 +118,38 @@ class PastProof:
                 if rec.seq <= until:
                     pending.append(rec)
                 walked.append((rec.seq, rec.hash))
-                if self._anchored(rec, head, snaps):
+                if self._anchored(rec, head, snaps) or (
+                        len(walked) >= _HELD and self._prove_ahead(rec, head, snaps)):
                     self._remember(walked)
                     walked = []
                     yield from pending
                     pending = []
                     if rec.seq >= until:
                         return
+        raise self._refused(after, walk, head)
+
+    def _prove_ahead(self, start: Record, head: ConfigState, snaps: list[int]) -> bool:
+        """Walk on from `start` (proven up to itself) to an anchor without holding the
+        events, keeping a proven hash every `_SPACING` events and `start`'s own; True,
+        or the walk's refusal raised."""
+        walk = ChainWalk(None, start.seq + 1, start.hash)
+        kept, spacing = [(start.seq, start.hash)], _SPACING
+        for rec in walk.checked(self.backend.read(after=start.seq, until=head.seq)):
+            if rec.seq % spacing == 0:
+                kept.append((rec.seq, rec.hash))
+                if len(kept) > _PROVEN_KEPT:
+                    kept, spacing = kept[::2], spacing * 2
+            if self._anchored(rec, head, snaps):
+                if len(self._ahead) + len(kept) > _PROVEN_KEPT:
+                    self._ahead.clear()
+                self._ahead.update(kept)
+                return True
+        raise self._refused(start.seq, walk, head)
+
+    def _refused(self, after: int, walk: ChainWalk | None, head: ConfigState
+                 ) -> VerificationError:
+        """Why a walk from `after` did not reach an anchor, naming the first event that
+        does not link, as a load refuses a head."""
         report = walk.report() if walk is not None else None
         if report is not None and not report.ok:
             why, bad = report.problem, report.first_bad_seq
@@ -121,7 +158,7 @@ class PastProof:
         else:
             why, bad = (f"the log from event {after + 1} on does not lead to the head served "
                         f"(event {head.seq})"), report.head_seq
-        raise VerificationError(
+        return VerificationError(
             f"{self.backend.location}: {why}: the head this ledger serves does not descend "
             f"from the history read; nothing is served from it. {_FIX}", bad)
 
