@@ -74,3 +74,27 @@ def test_a_catch_up_onto_a_tail_the_head_mac_disowns_is_refused(tmp_path: Path):
     with pytest.raises(VerificationError, match="head MAC"):
         run(reader.load_raw())
     reader.ledger.close()
+
+
+def test_a_keyed_writer_does_not_build_on_a_tail_the_head_mac_disowns(tmp_path: Path,
+                                                                      caplog):
+    """The same rewrite under a process that writes: its catch-up before appending (no
+    MAC read: its append checks the MAC) walked the re-chained events from what it had
+    served, and its append, finding the MAC vouching for another event 4, wrote onto
+    them unsigned with a warning; that process then served the rewritten history (and
+    its own event on top) while every other process refused it. Nothing is written now,
+    and it refuses to read it as a fresh reader does."""
+    db = tmp_path / "moltis.db"
+    stale = store_at(db)
+    bump(stale, 2)
+    other = store_at(db)
+    bump(other, 2)
+    other.ledger.close()
+    rechain(db, 3)
+    with caplog.at_level(logging.WARNING), pytest.raises(VerificationError, match="head MAC"):
+        bump(stale)
+    assert "written unsigned" not in _logged(caplog)
+    with pytest.raises(VerificationError, match="head MAC"):
+        run(stale.load_raw())
+    stale.ledger.close()
+    assert store_at(db).ledger.backend.head().seq == 4  # nothing was appended

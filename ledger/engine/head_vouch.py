@@ -6,10 +6,12 @@ the stored MAC or signature vouches, under this ledger key, for exactly the head
 appended onto, or when it wrote the ledger's first event itself onto an empty log with
 nothing vouched. Anything else (a ledger never signed, a removed or malformed
 signature, one made with another key, events appended past the vouched head by a
-writer without the key, or a rewritten log) is written to unsigned with a loud
-warning: an ordinary write never launders a history nobody vouched for. Vouching for
-such a head is an operator's act after checking it: `moltis-ledger sign-head --adopt`
-(`Ledger.sign_head(adopt=True)`), which runs the full verify first.
+writer without the key) is written to unsigned with a loud warning: an ordinary write
+never launders a history nobody vouched for. A history the stored MAC disowns (a log
+rewritten under it), which every reader refuses, is not written to at all
+(`Ledger._sign_head`). Vouching for an unvouched head is an operator's act after
+checking it: `moltis-ledger sign-head --adopt` (`Ledger.sign_head(adopt=True)`),
+which runs the full verify first.
 
 What this costs on the append path: nothing to read when the parent is the head this
 process (or another ledger of this process on the same database) vouched for last,

@@ -349,8 +349,11 @@ class Ledger:
         event this transaction appended; the events between are its own): one head MAC,
         and an Ed25519 signature at a checkpoint, if the stored MAC or signature vouches
         for `first`'s parent (ledger.engine.head_vouch). Else nothing is vouched for and
-        the reason is returned (and logged as a warning): the write itself goes on.
-        Under the key of this transaction: another process may have rotated it."""
+        the reason is returned (and logged as a warning): the write itself goes on, onto
+        a tail appended without the key as a reader serves it, but never onto a history
+        the stored head MAC disowns, which every reader refuses (raised: the
+        transaction, caught up on it without a MAC read, rolls back). Under the key of
+        this transaction: another process may have rotated it."""
         keys = self.vault.integrity_now(txn, (first.seq - 1, first.prev_hash),
                                         (last.seq, last.hash))
         if keys is None:
@@ -358,6 +361,9 @@ class Ledger:
         shared = self._committer.shared if self._committer is not None else None
         problem = self.voucher.vouch(txn, keys, self.vault.ledger_id, first, last, shared)
         if problem is not None:
+            parent = Head(first.seq - 1, first.prev_hash, 0)  # (the time is not judged)
+            if (disowned := self.proof.mac_problem(parent)) is not None:
+                raise self.proof.disowned(disowned, parent.seq)
             problem = (f"event {last.seq} is written unsigned: {problem}. Nothing written "
                        f"to this ledger is vouched for until an operator does: {ADOPT_HINT}")
             _log.warning(problem, location=self.backend.location, seq=last.seq)

@@ -143,10 +143,7 @@ class ReadProof:
         the key is served, and said (mac_verdict)."""
         problem, tail = self.mac_verdict(head)
         if problem is not None:
-            raise VerificationError(
-                f"{self.backend.location}: this ledger is not the history this key vouched "
-                f"for: {problem}. {RESTORE_FIX}; `moltis-ledger sign-head --adopt` "
-                "accepts a ledger only once `verify` passes", head.seq)
+            raise self.disowned(problem, head.seq)
         if tail:
             # a writer without the key may append (by design), but nothing vouches for
             # what it wrote: served, and said so (DESIGN.md: verify does not vouch)
@@ -158,6 +155,13 @@ class ReadProof:
                 "`moltis-ledger log`, then vouch for them with "
                 "`moltis-ledger sign-head --adopt`", location=self.backend.location,
                 unvouched=tail, vouched_seq=head.seq - tail)
+
+    def disowned(self, problem: str, seq: int) -> VerificationError:
+        """The refusal of a head the stored head MAC disowns (`problem`: mac_verdict's)."""
+        return VerificationError(
+            f"{self.backend.location}: this ledger is not the history this key vouched "
+            f"for: {problem}. {RESTORE_FIX}; `moltis-ledger sign-head --adopt` "
+            "accepts a ledger only once `verify` passes", seq)
 
     def mac_problem(self, head: Head) -> str | None:
         """Why a keyed open refuses `head` (mac_verdict), or None."""
