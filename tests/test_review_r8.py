@@ -1,0 +1,108 @@
+"""Review round 8 (attacker): findings as strict xfails, each reproduced with real
+SQLite files and, for what an operator sees, a CLI process of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import apsw
+import pytest
+
+from ledger.engine.vault import KeySource
+from ledger.errors import LedgerError
+from ledger.ops.backup import backup, restore
+from ledger.stores.ledger_store import SqliteConfigStore
+from tests.migrated_site import cli_process, site_env
+
+
+def _store(db: Path, key: bytes) -> Any:
+    config = db.parent.parent / "config"
+    return SqliteConfigStore(db, keys=KeySource(key=key, key_file=config / "ledger.key",
+                                                env={}))
+
+
+@contextlib.contextmanager
+def _opened(db: Path, env: dict[str, str]) -> Iterator[Any]:
+    store = _store(db, bytes.fromhex(env["MOLTIS_LEDGER_KEY"]))
+    store.ledger.snapshot_every = 4
+    try:
+        yield store
+    finally:
+        asyncio.run(store.close())
+
+
+def _edits(db: Path, env: dict[str, str], ports: range) -> None:
+    async def writes() -> None:
+        store = _store(db, bytes.fromhex(env["MOLTIS_LEDGER_KEY"]))
+        store.ledger.snapshot_every = 4
+        try:
+            for port in ports:
+                await store.edit({("server", "port"): port}, actor="a@b")
+        finally:
+            await store.close()
+
+    asyncio.run(writes())
+
+
+def _head(db: Path) -> int:
+    con = apsw.Connection(str(db))
+    try:
+        return con.execute("SELECT max(seq) FROM ledger_events").fetchone()[0]
+    finally:
+        con.close()
+
+
+# -- finding 1 -------------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="r8 finding 1: a MAC'd snapshot of another history "
+                   "(the ledger before a restore, kept in backups/) anchors a past read")
+def test_r8_past_read_anchored_by_a_snapshot_of_the_history_a_restore_replaced(
+        tmp_path: Path) -> None:
+    env = site_env(tmp_path)
+    data = Path(env["MOLTIS_DATA_DIR"])
+    db = data / "moltis.db"
+    _edits(db, env, range(2002, 2003))
+    saved = tmp_path / "saved.db"
+    with _opened(db, env) as store:
+        assert backup(store.ledger, saved).ok
+        base = store.ledger.head_state().seq
+    _edits(db, env, range(2003, 2003 + 12 - base))  # history A: snapshots at 4, 8, 12
+    with _opened(db, env) as store:  # the operator goes back to the backup
+        restore(store.ledger, saved, force=True)
+    kept = next((data / "backups").glob("replaced-*.db"))
+    _edits(db, env, range(3003, 3003 + 16 - base))  # history B: snapshots 4..16
+    assert _head(db) == 16
+    # An attacker with write access to the data dir and no key: history A's events
+    # base+1..8 and A's snapshot at 8 (MAC'd by the same key) put in place of B's;
+    # B's events 9..16 and its snapshots 12 and 16 left as they are
+    old = apsw.Connection(str(kept))
+    rows = old.execute("SELECT seq, ts, actor, reason, source, kind, payload, prev_hash, "
+                       "hash FROM ledger_events WHERE seq BETWEEN ? AND 8",
+                       (base + 1,)).fetchall()
+    snap = old.execute("SELECT seq, hash, state FROM ledger_snapshots WHERE seq = 8"
+                       ).fetchone()
+    old.close()
+    con = apsw.Connection(str(db))
+    (trigger,), = con.execute("SELECT sql FROM sqlite_master WHERE name = "
+                              "'ledger_events_no_update'").fetchall()
+    con.execute("DROP TRIGGER ledger_events_no_update")
+    for seq, *cols in rows:
+        con.execute("UPDATE ledger_events SET ts=?, actor=?, reason=?, source=?, kind=?, "
+                    "payload=?, prev_hash=?, hash=? WHERE seq=?", (*cols, seq))
+    con.execute("DELETE FROM ledger_snapshots WHERE seq <= 8")
+    con.execute("INSERT INTO ledger_snapshots (seq, hash, state) VALUES (?,?,?)", snap)
+    con.execute(trigger)
+    con.close()
+    b_port_at_6 = 3003 + 6 - base - 1
+    head = cli_process(env, "get", "server.port")
+    assert head.returncode == 0 and head.stdout == f"{3003 + 16 - base - 1}\n", head
+    past = cli_process(env, "get", "server.port", "--at", "6")
+    # history A's value at 6 is not in the past of the head served: refused, or B's
+    assert past.returncode != 0 or past.stdout == f"{b_port_at_6}\n", past
+    with _opened(db, env) as store:
+        with pytest.raises(LedgerError):
+            asyncio.run(store.load_raw_at(6))
