@@ -106,3 +106,45 @@ def test_r8_past_read_anchored_by_a_snapshot_of_the_history_a_restore_replaced(
     with _opened(db, env) as store:
         with pytest.raises(LedgerError):
             asyncio.run(store.load_raw_at(6))
+
+
+# -- finding 2 -------------------------------------------------------------------------
+
+def _rechain_all(db: Path, old: bytes, new: bytes) -> None:
+    """A writer without the key: every payload holding `old` edited, the whole log
+    re-chained from genesis to a new head (MAC, signature, snapshots, mark left)."""
+    from ledger.core.chain import link
+
+    con = apsw.Connection(str(db))
+    (trigger,), = con.execute("SELECT sql FROM sqlite_master WHERE name = "
+                              "'ledger_events_no_update'").fetchall()
+    con.execute("DROP TRIGGER ledger_events_no_update")
+    rows = con.execute("SELECT seq, ts, actor, reason, source, kind, payload, prev_hash "
+                       "FROM ledger_events ORDER BY seq").fetchall()
+    prev = rows[0][7]
+    for seq, ts, actor, reason, source, kind, stored, _ in rows:
+        payload = stored.replace(old, new)
+        hash_ = link(prev, seq, ts, actor, reason, source, kind, payload)
+        con.execute("UPDATE ledger_events SET payload = ?, prev_hash = ?, hash = ? "
+                    "WHERE seq = ?", (payload, prev, hash_, seq))
+        prev = hash_
+    con.execute(trigger)
+    con.close()
+
+
+@pytest.mark.xfail(strict=True, reason="r8 finding 2: backup and bundle vouch (exit 0, "
+                   "'verified') for a log re-chained without the key, which get and "
+                   "verify refuse: chain-only check")
+def test_r8_backup_and_bundle_of_a_rechained_log_are_not_reported_good(
+        tmp_path: Path) -> None:
+    env = site_env(tmp_path)
+    db = Path(env["MOLTIS_DATA_DIR"]) / "moltis.db"
+    _edits(db, env, range(2002, 2008))
+    _rechain_all(db, b'"value":2003', b'"value":6666')
+    assert cli_process(env, "verify").returncode == 3
+    assert cli_process(env, "get", "server.port").returncode == 3
+    saved = cli_process(env, "backup", "-o", str(tmp_path / "b.db"))
+    bundled = cli_process(env, "bundle", "-o", str(tmp_path / "x.bundle"))
+    # what verify refuses is not written out as a good copy of the ledger
+    assert saved.returncode != 0, saved
+    assert bundled.returncode != 0, bundled
