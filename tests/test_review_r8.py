@@ -108,6 +108,57 @@ def test_r8_past_read_anchored_by_a_snapshot_of_the_history_a_restore_replaced(
             asyncio.run(store.load_raw_at(6))
 
 
+
+def _plant_from(kept: Path, db: Path, first: int, snap_seq: int) -> None:
+    """A writer without the key: `kept`'s events first..snap_seq and its snapshot at
+    snap_seq (MAC'd by the ledger key) put in place of the live ledger's."""
+    old = apsw.Connection(str(kept))
+    rows = old.execute("SELECT seq, ts, actor, reason, source, kind, payload, prev_hash, "
+                       "hash FROM ledger_events WHERE seq BETWEEN ? AND ?",
+                       (first, snap_seq)).fetchall()
+    snap = old.execute("SELECT seq, hash, state FROM ledger_snapshots WHERE seq = ?",
+                       (snap_seq,)).fetchone()
+    old.close()
+    con = apsw.Connection(str(db))
+    (trigger,), = con.execute("SELECT sql FROM sqlite_master WHERE name = "
+                              "'ledger_events_no_update'").fetchall()
+    con.execute("DROP TRIGGER ledger_events_no_update")
+    for seq, *cols in rows:
+        con.execute("UPDATE ledger_events SET ts=?, actor=?, reason=?, source=?, kind=?, "
+                    "payload=?, prev_hash=?, hash=? WHERE seq=?", (*cols, seq))
+    con.execute("DELETE FROM ledger_snapshots WHERE seq <= ?", (snap_seq,))
+    con.execute("INSERT INTO ledger_snapshots (seq, hash, state) VALUES (?,?,?)", snap)
+    con.execute(trigger)
+    con.close()
+
+
+@pytest.mark.xfail(strict=True, reason="r8 finding 1b: the same after `key rotate`, which "
+                   "re-seals the replaced ledger's snapshots under the new key")
+def test_r8_past_read_anchored_by_a_replaced_history_snapshot_after_key_rotation(
+        tmp_path: Path) -> None:
+    env = site_env(tmp_path)
+    data = Path(env["MOLTIS_DATA_DIR"])
+    db = data / "moltis.db"
+    _edits(db, env, range(2002, 2003))
+    saved = tmp_path / "saved.db"
+    with _opened(db, env) as store:
+        assert backup(store.ledger, saved).ok
+        base = store.ledger.head_state().seq
+    _edits(db, env, range(2003, 2003 + 12 - base))  # history A
+    with _opened(db, env) as store:
+        restore(store.ledger, saved, force=True)
+    kept = next((data / "backups").glob("replaced-*.db"))
+    rotated = cli_process(env, "key", "rotate", "--new-key-file", str(tmp_path / "new.key"))
+    assert rotated.returncode == 0 and "1 ledger backup" in rotated.stdout, rotated
+    env["MOLTIS_LEDGER_KEY"] = (tmp_path / "new.key").read_text().strip()
+    _edits(db, env, range(3003, 3003 + 16 - _head(db)))  # history B, new key
+    assert _head(db) == 16
+    _plant_from(kept, db, base + 1, 8)
+    assert cli_process(env, "verify").returncode == 3  # verify sees the break at 9
+    past = cli_process(env, "get", "server.port", "--at", "6")
+    assert past.returncode != 0 and "2006" not in past.stdout, past
+
+
 # -- finding 2 -------------------------------------------------------------------------
 
 def _rechain_all(db: Path, old: bytes, new: bytes) -> None:
