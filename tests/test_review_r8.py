@@ -219,3 +219,34 @@ def test_r8_a_planted_orphan_secret_row_does_not_block_key_rotation(tmp_path: Pa
     # the operator rotating away from a leaked key is not stopped by a row no event
     # references (verify names it as orphaned; it holds no secret of this ledger)
     assert rotated.returncode == 0, rotated
+
+
+# -- finding 4 -------------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="r8 finding 4: restore swaps a backup whose head "
+                   "nothing vouches for into place before finding that out; the good "
+                   "ledger is replaced and every read then refused")
+def test_r8_restore_of_an_unvouched_backup_leaves_the_live_ledger_in_place(
+        tmp_path: Path) -> None:
+    import glob
+    import shutil
+
+    env = site_env(tmp_path)
+    db = Path(env["MOLTIS_DATA_DIR"]) / "moltis.db"
+    _edits(db, env, range(2002, 2008))
+    pristine = tmp_path / "pristine"
+    pristine.mkdir()
+    for f in glob.glob(f"{db}*"):
+        shutil.copy(f, pristine)
+    _rechain_all(db, b'"value":2003', b'"value":6666')
+    assert cli_process(env, "backup", "-o", str(tmp_path / "b.db")).returncode == 0
+    for f in glob.glob(f"{db}*"):
+        Path(f).unlink()
+    for f in pristine.iterdir():  # the live ledger is the good one again
+        shutil.copy(f, db.parent)
+    assert cli_process(env, "get", "server.port").stdout == "2007\n"
+    restored = cli_process(env, "restore", "--force", str(tmp_path / "b.db"))
+    assert restored.returncode == 3, restored  # it says the result does not verify ...
+    now = cli_process(env, "get", "server.port")
+    # ... but the good ledger it had is no longer what is served
+    assert (now.returncode, now.stdout) == (0, "2007\n"), now
