@@ -103,9 +103,8 @@ def test_r8_past_read_anchored_by_a_snapshot_of_the_history_a_restore_replaced(
     past = cli_process(env, "get", "server.port", "--at", "6")
     # history A's value at 6 is not in the past of the head served: refused, or B's
     assert past.returncode != 0 or past.stdout == f"{b_port_at_6}\n", past
-    with _opened(db, env) as store:
-        with pytest.raises(LedgerError):
-            asyncio.run(store.load_raw_at(6))
+    with _opened(db, env) as store, pytest.raises(LedgerError):
+        asyncio.run(store.load_raw_at(6))
 
 
 
