@@ -182,9 +182,6 @@ def _rechain_all(db: Path, old: bytes, new: bytes) -> None:
     con.close()
 
 
-@pytest.mark.xfail(strict=True, reason="r8 finding 2: backup and bundle vouch (exit 0, "
-                   "'verified') for a log re-chained without the key, which get and "
-                   "verify refuse: chain-only check")
 def test_r8_backup_and_bundle_of_a_rechained_log_are_not_reported_good(
         tmp_path: Path) -> None:
     env = site_env(tmp_path)

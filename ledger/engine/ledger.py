@@ -908,10 +908,13 @@ class Ledger:
         """The events after `after` up to `until` (default: the head served), each served
         only once the head served is proven to descend from it (ReadProof.past: an event
         changed in place below the snapshot the head loads from is refused, naming it)."""
-        head = self.head_state()
-        records = self.proof.past.events(after, until, head, descending=descending)
-        for rec in itertools.islice(records, limit):
+        for rec in itertools.islice(self.records(after, until, descending=descending), limit):
             yield decode_event(rec)
+
+    def records(self, after: int = 0, until: int | None = None, *,
+                descending: bool = False) -> Iterator[Record]:
+        """`events` as the stored rows (a bundle's lines), proven the same way."""
+        return self.proof.past.events(after, until, self.head_state(), descending=descending)
 
     def event(self, seq: int) -> Event | None:
         """The event at `seq`, proven as `events` proves them; None outside 1..head."""

@@ -13,6 +13,7 @@ from typing import IO, Any, Literal
 
 import tomlkit
 
+from ledger.backends.base import Head
 from ledger.core.canonical import b64_bytes, hex_bytes
 from ledger.core.chain import GENESIS, VerifyReport, verify_records
 from ledger.core.document import leaves
@@ -135,9 +136,13 @@ BUNDLE_VERSION = 1
 
 def write_bundle(ledger: Ledger, out: IO[str], *, with_secrets: bool = False) -> int:
     """Header, one line per event (stored bytes and hashes), and optionally the sealed
-    secret rows (still encrypted: the same ledger key opens them). Returns the count."""
+    secret rows (still encrypted: the same ledger key opens them). Returns the count.
+    Only what the ledger serves is written: its head as the read proof vouches for it
+    (head mark, head MAC or signature; a log re-chained without the key is refused,
+    VerificationError), and the events it descends from (review r8, finding 2)."""
     backend = ledger.backend
-    head = backend.head()
+    served = ledger.head_state()
+    head = Head(served.seq, served.hash, served.ts)
     header = {
         "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION,
         "created": datetime.now(UTC).isoformat(),
@@ -146,7 +151,7 @@ def write_bundle(ledger: Ledger, out: IO[str], *, with_secrets: bool = False) ->
     }
     out.write(json.dumps(header) + "\n")
     count = 0
-    for rec in backend.read(until=head.seq):  # the head the header names, even while writers run
+    for rec in ledger.records(until=head.seq):  # the head the header names, even while writers run
         out.write(json.dumps({
             "seq": rec.seq, "ts": rec.ts, "actor": rec.actor, "reason": rec.reason,
             "source": rec.source, "kind": rec.kind, "payload": rec.payload.decode("utf-8"),
