@@ -58,8 +58,6 @@ def _head(db: Path) -> int:
 
 # -- finding 1 -------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="r8 finding 1: a MAC'd snapshot of another history "
-                   "(the ledger before a restore, kept in backups/) anchors a past read")
 def test_r8_past_read_anchored_by_a_snapshot_of_the_history_a_restore_replaced(
         tmp_path: Path) -> None:
     env = site_env(tmp_path)
@@ -108,6 +106,46 @@ def test_r8_past_read_anchored_by_a_snapshot_of_the_history_a_restore_replaced(
 
 
 
+def test_r8_a_restore_gives_the_ledger_a_history_its_head_mac_vouches_for(
+        tmp_path: Path) -> None:
+    """The fix of finding 1: a restore gives the copy its own history id, from which its
+    snapshot and head MAC keys are derived; the row is the head MAC's to vouch for, so
+    changing it back (to revive the replaced history's snapshots) or removing it makes
+    every keyed read refuse the head, and a restore of the same backup again is another
+    history still."""
+    env = site_env(tmp_path)
+    data = Path(env["MOLTIS_DATA_DIR"])
+    db = data / "moltis.db"
+    _edits(db, env, range(2002, 2010))
+    saved = tmp_path / "saved.db"
+    with _opened(db, env) as store:
+        assert backup(store.ledger, saved).ok
+    histories = []
+    for _ in range(2):
+        with _opened(db, env) as store:
+            assert restore(store.ledger, saved, force=True).report.ok
+        con = apsw.Connection(str(db))
+        (history,), = con.execute("SELECT value FROM ledger_meta WHERE key = 'history_id'")
+        con.close()
+        histories.append(history)
+        assert cli_process(env, "get", "server.port").stdout == "2009\n"
+        assert cli_process(env, "verify").returncode == 0
+    assert len(set(histories)) == 2 and all(len(h) == 32 for h in histories)
+    for change in (("UPDATE ledger_meta SET value = ? WHERE key = 'history_id'",
+                    (histories[0],)),
+                   ("DELETE FROM ledger_meta WHERE key = 'history_id'", ())):
+        con = apsw.Connection(str(db))
+        con.execute(*change)
+        con.close()
+        got = cli_process(env, "get", "server.port")
+        assert got.returncode == 3 and "head MAC" in got.stderr, got
+        con = apsw.Connection(str(db))
+        con.execute("INSERT OR REPLACE INTO ledger_meta (key, value) VALUES ('history_id', ?)",
+                    (histories[1],))
+        con.close()
+        assert cli_process(env, "get", "server.port").stdout == "2009\n"
+
+
 def _plant_from(kept: Path, db: Path, first: int, snap_seq: int) -> None:
     """A writer without the key: `kept`'s events first..snap_seq and its snapshot at
     snap_seq (MAC'd by the ledger key) put in place of the live ledger's."""
@@ -131,8 +169,6 @@ def _plant_from(kept: Path, db: Path, first: int, snap_seq: int) -> None:
     con.close()
 
 
-@pytest.mark.xfail(strict=True, reason="r8 finding 1b: the same after `key rotate`, which "
-                   "re-seals the replaced ledger's snapshots under the new key")
 def test_r8_past_read_anchored_by_a_replaced_history_snapshot_after_key_rotation(
         tmp_path: Path) -> None:
     env = site_env(tmp_path)

@@ -41,8 +41,9 @@ from ledger.core.canonical import hex_bytes
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-__all__ = ["CHECKPOINT_EVERY", "CHECKPOINT_SECS", "HEAD_MAC", "HEAD_SIGNATURE", "HeadMac",
-           "HeadSignature", "IntegrityKeys", "fingerprint", "parse_fingerprint"]
+__all__ = ["CHECKPOINT_EVERY", "CHECKPOINT_SECS", "HEAD_MAC", "HEAD_SIGNATURE", "HISTORY_ID",
+           "HeadMac", "HeadSignature", "IntegrityKeys", "fingerprint", "history_of",
+           "parse_fingerprint"]
 
 _MAC_INFO: Final = b"moltis-config-ledger 2026-12 snapshot mac v1"
 _SIGN_INFO: Final = b"moltis-config-ledger 2026-12 checkpoint signing v1"
@@ -59,6 +60,14 @@ CHECKPOINT_EVERY: Final = 256
 CHECKPOINT_SECS: Final = 1.0
 _SEQ = struct.Struct(">Q")
 FPR_PREFIX: Final = "ed25519:"
+# The meta row naming this copy's history: set anew by a restore, which forks the log
+# (the history it replaced, kept in backups/, goes on existing under the same key). The
+# snapshot MAC and head MAC keys are derived with it, so a snapshot (or head MAC) of
+# another history of the ledger checks under none of this one's (review r8, finding 1:
+# the replaced history's MAC'd snapshot anchored past reads of the restored one). A
+# ledger never restored has none: its keys are those derived before the row existed.
+# The row is the head MAC's to vouch for: changed or removed, no MAC checks.
+HISTORY_ID: Final = "history_id"
 
 
 def _hkdf(key: bytes, info: bytes) -> bytes:
@@ -68,7 +77,14 @@ def _hkdf(key: bytes, info: bytes) -> bytes:
     HMAC-SHA256 over the interpreter's built-in SHA-256: a reader that checks a head
     MAC (every keyed `get`) or a snapshot MAC loads neither cryptography (~10 ms of a
     fresh process) nor hashlib/OpenSSL (`import hmac`: 3.7-6 ms)."""
-    prk = _hmac_sha256(b"\x00" * 32, key)  # salt=None: HashLen zeros
+    return _expand(_extract(key), info)
+
+
+def _extract(key: bytes) -> bytes:
+    return _hmac_sha256(b"\x00" * 32, key)  # salt=None: HashLen zeros
+
+
+def _expand(prk: bytes, info: bytes) -> bytes:
     return _hmac_sha256(prk, info + b"\x01")
 
 
@@ -202,20 +218,38 @@ class HeadMac(msgspec.Struct, frozen=True):
         return found
 
 
+def history_of(get_meta: Callable[[str], str | None]) -> bytes:
+    """The history id of a ledger (its HISTORY_ID meta row; b"" when it has none)."""
+    return (get_meta(HISTORY_ID) or "").encode()
+
+
 class IntegrityKeys:
     """The snapshot MAC key, the head MAC key and the checkpoint signing key of one
-    ledger key."""
+    ledger key, for one history of the ledger (`history`: HISTORY_ID; the signing key,
+    which an operator pins, is the ledger key's alone)."""
 
-    __slots__ = ("_head_mac", "_public", "_seed", "_signer", "snapshot_mac")
+    __slots__ = ("_head_mac", "_prk", "_public", "_seed", "_signer", "snapshot_mac")
 
-    def __init__(self, ledger_key: bytes) -> None:
-        self.snapshot_mac = _hkdf(ledger_key, _MAC_INFO)
-        self._head_mac = _hkdf(ledger_key, _HEAD_MAC_INFO)
+    def __init__(self, ledger_key: bytes, history: bytes = b"") -> None:
+        self._prk = prk = _extract(ledger_key)
+        bound = b"" if not history else b" history " + history
+        self.snapshot_mac = _expand(prk, _MAC_INFO + bound)
+        self._head_mac = _expand(prk, _HEAD_MAC_INFO + bound)
         # The Ed25519 key is made on first use: checking a head MAC or a snapshot MAC
         # (every keyed read) needs neither it nor cryptography
-        self._seed = _hkdf(ledger_key, _SIGN_INFO)
+        self._seed = _expand(prk, _SIGN_INFO)
         self._signer: Ed25519PrivateKey | None = None
         self._public: bytes | None = None
+
+    def for_history(self, history: bytes) -> IntegrityKeys:
+        """The same ledger key's keys for another history (a restore forks the log)."""
+        keys = IntegrityKeys.__new__(IntegrityKeys)
+        keys._prk, keys._seed, keys._signer, keys._public = (
+            self._prk, self._seed, self._signer, self._public)
+        bound = b"" if not history else b" history " + history
+        keys.snapshot_mac = _expand(self._prk, _MAC_INFO + bound)
+        keys._head_mac = _expand(self._prk, _HEAD_MAC_INFO + bound)
+        return keys
 
     def _private(self) -> Ed25519PrivateKey:
         if self._signer is None:

@@ -39,7 +39,7 @@ from collections.abc import Iterator, Mapping
 
 from ledger.backends.base import HEAD_MAC, HEAD_SIGNATURE, Backend
 from ledger.core.canonical import b64_bytes
-from ledger.engine.integrity_keys import HeadMac, HeadSignature, IntegrityKeys
+from ledger.engine.integrity_keys import HeadMac, HeadSignature, IntegrityKeys, history_of
 from ledger.engine.lazy_aead import LazyAead
 from ledger.engine.sealed_files import subkey
 from ledger.errors import LedgerError, VerificationError, WrongKeyError
@@ -73,7 +73,7 @@ def _proofs(key: bytes, ledger_id: bytes, backend: Backend, meta: Mapping[str, s
             return False
         return True
 
-    keys = IntegrityKeys(key)
+    keys = IntegrityKeys(key, history_of(meta.get))
     if (text := meta.get(HEAD_MAC)) is not None:
         try:
             if keys.mac_valid(ledger_id, HeadMac.decode(text)):

@@ -29,6 +29,7 @@ sealed with their MAC (`_put_snapshot`) and checked when read
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -73,7 +74,7 @@ from ledger.engine.head_vouch import (
     HeadVoucher,
     unvouched,
 )
-from ledger.engine.integrity_keys import IntegrityKeys
+from ledger.engine.integrity_keys import HISTORY_ID, IntegrityKeys
 from ledger.engine.read_proof import CATCH_UP_LIMIT, RESTORE_FIX, ReadProof
 from ledger.engine.vault import KeySource, Vault
 from ledger.engine.write_path import (
@@ -842,7 +843,7 @@ class Ledger:
         old = self.vault.integrity(txn)
         if old is None:
             return
-        new = IntegrityKeys(new_key)
+        new = IntegrityKeys(new_key, self.vault.history)
         self._reseal_snapshots(txn, old, new)
         shared = self._committer.shared if self._committer is not None else None
         parent = (rec.seq - 1, rec.prev_hash)
@@ -856,6 +857,31 @@ class Ledger:
         txn.set_meta(HEAD_MAC, new.mac_head(self.vault.ledger_id, rec.seq, rec.hash).encode())
         txn.set_meta(HEAD_SIGNATURE,
                      new.sign_head(rec.seq, rec.hash, self.vault.ledger_id).encode())
+
+    def fork_history(self) -> None:
+        """Give this copy of the ledger a history of its own (HISTORY_ID), after a
+        restore or an import made it from another: the history it replaced, or the one
+        it was copied from, goes on existing under the same key, and its MAC'd snapshots
+        must never anchor a read of this one (review r8, finding 1). In one transaction:
+        the new id, every snapshot the old keys prove sealed again under the new ones,
+        and the head MAC moved to them if the stored one vouches for the head (an
+        unvouched head stays so). Without the key, only the id."""
+        with self._lock:
+            # the read path's keys: a copy that came without its key check row (a bundle
+            # without secrets) still has a head MAC and snapshots to move
+            keys = self.vault.integrity()
+            with self.backend.write() as txn:
+                history = os.urandom(16).hex()
+                txn.set_meta(HISTORY_ID, history)
+                head = txn.head()
+                if keys is not None:
+                    new = keys.for_history(history.encode())
+                    self._reseal_snapshots(txn, keys, new)
+                    at = (head.seq, head.hash)
+                    if head.seq and unvouched(txn.get_meta, keys, self.vault.ledger_id,
+                                              at) is None:
+                        txn.set_meta(HEAD_MAC, new.mac_head(self.vault.ledger_id, *at).encode())
+            self.reset_caches()
 
     def _reseal_snapshots(self, txn: WriteTxn, old: IntegrityKeys, new: IntegrityKeys
                           ) -> None:

@@ -40,7 +40,7 @@ from ledger._log import get_logger
 from ledger.backends.base import HEAD_MAC, HEAD_SIGNATURE, Backend, WriteTxn
 from ledger.core.canonical import b64_bytes
 from ledger.core.secret_refs import DESTROYED_REF, SecretRef
-from ledger.engine.integrity_keys import IntegrityKeys
+from ledger.engine.integrity_keys import IntegrityKeys, history_of
 from ledger.engine.key_check import check_key, parse_key
 from ledger.engine.lazy_aead import LazyAead
 from ledger.engine.sealed_files import (
@@ -253,6 +253,7 @@ class Vault:
         # in place since (or a rotation's move) is asked for again (`_key_files`)
         self._missing_files: object = None
         self._ledger_id = (backend.get_meta("ledger_id") or "").encode()
+        self._history = history_of(backend.get_meta)
 
     def reload(self) -> None:
         """Forget what was read from the database (after an import or a restore replaced
@@ -266,10 +267,15 @@ class Vault:
             self._integrity_missing.clear()
             self._missing_files = None
             self._ledger_id = (self._backend.get_meta("ledger_id") or "").encode()
+            self._history = history_of(self._backend.get_meta)
 
     @property
     def ledger_id(self) -> bytes:  # what sealed values and the head MAC are bound to
         return self._ledger_id
+
+    @property
+    def history(self) -> bytes:  # what snapshot and head MAC keys are derived with too
+        return self._history
 
     # -- key handling ----------------------------------------------------------------
 
@@ -310,7 +316,7 @@ class Vault:
                 if not adopt:
                     self._refuse_missing_check(key, rows, txn)
                 txn.set_meta("key_check", check)
-            self._integrity = IntegrityKeys(key)
+            self._integrity = IntegrityKeys(key, self._history)
             self._adopt(key, check, rows.get("fp_key"))
 
     def _key_rows(self, txn: WriteTxn | None) -> Mapping[str, str]:

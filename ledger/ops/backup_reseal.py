@@ -30,7 +30,7 @@ from ledger.backends.base import CREATED_FORMAT, HEAD_MAC, HEAD_SIGNATURE, Backe
 from ledger.backends.sqlite import SqliteBackend
 from ledger.engine.format_check import log_format
 from ledger.engine.head_vouch import unvouched
-from ledger.engine.integrity_keys import IntegrityKeys
+from ledger.engine.integrity_keys import IntegrityKeys, history_of
 from ledger.engine.key_proof import key_proof
 from ledger.engine.vault import ENV_KEY, KeySource, Vault
 from ledger.errors import InputError, LedgerError, SecretKeyError, VerificationError
@@ -103,7 +103,8 @@ def _reseal(path: Path, old_key: bytes, new_key: bytes) -> bool:
 
 
 def _rotate_backup(backend: Backend, vault: Vault, old_key: bytes, new_key: bytes) -> None:
-    old, new = IntegrityKeys(old_key), IntegrityKeys(new_key)
+    history = history_of(backend.get_meta)  # the backup's own
+    old, new = IntegrityKeys(old_key, history), IntegrityKeys(new_key, history)
     snapshots = []
     for seq in backend.snapshot_seqs():
         snap = backend.snapshot_at(seq)

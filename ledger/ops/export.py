@@ -19,7 +19,13 @@ from ledger.core.chain import GENESIS, VerifyReport, verify_records
 from ledger.core.document import leaves
 from ledger.core.events import Record
 from ledger.core.secret_refs import refs_in
-from ledger.engine.integrity_keys import HEAD_MAC, HEAD_SIGNATURE, HeadMac, HeadSignature
+from ledger.engine.integrity_keys import (
+    HEAD_MAC,
+    HEAD_SIGNATURE,
+    HISTORY_ID,
+    HeadMac,
+    HeadSignature,
+)
 from ledger.engine.ledger import Ledger
 from ledger.engine.vault import KeySource
 from ledger.errors import (
@@ -171,7 +177,7 @@ def write_bundle(ledger: Ledger, out: IO[str], *, with_secrets: bool = False) ->
     # the head's own MAC and signature (no secret: a MAC and a public signature), so an
     # import under the same key stays vouched for; readers before this ignore nothing
     # (an older reader refuses the line), readers since accept bundles without it
-    vouch = {k: v for k in (HEAD_SIGNATURE, HEAD_MAC)
+    vouch = {k: v for k in (HEAD_SIGNATURE, HEAD_MAC, HISTORY_ID)
              if (v := backend.get_meta(k)) is not None}
     if vouch:
         out.write(json.dumps({"meta": vouch}) + "\n")
@@ -260,7 +266,7 @@ def verify_bundle(path: Path, expect_head: bytes | None = None) -> VerifyReport:
 
 # what a bundle's meta line may set (the head's MAC and signature: checked under the
 # key at hand before anything is vouched for, ledger.ops.transfer.vouch_copied)
-_IMPORTED_META = frozenset({"key_check", HEAD_SIGNATURE, HEAD_MAC})
+_IMPORTED_META = frozenset({"key_check", HEAD_SIGNATURE, HEAD_MAC, HISTORY_ID})
 _HEX = re.compile(r"[0-9a-f]+")
 
 
@@ -282,6 +288,12 @@ def _checked_meta(bundle: Bundle, path: Path) -> dict[str, str]:
             raise ParseError(f"{path}: the bundle's {key} is malformed; nothing was "
                              "imported") from None
         vouch[key] = value
+    history = bundle.meta.get(HISTORY_ID)  # what the head MAC was made under
+    if history is not None:
+        if not isinstance(history, str) or len(history) != 32 or not _HEX.fullmatch(history):
+            raise ParseError(f"{path}: the bundle's {HISTORY_ID} is malformed; nothing was "
+                             "imported")
+        vouch[HISTORY_ID] = history
     check = bundle.meta.get("key_check")
     if check is None:
         return vouch

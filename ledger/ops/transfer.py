@@ -23,7 +23,7 @@ from ledger._log import get_logger
 from ledger.backends.base import Backend
 from ledger.core.chain import VerifyReport, verify_records
 from ledger.core.events import Record
-from ledger.engine.integrity_keys import HEAD_MAC, HEAD_SIGNATURE
+from ledger.engine.integrity_keys import HEAD_MAC, HEAD_SIGNATURE, HISTORY_ID
 from ledger.engine.ledger import Ledger
 from ledger.errors import StoreError, VerificationError
 from ledger.ops.import_checks import checked_records
@@ -37,7 +37,7 @@ BATCH: Final = 1000
 # and what migrate() remembers of the files it imported. Other meta values are
 # per-database (format_version is written by each backend at creation).
 COPIED_META: Final = ("ledger_id", "created_us", "key_check", "fp_key", "import.config.leaves",
-                      "import.keys.leaves", HEAD_SIGNATURE, HEAD_MAC)
+                      "import.keys.leaves", HEAD_SIGNATURE, HEAD_MAC, HISTORY_ID)
 
 
 def _meta_of(backend: Backend) -> dict[str, str]:
@@ -154,9 +154,13 @@ def vouch_copied(ledger: Ledger) -> str | None:
     history nobody vouched for (an edited backup, a bundle from another key or from
     before signing) stays unvouched until `moltis-ledger sign-head --adopt`, so a
     restore is no way back to trust on first use."""
+    problem = None
     try:
         ledger.sign_head(accept_older=True)
     except VerificationError as err:
         _log.warning(str(err), location=ledger.backend.location)
-        return str(err)
-    return None
+        problem = str(err)
+    # then a history of its own, vouched as far as the copy's own MAC vouched: an
+    # operator adopting an unvouched one later must not revive another's snapshots
+    ledger.fork_history()
+    return problem
