@@ -92,6 +92,21 @@ def backup(ledger: Ledger, target: Path) -> VerifyReport:
     return report
 
 
+def _refuse_disowned(copy: SqliteBackend, ledger: Ledger, source_file: Path) -> None:
+    """Before the copy replaces anything: refused when every keyed read would refuse its
+    head (its own head MAC or signature names another event: a log re-chained under
+    them, review r8 finding 4), so a restore never swaps a ledger that reads for one
+    that does not. A head nothing vouches for that readers serve (one from before
+    signing) is restored, unsigned, as before."""
+    problem = Ledger(copy, keys=ledger.vault.keys).proof.mac_problem(copy.head())
+    if problem is not None:
+        raise VerificationError(
+            f"{source_file}: the backup's head is not the history its head MAC or signature "
+            f"vouches for ({problem}); every read would refuse it, so nothing was restored. "
+            "Check the backup with `moltis-ledger --db FILE verify`, or restore an older "
+            "one", copy.head().seq)
+
+
 def _head_refusal(ledger: Ledger) -> VerificationError | None:
     """Why every read of `ledger` refuses its head (the read proof: head mark, head MAC
     or signature, the chain from a MAC'd snapshot), or None."""
@@ -139,6 +154,7 @@ def restore(ledger: Ledger, source_file: Path, *, force: bool = False,
         fresh = SqliteBackend(fresh_path, write_queue=False)
         try:
             copy_ledger(source, fresh)  # rows only, checked, all or nothing
+            _refuse_disowned(fresh, ledger, source_file)
             kept = None
             if current.seq or ledger.backend.snapshot_seqs():
                 kept = default_backup_path(data_dir or live.parent, "replaced")
