@@ -242,8 +242,9 @@ def backup_of(capsys, db: Path) -> Path:
 
 def test_restore_does_not_launder_a_forged_unsigned_backup(site, capsys):
     """Review A #2. An edited backup (vouching rows deleted, an event re-chained) is
-    restored as asked, but stays unsigned: restore says so (exit 3, the repair), and a
-    pinned verify fails."""
+    not laundered: nothing signs it. Since review r8 (finding 4) it is not restored
+    either: a keyed backup without its head MAC row is one every read refuses, so the
+    live ledger stays in place (exit 3, saying so) and still verifies pinned."""
     db = site
     invoke(capsys, db, "set", "server.port", "8001")
     invoke(capsys, db, "set", "server.port", "8002")
@@ -253,10 +254,10 @@ def test_restore_does_not_launder_a_forged_unsigned_backup(site, capsys):
     rechain(backup, 1)
     restored = invoke(capsys, db, "restore", str(backup), "--force")
     assert restored.exit_code == 3, restored.output
-    assert "sign-head --adopt" in restored.output
-    assert HEAD_SIGNATURE not in meta(db) and HEAD_MAC not in meta(db)
-    pinned = invoke(capsys, db, "verify", "--expect-key", fpr)
-    assert pinned.exit_code == 3 and "not signed" in pinned.output
+    assert "nothing was restored" in restored.output
+    assert HEAD_SIGNATURE not in meta(backup) and HEAD_MAC not in meta(backup)
+    assert invoke(capsys, db, "verify", "--expect-key", fpr).exit_code == 0
+    assert "8002" in invoke(capsys, db, "get", "server.port").output.splitlines()
 
 
 def test_a_signed_older_backup_restores_signed_and_is_served(site, capsys):

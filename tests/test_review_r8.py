@@ -235,8 +235,6 @@ def test_r8_backup_and_bundle_of_a_rechained_log_are_not_reported_good(
 
 # -- finding 3 -------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="r8 finding 3: one orphaned secret row planted "
-                   "without the key blocks `key rotate` (Vault.rotate opens every row)")
 def test_r8_a_planted_orphan_secret_row_does_not_block_key_rotation(tmp_path: Path) -> None:
     import os
 

@@ -48,6 +48,7 @@ from ledger.engine.integrity_keys import (
     HeadSignature,
     IntegrityKeys,
 )
+from ledger.engine.vault import set_by_its_event
 from ledger.errors import LedgerError, VerificationError
 from projections.config_view import EMPTY_STATE, ConfigState, fold_changes
 from projections.snapshots import MAGIC, canonical_state, decode_state, open_snapshot
@@ -303,13 +304,9 @@ def _check_secrets(ledger: Ledger, referenced: Referenced) -> None:
                 raise _FailedError(row.shredded_seq, f"secret {row.ref[:8]}… is marked shredded at "
                                                 f"seq {row.shredded_seq}, but no shred event "
                                                 "there destroys it (a faked shred)")
-        else:
-            rec = backend.record(row.created_seq)
-            made = rec is not None and rec.kind != KIND_SHRED and any(
-                r.ref == row.ref for c in decode_event(rec).changes for r in c.refs())
-            if not made:
-                raise _FailedError(row.created_seq, f"secret {row.ref[:8]}… is not set by event "
-                                               f"{row.created_seq} it claims: an orphaned row")
+        elif not set_by_its_event(backend, row):
+            raise _FailedError(row.created_seq, f"secret {row.ref[:8]}… is not set by event "
+                                           f"{row.created_seq} it claims: an orphaned row")
 
 
 def _check_mark(ledger: Ledger, chain: VerifyReport, notes: list[str],
