@@ -1,5 +1,14 @@
-"""Review round 8 (attacker): findings as strict xfails, each reproduced with real
-SQLite files and, for what an operator sees, a CLI process of its own."""
+"""Attacks through backups, restores and key rotation (review round 8, each written as a
+failing test first), with real SQLite files and, for what an operator sees, a CLI
+process of its own:
+
+1. a restore forks the log, and the history it replaced (kept in backups/, under the
+   same key) must never vouch for a past read of the restored one, also after a key
+   rotation re-seals the kept backups: each copy has a history of its own;
+2. backup and bundle of a log every read refuses are not reported good;
+3. one planted secret row does not hold a key rotation back;
+4. restore never swaps a readable ledger for a backup every read would refuse.
+"""
 
 from __future__ import annotations
 
@@ -58,7 +67,7 @@ def _head(db: Path) -> int:
 
 # -- finding 1 -------------------------------------------------------------------------
 
-def test_r8_past_read_anchored_by_a_snapshot_of_the_history_a_restore_replaced(
+def test_past_read_anchored_by_a_snapshot_of_the_history_a_restore_replaced(
         tmp_path: Path) -> None:
     env = site_env(tmp_path)
     data = Path(env["MOLTIS_DATA_DIR"])
@@ -106,7 +115,7 @@ def test_r8_past_read_anchored_by_a_snapshot_of_the_history_a_restore_replaced(
 
 
 
-def test_r8_a_restore_gives_the_ledger_a_history_its_head_mac_vouches_for(
+def test_a_restore_gives_the_ledger_a_history_its_head_mac_vouches_for(
         tmp_path: Path) -> None:
     """The fix of finding 1: a restore gives the copy its own history id, from which its
     snapshot and head MAC keys are derived; the row is the head MAC's to vouch for, so
@@ -169,7 +178,7 @@ def _plant_from(kept: Path, db: Path, first: int, snap_seq: int) -> None:
     con.close()
 
 
-def test_r8_past_read_anchored_by_a_replaced_history_snapshot_after_key_rotation(
+def test_past_read_anchored_by_a_replaced_history_snapshot_after_key_rotation(
         tmp_path: Path) -> None:
     env = site_env(tmp_path)
     data = Path(env["MOLTIS_DATA_DIR"])
@@ -218,7 +227,7 @@ def _rechain_all(db: Path, old: bytes, new: bytes) -> None:
     con.close()
 
 
-def test_r8_backup_and_bundle_of_a_rechained_log_are_not_reported_good(
+def test_backup_and_bundle_of_a_rechained_log_are_not_reported_good(
         tmp_path: Path) -> None:
     env = site_env(tmp_path)
     db = Path(env["MOLTIS_DATA_DIR"]) / "moltis.db"
@@ -235,7 +244,7 @@ def test_r8_backup_and_bundle_of_a_rechained_log_are_not_reported_good(
 
 # -- finding 3 -------------------------------------------------------------------------
 
-def test_r8_a_planted_orphan_secret_row_does_not_block_key_rotation(tmp_path: Path) -> None:
+def test_a_planted_orphan_secret_row_does_not_block_key_rotation(tmp_path: Path) -> None:
     import os
 
     env = site_env(tmp_path)
@@ -253,7 +262,7 @@ def test_r8_a_planted_orphan_secret_row_does_not_block_key_rotation(tmp_path: Pa
 
 # -- finding 4 -------------------------------------------------------------------------
 
-def test_r8_restore_of_an_unvouched_backup_leaves_the_live_ledger_in_place(
+def test_restore_of_an_unvouched_backup_leaves_the_live_ledger_in_place(
         tmp_path: Path) -> None:
     import glob
     import shutil
