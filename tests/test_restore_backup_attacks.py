@@ -67,7 +67,7 @@ def _head(db: Path) -> int:
 
 # -- finding 1 -------------------------------------------------------------------------
 
-def test_past_read_anchored_by_a_snapshot_of_the_history_a_restore_replaced(
+def test_no_past_read_is_anchored_by_a_snapshot_of_the_history_a_restore_replaced(
         tmp_path: Path) -> None:
     env = site_env(tmp_path)
     data = Path(env["MOLTIS_DATA_DIR"])
@@ -178,7 +178,7 @@ def _plant_from(kept: Path, db: Path, first: int, snap_seq: int) -> None:
     con.close()
 
 
-def test_past_read_anchored_by_a_replaced_history_snapshot_after_key_rotation(
+def test_no_past_read_is_anchored_by_a_replaced_history_snapshot_after_key_rotation(
         tmp_path: Path) -> None:
     env = site_env(tmp_path)
     data = Path(env["MOLTIS_DATA_DIR"])
