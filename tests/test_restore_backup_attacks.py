@@ -21,40 +21,21 @@ from typing import Any
 import apsw
 import pytest
 
-from ledger.engine.vault import KeySource
 from ledger.errors import LedgerError
 from ledger.ops.backup import backup, restore
-from ledger.stores.ledger_store import SqliteConfigStore
 from tests.migrated_site import cli_process, site_env
-
-
-def _store(db: Path, key: bytes) -> Any:
-    config = db.parent.parent / "config"
-    return SqliteConfigStore(db, keys=KeySource(key=key, key_file=config / "ledger.key",
-                                                env={}))
+from tests.test_past_read_proof import _edits, _rewrite_prefix, _store
 
 
 @contextlib.contextmanager
 def _opened(db: Path, env: dict[str, str]) -> Iterator[Any]:
+    """The site's store in this process, with a snapshot every 4 events (as `_edits`)."""
     store = _store(db, bytes.fromhex(env["MOLTIS_LEDGER_KEY"]))
     store.ledger.snapshot_every = 4
     try:
         yield store
     finally:
         asyncio.run(store.close())
-
-
-def _edits(db: Path, env: dict[str, str], ports: range) -> None:
-    async def writes() -> None:
-        store = _store(db, bytes.fromhex(env["MOLTIS_LEDGER_KEY"]))
-        store.ledger.snapshot_every = 4
-        try:
-            for port in ports:
-                await store.edit({("server", "port"): port}, actor="a@b")
-        finally:
-            await store.close()
-
-    asyncio.run(writes())
 
 
 def _head(db: Path) -> int:
@@ -67,31 +48,32 @@ def _head(db: Path) -> int:
 
 # -- finding 1 -------------------------------------------------------------------------
 
-def test_no_past_read_is_anchored_by_a_snapshot_of_the_history_a_restore_replaced(
-        tmp_path: Path) -> None:
+def _forked(tmp_path: Path) -> tuple[dict[str, str], Path, int, Path]:
+    """A keyed site (a snapshot every 4 events) backed up at its first events, written
+    on to event 12 (history A), then restored from that backup: (env, database, the
+    backup's head seq, the replaced history kept in backups/)."""
     env = site_env(tmp_path)
-    data = Path(env["MOLTIS_DATA_DIR"])
-    db = data / "moltis.db"
-    _edits(db, env, range(2002, 2003))
+    db = Path(env["MOLTIS_DATA_DIR"]) / "moltis.db"
+    _edits(env, range(2002, 2003))
     saved = tmp_path / "saved.db"
     with _opened(db, env) as store:
         assert backup(store.ledger, saved).ok
         base = store.ledger.head_state().seq
-    _edits(db, env, range(2003, 2003 + 12 - base))  # history A: snapshots at 4, 8, 12
+    _edits(env, range(2003, 2003 + 12 - base))  # history A: snapshots at 4, 8, 12
     with _opened(db, env) as store:  # the operator goes back to the backup
         restore(store.ledger, saved, force=True)
-    kept = next((data / "backups").glob("replaced-*.db"))
-    _edits(db, env, range(3003, 3003 + 16 - base))  # history B: snapshots 4..16
-    assert _head(db) == 16
-    # An attacker with write access to the data dir and no key: history A's events
-    # base+1..8 and A's snapshot at 8 (MAC'd by the same key) put in place of B's;
-    # B's events 9..16 and its snapshots 12 and 16 left as they are
+    return env, db, base, next((db.parent / "backups").glob("replaced-*.db"))
+
+
+def _plant_from(kept: Path, db: Path, first: int, snap_seq: int) -> None:
+    """A writer without the key: `kept`'s events first..snap_seq and its snapshot at
+    snap_seq (MAC'd by the ledger key) put in place of the live ledger's."""
     old = apsw.Connection(str(kept))
     rows = old.execute("SELECT seq, ts, actor, reason, source, kind, payload, prev_hash, "
-                       "hash FROM ledger_events WHERE seq BETWEEN ? AND 8",
-                       (base + 1,)).fetchall()
-    snap = old.execute("SELECT seq, hash, state FROM ledger_snapshots WHERE seq = 8"
-                       ).fetchone()
+                       "hash FROM ledger_events WHERE seq BETWEEN ? AND ?",
+                       (first, snap_seq)).fetchall()
+    snap = old.execute("SELECT seq, hash, state FROM ledger_snapshots WHERE seq = ?",
+                       (snap_seq,)).fetchone()
     old.close()
     con = apsw.Connection(str(db))
     (trigger,), = con.execute("SELECT sql FROM sqlite_master WHERE name = "
@@ -100,10 +82,21 @@ def test_no_past_read_is_anchored_by_a_snapshot_of_the_history_a_restore_replace
     for seq, *cols in rows:
         con.execute("UPDATE ledger_events SET ts=?, actor=?, reason=?, source=?, kind=?, "
                     "payload=?, prev_hash=?, hash=? WHERE seq=?", (*cols, seq))
-    con.execute("DELETE FROM ledger_snapshots WHERE seq <= 8")
+    con.execute("DELETE FROM ledger_snapshots WHERE seq <= ?", (snap_seq,))
     con.execute("INSERT INTO ledger_snapshots (seq, hash, state) VALUES (?,?,?)", snap)
     con.execute(trigger)
     con.close()
+
+
+def test_no_past_read_is_anchored_by_a_snapshot_of_the_history_a_restore_replaced(
+        tmp_path: Path) -> None:
+    env, db, base, kept = _forked(tmp_path)
+    _edits(env, range(3003, 3003 + 16 - base))  # history B: snapshots 4..16
+    assert _head(db) == 16
+    # An attacker with write access to the data dir and no key: history A's events
+    # base+1..8 and A's snapshot at 8 (MAC'd by the same key) put in place of B's;
+    # B's events 9..16 and its snapshots 12 and 16 left as they are
+    _plant_from(kept, db, base + 1, 8)
     b_port_at_6 = 3003 + 6 - base - 1
     head = cli_process(env, "get", "server.port")
     assert head.returncode == 0 and head.stdout == f"{3003 + 16 - base - 1}\n", head
@@ -113,6 +106,19 @@ def test_no_past_read_is_anchored_by_a_snapshot_of_the_history_a_restore_replace
     with _opened(db, env) as store, pytest.raises(LedgerError):
         asyncio.run(store.load_raw_at(6))
 
+
+def test_no_past_read_is_anchored_by_a_replaced_history_snapshot_after_key_rotation(
+        tmp_path: Path) -> None:
+    env, db, base, kept = _forked(tmp_path)
+    rotated = cli_process(env, "key", "rotate", "--new-key-file", str(tmp_path / "new.key"))
+    assert rotated.returncode == 0 and "1 ledger backup" in rotated.stdout, rotated
+    env["MOLTIS_LEDGER_KEY"] = (tmp_path / "new.key").read_text().strip()
+    _edits(env, range(3003, 3003 + 16 - _head(db)))  # history B, new key
+    assert _head(db) == 16
+    _plant_from(kept, db, base + 1, 8)
+    assert cli_process(env, "verify").returncode == 3  # verify sees the break at 9
+    past = cli_process(env, "get", "server.port", "--at", "6")
+    assert past.returncode != 0 and "2006" not in past.stdout, past
 
 
 def test_a_restore_gives_the_ledger_a_history_its_head_mac_vouches_for(
@@ -125,7 +131,7 @@ def test_a_restore_gives_the_ledger_a_history_its_head_mac_vouches_for(
     env = site_env(tmp_path)
     data = Path(env["MOLTIS_DATA_DIR"])
     db = data / "moltis.db"
-    _edits(db, env, range(2002, 2010))
+    _edits(env, range(2002, 2010))
     saved = tmp_path / "saved.db"
     with _opened(db, env) as store:
         assert backup(store.ledger, saved).ok
@@ -155,83 +161,19 @@ def test_a_restore_gives_the_ledger_a_history_its_head_mac_vouches_for(
         assert cli_process(env, "get", "server.port").stdout == "2009\n"
 
 
-def _plant_from(kept: Path, db: Path, first: int, snap_seq: int) -> None:
-    """A writer without the key: `kept`'s events first..snap_seq and its snapshot at
-    snap_seq (MAC'd by the ledger key) put in place of the live ledger's."""
-    old = apsw.Connection(str(kept))
-    rows = old.execute("SELECT seq, ts, actor, reason, source, kind, payload, prev_hash, "
-                       "hash FROM ledger_events WHERE seq BETWEEN ? AND ?",
-                       (first, snap_seq)).fetchall()
-    snap = old.execute("SELECT seq, hash, state FROM ledger_snapshots WHERE seq = ?",
-                       (snap_seq,)).fetchone()
-    old.close()
-    con = apsw.Connection(str(db))
-    (trigger,), = con.execute("SELECT sql FROM sqlite_master WHERE name = "
-                              "'ledger_events_no_update'").fetchall()
-    con.execute("DROP TRIGGER ledger_events_no_update")
-    for seq, *cols in rows:
-        con.execute("UPDATE ledger_events SET ts=?, actor=?, reason=?, source=?, kind=?, "
-                    "payload=?, prev_hash=?, hash=? WHERE seq=?", (*cols, seq))
-    con.execute("DELETE FROM ledger_snapshots WHERE seq <= ?", (snap_seq,))
-    con.execute("INSERT INTO ledger_snapshots (seq, hash, state) VALUES (?,?,?)", snap)
-    con.execute(trigger)
-    con.close()
-
-
-def test_no_past_read_is_anchored_by_a_replaced_history_snapshot_after_key_rotation(
-        tmp_path: Path) -> None:
-    env = site_env(tmp_path)
-    data = Path(env["MOLTIS_DATA_DIR"])
-    db = data / "moltis.db"
-    _edits(db, env, range(2002, 2003))
-    saved = tmp_path / "saved.db"
-    with _opened(db, env) as store:
-        assert backup(store.ledger, saved).ok
-        base = store.ledger.head_state().seq
-    _edits(db, env, range(2003, 2003 + 12 - base))  # history A
-    with _opened(db, env) as store:
-        restore(store.ledger, saved, force=True)
-    kept = next((data / "backups").glob("replaced-*.db"))
-    rotated = cli_process(env, "key", "rotate", "--new-key-file", str(tmp_path / "new.key"))
-    assert rotated.returncode == 0 and "1 ledger backup" in rotated.stdout, rotated
-    env["MOLTIS_LEDGER_KEY"] = (tmp_path / "new.key").read_text().strip()
-    _edits(db, env, range(3003, 3003 + 16 - _head(db)))  # history B, new key
-    assert _head(db) == 16
-    _plant_from(kept, db, base + 1, 8)
-    assert cli_process(env, "verify").returncode == 3  # verify sees the break at 9
-    past = cli_process(env, "get", "server.port", "--at", "6")
-    assert past.returncode != 0 and "2006" not in past.stdout, past
-
-
 # -- finding 2 -------------------------------------------------------------------------
 
 def _rechain_all(db: Path, old: bytes, new: bytes) -> None:
     """A writer without the key: every payload holding `old` edited, the whole log
     re-chained from genesis to a new head (MAC, signature, snapshots, mark left)."""
-    from ledger.core.chain import link
-
-    con = apsw.Connection(str(db))
-    (trigger,), = con.execute("SELECT sql FROM sqlite_master WHERE name = "
-                              "'ledger_events_no_update'").fetchall()
-    con.execute("DROP TRIGGER ledger_events_no_update")
-    rows = con.execute("SELECT seq, ts, actor, reason, source, kind, payload, prev_hash "
-                       "FROM ledger_events ORDER BY seq").fetchall()
-    prev = rows[0][7]
-    for seq, ts, actor, reason, source, kind, stored, _ in rows:
-        payload = stored.replace(old, new)
-        hash_ = link(prev, seq, ts, actor, reason, source, kind, payload)
-        con.execute("UPDATE ledger_events SET payload = ?, prev_hash = ?, hash = ? "
-                    "WHERE seq = ?", (payload, prev, hash_, seq))
-        prev = hash_
-    con.execute(trigger)
-    con.close()
+    _rewrite_prefix(db, 1, _head(db), old, new)
 
 
 def test_backup_and_bundle_of_a_rechained_log_are_not_reported_good(
         tmp_path: Path) -> None:
     env = site_env(tmp_path)
     db = Path(env["MOLTIS_DATA_DIR"]) / "moltis.db"
-    _edits(db, env, range(2002, 2008))
+    _edits(env, range(2002, 2008))
     _rechain_all(db, b'"value":2003', b'"value":6666')
     assert cli_process(env, "verify").returncode == 3
     assert cli_process(env, "get", "server.port").returncode == 3
@@ -249,7 +191,7 @@ def test_a_planted_orphan_secret_row_does_not_block_key_rotation(tmp_path: Path)
 
     env = site_env(tmp_path)
     db = Path(env["MOLTIS_DATA_DIR"]) / "moltis.db"
-    _edits(db, env, range(2002, 2004))
+    _edits(env, range(2002, 2004))
     con = apsw.Connection(str(db))  # no trigger guards ledger_secrets: a plain insert
     con.execute("INSERT INTO ledger_secrets (ref, sealed, created_seq) VALUES (?, ?, 1)",
                 ("s-planted", b"\x01" + os.urandom(40)))
@@ -269,7 +211,7 @@ def test_restore_of_an_unvouched_backup_leaves_the_live_ledger_in_place(
 
     env = site_env(tmp_path)
     db = Path(env["MOLTIS_DATA_DIR"]) / "moltis.db"
-    _edits(db, env, range(2002, 2008))
+    _edits(env, range(2002, 2008))
     pristine = tmp_path / "pristine"
     pristine.mkdir()
     for f in glob.glob(f"{db}*"):

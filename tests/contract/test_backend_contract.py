@@ -303,19 +303,26 @@ def test_nul_is_refused_alike_on_every_backend(kit: Kit) -> None:
     assert kit.backend.head().seq == 0
 
 
+def _swallow_inserts(kit: Kit, above: int = 0) -> None:
+    """A foreign trigger that silently discards every event inserted with seq > `above`
+    (SQLite's RAISE(IGNORE), PostgreSQL's BEFORE trigger returning NULL)."""
+    assert kit.sql is not None
+    if kit.name == "sqlite":
+        kit.sql(f"CREATE TRIGGER swallow BEFORE INSERT ON ledger_events WHEN NEW.seq > {above} "
+                "BEGIN SELECT RAISE(IGNORE); END", ())
+        return
+    kit.sql("CREATE FUNCTION swallow() RETURNS trigger LANGUAGE plpgsql AS "
+            f"'BEGIN IF NEW.seq > {above} THEN RETURN NULL; END IF; RETURN NEW; END'", ())
+    kit.sql("CREATE TRIGGER swallow BEFORE INSERT ON ledger_events FOR EACH ROW "
+            "EXECUTE FUNCTION swallow()", ())
+    kit.sql("ALTER TABLE ledger_events ENABLE ALWAYS TRIGGER swallow", ())
+
+
 def test_an_insert_swallowed_by_a_foreign_trigger_fails_the_write(kit: Kit) -> None:
     if kit.sql is None:
         pytest.skip("no triggers in memory")
     fill(Ledger(kit.backend), 2)
-    if kit.name == "sqlite":
-        kit.sql("CREATE TRIGGER swallow BEFORE INSERT ON ledger_events "
-                "BEGIN SELECT RAISE(IGNORE); END", ())
-    else:
-        kit.sql("CREATE FUNCTION swallow() RETURNS trigger LANGUAGE plpgsql AS "
-                "'BEGIN RETURN NULL; END'", ())
-        kit.sql("CREATE TRIGGER swallow BEFORE INSERT ON ledger_events FOR EACH ROW "
-                "EXECUTE FUNCTION swallow()", ())
-        kit.sql("ALTER TABLE ledger_events ENABLE ALWAYS TRIGGER swallow", ())
+    _swallow_inserts(kit)
     ledger = kit.ledger()
     with pytest.raises(StoreError, match="not stored"):
         fill(ledger, 1, start=5000)
@@ -335,15 +342,7 @@ def test_a_batch_swallowed_by_a_foreign_trigger_fails_the_transaction(
     source = Ledger(MemoryBackend())
     fill(source, events)
     records = list(source.backend.read())
-    if kit.name == "sqlite":
-        kit.sql("CREATE TRIGGER swallow BEFORE INSERT ON ledger_events WHEN NEW.seq > 3 "
-                "BEGIN SELECT RAISE(IGNORE); END", ())
-    else:
-        kit.sql("CREATE FUNCTION swallow() RETURNS trigger LANGUAGE plpgsql AS "
-                "'BEGIN IF NEW.seq > 3 THEN RETURN NULL; END IF; RETURN NEW; END'", ())
-        kit.sql("CREATE TRIGGER swallow BEFORE INSERT ON ledger_events FOR EACH ROW "
-                "EXECUTE FUNCTION swallow()", ())
-        kit.sql("ALTER TABLE ledger_events ENABLE ALWAYS TRIGGER swallow", ())
+    _swallow_inserts(kit, above=3)
     backend = kit.reopen()
     # SQLite's own gap trigger may name the missing row first; either way, refused
     with pytest.raises(StoreError, match=r"not stored|without a gap"), backend.write() as txn:
