@@ -67,3 +67,35 @@ def test_import_of_a_bundle_with_a_keyless_tail_stays_readable(tmp_path: Path) -
     now = cli_process(other, "get", "server.port")
     adopt = cli_process(other, "sign-head", "--adopt")
     assert (now.returncode, now.stdout) == (0, "4444\n") or adopt.returncode == 0, (now, adopt)
+
+
+# -- finding 2 -------------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="r9 finding 2: a running writer keeps the history id "
+                   "it read at open (Vault._history); after a restore that left the head "
+                   "where it was, its next write MACs the head under the replaced history's "
+                   "keys: acknowledged, then refused by every other process, verify and adopt")
+def test_a_running_writer_across_a_restore_of_the_same_head_writes_a_readable_head(
+        tmp_path: Path) -> None:
+    from tests.test_restore_backup_attacks import _store
+
+    env = site_env(tmp_path)
+    db = Path(env["MOLTIS_DATA_DIR"]) / "moltis.db"
+    _edits(db, env, range(2002, 2006))
+    assert cli_process(env, "backup", "-o", str(tmp_path / "b.db")).returncode == 0
+    gateway = _store(db, bytes.fromhex(env["MOLTIS_LEDGER_KEY"]))  # a running gateway
+
+    async def across_restore() -> None:
+        try:
+            assert (await gateway.load_raw()).server.port == 2005
+            # the operator restores the newest backup (the hint every refusal prints);
+            # its head is the live one's, so no --force is needed
+            restored = cli_process(env, "restore", str(tmp_path / "b.db"))
+            assert restored.returncode == 0, restored
+            await gateway.edit({("server", "port"): 7777}, actor="gw@x")  # acknowledged
+        finally:
+            await gateway.close()
+
+    asyncio.run(across_restore())
+    got = cli_process(env, "get", "server.port")
+    assert (got.returncode, got.stdout) == (0, "7777\n"), got
