@@ -82,7 +82,10 @@ def test_restore_rebuilds_from_rows_and_keeps_the_replaced_ledger(tmp_path, caps
     code, out = cli(capsys, db, "set", "server.port", "4444", "--reason", "after")
     assert code == 0, out
     store = SqliteConfigStore(db)
-    assert run(store.load_raw()).server.port == 4444 and store.ledger.head_state().seq == 3
+    # the backup's 2 events, the restore's own (this copy's history starts there), the set
+    assert run(store.load_raw()).server.port == 4444 and store.ledger.head_state().seq == 4
+    restored = store.ledger.event(3)
+    assert restored is not None and restored.source == "restore" and not restored.changes
     assert store.ledger.verify().ok
     names = {r[0] for r in apsw.Connection(str(db)).execute(
         "SELECT name FROM sqlite_schema WHERE type = 'trigger'")}
@@ -152,7 +155,8 @@ def test_an_imported_bundle_is_signed_and_verifies(tmp_path):
     path, _ = _bundle(tmp_path)
     target = SqliteConfigStore(tmp_path / "target.db")
     report = import_bundle(path, target.ledger)
-    assert report.ok and report.signed_seq == 4 and not report.notes
+    # the bundle's 4 events and the import's own, signed
+    assert report.ok and report.events == 5 and report.signed_seq == 5 and not report.notes
     assert isinstance(run(target.load_raw()), MoltisConfig)
 
 

@@ -500,7 +500,10 @@ def test_bundle_backup_restore(migrated: Cli) -> None:
     saved = cli.root / "saved.db"
     show, log, backup = cli.many(("show", "--json"), ("log", "--json"),
                                  ("backup", "-o", str(saved), "--json"))
-    assert copy_show.json() == show.json() and copy_log.json() == log.json()
+    # the same history, and the import's own event on top (its history starts there)
+    imported, *copied = copy_log.json()["events"]
+    assert imported["source"] == "import" and imported["seq"] == log.json()["head_seq"] + 1
+    assert copy_show.json() == show.json() and copied == log.json()["events"]
     assert SECRET_STDIN in (revealed / "moltis.toml").read_text()
 
     # backup while the ledger lives on, then restore (refused without --force when it
@@ -510,12 +513,13 @@ def test_bundle_backup_restore(migrated: Cli) -> None:
     at_backup = show.json()
     cli("set", "server.port", "9999")
     assert "--force" in cli("restore", str(saved), code=1).err
-    assert cli("restore", str(saved), "--force", "--json").json()["head_seq"] == 3
+    # the backup's 3 events and the restore's own
+    assert cli("restore", str(saved), "--force", "--json").json()["head_seq"] == 4
     after, _, rebuilt = cli.many(("show", "--json"),
                                  Call(("restore", str(cli.root / "missing.db")), 1),
                                  ("rebuild-snapshots", "--json"))
     assert after.json() == at_backup
-    assert rebuilt.json()["head_seq"] == 3
+    assert rebuilt.json()["head_seq"] == 4
 
 
 # ---------------------------------------------------------------------------------

@@ -61,10 +61,11 @@ def test_a_write_after_another_writers_commit_reads_the_mac_not_the_signature(tm
     gateway = SqliteConfigStore(db, keys=KeySource(key_file=key_file, env={}))
     gateway.ledger.edit({("server", "port"): 8000}, actor="g", reason="first")
     _other_process_writes(db, key_file)
-    # the other writer's head: its MAC vouches for it (and the key check, which a
-    # rotation by that writer would have changed, is read again)
+    # the other writer's head: its MAC vouches for it (and the key check and history
+    # id, which a rotation or a restore by that writer would have changed, are read
+    # again)
     reads = _meta_reads(gateway, 8001)
-    assert sorted(reads) == ["head_mac", "key_check"]
+    assert sorted(reads) == ["head_mac", "history_id", "key_check"]
     # alone again: it vouched for its own head, so nothing is read
     assert _meta_reads(gateway, 8002) == []
     assert gateway.ledger.verify().ok

@@ -91,15 +91,16 @@ def _plant_from(kept: Path, db: Path, first: int, snap_seq: int) -> None:
 def test_no_past_read_is_anchored_by_a_snapshot_of_the_history_a_restore_replaced(
         tmp_path: Path) -> None:
     env, db, base, kept = _forked(tmp_path)
-    _edits(env, range(3003, 3003 + 16 - base))  # history B: snapshots 4..16
+    restored = _head(db)  # the backup's head and the restore's own event
+    _edits(env, range(3003, 3003 + 16 - restored))  # history B: snapshots 4..16
     assert _head(db) == 16
     # An attacker with write access to the data dir and no key: history A's events
     # base+1..8 and A's snapshot at 8 (MAC'd by the same key) put in place of B's;
     # B's events 9..16 and its snapshots 12 and 16 left as they are
     _plant_from(kept, db, base + 1, 8)
-    b_port_at_6 = 3003 + 6 - base - 1
+    b_port_at_6 = 3003 + 6 - restored - 1
     head = cli_process(env, "get", "server.port")
-    assert head.returncode == 0 and head.stdout == f"{3003 + 16 - base - 1}\n", head
+    assert head.returncode == 0 and head.stdout == f"{3003 + 16 - restored - 1}\n", head
     past = cli_process(env, "get", "server.port", "--at", "6")
     # history A's value at 6 is not in the past of the head served: refused, or B's
     assert past.returncode != 0 or past.stdout == f"{b_port_at_6}\n", past

@@ -1,17 +1,16 @@
 """Review round 9 (attacker's view of the changes since fb4fd4b): each finding a
-failing test, marked strict xfail, with real SQLite files and CLI processes."""
+failing test first, with real SQLite files and CLI processes; all pass since the
+restore's own event moves the head and every copy keeps a MAC that checks."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
-import pytest
-
 from ledger.engine.vault import KeySource
 from ledger.stores.ledger_store import SqliteConfigStore
 from tests.migrated_site import cli_process, site_env
-from tests.test_restore_backup_attacks import _edits
+from tests.test_past_read_proof import _edits
 
 
 def _keyless_edit(db: Path, tmp_path: Path, port: int) -> None:
@@ -30,13 +29,10 @@ def _keyless_edit(db: Path, tmp_path: Path, port: int) -> None:
 
 # -- finding 1 -------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="r9 finding 1: restore (fork_history) of a backup "
-                   "with a keyless tail leaves the head MAC under the backup's history keys: "
-                   "every read, verify and sign-head --adopt refuse the restored ledger")
 def test_restore_of_a_backup_with_a_keyless_tail_stays_readable(tmp_path: Path) -> None:
     env = site_env(tmp_path)
     db = Path(env["MOLTIS_DATA_DIR"]) / "moltis.db"
-    _edits(db, env, range(2002, 2006))
+    _edits(env, range(2002, 2006))
     _keyless_edit(db, tmp_path, 4444)  # one event appended without the key
     got = cli_process(env, "get", "server.port")
     assert (got.returncode, got.stdout) == (0, "4444\n"), got  # served, with a warning
@@ -50,13 +46,10 @@ def test_restore_of_a_backup_with_a_keyless_tail_stays_readable(tmp_path: Path) 
     assert (now.returncode, now.stdout) == (0, "4444\n") or adopt.returncode == 0, (now, adopt)
 
 
-@pytest.mark.xfail(strict=True, reason="r9 finding 1b: import-bundle (fork_history) of a "
-                   "bundle of a ledger with a keyless tail: the imported ledger is refused by "
-                   "every read, verify and sign-head --adopt")
 def test_import_of_a_bundle_with_a_keyless_tail_stays_readable(tmp_path: Path) -> None:
     env = site_env(tmp_path)
     db = Path(env["MOLTIS_DATA_DIR"]) / "moltis.db"
-    _edits(db, env, range(2002, 2006))
+    _edits(env, range(2002, 2006))
     _keyless_edit(db, tmp_path, 4444)
     bundled = cli_process(env, "bundle", "--with-secrets", "-o",
                           str(tmp_path / "x.bundle"))
@@ -71,17 +64,13 @@ def test_import_of_a_bundle_with_a_keyless_tail_stays_readable(tmp_path: Path) -
 
 # -- finding 2 -------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="r9 finding 2: a running writer keeps the history id "
-                   "it read at open (Vault._history); after a restore that left the head "
-                   "where it was, its next write MACs the head under the replaced history's "
-                   "keys: acknowledged, then refused by every other process, verify and adopt")
 def test_a_running_writer_across_a_restore_of_the_same_head_writes_a_readable_head(
         tmp_path: Path) -> None:
     from tests.test_restore_backup_attacks import _store
 
     env = site_env(tmp_path)
     db = Path(env["MOLTIS_DATA_DIR"]) / "moltis.db"
-    _edits(db, env, range(2002, 2006))
+    _edits(env, range(2002, 2006))
     assert cli_process(env, "backup", "-o", str(tmp_path / "b.db")).returncode == 0
     gateway = _store(db, bytes.fromhex(env["MOLTIS_LEDGER_KEY"]))  # a running gateway
 

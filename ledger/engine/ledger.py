@@ -74,7 +74,7 @@ from ledger.engine.head_vouch import (
     HeadVoucher,
     unvouched,
 )
-from ledger.engine.integrity_keys import HISTORY_ID, IntegrityKeys
+from ledger.engine.integrity_keys import HISTORY_ID, HeadMac, IntegrityKeys
 from ledger.engine.read_proof import CATCH_UP_LIMIT, RESTORE_FIX, ReadProof
 from ledger.engine.vault import KeySource, Vault
 from ledger.engine.write_path import (
@@ -858,14 +858,21 @@ class Ledger:
         txn.set_meta(HEAD_SIGNATURE,
                      new.sign_head(rec.seq, rec.hash, self.vault.ledger_id).encode())
 
-    def fork_history(self) -> None:
+    def fork_history(self, reason: str, source: str) -> None:
         """Give this copy of the ledger a history of its own (HISTORY_ID), after a
         restore or an import made it from another: the history it replaced, or the one
         it was copied from, goes on existing under the same key, and its MAC'd snapshots
         must never anchor a read of this one (review r8, finding 1). In one transaction:
         the new id, every snapshot the old keys prove sealed again under the new ones,
-        and the head MAC moved to them if the stored one vouches for the head (an
-        unvouched head stays so). Without the key, only the id."""
+        the head MAC moved to them if it checks under the old ones (naming the event it
+        named: a vouched head stays vouched, a tail appended without the key stays such
+        a tail), and an event saying so (a change event with no changes: who, when,
+        why). The event moves the head, so every process still holding the ledger
+        catches up on it and takes the new id (`Vault.integrity_now`, `mac_verdict`)
+        rather than vouching from memory for a head of the old history (review r9).
+        Without the key, the id and the event only."""
+        actor, reason, source = self._check_meta(None, reason, source)
+        payload = encode_payload(ChangePayload(changes=[]))
         with self._lock:
             # the read path's keys: a copy that came without its key check row (a bundle
             # without secrets) still has a head MAC and snapshots to move
@@ -874,14 +881,37 @@ class Ledger:
                 history = os.urandom(16).hex()
                 txn.set_meta(HISTORY_ID, history)
                 head = txn.head()
-                if keys is not None:
-                    new = keys.for_history(history.encode())
+                new = None if keys is None else keys.for_history(history.encode())
+                moved = None
+                if keys is not None and new is not None:
                     self._reseal_snapshots(txn, keys, new)
-                    at = (head.seq, head.hash)
-                    if head.seq and unvouched(txn.get_meta, keys, self.vault.ledger_id,
-                                              at) is None:
-                        txn.set_meta(HEAD_MAC, new.mac_head(self.vault.ledger_id, *at).encode())
+                    moved = self._moved_head_mac(txn.get_meta(HEAD_MAC), keys, new)
+                vouched = moved is not None and head.seq and moved[0] == head.seq
+                rec = self._record(txn, head, KIND_CHANGE, payload, actor, reason, source,
+                                   sign=False)
+                if vouched and new is not None:
+                    shared = self._committer.shared if self._committer is not None else None
+                    self.voucher.sign(txn, new, self.vault.ledger_id, rec.seq, rec.hash,
+                                      rec.ts, shared)
+                elif moved is not None:
+                    txn.set_meta(HEAD_MAC, moved[1])
             self.reset_caches()
+            if vouched:
+                self._raise_mark()
+
+    def _moved_head_mac(self, text: str | None, old: IntegrityKeys, new: IntegrityKeys
+                        ) -> tuple[int, str] | None:
+        """The stored head MAC made again under `new` for the event it names, if it
+        checks under `old`: (that seq, the new row)."""
+        if text is None:
+            return None
+        try:
+            mac = HeadMac.decode(text)
+        except ValueError:
+            return None
+        if not old.mac_valid(self.vault.ledger_id, mac):
+            return None
+        return mac.seq, new.mac_head(self.vault.ledger_id, mac.seq, mac.hash).encode()
 
     def _reseal_snapshots(self, txn: WriteTxn, old: IntegrityKeys, new: IntegrityKeys
                           ) -> None:

@@ -33,6 +33,7 @@ from ledger.engine.head_vouch import (
     signature_verdict,
     unvouched,
 )
+from ledger.engine.integrity_keys import history_of
 from ledger.engine.past_proof import PastProof
 from ledger.engine.vault import Vault
 from ledger.errors import InvalidRefError, LedgerError, StoreError, VerificationError
@@ -211,6 +212,8 @@ class ReadProof:
         verdict: tuple[str | None, int] = (None, 0)
         for _ in range(_ROTATIONS_FOLLOWED):
             rows = self.backend.meta_items()  # the MAC row and the key check of one commit
+            if history_of(rows.get) != self.vault.history:
+                self.vault.reload()  # a restore or an import forked it (Ledger.fork_history)
             if rows.get(HEAD_MAC) is None and rows.get("key_check") is None:
                 # never keyed, or both rows deleted: the held key's proof tells (the
                 # ledger's own rows that only it could have written); rows a forger

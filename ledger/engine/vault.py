@@ -584,10 +584,15 @@ class Vault:
         keys = self.integrity(txn)
         if keys is None:
             return None
-        if ((base is None or base != self._confirmed_at)
-                and not self.holds(txn.get_meta("key_check"))):
-            self.forget_key()
-            keys = self.integrity(txn)
+        if base is None or base != self._confirmed_at:
+            if history_of(txn.get_meta) != self._history:
+                # a restore or an import gave the ledger a history of its own, in the
+                # transaction that moved the head (Ledger.fork_history)
+                self.reload()
+                keys = self.integrity(txn)
+            elif not self.holds(txn.get_meta("key_check")):
+                self.forget_key()
+                keys = self.integrity(txn)
         if keys is not None and new_head is not None:
             self._confirmed_at = new_head
         return keys

@@ -166,7 +166,7 @@ def restore(ledger: Ledger, source_file: Path, *, force: bool = False,
     finally:
         source.close()
     ledger.reset_caches()
-    vouch_copied(ledger)  # only what the backup's own MAC or signature vouches for
+    vouch_copied(ledger, "restore")  # only what the backup's own MAC or signature vouches for
     if ledger.vault.integrity() is not None:
         ledger.rebuild_snapshots()  # sealed with this ledger key
     # the restored head may be older than the head mark: verify reports that itself

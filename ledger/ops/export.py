@@ -383,7 +383,7 @@ def import_bundle(source: Path | CheckedBundle, ledger: Ledger) -> VerifyReport:
             if item.get("sealed"):
                 txn.put_secret(str(item["secret"]), item["sealed"], int(item["created_seq"]))
     ledger.reset_caches()
-    vouch_copied(ledger)  # only what the bundle's own MAC or signature vouches for
+    vouch_copied(ledger, "import")  # only what the bundle's own MAC or signature vouches for
     if ledger.vault.integrity() is not None:
         ledger.rebuild_snapshots()
     return ledger.verify()

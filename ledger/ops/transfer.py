@@ -146,7 +146,7 @@ def copy_ledger_files(src_url: str, dst_url: str, *, src_schema: str = "public",
         return copy_ledger(source, target)
 
 
-def vouch_copied(ledger: Ledger) -> str | None:
+def vouch_copied(ledger: Ledger, source: str) -> str | None:
     """After a restore or an import into `ledger`: sign its head if the source's own
     head MAC or signature (copied with the rows) vouches for it under the key at hand,
     and accept it as this key's newest head (an operator restored it: the head mark
@@ -162,5 +162,5 @@ def vouch_copied(ledger: Ledger) -> str | None:
         problem = str(err)
     # then a history of its own, vouched as far as the copy's own MAC vouched: an
     # operator adopting an unvouched one later must not revive another's snapshots
-    ledger.fork_history()
+    ledger.fork_history(f"{source}: this copy's own history starts here", source)
     return problem
