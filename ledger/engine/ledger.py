@@ -870,26 +870,27 @@ class Ledger:
         why). The event moves the head, so every process still holding the ledger
         catches up on it and takes the new id (`Vault.integrity_now`, `mac_verdict`)
         rather than vouching from memory for a head of the old history (review r9).
-        Without the key, the id and the event only."""
+        Without the key nothing is done: the MAC rows it would have to move (for a
+        holder of the key) could not be."""
         actor, reason, source = self._check_meta(None, reason, source)
         payload = encode_payload(ChangePayload(changes=[]))
         with self._lock:
             # the read path's keys: a copy that came without its key check row (a bundle
             # without secrets) still has a head MAC and snapshots to move
             keys = self.vault.integrity()
+            if keys is None:
+                return
             with self.backend.write() as txn:
                 history = os.urandom(16).hex()
                 txn.set_meta(HISTORY_ID, history)
                 head = txn.head()
-                new = None if keys is None else keys.for_history(history.encode())
-                moved = None
-                if keys is not None and new is not None:
-                    self._reseal_snapshots(txn, keys, new)
-                    moved = self._moved_head_mac(txn.get_meta(HEAD_MAC), keys, new)
-                vouched = moved is not None and head.seq and moved[0] == head.seq
+                new = keys.for_history(history.encode())
+                self._reseal_snapshots(txn, keys, new)
+                moved = self._moved_head_mac(txn.get_meta(HEAD_MAC), keys, new)
+                vouched = moved is not None and head.seq > 0 and moved[0] == head.seq
                 rec = self._record(txn, head, KIND_CHANGE, payload, actor, reason, source,
                                    sign=False)
-                if vouched and new is not None:
+                if vouched:
                     shared = self._committer.shared if self._committer is not None else None
                     self.voucher.sign(txn, new, self.vault.ledger_id, rec.seq, rec.hash,
                                       rec.ts, shared)
