@@ -232,23 +232,25 @@ class IntegrityKeys:
 
     def __init__(self, ledger_key: bytes, history: bytes = b"") -> None:
         self._prk = prk = _extract(ledger_key)
-        bound = b"" if not history else b" history " + history
-        self.snapshot_mac = _expand(prk, _MAC_INFO + bound)
-        self._head_mac = _expand(prk, _HEAD_MAC_INFO + bound)
+        self._bind(history)
         # The Ed25519 key is made on first use: checking a head MAC or a snapshot MAC
         # (every keyed read) needs neither it nor cryptography
         self._seed = _expand(prk, _SIGN_INFO)
         self._signer: Ed25519PrivateKey | None = None
         self._public: bytes | None = None
 
+    def _bind(self, history: bytes) -> None:
+        """The snapshot and head MAC keys of `history` (none: those from before it)."""
+        bound = b"" if not history else b" history " + history
+        self.snapshot_mac = _expand(self._prk, _MAC_INFO + bound)
+        self._head_mac = _expand(self._prk, _HEAD_MAC_INFO + bound)
+
     def for_history(self, history: bytes) -> IntegrityKeys:
         """The same ledger key's keys for another history (a restore forks the log)."""
         keys = IntegrityKeys.__new__(IntegrityKeys)
         keys._prk, keys._seed, keys._signer, keys._public = (
             self._prk, self._seed, self._signer, self._public)
-        bound = b"" if not history else b" history " + history
-        keys.snapshot_mac = _expand(self._prk, _MAC_INFO + bound)
-        keys._head_mac = _expand(self._prk, _HEAD_MAC_INFO + bound)
+        keys._bind(history)
         return keys
 
     def _private(self) -> Ed25519PrivateKey:

@@ -863,15 +863,16 @@ class Ledger:
         restore or an import made it from another: the history it replaced, or the one
         it was copied from, goes on existing under the same key, and its MAC'd snapshots
         must never anchor a read of this one (review r8, finding 1). In one transaction:
-        the new id, every snapshot the old keys prove sealed again under the new ones,
-        the head MAC moved to them if it checks under the old ones (naming the event it
-        named: a vouched head stays vouched, a tail appended without the key stays such
-        a tail), and an event saying so (a change event with no changes: who, when,
-        why). The event moves the head, so every process still holding the ledger
-        catches up on it and takes the new id (`Vault.integrity_now`, `mac_verdict`)
-        rather than vouching from memory for a head of the old history (review r9).
-        Without the key nothing is done: the MAC rows it would have to move (for a
-        holder of the key) could not be."""
+        the new id, the head MAC moved to the new keys if it checks under the old ones
+        (naming the event it named: a vouched head stays vouched, a tail appended
+        without the key stays such a tail), and an event saying so (a change event
+        with no changes: who, when, why). The event moves the head, so every process
+        still holding the ledger catches up on it and takes the new id
+        (`Vault.integrity_now`, `mac_verdict`) rather than vouching from memory for a
+        head of the old history (review r9). Snapshots sealed for the old id no longer
+        check (readers replay instead): the callers rebuild them all under the new one
+        (`rebuild_snapshots`). Without the key nothing is done: the MAC rows it would
+        have to move (for a holder of the key) could not be."""
         actor, reason, source = self._check_meta(None, reason, source)
         payload = encode_payload(ChangePayload(changes=[]))
         with self._lock:
@@ -885,7 +886,6 @@ class Ledger:
                 txn.set_meta(HISTORY_ID, history)
                 head = txn.head()
                 new = keys.for_history(history.encode())
-                self._reseal_snapshots(txn, keys, new)
                 moved = self._moved_head_mac(txn.get_meta(HEAD_MAC), keys, new)
                 vouched = moved is not None and head.seq > 0 and moved[0] == head.seq
                 rec = self._record(txn, head, KIND_CHANGE, payload, actor, reason, source,

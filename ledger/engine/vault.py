@@ -263,7 +263,7 @@ class Vault:
         # in place since (or a rotation's move) is asked for again (`_key_files`)
         self._missing_files: object = None
         self._ledger_id = (backend.get_meta("ledger_id") or "").encode()
-        self._history = history_of(backend.get_meta)
+        self._history: bytes | None = None  # read when keys are first derived (`history`)
 
     def reload(self) -> None:
         """Forget what was read from the database (after an import or a restore replaced
@@ -277,14 +277,18 @@ class Vault:
             self._integrity_missing.clear()
             self._missing_files = None
             self._ledger_id = (self._backend.get_meta("ledger_id") or "").encode()
-            self._history = history_of(self._backend.get_meta)
+            self._history = None
 
     @property
     def ledger_id(self) -> bytes:  # what sealed values and the head MAC are bound to
         return self._ledger_id
 
     @property
-    def history(self) -> bytes:  # what snapshot and head MAC keys are derived with too
+    def history(self) -> bytes:
+        """What snapshot and head MAC keys are derived with too (HISTORY_ID): read on
+        first use, so a read without the key (`get`'s start) does not ask for it."""
+        if self._history is None:
+            self._history = history_of(self._backend.get_meta)
         return self._history
 
     # -- key handling ----------------------------------------------------------------
@@ -326,7 +330,7 @@ class Vault:
                 if not adopt:
                     self._refuse_missing_check(key, rows, txn)
                 txn.set_meta("key_check", check)
-            self._integrity = IntegrityKeys(key, self._history)
+            self._integrity = IntegrityKeys(key, self.history)
             self._adopt(key, check, rows.get("fp_key"))
 
     def _key_rows(self, txn: WriteTxn | None) -> Mapping[str, str]:
@@ -585,7 +589,7 @@ class Vault:
         if keys is None:
             return None
         if base is None or base != self._confirmed_at:
-            if history_of(txn.get_meta) != self._history:
+            if history_of(txn.get_meta) != self.history:
                 # a restore or an import gave the ledger a history of its own, in the
                 # transaction that moved the head (Ledger.fork_history)
                 self.reload()

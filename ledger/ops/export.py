@@ -276,7 +276,8 @@ def _checked_meta(bundle: Bundle, path: Path) -> dict[str, str]:
     for key in bundle.meta:
         if key not in _IMPORTED_META:
             raise ParseError(f"{path}: the bundle's meta sets {key!r}, which a bundle may not "
-                             "set (only key_check); nothing was imported")
+                             "set (only key_check, the head MAC and signature, and "
+                             "history_id); nothing was imported")
     vouch: dict[str, str] = {}
     for key, decode in ((HEAD_SIGNATURE, HeadSignature.decode), (HEAD_MAC, HeadMac.decode)):
         value = bundle.meta.get(key)

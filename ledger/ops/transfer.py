@@ -153,7 +153,8 @@ def vouch_copied(ledger: Ledger, source: str) -> str | None:
     moves back to it). Otherwise nothing is signed and the reason is returned: a
     history nobody vouched for (an edited backup, a bundle from another key or from
     before signing) stays unvouched until `moltis-ledger sign-head --adopt`, so a
-    restore is no way back to trust on first use."""
+    restore is no way back to trust on first use. Then the copy gets a history of its
+    own (Ledger.fork_history); the caller rebuilds its snapshots under it."""
     problem = None
     try:
         ledger.sign_head(accept_older=True)
