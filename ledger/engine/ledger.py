@@ -171,6 +171,12 @@ class Ledger:
         # mirror of the head the gateway falls back to); a failing hook is logged, and
         # never undoes or fails the commit, which is already durable
         self.after_commit: list[Callable[[ConfigState], None]] = []
+        # a copy being made ready before it replaces a live ledger (restore, import:
+        # ledger.ops.transfer.stage_copy) raises no head mark: the mark would name a
+        # head the live ledger does not have yet. The head it would have raised it to
+        # is kept here instead, for the live ledger to raise once the copy is in place.
+        self.hold_marks = False
+        self.held_mark: tuple[int, bytes] | None = None
         # Writers of this process on the same database (SQLite file, PostgreSQL schema)
         # commit in groups (group_commit); a backend without a group key commits each
         # append on its own.
@@ -255,6 +261,9 @@ class Ledger:
         """After a commit that signed a checkpoint: raise the head mark to it
         (ReadProof.raise_mark_to)."""
         pending, self.voucher.to_mark = self.voucher.to_mark, None
+        if self.hold_marks:
+            self.held_mark = pending or self.held_mark
+            return
         self.proof.raise_mark_to(pending, lower=lower)
 
     # -- typed views -----------------------------------------------------------------

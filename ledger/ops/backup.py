@@ -30,7 +30,7 @@ from ledger.engine.ledger import Ledger
 from ledger.errors import InputError, StoreError, VerificationError
 from ledger.files.safe_io import create_private
 from ledger.ops.backup_reseal import check_backup_key, self_contained
-from ledger.ops.transfer import copy_ledger, vouch_copied
+from ledger.ops.transfer import copy_ledger, finish_copy, stage_copy
 
 __all__ = ["RestoreResult", "backup", "default_backup_path", "restore"]
 
@@ -39,6 +39,22 @@ def default_backup_path(data_dir: Path, what: str = "ledger") -> Path:
     """`<data dir>/backups/<what>-<UTC time>.db`."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     return data_dir / "backups" / f"{what}-{stamp}.db"
+
+
+def _remove_stale_stages(live: Path) -> None:
+    """The staged copies a killed restore left beside the ledger (`.NAME.restore-PID.db`,
+    a backup's rows and sealed secrets): removed when their process is gone."""
+    prefix = f".{live.name}.restore-"
+    for path in live.parent.glob(f"{prefix}*.db"):
+        pid = path.name[len(prefix):-len(".db")]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            _remove(path)
+        except OSError:
+            continue  # alive, another user's: not ours to remove
 
 
 def _new_file(target: Path) -> None:
@@ -149,12 +165,16 @@ def restore(ledger: Ledger, source_file: Path, *, force: bool = False,
                     "to restore anyway")
         live = Path(ledger.backend.location)
         fresh_path = live.with_name(f".{live.name}.restore-{os.getpid()}.db")
+        _remove_stale_stages(live)
         _remove(fresh_path)
         _new_file(fresh_path)
         fresh = SqliteBackend(fresh_path, write_queue=False)
         try:
             copy_ledger(source, fresh)  # rows only, checked, all or nothing
             _refuse_disowned(fresh, ledger, source_file)
+            # signed, forked and its snapshots sealed before it goes live: a crash after
+            # the swap leaves no copy sharing the replaced ledger's history
+            staged = stage_copy(fresh, ledger.vault.keys, "restore")
             kept = None
             if current.seq or ledger.backend.snapshot_seqs():
                 kept = default_backup_path(data_dir or live.parent, "replaced")
@@ -165,10 +185,7 @@ def restore(ledger: Ledger, source_file: Path, *, force: bool = False,
             _remove(fresh_path)
     finally:
         source.close()
-    ledger.reset_caches()
-    vouch_copied(ledger, "restore")  # only what the backup's own MAC or signature vouches for
-    if ledger.vault.integrity() is not None:
-        ledger.rebuild_snapshots()  # sealed with this ledger key
+    finish_copy(ledger, staged)
     # the restored head may be older than the head mark: verify reports that itself
     accepting, ledger.accept_older_head = ledger.accept_older_head, True
     try:

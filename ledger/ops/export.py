@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import IO, Any, Literal
 import tomlkit
 
 from ledger.backends.base import Head
+from ledger.backends.sqlite import SqliteBackend
 from ledger.core.canonical import b64_bytes, hex_bytes
 from ledger.core.chain import GENESIS, VerifyReport, verify_records
 from ledger.core.document import leaves
@@ -38,7 +40,7 @@ from ledger.errors import (
 from ledger.files.dirs import CONFIG_FILE_NAMES, KEYS_FILE_NAME, ensure_private_dir
 from ledger.files.safe_io import check_directory, read_regular, write_private
 from ledger.ops.display import display_doc
-from ledger.ops.transfer import vouch_copied
+from ledger.ops.transfer import copy_ledger, finish_copy, stage_copy
 
 MASKED_HEADER = "secrets masked"
 
@@ -265,7 +267,7 @@ def verify_bundle(path: Path, expect_head: bytes | None = None) -> VerifyReport:
 
 
 # what a bundle's meta line may set (the head's MAC and signature: checked under the
-# key at hand before anything is vouched for, ledger.ops.transfer.vouch_copied)
+# key at hand before anything is vouched for, ledger.ops.transfer.stage_copy)
 _IMPORTED_META = frozenset({"key_check", HEAD_SIGNATURE, HEAD_MAC, HISTORY_ID})
 _HEX = re.compile(r"[0-9a-f]+")
 
@@ -360,31 +362,40 @@ def check_bundle(path: Path, keys: KeySource | None = None) -> CheckedBundle:
 
 def import_bundle(source: Path | CheckedBundle, ledger: Ledger) -> VerifyReport:
     """Load a bundle (a path, or what `check_bundle` returned) into an empty ledger,
-    after verifying its chain and checking every event as an append would, all in one
-    transaction; the imported head is then signed with this ledger key only if the
-    bundle's own head MAC or signature vouches for it under this key (else
-    `sign-head --adopt`)."""
+    after verifying its chain and checking every event as an append would. The bundle
+    is first built into a private staging file, where its head is signed with this
+    ledger key only if the bundle's own head MAC or signature vouches for it under this
+    key (else `sign-head --adopt`) and it gets a history of its own
+    (`ledger.ops.transfer.stage_copy`); then it is copied into the ledger in one
+    transaction: a crash leaves the ledger empty or holding the whole, forked copy."""
     checked = source if isinstance(source, CheckedBundle) else check_bundle(source)
     _same_key(checked, ledger.vault.keys)  # the target's own key (a caller may not have asked)
     bundle, records, ledger_id, meta = (checked.bundle, checked.records, checked.ledger_id,
                                         checked.meta)
     backend = ledger.backend
-    with backend.write() as txn:
-        if txn.head().seq != 0:
-            raise StoreError(f"{backend.location}: a bundle can only be imported into an "
-                             "empty ledger")
-        for start in range(0, len(records), 1000):
-            txn.append(records[start:start + 1000])
-        if ledger_id:
-            # sealed secrets are bound to the ledger id they were sealed under
-            txn.set_meta("ledger_id", ledger_id)
-        for key, value in meta.items():
-            txn.set_meta(key, value)
-        for item in bundle.secrets:
-            if item.get("sealed"):
-                txn.put_secret(str(item["secret"]), item["sealed"], int(item["created_seq"]))
-    ledger.reset_caches()
-    vouch_copied(ledger, "import")  # only what the bundle's own MAC or signature vouches for
-    if ledger.vault.integrity() is not None:
-        ledger.rebuild_snapshots()
+    if backend.head().seq != 0:
+        raise StoreError(f"{backend.location}: a bundle can only be imported into an "
+                         "empty ledger")
+    # sealed secrets are bound to the ledger id they were sealed under: the bundle's, or
+    # (a bundle that names none) the target's own, as a direct import kept it
+    ledger_id = ledger_id or backend.get_meta("ledger_id")
+    with tempfile.TemporaryDirectory(prefix="moltis-ledger-import-") as work:  # 0700
+        staging = SqliteBackend(Path(work) / "staged.db", write_queue=False)
+        try:
+            with staging.write() as txn:
+                for start in range(0, len(records), 1000):
+                    txn.append(records[start:start + 1000])
+                if ledger_id:
+                    txn.set_meta("ledger_id", ledger_id)
+                for key, value in meta.items():
+                    txn.set_meta(key, value)
+                for item in bundle.secrets:
+                    if item.get("sealed"):
+                        txn.put_secret(str(item["secret"]), item["sealed"],
+                                       int(item["created_seq"]))
+            staged = stage_copy(staging, ledger.vault.keys, "import")
+            copy_ledger(staging, backend)  # one transaction of the target
+        finally:
+            staging.close()
+    finish_copy(ledger, staged)
     return ledger.verify()
