@@ -174,7 +174,7 @@ def restore(ledger: Ledger, source_file: Path, *, force: bool = False,
             _refuse_disowned(fresh, ledger, source_file)
             # signed, forked and its snapshots sealed before it goes live: a crash after
             # the swap leaves no copy sharing the replaced ledger's history
-            staged = stage_copy(fresh, ledger.vault.keys, "restore")
+            mark = stage_copy(fresh, ledger.vault.keys, "restore", str(live))
             kept = None
             if current.seq or ledger.backend.snapshot_seqs():
                 kept = default_backup_path(data_dir or live.parent, "replaced")
@@ -185,7 +185,7 @@ def restore(ledger: Ledger, source_file: Path, *, force: bool = False,
             _remove(fresh_path)
     finally:
         source.close()
-    finish_copy(ledger, staged)
+    finish_copy(ledger, mark)
     # the restored head may be older than the head mark: verify reports that itself
     accepting, ledger.accept_older_head = ledger.accept_older_head, True
     try:

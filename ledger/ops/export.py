@@ -393,9 +393,9 @@ def import_bundle(source: Path | CheckedBundle, ledger: Ledger) -> VerifyReport:
                     if item.get("sealed"):
                         txn.put_secret(str(item["secret"]), item["sealed"],
                                        int(item["created_seq"]))
-            staged = stage_copy(staging, ledger.vault.keys, "import")
+            mark = stage_copy(staging, ledger.vault.keys, "import", backend.location)
             copy_ledger(staging, backend)  # one transaction of the target
         finally:
             staging.close()
-    finish_copy(ledger, staged)
+    finish_copy(ledger, mark)
     return ledger.verify()

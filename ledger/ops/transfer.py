@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Final, NamedTuple
+from typing import Final
 
 from ledger._log import get_logger
 from ledger.backends.base import Backend
@@ -29,8 +29,7 @@ from ledger.engine.vault import KeySource
 from ledger.errors import StoreError, VerificationError
 from ledger.ops.import_checks import checked_records
 
-__all__ = ["StagedCopy", "copy_ledger", "copy_ledger_files", "finish_copy", "open_backend",
-           "stage_copy"]
+__all__ = ["copy_ledger", "copy_ledger_files", "finish_copy", "open_backend", "stage_copy"]
 
 _log = get_logger("ledger.ops.transfer")
 BATCH: Final = 1000
@@ -148,12 +147,8 @@ def copy_ledger_files(src_url: str, dst_url: str, *, src_schema: str = "public",
         return copy_ledger(source, target)
 
 
-class StagedCopy(NamedTuple):
-    problem: str | None  # why the copy's head was not signed (None: it was, or no key)
-    mark: tuple[int, bytes] | None  # the signed head the live ledger's mark moves to
-
-
-def stage_copy(copy: Backend, keys: KeySource, source: str) -> StagedCopy:
+def stage_copy(copy: Backend, keys: KeySource, source: str, live: str
+               ) -> tuple[int, bytes] | None:
     """Make a copy ready before it replaces anything (a restore's staged file, an
     import's staging file), all of it in the copy: its head signed if the source's own
     head MAC or signature (copied with the rows) vouches for it under `keys`, a history
@@ -161,30 +156,30 @@ def stage_copy(copy: Backend, keys: KeySource, source: str) -> StagedCopy:
     the live ledger after the swap, a crash between the two left the copy sharing the
     history it was copied from, whose snapshots (same key) then checked in it: the
     splice of review r8's finding 1, reopened. The head mark is not touched here (the
-    live ledger does not have the copy's head yet): `finish_copy` raises it.
+    live ledger does not have the copy's head yet): the head it is to name is returned
+    (None when the copy's head was not signed), for `finish_copy`.
 
     A head nobody vouched for (an edited backup, a bundle from another key or from
-    before signing) stays unsigned until `moltis-ledger sign-head --adopt`, so a restore
-    is no way back to trust on first use; `problem` says why."""
+    before signing) stays unsigned until `moltis-ledger sign-head --adopt` (a warning
+    says why, naming `live`, the ledger the copy is for: the staged file is not the
+    operator's), so a restore is no way back to trust on first use."""
     staged = Ledger(copy, keys=keys)
     staged.hold_marks = True
-    problem = None
     try:
         staged.sign_head(accept_older=True)  # the head mark moves back to it: held
     except VerificationError as err:
-        _log.warning(str(err), location=copy.location)
-        problem = str(err)
+        _log.warning(str(err).replace(copy.location, live), location=live)
     # then a history of its own, vouched as far as the copy's own MAC vouched: an
     # operator adopting an unvouched one later must not revive another's snapshots
     staged.fork_history(f"{source}: this copy's own history starts here", source)
     if staged.vault.integrity() is not None:
         staged.rebuild_snapshots()  # sealed under the new history
-    return StagedCopy(problem, staged.held_mark)
+    return staged.held_mark
 
 
-def finish_copy(ledger: Ledger, staged: StagedCopy) -> None:
+def finish_copy(ledger: Ledger, mark: tuple[int, bytes] | None) -> None:
     """After the staged copy replaced `ledger`'s content: forget what was cached of the
     replaced one, and move the head mark to the copy's signed head (back, when it is
     older: the operator restored it), if the copy's head was signed."""
     ledger.reset_caches()
-    ledger.proof.raise_mark_to(staged.mark, lower=True)
+    ledger.proof.raise_mark_to(mark, lower=True)
