@@ -155,8 +155,8 @@ def test_a_stray_staged_name_does_not_block_restore(tmp_path: Path) -> None:
 
 @pytest.mark.xfail(strict=True, reason="review r10 finding 4: a process that opened the empty "
                    "target before the import catches up on the imported events by walking the "
-                   "chain from genesis (no `replaced`, so, it seems, no Vault.reload): it keeps the "
-                   "target's former ledger id, so its next append is MAC'd for another ledger "
+                   "chain from genesis (no `replaced`, so, it seems, no Vault.reload): it keeps "
+                   "the target's former ledger id, so its next append is MAC'd for another ledger "
                    "(verify: 'not vouched for ... without the ledger key, or forged') and a "
                    "secret write fails with WrongKeyError until it is restarted")
 def test_a_gateway_open_across_an_import_writes_a_vouched_head(tmp_path: Path) -> None:
@@ -185,9 +185,10 @@ def test_a_gateway_open_across_an_import_writes_a_vouched_head(tmp_path: Path) -
             assert (await gateway.load_raw()).server.port == 2005
             await gateway.edit({("server", "port"): 7777}, actor="gw@x")  # acknowledged
             try:
-                await gateway.edit({("providers", "openai", "api_key"): "sk-new-0123456789abcdef"},
-                                   actor="gw@x")
-            except Exception as err:  # noqa: BLE001 - what the gateway's caller sees
+                await gateway.edit(
+                    {("providers", "openai", "api_key"): "sk-new-0123456789abcdef"},
+                    actor="gw@x")
+            except Exception as err:  # what the gateway's caller sees
                 failures.append(f"{type(err).__name__}: {err}")
         finally:
             await gateway.close()
