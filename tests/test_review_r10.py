@@ -17,8 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.migrated_site import cli_process, site_env
 from tests.test_past_read_proof import _edits
 
@@ -74,10 +72,6 @@ def _worker(kind: str, name: str, nth: int, meanwhile: list[list[str]], args: li
 
 # -- finding 1: an acknowledged write made while a restore stages its copy -----------
 
-@pytest.mark.xfail(strict=True, reason="review r10 finding 1: restore checks that the backup "
-                   "holds the live head once, before staging (now also signing, forking and "
-                   "sealing snapshots); a write acknowledged after that check is dropped from "
-                   "the live ledger without --force and without a word")
 def test_a_write_acknowledged_while_a_restore_stages_is_not_dropped(tmp_path: Path) -> None:
     env = site_env(tmp_path)
     _edits(env, range(2002, 2006))
@@ -106,11 +100,6 @@ def _put_back(copy: Path, db: Path) -> None:
     db.write_bytes(copy.read_bytes())
 
 
-@pytest.mark.xfail(strict=True, reason="review r10 finding 2: finish_copy moves the head "
-                   "mark to the staged head with lower=True after the swap, also when a "
-                   "writer has since appended on the restored ledger and raised the mark past "
-                   "it: the mark is lowered below a signed, acknowledged head, and putting back "
-                   "a copy from before that write is served without a word")
 def test_the_restore_does_not_lower_the_mark_below_a_head_written_after_its_swap(
         tmp_path: Path) -> None:
     env = site_env(tmp_path)
@@ -137,10 +126,6 @@ def test_the_restore_does_not_lower_the_mark_below_a_head_written_after_its_swap
 
 # -- finding 3: a stray staged name blocks every restore ------------------------------
 
-@pytest.mark.xfail(strict=True, reason="review r10 finding 3: _remove_stale_stages passes any "
-                   "all-digit suffix to os.kill; a `.NAME.restore-<20 digits>.db` file beside "
-                   "the ledger raises OverflowError, so every restore (the repair every "
-                   "refusal names) fails with 'unexpected OverflowError' and no repair hint")
 def test_a_stray_staged_name_does_not_block_restore(tmp_path: Path) -> None:
     env = site_env(tmp_path)
     db = _edits(env, range(2002, 2004))
@@ -153,12 +138,6 @@ def test_a_stray_staged_name_does_not_block_restore(tmp_path: Path) -> None:
 
 # -- finding 4: a gateway holding the empty target across an import-bundle -----------
 
-@pytest.mark.xfail(strict=True, reason="review r10 finding 4: a process that opened the empty "
-                   "target before the import catches up on the imported events by walking the "
-                   "chain from genesis (no `replaced`, so, it seems, no Vault.reload): it keeps "
-                   "the target's former ledger id, so its next append is MAC'd for another ledger "
-                   "(verify: 'not vouched for ... without the ledger key, or forged') and a "
-                   "secret write fails with WrongKeyError until it is restarted")
 def test_a_gateway_open_across_an_import_writes_a_vouched_head(tmp_path: Path) -> None:
     import asyncio
 
@@ -202,11 +181,6 @@ def test_a_gateway_open_across_an_import_writes_a_vouched_head(tmp_path: Path) -
 
 # -- finding 5: a killed import's staging copy is never removed ----------------------
 
-@pytest.mark.xfail(strict=True, reason="review r10 finding 5: an import killed after its "
-                   "commit leaves $TMPDIR/moltis-ledger-import-*/staged.db (the whole ledger, "
-                   "its sealed secrets, MAC'd snapshots, a signed head) for ever: unlike "
-                   "restore's `.NAME.restore-PID.db`, nothing removes a dead import's staging "
-                   "file, and the next import leaves it too")
 def test_a_killed_import_leaves_no_staging_copy_behind(tmp_path: Path) -> None:
     from tests.killed_cli import killed_cli
 

@@ -295,4 +295,10 @@ class Backend(Protocol):
         kind), atomically. StoreError where unsupported."""
         ...
 
+    def turn(self) -> AbstractContextManager[None]:
+        """The write turn held without a transaction: no writer of any process commits
+        until the block ends (a restore's check, keepsake and swap, `replace_with`).
+        StoreError where a ledger cannot be replaced in place."""
+        ...
+
     def close(self) -> None: ...

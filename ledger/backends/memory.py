@@ -7,7 +7,7 @@ import bisect
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from ledger.backends.base import (
     CREATED_FORMAT,
@@ -214,6 +214,9 @@ class MemoryBackend:
                          "with copy_ledger (moltis-ledger backup does)")
 
     def replace_with(self, source: Backend) -> None:
+        self.turn()  # raises: no turn, no replacing in place
+
+    def turn(self) -> AbstractContextManager[None]:
         raise StoreError(f"{self.location}: a in-memory ledger cannot be replaced in place; "
                          "import a bundle into an empty ledger instead")
 

@@ -950,6 +950,9 @@ class PostgresBackend:
                          "with copy_ledger (moltis-ledger backup does)")
 
     def replace_with(self, source: Backend) -> None:
+        self.turn()  # raises: no turn, no replacing in place
+
+    def turn(self) -> contextlib.AbstractContextManager[None]:
         raise StoreError(f"{self.location}: a PostgreSQL ledger cannot be replaced in place; "
                          "import a bundle into an empty ledger instead")
 

@@ -839,6 +839,23 @@ class SqliteBackend:
         except apsw.Error as err:
             raise _translate(err, str(target), "writing a backup") from err
 
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        """This database's write turn held without a transaction: no writer of this or
+        any other process (each takes the write queue before its transaction) commits
+        until the block ends. A restore checks the head, keeps the ledger it replaces
+        and swaps the copy in within one turn, so no acknowledged write falls between."""
+        with self._lock:
+            queue = self._queue
+            if queue is not None and not queue.take(self._fair_wait.timeout_s):
+                raise StoreBusyError(f"{self.location}: the ledger is locked by another "
+                                     "writer")
+            try:
+                yield
+            finally:
+                if queue is not None:
+                    queue.give()
+
     def replace_with(self, source: Backend) -> None:
         """Replace this database's whole content with `source`'s, a fresh ledger built
         by this backend (SQLite's backup API, holding the write lock: other connections

@@ -16,7 +16,6 @@ after keeping the replaced ledger as a backup.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from ledger.engine.ledger import Ledger
 from ledger.errors import InputError, StoreError, VerificationError
 from ledger.files.safe_io import create_private
 from ledger.ops.backup_reseal import check_backup_key, self_contained
+from ledger.ops.stale_stages import remove_files, remove_stale_restore_stages, restore_stage
 from ledger.ops.transfer import copy_ledger, finish_copy, stage_copy
 
 __all__ = ["RestoreResult", "backup", "default_backup_path", "restore"]
@@ -41,33 +41,11 @@ def default_backup_path(data_dir: Path, what: str = "ledger") -> Path:
     return data_dir / "backups" / f"{what}-{stamp}.db"
 
 
-def _remove_stale_stages(live: Path) -> None:
-    """The staged copies a killed restore left beside the ledger (`.NAME.restore-PID.db`,
-    a backup's rows and sealed secrets): removed when their process is gone."""
-    prefix = f".{live.name}.restore-"
-    for path in live.parent.glob(f"{prefix}*.db"):
-        pid = path.name[len(prefix):-len(".db")]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            _remove(path)
-        except OSError:
-            continue  # alive, another user's: not ours to remove
-
-
 def _new_file(target: Path) -> None:
     if target.exists() and not target.is_symlink():
         raise InputError(f"{target}: already exists; choose a new file for the backup")
     # 0600 from the first byte, never through a link, in a checked directory
     os.close(create_private(target))
-
-
-def _remove(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(f"{path}{suffix}")
 
 
 def backup(ledger: Ledger, target: Path) -> VerifyReport:
@@ -93,7 +71,7 @@ def backup(ledger: Ledger, target: Path) -> VerifyReport:
             copy_ledger(source, copy)
         except BaseException:
             copy.close()
-            _remove(target)
+            remove_files(target)
             raise
         copy.close()
         self_contained(target)
@@ -145,8 +123,9 @@ def restore(ledger: Ledger, source_file: Path, *, force: bool = False,
     every event pass the import checks; refused (unless `force`) when that would drop
     events the backup does not have. The replaced ledger is kept as a backup in
     `<data_dir>/backups/` (default: `backups/` beside the ledger file)."""
-    if ledger.backend.name != "sqlite":
-        raise StoreError(f"restore into a {ledger.backend.name} ledger: use import-bundle into "
+    backend = ledger.backend
+    if backend.name != "sqlite":
+        raise StoreError(f"restore into a {backend.name} ledger: use import-bundle into "
                          "an empty ledger instead")
     source = SqliteBackend(source_file, read_only=True)
     try:
@@ -155,7 +134,7 @@ def restore(ledger: Ledger, source_file: Path, *, force: bool = False,
             raise VerificationError(f"{source_file}: {report.problem}; nothing was restored",
                                     report.first_bad_seq)
         check_backup_key(source, ledger.vault.keys, source_file)
-        current = ledger.backend.head()
+        current = backend.head()
         if current.seq and not force:
             rec = source.record(current.seq)
             if rec is None or rec.hash != current.hash:
@@ -163,10 +142,10 @@ def restore(ledger: Ledger, source_file: Path, *, force: bool = False,
                     f"restoring {source_file} (head seq {report.head_seq}) would drop or "
                     f"replace events of this ledger (head seq {current.seq}); pass --force "
                     "to restore anyway")
-        live = Path(ledger.backend.location)
-        fresh_path = live.with_name(f".{live.name}.restore-{os.getpid()}.db")
-        _remove_stale_stages(live)
-        _remove(fresh_path)
+        live = Path(backend.location)
+        fresh_path = restore_stage(live)
+        remove_stale_restore_stages(live)
+        remove_files(fresh_path)
         _new_file(fresh_path)
         fresh = SqliteBackend(fresh_path, write_queue=False)
         try:
@@ -174,18 +153,25 @@ def restore(ledger: Ledger, source_file: Path, *, force: bool = False,
             _refuse_disowned(fresh, ledger, source_file)
             # signed, forked and its snapshots sealed before it goes live: a crash after
             # the swap leaves no copy sharing the replaced ledger's history
-            mark = stage_copy(fresh, ledger.vault.keys, "restore", str(live))
+            staged = stage_copy(fresh, ledger.vault.keys, "restore", str(live))
             kept = None
-            if current.seq or ledger.backend.snapshot_seqs():
-                kept = default_backup_path(data_dir or live.parent, "replaced")
-                ledger.backend.backup_to(kept)
-            ledger.backend.replace_with(fresh)
+            with backend.turn():  # no writer commits from the check to the mark
+                now = backend.head()
+                if (now.seq, now.hash) != (current.seq, current.hash):
+                    raise InputError(
+                        f"{live}: event {now.seq} was written while {source_file} was being "
+                        "restored, and the restore would have dropped it; nothing was "
+                        "restored. Run the restore again")
+                if current.seq or backend.snapshot_seqs():
+                    kept = default_backup_path(data_dir or live.parent, "replaced")
+                    backend.backup_to(kept)
+                backend.replace_with(fresh)
+                finish_copy(ledger, staged)
         finally:
             fresh.close()
-            _remove(fresh_path)
+            remove_files(fresh_path)
     finally:
         source.close()
-    finish_copy(ledger, mark)
     # the restored head may be older than the head mark: verify reports that itself
     accepting, ledger.accept_older_head = ledger.accept_older_head, True
     try:

@@ -40,6 +40,7 @@ from ledger.errors import (
 from ledger.files.dirs import CONFIG_FILE_NAMES, KEYS_FILE_NAME, ensure_private_dir
 from ledger.files.safe_io import check_directory, read_regular, write_private
 from ledger.ops.display import display_doc
+from ledger.ops.stale_stages import import_stage_prefix, remove_stale_import_stages
 from ledger.ops.transfer import copy_ledger, finish_copy, stage_copy
 
 MASKED_HEADER = "secrets masked"
@@ -379,7 +380,8 @@ def import_bundle(source: Path | CheckedBundle, ledger: Ledger) -> VerifyReport:
     # sealed secrets are bound to the ledger id they were sealed under: the bundle's, or
     # (a bundle that names none) the target's own, as a direct import kept it
     ledger_id = ledger_id or backend.get_meta("ledger_id")
-    with tempfile.TemporaryDirectory(prefix="moltis-ledger-import-") as work:  # 0700
+    remove_stale_import_stages(Path(tempfile.gettempdir()))  # of killed imports
+    with tempfile.TemporaryDirectory(prefix=import_stage_prefix()) as work:  # 0700
         staging = SqliteBackend(Path(work) / "staged.db", write_queue=False)
         try:
             with staging.write() as txn:
@@ -393,9 +395,9 @@ def import_bundle(source: Path | CheckedBundle, ledger: Ledger) -> VerifyReport:
                     if item.get("sealed"):
                         txn.put_secret(str(item["secret"]), item["sealed"],
                                        int(item["created_seq"]))
-            mark = stage_copy(staging, ledger.vault.keys, "import", backend.location)
+            staged = stage_copy(staging, ledger.vault.keys, "import", backend.location)
             copy_ledger(staging, backend)  # one transaction of the target
         finally:
             staging.close()
-    finish_copy(ledger, mark)
+    finish_copy(ledger, staged)
     return ledger.verify()

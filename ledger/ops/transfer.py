@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Final
+from typing import Final, NamedTuple
 
 from ledger._log import get_logger
-from ledger.backends.base import Backend
+from ledger.backends.base import Backend, Head
 from ledger.core.chain import VerifyReport, verify_records
 from ledger.core.events import Record
 from ledger.engine.integrity_keys import HEAD_MAC, HEAD_SIGNATURE, HISTORY_ID
@@ -29,7 +29,8 @@ from ledger.engine.vault import KeySource
 from ledger.errors import StoreError, VerificationError
 from ledger.ops.import_checks import checked_records
 
-__all__ = ["copy_ledger", "copy_ledger_files", "finish_copy", "open_backend", "stage_copy"]
+__all__ = ["StagedCopy", "copy_ledger", "copy_ledger_files", "finish_copy", "open_backend",
+           "stage_copy"]
 
 _log = get_logger("ledger.ops.transfer")
 BATCH: Final = 1000
@@ -147,8 +148,12 @@ def copy_ledger_files(src_url: str, dst_url: str, *, src_schema: str = "public",
         return copy_ledger(source, target)
 
 
-def stage_copy(copy: Backend, keys: KeySource, source: str, live: str
-               ) -> tuple[int, bytes] | None:
+class StagedCopy(NamedTuple):
+    head: Head  # the copy's head once staged (the restore's or import's own event)
+    mark: tuple[int, bytes] | None  # where the head mark is to move (None: unsigned)
+
+
+def stage_copy(copy: Backend, keys: KeySource, source: str, live: str) -> StagedCopy:
     """Make a copy ready before it replaces anything (a restore's staged file, an
     import's staging file), all of it in the copy: its head signed if the source's own
     head MAC or signature (copied with the rows) vouches for it under `keys`, a history
@@ -156,8 +161,8 @@ def stage_copy(copy: Backend, keys: KeySource, source: str, live: str
     the live ledger after the swap, a crash between the two left the copy sharing the
     history it was copied from, whose snapshots (same key) then checked in it: the
     splice of review r8's finding 1, reopened. The head mark is not touched here (the
-    live ledger does not have the copy's head yet): the head it is to name is returned
-    (None when the copy's head was not signed), for `finish_copy`.
+    live ledger does not have the copy's head yet): where it is to move is returned with
+    the staged head, for `finish_copy`.
 
     A head nobody vouched for (an edited backup, a bundle from another key or from
     before signing) stays unsigned until `moltis-ledger sign-head --adopt` (a warning
@@ -174,12 +179,15 @@ def stage_copy(copy: Backend, keys: KeySource, source: str, live: str
     staged.fork_history(f"{source}: this copy's own history starts here", source)
     if staged.vault.integrity() is not None:
         staged.rebuild_snapshots()  # sealed under the new history
-    return staged.held_mark
+    return StagedCopy(copy.head(), staged.held_mark)
 
 
-def finish_copy(ledger: Ledger, mark: tuple[int, bytes] | None) -> None:
+def finish_copy(ledger: Ledger, staged: StagedCopy) -> None:
     """After the staged copy replaced `ledger`'s content: forget what was cached of the
-    replaced one, and move the head mark to the copy's signed head (back, when it is
-    older: the operator restored it), if the copy's head was signed."""
+    replaced one, and move the head mark to the copy's signed head, if it was signed:
+    back, when it is older (the operator restored it), but only while the staged head
+    is still the head: a writer's head after it (and the mark its checkpoint raised)
+    is never disowned (review r10)."""
     ledger.reset_caches()
-    ledger.proof.raise_mark_to(mark, lower=True)
+    if staged.mark is not None:
+        ledger.proof.raise_mark_to(staged.mark, lower=ledger.backend.head() == staged.head)
