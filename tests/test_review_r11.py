@@ -71,8 +71,8 @@ def _site(tmp_path: Path, toml: str = TOML, keys: Path | None = None,
 def test_a_numeric_env_override_of_a_secret_does_not_crash_effective_reads(
         tmp_path: Path) -> None:
     env = _site(tmp_path)
-    # Moltis parses "12345" as an i64 (parse_env_value, config_io.rs:961), Secret<String>
-    # refuses it and Moltis drops the overrides with a warning (config_io.rs:904-910)
+    # Moltis parses "12345" as an i64 (parse_env_value, config_io.rs:975), Secret<String>
+    # refuses it and Moltis drops the overrides with a warning (config_io.rs:903-909)
     for variable, value in (("MOLTIS_PROVIDERS__OPENAI__API_KEY", "12345"),
                             ("MOLTIS_PROVIDERS__OPENAI", '{"api_key": 5}')):
         got = _cli({**env, variable: value}, "get", "--effective", "server.port")
@@ -97,7 +97,7 @@ def test_the_gateway_starts_with_a_numeric_secret_override(tmp_path: Path) -> No
 
 
 @pytest.mark.xfail(strict=True, reason="parse_env_value compares 'true'/'false' "
-                   "case-sensitively; Moltis uses eq_ignore_ascii_case (config_io.rs:955-960), "
+                   "case-sensitively; Moltis uses eq_ignore_ascii_case (config_io.rs:969-974), "
                    "so MOLTIS_AUTH__DISABLED=TRUE disables auth in Moltis while the tool "
                    "ignores it and reports auth.disabled = false")
 def test_env_booleans_are_case_insensitive_as_in_moltis(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_env_booleans_are_case_insensitive_as_in_moltis(tmp_path: Path) -> None:
 
 @pytest.mark.xfail(strict=True, reason="parse_env_value uses Python int()/strip(), which "
                    "accept '1_000', non-ASCII digits and surrounding spaces; Rust's "
-                   "str::parse::<i64>/<f64> on the untrimmed text (config_io.rs:961-967) does "
+                   "str::parse::<i64>/<f64> on the untrimmed text (config_io.rs:975-982) does "
                    "not, so Moltis gets a string, fails to deserialize u16 and does not apply "
                    "the port the tool reports as in effect")
 @pytest.mark.parametrize("text", ["1_000", "\u0661\u0662\u0663\u0664", " 8080"],
