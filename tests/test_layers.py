@@ -9,13 +9,8 @@ import pytest
 
 from ledger import Flags, MemoryConfigStore, SqliteConfigStore
 from ledger.core.keypaths import format_path
-from ledger.typed.layers import (
-    effective_config,
-    effective_leaves,
-    parse_env_overrides,
-    parse_env_value,
-    substitute,
-)
+from ledger.typed.env_overrides import parse_env_overrides, parse_env_value
+from ledger.typed.layers import effective_config, effective_leaves, substitute
 from tests.conftest import run
 
 

@@ -1,12 +1,9 @@
 """The layers above the raw document: `${VAR}` substitution, MOLTIS_* environment
-overrides and CLI flags, and per-path provenance.
+overrides (which variables and how they are read: `ledger.typed.env_overrides`) and CLI
+flags, and per-path provenance.
 
     schema defaults -> raw (ledger or file) -> environment -> CLI flags
 
-Compatible with Moltis (`MOLTIS_` + path segments joined by `__`, lowercased; values
-parsed as JSON array/object, bool, integer, float, then string; its operational
-variables excluded), with one deliberate fix: Moltis drops *all* overrides when one
-fails to deserialize; here only the bad one is ignored, and the reason is reported.
 Substituted and overridden values live only in the effective view; they are never
 written back into the raw document, the ledger or the file.
 """
@@ -14,8 +11,6 @@ written back into the raw document, the ledger or the file.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,11 +23,18 @@ from ledger._log import get_logger
 from ledger.core.document import MISSING, Doc, apply_changes, get_value
 from ledger.core.events import Change
 from ledger.core.keypaths import KeyPath, format_path
-from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
+from ledger.core.secret_refs import SecretOpener, SecretRef
 from ledger.errors import ConfigValidationError, SecretError
 from ledger.schema import MoltisConfig
-from ledger.schema.introspect import ROOT, TypeNode, field_at, section_info
-from ledger.typed.convert import sanitize_message, shape, to_typed
+from ledger.schema.introspect import ROOT, TypeNode, section_info
+from ledger.typed.convert import to_typed
+from ledger.typed.env_overrides import (
+    EnvOverride,
+    IgnoredOverride,
+    alias_overrides,
+    alias_variables,
+    parse_env_overrides,
+)
 from ledger.typed.flags import NO_FLAGS, Flags
 from ledger.typed.plain_refs import plain_ref_paths
 
@@ -49,16 +51,6 @@ __all__ = [
 
 _log = get_logger("ledger.typed.layers")
 
-# Moltis reads these itself; they are not config paths.
-MOLTIS_EXCLUDED: Final = frozenset({
-    "CONFIG_DIR", "DATA_DIR", "SHARE_DIR", "ASSETS_DIR", "TOKEN", "PASSWORD", "TAILSCALE",
-    "WEBAUTHN_RP_ID", "WEBAUTHN_ORIGIN", "EXTERNAL_URL",
-})
-# This library's own variables.
-LEDGER_VARS: Final = frozenset({
-    "CONFIG_BACKEND", "CONFIG_DSN", "CONFIG_DB", "LEDGER_KEY", "LEDGER_KEY_FILE",
-    "LEDGER_ACTOR",
-})
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 Layer = Literal["default", "ledger", "file", "env", "flag"]
@@ -90,100 +82,6 @@ class Provenance:
 DEFAULT: Final = Provenance("default", "default")
 
 
-@dataclass(frozen=True)
-class EnvOverride:
-    variable: str
-    path: KeyPath
-    value: Any
-
-
-@dataclass(frozen=True)
-class IgnoredOverride:
-    variable: str
-    path: str | None
-    why: str
-
-    def describe(self) -> str:
-        where = f" ({self.path})" if self.path else ""
-        return f"{self.variable}{where} ignored: {self.why}"
-
-
-
-
-def parse_env_value(text: str) -> Any:
-    """Moltis's order: JSON array/object, bool, integer, float, then the string itself."""
-    stripped = text.strip()
-    if stripped[:1] in ("[", "{"):
-        try:
-            return json.loads(stripped)
-        except (json.JSONDecodeError, RecursionError):
-            return text
-    if stripped in ("true", "false"):
-        return stripped == "true"
-    try:
-        return int(stripped)
-    except ValueError:
-        pass
-    try:
-        value = float(stripped)
-    except ValueError:
-        return text
-    return value if math.isfinite(value) else text
-
-
-def _accepts(value: Any, node: TypeNode) -> str | None:
-    """None if `value` fits the schema type at this node, else why not."""
-    try:
-        msgspec.convert(shape(value, node), node.annotation, dec_hook=_env_hook,
-                        str_keys=True)
-    except msgspec.ValidationError as err:
-        return sanitize_message(str(err), node.annotation)
-    return None
-
-
-def _env_hook(tp: type, obj: Any) -> Any:
-    if tp is Secret and isinstance(obj, str):
-        return Secret(obj)
-    raise NotImplementedError
-
-
-def parse_env_overrides(env: Mapping[str, str]) -> tuple[list[EnvOverride], list[IgnoredOverride]]:
-    """The MOLTIS_* overrides that apply, and those ignored with the reason."""
-    good: list[EnvOverride] = []
-    ignored: list[IgnoredOverride] = []
-    for name in sorted(env):
-        if not name.startswith("MOLTIS_"):
-            continue
-        rest = name[len("MOLTIS_"):]
-        if rest in MOLTIS_EXCLUDED or rest in LEDGER_VARS:
-            continue
-        segments = rest.split("__")
-        if not rest or any(not s for s in segments):
-            ignored.append(IgnoredOverride(name, None, "empty path segment (use __ between keys)"))
-            continue
-        path = tuple(s.lower() for s in segments)
-        ptext = format_path(path)
-        node = field_at(path)
-        if node is None:
-            ignored.append(IgnoredOverride(name, ptext, "not a configuration key"))
-            continue
-        raw_text = env[name]
-        value = parse_env_value(raw_text)
-        why = _accepts(value, node)
-        if why is not None and not isinstance(value, str) and _accepts(raw_text, node) is None:
-            value, why = raw_text, None  # e.g. MOLTIS_IDENTITY__NAME=42 is the name "42"
-        if why is not None:
-            # never quote the value: a table may hold a key (MOLTIS_PROVIDERS__OPENAI=
-            # '{"api_key": ...}'), and a scalar may be a secret pasted into the wrong
-            # variable; its kind and size are enough to find the mistake
-            kind = type(value).__name__.replace("str", "text").replace("dict", "table")
-            ignored.append(IgnoredOverride(
-                name, ptext, f"invalid value (a {kind} of {len(raw_text)} characters): {why}"))
-            continue
-        good.append(EnvOverride(name, path, value))
-    return good, ignored
-
-
 # ---------------------------------------------------------------------------------
 # ${VAR} substitution
 
@@ -191,7 +89,8 @@ def parse_env_overrides(env: Mapping[str, str]) -> tuple[list[EnvOverride], list
 def environment_key(env: Mapping[str, str] | None, variables: Sequence[str],
                     encoded: Sequence[bytes] | None = None) -> tuple[Any, ...]:
     """What an effective config depends on in the environment: every MOLTIS_* variable
-    and the ${NAME}s the document uses; equal keys mean the cached view still holds.
+    and the ${NAME}s the document uses, and the third-party aliases (ENV_ALIASES); equal
+    keys mean the cached view still holds.
     `encoded`: the same names in the same order, fs-encoded (a caller asking on every
     read keeps them: encoding the hundred names of i16i's config on each read cost more
     than looking them up).
@@ -202,10 +101,10 @@ def environment_key(env: Mapping[str, str] | None, variables: Sequence[str],
     if isinstance(data, dict):
         names = encoded if encoded is not None else [os.fsencode(n) for n in variables]
         return (tuple(item for item in data.items() if item[0].startswith(b"MOLTIS_")),
-                tuple(map(data.get, names)))
+                tuple(map(data.get, names)), tuple(map(data.get, alias_variables()[1])))
     env = os.environ if env is None else env
     return (tuple(sorted((k, v) for k, v in env.items() if k.startswith("MOLTIS_"))),
-            tuple(env.get(n) for n in variables))
+            tuple(env.get(n) for n in variables), tuple(map(env.get, alias_variables()[0])))
 
 
 def referenced_variables(doc: Mapping[str, Any]) -> frozenset[str]:
@@ -322,6 +221,9 @@ def effective_config(raw: Doc, *, env: Mapping[str, str] | None = None,
     sealed: dict[KeyPath, tuple[str, ...]] = {}
     doc, substituted = substitute(raw, env, opener, sealed)
     overrides, ignored = parse_env_overrides(env)
+    aliased, alias_ignored = alias_overrides(doc, env, [ov.path for ov in overrides])
+    overrides += aliased
+    ignored += alias_ignored
     changes: list[Change] = []
     env_paths: dict[KeyPath, str] = {}
     for ov in overrides:

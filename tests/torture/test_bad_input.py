@@ -655,7 +655,7 @@ def test_bad_environment_is_refused_or_ignored_with_a_reason(world: World) -> No
                  ("MOLTIS___", "1"), ("MOLTIS_NOSUCH__KEY", "1"),
                  ("MOLTIS_SERVER__PORT2", "\udcff"), ("MOLTIS_SERVER__PORT", "9" * 5000),
                  ("MOLTIS_TOOLS__EXEC__SANDBOX__PACKAGES", "[" * DEEP + "]" * DEEP)]
-    from ledger.typed.layers import parse_env_overrides
+    from ledger.typed.env_overrides import parse_env_overrides
 
     for var, value in overrides:
         before = world.snapshot()
