@@ -60,10 +60,14 @@ def keys_view(doc: Doc, opener: SecretOpener | None = None) -> dict[str, Provide
         if not isinstance(entry, dict):
             continue
         base = entry.get("baseUrl")
+        # a phone_* entry's baseUrl is its auth token (ledger.schema.provider_keys): a
+        # secret also as plain text read from provider_keys.json, as sealed in the ledger
+        # (switch-backend file compared the two and refused, review r11)
+        secret_base = isinstance(base, SecretRef) or name.startswith("phone_")
         out[name] = ProviderKey(
             name=name,
             api_key=_secret(entry.get("apiKey"), opener),
-            base_url=_secret(base, opener) if isinstance(base, SecretRef) else (
+            base_url=_secret(base, opener) if secret_base else (
                 base if isinstance(base, str) else None),
             models=[m for m in entry.get("models", []) if isinstance(m, str)],
             display_name=entry.get("displayName") if isinstance(

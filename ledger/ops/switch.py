@@ -19,11 +19,13 @@ from typing import Any
 
 import msgspec
 
+from ledger._log import get_logger
 from ledger.core.document import leaves
 from ledger.core.keypaths import format_path
 from ledger.core.secret_refs import Secret, holds_mask, parse_mask
 from ledger.errors import LedgerError, SecretDestroyedError, VerificationError
 from ledger.files import dirs
+from ledger.files.safe_io import read_file, replace_file
 from ledger.ops.display import display_doc
 from ledger.ops.hand_edit import record_file_sync
 from ledger.ops.migrate import sealed_backup
@@ -32,6 +34,8 @@ from ledger.stores.ledger_store import LedgerConfigStore
 
 __all__ = ["SwitchReport", "gateway_backend", "prove_same", "set_backend_in_file",
            "switch_to_file"]
+
+_log = get_logger("ledger.ops.switch")
 
 
 @dataclass
@@ -198,16 +202,14 @@ def switch_to_file(ledger_store: LedgerConfigStore, *, config_file: Path, keys_f
             "a masked export): a file store would hold placeholders; set them again first")
     reason = "switch the config backend to file (export of the ledger head)"
     report.backup_dir = sealed_backup(ledger, [config_file, keys_file], data_dir)
+    # what each file held (None: none), put back if the switch does not prove itself
+    before = {path: read_file(path, "the file switched to") for path in (config_file, keys_file)}
 
     async def write() -> None:
         await FileConfigStore(config_file).save_raw(config, actor=actor, reason=reason,
                                                     source="migrate")
         await FileProviderStore(keys_file).import_keys(keys, actor=actor, reason=reason,
                                                        source="migrate")
-
-    asyncio.run(write())
-    report.written = [config_file, keys_file]
-    record_file_sync(ledger, config_file)
 
     async def prove() -> list[str]:
         new = open_store(config_dir=config_file.parent, data_dir=data_dir, env=env)
@@ -218,6 +220,27 @@ def switch_to_file(ledger_store: LedgerConfigStore, *, config_file: Path, keys_f
         providers = FileProviderStore(keys_file, config_store=new)
         return await prove_same(ledger_store, ledger_store.providers, new, providers)
 
-    report.checked = asyncio.run(prove())
+    try:
+        asyncio.run(write())
+        report.checked = asyncio.run(prove())
+    except BaseException:
+        _put_back(before)  # the gateway stays where it was (review r11: it had moved)
+        raise
+    report.written = [config_file, keys_file]
+    record_file_sync(ledger, config_file)
     return report
+
+
+def _put_back(before: Mapping[Path, bytes | None]) -> None:
+    """The files as they were before a switch that failed (written, or removed where
+    there was none); a file that cannot be put back is logged, never hides the failure."""
+    for path, data in before.items():
+        try:
+            if data is None:
+                path.unlink(missing_ok=True)
+            else:
+                replace_file(path, data)
+        except OSError as err:
+            _log.warning("a file of the failed switch could not be put back", file=str(path),
+                         error=str(err))
 
