@@ -17,6 +17,9 @@ Schema conventions (other modules rely on them):
   types it as plain text (a hook's `env`) has values `Annotated[str, sealed_by_name()]`:
   the ledger seals a value whose key's name looks secret (`API_TOKEN`, not `HOOK_LOG`),
   and the typed config (what the gateway gets) keeps the plain `str` Moltis expects.
+- A number is bounded only by its Rust type (`u8` is 0..255); a narrower range it is
+  meant to be in is `Annotated[..., expected(low, high)]`, which `check` reports on,
+  for the same reason as `choices`.
 """
 
 
@@ -24,8 +27,8 @@ from typing import Annotated
 
 import msgspec
 
-__all__ = ["Fraction", "Percent", "Port", "PositiveInt", "Section", "UInt", "UInt8", "choices",
-           "sealed_by_name"]
+__all__ = ["Fraction", "Percent", "Port", "PositiveInt", "Section", "UInt", "UInt8", "UInt32",
+           "choices", "expected", "sealed_by_name"]
 
 
 class Section(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -40,10 +43,22 @@ Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 # Rust unsigned counters, sizes and durations: negative values fail to load in Moltis.
 UInt = Annotated[int, msgspec.Meta(ge=0)]
 UInt8 = Annotated[int, msgspec.Meta(ge=0, le=255)]
-# Settings Moltis validates as nonzero.
-PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
-Percent = Annotated[int, msgspec.Meta(ge=0, le=100)]
-Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+UInt32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
+
+
+def expected(low: float, high: float) -> msgspec.Meta:
+    """The range a number is meant to be in, where its Rust type allows more: Moltis
+    loads a value outside it (its `config check` warns, or calls it an error), so the
+    ledger takes it too and `check` reports it (review r11: a range enforced here
+    refused whole files Moltis loads)."""
+    return msgspec.Meta(extra={"expected": (low, high)})
+
+
+# Rust `u32`/`u64` settings meant to be nonzero, `u8`/`u32` percentages, `f32`/`f64`
+# fractions: the type bounds what loads, the range is `check`'s
+PositiveInt = Annotated[int, msgspec.Meta(ge=0), expected(1, 2**63 - 1)]
+Percent = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1), expected(0, 100)]
+Fraction = Annotated[float, expected(0.0, 1.0)]
 
 
 def choices(*values: str) -> msgspec.Meta:

@@ -186,12 +186,29 @@ def seals_by_name(node: TypeNode) -> bool:
 
 def choices_of(node: TypeNode) -> tuple[str, ...] | None:
     """The documented values of a free-text field (`ledger.schema.base.choices`)."""
+    found = _extra(node, "choices")
+    return None if found is None else tuple(found)
+
+
+def expected_of(node: TypeNode) -> tuple[float, float] | None:
+    """The range a number is meant to be in (`ledger.schema.base.expected`)."""
+    found = _extra(node, "expected")
+    return None if found is None else (found[0], found[1])
+
+
+def _extra(node: TypeNode, name: str) -> Any:
+    """The `name` entry of the `extra` of a Meta on the field's type (nested Annotated
+    included: `Annotated[UInt8, expected(...)]`), or None."""
     ann = node.annotation
+    args = typing.get_args(ann)
+    if typing.get_origin(ann) in (typing.Union, types.UnionType) and len(args) == 2 \
+            and type(None) in args:
+        ann = args[0] if args[1] is type(None) else args[1]  # `X | None`: X's
     while typing.get_origin(ann) is typing.Annotated:
         for meta in typing.get_args(ann)[1:]:
             extra = getattr(meta, "extra", None)
-            if isinstance(extra, dict) and "choices" in extra:
-                return tuple(extra["choices"])
+            if isinstance(extra, dict) and name in extra:
+                return extra[name]
         ann = typing.get_args(ann)[0]
     return None
 

@@ -8,7 +8,7 @@ from typing import Annotated, ClassVar, Literal
 import msgspec
 
 from ledger.core.secret_refs import Secret
-from ledger.schema.base import Section, UInt
+from ledger.schema.base import Section, UInt, UInt32, expected
 from ledger.schema.tools import ToolPolicyConfig
 
 __all__ = [
@@ -65,7 +65,8 @@ def is_provider_name(name: str) -> bool:
 class ModelOverride(Section):
     """`[models.<id>]` or `[providers.<name>.model_overrides.<id>]`."""
 
-    context_window: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] | None = None
+    # Rust Option<u32>; Moltis's check: 0 is an error, above 10M unusually large
+    context_window: Annotated[UInt32, expected(1, 10_000_000)] | None = None
 
 
 class ProviderConfig(Section):

@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 
 from ledger.core.secret_refs import Secret
-from ledger.schema.base import Port, Section, UInt, choices
+from ledger.schema.base import Port, Section, UInt, choices, expected
 
 __all__ = [
     "ActiveHoursConfig",
@@ -126,8 +126,8 @@ class IdentityConfig(Section):
 class GeoLocation(Section):
     """`[user.location]`: WGS 84 coordinates; Moltis requires both when the table exists."""
 
-    latitude: Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
-    longitude: Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
+    latitude: Annotated[float, expected(-90.0, 90.0)]  # Rust f64
+    longitude: Annotated[float, expected(-180.0, 180.0)]
     place: str | None = None
     # Unix epoch seconds of the last update.
     updated_at: int | None = None

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from ledger.core.secret_refs import Secret
-from ledger.schema.base import Percent, Section, UInt, UInt8, choices
+from ledger.schema.base import Percent, Section, UInt, UInt8, choices, expected
 
 __all__ = [
     "BrowserConfig",
@@ -42,7 +42,7 @@ class ResourceLimitsConfig(Section):
     """`[tools.exec.sandbox.resource_limits]`: container limits."""
 
     memory_limit: str | None = None
-    cpu_quota: Annotated[float, msgspec.Meta(ge=0.0)] | None = None
+    cpu_quota: float | None = None  # Rust Option<f64>
     pids_max: UInt | None = None
 
 
@@ -181,7 +181,7 @@ class WebSearchConfig(Section):
     enabled: bool = True
     provider: Literal["brave", "perplexity", "firecrawl"] = "brave"
     api_key: Secret | None = None
-    max_results: Annotated[int, msgspec.Meta(ge=1, le=10)] = 5
+    max_results: Annotated[UInt8, expected(1, 10)] = 5  # Rust u8
     timeout_seconds: UInt = 30
     cache_ttl_minutes: UInt = 15
     duckduckgo_fallback: bool = False
@@ -233,7 +233,7 @@ class BrowserConfig(Section):
     device_scale_factor: float = 2.0
     # The template's comment shows 3; Moltis's default 0 means "limited by memory only".
     max_instances: UInt = 0
-    memory_limit_percent: Percent = 90
+    memory_limit_percent: Annotated[UInt8, expected(0, 100)] = 90  # Rust u8
     idle_timeout_secs: UInt = 300
     navigation_timeout_ms: UInt = 30_000
     user_agent: str | None = None

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from ledger.core.secret_refs import Secret
-from ledger.schema.base import Section, UInt
+from ledger.schema.base import Section, UInt, expected
 
 __all__ = [
     "CoquiTtsConfig",
@@ -59,8 +59,8 @@ class GoogleTtsConfig(Section):
     voice: str | None = None
     model: str | None = None
     language_code: str | None = None
-    speaking_rate: Annotated[float, msgspec.Meta(ge=0.25, le=4.0)] | None = None
-    pitch: Annotated[float, msgspec.Meta(ge=-20.0, le=20.0)] | None = None
+    speaking_rate: Annotated[float, expected(0.25, 4.0)] | None = None  # Rust Option<f32>
+    pitch: Annotated[float, expected(-20.0, 20.0)] | None = None
 
 
 class PiperTtsConfig(Section):

@@ -17,7 +17,14 @@ from ledger.core.document import leaves
 from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import parse_mask
 from ledger.schema import MoltisConfig
-from ledger.schema.introspect import SectionInfo, TypeNode, choices_of, field_at, section_info
+from ledger.schema.introspect import (
+    SectionInfo,
+    TypeNode,
+    choices_of,
+    expected_of,
+    field_at,
+    section_info,
+)
 from ledger.schema.providers import ProvidersConfig, is_provider_name
 from ledger.typed.convert import invalid_values
 from ledger.typed.suggest import did_you_mean, suggest_paths, suggest_providers
@@ -68,6 +75,9 @@ def _semantic_warnings(raw: Mapping[str, Any]) -> list[Problem]:
     check warns about `tools.exec.sandbox.network`, `tailscale.mode`, ..."""
     out: list[Problem] = []
     for path, value in leaves(dict(raw)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out += _out_of_range(path, value)
+            continue
         if not isinstance(value, str):
             continue
         node = field_at(path)
@@ -80,6 +90,20 @@ def _semantic_warnings(raw: Mapping[str, Any]) -> list[Problem]:
                            f"{p}: unexpected value (withheld); expected one of: {shown} "
                            "(Moltis loads it, but may ignore or misread it)", "warning"))
     return out
+
+
+def _out_of_range(path: KeyPath, value: float) -> list[Problem]:
+    """A number its Rust type loads outside the range it is meant to be in (`expected`),
+    as Moltis's own semantic check reports `context_window`, `sample_rate`, ..."""
+    node = field_at(path)
+    bounds = expected_of(node) if node is not None else None
+    if bounds is None or bounds[0] <= value <= bounds[1]:
+        return []
+    p = format_path(path)
+    return [Problem(p, "invalid-value",
+                    f"{p}: {value!r} is outside {bounds[0]:g}..{bounds[1]:g}, the range it is "
+                    "meant to be in (Moltis loads it, but its own check warns about it or "
+                    "calls it an error)", "warning")]
 
 
 def _check_section(raw: Mapping[str, Any], info: SectionInfo, path: KeyPath,
