@@ -26,7 +26,7 @@ from ledger.cli.app import (
     run_async,
     writes,
 )
-from ledger.cli.config_read import run_get, unknown_key
+from ledger.cli.config_read import array_element, run_get, unknown_key
 from ledger.core.escape import visible_escapes
 from ledger.errors import ConfigValidationError
 from ledger.files import dirs
@@ -134,7 +134,8 @@ def set_(state: State, path: str, value: str, as_string: bool, allow_unknown: bo
     negative numbers are values (`set server.port -1` is checked like any other). For a
     secret (API keys, tokens), pass `-` and type it at a hidden prompt (or pipe it), so
     it never lands in your shell history; it is stored encrypted and shown masked
-    everywhere. A key Moltis does not know is refused with the nearest known keys
+    everywhere. A table (JSON object) replaces the table at PATH; an array is set as a
+    whole. A key Moltis does not know is refused with the nearest known keys
     (--allow-unknown stores it anyway). `keys:` paths write provider_keys.json.
 
     Example:
@@ -152,12 +153,15 @@ def set_(state: State, path: str, value: str, as_string: bool, allow_unknown: bo
     from ledger.core.keypaths import format_doc_path
     from ledger.schema.introspect import is_secret_path
     from ledger.schema.provider_keys import is_key_secret_path
-    from ledger.typed.layers import parse_env_value
+    from ledger.typed.env_overrides import fits, parse_env_value
     from ledger.typed.suggest import did_you_mean, suggest_providers, unknown_path
 
     doc, key = doc_path(path)
     label = format_doc_path(doc, key)
     secret = is_key_secret_path(key) if doc == "keys" else is_secret_path(key)
+    element = array_element(doc, key, action="set")
+    if element is not None:  # also with --allow-unknown: it would not fit the array
+        raise element
     if unknown_path(doc, key):
         # (a refused set must not create an empty ledger)
         held = state.store(write=True).ledger.head_state().document(doc) if (
@@ -177,11 +181,14 @@ def set_(state: State, path: str, value: str, as_string: bool, allow_unknown: bo
         state.out.note("tip: pass - as VALUE to type a secret at a hidden prompt, so it stays "
                        "out of your shell history")
     parsed: Any = text if (as_string or secret) else parse_env_value(text)
+    # a table replaces the one there, as the same JSON in an environment override does
+    # (the store's `edit` merges a table into it: a patch; review r11)
+    unsets = [key] if isinstance(parsed, dict) and parsed else []
     try:  # the store's public API, the one the gateway writes through
-        commit = _edit(state, doc, sets={key: parsed}, expected_seq=expected_seq)
+        commit = _edit(state, doc, sets={key: parsed}, unsets=unsets, expected_seq=expected_seq)
     except ConfigValidationError as err:
-        if isinstance(parsed, str):
-            raise
+        if isinstance(parsed, str) or doc != "config" or not fits(text, key):
+            raise  # (the text would not fit either: no --string hint, review r11)
         raise ConfigValidationError(f"{err} (pass --string to store the text as a string)",
                                     err.path) from None
     render_commit(state, commit, nothing=f"{label} already has this value")

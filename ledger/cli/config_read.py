@@ -13,10 +13,37 @@ from ledger.cli.base import CommandError, State, doc_path, run_async
 __all__ = ["run_get", "unknown_key"]
 
 
+def array_element(doc: str, key: tuple[str, ...], *, action: str) -> CommandError | None:
+    """The error for a path below an array (`hooks.hooks.0.timeout`): an array's
+    elements have no path of their own, the array is set as a whole (review r11: this
+    was "unknown key", pointing at --allow-unknown, which then failed too)."""
+    from ledger.core.keypaths import format_doc_path, format_path
+    from ledger.schema.introspect import field_at
+
+    if doc != "config":
+        return None
+    for i in range(1, len(key)):
+        node = field_at(key[:i])
+        if node is not None and node.kind == "list":
+            array = format_path(key[:i])
+            return CommandError(
+                f"{format_doc_path(doc, key)}: {array} is an array, whose elements have no "
+                f"path of their own: {action} it as a whole",
+                kind="array-element",
+                hint=f"`moltis-ledger --json get {array}` shows it; change it and pass it "
+                     f"back: moltis-ledger set {array} '[...]' (a masked secret left as it "
+                     "is keeps its value)")
+    return None
+
+
 def unknown_key(doc: str, key: tuple[str, ...], *, action: str) -> CommandError:
     """"unknown key" (a path Moltis does not know), distinct from "not set"."""
     from ledger.core.keypaths import format_doc_path
     from ledger.typed.suggest import did_you_mean, suggest_doc_paths
+
+    element = array_element(doc, key, action=action)
+    if element is not None:
+        return element
 
     near = suggest_doc_paths(doc, key)
     hint = ("`moltis-ledger check` lists the keys Moltis ignores; "
