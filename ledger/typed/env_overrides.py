@@ -84,7 +84,10 @@ def parse_env_value(text: str) -> Any:
     lowered = text.lower() if text.isascii() else ""
     if lowered in ("true", "false"):
         return lowered == "true"
-    if _RUST_I64.match(text) and int(text) in _I64_RANGE:
+    # (19 significant digits at most: more is no i64, and int() of thousands of digits
+    # is refused by Python itself; Rust takes any number of leading zeros)
+    if _RUST_I64.match(text) and len(text.lstrip("+-").lstrip("0")) <= 19 \
+            and int(text) in _I64_RANGE:
         return int(text)
     if _RUST_F64.match(text):
         value = float(text)
