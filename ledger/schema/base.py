@@ -46,17 +46,17 @@ UInt8 = Annotated[int, msgspec.Meta(ge=0, le=255)]
 UInt32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
 
 
-def expected(low: float, high: float) -> msgspec.Meta:
+def expected(low: float, high: float | None = None) -> msgspec.Meta:
     """The range a number is meant to be in, where its Rust type allows more: Moltis
     loads a value outside it (its `config check` warns, or calls it an error), so the
     ledger takes it too and `check` reports it (review r11: a range enforced here
-    refused whole files Moltis loads)."""
+    refused whole files Moltis loads). `high` None: no upper end."""
     return msgspec.Meta(extra={"expected": (low, high)})
 
 
 # Rust `u32`/`u64` settings meant to be nonzero, `u8`/`u32` percentages, `f32`/`f64`
 # fractions: the type bounds what loads, the range is `check`'s
-PositiveInt = Annotated[int, msgspec.Meta(ge=0), expected(1, 2**63 - 1)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=0), expected(1)]
 Percent = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1), expected(0, 100)]
 Fraction = Annotated[float, expected(0.0, 1.0)]
 

@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal
 import msgspec
 
 from ledger.core.secret_refs import Secret
-from ledger.schema.base import Fraction, PositiveInt, Section, UInt, choices
+from ledger.schema.base import Fraction, PositiveInt, Section, UInt, UInt32, choices
 
 __all__ = [
     "AuxiliaryConfig",
@@ -46,12 +46,12 @@ class CompactionConfig(Section):
     # Unbounded here: Moltis accepts any value and falls back to the default (with a
     # warning) outside 0.1..0.95, so a type bound would reject files Moltis loads.
     threshold_percent: float = 0.95
-    protect_head: UInt = 3
-    protect_tail_min: UInt = 20
+    protect_head: UInt32 = 3
+    protect_tail_min: UInt32 = 20
     tail_budget_ratio: float = 0.20
-    tool_prune_char_threshold: UInt = 200
+    tool_prune_char_threshold: UInt32 = 200
     summary_model: str | None = None
-    max_summary_tokens: UInt = 4096
+    max_summary_tokens: UInt32 = 4096
     show_settings_hint: bool = True
 
 
@@ -117,10 +117,7 @@ class MemoryConfig(Section):
     model: str | None = None
     api_key: Secret | None = None
     # Moltis's field name (`embedding_dimension`, alias `embedding_dimensions`).
-    embedding_dimension: UInt | None = None
-    reindex_on_dim_change: bool = True
-    batch_embeddings: bool = False
-    batch_threshold: UInt = 50
+    embedding_dimension: UInt32 | None = None
     citations: Literal["on", "off", "auto"] = "auto"
     llm_reranking: bool = False
     search_merge_strategy: Literal["rrf", "linear"] = "rrf"
@@ -129,7 +126,7 @@ class MemoryConfig(Section):
     qmd: QmdConfig = msgspec.field(default_factory=QmdConfig)
     enable_prefetch: bool = True
     prefetch_limit: UInt = 3
-    auto_extract_interval: UInt = 5
+    auto_extract_interval: UInt32 = 5
     enable_session_summary: bool = True
     # Zvec only; absent means "memory.zvec" in the data directory.
     db_path: str | None = None
@@ -180,7 +177,7 @@ class FeedbackConfig(Section):
     # Empty lists mean the built-in emoji vocabulary.
     positive: list[str] = msgspec.field(default_factory=list)
     negative: list[str] = msgspec.field(default_factory=list)
-    link_retention_days: UInt = 30
+    link_retention_days: UInt32 = 30
 
 
 class InstrumentationConfig(Section):
@@ -287,8 +284,8 @@ class WebhookRateLimitConfig(Section):
     """`[webhooks.rate_limit]`: per-account limits; absent numbers use channel defaults."""
 
     enabled: bool = True
-    requests_per_minute: UInt | None = None
-    burst: UInt | None = None
+    requests_per_minute: UInt32 | None = None
+    burst: UInt32 | None = None
     cleanup_interval_secs: UInt = 300
 
 
@@ -308,7 +305,3 @@ class CodeIndexConfig(Section):
     skip_binary: bool = True
     skip_paths: list[str] = msgspec.field(default_factory=list)
     data_dir: str | None = None
-    auto_index_on_startup: bool = True
-    auto_index_on_create: bool = True
-    periodic_reindex_interval: str = "30m"
-    max_concurrent_jobs: UInt = 2

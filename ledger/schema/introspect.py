@@ -190,7 +190,7 @@ def choices_of(node: TypeNode) -> tuple[str, ...] | None:
     return None if found is None else tuple(found)
 
 
-def expected_of(node: TypeNode) -> tuple[float, float] | None:
+def expected_of(node: TypeNode) -> tuple[float, float | None] | None:
     """The range a number is meant to be in (`ledger.schema.base.expected`)."""
     found = _extra(node, "expected")
     return None if found is None else (found[0], found[1])

@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 
 from ledger.core.secret_refs import Secret
-from ledger.schema.base import Port, Section, UInt, choices, expected
+from ledger.schema.base import Port, Section, UInt, UInt32, choices, expected
 
 __all__ = [
     "ActiveHoursConfig",
@@ -39,7 +39,7 @@ class ServerConfig(Section):
     ws_request_logs: bool = False
     log_buffer_size: UInt = 1000
     update_releases_url: str | None = None
-    db_pool_max_connections: UInt = 5
+    db_pool_max_connections: UInt32 = 5
     shiki_cdn_url: str | None = None
     rpc_timeout_ms: UInt = 5000
     terminal_enabled: bool = True

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from ledger.core.secret_refs import Secret
-from ledger.schema.base import Percent, Section, UInt, UInt8, choices, expected
+from ledger.schema.base import Percent, Section, UInt, UInt8, UInt32, choices, expected
 
 __all__ = [
     "BrowserConfig",
@@ -43,7 +43,7 @@ class ResourceLimitsConfig(Section):
 
     memory_limit: str | None = None
     cpu_quota: float | None = None  # Rust Option<f64>
-    pids_max: UInt | None = None
+    pids_max: UInt32 | None = None
 
 
 class WasmToolLimitOverride(Section):
@@ -114,7 +114,7 @@ class SandboxConfig(Section):
     vercel_team_id: str | None = None
     vercel_runtime: str | None = None
     vercel_timeout_ms: UInt | None = None
-    vercel_vcpus: UInt | None = None
+    vercel_vcpus: UInt32 | None = None
     vercel_snapshot_id: str | None = None
     daytona_api_key: Secret | None = None
     daytona_api_url: str | None = None
@@ -124,8 +124,8 @@ class SandboxConfig(Section):
     firecracker_kernel: str | None = None
     firecracker_rootfs: str | None = None
     firecracker_ssh_key: str | None = None
-    firecracker_vcpus: UInt | None = None
-    firecracker_memory_mb: UInt | None = None
+    firecracker_vcpus: UInt32 | None = None
+    firecracker_memory_mb: UInt32 | None = None
 
 
 class ExecConfig(Section):
@@ -228,8 +228,8 @@ class BrowserConfig(Section):
     obscura_path: str | None = None
     lightpanda_path: str | None = None
     headless: bool = True
-    viewport_width: UInt = 2560
-    viewport_height: UInt = 1440
+    viewport_width: UInt32 = 2560
+    viewport_height: UInt32 = 1440
     device_scale_factor: float = 2.0
     # The template's comment shows 3; Moltis's default 0 means "limited by memory only".
     max_instances: UInt = 0

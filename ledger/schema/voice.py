@@ -3,12 +3,12 @@
 Every provider table has `enabled` (default true), as in Moltis's `schema/voice.rs`."""
 
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from ledger.core.secret_refs import Secret
-from ledger.schema.base import Section, UInt, expected
+from ledger.schema.base import Section, UInt32, expected
 
 __all__ = [
     "CoquiTtsConfig",
@@ -70,7 +70,7 @@ class PiperTtsConfig(Section):
     binary_path: str | None = None
     model_path: str | None = None
     config_path: str | None = None
-    speaker_id: UInt | None = None
+    speaker_id: UInt32 | None = None
     length_scale: float | None = None
 
 
@@ -200,8 +200,9 @@ class SherpaOnnxSttConfig(Section):
     binary_path: str | None = None
     model_dir: str | None = None
     language: str | None = None
-    # Known to Moltis's `config check` (schema_map.rs) only; accepted and kept.
-    sample_rate: UInt | None = None
+    # Known to Moltis's `config check` (schema_map.rs) only: its loader ignores the key,
+    # so any value loads (review r12: typed, a float refused the whole file)
+    sample_rate: Any = None
 
 
 class SttConfig(Section):
