@@ -97,13 +97,20 @@ def _out_of_range(path: KeyPath, value: float) -> list[Problem]:
     as Moltis's own semantic check reports `context_window`, `sample_rate`, ..."""
     node = field_at(path)
     bounds = expected_of(node) if node is not None else None
-    if bounds is None or bounds[0] <= value <= bounds[1]:
+    if bounds is None:
+        return []
+    low, high = bounds
+    if value < low:
+        where = (f"below {low}, the least it is meant to be" if high is None
+                 else f"outside {low}..{high}, the range it is meant to be in")
+    elif high is not None and value > high:
+        where = f"outside {low}..{high}, the range it is meant to be in"
+    else:
         return []
     p = format_path(path)
     return [Problem(p, "invalid-value",
-                    f"{p}: {value!r} is outside {bounds[0]:g}..{bounds[1]:g}, the range it is "
-                    "meant to be in (Moltis loads it, but its own check warns about it or "
-                    "calls it an error)", "warning")]
+                    f"{p}: {value!r} is {where} (Moltis loads it, but its "
+                    "own check warns about it or calls it an error)", "warning")]
 
 
 def _check_section(raw: Mapping[str, Any], info: SectionInfo, path: KeyPath,

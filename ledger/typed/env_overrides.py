@@ -13,7 +13,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -177,14 +177,14 @@ _ALIAS_NAMES: Final = tuple(name for name, _ in ENV_ALIASES)
 _ALIAS_BYTES: Final = tuple(map(os.fsencode, _ALIAS_NAMES))
 
 
-def alias_overrides(doc: Doc, env: Mapping[str, str], taken: Sequence[KeyPath]
+def alias_overrides(doc: Doc, env: Mapping[str, str]
                     ) -> tuple[list[EnvOverride], list[IgnoredOverride]]:
-    """The aliases that fill a key `doc` leaves unset or empty (the first one set of
-    those naming the same key, in Moltis's order), unless a MOLTIS_* override (`taken`)
-    sets it."""
+    """The aliases that fill a key `doc` (with the MOLTIS_* overrides applied) leaves
+    unset or empty: of two naming the same key (VERCEL_TOKEN, VERCEL_OIDC_TOKEN), the first
+    Moltis lists (Moltis takes the first in the environment's order)."""
     good: list[EnvOverride] = []
     ignored: list[IgnoredOverride] = []
-    filled = set(taken)
+    filled: set[KeyPath] = set()
     for name, path in ENV_ALIASES:
         if name not in env or path in filled:
             continue

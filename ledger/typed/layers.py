@@ -221,12 +221,19 @@ def effective_config(raw: Doc, *, env: Mapping[str, str] | None = None,
     sealed: dict[KeyPath, tuple[str, ...]] = {}
     doc, substituted = substitute(raw, env, opener, sealed)
     overrides, ignored = parse_env_overrides(env)
-    aliased, alias_ignored = alias_overrides(doc, env, [ov.path for ov in overrides])
-    overrides += aliased
-    ignored += alias_ignored
     changes: list[Change] = []
     env_paths: dict[KeyPath, str] = {}
     for ov in overrides:
+        changes.extend(_set_changes(doc, ov.path, ov.value))
+        env_paths[ov.path] = ov.variable
+    if changes:
+        doc, _ = apply_changes(doc, changes)
+        changes = []
+    # then the aliases, into keys still empty: one MOLTIS_* override (of the key, or of a
+    # table above it) wins whatever the environment's order, as in Moltis (review r12)
+    aliased, alias_ignored = alias_overrides(doc, env)
+    ignored += alias_ignored
+    for ov in aliased:
         changes.extend(_set_changes(doc, ov.path, ov.value))
         env_paths[ov.path] = ov.variable
     flag_paths: dict[KeyPath, str] = {}
