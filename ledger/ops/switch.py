@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,14 +203,16 @@ def switch_to_file(ledger_store: LedgerConfigStore, *, config_file: Path, keys_f
             "a masked export): a file store would hold placeholders; set them again first")
     reason = "switch the config backend to file (export of the ledger head)"
     report.backup_dir = sealed_backup(ledger, [config_file, keys_file], data_dir)
-    # what each file held (None: none), put back if the switch does not prove itself
-    before = {path: read_file(path, "the file switched to") for path in (config_file, keys_file)}
+    # what each file held, put back if the switch does not prove itself
+    before = [_held(path) for path in (keys_file, config_file)]
 
     async def write() -> None:
-        await FileConfigStore(config_file).save_raw(config, actor=actor, reason=reason,
-                                                    source="migrate")
+        # the keys first: moltis.toml's `backend = "file"` is what moves the gateway, so
+        # it is written last (killed between the two, the gateway stays on the ledger)
         await FileProviderStore(keys_file).import_keys(keys, actor=actor, reason=reason,
                                                        source="migrate")
+        await FileConfigStore(config_file).save_raw(config, actor=actor, reason=reason,
+                                                    source="migrate")
 
     async def prove() -> list[str]:
         new = open_store(config_dir=config_file.parent, data_dir=data_dir, env=env)
@@ -231,16 +234,39 @@ def switch_to_file(ledger_store: LedgerConfigStore, *, config_file: Path, keys_f
     return report
 
 
-def _put_back(before: Mapping[Path, bytes | None]) -> None:
-    """The files as they were before a switch that failed (written, or removed where
-    there was none); a file that cannot be put back is logged, never hides the failure."""
-    for path, data in before.items():
-        try:
-            if data is None:
-                path.unlink(missing_ok=True)
-            else:
-                replace_file(path, data)
-        except OSError as err:
-            _log.warning("a file of the failed switch could not be put back", file=str(path),
-                         error=str(err))
+@dataclass(frozen=True)
+class _Held:
+    """A file as it was before a switch: its bytes and mode (None: there was none) and
+    whether its name was a symbolic link (the operator's own: written through)."""
 
+    path: Path
+    data: bytes | None
+    mode: int | None
+    link: bool
+
+
+def _held(path: Path) -> _Held:
+    data = read_file(path, "the file switched to")
+    mode = stat.S_IMODE(path.stat().st_mode) if data is not None else None
+    return _Held(path, data, mode, path.is_symlink())
+
+
+def _put_back(before: list[_Held]) -> None:
+    """The files as they were before a switch that failed: their bytes and modes, and
+    where there was no file, none (through a dangling link of the operator's, the file
+    written at its target is removed, the link kept). A file that cannot be put back is
+    logged and the others still are; the switch's own failure is what is raised."""
+    for held in before:
+        try:
+            if held.data is not None:
+                replace_file(held.path, held.data)
+                os.chmod(held.path, held.mode or 0o600)
+            elif held.link:
+                target = Path(os.path.realpath(held.path))
+                if target != held.path and target.is_file() and not target.is_symlink():
+                    target.unlink()
+            else:
+                held.path.unlink(missing_ok=True)
+        except (OSError, LedgerError) as err:
+            _log.warning("a file of the failed switch could not be put back",
+                         file=str(held.path), error=str(err))
