@@ -23,11 +23,6 @@ from tests.test_review_r11 import FIXTURES, _cli, _site
 # Environment overrides (crates/config/src/loader/config_io.rs)
 
 
-@pytest.mark.xfail(strict=True, reason="parse_env_value calls int() on any ASCII digit run: "
-                   "past 4300 digits Python raises ValueError (int max str digits) and "
-                   "every effective read fails; Moltis's i64 parse fails, its f64 parse "
-                   "gives inf, from_f64 refuses it and the text is kept as a string "
-                   "(config_io.rs:975-983). The code before r11 caught the ValueError.")
 def test_a_very_long_digit_env_value_does_not_stop_effective_reads(tmp_path: Path) -> None:
     env = _site(tmp_path)
     got = _cli({**env, "MOLTIS_IDENTITY__NAME": "1" * 5000}, "get", "--effective",
@@ -35,11 +30,6 @@ def test_a_very_long_digit_env_value_does_not_stop_effective_reads(tmp_path: Pat
     assert (got.returncode, got.stdout.strip()) == (0, "13131"), got.stderr[-500:]
 
 
-@pytest.mark.xfail(strict=True, reason="an alias fills a key the raw config leaves empty "
-                   "even when a MOLTIS_* override of the table above sets it: Moltis gives "
-                   "the table's value in either order of the environment (an alias applies "
-                   "only while the key is empty, config_io.rs:866-872; a table override "
-                   "replaces the whole table, config_io.rs:1004)")
 def test_an_alias_does_not_override_a_table_set_by_an_env_override(tmp_path: Path) -> None:
     env = _site(tmp_path)
     got = _cli({**env, "VERCEL_PROJECT_ID": "prj_alias",
@@ -53,10 +43,6 @@ def test_an_alias_does_not_override_a_table_set_by_an_env_override(tmp_path: Pat
 # Numbers: bounded by their Rust types, both ways
 
 
-@pytest.mark.xfail(strict=True, reason="u32 fields typed UInt (no upper bound) take 2**32: "
-                   "the write is acknowledged, Moltis fails to deserialize the file and "
-                   "runs with the default config (config_io.rs:183-190); viewport_width "
-                   "is u32 (schema/tools.rs:443), pids_max Option<u32> (tools.rs:600)")
 @pytest.mark.parametrize("path", ["tools.browser.viewport_width",
                                   "tools.exec.sandbox.resource_limits.pids_max"])
 def test_a_u32_field_refuses_what_moltis_cannot_load(tmp_path: Path, path: str) -> None:
@@ -66,12 +52,6 @@ def test_a_u32_field_refuses_what_moltis_cannot_load(tmp_path: Path, path: str) 
     assert path in got.stderr and "4294967295" in got.stderr, got.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="keys the Rust structs do not have are typed by the "
-                   "ledger, so migrate refuses files Moltis loads (serde ignores unknown "
-                   "keys, no deny_unknown_fields): VoiceSherpaOnnxConfig has no sample_rate "
-                   "(schema/voice.rs:736-748), CodeIndexTomlConfig no max_concurrent_jobs "
-                   "(schema/code_index.rs:21-42), MemoryEmbeddingConfig no batch_threshold "
-                   "(schema/memory.rs)")
 @pytest.mark.parametrize("toml", [
     "[voice.stt.sherpa_onnx]\nsample_rate = 16000.0\n",
     "[code_index]\nmax_concurrent_jobs = -1\n",
@@ -87,10 +67,6 @@ def test_migrate_keeps_keys_moltis_does_not_type(tmp_path: Path, toml: str) -> N
 # switch-backend file: the put-back
 
 
-@pytest.mark.xfail(strict=True, reason="moltis.toml (backend = \"file\") is written before "
-                   "provider_keys.json: killed between the two, the gateway opens the file "
-                   "store with no provider keys at all (migrate retired the file), and "
-                   "nothing puts it back or tells the next command")
 def test_a_killed_switch_does_not_leave_the_gateway_without_its_keys(tmp_path: Path) -> None:
     env = _site(tmp_path, keys=FIXTURES / "provider_keys.json")
     config = tmp_path / "config"
@@ -102,10 +78,6 @@ def test_a_killed_switch_does_not_leave_the_gateway_without_its_keys(tmp_path: P
     assert not switched or keys.exists(), "gateway switched to the file store, keys missing"
 
 
-@pytest.mark.xfail(strict=True, reason="a provider_keys.json that is a dangling symlink "
-                   "(read as 'no file') is written through (replace_file follows the "
-                   "operator's link), then 'put back' by unlinking the link: the link is "
-                   "gone and a plaintext copy of every provider key is left at its target")
 def test_a_failed_switch_puts_back_a_dangling_keys_symlink(tmp_path: Path) -> None:
     env = _site(tmp_path, keys=FIXTURES / "provider_keys.json")
     config, vault = tmp_path / "config", tmp_path / "vault"
@@ -117,10 +89,6 @@ def test_a_failed_switch_puts_back_a_dangling_keys_symlink(tmp_path: Path) -> No
     assert not (vault / "provider_keys.json").exists(), "plaintext keys left behind"
 
 
-@pytest.mark.xfail(strict=True, reason="_put_back writes with replace_file, which makes "
-                   "every file 0600: a failed switch turns an 0644 moltis.toml into 0600 "
-                   "(not 'as it was'; a gateway running as another user can no longer "
-                   "read it)")
 def test_a_failed_switch_keeps_the_config_files_mode(tmp_path: Path) -> None:
     env = _site(tmp_path, keys=FIXTURES / "provider_keys.json")
     toml = tmp_path / "config" / "moltis.toml"
@@ -134,11 +102,6 @@ def test_a_failed_switch_keeps_the_config_files_mode(tmp_path: Path) -> None:
 # set: paths below arrays, tables
 
 
-@pytest.mark.xfail(strict=True, reason="array_element looks only at the schema: in a "
-                   "free-form map (a channel account, HashMap<String, serde_json::Value>, "
-                   "schema/runtime.rs) a path below a stored array silently turns the "
-                   "list into a table {\"0\": ...}: the other entries are lost and the "
-                   "channel's Vec<String> no longer deserializes")
 def test_set_below_a_stored_array_in_a_free_form_map_is_refused(tmp_path: Path) -> None:
     env = _site(tmp_path, toml="[server]\nport = 13131\n\n[channels.telegram.bot1]\n"
                 "enabled = true\nallowlist = [\"alice\", \"bob\"]\n")
@@ -149,10 +112,6 @@ def test_set_below_a_stored_array_in_a_free_form_map_is_refused(tmp_path: Path) 
     assert value["value"] == ["alice", "bob"]
 
 
-@pytest.mark.xfail(strict=True, reason="a table set stores keys Moltis does not know without "
-                   "a refusal or even a warning, while the same key set as a leaf is "
-                   "refused with 'did you mean' (a typo inside the JSON is silently kept "
-                   "and the intended key stays unset)")
 def test_a_table_set_refuses_an_unknown_key_as_a_leaf_set_does(tmp_path: Path) -> None:
     env = _site(tmp_path)
     leaf = _cli(env, "set", "tools.browser.viewport_widht", "100")

@@ -149,7 +149,7 @@ def set_(state: State, path: str, value: str, as_string: bool, allow_unknown: bo
         moltis-ledger set server.port 8081 --expected-seq 41 # exit 4 if it moved
     """
     from ledger.cli.app import doc_path
-    from ledger.core.document import MISSING, get_value
+    from ledger.core.document import MISSING, get_value, leaves
     from ledger.core.keypaths import format_doc_path
     from ledger.schema.introspect import is_secret_path
     from ledger.schema.provider_keys import is_key_secret_path
@@ -159,13 +159,13 @@ def set_(state: State, path: str, value: str, as_string: bool, allow_unknown: bo
     doc, key = doc_path(path)
     label = format_doc_path(doc, key)
     secret = is_key_secret_path(key) if doc == "keys" else is_secret_path(key)
-    element = array_element(doc, key, action="set")
+    # (a refused set must not create an empty ledger)
+    held = state.store(write=True).ledger.head_state().document(doc) if (
+        _ledger_exists(state)) else {}
+    element = array_element(doc, key, action="set", held=held)
     if element is not None:  # also with --allow-unknown: it would not fit the array
         raise element
     if unknown_path(doc, key):
-        # (a refused set must not create an empty ledger)
-        held = state.store(write=True).ledger.head_state().document(doc) if (
-            _ledger_exists(state)) else {}
         if not allow_unknown and get_value(held, key) is MISSING:
             raise unknown_key(doc, key, action="set")
         state.out.warn(f"{label} is not a key Moltis knows; it is kept, and "
@@ -181,6 +181,14 @@ def set_(state: State, path: str, value: str, as_string: bool, allow_unknown: bo
         state.out.note("tip: pass - as VALUE to type a secret at a hidden prompt, so it stays "
                        "out of your shell history")
     parsed: Any = text if (as_string or secret) else parse_env_value(text)
+    if isinstance(parsed, dict):  # each key of a table as a leaf set checks it (review r12)
+        for sub, _ in leaves(parsed):
+            inner = (*key, *sub)
+            if unknown_path(doc, inner) and get_value(held, inner) is MISSING:
+                if not allow_unknown:
+                    raise unknown_key(doc, inner, action="set")
+                state.out.warn(f"{format_doc_path(doc, inner)} is not a key Moltis knows; it "
+                               "is kept, and `moltis-ledger check` reports it")
     # a table replaces the one there, as the same JSON in an environment override does
     # (the store's `edit` merges a table into it: a patch; review r11)
     unsets = [key] if isinstance(parsed, dict) and parsed else []

@@ -6,26 +6,30 @@ ran.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ledger.cli.base import CommandError, State, doc_path, run_async
 
-__all__ = ["run_get", "unknown_key"]
+__all__ = ["array_element", "run_get", "unknown_key"]
 
 
-def array_element(doc: str, key: tuple[str, ...], *, action: str) -> CommandError | None:
-    """The error for a path below an array (`hooks.hooks.0.timeout`): an array's
-    elements have no path of their own, the array is set as a whole (review r11: this
-    was "unknown key", pointing at --allow-unknown, which then failed too)."""
-    from ledger.core.keypaths import format_doc_path, format_path
+def array_element(doc: str, key: tuple[str, ...], *, action: str,
+                  held: Mapping[str, Any] | None = None) -> CommandError | None:
+    """The error for a path below an array (`hooks.hooks.0.timeout`, or below an array
+    stored in a free-form map, `held` being the document): an array's elements have no
+    path of their own, the array is set as a whole (review r11: this was "unknown key",
+    pointing at --allow-unknown, which then failed too; review r12: below a stored
+    array in a free-form map, the array was replaced by a table)."""
+    from ledger.core.document import get_value
+    from ledger.core.keypaths import format_doc_path
     from ledger.schema.introspect import field_at
 
-    if doc != "config":
-        return None
     for i in range(1, len(key)):
-        node = field_at(key[:i])
-        if node is not None and node.kind == "list":
-            array = format_path(key[:i])
+        node = field_at(key[:i]) if doc == "config" else None
+        if (node is not None and node.kind == "list") or (
+                held is not None and isinstance(get_value(held, key[:i]), list)):
+            array = format_doc_path(doc, key[:i])
             return CommandError(
                 f"{format_doc_path(doc, key)}: {array} is an array, whose elements have no "
                 f"path of their own: {action} it as a whole",
