@@ -41,10 +41,7 @@ def _last_source(db: Path) -> str:
     ("open", "ledger-head.hwm", 1, False), ("remove", ".restore-", 5, True)])
 def test_a_restore_killed_after_the_swap_leaves_a_history_of_its_own(
         tmp_path: Path, kind: str, name: str, nth: int, mark_moved: bool) -> None:
-    env = site_env(tmp_path)
-    db = _edits(env, range(2002, 2004))
-    saved = tmp_path / "saved.db"
-    assert cli_process(env, "backup", "-o", str(saved)).returncode == 0
+    env, db, saved = backed_up_site(tmp_path, 2003)
     _edits(env, range(2004, 2014))  # on past the backup, snapshots every 4 events
     killed = killed_cli(env, kind, name, nth, "restore", "--force", str(saved))
     assert killed.returncode == -9, killed
@@ -68,13 +65,30 @@ def test_a_restore_killed_after_the_swap_leaves_a_history_of_its_own(
     assert cli_process(env, "verify").returncode == 0
 
 
-def test_an_import_killed_after_its_commit_leaves_a_history_of_its_own(tmp_path: Path) -> None:
+def backed_up_site(tmp_path: Path, last_port: int) -> tuple[dict[str, str], Path, Path]:
+    """A keyed site edited up to server.port = `last_port` and backed up to
+    `tmp_path/saved.db`: (its env, its database, the backup)."""
+    env = site_env(tmp_path)
+    db = _edits(env, range(2002, last_port + 1))
+    saved = tmp_path / "saved.db"
+    assert cli_process(env, "backup", "-o", str(saved)).returncode == 0
+    return env, db, saved
+
+
+def bundled_site(tmp_path: Path, last_port: int) -> tuple[dict[str, str], Path]:
+    """A keyed site under `tmp_path/source` edited up to server.port = `last_port`, and
+    its bundle (with secrets) at `tmp_path/ledger.bundle`: (its env, the bundle)."""
     (tmp_path / "source").mkdir()
     env = site_env(tmp_path / "source")
-    _edits(env, range(2002, 2010))
+    _edits(env, range(2002, last_port + 1))
     bundle = tmp_path / "ledger.bundle"
     made = cli_process(env, "bundle", "-o", str(bundle), "--with-secrets")
     assert made.returncode == 0, made
+    return env, bundle
+
+
+def test_an_import_killed_after_its_commit_leaves_a_history_of_its_own(tmp_path: Path) -> None:
+    env, bundle = bundled_site(tmp_path, 2009)
     target = dict(env, MOLTIS_DATA_DIR=str(tmp_path / "target-data"),
                   MOLTIS_CONFIG_DIR=str(tmp_path / "target-config"))
     (tmp_path / "target-data").mkdir()
@@ -94,10 +108,7 @@ def test_an_import_killed_after_its_commit_leaves_a_history_of_its_own(tmp_path:
 
 def test_a_restore_killed_before_the_swap_leaves_the_live_ledger_as_it_was(
         tmp_path: Path) -> None:
-    env = site_env(tmp_path)
-    db = _edits(env, range(2002, 2004))
-    saved = tmp_path / "saved.db"
-    assert cli_process(env, "backup", "-o", str(saved)).returncode == 0
+    env, db, saved = backed_up_site(tmp_path, 2003)
     _edits(env, range(2004, 2014))
     before = _meta(db, HISTORY_ID)
     # the copy is staged (signed, forked, snapshots sealed); killed as the replaced
