@@ -35,7 +35,7 @@ def _file_site(tmp_path: Path, name: str, text: str) -> dict[str, str]:
 
 @pytest.mark.xfail(strict=True, reason="a null for an Option field (moltis.json/.yaml) is "
                    "refused as 'unsupported value of type NoneType'; Moltis loads it as None")
-@pytest.mark.parametrize("name,text", [
+@pytest.mark.parametrize(("name", "text"), [
     ("moltis.json", '{"server": {"port": 13131}, "identity": {"name": null}}\n'),
     ("moltis.yaml", "server:\n  port: 13131\nidentity:\n  name: ~\n"),
 ])
