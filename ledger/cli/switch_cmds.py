@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
@@ -293,8 +293,6 @@ def _switch_to_ledger(state: State, target: str, keep_files: bool) -> None:
     from ledger.ops.migrate import migrate as run_migrate
     from ledger.ops.open_store import describe_location, discard_if_empty, open_store
     from ledger.ops.switch import prove_same, set_backend_in_file
-    from ledger.stores.file_providers import FileProviderStore
-    from ledger.stores.file_store import FileConfigStore
     from ledger.stores.ledger_store import LedgerConfigStore
 
     if state.installation.parse_error is not None:
@@ -310,45 +308,93 @@ def _switch_to_ledger(state: State, target: str, keep_files: bool) -> None:
     backend, location = state.location()
     if backend != target:
         raise click.UsageError(f"--db names a {backend} ledger, not {target}")
-    created = backend == "sqlite" and not Path(location).exists()
-    store = state.store(write=True, sync=False)
+    source = _switch_source(state, target, location)
+    old, old_providers, from_ledger = source.store, source.providers, source.ledger
     try:
-        report = run_migrate(store.ledger, config_file=state.config_file,
-                             keys_file=state.keys_file, data_dir=state.data_home,
-                             actor=state.actor, whole=True, documents={
-                                 "config": state.installation.doc},
-                             config_data=state.installation.data,
-                             reason=state.reason or f"switch the config backend to {target}: "
-                                                    "the ledger made equal to the files")
-    except BaseException:
-        if created:
-            discard_if_empty(store, location)
-            state._store = None
-        raise
-    old = FileConfigStore(state.config_file, read_only=True)
-    old_providers = FileProviderStore(state.keys_file, config_store=old, read_only=True)
-    set_backend_in_file(state.config_file, state.data_home, target, location,
-                        actor=state.actor, ledger_id=store.ledger.backend.get_meta("ledger_id"))
-    record_file_sync(store.ledger, state.config_file)
-    state.refresh_installation()
-
-    async def prove() -> list[str]:
-        new = open_store(config_dir=state.config_home, data_dir=state.data_home)
+        created = backend == "sqlite" and not Path(location).exists()
+        store = state.store(write=True, sync=False)
         try:
-            if not isinstance(new, LedgerConfigStore):
-                reason = getattr(new, "read_only_reason", None) or "see the log"
-                raise CommandError(f"after the switch, open_store() opens the "
-                                   f"{new.backend_name} store ({reason})", 3)
-            return await prove_same(old, old_providers, new, new.providers)
-        finally:
-            await new.close()
+            report = run_migrate(store.ledger, config_file=state.config_file,
+                                 keys_file=state.keys_file, data_dir=state.data_home,
+                                 actor=state.actor, whole=True, documents=source.documents,
+                                 config_data=source.config_data,
+                                 reason=state.reason or f"switch the config backend to {target}: "
+                                                        f"the ledger made equal to {source.what}")
+        except BaseException:
+            if created:
+                discard_if_empty(store, location)
+                state._store = None
+            raise
+        set_backend_in_file(state.config_file, state.data_home, target, location,
+                            actor=state.actor, ledger_id=store.ledger.backend.get_meta("ledger_id"))
+        record_file_sync(store.ledger, state.config_file)
+        state.refresh_installation()
 
-    checked = asyncio.run(prove())
-    written = [f"wrote {state.config_file}: [config] backend = \"{target}\""]
-    if not keep_files:
-        written += _retire_and_strip(state, store.ledger, report.backup_dir)
-    _render_switch(state, f"the {target} ledger at {describe_location(location)}",
-                   report.backup_dir, checked, written)
+        async def prove() -> list[str]:
+            new = open_store(config_dir=state.config_home, data_dir=state.data_home)
+            try:
+                if not isinstance(new, LedgerConfigStore):
+                    reason = getattr(new, "read_only_reason", None) or "see the log"
+                    raise CommandError(f"after the switch, open_store() opens the "
+                                       f"{new.backend_name} store ({reason})", 3)
+                return await prove_same(old, old_providers, new, new.providers)
+            finally:
+                await new.close()
+
+        checked = asyncio.run(prove())
+        written = [f"wrote {state.config_file}: [config] backend = \"{target}\""]
+        if not keep_files:
+            written += _retire_and_strip(state, store.ledger, report.backup_dir)
+        _render_switch(state, f"the {target} ledger at {describe_location(location)}",
+                       report.backup_dir, checked, written)
+    finally:
+        if from_ledger:
+            asyncio.run(old.close())
+
+
+class _Source(NamedTuple):
+    """Where the gateway's configuration is before a switch to a ledger, and what the
+    ledger is made equal to."""
+
+    store: Any  # the store the gateway opens now (what the switch is proven against)
+    providers: Any
+    ledger: bool  # another ledger (its head is carried), not the files
+    documents: dict[str, Any]
+    config_data: bytes | None
+    what: str
+
+
+def _switch_source(state: State, target: str, location: str) -> _Source:
+    """The files, or, when the gateway runs on another ledger, that ledger's head with
+    its secret values: `migrate` masked the files' secrets and retired provider_keys.json
+    there, so the files no longer hold the configuration (review r13: the switch made
+    the new ledger equal to the masks and to no keys, and called it proven)."""
+    from ledger.ops.open_store import open_store
+    from ledger.ops.switch import head_documents
+    from ledger.stores.file_providers import FileProviderStore
+    from ledger.stores.file_store import FileConfigStore
+    from ledger.stores.ledger_store import LedgerConfigStore
+
+    now: Any = open_store(config_dir=state.config_home, data_dir=state.data_home)
+    if isinstance(now, LedgerConfigStore) and not _same_ledger(now, location):
+        config, keys = head_documents(now.ledger, f"the {target} ledger")
+        return _Source(now, now.providers, True, {"config": config, "keys": keys}, None,
+                       f"the {now.backend_name} ledger's head")
+    asyncio.run(now.close())
+    files = FileConfigStore(state.config_file, read_only=True)
+    return _Source(files, FileProviderStore(state.keys_file, config_store=files,
+                                            read_only=True),
+                   False, {"config": state.installation.doc}, state.installation.data,
+                   "the files")
+
+
+def _same_ledger(store: Any, location: str) -> bool:
+    """Whether `store` (a ledger store) is the ledger at `location` (a SQLite path or a
+    DSN, as `State.location` gives it)."""
+    here = str(store.ledger.backend.location)
+    if store.backend_name == "sqlite":
+        return os.path.realpath(here) == os.path.realpath(location)
+    return here == location
 
 
 def _retire_and_strip(state: State, ledger: Any, backup_dir: Path | None) -> list[str]:

@@ -21,9 +21,10 @@ from typing import Any
 import msgspec
 
 from ledger._log import get_logger
-from ledger.core.document import leaves
+from ledger.core.document import Doc, leaves
 from ledger.core.keypaths import format_path
 from ledger.core.secret_refs import Secret, holds_mask, parse_mask
+from ledger.engine.ledger import Ledger
 from ledger.errors import LedgerError, SecretDestroyedError, VerificationError
 from ledger.files import dirs
 from ledger.files.safe_io import read_file, replace_file
@@ -33,8 +34,8 @@ from ledger.ops.migrate import sealed_backup
 from ledger.stores.contract import ConfigStore, ProviderStore
 from ledger.stores.ledger_store import LedgerConfigStore
 
-__all__ = ["SwitchReport", "gateway_backend", "prove_same", "set_backend_in_file",
-           "switch_to_file"]
+__all__ = ["SwitchReport", "gateway_backend", "head_documents", "prove_same",
+           "set_backend_in_file", "switch_to_file"]
 
 _log = get_logger("ledger.ops.switch")
 
@@ -172,6 +173,24 @@ async def prove_same(old: ConfigStore, old_providers: ProviderStore, new: Config
     return ["effective config", f"{len(pa)} provider(s)"]
 
 
+def head_documents(ledger: Ledger, into: str) -> tuple[Doc, Doc]:
+    """The ledger's head (config, keys) with the real secret values: what a switch
+    carries to another store (`into`, for the refusal). Refused when a secret has no
+    value (shredded, or imported from a masked export): the other store would hold
+    placeholders."""
+    state = ledger.head_state()
+    ledger.vault.fingerprint("")  # fail now, before touching anything, without the key
+    config = display_doc(state.config, ledger.vault, reveal=True)
+    keys = display_doc(state.keys, ledger.vault, reveal=True)
+    withheld = [prefix + format_path(path) for prefix, doc in (("", config), ("keys:", keys))
+                for path, value in leaves(doc) if holds_mask(value)]
+    if withheld:
+        raise SecretDestroyedError(
+            f"the ledger has no value for {', '.join(withheld)} (shredded, or imported from "
+            f"a masked export): {into} would hold placeholders; set them again first")
+    return config, keys
+
+
 def switch_to_file(ledger_store: LedgerConfigStore, *, config_file: Path, keys_file: Path,
                    data_dir: Path, actor: str | None = None,
                    env: Mapping[str, str] | None = None) -> SwitchReport:
@@ -188,19 +207,10 @@ def switch_to_file(ledger_store: LedgerConfigStore, *, config_file: Path, keys_f
     env = os.environ if env is None else env
     ledger = ledger_store.ledger
     report = SwitchReport("file", None, config_file)
-    state = ledger.head_state()
-    ledger.vault.fingerprint("")  # fail now, before touching a file, without the key
-    config = display_doc(state.config, ledger.vault, reveal=True)
+    config, keys = head_documents(ledger, "a file store")
     config.setdefault("config", {})
     if isinstance(config["config"], dict):
         config["config"]["backend"] = "file"
-    keys = display_doc(state.keys, ledger.vault, reveal=True)
-    withheld = [prefix + format_path(path) for prefix, doc in (("", config), ("keys:", keys))
-                for path, value in leaves(doc) if holds_mask(value)]
-    if withheld:
-        raise SecretDestroyedError(
-            f"the ledger has no value for {', '.join(withheld)} (shredded, or imported from "
-            "a masked export): a file store would hold placeholders; set them again first")
     reason = "switch the config backend to file (export of the ledger head)"
     report.backup_dir = sealed_backup(ledger, [config_file, keys_file], data_dir)
     # what each file held, put back if the switch does not prove itself
