@@ -31,21 +31,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
 
 from ledger._log import get_logger
 from ledger.errors import ParseError, ReadOnlyError, StoreBusyError, StoreError, UnsafePathError
 from ledger.files.dirs import ensure_private_dir
 
-__all__ = ["ConfigFormat", "check_directory", "config_format", "create_private", "locked",
-           "os_error", "overwrite_private", "parse_document", "read_file", "read_regular",
-           "read_regular_stat", "refuse_special", "replace_file", "write_private"]
+__all__ = ["check_directory", "create_private", "locked", "os_error", "overwrite_private",
+           "read_file", "read_regular", "read_regular_stat", "refuse_special", "replace_file",
+           "write_private"]
 
 _log = get_logger("ledger.files.safe_io")
 READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
@@ -144,80 +142,6 @@ def read_file(path: Path, what: str = "configuration file") -> bytes | None:
         return None
     except OSError as err:
         raise os_error(path, err, "read") from err
-
-
-ConfigFormat = Literal["toml", "yaml", "json"]
-
-# YAML aliases share one node however often they are used; expanded into a document
-# (as Moltis's serde_yaml and our normalization do), a few lines of anchors can name
-# billions of values. Moltis's own config is a few hundred values.
-MAX_YAML_NODES = 1_000_000
-
-
-def config_format(path: Path) -> ConfigFormat:
-    """The format of a config file, by its suffix as Moltis decides it (TOML otherwise)."""
-    suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        return "yaml"
-    return "json" if suffix == ".json" else "toml"
-
-
-def _load_yaml(text: str, where: str) -> Any:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    try:
-        parsed = YAML(typ="safe", pure=True).load(text)
-    except YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or type(err).__name__
-        raise ParseError(f"{where}: invalid YAML{at}: {problem}") from None
-    _count_nodes(parsed, where)
-    return {} if parsed is None else parsed
-
-
-def _count_nodes(value: Any, where: str) -> None:
-    budget = MAX_YAML_NODES
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        budget -= 1
-        if budget < 0:
-            raise ParseError(f"{where}: more than {MAX_YAML_NODES:,} values once YAML aliases "
-                             "are expanded; this is not a configuration file")
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-
-
-def parse_document(data: bytes, where: str, fmt: str) -> dict[str, Any]:
-    """A TOML, YAML or JSON document (an object) from a file's bytes; ParseError names
-    the file and, when the parser says, the line. Empty text is an empty document."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ParseError(f"{where}: not UTF-8 text (bad byte at offset {err.start})") from None
-    import tomllib  # only the commands that read a file pay for the parser
-
-    try:
-        if fmt == "json":
-            parsed = json.loads(text) if text.strip() else {}
-        elif fmt == "yaml":
-            parsed = _load_yaml(text, where)
-        else:
-            parsed = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ParseError(f"{where}: invalid TOML: {err}") from None
-    except json.JSONDecodeError as err:
-        raise ParseError(f"{where}: invalid JSON at line {err.lineno}, column {err.colno}: "
-                         f"{err.msg}") from None
-    except RecursionError:
-        raise ParseError(f"{where}: nested too deeply") from None
-    if not isinstance(parsed, dict):
-        raise ParseError(f"{where}: the document must be a {fmt.upper()} object")
-    return parsed
 
 
 def os_error(path: Path, err: OSError, doing: str) -> StoreError:

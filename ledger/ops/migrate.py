@@ -36,7 +36,8 @@ from ledger.errors import (
     VerificationError,
 )
 from ledger.files.dirs import CONFIG_FILE_NAMES, KEYS_FILE_NAME, ensure_private_dir
-from ledger.files.safe_io import config_format, parse_document, read_file
+from ledger.files.documents import config_format, parse_document
+from ledger.files.safe_io import read_file
 from ledger.ops.backup_manifest import (
     ManifestMac,
     holds_as_now,

@@ -34,7 +34,8 @@ from ledger.errors import (
 )
 from ledger.files import dirs
 from ledger.files.change_key import file_stat_key, settled
-from ledger.files.safe_io import config_format, parse_document, read_file
+from ledger.files.documents import config_format, parse_document
+from ledger.files.safe_io import read_file
 from ledger.ops.file_digest import META_CONFIG, in_step
 from ledger.stores.config_file import parse_config
 from ledger.stores.contract import ConfigStore

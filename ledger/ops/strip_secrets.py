@@ -29,7 +29,8 @@ from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import SecretRef, holds_mask, parse_mask
 from ledger.engine.ledger import Ledger
 from ledger.errors import LedgerError, StoreError
-from ledger.files.safe_io import config_format, locked, replace_file
+from ledger.files.documents import config_format
+from ledger.files.safe_io import locked, replace_file
 from ledger.ops.hand_edit import record_file_sync
 from ledger.ops.migrate import WIRING, sealed_backup
 from ledger.ops.retire import retire_keys_file

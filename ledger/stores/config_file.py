@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ledger.core.document import Doc, normalize_document
-from ledger.files.safe_io import config_format, parse_document, read_file
+from ledger.files.documents import config_format, parse_document
+from ledger.files.safe_io import read_file
 
 __all__ = ["parse_config", "read_config", "read_config_file"]
 

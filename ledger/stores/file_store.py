@@ -65,12 +65,11 @@ from ledger.errors import (
     StoreError,
 )
 from ledger.files.dirs import discover_config_file
+from ledger.files.documents import config_format, parse_document
 from ledger.files.safe_io import (
     MAX_FILE_BYTES,
-    config_format,
     locked,
     os_error,
-    parse_document,
     read_regular_stat,
     replace_file,
 )

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ledger.core.document import Doc, normalize_document
-from ledger.files.safe_io import parse_document, read_file
+from ledger.files.documents import parse_document
+from ledger.files.safe_io import read_file
 from projections.provider_view import normalize_keys_document
 
 __all__ = ["META_KEYS", "parse_keys", "read_keys_file"]

@@ -1,0 +1,128 @@
+"""A config file's bytes as a document, read as Moltis reads them: TOML, YAML (as
+serde_yaml 0.9 reads into Moltis's types) or JSON by the file's suffix, an object at the
+top, `null`s left out."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from ledger.errors import ParseError
+
+__all__ = ["MAX_YAML_NODES", "ConfigFormat", "config_format", "parse_document"]
+
+ConfigFormat = Literal["toml", "yaml", "json"]
+
+# YAML aliases share one node however often they are used; expanded into a document
+# (as Moltis's serde_yaml and our normalization do), a few lines of anchors can name
+# billions of values. Moltis's own config is a few hundred values.
+MAX_YAML_NODES = 1_000_000
+
+
+def config_format(path: Path) -> ConfigFormat:
+    """The format of a config file, by its suffix as Moltis decides it (TOML otherwise)."""
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return "yaml"
+    return "json" if suffix == ".json" else "toml"
+
+
+@functools.cache
+def _moltis_yaml_constructor() -> type:
+    """ruamel's safe constructor made to read as serde_yaml 0.9 (what Moltis parses
+    YAML with) reads into its types, review r13: a timestamp-looking scalar is its text
+    (serde_yaml has no timestamp type: `2024-01-01 10:00:00` was imported as
+    "2024-01-01T10:00:00"), and a merge key `<<` is a key like any other (serde_yaml's
+    `from_str` does not merge: Moltis sees an unknown key `<<`, which `check` reports,
+    and not the merged values the ledger imported)."""
+    from ruamel.yaml.constructor import SafeConstructor
+
+    class MoltisYamlConstructor(SafeConstructor):
+        def flatten_mapping(self, node: Any) -> None:
+            return None  # `<<` is not merged
+
+    for tag in ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:timestamp"):
+        MoltisYamlConstructor.add_constructor(tag, SafeConstructor.construct_yaml_str)
+    return MoltisYamlConstructor
+
+
+def _load_yaml(text: str, where: str) -> Any:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.Constructor = _moltis_yaml_constructor()
+    try:
+        parsed = yaml.load(text)
+    except YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ParseError(f"{where}: invalid YAML{at}: {problem}") from None
+    _count_nodes(parsed, where)
+    return {} if parsed is None else parsed
+
+
+def _count_nodes(value: Any, where: str) -> None:
+    budget = MAX_YAML_NODES
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ParseError(f"{where}: more than {MAX_YAML_NODES:,} values once YAML aliases "
+                             "are expanded; this is not a configuration file")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def parse_document(data: bytes, where: str, fmt: str) -> dict[str, Any]:
+    """A TOML, YAML or JSON document (an object) from a file's bytes; ParseError names
+    the file and, when the parser says, the line. Empty text is an empty document."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ParseError(f"{where}: not UTF-8 text (bad byte at offset {err.start})") from None
+    import tomllib  # only the commands that read a file pay for the parser
+
+    try:
+        if fmt == "json":
+            parsed = json.loads(text) if text.strip() else {}
+        elif fmt == "yaml":
+            parsed = _load_yaml(text, where)
+        else:
+            parsed = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ParseError(f"{where}: invalid TOML: {err}") from None
+    except json.JSONDecodeError as err:
+        raise ParseError(f"{where}: invalid JSON at line {err.lineno}, column {err.colno}: "
+                         f"{err.msg}") from None
+    except RecursionError:
+        raise ParseError(f"{where}: nested too deeply") from None
+    if not isinstance(parsed, dict):
+        raise ParseError(f"{where}: the document must be a {fmt.upper()} object")
+    return _without_nulls(parsed) if fmt != "toml" else parsed
+
+
+def _without_nulls(table: dict[str, Any]) -> dict[str, Any]:
+    """A JSON or YAML document with its `null`s (YAML `~`, an empty value) left out: for
+    an `Option` field Moltis reads one as None, the key not set, which is what a TOML
+    file (which has no null) says by leaving the key out (review r13: refused, "unsupported
+    value of type NoneType"). Nulls inside arrays are kept, and refused where stored."""
+    out: dict[str, Any] = {}
+    stack = [(table, out)]
+    while stack:  # no recursion: a deep document is refused where it is stored, not here
+        src, dst = stack.pop()
+        for key, value in src.items():
+            if value is None:
+                continue
+            if isinstance(value, dict):
+                dst[key] = {}
+                stack.append((value, dst[key]))
+            else:
+                dst[key] = value
+    return out
