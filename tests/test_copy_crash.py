@@ -15,6 +15,10 @@ from tests.killed_cli import killed_cli
 from tests.migrated_site import cli_process, site_env
 from tests.test_past_read_proof import _edits
 
+# crash trials: real CLI processes killed mid-restore or mid-import (run by .ci/run
+# with the torture suite)
+pytestmark = pytest.mark.torture
+
 
 def _meta(db: Path, key: str) -> str | None:
     con = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)

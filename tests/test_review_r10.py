@@ -12,9 +12,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.killed_cli import paused_cli
 from tests.migrated_site import cli_process
 from tests.test_copy_crash import backed_up_site, bundled_site
+
+# crash and concurrency trials: real CLI processes killed or paused mid-restore or
+# mid-import (run by .ci/run with the torture suite)
+pytestmark = pytest.mark.torture
 
 # -- finding 1: an acknowledged write made while a restore stages its copy -----------
 

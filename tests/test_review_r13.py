@@ -33,8 +33,6 @@ def _file_site(tmp_path: Path, name: str, text: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------------
 # moltis.json / moltis.yaml values Moltis loads
 
-@pytest.mark.xfail(strict=True, reason="a null for an Option field (moltis.json/.yaml) is "
-                   "refused as 'unsupported value of type NoneType'; Moltis loads it as None")
 @pytest.mark.parametrize(("name", "text"), [
     ("moltis.json", '{"server": {"port": 13131}, "identity": {"name": null}}\n'),
     ("moltis.yaml", "server:\n  port: 13131\nidentity:\n  name: ~\n"),
@@ -71,8 +69,6 @@ def test_a_yaml_plain_scalar_in_a_string_field_is_its_text(tmp_path: Path) -> No
     assert _cli(env, "get", "identity.name").stdout.strip() == "1_000"
 
 
-@pytest.mark.xfail(strict=True, reason="a YAML timestamp-looking string is imported as "
-                   "its ISO form ('2024-01-01T10:00:00'), not the text Moltis reads")
 def test_a_yaml_timestamp_looking_string_keeps_its_text(tmp_path: Path) -> None:
     """serde_yaml has no timestamp type: `name: 2024-01-01 10:00:00` is the string
     "2024-01-01 10:00:00" for Moltis (de.rs:1472-1490). The ledger imported
@@ -85,9 +81,6 @@ def test_a_yaml_timestamp_looking_string_keeps_its_text(tmp_path: Path) -> None:
     assert got.stdout.strip() == "2024-01-01 10:00:00", got.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="YAML merge keys (<<) are applied by the ledger "
-                   "and not reported; serde_yaml 0.9 does not apply them, so Moltis "
-                   "ignores the merged keys")
 def test_check_reports_a_yaml_merge_key_moltis_does_not_apply(tmp_path: Path) -> None:
     """serde_yaml 0.9's `from_str` into a struct does not apply `<<` (only
     `Value::apply_merge` does, src/value/mod.rs), so for Moltis `server` below holds an
@@ -124,9 +117,6 @@ def dsn() -> Iterator[str]:
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason="switch-backend postgres from the sqlite ledger "
-                   "imports the masked files: every provider key is lost, config secrets "
-                   "are placeholders without values, verify fails, yet it says 'proven'")
 def test_switch_backend_postgres_from_sqlite_keeps_keys_and_secrets(tmp_path: Path,
                                                                      dsn: str) -> None:
     """After `migrate` (sqlite), provider_keys.json is retired and moltis.toml holds
