@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import click
 
@@ -289,6 +289,8 @@ def switch_backend(state: State, target: str, keep_files: bool) -> None:
 
 
 def _switch_to_ledger(state: State, target: str, keep_files: bool) -> None:
+    # lazy, as every module this command needs (CLI start-up)
+    from ledger.cli.switch_source import switch_source, switch_target
     from ledger.ops.hand_edit import record_file_sync
     from ledger.ops.migrate import migrate as run_migrate
     from ledger.ops.open_store import describe_location, discard_if_empty, open_store
@@ -297,18 +299,8 @@ def _switch_to_ledger(state: State, target: str, keep_files: bool) -> None:
 
     if state.installation.parse_error is not None:
         raise state.installation.parse_error
-    if target == "postgres" and not (state.db or os.environ.get("MOLTIS_CONFIG_DSN")):
-        try:
-            name, _ = state.gateway()
-        except LedgerError:
-            name = "?"
-        if name != "postgres":
-            raise click.UsageError("switch-backend postgres needs the DSN: --db "
-                                   "postgresql://... or MOLTIS_CONFIG_DSN")
-    backend, location = state.location()
-    if backend != target:
-        raise click.UsageError(f"--db names a {backend} ledger, not {target}")
-    source = _switch_source(state, target, location)
+    backend, location = switch_target(state, target)
+    source = switch_source(state, target, location)
     old, old_providers, from_ledger = source.store, source.providers, source.ledger
     try:
         created = backend == "sqlite" and not Path(location).exists()
@@ -350,51 +342,6 @@ def _switch_to_ledger(state: State, target: str, keep_files: bool) -> None:
     finally:
         if from_ledger:
             asyncio.run(old.close())
-
-
-class _Source(NamedTuple):
-    """Where the gateway's configuration is before a switch to a ledger, and what the
-    ledger is made equal to."""
-
-    store: Any  # the store the gateway opens now (what the switch is proven against)
-    providers: Any
-    ledger: bool  # another ledger (its head is carried), not the files
-    documents: dict[str, Any]
-    config_data: bytes | None
-    what: str
-
-
-def _switch_source(state: State, target: str, location: str) -> _Source:
-    """The files, or, when the gateway runs on another ledger, that ledger's head with
-    its secret values: `migrate` masked the files' secrets and retired provider_keys.json
-    there, so the files no longer hold the configuration (review r13: the switch made
-    the new ledger equal to the masks and to no keys, and called it proven)."""
-    from ledger.ops.open_store import open_store
-    from ledger.ops.switch import head_documents
-    from ledger.stores.file_providers import FileProviderStore
-    from ledger.stores.file_store import FileConfigStore
-    from ledger.stores.ledger_store import LedgerConfigStore
-
-    now: Any = open_store(config_dir=state.config_home, data_dir=state.data_home)
-    if isinstance(now, LedgerConfigStore) and not _same_ledger(now, location):
-        config, keys = head_documents(now.ledger, f"the {target} ledger")
-        return _Source(now, now.providers, True, {"config": config, "keys": keys}, None,
-                       f"the {now.backend_name} ledger's head")
-    asyncio.run(now.close())
-    files = FileConfigStore(state.config_file, read_only=True)
-    return _Source(files, FileProviderStore(state.keys_file, config_store=files,
-                                            read_only=True),
-                   False, {"config": state.installation.doc}, state.installation.data,
-                   "the files")
-
-
-def _same_ledger(store: Any, location: str) -> bool:
-    """Whether `store` (a ledger store) is the ledger at `location` (a SQLite path or a
-    DSN, as `State.location` gives it)."""
-    here = str(store.ledger.backend.location)
-    if store.backend_name == "sqlite":
-        return os.path.realpath(here) == os.path.realpath(location)
-    return here == location
 
 
 def _retire_and_strip(state: State, ledger: Any, backup_dir: Path | None) -> list[str]:

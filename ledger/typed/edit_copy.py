@@ -79,8 +79,8 @@ class _List(list[Any]):
 # Named as the builtins they stand for: what `fn` sees of them (an error's text, such as
 # "'dict' object has no attribute 'append'", or `type(x).__name__`) is then the same
 # whichever path its edit takes (the whole-section path hands it plain dicts and lists).
-_Dict.__name__ = _Dict.__qualname__ = "dict"
-_List.__name__ = _List.__qualname__ = "list"
+_Dict.__name__ = "dict"  # (not __qualname__: pickle finds the class by it)
+_List.__name__ = "list"
 
 
 _TWINS: dict[type, type] = {}  # a Struct class -> its edit twin
