@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.migrated_site import cli_here
+
 FIXTURES = Path(__file__).parent / "fixtures" / "moltis"
 
 TOML = """\
@@ -57,8 +59,8 @@ def _site(tmp_path: Path, toml: str = TOML, keys: Path | None = None,
     if keys is not None:
         shutil.copy(keys, tmp_path / "config" / "provider_keys.json")
     env = _env(tmp_path)
-    if migrate:
-        done = _cli(env, "migrate")
+    if migrate:  # a set-up: the CLI in this process (tests run it in their own)
+        done = cli_here(env, "migrate")
         assert done.returncode == 0, done.stderr
     return env
 
