@@ -17,6 +17,7 @@ after keeping the replaced ledger as a backup.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,19 +87,22 @@ def backup(ledger: Ledger, target: Path) -> VerifyReport:
     return report
 
 
-def _refuse_disowned(copy: SqliteBackend, ledger: Ledger, source_file: Path) -> None:
-    """Before the copy replaces anything: refused when every keyed read would refuse its
-    head (its own head MAC or signature names another event: a log re-chained under
-    them, review r8 finding 4), so a restore never swaps a ledger that reads for one
-    that does not. A head nothing vouches for that readers serve (one from before
-    signing) is restored, unsigned, as before."""
-    problem = Ledger(copy, keys=ledger.vault.keys).proof.mac_problem(copy.head())
-    if problem is not None:
-        raise VerificationError(
-            f"{source_file}: the backup's head is not the history its head MAC or signature "
-            f"vouches for ({problem}); every read would refuse it, so nothing was restored. "
-            "Check the backup with `moltis-ledger --db FILE verify`, or restore an older "
-            "one", copy.head().seq)
+def _refuse_disowned(source_file: Path) -> Callable[[Ledger], None]:
+    """Before the copy (`staged`, a Ledger on it) replaces anything: refused when every
+    keyed read would refuse its head (its own head MAC or signature names another
+    event: a log re-chained under them, review r8 finding 4), so a restore never swaps
+    a ledger that reads for one that does not. A head nothing vouches for that readers
+    serve (one from before signing) is restored, unsigned, as before."""
+    def refuse(staged: Ledger) -> None:
+        head = staged.backend.head()
+        problem = staged.proof.mac_problem(head)
+        if problem is not None:
+            raise VerificationError(
+                f"{source_file}: the backup's head is not the history its head MAC or "
+                f"signature vouches for ({problem}); every read would refuse it, so nothing "
+                "was restored. Check the backup with `moltis-ledger --db FILE verify`, or "
+                "restore an older one", head.seq)
+    return refuse
 
 
 def _head_refusal(ledger: Ledger) -> VerificationError | None:
@@ -150,10 +154,10 @@ def restore(ledger: Ledger, source_file: Path, *, force: bool = False,
         fresh = SqliteBackend(fresh_path, write_queue=False)
         try:
             copy_ledger(source, fresh)  # rows only, checked, all or nothing
-            _refuse_disowned(fresh, ledger, source_file)
             # signed, forked and its snapshots sealed before it goes live: a crash after
             # the swap leaves no copy sharing the replaced ledger's history
-            staged = stage_copy(fresh, ledger.vault.keys, "restore", str(live))
+            staged = stage_copy(fresh, ledger.vault.keys, "restore", str(live),
+                                refuse=_refuse_disowned(source_file))
             kept = None
             with backend.turn():  # no writer commits from the check to the mark
                 now = backend.head()

@@ -15,7 +15,7 @@ when it opens).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Final, NamedTuple
 
@@ -153,7 +153,8 @@ class StagedCopy(NamedTuple):
     mark: tuple[int, bytes] | None  # where the head mark is to move (None: unsigned)
 
 
-def stage_copy(copy: Backend, keys: KeySource, source: str, live: str) -> StagedCopy:
+def stage_copy(copy: Backend, keys: KeySource, source: str, live: str,
+               refuse: Callable[[Ledger], None] | None = None) -> StagedCopy:
     """Make a copy ready before it replaces anything (a restore's staged file, an
     import's staging file), all of it in the copy: its head signed if the source's own
     head MAC or signature (copied with the rows) vouches for it under `keys`, a history
@@ -167,8 +168,11 @@ def stage_copy(copy: Backend, keys: KeySource, source: str, live: str) -> Staged
     A head nobody vouched for (an edited backup, a bundle from another key or from
     before signing) stays unsigned until `moltis-ledger sign-head --adopt` (a warning
     says why, naming `live`, the ledger the copy is for: the staged file is not the
-    operator's), so a restore is no way back to trust on first use."""
+    operator's), so a restore is no way back to trust on first use. `refuse(staged)`,
+    run first, may refuse the copy outright (a restore: a head every read would refuse)."""
     staged = Ledger(copy, keys=keys)
+    if refuse is not None:
+        refuse(staged)
     staged.hold_marks = True
     try:
         staged.sign_head(accept_older=True)  # the head mark moves back to it: held

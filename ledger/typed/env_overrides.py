@@ -25,8 +25,8 @@ from ledger.core.secret_refs import Secret
 from ledger.schema.introspect import TypeNode, field_at
 from ledger.typed.convert import sanitize_message, shape
 
-__all__ = ["ENV_ALIASES", "LEDGER_VARS", "MOLTIS_EXCLUDED", "EnvOverride", "IgnoredOverride",
-           "alias_overrides", "alias_variables", "fits", "parse_env_overrides",
+__all__ = ["ALIAS_BYTES", "ALIAS_NAMES", "ENV_ALIASES", "LEDGER_VARS", "MOLTIS_EXCLUDED",
+           "EnvOverride", "IgnoredOverride", "alias_overrides", "fits", "parse_env_overrides",
            "parse_env_value"]
 
 # Moltis reads these itself; they are not config paths.
@@ -173,8 +173,9 @@ ENV_ALIASES: Final = (
     ("DAYTONA_API_URL", ("tools", "exec", "sandbox", "daytona_api_url")),
     ("DAYTONA_TARGET", ("tools", "exec", "sandbox", "daytona_target")),
 )
-_ALIAS_NAMES: Final = tuple(name for name, _ in ENV_ALIASES)
-_ALIAS_BYTES: Final = tuple(map(os.fsencode, _ALIAS_NAMES))
+# the aliases' names, as text and fs-encoded (what an effective view depends on)
+ALIAS_NAMES: Final = tuple(name for name, _ in ENV_ALIASES)
+ALIAS_BYTES: Final = tuple(map(os.fsencode, ALIAS_NAMES))
 
 
 def alias_overrides(doc: Doc, env: Mapping[str, str]
@@ -195,8 +196,3 @@ def alias_overrides(doc: Doc, env: Mapping[str, str]
         if good and good[-1].path == path:
             filled.add(path)
     return good, ignored
-
-
-def alias_variables() -> tuple[tuple[str, ...], tuple[bytes, ...]]:
-    """The aliases' names, as text and fs-encoded (what an effective view depends on)."""
-    return _ALIAS_NAMES, _ALIAS_BYTES

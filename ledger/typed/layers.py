@@ -29,10 +29,11 @@ from ledger.schema import MoltisConfig
 from ledger.schema.introspect import ROOT, TypeNode, section_info
 from ledger.typed.convert import to_typed
 from ledger.typed.env_overrides import (
+    ALIAS_BYTES,
+    ALIAS_NAMES,
     EnvOverride,
     IgnoredOverride,
     alias_overrides,
-    alias_variables,
     parse_env_overrides,
 )
 from ledger.typed.flags import NO_FLAGS, Flags
@@ -101,10 +102,10 @@ def environment_key(env: Mapping[str, str] | None, variables: Sequence[str],
     if isinstance(data, dict):
         names = encoded if encoded is not None else [os.fsencode(n) for n in variables]
         return (tuple(item for item in data.items() if item[0].startswith(b"MOLTIS_")),
-                tuple(map(data.get, names)), tuple(map(data.get, alias_variables()[1])))
+                tuple(map(data.get, names)), tuple(map(data.get, ALIAS_BYTES)))
     env = os.environ if env is None else env
     return (tuple(sorted((k, v) for k, v in env.items() if k.startswith("MOLTIS_"))),
-            tuple(env.get(n) for n in variables), tuple(map(env.get, alias_variables()[0])))
+            tuple(env.get(n) for n in variables), tuple(map(env.get, ALIAS_NAMES)))
 
 
 def referenced_variables(doc: Mapping[str, Any]) -> frozenset[str]:
