@@ -85,8 +85,10 @@ class PresetSandboxPolicy(Section):
 class PresetSkillPolicy(Section):
     """`skills` of an agent preset, by skill name or category."""
 
-    allow: list[str] = msgspec.field(default_factory=list)
-    deny: list[str] = msgspec.field(default_factory=list)
+    # Option<Vec<String>> in Moltis: None (absent) is no restriction, while an explicit
+    # `allow = []` allows no skill at all, so the two must stay distinguishable.
+    allow: list[str] | None = None
+    deny: list[str] | None = None
 
 
 class ToolChoice(Section):
@@ -131,7 +133,9 @@ class AgentsConfig(Section):
     user entry with a built-in's name replaces that built-in.
     """
 
-    default_preset: str = "research"
+    # Option<String> defaulting to Some("research"): a JSON/YAML null is None to Moltis
+    # (`check` says so; the ledger, whose files are TOML, has no null to store)
+    default_preset: str | None = "research"
     presets: dict[str, PresetConfig] = msgspec.field(default_factory=dict)
 
 
@@ -201,14 +205,14 @@ class ExternalAgentConfig(Section):
 
     # Absent: looked up on $PATH.
     binary: str | None = None
-    args: list[str] = msgspec.field(default_factory=list)
+    args: list[str] | None = None  # absent: the agent's own default arguments
     models: list[str] = msgspec.field(default_factory=list)
     efforts: list[str] = msgspec.field(default_factory=list)
     # Typically provider API keys for the agent.
     env: dict[str, Secret] = msgspec.field(default_factory=dict)
     working_dir: str | None = None
     timeout_secs: UInt | None = None
-    use_tmux: bool = False
+    use_tmux: bool | None = None  # absent: Moltis decides per agent
 
 
 class ExternalAgentsConfig(Section):

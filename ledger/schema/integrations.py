@@ -268,8 +268,7 @@ class HomeAssistantInstanceConfig(Section):
 
     url: str | None = None
     token: Secret | None = None
-    # Absent: Moltis's built-in request timeout.
-    timeout_seconds: UInt | None = None
+    timeout_seconds: UInt = 10
 
 
 class HomeAssistantConfig(Section):

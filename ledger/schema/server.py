@@ -182,5 +182,5 @@ class CronConfig(Section):
     rate_limit_max: UInt = 10
     rate_limit_window_secs: UInt = 60
     # 0 disables retention pruning (Moltis: `Option<u64>` defaulting to `Some(7)`).
-    session_retention_days: UInt = 7
+    session_retention_days: UInt | None = 7
     auto_prune_cron_containers: bool = True

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from ledger.core.secret_refs import Secret
-from ledger.schema.base import Section, UInt32, expected
+from ledger.schema.base import Section, UInt32, choices, expected
 
 __all__ = [
     "CoquiTtsConfig",
@@ -92,9 +92,11 @@ class TtsConfig(Section):
     """`[voice.tts]`: text-to-speech."""
 
     enabled: bool = True
-    # Empty means the first configured provider. Kept open (a Rust `String`): a full-struct
-    # save writes `provider = ""`, which a closed enumeration would reject.
-    provider: str = ""
+    # Absent: the first configured provider. Moltis's `Option<VoiceTtsProvider>` refuses
+    # any other name; older releases (a Rust `String`) saved `provider = ""`, so text is
+    # kept and `check` warns about names outside the enumeration.
+    provider: Annotated[str, choices("elevenlabs", "openai", "google", "piper",
+                                     "coqui")] | None = None
     # UI allowlist; empty shows all.
     providers: list[str] = msgspec.field(default_factory=list)
     elevenlabs: ElevenLabsTtsConfig = msgspec.field(default_factory=ElevenLabsTtsConfig)
