@@ -280,11 +280,12 @@ def check(state: State, file: str | None) -> None:
     from ledger.typed.check import check as check_document
 
     warnings: list[str] = []
+    nulls: list[tuple[str, ...]] = []
     if file is not None:
         source = Path(file)
         if not source.exists():
             raise CommandError(f"{source}: no such file")
-        raw = read_config_file(source)  # refuses what is not a regular file, naming it
+        raw = read_config_file(source, nulls)  # refuses what is not a regular file
         where = str(source)
         notices = key_vault_notices(source.parent / dirs.KEYS_FILE_NAME)
     else:
@@ -312,7 +313,7 @@ def check(state: State, file: str | None) -> None:
                 (snapshot.config, snapshot.keys)) else None, "the configuration at seq")
         if format_warning:
             warnings.append(format_warning)
-    problems = check_document(raw)
+    problems = check_document(raw, nulls)
     for warning in warnings:
         state.out.warn(warning)  # stderr: a --json document stays alone on stdout
     if state.json:

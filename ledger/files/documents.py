@@ -80,9 +80,12 @@ def _count_nodes(value: Any, where: str) -> None:
             stack.extend(item)
 
 
-def parse_document(data: bytes, where: str, fmt: str) -> dict[str, Any]:
+def parse_document(data: bytes, where: str, fmt: str,
+                   nulls: list[tuple[str, ...]] | None = None) -> dict[str, Any]:
     """A TOML, YAML or JSON document (an object) from a file's bytes; ParseError names
-    the file and, when the parser says, the line. Empty text is an empty document."""
+    the file and, when the parser says, the line. Empty text is an empty document. The
+    paths of the nulls left out are added to `nulls` when given (`check` reports those
+    Moltis refuses)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -105,24 +108,26 @@ def parse_document(data: bytes, where: str, fmt: str) -> dict[str, Any]:
         raise ParseError(f"{where}: nested too deeply") from None
     if not isinstance(parsed, dict):
         raise ParseError(f"{where}: the document must be a {fmt.upper()} object")
-    return _without_nulls(parsed) if fmt != "toml" else parsed
+    return _without_nulls(parsed, [] if nulls is None else nulls) if fmt != "toml" else parsed
 
 
-def _without_nulls(table: dict[str, Any]) -> dict[str, Any]:
+def _without_nulls(table: dict[str, Any], nulls: list[tuple[str, ...]]) -> dict[str, Any]:
     """A JSON or YAML document with its `null`s (YAML `~`, an empty value) left out: for
     an `Option` field Moltis reads one as None, the key not set, which is what a TOML
     file (which has no null) says by leaving the key out (review r13: refused, "unsupported
-    value of type NoneType"). Nulls inside arrays are kept, and refused where stored."""
+    value of type NoneType"). For any other field Moltis refuses the file; their paths go
+    to `nulls`. Nulls inside arrays are kept, and refused where stored."""
     out: dict[str, Any] = {}
-    stack = [(table, out)]
+    stack: list[tuple[dict[str, Any], dict[str, Any], tuple[str, ...]]] = [(table, out, ())]
     while stack:  # no recursion: a deep document is refused where it is stored, not here
-        src, dst = stack.pop()
+        src, dst, at = stack.pop()
         for key, value in src.items():
             if value is None:
+                nulls.append((*at, str(key)))
                 continue
             if isinstance(value, dict):
                 dst[key] = {}
-                stack.append((value, dst[key]))
+                stack.append((value, dst[key], (*at, str(key))))
             else:
                 dst[key] = value
     return out

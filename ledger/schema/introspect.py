@@ -25,8 +25,8 @@ from ledger.schema import FREEFORM_SECRETS, MoltisConfig
 from ledger.schema.secret_policy import secret_by_name
 
 __all__ = ["ROOT", "FieldNode", "SectionInfo", "TypeNode", "child_keys", "choices_of", "field_at",
-           "is_any", "is_known_path", "is_secret_path", "is_untyped", "is_untyped_path",
-           "known_prefix", "other_spellings",
+           "is_any", "is_known_path", "is_optional", "is_secret_path", "is_untyped",
+           "is_untyped_path", "known_prefix", "other_spellings",
            "seals_by_name", "secret_patterns", "section_info", "strip_annotated"]
 
 Kind = Literal["section", "dict", "list", "secret", "leaf"]
@@ -72,6 +72,14 @@ def is_any(node: TypeNode) -> bool:
     """Whether the schema types this node `Any` (a channel account, a JSON blob): a
     free-form value, Moltis takes anything below it."""
     return strip_annotated(node.annotation) is Any
+
+
+@functools.cache  # TypeNodes compare by identity: one answer per schema node
+def is_optional(node: TypeNode) -> bool:
+    """Whether the field is an `Option` in Moltis (`X | None` here): null reads as None."""
+    tp = strip_annotated(node.annotation)
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) \
+        and type(None) in typing.get_args(tp)
 
 
 def is_untyped(node: TypeNode | None) -> bool:

@@ -7,17 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from ledger.core.document import Doc, normalize_document
+from ledger.core.keypaths import KeyPath
 from ledger.files.documents import config_format, parse_document
 from ledger.files.safe_io import read_file
 
 __all__ = ["parse_config", "read_config", "read_config_file"]
 
 
-def read_config_file(path: Path) -> Doc:
+def read_config_file(path: Path, nulls: list[KeyPath] | None = None) -> Doc:
     """`moltis.toml`, `moltis.yaml`/`.yml` or `moltis.json` as a raw document ({} when the
     file is missing): the one config-file reader of the file store, `migrate` and
-    `check --file`."""
-    return read_config(path)[1]
+    `check --file` (which passes `nulls`, see `parse_document`)."""
+    return parse_config(path, read_file(path), nulls)
 
 
 def read_config(path: Path) -> tuple[bytes | None, Doc]:
@@ -27,8 +28,9 @@ def read_config(path: Path) -> tuple[bytes | None, Doc]:
     return data, parse_config(path, data)
 
 
-def parse_config(path: Path, data: bytes | None) -> Doc:
+def parse_config(path: Path, data: bytes | None, nulls: list[KeyPath] | None = None) -> Doc:
     """The raw document of a config file's bytes ({} for a missing file)."""
     if data is None:
         return {}
-    return normalize_document(parse_document(data, str(path), config_format(path)), str(path))
+    return normalize_document(parse_document(data, str(path), config_format(path), nulls),
+                              str(path))

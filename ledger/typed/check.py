@@ -9,7 +9,7 @@ reported, not only the first, and unknown names come with the nearest known ones
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,7 +23,11 @@ from ledger.schema.introspect import (
     choices_of,
     expected_of,
     field_at,
+    is_any,
+    is_optional,
+    known_prefix,
     section_info,
+    strip_annotated,
 )
 from ledger.schema.providers import ProvidersConfig, is_provider_name
 from ledger.typed.convert import invalid_values
@@ -31,7 +35,7 @@ from ledger.typed.suggest import did_you_mean, suggest_paths, suggest_providers
 
 __all__ = ["Problem", "check", "masked_values"]
 
-Kind = Literal["unknown-key", "unknown-provider", "invalid-value", "masked-secret"]
+Kind = Literal["unknown-key", "unknown-provider", "invalid-value", "masked-secret", "null-value"]
 Severity = Literal["error", "warning"]
 
 
@@ -46,10 +50,11 @@ class Problem:
     suggestions: list[str] = field(default_factory=list)
 
 
-def check(raw: Mapping[str, Any]) -> list[Problem]:
+def check(raw: Mapping[str, Any], nulls: Iterable[KeyPath] = ()) -> list[Problem]:
     """Unknown keys and provider names (warnings, with suggestions), every invalid value
-    and every mask placeholder (errors), in document order."""
-    problems: list[Problem] = []
+    and every mask placeholder (errors), in document order; and the `nulls` a JSON or
+    YAML file held where `raw` has no key (see `ledger.files.documents`)."""
+    problems = _null_problems(nulls)
     _check_section(raw, section_info(MoltisConfig), (), problems)
     for path, why in invalid_values(raw):
         p = format_path(path)
@@ -61,6 +66,59 @@ def check(raw: Mapping[str, Any]) -> list[Problem]:
                          "--reveal or set the real secret")
                  for path, text in masked_values(raw)]
     return problems
+
+
+def _null_problems(nulls: Iterable[KeyPath]) -> list[Problem]:
+    """A null reads as the key not set, which is what Moltis does for an `Option` field;
+    for any other typed field serde refuses the whole file (and Moltis starts on its
+    defaults), so that is an error. Below a free-form value Moltis keeps the null, which
+    the ledger cannot (its files are TOML): a warning. Unknown keys Moltis ignores."""
+    out: list[Problem] = []
+    for path in sorted(nulls):
+        depth, node = known_prefix(path)
+        p = format_path(path)
+        if depth < len(path):
+            continue
+        if is_optional(node):
+            default = _default_at(path)
+            if default is not None:
+                out.append(Problem(p, "null-value", f"{p}: null, which Moltis reads as none "
+                                   f"(not its default, {default!r}); the ledger has no null "
+                                   "to store and serves the default: set the value you mean",
+                                   "warning"))
+        elif is_any(node):
+            out.append(Problem(p, "null-value", f"{p}: null in a free-form value: Moltis "
+                               "passes it on as null, the ledger leaves the key out (TOML "
+                               "has no null); remove it, or give the value Moltis should "
+                               "use", "warning"))
+        else:
+            out.append(Problem(p, "null-value", f"{p}: null, which Moltis refuses for this "
+                               f"field (it takes {_takes(node)}), so it would not load the "
+                               "file; remove the key to use its default"))
+    return out
+
+
+def _default_at(path: KeyPath) -> Any:
+    """The default of the field `path` names (None for a map entry or no default)."""
+    parent = field_at(path[:-1])
+    if parent is None or parent.kind != "section" or parent.cls is None:
+        return None
+    info = section_info(parent.cls)
+    found = info.fields.get(info.aliases.get(path[-1]) or path[-1])
+    if found is None:
+        return None
+    return found.factory() if found.factory is not None else found.default
+
+
+def _takes(node: TypeNode) -> str:
+    """What a typed field takes, in words, for a message."""
+    if node.kind in ("section", "dict"):
+        return "a table"
+    if node.kind == "list":
+        return "an array"
+    kind = strip_annotated(node.annotation)
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
+    return words.get(kind, "text" if node.kind == "secret" else "a value")
 
 
 def masked_values(doc: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
