@@ -337,3 +337,67 @@ def test_a_pg_write_whose_reply_was_lost_says_it_may_have_been_committed(
     assert asyncio.run(_truth(direct, schema)) == (2, 2000)
     assert re.search(r"may have been committed|might have been committed|outcome is unknown"
                      r"|not known whether", told), told
+
+
+# ---------------------------------------------------------------------------------
+# The file store: one moltis.toml reached by two names
+
+COUNTER = """
+import asyncio, sys
+from ledger.stores.file_store import FileConfigStore
+
+async def main(path, n):
+    store = FileConfigStore(path)
+    acked = 0
+
+    async def one():
+        nonlocal acked
+        def bump(cfg):
+            cfg.server.port = cfg.server.port + 1
+        if (await store.update_raw(bump, actor="counter")).appended:
+            acked += 1
+
+    try:
+        await asyncio.gather(*(one() for _ in range(n)))
+    finally:
+        print(acked, flush=True)
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="FileConfigStore locks `<link name>.lock` but "
+                   "replaces the link's target (safe_io.locked vs replace_file): two links "
+                   "to one file do not exclude each other")
+def test_two_gateways_sharing_moltis_toml_by_symlink_lose_no_write(tmp_path: Path) -> None:
+    """What I did: one moltis.toml in a shared folder, and two gateways' config dirs
+    each holding a symlink to it (the file store keeps a symlinked file a symlink and
+    replaces its target). Two processes, one per config dir, each ran 30 concurrent
+    `update_raw` calls adding 1 to server.port (starting at 1000).
+
+    What happened: acknowledged increments were lost (the final port is below 1000 + the
+    acknowledged count), and a writer failed with "cannot write: No such file or
+    directory; the file is unchanged": the lock is `<link path>.lock`, one per link, while
+    the temp files (and their clean-up of stale temps, which removed the other writer's
+    in-flight temp) are next to the target. What should happen: the lock belongs to the
+    file that is replaced (its real path), so every acknowledged write is in the file
+    and neither process fails."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    target = shared / "moltis.toml"
+    target.write_text("[server]\nport = 1000\n", encoding="utf-8")
+    links = []
+    for name in ("gw1", "gw2"):
+        (tmp_path / name).mkdir()
+        link = tmp_path / name / "moltis.toml"
+        link.symlink_to(target)
+        links.append(link)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", COUNTER, str(link), "30"], env=env,
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for link in links]
+    outs = [p.communicate(timeout=120) for p in procs]
+    acked = sum(int(out.split()[-1]) for out, _ in outs if out.split())
+    port = int(re.search(r"port = (\d+)", target.read_text(encoding="utf-8"))[1])
+    assert port == 1000 + acked, (port, acked)
+    assert [p.returncode for p in procs] == [0, 0], [err[-600:] for _, err in outs]
