@@ -398,3 +398,55 @@ def test_two_gateways_sharing_moltis_toml_by_symlink_lose_no_write(tmp_path: Pat
     port = int(re.search(r"port = (\d+)", target.read_text(encoding="utf-8"))[1])
     assert port == 1000 + acked, ("acknowledged increments lost", port, acked, outs)
     assert acked == 60, ("writes failed", outs)
+
+
+# ---------------------------------------------------------------------------------
+# Cancelling a queued write of the file store
+
+CANCEL_QUEUED = """
+import asyncio, gc, sys, time
+from ledger.stores.file_store import FileConfigStore
+
+async def main(path):
+    store = FileConfigStore(path)
+
+    def slow(cfg):
+        time.sleep(0.2)
+        cfg.server.port = cfg.server.port + 1
+
+    tasks = [asyncio.ensure_future(store.update_raw(slow, actor="x")) for _ in range(12)]
+    await asyncio.sleep(0.05)
+    for task in tasks[-3:]:
+        task.cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    print(sum(1 for d in done if isinstance(d, asyncio.CancelledError)))
+    await asyncio.sleep(0.5)
+    gc.collect()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="run_write's executor future of a withdrawn write "
+                   "holds a CancelledError nobody retrieves: asyncio logs an error with a "
+                   "traceback for each")
+def test_a_withdrawn_file_store_write_logs_no_error(tmp_path: Path) -> None:
+    """What I did: a FileConfigStore (the gateway on `backend = "file"`), 12 concurrent
+    update_raw calls whose fn takes 0.2 s (more than the default executor's threads),
+    and the last 3 tasks cancelled while still queued (a request that timed out).
+
+    What happened: the three are withdrawn correctly (CancelledError, nothing written),
+    but asyncio logs "Future exception was never retrieved ... CancelledError: withdrawn
+    before it started" with a traceback for each, at ERROR level in the gateway's log:
+    an operator sees errors for writes that behaved exactly as documented. What should
+    happen: a withdrawn write leaves nothing to report (run_write retrieves or never sets
+    the executor future's exception). The PostgreSQL store shares run_write."""
+    path = tmp_path / "moltis.toml"
+    path.write_text("[server]\nport = 1000\n", encoding="utf-8")
+    got = subprocess.run([sys.executable, "-c", CANCEL_QUEUED, str(path)],
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert got.returncode == 0, got.stderr[-2000:]
+    assert got.stdout.split() == ["3"]
+    assert "port = 1009" in path.read_text(encoding="utf-8")
+    assert "never retrieved" not in got.stderr, got.stderr[-1500:]
