@@ -29,6 +29,7 @@ import pytest
 
 from tests.migrated_site import cli_here, cli_process
 from tests.pg import new_schema_name, register_schema
+from tests.test_review_r13 import dsn  # noqa: F401 (the fixture: a database of its own)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -450,3 +451,66 @@ def test_a_withdrawn_file_store_write_logs_no_error(tmp_path: Path) -> None:
     assert got.stdout.split() == ["3"]
     assert "port = 1009" in path.read_text(encoding="utf-8")
     assert "never retrieved" not in got.stderr, got.stderr[-1500:]
+
+
+# ---------------------------------------------------------------------------------
+# PostgreSQL: the server dropped the store's connections (restart, failover, admin)
+
+
+def _terminate_ledger_backends(url: str) -> int:
+    """pg_terminate_backend every connection of the ledger's pool in this test's own
+    database (what a server restart or a failover does to them)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+            "datname = current_database() AND pid <> pg_backend_pid() AND "
+            "application_name = 'moltis-config-ledger'").fetchone()
+    return int(row[0]) if row else 0
+
+
+@pytest.mark.postgres
+@pytest.mark.xfail(strict=True, reason="the PostgreSQL store's pool hands out connections "
+                   "the server already closed: the next writes fail with 'writing failed: "
+                   "terminating connection due to administrator command' (57P01 is not "
+                   "translated, the dead connection not replaced before the write)")
+def test_pg_writes_after_the_server_dropped_the_pool_are_acknowledged(
+        dsn: str) -> None:  # noqa: F811 (the fixture)
+    """What I did: a PostgresConfigStore (default pool) wrote once; then every backend
+    of its pool was ended with pg_terminate_backend (what a server restart, a failover
+    or an operator's cleanup does); the server stays up. Then three update_raw calls,
+    one after another.
+
+    What happened: the first one or two (as many as the pool held) failed with
+    StoreError "...: writing failed: terminating connection due to administrator
+    command" (nothing was written; the next succeeded): after every PostgreSQL
+    restart a gateway's next writes fail, with a message that says neither whether
+    anything was written nor what to do. What should
+    happen: a connection the server closed before the write was sent is replaced (the
+    pool's check, or one retry of a write that never reached the server), so writes to
+    a server that is up are acknowledged; failing that, the error names the lost
+    connection, says nothing was written and to retry."""
+    schema = new_schema_name()
+
+    async def main() -> list[str]:
+        store = _pg_store(dsn, schema)
+        store_outcomes: list[str] = []
+        try:
+            await store.update_raw(lambda c: setattr(c.server, "port", 1000), actor="t")
+            await store.head_seq()
+            assert _terminate_ledger_backends(dsn) >= 1
+            for _ in range(3):
+                try:
+                    commit = await store.update_raw(
+                        lambda c: setattr(c.server, "port", c.server.port + 1), actor="t")
+                    store_outcomes.append(f"seq {commit.seq}")
+                except Exception as err:  # the outcome is what is tested
+                    store_outcomes.append(str(err))
+        finally:
+            await store.close()
+        return store_outcomes
+
+    outcomes = asyncio.run(main())
+    assert outcomes == ["seq 2", "seq 3", "seq 4"], outcomes
+    assert asyncio.run(_truth(dsn, schema)) == (4, 1003)
