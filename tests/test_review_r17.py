@@ -363,9 +363,6 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 """
 
 
-@pytest.mark.xfail(strict=True, reason="FileConfigStore locks `<link name>.lock` but "
-                   "replaces the link's target (safe_io.locked vs replace_file): two links "
-                   "to one file do not exclude each other")
 def test_two_gateways_sharing_moltis_toml_by_symlink_lose_no_write(tmp_path: Path) -> None:
     """What I did: one moltis.toml in a shared folder, and two gateways' config dirs
     each holding a symlink to it (the file store keeps a symlinked file a symlink and

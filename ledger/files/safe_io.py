@@ -276,9 +276,14 @@ def locked(path: Path, *, wait: bool, timeout: float = 30.0) -> Iterator[None]:
     check, a waiter granted the lock on the unlinked file and a newcomer locking a new
     file at the same name would both write. A writer killed while holding the lock
     leaves the file behind (the kernel drops the flock); the next writer uses it and
-    removes it."""
-    lock = path.with_name(path.name + ".lock")
-    check_directory(path.parent)
+    removes it.
+
+    The lock is the file's that writes replace (`_written_file`): two symlinks to one
+    moltis.toml (two config dirs sharing it) take one lock (review r17: each took its
+    own and lost the other's writes)."""
+    target = _written_file(path)
+    lock = target.with_name(target.name + ".lock")
+    check_directory(target.parent)
     deadline = time.monotonic() + (timeout if wait else 0.0)
     pause = 0.001
     while True:
@@ -300,7 +305,7 @@ def locked(path: Path, *, wait: bool, timeout: float = 30.0) -> Iterator[None]:
             raise
         os.close(fd)  # the file we locked was removed by the holder before us: again
     try:
-        _remove_stale_temps(path)
+        _remove_stale_temps(target)
         yield
     finally:
         with contextlib.suppress(OSError):  # a read-only directory: the file stays
@@ -352,7 +357,7 @@ def _remove_stale_temps(path: Path) -> None:
     """Remove the temp files of `path` that a writer killed between writing one and
     renaming it left behind. Only the holder of the lock writes them, so while we hold
     it, any that exists is stale."""
-    target = Path(os.path.realpath(path))
+    target = _written_file(path)
     prefix = f".{target.name}."
     try:
         names = os.listdir(target.parent)
@@ -366,6 +371,14 @@ def _remove_stale_temps(path: Path) -> None:
                 os.unlink(target.parent / name)
                 _log.warning("removed a temp file left by a writer that died",
                              path=str(target.parent / name))
+
+
+def _written_file(path: Path) -> Path:
+    """The file a write of `path` replaces: a symlinked file's target (it stays a
+    symlink), else `path` in its directory's real location."""
+    if path.is_symlink():
+        return Path(os.path.realpath(path))
+    return Path(os.path.realpath(path.parent)) / path.name
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -387,11 +400,7 @@ def replace_file(path: Path, data: bytes, *, follow_symlinks: bool = True) -> os
         if owner not in (os.geteuid(), 0):
             raise UnsafePathError(f"{path}: refusing to write through a symbolic link owned "
                                   f"by uid {owner}")
-        target = Path(os.path.realpath(path))  # a symlinked file stays a symlink
-    elif follow_symlinks:
-        target = Path(os.path.realpath(path.parent)) / path.name
-    else:
-        target = path
+    target = _written_file(path) if follow_symlinks else path
     check_directory(target.parent)
     refuse_special(target, target.name)  # never rename over a FIFO or device
     ensure_private_dir(target.parent)
