@@ -425,9 +425,6 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
-@pytest.mark.xfail(strict=True, reason="run_write's executor future of a withdrawn write "
-                   "holds a CancelledError nobody retrieves: asyncio logs an error with a "
-                   "traceback for each")
 def test_a_withdrawn_file_store_write_logs_no_error(tmp_path: Path) -> None:
     """What I did: a FileConfigStore (the gateway on `backend = "file"`), 12 concurrent
     update_raw calls whose fn takes 0.2 s (more than the default executor's threads),

@@ -85,8 +85,16 @@ async def run_write(call: Callable[[bool], T]) -> T:
         with gate:
             if not started:
                 withdrawn = True
+                # the thread still ends the future with "withdrawn": taken here, or
+                # asyncio logs it as an error nobody retrieved (review r17)
+                future.add_done_callback(_retrieve)
                 raise  # never started: nothing written
         raise asyncio.CancelledError(await told_outcome(future)) from None
+
+
+def _retrieve(future: Any) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def told_outcome(future: asyncio.Future[Any]) -> str:
