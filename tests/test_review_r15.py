@@ -167,3 +167,30 @@ def test_import_bundle_refuses_another_keys_secrets_without_a_key_check_line(
     imported = _cli(b, "import-bundle", str(bundle))
     assert imported.returncode == 1, (imported.returncode, imported.stderr)
     assert not (tmp_path / "b" / "data" / "moltis.db").exists()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bundle -o renames its file over any existing file, "
+    "the live ledger and the ledger key included"))
+@pytest.mark.parametrize("target", ["data/moltis.db", "ledger.key"])
+def test_bundle_does_not_replace_the_live_ledger_or_its_key(tmp_path: Path,
+                                                          target: str) -> None:
+    """`moltis-ledger bundle -o ~/.moltis/moltis.db` (a slip of the operator's hand, or
+    a script given the wrong variable) renames the bundle over the live ledger: exit 0,
+    "wrote …/moltis.db: 2 event(s)", and every command after it says "not a SQLite
+    database" (the secrets, not in a bundle without --with-secrets, are gone).
+    `bundle -o <config dir>/ledger.key` replaces the ledger key the same way: exit 0,
+    and every secret is lost for good ("the ledger key must be 32 bytes"). `backup -o`
+    never overwrites FILE, and `export -o` refuses the live config directory; `bundle`
+    (cli/admin_cmds.py `bundle`: `tmp.replace(path)`) only refuses a FIFO, device or
+    directory. It should refuse (exit non-zero, the file unchanged) at least the
+    ledger's own files and the key file, if not every existing file."""
+    env = _site(tmp_path, toml=TOML)
+    _written(env)
+    path = tmp_path / target
+    before = path.read_bytes()
+    done = _cli(env, "bundle", "-o", str(path))
+    assert done.returncode != 0, done.stdout
+    assert path.read_bytes() == before
+    got = _cli(env, "get", "server.port")
+    assert (got.returncode, got.stdout.strip()) == (0, "14000"), got.stderr
