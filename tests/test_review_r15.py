@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ledger.core.chain import GENESIS, link
-from tests.test_review_r11 import _cli, _site
+from tests.test_review_r11 import _cli, _env, _site
 
 SECRET = "sk-r15-NOT-REAL-0123456789abcdef"
 TOML = f'[server]\nport = 13131\n\n[providers.openai]\napi_key = "{SECRET}"\n'
@@ -194,3 +194,28 @@ def test_bundle_does_not_replace_the_live_ledger_or_its_key(tmp_path: Path,
     assert path.read_bytes() == before
     got = _cli(env, "get", "server.port")
     assert (got.returncode, got.stdout.strip()) == (0, "14000"), got.stderr
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "migrate's backup_files writes into <data dir>/backups "
+    "without check_directory"))
+def test_migrate_refuses_a_world_writable_backups_directory(tmp_path: Path) -> None:
+    """`<data dir>/backups` exists with mode 0777 (no sticky bit). `moltis-ledger backup`
+    refuses it ("refusing to write here: the directory is world-writable ... anyone
+    could plant a link in it"), as docs/cli.md promises for every file written. But
+    `migrate` creates its migrate-<time>/ folder there and writes the sealed copy of
+    moltis.toml and the manifest into it (exit 0), then masks the file's secret and
+    retires provider_keys.json trusting that folder, which any local user can rename
+    away or swap for a link to a folder of their own between the mkdir and the writes.
+    `backup_files` (ops/migrate.py) calls `ensure_private_dir(root)` and `mkdir`, never
+    `check_directory`. It should refuse (exit non-zero, naming the directory) before
+    importing anything, as `backup` does."""
+    (tmp_path / "data" / "backups").mkdir(parents=True)
+    (tmp_path / "data" / "backups").chmod(0o777)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "moltis.toml").write_text(TOML, encoding="utf-8")
+    env = _env(tmp_path)
+    done = _cli(env, "migrate")
+    assert done.returncode != 0, done.stdout
+    assert "backups" in done.stderr, done.stderr
+    assert list((tmp_path / "data" / "backups").iterdir()) == []
