@@ -219,3 +219,39 @@ def test_migrate_refuses_a_world_writable_backups_directory(tmp_path: Path) -> N
     assert done.returncode != 0, done.stdout
     assert "backups" in done.stderr, done.stderr
     assert list((tmp_path / "data" / "backups").iterdir()) == []
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "overwrite_private (the head mirror) checks neither the directory "
+    "nor the owner of the file it writes into"))
+def test_the_head_mirror_is_not_written_into_another_users_file(tmp_path: Path) -> None:
+    """The data dir is world-writable without the sticky bit (a shared volume), and
+    another user (uid 1234) planted `ledger-head.0.json` and `.1.json`, files of their
+    own, mode 0644. After `moltis-ledger set server.port 15000` (exit 0) both files,
+    still owned by uid 1234, hold the head mirror: the configuration in clear and the
+    sealed secret values, for their owner to read (chmod is theirs). docs/cli.md: every
+    file written, "the head mirror and its mark beside the key" named, is created in a
+    directory "neither owned by another user nor world-writable without the sticky
+    bit", 0600 from the first byte. The head mark refuses such a directory
+    (engine/head_mark.py checks it); `overwrite_private` (files/safe_io.py), which
+    `write_mirror` (ops/mirror.py) uses, opens the existing file in place with no
+    `check_directory` and no owner check. The mirror should not be written there (the
+    commit may stand, with a warning, as for the head mark)."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("planting another user's file needs root")
+    env = _site(tmp_path, toml=TOML)
+    data = tmp_path / "data"
+    data.chmod(0o777)
+    planted = b"the other user's file\n"
+    for slot in (0, 1):
+        path = data / f"ledger-head.{slot}.json"
+        path.unlink(missing_ok=True)
+        path.write_bytes(planted)
+        path.chmod(0o644)
+        os.chown(path, 1234, 1234)
+    done = _cli(env, "set", "server.port", "15000")
+    assert done.returncode == 0, done.stderr
+    for slot in (0, 1):
+        assert (data / f"ledger-head.{slot}.json").read_bytes() == planted
