@@ -257,6 +257,37 @@ def test_the_head_mirror_is_not_written_into_another_users_file(tmp_path: Path) 
         assert (data / f"ledger-head.{slot}.json").read_bytes() == planted
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "import_bundle skips the bundle's shredded secret rows (sealed: null), "
+    "so verify reads the shred as a deleted row"))
+def test_a_bundle_of_a_ledger_that_shredded_a_secret_imports_and_verifies(
+        tmp_path: Path) -> None:
+    """A ledger sets providers.openai.api_key (seq 1), changes the port (seq 2) and
+    shreds the key (`shred --path providers.openai.api_key --yes`, seq 3); its `verify`
+    passes. `bundle --with-secrets` writes the shredded row as `{"secret": …,
+    "shredded_seq": 3, "sealed": null}`. `import-bundle` of it into an empty ledger under
+    the same key exits 3, and `verify` (and `sign-head --adopt`) fail for good: "secret
+    fp:… (set at providers.openai.api_key by event 1) has no stored value and no shred
+    event: its sealed row was deleted": a tampering report for a ledger nobody touched.
+    `import_bundle` (ops/export.py) puts only rows with a sealed value; the shredded
+    row is dropped, where `copy_ledger` (backup/restore) keeps it shredded. The import
+    should exit 0 and the imported ledger verify, as the source does."""
+    a = tmp_path / "a"
+    a.mkdir()
+    env = _site(a, toml=TOML)
+    _written(env)
+    shred = _cli(env, "shred", "--path", "providers.openai.api_key", "--yes")
+    assert shred.returncode == 0, shred.stderr
+    assert _cli(env, "verify").returncode == 0
+    bundle = tmp_path / "full.bundle"
+    _bundle(env, bundle, "--with-secrets")
+    b = _empty_site(tmp_path / "b", key_from=a / "ledger.key")
+    imported = _cli(b, "import-bundle", str(bundle))
+    assert imported.returncode == 0, imported.stderr
+    verified = _cli(b, "verify")
+    assert verified.returncode == 0, verified.stderr
+
+
 # ---------------------------------------------------------------------------------
 # backup and restore
 
