@@ -289,6 +289,35 @@ def test_a_bundle_of_a_ledger_that_shredded_a_secret_imports_and_verifies(
 
 
 # ---------------------------------------------------------------------------------
+# exports
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "live_config_in takes any file holding a <secret fp:…> mask for a masked "
+    "export of ours, and migrate masks live config files the same way"))
+def test_a_masked_export_does_not_replace_a_migrated_gateways_config(tmp_path: Path) -> None:
+    """A second gateway runs on the same ledger from its own config dir (here a copy of
+    the migrated moltis.toml: `api_key = "<secret fp:…>"` as migrate masked it,
+    `[config] backend = "sqlite"`, `ledger_id`). `export --masked -o <that dir>` exits 0
+    and replaces its moltis.toml with the export: no `[config]` any more, so that
+    gateway's open_store() falls back to the file store and sends the placeholder as
+    the provider key. docs/cli.md: "a masked export is refused into any folder holding
+    Moltis's files that are not an earlier masked export". `live_config_in`
+    (ops/export.py) counts a file as an earlier masked export when its first 4 KB hold
+    "secrets masked" or "<secret fp:", which every config migrate masked holds. It
+    should be refused (exit non-zero) and the file left as it was."""
+    env = _site(tmp_path, toml=TOML)
+    gateway = tmp_path / "gateway2"
+    gateway.mkdir()
+    live = (tmp_path / "config" / "moltis.toml").read_bytes()
+    assert b"<secret fp:" in live and b'backend = "sqlite"' in live
+    (gateway / "moltis.toml").write_bytes(live)
+    done = _cli(env, "export", "--masked", "-o", str(gateway))
+    assert done.returncode != 0, done.stdout
+    assert (gateway / "moltis.toml").read_bytes() == live
+
+
+# ---------------------------------------------------------------------------------
 # backup and restore
 
 
