@@ -8,6 +8,8 @@ Each test is a finding, marked xfail(strict=True) until it is fixed.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -237,8 +239,6 @@ def test_the_head_mirror_is_not_written_into_another_users_file(tmp_path: Path) 
     `write_mirror` (ops/mirror.py) uses, opens the existing file in place with no
     `check_directory` and no owner check. The mirror should not be written there (the
     commit may stand, with a warning, as for the head mark)."""
-    import os
-
     if os.geteuid() != 0:
         pytest.skip("planting another user's file needs root")
     env = _site(tmp_path, toml=TOML)
@@ -377,8 +377,6 @@ def test_a_write_does_not_create_a_key_for_a_ledger_that_holds_secrets(
     _written(env_a)
     b = tmp_path / "b"
     (b / "config").mkdir(parents=True)
-    import shutil
-
     shutil.copytree(a / "data", b / "data")
     shutil.copy(a / "config" / "moltis.toml", b / "config" / "moltis.toml")
     env = _env(b)
