@@ -192,8 +192,6 @@ async def _truth(url: str, schema: str) -> tuple[int, int]:
 # Hand edits of moltis.toml racing the re-masking of a typed-in secret
 
 
-@pytest.mark.xfail(strict=True, reason="strip_config_secrets replaces moltis.toml with "
-                   "bytes read before the backup, clobbering a save made meanwhile")
 def test_a_save_of_moltis_toml_during_the_re_masking_is_not_lost(tmp_path: Path) -> None:
     """What I did: on a migrated site (two provider keys masked in moltis.toml), typed
     a new OpenAI key over its mask, then ran `moltis-ledger get server.port`, which
@@ -218,8 +216,6 @@ def test_a_save_of_moltis_toml_during_the_re_masking_is_not_lost(tmp_path: Path)
     assert after.stdout.strip() == "9999"
 
 
-@pytest.mark.xfail(strict=True, reason="strip_config_secrets records the file it re-reads "
-                   "as in step (record_file_sync), though that file holds a newer edit")
 def test_a_hand_edit_saved_after_an_import_is_imported_too(tmp_path: Path) -> None:
     """What I did: as above, but the editor saved `port = 9999` right after the CLI
     committed the import of the typed-in key (at its head-mirror write), before the

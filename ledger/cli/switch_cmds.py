@@ -221,7 +221,8 @@ def _strip_config_file(state: State, ledger: Any, backup_dir: Path | None) -> An
     # lazy: loaded only on this path (CLI start-up)
     from ledger.ops.strip_secrets import strip_config_secrets
 
-    stripped = strip_config_secrets(ledger, state.config_file, state.data_home, backup_dir)
+    stripped = strip_config_secrets(ledger, state.config_file, state.data_home, backup_dir,
+                                    state.installation.data)
     if stripped is not None:
         state.refresh_installation()
     return stripped

@@ -24,6 +24,7 @@ from ledger.ops.migrate import (
     without_wiring,
 )
 from ledger.schema.introspect import is_secret_path
+from ledger.stores.config_file import parse_config
 from ledger.typed.changes import Sealer
 from projections.config_view import ConfigState
 
@@ -104,12 +105,17 @@ def pending_hand_edit(ledger: Ledger, doc: Doc, previous: Mapping[str, str]) -> 
     return now != content_prints(previous)
 
 
-def record_file_sync(ledger: Ledger, config_file: Path, doc: Doc | None = None) -> None:
-    """Remember the config file's current content as in step with the ledger (after
-    this library wrote it: a backend switch, an export to the file store), so it is not
-    taken for a hand edit. With `doc` given, the file's bytes are not known to be that
-    document, so no digest is recorded (the next check runs in full)."""
-    data, read = read_config(config_file) if doc is None else (None, doc)
+def record_file_sync(ledger: Ledger, config_file: Path, doc: Doc | None = None,
+                     data: bytes | None = None) -> None:
+    """Remember the config file's content as in step with the ledger (after this library
+    wrote it: a backend switch, an export to the file store), so it is not taken for a
+    hand edit: `data`, the bytes this library wrote, or else the file as it is now. With
+    `doc` given, the file's bytes are not known to be that document, so no digest is
+    recorded (the next check runs in full)."""
+    if data is not None:
+        read = parse_config(config_file, data)
+    else:
+        data, read = read_config(config_file) if doc is None else (None, doc)
     prints = json.dumps(leaf_prints(without_wiring(read), ledger.vault, is_secret_path),
                         sort_keys=True)
     meta = {META_CONFIG: prints, META_SYNC_SEQ: str(ledger.head_state().seq),

@@ -253,7 +253,7 @@ def _retire_keys_file(store: LedgerConfigStore, inst: Installation,
     from ledger.ops.strip_secrets import after_first_import
 
     after_first_import(store.ledger, inst.config_file, inst.keys_file, inst.data_home,
-                       backup_dir)
+                       backup_dir, inst.data)
 
 
 class WrongLedgerError(BackendUnavailableError):
@@ -449,7 +449,7 @@ def sync_hand_edit(store: LedgerConfigStore, inst: Installation) -> str | None:
         _log.info("imported a hand edit", file=str(inst.config_file), seq=report.commit.seq,
                   paths=len(report.changes))
         from ledger.ops.strip_secrets import strip_hand_edit  # lazy: only after an import
-        strip_hand_edit(store.ledger, inst.config_file, inst.data_home, inst.doc)
+        strip_hand_edit(store.ledger, inst.config_file, inst.data_home, inst.doc, inst.data)
     return None
 
 

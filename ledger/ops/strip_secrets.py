@@ -30,7 +30,7 @@ from ledger.core.secret_refs import SecretRef, holds_mask, parse_mask
 from ledger.engine.ledger import Ledger
 from ledger.errors import LedgerError, StoreError
 from ledger.files.documents import config_format
-from ledger.files.safe_io import locked, replace_file
+from ledger.files.safe_io import locked, read_file, replace_file
 from ledger.ops.hand_edit import record_file_sync
 from ledger.ops.migrate import WIRING, sealed_backup
 from ledger.ops.retire import retire_keys_file
@@ -105,15 +105,22 @@ def _render(config_file: Path, data: bytes, changes: list[Change]) -> bytes:
 
 
 def strip_config_secrets(ledger: Ledger, config_file: Path, data_dir: Path,
-                         backup_dir: Path | None = None) -> StripReport | None:
+                         backup_dir: Path | None = None,
+                         imported: bytes | None = None) -> StripReport | None:
     """Replace every plaintext secret of `config_file` that the ledger holds sealed by
     its mask (see the module docstring), after sealing the original in a backup; what
-    was done, or None when the file holds no such secret."""
+    was done, or None when the file holds no such secret.
+
+    An editor saving the file does not take our lock, so (review r17) the file is left
+    alone when it is no longer `imported` (the bytes the import just read: a newer save
+    is a hand edit, imported and masked on its next read), and is replaced only if it is
+    still the file read here once the backup is sealed; the file recorded as in step is
+    the one written here, never one read back."""
     if not config_file.exists():
         return None
     with locked(config_file, wait=True):
         data, doc = read_config(config_file)
-        if data is None:
+        if data is None or (imported is not None and data != imported):
             return None
         replacements = _replacements(doc, ledger)
         if not replacements:
@@ -129,20 +136,24 @@ def strip_config_secrets(ledger: Ledger, config_file: Path, data_dir: Path,
             raise StoreError(f"{config_file}: internal error: taking the secrets out would "
                              "also change other values; the file was left as it is")
         folder = sealed_backup(ledger, [config_file], data_dir, backup_dir)
+        if read_file(config_file) != data:  # saved meanwhile: that edit stands
+            _log.info("the config file changed while its secrets were masked; left as "
+                      "it is", file=str(config_file))
+            return None
         replace_file(config_file, new)
-        record_file_sync(ledger, config_file)  # the stripped file is the new baseline
+        record_file_sync(ledger, config_file, data=new)  # the new baseline
     return StripReport([format_path(p) for p, _ in replacements], folder)
 
 
 def after_first_import(ledger: Ledger, config_file: Path, keys_file: Path, data_dir: Path,
-                       backup_dir: Path | None) -> None:
+                       backup_dir: Path | None, imported: bytes | None) -> None:
     """The gateway's first-start import (`open_store()`), as `migrate` does it: the
     plaintext key file retired, the config file's secrets masked."""
     folder = retire_keys_file(ledger, keys_file, data_dir, backup_dir)
     if folder is not None:
         _log.info("the plaintext provider key file was retired into a sealed backup",
                   file=str(keys_file), backup=str(folder))
-    stripped = strip_config_secrets(ledger, config_file, data_dir, backup_dir)
+    stripped = strip_config_secrets(ledger, config_file, data_dir, backup_dir, imported)
     if stripped is not None:
         _log.info("the plaintext secrets of the config file were replaced by their masks",
                   file=str(config_file), paths=len(stripped.paths),
@@ -150,7 +161,7 @@ def after_first_import(ledger: Ledger, config_file: Path, keys_file: Path, data_
 
 
 def strip_hand_edit(ledger: Ledger, config_file: Path, data_dir: Path,
-                    doc: Doc | None) -> None:
+                    doc: Doc | None, imported: bytes | None) -> None:
     """After a hand edit was imported: a file whose secrets were masked before (no
     --keep-files) gets a secret typed back in masked again, now that the ledger holds it
     sealed; a file kept with --keep-files (no mask in it) is left as the operator keeps
@@ -159,7 +170,7 @@ def strip_hand_edit(ledger: Ledger, config_file: Path, data_dir: Path,
     if doc is None or not holds_masks(doc):
         return
     try:
-        stripped = strip_config_secrets(ledger, config_file, data_dir)
+        stripped = strip_config_secrets(ledger, config_file, data_dir, imported=imported)
     except (LedgerError, OSError) as err:
         _log.warning("a secret typed into the config file stays there in clear",
                      file=str(config_file), error=str(err))
