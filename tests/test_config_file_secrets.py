@@ -219,9 +219,14 @@ def test_switch_backend_to_the_ledger_masks_the_file(tmp_path: Path) -> None:
     result = site.ok("--json", "switch-backend", "sqlite").json()
     assert any("secret value(s) out of" in line for line in result["written"])
     assert holders(site, API_KEY, BOT_TOKEN) == []
-    # again, on the masked file: the masks are the secrets the ledger holds, proven same
+    # again: the gateway already runs on that ledger, so nothing is switched or written
     again = site.ok("--json", "switch-backend", "sqlite").json()
-    assert again["checked"] and api_key(site) == API_KEY
+    assert again["written"] == [] and api_key(site) == API_KEY
+    # the gateway put on the masked file by hand: the masks are the secrets the ledger
+    # holds, so making the ledger equal the file changes nothing, proven same
+    site.edit('backend = "sqlite"', 'backend = "file"')
+    back = site.ok("--json", "switch-backend", "sqlite").json()
+    assert back["checked"] and api_key(site) == API_KEY
 
 
 def test_secrets_in_arrays_and_url_userinfo_are_masked_and_stay_sealed(tmp_path: Path) -> None:
@@ -260,13 +265,16 @@ def test_a_stale_mask_never_replaces_the_secret_the_ledger_holds(tmp_path: Path)
     """After migrate masked the file, the key changed in the ledger: the file's mask now
     stands for the old key. Making the ledger equal the file (`switch-backend sqlite`)
     must not turn the stored key into a withheld placeholder (a gateway without its key):
-    it is refused, naming the path, and nothing is written."""
+    it is refused, naming the path, and nothing is written. (The gateway is put on the
+    masked file by hand first: a switch onto the ledger it runs on changes nothing.)"""
     site = site_with(tmp_path)
     site.ok("migrate")
     site.ok("set", "providers.openai.api_key", NEW_KEY, "--reason", "rotate the provider key")
     head = site.ok("--json", "log", "--limit", "1").json()
+    site.edit('backend = "sqlite"', 'backend = "file"')
     refused = site.run("switch-backend", "sqlite")
     assert refused.code != 0
     assert "providers.openai.api_key" in refused.err
     assert site.ok("--json", "log", "--limit", "1").json() == head  # nothing written
+    site.edit('backend = "file"', 'backend = "sqlite"')
     assert api_key(site) == NEW_KEY

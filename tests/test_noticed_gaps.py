@@ -72,11 +72,13 @@ def test_a_stale_mask_in_a_list_never_replaces_the_secret_the_ledger_holds(
     site.ok("set", "mcp.servers.gh.args", f'["--api-key", "{NEW_KEY}", "--verbose"]',
             "--reason", "rotate the MCP key")
     before = head(site)
+    site.edit('backend = "sqlite"', 'backend = "file"')  # else: already there, a no-op
     refused = site.run("switch-backend", "sqlite")
     assert refused.code != 0, refused
     assert "mcp.servers.gh.args" in refused.err
     assert "placeholder" in refused.err
     assert head(site) == before  # nothing written
+    site.edit('backend = "file"', 'backend = "sqlite"')
     assert gh_args(site) == ["--api-key", NEW_KEY, "--verbose"]
 
 

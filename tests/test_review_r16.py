@@ -71,8 +71,6 @@ def _gateway(env: dict[str, str], body: str) -> subprocess.CompletedProcess[str]
 # ---------------------------------------------------------------------------------
 # switch-backend and the one truth about which store the gateway reads
 
-@pytest.mark.xfail(strict=True, reason="switch-backend sqlite onto the ledger the gateway "
-                   "already runs on makes that ledger equal the stale files")
 def test_switch_backend_sqlite_onto_the_ledger_in_use_keeps_its_values(tmp_path: Path) -> None:
     """Did: migrate the docs example (port 13131), `set server.port 8080`, then
     `switch-backend sqlite` (the gateway already reads that ledger). Happened: an event

@@ -302,6 +302,14 @@ def _switch_to_ledger(state: State, target: str, keep_files: bool) -> None:
         raise state.installation.parse_error
     backend, location = switch_target(state, target)
     source = switch_source(state, target, location)
+    if source is None:
+        where = f"the {target} ledger at {describe_location(location)}"
+        if state.json:
+            state.out.json({"gateway": _gateway_text(state), "backup_dir": "",
+                            "checked": [], "written": []})  # as a switch writing nothing
+        else:
+            state.out.line(f"nothing to switch: the gateway already runs on {where}")
+        return
     old, old_providers, from_ledger = source.store, source.providers, source.ledger
     try:
         created = backend == "sqlite" and not Path(location).exists()

@@ -61,11 +61,13 @@ class _Source(NamedTuple):
     what: str
 
 
-def switch_source(state: State, target: str, location: str) -> _Source:
+def switch_source(state: State, target: str, location: str) -> _Source | None:
     """The files, or, when the gateway runs on another ledger, that ledger's head with
     its secret values: `migrate` masked the files' secrets and retired provider_keys.json
     there, so the files no longer hold the configuration (review r13: the switch made
-    the new ledger equal to the masks and to no keys, and called it proven)."""
+    the new ledger equal to the masks and to no keys, and called it proven). None when
+    the gateway already runs on the target ledger: nothing to switch (review r16: the
+    ledger was made equal to the files, reverting every change made in it since)."""
     from ledger.ops.open_store import describe_location, open_store
     from ledger.ops.switch import head_documents
     from ledger.stores.file_providers import FileProviderStore
@@ -73,7 +75,10 @@ def switch_source(state: State, target: str, location: str) -> _Source:
     from ledger.stores.ledger_store import LedgerConfigStore
 
     now: Any = open_store(config_dir=state.config_home, data_dir=state.data_home)
-    if isinstance(now, LedgerConfigStore) and not _same_ledger(now, location):
+    if isinstance(now, LedgerConfigStore) and _same_ledger(now, location):
+        asyncio.run(now.close())
+        return None
+    if isinstance(now, LedgerConfigStore):
         config, keys = head_documents(now.ledger, f"the {target} ledger")
         return _Source(now, now.providers, True, {"config": config, "keys": keys}, None,
                        f"the {now.backend_name} ledger's head")
