@@ -73,9 +73,6 @@ def _empty_site(root: Path, key_from: Path | None = None) -> dict[str, str]:
 # bundles
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a hand-edited bundle whose head MAC names another event 2 "
-    "is imported and vouched for (fork_history compares the seq only)"))
 def test_import_bundle_refuses_a_bundle_whose_head_mac_disowns_its_head(tmp_path: Path) -> None:
     """A bundle (`bundle --with-secrets`) of a ledger at seq 2 (server.port = 14000) is
     edited by hand: event 2 now sets server.port = 666, the chain linked again (no key
@@ -105,12 +102,10 @@ def test_import_bundle_refuses_a_bundle_whose_head_mac_disowns_its_head(tmp_path
     verified = _cli(b, "verify")
     assert imported.returncode == 3, (imported.stdout, imported.stderr)
     assert got.stdout.strip() != "666", got.stdout
-    assert verified.returncode == 3, verified.stdout
+    # refused outright (nothing imported), or imported unsigned (every keyed read refuses)
+    assert "0 event(s)" in verified.stdout or verified.returncode == 3, verified.stdout
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "another key's head MAC/signature rows are kept: "
-    "every read refuses, sign-head --adopt cannot repair"))
 def test_import_bundle_of_another_installation_can_be_adopted(tmp_path: Path) -> None:
     """A ledger holding no secret (server.port only) is bundled on host A and imported
     into an empty ledger on host B, which has a ledger key of its own. docs/cli.md

@@ -205,6 +205,10 @@ class WriteTxn(Protocol):
 
     def set_meta(self, key: str, value: str) -> None: ...
 
+    def delete_meta(self, key: str) -> None:
+        """Remove a meta row (none there: nothing happens)."""
+        ...
+
     def get_meta(self, key: str) -> str | None: ...
 
 

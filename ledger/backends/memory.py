@@ -34,7 +34,7 @@ class _MemoryTxn:
         self.records: list[Record] = []
         self.snapshots: list[SnapshotRow] = []
         self.secrets: dict[str, SecretRow] = {}
-        self.meta: dict[str, str] = {}
+        self.meta: dict[str, str | None] = {}  # None: deleted
         self.drop = False
 
     def head(self) -> Head:
@@ -92,8 +92,11 @@ class _MemoryTxn:
     def set_meta(self, key: str, value: str) -> None:
         self.meta[key] = value
 
+    def delete_meta(self, key: str) -> None:
+        self.meta[key] = None
+
     def get_meta(self, key: str) -> str | None:
-        return self.meta.get(key, self._b._meta.get(key))
+        return self.meta[key] if key in self.meta else self._b._meta.get(key)
 
 
 class MemoryBackend:
@@ -139,7 +142,11 @@ class MemoryBackend:
                     bisect.insort(self._snapshot_seqs, snap.seq)
                 self._snapshots[snap.seq] = snap
             self._secrets.update(txn.secrets)
-            self._meta.update(txn.meta)
+            for key, value in txn.meta.items():
+                if value is None:
+                    self._meta.pop(key, None)
+                else:
+                    self._meta[key] = value
             if txn.records or txn.secrets:
                 self._version += 1
         finally:

@@ -107,6 +107,7 @@ class Sql:
         self.set_meta = (f"INSERT INTO {s}.ledger_meta (key, value) VALUES (%s, %s) "
                          "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value")
         self.get_meta = f"SELECT value FROM {s}.ledger_meta WHERE key = %s"
+        self.delete_meta = f"DELETE FROM {s}.ledger_meta WHERE key = %s"
         self.meta_items = f"SELECT key, value FROM {s}.ledger_meta ORDER BY key"
         self.seq_bounds = f"SELECT count(*), min(seq), max(seq) FROM {s}.ledger_events"
         self.size = (

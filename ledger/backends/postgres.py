@@ -266,7 +266,7 @@ class _PgTxn:
         self._pending: Record | None = None
         self._pending_meta: tuple[str, str] | None = None  # written with the pending event
         self._ops: list[tuple[str, Any]] = []  # queued statements (locked)
-        self._meta: dict[str, str] = {}  # meta values queued in this transaction
+        self._meta: dict[str, str | None] = {}  # queued in this transaction (None: deleted)
         self._mark: _Mark | None = None  # the open savepoint
         self._base = self._head = known if known is not None else EMPTY_HEAD
         if wait or known is None:
@@ -501,6 +501,11 @@ class _PgTxn:
         self._queue(self._b._sql.set_meta, (key, value))
         self._meta[key] = value
 
+    def delete_meta(self, key: str) -> None:
+        self._upgrade()
+        self._queue(self._b._sql.delete_meta, (key,))
+        self._meta[key] = None
+
     def get_meta(self, key: str) -> str | None:
         self._upgrade()
         if key in self._meta:  # written in this transaction, still queued
@@ -517,7 +522,7 @@ class _Mark:
 
     __slots__ = ("at", "head", "meta", "sent")
 
-    def __init__(self, at: int, head: Head, meta: dict[str, str]) -> None:
+    def __init__(self, at: int, head: Head, meta: dict[str, str | None]) -> None:
         self.at, self.head, self.meta, self.sent = at, head, meta, False
 
 

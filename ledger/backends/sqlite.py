@@ -304,6 +304,10 @@ class _SqliteTxn:
         # page more in every commit's WAL (the head MAC is set on every append).
         self._conn.execute(_SET_META, (key, value))
 
+    def delete_meta(self, key: str) -> None:
+        self._check_open()
+        self._conn.execute("DELETE FROM ledger_meta WHERE key = ?", (key,))
+
     def get_meta(self, key: str) -> str | None:
         return _meta(self._conn, key)
 

@@ -328,3 +328,29 @@ class HeadVoucher:
         """Did this ledger vouch for a head after its last signature (close signs it)?"""
         return self.vouched is not None and (self.signed is None
                                              or self.signed[0] < self.vouched[0])
+
+
+def drop_foreign_vouch(txn: WriteTxn, keys: IntegrityKeys, ledger_id: bytes) -> None:
+    """In a copy being given a history of its own (a restore, an import): remove the
+    head MAC row that does not check under `keys` and the head signature that is not
+    theirs. Copied from another installation (or forged), they vouch for nothing here,
+    and left in place every read refused the copy for good, `sign-head --adopt`
+    included (review r15): without them its head is unsigned, and adopting it is the
+    operator's call."""
+    text = txn.get_meta(HEAD_MAC)
+    if text is not None:
+        try:
+            ours = keys.mac_valid(ledger_id, HeadMac.decode(text))
+        except ValueError:
+            ours = False
+        if not ours:
+            txn.delete_meta(HEAD_MAC)
+    text = txn.get_meta(HEAD_SIGNATURE)
+    if text is not None:
+        try:
+            sig = HeadSignature.decode(text)
+            ours = sig.public == keys.public and sig.valid(ledger_id)
+        except ValueError:
+            ours = False
+        if not ours:
+            txn.delete_meta(HEAD_SIGNATURE)

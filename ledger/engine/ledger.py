@@ -72,6 +72,7 @@ from ledger.engine.format_check import FormatScan, lists_hold_secrets
 from ledger.engine.head_vouch import (
     ADOPT_HINT,
     HeadVoucher,
+    drop_foreign_vouch,
     unvouched,
 )
 from ledger.engine.integrity_keys import HISTORY_ID, HeadMac, IntegrityKeys
@@ -867,6 +868,19 @@ class Ledger:
         txn.set_meta(HEAD_SIGNATURE,
                      new.sign_head(rec.seq, rec.hash, self.vault.ledger_id).encode())
 
+    def own_vouch_only(self) -> bool:
+        """In a copy being imported: drop the head MAC and signature rows this key did
+        not write (head_vouch.drop_foreign_vouch); whether any row of its is left to
+        judge the head by. False without the key."""
+        keys = self.vault.integrity()
+        if keys is None:
+            return False
+        with self._lock, self.backend.write() as txn:
+            drop_foreign_vouch(txn, keys, self.vault.ledger_id)
+            left = any(txn.get_meta(row) is not None for row in (HEAD_MAC, HEAD_SIGNATURE))
+        self.reset_caches()
+        return left
+
     def fork_history(self, reason: str, source: str) -> None:
         """Give this copy of the ledger a history of its own (HISTORY_ID), after a
         restore or an import made it from another: the history it replaced, or the one
@@ -891,12 +905,16 @@ class Ledger:
             if keys is None:
                 return
             with self.backend.write() as txn:
+                drop_foreign_vouch(txn, keys, self.vault.ledger_id)
                 history = os.urandom(16).hex()
                 txn.set_meta(HISTORY_ID, history)
                 head = txn.head()
                 new = keys.for_history(history.encode())
                 moved = self._moved_head_mac(txn.get_meta(HEAD_MAC), keys, new)
-                vouched = moved is not None and head.seq > 0 and moved[0] == head.seq
+                # the MAC names this very head, its hash too (review r15: a bundle with
+                # an event changed and the chain re-linked kept its MAC's seq, and was
+                # signed as vouched for)
+                vouched = moved is not None and head.seq > 0 and moved[0] == (head.seq, head.hash)
                 rec = self._record(txn, head, KIND_CHANGE, payload, actor, reason, source,
                                    sign=False)
                 if vouched:
@@ -910,9 +928,9 @@ class Ledger:
                 self._raise_mark()
 
     def _moved_head_mac(self, text: str | None, old: IntegrityKeys, new: IntegrityKeys
-                        ) -> tuple[int, str] | None:
+                        ) -> tuple[tuple[int, bytes], str] | None:
         """The stored head MAC made again under `new` for the event it names, if it
-        checks under `old`: (that seq, the new row)."""
+        checks under `old`: ((that seq, its hash), the new row)."""
         if text is None:
             return None
         try:
@@ -921,7 +939,7 @@ class Ledger:
             return None
         if not old.mac_valid(self.vault.ledger_id, mac):
             return None
-        return mac.seq, new.mac_head(self.vault.ledger_id, mac.seq, mac.hash).encode()
+        return (mac.seq, mac.hash), new.mac_head(self.vault.ledger_id, mac.seq, mac.hash).encode()
 
     def _reseal_snapshots(self, txn: WriteTxn, old: IntegrityKeys, new: IntegrityKeys
                           ) -> None:

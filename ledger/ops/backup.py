@@ -17,7 +17,6 @@ after keeping the replaced ledger as a backup.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,24 +86,6 @@ def backup(ledger: Ledger, target: Path) -> VerifyReport:
     return report
 
 
-def _refuse_disowned(source_file: Path) -> Callable[[Ledger], None]:
-    """Before the copy (`staged`, a Ledger on it) replaces anything: refused when every
-    keyed read would refuse its head (its own head MAC or signature names another
-    event: a log re-chained under them, review r8 finding 4), so a restore never swaps
-    a ledger that reads for one that does not. A head nothing vouches for that readers
-    serve (one from before signing) is restored, unsigned, as before."""
-    def refuse(staged: Ledger) -> None:
-        head = staged.backend.head()
-        problem = staged.proof.mac_problem(head)
-        if problem is not None:
-            raise VerificationError(
-                f"{source_file}: the backup's head is not the history its head MAC or "
-                f"signature vouches for ({problem}); every read would refuse it, so nothing "
-                "was restored. Check the backup with `moltis-ledger --db FILE verify`, or "
-                "restore an older one", head.seq)
-    return refuse
-
-
 def _head_refusal(ledger: Ledger) -> VerificationError | None:
     """Why every read of `ledger` refuses its head (the read proof: head mark, head MAC
     or signature, the chain from a MAC'd snapshot), or None."""
@@ -157,7 +138,7 @@ def restore(ledger: Ledger, source_file: Path, *, force: bool = False,
             # signed, forked and its snapshots sealed before it goes live: a crash after
             # the swap leaves no copy sharing the replaced ledger's history
             staged = stage_copy(fresh, ledger.vault.keys, "restore", str(live),
-                                refuse=_refuse_disowned(source_file))
+                                str(source_file))
             kept = None
             with backend.turn():  # no writer commits from the check to the mark
                 now = backend.head()

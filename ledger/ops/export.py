@@ -395,7 +395,8 @@ def import_bundle(source: Path | CheckedBundle, ledger: Ledger) -> VerifyReport:
                     if item.get("sealed"):
                         txn.put_secret(str(item["secret"]), item["sealed"],
                                        int(item["created_seq"]))
-            staged = stage_copy(staging, ledger.vault.keys, "import", backend.location)
+            staged = stage_copy(staging, ledger.vault.keys, "import", backend.location,
+                                str(checked.path))
             copy_ledger(staging, backend)  # one transaction of the target
         finally:
             staging.close()

@@ -15,7 +15,7 @@ when it opens).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final, NamedTuple
 
@@ -153,8 +153,8 @@ class StagedCopy(NamedTuple):
     mark: tuple[int, bytes] | None  # where the head mark is to move (None: unsigned)
 
 
-def stage_copy(copy: Backend, keys: KeySource, source: str, live: str,
-               refuse: Callable[[Ledger], None] | None = None) -> StagedCopy:
+def stage_copy(copy: Backend, keys: KeySource, source: str, live: str, origin: str
+               ) -> StagedCopy:
     """Make a copy ready before it replaces anything (a restore's staged file, an
     import's staging file), all of it in the copy: its head signed if the source's own
     head MAC or signature (copied with the rows) vouches for it under `keys`, a history
@@ -168,11 +168,18 @@ def stage_copy(copy: Backend, keys: KeySource, source: str, live: str,
     A head nobody vouched for (an edited backup, a bundle from another key or from
     before signing) stays unsigned until `moltis-ledger sign-head --adopt` (a warning
     says why, naming `live`, the ledger the copy is for: the staged file is not the
-    operator's), so a restore is no way back to trust on first use. `refuse(staged)`,
-    run first, may refuse the copy outright (a restore: a head every read would refuse)."""
+    operator's), so a restore is no way back to trust on first use. Refused first
+    (`origin`, the backup or bundle, is named): a restore every read would refuse, and
+    an import whose own head MAC or signature under this key names another head (a
+    forgery: review r15). An import's MAC and signature rows of another key vouch for
+    nothing here and are dropped (Ledger.fork_history does it for both): its head is
+    unsigned, and the head mark beside the key (the original ledger's, same ledger id)
+    says nothing about the copy."""
     staged = Ledger(copy, keys=keys)
-    if refuse is not None:
-        refuse(staged)
+    if source == "restore":
+        _refuse_disowned(staged, source, origin)
+    elif staged.own_vouch_only():
+        _refuse_disowned(staged, source, origin)
     staged.hold_marks = True
     try:
         staged.sign_head(accept_older=True)  # the head mark moves back to it: held
@@ -184,6 +191,26 @@ def stage_copy(copy: Backend, keys: KeySource, source: str, live: str,
     if staged.vault.integrity() is not None:
         staged.rebuild_snapshots()  # sealed under the new history
     return StagedCopy(copy.head(), staged.held_mark)
+
+
+def _refuse_disowned(staged: Ledger, source: str, origin: str) -> None:
+    """Refused when every keyed read would refuse the copy's head: its own head MAC or
+    signature names another event (a log re-chained under them: review r8 finding 4
+    for a restore, r15 finding 1 for an import), so a restore never swaps a ledger that
+    reads for one that does not, and an import never signs a forgery. A head nothing
+    vouches for that readers serve (one from before signing) goes on, unsigned."""
+    head = staged.backend.head()
+    problem = staged.proof.mac_problem(head)
+    if problem is None:
+        return
+    if source == "restore":
+        done, check = "restored", (f"Check the backup with `moltis-ledger --db {origin} "
+                                   "verify`, or restore an older one")
+    else:
+        done, check = "imported", f"Check the bundle with `moltis-ledger verify-bundle {origin}`"
+    raise VerificationError(
+        f"{origin}: its head is not the history its head MAC or signature vouches for "
+        f"({problem}); every read would refuse it, so nothing was {done}. {check}", head.seq)
 
 
 def finish_copy(ledger: Ledger, staged: StagedCopy) -> None:

@@ -153,6 +153,27 @@ def test_append_and_read(kit: Kit) -> None:
     assert Ledger(b).verify().ok
 
 
+def test_a_meta_row_is_deleted_with_its_transaction(kit: Kit) -> None:
+    with kit.backend.write() as txn:
+        txn.set_meta("review", "one")
+    with kit.backend.write() as txn:
+        txn.delete_meta("review")
+        assert txn.get_meta("review") is None  # in the transaction already
+        txn.delete_meta("never-there")
+    assert "review" not in kit.reopen().meta_items()
+    with pytest.raises(RuntimeError), kit.backend.write() as txn:
+        txn.set_meta("review", "two")
+        txn.delete_meta("review")
+        raise RuntimeError  # rolled back: nothing set, nothing deleted
+    with kit.backend.write() as txn:
+        txn.set_meta("review", "three")
+        with pytest.raises(RuntimeError), txn.savepoint():
+            txn.delete_meta("review")
+            raise RuntimeError
+        assert txn.get_meta("review") == "three"  # the savepoint's delete is undone
+    assert kit.reopen().get_meta("review") == "three"
+
+
 def test_snapshots_are_sealed_and_an_edited_one_is_ignored_and_named(kit: Kit) -> None:
     ledger = Ledger(kit.backend, snapshot_every=4)
     fill(ledger, 10)
