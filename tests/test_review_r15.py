@@ -136,9 +136,6 @@ def test_import_bundle_of_another_installation_can_be_adopted(tmp_path: Path) ->
     assert (got.returncode, got.stdout.strip()) == (0, "14000"), got.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "import-bundle checks the key only "
-    "via the bundle's key_check line"))
 def test_import_bundle_refuses_another_keys_secrets_without_a_key_check_line(
         tmp_path: Path) -> None:
     """A bundle `--with-secrets` from host A (its provider api_key sealed with A's key)
@@ -252,9 +249,6 @@ def test_the_head_mirror_is_not_written_into_another_users_file(tmp_path: Path) 
         assert (data / f"ledger-head.{slot}.json").read_bytes() == planted
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "import_bundle skips the bundle's shredded secret rows (sealed: null), "
-    "so verify reads the shred as a deleted row"))
 def test_a_bundle_of_a_ledger_that_shredded_a_secret_imports_and_verifies(
         tmp_path: Path) -> None:
     """A ledger sets providers.openai.api_key (seq 1), changes the port (seq 2) and

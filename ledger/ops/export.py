@@ -15,6 +15,7 @@ from typing import IO, Any, Literal
 import tomlkit
 
 from ledger.backends.base import Head
+from ledger.backends.memory import MemoryBackend
 from ledger.backends.sqlite import SqliteBackend
 from ledger.core.canonical import b64_bytes, hex_bytes
 from ledger.core.chain import GENESIS, VerifyReport, verify_records
@@ -28,6 +29,7 @@ from ledger.engine.integrity_keys import (
     HeadMac,
     HeadSignature,
 )
+from ledger.engine.key_proof import key_proof
 from ledger.engine.ledger import Ledger
 from ledger.engine.vault import KeySource
 from ledger.errors import (
@@ -308,7 +310,16 @@ def _checked_meta(bundle: Bundle, path: Path) -> dict[str, str]:
 
 def _same_key(checked: CheckedBundle, keys: KeySource) -> None:
     check = checked.meta.get("key_check")
-    mine = keys.key_check_for(checked.ledger_id or "") if check is not None else None
+    if any(item.get("sealed") for item in checked.bundle.secrets) and \
+            keys.load(create=False) is None:
+        # a key made for the import would open none of them (review r15)
+        raise ParseError(f"{checked.path}: the bundle holds sealed secrets and there is no "
+                         f"ledger key ({keys.describe()}): put the key they were sealed with "
+                         "in place, then import again; nothing was imported")
+    if check is None:
+        _sealed_with(checked, keys)
+        return
+    mine = keys.key_check_for(checked.ledger_id or "")
     if mine is not None and mine != check:
         raise ParseError(f"{checked.path}: the bundle's secrets were sealed with another "
                          f"ledger key than {keys.describe()}; set the key they "
@@ -324,6 +335,27 @@ class CheckedBundle:
     records: list[Record]
     ledger_id: str | None
     meta: dict[str, str]
+
+
+def _sealed_with(checked: CheckedBundle, keys: KeySource) -> None:
+    """A bundle without a key_check line (hand-edited, or from a tool that kept events
+    and secrets only) that holds sealed secrets: refused unless one of them (or its head
+    MAC or signature) proves the key at hand, as a restore refuses such a backup (review
+    r15: another key's secrets were loaded, and the next write keyed the ledger with
+    this key's check over them)."""
+    sealed = [item for item in checked.bundle.secrets if item.get("sealed")]
+    key = keys.load(create=False)
+    if not sealed or key is None or checked.ledger_id is None:
+        return
+    rows = MemoryBackend()
+    with rows.write() as txn:
+        for item in sealed:
+            txn.put_secret(str(item["secret"]), item["sealed"], int(item["created_seq"]))
+    if key_proof(key, checked.ledger_id.encode(), rows, checked.meta) is None:
+        raise ParseError(f"{checked.path}: the bundle holds sealed secrets but no key_check "
+                         f"line, and none of them opens with the ledger key from "
+                         f"{keys.describe()}: they were sealed with another key; set the key "
+                         "they were sealed with, then import again; nothing was imported")
 
 
 def check_bundle(path: Path, keys: KeySource | None = None) -> CheckedBundle:
@@ -392,9 +424,15 @@ def import_bundle(source: Path | CheckedBundle, ledger: Ledger) -> VerifyReport:
                 for key, value in meta.items():
                     txn.set_meta(key, value)
                 for item in bundle.secrets:
-                    if item.get("sealed"):
-                        txn.put_secret(str(item["secret"]), item["sealed"],
-                                       int(item["created_seq"]))
+                    # a shredded secret stays shredded (as copy_ledger keeps it): the
+                    # row says it existed (review r15: dropped, verify then reported
+                    # its sealed row deleted, for good)
+                    ref, created = str(item["secret"]), int(item["created_seq"])
+                    txn.put_secret(ref, item.get("sealed") or b"", created)
+                    if not item.get("sealed"):
+                        shredded = item.get("shredded_seq")
+                        txn.shred_secret(ref, int(shredded) if isinstance(shredded, int)
+                                         else created)
             staged = stage_copy(staging, ledger.vault.keys, "import", backend.location,
                                 str(checked.path))
             copy_ledger(staging, backend)  # one transaction of the target
