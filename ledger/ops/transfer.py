@@ -176,9 +176,7 @@ def stage_copy(copy: Backend, keys: KeySource, source: str, live: str, origin: s
     unsigned, and the head mark beside the key (the original ledger's, same ledger id)
     says nothing about the copy."""
     staged = Ledger(copy, keys=keys)
-    if source == "restore":
-        _refuse_disowned(staged, source, origin)
-    elif staged.own_vouch_only():
+    if source == "restore" or staged.own_vouch_only():
         _refuse_disowned(staged, source, origin)
     staged.hold_marks = True
     try:
