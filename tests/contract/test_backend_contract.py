@@ -161,15 +161,18 @@ def test_a_meta_row_is_deleted_with_its_transaction(kit: Kit) -> None:
         assert txn.get_meta("review") is None  # in the transaction already
         txn.delete_meta("never-there")
     assert "review" not in kit.reopen().meta_items()
+
+    def failing(txn: Any, *calls: tuple[str, tuple[str, ...]]) -> None:
+        for name, args in calls:
+            getattr(txn, name)(*args)
+        raise RuntimeError
+
     with pytest.raises(RuntimeError), kit.backend.write() as txn:
-        txn.set_meta("review", "two")
-        txn.delete_meta("review")
-        raise RuntimeError  # rolled back: nothing set, nothing deleted
+        failing(txn, ("set_meta", ("review", "two")), ("delete_meta", ("review",)))
     with kit.backend.write() as txn:
         txn.set_meta("review", "three")
         with pytest.raises(RuntimeError), txn.savepoint():
-            txn.delete_meta("review")
-            raise RuntimeError
+            failing(txn, ("delete_meta", ("review",)))
         assert txn.get_meta("review") == "three"  # the savepoint's delete is undone
     assert kit.reopen().get_meta("review") == "three"
 
