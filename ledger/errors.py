@@ -10,6 +10,8 @@
     │                               touch the same key
     ├── StoreError                  the storage could not do what was asked
     │   ├── StoreBusyError          another writer held the lock past the busy timeout
+    │   ├── OutcomeUnknownError     the connection was lost while a write was committing,
+    │   │                           and whether it committed could not be read back
     │   ├── ReadOnlyError           the store is read-only (fallback mode, read-only media)
     │   ├── FormatVersionError      the database was written by a newer format
     │   ├── NotSupportedError       this backend cannot offer the feature (history on a file)
@@ -68,6 +70,12 @@ class StoreError(LedgerError):
 
 class StoreBusyError(StoreError):
     """Another writer held the lock for longer than the busy timeout."""
+
+
+class OutcomeUnknownError(StoreError):
+    """A write's commit was sent and the connection lost before its reply, and the log
+    could not be read to tell whether it committed: it may have. Check the head
+    (`head_seq()`, `moltis-ledger log`) before repeating a write that is not idempotent."""
 
 
 class ReadOnlyError(StoreError):

@@ -117,6 +117,9 @@ class _ReplyDropper:
         self.armed = threading.Event()
         self.bound = threading.Event()
         self.dropped = threading.Event()
+        self.down_after_drop = False  # then no connection gets through while `down`
+        self.down = False
+        self.sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def arm(self) -> None:
@@ -128,7 +131,11 @@ class _ReplyDropper:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.down:  # a network that is down: the connection ends at once
+                client.close()
+                continue
             server = socket.create_connection(self.target)
+            self.sockets += [client, server]
             threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
 
     def _pump(self, client: socket.socket, server: socket.socket) -> None:
@@ -147,6 +154,11 @@ class _ReplyDropper:
                     if not data:
                         break
                     if self.bound.is_set() and not self.dropped.is_set():
+                        if self.down_after_drop:  # the network is down: cut them all
+                            self.down = True
+                            for sock in self.sockets:
+                                with contextlib.suppress(OSError):
+                                    sock.shutdown(socket.SHUT_RDWR)
                         self.dropped.set()
                         break
                     client.sendall(data)
@@ -173,10 +185,10 @@ def pg_cut(pg_url: str) -> Iterator[tuple[str, str, _ReplyDropper]]:
         proxy.close()
 
 
-def _pg_store(url: str, schema: str) -> Any:
+def _pg_store(url: str, schema: str, busy_timeout: float = 5.0) -> Any:
     from ledger.stores.postgres_store import PostgresConfigStore
 
-    return PostgresConfigStore(url, schema=schema, pool_size=1)
+    return PostgresConfigStore(url, schema=schema, pool_size=1, busy_timeout=busy_timeout)
 
 
 async def _truth(url: str, schema: str) -> tuple[int, int]:
@@ -243,9 +255,6 @@ def test_a_hand_edit_saved_after_an_import_is_imported_too(tmp_path: Path) -> No
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason="a task cancelled while its PostgreSQL append's "
-                   "reply is lost is told 'refused and nothing was written' (contract."
-                   "told_outcome), though the server committed it")
 def test_a_cancelled_pg_write_whose_reply_was_lost_is_not_reported_unwritten(
         pg_cut: tuple[str, str, _ReplyDropper]) -> None:
     """What I did: a PostgresConfigStore connected through a TCP proxy; an update_raw
@@ -291,28 +300,11 @@ def test_a_cancelled_pg_write_whose_reply_was_lost_is_not_reported_unwritten(
     assert "nothing was written" not in told, told
 
 
-@pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason="a lost reply to a committed PostgreSQL append is "
-                   "a plain 'cannot reach the database' StoreError that does not say the "
-                   "write may have been committed (postgres._translate)")
-def test_a_pg_write_whose_reply_was_lost_says_it_may_have_been_committed(
-        pg_cut: tuple[str, str, _ReplyDropper]) -> None:
-    """What I did: as above, without cancelling: update_raw(server.port = 2000) through
-    the proxy, whose reply to the append was dropped after the server ran it.
-
-    What happened: StoreError "...: cannot reach the database (writing): consuming input
-    failed: server closed the connection unexpectedly"; the write is committed (seq 2).
-    An operator (or a gateway's retry loop) reads that as a failed write and repeats it,
-    which for any non-idempotent `fn` (appending to a list, a counter, a rollback)
-    duplicates it. What should happen: the error says the outcome is unknown (the
-    connection was lost after the write was sent: it may have been committed) and
-    names how to find out (head_seq()/`moltis-ledger log`) before retrying."""
-    direct, through, proxy = pg_cut
-    schema = new_schema_name()
-    register_schema(direct, schema)
-
+def _write_through_a_cut(proxy: _ReplyDropper, through: str, schema: str) -> str:
+    """update_raw(server.port = 2000) through the proxy, whose reply to the append is
+    dropped after the server ran it: "acknowledged", or the error's message."""
     async def main() -> str:
-        store = _pg_store(through, schema)
+        store = _pg_store(through, schema, busy_timeout=1.0)
         try:
             await store.update_raw(lambda c: setattr(c.server, "port", 1000),
                                    actor="t", reason="first")
@@ -327,13 +319,48 @@ def test_a_pg_write_whose_reply_was_lost_says_it_may_have_been_committed(
                 return str(err)
             return "acknowledged"
         finally:
+            proxy.down = False  # back up: the store closes as usual
             await store.close()
 
-    told = asyncio.run(main())
+    return asyncio.run(main())
+
+
+@pytest.mark.postgres
+def test_a_pg_write_whose_reply_was_lost_is_acknowledged_once_read_back(
+        pg_cut: tuple[str, str, _ReplyDropper]) -> None:
+    """What I did: update_raw(server.port = 2000) through the proxy, whose reply to the
+    append was dropped after the server ran it.
+
+    What happened: StoreError "...: cannot reach the database (writing): consuming input
+    failed: server closed the connection unexpectedly"; the write is committed (seq 2).
+    An operator (or a gateway's retry loop) reads that as a failed write and repeats it,
+    which for any non-idempotent `fn` (appending to a list, a counter, a rollback)
+    duplicates it. What should happen: the store reads the log back on a new connection
+    and finds its event there (its hash): the write is acknowledged, once."""
+    direct, through, proxy = pg_cut
+    schema = new_schema_name()
+    register_schema(direct, schema)
+    told = _write_through_a_cut(proxy, through, schema)
     assert proxy.dropped.is_set()
     assert asyncio.run(_truth(direct, schema)) == (2, 2000)
-    assert re.search(r"may have been committed|might have been committed|outcome is unknown"
-                     r"|not known whether", told), told
+    assert told == "acknowledged", told
+
+
+@pytest.mark.postgres
+def test_a_pg_write_whose_reply_was_lost_and_cannot_be_read_back_may_have_committed(
+        pg_cut: tuple[str, str, _ReplyDropper]) -> None:
+    """As above, and the network stays down: the log cannot be read back. The error
+    says the write may have been committed and how to find out before repeating it,
+    never "nothing was written"."""
+    direct, through, proxy = pg_cut
+    proxy.down_after_drop = True
+    schema = new_schema_name()
+    register_schema(direct, schema)
+    told = _write_through_a_cut(proxy, through, schema)
+    assert proxy.dropped.is_set()
+    assert asyncio.run(_truth(direct, schema)) == (2, 2000)
+    assert "may have been committed" in told and "log --limit 1" in told, told
+    assert "nothing was written" not in told, told
 
 
 # ---------------------------------------------------------------------------------
@@ -461,10 +488,6 @@ def _terminate_ledger_backends(url: str) -> int:
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason="the PostgreSQL store's pool hands out connections "
-                   "the server already closed: the next writes fail with 'writing failed: "
-                   "terminating connection due to administrator command' (57P01 is not "
-                   "translated, the dead connection not replaced before the write)")
 def test_pg_writes_after_the_server_dropped_the_pool_are_acknowledged(
         dsn: str) -> None:  # noqa: F811 (the fixture)
     """What I did: a PostgresConfigStore (default pool) wrote once; then every backend

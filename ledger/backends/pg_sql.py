@@ -87,6 +87,7 @@ class Sql:
         self.head = f"SELECT seq, hash, ts FROM {s}.ledger_head"
         self.select = f"SELECT {COLUMNS} FROM {s}.ledger_events"
         self.record = f"{self.select} WHERE seq = %s"
+        self.hash_at = f"SELECT hash FROM {s}.ledger_events WHERE seq = %s"
         self.ts_of = f"SELECT ts FROM {s}.ledger_events WHERE seq = %s"
         self.put_snapshot = (f"INSERT INTO {s}.ledger_snapshots (seq, hash, state) "
                              "VALUES (%s, %s, %s) ON CONFLICT (seq) DO UPDATE "

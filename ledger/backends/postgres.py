@@ -105,6 +105,7 @@ from ledger.core.events import Record, Row, now_us
 from ledger.errors import (
     BackendUnavailableError,
     ConflictError,
+    OutcomeUnknownError,
     ReadOnlyError,
     StoreBusyError,
     StoreError,
@@ -206,6 +207,16 @@ def _translate(err: BaseException, location: str, doing: str) -> StoreError:
     if state.startswith("08") or (not state and type(err).__name__ == "OperationalError"):
         return StoreError(f"{location}: cannot reach the database ({doing}): {msg}")
     return StoreError(f"{location}: {doing} failed: {msg}")
+
+
+def _connection_lost(err: BaseException) -> bool:
+    """Whether `err` says the connection itself is gone (the server ended it, a network
+    cut, a server restart), not that a statement failed on a live one."""
+    state = str(getattr(err, "sqlstate", None) or "")
+    if state:
+        # connection exceptions; admin shutdown, crash shutdown, cannot connect now
+        return state.startswith("08") or state in ("57P01", "57P02", "57P03")
+    return type(err).__name__ in ("OperationalError", "InterfaceError")
 
 
 def _last_result(cur: psycopg.Cursor[Any]) -> psycopg.Cursor[Any]:
@@ -762,6 +773,7 @@ class PostgresBackend:
             # stale head or find the lock held, and its round trip would slow the writer
             # holding the lock. Say busy at once: run_write then waits in a thread.
             raise StoreBusyError(f"{self.location}: other writers are active")
+        lost: tuple[BaseException, Head, Head] | None = None
         with self._connection() as (conn, cur):
             txn: _PgTxn | None = None
             outer = getattr(self._in_write, "conn", None)
@@ -769,8 +781,10 @@ class PostgresBackend:
             self._in_write.conn = conn
             self._in_write.txn = None
             self._in_write.prefetch = None
+            committing = False
             try:
                 txn = self._in_write.txn = _PgTxn(self, conn, cur, wait, self._known)
+                start = txn.head()
                 try:
                     yield txn
                 except ConflictError as err:
@@ -780,6 +794,7 @@ class PostgresBackend:
                         raise StoreBusyError(f"{self.location}: the head moved; retry "
                                              "under the lock") from err
                     raise
+                committing = True
                 txn._commit()
                 self._known = txn.head()
             except BaseException as err:
@@ -789,13 +804,72 @@ class PostgresBackend:
                     self._rollback(conn)
                 if isinstance(err, StoreBusyError) or getattr(err, "sqlstate", "") == "55P03":
                     self._note_contention(True)
-                if isinstance(err, self._errors):
-                    raise _translate(err, self.location, "writing") from err
-                raise
+                if not (isinstance(err, self._errors) and _connection_lost(err)):
+                    if isinstance(err, self._errors):
+                        raise _translate(err, self.location, "writing") from err
+                    raise
+                if not committing or txn is None:
+                    raise self._lost(err, wait, "before the write was sent") from err
+                lost = (err, start, txn.head())  # told apart below, off this connection
             finally:
                 self._in_write.conn = outer
                 self._in_write.txn = outer_txn
                 self._in_write.prefetch = None
+        if lost is not None:
+            self._settle_lost(*lost, wait)
+
+    def _settle_lost(self, cause: BaseException, start: Head, head: Head, wait: bool) -> None:
+        """A write whose connection was lost while its commit was on its way: returns if
+        it committed (only its reply was lost), else raises what became of it."""
+        if self._committed(cause, start, head):
+            self._known = head
+            _log.info("the connection was lost after a write committed; it is in the log",
+                      location=self.location, seq=head.seq)
+            return
+        raise self._lost(cause, wait, f"before the write committed (event {head.seq} is not "
+                                      "in the log)") from cause
+
+    def _lost(self, err: BaseException, wait: bool, when: str) -> StoreError:
+        """The error for a write that lost its connection and is known not written: busy
+        for a first try (run_write tries again, on a fresh connection), else plain."""
+        message = (f"{self.location}: the connection to the database was lost {when}: "
+                   f"nothing was written ({first_line(err)})")
+        self._discard_dead()
+        return StoreBusyError(message) if not wait else StoreError(message + "; try again")
+
+    def _committed(self, err: BaseException, start: Head, head: Head) -> bool:
+        """After the connection was lost while a commit was on its way: whether the log
+        holds `head`, the write's last event, read on a fresh connection (its hash: the
+        chain makes it this write's, all of it). OutcomeUnknownError when that cannot be
+        read, or the write appended no event to look for (review r17: a lost reply was
+        reported as "nothing was written" to a caller whose write had committed)."""
+        self._discard_dead()
+        if head.seq > start.seq:
+            try:
+                # at most the busy timeout: the caller is told "unknown" rather than kept
+                # waiting for a database that went away
+                conn: psycopg.Connection[Any] = self._pool.getconn(timeout=self._busy_ms / 1000)
+                try:
+                    row = conn.execute(self._sql.hash_at, (head.seq,)).fetchone()
+                finally:
+                    self._pool.putconn(conn)
+            except self._errors as again:
+                _log.warning("cannot read back a write whose connection was lost",
+                             location=self.location, error=first_line(again))
+            else:
+                return row is not None and bytes(row[0]) == head.hash
+        raise OutcomeUnknownError(
+            f"{self.location}: the connection to the database was lost while the write "
+            f"was committing ({first_line(err)}), and the log cannot be read to tell "
+            "whether it committed: it may have been committed. Check the head "
+            "(`moltis-ledger log --limit 1`, or the store's head_seq()) before repeating "
+            "it")
+
+    def _discard_dead(self) -> None:
+        """Drop the pool's idle connections the server has closed (a restart, a
+        terminated backend ends them all), so the next write or read gets a live one."""
+        with contextlib.suppress(*self._errors, Exception):
+            self._pool.check()
 
     def _note_contention(self, collided: bool) -> None:
         """Writers collided (another process appended, or held the lock): skip fast
@@ -822,16 +896,23 @@ class PostgresBackend:
                 return writing.execute(sql, args).fetchall()
             except self._errors as err:
                 raise _translate(err, self.location, doing) from err
-        try:
-            conn: psycopg.Connection[Any] = self._pool.getconn()
-        except self._errors as err:
-            raise _translate(err, self.location, doing) from err
-        try:
-            return conn.execute(sql, args).fetchall()
-        except self._errors as err:
-            raise _translate(err, self.location, doing) from err
-        finally:
-            self._pool.putconn(conn)
+        for attempt in (1, 2):
+            try:
+                conn: psycopg.Connection[Any] = self._pool.getconn()
+            except self._errors as err:
+                raise _translate(err, self.location, doing) from err
+            try:
+                return conn.execute(sql, args).fetchall()
+            except self._errors as err:
+                if attempt == 1 and _connection_lost(err):
+                    # a pooled connection the server closed (a restart, a terminated
+                    # backend): a read is safe to repeat, on a live one (review r17)
+                    self._discard_dead()
+                    continue
+                raise _translate(err, self.location, doing) from err
+            finally:
+                self._pool.putconn(conn)
+        raise AssertionError("unreachable")  # the second attempt returns or raises
 
     def _read_head(self, doing: str) -> Head:
         rows = self._query(self._sql.head, doing=doing)

@@ -23,7 +23,7 @@ from ledger.core.keypaths import KeyPath
 from ledger.core.secret_refs import Secret
 from ledger.engine.ledger import Commit
 from ledger.engine.queries import Ref
-from ledger.errors import InputError, NotSupportedError, StoreBusyError
+from ledger.errors import InputError, NotSupportedError, OutcomeUnknownError, StoreBusyError
 from ledger.typed.flags import NO_FLAGS, Flags
 
 if TYPE_CHECKING:  # the schema and typed layer load on first use (the CLI starts fast)
@@ -111,6 +111,8 @@ async def told_outcome(future: asyncio.Future[Any]) -> str:
             if not future.done():
                 continue
             raise
+        except OutcomeUnknownError as err:  # its connection lost while committing
+            return f"cancelled; whether the write committed is not known: {err}"
         except Exception as err:
             return f"cancelled; the write was refused and nothing was written: {err}"
         if getattr(commit, "appended", False):
