@@ -129,8 +129,6 @@ def test_the_effective_backend_is_the_one_the_gateway_runs_on(tmp_path: Path) ->
     assert served.stdout.split()[1] == "sqlite"
 
 
-@pytest.mark.xfail(strict=True, reason="MOLTIS_CONFIG_BACKEND=file serves the migrated, "
-                   "masked moltis.toml: the gateway gets '<secret fp:…>' as the API key")
 def test_a_file_backend_override_does_not_hand_the_gateway_a_mask_as_its_key(
         tmp_path: Path) -> None:
     """Did: migrate a moltis.toml holding `[providers.openai] api_key` (migrate masks it

@@ -136,6 +136,26 @@ class SecretOpener(Protocol):
     def is_destroyed(self, ref: SecretRef) -> bool: ...
 
 
+class _Placeholder:
+    """The opener of a mask placeholder read where no ledger resolves it (a masked
+    moltis.toml served by the file store): nothing opens it, and the error says what it
+    is, so a gateway never takes `<secret fp:…>` for the value (review r16: it would
+    have sent the placeholder to the provider as its API key)."""
+
+    def __init__(self, destroyed: bool) -> None:
+        self.destroyed = destroyed
+
+    def open_secret(self, ref: SecretRef) -> str:
+        raise SecretKeyError(
+            f"{ref.mask(destroyed=self.destroyed)} is a masked placeholder, not the secret: "
+            "the file was masked by moltis-ledger (migrate, a masked export), and the value "
+            "is in the ledger (or the migration backup); run the gateway on the ledger, or "
+            "put the real value in the file")
+
+    def is_destroyed(self, ref: SecretRef) -> bool:
+        return self.destroyed
+
+
 class Secret:
     """A secret configuration value (API key, token, password).
 
@@ -161,6 +181,16 @@ class Secret:
         self._ref = ref
         self._opener = opener
         return self
+
+    @classmethod
+    def placeholder(cls, text: str) -> Secret | None:
+        """The secret a mask placeholder (`<secret fp:…>`) stands for, where nothing can
+        open it: `reveal()` raises SecretKeyError saying so. None if `text` is not one."""
+        mask = parse_mask(text)
+        if mask is None:
+            return None
+        fp, destroyed = mask
+        return cls.stored(SecretRef("", fp), _Placeholder(destroyed))
 
     @property
     def ref(self) -> SecretRef | None:

@@ -120,13 +120,11 @@ def _unmasked(old: Any, new: Any, prints: Any, fingerprint: Any) -> Any:
     """`old` with each mask placeholder (a config file whose secrets `migrate` masked)
     read as the secret of `new` at the same place when their fingerprints agree: the
     import reads such a mask as "the sealed value already held", so do the proof."""
-    text = old.get("secret") if isinstance(old, dict) and set(old) == {"secret"} else old
-    if isinstance(text, str):
-        mask = parse_mask(text)
-        if mask is not None and (
-                (isinstance(prints, dict) and prints.get("fp") == mask[0])
+    masked = _mask_fp(old)
+    if masked is not None:
+        if ((isinstance(prints, dict) and prints.get("fp") == masked)
                 or (isinstance(prints, str) and fingerprint is not None
-                    and fingerprint(prints) == mask[0])):  # a secret served as plain text
+                    and fingerprint(prints) == masked)):  # a secret served as plain text
             return new
         return old
     if isinstance(old, list) and isinstance(new, list) and isinstance(prints, list) and (
@@ -137,6 +135,18 @@ def _unmasked(old: Any, new: Any, prints: Any, fingerprint: Any) -> Any:
         return {k: _unmasked(v, new[k], prints.get(k), fingerprint) if k in new else v
                 for k, v in old.items()}
     return old
+
+
+def _mask_fp(value: Any) -> str | None:
+    """The fingerprint a mask placeholder stands for in a `_comparable` value: a
+    free-form string, or a typed secret the file store could not reveal (its mask,
+    `Secret.placeholder`); None for anything else."""
+    if isinstance(value, dict) and set(value) == {"secret-unavailable"}:
+        fp = value["secret-unavailable"]
+        return fp if isinstance(fp, str) else None
+    text = value.get("secret") if isinstance(value, dict) and set(value) == {"secret"} else value
+    mask = parse_mask(text) if isinstance(text, str) else None
+    return None if mask is None else mask[0]
 
 
 async def _providers(store: ProviderStore, convert: Any = None) -> dict[str, Any]:

@@ -158,7 +158,7 @@ def _secret_hook(opener: SecretOpener | None) -> Callable[[type, Any], Any]:
             if isinstance(obj, SecretRef):
                 return Secret.stored(obj, opener)
             if isinstance(obj, str):
-                return Secret(obj)
+                return Secret.placeholder(obj) or Secret(obj)
             if isinstance(obj, Secret):
                 return obj
             raise msgspec.ValidationError(f"Expected a secret string, got {type(obj).__name__}")
