@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from ledger.core.chain import GENESIS, link
-from tests.test_review_r11 import _cli, _env, _site
+from tests.migrated_site import cli_here as _cli
+from tests.test_review_r11 import _env, _site
 
 SECRET = "sk-r15-NOT-REAL-0123456789abcdef"
 TOML = f'[server]\nport = 13131\n\n[providers.openai]\napi_key = "{SECRET}"\n'
@@ -163,9 +164,6 @@ def test_import_bundle_refuses_another_keys_secrets_without_a_key_check_line(
     assert not (tmp_path / "b" / "data" / "moltis.db").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bundle -o renames its file over any existing file, "
-    "the live ledger and the ledger key included"))
 @pytest.mark.parametrize("target", ["data/moltis.db", "ledger.key"])
 def test_bundle_does_not_replace_the_live_ledger_or_its_key(tmp_path: Path,
                                                           target: str) -> None:

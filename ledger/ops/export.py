@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -143,6 +145,28 @@ BUNDLE_FORMAT = "moltis-config-ledger bundle v1"
 # read it by rules that may no longer hold. Raise it when a change to the lines would
 # make an older reader misread them (not for lines an older reader already refuses).
 BUNDLE_VERSION = 1
+
+
+def replaceable_by_bundle(path: Path) -> bool:
+    """Whether `bundle -o path` may replace what is there: nothing, a link (replaced,
+    never followed) or an earlier bundle (its first bytes say so). Any other file may be
+    the ledger, its key or a config file (review r15: `bundle -o <data>/moltis.db`
+    destroyed the ledger, `-o ledger.key` every secret)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return True
+    if stat.S_ISLNK(st.st_mode):
+        return True
+    start = json.dumps({"format": BUNDLE_FORMAT})[:-1].encode()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode) and os.read(fd, len(start)) == start
+    finally:
+        os.close(fd)
 
 
 def write_bundle(ledger: Ledger, out: IO[str], *, with_secrets: bool = False) -> int:
