@@ -175,8 +175,6 @@ def test_a_time_read_in_log_names_the_state_after_that_event(tmp_path: Path) -> 
 # ---------------------------------------------------------------------------------
 # two ledgers under one key (import-bundle's own example)
 
-@pytest.mark.xfail(strict=True, reason="after import-bundle into another --db, a write to "
-                   "the original ledger makes the imported one unreadable (exit 3)")
 def test_an_imported_bundle_stays_readable_after_the_original_is_written(
         tmp_path: Path) -> None:
     """Did: migrate, `bundle -o l.bundle --with-secrets`, `--db new.db import-bundle

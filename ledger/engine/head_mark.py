@@ -14,8 +14,11 @@ last raise is put back unnoticed (at most one checkpoint interval of events, and
 none once the writer closed). `sign-head --adopt` and `restore` are the operator's
 acts that move the mark back to an older head.
 
-What remains: the mark belongs to one ledger (its ledger_id) per key directory, so
-two ledgers sharing a key directory protect only the last one written; an attacker
+What remains: the mark belongs to one ledger (its ledger_id, and its history: a copy
+made by `import-bundle` or `restore` is given a history of its own) per key directory,
+so two ledgers (or copies) sharing a key directory protect only the last one written,
+and the other is read without the mark (review r16: a copy made by import-bundle was
+refused as "rewritten" once the original was written again); an attacker
 who can write the key directory can rewind both (but then holds the key anyway)."""
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class HeadMark(msgspec.Struct, frozen=True):
     ledger_id: str
     seq: int
     hash: str
+    history: str = ""  # HISTORY_ID; "" for a ledger never copied (and marks before it)
 
 
 def mark_path(keys: KeySource) -> Path:
@@ -62,7 +66,7 @@ def write_mark(path: Path, key: bytes, mark: HeadMark) -> None:
     and a mark in a shared directory could be swapped by another user."""
     check_directory(path.parent)
     body = json.dumps({"format": FORMAT, "ledger_id": mark.ledger_id, "seq": mark.seq,
-                       "hash": mark.hash}, sort_keys=True)
+                       "hash": mark.hash, "history": mark.history}, sort_keys=True)
     overwrite_private(path, seal_body(key, body), "the head mark")
 
 
@@ -76,7 +80,8 @@ def read_mark(path: Path, key: bytes) -> HeadMark | None:
         doc = json.loads(body)
         if doc.get("format") != FORMAT:
             raise ValueError("not a head mark")
-        return HeadMark(str(doc["ledger_id"]), int(doc["seq"]), str(doc["hash"]))
+        return HeadMark(str(doc["ledger_id"]), int(doc["seq"]), str(doc["hash"]),
+                        str(doc.get("history", "")))
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ParseError(f"{path}: the head mark cannot be used: {err}") from None
 
@@ -91,7 +96,7 @@ def raise_mark(path: Path, key: bytes, mark: HeadMark, *, lower: bool = False) -
         except ParseError:
             current = None
         if (current is not None and current.ledger_id == mark.ledger_id
-                and current.seq >= mark.seq):
+                and current.history == mark.history and current.seq >= mark.seq):
             return
     write_mark(path, key, mark)
 
@@ -107,11 +112,13 @@ def marked_ledger(keys: KeySource) -> bytes | None:
     return mark.ledger_id.encode() if mark is not None else None
 
 
-def older_than_mark(mark: HeadMark | None, ledger_id: str, head_seq: int,
+def older_than_mark(mark: HeadMark | None, ledger_id: str, history: str, head_seq: int,
                     hash_at: Callable[[int], bytes | None]) -> str | None:
     """Why this ledger's head (seq `head_seq`; `hash_at(seq)` reads an event's hash) is
-    older than the mark, or None. Only a mark of this ledger (its ledger_id) counts."""
-    if mark is None or not ledger_id or mark.ledger_id != ledger_id:
+    older than the mark, or None. Only a mark of this ledger (its ledger_id and
+    history) counts."""
+    if mark is None or not ledger_id or mark.ledger_id != ledger_id \
+            or mark.history != history:
         return None
     if head_seq < mark.seq:
         return (f"its head is event {head_seq}, but event {mark.seq} of this ledger was "
@@ -134,7 +141,7 @@ def unreadable_mark(path: Path, err: Exception) -> str:
             "over)")
 
 
-def head_mark_problem(keys: KeySource, ledger_id: bytes, head_seq: int,
+def head_mark_problem(keys: KeySource, ledger_id: bytes, history: bytes, head_seq: int,
                       hash_at: Callable[[int], bytes | None],
                       unreadable: Callable[[str], None] | None = None) -> str | None:
     """Why this ledger's head is older than the mark beside the key (the whole message,
@@ -157,7 +164,7 @@ def head_mark_problem(keys: KeySource, ledger_id: bytes, head_seq: int,
         if unreadable is not None:
             unreadable(unreadable_mark(path, err))
         return None
-    problem = older_than_mark(mark, ledger_id.decode(), head_seq, hash_at)
+    problem = older_than_mark(mark, ledger_id.decode(), history.decode(), head_seq, hash_at)
     if problem is None or mark is None:
         return None
     what = ("older than one this key has seen (a copy was put back?)" if head_seq < mark.seq

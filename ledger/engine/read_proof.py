@@ -95,8 +95,8 @@ class ReadProof:
             rec = self.backend.record(seq)
             return rec.hash if rec is not None else None
 
-        return head_mark_problem(self.vault.keys, self.vault.ledger_id, head_seq, hash_at,
-                                 unreadable or self._warn_unreadable)
+        return head_mark_problem(self.vault.keys, self.vault.ledger_id, self.vault.history,
+                                 head_seq, hash_at, unreadable or self._warn_unreadable)
 
     def _warn_unreadable(self, message: str) -> None:
         _log.warning(message, location=self.backend.location)
@@ -271,7 +271,8 @@ class ReadProof:
                 return
             key = self.vault.master_key()
             raise_mark(mark_path(self.vault.keys), key,
-                       HeadMark(self.vault.ledger_id.decode(), rec.seq, rec.hash.hex()),
+                       HeadMark(self.vault.ledger_id.decode(), rec.seq, rec.hash.hex(),
+                                history_of(self.backend.get_meta).decode()),
                        lower=lower)
         except (LedgerError, OSError) as err:
             _log.warning("the head mark cannot be written", location=self.backend.location,

@@ -27,6 +27,7 @@ from ledger.core.document import Doc, leaves
 from ledger.core.events import KIND_SHRED
 from ledger.core.secret_refs import SecretRef, refs_in
 from ledger.engine.head_mark import HeadMark, mark_path, raise_mark, read_mark
+from ledger.engine.integrity_keys import HISTORY_ID
 from ledger.engine.ledger import Ledger
 from ledger.engine.sealed_files import open_body, seal_body
 from ledger.engine.vault import KeySource, SealedOpener
@@ -87,6 +88,7 @@ def write_mirror(ledger: Ledger, state: ConfigState, path: Path, location: str) 
             "seq": state.seq,
             "written": datetime.now(UTC).isoformat(timespec="seconds"),
             "hash": state.hash.hex(), "ledger_id": ledger.backend.get_meta("ledger_id") or "",
+            "history": ledger.backend.get_meta(HISTORY_ID) or "",
             "config": msgspec.to_builtins(state.config),
             "keys": msgspec.to_builtins(state.keys), "sealed": sealed}
     body = json.dumps(data, ensure_ascii=False, sort_keys=True)
@@ -112,8 +114,9 @@ def write_mirror(ledger: Ledger, state: ConfigState, path: Path, location: str) 
 def _advance_mark(ledger: Ledger, state: ConfigState, key: bytes) -> None:
     """Raise the head mark (`ledger.engine.head_mark`) to this head; never lower it."""
     ledger_id = ledger.backend.get_meta("ledger_id") or ""
+    history = ledger.backend.get_meta(HISTORY_ID) or ""
     raise_mark(mark_path(ledger.vault.keys), key,
-               HeadMark(ledger_id, state.seq, state.hash.hex()))
+               HeadMark(ledger_id, state.seq, state.hash.hex(), history))
 
 
 def slot_paths(path: Path) -> tuple[Path, Path]:
@@ -202,8 +205,9 @@ def _check_mark(store: MirrorConfigStore, doc: dict[str, Any], keys: KeySource) 
     """A mirror older than the head mark (a copy put back: a replay) is not served."""
     key = keys.load(create=False)
     mark = read_mark(mark_path(keys), key) if key is not None else None
-    if mark is None or mark.ledger_id != str(doc.get("ledger_id", "")):
-        return
+    if mark is None or mark.ledger_id != str(doc.get("ledger_id", "")) \
+            or mark.history != str(doc.get("history", "")):
+        return  # another ledger's mark, or another copy's (ledger.engine.head_mark)
     if store.seq < mark.seq or (store.seq == mark.seq and doc.get("hash") != mark.hash):
         raise ParseError(
             f"the head mirror holds seq {store.seq}, but seq {mark.seq} of this ledger was "
