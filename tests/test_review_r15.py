@@ -308,9 +308,6 @@ def test_a_masked_export_does_not_replace_a_migrated_gateways_config(tmp_path: P
 # backup and restore
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "restore copies the backup's import.* prints, so a hand edit the replaced "
-    "ledger had imported is imported again over the restored state"))
 def test_a_restore_is_not_undone_by_a_hand_edit_already_imported(tmp_path: Path) -> None:
     """migrate (server.port = 13131), `backup -o b.db`, then the operator edits
     moltis.toml by hand to port 20000, which the next command imports (seq 2, source

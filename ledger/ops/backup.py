@@ -23,12 +23,14 @@ from pathlib import Path
 
 import msgspec
 
+from ledger.backends.base import Backend
 from ledger.backends.sqlite import SqliteBackend
 from ledger.core.chain import VerifyReport, verify_records
 from ledger.engine.ledger import Ledger
 from ledger.errors import InputError, StoreError, VerificationError
 from ledger.files.safe_io import create_private
 from ledger.ops.backup_reseal import check_backup_key, self_contained
+from ledger.ops.migrate import META_SYNC_SEQ
 from ledger.ops.stale_stages import remove_files, remove_stale_restore_stages, restore_stage
 from ledger.ops.transfer import copy_ledger, finish_copy, stage_copy
 
@@ -86,6 +88,20 @@ def backup(ledger: Ledger, target: Path) -> VerifyReport:
     return report
 
 
+def _keep_file_sync(live: Backend, fresh: Backend) -> None:
+    """The live ledger's record of the config and key files as last imported, kept in
+    the restored copy (in step at its head): the files are not history, so the
+    backup's older record made a hand edit the live ledger had already imported look
+    new, and the next read imported it over the restore (review r15)."""
+    rows = {key: value for key, value in live.meta_items().items() if key.startswith("import.")}
+    if not rows:
+        return
+    with fresh.write() as txn:
+        for key, value in rows.items():
+            txn.set_meta(key, value)
+        txn.set_meta(META_SYNC_SEQ, str(txn.head().seq))
+
+
 def _head_refusal(ledger: Ledger) -> VerificationError | None:
     """Why every read of `ledger` refuses its head (the read proof: head mark, head MAC
     or signature, the chain from a MAC'd snapshot), or None."""
@@ -135,6 +151,7 @@ def restore(ledger: Ledger, source_file: Path, *, force: bool = False,
         fresh = SqliteBackend(fresh_path, write_queue=False)
         try:
             copy_ledger(source, fresh)  # rows only, checked, all or nothing
+            _keep_file_sync(backend, fresh)
             # signed, forked and its snapshots sealed before it goes live: a crash after
             # the swap leaves no copy sharing the replaced ledger's history
             staged = stage_copy(fresh, ledger.vault.keys, "restore", str(live),
