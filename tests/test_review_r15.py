@@ -279,9 +279,6 @@ def test_a_bundle_of_a_ledger_that_shredded_a_secret_imports_and_verifies(
 # exports
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "live_config_in takes any file holding a <secret fp:…> mask for a masked "
-    "export of ours, and migrate masks live config files the same way"))
 def test_a_masked_export_does_not_replace_a_migrated_gateways_config(tmp_path: Path) -> None:
     """A second gateway runs on the same ledger from its own config dir (here a copy of
     the migrated moltis.toml: `api_key = "<secret fp:…>"` as migrate masked it,

@@ -244,12 +244,12 @@ def bundle(state: State, target: str, with_secrets: bool) -> None:
     from ledger.ops.export import replaceable_by_bundle, write_bundle
 
     path = Path(target)
+    refuse_special(path, "the bundle")  # a FIFO or device there is never replaced
     if not replaceable_by_bundle(path):
         raise CommandError(f"{path} exists and is not a bundle: `bundle -o` replaces only an "
                            "earlier bundle (this could be the ledger, its key or a config "
                            "file); choose another file, or remove it first", 1)
     ledger = state.store().ledger
-    refuse_special(path, "the bundle")  # a FIFO or device there is never replaced
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # 0600 from the first byte, never through a link, in a checked directory; the
     # rename below replaces a link at `path` rather than following it

@@ -44,8 +44,10 @@ from ledger.errors import (
 from ledger.files.dirs import CONFIG_FILE_NAMES, KEYS_FILE_NAME, ensure_private_dir
 from ledger.files.safe_io import check_directory, read_regular, write_private
 from ledger.ops.display import display_doc
+from ledger.ops.migrate import WIRING
 from ledger.ops.stale_stages import import_stage_prefix, remove_stale_import_stages
 from ledger.ops.transfer import copy_ledger, finish_copy, stage_copy
+from ledger.stores.config_file import parse_config
 
 MASKED_HEADER = "secrets masked"
 
@@ -110,15 +112,32 @@ def live_config_in(directory: Path, config_home: Path) -> Path | None:
     for name in (*CONFIG_FILE_NAMES, KEYS_FILE_NAME):
         path = directory / name
         try:
-            head = read_regular(path)[:4096]
+            data = read_regular(path)
         except FileNotFoundError:
             continue
         except (OSError, LedgerError):
             return path  # cannot tell it is an export of ours: treat it as live
-        if MASKED_HEADER.encode() in head or b"<secret fp:" in head:
+        head = data[:4096]
+        if MASKED_HEADER.encode() in head:
             continue  # an earlier masked export of ours: not what a gateway runs on
+        if b"<secret fp:" in head and not _wired(path, data):
+            continue  # masked, with no [config] (an export has none): ours too
         return path
     return None
+
+
+def _wired(path: Path, data: bytes) -> bool:
+    """Whether a config file names the store a gateway runs on (`[config]`): `migrate`
+    leaves its live files masked too, and an export never writes `[config]` (review
+    r15: a masked export replaced a migrated gateway's moltis.toml). A file that does
+    not parse counts as wired (cannot tell: live)."""
+    if path.name == KEYS_FILE_NAME:
+        return False
+    try:
+        doc = parse_config(path, data)
+    except LedgerError:
+        return True
+    return bool(doc.get(WIRING))
 
 
 def write_export(files: ExportFiles, directory: Path) -> list[Path]:
