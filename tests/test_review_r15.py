@@ -188,9 +188,6 @@ def test_bundle_does_not_replace_the_live_ledger_or_its_key(tmp_path: Path,
     assert (got.returncode, got.stdout.strip()) == (0, "14000"), got.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "migrate's backup_files writes into <data dir>/backups "
-    "without check_directory"))
 def test_migrate_refuses_a_world_writable_backups_directory(tmp_path: Path) -> None:
     """`<data dir>/backups` exists with mode 0777 (no sticky bit). `moltis-ledger backup`
     refuses it ("refusing to write here: the directory is world-writable ... anyone
@@ -213,9 +210,6 @@ def test_migrate_refuses_a_world_writable_backups_directory(tmp_path: Path) -> N
     assert list((tmp_path / "data" / "backups").iterdir()) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "overwrite_private (the head mirror) checks neither the directory "
-    "nor the owner of the file it writes into"))
 def test_the_head_mirror_is_not_written_into_another_users_file(tmp_path: Path) -> None:
     """The data dir is world-writable without the sticky bit (a shared volume), and
     another user (uid 1234) planted `ledger-head.0.json` and `.1.json`, files of their

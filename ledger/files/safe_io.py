@@ -213,7 +213,11 @@ def overwrite_private(path: Path, data: bytes, what: str) -> None:
     until a reader comes, which would hang the gateway's start or a CLI write after
     its commit) and without taking a terminal (O_NOCTTY), then judged by the open
     descriptor, not by a `stat` of the name that could be swapped in between; a
-    device node is refused before it is opened when the name already shows it."""
+    device node is refused before it is opened when the name already shows it. Only in
+    a directory nobody else can plant files in (`check_directory`), and only a file of
+    our own (review r15: another user's planted mirror file, 0644, got the config and
+    the sealed values)."""
+    check_directory(path.parent)
     _refuse_non_regular(path, what, _lstat(path))
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
@@ -226,7 +230,11 @@ def overwrite_private(path: Path, data: bytes, what: str) -> None:
             _refuse_non_regular(path, what, _lstat(path))
         raise
     try:
-        _refuse_non_regular(path, what, os.fstat(fd))
+        st = os.fstat(fd)
+        _refuse_non_regular(path, what, st)
+        if st.st_uid != os.geteuid():
+            raise UnsafePathError(f"{path}: refusing to write {what}: the file belongs to uid "
+                                  f"{st.st_uid}, not to you (uid {os.geteuid()}); remove it")
         os.set_blocking(fd, True)  # a regular file: writes never wait; kept plain
         os.fchmod(fd, 0o600)
         view, offset = memoryview(data), 0

@@ -37,7 +37,7 @@ from ledger.errors import (
 )
 from ledger.files.dirs import CONFIG_FILE_NAMES, KEYS_FILE_NAME, ensure_private_dir
 from ledger.files.documents import config_format, parse_document
-from ledger.files.safe_io import read_file
+from ledger.files.safe_io import check_directory, read_file
 from ledger.ops.backup_manifest import (
     ManifestMac,
     holds_as_now,
@@ -229,7 +229,8 @@ def backup_files(files: list[Path], data_dir: Path, *,
     content = (content_print(digest.digest()) if content_print is not None
                else digest.hexdigest())
     root = data_dir / "backups"
-    found = _existing_backup(root, content, manifest_mac)
+    check_directory(root)  # as `backup` does: a folder others could plant files in is not
+    found = _existing_backup(root, content, manifest_mac)  # trusted, nor written into
     if found is not None:
         return found
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
