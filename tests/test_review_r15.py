@@ -330,9 +330,6 @@ def test_a_restore_is_not_undone_by_a_hand_edit_already_imported(tmp_path: Path)
 # the ledger key
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a write on a keyed ledger with no key file creates a new random "
-    "ledger.key for it"))
 def test_a_write_does_not_create_a_key_for_a_ledger_that_holds_secrets(
         tmp_path: Path) -> None:
     """A migrated ledger (its provider api_key sealed) is moved to a new host: the data

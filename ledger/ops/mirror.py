@@ -31,7 +31,7 @@ from ledger.engine.integrity_keys import HISTORY_ID
 from ledger.engine.ledger import Ledger
 from ledger.engine.sealed_files import open_body, seal_body
 from ledger.engine.vault import KeySource, SealedOpener
-from ledger.errors import LedgerError, ParseError
+from ledger.errors import LedgerError, ParseError, SecretKeyError
 from ledger.files.dirs import ensure_private_dir
 from ledger.files.safe_io import overwrite_private, read_file, read_regular
 from ledger.stores.mirror_store import MirrorConfigStore
@@ -95,8 +95,13 @@ def write_mirror(ledger: Ledger, state: ConfigState, path: Path, location: str) 
     # unlock first: after a rotation stopped part-way the vault opens the ledger with the
     # staged new key, and the mirror must be MAC'd with the key its sealed values need
     ledger.vault.integrity()
-    key = ledger.vault.keys.load(create=True)
-    assert key is not None
+    # never made here: the vault creates the key for a ledger that never had one, at its
+    # first write; a ledger copied without its key gets none (review r15: the mirror
+    # made a new random key, which every later write then took for a wrong key)
+    key = ledger.vault.keys.load(create=False)
+    if key is None:
+        raise SecretKeyError(f"no ledger key ({ledger.vault.keys.describe()}): the head "
+                             "mirror is not written")
     framed = seal_body(key, body)
     rec = ledger.backend.record(state.seq) if state.seq else None
     slots = slot_paths(path)
