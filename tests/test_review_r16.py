@@ -85,8 +85,6 @@ def test_switch_backend_sqlite_onto_the_ledger_in_use_keeps_its_values(tmp_path:
     assert served.stdout.strip() == "8080", served.stderr[-2000:]
 
 
-@pytest.mark.xfail(strict=True, reason="the 'gateway does not read this ledger' warning "
-                   "suggests switch-backend without the --db the command ran with")
 def test_the_not_the_gateway_warning_names_a_command_that_switches_to_this_ledger(
         tmp_path: Path) -> None:
     """Did: migrate, `bundle`, `--db other.db import-bundle` (the help's example), then

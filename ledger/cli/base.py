@@ -256,7 +256,24 @@ class State:
         what = (f"the file store ({self.config_file})" if gw_name == "file"
                 else f"the {gw_name} ledger at {describe_location(gw_location)}")
         self.out.warn(f"the gateway does not read this ledger: its open_store() uses {what}. "
-                      f"`moltis-ledger switch-backend {name}` makes it use this one")
+                      f"`moltis-ledger{self._db_option(name, location)} switch-backend "
+                      f"{name}` makes it use this one")
+
+    def _db_option(self, name: str, location: str) -> str:
+        """` --db LOCATION` naming this ledger in a command to run, unless it is the
+        default one (review r16: the hint, run as printed, switched the gateway's own
+        ledger instead). A DSN holding a password is not printed: `<DSN>` stands for it."""
+        import shlex
+
+        if name == "sqlite":
+            default = dirs.default_db_path(self.data_home)
+            if os.path.abspath(location) == os.path.abspath(default):
+                return ""
+            return f" --db {shlex.quote(location)}"
+        from ledger.backends.postgres import redact_dsn  # lazy: psycopg is optional
+
+        return f" --db {shlex.quote(location)}" if redact_dsn(location) == location \
+            else " --db <DSN>"
 
     def hand_edit_poller(self, store: LedgerConfigStore) -> Callable[[], None]:
         """For `watch` on a read-only open: import a hand edit as soon as the config
