@@ -142,9 +142,9 @@ class LedgerConfigStore(ConfigStore):
             self._vars, self._vars_state = (names, tuple(map(os.fsencode, names))), state
         key = (state.seq, flags.key(), layers.environment_key(env, *self._vars))
         if self._eff is None or self._eff_state is not state or key != self._eff_key:
-            self._eff = layers.effective_config(state.config, env=env, flags=flags,
-                                         opener=self.ledger.vault,
-                                         where=f"ledger seq {state.seq}")
+            self._eff = layers.wired(layers.effective_config(
+                state.config, env=env, flags=flags, opener=self.ledger.vault,
+                where=f"ledger seq {state.seq}"), self._wiring())
             # what load_effective hands out: free-form secrets opened once per
             # effective state (not per call), kept as this process's plain copy
             from ledger.typed.freeform import reveal_counting
@@ -193,9 +193,10 @@ class LedgerConfigStore(ConfigStore):
         # lazy: schema and decoders load on first use (CLI start-up)
         from ledger.typed.freeform import reveal
 
-        config: MoltisConfig = reveal(_layers().effective_config(
+        layers = _layers()
+        config: MoltisConfig = reveal(layers.wired(layers.effective_config(
             state.config, env=env, flags=flags, opener=self.ledger.vault,
-            where=f"ledger seq {seq}").config)
+            where=f"ledger seq {seq}"), self._wiring()).config)
         return config
 
     def effective_at(self, ref: Ref | None = None, *, flags: Flags = NO_FLAGS,
@@ -209,10 +210,27 @@ class LedgerConfigStore(ConfigStore):
         if seq == head.seq:
             return self.effective_layers(flags, env), head.config
         state = self.ledger.state_at(seq)
-        eff: Effective = _layers().effective_config(
+        layers = _layers()
+        eff: Effective = layers.wired(layers.effective_config(
             state.config, env=env, flags=flags, opener=self.ledger.vault,
-            where=f"ledger seq {seq}")
+            where=f"ledger seq {seq}"), self._wiring())
         return eff, state.config
+
+    def _wiring(self) -> dict[str, Any] | None:
+        """This store's `[config]`: where the gateway reading it runs (see
+        `ledger.typed.layers.wired`); None for a store that is not a place Moltis's
+        config can name (the memory store)."""
+        backend = self.ledger.backend
+        if self.backend_name == "sqlite":
+            wiring: dict[str, Any] = {"backend": "sqlite", "db": str(backend.location)}
+        elif self.backend_name == "postgres":
+            wiring = {"backend": "postgres", "dsn": getattr(backend, "dsn", None)}
+        else:
+            return None
+        ledger_id = backend.get_meta("ledger_id")
+        if ledger_id:
+            wiring["ledger_id"] = ledger_id
+        return wiring
 
     async def source_metadata(self, *, flags: Flags = NO_FLAGS,
                               env: Mapping[str, str] | None = None) -> dict[str, Provenance]:

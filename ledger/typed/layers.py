@@ -262,6 +262,21 @@ def effective_config(raw: Doc, *, env: Mapping[str, str] | None = None,
     return Effective(typed, env_paths, flag_paths, substituted, ignored, sealed)
 
 
+def wired(eff: Effective, wiring: Mapping[str, Any] | None) -> Effective:
+    """`eff` with its `[config]` naming the store it was read from (`wiring`, the raw
+    `[config]` table; None: left as it is). The ledger never holds `[config]` (it is
+    where the ledger lives, kept in moltis.toml), so the effective view showed the
+    schema's default, `file`, for a gateway on the ledger, and a `MOLTIS_CONFIG__*`
+    override open_store() does not read (review r16)."""
+    if wiring is None:
+        return eff
+    section = to_typed({"config": dict(wiring)}, where="the store's location").config
+    return dataclasses.replace(
+        eff, config=msgspec.structs.replace(eff.config, config=section),
+        env_paths={p: v for p, v in eff.env_paths.items() if p[:1] != ("config",)},
+        flag_paths={p: v for p, v in eff.flag_paths.items() if p[:1] != ("config",)})
+
+
 def masked_paths(eff: Effective, raw: Doc) -> dict[KeyPath, str | None]:
     """The effective paths to show masked, each with the fingerprint to show: values
     sealed at positions typed as plain text (`ledger.typed.plain_refs`), and values that
