@@ -149,8 +149,6 @@ def test_a_file_backend_override_does_not_hand_the_gateway_a_mask_as_its_key(
 # ---------------------------------------------------------------------------------
 # REF times as `log` prints them
 
-@pytest.mark.xfail(strict=True, reason="a time copied from `log` (whole seconds) names the "
-                   "state before the event shown at that time")
 def test_a_time_read_in_log_names_the_state_after_that_event(tmp_path: Path) -> None:
     """Did: migrate, `set server.port 8080`, read its time in `log --limit 1`
     (e.g. "2026-12-04 16:22:59Z"), then `get server.port --at "<that time>"` and

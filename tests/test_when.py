@@ -18,20 +18,26 @@ def at(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
+def end_of(*args: int) -> datetime:
+    """A time given to the second names the end of that second (`log`'s precision)."""
+    return datetime(*args, 999_999, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("now", NOW),
     ("2026-11-24", at(2026, 11, 24)),
     ("2026-11-24T09:00", at(2026, 11, 24, 9)),
-    ("2026-11-24 09:00:00Z", at(2026, 11, 24, 9)),
-    ("2026-11-24t09:00:00z", at(2026, 11, 24, 9)),
-    ("2026-11-24T09:00:00+02:00", at(2026, 11, 24, 7)),
+    ("2026-11-24 09:00:00Z", end_of(2026, 11, 24, 9, 0, 0)),
+    ("2026-11-24t09:00:00z", end_of(2026, 11, 24, 9, 0, 0)),
+    ("2026-11-24T09:00:00+02:00", end_of(2026, 11, 24, 7, 0, 0)),
+    ("2026-11-24T09:00:00.250Z", datetime(2026, 11, 24, 9, 0, 0, 250_000, tzinfo=UTC)),
     ("today", at(2026, 11, 26)),
     ("yesterday", at(2026, 11, 25)),
     ("Yesterday 18:00", at(2026, 11, 25, 18)),
     ("18:45", at(2026, 11, 26, 18, 45)),
     ("tuesday", at(2026, 11, 24)),
     ("last tuesday", at(2026, 11, 24)),
-    ("last  Tue 09:30:15", at(2026, 11, 24, 9, 30, 15)),
+    ("last  Tue 09:30:15", end_of(2026, 11, 24, 9, 30, 15)),
     ("thursday", at(2026, 11, 19)),  # today is Thursday: the one before today
     ("fri", at(2026, 11, 20)),
     ("90s", NOW - timedelta(seconds=90)),

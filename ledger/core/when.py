@@ -8,6 +8,11 @@
   (`yesterday 18:00`); a bare `18:00` is today;
 - an age: a number and a unit, repeated, optionally followed by `ago`: `90s`, `15m`,
   `2h`, `1h30m`, `3 days ago`, `1w` (units s, m/min, h, d, w and their English words).
+
+A time given to the second, without a fraction (`2026-11-24 09:00:05Z`, as `log` prints
+an event's time), names the end of that second: the state after every event `log`
+shows at that time (review r16: `--at` with a time copied from `log` gave the state
+before that event, which happened some milliseconds into the second).
 """
 
 from __future__ import annotations
@@ -49,7 +54,15 @@ def _iso(words: str) -> datetime | None:
         when = datetime.fromisoformat(words.upper().replace("Z", "+00:00"))
     except ValueError:
         return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return _whole_second(words, when if when.tzinfo else when.replace(tzinfo=UTC))
+
+
+def _whole_second(words: str, when: datetime) -> datetime:
+    """The end of the second `when` names when `words` give it to the second, without a
+    fraction (see the module docstring); `when` otherwise."""
+    if re.search(r"\d:\d{2}:\d{2}(?![.,]\d)", words, re.ASCII):
+        return when.replace(microsecond=999_999)
+    return when
 
 
 def _age(words: str, now: datetime) -> datetime | None:
@@ -94,4 +107,4 @@ def _day(words: str, now: datetime) -> datetime | None:
             return None
         back = (today.weekday() - index) % 7 or 7  # the latest one before today
         day = today - timedelta(days=back)
-    return datetime.combine(day, clock, tzinfo=UTC)
+    return _whole_second(words, datetime.combine(day, clock, tzinfo=UTC))
