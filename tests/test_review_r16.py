@@ -193,8 +193,6 @@ def test_an_imported_bundle_stays_readable_after_the_original_is_written(
 # ---------------------------------------------------------------------------------
 # messages
 
-@pytest.mark.xfail(strict=True, reason="`show --at 0` says the ledger is empty and "
-                   "suggests migrate on a ledger with events")
 def test_show_at_seq_0_does_not_suggest_migrate(tmp_path: Path) -> None:
     """Did: `show --at 0` on a migrated ledger (REF 0 is documented: "seq 0, the empty
     ledger, only by `--to 0`"). Happened: stderr "the ledger is empty: `moltis-ledger
@@ -206,8 +204,6 @@ def test_show_at_seq_0_does_not_suggest_migrate(tmp_path: Path) -> None:
     assert "migrate" not in got.stderr, got.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="error hints send the operator to docs/cli.md for "
-                   "the configuration's keys and types, which it does not list")
 def test_the_unknown_key_hint_points_at_a_list_of_the_keys(tmp_path: Path) -> None:
     """Did: `get tools.agent_max_iteratons` (a typo) with --json. Happened: hint
     "docs/cli.md lists the configuration's keys" (and an invalid value's hint "the
@@ -220,6 +216,9 @@ def test_the_unknown_key_hint_points_at_a_list_of_the_keys(tmp_path: Path) -> No
     hint = json.loads(got.stdout)["hint"] or ""
     if "docs/cli.md" in hint:  # the page it names lists the key the operator meant
         assert "agent_max_iterations" in (DOCS / "cli.md").read_text(encoding="utf-8"), hint
+    assert "show --effective" in hint, hint  # the command it names lists the key
+    listed = _cli(env, "show", "--effective")
+    assert "agent_max_iterations = " in listed.stdout, listed.stderr
 
 
 @pytest.mark.xfail(strict=True, reason="a key with a control character is written "

@@ -376,7 +376,8 @@ def error_hint(err: BaseException) -> str | None:
         return ("a PATH is dotted TOML keys (tools.exec.sandbox.mode), quoted where needed "
                 "(models.\"gpt-5.5\".context_window); keys:NAME.field names provider_keys.json")
     if isinstance(err, ConfigValidationError):
-        return "see `moltis-ledger check` for every problem, and the value's type in docs/cli.md"
+        return ("see `moltis-ledger check` for every problem; `moltis-ledger get --effective "
+                "PATH` shows the value in force, of the type the key takes")
     return None
 
 

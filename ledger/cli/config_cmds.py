@@ -71,7 +71,9 @@ def show(state: State, ref: str | None, effective: bool, fmt: str) -> None:
     else:
         doc = display_doc(snapshot.config, ledger.vault)
     if seq == 0 and not state.json:
-        state.out.note("the ledger is empty: `moltis-ledger migrate` imports moltis.toml")
+        state.out.note("the ledger is empty: `moltis-ledger migrate` imports moltis.toml"
+                       if ledger.head_state().seq == 0 else
+                       "seq 0 is the empty state before the first event")
     if state.json or fmt == "json":
         state.out.json(doc)
         return

@@ -50,8 +50,8 @@ def unknown_key(doc: str, key: tuple[str, ...], *, action: str) -> CommandError:
         return element
 
     near = suggest_doc_paths(doc, key)
-    hint = ("`moltis-ledger check` lists the keys Moltis ignores; "
-            "docs/cli.md lists the configuration's keys")
+    hint = ("`moltis-ledger show --effective` lists every key Moltis knows, with the "
+            "value in force; `moltis-ledger check` lists the keys Moltis ignores")
     if action == "set":
         hint = "pass --allow-unknown to store it anyway (Moltis ignores keys it does not know)"
     return CommandError(f"{format_doc_path(doc, key)}: unknown key: Moltis does not know "
