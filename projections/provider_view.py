@@ -159,7 +159,8 @@ def effective_providers(
     fallback: Mapping[str, ProviderKey] | None = None,
     config_sources: Mapping[tuple[str, str], str] | None = None,
 ) -> dict[str, EffectiveProvider]:
-    """Moltis's merge: config first, key store fills gaps, environment on top.
+    """Moltis's merge: config first, key store fills gaps, MOLTIS_PROVIDERS__* on top;
+    `<NAME>_API_KEY` and the generic pair only supply a key nobody else gives.
 
     `config_providers` maps name -> typed `ProviderConfig` from the effective config
     (which already carries MOLTIS_PROVIDERS__* overrides, named in `config_sources` as

@@ -64,7 +64,7 @@ def migrate(state: State, dry_run: bool, no_switch: bool, keep_files: bool,
         moltis-ledger migrate --dry-run
         moltis-ledger migrate --reason "move the config to the ledger"
         moltis-ledger migrate --no-switch --keep-files
-        moltis-ledger migrate --from-backup ~/.moltis/backups/migrate-20261126T162642Z
+        moltis-ledger migrate --from-backup ~/.moltis/backups/migrate-20261126T162642.053797Z
     """
     from ledger.ops.migrate import key_vault_notices
     from ledger.ops.migrate import migrate as run_migrate
@@ -397,7 +397,7 @@ def unseal_backup(state: State, folder: str, out_dir: str) -> None:
     Example:
 
     \b
-        moltis-ledger unseal-backup ~/.moltis/backups/migrate-20261126T162642Z -o /tmp/orig
+        moltis-ledger unseal-backup ~/.moltis/backups/migrate-20261126T162642.053797Z -o /tmp/orig
     """
     from ledger.engine.vault import KeySource
     from ledger.files.dirs import ensure_private_dir

@@ -211,6 +211,12 @@ def _write_new(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def _default_reason(sources: dict[str, str]) -> str:
+    """"import of moltis.toml and provider_keys.json", naming only the files read."""
+    return "import of " + " and ".join(Path(s).name for s in sources.values()) \
+        if sources else "import"
+
+
 def backup_files(files: list[Path], data_dir: Path, *,
                  seal: Callable[[bytes, str], bytes] | None = None,
                  content_print: Callable[[bytes], str] | None = None,
@@ -434,7 +440,7 @@ def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
         return changes
 
     report.commit = ledger.apply(changes_with_backup, actor=actor, source=source,
-                                 reason=reason or "import of moltis.toml and provider_keys.json",
+                                 reason=reason or _default_reason(report.sources),
                                  meta=meta, where=report.sources.get("config", "import"))
     if report.notices:
         _log.warning("key vault not read", path=str(keys_file) + ".enc")
