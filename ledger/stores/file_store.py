@@ -89,6 +89,7 @@ from ledger.typed.layers import (
     environment_key,
     provenance_map,
     referenced_variables,
+    wired,
 )
 
 __all__ = ["FileConfigStore", "discover_config_file", "read_config_file"]
@@ -242,8 +243,10 @@ class FileConfigStore(ConfigStore):
         key = (snap.digest, snap.key is None, flags.key(),
                environment_key(env, sorted(snap.variables)))
         if self._eff is None or key != self._eff_key:
-            self._eff = effective_config(snap.doc, env=env, flags=flags,
-                                         where=str(self.path))
+            # its [config] is this store whatever the file says (a migrated file names
+            # the ledger; MOLTIS_CONFIG_BACKEND=file serves it anyway)
+            self._eff = wired(effective_config(snap.doc, env=env, flags=flags,
+                                               where=str(self.path)), {"backend": "file"})
             self._eff_bytes = _codec().encoder.encode(self._eff.config)
             self._eff_key = key
         return snap, self._eff
