@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import io
 import select
+import shutil
 import socket
 import threading
 import time
@@ -259,3 +260,61 @@ def test_a_bundle_made_while_the_gateway_writes_imports(tmp_path: Path) -> None:
     (tmp_path / "b-config").mkdir()
     got = cli_process(other, "import-bundle", str(bundle))
     assert got.returncode == 0, got.stderr
+
+
+# ---------------------------------------------------------------------------------
+# The head mark names the history: a copy from before a restore is not its history
+
+
+@pytest.mark.xfail(strict=True, reason="head_mark.older_than_mark and the mirror's "
+                   "_check_mark ignore a mark of another history: the ledger as it was "
+                   "before a restore, put back, is served and written on")
+def test_the_ledger_kept_by_a_restore_put_back_is_refused(tmp_path: Path) -> None:
+    """What I did: a migrated site (key in the environment, the head mark in the config
+    dir); `set server.port 2000`, `backup -o b1.db`, `set server.port 3000`, `restore
+    b1.db --force` (it keeps the replaced ledger in <data>/backups/replaced-*.db), then
+    `set server.port 5000` and `5001`. Then, as someone who can write the data dir but
+    not the config dir, copied backups/replaced-*.db over data/moltis.db (the ledger as
+    it was before the restore: port 3000, event 3). Before today (f5e28b0) every read
+    refused this copy (exit 3, "older than one this key has seen (a copy was put
+    back?)").
+
+    What happened: `get server.port` says 3000, exit 0; `verify` says ok; a gateway's
+    open_store() serves it (not the head mirror's 5001), and writes go on from it: the
+    restore and every write after it are gone, unnoticed. The mark (and the mirror) now
+    name the restored copy's history, and a copy of another history is read without
+    them. What should happen: a put-back copy older than what this key vouched for is
+    refused, whatever its history id; only a copy made by import-bundle/restore that
+    was never superseded by this key's writes may be read without the mark."""
+    env = site_env(tmp_path)
+
+    def ok(*args: str) -> str:
+        done = cli_process(env, *args)
+        assert done.returncode == 0, (args, done.stderr)
+        return done.stdout
+
+    ok("set", "server.port", "2000")
+    ok("backup", "-o", str(tmp_path / "b1.db"))
+    ok("set", "server.port", "3000")
+    ok("restore", str(tmp_path / "b1.db"), "--force")
+    ok("set", "server.port", "5000")
+    ok("set", "server.port", "5001")
+    data = tmp_path / "data"
+    kept, = (data / "backups").glob("replaced-*.db")
+    for old in data.glob("moltis.db*"):
+        if not old.name.endswith(".lock"):
+            old.unlink()
+    shutil.copyfile(kept, data / "moltis.db")
+
+    got = cli_process(env, "get", "server.port")
+    assert got.returncode != 0 or got.stdout.strip() != "3000", \
+        "the ledger as it was before the restore is served: port 3000, exit 0"
+    from ledger.ops.open_store import open_store
+
+    with moltis_env_only(env):
+        store = open_store()
+        try:
+            served = asyncio.run(store.load_raw()).server.port
+        finally:
+            asyncio.run(store.close())
+    assert served == 5001, f"a gateway serves port {served}"
