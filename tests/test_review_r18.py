@@ -273,9 +273,6 @@ def test_a_bundle_made_while_the_gateway_writes_imports(tmp_path: Path) -> None:
 # The head mark names the history: a copy from before a restore is not its history
 
 
-@pytest.mark.xfail(strict=True, reason="head_mark.older_than_mark and the mirror's "
-                   "_check_mark ignore a mark of another history: the ledger as it was "
-                   "before a restore, put back, is served and written on")
 def test_the_ledger_kept_by_a_restore_put_back_is_refused(tmp_path: Path) -> None:
     """What I did: a migrated site (key in the environment, the head mark in the config
     dir); `set server.port 2000`, `backup -o b1.db`, `set server.port 3000`, `restore

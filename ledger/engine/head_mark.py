@@ -14,16 +14,20 @@ last raise is put back unnoticed (at most one checkpoint interval of events, and
 none once the writer closed). `sign-head --adopt` and `restore` are the operator's
 acts that move the mark back to an older head.
 
-What remains: the mark belongs to one ledger (its ledger_id, and its history: a copy
-made by `import-bundle` or `restore` is given a history of its own) per key directory,
-so two ledgers (or copies) sharing a key directory protect only the last one written,
-and the other is read without the mark (review r16: a copy made by import-bundle was
-refused as "rewritten" once the original was written again); an attacker
+What remains: the mark belongs to one ledger per key directory: its ledger_id and
+where it is (its file, or its database and schema), so two ledgers sharing a key
+directory, or a ledger and a copy `import-bundle` made of it elsewhere, protect only
+the last one written, and the other is read without the mark (review r16: such a copy
+was refused as "rewritten" once the original was written again). The location, not
+the copy's history id: the history id is in the database, so an older copy put back
+in the ledger's place (the one a restore keeps in backups/) would have carried its
+own past it (review r18); an attacker
 who can write the key directory can rewind both (but then holds the key anyway)."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -35,7 +39,8 @@ from ledger.engine.vault import KeySource
 from ledger.errors import LedgerError, ParseError
 from ledger.files.safe_io import check_directory, overwrite_private, read_file
 
-__all__ = ["MARK_NAME", "OLDER_REPAIR", "HeadMark", "head_mark_problem", "mark_path",
+__all__ = ["MARK_NAME", "OLDER_REPAIR", "HeadMark", "head_mark_problem", "mark_location",
+           "mark_path",
            "older_than_mark", "raise_mark", "read_mark", "unreadable_mark", "write_mark"]
 
 MARK_NAME: Final = "ledger-head.hwm"
@@ -51,7 +56,13 @@ class HeadMark(msgspec.Struct, frozen=True):
     ledger_id: str
     seq: int
     hash: str
-    history: str = ""  # HISTORY_ID; "" for a ledger never copied (and marks before it)
+    location: str = ""  # `mark_location` of the ledger; "" in marks written before it
+
+
+def mark_location(backend_name: str, location: str) -> str:
+    """Where a ledger is, as its mark records it: a SQLite file's real path (however it
+    was named), else the backend's location (a DSN without its password, and schema)."""
+    return os.path.realpath(location) if backend_name == "sqlite" else location
 
 
 def mark_path(keys: KeySource) -> Path:
@@ -66,7 +77,7 @@ def write_mark(path: Path, key: bytes, mark: HeadMark) -> None:
     and a mark in a shared directory could be swapped by another user."""
     check_directory(path.parent)
     body = json.dumps({"format": FORMAT, "ledger_id": mark.ledger_id, "seq": mark.seq,
-                       "hash": mark.hash, "history": mark.history}, sort_keys=True)
+                       "hash": mark.hash, "location": mark.location}, sort_keys=True)
     overwrite_private(path, seal_body(key, body), "the head mark")
 
 
@@ -81,7 +92,7 @@ def read_mark(path: Path, key: bytes) -> HeadMark | None:
         if doc.get("format") != FORMAT:
             raise ValueError("not a head mark")
         return HeadMark(str(doc["ledger_id"]), int(doc["seq"]), str(doc["hash"]),
-                        str(doc.get("history", "")))
+                        str(doc.get("location", "")))
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ParseError(f"{path}: the head mark cannot be used: {err}") from None
 
@@ -96,7 +107,7 @@ def raise_mark(path: Path, key: bytes, mark: HeadMark, *, lower: bool = False) -
         except ParseError:
             current = None
         if (current is not None and current.ledger_id == mark.ledger_id
-                and current.history == mark.history and current.seq >= mark.seq):
+                and current.location == mark.location and current.seq >= mark.seq):
             return
     write_mark(path, key, mark)
 
@@ -112,13 +123,13 @@ def marked_ledger(keys: KeySource) -> bytes | None:
     return mark.ledger_id.encode() if mark is not None else None
 
 
-def older_than_mark(mark: HeadMark | None, ledger_id: str, history: str, head_seq: int,
+def older_than_mark(mark: HeadMark | None, ledger_id: str, location: str, head_seq: int,
                     hash_at: Callable[[int], bytes | None]) -> str | None:
     """Why this ledger's head (seq `head_seq`; `hash_at(seq)` reads an event's hash) is
-    older than the mark, or None. Only a mark of this ledger (its ledger_id and
-    history) counts."""
+    older than the mark, or None. Only a mark of this ledger (its ledger_id, at this
+    location; a mark from before locations were recorded counts everywhere) counts."""
     if mark is None or not ledger_id or mark.ledger_id != ledger_id \
-            or mark.history != history:
+            or (mark.location and mark.location != location):
         return None
     if head_seq < mark.seq:
         return (f"its head is event {head_seq}, but event {mark.seq} of this ledger was "
@@ -141,7 +152,7 @@ def unreadable_mark(path: Path, err: Exception) -> str:
             "over)")
 
 
-def head_mark_problem(keys: KeySource, ledger_id: bytes, history: bytes, head_seq: int,
+def head_mark_problem(keys: KeySource, ledger_id: bytes, location: str, head_seq: int,
                       hash_at: Callable[[int], bytes | None],
                       unreadable: Callable[[str], None] | None = None) -> str | None:
     """Why this ledger's head is older than the mark beside the key (the whole message,
@@ -164,7 +175,7 @@ def head_mark_problem(keys: KeySource, ledger_id: bytes, history: bytes, head_se
         if unreadable is not None:
             unreadable(unreadable_mark(path, err))
         return None
-    problem = older_than_mark(mark, ledger_id.decode(), history.decode(), head_seq, hash_at)
+    problem = older_than_mark(mark, ledger_id.decode(), location, head_seq, hash_at)
     if problem is None or mark is None:
         return None
     what = ("older than one this key has seen (a copy was put back?)" if head_seq < mark.seq

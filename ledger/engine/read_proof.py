@@ -23,6 +23,7 @@ from ledger.core.events import KIND_CHANGE, Record, Row
 from ledger.engine.head_mark import (
     HeadMark,
     head_mark_problem,
+    mark_location,
     mark_path,
     marked_ledger,
     raise_mark,
@@ -95,7 +96,8 @@ class ReadProof:
             rec = self.backend.record(seq)
             return rec.hash if rec is not None else None
 
-        return head_mark_problem(self.vault.keys, self.vault.ledger_id, self.vault.history,
+        return head_mark_problem(self.vault.keys, self.vault.ledger_id,
+                                 mark_location(self.backend.name, self.backend.location),
                                  head_seq, hash_at, unreadable or self._warn_unreadable)
 
     def _warn_unreadable(self, message: str) -> None:
@@ -272,7 +274,7 @@ class ReadProof:
             key = self.vault.master_key()
             raise_mark(mark_path(self.vault.keys), key,
                        HeadMark(self.vault.ledger_id.decode(), rec.seq, rec.hash.hex(),
-                                history_of(self.backend.get_meta).decode()),
+                                mark_location(self.backend.name, self.backend.location)),
                        lower=lower)
         except (LedgerError, OSError) as err:
             _log.warning("the head mark cannot be written", location=self.backend.location,

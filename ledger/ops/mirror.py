@@ -26,8 +26,7 @@ from ledger.core.canonical import b64_bytes
 from ledger.core.document import Doc, leaves
 from ledger.core.events import KIND_SHRED
 from ledger.core.secret_refs import SecretRef, refs_in
-from ledger.engine.head_mark import HeadMark, mark_path, raise_mark, read_mark
-from ledger.engine.integrity_keys import HISTORY_ID
+from ledger.engine.head_mark import HeadMark, mark_location, mark_path, raise_mark, read_mark
 from ledger.engine.ledger import Ledger
 from ledger.engine.sealed_files import open_body, seal_body
 from ledger.engine.vault import KeySource, SealedOpener
@@ -88,7 +87,7 @@ def write_mirror(ledger: Ledger, state: ConfigState, path: Path, location: str) 
             "seq": state.seq,
             "written": datetime.now(UTC).isoformat(timespec="seconds"),
             "hash": state.hash.hex(), "ledger_id": ledger.backend.get_meta("ledger_id") or "",
-            "history": ledger.backend.get_meta(HISTORY_ID) or "",
+            "marked_at": mark_location(ledger.backend.name, ledger.backend.location),
             "config": msgspec.to_builtins(state.config),
             "keys": msgspec.to_builtins(state.keys), "sealed": sealed}
     body = json.dumps(data, ensure_ascii=False, sort_keys=True)
@@ -119,9 +118,10 @@ def write_mirror(ledger: Ledger, state: ConfigState, path: Path, location: str) 
 def _advance_mark(ledger: Ledger, state: ConfigState, key: bytes) -> None:
     """Raise the head mark (`ledger.engine.head_mark`) to this head; never lower it."""
     ledger_id = ledger.backend.get_meta("ledger_id") or ""
-    history = ledger.backend.get_meta(HISTORY_ID) or ""
+    backend = ledger.backend
     raise_mark(mark_path(ledger.vault.keys), key,
-               HeadMark(ledger_id, state.seq, state.hash.hex(), history))
+               HeadMark(ledger_id, state.seq, state.hash.hex(),
+                        mark_location(backend.name, backend.location)))
 
 
 def slot_paths(path: Path) -> tuple[Path, Path]:
@@ -210,9 +210,10 @@ def _check_mark(store: MirrorConfigStore, doc: dict[str, Any], keys: KeySource) 
     """A mirror older than the head mark (a copy put back: a replay) is not served."""
     key = keys.load(create=False)
     mark = read_mark(mark_path(keys), key) if key is not None else None
-    if mark is None or mark.ledger_id != str(doc.get("ledger_id", "")) \
-            or mark.history != str(doc.get("history", "")):
-        return  # another ledger's mark, or another copy's (ledger.engine.head_mark)
+    if mark is None or mark.ledger_id != str(doc.get("ledger_id", "")):
+        return  # another ledger's mark (ledger.engine.head_mark)
+    if mark.location and doc.get("marked_at") and mark.location != doc["marked_at"]:
+        return  # the mark of a copy elsewhere, written after this ledger
     if store.seq < mark.seq or (store.seq == mark.seq and doc.get("hash") != mark.hash):
         raise ParseError(
             f"the head mirror holds seq {store.seq}, but seq {mark.seq} of this ledger was "
