@@ -145,9 +145,6 @@ def slow_commit_cut(pg_url: str) -> Iterator[tuple[str, str, str, _SlowCommitCut
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason="a lost write's read-back does not wait for the "
-                   "lost transaction to end: a commit still on its way is taken for "
-                   "'not written' and the write is applied a second time")
 def test_a_pg_write_still_committing_when_its_connection_is_cut_is_applied_once(
         slow_commit_cut: tuple[str, str, str, _SlowCommitCutter]) -> None:
     """What I did: a PostgresConfigStore through a TCP proxy, port 1000 written. The

@@ -842,7 +842,11 @@ class PostgresBackend:
         holds `head`, the write's last event, read on a fresh connection (its hash: the
         chain makes it this write's, all of it). OutcomeUnknownError when that cannot be
         read, or the write appended no event to look for (review r17: a lost reply was
-        reported as "nothing was written" to a caller whose write had committed)."""
+        reported as "nothing was written" to a caller whose write had committed). Read
+        under the append lock: the lost transaction holds it until it has committed or
+        rolled back, so a commit still under way (a slow fsync, a synchronous standby) is
+        waited for, never taken for "not written" and then applied again by a retry
+        (review r18); the wait is bounded by lock_timeout (the busy timeout)."""
         self._discard_dead()
         if head.seq > start.seq:
             try:
@@ -850,7 +854,9 @@ class PostgresBackend:
                 # waiting for a database that went away
                 conn: psycopg.Connection[Any] = self._pool.getconn(timeout=self._busy_ms / 1000)
                 try:
-                    row = conn.execute(self._sql.hash_at, (head.seq,)).fetchone()
+                    with conn.transaction():
+                        conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.append_lock,))
+                        row = conn.execute(self._sql.hash_at, (head.seq,)).fetchone()
                 finally:
                     self._pool.putconn(conn)
             except self._errors as again:
