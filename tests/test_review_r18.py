@@ -224,9 +224,6 @@ class _WriterRacingTheBundle(io.StringIO):
         return super().write(text)
 
 
-@pytest.mark.xfail(strict=True, reason="write_bundle reads the head MAC/signature rows "
-                   "after the events, not for the head it wrote: a write racing the "
-                   "bundle makes a genuine bundle that import-bundle refuses as forged")
 def test_a_bundle_made_while_the_gateway_writes_imports(tmp_path: Path) -> None:
     """What I did: a migrated site; `write_bundle` (what `moltis-ledger bundle -o` runs)
     of its ledger while another process committed `set server.port 9999` (after the

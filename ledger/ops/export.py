@@ -48,6 +48,7 @@ from ledger.ops.migrate import WIRING
 from ledger.ops.stale_stages import import_stage_prefix, remove_stale_import_stages
 from ledger.ops.transfer import copy_ledger, finish_copy, stage_copy
 from ledger.stores.config_file import parse_config
+from projections.config_view import ConfigState
 
 MASKED_HEADER = "secrets masked"
 
@@ -195,7 +196,7 @@ def write_bundle(ledger: Ledger, out: IO[str], *, with_secrets: bool = False) ->
     (head mark, head MAC or signature; a log re-chained without the key is refused,
     VerificationError), and the events it descends from (review r8, finding 2)."""
     backend = ledger.backend
-    served = ledger.head_state()
+    served, meta = _served_head(ledger)
     head = Head(served.seq, served.hash, served.ts)
     header = {
         "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION,
@@ -221,17 +222,42 @@ def write_bundle(ledger: Ledger, out: IO[str], *, with_secrets: bool = False) ->
                 "shredded_seq": row.shredded_seq,
                 "sealed": base64.b64encode(row.sealed).decode() if row.sealed else None,
             }) + "\n")
-        check = backend.get_meta("key_check")
+        check = meta.get("key_check")
         if check:
             out.write(json.dumps({"meta": {"key_check": check}}) + "\n")
     # the head's own MAC and signature (no secret: a MAC and a public signature), so an
     # import under the same key stays vouched for; readers before this ignore nothing
     # (an older reader refuses the line), readers since accept bundles without it
     vouch = {k: v for k in (HEAD_SIGNATURE, HEAD_MAC, HISTORY_ID)
-             if (v := backend.get_meta(k)) is not None}
+             if (v := meta.get(k)) is not None and _vouches_up_to(k, v, head.seq)}
     if vouch:
         out.write(json.dumps({"meta": vouch}) + "\n")
     return count
+
+
+def _served_head(ledger: Ledger) -> tuple[ConfigState, dict[str, str]]:
+    """The head the bundle names and the meta rows read with it: a writer committing
+    between the two moves the head MAC past the head (review r18: a genuine bundle
+    carried the MAC of a later event and was refused as forged), so they are read
+    again until they agree (the rows naming a later event are left out otherwise)."""
+    for _ in range(5):
+        served = ledger.head_state()
+        meta = ledger.backend.meta_items()
+        if all(_vouches_up_to(k, v, served.seq) for k, v in meta.items()):
+            break
+    return served, meta
+
+
+def _vouches_up_to(key: str, text: str, seq: int) -> bool:
+    """False for a head MAC or signature row that names an event after `seq`."""
+    try:
+        if key == HEAD_MAC:
+            return HeadMac.decode(text).seq <= seq
+        if key == HEAD_SIGNATURE:
+            return HeadSignature.decode(text).seq <= seq
+    except ValueError:
+        pass  # malformed: the import refuses it, naming it
+    return True
 
 
 # A bundle holds the whole history: larger than a config file may be, but still read
