@@ -335,23 +335,9 @@ else:
 """
 
 
-@pytest.mark.xfail(strict=True, reason="Secret.placeholder covers typed secret fields "
-                   "only: a masked free-form token or URL is handed to the gateway as "
-                   "'<secret fp:…>'")
-def test_the_file_store_never_hands_a_gateway_a_mask_as_a_free_form_secret(
-        tmp_path: Path) -> None:
-    """What I did: moltis.toml with a Telegram bot token (channels, free-form) and an
-    OpenAI base_url with a password in it (URL userinfo); `moltis-ledger migrate` (both
-    masked in moltis.toml, as the secret policy says); then a gateway process started
-    with MOLTIS_CONFIG_BACKEND=file (the case review r16 fixed for typed secrets:
-    nothing resolves the masks) and called discover_and_load().
-
-    What happened: the gateway got `<secret fp:…>` as the bot token and as the
-    provider's base_url, no error, no warning; it would log in to Telegram with the
-    mask and connect to a host named `<secret fp:…>`. (The typed api_key now reveals
-    nothing, as fixed.) What should happen: as for a typed secret, a mask placeholder
-    is never served as a value: the load says the value is a masked placeholder (or
-    leaves it out, with a warning), wherever the secret policy masked it."""
+def _masked_file_gateway(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """A migrated moltis.toml (its secrets masked) that a gateway runs on anyway, with
+    MOLTIS_CONFIG_BACKEND=file: discover_and_load()'s bot token and base_url, as JSON."""
     config, data = tmp_path / "config", tmp_path / "data"
     config.mkdir()
     data.mkdir()
@@ -372,7 +358,37 @@ def test_the_file_store_never_hands_a_gateway_a_mask_as_a_free_form_secret(
                              env={**env, "MOLTIS_CONFIG_BACKEND": "file"}, cwd=ROOT,
                              capture_output=True, text=True, timeout=120, check=False)
     assert gateway.returncode == 0, gateway.stderr
+    return gateway
+
+
+def test_a_gateway_on_a_masked_file_is_warned(tmp_path: Path) -> None:
+    """The case below, as it stands: the gateway is told, in its log, that the file
+    holds masks it cannot open, and what to do."""
+    gateway = _masked_file_gateway(tmp_path)
+    assert "masked secret placeholders" in gateway.stderr, gateway.stderr
+    assert "switch-backend file" in gateway.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="left for the owner: a free-form secret the file "
+                   "store cannot open is given as its mask's text, as the ledger gives one "
+                   "it cannot open (shredded, no key); a warning says so (test above)")
+def test_the_file_store_never_hands_a_gateway_a_mask_as_a_free_form_secret(
+        tmp_path: Path) -> None:
+    """What I did: moltis.toml with a Telegram bot token (channels, free-form) and an
+    OpenAI base_url with a password in it (URL userinfo); `moltis-ledger migrate` (both
+    masked in moltis.toml, as the secret policy says); then a gateway process started
+    with MOLTIS_CONFIG_BACKEND=file (the case review r16 fixed for typed secrets:
+    nothing resolves the masks) and called discover_and_load().
+
+    What happened: the gateway got `<secret fp:…>` as the bot token and as the
+    provider's base_url, no error, no warning; it would log in to Telegram with the
+    mask and connect to a host named `<secret fp:…>`. (The typed api_key now reveals
+    nothing, as fixed.) What should happen: as for a typed secret, a mask placeholder
+    is never served as a value: the load says the value is a masked placeholder (or
+    leaves it out, with a warning), wherever the secret policy masked it."""
+    gateway = _masked_file_gateway(tmp_path)
     got = json.loads(gateway.stdout)
     served = [v for v in (got.get("token"), got.get("base_url"))
               if isinstance(v, str) and "<secret fp:" in v]
     assert not served, f"the gateway was handed masks as values: {served}"
+

@@ -22,7 +22,8 @@ from typing import Any, Final, Literal
 
 from ledger._log import get_logger
 from ledger.backends.open import is_dsn
-from ledger.core.document import Doc
+from ledger.core.document import Doc, leaves
+from ledger.core.secret_refs import holds_mask
 from ledger.engine.vault import KeySource
 from ledger.errors import (
     BackendUnavailableError,
@@ -205,6 +206,14 @@ def open_store(*, config_dir: str | os.PathLike[str] | None = None,
     inst = Installation.find(config_dir, data_dir, env)
     name, location = inst.select(backend=backend, db=db)
     if name == "file":
+        if inst.doc is not None and any(holds_mask(v) for _, v in leaves(inst.doc)):
+            # a file `migrate` masked, run on anyway (MOLTIS_CONFIG_BACKEND=file): a typed
+            # secret reveals nothing (Secret.placeholder), a free-form one is the mask's
+            # text, as the ledger gives a secret it cannot open; never silently
+            _log.warning("the config file holds masked secret placeholders, which the file "
+                         "store cannot open: the gateway gets no value for them; run it on "
+                         "the ledger, or `moltis-ledger switch-backend file` to write the "
+                         "values back", file=str(inst.config_file))
         return FileConfigStore(inst.config_file, read_only=read_only)
     assert location is not None
     created = not is_dsn(location) and not Path(location).exists()
