@@ -335,9 +335,11 @@ else:
 """
 
 
-def _masked_file_gateway(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _masked_file_gateway(tmp_path: Path, log: bool = False
+                         ) -> subprocess.CompletedProcess[str]:
     """A migrated moltis.toml (its secrets masked) that a gateway runs on anyway, with
-    MOLTIS_CONFIG_BACKEND=file: discover_and_load()'s bot token and base_url, as JSON."""
+    MOLTIS_CONFIG_BACKEND=file: discover_and_load()'s bot token and base_url, as JSON
+    (`log`: the gateway logs to stderr, as a host configures it)."""
     config, data = tmp_path / "config", tmp_path / "data"
     config.mkdir()
     data.mkdir()
@@ -354,7 +356,8 @@ def _masked_file_gateway(tmp_path: Path) -> subprocess.CompletedProcess[str]:
     assert migrated.returncode == 0, migrated.stderr
     text = (config / "moltis.toml").read_text(encoding="utf-8")
     assert "ABCdefGhIJK" not in text and "s3cretPW" not in text  # masked by migrate
-    gateway = subprocess.run([sys.executable, "-c", GATEWAY_LOAD],
+    script = ("import logging; logging.basicConfig()\n" if log else "") + GATEWAY_LOAD
+    gateway = subprocess.run([sys.executable, "-c", script],
                              env={**env, "MOLTIS_CONFIG_BACKEND": "file"}, cwd=ROOT,
                              capture_output=True, text=True, timeout=120, check=False)
     assert gateway.returncode == 0, gateway.stderr
@@ -364,7 +367,7 @@ def _masked_file_gateway(tmp_path: Path) -> subprocess.CompletedProcess[str]:
 def test_a_gateway_on_a_masked_file_is_warned(tmp_path: Path) -> None:
     """The case below, as it stands: the gateway is told, in its log, that the file
     holds masks it cannot open, and what to do."""
-    gateway = _masked_file_gateway(tmp_path)
+    gateway = _masked_file_gateway(tmp_path, log=True)
     assert "masked secret placeholders" in gateway.stderr, gateway.stderr
     assert "switch-backend file" in gateway.stderr
 
