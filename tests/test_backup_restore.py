@@ -16,7 +16,7 @@ import pytest
 from ledger import SqliteConfigStore
 from ledger.cli import run as run_cli
 from ledger.errors import LedgerError, ParseError, VerificationError
-from ledger.ops.export import import_bundle
+from ledger.ops.bundle import import_bundle
 from ledger.schema import MoltisConfig
 from tests.conftest import run
 
@@ -93,7 +93,7 @@ def test_restore_rebuilds_from_rows_and_keeps_the_replaced_ledger(tmp_path, caps
 
 
 def _bundle(tmp_path: Path) -> tuple[Path, list[str]]:
-    from ledger.ops.export import write_bundle
+    from ledger.ops.bundle import write_bundle
 
     store = SqliteConfigStore(tmp_path / "src.db")
     fill(store, 3)

@@ -16,7 +16,7 @@ from ledger.backends.base import HEAD_MAC, HEAD_SIGNATURE
 from ledger.core.canonical import b64_bytes, hex_bytes
 from ledger.engine.integrity_keys import HeadMac, HeadSignature
 from ledger.errors import ParseError
-from ledger.ops.export import read_bundle, write_bundle
+from ledger.ops.bundle import read_bundle, write_bundle
 from tests.conftest import run
 
 # three secrets one byte apart: at least one sealed value's base64 ends in padding

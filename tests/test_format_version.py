@@ -37,7 +37,7 @@ from ledger.core.events import (
 from ledger.core.secret_refs import SecretRef
 from ledger.engine.ledger import Ledger
 from ledger.ops.backup import backup, restore
-from ledger.ops.export import import_bundle, write_bundle
+from ledger.ops.bundle import import_bundle, write_bundle
 from ledger.ops.transfer import copy_ledger
 from tests.conftest import PG_URL_VAR, _pg_url, run
 from tests.operator import invoke, make_site

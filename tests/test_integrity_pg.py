@@ -90,7 +90,7 @@ def test_finding11_a_sqlite_to_postgres_copy_is_all_or_nothing(pg_url, tmp_path)
 def test_a_bundle_taken_while_writers_run_verifies(pg_url, tmp_path):
     import io
 
-    from ledger.ops.export import write_bundle
+    from ledger.ops.bundle import write_bundle
 
     store = fresh_pg_store(pg_url)
     fill(store, 3)
@@ -106,6 +106,6 @@ def test_a_bundle_taken_while_writers_run_verifies(pg_url, tmp_path):
     write_bundle(store.ledger, out)
     path = tmp_path / "b.bundle"
     path.write_text(out.getvalue())
-    from ledger.ops.export import verify_bundle
+    from ledger.ops.bundle import verify_bundle
 
     assert verify_bundle(path).ok

@@ -199,11 +199,11 @@ def test_cli_and_gateway_find_and_parse_the_config_once_and_agree(
     import ledger.files.dirs as dirs_module
     import ledger.ops.hand_edit as hand_edit_module
     import ledger.ops.migrate as migrate_module
-    import ledger.ops.open_store as open_store_module
+    import ledger.ops.installation as installation_module
 
     site.ok("migrate")
     calls = {"parse": 0, "find": 0}
-    parse, find = open_store_module.parse_config, dirs_module.discover_config_file
+    parse, find = installation_module.parse_config, dirs_module.discover_config_file
     read = migrate_module.read_config
 
     def counting_parse(path: Path, data: bytes | None) -> object:
@@ -218,7 +218,7 @@ def test_cli_and_gateway_find_and_parse_the_config_once_and_agree(
         calls["find"] += 1
         return find(*args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(open_store_module, "parse_config", counting_parse)
+    monkeypatch.setattr(installation_module, "parse_config", counting_parse)
     monkeypatch.setattr(migrate_module, "read_config", counting_read)  # their own names
     monkeypatch.setattr(hand_edit_module, "read_config", counting_read)
     monkeypatch.setattr(dirs_module, "discover_config_file", counting_find)

@@ -149,7 +149,7 @@ def test_moltis_entry_points_over_the_selected_store(dirs, monkeypatch):
 
 
 def test_dsn_forms_select_postgres_and_never_leak_the_password():
-    from ledger.ops.open_store import describe_location, is_dsn
+    from ledger.ops.installation import describe_location, is_dsn
 
     assert is_dsn("postgresql://u:pw@db/ledger")
     assert is_dsn("host=db dbname=ledger user=u password=pw")

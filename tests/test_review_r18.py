@@ -241,7 +241,7 @@ def test_a_bundle_made_while_the_gateway_writes_imports(tmp_path: Path) -> None:
     head are), and the import succeeds (signed)."""
     (tmp_path / "a").mkdir()
     env = site_env(tmp_path / "a")
-    from ledger.ops.export import write_bundle
+    from ledger.ops.bundle import write_bundle
     from ledger.ops.open_store import open_store
 
     out = _WriterRacingTheBundle(env)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ledger.ops.export import MAX_BUNDLE_BYTES
+from ledger.ops.bundle import MAX_BUNDLE_BYTES
 from tests.operator import invoke
 
 

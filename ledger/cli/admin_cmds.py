@@ -199,7 +199,7 @@ def verify_bundle(state: State, file: str, expect_head: bytes | None) -> None:
     \b
         moltis-ledger verify-bundle ledger.bundle --expect-head 5f0c…e1
     """
-    from ledger.ops.export import verify_bundle as check_bundle
+    from ledger.ops.bundle import verify_bundle as check_bundle
 
     with state.out.progress("verifying the bundle"):
         report = check_bundle(Path(file), expect_head)
@@ -241,7 +241,7 @@ def bundle(state: State, target: str, with_secrets: bool) -> None:
         moltis-ledger bundle -o full.bundle --with-secrets
     """
     from ledger.files.safe_io import create_private, refuse_special
-    from ledger.ops.export import replaceable_by_bundle, write_bundle
+    from ledger.ops.bundle import replaceable_by_bundle, write_bundle
 
     path = Path(target)
     refuse_special(path, "the bundle")  # a FIFO or device there is never replaced
@@ -287,8 +287,8 @@ def import_bundle(state: State, file: str) -> None:
     \b
         moltis-ledger --db /srv/new/moltis.db import-bundle ledger.bundle
     """
-    from ledger.ops.export import check_bundle
-    from ledger.ops.export import import_bundle as load_bundle
+    from ledger.ops.bundle import check_bundle
+    from ledger.ops.bundle import import_bundle as load_bundle
 
     with state.out.progress("importing the bundle"):
         # before the target is opened (which creates it): a refused bundle leaves no file

@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # the CLI starts fast: the library is imported by the command
     from collections.abc import Callable
 
     from ledger.engine.vault import KeySource
-    from ledger.ops.open_store import Installation
+    from ledger.ops.installation import Installation
     from ledger.stores.ledger_store import LedgerConfigStore
 
 __all__ = ["EXIT_CONFLICT", "EXIT_ERROR", "EXIT_LOCKED", "EXIT_OK", "EXIT_SIGPIPE",
@@ -117,7 +117,7 @@ class State:
         """The config and data directories, found and the config file parsed once per
         invocation (the same `Installation` `open_store()` starts from)."""
         if self._inst is None:
-            from ledger.ops.open_store import Installation
+            from ledger.ops.installation import Installation
 
             self._inst = Installation.find(self.config_dir, self.data_dir, os.environ)
         return self._inst
@@ -251,7 +251,7 @@ class State:
                 gw_location is not None and not is_dsn_text(location)
                 and os.path.abspath(gw_location) == os.path.abspath(location))):
             return
-        from ledger.ops.open_store import describe_location
+        from ledger.ops.installation import describe_location
 
         what = (f"the file store ({self.config_file})" if gw_name == "file"
                 else f"the {gw_name} ledger at {describe_location(gw_location)}")

@@ -169,7 +169,7 @@ def _render_migration(state: State, report: Any, ledger: Any, *, dry_run: bool,
 
 
 def _gateway_text(state: State) -> str:
-    from ledger.ops.open_store import describe_location
+    from ledger.ops.installation import describe_location
 
     try:
         name, location = state.gateway()
@@ -293,8 +293,9 @@ def _switch_to_ledger(state: State, target: str, keep_files: bool) -> None:
     # lazy, as every module this command needs (CLI start-up)
     from ledger.cli.switch_source import switch_source, switch_target
     from ledger.ops.hand_edit import record_file_sync
+    from ledger.ops.installation import describe_location
     from ledger.ops.migrate import migrate as run_migrate
-    from ledger.ops.open_store import describe_location, discard_if_empty, open_store
+    from ledger.ops.open_store import discard_if_empty, open_store
     from ledger.ops.switch import prove_same, set_backend_in_file
     from ledger.stores.ledger_store import LedgerConfigStore
 

@@ -68,7 +68,8 @@ def switch_source(state: State, target: str, location: str) -> _Source | None:
     the new ledger equal to the masks and to no keys, and called it proven). None when
     the gateway already runs on the target ledger: nothing to switch (review r16: the
     ledger was made equal to the files, reverting every change made in it since)."""
-    from ledger.ops.open_store import describe_location, open_store
+    from ledger.ops.installation import describe_location
+    from ledger.ops.open_store import open_store
     from ledger.ops.switch import head_documents
     from ledger.stores.file_providers import FileProviderStore
     from ledger.stores.file_store import FileConfigStore

@@ -54,7 +54,7 @@ def gateway_backend(config_file: Path, data_dir: Path, env: Mapping[str, str] | 
                     ) -> tuple[str, str | None]:
     """(backend, location) that `open_store()` picks for this installation."""
     # lazy: loaded only on this path (CLI start-up)
-    from ledger.ops.open_store import select_backend
+    from ledger.ops.installation import select_backend
 
     return select_backend(config_file=config_file, data_dir=data_dir,
                           env=os.environ if env is None else env)

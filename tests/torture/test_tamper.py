@@ -51,7 +51,7 @@ from ledger.core.chain import GENESIS, link
 from ledger.core.events import Record
 from ledger.engine.vault import KeySource
 from ledger.errors import LedgerError, StoreError
-from ledger.ops.export import import_bundle
+from ledger.ops.bundle import import_bundle
 from projections.snapshots import decode_state, encode_state
 from tests.conftest import run
 from tests.torture import stats
@@ -82,7 +82,7 @@ class Base:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
-    from ledger.ops.export import write_bundle
+    from ledger.ops.bundle import write_bundle
 
     path = tmp_path_factory.mktemp("tamper") / "moltis.db"
     key = os.urandom(32)
