@@ -27,6 +27,9 @@ from ledger.errors import VerificationError
 from ledger.ops.transfer import copy_ledger
 from ledger.stores.ledger_store import SqliteConfigStore
 
+# a large ledger built and walked to measure memory: run by .ci/run
+pytestmark = pytest.mark.slow
+
 T = TypeVar("T")
 EVENTS = 40_000
 BOUND = 5_000_000  # bytes: before, 8.8 MB for state_at and 26 MB for events() here

@@ -198,8 +198,8 @@ def test_cli_and_gateway_find_and_parse_the_config_once_and_agree(
         site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     import ledger.files.dirs as dirs_module
     import ledger.ops.hand_edit as hand_edit_module
-    import ledger.ops.migrate as migrate_module
     import ledger.ops.installation as installation_module
+    import ledger.ops.migrate as migrate_module
 
     site.ok("migrate")
     calls = {"parse": 0, "find": 0}

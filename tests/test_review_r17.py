@@ -31,6 +31,9 @@ from tests.migrated_site import cli_here, cli_process
 from tests.pg import new_schema_name, register_schema
 from tests.test_review_r13 import dsn  # noqa: F401 (the fixture: a database of its own)
 
+# real processes racing on one file, and PostgreSQL connections cut mid-write: run by .ci/run
+pytestmark = pytest.mark.torture
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------------------------

@@ -32,6 +32,10 @@ from ledger.cli.demo import moltis_env_only
 from tests.migrated_site import cli_process, site_env
 from tests.pg import new_schema_name, register_schema
 
+# a restore's replaced copy put back, PostgreSQL commits cut, gateways in real
+# processes: run by .ci/run
+pytestmark = pytest.mark.torture
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------------------------
@@ -325,6 +329,7 @@ GATEWAY_LOAD = """
 import json
 from ledger.compat import discover_and_load
 from ledger.errors import LedgerError
+
 try:
     cfg = discover_and_load()
 except LedgerError as err:
