@@ -11,7 +11,6 @@ Each test is a finding, marked xfail(strict=True) until it is fixed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import secrets
@@ -29,6 +28,7 @@ import pytest
 
 from tests.migrated_site import cli_here, cli_process
 from tests.pg import new_schema_name, register_schema
+from tests.tcp_proxy import TcpProxy
 from tests.test_review_r13 import dsn  # noqa: F401 (the fixture: a database of its own)
 
 # real processes racing on one file, and PostgreSQL connections cut mid-write: run by .ci/run
@@ -104,75 +104,39 @@ def _save_script(toml: Path, text: str) -> str:
     return f"open({str(toml)!r}, 'w', encoding='utf-8').write({text!r})"
 
 
-class _ReplyDropper:
-    """A TCP proxy in front of the PostgreSQL server. Once `arm()` was called, the
-    server's reply to the next Bind message the client sends (an extended-protocol
-    statement: the append) is dropped and both connections are closed: the server ran
-    the statement, the client never hears back (a network cut, a server crash after
-    its commit, a killed pgbouncer)."""
+class _ReplyDropper(TcpProxy):
+    """Once `arm()` was called, the server's reply to the next Bind message the client
+    sends (an extended-protocol statement: the append) is dropped and both connections
+    are closed: the server ran the statement, the client never hears back (a network
+    cut, a server crash after its commit, a killed pgbouncer). With `down_after_drop`
+    every other connection is cut too and no new one gets through while `down`."""
 
     def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.port = self.listener.getsockname()[1]
-        self.armed = threading.Event()
+        super().__init__(host, port)
         self.bound = threading.Event()
         self.dropped = threading.Event()
-        self.down_after_drop = False  # then no connection gets through while `down`
-        self.down = False
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def arm(self) -> None:
-        self.armed.set()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.down:  # a network that is down: the connection ends at once
-                client.close()
-                continue
-            server = socket.create_connection(self.target)
-            self.sockets += [client, server]
-            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+        self.down_after_drop = False
 
     def _pump(self, client: socket.socket, server: socket.socket) -> None:
-        try:
-            while True:
-                ready, _, _ = select.select([client, server], [], [])
-                if client in ready:
-                    data = client.recv(65536)
-                    if not data:
-                        break
-                    if self.armed.is_set() and data[:1] == b"B":
-                        self.bound.set()
-                    server.sendall(data)
-                if server in ready:
-                    data = server.recv(65536)
-                    if not data:
-                        break
-                    if self.bound.is_set() and not self.dropped.is_set():
-                        if self.down_after_drop:  # the network is down: cut them all
-                            self.down = True
-                            for sock in self.sockets:
-                                with contextlib.suppress(OSError):
-                                    sock.shutdown(socket.SHUT_RDWR)
-                        self.dropped.set()
-                        break
-                    client.sendall(data)
-        finally:
-            for sock in (client, server):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-
-    def close(self) -> None:
-        self.listener.close()
+        while True:
+            ready, _, _ = select.select([client, server], [], [])
+            if client in ready:
+                data = client.recv(65536)
+                if not data:
+                    return
+                if self.armed.is_set() and data[:1] == b"B":
+                    self.bound.set()
+                server.sendall(data)
+            if server in ready:
+                data = server.recv(65536)
+                if not data:
+                    return
+                if self.bound.is_set() and not self.dropped.is_set():
+                    if self.down_after_drop:
+                        self.cut_all()
+                    self.dropped.set()
+                    return
+                client.sendall(data)
 
 
 @pytest.fixture
@@ -274,38 +238,17 @@ def test_a_cancelled_pg_write_whose_reply_was_lost_is_not_reported_unwritten(
     direct, through, proxy = pg_cut
     schema = new_schema_name()
     register_schema(direct, schema)
-
-    async def main() -> str:
-        store = _pg_store(through, schema)
-        try:
-            await store.update_raw(lambda c: setattr(c.server, "port", 1000),
-                                   actor="t", reason="first")
-
-            def fn(cfg: Any) -> None:
-                proxy.arm()
-                cfg.server.port = 2000
-
-            task = asyncio.ensure_future(store.update_raw(fn, actor="t", reason="cut"))
-            while not proxy.armed.is_set():
-                await asyncio.sleep(0.001)
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError as err:
-                return str(err)
-            return "acknowledged"
-        finally:
-            await store.close()
-
-    told = asyncio.run(main())
+    told = _write_through_a_cut(proxy, through, schema, cancel=True)
     assert proxy.dropped.is_set()
     assert asyncio.run(_truth(direct, schema)) == (2, 2000)  # the server has the write
     assert "nothing was written" not in told, told
 
 
-def _write_through_a_cut(proxy: _ReplyDropper, through: str, schema: str) -> str:
+def _write_through_a_cut(proxy: _ReplyDropper, through: str, schema: str,
+                         cancel: bool = False) -> str:
     """update_raw(server.port = 2000) through the proxy, whose reply to the append is
-    dropped after the server ran it: "acknowledged", or the error's message."""
+    dropped after the server ran it (with `cancel`, its task cancelled meanwhile):
+    "acknowledged", or the error's message."""
     async def main() -> str:
         store = _pg_store(through, schema, busy_timeout=1.0)
         try:
@@ -316,9 +259,14 @@ def _write_through_a_cut(proxy: _ReplyDropper, through: str, schema: str) -> str
                 proxy.arm()
                 cfg.server.port = 2000
 
+            task = asyncio.ensure_future(store.update_raw(fn, actor="t", reason="cut"))
+            if cancel:
+                while not proxy.armed.is_set():
+                    await asyncio.sleep(0.001)
+                task.cancel()
             try:
-                await store.update_raw(fn, actor="t", reason="cut")
-            except Exception as err:  # the message is what is tested
+                await task
+            except (Exception, asyncio.CancelledError) as err:  # the message is tested
                 return str(err)
             return "acknowledged"
         finally:

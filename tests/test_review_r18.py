@@ -9,7 +9,6 @@ Each test is a finding, marked xfail(strict=True) until it is fixed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import os
@@ -31,6 +30,7 @@ import pytest
 from ledger.cli.demo import moltis_env_only
 from tests.migrated_site import cli_process, site_env
 from tests.pg import new_schema_name, register_schema
+from tests.tcp_proxy import TcpProxy
 
 # a restore's replaced copy put back, PostgreSQL commits cut, gateways in real
 # processes: run by .ci/run
@@ -42,64 +42,37 @@ ROOT = Path(__file__).resolve().parents[1]
 # PostgreSQL: a commit that is still on its way when the connection is cut
 
 
-class _SlowCommitCutter:
-    """A TCP proxy in front of the PostgreSQL server. Once `arm()` was called, the next
-    message the client sends (the append) is passed on, and `cut_after` seconds later
-    both sides of that connection are closed (a network cut, a killed pgbouncer, a
-    client-side TCP timeout) while the server is still committing it."""
+class _SlowCommitCutter(TcpProxy):
+    """Once `arm()` was called, the next message the client sends (the append) is
+    passed on, and `cut_after` seconds later both sides of that connection are closed
+    (a network cut, a killed pgbouncer, a client-side TCP timeout) while the server is
+    still committing it."""
 
     def __init__(self, host: str, port: int, cut_after: float = 0.3) -> None:
-        self.target = (host, port)
+        super().__init__(host, port)
         self.cut_after = cut_after
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.port = self.listener.getsockname()[1]
-        self.armed = threading.Event()
         self.cut = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def arm(self) -> None:
-        self.armed.set()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.target)
-            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
 
     def _pump(self, client: socket.socket, server: socket.socket) -> None:
         deadline: float | None = None
-        try:
-            while True:
-                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-                ready, _, _ = select.select([client, server], [], [], wait)
-                if deadline is not None and time.monotonic() >= deadline:
-                    self.cut.set()
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([client, server], [], [], wait)
+            if deadline is not None and time.monotonic() >= deadline:
+                self.cut.set()
+                return
+            if client in ready:
+                data = client.recv(65536)
+                if not data:
                     return
-                if client in ready:
-                    data = client.recv(65536)
-                    if not data:
-                        return
-                    if self.armed.is_set() and not self.cut.is_set() and deadline is None:
-                        deadline = time.monotonic() + self.cut_after
-                    server.sendall(data)
-                if server in ready:
-                    data = server.recv(65536)
-                    if not data:
-                        return
-                    client.sendall(data)
-        finally:
-            for sock in (client, server):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-
-    def close(self) -> None:
-        self.listener.close()
+                if self.armed.is_set() and not self.cut.is_set() and deadline is None:
+                    deadline = time.monotonic() + self.cut_after
+                server.sendall(data)
+            if server in ready:
+                data = server.recv(65536)
+                if not data:
+                    return
+                client.sendall(data)
 
 
 def _superuser_url(pg_url: str) -> str:
