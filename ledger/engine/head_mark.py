@@ -26,6 +26,7 @@ who can write the key directory can rewind both (but then holds the key anyway).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable
@@ -59,9 +60,11 @@ class HeadMark(msgspec.Struct, frozen=True):
     location: str = ""  # `mark_location` of the ledger; "" in marks written before it
 
 
+@functools.lru_cache(maxsize=64)  # once per ledger a process opens: every mirror write asks
 def mark_location(backend_name: str, location: str) -> str:
     """Where a ledger is, as its mark records it: a SQLite file's real path (however it
-    was named), else the backend's location (a DSN without its password, and schema)."""
+    was named, as this process resolved it first), else the backend's location (a DSN
+    without its password, and schema)."""
     return os.path.realpath(location) if backend_name == "sqlite" else location
 
 
