@@ -65,6 +65,8 @@ def _candidates(document: dict[str, Any]) -> list[tuple[str, str]]:
     for path, value in leaves(document):
         if not all(isinstance(k, str) and _KEY.fullmatch(k) for k in path):
             continue
+        if path[0] == "config":  # names the store read from: no MOLTIS_CONFIG__* applies
+            continue
         if isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, int):
