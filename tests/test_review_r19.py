@@ -251,3 +251,85 @@ def test_a_writer_partitioned_mid_transaction_does_not_lock_out_every_other_writ
         victim.kill()
         victim.communicate(timeout=30)
         proxy.close()
+
+
+# ---------------------------------------------------------------------------------
+# The head mark names a PostgreSQL ledger by its DSN as written
+
+
+def _roll_back_to(url: str, schema: str, seq: int, meta: list[tuple[str, str]]) -> None:
+    """What someone with the ledger role's rights (no key) does: put the schema back as
+    it was at event `seq` (its events, head row and meta rows as they were then)."""
+    import psycopg
+
+    s = f'"{schema}"'
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        conn.execute(f"ALTER TABLE {s}.ledger_events DISABLE TRIGGER USER")
+        conn.execute(f"DELETE FROM {s}.ledger_events WHERE seq > %s", (seq,))
+        conn.execute(f"DELETE FROM {s}.ledger_snapshots WHERE seq > %s", (seq,))
+        conn.execute(f"DELETE FROM {s}.ledger_secrets WHERE created_seq > %s", (seq,))
+        conn.execute(f"UPDATE {s}.ledger_head h SET seq = e.seq, hash = e.hash, ts = e.ts "
+                     f"FROM {s}.ledger_events e WHERE e.seq = %s", (seq,))
+        conn.execute(f"DELETE FROM {s}.ledger_meta")
+        for key, value in meta:
+            conn.execute(f"INSERT INTO {s}.ledger_meta (key, value) VALUES (%s, %s)",
+                         (key, value))
+        conn.execute(f"ALTER TABLE {s}.ledger_events ENABLE TRIGGER USER")
+
+
+@pytest.mark.postgres
+@pytest.mark.xfail(strict=True, reason="the head mark names a PostgreSQL ledger by its "
+                   "DSN as written: the same database spelled another way (localhost for "
+                   "127.0.0.1) is read without the mark (refused at f5e28b0)")
+def test_a_pg_ledger_rolled_back_is_refused_whatever_the_dsn_spelling(
+        pg_url: str, tmp_path: Path) -> None:
+    """What I did: a keyed PostgreSQL ledger written by the operator's CLI host
+    (`postgresql://ledger@127.0.0.1:PORT/ledger`, its head mark in host/): port 1000,
+    then (saving the meta rows, as a pg_dump would) 2000 and 3000; the writer closed
+    (a checkpoint: the mark names event 3). Someone with the ledger role's rights but
+    not the key put the schema back as it was at event 1 (events, head row, meta rows).
+    A reader with the same key directory and the DSN as written is refused ("older
+    than one this key has seen"). The same reader with the same database spelled
+    `postgresql://ledger@localhost:PORT/ledger` (as a gateway's moltis.toml may name
+    it, while the operator's shell says 127.0.0.1) was then asked.
+
+    What happened: it serves port 1000: the rollback goes unnoticed. The mark's
+    location is redact_dsn(dsn) + schema (28bc327: mark_location), the DSN's text
+    rather than the database, so any other spelling (localhost/127.0.0.1, a port left
+    implicit, the user from PGUSER) skips the mark as another ledger's. At f5e28b0 (the
+    history id, stored in the database) both spellings refused it. What should happen:
+    the same database and schema are recognised however the DSN names them (the
+    server's identity: system identifier, database oid, schema), so the rollback is
+    refused on every spelling."""
+    from ledger.errors import LedgerError
+    from tests.pg import keyed_reader_port, keyed_writer
+
+    parts = urlsplit(pg_url)
+    if parts.hostname != "127.0.0.1":
+        pytest.skip("the test server is reached as 127.0.0.1")
+    writer, key = keyed_writer(pg_url, tmp_path / "host")
+    schema = writer.pg.schema
+
+    async def write(port: int) -> None:
+        await writer.update_raw(lambda c: setattr(c.server, "port", port), actor="ops")
+
+    asyncio.run(write(1000))
+    saved = sorted(writer.pg.meta_items().items())
+    asyncio.run(write(2000))
+    asyncio.run(write(3000))
+    asyncio.run(writer.close())
+    _roll_back_to(pg_url, schema, 1, saved)
+
+    key_file = tmp_path / "host" / "ledger.key"
+    same = keyed_reader_port(pg_url, schema, key, key_file)
+    assert isinstance(same, LedgerError), f"control: the DSN as written serves {same}"
+    other = urlunsplit(parts._replace(netloc=parts.netloc.replace("127.0.0.1", "localhost")))
+    served = keyed_reader_port(other, schema, key, key_file)
+    assert isinstance(served, LedgerError), \
+        f"the rolled-back ledger is served through {redact(other)}: port {served}"
+
+
+def redact(dsn: str) -> str:
+    from ledger.backends.postgres import redact_dsn
+
+    return redact_dsn(dsn)
