@@ -28,15 +28,16 @@ from ledger.cli.demo import moltis_env_only
 from tests.migrated_site import cli_here, cli_process, site_env
 from tests.pg import new_schema_name, register_schema
 
+# copies put back, a PostgreSQL schema rolled back, a writer partitioned for seconds in
+# a real process: run by .ci/run
+pytestmark = pytest.mark.torture
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------------------------
 # The head mark names the ledger's real path: a symlink in the data dir moves it
 
 
-@pytest.mark.xfail(strict=True, reason="the head mark is keyed by the ledger file's "
-                   "realpath: moltis.db made a symlink to an older copy is read without "
-                   "the mark (refused at f5e28b0)")
 def test_an_older_copy_put_back_through_a_symlink_is_refused(tmp_path: Path) -> None:
     """What I did: a migrated site (key in the environment, head mark in the config
     dir); `set server.port 2000`, copied data/moltis.db to data/.old.db (as someone who
@@ -178,9 +179,6 @@ asyncio.run(main())
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason="a writer cut off mid-transaction without a FIN "
-                   "holds the append lock on the server indefinitely: every other writer "
-                   "is refused 'locked by another writer' (no idle_in_transaction timeout)")
 def test_a_writer_partitioned_mid_transaction_does_not_lock_out_every_other_writer(
         pg_url: str, silent_proxy: tuple[str, _SilentAfterLock], tmp_path: Path) -> None:
     """What I did: a PostgreSQL ledger (port 1000 written). Gateway A (its own process,
@@ -278,9 +276,6 @@ def _roll_back_to(url: str, schema: str, seq: int, meta: list[tuple[str, str]]) 
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason="the head mark names a PostgreSQL ledger by its "
-                   "DSN as written: the same database spelled another way (localhost for "
-                   "127.0.0.1) is read without the mark (refused at f5e28b0)")
 def test_a_pg_ledger_rolled_back_is_refused_whatever_the_dsn_spelling(
         pg_url: str, tmp_path: Path) -> None:
     """What I did: a keyed PostgreSQL ledger written by the operator's CLI host

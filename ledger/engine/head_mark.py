@@ -14,8 +14,8 @@ last raise is put back unnoticed (at most one checkpoint interval of events, and
 none once the writer closed). `sign-head --adopt` and `restore` are the operator's
 acts that move the mark back to an older head.
 
-What remains: the mark belongs to one ledger per key directory: its ledger_id and
-where it is (its file, or its database and schema), so two ledgers sharing a key
+What remains: the mark belongs to one ledger per key directory: its ledger_id and,
+for SQLite, the path it is opened by, so two ledgers sharing a key
 directory, or a ledger and a copy `import-bundle` made of it elsewhere, protect only
 the last one written, and the other is read without the mark (review r16: such a copy
 was refused as "rewritten" once the original was written again). The location, not
@@ -62,10 +62,12 @@ class HeadMark(msgspec.Struct, frozen=True):
 
 @functools.lru_cache(maxsize=64)  # once per ledger a process opens: every mirror write asks
 def mark_location(backend_name: str, location: str) -> str:
-    """Where a ledger is, as its mark records it: a SQLite file's real path (however it
-    was named, as this process resolved it first), else the backend's location (a DSN
-    without its password, and schema)."""
-    return os.path.realpath(location) if backend_name == "sqlite" else location
+    """Where a ledger is, as its mark records it: the path a SQLite ledger is opened by,
+    made absolute but not resolved (review r19: a link put at moltis.db, to an older
+    copy, resolved to another place, and the mark was not applied); "" for PostgreSQL,
+    whose DSN can name one database many ways: its mark applies to every ledger of that
+    id, as before locations were recorded."""
+    return os.path.abspath(location) if backend_name == "sqlite" else ""
 
 
 def mark_path(keys: KeySource) -> Path:
