@@ -229,7 +229,9 @@ def test_a_writer_partitioned_mid_transaction_does_not_lock_out_every_other_writ
                                         busy_timeout=2.0, keys=keys)
             said = ""
             try:
-                deadline = time.monotonic() + 30
+                # the bound: A's session ends after idle_in_transaction_session_timeout
+                # (30 s for its busy timeout of 2 s), then B gets the lock
+                deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
                     try:
                         await store.update_raw(lambda c: setattr(c.server, "port", 2000),
@@ -244,7 +246,7 @@ def test_a_writer_partitioned_mid_transaction_does_not_lock_out_every_other_writ
             return said
 
         got = asyncio.run(b_writes())
-        assert got == "written", f"B could not write for 30 s: {got}"
+        assert got == "written", f"B could not write for 60 s: {got}"
     finally:
         victim.kill()
         victim.communicate(timeout=30)

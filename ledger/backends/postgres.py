@@ -640,9 +640,10 @@ class PostgresBackend:
         conn.execute(f"SET lock_timeout = {self._busy_ms}")
         # a writer cut off mid-transaction (a partition: no FIN, no RST) holds the append
         # lock until the server ends its session: bounded here, not by TCP keepalive's
-        # hours (review r19); no write of ours idles inside its transaction for long
+        # hours (review r19). Ample for our own transactions, whose longest pause
+        # between statements is Python work (a replay when snapshots are rebuilt)
         conn.execute("SET idle_in_transaction_session_timeout = "
-                     f"{max(10_000, 2 * self._busy_ms)}")
+                     f"{max(30_000, 4 * self._busy_ms)}")
         conn.execute(f"SET {ENGINE_GUC} = 'on'")
         if self.read_only:
             conn.execute("SET default_transaction_read_only = on")
