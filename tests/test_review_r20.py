@@ -8,7 +8,11 @@ Each test is a finding, marked xfail(strict=True) until it is fixed.
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import secrets
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -102,3 +106,53 @@ def test_an_older_copy_put_back_is_refused_through_a_symlinked_data_dir(
     if not str(served).startswith("refused"):
         problems.append(f"then the gateway's open_store() serves port {served}")
     assert not problems, problems
+
+
+# ---------------------------------------------------------------------------------
+# The "the gateway does not read this ledger" hint, run as printed (cli/base.py _db_option)
+
+
+@pytest.mark.xfail(strict=True, reason="the hint leaves --db out for the default ledger, "
+                   "but switch-backend sqlite then takes [config] db (State._db_option)")
+def test_the_not_the_gateway_hint_run_as_printed_switches_to_the_default_ledger(
+        tmp_path: Path) -> None:
+    """What I did: a gateway on a SQLite ledger outside the data dir (`--db
+    <tmp>/srv/gw.db migrate`: moltis.toml gets [config] db = that path), then a second
+    ledger at the default place (`--db <tmp>/data/moltis.db migrate --no-switch`) and
+    `--db <tmp>/data/moltis.db set server.port 2222`. That write warns "the gateway
+    does not read this ledger ... `moltis-ledger switch-backend sqlite` makes it use
+    this one". I ran that command exactly as printed.
+
+    What happened: "nothing to switch: the gateway already runs on the sqlite ledger at
+    <tmp>/srv/gw.db", exit 0; the gateway still serves port 13131. _db_option (review
+    r16's fix) leaves --db out whenever the ledger is the data dir's default, but
+    without --db `switch-backend sqlite` takes the ledger [config] db (or
+    MOLTIS_CONFIG_DB) names, which is the gateway's own: the default path is what the
+    CLI opens only when nothing else is configured.
+
+    What should happen: the printed command makes the gateway use the ledger the
+    warning was about (it carries --db unless `switch-backend sqlite` alone would pick
+    that very ledger), so after running it the gateway serves 2222."""
+    import shlex
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOLTIS_")}
+    config, data, srv = tmp_path / "config", tmp_path / "data", tmp_path / "srv"
+    for folder in (config, data, srv):
+        folder.mkdir()
+    (config / "moltis.toml").write_text("[server]\nport = 13131\n", encoding="utf-8")
+    env.update(HOME=str(tmp_path), MOLTIS_CONFIG_DIR=str(config), MOLTIS_DATA_DIR=str(data),
+               MOLTIS_LEDGER_KEY=secrets.token_hex(32), MOLTIS_LEDGER_ACTOR="tester@ci")
+
+    def ok(*args: str) -> subprocess.CompletedProcess[str]:
+        done = cli_here(env, *args)
+        assert done.returncode == 0, (args, done.stderr)
+        return done
+
+    ok("--db", str(srv / "gw.db"), "migrate")
+    ok("--db", str(data / "moltis.db"), "migrate", "--no-switch")
+    done = ok("--db", str(data / "moltis.db"), "set", "server.port", "2222")
+    hint = re.search(r"`(moltis-ledger[^`]*switch-backend[^`]*)`", done.stderr)
+    assert hint is not None, done.stderr
+    ran = cli_process(env, *shlex.split(hint.group(1))[1:])
+    assert ran.returncode == 0, (hint.group(1), ran.stdout, ran.stderr)
+    assert _served_port(env) == 2222, (hint.group(1), ran.stdout)
