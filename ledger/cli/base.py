@@ -256,19 +256,17 @@ class State:
         what = (f"the file store ({self.config_file})" if gw_name == "file"
                 else f"the {gw_name} ledger at {describe_location(gw_location)}")
         self.out.warn(f"the gateway does not read this ledger: its open_store() uses {what}. "
-                      f"`moltis-ledger{self._db_option(name, location)} switch-backend "
-                      f"{name}` makes it use this one")
+                      f"`moltis-ledger{self.db_option(name, location)} switch-backend "
+                      f"{name}` moves the gateway to this one, carrying what it reads now")
 
-    def _db_option(self, name: str, location: str) -> str:
-        """` --db LOCATION` naming this ledger in a command to run, unless it is the
-        default one (review r16: the hint, run as printed, switched the gateway's own
-        ledger instead). A DSN holding a password is not printed: `<DSN>` stands for it."""
+    def db_option(self, name: str, location: str) -> str:
+        """` --db LOCATION` naming this ledger in a command to run: always, since without
+        it the command takes the ledger the gateway's files name, which is not this one
+        (reviews r16, r20: the hint, run as printed, switched the gateway's own ledger
+        or nothing). A DSN holding a password is not printed: `<DSN>` stands for it."""
         import shlex
 
         if name == "sqlite":
-            default = dirs.default_db_path(self.data_home)
-            if os.path.abspath(location) == os.path.abspath(default):
-                return ""
             return f" --db {shlex.quote(location)}"
         from ledger.backends.postgres import redact_dsn  # lazy: psycopg is optional
 

@@ -164,8 +164,10 @@ def _render_migration(state: State, report: Any, ledger: Any, *, dry_run: bool,
     if not dry_run:
         out.line(f"the gateway uses from now on: {gateway}", "bold")
         if no_switch:
-            out.warn(f"--no-switch: the gateway does not read this ledger; "
-                     f"`moltis-ledger switch-backend {backend}` switches it")
+            _, location = state.location()
+            out.warn(f"--no-switch: the gateway does not read this ledger; `moltis-ledger"
+                     f"{state.db_option(backend, location)} switch-backend {backend}` "
+                     "switches it")
 
 
 def _gateway_text(state: State) -> str:

@@ -62,12 +62,16 @@ class HeadMark(msgspec.Struct, frozen=True):
 
 @functools.lru_cache(maxsize=64)  # once per ledger a process opens: every mirror write asks
 def mark_location(backend_name: str, location: str) -> str:
-    """Where a ledger is, as its mark records it: the path a SQLite ledger is opened by,
-    made absolute but not resolved (review r19: a link put at moltis.db, to an older
-    copy, resolved to another place, and the mark was not applied); "" for PostgreSQL,
-    whose DSN can name one database many ways: its mark applies to every ledger of that
-    id, as before locations were recorded."""
-    return os.path.abspath(location) if backend_name == "sqlite" else ""
+    """Where a ledger is, as its mark records it: for SQLite its directory's real path
+    and the file's own name, the rule writes follow (`safe_io._written_file`): one data
+    dir reached by two spellings (a symlinked ~/.moltis) is one place (review r20), and
+    a link put at moltis.db, to an older copy elsewhere, is not followed away from it
+    (review r19); "" for PostgreSQL, whose DSN can name one database many ways: its mark
+    applies to every ledger of that id, as before locations were recorded."""
+    if backend_name != "sqlite":
+        return ""
+    path = os.path.abspath(location)
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
 
 
 def mark_path(keys: KeySource) -> Path:

@@ -87,8 +87,12 @@ def set_backend_in_file(config_file: Path, data_dir: Path, backend: str,
     sets = _backend_changes(config_file, data_dir, backend, location, env)
     if ledger_id is not None:
         sets[("config", "ledger_id")] = ledger_id
-    asyncio.run(store.edit(sets, actor=actor, reason=f"switch the config backend to {backend}",
-                           source="migrate"))
+    # the default ledger is named by no `db`: one left from another ledger would keep
+    # the gateway there (review r20: "nothing to switch", the gateway on the other one)
+    unsets = [("config", "db")] if backend == "sqlite" and ("config", "db") not in sets \
+        and not env.get("MOLTIS_CONFIG_DB") else []
+    asyncio.run(store.edit(sets, unsets, actor=actor,
+                           reason=f"switch the config backend to {backend}", source="migrate"))
 
 
 def _comparable(cfg: Any) -> Any:
