@@ -60,5 +60,13 @@ class TcpProxy:
     def _pump(self, client: socket.socket, server: socket.socket) -> None:
         raise NotImplementedError
 
+    @staticmethod
+    def _forward(src: socket.socket, dst: socket.socket) -> bool:
+        """Pass what `src` has on to `dst`; False once `src` has closed."""
+        data = src.recv(65536)
+        if data:
+            dst.sendall(data)
+        return bool(data)
+
     def close(self) -> None:
         self.listener.close()

@@ -68,11 +68,8 @@ class _SlowCommitCutter(TcpProxy):
                 if self.armed.is_set() and not self.cut.is_set() and deadline is None:
                     deadline = time.monotonic() + self.cut_after
                 server.sendall(data)
-            if server in ready:
-                data = server.recv(65536)
-                if not data:
-                    return
-                client.sendall(data)
+            if server in ready and not self._forward(server, client):
+                return
 
 
 def _superuser_url(pg_url: str) -> str:

@@ -9,7 +9,6 @@ Each test is a finding, marked xfail(strict=True) until it is fixed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import select
 import shutil
@@ -27,6 +26,7 @@ import pytest
 from ledger.cli.demo import moltis_env_only
 from tests.migrated_site import cli_here, cli_process, site_env
 from tests.pg import new_schema_name, register_schema
+from tests.tcp_proxy import TcpProxy
 
 # copies put back, a PostgreSQL schema rolled back, a writer partitioned for seconds in
 # a real process: run by .ci/run
@@ -91,33 +91,17 @@ def test_an_older_copy_put_back_through_a_symlink_is_refused(tmp_path: Path) -> 
 # PostgreSQL: a writer whose connection goes silent mid-transaction (no FIN)
 
 
-class _SilentAfterLock:
-    """A TCP proxy in front of the PostgreSQL server. On a connection whose client sends
-    a locked write's first message (BEGIN and the append advisory lock), that message
-    and its reply pass; from the client's next message on, nothing more passes either
-    way and both sockets stay open: a network partition, a hung middlebox (no FIN, no
-    RST). The server's backend is left inside the transaction, holding the lock."""
+class _SilentAfterLock(TcpProxy):
+    """On a connection whose client sends a locked write's first message (BEGIN and the
+    append advisory lock), that message and its reply pass; from the client's next
+    message on, nothing more passes either way and both sockets stay open: a network
+    partition, a hung middlebox (no FIN, no RST). The server's backend is left inside
+    the transaction, holding the lock."""
 
     def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.port = self.listener.getsockname()[1]
+        super().__init__(host, port)
         self.silent = threading.Event()
         self.stop = threading.Event()
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.target)
-            self.sockets += [client, server]
-            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
 
     def _pump(self, client: socket.socket, server: socket.socket) -> None:
         locked = False
@@ -135,18 +119,12 @@ class _SilentAfterLock:
                         and not self.silent.is_set():
                     locked = True
                 server.sendall(data)
-            if server in ready:
-                data = server.recv(65536)
-                if not data:
-                    return
-                client.sendall(data)
+            if server in ready and not self._forward(server, client):
+                return
 
     def close(self) -> None:
         self.stop.set()
-        self.listener.close()
-        for sock in self.sockets:
-            with contextlib.suppress(OSError):
-                sock.close()
+        super().close()
 
 
 @pytest.fixture
