@@ -9,6 +9,7 @@ reported, not only the first, and unknown names come with the nearest known ones
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -83,7 +84,8 @@ def _null_problems(nulls: Iterable[KeyPath]) -> list[Problem]:
             default = _default_at(path)
             if default is not None:
                 out.append(Problem(p, "null-value", f"{p}: null, which Moltis reads as none "
-                                   f"(not its default, {default!r}); the ledger has no null "
+                                   f"(not its default, {json.dumps(default)}); the ledger has "
+                                   "no null "
                                    "to store and serves the default: set the value you mean",
                                    "warning"))
         elif is_any(node):
