@@ -31,6 +31,9 @@ from ledger.stores.ledger_store import SqliteConfigStore
 from tests.migrated_site import cli_process, site_env
 from tests.test_past_read_proof import _edits, _rewrite_prefix, _store
 
+# tampered backups and bundles restored or imported (tampering): run by .ci/run
+pytestmark = pytest.mark.torture
+
 
 @contextlib.contextmanager
 def _opened(db: Path, env: dict[str, str]) -> Iterator[Any]:

@@ -19,6 +19,10 @@ import pytest
 
 from tests.migrated_site import cli_here
 
+# real Moltis configs and environments through CLI processes (bad input): run by
+# .ci/run
+pytestmark = pytest.mark.torture
+
 FIXTURES = Path(__file__).parent / "fixtures" / "moltis"
 
 TOML = """\

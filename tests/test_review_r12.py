@@ -19,6 +19,10 @@ import pytest
 from tests.killed_cli import killed_cli
 from tests.test_review_r11 import FIXTURES, _cli, _site
 
+# CLI processes on real configs, environments and switches (bad input): run by
+# .ci/run
+pytestmark = pytest.mark.torture
+
 # ---------------------------------------------------------------------------------
 # Environment overrides (crates/config/src/loader/config_io.rs)
 

@@ -22,6 +22,10 @@ import pytest
 
 from tests.test_review_r11 import FIXTURES, _cli, _env, _site
 
+# YAML/JSON configs, rollback and PostgreSQL through CLI processes (bad input): run
+# by .ci/run
+pytestmark = pytest.mark.torture
+
 
 def _file_site(tmp_path: Path, name: str, text: str) -> dict[str, str]:
     (tmp_path / "config").mkdir()

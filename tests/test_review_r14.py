@@ -19,6 +19,9 @@ import pytest
 from tests.test_review_r11 import FIXTURES, _cli, _site
 from tests.test_review_r13 import dsn  # noqa: F401 (the fixture)
 
+# switches between ledgers through CLI processes: run by .ci/run
+pytestmark = pytest.mark.torture
+
 TOML = '[server]\nport = 13131\n\n[providers.openai]\napi_key = "sk-r14-NOT-REAL"\n'
 
 
