@@ -815,6 +815,7 @@ class PostgresBackend:
                         raise _translate(err, self.location, "writing") from err
                     raise
                 if not committing or txn is None:
+                    self._discard_dead()
                     raise self._lost(err, wait, "before the write was sent") from err
                 lost = (err, start, txn.head())  # told apart below, off this connection
             finally:
@@ -840,7 +841,6 @@ class PostgresBackend:
         for a first try (run_write tries again, on a fresh connection), else plain."""
         message = (f"{self.location}: the connection to the database was lost {when}: "
                    f"nothing was written ({first_line(err)})")
-        self._discard_dead()
         return StoreBusyError(message) if not wait else StoreError(message + "; try again")
 
     def _committed(self, err: BaseException, start: Head, head: Head) -> bool:
