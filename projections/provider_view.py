@@ -19,6 +19,7 @@ import msgspec
 from ledger.core.document import Doc, copy_value
 from ledger.core.secret_refs import Secret, SecretOpener, SecretRef
 from ledger.errors import ParseError
+from ledger.schema.provider_keys import is_key_secret_path
 
 __all__ = [
     "EffectiveProvider",
@@ -63,7 +64,7 @@ def keys_view(doc: Doc, opener: SecretOpener | None = None) -> dict[str, Provide
         # a phone_* entry's baseUrl is its auth token (ledger.schema.provider_keys): a
         # secret also as plain text read from provider_keys.json, as sealed in the ledger
         # (switch-backend file compared the two and refused, review r11)
-        secret_base = isinstance(base, SecretRef) or name.startswith("phone_")
+        secret_base = isinstance(base, SecretRef) or is_key_secret_path((name, "baseUrl"))
         out[name] = ProviderKey(
             name=name,
             api_key=_secret(entry.get("apiKey"), opener),

@@ -266,12 +266,10 @@ class State:
         or nothing). A DSN holding a password is not printed: `<DSN>` stands for it."""
         import shlex
 
-        if name == "sqlite":
-            return f" --db {shlex.quote(location)}"
-        from ledger.backends.postgres import redact_dsn  # lazy: psycopg is optional
+        from ledger.ops.installation import describe_location
 
-        return f" --db {shlex.quote(location)}" if redact_dsn(location) == location \
-            else " --db <DSN>"
+        shown = describe_location(location)
+        return f" --db {shlex.quote(location)}" if shown == location else " --db <DSN>"
 
     def hand_edit_poller(self, store: LedgerConfigStore) -> Callable[[], None]:
         """For `watch` on a read-only open: import a hand edit as soon as the config

@@ -85,7 +85,7 @@ def switch_source(state: State, target: str, location: str) -> _Source | None:
                        f"the {now.backend_name} ledger's head")
     asyncio.run(now.close())
     name, where = state.gateway()
-    if name in ("sqlite", "postgres") and not isinstance(now, LedgerConfigStore):
+    if name in ("sqlite", "postgres"):  # and `now` is not a ledger store (see above)
         # the gateway's ledger cannot be opened (it is served by its head mirror, or
         # read-only): its configuration is there, not in the files migrate masked
         # (review r14: the switch then carried the masks and no keys)

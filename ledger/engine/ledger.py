@@ -868,10 +868,11 @@ class Ledger:
         txn.set_meta(HEAD_SIGNATURE,
                      new.sign_head(rec.seq, rec.hash, self.vault.ledger_id).encode())
 
-    def own_vouch_only(self) -> bool:
-        """In a copy being imported: drop the head MAC and signature rows this key did
-        not write (head_vouch.drop_foreign_vouch); whether any row of its is left to
-        judge the head by. False without the key."""
+    def drop_foreign_vouch(self) -> bool:
+        """In a copy being imported, before `fork_history`: drop the head MAC and
+        signature rows this key did not write (head_vouch.drop_foreign_vouch; a restore
+        refuses such a copy instead); whether any row of this key is left to judge the
+        head by. False without the key (`fork_history` drops them then)."""
         keys = self.vault.integrity()
         if keys is None:
             return False
@@ -905,6 +906,8 @@ class Ledger:
             if keys is None:
                 return
             with self.backend.write() as txn:
+                # again: a copy imported before its key was at hand (a new installation)
+                # had nothing dropped by `drop_foreign_vouch`
                 drop_foreign_vouch(txn, keys, self.vault.ledger_id)
                 history = os.urandom(16).hex()
                 txn.set_meta(HISTORY_ID, history)

@@ -35,12 +35,11 @@ from ledger.errors import (
     FormatVersionError,
     LedgerError,
     ParseError,
-    StoreError,
     VerificationError,
 )
 from ledger.files.safe_io import read_regular
 from ledger.ops.stale_stages import import_stage_prefix, remove_stale_import_stages
-from ledger.ops.transfer import copy_ledger, finish_copy, stage_copy
+from ledger.ops.transfer import check_empty, copy_ledger, finish_copy, stage_copy
 from projections.config_view import ConfigState
 
 # ---------------------------------------------------------------------------------
@@ -364,9 +363,7 @@ def import_bundle(source: Path | CheckedBundle, ledger: Ledger) -> VerifyReport:
     bundle, records, ledger_id, meta = (checked.bundle, checked.records, checked.ledger_id,
                                         checked.meta)
     backend = ledger.backend
-    if backend.head().seq != 0:
-        raise StoreError(f"{backend.location}: a bundle can only be imported into an "
-                         "empty ledger")
+    check_empty(backend)  # before the staging is built (copy_ledger checks it again)
     # sealed secrets are bound to the ledger id they were sealed under: the bundle's, or
     # (a bundle that names none) the target's own, as a direct import kept it
     ledger_id = ledger_id or backend.get_meta("ledger_id")

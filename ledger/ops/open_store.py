@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 from ledger._log import get_logger
 from ledger.backends.open import is_dsn
-from ledger.core.document import leaves
 from ledger.core.secret_refs import holds_mask
 from ledger.engine.vault import KeySource
 from ledger.errors import (
@@ -32,16 +31,14 @@ from ledger.files import dirs
 from ledger.files.change_key import file_stat_key, settled
 from ledger.ops.file_digest import META_CONFIG, in_step
 from ledger.ops.installation import (
-    BACKENDS,
     Installation,
     describe_location,
-    select_backend,
 )
 from ledger.stores.contract import ConfigStore
 from ledger.stores.ledger_store import LedgerConfigStore
 
-__all__ = ["BACKENDS", "Installation", "WrongLedgerError", "attach_files", "discard_if_empty",
-           "open_ledger", "open_store", "select_backend", "sync_hand_edit"]
+__all__ = ["Installation", "WrongLedgerError", "attach_files", "discard_if_empty",
+           "open_ledger", "open_store", "sync_hand_edit"]
 
 _log = get_logger("ledger.ops.open_store")
 
@@ -58,7 +55,7 @@ def open_store(*, config_dir: str | os.PathLike[str] | None = None,
     inst = Installation.find(config_dir, data_dir, env)
     name, location = inst.select(backend=backend, db=db)
     if name == "file":
-        if inst.doc is not None and any(holds_mask(v) for _, v in leaves(inst.doc)):
+        if inst.doc is not None and holds_mask(inst.doc):
             # a file `migrate` masked, run on anyway (MOLTIS_CONFIG_BACKEND=file): a typed
             # secret reveals nothing (Secret.placeholder), a free-form one is the mask's
             # text, as the ledger gives a secret it cannot open; never silently

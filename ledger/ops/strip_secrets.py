@@ -39,7 +39,7 @@ from ledger.typed.changes import is_env_reference
 
 _log = get_logger(__name__)
 
-__all__ = ["StripReport", "after_first_import", "holds_masks", "strip_config_secrets",
+__all__ = ["StripReport", "after_first_import", "strip_config_secrets",
            "strip_hand_edit"]
 
 
@@ -79,11 +79,6 @@ def _replacements(doc: Doc, ledger: Ledger) -> list[tuple[KeyPath, Any]]:
         if new is not value:
             out.append((path, new))
     return out
-
-
-def holds_masks(doc: Doc) -> bool:
-    """Whether the config document holds a mask placeholder (it was stripped before)."""
-    return any(holds_mask(value) for _, value in leaves(doc))
 
 
 def _render(config_file: Path, data: bytes, changes: list[Change]) -> bytes:
@@ -167,7 +162,7 @@ def strip_hand_edit(ledger: Ledger, config_file: Path, data_dir: Path,
     sealed; a file kept with --keep-files (no mask in it) is left as the operator keeps
     it. A file that cannot be written is logged, never raised: the import stands, and a
     read command never fails for this."""
-    if doc is None or not holds_masks(doc):
+    if doc is None or not holds_mask(doc):  # it was stripped before
         return
     try:
         stripped = strip_config_secrets(ledger, config_file, data_dir, imported=imported)

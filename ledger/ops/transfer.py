@@ -29,8 +29,8 @@ from ledger.engine.vault import KeySource
 from ledger.errors import StoreError, VerificationError
 from ledger.ops.import_checks import checked_records
 
-__all__ = ["StagedCopy", "copy_ledger", "copy_ledger_files", "finish_copy", "open_backend",
-           "stage_copy"]
+__all__ = ["StagedCopy", "check_empty", "copy_ledger", "copy_ledger_files", "finish_copy",
+           "open_backend", "stage_copy"]
 
 _log = get_logger("ledger.ops.transfer")
 BATCH: Final = 1000
@@ -47,7 +47,8 @@ def _meta_of(backend: Backend) -> dict[str, str]:
             if k in COPIED_META or k.startswith("import.")}
 
 
-def _check_empty(target: Backend) -> None:
+def check_empty(target: Backend) -> None:
+    """StoreError unless `target` is empty: no events, snapshots, secrets or key rows."""
     head = target.head()
     what = []
     if head.seq:
@@ -86,7 +87,7 @@ def copy_ledger(source: Backend, target: Backend) -> VerifyReport:
     is not empty. Only rows are copied, never a file's foreign schema objects."""
     if target.read_only:
         raise StoreError(f"{target.location}: the target was opened read-only")
-    _check_empty(target)
+    check_empty(target)
     before = verify_records(source.read())
     if not before.ok:
         raise VerificationError(f"{source.location}: the source does not verify ({before.problem});"
@@ -172,11 +173,11 @@ def stage_copy(copy: Backend, keys: KeySource, source: str, live: str, origin: s
     (`origin`, the backup or bundle, is named): a restore every read would refuse, and
     an import whose own head MAC or signature under this key names another head (a
     forgery: review r15). An import's MAC and signature rows of another key vouch for
-    nothing here and are dropped (Ledger.fork_history does it for both): its head is
+    nothing here and are dropped (`Ledger.drop_foreign_vouch`): its head is
     unsigned, and the head mark beside the key (the original ledger's, same ledger id)
     says nothing about the copy."""
     staged = Ledger(copy, keys=keys)
-    if source == "restore" or staged.own_vouch_only():
+    if source == "restore" or staged.drop_foreign_vouch():  # an import: its own rows only
         _refuse_disowned(staged, source, origin)
     staged.hold_marks = True
     try:

@@ -227,9 +227,9 @@ class LedgerConfigStore(ConfigStore):
             wiring = {"backend": "postgres", "dsn": getattr(backend, "dsn", None)}
         else:
             return None
-        ledger_id = backend.get_meta("ledger_id")
+        ledger_id = self.ledger.vault.ledger_id  # loaded once (reloaded by a fork)
         if ledger_id:
-            wiring["ledger_id"] = ledger_id
+            wiring["ledger_id"] = ledger_id.decode()
         return wiring
 
     async def source_metadata(self, *, flags: Flags = NO_FLAGS,
