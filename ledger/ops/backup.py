@@ -95,8 +95,11 @@ def _keep_file_sync(live: Backend, fresh: Backend) -> None:
     new, and the next read imported it over the restore (review r15)."""
     rows = {key: value for key, value in live.meta_items().items() if key.startswith("import.")}
     if not rows:
-        return
+        return  # never imported here: the backup's record is the only one
+    stale = [key for key in fresh.meta_items() if key.startswith("import.") and key not in rows]
     with fresh.write() as txn:
+        for key in stale:  # the backup's record of a file the live ledger no longer has
+            txn.delete_meta(key)
         for key, value in rows.items():
             txn.set_meta(key, value)
         txn.set_meta(META_SYNC_SEQ, str(txn.head().seq))
