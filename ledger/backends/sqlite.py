@@ -851,14 +851,20 @@ class SqliteBackend:
         and swaps the copy in within one turn, so no acknowledged write falls between."""
         with self._lock:
             queue = self._queue
-            if queue is not None and not queue.take(self._fair_wait.timeout_s):
+            if queue is None:
+                # writers go without the queue then, and none would be held (a file
+                # another user planted at its name, a folder this process cannot write)
+                raise StoreError(f"{self.location}: the write queue {self.path}.lock cannot "
+                                 "be used, so other writers cannot be held while the ledger "
+                                 "is replaced; nothing was changed. Remove that file if it "
+                                 "is not this ledger's owner's, and try again")
+            if not queue.take(self._fair_wait.timeout_s):
                 raise StoreBusyError(f"{self.location}: the ledger is locked by another "
                                      "writer")
             try:
                 yield
             finally:
-                if queue is not None:
-                    queue.give()
+                queue.give()
 
     def replace_with(self, source: Backend) -> None:
         """Replace this database's whole content with `source`'s, a fresh ledger built
