@@ -134,3 +134,23 @@ def test_update_raw_fn_can_pickle_what_it_reads(tmp_path: Path,
             monkeypatch.setenv(name, value)
     asyncio.run(go())
     assert len(seen) == 1
+
+
+@pytest.mark.postgres
+def test_switch_backend_postgres_onto_the_ledger_in_use_changes_nothing(
+        tmp_path: Path, dsn: str) -> None:  # noqa: F811
+    """As for SQLite (review r16): the gateway already runs on that PostgreSQL ledger,
+    so a second switch to it writes nothing. The check compared the DSN with the
+    backend's location, which has no password, so it never matched (the reread)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)  # a DSN with a password, as most are (the test server trusts)
+    user, _, host = parts.netloc.rpartition("@")
+    dsn = urlunsplit(parts._replace(netloc=f"{user or 'postgres'}:s3cret@{host}"))
+    env = _site(tmp_path, toml=TOML, keys=FIXTURES / "provider_keys.json")
+    assert _cli(env, "--db", dsn, "switch-backend", "postgres").returncode == 0
+    head = _cli(env, "--db", dsn, "--json", "log", "--limit", "1").stdout
+    again = _cli(env, "--db", dsn, "switch-backend", "postgres")
+    assert again.returncode == 0, again.stderr
+    assert "nothing to switch" in again.stdout
+    assert _cli(env, "--db", dsn, "--json", "log", "--limit", "1").stdout == head

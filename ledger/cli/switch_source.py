@@ -105,7 +105,8 @@ def switch_source(state: State, target: str, location: str) -> _Source | None:
 def _same_ledger(store: Any, location: str) -> bool:
     """Whether `store` (a ledger store) is the ledger at `location` (a SQLite path or a
     DSN, as `State.location` gives it)."""
-    here = str(store.ledger.backend.location)
+    backend = store.ledger.backend
     if store.backend_name == "sqlite":
-        return os.path.realpath(here) == os.path.realpath(location)
-    return here == location
+        return os.path.realpath(str(backend.location)) == os.path.realpath(location)
+    # the DSN as given: `location` is the backend's without its password (and schema)
+    return getattr(backend, "dsn", None) == location
