@@ -326,7 +326,7 @@ def _open_lock(path: Path, lock: Path) -> int:
     # O_NONBLOCK|O_NOCTTY: a FIFO or a terminal planted there is refused, not waited on
     nofollow = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
     try:
-        ensure_private_dir(path.parent)
+        ensure_private_dir(lock.parent)
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL | nofollow, 0o600)
             os.fchmod(fd, 0o600)
@@ -383,8 +383,14 @@ def _remove_stale_temps(path: Path) -> None:
 
 def _written_file(path: Path) -> Path:
     """The file a write of `path` replaces: a symlinked file's target (it stays a
-    symlink), else `path` in its directory's real location."""
+    symlink), but only through a link of the operator's own (UnsafePathError otherwise:
+    checked before `locked` creates a lock file or removes temp files beside the
+    target), else `path` in its directory's real location."""
     if path.is_symlink():
+        owner = os.lstat(path).st_uid
+        if owner not in (os.geteuid(), 0):
+            raise UnsafePathError(f"{path}: refusing to write through a symbolic link owned "
+                                  f"by uid {owner}")
         return Path(os.path.realpath(path))
     return Path(os.path.realpath(path.parent)) / path.name
 
@@ -396,18 +402,15 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def replace_file(path: Path, data: bytes, *, follow_symlinks: bool = True) -> os.stat_result:
-    """Atomically and durably make `path` hold `data` (mode 0600); returns its stat.
+def replace_file(path: Path, data: bytes, *, follow_symlinks: bool = True,
+                 mode: int = 0o600) -> os.stat_result:
+    """Atomically and durably make `path` hold `data` (`mode`: 0600 unless a file is put
+    back as it was); returns its stat.
 
     With `follow_symlinks` (Moltis's own moltis.toml / provider_keys.json), a file the
     operator symlinked stays a symlink and its target is replaced, but only a link of
     their own; otherwise a link at `path` is replaced by the file. Either way the
     directory written into is checked (`check_directory`)."""
-    if follow_symlinks and path.is_symlink():
-        owner = os.lstat(path).st_uid
-        if owner not in (os.geteuid(), 0):
-            raise UnsafePathError(f"{path}: refusing to write through a symbolic link owned "
-                                  f"by uid {owner}")
     target = _written_file(path) if follow_symlinks else path
     check_directory(target.parent)
     refuse_special(target, target.name)  # never rename over a FIFO or device
@@ -416,7 +419,7 @@ def replace_file(path: Path, data: bytes, *, follow_symlinks: bool = True) -> os
     fd: int | None = None
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        os.fchmod(fd, 0o600)  # whatever the umask
+        os.fchmod(fd, mode)  # whatever the umask, on the file written, never by name
         _write_all(fd, data)
         os.fsync(fd)
         st = os.fstat(fd)

@@ -283,8 +283,7 @@ def _put_back(before: list[_Held]) -> None:
     for held in before:
         try:
             if held.data is not None:
-                replace_file(held.path, held.data)
-                os.chmod(held.path, held.mode or 0o600)
+                replace_file(held.path, held.data, mode=held.mode or 0o600)
             elif held.link:
                 target = Path(os.path.realpath(held.path))
                 if target != held.path and target.is_file() and not target.is_symlink():
