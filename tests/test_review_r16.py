@@ -235,3 +235,20 @@ def test_a_key_with_a_control_character_is_written_one_way(tmp_path: Path) -> No
     assert "\x1b" not in blame.stdout + show.stdout  # escaped, as documented
     assert 'srv\\x1b[2Jx"' in show.stdout, show.stdout
     assert 'srv\\x1b[2Jx"' in blame.stdout, blame.stdout
+
+
+def test_the_file_store_says_a_masked_secret_is_a_placeholder(tmp_path: Path) -> None:
+    """The reread: the file store's effective view is a decoded copy of its encoded
+    typed config, and the placeholder did not survive that round trip (it failed
+    closed, but as "read without access to the ledger's secrets")."""
+    import asyncio
+
+    from ledger.errors import SecretKeyError
+    from ledger.stores.file_store import FileConfigStore
+
+    config = tmp_path / "moltis.toml"
+    config.write_text('[providers.openai]\napi_key = "<secret fp:0123456789abcdef>"\n',
+                      encoding="utf-8")
+    cfg = asyncio.run(FileConfigStore(config).load_effective())
+    with pytest.raises(SecretKeyError, match="is a masked placeholder"):
+        cfg.providers.entries["openai"].api_key.reveal()

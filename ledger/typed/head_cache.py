@@ -59,6 +59,8 @@ _ALIASED = frozenset(_ROOT_INFO.aliases.values())  # sections that also have an 
 def _enc_hook(obj: Any) -> Any:
     if isinstance(obj, Secret):
         ref = obj.ref
+        if ref is not None and not ref.ref:  # a mask nothing resolves (Secret.placeholder)
+            return obj.masked()  # its text: decoded as a placeholder again
         if ref is not None:
             return {"$secret": ref.ref, "fp": ref.fp}
         return obj.reveal()  # an unsaved value: it stays in this process's memory
@@ -126,7 +128,7 @@ class TypedCodec:
         # The message names types only, never the value (it may be a secret).
         if tp is Secret:
             if isinstance(obj, str):
-                return Secret(obj)
+                return Secret.placeholder(obj) or Secret(obj)  # as typed.convert reads it
             if (isinstance(obj, dict) and obj.keys() == {"$secret", "fp"}
                     and isinstance(obj["$secret"], str) and isinstance(obj["fp"], str)):
                 return Secret.stored(SecretRef(ref=obj["$secret"], fp=obj["fp"]), self.opener)
