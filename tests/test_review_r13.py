@@ -56,9 +56,6 @@ def test_a_null_for_an_optional_field_is_loaded_as_moltis_does(tmp_path: Path, n
     assert got.stdout.strip() == "13131", got.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="a YAML plain scalar that looks like a number or "
-                   "bool in a string field is refused (Expected str | null, got int); "
-                   "serde_yaml gives a string field the scalar's text")
 def test_a_yaml_plain_scalar_in_a_string_field_is_its_text(tmp_path: Path) -> None:
     """serde_yaml 0.9.34 `deserialize_str` (de.rs:1472-1490) hands any scalar's text to
     the visitor, so `theme: 0x1F` / `name: 1_000` / `bind: 1.10` load in Moltis as the

@@ -283,11 +283,12 @@ def check(state: State, file: str | None) -> None:
 
     warnings: list[str] = []
     nulls: list[tuple[str, ...]] = []
+    texts: list[tuple[str, ...]] = []
     if file is not None:
         source = Path(file)
         if not source.exists():
             raise CommandError(f"{source}: no such file")
-        raw = read_config_file(source, nulls)  # refuses what is not a regular file
+        raw = read_config_file(source, nulls, texts)  # refuses what is not a regular file
         where = str(source)
         notices = key_vault_notices(source.parent / dirs.KEYS_FILE_NAME)
     else:
@@ -315,7 +316,7 @@ def check(state: State, file: str | None) -> None:
                 (snapshot.config, snapshot.keys)) else None, "the configuration at seq")
         if format_warning:
             warnings.append(format_warning)
-    problems = check_document(raw, nulls)
+    problems = check_document(raw, nulls, texts)
     for warning in warnings:
         state.out.warn(warning)  # stderr: a --json document stays alone on stdout
     if state.json:

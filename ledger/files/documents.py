@@ -29,14 +29,41 @@ def config_format(path: Path) -> ConfigFormat:
     return "json" if suffix == ".json" else "toml"
 
 
+class _Plain:
+    """A plain (unquoted) YAML scalar that YAML reads as a number or a bool, with its
+    text: serde_yaml gives a string field (and any map key) the scalar's text, so
+    `theme: 0x1F` is "0x1F" for Moltis (de.rs `deserialize_str`, review r13). Equal to,
+    and hashed as, its text, so a key given twice (`1:` and `"1":`) is still the duplicate
+    serde_yaml refuses."""
+
+    __slots__ = ("text", "value")
+
+    def __init__(self, value: Any, text: str) -> None:
+        self.value, self.text = value, text
+
+    def __eq__(self, other: object) -> bool:
+        return self.text == (other.text if isinstance(other, _Plain) else other)
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+
+def _keeping_text(construct: Any) -> Any:
+    def build(self: Any, node: Any) -> Any:
+        value = construct(self, node)
+        return _Plain(value, node.value) if node.style is None else value
+    return build
+
+
 @functools.cache
 def _moltis_yaml_constructor() -> type:
     """ruamel's safe constructor made to read as serde_yaml 0.9 (what Moltis parses
     YAML with) reads into its types, review r13: a timestamp-looking scalar is its text
     (serde_yaml has no timestamp type: `2024-01-01 10:00:00` was imported as
-    "2024-01-01T10:00:00"), and a merge key `<<` is a key like any other (serde_yaml's
+    "2024-01-01T10:00:00"), a merge key `<<` is a key like any other (serde_yaml's
     `from_str` does not merge: Moltis sees an unknown key `<<`, which `check` reports,
-    and not the merged values the ledger imported)."""
+    and not the merged values the ledger imported), and a plain number or bool keeps
+    its text (`_Plain`, settled by `_settle`)."""
     from ruamel.yaml.constructor import SafeConstructor
 
     class MoltisYamlConstructor(SafeConstructor):
@@ -45,10 +72,15 @@ def _moltis_yaml_constructor() -> type:
 
     for tag in ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:timestamp"):
         MoltisYamlConstructor.add_constructor(tag, SafeConstructor.construct_yaml_str)
+    for tag, construct in (("bool", SafeConstructor.construct_yaml_bool),
+                           ("int", SafeConstructor.construct_yaml_int),
+                           ("float", SafeConstructor.construct_yaml_float)):
+        MoltisYamlConstructor.add_constructor(f"tag:yaml.org,2002:{tag}",
+                                              _keeping_text(construct))
     return MoltisYamlConstructor
 
 
-def _load_yaml(text: str, where: str) -> Any:
+def _load_yaml(text: str, where: str, texts: dict[tuple[str, ...], str] | None) -> Any:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
@@ -61,31 +93,49 @@ def _load_yaml(text: str, where: str) -> Any:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or type(err).__name__
         raise ParseError(f"{where}: invalid YAML{at}: {problem}") from None
-    _count_nodes(parsed, where)
-    return {} if parsed is None else parsed
+    return {} if parsed is None else _settle(parsed, where, texts)
 
 
-def _count_nodes(value: Any, where: str) -> None:
+def _settle(parsed: Any, where: str, texts: dict[tuple[str, ...], str] | None) -> Any:
+    """The YAML document as plain values: a copy in which every alias is its own value
+    (one place may take a scalar's text where another takes its number), a `_Plain` key
+    is its text and a `_Plain` value its number or bool, whose text goes to `texts` by
+    path (list items by index); `ledger.stores.config_file` gives it to a field that
+    takes text. Refuses more than MAX_YAML_NODES values once aliases are expanded."""
     budget = MAX_YAML_NODES
-    stack = [value]
-    while stack:
-        item = stack.pop()
+    root = [parsed]
+    stack: list[tuple[Any, Any, tuple[str, ...]]] = [(root, 0, ())]
+    while stack:  # no recursion: a deep document is refused where it is stored
+        holder, slot, path = stack.pop()
         budget -= 1
         if budget < 0:
             raise ParseError(f"{where}: more than {MAX_YAML_NODES:,} values once YAML aliases "
                              "are expanded; this is not a configuration file")
-        if isinstance(item, dict):
-            stack.extend(item.values())
+        item = holder[slot]
+        if isinstance(item, _Plain):
+            holder[slot] = item.value
+            if texts is not None:
+                texts[path] = item.text
+        elif isinstance(item, dict):
+            holder[slot] = table = {}
+            for given, value in item.items():
+                key = given.text if isinstance(given, _Plain) else given
+                table[key] = value
+                stack.append((table, key, (*path, str(key))))
         elif isinstance(item, list):
-            stack.extend(item)
+            holder[slot] = items = list(item)
+            stack.extend((items, i, (*path, str(i))) for i in range(len(items)))
+    return root[0]
 
 
 def parse_document(data: bytes, where: str, fmt: str,
-                   nulls: list[tuple[str, ...]] | None = None) -> dict[str, Any]:
+                   nulls: list[tuple[str, ...]] | None = None,
+                   texts: dict[tuple[str, ...], str] | None = None) -> dict[str, Any]:
     """A TOML, YAML or JSON document (an object) from a file's bytes; ParseError names
     the file and, when the parser says, the line. Empty text is an empty document. The
     paths of the nulls left out are added to `nulls` when given (`check` reports those
-    Moltis refuses)."""
+    Moltis refuses); the text of each plain YAML scalar read as a number or bool, by
+    path, to `texts` (see `_settle`)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -96,7 +146,7 @@ def parse_document(data: bytes, where: str, fmt: str,
         if fmt == "json":
             parsed = json.loads(text) if text.strip() else {}
         elif fmt == "yaml":
-            parsed = _load_yaml(text, where)
+            parsed = _load_yaml(text, where, texts)
         else:
             parsed = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

@@ -27,7 +27,8 @@ from ledger.schema.secret_policy import secret_by_name
 __all__ = ["ROOT", "FieldNode", "SectionInfo", "TypeNode", "child_keys", "choices_of", "field_at",
            "is_any", "is_known_path", "is_optional", "is_secret_path", "is_untyped",
            "is_untyped_path", "known_prefix", "other_spellings",
-           "seals_by_name", "secret_patterns", "section_info", "strip_annotated"]
+           "seals_by_name", "secret_patterns", "section_info", "strip_annotated",
+           "takes_text"]
 
 Kind = Literal["section", "dict", "list", "secret", "leaf"]
 
@@ -157,6 +158,27 @@ def field_at(path: KeyPath, start: TypeNode | None = None) -> TypeNode | None:
         else:
             return None
     return node
+
+
+def takes_text(path: KeyPath) -> bool:
+    """Whether the schema gives the value at `path` (list items by index) as text: a
+    string or secret field, or an item of a list or map of them. Where it does, serde
+    reads a plain YAML scalar as its text (`ledger.files.documents._Plain`)."""
+    node: TypeNode | None = ROOT
+    for key in path:
+        if node is None:
+            return False
+        if node.kind == "list":
+            node = node.item if key.isdigit() else None
+        else:
+            node = field_at((key,), node)
+    if node is None or node.kind == "secret":
+        return node is not None
+    tp = strip_annotated(node.annotation)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = strip_annotated(args[0]) if len(args) == 1 else None
+    return tp is str
 
 
 def other_spellings(path: KeyPath) -> tuple[str, ...]:

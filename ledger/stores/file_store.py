@@ -65,7 +65,7 @@ from ledger.errors import (
     StoreError,
 )
 from ledger.files.dirs import discover_config_file
-from ledger.files.documents import config_format, parse_document
+from ledger.files.documents import config_format
 from ledger.files.safe_io import (
     MAX_FILE_BYTES,
     locked,
@@ -74,7 +74,7 @@ from ledger.files.safe_io import (
     replace_file,
 )
 from ledger.schema import MoltisConfig
-from ledger.stores.config_file import read_config_file
+from ledger.stores.config_file import parse_config, read_config_file
 from ledger.stores.contract import ConfigStore, run_write
 from ledger.stores.toml_edit import edit_document, pruned_tables
 from ledger.typed.changes import replace_tables
@@ -192,8 +192,7 @@ class FileConfigStore(ConfigStore):
         return self._snap
 
     def _parse(self, data: bytes) -> Doc:
-        parsed = parse_document(data, str(self.path), self.format)
-        doc = normalize_document(parsed, str(self.path))
+        doc = parse_config(self.path, data)
         return self._without_invalid(doc) if self.lenient else doc
 
     def _without_invalid(self, doc: Doc) -> Doc:

@@ -36,7 +36,8 @@ from ledger.typed.suggest import did_you_mean, suggest_paths, suggest_providers
 
 __all__ = ["Problem", "check", "masked_values"]
 
-Kind = Literal["unknown-key", "unknown-provider", "invalid-value", "masked-secret", "null-value"]
+Kind = Literal["unknown-key", "unknown-provider", "invalid-value", "masked-secret", "null-value",
+               "unquoted-text"]
 Severity = Literal["error", "warning"]
 
 
@@ -51,11 +52,19 @@ class Problem:
     suggestions: list[str] = field(default_factory=list)
 
 
-def check(raw: Mapping[str, Any], nulls: Iterable[KeyPath] = ()) -> list[Problem]:
+def check(raw: Mapping[str, Any], nulls: Iterable[KeyPath] = (),
+          texts: Iterable[KeyPath] = ()) -> list[Problem]:
     """Unknown keys and provider names (warnings, with suggestions), every invalid value
-    and every mask placeholder (errors), in document order; and the `nulls` a JSON or
-    YAML file held where `raw` has no key (see `ledger.files.documents`)."""
+    and every mask placeholder (errors), in document order; the `nulls` a JSON or YAML
+    file held where `raw` has no key (see `ledger.files.documents`), and the `texts`: its
+    plain YAML numbers and bools read as text (`ledger.stores.config_file`)."""
     problems = _null_problems(nulls)
+    for path in texts:
+        p = format_path(path)
+        problems.append(Problem(p, "unquoted-text", f"{p}: an unquoted number or bool in YAML "
+                                "where the field takes text: Moltis reads it as its text, "
+                                "and so does the ledger; quote it to say so",
+                                "warning"))
     _check_section(raw, section_info(MoltisConfig), (), problems)
     for path, why in invalid_values(raw):
         p = format_path(path)

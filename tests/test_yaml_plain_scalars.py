@@ -1,0 +1,102 @@
+"""An unquoted YAML number or bool where Moltis's field takes text is that text, as
+serde_yaml 0.9 reads it (`deserialize_str` hands any scalar's text to a string field or
+map key: review r13), everywhere the config file is read: `check --file`, `migrate`,
+the file store. Elsewhere (a number field, a free-form value, an unknown key) it stays a
+number, as serde_json's `Value` keeps it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ledger.cli import cli
+from ledger.errors import ParseError
+from ledger.stores.file_store import FileConfigStore, read_config_file
+from tests.conftest import run
+
+YAML = """\
+server:
+  port: 13131
+identity:
+  name: 1_000
+  theme: 0x1F
+  emoji: true
+tools:
+  exec:
+    allowlist: [1, ls, 2.50]
+providers:
+  openai:
+    api_key: 123456789
+channels:
+  telegram:
+    bot1:
+      retry_backoff: 1.5
+mystery: 12
+"""
+
+
+def _write(tmp_path: Path, text: str = YAML) -> Path:
+    path = tmp_path / "moltis.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_field_that_takes_text_gets_the_scalars_text(tmp_path: Path) -> None:
+    doc = read_config_file(_write(tmp_path))
+    assert doc["identity"] == {"name": "1_000", "theme": "0x1F", "emoji": "true"}
+    assert doc["tools"]["exec"]["allowlist"] == ["1", "ls", "2.50"]
+    assert doc["providers"]["openai"]["api_key"] == "123456789"  # a secret is text too
+    assert doc["server"]["port"] == 13131  # a number field keeps the number
+    assert doc["channels"]["telegram"]["bot1"]["retry_backoff"] == 1.5  # free-form
+    assert doc["mystery"] == 12  # unknown: Moltis ignores it, the ledger keeps it as read
+
+
+def test_an_alias_is_read_for_each_place_it_is_used(tmp_path: Path) -> None:
+    """One anchor used as a port and as a name: the port is the number, the name the
+    text (the document is a copy per use, not one shared value)."""
+    doc = read_config_file(_write(tmp_path, "base: &n 8080\nserver:\n  port: *n\n"
+                                            "identity:\n  name: *n\n"))
+    assert (doc["server"]["port"], doc["identity"]["name"]) == (8080, "8080")
+
+
+def test_a_map_key_is_text_and_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    doc = read_config_file(_write(tmp_path, "mcp:\n  servers:\n    1:\n      command: uvx\n"))
+    assert list(doc["mcp"]["servers"]) == ["1"]
+    with pytest.raises(ParseError, match="moltis.yaml"):  # serde_yaml: a duplicate entry
+        read_config_file(_write(tmp_path, "mcp:\n  servers:\n    1:\n      command: a\n"
+                                          '    "1":\n      command: b\n'))
+
+
+def test_check_warns_without_showing_the_value_and_migrate_imports_it(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    path = _write(config)
+    env = {"MOLTIS_CONFIG_DIR": str(config), "MOLTIS_DATA_DIR": str(tmp_path / "data"),
+           "MOLTIS_LEDGER_KEY_FILE": str(tmp_path / "ledger.key")}
+    runner = CliRunner()
+    got = runner.invoke(cli, ["--json", "check", "--file", str(path)], env=env)
+    report = json.loads(got.stdout)
+    texts = {p["path"]: p for p in report["problems"] if p["kind"] == "unquoted-text"}
+    assert set(texts) == {"identity.name", "identity.theme", "identity.emoji",
+                          "tools.exec.allowlist.0", "tools.exec.allowlist.2",
+                          "providers.openai.api_key"}, report
+    assert {p["severity"] for p in texts.values()} == {"warning"}
+    assert "123456789" not in got.stdout  # a secret's text is not shown
+    done = runner.invoke(cli, ["migrate"], env=env)
+    assert done.exit_code == 0, done.output
+    got = runner.invoke(cli, ["--json", "get", "identity.theme"], env=env)
+    assert json.loads(got.stdout)["value"] == "0x1F"
+
+
+def test_the_file_store_reads_and_keeps_the_text(tmp_path: Path) -> None:
+    path = _write(tmp_path)
+    store = FileConfigStore(path)
+    cfg = run(store.load_raw())
+    assert (cfg.identity.name, cfg.identity.theme) == ("1_000", "0x1F")
+    run(store.update_raw(lambda c: setattr(c.server, "port", 8080)))
+    text = path.read_text()
+    assert "theme: 0x1F" in text  # an untouched line keeps its style
+    assert run(FileConfigStore(path).load_raw()).identity.name == "1_000"
