@@ -278,17 +278,17 @@ def check(state: State, file: str | None) -> None:
         moltis-ledger check
         moltis-ledger check --file ~/.config/moltis/moltis.toml --json
     """
+    from ledger.files.documents import ReadNotes
     from ledger.ops.migrate import key_vault_notices, read_config_file
     from ledger.typed.check import check as check_document
 
     warnings: list[str] = []
-    nulls: list[tuple[str, ...]] = []
-    texts: list[tuple[str, ...]] = []
+    notes = ReadNotes()
     if file is not None:
         source = Path(file)
         if not source.exists():
             raise CommandError(f"{source}: no such file")
-        raw = read_config_file(source, nulls, texts)  # refuses what is not a regular file
+        raw = read_config_file(source, notes)  # refuses what is not a regular file
         where = str(source)
         notices = key_vault_notices(source.parent / dirs.KEYS_FILE_NAME)
     else:
@@ -316,7 +316,7 @@ def check(state: State, file: str | None) -> None:
                 (snapshot.config, snapshot.keys)) else None, "the configuration at seq")
         if format_warning:
             warnings.append(format_warning)
-    problems = check_document(raw, nulls, texts)
+    problems = check_document(raw, notes)
     for warning in warnings:
         state.out.warn(warning)  # stderr: a --json document stays alone on stdout
     if state.json:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from ledger.errors import ParseError
 
-__all__ = ["MAX_YAML_NODES", "ConfigFormat", "config_format", "parse_document"]
+__all__ = ["MAX_YAML_NODES", "ConfigFormat", "ReadNotes", "config_format", "parse_document"]
 
 ConfigFormat = Literal["toml", "yaml", "json"]
 
@@ -19,6 +19,26 @@ ConfigFormat = Literal["toml", "yaml", "json"]
 # (as Moltis's serde_yaml and our normalization do), a few lines of anchors can name
 # billions of values. Moltis's own config is a few hundred values.
 MAX_YAML_NODES = 1_000_000
+
+
+class ReadNotes:
+    """Where reading a config file made its document differ from the file's literal
+    values, by path (list items by index), as Moltis reads the file: `check --file`
+    reports them. (A plain class: `get` reads the config file as it starts, and
+    dataclasses costs milliseconds to import, figure i16a.)"""
+
+    __slots__ = ("non_finite", "nulls", "plain", "texts")
+
+    def __init__(self) -> None:
+        # `null`s left out (`_without_nulls`)
+        self.nulls: list[tuple[str, ...]] = []
+        # each plain YAML number or bool's text (`_settle`): a reader of Moltis's config
+        # gives it to the fields that take text (`ledger.stores.config_file`)
+        self.plain: dict[tuple[str, ...], str] = {}
+        # the paths that got their text
+        self.texts: list[tuple[str, ...]] = []
+        # inf and nan left out of a free-form value or an unknown key
+        self.non_finite: list[tuple[str, ...]] = []
 
 
 def config_format(path: Path) -> ConfigFormat:
@@ -129,13 +149,10 @@ def _settle(parsed: Any, where: str, texts: dict[tuple[str, ...], str] | None) -
 
 
 def parse_document(data: bytes, where: str, fmt: str,
-                   nulls: list[tuple[str, ...]] | None = None,
-                   texts: dict[tuple[str, ...], str] | None = None) -> dict[str, Any]:
+                   notes: ReadNotes | None = None) -> dict[str, Any]:
     """A TOML, YAML or JSON document (an object) from a file's bytes; ParseError names
     the file and, when the parser says, the line. Empty text is an empty document. The
-    paths of the nulls left out are added to `nulls` when given (`check` reports those
-    Moltis refuses); the text of each plain YAML scalar read as a number or bool, by
-    path, to `texts` (see `_settle`)."""
+    nulls left out and the text of each plain YAML number or bool go to `notes`."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -146,7 +163,7 @@ def parse_document(data: bytes, where: str, fmt: str,
         if fmt == "json":
             parsed = json.loads(text) if text.strip() else {}
         elif fmt == "yaml":
-            parsed = _load_yaml(text, where, texts)
+            parsed = _load_yaml(text, where, None if notes is None else notes.plain)
         else:
             parsed = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -158,7 +175,8 @@ def parse_document(data: bytes, where: str, fmt: str,
         raise ParseError(f"{where}: nested too deeply") from None
     if not isinstance(parsed, dict):
         raise ParseError(f"{where}: the document must be a {fmt.upper()} object")
-    return _without_nulls(parsed, [] if nulls is None else nulls) if fmt != "toml" else parsed
+    return _without_nulls(parsed, [] if notes is None else notes.nulls) if fmt != "toml" \
+        else parsed
 
 
 def _without_nulls(table: dict[str, Any], nulls: list[tuple[str, ...]]) -> dict[str, Any]:

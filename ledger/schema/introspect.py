@@ -26,7 +26,7 @@ from ledger.schema.secret_policy import secret_by_name
 
 __all__ = ["ROOT", "FieldNode", "SectionInfo", "TypeNode", "child_keys", "choices_of", "field_at",
            "is_any", "is_known_path", "is_optional", "is_secret_path", "is_untyped",
-           "is_untyped_path", "known_prefix", "other_spellings",
+           "is_untyped_path", "known_prefix", "node_at", "other_spellings",
            "seals_by_name", "secret_patterns", "section_info", "strip_annotated",
            "takes_text"]
 
@@ -160,18 +160,25 @@ def field_at(path: KeyPath, start: TypeNode | None = None) -> TypeNode | None:
     return node
 
 
-def takes_text(path: KeyPath) -> bool:
-    """Whether the schema gives the value at `path` (list items by index) as text: a
-    string or secret field, or an item of a list or map of them. Where it does, serde
-    reads a plain YAML scalar as its text (`ledger.files.documents._Plain`)."""
+def node_at(path: KeyPath) -> TypeNode | None:
+    """`field_at` through lists too (an item by its index): None where the schema does
+    not type the value (an unknown key, below a free-form value)."""
     node: TypeNode | None = ROOT
     for key in path:
         if node is None:
-            return False
+            return None
         if node.kind == "list":
             node = node.item if key.isdigit() else None
         else:
             node = field_at((key,), node)
+    return None if node is None or is_any(node) else node
+
+
+def takes_text(path: KeyPath) -> bool:
+    """Whether the schema gives the value at `path` (list items by index) as text: a
+    string or secret field, or an item of a list or map of them. Where it does, serde
+    reads a plain YAML scalar as its text (`ledger.files.documents._Plain`)."""
+    node = node_at(path)
     if node is None or node.kind == "secret":
         return node is not None
     tp = strip_annotated(node.annotation)

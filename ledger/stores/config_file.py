@@ -1,27 +1,28 @@
 """Reading Moltis's config file: `moltis.toml`, `moltis.yaml`/`.yml` or `moltis.json` as a
-raw document. Light on purpose (the schema only for a YAML file that needs it): every
-CLI command and `open_store()` read the file once to find the backend, before anything
-else is loaded."""
+raw document. Light on purpose (the schema only for a file that needs it): every CLI
+command and `open_store()` read the file once to find the backend, before anything else
+is loaded."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from ledger.core.document import Doc, normalize_document
-from ledger.core.keypaths import KeyPath
-from ledger.files.documents import config_format, parse_document
+from ledger.core.keypaths import KeyPath, format_path
+from ledger.errors import ParseError
+from ledger.files.documents import ReadNotes, config_format, parse_document
 from ledger.files.safe_io import read_file
 
-__all__ = ["parse_config", "read_config", "read_config_file"]
+__all__ = ["ReadNotes", "parse_config", "read_config", "read_config_file"]
 
 
-def read_config_file(path: Path, nulls: list[KeyPath] | None = None,
-                     texts: list[KeyPath] | None = None) -> Doc:
+def read_config_file(path: Path, notes: ReadNotes | None = None) -> Doc:
     """`moltis.toml`, `moltis.yaml`/`.yml` or `moltis.json` as a raw document ({} when the
     file is missing): the one config-file reader of the file store, `migrate` and
-    `check --file` (which passes `nulls` and `texts`, see `parse_config`)."""
-    return parse_config(path, read_file(path), nulls, texts)
+    `check --file` (which passes `notes`, see `parse_config`)."""
+    return parse_config(path, read_file(path), notes)
 
 
 def read_config(path: Path) -> tuple[bytes | None, Doc]:
@@ -31,27 +32,33 @@ def read_config(path: Path) -> tuple[bytes | None, Doc]:
     return data, parse_config(path, data)
 
 
-def parse_config(path: Path, data: bytes | None, nulls: list[KeyPath] | None = None,
-                 texts: list[KeyPath] | None = None) -> Doc:
-    """The raw document of a config file's bytes ({} for a missing file). A plain YAML
-    scalar read as a number or bool is its text where the field takes text, as serde
-    reads it for Moltis (`theme: 0x1F` is "0x1F"); those paths go to `texts`, the nulls
-    left out to `nulls` (`check` reports both)."""
+def parse_config(path: Path, data: bytes | None, notes: ReadNotes | None = None) -> Doc:
+    """The raw document of a config file's bytes ({} for a missing file), as Moltis
+    reads the file where the ledger can hold it: a plain YAML number or bool is its
+    text where the field takes text, as serde reads it (`theme: 0x1F` is "0x1F"); an
+    inf or nan of a TOML or YAML file is left out of a free-form value (which Moltis
+    reads as JSON, where it is null: the ledger has no null either, as for a YAML `~`)
+    and of an unknown key (which Moltis ignores). `notes` gets where (`check`)."""
     if data is None:
         return {}
-    plain: dict[KeyPath, str] = {}
-    doc = parse_document(data, str(path), config_format(path), nulls, plain)
-    if plain:
+    notes = ReadNotes() if notes is None else notes
+    where = str(path)
+    fmt = config_format(path)
+    doc = parse_document(data, where, fmt, notes)
+    if notes.plain:
         # here, not at the top: the schema loads only for a YAML file holding such a
         # scalar (every command reads the config file as it starts)
         from ledger.schema.introspect import takes_text
 
-        for at, text in plain.items():
+        for at, text in notes.plain.items():
             if takes_text(at):
                 _put(doc, at, text)
-                if texts is not None:
-                    texts.append(at)
-    return normalize_document(doc, str(path))
+                notes.texts.append(at)
+    if fmt != "json" and (b"inf" in data.lower() or b"nan" in data.lower()):
+        # (JSON: serde_json refuses NaN and Infinity, so Moltis refuses the file, and so
+        # does the document's normalization)
+        _leave_out_non_finite(doc, where, notes)
+    return normalize_document(doc, where)
 
 
 def _put(doc: Doc, path: KeyPath, value: str) -> None:
@@ -62,3 +69,32 @@ def _put(doc: Doc, path: KeyPath, value: str) -> None:
         node[int(path[-1])] = value
     else:
         node[path[-1]] = value
+
+
+def _leave_out_non_finite(doc: Doc, where: str, notes: ReadNotes) -> None:
+    """Leave each inf or nan out where Moltis reads it as null or ignores it; refuse it
+    where Moltis would take it (a number field: the ledger stores JSON, which has
+    neither) and in an array (Moltis keeps a null there, which the ledger cannot)."""
+    # here, not at the top: only a file that spells inf or nan loads the schema
+    from ledger.schema.introspect import node_at
+
+    stack: list[tuple[Any, KeyPath]] = [(doc, ())]
+    while stack:
+        node, at = stack.pop()
+        items = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
+        for key, value in items:
+            path = (*at, str(key))
+            if isinstance(value, dict | list):
+                stack.append((value, path))
+            elif isinstance(value, float) and not math.isfinite(value):
+                if isinstance(node, list):
+                    raise ParseError(f"{where}: {format_path(path)}: {value} in an array, "
+                                     "which Moltis reads as null: the ledger stores values "
+                                     "as JSON, which has no inf, nan or null; remove it or "
+                                     "give a finite number")
+                if node_at(path) is not None:
+                    raise ParseError(f"{where}: {format_path(path)}: {value}: the ledger "
+                                     "stores values as JSON, which has no inf or nan; give "
+                                     "a finite number")
+                del node[key]
+                notes.non_finite.append(path)

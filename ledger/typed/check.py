@@ -17,6 +17,7 @@ from typing import Any, Literal
 from ledger.core.document import leaves
 from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import parse_mask
+from ledger.files.documents import ReadNotes
 from ledger.schema import MoltisConfig
 from ledger.schema.introspect import (
     SectionInfo,
@@ -37,7 +38,7 @@ from ledger.typed.suggest import did_you_mean, suggest_paths, suggest_providers
 __all__ = ["Problem", "check", "masked_values"]
 
 Kind = Literal["unknown-key", "unknown-provider", "invalid-value", "masked-secret", "null-value",
-               "unquoted-text"]
+               "unquoted-text", "non-finite"]
 Severity = Literal["error", "warning"]
 
 
@@ -52,14 +53,19 @@ class Problem:
     suggestions: list[str] = field(default_factory=list)
 
 
-def check(raw: Mapping[str, Any], nulls: Iterable[KeyPath] = (),
-          texts: Iterable[KeyPath] = ()) -> list[Problem]:
+def check(raw: Mapping[str, Any], notes: ReadNotes | None = None) -> list[Problem]:
     """Unknown keys and provider names (warnings, with suggestions), every invalid value
-    and every mask placeholder (errors), in document order; the `nulls` a JSON or YAML
-    file held where `raw` has no key (see `ledger.files.documents`), and the `texts`: its
-    plain YAML numbers and bools read as text (`ledger.stores.config_file`)."""
-    problems = _null_problems(nulls)
-    for path in texts:
+    and every mask placeholder (errors), in document order; and, for a file read into
+    `raw`, what its reading changed (`notes`: see `ledger.stores.config_file`)."""
+    notes = ReadNotes() if notes is None else notes
+    problems = _null_problems(notes.nulls)
+    for path in notes.non_finite:
+        p = format_path(path)
+        problems.append(Problem(p, "non-finite", f"{p}: inf or nan in a free-form value or "
+                                "an unknown key: Moltis reads it as null there (or ignores "
+                                "the key), the ledger leaves it out (it stores no inf, nan "
+                                "or null); give a finite number if one is meant", "warning"))
+    for path in notes.texts:
         p = format_path(path)
         problems.append(Problem(p, "unquoted-text", f"{p}: an unquoted number or bool in YAML "
                                 "where the field takes text: Moltis reads it as its text, "
