@@ -221,8 +221,6 @@ def test_the_unknown_key_hint_points_at_a_list_of_the_keys(tmp_path: Path) -> No
     assert "agent_max_iterations = " in listed.stdout, listed.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="a key with a control character is written "
-                   "\\u001b by log/blame but \\x1b by show")
 def test_a_key_with_a_control_character_is_written_one_way(tmp_path: Path) -> None:
     """Did: migrate `[mcp.servers."srv\\u001b[2Jx"]` (a key holding ESC), then `blame`
     and `show`. Happened: blame/log/migrate print the path as

@@ -62,11 +62,10 @@ from ledger.core.events import (
     Row,
     ShredPayload,
     decode_event,
-    doc_path_text,
     encode_payload,
     now_us,
 )
-from ledger.core.keypaths import KeyPath, format_path
+from ledger.core.keypaths import KeyPath, format_path, stored_path
 from ledger.core.secret_refs import SecretRef
 from ledger.engine.format_check import FormatScan, lists_hold_secrets
 from ledger.engine.head_vouch import (
@@ -777,8 +776,9 @@ class Ledger:
         live = [r for r in dict.fromkeys(refs) if not self.vault.is_destroyed(r)]
         if not paths:  # name where the values were held, so history can show it
             wanted = {r.ref for r in live}
-            paths = list(dict.fromkeys(
-                doc_path_text(c.doc, c.path) for ev in self.events() for c in ev.changes
+            paths = list(dict.fromkeys(  # stored: the form every release reads
+                ("keys:" if c.doc == "keys" else "") + stored_path(c.path)
+                for ev in self.events() for c in ev.changes
                 if any(r.ref in wanted for r in c.refs())))
         if not live:
             current = self.head_state()

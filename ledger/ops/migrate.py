@@ -25,7 +25,7 @@ from blake3 import blake3
 from ledger._log import get_logger
 from ledger.core.document import MISSING, Doc, get_value, leaves, normalize_document, same_value
 from ledger.core.events import Change, DocName
-from ledger.core.keypaths import KeyPath, format_path, is_prefix, parse_path
+from ledger.core.keypaths import KeyPath, format_path, is_prefix, parse_path, stored_path
 from ledger.core.secret_refs import SecretRef
 from ledger.engine.ledger import Commit, Ledger
 from ledger.errors import (
@@ -109,14 +109,14 @@ def leaf_prints(doc: Doc, sealer: _Fingerprints | None, secret: Any) -> dict[str
     out: dict[str, str] = {}
     for path, value in leaves(doc):
         if secret(path) and isinstance(value, str) and sealer is not None:
-            out[format_path(path)] = "k:" + sealer.fingerprint(value)
+            out[stored_path(path)] = "k:" + sealer.fingerprint(value)
         elif sealer is not None and holds_secret(path, value):
             # a list with a secret inside, a URL with a password: keyed as well
             text = json.dumps(value, sort_keys=True, ensure_ascii=False)
-            out[format_path(path)] = "k:" + sealer.fingerprint(text)
+            out[stored_path(path)] = "k:" + sealer.fingerprint(text)
         else:
             data = json.dumps(value, sort_keys=True, ensure_ascii=False).encode()
-            out[format_path(path)] = "b:" + blake3(data).hexdigest()[:32]
+            out[stored_path(path)] = "b:" + blake3(data).hexdigest()[:32]
     return out
 
 
@@ -163,7 +163,7 @@ def _incremental(doc: Doc, previous: Mapping[str, str], now: Mapping[str, str],
                if not any(is_prefix(t, path) for t in tables)]
     changes += [RawChange("unset", table) for table in tables]
     for path, value in leaves(doc):
-        text = format_path(path)
+        text = stored_path(path)
         if previous.get(text) != now[text]:
             changes.append(RawChange("set", path, value))
     return changes
