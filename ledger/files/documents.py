@@ -27,7 +27,7 @@ class ReadNotes:
     reports them. (A plain class: `get` reads the config file as it starts, and
     dataclasses costs milliseconds to import, figure i16a.)"""
 
-    __slots__ = ("non_finite", "nulls", "plain", "texts")
+    __slots__ = ("dates", "non_finite", "nulls", "plain", "texts")
 
     def __init__(self) -> None:
         # `null`s left out (`_without_nulls`)
@@ -39,6 +39,8 @@ class ReadNotes:
         self.texts: list[tuple[str, ...]] = []
         # inf and nan left out of a free-form value or an unknown key
         self.non_finite: list[tuple[str, ...]] = []
+        # TOML dates and times, kept as their text (`normalize_value`)
+        self.dates: list[tuple[str, ...]] = []
 
 
 def config_format(path: Path) -> ConfigFormat:

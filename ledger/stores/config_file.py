@@ -5,7 +5,9 @@ is loaded."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +43,13 @@ def parse_config(path: Path, data: bytes | None, notes: ReadNotes | None = None)
     and of an unknown key (which Moltis ignores). `notes` gets where (`check`)."""
     if data is None:
         return {}
-    notes = ReadNotes() if notes is None else notes
+    wanted, notes = notes is not None, ReadNotes() if notes is None else notes
     where = str(path)
     fmt = config_format(path)
     doc = parse_document(data, where, fmt, notes)
+    if wanted and fmt == "toml":  # only `check` asks: other readers skip the walk
+        notes.dates = [at for _, _, at, value in _scalars(doc)
+                       if isinstance(value, dt.date | dt.time)]
     if notes.plain:
         # here, not at the top: the schema loads only for a YAML file holding such a
         # scalar (every command reads the config file as it starts)
@@ -71,6 +76,19 @@ def _put(doc: Doc, path: KeyPath, value: str) -> None:
         node[path[-1]] = value
 
 
+def _scalars(doc: Doc) -> Iterator[tuple[Any, Any, KeyPath, Any]]:
+    """Every value of `doc` that is not a table or an array: its table or array, its key
+    there, its path (items by index) and itself."""
+    stack: list[tuple[Any, KeyPath]] = [(doc, ())]
+    while stack:
+        node, at = stack.pop()
+        for key, value in (node.items() if isinstance(node, dict) else enumerate(node)):
+            if isinstance(value, dict | list):
+                stack.append((value, (*at, str(key))))
+            else:
+                yield node, key, (*at, str(key)), value
+
+
 def _leave_out_non_finite(doc: Doc, where: str, notes: ReadNotes) -> None:
     """Leave each inf or nan out where Moltis reads it as null or ignores it; refuse it
     where Moltis would take it (a number field: the ledger stores JSON, which has
@@ -78,23 +96,15 @@ def _leave_out_non_finite(doc: Doc, where: str, notes: ReadNotes) -> None:
     # here, not at the top: only a file that spells inf or nan loads the schema
     from ledger.schema.introspect import node_at
 
-    stack: list[tuple[Any, KeyPath]] = [(doc, ())]
-    while stack:
-        node, at = stack.pop()
-        items = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
-        for key, value in items:
-            path = (*at, str(key))
-            if isinstance(value, dict | list):
-                stack.append((value, path))
-            elif isinstance(value, float) and not math.isfinite(value):
-                if isinstance(node, list):
-                    raise ParseError(f"{where}: {format_path(path)}: {value} in an array, "
-                                     "which Moltis reads as null: the ledger stores values "
-                                     "as JSON, which has no inf, nan or null; remove it or "
-                                     "give a finite number")
-                if node_at(path) is not None:
-                    raise ParseError(f"{where}: {format_path(path)}: {value}: the ledger "
-                                     "stores values as JSON, which has no inf or nan; give "
-                                     "a finite number")
-                del node[key]
-                notes.non_finite.append(path)
+    found = [(node, key, path, value) for node, key, path, value in _scalars(doc)
+             if isinstance(value, float) and not math.isfinite(value)]
+    for node, key, path, value in found:
+        if isinstance(node, list):
+            raise ParseError(f"{where}: {format_path(path)}: {value} in an array, which "
+                             "Moltis reads as null: the ledger stores values as JSON, which "
+                             "has no inf, nan or null; remove it or give a finite number")
+        if node_at(path) is not None:
+            raise ParseError(f"{where}: {format_path(path)}: {value}: the ledger stores "
+                             "values as JSON, which has no inf or nan; give a finite number")
+        del node[key]
+        notes.non_finite.append(path)

@@ -28,6 +28,7 @@ from ledger.schema.introspect import (
     is_any,
     is_optional,
     known_prefix,
+    node_at,
     section_info,
     strip_annotated,
 )
@@ -38,7 +39,7 @@ from ledger.typed.suggest import did_you_mean, suggest_paths, suggest_providers
 __all__ = ["Problem", "check", "masked_values"]
 
 Kind = Literal["unknown-key", "unknown-provider", "invalid-value", "masked-secret", "null-value",
-               "unquoted-text", "non-finite"]
+               "unquoted-text", "non-finite", "toml-date"]
 Severity = Literal["error", "warning"]
 
 
@@ -57,7 +58,23 @@ def check(raw: Mapping[str, Any], notes: ReadNotes | None = None) -> list[Proble
     """Unknown keys and provider names (warnings, with suggestions), every invalid value
     and every mask placeholder (errors), in document order; and, for a file read into
     `raw`, what its reading changed (`notes`: see `ledger.stores.config_file`)."""
-    notes = ReadNotes() if notes is None else notes
+    problems = [] if notes is None else _reading_problems(notes)
+    _check_section(raw, section_info(MoltisConfig), (), problems)
+    for path, why in invalid_values(raw):
+        p = format_path(path)
+        problems.append(Problem(p, "invalid-value", f"{p}: {why}"))
+    problems += _semantic_warnings(raw)
+    problems += [Problem(format_path(path), "masked-secret",
+                         f"{format_path(path)}: a masked placeholder ({text[:40]}), not "
+                         "a secret: Moltis would use it as the value; export with "
+                         "--reveal or set the real secret")
+                 for path, text in masked_values(raw)]
+    return problems
+
+
+def _reading_problems(notes: ReadNotes) -> list[Problem]:
+    """Where reading a config file made its document differ from what it says, as
+    Moltis reads it: nulls, inf/nan, YAML numbers read as text, TOML dates."""
     problems = _null_problems(notes.nulls)
     for path in notes.non_finite:
         p = format_path(path)
@@ -69,18 +86,19 @@ def check(raw: Mapping[str, Any], notes: ReadNotes | None = None) -> list[Proble
         p = format_path(path)
         problems.append(Problem(p, "unquoted-text", f"{p}: an unquoted number or bool in YAML "
                                 "where the field takes text: Moltis reads it as its text, "
-                                "and so does the ledger; quote it to say so",
-                                "warning"))
-    _check_section(raw, section_info(MoltisConfig), (), problems)
-    for path, why in invalid_values(raw):
-        p = format_path(path)
-        problems.append(Problem(p, "invalid-value", f"{p}: {why}"))
-    problems += _semantic_warnings(raw)
-    problems += [Problem(format_path(path), "masked-secret",
-                         f"{format_path(path)}: a masked placeholder ({text[:40]}), not "
-                         "a secret: Moltis would use it as the value; export with "
-                         "--reveal or set the real secret")
-                 for path, text in masked_values(raw)]
+                                "and so does the ledger; quote it to say so", "warning"))
+    for path in notes.dates:
+        node, p = node_at(path), format_path(path)
+        if node is not None:  # toml's Datetime is a table to serde: no typed field takes one
+            problems.append(Problem(p, "toml-date", f"{p}: a TOML date or time, which Moltis "
+                                    f"refuses for this field (it takes {_takes(node)}), so it "
+                                    "would not load the file; the ledger keeps its text: "
+                                    "quote it to make it text for both"))
+        elif known_prefix(path)[0] == len(path):  # below a free-form value (else unknown)
+            problems.append(Problem(p, "toml-date", f"{p}: a TOML date or time in a free-form "
+                                    "value: Moltis passes it on as a table "
+                                    '({"$__toml_private_datetime": ...}), the ledger as its '
+                                    "text; quote it to make it text for both", "warning"))
     return problems
 
 
