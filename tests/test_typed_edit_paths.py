@@ -539,3 +539,15 @@ def test_a_null_added_to_a_free_form_map_is_refused_whichever_path_decides() -> 
     run(store.save_raw(CORPUS[74], actor="setup", source="import"))
     with pytest.raises(ConfigValidationError, match=re.escape('channels.matrix."": unsupported')):
         run(store.update_raw(lambda c: apply_plan(c, plan, True), actor="me"))
+
+
+def test_a_none_set_in_a_map_of_maps_gives_one_next_view() -> None:
+    """Found by the property test above: `channels.matrix["my-bot"] = None` is an unset;
+    the whole-section path's next view kept the entry as None (its map of maps kept its
+    count, so the nested map that lost the entry was not taken), unlike the raw
+    document and the fast path."""
+    view, raw = site(70)
+    plan = [(("channels", "entries", "matrix", "my-bot"), "set", None)]
+    fast, whole = fast_and_whole(view, raw, plan, True)
+    assert fast == whole
+    assert fast[0] == [("unset", ("channels", "matrix", "my-bot"), None)]
