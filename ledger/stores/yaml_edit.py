@@ -40,7 +40,8 @@ def edit_yaml(text: str, changes: Sequence[Change]) -> str:
     for change in changes:
         *parents, leaf = change.path
         node = doc
-        for key in parents:
+        for name in parents:
+            key = _key_in(node, name)
             child = node.get(key)
             if not isinstance(child, dict):
                 if change.op == "unset":
@@ -49,6 +50,7 @@ def edit_yaml(text: str, changes: Sequence[Change]) -> str:
                 node[key] = child
             node = child
         else:
+            leaf = _key_in(node, leaf)
             if change.op == "set":
                 node[leaf] = _plain(change.value)
             elif leaf in node:
@@ -56,6 +58,25 @@ def edit_yaml(text: str, changes: Sequence[Change]) -> str:
     out = io.StringIO()
     yaml.dump(doc, out)
     return out.getvalue()
+
+
+def _key_in(node: Any, key: str) -> Any:
+    """The key of `node` (a round-trip table) that the document's text key `key` stands
+    for: the reader gives a plain number, bool or null key its text, as serde_yaml does
+    (`ledger.files.yaml_read`), while the round-trip tree keys it by the number (a
+    telegram account keyed by its numeric ID), so it is found by its text."""
+    if key in node:
+        return key
+    from ledger.files.yaml_read import serde_plain
+
+    wanted = serde_plain(key)
+    if isinstance(wanted, str):
+        return key
+    for k in node:  # (True == 1 in Python: a bool only stands for a bool)
+        if not isinstance(k, str) and isinstance(k, bool) == isinstance(wanted, bool) \
+                and k == wanted:
+            return k
+    return key
 
 
 def _plain(value: Any) -> Any:
