@@ -2,7 +2,7 @@
 external CLI agents and shell hooks."""
 
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
@@ -94,6 +94,10 @@ class PresetSkillPolicy(Section):
 class ToolChoice(Section):
     """`tool_controls.tool_choice`: Moltis's internally tagged `ToolChoice` enum
     (`{type = "auto" | "any" | "none"}` or `{type = "tool", name = "..."}`)."""
+
+    # serde reads a tagged enum through its buffered `Content`: a plain YAML number
+    # stays a number there, which `name` refuses (`introspect.text_reading`)
+    __buffered__: ClassVar[bool] = True
 
     type: Literal["auto", "any", "none", "tool"]
     name: str | None = None

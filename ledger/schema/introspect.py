@@ -25,10 +25,10 @@ from ledger.schema import FREEFORM_SECRETS, MoltisConfig
 from ledger.schema.secret_policy import secret_by_name
 
 __all__ = ["ROOT", "FieldNode", "SectionInfo", "TypeNode", "child_keys", "choices_of", "field_at",
-           "is_any", "is_known_path", "is_optional", "is_secret_path", "is_untyped",
-           "is_untyped_path", "known_prefix", "node_at", "other_spellings",
+           "is_any", "is_free_form_path", "is_known_path", "is_optional", "is_secret_path",
+           "is_untyped", "is_untyped_path", "known_prefix", "node_at", "other_spellings",
            "seals_by_name", "secret_patterns", "section_info", "strip_annotated",
-           "takes_text"]
+           "text_reading"]
 
 Kind = Literal["section", "dict", "list", "secret", "leaf"]
 
@@ -163,29 +163,58 @@ def field_at(path: KeyPath, start: TypeNode | None = None) -> TypeNode | None:
 def node_at(path: KeyPath) -> TypeNode | None:
     """`field_at` through lists too (an item by its index): None where the schema does
     not type the value (an unknown key, below a free-form value)."""
+    node = _walk(path)
+    return None if node is None or is_any(node) else node
+
+
+def is_free_form_path(path: KeyPath) -> bool:
+    """Whether `path` (list items by index) is a free-form value or inside one."""
+    return _walk(path, stop_at_any=True) is not None and not node_at(path)
+
+
+def _walk(path: KeyPath, stop_at_any: bool = False) -> TypeNode | None:
     node: TypeNode | None = ROOT
+    for key in path:
+        if node is None or (stop_at_any and is_any(node)):
+            return node
+        if node.kind == "list":
+            node = node.item if key.isdigit() else None
+        else:
+            node = field_at((key,), node)
+    return node
+
+
+def text_reading(path: KeyPath) -> Literal["text", "refused"] | None:
+    """How serde hands a plain YAML number or bool at `path` (list items by index) to
+    Moltis: "text" where the field takes text (a string or secret, or an item of a list
+    or map of them: `deserialize_str` gives the scalar's text); "refused" where the field
+    takes text but serde reads the value through its buffered `Content`, which keeps the
+    number, and Moltis refuses it (below a flattened table, such as a provider entry, or
+    in a section Moltis reads as an internally tagged enum: `__buffered__`); None where
+    the field takes no text (`ledger.files.yaml_read`)."""
+    node: TypeNode | None = ROOT
+    buffered = False
     for key in path:
         if node is None:
             return None
         if node.kind == "list":
             node = node.item if key.isdigit() else None
-        else:
-            node = field_at((key,), node)
-    return None if node is None or is_any(node) else node
-
-
-def takes_text(path: KeyPath) -> bool:
-    """Whether the schema gives the value at `path` (list items by index) as text: a
-    string or secret field, or an item of a list or map of them. Where it does, serde
-    reads a plain YAML scalar as its text (`ledger.files.documents._Plain`)."""
-    node = node_at(path)
-    if node is None or node.kind == "secret":
-        return node is not None
-    tp = strip_annotated(node.annotation)
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        tp = strip_annotated(args[0]) if len(args) == 1 else None
-    return tp is str
+            continue
+        if node.kind == "section" and node.cls is not None:
+            info = section_info(node.cls)
+            buffered = buffered or bool(getattr(node.cls, "__buffered__", False)) or (
+                info.flatten is not None and (info.aliases.get(key) or key) not in info.fields)
+        node = field_at((key,), node)
+    if node is None or is_any(node):
+        return None
+    if node.kind != "secret":
+        tp = strip_annotated(node.annotation)
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = strip_annotated(args[0]) if len(args) == 1 else None
+        if tp is not str:
+            return None
+    return "refused" if buffered else "text"
 
 
 def other_spellings(path: KeyPath) -> tuple[str, ...]:

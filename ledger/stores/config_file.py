@@ -36,34 +36,47 @@ def read_config(path: Path) -> tuple[bytes | None, Doc]:
 
 def parse_config(path: Path, data: bytes | None, notes: ReadNotes | None = None) -> Doc:
     """The raw document of a config file's bytes ({} for a missing file), as Moltis
-    reads the file where the ledger can hold it: a plain YAML number or bool is its
-    text where the field takes text, as serde reads it (`theme: 0x1F` is "0x1F"); an
-    inf or nan of a TOML or YAML file is left out of a free-form value (which Moltis
-    reads as JSON, where it is null: the ledger has no null either, as for a YAML `~`)
-    and of an unknown key (which Moltis ignores). `notes` gets where (`check`)."""
+    reads the file where the ledger can hold that: a plain YAML number or bool is its
+    text where the field takes text, as serde reads it (`theme: 0x1F` is "0x1F"; also
+    where Moltis then refuses the number, which `check` says); an inf or nan of a TOML or
+    YAML file is left out of a free-form value (which Moltis reads as JSON, where it is
+    null: the ledger has no null either, as for a YAML `~`) and of an unknown key (which
+    Moltis ignores). `notes` gets where (`check`)."""
     if data is None:
         return {}
     wanted, notes = notes is not None, ReadNotes() if notes is None else notes
     where = str(path)
     fmt = config_format(path)
-    doc = parse_document(data, where, fmt, notes)
-    if wanted and fmt == "toml":  # only `check` asks: other readers skip the walk
-        notes.dates = [at for _, _, at, value in _scalars(doc)
-                       if isinstance(value, dt.date | dt.time)]
+    doc = parse_document(data, where, fmt, notes, _typed)
     if notes.plain:
         # here, not at the top: the schema loads only for a YAML file holding such a
         # scalar (every command reads the config file as it starts)
-        from ledger.schema.introspect import takes_text
+        from ledger.schema.introspect import text_reading
 
         for at, text in notes.plain.items():
-            if takes_text(at):
+            reading = text_reading(at)
+            if reading is not None:
                 _put(doc, at, text)
-                notes.texts.append(at)
+                (notes.texts if reading == "text" else notes.refused_texts).append(at)
+    if wanted and fmt == "toml":  # only `check` asks: other readers skip the walk
+        notes.dates = [at for _, _, at, value in _scalars(doc)
+                       if isinstance(value, dt.date | dt.time)]
     if fmt != "json" and (b"inf" in data.lower() or b"nan" in data.lower()):
         # (JSON: serde_json refuses NaN and Infinity, so Moltis refuses the file, and so
         # does the document's normalization)
         _leave_out_non_finite(doc, where, notes)
     return normalize_document(doc, where)
+
+
+def _typed(path: KeyPath) -> bool:
+    """Whether the schema types the table at `path` (`ledger.files.yaml_read` keeps the
+    text of plain scalars only there)."""
+    if not path:
+        return True
+    # here, not at the top: only a YAML file with a table loads the schema
+    from ledger.schema.introspect import node_at
+
+    return node_at(path) is not None
 
 
 def _put(doc: Doc, path: KeyPath, value: str) -> None:
@@ -90,21 +103,28 @@ def _scalars(doc: Doc) -> Iterator[tuple[Any, Any, KeyPath, Any]]:
 
 
 def _leave_out_non_finite(doc: Doc, where: str, notes: ReadNotes) -> None:
-    """Leave each inf or nan out where Moltis reads it as null or ignores it; refuse it
-    where Moltis would take it (a number field: the ledger stores JSON, which has
-    neither) and in an array (Moltis keeps a null there, which the ledger cannot)."""
+    """Leave each inf or nan out where Moltis reads it as null or ignores it (a value or
+    an array item of an unknown key, a value of a free-form table); refuse it where Moltis
+    would take it (a number field: the ledger stores JSON, which has neither) and in a
+    free-form array (Moltis keeps a null there, which the ledger cannot)."""
     # here, not at the top: only a file that spells inf or nan loads the schema
-    from ledger.schema.introspect import node_at
+    from ledger.schema.introspect import is_free_form_path, node_at
 
     found = [(node, key, path, value) for node, key, path, value in _scalars(doc)
              if isinstance(value, float) and not math.isfinite(value)]
+    items: list[tuple[list[Any], int]] = []
     for node, key, path, value in found:
-        if isinstance(node, list):
-            raise ParseError(f"{where}: {format_path(path)}: {value} in an array, which "
-                             "Moltis reads as null: the ledger stores values as JSON, which "
-                             "has no inf, nan or null; remove it or give a finite number")
         if node_at(path) is not None:
             raise ParseError(f"{where}: {format_path(path)}: {value}: the ledger stores "
                              "values as JSON, which has no inf or nan; give a finite number")
-        del node[key]
+        if isinstance(node, list) and is_free_form_path(path):
+            raise ParseError(f"{where}: {format_path(path)}: {value} in an array, which "
+                             "Moltis reads as null: the ledger stores values as JSON, which "
+                             "has no inf, nan or null; remove it or give a finite number")
+        if isinstance(node, list):
+            items.append((node, key))
+        else:
+            del node[key]
         notes.non_finite.append(path)
+    for array, index in sorted(items, key=lambda item: -item[1]):
+        del array[index]  # the last first: an earlier item's index stays right

@@ -87,6 +87,13 @@ def _reading_problems(notes: ReadNotes) -> list[Problem]:
         problems.append(Problem(p, "unquoted-text", f"{p}: an unquoted number or bool in YAML "
                                 "where the field takes text: Moltis reads it as its text, "
                                 "and so does the ledger; quote it to say so", "warning"))
+    for path in notes.refused_texts:
+        p = format_path(path)
+        problems.append(Problem(p, "unquoted-text", f"{p}: an unquoted number or bool in YAML "
+                                "where the field takes text, in a table Moltis reads whole "
+                                "first (a provider entry, a tool choice), which keeps it a "
+                                "number: Moltis refuses it and would not load the file; the "
+                                "ledger keeps its text: quote it"))
     for path in notes.dates:
         node, p = node_at(path), format_path(path)
         if node is not None:  # toml's Datetime is a table to serde: no typed field takes one
