@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ledger.core.events import Change
+from ledger.files.yaml_read import serde_plain
 
 __all__ = ["edit_yaml"]
 
@@ -67,8 +68,6 @@ def _key_in(node: Any, key: str) -> Any:
     telegram account keyed by its numeric ID), so it is found by its text."""
     if key in node:
         return key
-    from ledger.files.yaml_read import serde_plain
-
     wanted = serde_plain(key)
     if isinstance(wanted, str):
         return key
