@@ -163,25 +163,14 @@ def field_at(path: KeyPath, start: TypeNode | None = None) -> TypeNode | None:
 def node_at(path: KeyPath) -> TypeNode | None:
     """`field_at` through lists too (an item by its index): None where the schema does
     not type the value (an unknown key, below a free-form value)."""
-    node = _walk(path)
+    node = _walk(path)[0]
     return None if node is None or is_any(node) else node
 
 
 def is_free_form_path(path: KeyPath) -> bool:
     """Whether `path` (list items by index) is a free-form value or inside one."""
-    return _walk(path, stop_at_any=True) is not None and not node_at(path)
-
-
-def _walk(path: KeyPath, stop_at_any: bool = False) -> TypeNode | None:
-    node: TypeNode | None = ROOT
-    for key in path:
-        if node is None or (stop_at_any and is_any(node)):
-            return node
-        if node.kind == "list":
-            node = node.item if key.isdigit() else None
-        else:
-            node = field_at((key,), node)
-    return node
+    node = _walk(path, stop_at_any=True)[0]
+    return node is not None and is_any(node)
 
 
 def text_reading(path: KeyPath) -> Literal["text", "refused"] | None:
@@ -192,19 +181,7 @@ def text_reading(path: KeyPath) -> Literal["text", "refused"] | None:
     number, and Moltis refuses it (below a flattened table, such as a provider entry, or
     in a section Moltis reads as an internally tagged enum: `__buffered__`); None where
     the field takes no text (`ledger.files.yaml_read`)."""
-    node: TypeNode | None = ROOT
-    buffered = False
-    for key in path:
-        if node is None:
-            return None
-        if node.kind == "list":
-            node = node.item if key.isdigit() else None
-            continue
-        if node.kind == "section" and node.cls is not None:
-            info = section_info(node.cls)
-            buffered = buffered or bool(getattr(node.cls, "__buffered__", False)) or (
-                info.flatten is not None and (info.aliases.get(key) or key) not in info.fields)
-        node = field_at((key,), node)
+    node, buffered = _walk(path)
     if node is None or is_any(node):
         return None
     if node.kind != "secret":
@@ -215,6 +192,25 @@ def text_reading(path: KeyPath) -> Literal["text", "refused"] | None:
         if tp is not str:
             return None
     return "refused" if buffered else "text"
+
+
+def _walk(path: KeyPath, stop_at_any: bool = False) -> tuple[TypeNode | None, bool]:
+    """The node at `path` (items by index; None: not in the schema, or below a free-form
+    value unless `stop_at_any` stops there), and whether serde reads it buffered."""
+    node: TypeNode | None = ROOT
+    buffered = False
+    for key in path:
+        if node is None or (stop_at_any and is_any(node)):
+            break
+        if node.kind == "list":
+            node = node.item if key.isdigit() else None
+            continue
+        if node.kind == "section" and node.cls is not None:
+            info = section_info(node.cls)
+            buffered = buffered or bool(getattr(node.cls, "__buffered__", False)) or (
+                info.flatten is not None and (info.aliases.get(key) or key) not in info.fields)
+        node = field_at((key,), node)
+    return node, buffered
 
 
 def other_spellings(path: KeyPath) -> tuple[str, ...]:

@@ -61,7 +61,8 @@ def parse_config(path: Path, data: bytes | None, notes: ReadNotes | None = None)
     if wanted and fmt == "toml":  # only `check` asks: other readers skip the walk
         notes.dates = [at for _, _, at, value in _scalars(doc)
                        if isinstance(value, dt.date | dt.time)]
-    if fmt != "json" and (b"inf" in data.lower() or b"nan" in data.lower()):
+    lowered = data.lower()
+    if fmt != "json" and (b"inf" in lowered or b"nan" in lowered):
         # (JSON: serde_json refuses NaN and Infinity, so Moltis refuses the file, and so
         # does the document's normalization)
         _leave_out_non_finite(doc, where, notes)
