@@ -13,6 +13,7 @@ serde buffers the table as `Content`). Moltis facts cite zuisong/moltis crates/c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -81,6 +82,37 @@ def test_migrate_masks_the_token_of_an_account_keyed_by_a_leading_zero_number(
     done = cli_process(env, "migrate")
     text = (tmp_path / "config" / "moltis.yaml").read_text(encoding="utf-8")
     assert (done.returncode, "r22-twilio-auth-SECRET" in text) == (0, False), done.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="ruamel's round trip rewrites a +N key as N")
+def test_the_file_store_edits_a_yaml_file_holding_an_e164_numbered_account(
+        tmp_path: Path) -> None:
+    """What I did: moltis.yaml with a telephony account keyed by its E.164 number
+    (`+14155550100:`), served by FileConfigStore (Moltis's own behaviour: no ledger),
+    and an `update_raw` changing only `server.port`. What happened: StoreError "internal
+    error: editing the file would also change channels.telephony."+14155550100",
+    channels.telephony.14155550100.provider ...; nothing was written": no edit of any
+    key of this file is possible (and `migrate` of such a file with an `auth_token`
+    exits 1 the same way, the token left in clear). What should happen: the port is
+    written, the account's key kept as "+14155550100" (serde_yaml reads the key as its
+    text, and so does the reader since 7254f30; at eb2f88c the file was refused whole at
+    read). Mechanism: `yaml_edit.edit_yaml` dumps ruamel's round-trip tree, which holds
+    the key as an int and writes it back without its sign (also `-0:` as `0:`, `True:`
+    as `true:`, `~:` as `null:`, `0e1:` as `0e0:`): every key whose text is not the one
+    ruamel would write for its value is renamed by any edit of the file."""
+    from ledger.stores.file_store import FileConfigStore
+
+    path = tmp_path / "moltis.yaml"
+    path.write_text("server:\n  port: 13131\nchannels:\n  telephony:\n    +14155550100:\n"
+                    "      provider: twilio\n", encoding="utf-8")
+
+    def move_port(cfg: object) -> None:
+        cfg.server.port = 13132  # type: ignore[attr-defined]
+
+    asyncio.run(FileConfigStore(path).update_raw(move_port, actor="tester@r22"))
+    doc = asyncio.run(FileConfigStore(path).raw_document())
+    assert (doc["server"]["port"], list(doc["channels"]["telephony"])) == (
+        13132, ["+14155550100"])
 
 
 # ---------------------------------------------------------------------------------
