@@ -254,6 +254,25 @@ def test_a_numeric_key_below_a_flattened_table_is_an_error_in_check(tmp_path: Pa
 # Errors of the reader
 
 
+@pytest.mark.xfail(strict=True, reason="a duplicated numeric key is named by a Python repr")
+def test_a_numeric_key_given_twice_is_named_by_its_text(tmp_path: Path) -> None:
+    """What I did: moltis.yaml where a telegram account keyed by the bot's numeric ID is
+    pasted twice (`123456789:` two times), then `check --file`. What happened: "invalid
+    YAML at line 5, column 5: duplicate key "<ledger.files.yaml_read._Plain object at
+    0x7f...>": given twice in one table": the operator is not told which key. What
+    should happen: `duplicate key "123456789"`. Mechanism: `load_yaml` takes the key from
+    ruamel's DuplicateKeyError text, which formats the key object, and `_Plain` has no
+    `__str__`. (The message also says "Moltis refuses that too", which holds for a
+    struct's fields, not for a `HashMap` such as `channels.telegram` or a
+    `serde_json::Value`, where serde keeps the last entry.)"""
+    env = _site(tmp_path, "moltis.yaml",
+                "channels:\n  telegram:\n    123456789:\n      enabled: true\n"
+                "    123456789:\n      enabled: false\n")
+    got = cli_process(env, "check", "--file", str(tmp_path / "config" / "moltis.yaml"))
+    out = got.stdout + got.stderr
+    assert 'duplicate key "123456789"' in out and "object at" not in out, out
+
+
 @pytest.mark.xfail(strict=True, reason="a tagged quoted scalar's ValueError prints its text")
 def test_a_tagged_quoted_secret_is_refused_without_printing_it(tmp_path: Path) -> None:
     """What I did: moltis.yaml with `providers.openai.api_key: !!int "sk-live-..."` (a
