@@ -171,6 +171,28 @@ def test_an_explicit_str_tag_keeps_a_number_text(tmp_path: Path) -> None:
         ["123456789"], []), report
 
 
+@pytest.mark.xfail(strict=True, reason="a plain '=' is ruamel's value tag, refused")
+def test_a_plain_equals_sign_is_text(tmp_path: Path) -> None:
+    """What I did: moltis.yaml with an MCP server whose `args` end in a bare `=`
+    (`args: [--define, NAME, =]`), then `check --file`. What happened: the file is
+    refused, "invalid YAML at line 7 ...: could not determine a constructor for the tag
+    'tag:yaml.org,2002:value'": migrate, the file store and every command refuse it.
+    What should happen: "=" is text, as serde_yaml reads it (libyaml resolves no tag;
+    `visit_untagged_scalar`: not null, bool, int or float, so a string), and as
+    yaml_read's docstring says ("everything else is text"). Mechanism: ruamel's
+    resolver gives a plain `=` the YAML 1.1 `value` tag, which `_constructor` (which
+    maps `merge` to text for `<<`) does not map; pre-existing at eb2f88c."""
+    env = _site(tmp_path, "moltis.yaml",
+                "server:\n  port: 13131\nmcp:\n  servers:\n    x:\n      command: tool\n"
+                "      args: [--define, NAME, =]\n")
+    report = _check(env, tmp_path / "config" / "moltis.yaml")
+    assert report.get("ok") is True, report
+    from ledger.stores.config_file import read_config_file
+
+    doc = read_config_file(tmp_path / "config" / "moltis.yaml")
+    assert doc["mcp"]["servers"]["x"]["args"] == ["--define", "NAME", "="]
+
+
 @pytest.mark.xfail(strict=True, reason="deserialize_f64 reads 01 as 1.0; the ledger refuses")
 def test_a_float_field_reads_a_leading_zero_number_as_moltis_does(tmp_path: Path) -> None:
     """What I did: moltis.yaml with `memory: vector_weight: 01` (a Fraction, Rust f32),
