@@ -10,12 +10,12 @@ with the expected document, so a surprise never silently writes a wrong config.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
 from typing import Any
 
 from ledger.core.events import Change
-from ledger.files.yaml_read import serde_plain
 
 __all__ = ["edit_yaml"]
 
@@ -24,6 +24,7 @@ def _round_trip() -> Any:
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="rt", pure=True)
+    yaml.Composer = _text_keys()
     yaml.preserve_quotes = True
     yaml.width = 4096  # never fold a long value (a URL, a prompt) onto two lines
     yaml.indent(mapping=2, sequence=4, offset=2)
@@ -41,8 +42,7 @@ def edit_yaml(text: str, changes: Sequence[Change]) -> str:
     for change in changes:
         *parents, leaf = change.path
         node = doc
-        for name in parents:
-            key = _key_in(node, name)
+        for key in parents:
             child = node.get(key)
             if not isinstance(child, dict):
                 if change.op == "unset":
@@ -51,7 +51,6 @@ def edit_yaml(text: str, changes: Sequence[Change]) -> str:
                 node[key] = child
             node = child
         else:
-            leaf = _key_in(node, leaf)
             if change.op == "set":
                 node[leaf] = _plain(change.value)
             elif leaf in node:
@@ -61,21 +60,29 @@ def edit_yaml(text: str, changes: Sequence[Change]) -> str:
     return out.getvalue()
 
 
-def _key_in(node: Any, key: str) -> Any:
-    """The key of `node` (a round-trip table) that the document's text key `key` stands
-    for: the reader gives a plain number, bool or null key its text, as serde_yaml does
-    (`ledger.files.yaml_read`), while the round-trip tree keys it by the number (a
-    telegram account keyed by its numeric ID), so it is found by its text."""
-    if key in node:
-        return key
-    wanted = serde_plain(key)
-    if isinstance(wanted, str):
-        return key
-    for k in node:  # (True == 1 in Python: a bool only stands for a bool)
-        if not isinstance(k, str) and isinstance(k, bool) == isinstance(wanted, bool) \
-                and k == wanted:
-            return k
-    return key
+@functools.cache
+def _text_keys() -> Any:
+    """A composer whose plain keys are all text, as the reader gives them
+    (`ledger.files.yaml_read`: serde_yaml reads a key as its text): the round-trip tree
+    would key `123456789:` (a telegram account keyed by its numeric ID), `+14155550100:`
+    or `0612345678:` by a number and write it back changed, so the document's text keys
+    were not found and a second, quoted key was added (reviews r21, r22). Such a key is
+    written back quoted, which reads the same."""
+    from ruamel.yaml.composer import Composer
+    from ruamel.yaml.nodes import ScalarNode
+    from ruamel.yaml.tag import Tag
+
+    text = "tag:yaml.org,2002:str"
+
+    class TextKeys(Composer):
+        def compose_mapping_node(self, anchor: Any) -> Any:
+            node = super().compose_mapping_node(anchor)
+            for key, _ in node.value:
+                if isinstance(key, ScalarNode) and key.style is None and str(key.tag) != text:
+                    key.tag = Tag(suffix=text)
+            return node
+
+    return TextKeys
 
 
 def _plain(value: Any) -> Any:
