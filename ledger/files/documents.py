@@ -5,38 +5,30 @@ top, `null`s left out."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 from ledger.errors import ParseError
-from ledger.files.yaml_read import MAX_YAML_NODES, load_yaml
+from ledger.files.yaml_read import MAX_YAML_NODES, Reading, YamlNotes, load_yaml
 
 __all__ = ["MAX_YAML_NODES", "ConfigFormat", "ReadNotes", "config_format", "parse_document"]
 
 ConfigFormat = Literal["toml", "yaml", "json"]
 
 
-class ReadNotes:
+class ReadNotes(YamlNotes):
     """Where reading a config file made its document differ from the file's literal
     values, by path (list items by index), as Moltis reads the file: `check --file`
     reports them. (A plain class: `get` reads the config file as it starts, and
     dataclasses costs milliseconds to import, figure i16a.)"""
 
-    __slots__ = ("dates", "non_finite", "nulls", "plain", "refused_texts", "texts")
+    __slots__ = ("dates", "non_finite", "nulls")
 
     def __init__(self) -> None:
+        super().__init__()  # YAML's: numbers read as text, number keys refused
         # `null`s left out (`_without_nulls`)
         self.nulls: list[tuple[str, ...]] = []
-        # each plain YAML number or bool's text, in the tables the schema types
-        # (`ledger.files.yaml_read`): a reader of Moltis's config gives it to the fields
-        # that take text (`ledger.stores.config_file`)
-        self.plain: dict[tuple[str, ...], str] = {}
-        # the paths that got their text, as serde reads them for Moltis...
-        self.texts: list[tuple[str, ...]] = []
-        # ...or where serde reads the number, which Moltis then refuses (a table serde
-        # buffers: a provider entry, an internally tagged enum)
-        self.refused_texts: list[tuple[str, ...]] = []
         # inf and nan left out of a free-form value or an unknown key
         self.non_finite: list[tuple[str, ...]] = []
         # TOML dates and times, kept as their text (`normalize_value`)
@@ -53,11 +45,12 @@ def config_format(path: Path) -> ConfigFormat:
 
 def parse_document(data: bytes, where: str, fmt: str,
                    notes: ReadNotes | None = None,
-                   typed: Callable[[tuple[str, ...]], bool] | None = None) -> dict[str, Any]:
+                   reading: Reading | None = None) -> dict[str, Any]:
     """A TOML, YAML or JSON document (an object) from a file's bytes; ParseError names
-    the file and, when the parser says, the line. Empty text is an empty document. The
-    nulls left out go to `notes`, and so does the text of each plain YAML number or bool
-    in a table that `typed(path)` says the schema types (`ledger.files.yaml_read`)."""
+    the file and, when the parser says, the line. Empty text is an empty document. A
+    YAML file's places are read as `reading` says the schema reads them (see
+    `ledger.files.yaml_read`); the nulls left out and what the reading changed go to
+    `notes`."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -68,9 +61,9 @@ def parse_document(data: bytes, where: str, fmt: str,
         if fmt == "json":
             parsed = json.loads(text) if text.strip() else {}
         elif fmt == "yaml":
-            parsed = load_yaml(text, where, None if notes is None else notes.plain, typed)
+            parsed = load_yaml(text, where, reading, notes)
         else:
-            parsed = tomllib.loads(text)
+            parsed = tomllib.loads(text, parse_float=_toml_float(where))
     except tomllib.TOMLDecodeError as err:
         raise ParseError(f"{where}: invalid TOML: {err}") from None
     except json.JSONDecodeError as err:
@@ -82,6 +75,19 @@ def parse_document(data: bytes, where: str, fmt: str,
         raise ParseError(f"{where}: the document must be a {fmt.upper()} object")
     return _without_nulls(parsed, [] if notes is None else notes.nulls) if fmt != "toml" \
         else parsed
+
+
+def _toml_float(where: str) -> Any:
+    """tomllib's float reader, refusing a number too large for a float, as Moltis's
+    toml crate does (tomllib would read `1e400` as inf); `inf` and `nan` spelled out stay
+    (`ledger.stores.config_file` decides where they go)."""
+    def read(text: str) -> float:
+        value = float(text)
+        if math.isinf(value) and text.lstrip("+-") != "inf":
+            raise ParseError(f"{where}: invalid TOML: {text} is too large for a number "
+                             "(Moltis refuses it too)")
+        return value
+    return read
 
 
 def _without_nulls(table: dict[str, Any], nulls: list[tuple[str, ...]]) -> dict[str, Any]:

@@ -10,10 +10,14 @@ as a finite f64, or `.inf`/`.nan` (`1e400` is text); everything else is text, ti
 included. A field or map key that takes text (`deserialize_str`) gets any plain
 scalar's text, so `theme: 0x1F` is "0x1F". A merge key `<<` is a key like any other.
 
-So every plain number, bool or null is built as a `_Plain` holding its value and its
-text; `_settle` then makes the document plain values: a key gets the text, a value its
-value, and the text of a value in a table the schema types is kept by path for the
-reader that knows which fields take text (`ledger.stores.config_file`).
+And serde reads a field by its type: a field that takes text gets any plain scalar's
+text (`deserialize_str`), a float field `parse_f64` of it (`01` is 1.0 there, `0x0` is
+refused), anything else the untagged reading. So every plain scalar is built as a
+`_Plain` holding both readings; `_settle` then makes the document plain values, asking
+the caller how the schema reads each place (`Reading`, `ledger.stores.config_file`).
+A plain key is its text; inside a table serde reads through its buffered `Content` (a
+flattened table), a key serde reads as a number is refused by Moltis, which the notes
+say. An explicitly tagged scalar (`!!str 123`) is what its tag says.
 """
 
 from __future__ import annotations
@@ -26,14 +30,38 @@ from typing import Any
 
 from ledger.errors import ParseError
 
-__all__ = ["MAX_YAML_NODES", "load_yaml", "serde_plain"]
+__all__ = ["MAX_NOTES", "MAX_YAML_NODES", "Reading", "YamlNotes", "load_yaml", "serde_plain"]
 
 # YAML aliases share one node however often they are used; expanded into a document
 # (as Moltis's serde_yaml and our normalization do), a few lines of anchors can name
 # billions of values. Moltis's own config is a few hundred values.
 MAX_YAML_NODES = 1_000_000
 
+# At most this many paths per kind of note (a file of a million unquoted numbers in
+# text fields needs one warning of each kind, not a million)
+MAX_NOTES = 100
+
 Path = tuple[str, ...]
+# How the schema reads the value at a path: its kind ("text", "refused": a text field
+# serde reads through its buffered `Content`, "float", "table": a typed table or array,
+# None: anything else, or a place the schema does not type) and whether serde reads it
+# buffered (`ledger.schema.introspect.value_reading`)
+Reading = Callable[[Path], tuple[str | None, bool]]
+
+
+class YamlNotes:
+    """What reading a YAML file changed of its literal values, by path (`check`)."""
+
+    __slots__ = ("refused_keys", "refused_texts", "texts")
+
+    def __init__(self) -> None:
+        self.texts: list[Path] = []  # numbers and bools read as text, as serde reads them
+        self.refused_texts: list[Path] = []  # ...where Moltis then refuses the number
+        self.refused_keys: list[Path] = []  # number keys of a buffered table (refused)
+
+    def add(self, kind: list[Path], path: Path) -> None:
+        if len(kind) < MAX_NOTES:
+            kind.append(path)
 
 _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 _BOOLS = {"true": True, "True": True, "TRUE": True,
@@ -65,6 +93,8 @@ def _integer(text: str) -> int | None:
         if body[:1] in ("+", "-"):
             return None
     sign, digits = (-1, body[1:]) if body.startswith("-") else (1, body)
+    if len(digits) > 132:  # longer than any u128 in any radix (and than int()'s limit)
+        return None
     for prefix, radix, allowed in _RADIX:
         if digits.startswith(prefix):
             rest = digits[2:]
@@ -111,9 +141,9 @@ def serde_plain(text: str) -> Any:
 
 
 class _Plain:
-    """A plain scalar serde_yaml reads as a null, a bool or a number, with its text.
-    Equal to, and hashed as, its text, so a key given twice (`1:` and `"1":`) is still
-    the duplicate serde_yaml refuses."""
+    """A plain scalar: its untagged reading (`value`, `serde_plain`) and its text. Equal
+    to, and hashed as, its text, so a key given twice (`1:` and `"1":`) is still a
+    duplicate; shown as its text (in ruamel's messages)."""
 
     __slots__ = ("text", "value")
 
@@ -126,16 +156,35 @@ class _Plain:
     def __hash__(self) -> int:
         return hash(self.text)
 
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
 
 def _as_serde_reads(construct: Any) -> Any:
-    """A constructor for a core scalar tag: a plain scalar as serde_yaml reads it, any
-    other (quoted, block, explicitly tagged and quoted) as ruamel builds it."""
+    """A constructor for a core scalar tag: a plain scalar as a `_Plain`; any other
+    (quoted, block, explicitly tagged: `_Composer` marks those) as ruamel builds it."""
     def build(self: Any, node: Any) -> Any:
         if node.style is not None:
             return construct(self, node)
-        value = serde_plain(node.value)
-        return value if isinstance(value, str) else _Plain(value, node.value)
+        return _Plain(serde_plain(node.value), node.value)
     return build
+
+
+@functools.cache
+def _composer() -> Any:
+    from ruamel.yaml.composer import Composer
+
+    class MoltisYamlComposer(Composer):
+        def compose_scalar_node(self, anchor: Any) -> Any:
+            tag = self.parser.peek_event().ctag
+            node = super().compose_scalar_node(anchor)
+            if tag is not None and str(tag) != "!" and node.style is None:
+                node.style = "!"  # explicitly tagged: serde reads it as its tag says
+            return node
+
+    return MoltisYamlComposer
 
 
 @functools.cache
@@ -146,8 +195,9 @@ def _constructor() -> type:
         def flatten_mapping(self, node: Any) -> None:
             return None  # `<<` is not merged
 
-    MoltisYamlConstructor.add_constructor("tag:yaml.org,2002:merge",
-                                          SafeConstructor.construct_yaml_str)
+    for tag in ("merge", "value"):  # `<<` and `=` are text to serde_yaml
+        MoltisYamlConstructor.add_constructor(f"tag:yaml.org,2002:{tag}",
+                                              SafeConstructor.construct_yaml_str)
     for tag in ("str", "null", "bool", "int", "float", "timestamp"):
         construct = (SafeConstructor.construct_yaml_str if tag == "timestamp"
                      else SafeConstructor.yaml_constructors[f"tag:yaml.org,2002:{tag}"])
@@ -156,16 +206,17 @@ def _constructor() -> type:
     return MoltisYamlConstructor
 
 
-def load_yaml(text: str, where: str, plain: dict[Path, str] | None,
-              typed: Callable[[Path], bool] | None) -> Any:
-    """The document of a YAML file's text; `plain` gets the text of each plain number or
-    bool in a table `typed(path)` says the schema types. ParseError names the file and
-    line, never a value (a duplicate key's values may be secrets)."""
+def load_yaml(text: str, where: str, reading: Reading | None = None,
+              notes: YamlNotes | None = None) -> Any:
+    """The document of a YAML file's text, each place read as `reading` says the schema
+    reads it (None: as free-form values); `notes` gets what that changed. ParseError
+    names the file and line, never a value (a duplicate key's values may be secrets)."""
     from ruamel.yaml import YAML
     from ruamel.yaml.constructor import DuplicateKeyError
     from ruamel.yaml.error import YAMLError
 
     yaml = YAML(typ="safe", pure=True)
+    yaml.Composer = _composer()
     yaml.Constructor = _constructor()
     try:
         parsed = yaml.load(text)
@@ -175,49 +226,71 @@ def load_yaml(text: str, where: str, plain: dict[Path, str] | None,
         if isinstance(err, DuplicateKeyError):  # its text quotes both values
             found = re.match(r'found duplicate key "([^"]*)" with value', err.problem or "")
             key = f' "{found.group(1)}"' if found else ""
-            problem = f"duplicate key{key}: given twice in one table (Moltis refuses that too)"
+            problem = f"duplicate key{key}: given twice in one table"
         else:
             problem = getattr(err, "problem", None) or type(err).__name__
         raise ParseError(f"{where}: invalid YAML{at}: {problem}") from None
-    return {} if parsed is None else _settle(parsed, where, plain, typed)
+    except (ValueError, TypeError, KeyError):  # an explicit tag its value does not fit
+        raise ParseError(f"{where}: invalid YAML: a value does not fit its explicit tag "
+                         "(!!int, !!float, !!bool, !!binary ...)") from None
+    if parsed is None:
+        return {}
+    return _settle(parsed, where, reading, YamlNotes() if notes is None else notes)
 
 
-def _settle(parsed: Any, where: str, plain: dict[Path, str] | None,
-            typed: Callable[[Path], bool] | None) -> Any:
+def _settle(parsed: Any, where: str, reading: Reading | None, notes: YamlNotes) -> Any:
     """The document as plain values: a copy in which every alias is its own value (one
-    place may take a scalar's text where another takes its number), a `_Plain` key is
-    its text and a `_Plain` value its value. Paths are followed only through tables
-    `typed` accepts (memory grows with the document, not with its depth), and only
-    there does a value's text go to `plain`. Refuses more than MAX_YAML_NODES values
-    once aliases are expanded."""
+    place may take a scalar's text where another takes its number), each `_Plain` read
+    as its place says (`_read`), a `_Plain` key its text. Paths are followed only where
+    `reading` says the schema types a table (memory grows with the document, not with
+    its depth), asked once per key of such a table and once per array. Refuses more
+    than MAX_YAML_NODES values once aliases are expanded."""
     budget = MAX_YAML_NODES
     root = [parsed]
-    track = plain is not None and typed is not None
-    stack: list[tuple[Any, Any, Path | None]] = [(root, 0, () if track else None)]
+    typed = reading is not None
+    stack: list[tuple[Any, Any, Path | None, str | None]] = [
+        (root, 0, () if typed else None, "table" if typed else None)]
     while stack:  # no recursion: a deep document is refused where it is stored
-        holder, slot, path = stack.pop()
+        holder, slot, path, kind = stack.pop()
         budget -= 1
         if budget < 0:
             raise ParseError(f"{where}: more than {MAX_YAML_NODES:,} values once YAML aliases "
                              "are expanded; this is not a configuration file")
         item = holder[slot]
         if isinstance(item, _Plain):
-            holder[slot] = item.value
-            if path is not None and plain is not None and item.value is not None:
-                plain[path] = item.text  # (a null is none for an Option: `nulls`)
+            holder[slot] = _read(item, kind, path, notes)
             continue
         if not isinstance(item, dict | list):
             continue
-        inner = path if path is not None and typed is not None and typed(path) else None
+        inner = path if kind == "table" else None
         if isinstance(item, dict):
             holder[slot] = table = {}
             for given, value in item.items():
                 key = given.text if isinstance(given, _Plain) else given
                 table[key] = value
-                below = (*inner, key) if inner is not None and isinstance(key, str) else None
-                stack.append((table, key, below))
+                below, how = None, None
+                if inner is not None and reading is not None and isinstance(key, str):
+                    below = (*inner, key)
+                    how, buffered = reading(below)
+                    if buffered and isinstance(given, _Plain) and not isinstance(
+                            given.value, str):
+                        notes.add(notes.refused_keys, below)  # Content keeps the number
+                stack.append((table, key, below, how))
         else:
             holder[slot] = items = list(item)
-            stack.extend((items, i, None if inner is None else (*inner, str(i)))
+            how = reading((*inner, "0"))[0] if inner is not None and reading else None
+            stack.extend((items, i, None if inner is None else (*inner, str(i)), how)
                          for i in range(len(items)))
     return root[0]
+
+
+def _read(item: _Plain, kind: str | None, path: Path | None, notes: YamlNotes) -> Any:
+    """A plain scalar as serde reads it at a place of `kind` (see `Reading`)."""
+    if item.value is None or kind not in ("text", "refused", "float"):
+        return item.value  # (a null is none for an Option, and left out: `nulls`)
+    if kind == "float":  # `deserialize_f64`: parse_f64 alone; otherwise refused (text)
+        number = _float(item.text)
+        return item.text if number is None else number
+    if path is not None and not isinstance(item.value, str):
+        notes.add(notes.texts if kind == "text" else notes.refused_texts, path)
+    return item.text

@@ -28,7 +28,7 @@ __all__ = ["ROOT", "FieldNode", "SectionInfo", "TypeNode", "child_keys", "choice
            "is_any", "is_free_form_path", "is_known_path", "is_optional", "is_secret_path",
            "is_untyped", "is_untyped_path", "known_prefix", "node_at", "other_spellings",
            "seals_by_name", "secret_patterns", "section_info", "strip_annotated",
-           "text_reading"]
+           "value_reading"]
 
 Kind = Literal["section", "dict", "list", "secret", "leaf"]
 
@@ -173,25 +173,29 @@ def is_free_form_path(path: KeyPath) -> bool:
     return node is not None and is_any(node)
 
 
-def text_reading(path: KeyPath) -> Literal["text", "refused"] | None:
-    """How serde hands a plain YAML number or bool at `path` (list items by index) to
-    Moltis: "text" where the field takes text (a string or secret, or an item of a list
-    or map of them: `deserialize_str` gives the scalar's text); "refused" where the field
-    takes text but serde reads the value through its buffered `Content`, which keeps the
-    number, and Moltis refuses it (below a flattened table, such as a provider entry, or
-    in a section Moltis reads as an internally tagged enum: `__buffered__`); None where
-    the field takes no text (`ledger.files.yaml_read`)."""
+def value_reading(path: KeyPath) -> tuple[str | None, bool]:
+    """How serde reads a YAML value at `path` (list items by index) for Moltis, and
+    whether it reads it buffered (below a flattened table, such as a provider entry, or
+    in a section Moltis reads as an internally tagged enum: `__buffered__`), which keeps
+    a plain scalar's untagged reading. The kind: "table" (a typed table or array),
+    "text" (a string or secret: `deserialize_str` gives any plain scalar's text),
+    "refused" (the same, buffered: a number stays a number, which Moltis refuses),
+    "float" (`deserialize_f64`), None (another type, or not typed by the schema).
+    See `ledger.files.yaml_read`."""
     node, buffered = _walk(path)
     if node is None or is_any(node):
-        return None
+        return None, buffered
+    if node.kind in ("section", "dict", "list"):
+        return "table", buffered
+    tp: Any = str
     if node.kind != "secret":
         tp = strip_annotated(node.annotation)
         if typing.get_origin(tp) in (typing.Union, types.UnionType):
             args = [a for a in typing.get_args(tp) if a is not type(None)]
             tp = strip_annotated(args[0]) if len(args) == 1 else None
-        if tp is not str:
-            return None
-    return "refused" if buffered else "text"
+    if tp is str:
+        return ("refused" if buffered else "text"), buffered
+    return ("float" if tp is float else None), buffered
 
 
 def _walk(path: KeyPath, stop_at_any: bool = False) -> tuple[TypeNode | None, bool]:

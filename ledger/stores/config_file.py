@@ -36,9 +36,8 @@ def read_config(path: Path) -> tuple[bytes | None, Doc]:
 
 def parse_config(path: Path, data: bytes | None, notes: ReadNotes | None = None) -> Doc:
     """The raw document of a config file's bytes ({} for a missing file), as Moltis
-    reads the file where the ledger can hold that: a plain YAML number or bool is its
-    text where the field takes text, as serde reads it (`theme: 0x1F` is "0x1F"; also
-    where Moltis then refuses the number, which `check` says); an inf or nan of a TOML or
+    reads the file where the ledger can hold that: a YAML value is read as serde reads it
+    for its field (`theme: 0x1F` is "0x1F": `ledger.files.yaml_read`); an inf or nan of a TOML or
     YAML file is left out of a free-form value (which Moltis reads as JSON, where it is
     null: the ledger has no null either, as for a YAML `~`) and of an unknown key (which
     Moltis ignores). `notes` gets where (`check`)."""
@@ -47,17 +46,7 @@ def parse_config(path: Path, data: bytes | None, notes: ReadNotes | None = None)
     wanted, notes = notes is not None, ReadNotes() if notes is None else notes
     where = str(path)
     fmt = config_format(path)
-    doc = parse_document(data, where, fmt, notes, _typed)
-    if notes.plain:
-        # here, not at the top: the schema loads only for a YAML file holding such a
-        # scalar (every command reads the config file as it starts)
-        from ledger.schema.introspect import text_reading
-
-        for at, text in notes.plain.items():
-            reading = text_reading(at)
-            if reading is not None:
-                _put(doc, at, text)
-                (notes.texts if reading == "text" else notes.refused_texts).append(at)
+    doc = parse_document(data, where, fmt, notes, _reading)
     if wanted and fmt == "toml":  # only `check` asks: other readers skip the walk
         notes.dates = [at for _, _, at, value in _scalars(doc)
                        if isinstance(value, dt.date | dt.time)]
@@ -69,25 +58,12 @@ def parse_config(path: Path, data: bytes | None, notes: ReadNotes | None = None)
     return normalize_document(doc, where)
 
 
-def _typed(path: KeyPath) -> bool:
-    """Whether the schema types the table at `path` (`ledger.files.yaml_read` keeps the
-    text of plain scalars only there)."""
-    if not path:
-        return True
+def _reading(path: KeyPath) -> tuple[str | None, bool]:
+    """How the schema reads a YAML file's value at `path` (`ledger.files.yaml_read`)."""
     # here, not at the top: only a YAML file with a table loads the schema
-    from ledger.schema.introspect import node_at
+    from ledger.schema.introspect import value_reading
 
-    return node_at(path) is not None
-
-
-def _put(doc: Doc, path: KeyPath, value: str) -> None:
-    node: Any = doc
-    for key in path[:-1]:
-        node = node[int(key)] if isinstance(node, list) else node[key]
-    if isinstance(node, list):
-        node[int(path[-1])] = value
-    else:
-        node[path[-1]] = value
+    return value_reading(path)
 
 
 def _scalars(doc: Doc) -> Iterator[tuple[Any, Any, KeyPath, Any]]:

@@ -94,6 +94,12 @@ def _reading_problems(notes: ReadNotes) -> list[Problem]:
                                 "first (a provider entry, a tool choice), which keeps it a "
                                 "number: Moltis refuses it and would not load the file; the "
                                 "ledger keeps its text: quote it"))
+    for path in notes.refused_keys:
+        p = format_path(path)
+        problems.append(Problem(p, "unquoted-text", f"{p}: an unquoted number as a key, in a "
+                                "table Moltis reads whole first (a flattened table), which "
+                                "keeps it a number: Moltis refuses it and would not load the "
+                                "file; the ledger keeps its text: quote it"))
     for path in notes.dates:
         node, p = node_at(path), format_path(path)
         if node is not None:  # toml's Datetime is a table to serde: no typed field takes one
