@@ -15,12 +15,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.limited_read import read_within
 from tests.migrated_site import cli_here, cli_process
 
 # CLI processes and a memory-limited read of an alias-heavy file: run by .ci/run
@@ -187,20 +186,7 @@ def test_an_alias_heavy_yaml_file_is_read_within_the_memory_the_old_reader_neede
     lines.append(deep + "f: [" + ",".join(["*e"] * 7) + "]")
     path = tmp_path / "moltis.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    code = (
-        "import resource, sys\n"
-        "resource.setrlimit(resource.RLIMIT_AS, (400 << 20, 400 << 20))\n"
-        "from pathlib import Path\n"
-        "from ledger.errors import ParseError\n"
-        "from ledger.stores.config_file import read_config_file\n"
-        "try:\n"
-        f"    read_config_file(Path({str(path)!r}))\n"
-        "except ParseError:\n"
-        "    pass\n"
-        "print('read')\n")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, timeout=300, check=False)
+    got = read_within(path, 400)
     assert (got.returncode, got.stdout.strip()) == (0, "read"), got.stderr[-500:]
 
 

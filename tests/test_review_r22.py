@@ -16,12 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.limited_read import read_within
 from tests.migrated_site import cli_process
 
 # CLI processes, memory-limited reads and YAML files as operators write them: run by
@@ -333,19 +332,6 @@ def test_an_alias_heavy_typed_table_is_read_in_the_memory_the_old_reader_needed(
     lines += [f"    s{i}: *s" for i in range(1, 1000)]
     path = tmp_path / "moltis.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    code = (
-        "import resource\n"
-        "resource.setrlimit(resource.RLIMIT_AS, (200 << 20, 200 << 20))\n"
-        "from pathlib import Path\n"
-        "from ledger.errors import ParseError\n"
-        "from ledger.stores.config_file import read_config_file\n"
-        "try:\n"
-        f"    read_config_file(Path({str(path)!r}))\n"
-        "except ParseError:\n"
-        "    pass\n"
-        "print('read')\n")
-    env = {**os.environ, "PYTHONPATH": str(WT)}
-    got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, timeout=300, check=False)
+    got = read_within(path, 200)
     assert (got.returncode, got.stdout.strip()) == (0, "read"), got.stderr[-500:]
 

@@ -86,12 +86,17 @@ def _digits_but_not_number(text: str) -> bool:
     return len(body) > 1 and body[0] == "0" and body.isascii() and body.isdigit()
 
 
+def _unplussed(text: str) -> str | None:
+    """`text` without one leading `+` (None when a second sign follows it)."""
+    if not text.startswith("+"):
+        return text
+    return None if text[1:2] in ("+", "-") else text[1:]
+
+
 def _integer(text: str) -> int | None:
-    body = text
-    if body.startswith("+"):
-        body = body[1:]
-        if body[:1] in ("+", "-"):
-            return None
+    body = _unplussed(text)
+    if body is None:
+        return None
     sign, digits = (-1, body[1:]) if body.startswith("-") else (1, body)
     if len(digits) > 132:  # longer than any u128 in any radix (and than int()'s limit)
         return None
@@ -111,11 +116,9 @@ def _in_range(value: int) -> int | None:
 
 
 def _float(text: str) -> float | None:
-    body = text
-    if body.startswith("+"):
-        body = body[1:]
-        if body[:1] in ("+", "-"):
-            return None
+    body = _unplussed(text)
+    if body is None:
+        return None
     if body in (".inf", ".Inf", ".INF"):
         return math.inf
     if text in ("-.inf", "-.Inf", "-.INF"):
