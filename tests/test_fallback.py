@@ -68,6 +68,9 @@ def test_an_unreadable_ledger_falls_back_to_the_mirror_not_the_old_file(site: Si
     backend, port, key = asyncio.run(_port_and_key())
     assert (backend, port, key) == ("mirror", 8080, "sk-in-the-ledger")
     store = open_store()
+    # its [config] names the ledger it mirrors, not the schema's default (`file`)
+    wiring = asyncio.run(store.load_effective()).config
+    assert (wiring.backend, wiring.db) == ("sqlite", str(site.db))
     with pytest.raises(ReadOnlyError, match="could not be used"):
         asyncio.run(store.edit({("server", "port"): 1}))
 

@@ -249,4 +249,6 @@ def _read_slot(path: Path, location: str, keys: KeySource, reason: str
     return MirrorConfigStore(config_doc, seq=seq,
                              where=f"{path} (mirror of seq {seq}, written {written})",
                              opener=SealedOpener(keys, str(doc.get("ledger_id", "")), sealed),
-                             reason=reason), doc
+                             reason=reason,
+                             wiring={"ledger_id": str(doc["ledger_id"])}
+                             if doc.get("ledger_id") else {}), doc

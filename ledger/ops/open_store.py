@@ -171,6 +171,9 @@ def _fallback(inst: Installation, name: str, location: str, err: BaseException,
         _log.warning("the head mirror cannot be used", error=str(bad))
         mirror = None
     if mirror is not None:
+        # its effective `[config]` names the ledger it mirrors, as the ledger's own does
+        mirror.wiring = {"backend": name, "dsn" if name == "postgres" else "db": location,
+                         **(mirror.wiring or {})}
         _log.warning("the configuration ledger is unavailable; serving its head mirror",
                      backend=name, location=where, seq=mirror.seq,
                      served=f"seq {mirror.seq} from {mirror.where}", error=str(err))

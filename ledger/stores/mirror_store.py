@@ -20,7 +20,15 @@ from ledger.errors import ReadOnlyError
 from ledger.schema import MoltisConfig
 from ledger.stores.contract import ConfigStore
 from ledger.typed.convert import RawChange, to_typed
-from ledger.typed.layers import NO_FLAGS, Flags, Provenance, effective_config, provenance_map
+from ledger.typed.layers import (
+    NO_FLAGS,
+    Effective,
+    Flags,
+    Provenance,
+    effective_config,
+    provenance_map,
+    wired,
+)
 
 __all__ = ["MirrorConfigStore"]
 
@@ -31,8 +39,10 @@ class MirrorConfigStore(ConfigStore):
     backend_name = "mirror"
 
     def __init__(self, config: Doc, *, seq: int, where: str, opener: SecretOpener,
-                 reason: str) -> None:
+                 reason: str, wiring: dict[str, Any] | None = None) -> None:
         self._doc = config
+        # the `[config]` of the ledger this mirrors (`ledger.typed.layers.wired`)
+        self.wiring = wiring
         self.seq = seq
         self.where = where
         self._opener = opener
@@ -47,15 +57,17 @@ class MirrorConfigStore(ConfigStore):
 
     async def load_effective(self, *, flags: Flags = NO_FLAGS,
                              env: Mapping[str, str] | None = None) -> MoltisConfig:
-        return effective_config(self._doc, env=env, flags=flags, opener=self._opener,
-                                where=self.where).config
+        return self._effective(flags, env).config
 
     async def source_metadata(self, *, flags: Flags = NO_FLAGS,
                               env: Mapping[str, str] | None = None) -> dict[str, Provenance]:
-        eff = effective_config(self._doc, env=env, flags=flags, opener=self._opener,
-                               where=self.where)
+        eff = self._effective(flags, env)
         origin = Provenance("ledger", f"seq {self.seq} (from {self.where})", seq=self.seq)
         return provenance_map(eff, self._doc, lambda _path: origin)
+
+    def _effective(self, flags: Flags, env: Mapping[str, str] | None) -> Effective:
+        return wired(effective_config(self._doc, env=env, flags=flags, opener=self._opener,
+                                      where=self.where), self.wiring)
 
     async def head_seq(self) -> int:
         return self.seq
