@@ -201,9 +201,10 @@ def _switch_after_migrate(state: State, ledger: Any, backend: str, location: str
             current[1] is not None and os.path.abspath(current[1]) == os.path.abspath(location)
             and backend == "sqlite")):
         return ""
-    set_backend_in_file(state.config_file, state.data_home, backend, location,
-                        actor=state.actor, ledger_id=ledger_id)
-    record_file_sync(ledger, state.config_file)  # our own edit is not a hand edit
+    written = set_backend_in_file(state.config_file, state.data_home, backend, location,
+                                  actor=state.actor, ledger_id=ledger_id)
+    # our own edit is not a hand edit: the bytes written, not the file read back
+    record_file_sync(ledger, state.config_file, data=written)
     state.refresh_installation()
     return f"{state.config_file}: [config] backend = \"{backend}\" (comments kept)"
 
@@ -329,9 +330,10 @@ def _switch_to_ledger(state: State, target: str, keep_files: bool) -> None:
                 discard_if_empty(store, location)
                 state._store = None
             raise
-        set_backend_in_file(state.config_file, state.data_home, target, location,
-                            actor=state.actor, ledger_id=store.ledger.backend.get_meta("ledger_id"))
-        record_file_sync(store.ledger, state.config_file)
+        wrote = set_backend_in_file(
+            state.config_file, state.data_home, target, location, actor=state.actor,
+            ledger_id=store.ledger.backend.get_meta("ledger_id"))
+        record_file_sync(store.ledger, state.config_file, data=wrote)
         state.refresh_installation()
 
         async def prove() -> list[str]:

@@ -75,10 +75,10 @@ def _backend_changes(config_file: Path, data_dir: Path, backend: str, location: 
 def set_backend_in_file(config_file: Path, data_dir: Path, backend: str,
                         location: str | None, *, actor: str | None = None,
                         env: Mapping[str, str] | None = None,
-                        ledger_id: str | None = None) -> None:
+                        ledger_id: str | None = None) -> bytes | None:
     """Write `[config] backend` (and `db`/`dsn` when not the default, and the
     `ledger_id` the file was imported into) into the config file, in place: comments,
-    order and every other key are kept."""
+    order and every other key are kept. Returns the bytes written (None: no change)."""
     # lazy: loaded only on this path (CLI start-up)
     from ledger.stores.file_store import FileConfigStore
 
@@ -93,6 +93,7 @@ def set_backend_in_file(config_file: Path, data_dir: Path, backend: str,
         and not env.get("MOLTIS_CONFIG_DB") else []
     asyncio.run(store.edit(sets, unsets, actor=actor,
                            reason=f"switch the config backend to {backend}", source="migrate"))
+    return store.written
 
 
 def _comparable(cfg: Any) -> Any:
@@ -229,14 +230,14 @@ def switch_to_file(ledger_store: LedgerConfigStore, *, config_file: Path, keys_f
     report.backup_dir = sealed_backup(ledger, [config_file, keys_file], data_dir)
     # what each file held, put back if the switch does not prove itself
     before = [_held(path) for path in (keys_file, config_file)]
+    config_store = FileConfigStore(config_file)
 
     async def write() -> None:
         # the keys first: moltis.toml's `backend = "file"` is what moves the gateway, so
         # it is written last (killed between the two, the gateway stays on the ledger)
         await FileProviderStore(keys_file).import_keys(keys, actor=actor, reason=reason,
                                                        source="migrate")
-        await FileConfigStore(config_file).save_raw(config, actor=actor, reason=reason,
-                                                    source="migrate")
+        await config_store.save_raw(config, actor=actor, reason=reason, source="migrate")
 
     async def prove() -> list[str]:
         new = open_store(config_dir=config_file.parent, data_dir=data_dir, env=env)
@@ -254,7 +255,7 @@ def switch_to_file(ledger_store: LedgerConfigStore, *, config_file: Path, keys_f
         _put_back(before)  # the gateway stays where it was (review r11: it had moved)
         raise
     report.written = [config_file, keys_file]
-    record_file_sync(ledger, config_file)
+    record_file_sync(ledger, config_file, data=config_store.written)
     return report
 
 

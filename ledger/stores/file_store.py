@@ -148,6 +148,10 @@ class FileConfigStore(ConfigStore):
         self.problems: list[str] = []
         self.format = config_format(self.path)
         self._snap: _Snapshot | None = None
+        # the bytes this store's last write put in the file (None: it wrote nothing):
+        # what a caller records as in step with the ledger, not the file read back, which
+        # an editor's save in between would have made its own (`record_file_sync`)
+        self.written: bytes | None = None
         self._toml: tuple[bytes, TOMLDocument] | None = None
         self._eff_key: tuple[Any, ...] | None = None
         self._eff: Effective | None = None
@@ -368,6 +372,7 @@ class FileConfigStore(ConfigStore):
                 raise InputError(f"{self.path}: the new file would be {len(data):,} bytes, over "
                                  f"the limit of {MAX_FILE_BYTES:,}; nothing was written")
             key = self._replace_file(data)
+            self.written = data
             # (a pruned empty table does not change the typed view)
             new = _Snapshot(key, data, blake3(data).digest(), new_doc, typed,
                             _codec().encoder.encode(typed))
