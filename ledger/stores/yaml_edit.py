@@ -25,6 +25,7 @@ def _round_trip() -> Any:
 
     yaml = YAML(typ="rt", pure=True)
     yaml.Composer = _text_keys()
+    yaml.Constructor, yaml.Representer = _verbatim()
     yaml.preserve_quotes = True
     yaml.width = 4096  # never fold a long value (a URL, a prompt) onto two lines
     yaml.indent(mapping=2, sequence=4, offset=2)
@@ -83,6 +84,44 @@ def _text_keys() -> Any:
             return node
 
     return TextKeys
+
+
+class _Verbatim:
+    """A plain number, bool or null of the file, kept as written: ruamel's round trip
+    writes `True` as `true`, `+1` as `1`, `1e400` as `.inf`, `~` as nothing, and a text
+    field reads each of those differently (serde gives it the text: review r23), so the
+    write was refused or changed what Moltis reads. Written back as its own text, with
+    the tag it resolved to (so it stays plain)."""
+
+    __slots__ = ("tag", "text")
+
+    def __init__(self, tag: Any, text: str) -> None:
+        self.tag, self.text = tag, text
+
+
+@functools.cache
+def _verbatim() -> tuple[Any, Any]:
+    from ruamel.yaml.constructor import RoundTripConstructor
+    from ruamel.yaml.representer import RoundTripRepresenter
+
+    class Constructor(RoundTripConstructor):
+        pass
+
+    class Representer(RoundTripRepresenter):
+        pass
+
+    for name in ("bool", "int", "float", "null", "timestamp"):
+        tag = f"tag:yaml.org,2002:{name}"
+        original = RoundTripConstructor.yaml_constructors[tag]
+
+        def build(self: Any, node: Any, original: Any = original) -> Any:
+            if node.style is None:
+                return _Verbatim(node.tag, node.value)
+            return original(self, node)
+        Constructor.add_constructor(tag, build)
+    Representer.add_representer(
+        _Verbatim, lambda self, data: self.represent_scalar(data.tag, data.text))
+    return Constructor, Representer
 
 
 def _plain(value: Any) -> Any:
