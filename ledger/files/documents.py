@@ -23,7 +23,7 @@ class ReadNotes(YamlNotes):
     reports them. (A plain class: `get` reads the config file as it starts, and
     dataclasses costs milliseconds to import, figure i16a.)"""
 
-    __slots__ = ("dates", "non_finite", "nulls")
+    __slots__ = ("dates", "non_finite", "non_finite_read", "nulls")
 
     def __init__(self) -> None:
         super().__init__()  # YAML's: numbers read as text, number keys refused
@@ -31,6 +31,7 @@ class ReadNotes(YamlNotes):
         self.nulls: list[tuple[str, ...]] = []
         # inf and nan left out of a free-form value or an unknown key
         self.non_finite: list[tuple[str, ...]] = []
+        self.non_finite_read = False  # a TOML file held one (`_toml_float`)
         # TOML dates and times, kept as their text (`normalize_value`)
         self.dates: list[tuple[str, ...]] = []
 
@@ -63,7 +64,7 @@ def parse_document(data: bytes, where: str, fmt: str,
         elif fmt == "yaml":
             parsed = load_yaml(text, where, reading, notes)
         else:
-            parsed = tomllib.loads(text, parse_float=_toml_float(where))
+            parsed = tomllib.loads(text, parse_float=_toml_float(where, notes))
     except tomllib.TOMLDecodeError as err:
         raise ParseError(f"{where}: invalid TOML: {err}") from None
     except json.JSONDecodeError as err:
@@ -77,15 +78,18 @@ def parse_document(data: bytes, where: str, fmt: str,
         else parsed
 
 
-def _toml_float(where: str) -> Any:
-    """tomllib's float reader, refusing a number too large for a float, as Moltis's
-    toml crate does (tomllib would read `1e400` as inf); `inf` and `nan` spelled out stay
+def _toml_float(where: str, notes: ReadNotes | None) -> Any:
+    """tomllib's float reader, refusing a positive number too large for a float, as
+    Moltis's toml crate does (tomllib would read `1e400` as inf; `-1e400` is -inf to
+    both); `inf` and `nan` go on, and `notes` says one was read
     (`ledger.stores.config_file` decides where they go)."""
     def read(text: str) -> float:
         value = float(text)
-        if math.isinf(value) and text.lstrip("+-") != "inf":
+        if value == math.inf and text.lstrip("+") != "inf":  # toml_edit refuses +inf only
             raise ParseError(f"{where}: invalid TOML: {text} is too large for a number "
                              "(Moltis refuses it too)")
+        if notes is not None and not math.isfinite(value):
+            notes.non_finite_read = True
         return value
     return read
 

@@ -176,26 +176,27 @@ def is_free_form_path(path: KeyPath) -> bool:
 def value_reading(path: KeyPath) -> tuple[str | None, bool]:
     """How serde reads a YAML value at `path` (list items by index) for Moltis, and
     whether it reads it buffered (below a flattened table, such as a provider entry, or
-    in a section Moltis reads as an internally tagged enum: `__buffered__`), which keeps
-    a plain scalar's untagged reading. The kind: "table" (a typed table or array),
-    "text" (a string or secret: `deserialize_str` gives any plain scalar's text),
-    "refused" (the same, buffered: a number stays a number, which Moltis refuses),
-    "float" (`deserialize_f64`), None (another type, or not typed by the schema).
-    See `ledger.files.yaml_read`."""
+    in a section Moltis reads as an internally tagged enum: `__buffered__`), where every
+    value gets `deserialize_any`'s reading first. The kind: "table" (a typed table or
+    array), "text" (a string or secret: any scalar's text), "text?" (an optional one:
+    a null is none), "refused" (a text field read buffered: a number stays a number,
+    which Moltis refuses), "float" (`parse_f64`), "scalar" (another typed field: a plain
+    scalar's untagged reading), None (not typed). See `ledger.files.yaml_read`."""
     node, buffered = _walk(path)
     if node is None or is_any(node):
         return None, buffered
     if node.kind in ("section", "dict", "list"):
         return "table", buffered
-    tp: Any = str
-    if node.kind != "secret":
-        tp = strip_annotated(node.annotation)
-        if typing.get_origin(tp) in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
-            tp = strip_annotated(args[0]) if len(args) == 1 else None
-    if tp is str:
-        return ("refused" if buffered else "text"), buffered
-    return ("float" if tp is float else None), buffered
+    tp: Any = strip_annotated(node.annotation)
+    optional = is_optional(node)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = strip_annotated(args[0]) if len(args) == 1 else None
+    if node.kind == "secret" or tp is str:
+        kind = "refused" if buffered else "text?" if optional else "text"
+    else:
+        kind = "float" if tp is float else "scalar"
+    return kind, buffered
 
 
 def _walk(path: KeyPath, stop_at_any: bool = False) -> tuple[TypeNode | None, bool]:

@@ -18,6 +18,7 @@ from ledger.core.document import leaves
 from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import parse_mask
 from ledger.files.documents import ReadNotes
+from ledger.files.yaml_read import MAX_NOTES
 from ledger.schema import MoltisConfig
 from ledger.schema.introspect import (
     SectionInfo,
@@ -100,6 +101,10 @@ def _reading_problems(notes: ReadNotes) -> list[Problem]:
                                 "table Moltis reads whole first (a flattened table), which "
                                 "keeps it a number: Moltis refuses it and would not load the "
                                 "file; the ledger keeps its text: quote it"))
+    if notes.left_out:
+        problems.append(Problem("", "unquoted-text", f"{notes.left_out} more unquoted values "
+                                f"of the kinds above (only the first {MAX_NOTES} of each "
+                                "kind are named)", "warning"))
     for path in notes.dates:
         node, p = node_at(path), format_path(path)
         if node is not None:  # toml's Datetime is a table to serde: no typed field takes one
