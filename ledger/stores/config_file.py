@@ -36,11 +36,11 @@ def read_config(path: Path) -> tuple[bytes | None, Doc]:
 
 def parse_config(path: Path, data: bytes | None, notes: ReadNotes | None = None) -> Doc:
     """The raw document of a config file's bytes ({} for a missing file), as Moltis
-    reads the file where the ledger can hold that: a YAML value is read as serde reads it
-    for its field (`theme: 0x1F` is "0x1F": `ledger.files.yaml_read`); an inf or nan of a TOML or
-    YAML file is left out of a free-form value (which Moltis reads as JSON, where it is
-    null: the ledger has no null either, as for a YAML `~`) and of an unknown key (which
-    Moltis ignores). `notes` gets where (`check`)."""
+    reads the file where the ledger can hold that: a YAML value is read as serde reads
+    it for its field (`theme: 0x1F` is "0x1F": `ledger.files.yaml_read`); an inf or nan
+    of a TOML or YAML file is left out of a free-form value (which Moltis reads as JSON,
+    where it is null: the ledger has no null either, as for a YAML `~`) and of an
+    unknown key (which Moltis ignores). `notes` gets where (`check`)."""
     if data is None:
         return {}
     wanted, notes = notes is not None, ReadNotes() if notes is None else notes
@@ -103,6 +103,6 @@ def _leave_out_non_finite(doc: Doc, where: str, notes: ReadNotes) -> None:
             items.append((node, key))
         else:
             del node[key]
-        notes.non_finite.append(path)
+        notes.add(notes.non_finite, path)
     for array, index in sorted(items, key=lambda item: -item[1]):
         del array[index]  # the last first: an earlier item's index stays right
