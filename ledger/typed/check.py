@@ -85,8 +85,8 @@ def _reading_problems(notes: ReadNotes) -> list[Problem]:
                                 "or null); give a finite number if one is meant", "warning"))
     for path in notes.texts:
         p = format_path(path)
-        problems.append(Problem(p, "unquoted-text", f"{p}: an unquoted number or bool in YAML "
-                                "where the field takes text: Moltis reads it as its text, "
+        problems.append(Problem(p, "unquoted-text", f"{p}: an unquoted number, bool or null in "
+                                "YAML where the field takes text: Moltis reads it as its text, "
                                 "and so does the ledger; quote it to say so", "warning"))
     for path in notes.refused_texts:
         p = format_path(path)
