@@ -18,6 +18,7 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from ledger.cli.demo import moltis_env_only
 
@@ -69,6 +70,28 @@ def site_env(tmp_path: Path) -> dict[str, str]:
     migrated = cli_here(env, "migrate", "--actor", "installer")
     assert migrated.returncode == 0, (migrated.stdout, migrated.stderr)
     return env
+
+
+def file_site(tmp_path: Path, name: str, text: str, actor: str) -> dict[str, str]:
+    """An operator's config dir holding only the config file `name` (no ledger yet), and
+    the environment of a CLI run against it (this checkout's code)."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "config" / name).write_text(text, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOLTIS_")}
+    env.update(MOLTIS_CONFIG_DIR=str(tmp_path / "config"),
+               MOLTIS_DATA_DIR=str(tmp_path / "data"),
+               MOLTIS_LEDGER_KEY_FILE=str(tmp_path / "ledger.key"),
+               MOLTIS_LEDGER_ACTOR=actor, HOME=str(tmp_path),
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    return env
+
+
+def check_file(env: dict[str, str], path: Path) -> dict[str, Any]:
+    """`check --file PATH --json`'s report."""
+    import json
+
+    return json.loads(cli_process(env, "--json", "check", "--file", str(path)).stdout)
 
 
 def truncate_last_event(db: Path, meta_rows: tuple[str, ...] = ()) -> None:

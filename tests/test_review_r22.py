@@ -15,39 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from tests.limited_read import read_within
-from tests.migrated_site import cli_process
+from tests.migrated_site import check_file, cli_process, file_site
 
 # CLI processes, memory-limited reads and YAML files as operators write them: run by
 # .ci/run
 pytestmark = pytest.mark.torture
 
-WT = Path(__file__).resolve().parents[1]
 
 
 def _site(tmp_path: Path, name: str, text: str) -> dict[str, str]:
-    """An operator's config dir holding only `name` (no ledger yet), and the environment
-    of a CLI run against it."""
-    (tmp_path / "config").mkdir()
-    (tmp_path / "data").mkdir()
-    (tmp_path / "config" / name).write_text(text, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOLTIS_")}
-    env.update(MOLTIS_CONFIG_DIR=str(tmp_path / "config"),
-               MOLTIS_DATA_DIR=str(tmp_path / "data"),
-               MOLTIS_LEDGER_KEY_FILE=str(tmp_path / "ledger.key"),
-               MOLTIS_LEDGER_ACTOR="tester@r22", HOME=str(tmp_path),
-               PYTHONPATH=str(WT))
-    return env
+    return file_site(tmp_path, name, text, "tester@r22")
 
 
-def _check(env: dict[str, str], path: Path) -> dict:
-    got = cli_process(env, "--json", "check", "--file", str(path))
-    return json.loads(got.stdout)
+_check = check_file
 
 
 # ---------------------------------------------------------------------------------
