@@ -94,6 +94,25 @@ def check_file(env: dict[str, str], path: Path) -> dict[str, Any]:
     return json.loads(cli_process(env, "--json", "check", "--file", str(path)).stdout)
 
 
+def readings_with_a_comment(tmp_path: Path, name: str, body: str) -> list[Any]:
+    """The document `read_config_file` makes of the config file `name` holding `body`,
+    and of the same file with a comment that spells "inf" above it (or the error's
+    type): a reading must not depend on a comment (reviews r21-r23)."""
+    from ledger.errors import LedgerError
+    from ledger.stores.config_file import read_config_file
+
+    readings: list[Any] = []
+    for folder, text in (("plain", body), ("commented", "# see the info channel\n" + body)):
+        path = tmp_path / folder / name
+        path.parent.mkdir()
+        path.write_text(text, encoding="utf-8")
+        try:
+            readings.append(read_config_file(path))
+        except LedgerError as err:
+            readings.append(type(err).__name__)
+    return readings
+
+
 def truncate_last_event(db: Path, meta_rows: tuple[str, ...] = ()) -> None:
     """What an attacker with write access to the file (no key) does: drop the
     append-only trigger, delete the last event (and its snapshots), delete `meta_rows`

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.limited_read import read_within
-from tests.migrated_site import cli_here, cli_process, file_site
+from tests.migrated_site import cli_here, cli_process, file_site, readings_with_a_comment
 
 # CLI processes and a memory-limited read of an alias-heavy file: run by .ci/run
 pytestmark = pytest.mark.torture
@@ -194,19 +194,9 @@ def test_an_overflowing_yaml_float_reads_the_same_whatever_a_comment_says(
     Mechanism: `parse_config` looks for non-finite floats only when the bytes contain
     "inf" or "nan" (`data.lower()`), which "info", "finance" or "maintenance" do, while
     ruamel makes `1e400` an inf without either."""
-    from ledger.errors import LedgerError
-    from ledger.stores.config_file import read_config_file
 
     body = "channels:\n  telegram:\n    bot:\n      retry_backoff: 1e400\n"
-    readings = []
-    for name, text in (("plain", body), ("commented", "# see the info channel\n" + body)):
-        path = tmp_path / name / "moltis.yaml"
-        path.parent.mkdir()
-        path.write_text(text, encoding="utf-8")
-        try:
-            readings.append(read_config_file(path))
-        except LedgerError as err:
-            readings.append(type(err).__name__)
+    readings = readings_with_a_comment(tmp_path, "moltis.yaml", body)
     assert readings[0] == readings[1], readings
 
 

@@ -20,12 +20,11 @@ from pathlib import Path
 import pytest
 
 from tests.limited_read import read_within
-from tests.migrated_site import check_file, cli_process, file_site
+from tests.migrated_site import check_file, cli_process, file_site, readings_with_a_comment
 
 # CLI processes, memory-limited reads and YAML files as operators write them: run by
 # .ci/run
 pytestmark = pytest.mark.torture
-
 
 
 def _site(tmp_path: Path, name: str, text: str) -> dict[str, str]:
@@ -209,19 +208,9 @@ def test_an_overflowing_toml_float_reads_the_same_whatever_a_comment_says(
     without either; with the walk, `_leave_out_non_finite` drops it from a free-form
     value. (Review r21 found this for YAML, where 7254f30 fixed it by reading `1e400` as
     text; the TOML side still depends on a comment.)"""
-    from ledger.errors import LedgerError
-    from ledger.stores.config_file import read_config_file
 
     body = "[channels.telegram.bot]\nretry_backoff = 1e400\n"
-    readings = []
-    for name, text in (("plain", body), ("commented", "# see the info channel\n" + body)):
-        path = tmp_path / name / "moltis.toml"
-        path.parent.mkdir()
-        path.write_text(text, encoding="utf-8")
-        try:
-            readings.append(read_config_file(path))
-        except LedgerError as err:
-            readings.append(type(err).__name__)
+    readings = readings_with_a_comment(tmp_path, "moltis.toml", body)
     assert readings[0] == readings[1], readings
 
 

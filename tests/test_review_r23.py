@@ -22,11 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.migrated_site import check_file, cli_process, file_site
+from tests.migrated_site import check_file, cli_process, file_site, readings_with_a_comment
 
 # CLI processes and YAML/TOML files as operators write them: run by .ci/run
 pytestmark = pytest.mark.torture
-
 
 
 def _site(tmp_path: Path, name: str, text: str) -> dict[str, str]:
@@ -154,19 +153,9 @@ def test_a_float_tagged_overflow_reads_the_same_whatever_a_comment_says(
     `config_file.parse_config` looks for non-finite floats only when the bytes contain
     "inf" or "nan" (the r21 finding, reopened by the explicit tag: a plain `1e400` is
     text since 7254f30)."""
-    from ledger.errors import LedgerError
-    from ledger.stores.config_file import read_config_file
 
     body = "channels:\n  telegram:\n    bot:\n      retry_backoff: !!float 1e400\n"
-    readings = []
-    for name, text in (("plain", body), ("commented", "# see the info channel\n" + body)):
-        path = tmp_path / name / "moltis.yaml"
-        path.parent.mkdir()
-        path.write_text(text, encoding="utf-8")
-        try:
-            readings.append(read_config_file(path))
-        except LedgerError as err:
-            readings.append(type(err).__name__)
+    readings = readings_with_a_comment(tmp_path, "moltis.yaml", body)
     assert all(isinstance(r, str) for r in readings), readings
 
 
