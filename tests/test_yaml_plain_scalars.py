@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from ledger.cli import cli
 from ledger.errors import ParseError
+from ledger.files.documents import ReadNotes
 from ledger.files.serde_scalars import serde_plain
 from ledger.stores.file_store import FileConfigStore, read_config_file
 from tests.conftest import run
@@ -64,12 +65,20 @@ def test_an_alias_is_read_for_each_place_it_is_used(tmp_path: Path) -> None:
     assert (doc["server"]["port"], doc["identity"]["name"]) == (8080, "8080")
 
 
-def test_a_map_key_is_text_and_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+def test_a_map_key_is_text_and_a_key_given_twice_keeps_the_last(tmp_path: Path) -> None:
+    """serde keeps a map's last entry for a key given twice (`1:` and `"1":` are one key,
+    "1"), and refuses a section's field given twice ("duplicate field"); a key a section
+    does not know is skipped by serde, so the last one is kept too."""
     doc = read_config_file(_write(tmp_path, "mcp:\n  servers:\n    1:\n      command: uvx\n"))
     assert list(doc["mcp"]["servers"]) == ["1"]
-    with pytest.raises(ParseError, match="duplicate key"):  # serde_yaml: a duplicate entry
-        read_config_file(_write(tmp_path, "mcp:\n  servers:\n    1:\n      command: a\n"
-                                          '    "1":\n      command: b\n'))
+    notes = ReadNotes()
+    doc = read_config_file(_write(tmp_path, "mcp:\n  servers:\n    1:\n      command: a\n"
+                                            '    "1":\n      command: b\n'
+                                            "mystery: 1\nmystery: 2\n"), notes)
+    assert doc["mcp"]["servers"] == {"1": {"command": "b"}} and doc["mystery"] == 2
+    assert sorted(notes.given_twice) == [("mcp", "servers", "1"), ("mystery",)]
+    with pytest.raises(ParseError, match='server: duplicate field "port"'):
+        read_config_file(_write(tmp_path, "server:\n  port: 1\n  port: 2\n"))
 
 
 def test_check_warns_without_showing_the_value_and_migrate_imports_it(tmp_path: Path) -> None:

@@ -49,8 +49,9 @@ MAX_NOTES = 100
 
 Path = tuple[str, ...]
 # How the schema reads the value at a path, and whether serde reads it buffered
-# (`ledger.schema.introspect.value_reading`). The kind: "table" (a typed table or
-# array), "text" (a string or secret), "text?" (an optional one), "float", "scalar"
+# (`ledger.schema.introspect.value_reading`). The kind: "section" (a typed section),
+# "table" (a typed map or array), "text" (a string or secret), "text?" (an optional
+# one), "float", "scalar"
 # (another typed field: a number, a bool, a choice), None (not typed: free-form, unknown)
 Reading = Callable[[Path], tuple[str | None, bool]]
 
@@ -60,12 +61,13 @@ _TAGGED = {"bool": parse_bool, "int": parse_int, "float": parse_f64}
 class YamlNotes:
     """What reading a YAML file changed of its literal values, by path (`check`)."""
 
-    __slots__ = ("left_out", "refused_keys", "refused_texts", "texts")
+    __slots__ = ("given_twice", "left_out", "refused_keys", "refused_texts", "texts")
 
     def __init__(self) -> None:
         self.texts: list[Path] = []  # numbers and bools read as text, as serde reads them
         self.refused_texts: list[Path] = []  # ...where Moltis then refuses the number
         self.refused_keys: list[Path] = []  # number keys of a buffered table (refused)
+        self.given_twice: list[Path] = []  # map keys given twice (the last entry kept)
         self.left_out = 0  # notes past MAX_NOTES of a kind
 
     def add(self, kind: list[Path], path: Path) -> None:
@@ -73,6 +75,16 @@ class YamlNotes:
             kind.append(path)
         else:
             self.left_out += 1
+
+
+class _Table(dict[Any, Any]):
+    """A YAML mapping, with the keys it gave twice (the last entry is the one kept)."""
+
+    __slots__ = ("twice",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.twice: list[Any] = []
 
 
 class _Scalar:
@@ -128,9 +140,24 @@ def _constructor() -> type:
         def flatten_mapping(self, node: Any) -> None:
             return None  # `<<` is not merged
 
+        def check_mapping_key(self, node: Any, key_node: Any, mapping: Any, key: Any,
+                              value: Any) -> bool:
+            if key in mapping:  # the last entry is kept, as serde keeps a map's; `_settle`
+                # refuses it in a section, where serde says "duplicate field"
+                self.__dict__.setdefault("twice", {}).setdefault(id(node), []).append(key)
+            return True
+
+        def construct_yaml_map(self, node: Any) -> Any:
+            data = _Table()
+            yield data
+            data.update(self.construct_mapping(node))
+            data.twice = self.__dict__.get("twice", {}).pop(id(node), [])
+
     for tag in ("str", "null", "bool", "int", "float", "timestamp", "binary", "merge",
                 "value"):
         MoltisYamlConstructor.add_constructor(f"tag:yaml.org,2002:{tag}", _build)
+    MoltisYamlConstructor.add_constructor("tag:yaml.org,2002:map",
+                                          MoltisYamlConstructor.construct_yaml_map)
     return MoltisYamlConstructor
 
 
@@ -177,7 +204,7 @@ def _settle(parsed: Any, where: str, reading: Reading | None, notes: YamlNotes) 
     root = [parsed]
     typed = reading is not None
     stack: list[tuple[Any, Any, Path | None, str | None]] = [
-        (root, 0, () if typed else None, "table" if typed else None)]
+        (root, 0, () if typed else None, "section" if typed else None)]
     while stack:  # no recursion: a deep document is refused where it is stored
         holder, slot, path, kind = stack.pop()
         budget -= 1
@@ -190,9 +217,11 @@ def _settle(parsed: Any, where: str, reading: Reading | None, notes: YamlNotes) 
             continue
         if not isinstance(item, dict | list):
             continue
-        inner = path if kind == "table" and reading is not None else None
+        inner = path if kind in ("table", "section") and reading is not None else None
         pushed: list[tuple[Any, Any, Path | None, str | None]] = []
         if isinstance(item, dict):
+            if isinstance(item, _Table) and item.twice:
+                _given_twice(item.twice, kind, path, reading, where, notes)
             holder[slot] = table = {}
             for given, value in item.items():
                 key = given.text if isinstance(given, _Scalar) else given
@@ -213,6 +242,22 @@ def _settle(parsed: Any, where: str, reading: Reading | None, notes: YamlNotes) 
                       for i in range(len(items))]
         stack.extend(reversed(pushed))
     return root[0]
+
+
+def _given_twice(keys: list[Any], kind: str | None, path: Path | None,
+                 reading: Reading | None, where: str, notes: YamlNotes) -> None:
+    """Keys given twice in one mapping: serde refuses a field of a section given twice
+    ("duplicate field"); elsewhere (a map, a free-form value, a key a section does not
+    know, which serde skips) it keeps the last entry, as the reader did."""
+    at = f"{'.'.join(path)}: " if path else ""
+    for key in keys:
+        below = None if path is None else (*path, str(key))
+        if kind == "section" and below is not None and reading is not None \
+                and reading(below)[0] is not None:
+            raise ParseError(f"{where}: {at}duplicate field \"{key}\": given twice in one "
+                             "table (Moltis refuses that too)")
+        if below is not None:
+            notes.add(notes.given_twice, below)
 
 
 def _read(item: _Scalar, kind: str | None, path: Path | None, where: str,

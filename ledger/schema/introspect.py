@@ -177,16 +177,17 @@ def value_reading(path: KeyPath) -> tuple[str | None, bool]:
     """How serde reads a YAML value at `path` (list items by index) for Moltis, and
     whether it reads it buffered (below a flattened table, such as a provider entry, or
     in a section Moltis reads as an internally tagged enum: `__buffered__`), where every
-    value gets `deserialize_any`'s reading first. The kind: "table" (a typed table or
-    array), "text" (a string or secret: any scalar's text), "text?" (an optional one:
-    a null is none), "refused" (a text field read buffered: a number stays a number,
-    which Moltis refuses), "float" (`parse_f64`), "scalar" (another typed field: a plain
-    scalar's untagged reading), None (not typed). See `ledger.files.yaml_read`."""
+    value gets `deserialize_any`'s reading first. The kind: "section" (a typed section:
+    a key given twice is refused), "table" (a typed map or array), "text" (a string or
+    secret: any scalar's text), "text?" (an optional one: a null is none), "refused" (a
+    text field read buffered: a number stays a number, which Moltis refuses), "float"
+    (`parse_f64`), "scalar" (another typed field: a plain scalar's untagged reading),
+    None (not typed). See `ledger.files.yaml_read`."""
     node, buffered = _walk(path)
     if node is None or is_any(node):
         return None, buffered
     if node.kind in ("section", "dict", "list"):
-        return "table", buffered
+        return ("section" if node.kind == "section" else "table"), buffered
     tp: Any = strip_annotated(node.annotation)
     optional = is_optional(node)
     if typing.get_origin(tp) in (typing.Union, types.UnionType):

@@ -40,7 +40,7 @@ from ledger.typed.suggest import did_you_mean, suggest_paths, suggest_providers
 __all__ = ["Problem", "check", "masked_values"]
 
 Kind = Literal["unknown-key", "unknown-provider", "invalid-value", "masked-secret", "null-value",
-               "unquoted-text", "non-finite", "toml-date"]
+               "unquoted-text", "non-finite", "toml-date", "given-twice"]
 Severity = Literal["error", "warning"]
 
 
@@ -101,6 +101,11 @@ def _reading_problems(notes: ReadNotes) -> list[Problem]:
                                 "table Moltis reads whole first (a flattened table), which "
                                 "keeps it a number: Moltis refuses it and would not load the "
                                 "file; the ledger keeps its text: quote it"))
+    for path in notes.given_twice:
+        p = format_path(path)
+        problems.append(Problem(p, "given-twice", f"{p}: given twice in one table: Moltis keeps "
+                                "the last, and so does the ledger; remove the other",
+                                "warning"))
     if notes.left_out:
         problems.append(Problem("", "unquoted-text", f"{notes.left_out} more unquoted values "
                                 f"of the kinds above (only the first {MAX_NOTES} of each "
