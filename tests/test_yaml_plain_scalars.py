@@ -134,3 +134,18 @@ def test_a_plain_scalar_is_what_serde_yaml_makes_of_it(text: str, value: object)
 
 def test_nan_is_a_float() -> None:
     assert math.isnan(serde_plain(".NaN"))
+
+
+def test_the_file_store_edits_a_file_with_a_key_given_twice(tmp_path: Path) -> None:
+    """The reader keeps a map's last entry, as serde does; the editor did not, and its
+    refusal quoted both values (two tokens) in the error. It now keeps the last entry,
+    which is what Moltis read, and writes the file without the other."""
+    path = _write(tmp_path, "server:\n  port: 1\nmcp:\n  servers:\n    a:\n      env:\n"
+                            "        TOKEN: sk-OLD-r24\n        TOKEN: sk-NEW-r24\n")
+    store = FileConfigStore(path)
+    run(store.update_raw(lambda c: setattr(c.server, "port", 2)))
+    text = path.read_text()
+    assert "sk-OLD-r24" not in text and "TOKEN: sk-NEW-r24" in text
+    env = run(FileConfigStore(path).load_raw()).mcp.servers["a"].env
+    assert (env["TOKEN"].reveal(), run(FileConfigStore(path).load_raw()).server.port) == (
+        "sk-NEW-r24", 2)

@@ -397,7 +397,7 @@ class FileConfigStore(ConfigStore):
                 text = edit_yaml(snap.data.decode("utf-8"), changes)
             except Exception as err:  # ruamel rejecting what the safe loader read, or a bug
                 raise StoreError(f"{self.path}: internal error: cannot edit the file "
-                                 f"({type(err).__name__}: {err}); nothing was written") from err
+                                 f"({_editor_error(err)}); nothing was written") from None
         else:
             # tomlkit parses ~20x slower than tomllib: keep the edited document of our last
             # write for the next one, as long as the file still holds exactly its text
@@ -409,7 +409,7 @@ class FileConfigStore(ConfigStore):
                 text = toml.as_string()
             except Exception as err:  # tomlkit rejecting what tomllib accepted, or a bug
                 raise StoreError(f"{self.path}: internal error: cannot edit the file "
-                                 f"({type(err).__name__}: {err}); nothing was written") from err
+                                 f"({_editor_error(err)}); nothing was written") from None
         data = text.encode("utf-8")
         try:
             actual = self._parse(data)
@@ -445,3 +445,11 @@ class FileConfigStore(ConfigStore):
             with contextlib.suppress(OSError):  # root editing a user's config: still theirs
                 os.chown(target, old.st_uid, old.st_gid)
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _editor_error(err: Exception) -> str:
+    """An editor's error without its text, which may quote the file's values (ruamel's
+    duplicate-key error quotes both, secrets included): its kind and where."""
+    mark = getattr(err, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else getattr(err, "line", None)
+    return type(err).__name__ + (f" at line {line}" if isinstance(line, int) else "")

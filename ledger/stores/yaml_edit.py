@@ -105,7 +105,9 @@ def _verbatim() -> tuple[Any, Any]:
     from ruamel.yaml.representer import RoundTripRepresenter
 
     class Constructor(RoundTripConstructor):
-        pass
+        def check_mapping_key(self, node: Any, key_node: Any, mapping: Any, key: Any,
+                              value: Any) -> bool:
+            return True  # a key given twice: the last entry, as the reader and serde keep
 
     class Representer(RoundTripRepresenter):
         pass
