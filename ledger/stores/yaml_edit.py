@@ -25,7 +25,7 @@ def _round_trip() -> Any:
 
     yaml = YAML(typ="rt", pure=True)
     yaml.Composer = _text_keys()
-    yaml.Constructor, yaml.Representer = _verbatim()
+    yaml.Constructor, yaml.Representer, yaml.Emitter = _verbatim()
     yaml.preserve_quotes = True
     yaml.width = 4096  # never fold a long value (a URL, a prompt) onto two lines
     yaml.indent(mapping=2, sequence=4, offset=2)
@@ -38,7 +38,7 @@ def edit_yaml(text: str, changes: Sequence[Change]) -> str:
 
     yaml = _round_trip()
     doc = yaml.load(text) if text.strip() else None
-    if doc is None:
+    if not isinstance(doc, dict):  # empty, or a document that is only a null
         doc = CommentedMap()
     for change in changes:
         *parents, leaf = change.path
@@ -76,6 +76,13 @@ def _text_keys() -> Any:
     text = "tag:yaml.org,2002:str"
 
     class TextKeys(Composer):
+        def compose_scalar_node(self, anchor: Any) -> Any:
+            tag = self.parser.peek_event().ctag
+            node = super().compose_scalar_node(anchor)
+            if tag is not None and str(tag) != "!":  # written `!!float 1`: kept (`_verbatim`)
+                self.__dict__.setdefault("explicit", set()).add(id(node))
+            return node
+
         def compose_mapping_node(self, anchor: Any) -> Any:
             node = super().compose_mapping_node(anchor)
             for key, _ in node.value:
@@ -87,21 +94,23 @@ def _text_keys() -> Any:
 
 
 class _Verbatim:
-    """A plain number, bool or null of the file, kept as written: ruamel's round trip
-    writes `True` as `true`, `+1` as `1`, `1e400` as `.inf`, `~` as nothing, and a text
-    field reads each of those differently (serde gives it the text: review r23), so the
+    """A number, bool, null, timestamp or binary scalar of the file, kept as written:
+    ruamel's round trip writes `True` as `true`, `+1` as `1`, `1e400` as `.inf`, `~` as
+    nothing, `!!float 1` as `!!float '1'`, a `!!binary` as a block, and each of those
+    reads differently for Moltis (a text field gets the text: reviews r23, r24), so the
     write was refused or changed what Moltis reads. Written back as its own text, with
-    the tag it resolved to (so it stays plain)."""
+    its tag and style (`!`: an explicit tag on a plain scalar, kept plain: `_Emitter`)."""
 
-    __slots__ = ("tag", "text")
+    __slots__ = ("style", "tag", "text")
 
-    def __init__(self, tag: Any, text: str) -> None:
-        self.tag, self.text = tag, text
+    def __init__(self, tag: Any, text: str, style: str | None) -> None:
+        self.tag, self.text, self.style = tag, text, style
 
 
 @functools.cache
-def _verbatim() -> tuple[Any, Any]:
+def _verbatim() -> tuple[Any, Any, Any]:
     from ruamel.yaml.constructor import RoundTripConstructor
+    from ruamel.yaml.emitter import RoundTripEmitter
     from ruamel.yaml.representer import RoundTripRepresenter
 
     class Constructor(RoundTripConstructor):
@@ -109,21 +118,27 @@ def _verbatim() -> tuple[Any, Any]:
                               value: Any) -> bool:
             return True  # a key given twice: the last entry, as the reader and serde keep
 
+    def build(self: Any, node: Any) -> _Verbatim:
+        explicit = id(node) in self.loader.composer.__dict__.get("explicit", ())
+        style = "!" if explicit and node.style is None else node.style
+        return _Verbatim(node.tag, node.value, style)
+
+    for name in ("bool", "int", "float", "null", "timestamp", "binary"):
+        Constructor.add_constructor(f"tag:yaml.org,2002:{name}", build)
+
     class Representer(RoundTripRepresenter):
         pass
 
-    for name in ("bool", "int", "float", "null", "timestamp"):
-        tag = f"tag:yaml.org,2002:{name}"
-        original = RoundTripConstructor.yaml_constructors[tag]
+    Representer.add_representer(_Verbatim, lambda self, data: self.represent_scalar(
+        data.tag, data.text, style=data.style))
 
-        def build(self: Any, node: Any, original: Any = original) -> Any:
-            if node.style is None:
-                return _Verbatim(node.tag, node.value)
-            return original(self, node)
-        Constructor.add_constructor(tag, build)
-    Representer.add_representer(
-        _Verbatim, lambda self, data: self.represent_scalar(data.tag, data.text))
-    return Constructor, Representer
+    class _Emitter(RoundTripEmitter):
+        def choose_scalar_style(self) -> Any:
+            if self.event.style == "!":  # explicitly tagged and plain: stays plain
+                return ""
+            return super().choose_scalar_style()
+
+    return Constructor, Representer, _Emitter
 
 
 def _plain(value: Any) -> Any:
