@@ -32,8 +32,6 @@ def _site(tmp_path: Path, text: str) -> dict[str, str]:
 # The editor still builds an explicitly tagged scalar with ruamel's constructor
 
 
-@pytest.mark.xfail(strict=True, reason="review r24: the YAML editor's error message "
-                   "prints a tagged quoted secret (ruamel's int constructor)")
 def test_migrate_never_prints_a_tagged_quoted_token(tmp_path: Path) -> None:
     """What I did: moltis.yaml with an MCP server whose `env` (HashMap<String,
     Secret<String>>) holds `GITHUB_PERSONAL_ACCESS_TOKEN: !!int "ghpr24SECRETtoken"` (a
@@ -58,8 +56,6 @@ def test_migrate_never_prints_a_tagged_quoted_token(tmp_path: Path) -> None:
     assert (run.returncode, "r24SECRETtoken" in text) == (0, False), run.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="review r24: the YAML editor respells an "
-                   "explicitly tagged plain scalar (!!float 1 -> !!float '1', !!binary)")
 def test_the_file_store_writes_beside_an_explicitly_tagged_value(tmp_path: Path) -> None:
     """What I did: moltis.yaml with `memory.vector_weight: !!float 1` (f32; Moltis reads
     the plain scalar as 1.0) and an MCP server `command: !!binary bnB4` (PyYAML's
@@ -94,8 +90,6 @@ def test_the_file_store_writes_beside_an_explicitly_tagged_value(tmp_path: Path)
                        "      command: !!binary bnB4\n"], results
 
 
-@pytest.mark.xfail(strict=True, reason="review r24: a YAML file that is only `~` "
-                   "is read as empty but the editor cannot write it (regression of be0a290)")
 def test_the_file_store_writes_a_yaml_file_that_holds_only_a_null(tmp_path: Path) -> None:
     """What I did: a moltis.yaml the installer left as a comment and `~` (an explicitly
     empty document), served by FileConfigStore, `update_raw` setting `server.port`.
@@ -133,8 +127,6 @@ def test_the_file_store_writes_a_yaml_file_that_holds_only_a_null(tmp_path: Path
 # `text?`: an optional text field's `!!null` tag
 
 
-@pytest.mark.xfail(strict=True, reason="review r24: an optional text field drops a "
-                   "quoted !!null-tagged value and any plain one, where serde keeps or refuses it")
 def test_an_optional_key_tagged_null_reads_as_serde_reads_it(tmp_path: Path) -> None:
     """What I did: moltis.yaml with `tools.web.search.api_key: !!null "BSAr24key"`
     (Option<Secret<String>>: a stray tag before a quoted key), read with

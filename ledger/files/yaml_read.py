@@ -264,8 +264,10 @@ def _read(item: _Scalar, kind: str | None, path: Path | None, where: str,
           notes: YamlNotes) -> Any:
     """A scalar as serde reads it at a place of `kind` (see `Reading`)."""
     if kind in ("text", "text?"):  # `deserialize_str` (`deserialize_option` first)
-        if kind == "text?" and (item.tag == "null" or (
-                item.plain and item.tag is None and parse_null(item.text))):
+        if kind == "text?" and item.plain and (item.tag == "null" or (
+                item.tag is None and parse_null(item.text))):  # `deserialize_option`
+            if item.tag == "null" and not parse_null(item.text):
+                return _any(item, where, path)  # refused: "expected null"
             return None
         if path is not None and item.plain and item.tag is None and not isinstance(
                 serde_plain(item.text), str):
