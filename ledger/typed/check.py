@@ -77,35 +77,24 @@ def _reading_problems(notes: ReadNotes) -> list[Problem]:
     """Where reading a config file made its document differ from what it says, as
     Moltis reads it: nulls, inf/nan, YAML numbers read as text, TOML dates."""
     problems = _null_problems(notes.nulls)
-    for path in notes.non_finite:
-        p = format_path(path)
-        problems.append(Problem(p, "non-finite", f"{p}: inf or nan in a free-form value or "
-                                "an unknown key: Moltis reads it as null there (or ignores "
-                                "the key), the ledger leaves it out (it stores no inf, nan "
-                                "or null); give a finite number if one is meant", "warning"))
-    for path in notes.texts:
-        p = format_path(path)
-        problems.append(Problem(p, "unquoted-text", f"{p}: an unquoted number, bool or null in "
-                                "YAML where the field takes text: Moltis reads it as its text, "
-                                "and so does the ledger; quote it to say so", "warning"))
-    for path in notes.refused_texts:
-        p = format_path(path)
-        problems.append(Problem(p, "unquoted-text", f"{p}: an unquoted number or bool in YAML "
-                                "where the field takes text, in a table Moltis reads whole "
-                                "first (a provider entry, a tool choice), which keeps it a "
-                                "number: Moltis refuses it and would not load the file; the "
-                                "ledger keeps its text: quote it"))
-    for path in notes.refused_keys:
-        p = format_path(path)
-        problems.append(Problem(p, "unquoted-text", f"{p}: an unquoted number as a key, in a "
-                                "table Moltis reads whole first (a flattened table), which "
-                                "keeps it a number: Moltis refuses it and would not load the "
-                                "file; the ledger keeps its text: quote it"))
-    for path in notes.given_twice:
-        p = format_path(path)
-        problems.append(Problem(p, "given-twice", f"{p}: given twice in one table: Moltis keeps "
-                                "the last, and so does the ledger; remove the other",
-                                "warning"))
+    buffered = ("in a table Moltis reads whole first ({}), which keeps it a number: Moltis "
+                "refuses it and would not load the file; the ledger keeps its text: quote it")
+    reading: list[tuple[list[KeyPath], Kind, str, Severity]] = [
+        (notes.non_finite, "non-finite", "inf or nan in a free-form value or an unknown "
+         "key: Moltis reads it as null there (or ignores the key), the ledger leaves it out "
+         "(it stores no inf, nan or null); give a finite number if one is meant", "warning"),
+        (notes.texts, "unquoted-text", "an unquoted number, bool or null in YAML where the "
+         "field takes text: Moltis reads it as its text, and so does the ledger; quote it to "
+         "say so", "warning"),
+        (notes.refused_texts, "unquoted-text", "an unquoted number or bool in YAML where the "
+         "field takes text, " + buffered.format("a provider entry, a tool choice"), "error"),
+        (notes.refused_keys, "unquoted-text", "an unquoted number as a key, "
+         + buffered.format("a flattened table"), "error"),
+        (notes.given_twice, "given-twice", "given twice in one table: Moltis keeps the last, "
+         "and so does the ledger; remove the other", "warning")]
+    for paths, kind, what, severity in reading:
+        problems += [Problem(format_path(path), kind, f"{format_path(path)}: {what}", severity)
+                     for path in paths]
     if notes.left_out:
         problems.append(Problem("", "unquoted-text", f"{notes.left_out} more unquoted values "
                                 f"of the kinds above (only the first {MAX_NOTES} of each "
