@@ -87,6 +87,14 @@ def file_site(tmp_path: Path, name: str, text: str, actor: str) -> dict[str, str
     return env
 
 
+def migrate_file_site(env: dict[str, str], name: str = "moltis.yaml"
+                      ) -> tuple[subprocess.CompletedProcess[str], str]:
+    """`migrate` of a `file_site` in a process of its own, and the config file's text
+    after it (whose secrets it must have masked)."""
+    done = cli_process(env, "migrate")
+    return done, (Path(env["MOLTIS_CONFIG_DIR"]) / name).read_text(encoding="utf-8")
+
+
 def check_file(env: dict[str, str], path: Path) -> dict[str, Any]:
     """`check --file PATH --json`'s report."""
     import json

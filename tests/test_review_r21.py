@@ -19,7 +19,13 @@ from pathlib import Path
 import pytest
 
 from tests.limited_read import read_within
-from tests.migrated_site import cli_here, cli_process, file_site, readings_with_a_comment
+from tests.migrated_site import (
+    cli_here,
+    cli_process,
+    file_site,
+    migrate_file_site,
+    readings_with_a_comment,
+)
 
 # CLI processes and a memory-limited read of an alias-heavy file: run by .ci/run
 pytestmark = pytest.mark.torture
@@ -105,8 +111,7 @@ def test_migrate_masks_the_token_of_a_telegram_account_keyed_by_its_numeric_id(
     the int 123456789: `node.get("123456789")` misses and a second, quoted key is added.
     (Before the change the file was refused whole, before anything was imported.)"""
     env = _site(tmp_path, "moltis.yaml", TELEGRAM_BY_ID)
-    done = cli_process(env, "migrate")
-    text = (tmp_path / "config" / "moltis.yaml").read_text(encoding="utf-8")
+    done, text = migrate_file_site(env)
     assert (done.returncode, "AAE-r21-bot-token-secret" in text) == (0, False), done.stderr
 
 

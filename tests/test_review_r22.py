@@ -20,7 +20,13 @@ from pathlib import Path
 import pytest
 
 from tests.limited_read import read_within
-from tests.migrated_site import check_file, cli_process, file_site, readings_with_a_comment
+from tests.migrated_site import (
+    check_file,
+    cli_process,
+    file_site,
+    migrate_file_site,
+    readings_with_a_comment,
+)
 
 # CLI processes, memory-limited reads and YAML files as operators write them: run by
 # .ci/run
@@ -31,7 +37,6 @@ def _site(tmp_path: Path, name: str, text: str) -> dict[str, str]:
     return file_site(tmp_path, name, text, "tester@r22")
 
 
-_check = check_file
 
 
 # ---------------------------------------------------------------------------------
@@ -65,8 +70,7 @@ def test_migrate_masks_the_token_of_an_account_keyed_by_a_leading_zero_number(
     the same for `1_000:`, `0x_1:` or a date-like key. (Two keys one int to ruamel,
     `1:` and `01:`, make every edit of the file fail at the round-trip load.)"""
     env = _site(tmp_path, "moltis.yaml", PHONE_KEYED)
-    done = cli_process(env, "migrate")
-    text = (tmp_path / "config" / "moltis.yaml").read_text(encoding="utf-8")
+    done, text = migrate_file_site(env)
     assert (done.returncode, "r22-twilio-auth-SECRET" in text) == (0, False), done.stderr
 
 
@@ -145,7 +149,7 @@ def test_an_explicit_str_tag_keeps_a_number_text(tmp_path: Path) -> None:
                 "      allowed_users: [!!str 123456789]\n"
                 "providers:\n  openai:\n    api_key: !!str 1234567890\n"
                 "    base_url: http://127.0.0.1:8000/v1\n")
-    report = _check(env, tmp_path / "config" / "moltis.yaml")
+    report = check_file(env, tmp_path / "config" / "moltis.yaml")
     errors = [p for p in report["problems"] if p["severity"] == "error"]
     from ledger.stores.config_file import read_config_file
 
@@ -167,7 +171,7 @@ def test_a_plain_equals_sign_is_text(tmp_path: Path) -> None:
     env = _site(tmp_path, "moltis.yaml",
                 "server:\n  port: 13131\nmcp:\n  servers:\n    x:\n      command: tool\n"
                 "      args: [--define, NAME, =]\n")
-    report = _check(env, tmp_path / "config" / "moltis.yaml")
+    report = check_file(env, tmp_path / "config" / "moltis.yaml")
     assert report.get("ok") is True, report
     from ledger.stores.config_file import read_config_file
 
@@ -236,7 +240,7 @@ def test_a_numeric_key_below_a_flattened_table_is_an_error_in_check(tmp_path: Pa
                 "      homeserver: https://matrix.example.org\n"
                 "providers:\n  openai:\n    model_overrides:\n      4:\n"
                 "        context_window: 8000\n")
-    report = _check(env, tmp_path / "config" / "moltis.yaml")
+    report = check_file(env, tmp_path / "config" / "moltis.yaml")
     errors = {p["path"] for p in report["problems"] if p["severity"] == "error"}
     assert {"channels.matrix.1", "providers.openai.model_overrides.4"} <= errors, report
 

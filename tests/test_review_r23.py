@@ -32,7 +32,6 @@ def _site(tmp_path: Path, name: str, text: str) -> dict[str, str]:
     return file_site(tmp_path, name, text, "tester@r23")
 
 
-_check = check_file
 
 
 # ---------------------------------------------------------------------------------
@@ -110,7 +109,7 @@ def test_an_explicit_tag_in_a_number_field_is_read_as_serde_reads_it(tmp_path: P
     `!!str` fix is right only where serde reads through `deserialize_any`."""
     env = _site(tmp_path, "moltis.yaml",
                 'server:\n  port: !!str 8080\nmemory:\n  vector_weight: !!float "0.5"\n')
-    report = _check(env, tmp_path / "config" / "moltis.yaml")
+    report = check_file(env, tmp_path / "config" / "moltis.yaml")
     errors = {p["path"] for p in report["problems"] if p["severity"] == "error"}
     assert errors == {"memory.vector_weight"}, report
 
@@ -187,7 +186,7 @@ def test_a_tilde_or_an_empty_value_in_a_text_field_is_its_text(tmp_path: Path) -
     assert doc["mcp"]["servers"]["gh"]["args"] == ["--profile", "~"]
     env = _site(tmp_path, "moltis.yaml", "mcp:\n  servers:\n    gh:\n      command: npx\n"
                 "      env:\n        GITHUB_TOKEN:\n")
-    report = _check(env, tmp_path / "config" / "moltis.yaml")
+    report = check_file(env, tmp_path / "config" / "moltis.yaml")
     assert [p for p in report["problems"] if p["severity"] == "error"] == [], report
 
 
@@ -236,7 +235,7 @@ def test_check_says_when_it_left_reading_notes_out(tmp_path: Path) -> None:
     env = _site(tmp_path, "moltis.yaml",
                 "server:\n  port: 13131\nmcp:\n  servers:\n    x:\n      command: tool\n"
                 f"      args: [{args}]\n")
-    report = _check(env, tmp_path / "config" / "moltis.yaml")
+    report = check_file(env, tmp_path / "config" / "moltis.yaml")
     paths = {p["path"] for p in report["problems"] if p["kind"] == "unquoted-text"}
     text = cli_process(env, "check", "--file", str(tmp_path / "config" / "moltis.yaml"))
     said = "50 more" in text.stdout + text.stderr or "50 more" in json.dumps(report)

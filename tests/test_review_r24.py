@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.migrated_site import cli_process, file_site
+from tests.migrated_site import file_site, migrate_file_site
 
 # CLI processes and YAML files as operators write them: run by .ci/run
 pytestmark = pytest.mark.torture
@@ -50,8 +50,7 @@ def test_migrate_never_prints_a_tagged_quoted_token(tmp_path: Path) -> None:
     env = _site(tmp_path, "server:\n  port: 13131\nmcp:\n  servers:\n    github:\n"
                 "      command: npx\n      env:\n"
                 '        GITHUB_PERSONAL_ACCESS_TOKEN: !!int "ghpr24SECRETtoken"\n')
-    run = cli_process(env, "migrate")
-    text = (tmp_path / "config" / "moltis.yaml").read_text(encoding="utf-8")
+    run, text = migrate_file_site(env)
     assert "r24SECRETtoken" not in run.stdout + run.stderr, run.stderr
     assert (run.returncode, "r24SECRETtoken" in text) == (0, False), run.stderr
 
