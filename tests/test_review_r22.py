@@ -37,8 +37,6 @@ def _site(tmp_path: Path, name: str, text: str) -> dict[str, str]:
     return file_site(tmp_path, name, text, "tester@r22")
 
 
-
-
 # ---------------------------------------------------------------------------------
 # The moltis.yaml writer: a key the reader gives its text, the round-trip tree a number
 

@@ -32,8 +32,6 @@ def _site(tmp_path: Path, name: str, text: str) -> dict[str, str]:
     return file_site(tmp_path, name, text, "tester@r23")
 
 
-
-
 # ---------------------------------------------------------------------------------
 # The moltis.yaml writer: plain values are still ruamel's, only keys became text
 
