@@ -250,3 +250,34 @@ def test_the_file_store_says_a_masked_secret_is_a_placeholder(tmp_path: Path) ->
     cfg = asyncio.run(FileConfigStore(config).load_effective())
     with pytest.raises(SecretKeyError, match="is a masked placeholder"):
         cfg.providers.entries["openai"].api_key.reveal()
+
+
+@pytest.mark.parametrize("in_a_list", [False, True])
+def test_a_config_read_from_a_masked_file_saves_into_the_ledger_holding_its_secrets(
+        tmp_path: Path, in_a_list: bool) -> None:
+    """The reread: a placeholder read by the file store (`Secret.placeholder`) carries a
+    reference that names no stored value; saved into a ledger (a gateway copying the
+    file store's config into it), that empty reference was stored, and the secret no
+    longer opened. It stands for its mask text: the value the ledger holds."""
+    import asyncio
+
+    from ledger import MemoryConfigStore
+    from ledger.ops.export import export_documents
+    from ledger.stores.file_store import FileConfigStore
+
+    real = "sk-real-0123456789abcdef"
+    doc: dict = ({"mcp": {"servers": {"s": {"command": "x", "args": ["--key", real]}}}}
+                 if in_a_list else {"providers": {"openai": {"api_key": real}}})
+    store = MemoryConfigStore()
+    asyncio.run(store.save_raw(doc, actor="setup", source="import"))
+    config = tmp_path / "moltis.toml"
+    ledger = store.ledger
+    config.write_text(export_documents(ledger, ledger.head_state().seq).config_text,
+                      encoding="utf-8")
+    cfg = asyncio.run(FileConfigStore(config).load_raw())
+    commit = asyncio.run(store.save_raw(cfg, actor="gateway"))
+    assert not commit.appended
+    got = asyncio.run(store.load_raw())
+    value = (got.mcp.servers["s"].args[1] if in_a_list
+             else got.providers.entries["openai"].api_key)
+    assert (value if isinstance(value, str) else value.reveal()) == real

@@ -192,6 +192,14 @@ class Secret:
         fp, destroyed = mask
         return cls.stored(SecretRef("", fp), _Placeholder(destroyed))
 
+    def given(self) -> SecretRef | str:
+        """What a write stores for this secret: its reference, or the text given, which
+        for a mask placeholder (`placeholder`: its reference names no stored value, only
+        the fingerprint its text gave) is that mask text, resolved where it is held."""
+        if isinstance(self._opener, _Placeholder):
+            return self.masked()
+        return self._ref if self._ref is not None else self.reveal()
+
     @property
     def ref(self) -> SecretRef | None:
         """The stored reference, or None for a value not yet written to a ledger."""

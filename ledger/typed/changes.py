@@ -51,9 +51,7 @@ SecretTest = Callable[[KeyPath], bool]
 def _secret_leaf(path: KeyPath, value: Any, current: Any, sealer: Sealer) -> SecretRef | None:
     """The stored form of a secret leaf, or None when it equals the current value."""
     if isinstance(value, Secret):
-        if value.ref is not None:
-            return None if value.ref == current else value.ref
-        value = value.reveal()
+        value = value.given()
     if isinstance(value, SecretRef):
         return None if value == current else value
     mask = parse_mask(value)

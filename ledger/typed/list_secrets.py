@@ -62,12 +62,10 @@ class _Sealing:
         """The stored form of one secret element (a reference), or the value itself when
         it is only a `${VAR}` reference."""
         self.sealed_any = True
+        if isinstance(value, Secret):
+            value = value.given()
         if isinstance(value, SecretRef):
             return value
-        if isinstance(value, Secret):
-            if value.ref is not None:
-                return value.ref
-            value = value.reveal()
         mask = parse_mask(value)
         if mask is not None:
             return placeholder_ref(self.path, value, mask, self.pool, live=self.holds_live)
