@@ -149,3 +149,13 @@ def test_the_file_store_edits_a_file_with_a_key_given_twice(tmp_path: Path) -> N
     env = run(FileConfigStore(path).load_raw()).mcp.servers["a"].env
     assert (env["TOKEN"].reveal(), run(FileConfigStore(path).load_raw()).server.port) == (
         "sk-NEW-r24", 2)
+
+
+def test_a_refusal_names_a_key_without_forging_a_line(tmp_path: Path) -> None:
+    """The reread: a key holding a newline was put in the refusal as it is, so the
+    message showed a second, forged `error:` line; keys that are not bare are quoted."""
+    path = _write(tmp_path, 'providers:\n  "p\\nerror: forged":\n    api_key: a\n'
+                            "    api_key: b\n")
+    with pytest.raises(ParseError) as err:
+        read_config_file(path)
+    assert "\n" not in str(err.value) and '"p\\nerror: forged"' in str(err.value)

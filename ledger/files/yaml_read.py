@@ -23,7 +23,7 @@ or key then refuses: Moltis does not load the file, and the notes say so.
 from __future__ import annotations
 
 import functools
-import re
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -90,7 +90,7 @@ class _Table(dict[Any, Any]):
 class _Scalar:
     """A scalar as written: its text, whether it is plain, its explicit core tag (None:
     untagged). Equal to, and hashed as, its text, so a key given twice (`1:` and `"1":`)
-    is still a duplicate; shown as its text (in ruamel's messages)."""
+    is still one key given twice."""
 
     __slots__ = ("plain", "tag", "text")
 
@@ -102,11 +102,6 @@ class _Scalar:
 
     def __hash__(self) -> int:
         return hash(self.text)
-
-    def __str__(self) -> str:
-        return self.text
-
-    __repr__ = __str__
 
 
 @functools.cache
@@ -144,7 +139,8 @@ def _constructor() -> type:
                               value: Any) -> bool:
             if key in mapping:  # the last entry is kept, as serde keeps a map's; `_settle`
                 # refuses it in a section, where serde says "duplicate field"
-                self.__dict__.setdefault("twice", {}).setdefault(id(node), []).append(key)
+                self.__dict__.setdefault("twice", {}).setdefault(id(node), []).append(
+                    key.text if isinstance(key, _Scalar) else key)
             return True
 
         def construct_yaml_map(self, node: Any) -> Any:
@@ -167,7 +163,6 @@ def load_yaml(text: str, where: str, reading: Reading | None = None,
     reads it (None: as free-form values); `notes` gets what that changed. ParseError
     names the file and line, never a value (a duplicate key's values may be secrets)."""
     from ruamel.yaml import YAML
-    from ruamel.yaml.constructor import DuplicateKeyError
     from ruamel.yaml.error import YAMLError
 
     yaml = YAML(typ="safe", pure=True)
@@ -178,12 +173,7 @@ def load_yaml(text: str, where: str, reading: Reading | None = None,
     except YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        if isinstance(err, DuplicateKeyError):  # its text quotes both values
-            found = re.match(r'found duplicate key "([^"]*)" with value', err.problem or "")
-            key = f' "{found.group(1)}"' if found else ""
-            problem = f"duplicate key{key}: given twice in one table"
-        else:
-            problem = getattr(err, "problem", None) or type(err).__name__
+        problem = getattr(err, "problem", None) or type(err).__name__
         raise ParseError(f"{where}: invalid YAML{at}: {problem}") from None
     if isinstance(parsed, _Scalar):
         parsed = _any(parsed, where, ())
@@ -249,12 +239,13 @@ def _given_twice(keys: list[Any], kind: str | None, path: Path | None,
     """Keys given twice in one mapping: serde refuses a field of a section given twice
     ("duplicate field"); elsewhere (a map, a free-form value, a key a section does not
     know, which serde skips) it keeps the last entry, as the reader did."""
-    at = f"{'.'.join(path)}: " if path else ""
+    at = f"{_path_text(path)}: " if path else ""
     for key in keys:
         below = None if path is None else (*path, str(key))
         if kind == "section" and below is not None and reading is not None \
                 and reading(below)[0] is not None:
-            raise ParseError(f"{where}: {at}duplicate field \"{key}\": given twice in one "
+            raise ParseError(f"{where}: {at}duplicate field {json.dumps(str(key))}: given "
+                             "twice in one "
                              "table (Moltis refuses that too)")
         if below is not None:
             notes.add(notes.given_twice, below)
@@ -301,6 +292,14 @@ def _any(item: _Scalar, where: str, path: Path | None) -> Any:
         return serde_plain(item.text)
     else:
         return item.text
-    at = f"{'.'.join(path)}: " if path else ""
+    at = f"{_path_text(path)}: " if path else ""
     raise ParseError(f"{where}: {at}a value that is not what its !!{item.tag} tag says "
                      "(Moltis refuses the file too)")
+
+
+def _path_text(path: Path) -> str:
+    """A path for a message, each key that is not bare as a JSON string: a key holding
+    a newline or a control character cannot forge a line of the message (the form
+    `ledger.core.keypaths.stored_path` writes, which this layer cannot import)."""
+    return ".".join(key if key.replace("_", "").replace("-", "").isalnum() and key.isascii()
+                    else json.dumps(key) for key in path)
