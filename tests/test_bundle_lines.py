@@ -37,3 +37,27 @@ def test_a_bundle_of_a_value_with_a_unicode_line_separator_reads_back(
     got = cli_here(env, "--db", str(copy), "--json", "get", "identity.name")
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout)["value"] == name
+
+
+@pytest.mark.parametrize(("field", "value", "said"), [
+    ("created_seq", "zz", "created_seq is not an event's seq"),
+    ("created_seq", 999, "newer than its last event"),
+    ("secret", ["x"], "reference is not one a ledger writes"),
+    ("shredded_seq", "1", "shredded_seq is not an event's seq")])
+def test_a_forged_secret_line_is_refused_naming_it(tmp_path: Path, field: str,
+                                                    value: object, said: str) -> None:
+    """The reread: a secret line's fields were taken as they came: `created_seq: "zz"`
+    failed the import with a bare ValueError after the checks passed, and a list as the
+    reference was stored as its text."""
+    env = site_env(tmp_path)
+    bundle = tmp_path / "ledger.bundle"
+    assert cli_here(env, "bundle", "-o", str(bundle), "--with-secrets").returncode == 0
+    lines = bundle.read_text(encoding="utf-8").splitlines(keepends=True)
+    n = next(i for i, line in enumerate(lines) if '"secret"' in line)
+    item = json.loads(lines[n])
+    item[field] = value
+    lines[n] = json.dumps(item) + "\n"
+    bundle.write_text("".join(lines), encoding="utf-8")
+    got = cli_here(env, "verify-bundle", str(bundle))
+    assert got.returncode != 0 and said in got.stderr, got.stderr
+    assert "ValueError" not in got.stderr

@@ -197,6 +197,7 @@ def read_bundle(path: Path) -> Bundle:
                     hex_bytes(item["prev_hash"], f"line {n}: prev_hash", size=32),
                     hex_bytes(item["hash"], f"line {n}: hash", size=32)))
             elif "secret" in item:
+                _check_secret_line(path, n, item)
                 if item.get("sealed") is not None:
                     try:
                         item["sealed"] = b64_bytes(item["sealed"], "the sealed value")
@@ -212,7 +213,27 @@ def read_bundle(path: Path) -> Bundle:
         raise  # already names the file and the problem
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise ParseError(f"{path}: malformed bundle: {err}") from None
+    last = max((r.seq for r in bundle.records), default=0)
+    if any(item["created_seq"] > last for item in bundle.secrets):
+        raise ParseError(f"{path}: malformed bundle: a secret line is newer than its last "
+                         "event")
     return bundle
+
+
+def _check_secret_line(path: Path, n: int, item: dict[str, Any]) -> None:
+    """A secret line's fields have the types and form a bundle writes (the reference
+    text, the seqs as numbers): anything else is refused here, naming the line, rather
+    than stored as a reference no event names or failing later as a bare error."""
+    ref, created, shredded = item.get("secret"), item.get("created_seq"), \
+        item.get("shredded_seq")
+    if not (isinstance(ref, str) and 0 < len(ref) <= 64 and ref.isascii()
+            and ref.replace("-", "").replace("_", "").isalnum()):
+        raise ParseError(f"{path}: line {n}: the secret's reference is not one a ledger "
+                         "writes")
+    for name, seq in (("created_seq", created), ("shredded_seq", shredded)):
+        if (seq is not None or name == "created_seq") and (
+                isinstance(seq, bool) or not isinstance(seq, int) or seq < 1):
+            raise ParseError(f"{path}: line {n}: {name} is not an event's seq")
 
 
 def verify_bundle(path: Path, expect_head: bytes | None = None) -> VerifyReport:
