@@ -192,3 +192,15 @@ def test_sign_head_adopt_does_not_hang_on_a_fifo_at_the_mark(tmp_path: Path) -> 
     assert f"{mark}: refusing to write the head mark: it is a FIFO" in done.stderr, done
     assert "Traceback" not in done.stderr, done.stderr
     assert stat.S_ISFIFO(os.lstat(mark).st_mode)
+
+
+def test_overwrite_private_refuses_a_hard_link_to_another_file(tmp_path: Path) -> None:
+    """The reread: a hard link planted at the mirror's name (in a directory where that
+    is possible) would have had another file of ours overwritten with the mirror."""
+    precious = tmp_path / "precious.key"
+    precious.write_bytes(b"keep me")
+    mirror = tmp_path / "ledger-head.0.json"
+    os.link(precious, mirror)
+    with pytest.raises(UnsafePathError, match="hard link"):
+        overwrite_private(mirror, b"{}", "the head mirror")
+    assert precious.read_bytes() == b"keep me"

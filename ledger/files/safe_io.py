@@ -235,6 +235,10 @@ def overwrite_private(path: Path, data: bytes, what: str) -> None:
         if st.st_uid != os.geteuid():
             raise UnsafePathError(f"{path}: refusing to write {what}: the file belongs to uid "
                                   f"{st.st_uid}, not to you (uid {os.geteuid()}); remove it")
+        if st.st_nlink != 1:  # a hard link planted at the name: another file of ours
+            raise UnsafePathError(f"{path}: refusing to write {what}: the file has "
+                                  f"{st.st_nlink} names (a hard link to another file); "
+                                  "remove it")
         os.set_blocking(fd, True)  # a regular file: writes never wait; kept plain
         os.fchmod(fd, 0o600)
         view, offset = memoryview(data), 0
