@@ -23,7 +23,7 @@ from typing import Any, Final, Protocol
 from blake3 import blake3
 
 from ledger._log import get_logger
-from ledger.core.document import MISSING, Doc, get_value, leaves, normalize_document, same_value
+from ledger.core.document import MISSING, Doc, get_value, leaves, same_value
 from ledger.core.events import Change, DocName
 from ledger.core.keypaths import KeyPath, format_path, is_prefix, parse_path, stored_path
 from ledger.core.secret_refs import SecretRef
@@ -36,7 +36,6 @@ from ledger.errors import (
     VerificationError,
 )
 from ledger.files.dirs import CONFIG_FILE_NAMES, KEYS_FILE_NAME, ensure_private_dir
-from ledger.files.documents import config_format, parse_document
 from ledger.files.safe_io import check_directory, read_file
 from ledger.ops.backup_manifest import (
     ManifestMac,
@@ -48,7 +47,7 @@ from ledger.ops.backup_manifest import (
 from ledger.ops.file_digest import META_CONFIG, META_FILE_DIGEST, digest_for
 from ledger.schema.introspect import is_secret_path
 from ledger.schema.provider_keys import is_key_secret_path
-from ledger.stores.config_file import read_config, read_config_file
+from ledger.stores.config_file import parse_config, read_config, read_config_file
 from ledger.stores.key_file import META_KEYS
 from ledger.typed.changes import Sealer, materialize, materialize_document
 from ledger.typed.convert import RawChange, to_typed
@@ -183,7 +182,7 @@ def _secret_bearing(name: str, data: bytes) -> bool:
     if name == KEYS_FILE_NAME or name.endswith(".enc"):
         return True
     try:
-        doc = normalize_document(parse_document(data, name, config_format(Path(name))), name)
+        doc = parse_config(Path(name), data)  # as the import reads it
     except LedgerError:
         return True  # cannot tell: seal it
     return any(is_secret_path(path) or holds_secret(path, value) for path, value in leaves(doc))
