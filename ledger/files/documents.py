@@ -10,30 +10,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ledger.errors import ParseError
-from ledger.files.yaml_read import MAX_YAML_NODES, Reading, YamlNotes, load_yaml
+from ledger.files.read_notes import MAX_YAML_NODES, Reading, ReadNotes
 
 __all__ = ["MAX_YAML_NODES", "ConfigFormat", "ReadNotes", "config_format", "parse_document"]
 
 ConfigFormat = Literal["toml", "yaml", "json"]
-
-
-class ReadNotes(YamlNotes):
-    """Where reading a config file made its document differ from the file's literal
-    values, by path (list items by index), as Moltis reads the file: `check --file`
-    reports them. (A plain class: `get` reads the config file as it starts, and
-    dataclasses costs milliseconds to import, figure i16a.)"""
-
-    __slots__ = ("dates", "non_finite", "non_finite_read", "nulls")
-
-    def __init__(self) -> None:
-        super().__init__()  # YAML's: numbers read as text, number keys refused
-        # `null`s left out (`_without_nulls`)
-        self.nulls: list[tuple[str, ...]] = []
-        # inf and nan left out of a free-form value or an unknown key
-        self.non_finite: list[tuple[str, ...]] = []
-        self.non_finite_read = False  # a TOML file held one (`_toml_float`)
-        # TOML dates and times, kept as their text (`normalize_value`)
-        self.dates: list[tuple[str, ...]] = []
 
 
 def config_format(path: Path) -> ConfigFormat:
@@ -62,6 +43,9 @@ def parse_document(data: bytes, where: str, fmt: str,
         if fmt == "json":
             parsed = json.loads(text) if text.strip() else {}
         elif fmt == "yaml":
+            # here, not at the top: only a YAML file loads ruamel and the serde rules
+            from ledger.files.yaml_read import load_yaml
+
             parsed = load_yaml(text, where, reading, notes)
         else:
             parsed = tomllib.loads(text, parse_float=_toml_float(where, notes))

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
 from typing import Any
 
 from ledger.errors import ParseError
+from ledger.files.read_notes import MAX_YAML_NODES, Reading, ReadNotes
 from ledger.files.serde_scalars import (
     parse_bool,
     parse_f64,
@@ -36,45 +36,11 @@ from ledger.files.serde_scalars import (
     serde_plain,
 )
 
-__all__ = ["MAX_NOTES", "MAX_YAML_NODES", "Reading", "YamlNotes", "load_yaml"]
-
-# YAML aliases share one node however often they are used; expanded into a document
-# (as Moltis's serde_yaml and our normalization do), a few lines of anchors can name
-# billions of values. Moltis's own config is a few hundred values.
-MAX_YAML_NODES = 1_000_000
-
-# At most this many paths per kind of note (a file of a million unquoted numbers in
-# text fields needs one warning of each kind, not a million); the rest are counted
-MAX_NOTES = 100
+__all__ = ["load_yaml"]
 
 Path = tuple[str, ...]
-# How the schema reads the value at a path, and whether serde reads it buffered
-# (`ledger.schema.introspect.value_reading`). The kind: "section" (a typed section),
-# "table" (a typed map or array), "text" (a string or secret), "text?" (an optional
-# one), "float", "scalar"
-# (another typed field: a number, a bool, a choice), None (not typed: free-form, unknown)
-Reading = Callable[[Path], tuple[str | None, bool]]
 
 _TAGGED = {"bool": parse_bool, "int": parse_int, "float": parse_f64}
-
-
-class YamlNotes:
-    """What reading a YAML file changed of its literal values, by path (`check`)."""
-
-    __slots__ = ("given_twice", "left_out", "refused_keys", "refused_texts", "texts")
-
-    def __init__(self) -> None:
-        self.texts: list[Path] = []  # numbers and bools read as text, as serde reads them
-        self.refused_texts: list[Path] = []  # ...where Moltis then refuses the number
-        self.refused_keys: list[Path] = []  # number keys of a buffered table (refused)
-        self.given_twice: list[Path] = []  # map keys given twice (the last entry kept)
-        self.left_out = 0  # notes past MAX_NOTES of a kind
-
-    def add(self, kind: list[Path], path: Path) -> None:
-        if len(kind) < MAX_NOTES:
-            kind.append(path)
-        else:
-            self.left_out += 1
 
 
 class _Table(dict[Any, Any]):
@@ -158,7 +124,7 @@ def _constructor() -> type:
 
 
 def load_yaml(text: str, where: str, reading: Reading | None = None,
-              notes: YamlNotes | None = None) -> Any:
+              notes: ReadNotes | None = None) -> Any:
     """The document of a YAML file's text, each place read as `reading` says the schema
     reads it (None: as free-form values); `notes` gets what that changed. ParseError
     names the file and line, never a value (a duplicate key's values may be secrets)."""
@@ -179,10 +145,10 @@ def load_yaml(text: str, where: str, reading: Reading | None = None,
         parsed = _any(parsed, where, ())
     if parsed is None:
         return {}
-    return _settle(parsed, where, reading, YamlNotes() if notes is None else notes)
+    return _settle(parsed, where, reading, ReadNotes() if notes is None else notes)
 
 
-def _settle(parsed: Any, where: str, reading: Reading | None, notes: YamlNotes) -> Any:
+def _settle(parsed: Any, where: str, reading: Reading | None, notes: ReadNotes) -> Any:
     """The document as plain values: a copy in which every alias is its own value (one
     place may take a scalar's text where another takes its number), each scalar read
     as its place says (`_read`), a key as its text. Paths are followed only where
@@ -235,7 +201,7 @@ def _settle(parsed: Any, where: str, reading: Reading | None, notes: YamlNotes) 
 
 
 def _given_twice(keys: list[Any], kind: str | None, path: Path | None,
-                 reading: Reading | None, where: str, notes: YamlNotes) -> None:
+                 reading: Reading | None, where: str, notes: ReadNotes) -> None:
     """Keys given twice in one mapping: serde refuses a field of a section given twice
     ("duplicate field"); elsewhere (a map, a free-form value, a key a section does not
     know, which serde skips) it keeps the last entry, as the reader did."""
@@ -252,7 +218,7 @@ def _given_twice(keys: list[Any], kind: str | None, path: Path | None,
 
 
 def _read(item: _Scalar, kind: str | None, path: Path | None, where: str,
-          notes: YamlNotes) -> Any:
+          notes: ReadNotes) -> Any:
     """A scalar as serde reads it at a place of `kind` (see `Reading`)."""
     if kind in ("text", "text?"):  # `deserialize_str` (`deserialize_option` first)
         if kind == "text?" and item.plain and (item.tag == "null" or (

@@ -17,8 +17,7 @@ from typing import Any, Literal
 from ledger.core.document import leaves
 from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import parse_mask
-from ledger.files.documents import ReadNotes
-from ledger.files.yaml_read import MAX_NOTES
+from ledger.files.read_notes import MAX_NOTES, ReadNotes
 from ledger.schema import MoltisConfig
 from ledger.schema.introspect import (
     SectionInfo,
