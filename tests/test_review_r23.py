@@ -226,7 +226,7 @@ def test_check_says_when_it_left_reading_notes_out(tmp_path: Path) -> None:
     file, listed backwards); nothing says 50 more were left out, and args.0..49, the
     first ones the operator looks at, are not named. What should happen: the 100 shown
     and a line saying how many more of that kind there are (as `log` says "… 12 more"),
-    or every path. Mechanism: `yaml_read.YamlNotes.add` (now `read_notes.ReadNotes.add`) drops a note once its kind holds
+    or every path. Mechanism: `yaml_read.YamlNotes.add` drops a note once its kind holds
     MAX_NOTES, with no count kept, and `_settle` walks a LIFO stack, so the kept notes
     are the file's last ones; `check._reading_problems` cannot tell."""
     args = ", ".join(str(i) for i in range(150))
