@@ -38,7 +38,7 @@ import msgspec
 from ledger.engine.sealed_files import open_body, seal_body
 from ledger.engine.vault import KeySource
 from ledger.errors import LedgerError, ParseError
-from ledger.files.safe_io import check_directory, overwrite_private, read_file
+from ledger.files.safe_io import overwrite_private, read_file
 
 __all__ = ["MARK_NAME", "OLDER_REPAIR", "HeadMark", "head_mark_problem", "mark_location",
            "mark_path",
@@ -82,9 +82,8 @@ def mark_path(keys: KeySource) -> Path:
 def write_mark(path: Path, key: bytes, mark: HeadMark) -> None:
     """Overwrite the mark in place (a few dozen bytes: one page), never through a link,
     0600 from the first byte, and only in a directory nobody else can plant files in
-    (`check_directory`, as for every other write): the key's directory is configurable,
-    and a mark in a shared directory could be swapped by another user."""
-    check_directory(path.parent)
+    (`overwrite_private` checks it, as for every other write): the key's directory is
+    configurable, and a mark in a shared directory could be swapped by another user."""
     body = json.dumps({"format": FORMAT, "ledger_id": mark.ledger_id, "seq": mark.seq,
                        "hash": mark.hash, "location": mark.location}, sort_keys=True)
     overwrite_private(path, seal_body(key, body), "the head mark")

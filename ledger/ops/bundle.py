@@ -87,7 +87,7 @@ def write_bundle(ledger: Ledger, out: IO[str], *, with_secrets: bool = False) ->
     header = {
         "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION,
         "created": datetime.now(UTC).isoformat(),
-        "ledger_id": backend.get_meta("ledger_id"), "events": head.seq,
+        "ledger_id": meta.get("ledger_id"), "events": head.seq,
         "head": head.hash.hex(), "genesis": GENESIS.hex(),
     }
     out.write(json.dumps(header) + "\n")

@@ -39,7 +39,7 @@ from ledger.typed.suggest import did_you_mean, suggest_paths, suggest_providers
 __all__ = ["Problem", "check", "masked_values"]
 
 Kind = Literal["unknown-key", "unknown-provider", "invalid-value", "masked-secret", "null-value",
-               "unquoted-text", "non-finite", "toml-date", "given-twice"]
+               "unquoted-text", "non-finite", "toml-date", "given-twice", "left-out"]
 Severity = Literal["error", "warning"]
 
 
@@ -95,9 +95,9 @@ def _reading_problems(notes: ReadNotes) -> list[Problem]:
         problems += [Problem(format_path(path), kind, f"{format_path(path)}: {what}", severity)
                      for path in paths]
     if notes.left_out:
-        problems.append(Problem("", "unquoted-text", f"{notes.left_out} more unquoted values "
-                                f"of the kinds above (only the first {MAX_NOTES} of each "
-                                "kind are named)", "warning"))
+        problems.append(Problem("", "left-out", f"{notes.left_out} more of the problems "
+                                f"above (only the first {MAX_NOTES} of each kind are named)",
+                                "warning"))
     for path in notes.dates:
         node, p = node_at(path), format_path(path)
         if node is not None:  # toml's Datetime is a table to serde: no typed field takes one
