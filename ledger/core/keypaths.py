@@ -182,8 +182,9 @@ def parse_doc_path(text: str, *, allow_root: bool = False
     return "config", parse_path(text)
 
 
-def format_doc_path(doc: str, path: KeyPath) -> str:
-    """The text form `parse_doc_path` reads back."""
+def format_doc_path(doc: str, path: KeyPath, *, stored: bool = False) -> str:
+    """The text form `parse_doc_path` reads back (`stored`: in `stored_path`'s form)."""
+    form = stored_path if stored else format_path
     if doc == "keys":
-        return KEYS_PREFIX + (format_path(path) if path else "")
-    return format_path(path)
+        return KEYS_PREFIX + (form(path) if path else "")
+    return form(path)

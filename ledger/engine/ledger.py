@@ -65,7 +65,7 @@ from ledger.core.events import (
     encode_payload,
     now_us,
 )
-from ledger.core.keypaths import KeyPath, format_path, stored_path
+from ledger.core.keypaths import KeyPath, format_doc_path, format_path
 from ledger.core.secret_refs import SecretRef
 from ledger.engine.format_check import FormatScan, lists_hold_secrets
 from ledger.engine.head_vouch import (
@@ -777,7 +777,7 @@ class Ledger:
         if not paths:  # name where the values were held, so history can show it
             wanted = {r.ref for r in live}
             paths = list(dict.fromkeys(  # stored: the form every release reads
-                ("keys:" if c.doc == "keys" else "") + stored_path(c.path)
+                format_doc_path(c.doc, c.path, stored=True)
                 for ev in self.events() for c in ev.changes
                 if any(r.ref in wanted for r in c.refs())))
         if not live:
