@@ -37,7 +37,7 @@ class ReadNotes:
     def __init__(self) -> None:
         self.nulls: list[Path] = []  # `null`s left out (JSON, YAML)
         self.non_finite: list[Path] = []  # inf/nan left out of a free-form value or key
-        self.non_finite_read = False  # a TOML file held an inf or nan (`_toml_float`)
+        self.non_finite_read = False  # the file held an inf or nan (left out or refused)
         self.dates: list[Path] = []  # TOML dates and times, kept as their text
         # YAML (`ledger.files.yaml_read`):
         self.texts: list[Path] = []  # numbers and bools read as text, as serde reads them

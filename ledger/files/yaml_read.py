@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from typing import Any
 
 from ledger.errors import ParseError
@@ -169,7 +170,9 @@ def _settle(parsed: Any, where: str, reading: Reading | None, notes: ReadNotes) 
                              "are expanded; this is not a configuration file")
         item = holder[slot]
         if isinstance(item, _Scalar):
-            holder[slot] = _read(item, kind, path, where, notes)
+            holder[slot] = value = _read(item, kind, path, where, notes)
+            if isinstance(value, float) and not math.isfinite(value):
+                notes.non_finite_read = True  # `.inf`, `.nan`: placed by the caller
             continue
         if not isinstance(item, dict | list):
             continue

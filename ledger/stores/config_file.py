@@ -50,11 +50,9 @@ def parse_config(path: Path, data: bytes | None, notes: ReadNotes | None = None)
     if wanted and fmt == "toml":  # only `check` asks: other readers skip the walk
         notes.dates = [at for _, _, at, value in _scalars(doc)
                        if isinstance(value, dt.date | dt.time)]
-    # a YAML inf or nan is spelled `.inf`/`.nan` (`1e400` is text to serde); a TOML one
-    # was seen by its float reader (`-1e400` too). JSON: serde_json refuses NaN and
-    # Infinity, so Moltis refuses the file, and so does the document's normalization.
-    lowered = data.lower() if fmt == "yaml" else b""
-    if notes.non_finite_read or b"inf" in lowered or b"nan" in lowered:
+    # the readers say when they read an inf or nan (JSON's NaN and Infinity are left to
+    # the document's normalization, which refuses them: so does Moltis's serde_json)
+    if notes.non_finite_read:
         _leave_out_non_finite(doc, where, notes)
     return normalize_document(doc, where)
 
