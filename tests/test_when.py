@@ -92,3 +92,29 @@ def test_store_reads_the_past_by_words(tmp_path) -> None:
 
     asyncio.run(go())
     store.ledger.close()
+
+
+def test_a_time_copied_from_log_bounds_a_range_with_that_event_inside(tmp_path) -> None:
+    """`log` prints an event's time to the second; as `--since` that time starts at the
+    start of the second, as `--until` (or `--at`) it ends at its end: either way the
+    event printed with it is in the range (r16 moved `--at`'s time to the end of the
+    second, and the shared parser carried `--since` there too, which left it out)."""
+    store = SqliteConfigStore(tmp_path / "l.db")
+
+    async def go() -> None:
+        for port in (1, 2, 3):
+            await store.update_raw(lambda c, p=port: setattr(c.server, "port", p),
+                                   actor="ops")
+        second = (await store.history())[1]  # seq 2
+        printed = second.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        since = [ev.seq for ev in await store.history(since=printed)]
+        until = [ev.seq for ev in await store.history(until=printed)]
+        assert 2 in since and 3 in since
+        assert 2 in until and 1 in until
+        assert (await store.load_raw_at(printed)).server.port >= 2
+        # a fraction names that instant, for either bound
+        exact = second.time.astimezone(UTC).isoformat()
+        assert [ev.seq for ev in await store.history(since=exact)] == [3]
+
+    asyncio.run(go())
+    store.ledger.close()

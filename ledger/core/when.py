@@ -12,7 +12,9 @@
 A time given to the second, without a fraction (`2026-11-24 09:00:05Z`, as `log` prints
 an event's time), names the end of that second: the state after every event `log`
 shows at that time (review r16: `--at` with a time copied from `log` gave the state
-before that event, which happened some milliseconds into the second).
+before that event, which happened some milliseconds into the second). As the lower bound
+of a range (`log --since`) it names the start of that second instead, so the events
+`log` shows at that time are inside the range from either end.
 """
 
 from __future__ import annotations
@@ -38,15 +40,20 @@ _AGE_PART = r"(\d{1,9})\s*([a-z]+)\s*"
 _CLOCK = r"(\d{1,2}):(\d{2})(?::(\d{2}))?"
 
 
-def parse_when(text: str, now: datetime | None = None) -> datetime | None:
-    """The instant `text` names (timezone-aware), or None when it names no time."""
+def parse_when(text: str, now: datetime | None = None, *,
+               lower_bound: bool = False) -> datetime | None:
+    """The instant `text` names (timezone-aware), or None when it names no time;
+    `lower_bound`: a time to the second starts that second (see the module docstring)."""
     now = now if now is not None else datetime.now(UTC)
     words = " ".join(text.strip().lower().split())
     if not words.isascii():
         return None
     if words == "now":
         return now
-    return _iso(words) or _age(words, now) or _day(words, now)
+    when = _iso(words) or _age(words, now) or _day(words, now)
+    if when is not None and not lower_bound and _to_the_second(words):
+        return when.replace(microsecond=999_999)
+    return when
 
 
 def _iso(words: str) -> datetime | None:
@@ -54,15 +61,12 @@ def _iso(words: str) -> datetime | None:
         when = datetime.fromisoformat(words.upper().replace("Z", "+00:00"))
     except ValueError:
         return None
-    return _whole_second(words, when if when.tzinfo else when.replace(tzinfo=UTC))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def _whole_second(words: str, when: datetime) -> datetime:
-    """The end of the second `when` names when `words` give it to the second, without a
-    fraction (see the module docstring); `when` otherwise."""
-    if re.search(r"\d:\d{2}:\d{2}(?![.,]\d)", words, re.ASCII):
-        return when.replace(microsecond=999_999)
-    return when
+def _to_the_second(words: str) -> bool:
+    """Whether `words` give a clock time to the second, without a fraction."""
+    return re.search(r"\d:\d{2}:\d{2}(?![.,]\d)", words, re.ASCII) is not None
 
 
 def _age(words: str, now: datetime) -> datetime | None:
@@ -107,4 +111,4 @@ def _day(words: str, now: datetime) -> datetime | None:
             return None
         back = (today.weekday() - index) % 7 or 7  # the latest one before today
         day = today - timedelta(days=back)
-    return _whole_second(words, datetime.combine(day, clock, tzinfo=UTC))
+    return datetime.combine(day, clock, tzinfo=UTC)

@@ -20,14 +20,17 @@ Ref = int | str | datetime  # a seq, a REF text (-3, "yesterday", ISO time) or a
 MAX_SEQ_DIGITS = 18
 
 
-def resolve_ref(ledger: Ledger, ref: Ref, *, strict: bool = False) -> int:
+def resolve_ref(ledger: Ledger, ref: Ref, *, strict: bool = False,
+                lower_bound: bool = False) -> int:
     """A REF: a seq (`12`), `-N` (N events back from the head), `head`, or a time (the
     state as of that instant): ISO-8601 or words, see `ledger.core.when`.
 
     With `strict` (what an operator's REF gets), a time before the first event is an
     error naming that event's time (the empty state before it is `0`, asked for by
     name), so that `rollback --to yesterday` on a ledger created today cannot empty it;
-    otherwise (a range bound such as `log --since`, the library) it resolves to 0."""
+    otherwise (a range bound such as `log --since`, the library) it resolves to 0.
+    `lower_bound`: the REF starts a range (`log --since`): a time to the second names
+    the start of that second, so the events `log` printed with it are in the range."""
     head = ledger.head_state().seq
     if isinstance(ref, datetime):
         when = ref if ref.tzinfo else ref.replace(tzinfo=UTC)
@@ -50,7 +53,7 @@ def resolve_ref(ledger: Ledger, ref: Ref, *, strict: bool = False) -> int:
         if text.isascii() and text.isdigit():
             seq = int(text)
         else:
-            moment = parse_when(text)
+            moment = parse_when(text, lower_bound=lower_bound)
             if moment is None:
                 raise InvalidRefError(
                     f"REF {ref!r} is not a seq (12), a relative seq (-3), 'head', an "
@@ -80,7 +83,7 @@ def iter_history(ledger: Ledger, *, path: str | KeyPath | None = None, actor: st
                  since: Ref | None = None, until: Ref | None = None,
                  limit: int | None = None, doc: str | None = None) -> Iterator[Event]:
     prefix = parse_path(path) if isinstance(path, str) else path
-    lo = resolve_ref(ledger, since) if since is not None else 0
+    lo = resolve_ref(ledger, since, lower_bound=True) if since is not None else 0
     hi = resolve_ref(ledger, until) if until is not None else None
     count = 0
     # `since` names a state: the events after it are the changes made since then.
