@@ -28,7 +28,8 @@ from ledger.stores.config_file import parse_config
 from ledger.typed.changes import Sealer
 from projections.config_view import ConfigState
 
-__all__ = ["file_owner", "import_hand_edit", "pending_hand_edit", "record_file_sync"]
+__all__ = ["file_owner", "file_sync_meta", "import_hand_edit", "pending_hand_edit",
+           "record_file_sync"]
 
 
 def file_owner(path: Path) -> str:
@@ -112,12 +113,18 @@ def record_file_sync(ledger: Ledger, config_file: Path, doc: Doc | None = None,
     hand edit: `data`, the bytes this library wrote, or else the file as it is now. With
     `doc` given, the file's bytes are not known to be that document, so no digest is
     recorded (the next check runs in full)."""
+    ledger.append(lambda state, _s: [], meta=file_sync_meta(ledger, config_file, doc, data),
+                  source="import")
+
+
+def file_sync_meta(ledger: Ledger, config_file: Path, doc: Doc | None = None,
+                   data: bytes | None = None) -> dict[str, str]:
+    """The `import.*` rows `record_file_sync` writes (the same arguments)."""
     if data is not None:
         read = parse_config(config_file, data)
     else:
         data, read = read_config(config_file) if doc is None else (None, doc)
     prints = json.dumps(leaf_prints(without_wiring(read), ledger.vault, is_secret_path),
                         sort_keys=True)
-    meta = {META_CONFIG: prints, META_SYNC_SEQ: str(ledger.head_state().seq),
+    return {META_CONFIG: prints, META_SYNC_SEQ: str(ledger.head_state().seq),
             META_FILE_DIGEST: digest_for(ledger, config_file, data, prints)}
-    ledger.append(lambda state, _s: [], meta=meta, source="import")
