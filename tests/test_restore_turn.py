@@ -70,7 +70,6 @@ print("recorded", flush=True)
 
 
 @pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux's /proc/locks")
-@pytest.mark.xfail(strict=True, reason="the restore reads the live import rows before its turn")
 def test_a_file_sync_recorded_while_a_restore_waits_for_its_turn_is_kept(
         tmp_path: Path) -> None:
     """The live ledger's record of the config file (`import.*` rows: the file as last

@@ -154,7 +154,6 @@ def restore(ledger: Ledger, source_file: Path, *, force: bool = False,
         fresh = SqliteBackend(fresh_path, write_queue=False)
         try:
             copy_ledger(source, fresh)  # rows only, checked, all or nothing
-            _keep_file_sync(backend, fresh)
             # signed, forked and its snapshots sealed before it goes live: a crash after
             # the swap leaves no copy sharing the replaced ledger's history
             staged = stage_copy(fresh, ledger.vault.keys, "restore", str(live),
@@ -167,6 +166,9 @@ def restore(ledger: Ledger, source_file: Path, *, force: bool = False,
                         f"{live}: event {now.seq} was written while {source_file} was being "
                         "restored, and the restore would have dropped it; nothing was "
                         "restored. Run the restore again")
+                # read in the turn: a backend switch records the file without an event,
+                # so a record made while this restore waited moved no head to refuse
+                _keep_file_sync(backend, fresh)
                 if current.seq or backend.snapshot_seqs():
                     kept = default_backup_path(data_dir or live.parent, "replaced")
                     backend.backup_to(kept)
