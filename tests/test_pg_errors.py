@@ -34,7 +34,6 @@ def silent_address() -> Iterator[tuple[str, int]]:
         listener.close()
 
 
-@pytest.mark.xfail(strict=True, reason="finding 1: OperationalError matched by exact name")
 def test_a_server_that_does_not_answer_is_reported_as_unreachable(
         silent_address: tuple[str, int]) -> None:
     """Opening a store on an address that never answers fails after connect_timeout
@@ -54,7 +53,6 @@ def test_a_server_that_does_not_answer_is_reported_as_unreachable(
     assert "hunter2" not in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="finding 1: OperationalError matched by exact name")
 def test_a_connection_timeout_counts_as_a_lost_connection(
         silent_address: tuple[str, int]) -> None:
     """The classifier the write and read paths retry by, on a real ConnectionTimeout

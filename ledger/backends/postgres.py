@@ -201,12 +201,30 @@ def _translate(err: BaseException, location: str, doing: str) -> StoreError:
                           "`moltis-ledger verify`; nothing was written")
     if state == "53100":
         return StoreError(f"{location}: the disk is full ({doing}); nothing was written")
-    if type(err).__name__ == "PoolTimeout":
+    import psycopg_pool  # loaded already: only driver errors come here (lazy extra)
+
+    if isinstance(err, psycopg_pool.PoolTimeout):
         return StoreError(f"{location}: no database connection became available ({doing}): "
                           f"{msg}")
-    if state.startswith("08") or (not state and type(err).__name__ == "OperationalError"):
+    if state.startswith("08") or (not state and _unreachable(err)):
         return StoreError(f"{location}: cannot reach the database ({doing}): {msg}")
     return StoreError(f"{location}: {doing} failed: {msg}")
+
+
+def _unreachable(err: BaseException) -> bool:
+    """Whether `err`, a driver error without a SQLSTATE, says the server cannot be
+    reached or the connection is gone. By class, subclasses included: psycopg raises
+    ConnectionTimeout (an OperationalError) for a server that does not answer, and may
+    add others; matching the exact name missed them. Not the OperationalErrors that say
+    nothing about the server: a statement after a failed one in a pipeline, and the
+    pool's own states (timed out, closed, too many waiting), which are this process's."""
+    import psycopg  # loaded already: only driver errors come here (lazy extra)
+    import psycopg_pool  # as psycopg: the backend loads both
+
+    if isinstance(err, psycopg.errors.PipelineAborted | psycopg_pool.PoolTimeout
+                  | psycopg_pool.PoolClosed | psycopg_pool.TooManyRequests):
+        return False
+    return isinstance(err, psycopg.OperationalError)
 
 
 def _connection_lost(err: BaseException) -> bool:
@@ -216,7 +234,10 @@ def _connection_lost(err: BaseException) -> bool:
     if state:
         # connection exceptions; admin shutdown, crash shutdown, cannot connect now
         return state.startswith("08") or state in ("57P01", "57P02", "57P03")
-    return type(err).__name__ in ("OperationalError", "InterfaceError")
+    import psycopg  # loaded already: only driver errors come here (lazy extra)
+
+    # InterfaceError: psycopg's "the connection is closed" kind
+    return _unreachable(err) or isinstance(err, psycopg.InterfaceError)
 
 
 def _last_result(cur: psycopg.Cursor[Any]) -> psycopg.Cursor[Any]:
