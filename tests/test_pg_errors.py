@@ -82,7 +82,6 @@ def test_a_closed_store_is_not_reported_as_an_unreachable_server(pg_url: str) ->
 
 @pytest.mark.postgres
 @pytest.mark.slow  # ~31 s: the store's idle bound is at least 30 s, whatever its options
-@pytest.mark.xfail(strict=True, reason="finding 2: 25P03 reported as a generic failure")
 def test_a_write_idle_in_its_transaction_too_long_is_named_and_writes_nothing(
         pg_url: str) -> None:
     """A locked write whose transaction sits idle (here: its update function sleeps

@@ -170,11 +170,25 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _translate(err: BaseException, location: str, doing: str) -> StoreError:
+def _translate(err: BaseException, location: str, doing: str, idle_ms: int = 0
+               ) -> StoreError:
     """Map a psycopg / psycopg-pool error to the library's tree, naming the DSN (without
-    its password). Done once, here, at the boundary."""
+    its password). Done once, here, at the boundary. `idle_ms`: the session's
+    idle_in_transaction_session_timeout, named when the server ended a write by it."""
     state = str(getattr(err, "sqlstate", None) or "")
     msg = first_line(err)
+    if state == "25P03":
+        # The server fires this timeout only while it waits, idle, for the transaction's
+        # next statement: the COMMIT had not run, and ending the session rolled the
+        # transaction back. The connection is dead; the pool discards it.
+        bound = f" ({idle_ms / 1000:g} s)" if idle_ms else ""
+        return StoreError(
+            f"{location}: the server ended the write after it sat idle in its transaction "
+            f"longer than idle_in_transaction_session_timeout{bound}: nothing was written. "
+            "The work done inside the write (an update function, a snapshot rebuild) took "
+            "that long, or this process was stalled; make that work quicker, or raise "
+            "busy_timeout (the bound is the larger of 30 s and 4 busy timeouts), then "
+            "write again")
     if state == "55P03":  # lock_not_available: NOWAIT, or lock_timeout expired
         return StoreBusyError(f"{location}: the ledger is locked by another writer ({doing})")
     if state in ("40001", "40P01"):  # serialization failure, deadlock
@@ -591,6 +605,11 @@ class PostgresBackend:
         self.location = redact_dsn(dsn) + ("" if schema == "public" else f" schema={schema}")
         self.channel = f"ledger_{schema}"
         self._busy_ms = max(1, int(busy_timeout * 1000))
+        # a writer cut off mid-transaction (a partition: no FIN, no RST) holds the append
+        # lock until the server ends its session: bounded by this, not by TCP
+        # keepalive's hours (review r19). Ample for our own transactions, whose longest
+        # pause between statements is Python work (a replay when snapshots are rebuilt)
+        self._idle_ms = max(30_000, 4 * self._busy_ms)
         # the advisory lock key appends serialize on (another tool that writes events
         # takes it too: `SELECT pg_advisory_xact_lock(<key>)` in its transaction)
         self.append_lock = _advisory_key(schema, "append")
@@ -659,12 +678,7 @@ class PostgresBackend:
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         """Session settings of every pooled connection (set once, not per write)."""
         conn.execute(f"SET lock_timeout = {self._busy_ms}")
-        # a writer cut off mid-transaction (a partition: no FIN, no RST) holds the append
-        # lock until the server ends its session: bounded here, not by TCP keepalive's
-        # hours (review r19). Ample for our own transactions, whose longest pause
-        # between statements is Python work (a replay when snapshots are rebuilt)
-        conn.execute("SET idle_in_transaction_session_timeout = "
-                     f"{max(30_000, 4 * self._busy_ms)}")
+        conn.execute(f"SET idle_in_transaction_session_timeout = {self._idle_ms}")
         conn.execute(f"SET {ENGINE_GUC} = 'on'")
         if self.read_only:
             conn.execute("SET default_transaction_read_only = on")
@@ -833,7 +847,8 @@ class PostgresBackend:
                     self._note_contention(True)
                 if not (isinstance(err, self._errors) and _connection_lost(err)):
                     if isinstance(err, self._errors):
-                        raise _translate(err, self.location, "writing") from err
+                        raise _translate(err, self.location, "writing",
+                                         self._idle_ms) from err
                     raise
                 if not committing or txn is None:
                     self._discard_dead()
@@ -928,7 +943,8 @@ class PostgresBackend:
                     txn.flush()
                 return writing.execute(sql, args).fetchall()
             except self._errors as err:
-                raise _translate(err, self.location, doing) from err
+                # a read of a write: the server may have ended it for idling (25P03)
+                raise _translate(err, self.location, doing, self._idle_ms) from err
         for attempt in (1, 2):
             try:
                 conn: psycopg.Connection[Any] = self._pool.getconn()
