@@ -26,6 +26,7 @@ from ledger.core.canonical import b64_bytes
 from ledger.core.document import Doc, leaves
 from ledger.core.events import KIND_SHRED
 from ledger.core.secret_refs import SecretRef, refs_in
+from ledger.core.wiring import wiring_table
 from ledger.engine.head_mark import HeadMark, mark_location, mark_path, raise_mark, read_mark
 from ledger.engine.ledger import Ledger
 from ledger.engine.sealed_files import open_body, seal_body
@@ -250,5 +251,4 @@ def _read_slot(path: Path, location: str, keys: KeySource, reason: str
                              where=f"{path} (mirror of seq {seq}, written {written})",
                              opener=SealedOpener(keys, str(doc.get("ledger_id", "")), sealed),
                              reason=reason,
-                             wiring={"ledger_id": str(doc["ledger_id"])}
-                             if doc.get("ledger_id") else {}), doc
+                             wiring=wiring_table(ledger_id=str(doc.get("ledger_id") or ""))), doc

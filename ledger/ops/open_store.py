@@ -19,6 +19,7 @@ from typing import Any, Literal
 from ledger._log import get_logger
 from ledger.backends.open import is_dsn
 from ledger.core.secret_refs import holds_mask
+from ledger.core.wiring import wiring_table
 from ledger.engine.vault import KeySource
 from ledger.errors import (
     BackendUnavailableError,
@@ -172,8 +173,8 @@ def _fallback(inst: Installation, name: str, location: str, err: BaseException,
         mirror = None
     if mirror is not None:
         # its effective `[config]` names the ledger it mirrors, as the ledger's own does
-        mirror.wiring = {"backend": name, "dsn" if name == "postgres" else "db": location,
-                         **(mirror.wiring or {})}
+        mirror.wiring = wiring_table(backend=name, location=location,
+                                     ledger_id=(mirror.wiring or {}).get("ledger_id"))
         _log.warning("the configuration ledger is unavailable; serving its head mirror",
                      backend=name, location=where, seq=mirror.seq,
                      served=f"seq {mirror.seq} from {mirror.where}", error=str(err))

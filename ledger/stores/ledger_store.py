@@ -39,6 +39,7 @@ from ledger.core.chain import VerifyReport
 from ledger.core.document import Doc, copy_value, get_value, normalize_document
 from ledger.core.events import Event
 from ledger.core.keypaths import KeyPath
+from ledger.core.wiring import wiring_table
 from ledger.engine.ledger import Commit, Ledger
 from ledger.engine.queries import Ref, iter_history, resolve_ref
 from ledger.engine.vault import KeySource
@@ -222,15 +223,14 @@ class LedgerConfigStore(ConfigStore):
         config can name (the memory store)."""
         backend = self.ledger.backend
         if self.backend_name == "sqlite":
-            wiring: dict[str, Any] = {"backend": "sqlite", "db": str(backend.location)}
+            location: str | None = str(backend.location)
         elif self.backend_name == "postgres":
-            wiring = {"backend": "postgres", "dsn": getattr(backend, "dsn", None)}
+            location = getattr(backend, "dsn", None)
         else:
             return None
         ledger_id = self.ledger.vault.ledger_id  # loaded once (reloaded by a fork)
-        if ledger_id:
-            wiring["ledger_id"] = ledger_id.decode()
-        return wiring
+        return wiring_table(backend=self.backend_name, location=location,
+                            ledger_id=ledger_id.decode() if ledger_id else None)
 
     async def source_metadata(self, *, flags: Flags = NO_FLAGS,
                               env: Mapping[str, str] | None = None) -> dict[str, Provenance]:
