@@ -75,6 +75,26 @@ def test_an_unreadable_ledger_falls_back_to_the_mirror_not_the_old_file(site: Si
         asyncio.run(store.edit({("server", "port"): 1}))
 
 
+def test_the_mirror_names_its_ledger_as_the_ledger_does(site: Site,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ledger named by a path that is not in its plain form (`data/./moltis.db`): the
+    head mirror served in its place gives the same `[config] db` as the ledger did."""
+    monkeypatch.setenv("MOLTIS_CONFIG_BACKEND", "sqlite")
+    monkeypatch.setenv("MOLTIS_CONFIG_DB", f"{site.data_dir}/./moltis.db")
+    site.ok("migrate")
+    site.ok("set", "server.port", "8080")
+    store = open_store()
+    ledger_view = asyncio.run(store.load_effective()).config
+    asyncio.run(store.close())
+    assert (ledger_view.backend, ledger_view.db) == ("sqlite", str(site.db))
+    for suffix in ("-wal", "-shm"):
+        Path(f"{site.db}{suffix}").unlink(missing_ok=True)
+    site.db.write_bytes(b"this is not a database any more" * 100)
+    store = open_store()
+    assert store.backend_name == "mirror"
+    assert asyncio.run(store.load_effective()).config == ledger_view
+
+
 def test_a_full_disk_opens_the_ledger_read_only(site: Site) -> None:
     """A real process whose writes cannot grow any file (RLIMIT_FSIZE 0: EFBIG, as on
     a full disk) still gets the ledger's head, read-only."""

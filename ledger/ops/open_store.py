@@ -173,7 +173,10 @@ def _fallback(inst: Installation, name: str, location: str, err: BaseException,
         mirror = None
     if mirror is not None:
         # its effective `[config]` names the ledger it mirrors, as the ledger's own does
-        mirror.wiring = wiring_table(backend=name, location=location,
+        # (`LedgerConfigStore._wiring`: a SQLite file by its path as the backend keeps
+        # it, `a/./moltis.db` as `a/moltis.db`)
+        named = location if is_dsn(location) else str(Path(location))
+        mirror.wiring = wiring_table(backend=name, location=named,
                                      ledger_id=(mirror.wiring or {}).get("ledger_id"))
         _log.warning("the configuration ledger is unavailable; serving its head mirror",
                      backend=name, location=where, seq=mirror.seq,
