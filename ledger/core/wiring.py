@@ -1,16 +1,30 @@
 """`[config]`: where the configuration lives (the backend, the ledger's location and
 id), wiring local to one installation, never configuration content.
 
-The ledger never holds `[config]`; the effective config of a store names the ledger it
-was read from (`ledger.typed.layers.wired`) with the table `wiring_table` builds, the
-same for the ledger's own view and for its head mirror served in its place.
+The ledger never holds `[config]`: no import takes it in (`without_wiring`), and its
+lines are no part of the import prints (`ledger.ops.migrate`). The effective config of
+a store names the ledger it was read from (`ledger.typed.layers.wired`) with the table
+`wiring_table` builds, the same for the ledger's own view and for its head mirror
+served in its place.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["wiring_table"]
+from ledger.core.document import Doc
+
+__all__ = ["WIRING", "wiring_table", "without_wiring"]
+
+# `[config]` of the config file says where the configuration lives (the backend, the
+# ledger's location and id): wiring local to one installation, never configuration
+# content. No import takes it into the ledger, and its lines are no part of the prints.
+WIRING: Final = "config"
+
+
+def without_wiring(doc: Doc) -> Doc:
+    """The config document as content: `[config]` left out."""
+    return {k: v for k, v in doc.items() if k != WIRING} if WIRING in doc else doc
 
 
 def wiring_table(*, backend: str | None = None, location: str | None = None,

@@ -13,6 +13,7 @@ import tomlkit
 
 from ledger.core.document import leaves
 from ledger.core.secret_refs import refs_in
+from ledger.core.wiring import WIRING
 from ledger.engine.ledger import Ledger
 from ledger.errors import (
     LedgerError,
@@ -20,7 +21,6 @@ from ledger.errors import (
 from ledger.files.dirs import CONFIG_FILE_NAMES, KEYS_FILE_NAME, ensure_private_dir
 from ledger.files.safe_io import check_directory, read_regular, write_private
 from ledger.ops.display import display_doc
-from ledger.ops.migrate import WIRING
 from ledger.stores.config_file import parse_config
 
 MASKED_HEADER = "secrets masked"

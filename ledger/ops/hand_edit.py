@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ledger.core.document import Doc
 from ledger.core.events import Change
+from ledger.core.wiring import without_wiring
 from ledger.engine.ledger import Ledger
 from ledger.errors import SecretKeyError
 from ledger.ops.file_digest import META_CONFIG, META_FILE_DIGEST, digest_for, in_step
@@ -21,7 +22,6 @@ from ledger.ops.migrate import (
     leaf_prints,
     migrate,
     read_config,
-    without_wiring,
 )
 from ledger.schema.introspect import is_secret_path
 from ledger.stores.config_file import parse_config

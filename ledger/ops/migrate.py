@@ -27,6 +27,7 @@ from ledger.core.document import MISSING, Doc, get_value, leaves, same_value
 from ledger.core.events import Change, DocName
 from ledger.core.keypaths import KeyPath, format_path, is_prefix, parse_path, stored_path
 from ledger.core.secret_refs import SecretRef
+from ledger.core.wiring import WIRING, without_wiring
 from ledger.engine.ledger import Commit, Ledger
 from ledger.errors import (
     FileConflictError,
@@ -117,17 +118,6 @@ def leaf_prints(doc: Doc, sealer: _Fingerprints | None, secret: Any) -> dict[str
             data = json.dumps(value, sort_keys=True, ensure_ascii=False).encode()
             out[stored_path(path)] = "b:" + blake3(data).hexdigest()[:32]
     return out
-
-
-# `[config]` of the config file says where the configuration lives (the backend, the
-# ledger's location and id): wiring local to one installation, never configuration
-# content. No import takes it into the ledger, and its lines are no part of the prints.
-WIRING: Final = "config"
-
-
-def without_wiring(doc: Doc) -> Doc:
-    """The config document as content: `[config]` left out."""
-    return {k: v for k, v in doc.items() if k != WIRING} if WIRING in doc else doc
 
 
 def content_prints(prints: Mapping[str, str]) -> dict[str, str]:

@@ -27,12 +27,13 @@ from ledger.core.document import MISSING, Doc, apply_changes, get_value, leaves,
 from ledger.core.events import Change
 from ledger.core.keypaths import KeyPath, format_path
 from ledger.core.secret_refs import SecretRef, holds_mask, parse_mask
+from ledger.core.wiring import WIRING
 from ledger.engine.ledger import Ledger
 from ledger.errors import LedgerError, StoreError
 from ledger.files.documents import config_format
 from ledger.files.safe_io import locked, read_file, replace_file
 from ledger.ops.hand_edit import record_file_sync
-from ledger.ops.migrate import WIRING, sealed_backup
+from ledger.ops.migrate import sealed_backup
 from ledger.ops.retire import retire_keys_file
 from ledger.stores.config_file import parse_config, read_config
 from ledger.typed.changes import is_env_reference
