@@ -60,16 +60,25 @@ def gateway_backend(config_file: Path, data_dir: Path, env: Mapping[str, str] | 
                           env=os.environ if env is None else env)
 
 
-def _backend_changes(config_file: Path, data_dir: Path, backend: str, location: str | None,
-                     env: Mapping[str, str]) -> dict[tuple[str, ...], Any]:
+def _backend_changes(data_dir: Path, backend: str, location: str | None,
+                     env: Mapping[str, str]
+                     ) -> tuple[dict[tuple[str, ...], Any], list[tuple[str, ...]]]:
+    """What to set in `[config]` for `backend` at `location`, and what to remove: a
+    `db`/`dsn` the environment gives (MOLTIS_CONFIG_DB, MOLTIS_CONFIG_DSN) is left to
+    it; the default ledger is named by no `db`, and one left from another ledger would
+    keep the gateway there (review r20: "nothing to switch", the gateway on the other
+    one)."""
     sets: dict[tuple[str, ...], Any] = {("config", "backend"): backend}
-    if backend == "sqlite" and location is not None and not env.get("MOLTIS_CONFIG_DB"):
-        default = str(dirs.default_db_path(data_dir))
-        if os.path.abspath(location) != os.path.abspath(default):
+    unsets: list[tuple[str, ...]] = []
+    if backend == "sqlite" and not env.get("MOLTIS_CONFIG_DB"):
+        if location is not None and os.path.abspath(location) != os.path.abspath(
+                str(dirs.default_db_path(data_dir))):
             sets[("config", "db")] = os.path.abspath(location)
+        else:
+            unsets.append(("config", "db"))
     if backend == "postgres" and location is not None and not env.get("MOLTIS_CONFIG_DSN"):
         sets[("config", "dsn")] = location
-    return sets
+    return sets, unsets
 
 
 def set_backend_in_file(config_file: Path, data_dir: Path, backend: str,
@@ -84,13 +93,9 @@ def set_backend_in_file(config_file: Path, data_dir: Path, backend: str,
 
     env = os.environ if env is None else env
     store = FileConfigStore(config_file)  # TOML, YAML or JSON, each edited in its format
-    sets = _backend_changes(config_file, data_dir, backend, location, env)
+    sets, unsets = _backend_changes(data_dir, backend, location, env)
     if ledger_id is not None:
         sets[("config", "ledger_id")] = ledger_id
-    # the default ledger is named by no `db`: one left from another ledger would keep
-    # the gateway there (review r20: "nothing to switch", the gateway on the other one)
-    unsets = [("config", "db")] if backend == "sqlite" and ("config", "db") not in sets \
-        and not env.get("MOLTIS_CONFIG_DB") else []
     asyncio.run(store.edit(sets, unsets, actor=actor,
                            reason=f"switch the config backend to {backend}", source="migrate"))
     return store.written
