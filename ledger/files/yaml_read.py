@@ -37,7 +37,7 @@ from ledger.files.serde_scalars import (
     serde_plain,
 )
 
-__all__ = ["load_yaml"]
+__all__ = ["explicitly_tagged", "load_yaml", "tag_noting_composer"]
 
 Path = tuple[str, ...]
 
@@ -72,12 +72,13 @@ class _Scalar:
 
 
 @functools.cache
-def _composer() -> Any:
+def tag_noting_composer() -> Any:
+    """A ruamel composer that keeps which scalars carry an explicit tag (ruamel's nodes
+    do not say; `explicitly_tagged` asks): this reader's, and the base of the YAML
+    editor's (`ledger.stores.yaml_edit`)."""
     from ruamel.yaml.composer import Composer
 
     class MoltisYamlComposer(Composer):
-        """Keeps which scalars carry an explicit tag (ruamel's nodes do not say)."""
-
         def compose_scalar_node(self, anchor: Any) -> Any:
             tag = self.parser.peek_event().ctag
             node = super().compose_scalar_node(anchor)
@@ -88,9 +89,14 @@ def _composer() -> Any:
     return MoltisYamlComposer
 
 
+def explicitly_tagged(constructor: Any, node: Any) -> bool:
+    """Whether the scalar `node` a constructor builds was written with an explicit tag
+    (`!!float 1`), as its loader's `tag_noting_composer` noted."""
+    return id(node) in constructor.loader.composer.__dict__.get("explicit", ())
+
+
 def _build(self: Any, node: Any) -> _Scalar:
-    explicit = id(node) in self.loader.composer.__dict__.get("explicit", ())
-    tag = str(node.tag).rsplit(":", 1)[-1] if explicit else None
+    tag = str(node.tag).rsplit(":", 1)[-1] if explicitly_tagged(self, node) else None
     return _Scalar(node.value, node.style is None, tag)
 
 
@@ -133,7 +139,7 @@ def load_yaml(text: str, where: str, reading: Reading | None = None,
     from ruamel.yaml.error import YAMLError
 
     yaml = YAML(typ="safe", pure=True)
-    yaml.Composer = _composer()
+    yaml.Composer = tag_noting_composer()
     yaml.Constructor = _constructor()
     try:
         parsed = yaml.load(text)

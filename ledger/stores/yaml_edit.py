@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ledger.core.events import Change
+from ledger.files.yaml_read import explicitly_tagged, tag_noting_composer
 
 __all__ = ["edit_yaml"]
 
@@ -69,20 +70,13 @@ def _text_keys() -> Any:
     or `0612345678:` by a number and write it back changed, so the document's text keys
     were not found and a second, quoted key was added (reviews r21, r22). Such a key is
     written back quoted, which reads the same."""
-    from ruamel.yaml.composer import Composer
     from ruamel.yaml.nodes import ScalarNode
     from ruamel.yaml.tag import Tag
 
     text = "tag:yaml.org,2002:str"
 
-    class TextKeys(Composer):
-        def compose_scalar_node(self, anchor: Any) -> Any:
-            tag = self.parser.peek_event().ctag
-            node = super().compose_scalar_node(anchor)
-            if tag is not None and str(tag) != "!":  # written `!!float 1`: kept (`_verbatim`)
-                self.__dict__.setdefault("explicit", set()).add(id(node))
-            return node
-
+    # the reader's composer notes explicit tags: `!!float 1` is kept as written (`_verbatim`)
+    class TextKeys(tag_noting_composer()):  # type: ignore[misc]  # a class made at first use
         def compose_mapping_node(self, anchor: Any) -> Any:
             node = super().compose_mapping_node(anchor)
             for key, _ in node.value:
@@ -119,8 +113,7 @@ def _verbatim() -> tuple[Any, Any, Any]:
             return True  # a key given twice: the last entry, as the reader and serde keep
 
     def build(self: Any, node: Any) -> _Verbatim:
-        explicit = id(node) in self.loader.composer.__dict__.get("explicit", ())
-        style = "!" if explicit and node.style is None else node.style
+        style = "!" if explicitly_tagged(self, node) and node.style is None else node.style
         return _Verbatim(node.tag, node.value, style)
 
     for name in ("bool", "int", "float", "null", "timestamp", "binary"):
