@@ -42,6 +42,9 @@ def test_a_bundle_of_a_value_with_a_unicode_line_separator_reads_back(
 @pytest.mark.parametrize(("field", "value", "said"), [
     ("created_seq", "zz", "created_seq is not an event's seq"),
     ("created_seq", 999, "newer than its last event"),
+    # a shred after the bundle's last event (as a bundle written while a shred
+    # committed carried it, review r25): it imported as a ledger that never verifies
+    ("shredded_seq", 999, "newer than its last event"),
     ("secret", ["x"], "reference is not one a ledger writes"),
     ("shredded_seq", "1", "shredded_seq is not an event's seq")])
 def test_a_forged_secret_line_is_refused_naming_it(tmp_path: Path, field: str,

@@ -95,9 +95,6 @@ def _fresh(tmp_path: Path, name: str, key: str) -> dict[str, str]:
 # 1. bundle --with-secrets against key rotate
 
 
-@pytest.mark.xfail(strict=True, reason="bundle reads key_check/head MAC and the sealed rows "
-                   "in separate reads: a rotation in between gives a bundle whose secrets no "
-                   "key opens once imported")
 def test_a_bundle_written_while_the_key_rotates_imports_with_secrets_that_open(
         tmp_path: Path) -> None:
     """What I did: a migrated ledger holding providers.openai.api_key (key in
@@ -136,9 +133,6 @@ def test_a_bundle_written_while_the_key_rotates_imports_with_secrets_that_open(
     assert opened and all(opened), opened
 
 
-@pytest.mark.xfail(strict=True, reason="bundle reads the secret rows after the head: a shred "
-                   "committed in between is carried as shredded at a seq the bundle lacks, "
-                   "and the import fails verification")
 def test_a_bundle_written_while_a_secret_is_shredded_imports_and_verifies(
         tmp_path: Path) -> None:
     """What I did: as above, but the command run while the bundle was stopped was
@@ -168,8 +162,6 @@ def test_a_bundle_written_while_a_secret_is_shredded_imports_and_verifies(
         (imported.stderr, verified.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason="bundle prints the live head after writing, not the "
-                   "head its file holds")
 def test_the_head_a_bundle_prints_is_the_head_it_holds(tmp_path: Path) -> None:
     """What I did: `bundle --with-secrets -o b.bundle` stopped while writing its
     events, `set server.port 7777` run meanwhile (exit 0), the bundle resumed; then
@@ -268,9 +260,6 @@ def test_diff_since_a_printed_time_shows_what_log_since_lists(tmp_path: Path) ->
     assert "server.port" in changed.stdout, changed.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="copy_ledger (backup) reads meta and secret rows in "
-                   "separate reads: a rotation in between gives a backup whose secrets no "
-                   "key opens once restored")
 def test_a_backup_written_while_the_key_rotates_restores_with_secrets_that_open(
         tmp_path: Path) -> None:
     """What I did: the ledger of the bundle test with 20000 more events; `backup -o

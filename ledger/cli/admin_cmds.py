@@ -257,8 +257,9 @@ def bundle(state: State, target: str, with_secrets: bool) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f, state.out.progress(
                 "writing the bundle", ledger.backend.head().seq + 1) as advance:
-            count = write_bundle(ledger, text_io(_CountingWriter(f, advance)),
-                                 with_secrets=with_secrets)
+            # the head the file holds, not the live head read again after it
+            head = write_bundle(ledger, text_io(_CountingWriter(f, advance)),
+                                with_secrets=with_secrets)
             f.flush()
             os.fsync(f.fileno())
         refuse_special(path, "the bundle")
@@ -266,12 +267,11 @@ def bundle(state: State, target: str, with_secrets: bool) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    head = ledger.backend.head()
     if state.json:
-        state.out.json({"file": str(path), "events": count, "head_seq": head.seq,
+        state.out.json({"file": str(path), "events": head.seq, "head_seq": head.seq,
                         "head_hash": head.hash.hex(), "with_secrets": with_secrets})
         return
-    state.out.line(f"wrote {path}: {count} event(s), head seq {head.seq}")
+    state.out.line(f"wrote {path}: {head.seq} event(s), head seq {head.seq}")
     state.out.line(f"head hash: {head.hash.hex()}")
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from ledger.backends.base import Head
+from ledger.backends.base import Head, SecretRow
 from ledger.backends.memory import MemoryBackend
 from ledger.backends.sqlite import SqliteBackend
 from ledger.core.canonical import b64_bytes, hex_bytes
@@ -38,6 +38,13 @@ from ledger.errors import (
     VerificationError,
 )
 from ledger.files.safe_io import read_regular
+from ledger.ops.live_state import (
+    READ_TRIES,
+    key_rows,
+    moved_error,
+    secrets_as_of,
+    vouches_up_to,
+)
 from ledger.ops.stale_stages import import_stage_prefix, remove_stale_import_stages
 from ledger.ops.transfer import check_empty, copy_ledger, finish_copy, stage_copy
 from projections.config_view import ConfigState
@@ -75,14 +82,15 @@ def replaceable_by_bundle(path: Path) -> bool:
         os.close(fd)
 
 
-def write_bundle(ledger: Ledger, out: IO[str], *, with_secrets: bool = False) -> int:
+def write_bundle(ledger: Ledger, out: IO[str], *, with_secrets: bool = False) -> Head:
     """Header, one line per event (stored bytes and hashes), and optionally the sealed
-    secret rows (still encrypted: the same ledger key opens them). Returns the count.
+    secret rows (still encrypted: the same ledger key opens them). Returns the head the
+    bundle holds (its event count is its seq).
     Only what the ledger serves is written: its head as the read proof vouches for it
     (head mark, head MAC or signature; a log re-chained without the key is refused,
-    VerificationError), and the events it descends from (review r8, finding 2)."""
-    backend = ledger.backend
-    served, meta = _served_head(ledger)
+    VerificationError), and the events it descends from (review r8, finding 2); its
+    meta and secret rows are of that state (`ledger.ops.live_state`)."""
+    served, meta, secrets = _bundle_state(ledger, with_secrets)
     head = Head(served.seq, served.hash, served.ts)
     header = {
         "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION,
@@ -91,18 +99,14 @@ def write_bundle(ledger: Ledger, out: IO[str], *, with_secrets: bool = False) ->
         "head": head.hash.hex(), "genesis": GENESIS.hex(),
     }
     out.write(json.dumps(header) + "\n")
-    count = 0
     for rec in ledger.records(until=head.seq):  # the head the header names, even while writers run
         out.write(json.dumps({
             "seq": rec.seq, "ts": rec.ts, "actor": rec.actor, "reason": rec.reason,
             "source": rec.source, "kind": rec.kind, "payload": rec.payload.decode("utf-8"),
             "prev_hash": rec.prev_hash.hex(), "hash": rec.hash.hex(),
         }, ensure_ascii=False) + "\n")
-        count += 1
     if with_secrets:
-        for row in backend.secrets():
-            if row.created_seq > head.seq:
-                continue  # set by a writer after the head this bundle names (review r15)
+        for row in secrets:
             out.write(json.dumps({
                 "secret": row.ref, "created_seq": row.created_seq,
                 "shredded_seq": row.shredded_seq,
@@ -115,35 +119,32 @@ def write_bundle(ledger: Ledger, out: IO[str], *, with_secrets: bool = False) ->
     # import under the same key stays vouched for; readers before this ignore nothing
     # (an older reader refuses the line), readers since accept bundles without it
     vouch = {k: v for k in (HEAD_SIGNATURE, HEAD_MAC, HISTORY_ID)
-             if (v := meta.get(k)) is not None and _vouches_up_to(k, v, head.seq)}
+             if (v := meta.get(k)) is not None and vouches_up_to(k, v, head.seq)}
     if vouch:
         out.write(json.dumps({"meta": vouch}) + "\n")
-    return count
+    return head
 
 
-def _served_head(ledger: Ledger) -> tuple[ConfigState, dict[str, str]]:
-    """The head the bundle names and the meta rows read with it: a writer committing
-    between the two moves the head MAC past the head (review r18: a genuine bundle
-    carried the MAC of a later event and was refused as forged), so they are read
-    again until they agree (the rows naming a later event are left out otherwise)."""
-    for _ in range(5):
-        served = ledger.head_state()
-        meta = ledger.backend.meta_items()
-        if all(_vouches_up_to(k, v, served.seq) for k, v in meta.items()):
-            break
-    return served, meta
-
-
-def _vouches_up_to(key: str, text: str, seq: int) -> bool:
-    """False for a head MAC or signature row that names an event after `seq`."""
-    try:
-        if key == HEAD_MAC:
-            return HeadMac.decode(text).seq <= seq
-        if key == HEAD_SIGNATURE:
-            return HeadSignature.decode(text).seq <= seq
-    except ValueError:
-        pass  # malformed: the import refuses it, naming it
-    return True
+def _bundle_state(ledger: Ledger, with_secrets: bool
+                  ) -> tuple[ConfigState, dict[str, str], list[SecretRow]]:
+    """The head the bundle names, the meta rows read with it and (`with_secrets`) the
+    secret rows of that state, all read before the first line is written: a writer
+    committing between head and meta moves the head MAC past the head (review r18), so
+    they are read again until they agree (rows naming a later event are left out
+    otherwise); a rotation, fork or shred between them and the secret rows is read
+    again, and refused after READ_TRIES (review r25)."""
+    for _ in range(READ_TRIES):
+        for _ in range(READ_TRIES):
+            served = ledger.head_state()
+            meta = ledger.backend.meta_items()
+            if all(vouches_up_to(k, v, served.seq) for k, v in meta.items()):
+                break
+        if not with_secrets:
+            return served, meta, []
+        secrets = secrets_as_of(ledger.backend, served.seq)
+        if secrets is not None and key_rows(ledger.backend.meta_items()) == key_rows(meta):
+            return served, meta, secrets
+    raise moved_error(ledger.backend.location, "the bundle was being written")
 
 
 # A bundle holds the whole history: larger than a config file may be, but still read
@@ -214,9 +215,13 @@ def read_bundle(path: Path) -> Bundle:
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise ParseError(f"{path}: malformed bundle: {err}") from None
     last = max((r.seq for r in bundle.records), default=0)
-    if any(item["created_seq"] > last for item in bundle.secrets):
+    # a secret made or shredded after the last event: of a state the bundle does not
+    # hold (a bundle written while a shred committed, before review r25), which would
+    # import as a ledger that never verifies ("a faked shred")
+    if any(max(item["created_seq"], item.get("shredded_seq") or 0) > last
+           for item in bundle.secrets):
         raise ParseError(f"{path}: malformed bundle: a secret line is newer than its last "
-                         "event")
+                         "event (made or shredded after it); write the bundle again")
     return bundle
 
 

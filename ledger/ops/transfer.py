@@ -28,6 +28,7 @@ from ledger.engine.ledger import Ledger
 from ledger.engine.vault import KeySource
 from ledger.errors import StoreError, VerificationError
 from ledger.ops.import_checks import checked_records
+from ledger.ops.live_state import READ_TRIES, key_rows, moved_error, secrets_as_of, vouches_up_to
 
 __all__ = ["StagedCopy", "check_empty", "copy_ledger", "copy_ledger_files", "finish_copy",
            "open_backend", "stage_copy"]
@@ -84,34 +85,59 @@ def copy_ledger(source: Backend, target: Backend) -> VerifyReport:
     stores, decodable payloads, sane times) before it commits. Raises VerificationError
     if the source does not verify or an event fails a check (nothing is written), or if
     the copy does not arrive intact with the same head hash; StoreError if the target
-    is not empty. Only rows are copied, never a file's foreign schema objects."""
+    is not empty. Only rows are copied, never a file's foreign schema objects.
+
+    The source may be live: what is copied is one state of it (`ledger.ops.live_state`):
+    a copy that met a key rotation, a fork or a shred is rolled back and made again
+    (StoreBusyError after READ_TRIES)."""
     if target.read_only:
         raise StoreError(f"{target.location}: the target was opened read-only")
     check_empty(target)
-    before = verify_records(source.read())
+    for _ in range(READ_TRIES):
+        report = _copy_state(source, target)
+        if report is not None:
+            return report
+    raise moved_error(source.location, "it was being copied")
+
+
+class _MovedError(Exception):
+    """The source's key rows changed while its rows were copied: roll the copy back."""
+
+
+def _copy_state(source: Backend, target: Backend) -> VerifyReport | None:
+    """One try of `copy_ledger`; None when the source moved under it (nothing written)."""
+    head, meta = _head_and_meta(source)
+    before = verify_records(source.read(until=head.seq))
     if not before.ok:
         raise VerificationError(f"{source.location}: the source does not verify ({before.problem});"
                                 " nothing was copied", before.first_bad_seq)
-    meta = _meta_of(source)
+    if before.head_seq != head.seq or before.head_hash != head.hash:
+        return None  # the log was replaced meanwhile (a restore): read it again
+    secrets = secrets_as_of(source, head.seq)
+    if secrets is None:
+        return None
     copied = 0
-    records = checked_records(source.read(until=before.head_seq), source.location)
-    with target.write() as txn:
-        for key, value in meta.items():
-            txn.set_meta(key, value)
-        for batch in _batches(records):
-            txn.append(batch)
-            copied += len(batch)
-        for seq in source.snapshot_seqs():
-            snap = source.snapshot_at(seq)
-            if snap is not None and snap.seq == seq and seq <= before.head_seq:
-                txn.put_snapshot(snap.seq, snap.hash, snap.state)
-        for row in source.secrets():
-            if row.created_seq > before.head_seq:
-                continue  # set after the copied head: its event is not in the copy
-            # a shredded secret stays shredded: the row says it existed, not its value
-            txn.put_secret(row.ref, row.sealed or b"", row.created_seq)
-            if row.sealed is None:
-                txn.shred_secret(row.ref, row.shredded_seq or row.created_seq)
+    records = checked_records(source.read(until=head.seq), source.location)
+    try:
+        with target.write() as txn:
+            for key, value in meta.items():
+                txn.set_meta(key, value)
+            for batch in _batches(records):
+                txn.append(batch)
+                copied += len(batch)
+            for seq in source.snapshot_seqs():
+                snap = source.snapshot_at(seq)
+                if snap is not None and snap.seq == seq and seq <= head.seq:
+                    txn.put_snapshot(snap.seq, snap.hash, snap.state)
+            for row in secrets:
+                # a shredded secret stays shredded: the row says it existed, not its value
+                txn.put_secret(row.ref, row.sealed or b"", row.created_seq)
+                if row.sealed is None:
+                    txn.shred_secret(row.ref, row.shredded_seq or row.created_seq)
+            if key_rows(source.meta_items()) != key_rows(meta):
+                raise _MovedError  # snapshots and sealed rows of two keys: none of this commits
+    except _MovedError:
+        return None
     after = verify_records(target.read())
     if not after.ok or after.head_hash != before.head_hash or after.events != before.events:
         raise VerificationError(
@@ -121,6 +147,18 @@ def copy_ledger(source: Backend, target: Backend) -> VerifyReport:
     _log.info("ledger copied", source=source.location, target=target.location, events=copied,
               head=after.head_hex)
     return after
+
+
+def _head_and_meta(source: Backend) -> tuple[Head, dict[str, str]]:
+    """The source's head and the meta rows copied with it, read until the head MAC and
+    signature name no later event (a writer committing between the two reads: review
+    r18, the copy would carry a MAC of an event it lacks); rows that still do are left
+    out (the copy is then unvouched, as a tail appended without the key)."""
+    for _ in range(READ_TRIES):
+        head, meta = source.head(), _meta_of(source)
+        if all(vouches_up_to(k, v, head.seq) for k, v in meta.items()):
+            return head, meta
+    return head, {k: v for k, v in meta.items() if vouches_up_to(k, v, head.seq)}
 
 
 def open_backend(url: str, *, schema: str = "public", create: bool = True) -> Backend:
