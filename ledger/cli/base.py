@@ -326,14 +326,17 @@ class State:
             self._store.ledger.close()
             self._store = None
 
-    def seq(self, ref: str | None) -> int:
-        """A REF (seq, -N, head, a time) as a seq; None is the head."""
+    def seq(self, ref: str | None, *, lower_bound: bool = False) -> int:
+        """A REF (seq, -N, head, a time) as a seq; None is the head. `lower_bound`: the
+        REF starts a range (`diff`'s first): a time to the second starts that second,
+        and a time before the first event is the empty state (the changes since then
+        are all of them; only a state to go to or read must be named 0)."""
         store = self.store()
         if ref is None:
             return store.ledger.head_state().seq
         from ledger.engine.queries import resolve_ref
 
-        return resolve_ref(store.ledger, ref, strict=True)
+        return resolve_ref(store.ledger, ref, strict=not lower_bound, lower_bound=lower_bound)
 
     def write_kw(self, expected_seq: int | None = None) -> dict[str, Any]:
         return {"actor": self.actor, "reason": self.reason, "source": "cli",

@@ -99,7 +99,9 @@ def diff(state: State, ref: str, ref2: str | None, path: str | None) -> None:
 
     ledger = state.store().ledger
     doc, prefix = doc_path(path, allow_root=True) if path else (None, ())
-    a, b = state.seq(ref), state.seq(ref2)
+    # the changes since REF: a time to the second starts that second, as for
+    # `log --since`, so both list the events `log` printed at that time
+    a, b = state.seq(ref, lower_bound=True), state.seq(ref2)
     entries = diff_states(ledger.state_at(a), ledger.state_at(b), ledger.vault, prefix,
                           doc=doc)
     if state.json:

@@ -226,7 +226,7 @@ class _Site:
 
     async def diff_page(self, request: Request, principal: Principal) -> Response:
         params = request.query_params
-        a = lib.seq_of(self.store, params.get("from") or "-1")
+        a = lib.seq_of(self.store, params.get("from") or "-1", lower_bound=True)
         b = lib.seq_of(self.store, params.get("to"))
         doc = lib.diff(self.store, a, b, params.get("path") or None)
         return self.render(request, principal, "diff.html", diff=doc, params=params)
@@ -318,7 +318,7 @@ class _Site:
         ref = params.get("from")
         if not ref:
             raise HttpError(400, "from=REF is required")
-        return JSONResponse(lib.diff(self.store, lib.seq_of(self.store, ref),
+        return JSONResponse(lib.diff(self.store, lib.seq_of(self.store, ref, lower_bound=True),
                                      lib.seq_of(self.store, params.get("to")),
                                      params.get("path") or None))
 

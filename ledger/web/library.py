@@ -77,11 +77,12 @@ def head_seq(store: LedgerConfigStore) -> int:
     return store.ledger.head_state().seq
 
 
-def seq_of(store: LedgerConfigStore, ref: str | None) -> int:
-    """A REF (the CLI's words: 12, -3, head, a time) as a seq; empty/None is the head."""
+def seq_of(store: LedgerConfigStore, ref: str | None, *, lower_bound: bool = False) -> int:
+    """A REF (the CLI's words: 12, -3, head, a time) as a seq; empty/None is the head.
+    `lower_bound`: the REF starts a range, as the CLI's (`ledger.engine.queries`)."""
     if ref is None or not ref.strip():
         return head_seq(store)
-    return resolve_ref(store.ledger, ref)
+    return resolve_ref(store.ledger, ref, lower_bound=lower_bound)
 
 
 def doc_path(text: str) -> tuple[str, KeyPath]:
@@ -124,7 +125,7 @@ def timeline(store: LedgerConfigStore, filt: TimelineFilter, *, before: int | No
     ledger = store.ledger
     head = ledger.head_state().seq
     limit = max(1, min(limit, MAX_PAGE))
-    lo = resolve_ref(ledger, filt.since) if filt.since else 0
+    lo = resolve_ref(ledger, filt.since, lower_bound=True) if filt.since else 0
     hi = resolve_ref(ledger, filt.until) if filt.until else head
     if before is not None:
         hi = min(hi, before - 1)
