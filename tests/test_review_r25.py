@@ -310,8 +310,6 @@ def test_a_backup_written_while_the_key_rotates_restores_with_secrets_that_open(
 
 
 @pytest.mark.parametrize("leaves", ["{not json", "5"])
-@pytest.mark.xfail(strict=True, reason="a malformed import.config.leaves row crashes every "
-                   "command, restore and verify included, and restore would carry it over")
 def test_a_restore_repairs_a_ledger_whose_file_record_is_malformed(
         tmp_path: Path, leaves: str) -> None:
     """What I did: a migrated ledger, `backup -o saved.db`, `set server.port 2001`; then

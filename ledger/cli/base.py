@@ -293,18 +293,16 @@ class State:
         """Whether the config file holds a hand edit to import: None when it is known to
         be in step (its digest checks: nothing heavy is loaded), else the full check's
         answer (False: the content is imported, only the bytes differ)."""
-        import json
-
-        from ledger.ops.file_digest import META_CONFIG, can_record, in_step
+        from ledger.ops.file_digest import can_record, in_step, stored_prints
 
         inst = self.installation
-        previous = store.ledger.backend.get_meta(META_CONFIG)
+        previous = stored_prints(store.ledger)
         if inst.doc is None or previous is None or in_step(store.ledger, inst.config_file,
                                                            inst.data):
             return None
         from ledger.ops.hand_edit import pending_hand_edit
 
-        if pending_hand_edit(store.ledger, inst.doc, json.loads(previous)):
+        if pending_hand_edit(store.ledger, inst.doc, previous):
             return True
         return False if can_record(store.ledger) else None  # no key: no digest to record
 

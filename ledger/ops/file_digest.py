@@ -31,6 +31,7 @@ and the full check then trusts them; that was so before the digest and is unchan
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -43,13 +44,33 @@ from ledger.errors import SecretKeyError
 if TYPE_CHECKING:
     from ledger.engine.ledger import Ledger
 
-__all__ = ["META_CONFIG", "META_FILE_DIGEST", "can_record", "digest_for", "in_step"]
+__all__ = ["META_CONFIG", "META_FILE_DIGEST", "can_record", "digest_for", "in_step",
+           "stored_prints"]
 
 META_CONFIG: Final = "import.config.leaves"  # the import prints (ledger.ops.migrate)
 META_FILE_DIGEST: Final = "import.config.digest"
 # Bump when what a file's bytes import as changes (the leaf prints, the secret policy,
 # which sections are wiring): digests recorded under the old rules then stop counting.
 RULES: Final = "v1"
+
+
+def stored_prints(ledger: Ledger, key: str = META_CONFIG) -> dict[str, str] | None:
+    """The import prints stored under `key` (META_CONFIG, or the key file's), or None:
+    never imported, or a row that is not prints. The row is input like any other read
+    back (review r25: `{not json` or `5` there crashed every command, `restore` and
+    `verify` included): a damaged one is read as no record, so no hand edit is taken
+    from it, and the next `migrate` records the file again."""
+    text = ledger.backend.get_meta(key)
+    if text is None:
+        return None
+    try:
+        prints = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(prints, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in prints.items()):
+        return None
+    return prints
 
 
 def _key(ledger: Ledger) -> bytes | None:

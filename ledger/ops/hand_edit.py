@@ -14,7 +14,13 @@ from ledger.core.events import Change
 from ledger.core.wiring import without_wiring
 from ledger.engine.ledger import Ledger
 from ledger.errors import SecretKeyError
-from ledger.ops.file_digest import META_CONFIG, META_FILE_DIGEST, digest_for, in_step
+from ledger.ops.file_digest import (
+    META_CONFIG,
+    META_FILE_DIGEST,
+    digest_for,
+    in_step,
+    stored_prints,
+)
 from ledger.ops.migrate import (
     META_SYNC_SEQ,
     MigrationReport,
@@ -57,7 +63,8 @@ def import_hand_edit(ledger: Ledger, config_file: Path, *, config_doc: Doc | Non
     was imported but whose bytes are not (a comment, the layout, `[config]`) appends no
     event; its digest is recorded, so the next check is cheap again."""
     previous = ledger.backend.get_meta(META_CONFIG)
-    if previous is None or not config_file.exists():
+    prints = stored_prints(ledger)
+    if previous is None or prints is None or not config_file.exists():
         return None
     if config_doc is None:
         config_data, config_doc = read_config(config_file)
@@ -66,7 +73,7 @@ def import_hand_edit(ledger: Ledger, config_file: Path, *, config_doc: Doc | Non
         now = leaf_prints(doc, ledger.vault, is_secret_path)
     except SecretKeyError:
         now = None  # cannot tell a changed secret from an unchanged one: let migrate see
-    if now is not None and content_prints(json.loads(previous)) == now:
+    if now is not None and content_prints(prints) == now:
         _catch_up_digest(ledger, config_file, config_data, previous, now)
         return None
     report = migrate(ledger, config_file=config_file, keys_file=None, data_dir=data_dir,

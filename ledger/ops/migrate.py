@@ -45,7 +45,7 @@ from ledger.ops.backup_manifest import (
     proven_backup,
     read_manifest,
 )
-from ledger.ops.file_digest import META_CONFIG, META_FILE_DIGEST, digest_for
+from ledger.ops.file_digest import META_CONFIG, META_FILE_DIGEST, digest_for, stored_prints
 from ledger.schema.introspect import is_secret_path
 from ledger.schema.provider_keys import is_key_secret_path
 from ledger.stores.config_file import parse_config, read_config, read_config_file
@@ -374,7 +374,7 @@ def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
         ):
             if doc is None:
                 continue
-            previous = json.loads(ledger.backend.get_meta(meta_key) or "{}")
+            previous = stored_prints(ledger, meta_key) or {}
             if name == "config":
                 previous = content_prints(previous)
             now = leaf_prints(doc, sealer, secret)

@@ -4,10 +4,10 @@ so no plaintext key file stays beside a ledger that holds the same keys sealed."
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ledger.engine.ledger import Ledger
+from ledger.ops.file_digest import stored_prints
 from ledger.ops.migrate import META_KEYS, keys_prints, sealed_backup
 
 __all__ = ["retire_keys_file"]
@@ -21,8 +21,8 @@ def retire_keys_file(ledger: Ledger, keys_file: Path, data_dir: Path,
     or not what the ledger holds)."""
     if not keys_file.exists():
         return None
-    imported = ledger.backend.get_meta(META_KEYS)
-    if imported is None or json.loads(imported) != keys_prints(ledger, keys_file):
+    imported = stored_prints(ledger, META_KEYS)
+    if imported is None or imported != keys_prints(ledger, keys_file):
         return None  # the ledger does not hold exactly this file: keep it
     folder = sealed_backup(ledger, [keys_file], data_dir, backup_dir)
     keys_file.unlink()
