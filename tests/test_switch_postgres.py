@@ -4,6 +4,7 @@ LEDGER_TEST_PG_URL is set; each test gets a scratch database)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import tomllib
@@ -74,3 +75,85 @@ def test_postgres_both_ways(tmp_path: Path, dsn: str) -> None:
     back = site.ok("--db", dsn, "switch-backend", "postgres")
     assert "proven: the postgres ledger" in back.out
     assert served() == ("postgres", 8282)
+
+
+class _Relay:
+    """A TCP relay to the PostgreSQL server: a second address for it, which the test
+    can take away (the server itself stays up for the other tests)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        import socket
+        import threading
+
+        self._upstream = (host, port)
+        self._socks: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            server = socket.create_connection(self._upstream)
+            self._socks += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: object, b: object) -> None:
+        try:
+            while data := a.recv(65536):  # type: ignore[attr-defined]
+                b.sendall(data)  # type: ignore[attr-defined]
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Refuse new connections and cut the open ones (shutdown first: a bare close
+        leaves a thread blocked in accept or recv serving on)."""
+        import socket
+
+        for s in (self._listener, *self._socks):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+
+def test_the_mirror_served_for_an_unreachable_dsn_does_not_show_its_password(
+        tmp_path: Path, dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PostgreSQL DSN named under `backend = "sqlite"` (MOLTIS_CONFIG_DB) opens the
+    PostgreSQL ledger, whose effective `[config]` says `backend = "postgres"` and keeps
+    the DSN as a secret (`dsn`, masked in every display). Once the server could not be
+    reached, the head mirror served in its place said `backend = "sqlite"` and put the
+    whole DSN, password included, in the plain `db` field, which `show` prints."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    parts = conninfo_to_dict(dsn)
+    relay = _Relay(str(parts.get("host", "localhost")), int(parts.get("port", 5432)))
+    password = str(parts.get("password") or "pw-7c1e-never-shown")  # trust auth ignores it
+    user = quote(str(parts.get("user", "")), safe="")
+    relayed = (f"postgresql://{user}:{quote(password, safe='')}@127.0.0.1:{relay.port}/"
+               f"{parts['dbname']}")
+    site: Site = make_site(tmp_path)
+    monkeypatch.setenv("MOLTIS_CONFIG_BACKEND", "sqlite")
+    monkeypatch.setenv("MOLTIS_CONFIG_DB", relayed)
+    try:
+        site.ok("migrate")
+        site.ok("set", "server.port", "8080")
+    finally:
+        relay.close()
+    store = open_store()
+    try:
+        assert store.backend_name == "mirror"
+        served = asyncio.run(store.load_effective())
+        assert (served.config.backend, served.server.port) == ("postgres", 8080)
+        assert served.config.db is None
+    finally:
+        asyncio.run(store.close())
+    shown = site.run("show", "--effective")
+    assert password not in shown.out + shown.err

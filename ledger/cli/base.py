@@ -170,6 +170,12 @@ class State:
         except ParseError:
             name, location = backend, self.db or str(dirs.default_db_path(self.data_home))
         assert location is not None
+        from ledger.backends.open import is_dsn
+
+        if is_dsn(location):
+            # a DSN opens PostgreSQL whatever `backend` said (`open_ledger`, as the
+            # gateway's open_store does): MOLTIS_CONFIG_DB=postgresql://… under sqlite
+            name = "postgres"
         return name, location
 
     def store(self, *, write: bool = False, sync: bool = True) -> LedgerConfigStore:

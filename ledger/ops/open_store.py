@@ -173,10 +173,13 @@ def _fallback(inst: Installation, name: str, location: str, err: BaseException,
         mirror = None
     if mirror is not None:
         # its effective `[config]` names the ledger it mirrors, as the ledger's own does
-        # (`LedgerConfigStore._wiring`: a SQLite file by its path as the backend keeps
-        # it, `a/./moltis.db` as `a/moltis.db`)
-        named = location if is_dsn(location) else str(Path(location))
-        mirror.wiring = wiring_table(backend=name, location=named,
+        # (`LedgerConfigStore._wiring`): by the backend the location opens (a DSN is
+        # PostgreSQL whatever `backend` said: it stays in `dsn`, a secret every display
+        # masks) and a SQLite file by its path as the backend keeps it (`a/./moltis.db`
+        # as `a/moltis.db`)
+        dsn = is_dsn(location)
+        mirror.wiring = wiring_table(backend="postgres" if dsn else "sqlite",
+                                     location=location if dsn else str(Path(location)),
                                      ledger_id=(mirror.wiring or {}).get("ledger_id"))
         _log.warning("the configuration ledger is unavailable; serving its head mirror",
                      backend=name, location=where, seq=mirror.seq,
