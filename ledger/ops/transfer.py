@@ -113,6 +113,7 @@ def _copy_state(source: Backend, target: Backend) -> VerifyReport | None:
                                 " nothing was copied", before.first_bad_seq)
     if before.head_seq != head.seq or before.head_hash != head.hash:
         return None  # the log was replaced meanwhile (a restore): read it again
+    _refuse_events_past(source, head)
     secrets = secrets_as_of(source, head.seq)
     if secrets is None:
         return None
@@ -147,6 +148,19 @@ def _copy_state(source: Backend, target: Backend) -> VerifyReport | None:
     _log.info("ledger copied", source=source.location, target=target.location, events=copied,
               head=after.head_hex)
     return after
+
+
+def _refuse_events_past(source: Backend, head: Head) -> None:
+    """VerificationError when the log holds an event after `head` that no head names:
+    PostgreSQL's head row moved back (tampered or damaged; the read path refuses such a
+    ledger too). A writer's append moves the head row with its event, so an event past
+    `head` that a head read after it covers is a writer's, not left behind."""
+    tail = next(iter(source.read(after=head.seq, limit=1)), None)
+    if tail is not None and source.head().seq < tail.seq:
+        raise VerificationError(
+            f"{source.location}: event {tail.seq} is in the log after its head (event "
+            f"{head.seq}): the head was moved back (tampered or damaged); run "
+            "`moltis-ledger verify`; nothing was copied", tail.seq)
 
 
 def _head_and_meta(source: Backend) -> tuple[Head, dict[str, str]]:
