@@ -299,12 +299,14 @@ class State:
         """Whether the config file holds a hand edit to import: None when it is known to
         be in step (its digest checks: nothing heavy is loaded), else the full check's
         answer (False: the content is imported, only the bytes differ)."""
-        from ledger.ops.file_digest import can_record, in_step, stored_prints
+        from ledger.ops.file_digest import META_CONFIG, can_record, in_step, stored_prints
 
         inst = self.installation
-        previous = stored_prints(store.ledger)
-        if inst.doc is None or previous is None or in_step(store.ledger, inst.config_file,
-                                                           inst.data):
+        if inst.doc is None or store.ledger.backend.get_meta(META_CONFIG) is None or \
+                in_step(store.ledger, inst.config_file, inst.data):
+            return None
+        previous = stored_prints(store.ledger)  # parsed only past the digest (start-up)
+        if previous is None:
             return None
         from ledger.ops.hand_edit import pending_hand_edit
 
