@@ -58,3 +58,23 @@ def test_every_read_command_works_with_a_non_ascii_stored_digest(
     for args in (["show"], ["check"], ["verify"], ["get", "server.port"]):
         assert app.run(args) == 0, (args, capsys.readouterr())
     assert "TypeError" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("leaves", ["{not json", "5", '{"server.port": 7}'])
+def test_check_names_a_damaged_import_record(leaves: str, capsys: pytest.CaptureFixture[str]
+                                              ) -> None:
+    """A damaged record of the file's last import is read as none (review r25): no hand
+    edit is taken from it, so `check` says so, naming the row and the way back."""
+    import json
+
+    _seed()
+    db = Path(os.environ["MOLTIS_DATA_DIR"]) / "moltis.db"
+    c = apsw.Connection(str(db))
+    c.execute("UPDATE ledger_meta SET value = ? WHERE key = 'import.config.leaves'",
+              (leaves,))
+    c.close()
+    capsys.readouterr()
+    assert app.run(["--json", "check"]) == 0
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert any("import.config.leaves" in w and "moltis-ledger migrate" in w
+               for w in warnings), warnings

@@ -309,6 +309,13 @@ def check(state: State, file: str | None) -> None:
         queue_problem = writer_queue_problem(ledger.backend)
         if queue_problem:
             warnings.append(queue_problem)
+        from ledger.ops.file_digest import META_CONFIG, damaged_record
+        from ledger.stores.key_file import META_KEYS
+
+        for meta_key, name in ((META_CONFIG, state.config_file), (META_KEYS, state.keys_file)):
+            damaged = damaged_record(ledger, meta_key, str(name))
+            if damaged:
+                warnings.append(damaged)
         # the head state, not the whole log (that is verify's): cheap, and what an older
         # release would serve
         format_warning = format_problem(

@@ -44,8 +44,8 @@ from ledger.errors import SecretKeyError
 if TYPE_CHECKING:
     from ledger.engine.ledger import Ledger
 
-__all__ = ["META_CONFIG", "META_FILE_DIGEST", "can_record", "digest_for", "in_step",
-           "stored_prints"]
+__all__ = ["META_CONFIG", "META_FILE_DIGEST", "can_record", "damaged_record", "digest_for",
+           "in_step", "stored_prints"]
 
 META_CONFIG: Final = "import.config.leaves"  # the import prints (ledger.ops.migrate)
 META_FILE_DIGEST: Final = "import.config.digest"
@@ -71,6 +71,16 @@ def stored_prints(ledger: Ledger, key: str = META_CONFIG) -> dict[str, str] | No
             isinstance(k, str) and isinstance(v, str) for k, v in prints.items()):
         return None
     return prints
+
+
+def damaged_record(ledger: Ledger, key: str, file: str) -> str | None:
+    """What `check` says of an import record (`key`) that is there but is not prints:
+    the hand edits of `file` it would tell are not imported until `migrate` runs."""
+    if ledger.backend.get_meta(key) is None or stored_prints(ledger, key) is not None:
+        return None
+    return (f"the ledger's record of {file} as last imported (meta row {key}) is damaged, "
+            "so hand edits of that file are not imported; `moltis-ledger migrate` records "
+            "the file again (check first that its content is what the ledger should hold)")
 
 
 def _key(ledger: Ledger) -> bytes | None:
