@@ -78,3 +78,29 @@ def test_check_names_a_damaged_import_record(leaves: str, capsys: pytest.Capture
     warnings = json.loads(capsys.readouterr().out)["warnings"]
     assert any("import.config.leaves" in w and "moltis-ledger migrate" in w
                for w in warnings), warnings
+
+
+def test_migrate_records_the_file_again_over_a_damaged_record(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """With the record damaged, `migrate` cannot tell the file's changes from the
+    ledger's: it imports nothing (no value set in the ledger since is reverted, review
+    r26), says so, and records the file as it is, so the next hand edit is imported."""
+    import json
+
+    _seed()
+    assert app.run(["set", "server.port", "8222"]) == 0  # the file still says 8111
+    db = Path(os.environ["MOLTIS_DATA_DIR"]) / "moltis.db"
+    c = apsw.Connection(str(db))
+    c.execute("UPDATE ledger_meta SET value = '5' WHERE key = 'import.config.leaves'")
+    c.close()
+    capsys.readouterr()
+    assert app.run(["migrate"]) == 0
+    said = capsys.readouterr()
+    assert "import.config.leaves" in said.out + said.err
+    assert app.run(["--json", "get", "server.port"]) == 0
+    assert json.loads(capsys.readouterr().out)["value"] == 8222
+    toml = Path(os.environ["MOLTIS_CONFIG_DIR"]) / "moltis.toml"
+    toml.write_text(toml.read_text(encoding="utf-8").replace("8111", "8333"),
+                    encoding="utf-8")
+    assert app.run(["--json", "get", "server.port"]) == 0
+    assert json.loads(capsys.readouterr().out)["value"] == 8333  # a hand edit again

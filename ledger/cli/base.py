@@ -161,21 +161,17 @@ class State:
             backend = backend_kind(self.db)
         else:
             try:
-                configured, _ = inst.select()
-            except ParseError:
-                configured = "sqlite"  # a broken moltis.toml must not stop `check`/`show`
-            backend = "postgres" if configured == "postgres" else "sqlite"
+                configured, located = inst.select()
+            except ParseError:  # a broken moltis.toml must not stop `check`/`show`
+                configured, located = "sqlite", None
+            if configured != "file" and located is not None:
+                return configured, located  # the gateway's own ledger
+            backend = "sqlite"
         try:
             name, location = inst.select(backend=backend, db=self.db)
         except ParseError:
             name, location = backend, self.db or str(dirs.default_db_path(self.data_home))
         assert location is not None
-        from ledger.backends.open import is_dsn
-
-        if is_dsn(location):
-            # a DSN opens PostgreSQL whatever `backend` said (`open_ledger`, as the
-            # gateway's open_store does): MOLTIS_CONFIG_DB=postgresql://… under sqlite
-            name = "postgres"
         return name, location
 
     def store(self, *, write: bool = False, sync: bool = True) -> LedgerConfigStore:
@@ -307,6 +303,10 @@ class State:
             return None
         previous = stored_prints(store.ledger)  # parsed only past the digest (start-up)
         if previous is None:
+            from ledger.ops.file_digest import damaged_record
+
+            self.out.warn(damaged_record(store.ledger, META_CONFIG, str(inst.config_file))
+                          or "")
             return None
         from ledger.ops.hand_edit import pending_hand_edit
 

@@ -79,8 +79,9 @@ def damaged_record(ledger: Ledger, key: str, file: str) -> str | None:
     if ledger.backend.get_meta(key) is None or stored_prints(ledger, key) is not None:
         return None
     return (f"the ledger's record of {file} as last imported (meta row {key}) is damaged, "
-            "so hand edits of that file are not imported; `moltis-ledger migrate` records "
-            "the file again (check first that its content is what the ledger should hold)")
+            "so hand edits of that file are not imported: set in the ledger what the file "
+            "changed (`moltis-ledger export` shows the ledger's side), then `moltis-ledger "
+            "migrate` records the file as it is, importing nothing of it")
 
 
 def _key(ledger: Ledger) -> bytes | None:

@@ -176,6 +176,11 @@ def select_backend(*, config_file: Path, data_dir: Path, backend: str | None = N
             raise InputError("the postgres backend needs a DSN: --db postgresql://..., "
                              "MOLTIS_CONFIG_DSN, or [config] dsn")
         location = str(dirs.default_db_path(data_dir))
+    if is_dsn(location):
+        # a DSN opens PostgreSQL whatever `backend` said (`open_ledger`): named so here,
+        # where the gateway, the CLI and a switch all ask (MOLTIS_CONFIG_DB=postgresql://
+        # under backend sqlite)
+        name = "postgres"
     return name, location
 
 

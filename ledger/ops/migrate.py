@@ -120,6 +120,13 @@ def leaf_prints(doc: Doc, sealer: _Fingerprints | None, secret: Any) -> dict[str
     return out
 
 
+def _damaged_record_notice(where: str, meta_key: str) -> str:
+    return (f"the ledger's record of {where} as last imported (meta row {meta_key}) was "
+            "damaged: the file as it is now is recorded as in step and nothing of it was "
+            "imported, so no value set in the ledger was reverted. Compare the file with "
+            "`moltis-ledger export` and set what differs, if the file was edited since")
+
+
 def content_prints(prints: Mapping[str, str]) -> dict[str, str]:
     """Import prints without `[config]`'s (which an older version recorded)."""
     return {k: v for k, v in prints.items()
@@ -374,10 +381,17 @@ def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
         ):
             if doc is None:
                 continue
-            previous = stored_prints(ledger, meta_key) or {}
-            if name == "config":
-                previous = content_prints(previous)
             now = leaf_prints(doc, sealer, secret)
+            stored = stored_prints(ledger, meta_key)
+            if stored is None and not whole and ledger.backend.get_meta(meta_key) is not None:
+                # a damaged record cannot tell the file's changes from the ledger's: the
+                # whole file taken as changed would revert every value set in the ledger
+                # since (review r26), so the file as it is is recorded, nothing imported
+                stored, moved = now, True  # in step from here: the sync seq moves too
+                notice = _damaged_record_notice(report.sources.get(name, name), meta_key)
+                if notice not in report.notices:
+                    report.notices.append(notice)
+            previous = content_prints(stored or {}) if name == "config" else stored or {}
             raw = _incremental(doc, previous, now, current)
             moved = moved or bool(raw)
             if refuse_conflicts and raw:

@@ -30,7 +30,7 @@ from ledger.errors import (
 )
 from ledger.files import dirs
 from ledger.files.change_key import file_stat_key, settled
-from ledger.ops.file_digest import META_CONFIG, in_step
+from ledger.ops.file_digest import META_CONFIG, damaged_record, in_step
 from ledger.ops.installation import (
     Installation,
     describe_location,
@@ -173,13 +173,11 @@ def _fallback(inst: Installation, name: str, location: str, err: BaseException,
         mirror = None
     if mirror is not None:
         # its effective `[config]` names the ledger it mirrors, as the ledger's own does
-        # (`LedgerConfigStore._wiring`): by the backend the location opens (a DSN is
-        # PostgreSQL whatever `backend` said: it stays in `dsn`, a secret every display
-        # masks) and a SQLite file by its path as the backend keeps it (`a/./moltis.db`
-        # as `a/moltis.db`)
-        dsn = is_dsn(location)
-        mirror.wiring = wiring_table(backend="postgres" if dsn else "sqlite",
-                                     location=location if dsn else str(Path(location)),
+        # (`LedgerConfigStore._wiring`: a DSN in `dsn`, a secret every display masks, a
+        # SQLite file by its path as the backend keeps it, `a/./moltis.db` as
+        # `a/moltis.db`)
+        mirror.wiring = wiring_table(backend=name, location=location if name == "postgres"
+                                     else str(Path(location)),
                                      ledger_id=(mirror.wiring or {}).get("ledger_id"))
         _log.warning("the configuration ledger is unavailable; serving its head mirror",
                      backend=name, location=where, seq=mirror.seq,
@@ -298,6 +296,10 @@ def sync_hand_edit(store: LedgerConfigStore, inst: Installation) -> str | None:
                    f"{store.ledger.head_state().seq}")
         _log.warning("hand edit not imported", reason=message)
         return message
+    damaged = damaged_record(store.ledger, META_CONFIG, str(inst.config_file))
+    if damaged:  # what changed in the file cannot be told: nothing is imported
+        _log.warning("hand edit not imported", reason=damaged)
+        return damaged
     try:
         report = import_hand_edit(store.ledger, inst.config_file, config_doc=inst.doc,
                                   config_data=inst.data, data_dir=inst.data_home)

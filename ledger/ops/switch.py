@@ -76,7 +76,10 @@ def _backend_changes(data_dir: Path, backend: str, location: str | None,
             sets[("config", "db")] = os.path.abspath(location)
         else:
             unsets.append(("config", "db"))
-    if backend == "postgres" and location is not None and not env.get("MOLTIS_CONFIG_DSN"):
+    # never a DSN the environment gives (its password would land in the file):
+    # MOLTIS_CONFIG_DSN, or MOLTIS_CONFIG_DB naming one under backend sqlite
+    if backend == "postgres" and location is not None and not env.get("MOLTIS_CONFIG_DSN") \
+            and location != env.get("MOLTIS_CONFIG_DB"):
         sets[("config", "dsn")] = location
     return sets, unsets
 
