@@ -72,6 +72,12 @@ class StoreBusyError(StoreError):
     """Another writer held the lock for longer than the busy timeout."""
 
 
+class StateMovedError(StoreBusyError):
+    """A copy of one state of a live ledger (a bundle, a backup) met a key rotation, a
+    history fork (a restore) or a shred between its reads: nothing was written; reading
+    again gives a state that holds it (`ledger.ops.live_state`)."""
+
+
 class OutcomeUnknownError(StoreError):
     """A write's commit was sent and the connection lost before its reply, and the log
     could not be read to tell whether it committed: it may have. Check the head

@@ -97,9 +97,6 @@ def _stopped_while(env: dict[str, str], args: list[str],
 # 1. a bundle / backup of a live ledger racing a restore (a history fork)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a restore racing a bundle fails it as 'does not verify' (exit 3, "
-    "'restore the newest backup') instead of reading again"))
 def test_a_bundle_racing_a_restore_reads_again_instead_of_calling_the_ledger_broken(
         tmp_path: Path) -> None:
     """What I did: a migrated ledger with 3000 more events; `backup -o early.db`; five
@@ -139,9 +136,6 @@ def test_a_bundle_racing_a_restore_reads_again_instead_of_calling_the_ledger_bro
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a restore racing a backup's copy fails it as 'the source does not "
-    "verify' (exit 3) instead of reading again"))
 def test_a_backup_racing_a_restore_reads_again_instead_of_calling_the_ledger_broken(
         tmp_path: Path) -> None:
     """What I did: two histories of one ledger that part at event 1002: a migrated

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
@@ -221,6 +221,27 @@ class _CountingWriter:
         return int(self._target.write(text))
 
 
+def _write_bundle(ledger: Any, f: IO[str], advance: Callable[[int], None],
+                  with_secrets: bool) -> Any:
+    """`write_bundle` into `f`, written again from the start when the ledger moved under
+    it (a restore forked it: StateMovedError); the head the file holds, not the live
+    head read again after it."""
+    from ledger.errors import StateMovedError
+    from ledger.ops.bundle import write_bundle
+    from ledger.ops.live_state import READ_TRIES
+
+    for attempt in range(1, READ_TRIES + 1):
+        try:
+            return write_bundle(ledger, text_io(_CountingWriter(f, advance)),
+                                with_secrets=with_secrets)
+        except StateMovedError:
+            if attempt == READ_TRIES:
+                raise
+            f.seek(0)
+            f.truncate()
+    raise AssertionError("unreachable")
+
+
 @cli.command()
 @click.option("-o", "--output", "target", type=click.Path(dir_okay=False), required=True,
               help="The bundle file to write (mode 0600).")
@@ -241,7 +262,7 @@ def bundle(state: State, target: str, with_secrets: bool) -> None:
         moltis-ledger bundle -o full.bundle --with-secrets
     """
     from ledger.files.safe_io import create_private, refuse_special
-    from ledger.ops.bundle import replaceable_by_bundle, write_bundle
+    from ledger.ops.bundle import replaceable_by_bundle
 
     path = Path(target)
     refuse_special(path, "the bundle")  # a FIFO or device there is never replaced
@@ -257,9 +278,7 @@ def bundle(state: State, target: str, with_secrets: bool) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f, state.out.progress(
                 "writing the bundle", ledger.backend.head().seq + 1) as advance:
-            # the head the file holds, not the live head read again after it
-            head = write_bundle(ledger, text_io(_CountingWriter(f, advance)),
-                                with_secrets=with_secrets)
+            head = _write_bundle(ledger, f, advance, with_secrets)
             f.flush()
             os.fsync(f.fileno())
         refuse_special(path, "the bundle")

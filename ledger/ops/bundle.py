@@ -42,6 +42,7 @@ from ledger.ops.live_state import (
     READ_TRIES,
     key_rows,
     moved_error,
+    replaced,
     secrets_as_of,
     vouches_up_to,
 )
@@ -99,12 +100,19 @@ def write_bundle(ledger: Ledger, out: IO[str], *, with_secrets: bool = False) ->
         "head": head.hash.hex(), "genesis": GENESIS.hex(),
     }
     out.write(json.dumps(header) + "\n")
-    for rec in ledger.records(until=head.seq):  # the head the header names, even while writers run
-        out.write(json.dumps({
-            "seq": rec.seq, "ts": rec.ts, "actor": rec.actor, "reason": rec.reason,
-            "source": rec.source, "kind": rec.kind, "payload": rec.payload.decode("utf-8"),
-            "prev_hash": rec.prev_hash.hex(), "hash": rec.hash.hex(),
-        }, ensure_ascii=False) + "\n")
+    try:
+        # the head the header names, even while writers run
+        for rec in ledger.records(until=head.seq):
+            out.write(json.dumps({
+                "seq": rec.seq, "ts": rec.ts, "actor": rec.actor, "reason": rec.reason,
+                "source": rec.source, "kind": rec.kind, "payload": rec.payload.decode("utf-8"),
+                "prev_hash": rec.prev_hash.hex(), "hash": rec.hash.hex(),
+            }, ensure_ascii=False) + "\n")
+    except VerificationError:
+        if replaced(ledger.backend, head):  # a restore forked it meanwhile, not damage
+            raise moved_error(ledger.backend.location, "the bundle was being written"
+                              ) from None
+        raise
     if with_secrets:
         for row in secrets:
             out.write(json.dumps({

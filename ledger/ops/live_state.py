@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from ledger.backends.base import Backend, SecretRow
+from ledger.backends.base import Backend, Head, SecretRow
 from ledger.engine.integrity_keys import (
     HEAD_MAC,
     HEAD_SIGNATURE,
@@ -25,9 +25,10 @@ from ledger.engine.integrity_keys import (
     HeadMac,
     HeadSignature,
 )
-from ledger.errors import StoreBusyError
+from ledger.errors import StateMovedError
 
-__all__ = ["READ_TRIES", "key_rows", "moved_error", "secrets_as_of", "vouches_up_to"]
+__all__ = ["READ_TRIES", "key_rows", "moved_error", "replaced", "secrets_as_of",
+           "vouches_up_to"]
 
 # How many times a reader reads the state again before it gives up (each try is cheap
 # next to what it copies; a rotation or shred is rare, two in a row rarer still).
@@ -70,9 +71,16 @@ def secrets_as_of(backend: Backend, head_seq: int) -> list[SecretRow] | None:
     return rows
 
 
-def moved_error(location: str, doing: str) -> StoreBusyError:
-    """What a reader says when every try met a rotation, a fork or a shred."""
-    return StoreBusyError(
+def replaced(backend: Backend, head: Head) -> bool:
+    """Whether the log no longer holds `head` (a restore or an import forked it): a read
+    of its events that broke the chain then met another history, not damage."""
+    rec = backend.record(head.seq) if head.seq else None
+    return head.seq > 0 and (rec is None or rec.hash != head.hash)
+
+
+def moved_error(location: str, doing: str) -> StateMovedError:
+    """What a reader says when a try met a rotation, a fork or a shred."""
+    return StateMovedError(
         f"{location}: the ledger's key was rotated, its history forked or a secret "
         f"shredded while {doing}, {READ_TRIES} times in a row; nothing was written. Try "
         "again once that is done")

@@ -28,7 +28,14 @@ from ledger.engine.ledger import Ledger
 from ledger.engine.vault import KeySource
 from ledger.errors import StoreError, VerificationError
 from ledger.ops.import_checks import checked_records
-from ledger.ops.live_state import READ_TRIES, key_rows, moved_error, secrets_as_of, vouches_up_to
+from ledger.ops.live_state import (
+    READ_TRIES,
+    key_rows,
+    moved_error,
+    replaced,
+    secrets_as_of,
+    vouches_up_to,
+)
 
 __all__ = ["StagedCopy", "check_empty", "copy_ledger", "copy_ledger_files", "finish_copy",
            "open_backend", "stage_copy"]
@@ -109,6 +116,8 @@ def _copy_state(source: Backend, target: Backend) -> VerifyReport | None:
     head, meta = _head_and_meta(source)
     before = verify_records(source.read(until=head.seq))
     if not before.ok:
+        if replaced(source, head):
+            return None  # a restore forked it while its events were read: read it again
         raise VerificationError(f"{source.location}: the source does not verify ({before.problem});"
                                 " nothing was copied", before.first_bad_seq)
     if before.head_seq != head.seq or before.head_hash != head.hash:
@@ -139,6 +148,10 @@ def _copy_state(source: Backend, target: Backend) -> VerifyReport | None:
                 raise _MovedError  # snapshots and sealed rows of two keys: none of this commits
     except _MovedError:
         return None
+    except VerificationError:
+        if replaced(source, head):
+            return None  # the events read met the history a restore put in (rolled back)
+        raise
     after = verify_records(target.read())
     if not after.ok or after.head_hash != before.head_hash or after.events != before.events:
         raise VerificationError(
