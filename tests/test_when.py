@@ -118,3 +118,14 @@ def test_a_time_copied_from_log_bounds_a_range_with_that_event_inside(tmp_path) 
 
     asyncio.run(go())
     store.ledger.close()
+
+
+def test_a_lower_bound_to_the_second_starts_before_its_first_microsecond() -> None:
+    """`log --since T`: the state just before the second T, so an event stamped at
+    exactly T.000000 is in the range (a state "as of" T.000000 would hold it)."""
+    assert parse_when("2026-11-24 09:00:05Z", NOW, lower_bound=True) == datetime(
+        2026, 11, 24, 9, 0, 4, 999_999, tzinfo=UTC)
+    assert parse_when("2026-11-24 09:00:05.000Z", NOW, lower_bound=True) == datetime(
+        2026, 11, 24, 9, 0, 5, tzinfo=UTC)  # a fraction names that very instant
+    assert parse_when("yesterday 18:00:05", NOW, lower_bound=True) == datetime(
+        2026, 11, 25, 18, 0, 4, 999_999, tzinfo=UTC)

@@ -51,8 +51,11 @@ def parse_when(text: str, now: datetime | None = None, *,
     if words == "now":
         return now
     when = _iso(words) or _age(words, now) or _day(words, now)
-    if when is not None and not lower_bound and _to_the_second(words):
-        return when.replace(microsecond=999_999)
+    if when is not None and _to_the_second(words):
+        # the state after the second (`--at`), or just before it (`--since`: an event
+        # stamped on the second's first microsecond is inside the range too)
+        return when - timedelta(microseconds=1) if lower_bound else when.replace(
+            microsecond=999_999)
     return when
 
 
