@@ -5,7 +5,9 @@ without the schema, as every CLI command and `open_store()` do before anything e
 Backend: the `backend=` argument, else MOLTIS_CONFIG_BACKEND, else `[config] backend`
 in moltis.toml, else `file` (the seed's default: today's behaviour). Location of the
 ledger: `db=` (a path, or a postgresql:// DSN), else MOLTIS_CONFIG_DSN / MOLTIS_CONFIG_DB,
-else `[config] dsn` / `[config] db`, else `<data dir>/moltis.db`.
+else `[config] dsn` / `[config] db`, else `<data dir>/moltis.db`. A DSN opens PostgreSQL
+whatever the backend said, so MOLTIS_CONFIG_DB may name a PostgreSQL ledger too (after
+MOLTIS_CONFIG_DSN), for either backend name.
 """
 
 from __future__ import annotations
@@ -165,9 +167,15 @@ def select_backend(*, config_file: Path, data_dir: Path, backend: str | None = N
     if name == "file":
         return name, None
     location = db
-    if location is None:
-        location = env.get("MOLTIS_CONFIG_DSN") if name == "postgres" else env.get(
-            "MOLTIS_CONFIG_DB")
+    if location is None and name == "postgres":
+        # MOLTIS_CONFIG_DB naming a DSN names this ledger too (it opens PostgreSQL under
+        # backend sqlite, below), so a `[config] backend = "postgres"` written for it
+        # finds it again (review r27)
+        named = env.get("MOLTIS_CONFIG_DB")
+        location = env.get("MOLTIS_CONFIG_DSN") or (named if named and is_dsn(named)
+                                                     else None)
+    elif location is None:
+        location = env.get("MOLTIS_CONFIG_DB")
     if location is None:
         value = config.get("dsn" if name == "postgres" else "db")
         location = value if isinstance(value, str) else None
