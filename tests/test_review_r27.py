@@ -52,9 +52,6 @@ def _head_seq(tmp_path: Path) -> int:
 # 1. a damaged import record (17e5877)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-                       "migrate over a damaged import.keys.leaves records the key file as "
-                       "imported, then retires it: a key only the file held is gone"))
 def test_migrate_does_not_retire_a_key_file_whose_keys_the_ledger_lacks(
         tmp_path: Path) -> None:
     """What I did: moltis.toml and provider_keys.json (openai), `migrate --keep-files`
@@ -132,9 +129,6 @@ def test_a_read_appends_no_event_from_a_forged_empty_file_record(tmp_path: Path)
         "import.config" in got.stderr, (got.stdout, got.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-                       "a deleted import record is still read as 'every value of the file is "
-                       "new': migrate reverts the ledger's edits"))
 def test_migrate_with_the_file_record_deleted_keeps_the_ledgers_own_edits(
         tmp_path: Path) -> None:
     """What I did: a migrated ledger (moltis.toml: server.port = 13131);
@@ -160,9 +154,6 @@ def test_migrate_with_the_file_record_deleted_keeps_the_ledgers_own_edits(
                                                                  migrated.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-                       "the damaged-record notice in report.notices triggers the 'key vault "
-                       "not read' log line"))
 def test_migrate_over_a_damaged_record_does_not_log_a_key_vault_warning(
         tmp_path: Path) -> None:
     """What I did: a migrated ledger without any key vault (no provider_keys.json.enc);

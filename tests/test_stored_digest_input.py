@@ -104,3 +104,21 @@ def test_migrate_records_the_file_again_over_a_damaged_record(
                     encoding="utf-8")
     assert app.run(["--json", "get", "server.port"]) == 0
     assert json.loads(capsys.readouterr().out)["value"] == 8333  # a hand edit again
+
+
+def test_a_key_file_that_appears_after_the_first_migrate_is_imported(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """No record of a file, though files were imported before, makes `migrate` keep the
+    ledger's own changes as conflicts (review r27: a deleted record reverted them); a
+    key file that simply did not exist at the first migrate is still imported whole."""
+    import json
+
+    _seed()  # moltis.toml only
+    keys = Path(os.environ["MOLTIS_CONFIG_DIR"]) / "provider_keys.json"
+    keys.write_text(json.dumps({"openai": {"apiKey": "sk-late-0123456789abcdef"}}),
+                    encoding="utf-8")
+    keys.chmod(0o600)
+    assert app.run(["migrate", "--keep-files"]) == 0
+    capsys.readouterr()
+    assert app.run(["--json", "providers", "list"]) == 0
+    assert "openai" in capsys.readouterr().out

@@ -106,8 +106,12 @@ def migrate(state: State, dry_run: bool, no_switch: bool, keep_files: bool,
     if not dry_run:
         switched = _switch_after_migrate(state, ledger, backend, location, no_switch)
         if not keep_files and switched is not None:
-            retired = _retire_keys_file(state, ledger, report.backup_dir)
-            stripped = _strip_config_file(state, ledger, report.backup_dir)
+            # a file whose record was damaged was recorded, not imported: the ledger may
+            # lack what it holds, so it stays as it is (MigrationReport.unsure)
+            if str(keys_file) not in report.unsure:
+                retired = _retire_keys_file(state, ledger, report.backup_dir)
+            if str(config_file) not in report.unsure:
+                stripped = _strip_config_file(state, ledger, report.backup_dir)
     _render_migration(state, report, ledger, dry_run=dry_run, no_switch=no_switch,
                       switched=switched, retired=retired, backend=backend, stripped=stripped)
 

@@ -71,8 +71,13 @@ class MigrationReport:
     commit: Commit | None = None
     backup_dir: Path | None = None
     sources: dict[str, str] = field(default_factory=dict)  # what was read, by document
-    # what the operator must know about files that were not read (Moltis's key vault)
+    # what the operator must know about files that were not read (Moltis's key vault),
+    # and about records of the last import that could not be trusted
     notices: list[str] = field(default_factory=list)
+    # the files whose record of the last import was damaged: recorded as they are now,
+    # nothing of them imported, so they are not retired or stripped either (the ledger
+    # may lack what they hold: review r27)
+    unsure: list[str] = field(default_factory=list)
 
     @property
     def appended(self) -> bool:
@@ -120,11 +125,33 @@ def leaf_prints(doc: Doc, sealer: _Fingerprints | None, secret: Any) -> dict[str
     return out
 
 
+def _last_import(ledger: Ledger, report: MigrationReport, where: str, meta_key: str,
+                 now: dict[str, str], anyway: bool) -> tuple[dict[str, str], bool]:
+    """The prints of the file `where` as last imported, and whether there is no record
+    of them though files were imported before (a row deleted, or a file that appeared
+    since): the file's keys are then all new, so the ledger's own changes since that
+    import are kept as conflicts (review r27). A damaged record cannot tell the file's
+    changes from the ledger's, and the whole file taken as changed would revert every
+    value set in the ledger since (review r26): `now` itself is returned (the file as it
+    is is recorded, nothing imported) and the file noted in `report.unsure`. `anyway`:
+    a backend switch (the whole file) or a hand edit's own conflict rule."""
+    stored = stored_prints(ledger, meta_key)
+    if stored is not None or anyway:
+        return stored or {}, False
+    if ledger.backend.get_meta(meta_key) is None:
+        return {}, ledger.backend.get_meta(META_SYNC_SEQ) is not None
+    if where not in report.unsure:
+        report.unsure.append(where)
+        report.notices.append(_damaged_record_notice(where, meta_key))
+    return now, False
+
+
 def _damaged_record_notice(where: str, meta_key: str) -> str:
     return (f"the ledger's record of {where} as last imported (meta row {meta_key}) was "
             "damaged: the file as it is now is recorded as in step and nothing of it was "
-            "imported, so no value set in the ledger was reverted. Compare the file with "
-            "`moltis-ledger export` and set what differs, if the file was edited since")
+            "imported, so no value set in the ledger was reverted; the file is kept as it "
+            "is. Compare it with `moltis-ledger export` and set what differs, if it was "
+            "edited since")
 
 
 def content_prints(prints: Mapping[str, str]) -> dict[str, str]:
@@ -363,7 +390,8 @@ def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
     `[config]` (where the configuration lives) is never imported."""
     config_doc, config_data, keys_doc = _documents(config_file, keys_file, documents,
                                                    config_data)
-    report = MigrationReport(dry_run=dry_run, notices=key_vault_notices(keys_file))
+    vault_notices = key_vault_notices(keys_file)
+    report = MigrationReport(dry_run=dry_run, notices=list(vault_notices))
     if config_doc is not None and config_file is not None and (
             config_file.exists() or documents is not None):
         report.sources["config"] = str(config_file)
@@ -382,21 +410,17 @@ def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
             if doc is None:
                 continue
             now = leaf_prints(doc, sealer, secret)
-            stored = stored_prints(ledger, meta_key)
-            if stored is None and not whole and ledger.backend.get_meta(meta_key) is not None:
-                # a damaged record cannot tell the file's changes from the ledger's: the
-                # whole file taken as changed would revert every value set in the ledger
-                # since (review r26), so the file as it is is recorded, nothing imported
-                stored, moved = now, True  # in step from here: the sync seq moves too
-                notice = _damaged_record_notice(report.sources.get(name, name), meta_key)
-                if notice not in report.notices:
-                    report.notices.append(notice)
-            previous = content_prints(stored or {}) if name == "config" else stored or {}
+            where = report.sources.get(name, name)
+            previous, unrecorded = _last_import(ledger, report, where, meta_key, now,
+                                                whole or refuse_conflicts)
+            moved = moved or previous is now  # a damaged record: in step from here on
+            if name == "config":
+                previous = content_prints(previous)
             raw = _incremental(doc, previous, now, current)
             moved = moved or bool(raw)
-            if refuse_conflicts and raw:
-                _refuse_conflicts(ledger, raw, current, name, report.sources.get(name, name))
-            where = report.sources.get(name, name)
+            if (refuse_conflicts or unrecorded) and raw:
+                _refuse_conflicts(ledger, raw, current, name, where,
+                                  by_hand=not unrecorded)
             kind: DocName = "config" if name == "config" else "keys"
             if whole:
                 out += _whole(kind, doc, current, sealer, where, secret)
@@ -445,7 +469,7 @@ def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
     report.commit = ledger.apply(changes_with_backup, actor=actor, source=source,
                                  reason=reason or _default_reason(report.sources),
                                  meta=meta, where=report.sources.get("config", "import"))
-    if report.notices:
+    if vault_notices:
         _log.warning("key vault not read", path=str(keys_file) + ".enc")
     _log.info("migrated", appended=report.appended, seq=report.commit.seq,
               paths=len(report.changes), backup=str(report.backup_dir or ""))
@@ -464,9 +488,10 @@ def _whole(kind: DocName, doc: Doc, current: Doc, sealer: Sealer, where: str,
 
 
 def _refuse_conflicts(ledger: Ledger, raw: list[RawChange], current: Doc, name: str,
-                      where: str) -> None:
+                      where: str, *, by_hand: bool = True) -> None:
     """The rule for hand edits: a key the file changed since the last import, that an
-    event after that import also touched, is a conflict unless both now agree."""
+    event after that import also touched, is a conflict unless both now agree.
+    `by_hand` False: `migrate` of a file with no record of its last import."""
     since = int(ledger.backend.get_meta(META_SYNC_SEQ) or "0")
     doc = "config" if name == "config" else "keys"
     touched: dict[KeyPath, int] = {}
@@ -486,6 +511,13 @@ def _refuse_conflicts(ledger: Ledger, raw: list[RawChange], current: Doc, name: 
         if not agree:
             clashes.append(f"{format_path(rc.path)} (changed in the ledger at seq "
                            f"{max(hits)})")
+    if clashes and not by_hand:
+        raise FileConflictError(
+            f"the ledger has no record of {where} as last imported, and changed these "
+            f"key(s) since the files were: {', '.join(clashes)}; the file would revert "
+            "them. Nothing was imported. Make the file agree with the ledger "
+            "(`moltis-ledger export` shows it), or set the file's values in the ledger "
+            "(`moltis-ledger set`), then migrate again")
     if clashes:
         raise FileConflictError(
             f"{where} was edited by hand since the last import, and the ledger changed the "
