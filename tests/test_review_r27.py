@@ -229,9 +229,6 @@ def test_migrate_under_a_dsn_in_moltis_config_db_leaves_a_config_the_gateway_ope
 # 3. a copy of a ledger that does not verify
 
 
-@pytest.mark.xfail(strict=True, reason=(
-                       "backup of a refused PostgreSQL ledger calls backup_to, which "
-                       "PostgreSQL lacks: exit 1, no evidence"))
 @pytest.mark.postgres
 def test_backup_of_a_postgres_ledger_that_does_not_verify_exits_3(
         tmp_path: Path, dsn: str) -> None:  # noqa: F811
