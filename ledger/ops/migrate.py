@@ -142,16 +142,17 @@ def _last_import(ledger: Ledger, report: MigrationReport, where: str, meta_key: 
         return {}, ledger.backend.get_meta(META_SYNC_SEQ) is not None
     if where not in report.unsure:
         report.unsure.append(where)
-        report.notices.append(_damaged_record_notice(where, meta_key))
+        report.notices.append(_damaged_record_notice(where, meta_key, report.dry_run))
     return now, False
 
 
-def _damaged_record_notice(where: str, meta_key: str) -> str:
-    return (f"the ledger's record of {where} as last imported (meta row {meta_key}) was "
-            "damaged: the file as it is now is recorded as in step and nothing of it was "
-            "imported, so no value set in the ledger was reverted; the file is kept as it "
-            "is. Compare it with `moltis-ledger export` and set what differs, if it was "
-            "edited since")
+def _damaged_record_notice(where: str, meta_key: str, dry_run: bool) -> str:
+    done = ("would be recorded as in step and nothing of it imported" if dry_run else
+            "is recorded as in step and nothing of it was imported")
+    return (f"the ledger's record of {where} as last imported (meta row {meta_key}) is "
+            f"damaged: the file as it is now {done}, so no value set in the ledger is "
+            "reverted; the file is kept as it is. Compare it with `moltis-ledger export` "
+            "and set what differs, if it was edited since")
 
 
 def content_prints(prints: Mapping[str, str]) -> dict[str, str]:
