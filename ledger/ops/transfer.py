@@ -101,10 +101,20 @@ def copy_ledger(source: Backend, target: Backend) -> VerifyReport:
         raise StoreError(f"{target.location}: the target was opened read-only")
     check_empty(target)
     for _ in range(READ_TRIES):
-        report = _copy_state(source, target)
-        if report is not None:
-            return report
-    raise moved_error(source.location, "it was being copied")
+        before = _copy_state(source, target)
+        if before is not None:
+            break
+    else:
+        raise moved_error(source.location, "it was being copied")
+    after = verify_records(target.read())
+    if not after.ok or after.head_hash != before.head_hash or after.events != before.events:
+        raise VerificationError(
+            f"{target.location}: the copy does not verify "
+            f"({after.problem or f'head {after.head_hex[:16]}… != {before.head_hex[:16]}…'})",
+            after.first_bad_seq)
+    _log.info("ledger copied", source=source.location, target=target.location,
+              events=after.events, head=after.head_hex)
+    return after
 
 
 class _MovedError(Exception):
@@ -112,26 +122,31 @@ class _MovedError(Exception):
 
 
 def _copy_state(source: Backend, target: Backend) -> VerifyReport | None:
-    """One try of `copy_ledger`; None when the source moved under it (nothing written)."""
+    """One try of `copy_ledger`: the source's report of what was copied (committed), or
+    None when the source moved under it (nothing written):
+    a chain that broke, or events past the head, because a restore replaced the log
+    while it was read are a reason to read again, not damage."""
     head, meta = _head_and_meta(source)
+    try:
+        return _copy_from(source, target, head, meta)
+    except VerificationError:
+        if replaced(source, head):
+            return None
+        raise
+
+
+def _copy_from(source: Backend, target: Backend, head: Head, meta: dict[str, str]
+               ) -> VerifyReport | None:
     before = verify_records(source.read(until=head.seq))
     if not before.ok:
-        if replaced(source, head):
-            return None  # a restore forked it while its events were read: read it again
         raise VerificationError(f"{source.location}: the source does not verify ({before.problem});"
                                 " nothing was copied", before.first_bad_seq)
     if before.head_seq != head.seq or before.head_hash != head.hash:
         return None  # the log was replaced meanwhile (a restore): read it again
-    try:
-        _refuse_events_past(source, head)
-    except VerificationError:
-        if replaced(source, head):
-            return None  # a shorter history restored between its two reads
-        raise
+    _refuse_events_past(source, head)
     secrets = secrets_as_of(source, head.seq)
     if secrets is None:
         return None
-    copied = 0
     records = checked_records(source.read(until=head.seq), source.location)
     try:
         with target.write() as txn:
@@ -139,7 +154,6 @@ def _copy_state(source: Backend, target: Backend) -> VerifyReport | None:
                 txn.set_meta(key, value)
             for batch in _batches(records):
                 txn.append(batch)
-                copied += len(batch)
             for seq in source.snapshot_seqs():
                 snap = source.snapshot_at(seq)
                 if snap is not None and snap.seq == seq and seq <= head.seq:
@@ -153,19 +167,7 @@ def _copy_state(source: Backend, target: Backend) -> VerifyReport | None:
                 raise _MovedError  # snapshots and sealed rows of two keys: none of this commits
     except _MovedError:
         return None
-    except VerificationError:
-        if replaced(source, head):
-            return None  # the events read met the history a restore put in (rolled back)
-        raise
-    after = verify_records(target.read())
-    if not after.ok or after.head_hash != before.head_hash or after.events != before.events:
-        raise VerificationError(
-            f"{target.location}: the copy does not verify "
-            f"({after.problem or f'head {after.head_hex[:16]}… != {before.head_hex[:16]}…'})",
-            after.first_bad_seq)
-    _log.info("ledger copied", source=source.location, target=target.location, events=copied,
-              head=after.head_hex)
-    return after
+    return before
 
 
 def _refuse_events_past(source: Backend, head: Head) -> None:
