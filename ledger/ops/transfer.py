@@ -96,7 +96,7 @@ def copy_ledger(source: Backend, target: Backend) -> VerifyReport:
 
     The source may be live: what is copied is one state of it (`ledger.ops.live_state`):
     a copy that met a key rotation, a fork or a shred is rolled back and made again
-    (StoreBusyError after READ_TRIES)."""
+    (StateMovedError after READ_TRIES)."""
     if target.read_only:
         raise StoreError(f"{target.location}: the target was opened read-only")
     check_empty(target)
@@ -123,9 +123,9 @@ class _MovedError(Exception):
 
 def _copy_state(source: Backend, target: Backend) -> VerifyReport | None:
     """One try of `copy_ledger`: the source's report of what was copied (committed), or
-    None when the source moved under it (nothing written):
-    a chain that broke, or events past the head, because a restore replaced the log
-    while it was read are a reason to read again, not damage."""
+    None when the source moved under it (nothing written). A chain that broke, or
+    events past the head, because a restore replaced the log while it was read are a
+    reason to read again, not damage."""
     head, meta = _head_and_meta(source)
     try:
         return _copy_from(source, target, head, meta)
