@@ -60,16 +60,17 @@ def backup(ledger: Ledger, target: Path) -> VerifyReport:
         raise InputError(f"{target}: already exists; choose a new file for the backup")
     source = ledger.backend
     refused = _head_refusal(ledger)
-    chain = verify_records(source.read()) if refused is None else None
-    if refused is not None or (chain is not None and not chain.ok):
+    if refused is None:
+        chain = verify_records(source.read())
+        if not chain.ok:
+            refused = VerificationError(chain.problem or "the chain breaks", chain.first_bad_seq)
+    if refused is not None:
         if source.name != "sqlite":
             # no file to copy as it is: the server's own dump is the evidence (r27)
-            why, seq = (str(refused), refused.seq) if refused is not None else (
-                str(chain.problem), chain.first_bad_seq) if chain is not None else ("", 0)
             raise VerificationError(
-                f"{source.location}: the ledger does not verify ({why}); nothing was "
+                f"{source.location}: the ledger does not verify ({refused}); nothing was "
                 "written: keep the database as it is (pg_dump) as evidence, and run "
-                "`moltis-ledger verify`", seq)
+                "`moltis-ledger verify`", refused.seq)
         try:
             source.backup_to(target)  # evidence of what is there; the report says it is bad
         except FileExistsError:
