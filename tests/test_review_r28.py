@@ -41,9 +41,6 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 # 1. a file with no record of its last import (38a1289)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "migrate refuses, for good, a provider_keys.json that appeared after the first "
-    "migrate holding the very key the ledger set: a sealed secret never 'agrees'"))
 def test_migrate_takes_a_key_file_that_agrees_with_the_ledger(tmp_path: Path) -> None:
     """What I did: moltis.toml only (no provider_keys.json), `migrate` (sqlite);
     `providers set openai --api-key -` (sk-same-...); then provider_keys.json appears
@@ -77,9 +74,6 @@ def test_migrate_takes_a_key_file_that_agrees_with_the_ledger(tmp_path: Path) ->
     assert migrated.returncode == 0, migrated.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a damaged key record: the first migrate keeps provider_keys.json, the second "
-    "retires it though the ledger still lacks its new key"))
 def test_a_second_migrate_does_not_retire_a_key_file_the_ledger_lacks(
         tmp_path: Path) -> None:
     """What I did: the flow of r27's test_migrate_does_not_retire_a_key_file_whose_keys_

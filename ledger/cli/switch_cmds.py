@@ -148,6 +148,8 @@ def _render_migration(state: State, report: Any, ledger: Any, *, dry_run: bool,
                  "written, no backup made", "bold")
     elif report.appended:
         out.line(f"seq {seq}: imported {len(changes)} change(s) from {sources}", "bold")
+    elif report.unsure:  # recorded, not compared: see the notice below
+        out.line(f"nothing imported from {sources} (head seq {seq})")
     else:
         out.line(f"nothing to import: the ledger already has every value of {sources} "
                  f"(head seq {seq})")

@@ -26,7 +26,7 @@ from ledger._log import get_logger
 from ledger.core.document import MISSING, Doc, get_value, leaves, same_value
 from ledger.core.events import Change, DocName
 from ledger.core.keypaths import KeyPath, format_path, is_prefix, parse_path, stored_path
-from ledger.core.secret_refs import SecretRef
+from ledger.core.secret_refs import SecretRef, refs_in
 from ledger.core.wiring import WIRING, without_wiring
 from ledger.engine.ledger import Commit, Ledger
 from ledger.errors import (
@@ -120,9 +120,13 @@ def leaf_prints(doc: Doc, sealer: _Fingerprints | None, secret: Any) -> dict[str
             text = json.dumps(value, sort_keys=True, ensure_ascii=False)
             out[stored_path(path)] = "k:" + sealer.fingerprint(text)
         else:
-            data = json.dumps(value, sort_keys=True, ensure_ascii=False).encode()
-            out[stored_path(path)] = "b:" + blake3(data).hexdigest()[:32]
+            out[stored_path(path)] = _plain_print(value)
     return out
+
+
+def _plain_print(value: Any) -> str:
+    data = json.dumps(value, sort_keys=True, ensure_ascii=False).encode()
+    return "b:" + blake3(data).hexdigest()[:32]
 
 
 def _last_import(ledger: Ledger, report: MigrationReport, where: str, meta_key: str,
@@ -507,8 +511,7 @@ def _refuse_conflicts(ledger: Ledger, raw: list[RawChange], current: Doc, name: 
         if not hits:
             continue
         now = get_value(current, rc.path)
-        agree = (now is MISSING) if rc.op == "unset" else (
-            not isinstance(now, SecretRef) and same_value(now, rc.value))
+        agree = (now is MISSING) if rc.op == "unset" else _holds(ledger, now, rc.value)
         if not agree:
             clashes.append(f"{format_path(rc.path)} (changed in the ledger at seq "
                            f"{max(hits)})")
@@ -525,6 +528,33 @@ def _refuse_conflicts(ledger: Ledger, raw: list[RawChange], current: Doc, name: 
             f"same key(s) since then: {', '.join(clashes)}. Nothing was imported. Make the "
             "file agree with the ledger (`moltis-ledger export` shows it), or run "
             "`moltis-ledger migrate` to let the file win")
+
+
+def _holds(ledger: Ledger, stored: Any, value: Any) -> bool:
+    """Whether the ledger's `stored` value is the file's `value`: a sealed secret by its
+    keyed fingerprint (review r28: a key file holding the ledger's own key was refused
+    as a conflict, for good, since setting the same value again appends nothing)."""
+    if isinstance(stored, SecretRef):
+        try:
+            return isinstance(value, str) and stored.fp == ledger.vault.fingerprint(value)
+        except SecretKeyError:
+            return False
+    return same_value(stored, value)
+
+
+def keys_held(ledger: Ledger) -> dict[str, str]:
+    """The import prints of the provider keys the ledger holds now, as those of a key
+    file holding them (a sealed key by its keyed fingerprint; a value holding a sealed
+    secret inside has no print without opening it, and matches nothing): what a key
+    file is compared with before it is retired (review r28: the file's own record,
+    which a damaged one had been replaced by, retired a key the ledger lacked)."""
+    out: dict[str, str] = {}
+    for path, value in leaves(ledger.head_state().keys):
+        if isinstance(value, SecretRef):
+            out[stored_path(path)] = "k:" + value.fp
+        elif next(refs_in(value), None) is None:
+            out[stored_path(path)] = _plain_print(value)
+    return out
 
 
 def keys_prints(ledger: Ledger, keys_file: Path) -> dict[str, str]:
