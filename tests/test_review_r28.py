@@ -118,9 +118,6 @@ def test_a_second_migrate_does_not_retire_a_key_file_the_ledger_lacks(
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason=(
-    "switch-backend postgres --db B exits 0 ('proven: B') while MOLTIS_CONFIG_DB=A "
-    "now keeps the CLI and gateway on A; moltis.toml names B's ledger_id"))
 def test_a_switch_to_another_postgres_ledger_is_where_the_cli_then_writes(
         tmp_path: Path, dsn: str) -> None:  # noqa: F811
     """What I did: MOLTIS_CONFIG_BACKEND=sqlite, MOLTIS_CONFIG_DB=postgresql://.../A

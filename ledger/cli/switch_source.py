@@ -46,7 +46,30 @@ def switch_target(state: State, target: str) -> tuple[str, str]:
                            f"after the switch the gateway would still open the {forced} "
                            "store; nothing was changed. Unset it (or set it to "
                            f"{target}) and run the switch again", 1)
+    _refuse_other_location(target, location)
     return backend, location
+
+
+def _refuse_other_location(target: str, location: str) -> None:
+    """Refused when the environment names another `target` ledger than `location`: it
+    overrides `[config]`, so the gateway would stay there (review r28: the switch said
+    "proven" and exited 0, and every later write went to the other ledger)."""
+    from ledger.backends.open import is_dsn
+    from ledger.ops.installation import describe_location
+
+    dsn, db = os.environ.get("MOLTIS_CONFIG_DSN"), os.environ.get("MOLTIS_CONFIG_DB")
+    if target == "postgres":
+        var, named = ("MOLTIS_CONFIG_DSN", dsn) if dsn else ("MOLTIS_CONFIG_DB", db)
+        if not named or not is_dsn(named) or named == location:
+            return
+    else:
+        var, named = "MOLTIS_CONFIG_DB", db
+        if not named or is_dsn(named) or os.path.abspath(named) == os.path.abspath(location):
+            return
+    raise CommandError(f"{var} names another {target} ledger ({describe_location(named)}), "
+                       "which overrides [config]: after the switch the gateway would still "
+                       f"open it; nothing was changed. Unset it (or point it at "
+                       f"{describe_location(location)}) and run the switch again", 1)
 
 
 class _Source(NamedTuple):
