@@ -21,14 +21,8 @@ from ledger.ops.file_digest import (
     in_step,
     stored_prints,
 )
-from ledger.ops.migrate import (
-    META_SYNC_SEQ,
-    MigrationReport,
-    content_prints,
-    leaf_prints,
-    migrate,
-    read_config,
-)
+from ledger.ops.import_prints import content_prints, leaf_prints
+from ledger.ops.migrate import META_SYNC_SEQ, MigrationReport, migrate, read_config
 from ledger.schema.introspect import is_secret_path
 from ledger.stores.config_file import parse_config
 from ledger.typed.changes import Sealer

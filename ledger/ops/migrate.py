@@ -18,15 +18,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from blake3 import blake3
 
 from ledger._log import get_logger
-from ledger.core.document import MISSING, Doc, get_value, leaves, same_value
+from ledger.core.document import MISSING, Doc, get_value, leaves
 from ledger.core.events import Change, DocName
 from ledger.core.keypaths import KeyPath, format_path, is_prefix, parse_path, stored_path
-from ledger.core.secret_refs import SecretRef, refs_in
 from ledger.core.wiring import WIRING, without_wiring
 from ledger.engine.ledger import Commit, Ledger
 from ledger.errors import (
@@ -46,6 +45,7 @@ from ledger.ops.backup_manifest import (
     read_manifest,
 )
 from ledger.ops.file_digest import META_CONFIG, META_FILE_DIGEST, digest_for, stored_prints
+from ledger.ops.import_prints import content_prints, holds_value, keys_file_doc, leaf_prints
 from ledger.schema.introspect import is_secret_path
 from ledger.schema.provider_keys import is_key_secret_path
 from ledger.stores.config_file import parse_config, read_config, read_config_file
@@ -56,7 +56,7 @@ from ledger.typed.list_secrets import holds_secret
 from projections.config_view import ConfigState
 
 __all__ = ["META_CONFIG", "META_KEYS", "META_SYNC_SEQ", "WIRING", "MigrationReport",
-           "content_prints", "key_vault_notices", "leaf_prints", "migrate", "open_backup",
+           "key_vault_notices", "migrate", "open_backup",
            "read_config", "read_config_file", "sealed_backup", "without_wiring"]
 
 _log = get_logger("ledger.ops.migrate")
@@ -104,31 +104,6 @@ def key_vault_notices(keys_file: Path | None) -> list[str]:
             "again, or add each key with `moltis-ledger providers set NAME --api-key -`."]
 
 
-class _Fingerprints(Protocol):
-    def fingerprint(self, plaintext: str) -> str: ...
-
-
-def leaf_prints(doc: Doc, sealer: _Fingerprints | None, secret: Any) -> dict[str, str]:
-    """path -> fingerprint of the value; secrets use the ledger's keyed fingerprint, so
-    nothing stored here can be tested against a guessed secret without the key."""
-    out: dict[str, str] = {}
-    for path, value in leaves(doc):
-        if secret(path) and isinstance(value, str) and sealer is not None:
-            out[stored_path(path)] = "k:" + sealer.fingerprint(value)
-        elif sealer is not None and holds_secret(path, value):
-            # a list with a secret inside, a URL with a password: keyed as well
-            text = json.dumps(value, sort_keys=True, ensure_ascii=False)
-            out[stored_path(path)] = "k:" + sealer.fingerprint(text)
-        else:
-            out[stored_path(path)] = _plain_print(value)
-    return out
-
-
-def _plain_print(value: Any) -> str:
-    data = json.dumps(value, sort_keys=True, ensure_ascii=False).encode()
-    return "b:" + blake3(data).hexdigest()[:32]
-
-
 def _last_import(ledger: Ledger, report: MigrationReport, where: str, meta_key: str,
                  now: dict[str, str], anyway: bool) -> tuple[dict[str, str], bool]:
     """The prints of the file `where` as last imported, and whether there is no record
@@ -157,12 +132,6 @@ def _damaged_record_notice(where: str, meta_key: str, dry_run: bool) -> str:
             f"damaged: the file as it is now {done}, so no value set in the ledger is "
             "reverted; the file is kept as it is. Compare it with `moltis-ledger export` "
             "and set what differs, if it was edited since")
-
-
-def content_prints(prints: Mapping[str, str]) -> dict[str, str]:
-    """Import prints without `[config]`'s (which an older version recorded)."""
-    return {k: v for k, v in prints.items()
-            if not (k == WIRING or k.startswith(WIRING + "."))}
 
 
 def _incremental(doc: Doc, previous: Mapping[str, str], now: Mapping[str, str],
@@ -195,15 +164,6 @@ def _incremental(doc: Doc, previous: Mapping[str, str], now: Mapping[str, str],
         if previous.get(text) != now[text]:
             changes.append(RawChange("set", path, value))
     return changes
-
-
-def _keys_doc(path: Path | None) -> Doc | None:
-    if path is None or not path.exists():
-        return None
-    # lazy: loaded only on this path (CLI start-up)
-    from ledger.stores.key_file import read_keys_file
-
-    return read_keys_file(path)
 
 
 def _secret_bearing(name: str, data: bytes) -> bool:
@@ -369,7 +329,7 @@ def _documents(config_file: Path | None, keys_file: Path | None,
     if documents is not None and "keys" in documents:
         keys_doc = documents["keys"]
     else:
-        keys_doc = _keys_doc(keys_file)
+        keys_doc = keys_file_doc(keys_file)
     if config_doc is not None and WIRING in config_doc:
         # not imported, but a file whose wiring is broken (backend = "mysql") is refused
         # like any invalid file, naming the key
@@ -511,7 +471,7 @@ def _refuse_conflicts(ledger: Ledger, raw: list[RawChange], current: Doc, name: 
         if not hits:
             continue
         now = get_value(current, rc.path)
-        agree = (now is MISSING) if rc.op == "unset" else _holds(ledger, now, rc.value)
+        agree = (now is MISSING) if rc.op == "unset" else holds_value(ledger, now, rc.value)
         if not agree:
             clashes.append(f"{format_path(rc.path)} (changed in the ledger at seq "
                            f"{max(hits)})")
@@ -528,35 +488,3 @@ def _refuse_conflicts(ledger: Ledger, raw: list[RawChange], current: Doc, name: 
             f"same key(s) since then: {', '.join(clashes)}. Nothing was imported. Make the "
             "file agree with the ledger (`moltis-ledger export` shows it), or run "
             "`moltis-ledger migrate` to let the file win")
-
-
-def _holds(ledger: Ledger, stored: Any, value: Any) -> bool:
-    """Whether the ledger's `stored` value is the file's `value`: a sealed secret by its
-    keyed fingerprint (review r28: a key file holding the ledger's own key was refused
-    as a conflict, for good, since setting the same value again appends nothing)."""
-    if isinstance(stored, SecretRef):
-        try:
-            return isinstance(value, str) and stored.fp == ledger.vault.fingerprint(value)
-        except SecretKeyError:
-            return False
-    return same_value(stored, value)
-
-
-def keys_held(ledger: Ledger) -> dict[str, str]:
-    """The import prints of the provider keys the ledger holds now, as those of a key
-    file holding them (a sealed key by its keyed fingerprint; a value holding a sealed
-    secret inside has no print without opening it, and matches nothing): what a key
-    file is compared with before it is retired (review r28: the file's own record,
-    which a damaged one had been replaced by, retired a key the ledger lacked)."""
-    out: dict[str, str] = {}
-    for path, value in leaves(ledger.head_state().keys):
-        if isinstance(value, SecretRef):
-            out[stored_path(path)] = "k:" + value.fp
-        elif next(refs_in(value), None) is None:
-            out[stored_path(path)] = _plain_print(value)
-    return out
-
-
-def keys_prints(ledger: Ledger, keys_file: Path) -> dict[str, str]:
-    """The import prints of a key file (what META_KEYS holds after importing it)."""
-    return leaf_prints(_keys_doc(keys_file) or {}, ledger.vault, is_key_secret_path)

@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ledger.engine.ledger import Ledger
-from ledger.ops.migrate import keys_held, keys_prints, sealed_backup
+from ledger.ops.import_prints import keys_held, keys_prints
+from ledger.ops.migrate import sealed_backup
 
 __all__ = ["retire_keys_file"]
 
