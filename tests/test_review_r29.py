@@ -75,6 +75,40 @@ def test_migrate_retires_a_key_file_the_ledger_holds(tmp_path: Path,
     assert not keys_file.exists(), (first.stdout, second.stdout)
 
 
+@pytest.mark.xfail(strict=True, reason="keys_held counts a shredded secret as held: the "
+                   "key file is retired as 'its keys are in the ledger'")
+def test_migrate_does_not_retire_a_key_file_whose_key_the_ledger_shredded(
+        tmp_path: Path) -> None:
+    """What I did: provider_keys.json `{"openai": {"apiKey": "sk-A-..."}}`, `migrate
+    --keep-files` (sqlite); `shred --path keys:openai.apiKey --yes` (it also removes
+    the migration backup's provider_keys.json.sealed: "a migration backup held the
+    value"); `migrate`.
+    What happened: "nothing to import: the ledger already has every value of ...
+    provider_keys.json" and "retired provider_keys.json: its keys are in the ledger,
+    the file is sealed in <a new migrate-* backup>": `get keys:openai.apiKey` gives
+    `<secret destroyed fp:...>`. The ledger has no key, the plaintext file is gone,
+    and a new backup holds the value shred had just scrubbed from the backups.
+    What should happen: a destroyed value is not a value the ledger holds: the key
+    file is kept (or migrate says the key is shredded in the ledger), never retired as
+    "its keys are in the ledger".
+    Mechanism: ledger/ops/migrate.py keys_held gives every SecretRef `"k:" + ref.fp`
+    without asking the vault whether it is destroyed (`Vault.is_destroyed`), so
+    ledger/ops/retire.py retire_keys_file sees the file's fingerprint held."""
+    env = _env(tmp_path, MOLTIS_CONFIG_BACKEND="sqlite")
+    (tmp_path / "config" / "moltis.toml").write_text("[server]\nport = 13131\n",
+                                                     encoding="utf-8")
+    keys_file = tmp_path / "config" / "provider_keys.json"
+    keys_file.write_text(json.dumps({"openai": {"apiKey": "sk-A-0123456789"}}),
+                         encoding="utf-8")
+    assert cli_process(env, "migrate", "--keep-files").returncode == 0
+    shred = cli_process(env, "shred", "--path", "keys:openai.apiKey", "--yes")
+    assert shred.returncode == 0, shred.stderr
+    again = cli_process(env, "migrate")
+    assert again.returncode == 0, again.stderr
+    held = cli_process(env, "get", "keys:openai.apiKey")
+    assert keys_file.exists() or "destroyed" not in held.stdout, again.stdout
+
+
 # ---------------------------------------------------------------------------------
 # 3. a switch the environment overrides (f4c5843)
 
@@ -111,3 +145,58 @@ def test_a_switch_back_to_sqlite_is_where_the_gateway_then_goes(
         return  # a refusal naming the environment is a fine answer
     gateway = _gateway_backend(env)
     assert gateway.stdout.strip() == "sqlite", (switched.stdout, gateway.stderr[-600:])
+
+
+@pytest.mark.postgres
+@pytest.mark.xfail(strict=True, reason="switch_target reads [config]'s postgres location "
+                   "though MOLTIS_CONFIG_DB names the sqlite ledger: 'no --db' refused as --db")
+def test_a_switch_back_to_the_sqlite_ledger_moltis_config_db_names(
+        tmp_path: Path, dsn: str) -> None:  # noqa: F811
+    """What I did: MOLTIS_CONFIG_DSN=postgresql://... and `--db DSN migrate` (the
+    gateway runs on PostgreSQL); then, to go back to SQLite, MOLTIS_CONFIG_DB=<data
+    dir>/moltis.db added to the environment and `switch-backend sqlite` (docs/cli.md:
+    "To sqlite / postgres (the ledger named by --db, MOLTIS_CONFIG_DB/_DSN, [config]
+    or the default)").
+    What happened: exit 2, "Error: --db names a postgres ledger, not sqlite" - no --db
+    was given; the same switch with `--db <that path>` goes through and proves itself.
+    What should happen: the switch takes the sqlite ledger MOLTIS_CONFIG_DB names (exit
+    0, the gateway then opens sqlite), or a refusal that names what is wrong.
+    Mechanism: ledger/cli/switch_source.py switch_target: with MOLTIS_CONFIG_DB set it
+    neither sets state.db nor asks for the sqlite location, so state.location() follows
+    `[config] backend = "postgres"` and returns the DSN."""
+    env = _env(tmp_path, MOLTIS_CONFIG_DSN=dsn)
+    (tmp_path / "config" / "moltis.toml").write_text("[server]\nport = 13131\n",
+                                                     encoding="utf-8")
+    migrated = cli_process(env, "--db", dsn, "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    env["MOLTIS_CONFIG_DB"] = str(tmp_path / "data" / "moltis.db")
+    switched = cli_process(env, "switch-backend", "sqlite")
+    assert switched.returncode == 0, switched.stderr
+    assert _gateway_backend(env).stdout.strip() == "sqlite", switched.stdout
+
+
+@pytest.mark.xfail(strict=True, reason="_refuse_other_location compares sqlite paths by "
+                   "abspath: the same file through a symlinked data dir is 'another ledger'")
+def test_a_switch_to_sqlite_named_through_a_symlinked_data_dir(tmp_path: Path) -> None:
+    """What I did: the data dir is a symbolic link (`moltis-data -> data`, as a volume
+    mount or /var/lib link); MOLTIS_CONFIG_DB=<moltis-data>/moltis.db in the gateway's
+    environment; the gateway on the file store; `--db <data>/moltis.db switch-backend
+    sqlite` (the same file, by its real path).
+    What happened: exit 1, "MOLTIS_CONFIG_DB names another sqlite ledger
+    (.../moltis-data/moltis.db) ... Unset it (or point it at .../data/moltis.db)": it is
+    that ledger.
+    What should happen: the same file is not another ledger: the switch goes through
+    and the gateway then opens sqlite.
+    Mechanism: ledger/cli/switch_source.py _refuse_other_location compares
+    `os.path.abspath` (no symlink resolution, no `sqlite://` prefix stripped) rather
+    than the file (os.path.samefile / realpath) or the ledger_id."""
+    env = _env(tmp_path)
+    link = tmp_path / "moltis-data"
+    link.symlink_to(tmp_path / "data")
+    env["MOLTIS_CONFIG_DB"] = str(link / "moltis.db")
+    (tmp_path / "config" / "moltis.toml").write_text("[server]\nport = 13131\n",
+                                                     encoding="utf-8")
+    switched = cli_process(env, "--db", str(tmp_path / "data" / "moltis.db"),
+                           "switch-backend", "sqlite")
+    assert switched.returncode == 0, switched.stderr
+    assert _gateway_backend(env).stdout.strip() == "sqlite", switched.stdout
