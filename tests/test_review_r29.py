@@ -35,8 +35,6 @@ def _gateway_backend(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 # 1. retire_keys_file by what the ledger holds (87b4b32)
 
 
-@pytest.mark.xfail(strict=True, reason="keys_held prints a sealed URL by its plaintext "
-                   "(the file: its JSON text) and a list with secrets not at all: kept forever")
 @pytest.mark.parametrize("entry", [
     pytest.param({"apiKey": "sk-proxy-0123456789",
                   "baseUrl": "https://team:pr0xy-pass@llm-proxy.example/v1"},
@@ -75,8 +73,6 @@ def test_migrate_retires_a_key_file_the_ledger_holds(tmp_path: Path,
     assert not keys_file.exists(), (first.stdout, second.stdout)
 
 
-@pytest.mark.xfail(strict=True, reason="keys_held counts a shredded secret as held: the "
-                   "key file is retired as 'its keys are in the ledger'")
 def test_migrate_does_not_retire_a_key_file_whose_key_the_ledger_shredded(
         tmp_path: Path) -> None:
     """What I did: provider_keys.json `{"openai": {"apiKey": "sk-A-..."}}`, `migrate

@@ -16,10 +16,10 @@ from blake3 import blake3
 
 from ledger.core.document import Doc, leaves, same_value
 from ledger.core.keypaths import stored_path
-from ledger.core.secret_refs import SecretRef, refs_in
+from ledger.core.secret_refs import SecretRef
 from ledger.core.wiring import WIRING
 from ledger.engine.ledger import Ledger
-from ledger.errors import SecretKeyError
+from ledger.errors import LedgerError, SecretKeyError
 from ledger.schema.provider_keys import is_key_secret_path
 from ledger.typed.list_secrets import holds_secret
 
@@ -68,18 +68,34 @@ def keys_file_doc(path: Path | None) -> Doc | None:
 
 
 def keys_held(ledger: Ledger) -> dict[str, str]:
-    """The import prints of the provider keys the ledger holds now, as those of a key
-    file holding them (a sealed key by its keyed fingerprint; a value holding a sealed
-    secret inside has no print without opening it, and matches nothing): what a key
-    file is compared with before it is retired (review r28: the file's own record,
-    which a damaged one had been replaced by, retired a key the ledger lacked)."""
+    """The prints a key file holding exactly the provider keys the ledger holds now
+    would have: each sealed value opened and printed as a file's plaintext is (a URL
+    with a password or a list with a secret inside too: review r29), so what a key
+    file is compared with before it is retired is what the ledger holds, not its
+    record of the file (review r28: a replaced damaged record retired a key the ledger
+    lacked). A value that does not open (shredded, no key) has no print: held by no
+    file, so a file holding it is kept (review r29)."""
     out: dict[str, str] = {}
     for path, value in leaves(ledger.head_state().keys):
-        if isinstance(value, SecretRef):
-            out[stored_path(path)] = "k:" + value.fp
-        elif next(refs_in(value), None) is None:
-            out[stored_path(path)] = _plain_print(value)
+        try:
+            plain = _opened(ledger, value)
+        except LedgerError:
+            continue
+        for key in reversed(path):
+            plain = {key: plain}
+        out.update(leaf_prints(plain, ledger.vault, is_key_secret_path))
     return out
+
+
+def _opened(ledger: Ledger, value: Any) -> Any:
+    """`value` with every sealed secret in it opened (LedgerError when one does not)."""
+    if isinstance(value, SecretRef):
+        return ledger.vault.open_secret(value)
+    if isinstance(value, list):
+        return [_opened(ledger, item) for item in value]
+    if isinstance(value, dict):
+        return {k: _opened(ledger, item) for k, item in value.items()}
+    return value
 
 
 def keys_prints(ledger: Ledger, keys_file: Path) -> dict[str, str]:
