@@ -110,8 +110,6 @@ def test_migrate_does_not_retire_a_key_file_whose_key_the_ledger_shredded(
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason="_refuse_other_location lets a DSN in "
-                   "MOLTIS_CONFIG_DB pass a switch to sqlite: the gateway stays on PostgreSQL")
 def test_a_switch_back_to_sqlite_is_where_the_gateway_then_goes(
         tmp_path: Path, dsn: str) -> None:  # noqa: F811
     """What I did: a site on PostgreSQL through MOLTIS_CONFIG_DB=postgresql://... (the
@@ -144,8 +142,6 @@ def test_a_switch_back_to_sqlite_is_where_the_gateway_then_goes(
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason="switch_target reads [config]'s postgres location "
-                   "though MOLTIS_CONFIG_DB names the sqlite ledger: 'no --db' refused as --db")
 def test_a_switch_back_to_the_sqlite_ledger_moltis_config_db_names(
         tmp_path: Path, dsn: str) -> None:  # noqa: F811
     """What I did: MOLTIS_CONFIG_DSN=postgresql://... and `--db DSN migrate` (the
@@ -171,8 +167,6 @@ def test_a_switch_back_to_the_sqlite_ledger_moltis_config_db_names(
     assert _gateway_backend(env).stdout.strip() == "sqlite", switched.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="_refuse_other_location compares sqlite paths by "
-                   "abspath: the same file through a symlinked data dir is 'another ledger'")
 def test_a_switch_to_sqlite_named_through_a_symlinked_data_dir(tmp_path: Path) -> None:
     """What I did: the data dir is a symbolic link (`moltis-data -> data`, as a volume
     mount or /var/lib link); MOLTIS_CONFIG_DB=<moltis-data>/moltis.db in the gateway's

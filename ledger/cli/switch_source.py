@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 import click
 
+from ledger.backends.open import is_dsn
 from ledger.cli.base import CommandError, State
 from ledger.errors import LedgerError
 from ledger.files import dirs
@@ -28,7 +29,10 @@ def switch_target(state: State, target: str) -> tuple[str, str]:
         if name != "postgres":
             raise click.UsageError("switch-backend postgres needs the DSN: --db "
                                    "postgresql://... or MOLTIS_CONFIG_DSN")
-    if target == "sqlite" and state.db is None and not os.environ.get("MOLTIS_CONFIG_DB"):
+    named_db = os.environ.get("MOLTIS_CONFIG_DB")
+    if target == "sqlite" and state.db is None and named_db and not is_dsn(named_db):
+        state.db = named_db  # the sqlite ledger the environment names (review r29)
+    if target == "sqlite" and state.db is None and not named_db:
         try:
             on_sqlite = state.gateway()[0] == "sqlite"
         except LedgerError:
@@ -54,7 +58,6 @@ def _refuse_other_location(target: str, location: str) -> None:
     """Refused when the environment names another `target` ledger than `location`: it
     overrides `[config]`, so the gateway would stay there (review r28: the switch said
     "proven" and exited 0, and every later write went to the other ledger)."""
-    from ledger.backends.open import is_dsn
     from ledger.ops.installation import describe_location
 
     dsn, db = os.environ.get("MOLTIS_CONFIG_DSN"), os.environ.get("MOLTIS_CONFIG_DB")
@@ -63,8 +66,11 @@ def _refuse_other_location(target: str, location: str) -> None:
         if not named or not is_dsn(named) or named == location:
             return
     else:
+        # a DSN there opens PostgreSQL under backend sqlite too (select_backend); a path
+        # is the same ledger however it is spelled (a symlinked data dir: review r29)
         var, named = "MOLTIS_CONFIG_DB", db
-        if not named or is_dsn(named) or os.path.abspath(named) == os.path.abspath(location):
+        if not named or (not is_dsn(named) and
+                         os.path.realpath(named) == os.path.realpath(location)):
             return
     raise CommandError(f"{var} names another {target} ledger ({describe_location(named)}), "
                        "which overrides [config]: after the switch the gateway would still "
