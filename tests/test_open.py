@@ -153,6 +153,11 @@ def test_dsn_forms_select_postgres_and_never_leak_the_password():
 
     assert is_dsn("postgresql://u:pw@db/ledger")
     assert is_dsn("host=db dbname=ledger user=u password=pw")
+    # libpq takes its keywords in any order (review r30)
+    assert is_dsn("password=pw host=db dbname=ledger")
+    assert is_dsn(" sslmode = require host=db")
+    assert "pw" not in describe_location("password=pw host=db dbname=ledger")
     assert not is_dsn("/var/lib/moltis/moltis.db")
+    assert not is_dsn("moltis.db")
     assert "pw" not in describe_location("postgresql://u:pw@db:5432/ledger")
     assert "pw" not in describe_location("host=db dbname=ledger user=u password=pw")

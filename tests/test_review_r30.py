@@ -22,9 +22,6 @@ from tests.test_review_r29 import _gateway_backend
 pytestmark = pytest.mark.torture
 
 
-@pytest.mark.xfail(strict=True, reason="switch-backend sqlite takes an empty "
-                   "MOLTIS_CONFIG_DB as unset, writes [config] backend = sqlite, then "
-                   "fails: the gateway no longer starts")
 def test_a_switch_with_an_empty_moltis_config_db_leaves_the_gateway_running(
         tmp_path: Path) -> None:
     """What I did: a site on the file store, with MOLTIS_CONFIG_DB set but empty in the
@@ -58,9 +55,6 @@ def test_a_switch_with_an_empty_moltis_config_db_leaves_the_gateway_running(
     assert gateway.stdout.strip() == expected, (switched.stderr, toml.read_text())
 
 
-@pytest.mark.xfail(strict=True, reason="a libpq DSN in MOLTIS_CONFIG_DB that starts with "
-                   "password= is taken as a SQLite file: the switch names it, password "
-                   "and all, and creates a file of that name")
 def test_a_libpq_dsn_in_moltis_config_db_is_no_sqlite_target(tmp_path: Path) -> None:
     """What I did: MOLTIS_CONFIG_DB set to a libpq key=value connection string whose
     first keyword is `password` (`password=Sup3r-S3cret-r30 host=127.0.0.1

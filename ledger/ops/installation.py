@@ -175,7 +175,9 @@ def select_backend(*, config_file: Path, data_dir: Path, backend: str | None = N
         location = env.get("MOLTIS_CONFIG_DSN") or (named if named and is_dsn(named)
                                                      else None)
     elif location is None:
-        location = env.get("MOLTIS_CONFIG_DB")
+        # an empty one is unset (an env file's `MOLTIS_CONFIG_DB=`): "" would open the
+        # current directory, where the CLI took the default (review r30)
+        location = env.get("MOLTIS_CONFIG_DB") or None
     if location is None:
         value = config.get("dsn" if name == "postgres" else "db")
         location = value if isinstance(value, str) else None
