@@ -21,6 +21,7 @@ __all__ = ["switch_source", "switch_target"]
 def switch_target(state: State, target: str) -> tuple[str, str]:
     """The ledger a switch to `target` makes the gateway's: (backend, location), or a
     refusal before anything is written."""
+    given = state.db is not None
     if target == "postgres" and not (state.db or os.environ.get("MOLTIS_CONFIG_DSN")):
         try:
             name, _ = state.gateway()
@@ -41,7 +42,8 @@ def switch_target(state: State, target: str) -> tuple[str, str]:
             state.db = str(dirs.default_db_path(state.data_home))
     backend, location = state.location()
     if backend != target:
-        raise click.UsageError(f"--db names a {backend} ledger, not {target}")
+        named = "--db" if given else ("MOLTIS_CONFIG_DB" if named_db else "the configuration")
+        raise click.UsageError(f"{named} names a {backend} ledger, not {target}")
     forced = os.environ.get("MOLTIS_CONFIG_BACKEND")
     if forced and forced != target:
         # the gateway would not open the ledger after the switch: refused before
