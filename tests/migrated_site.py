@@ -72,6 +72,20 @@ def site_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def keyed_env(tmp_path: Path, actor: str, **extra: str) -> dict[str, str]:
+    """An operator's empty site under `tmp_path` (config/, data/), and the environment
+    of a CLI process run against it: a random ledger key, this checkout's code."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "data").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOLTIS_")}
+    env.update(MOLTIS_CONFIG_DIR=str(tmp_path / "config"),
+               MOLTIS_DATA_DIR=str(tmp_path / "data"),
+               MOLTIS_LEDGER_KEY=secrets.token_hex(32), MOLTIS_LEDGER_ACTOR=actor,
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]), HOME=str(tmp_path),
+               **extra)
+    return env
+
+
 def file_site(tmp_path: Path, name: str, text: str, actor: str) -> dict[str, str]:
     """An operator's config dir holding only the config file `name` (no ledger yet), and
     the environment of a CLI run against it (this checkout's code)."""

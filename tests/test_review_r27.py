@@ -9,8 +9,6 @@ here has write access to the database but not the ledger key.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import sqlite3
 import subprocess
 import sys
@@ -18,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.migrated_site import cli_process, site_env
+from tests.migrated_site import cli_process, keyed_env, site_env
 from tests.test_switch_postgres import dsn  # noqa: F401  (a fixture: a scratch database)
 
 # CLI processes against one ledger, PostgreSQL servers: run by .ci/run
@@ -38,6 +36,23 @@ def _meta(tmp_path: Path, rows: dict[str, str | None]) -> None:
             db.execute("UPDATE ledger_meta SET value = ? WHERE key = ?", (value, key))
     db.commit()
     db.close()
+
+
+def key_added_past_a_damaged_record(tmp_path: Path, env: dict[str, str]) -> Path:
+    """moltis.toml and provider_keys.json (openai) migrated with --keep-files, then a key
+    added to the file by hand (anthropic, not in the ledger) and the ledger's record of
+    the key file damaged (`[]`): the key file."""
+    (tmp_path / "config" / "moltis.toml").write_text("[server]\nport = 13131\n",
+                                                     encoding="utf-8")
+    keys_file = tmp_path / "config" / "provider_keys.json"
+    keys_file.write_text(json.dumps({"openai": {"apiKey": "sk-old-0123456789"}}),
+                         encoding="utf-8")
+    assert cli_process(env, "migrate", "--keep-files").returncode == 0
+    keys_file.write_text(json.dumps({"openai": {"apiKey": "sk-old-0123456789"},
+                                     "anthropic": {"apiKey": "sk-ant-NEW-987654321"}}),
+                         encoding="utf-8")
+    _meta(tmp_path, {"import.keys.leaves": "[]"})
+    return keys_file
 
 
 def _head_seq(tmp_path: Path) -> int:
@@ -71,23 +86,8 @@ def test_migrate_does_not_retire_a_key_file_whose_keys_the_ledger_lacks(
     Mechanism: ledger/ops/migrate.py changes_for records the damaged record as `now`
     (the file's prints), so ledger/ops/retire.py retire_keys_file finds
     `stored_prints == keys_prints(file)` and unlinks it."""
-    (tmp_path / "config").mkdir()
-    (tmp_path / "data").mkdir()
-    (tmp_path / "config" / "moltis.toml").write_text("[server]\nport = 13131\n",
-                                                     encoding="utf-8")
-    keys_file = tmp_path / "config" / "provider_keys.json"
-    keys_file.write_text(json.dumps({"openai": {"apiKey": "sk-old-0123456789"}}),
-                         encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOLTIS_")}
-    env.update(MOLTIS_CONFIG_DIR=str(tmp_path / "config"),
-               MOLTIS_DATA_DIR=str(tmp_path / "data"),
-               MOLTIS_LEDGER_KEY=secrets.token_hex(32), MOLTIS_LEDGER_ACTOR="tester@r27",
-               MOLTIS_CONFIG_BACKEND="sqlite", PYTHONPATH=WT, HOME=str(tmp_path))
-    assert cli_process(env, "migrate", "--keep-files").returncode == 0
-    keys_file.write_text(json.dumps({"openai": {"apiKey": "sk-old-0123456789"},
-                                     "anthropic": {"apiKey": "sk-ant-NEW-987654321"}}),
-                         encoding="utf-8")
-    _meta(tmp_path, {"import.keys.leaves": "[]"})
+    env = keyed_env(tmp_path, "tester@r27", MOLTIS_CONFIG_BACKEND="sqlite")
+    keys_file = key_added_past_a_damaged_record(tmp_path, env)
     checked = cli_process(env, "check")
     assert "import.keys.leaves" in checked.stderr, checked.stderr
     migrated = cli_process(env, "migrate")
@@ -177,15 +177,9 @@ def test_migrate_over_a_damaged_record_does_not_log_a_key_vault_warning(
 
 
 def _pg_site(tmp_path: Path, **env_vars: str) -> dict[str, str]:
-    (tmp_path / "config").mkdir()
-    (tmp_path / "data").mkdir()
+    env = keyed_env(tmp_path, "tester@r27", **env_vars)
     (tmp_path / "config" / "moltis.toml").write_text("[server]\nport = 13131\n",
                                                      encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOLTIS_")}
-    env.update(MOLTIS_CONFIG_DIR=str(tmp_path / "config"),
-               MOLTIS_DATA_DIR=str(tmp_path / "data"),
-               MOLTIS_LEDGER_KEY=secrets.token_hex(32), MOLTIS_LEDGER_ACTOR="tester@r27",
-               PYTHONPATH=WT, HOME=str(tmp_path), **env_vars)
     return env
 
 

@@ -9,7 +9,6 @@ Each test is a finding, marked xfail(strict=True) until it is fixed.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -17,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.migrated_site import cli_process
-from tests.test_review_r27 import WT, _meta
+from tests.migrated_site import cli_process, keyed_env
+from tests.test_review_r27 import key_added_past_a_damaged_record
 from tests.test_switch_postgres import dsn  # noqa: F401  (a fixture: a scratch database)
 
 # CLI processes against one ledger, PostgreSQL servers: run by .ci/run
@@ -27,14 +26,7 @@ pytestmark = pytest.mark.torture
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """An operator's site under `tmp_path` (config/, data/, a random ledger key)."""
-    (tmp_path / "config").mkdir()
-    (tmp_path / "data").mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOLTIS_")}
-    env.update(MOLTIS_CONFIG_DIR=str(tmp_path / "config"),
-               MOLTIS_DATA_DIR=str(tmp_path / "data"),
-               MOLTIS_LEDGER_KEY=secrets.token_hex(32), MOLTIS_LEDGER_ACTOR="tester@r28",
-               PYTHONPATH=WT, HOME=str(tmp_path), **extra)
-    return env
+    return keyed_env(tmp_path, "tester@r28", **extra)
 
 
 # ---------------------------------------------------------------------------------
@@ -94,16 +86,7 @@ def test_a_second_migrate_does_not_retire_a_key_file_the_ledger_lacks(
     one run only, and ledger/ops/retire.py retire_keys_file trusts the stored prints
     (`imported == keys_prints(file)`) rather than what the ledger holds."""
     env = _env(tmp_path, MOLTIS_CONFIG_BACKEND="sqlite")
-    (tmp_path / "config" / "moltis.toml").write_text("[server]\nport = 13131\n",
-                                                     encoding="utf-8")
-    keys_file = tmp_path / "config" / "provider_keys.json"
-    keys_file.write_text(json.dumps({"openai": {"apiKey": "sk-old-0123456789"}}),
-                         encoding="utf-8")
-    assert cli_process(env, "migrate", "--keep-files").returncode == 0
-    keys_file.write_text(json.dumps({"openai": {"apiKey": "sk-old-0123456789"},
-                                     "anthropic": {"apiKey": "sk-ant-NEW-987654321"}}),
-                         encoding="utf-8")
-    _meta(tmp_path, {"import.keys.leaves": "[]"})
+    keys_file = key_added_past_a_damaged_record(tmp_path, env)
     first = cli_process(env, "migrate")
     assert first.returncode == 0, first.stderr
     assert keys_file.exists(), first.stdout  # the r27 fix holds for one run
