@@ -91,6 +91,23 @@ def _fresh(tmp_path: Path, name: str, key: str) -> dict[str, str]:
     return env
 
 
+def _secret_opens(tmp_path: Path, old_key: str, *load: str) -> list[bool]:
+    """For each of the rotated key (`new.key`) and `old_key`: a fresh site with that key
+    where `moltis-ledger LOAD...` (import-bundle, restore) succeeded, and whether its
+    export reveals SECRET there (sites where the load was refused are left out)."""
+    opened = []
+    new_key = (tmp_path / "new.key").read_text().strip()
+    for name, key in (("new", new_key), ("old", old_key)):
+        site = _fresh(tmp_path, name, key)
+        if cli_process(site, *load).returncode != 0:
+            continue
+        out = tmp_path / f"export-{name}"
+        exported = cli_process(site, "export", "-o", str(out), "--reveal-secrets")
+        opened.append(exported.returncode == 0 and any(
+            SECRET in p.read_text() for p in out.iterdir()))
+    return opened
+
+
 # ---------------------------------------------------------------------------------
 # 1. bundle --with-secrets against key rotate
 
@@ -120,16 +137,7 @@ def test_a_bundle_written_while_the_key_rotates_imports_with_secrets_that_open(
                                   str(tmp_path / "new.key"))
     assert rotated.returncode == 0, rotated.stderr
     assert made.returncode == 0, made.stderr
-    new_key = (tmp_path / "new.key").read_text().strip()
-    opened = []
-    for name, key in (("new", new_key), ("old", old_key)):
-        site = _fresh(tmp_path, name, key)
-        if cli_process(site, "import-bundle", str(bundle)).returncode != 0:
-            continue
-        out = tmp_path / f"export-{name}"
-        exported = cli_process(site, "export", "-o", str(out), "--reveal-secrets")
-        opened.append(exported.returncode == 0 and any(
-            SECRET in p.read_text() for p in out.iterdir()))
+    opened = _secret_opens(tmp_path, old_key, "import-bundle", str(bundle))
     assert opened and all(opened), opened
 
 
@@ -292,16 +300,8 @@ def test_a_backup_written_while_the_key_rotates_restores_with_secrets_that_open(
     proc.communicate(timeout=120)
     assert rotated.returncode == 0, rotated.stderr
     assert proc.returncode == 0
-    new_key = (tmp_path / "new.key").read_text().strip()
-    opened = []
-    for name, key in (("new", new_key), ("old", env["MOLTIS_LEDGER_KEY"])):
-        site = _fresh(tmp_path, name, key)
-        if cli_process(site, "restore", "--force", str(saved)).returncode != 0:
-            continue
-        out = tmp_path / f"export-{name}"
-        exported = cli_process(site, "export", "-o", str(out), "--reveal-secrets")
-        opened.append(exported.returncode == 0 and any(
-            SECRET in p.read_text() for p in out.iterdir()))
+    opened = _secret_opens(tmp_path, env["MOLTIS_LEDGER_KEY"], "restore", "--force",
+                           str(saved))
     assert opened and all(opened), opened
 
 
