@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from blake3 import blake3
 
@@ -104,25 +104,31 @@ def key_vault_notices(keys_file: Path | None) -> list[str]:
             "again, or add each key with `moltis-ledger providers set NAME --api-key -`."]
 
 
+class _LastImport(NamedTuple):
+    prints: dict[str, str]  # of the file as last imported
+    unrecorded: bool  # no record, though files were imported before: check conflicts
+    damaged: bool  # a record that is not prints: the file as it is now is recorded
+
+
 def _last_import(ledger: Ledger, report: MigrationReport, where: str, meta_key: str,
-                 now: dict[str, str], anyway: bool) -> tuple[dict[str, str], bool]:
-    """The prints of the file `where` as last imported, and whether there is no record
-    of them though files were imported before (a row deleted, or a file that appeared
-    since): the file's keys are then all new, so the ledger's own changes since that
-    import are kept as conflicts (review r27). A damaged record cannot tell the file's
-    changes from the ledger's, and the whole file taken as changed would revert every
-    value set in the ledger since (review r26): `now` itself is returned (the file as it
-    is is recorded, nothing imported) and the file noted in `report.unsure`. `anyway`:
-    a backend switch (the whole file) or a hand edit's own conflict rule."""
+                 now: dict[str, str], anyway: bool) -> _LastImport:
+    """The prints of the file `where` as last imported. With no record of them though
+    files were imported before (a row deleted, or a file that appeared since), the
+    file's keys are all new, so the ledger's own changes since that import are kept as
+    conflicts (review r27). A damaged record cannot tell the file's changes from the
+    ledger's, and the whole file taken as changed would revert every value set in the
+    ledger since (review r26): `now` itself is taken (the file as it is is recorded,
+    nothing imported) and the file noted in `report.unsure`. `anyway`: a backend switch
+    (the whole file) or a hand edit's own conflict rule."""
     stored = stored_prints(ledger, meta_key)
     if stored is not None or anyway:
-        return stored or {}, False
+        return _LastImport(stored or {}, False, False)
     if ledger.backend.get_meta(meta_key) is None:
-        return {}, ledger.backend.get_meta(META_SYNC_SEQ) is not None
+        return _LastImport({}, ledger.backend.get_meta(META_SYNC_SEQ) is not None, False)
     if where not in report.unsure:
         report.unsure.append(where)
         report.notices.append(_damaged_record_notice(where, meta_key, report.dry_run))
-    return now, False
+    return _LastImport(now, False, True)
 
 
 def _damaged_record_notice(where: str, meta_key: str, dry_run: bool) -> str:
@@ -376,9 +382,9 @@ def migrate(ledger: Ledger, *, config_file: Path | None, keys_file: Path | None,
                 continue
             now = leaf_prints(doc, sealer, secret)
             where = report.sources.get(name, name)
-            previous, unrecorded = _last_import(ledger, report, where, meta_key, now,
-                                                whole or refuse_conflicts)
-            moved = moved or previous is now  # a damaged record: in step from here on
+            previous, unrecorded, damaged = _last_import(ledger, report, where, meta_key,
+                                                         now, whole or refuse_conflicts)
+            moved = moved or damaged  # recorded as in step from here on
             if name == "config":
                 previous = content_prints(previous)
             raw = _incremental(doc, previous, now, current)
