@@ -52,32 +52,31 @@ def switch_target(state: State, target: str) -> tuple[str, str]:
                            f"after the switch the gateway would still open the {forced} "
                            "store; nothing was changed. Unset it (or set it to "
                            f"{target}) and run the switch again", 1)
-    _refuse_other_location(target, location)
+    _refuse_other_location(state, target, location)
     return backend, location
 
 
-def _refuse_other_location(target: str, location: str) -> None:
-    """Refused when the environment names another `target` ledger than `location`: it
-    overrides `[config]`, so the gateway would stay there (review r28: the switch said
-    "proven" and exited 0, and every later write went to the other ledger)."""
-    from ledger.ops.installation import describe_location
+def _refuse_other_location(state: State, target: str, location: str) -> None:
+    """Refused when the gateway would not open `location` once `[config]` names it: the
+    environment (MOLTIS_CONFIG_DSN, MOLTIS_CONFIG_DB) overrides `[config]`, so it would
+    stay where that names (review r28: the switch said "proven" and exited 0, and every
+    later write went to the other ledger). Asked of `select_backend` itself, the rule
+    the gateway follows; a SQLite file is the same however its path is spelled (a
+    symlinked data dir: review r29)."""
+    from ledger.ops.installation import describe_location, select_backend
 
-    dsn, db = os.environ.get("MOLTIS_CONFIG_DSN"), os.environ.get("MOLTIS_CONFIG_DB")
-    if target == "postgres":
-        var, named = ("MOLTIS_CONFIG_DSN", dsn) if dsn else ("MOLTIS_CONFIG_DB", db)
-        if not named or not is_dsn(named) or named == location:
-            return
-    else:
-        # a DSN there opens PostgreSQL under backend sqlite too (select_backend); a path
-        # is the same ledger however it is spelled (a symlinked data dir: review r29)
-        var, named = "MOLTIS_CONFIG_DB", db
-        if not named or (not is_dsn(named) and
-                         os.path.realpath(named) == os.path.realpath(location)):
-            return
-    raise CommandError(f"{var} names another {target} ledger ({describe_location(named)}), "
-                       "which overrides [config]: after the switch the gateway would still "
-                       f"open it; nothing was changed. Unset it (or point it at "
-                       f"{describe_location(location)}) and run the switch again", 1)
+    key = "dsn" if target == "postgres" else "db"
+    name, picked = select_backend(config_file=state.config_file, data_dir=state.data_home,
+                                  env=os.environ, section=lambda: {"backend": target,
+                                                                   key: location})
+    if picked is None or picked == location or (
+            name == "sqlite" and os.path.realpath(picked) == os.path.realpath(location)):
+        return
+    raise CommandError(f"MOLTIS_CONFIG_DSN / MOLTIS_CONFIG_DB names another ledger "
+                       f"({describe_location(picked)}), which overrides [config]: after the "
+                       "switch the gateway would still open it; nothing was changed. Unset "
+                       f"it (or point it at {describe_location(location)}) and run the "
+                       "switch again", 1)
 
 
 class _Source(NamedTuple):
