@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +162,17 @@ def test_dsn_forms_select_postgres_and_never_leak_the_password():
     assert not is_dsn("moltis.db")
     assert "pw" not in describe_location("postgresql://u:pw@db:5432/ledger")
     assert "pw" not in describe_location("host=db dbname=ledger user=u password=pw")
+
+
+def test_a_path_under_backend_postgres_is_refused_not_written_as_sqlite(tmp_path: Path):
+    """`backend = postgres` with a location that is no DSN: the gateway refuses it, and
+    so does the CLI, instead of writing to a SQLite file of that name the gateway never
+    reads (the reread: `set` printed "appended" and created the file)."""
+    from tests.migrated_site import cli_process, keyed_env
+
+    target = tmp_path / "not-a-dsn.db"
+    env = keyed_env(tmp_path, "tester@reread", MOLTIS_CONFIG_BACKEND="postgres",
+                    MOLTIS_CONFIG_DSN=str(target))
+    done = cli_process(env, "set", "server.port", "2")
+    assert done.returncode != 0 and "needs a postgresql:// DSN" in done.stderr, done
+    assert not target.exists()

@@ -191,6 +191,11 @@ def select_backend(*, config_file: Path, data_dir: Path, backend: str | None = N
         # where the gateway, the CLI and a switch all ask (MOLTIS_CONFIG_DB=postgresql://
         # under backend sqlite)
         name = "postgres"
+    elif name == "postgres":
+        # and a path under backend postgres is refused here too, not opened as SQLite
+        # by whoever asked (the CLI wrote to such a file the gateway never reads)
+        raise InputError(f"the postgres backend needs a postgresql:// DSN, not "
+                         f"{describe_location(location)!r} (from {origin})")
     return name, location
 
 

@@ -25,7 +25,6 @@ from ledger.errors import (
     BackendUnavailableError,
     ConfigValidationError,
     FileConflictError,
-    InputError,
     LedgerError,
 )
 from ledger.files import dirs
@@ -69,8 +68,6 @@ def open_store(*, config_dir: str | os.PathLike[str] | None = None,
     created = not is_dsn(location) and not Path(location).exists()
     store: LedgerConfigStore | None = None
     try:
-        if name == "postgres" and not is_dsn(location):
-            raise InputError(f"the postgres backend needs a postgresql:// DSN, not {location!r}")
         store = open_ledger(location, read_only=read_only, synchronous=synchronous,
                             keys=KeySource(key_file=dirs.default_key_file(inst.config_home,
                                                                           inst.env),
