@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ledger._log import get_logger
-from ledger.backends.open import is_dsn
+from ledger.backends.open import backend_kind, is_dsn
 from ledger.core.document import Doc
 from ledger.errors import (
     InputError,
@@ -112,7 +112,8 @@ class Installation:
             _log.warning("the config file does not parse; using the ledger at its default "
                          "location", config_file=str(self.config_file), ledger=str(default),
                          error=str(self.parse_error))
-            return "sqlite", db or str(default)
+            # a DSN given with db= is PostgreSQL here too, as select_backend names it
+            return (backend_kind(db) if db else "sqlite"), db or str(default)
 
 
 def _peek_config_section(config_file: Path) -> dict[str, Any]:
