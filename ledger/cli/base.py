@@ -295,18 +295,21 @@ class State:
         """Whether the config file holds a hand edit to import: None when it is known to
         be in step (its digest checks: nothing heavy is loaded), else the full check's
         answer (False: the content is imported, only the bytes differ)."""
-        from ledger.ops.file_digest import META_CONFIG, can_record, in_step, stored_prints
+        from ledger.ops.file_digest import (
+            META_CONFIG,
+            can_record,
+            damaged_text,
+            in_step,
+            read_record,
+        )
 
         inst = self.installation
-        if inst.doc is None or store.ledger.backend.get_meta(META_CONFIG) is None or \
-                in_step(store.ledger, inst.config_file, inst.data):
+        if inst.doc is None or in_step(store.ledger, inst.config_file, inst.data):
             return None
-        previous = stored_prints(store.ledger)  # parsed only past the digest (start-up)
+        previous, damaged = read_record(store.ledger)  # parsed only past the digest
+        if damaged:
+            self.out.warn(damaged_text(META_CONFIG, str(inst.config_file)))
         if previous is None:
-            from ledger.ops.file_digest import damaged_record
-
-            self.out.warn(damaged_record(store.ledger, META_CONFIG, str(inst.config_file))
-                          or "")
             return None
         from ledger.ops.hand_edit import pending_hand_edit
 

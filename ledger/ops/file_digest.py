@@ -44,8 +44,8 @@ from ledger.errors import SecretKeyError
 if TYPE_CHECKING:
     from ledger.engine.ledger import Ledger
 
-__all__ = ["META_CONFIG", "META_FILE_DIGEST", "can_record", "damaged_record", "digest_for",
-           "in_step", "stored_prints"]
+__all__ = ["META_CONFIG", "META_FILE_DIGEST", "can_record", "damaged_record", "damaged_text",
+           "digest_for", "in_step", "read_record", "stored_prints"]
 
 META_CONFIG: Final = "import.config.leaves"  # the import prints (ledger.ops.migrate)
 META_FILE_DIGEST: Final = "import.config.digest"
@@ -54,34 +54,41 @@ META_FILE_DIGEST: Final = "import.config.digest"
 RULES: Final = "v1"
 
 
-def stored_prints(ledger: Ledger, key: str = META_CONFIG) -> dict[str, str] | None:
-    """The import prints stored under `key` (META_CONFIG, or the key file's), or None:
-    never imported, or a row that is not prints. The row is input like any other read
+def read_record(ledger: Ledger, key: str = META_CONFIG) -> tuple[dict[str, str] | None, bool]:
+    """The import prints stored under `key` (META_CONFIG, or the key file's), and whether
+    the row is there but is not prints (damaged). The row is input like any other read
     back (review r25: `{not json` or `5` there crashed every command, `restore` and
     `verify` included): a damaged one is read as no record, so no hand edit is taken
-    from it, and the next `migrate` records the file again."""
+    from it (`damaged_text` says so), and `migrate` records the file again."""
     text = ledger.backend.get_meta(key)
     if text is None:
-        return None
+        return None, False
     try:
         prints = json.loads(text)
     except ValueError:
-        return None
+        return None, True
     if not isinstance(prints, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in prints.items()):
-        return None
-    return prints
+        return None, True
+    return prints, False
 
 
-def damaged_record(ledger: Ledger, key: str, file: str) -> str | None:
-    """What `check` says of an import record (`key`) that is there but is not prints:
-    the hand edits of `file` it would tell are not imported until `migrate` runs."""
-    if ledger.backend.get_meta(key) is None or stored_prints(ledger, key) is not None:
-        return None
+def stored_prints(ledger: Ledger, key: str = META_CONFIG) -> dict[str, str] | None:
+    """`read_record`'s prints: None when never imported or damaged."""
+    return read_record(ledger, key)[0]
+
+
+def damaged_text(key: str, file: str) -> str:
+    """What every hand-edit check and `check` say of a damaged import record."""
     return (f"the ledger's record of {file} as last imported (meta row {key}) is damaged, "
             "so hand edits of that file are not imported: set in the ledger what the file "
             "changed (`moltis-ledger export` shows the ledger's side), then `moltis-ledger "
             "migrate` records the file as it is, importing nothing of it")
+
+
+def damaged_record(ledger: Ledger, key: str, file: str) -> str | None:
+    """`damaged_text` when the record under `key` is damaged, else None."""
+    return damaged_text(key, file) if read_record(ledger, key)[1] else None
 
 
 def _key(ledger: Ledger) -> bytes | None:

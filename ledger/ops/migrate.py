@@ -44,7 +44,7 @@ from ledger.ops.backup_manifest import (
     proven_backup,
     read_manifest,
 )
-from ledger.ops.file_digest import META_CONFIG, META_FILE_DIGEST, digest_for, stored_prints
+from ledger.ops.file_digest import META_CONFIG, META_FILE_DIGEST, digest_for, read_record
 from ledger.ops.import_prints import content_prints, holds_value, keys_file_doc, leaf_prints
 from ledger.schema.introspect import is_secret_path
 from ledger.schema.provider_keys import is_key_secret_path
@@ -120,10 +120,10 @@ def _last_import(ledger: Ledger, report: MigrationReport, where: str, meta_key: 
     ledger since (review r26): `now` itself is taken (the file as it is is recorded,
     nothing imported) and the file noted in `report.unsure`. `anyway`: a backend switch
     (the whole file) or a hand edit's own conflict rule."""
-    stored = stored_prints(ledger, meta_key)
+    stored, damaged = read_record(ledger, meta_key)
     if stored is not None or anyway:
         return _LastImport(stored or {}, False, False)
-    if ledger.backend.get_meta(meta_key) is None:
+    if not damaged:
         return _LastImport({}, ledger.backend.get_meta(META_SYNC_SEQ) is not None, False)
     if where not in report.unsure:
         report.unsure.append(where)
