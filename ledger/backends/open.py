@@ -10,7 +10,7 @@ from typing import Literal
 from ledger.backends.base import Backend
 from ledger.errors import InputError
 
-__all__ = ["backend_kind", "is_dsn", "open_backend"]
+__all__ = ["backend_kind", "is_dsn", "open_backend", "same_location"]
 
 _DSN_PREFIXES = ("postgresql://", "postgres://")
 # libpq's `key=value` form by its shape, not a list of its keywords (review r30 found
@@ -25,6 +25,20 @@ def is_dsn(location: str) -> bool:
     """A PostgreSQL connection string: a URI, or libpq's `key=value` form."""
     return location.startswith(_DSN_PREFIXES) or (
         "=" in location and bool(re.match(_LIBPQ_KEY, location)))
+
+
+def same_location(a: str | None, b: str) -> bool:
+    """Whether two ledger locations name one ledger: a DSN as given, a SQLite file
+    however its path is spelled (relative, `sqlite://`, through a symlinked data dir:
+    review r29)."""
+    if a is None:
+        return False
+    if a == b:
+        return True
+    if is_dsn(a) or is_dsn(b):
+        return False
+    return (os.path.realpath(a.removeprefix("sqlite://"))
+            == os.path.realpath(b.removeprefix("sqlite://")))
 
 
 def backend_kind(location: str) -> Literal["postgres", "sqlite"]:

@@ -39,7 +39,6 @@ from ledger.cli.base import (
     State,
     doc_path,
     exit_code_for,
-    is_dsn_text,
     report_failure,
     run_async,
 )
@@ -53,7 +52,7 @@ if TYPE_CHECKING:  # the CLI starts fast: the library is imported by the command
 # the names of `base` stay importable from here, where the command modules found them
 __all__ = ["COMMANDS", "EXIT_CONFLICT", "EXIT_ERROR", "EXIT_LOCKED",
            "EXIT_OK", "EXIT_USAGE", "EXIT_VERIFY", "CommandError", "LazyGroup", "State",
-           "cli", "doc_path", "exit_code_for", "is_dsn_text", "main", "run", "run_async"]
+           "cli", "doc_path", "exit_code_for", "main", "run", "run_async"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _verbosity = 0  # set by the group callback; decides whether run() prints tracebacks

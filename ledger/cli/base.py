@@ -36,8 +36,8 @@ if TYPE_CHECKING:  # the CLI starts fast: the library is imported by the command
 
 __all__ = ["EXIT_CONFLICT", "EXIT_ERROR", "EXIT_LOCKED", "EXIT_OK", "EXIT_SIGPIPE",
            "EXIT_USAGE", "EXIT_VERIFY", "CommandError", "ReaderGone", "Reporter", "State",
-           "doc_path", "error_hint", "error_kind", "exit_code_for", "is_dsn_text",
-           "report_failure", "run_async"]
+           "doc_path", "error_hint", "error_kind", "exit_code_for", "report_failure",
+           "run_async"]
 
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_VERIFY, EXIT_CONFLICT, EXIT_LOCKED = 0, 1, 2, 3, 4, 5
@@ -48,12 +48,6 @@ EXIT_SIGPIPE = 141
 
 class ReaderGone(Exception):  # noqa: N818 - what happened, not an error of the command
     """Stdout's reader went away (a BrokenPipeError that click would end with exit 1)."""
-
-
-def is_dsn_text(location: str) -> bool:
-    from ledger.backends.open import is_dsn  # the one rule for "path or DSN?"
-
-    return is_dsn(location)
 
 
 def exit_code_for(err: BaseException) -> int:
@@ -249,9 +243,9 @@ class State:
             gw_name, gw_location = self.gateway()
         except LedgerError:
             return
-        if gw_name == name and (gw_location == location or (
-                gw_location is not None and not is_dsn_text(location)
-                and os.path.abspath(gw_location) == os.path.abspath(location))):
+        from ledger.backends.open import same_location
+
+        if gw_name == name and same_location(gw_location, location):
             return
         from ledger.ops.installation import describe_location
 

@@ -203,9 +203,9 @@ def _switch_after_migrate(state: State, ledger: Any, backend: str, location: str
     except LedgerError:
         current, recorded = ("?", None), None
     ledger_id = ledger.backend.get_meta("ledger_id")
-    if current[0] == backend and recorded == ledger_id and (current[1] == location or (
-            current[1] is not None and os.path.abspath(current[1]) == os.path.abspath(location)
-            and backend == "sqlite")):
+    from ledger.backends.open import same_location
+
+    if current[0] == backend and recorded == ledger_id and same_location(current[1], location):
         return ""
     written = set_backend_in_file(state.config_file, state.data_home, backend, location,
                                   actor=state.actor, ledger_id=ledger_id)

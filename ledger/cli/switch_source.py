@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import click
 
-from ledger.backends.open import is_dsn
+from ledger.backends.open import is_dsn, same_location
 from ledger.cli.base import CommandError, State
 from ledger.errors import LedgerError
 from ledger.files import dirs
@@ -66,11 +66,10 @@ def _refuse_other_location(state: State, target: str, location: str) -> None:
     from ledger.ops.installation import describe_location, select_backend
 
     key = "dsn" if target == "postgres" else "db"
-    name, picked = select_backend(config_file=state.config_file, data_dir=state.data_home,
-                                  env=os.environ, section=lambda: {"backend": target,
-                                                                   key: location})
-    if picked is None or picked == location or (
-            name == "sqlite" and os.path.realpath(picked) == os.path.realpath(location)):
+    _, picked = select_backend(config_file=state.config_file, data_dir=state.data_home,
+                               env=os.environ, section=lambda: {"backend": target,
+                                                                key: location})
+    if picked is None or same_location(picked, location):
         return
     raise CommandError(f"MOLTIS_CONFIG_DSN / MOLTIS_CONFIG_DB names another ledger "
                        f"({describe_location(picked)}), which overrides [config]: after the "
@@ -137,6 +136,6 @@ def _same_ledger(store: Any, location: str) -> bool:
     DSN, as `State.location` gives it)."""
     backend = store.ledger.backend
     if store.backend_name == "sqlite":
-        return os.path.realpath(str(backend.location)) == os.path.realpath(location)
+        return same_location(str(backend.location), location)
     # the DSN as given: `location` is the backend's without its password (and schema)
     return getattr(backend, "dsn", None) == location
