@@ -22,7 +22,7 @@ import re
 import string
 from typing import Literal
 
-from ledger.core.escape import is_hidden, visible_char
+from ledger.core.escape import escape
 from ledger.errors import InvalidPathError
 
 __all__ = ["KEYS_PREFIX", "KeyPath", "format_doc_path", "format_path", "parse_doc_path",
@@ -128,18 +128,12 @@ def _unquote(body: str, text: str) -> str:
     return "".join(out)
 
 
-def _key_char(ch: str) -> str:
-    if ch in '"\\':
-        return "\\" + ch
-    return visible_char(ch) if is_hidden(ch) else ch
-
-
 def format_key(key: str) -> str:
     r"""A key as a path prints it: bare when it can be, else double-quoted with its
     hidden characters as every human output shows them (`\x1b`, `\u202e`)."""
     if _BARE.fullmatch(key):
         return key
-    return '"' + "".join(map(_key_char, key)) + '"'
+    return '"' + escape(key.replace("\\", "\\\\").replace('"', '\\"')) + '"'
 
 
 def format_path(path: KeyPath) -> str:

@@ -70,6 +70,9 @@ class _Scalar:
     def __hash__(self) -> int:
         return hash(self.text)
 
+    def __repr__(self) -> str:  # as the text it stands for (a key that is no text, `? [a]`)
+        return repr(self.text)
+
 
 @functools.cache
 def tag_noting_composer() -> Any:
@@ -273,8 +276,9 @@ def _any(item: _Scalar, where: str, path: Path | None) -> Any:
 
 
 def _path_text(path: Path) -> str:
-    """A path for a message, each key that is not bare as a JSON string: a key holding
-    a newline or a control character cannot forge a line of the message (the form
-    `ledger.core.keypaths.stored_path` writes, which this layer cannot import)."""
+    """A path for a message, each key that is not bare as an ASCII-only JSON string: a
+    key holding a newline, a control or a bidi character cannot forge or reorder a line
+    of the message (unlike `ledger.core.keypaths.stored_path`'s form, which keeps
+    non-ASCII text as it is)."""
     return ".".join(key if key.replace("_", "").replace("-", "").isalnum() and key.isascii()
                     else json.dumps(key) for key in path)
