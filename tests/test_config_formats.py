@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from ledger.cli import cli
 from ledger.errors import ParseError
-from ledger.files.documents import MAX_YAML_NODES
+from ledger.files.read_notes import MAX_YAML_NODES
 from ledger.stores.file_store import FileConfigStore, discover_config_file, read_config_file
 from tests.conftest import run
 

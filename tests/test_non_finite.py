@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from ledger.cli import cli
 from ledger.errors import ConfigValidationError, ParseError
-from ledger.files.documents import ReadNotes
+from ledger.files.read_notes import ReadNotes
 from ledger.stores.file_store import FileConfigStore, read_config_file
 from tests.conftest import run
 

@@ -278,7 +278,7 @@ def check(state: State, file: str | None) -> None:
         moltis-ledger check
         moltis-ledger check --file ~/.config/moltis/moltis.toml --json
     """
-    from ledger.files.documents import ReadNotes
+    from ledger.files.read_notes import ReadNotes
     from ledger.ops.migrate import key_vault_notices, read_config_file
     from ledger.typed.check import check as check_document
 

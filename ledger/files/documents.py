@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ledger.errors import ParseError
-from ledger.files.read_notes import MAX_YAML_NODES, Reading, ReadNotes
+from ledger.files.read_notes import Reading, ReadNotes
 
-__all__ = ["MAX_YAML_NODES", "ConfigFormat", "ReadNotes", "config_format", "parse_document"]
+__all__ = ["ConfigFormat", "config_format", "parse_document"]
 
 ConfigFormat = Literal["toml", "yaml", "json"]
 

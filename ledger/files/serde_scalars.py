@@ -17,9 +17,9 @@ import math
 import re
 from typing import Any
 
-__all__ = ["NULLS", "parse_bool", "parse_f64", "parse_int", "parse_null", "serde_plain"]
+__all__ = ["parse_bool", "parse_f64", "parse_int", "parse_null", "serde_plain"]
 
-NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 _BOOLS = {"true": True, "True": True, "TRUE": True,
           "false": False, "False": False, "FALSE": False}
 _RADIX = (("0x", 16, "0123456789abcdefABCDEF"), ("0o", 8, "01234567"), ("0b", 2, "01"))
@@ -50,7 +50,7 @@ def _unplussed(text: str) -> str | None:
 
 
 def parse_null(text: str) -> bool:
-    return text in NULLS
+    return text in _NULLS
 
 
 def parse_bool(text: str) -> bool | None:

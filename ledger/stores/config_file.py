@@ -14,10 +14,11 @@ from typing import Any
 from ledger.core.document import Doc, normalize_document
 from ledger.core.keypaths import KeyPath, format_path
 from ledger.errors import ParseError
-from ledger.files.documents import ReadNotes, config_format, parse_document
+from ledger.files.documents import config_format, parse_document
+from ledger.files.read_notes import ReadNotes
 from ledger.files.safe_io import read_file
 
-__all__ = ["ReadNotes", "parse_config", "read_config", "read_config_file"]
+__all__ = ["parse_config", "read_config", "read_config_file"]
 
 
 def read_config_file(path: Path, notes: ReadNotes | None = None) -> Doc:

@@ -26,6 +26,7 @@ from ledger.schema.introspect import (
     expected_of,
     field_at,
     is_any,
+    is_known_path,
     is_optional,
     known_prefix,
     node_at,
@@ -105,7 +106,7 @@ def _reading_problems(notes: ReadNotes) -> list[Problem]:
                                     f"refuses for this field (it takes {_takes(node)}), so it "
                                     "would not load the file; the ledger keeps its text: "
                                     "quote it to make it text for both"))
-        elif known_prefix(path)[0] == len(path):  # below a free-form value (else unknown)
+        elif is_known_path(path):  # below a free-form value (else unknown)
             problems.append(Problem(p, "toml-date", f"{p}: a TOML date or time in a free-form "
                                     "value: Moltis passes it on as a table "
                                     '({"$__toml_private_datetime": ...}), the ledger as its '
