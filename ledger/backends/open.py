@@ -10,7 +10,7 @@ from typing import Literal
 from ledger.backends.base import Backend
 from ledger.errors import InputError
 
-__all__ = ["backend_kind", "is_dsn", "open_backend", "same_location"]
+__all__ = ["backend_kind", "is_dsn", "open_backend", "same_location", "sqlite_path"]
 
 _DSN_PREFIXES = ("postgresql://", "postgres://")
 # libpq's `key=value` form by its shape, not a list of its keywords (review r30 found

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ledger._log import get_logger
-from ledger.backends.open import is_dsn
+from ledger.backends.open import is_dsn, sqlite_path
 from ledger.core.secret_refs import holds_mask
 from ledger.core.wiring import wiring_table
 from ledger.engine.vault import KeySource
@@ -172,9 +172,9 @@ def _fallback(inst: Installation, name: str, location: str, err: BaseException,
         # its effective `[config]` names the ledger it mirrors, as the ledger's own does
         # (`LedgerConfigStore._wiring`: a DSN in `dsn`, a secret every display masks, a
         # SQLite file by its path as the backend keeps it, `a/./moltis.db` as
-        # `a/moltis.db`)
+        # `a/moltis.db`, `sqlite:///x.db` as `/x.db`)
         mirror.wiring = wiring_table(backend=name, location=location if name == "postgres"
-                                     else str(Path(location)),
+                                     else str(Path(sqlite_path(location))),
                                      ledger_id=(mirror.wiring or {}).get("ledger_id"))
         _log.warning("the configuration ledger is unavailable; serving its head mirror",
                      backend=name, location=where, seq=mirror.seq,
