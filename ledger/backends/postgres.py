@@ -215,9 +215,8 @@ def _translate(err: BaseException, location: str, doing: str, idle_ms: int = 0
                           "`moltis-ledger verify`; nothing was written")
     if state == "53100":
         return StoreError(f"{location}: the disk is full ({doing}); nothing was written")
-    import psycopg_pool  # loaded already: only driver errors come here (lazy extra)
-
-    if isinstance(err, psycopg_pool.PoolTimeout):
+    _, pool = _driver()  # loaded already: only driver errors come here
+    if isinstance(err, pool.PoolTimeout):
         return StoreError(f"{location}: no database connection became available ({doing}): "
                           f"{msg}")
     if state.startswith("08") or (not state and _unreachable(err)):
@@ -232,13 +231,11 @@ def _unreachable(err: BaseException) -> bool:
     add others; matching the exact name missed them. Not the OperationalErrors that say
     nothing about the server: a statement after a failed one in a pipeline, and the
     pool's own states (timed out, closed, too many waiting), which are this process's."""
-    import psycopg  # loaded already: only driver errors come here (lazy extra)
-    import psycopg_pool  # as psycopg: the backend loads both
-
-    if isinstance(err, psycopg.errors.PipelineAborted | psycopg_pool.PoolTimeout
-                  | psycopg_pool.PoolClosed | psycopg_pool.TooManyRequests):
+    driver, pool = _driver()  # loaded already: only driver errors come here
+    if isinstance(err, driver.errors.PipelineAborted | pool.PoolTimeout | pool.PoolClosed
+                  | pool.TooManyRequests):
         return False
-    return isinstance(err, psycopg.OperationalError)
+    return isinstance(err, driver.OperationalError)
 
 
 def _connection_lost(err: BaseException) -> bool:
@@ -248,10 +245,8 @@ def _connection_lost(err: BaseException) -> bool:
     if state:
         # connection exceptions; admin shutdown, crash shutdown, cannot connect now
         return state.startswith("08") or state in ("57P01", "57P02", "57P03")
-    import psycopg  # loaded already: only driver errors come here (lazy extra)
-
     # InterfaceError: psycopg's "the connection is closed" kind
-    return _unreachable(err) or isinstance(err, psycopg.InterfaceError)
+    return _unreachable(err) or isinstance(err, _driver()[0].InterfaceError)
 
 
 def _last_result(cur: psycopg.Cursor[Any]) -> psycopg.Cursor[Any]:
